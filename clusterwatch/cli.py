@@ -1,0 +1,61 @@
+"""``clusterwatch`` console script: one sub-command per module in ``clusterwatch.commands``.
+
+Each command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``. Usage errors
+(bad flags, bad config values) exit with status 2 and a message naming the option, like argparse.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from clusterwatch import __version__
+from clusterwatch.errors import UsageError
+
+# Module names under clusterwatch.commands, in the order `clusterwatch --help` lists them.
+COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard")
+
+
+def _command_modules() -> list:
+    modules = []
+    for name in COMMANDS:
+        try:
+            modules.append(importlib.import_module(f"clusterwatch.commands.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"clusterwatch.commands.{name}":
+                raise  # a real import error inside an existing command
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clusterwatch", description="GPU cluster monitoring and operations automation")
+    parser.add_argument("--version", action="version", version=f"clusterwatch {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in _command_modules():
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args) or 0)
+    except UsageError as exc:
+        print(f"clusterwatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

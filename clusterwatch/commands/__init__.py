@@ -1,0 +1,1 @@
+"""Sub-commands of the ``clusterwatch`` console script, one module each."""

@@ -1,0 +1,15 @@
+"""Fixtures shared by every test; component-specific ones live beside their tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.realcomponents import process_factory  # noqa: F401  (re-exported fixture)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
