@@ -12,5 +12,5 @@ class ConfigError(UsageError):
     def __init__(self, field: str, message: str, source: str | None = None) -> None:
         self.field = field
         self.source = source
-        where = f" in {source}" if source else ""
-        super().__init__(f"{field}{where}: {message}")
+        where = f" (from {source})" if source else ""
+        super().__init__(f"{field}: {message}{where}")

@@ -1,0 +1,146 @@
+"""Settings from defaults, a YAML file, environment variables and flags, in that order of precedence.
+
+A command declares its settings once as ``Option``s; from that one list come the argparse flags,
+the environment variable names, the YAML keys and the configuration reference in the docs, so
+none of them can drift from the others. Every bad value is a ``ConfigError`` naming the option and
+where it came from (the file, the variable or the flag), and the CLI turns it into exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+
+from clusterwatch.durations import parse_duration
+from clusterwatch.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: ``name`` is the YAML key and the attribute; flag and env derive from it."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[Any], Any] = str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def env(self, prefix: str) -> str:
+        return f"{prefix}{self.name.upper()}"
+
+
+# Parsers: each takes the raw value (a string from a flag or env var, or any YAML value) and
+# returns the typed value or raises ValueError with a message for the user.
+
+
+def duration(raw: Any) -> float:
+    seconds = parse_duration(raw)
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def optional_path(raw: Any) -> str | None:
+    return None if raw in (None, "") else str(raw)
+
+
+def string_list(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise ValueError("must be a list of strings or a comma-separated string")
+
+
+def optional_string_list(raw: Any) -> list[str] | None:
+    return None if raw in (None, "", []) else string_list(raw)
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)} (got {raw!r})")
+        return str(raw)
+
+    parse.__name__ = f"one of {'|'.join(allowed)}"
+    return parse
+
+
+def host_port(raw: Any) -> str:
+    host, sep, port = str(raw).rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535 (got {raw!r})")
+    return f"{host or '0.0.0.0'}:{port}"
+
+
+def add_flags(parser: argparse.ArgumentParser, options: Iterable[Option], env_prefix: str) -> None:
+    """One flag per option; defaults stay None so that unset flags do not hide file or env values."""
+    parser.add_argument("--config", metavar="FILE", help="YAML file with any of the settings below")
+    for option in options:
+        parser.add_argument(
+            option.flag, dest=option.name, default=None, metavar=option.metavar,
+            help=f"{option.help} ({_default_text(option)}env {option.env(env_prefix)})",
+        )
+
+
+def _default_text(option: Option) -> str:
+    return "" if option.default is None else f"default {option.default}; "
+
+
+def resolve(
+    options: Sequence[Option],
+    *,
+    config_file: str | None,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    env_prefix: str,
+) -> dict[str, Any]:
+    """The value of every option: flag, else env var, else config file, else default."""
+    environ = os.environ if environ is None else environ
+    file_values = _read_file(config_file, {option.name for option in options})
+    values: dict[str, Any] = {}
+    for option in options:
+        raw, source = option.default, None
+        if option.name in file_values:
+            raw, source = file_values[option.name], config_file
+        if option.env(env_prefix) in environ:
+            raw, source = environ[option.env(env_prefix)], f"environment variable {option.env(env_prefix)}"
+        if flags.get(option.name) is not None:
+            raw, source = flags[option.name], f"flag {option.flag}"
+        values[option.name] = raw if source is None else _parse(option, raw, source)
+    return values
+
+
+def _parse(option: Option, raw: Any, source: str | None) -> Any:
+    try:
+        return option.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(option.name, str(exc), source) from None
+
+
+def _read_file(path: str | None, known: set[str]) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read: {exc.strerror}", path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"not valid YAML: {exc}", path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config", "must be a mapping of setting names to values", path)
+    values = {str(key).replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown setting (known: {', '.join(sorted(known))})", path)
+    return values

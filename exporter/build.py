@@ -1,0 +1,42 @@
+"""Builds a node's exporter from its configuration: the one factory the CLI and the simulator share."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+from exporter.collector import CollectorContext, ErrorCounter
+from exporter.config import ExporterConfig
+from exporter.exporter import Exporter
+from exporter.hostfs import FileTree, HostFS
+
+NVML_COLLECTORS = {"gpu", "xid", "jobs"}
+
+
+def create_exporter(
+    config: ExporterConfig,
+    *,
+    nvml_module: Any | None = None,
+    procfs: FileTree | None = None,
+    sysfs: FileTree | None = None,
+    statvfs: Callable[[str], Any] = os.statvfs,
+    clock: Callable[[], float] = time.time,
+) -> Exporter:
+    """An ``Exporter`` for ``config``; pass trees or an NVML module to override what config names."""
+    session = None
+    if NVML_COLLECTORS & set(config.collectors):
+        from exporter.nvml import load_backend
+        from exporter.nvml.session import NvmlSession
+
+        module = nvml_module if nvml_module is not None else load_backend(config.backend, config.fake_scenario)
+        session = NvmlSession(module)
+    ctx = CollectorContext(
+        config=config,
+        procfs=procfs if procfs is not None else HostFS(config.procfs),
+        sysfs=sysfs if sysfs is not None else HostFS(config.sysfs),
+        nvml=session,
+        statvfs=statvfs,
+        clock=clock,
+        errors=ErrorCounter(),
+    )
+    return Exporter(ctx, config.collectors)

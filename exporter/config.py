@@ -1,0 +1,20 @@
+"""The exporter's settings as one typed object; reading them from flags, env and files is the CLI's job."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PORT = 9835
+
+
+@dataclass
+class ExporterConfig:
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    interval: float = 5.0
+    backend: str = "nvml"
+    fake_scenario: str | None = None
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    job_mapping_dir: str | None = None
+    collectors: list[str] = field(default_factory=list)
+    # None: every real (non-pseudo) file system in the mount table, as node_exporter does.
+    filesystem_mount_points: list[str] | None = None

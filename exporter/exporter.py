@@ -1,0 +1,188 @@
+"""One node's exporter: runs the enabled collectors once and renders the result.
+
+The framework part of node_exporter's shape: it times every collector, records whether it
+succeeded, and adds the exporter's own health families, so collectors need not. A collector that
+raises is reported as failed for this cycle and the others' data is still served.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import CollectorRegistry
+
+from clusterwatch import __version__
+from exporter.collector import Collector, CollectorContext, NoDataError, available_collectors
+from exporter.metrics import FamilySet, counter, gauge, metric_table
+
+log = logging.getLogger(__name__)
+
+SELF_METRICS = metric_table(
+    gauge("clusterwatch_exporter_collector_duration_seconds", "Wall time the collector took in the last cycle.",
+          ["collector"], "seconds", "exporter framework"),
+    gauge("clusterwatch_exporter_collector_success", "1 if the collector's last run succeeded (no data counts as success).",
+          ["collector"], "", "exporter framework"),
+    counter("clusterwatch_exporter_collector_errors_total",
+            "Failures of the collector: whole runs that raised and parts (a file, a GPU metric) it had to skip.",
+            ["collector"], "", "exporter framework"),
+    gauge("clusterwatch_exporter_collection_duration_seconds", "Wall time of the last whole collection cycle.",
+          [], "seconds", "exporter framework"),
+    gauge("clusterwatch_exporter_collection_cpu_seconds", "CPU time (user+system, all threads) of the last collection cycle.",
+          [], "seconds", "exporter framework"),
+    gauge("clusterwatch_exporter_last_collection_timestamp_seconds", "Unix time the served snapshot was collected.",
+          [], "seconds", "exporter framework"),
+    counter("clusterwatch_exporter_collections_total", "Collection cycles run since start.", [], "", "exporter framework"),
+    gauge("clusterwatch_exporter_build_info", "Version of the exporter, value 1.", ["version"], "", "exporter framework"),
+)
+
+
+@dataclass
+class Snapshot:
+    """The rendered result of one collection; served as is to every scraper until the next one."""
+
+    text: bytes
+    families: list[Metric]
+    timestamp: float
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _variants: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def render(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        """The exposition in the asked format; other formats are rendered once, on first request."""
+        key = f"{'om' if openmetrics else 'text'}{'.gz' if gzipped else ''}"
+        if key == "text":
+            return self.text
+        with self._lock:
+            if key not in self._variants:
+                body = _render(self.families, openmetrics) if openmetrics else self.text
+                self._variants[key] = gzip.compress(body, compresslevel=5) if gzipped else body
+            return self._variants[key]
+
+
+class _Families:
+    """Adapter so prometheus_client's renderers can take a ready list of families."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def _render(families: Sequence[Metric], openmetrics: bool = False) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
+
+
+class Exporter:
+    """The enabled collectors of one node plus the bookkeeping of their health."""
+
+    def __init__(self, ctx: CollectorContext, collector_names: Sequence[str]) -> None:
+        specs = available_collectors()
+        self.ctx = ctx
+        self.collectors: list[Collector] = [specs[name].factory(ctx) for name in collector_names]
+        self._failures: dict[str, int] = {}
+        self._cycles = 0
+        self._last_results: dict[str, tuple[float, bool]] = {}
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def collect_once(self) -> Snapshot:
+        """Run every collector now; the new snapshot replaces the served one atomically."""
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        if self.ctx.nvml is not None:
+            self.ctx.nvml.refresh()
+        families: list[Metric] = []
+        for collector in self.collectors:
+            families.extend(self._run(collector))
+        self._cycles += 1
+        families.extend(self._self_families(time.perf_counter() - wall_start, time.process_time() - cpu_start))
+        snapshot = Snapshot(_render(families), families, self.ctx.clock())
+        self._snapshot = snapshot
+        return snapshot
+
+    def _run(self, collector: Collector) -> list[Metric]:
+        start = time.perf_counter()
+        try:
+            families = list(collector.collect())
+            ok = True
+        except NoDataError as exc:
+            log.debug("collector %s: no data: %s", collector.name, exc)
+            families, ok = [], True
+        except Exception:  # noqa: BLE001 - one collector failing must never stop the others
+            self._failures[collector.name] = self._failures.get(collector.name, 0) + 1
+            log.exception("collector %s failed", collector.name)
+            families, ok = [], False
+        self._last_results[collector.name] = (time.perf_counter() - start, ok)
+        return families
+
+    def _self_families(self, wall: float, cpu: float) -> FamilySet:
+        out = FamilySet(SELF_METRICS)
+        partial = self.ctx.errors.counts()
+        for collector in self.collectors:
+            duration, ok = self._last_results.get(collector.name, (0.0, False))
+            out.add("clusterwatch_exporter_collector_duration_seconds", duration, collector=collector.name)
+            out.add("clusterwatch_exporter_collector_success", 1 if ok else 0, collector=collector.name)
+            errors = self._failures.get(collector.name, 0) + partial.get(collector.name, 0)
+            out.add("clusterwatch_exporter_collector_errors_total", errors, collector=collector.name)
+        out.add("clusterwatch_exporter_collection_duration_seconds", wall)
+        out.add("clusterwatch_exporter_collection_cpu_seconds", cpu)
+        out.add("clusterwatch_exporter_last_collection_timestamp_seconds", self.ctx.clock())
+        out.add("clusterwatch_exporter_collections_total", self._cycles)
+        out.add("clusterwatch_exporter_build_info", 1, version=__version__)
+        return out
+
+    def close(self) -> None:
+        for collector in self.collectors:
+            try:
+                collector.close()
+            except Exception:  # noqa: BLE001 - closing the rest matters more
+                log.exception("closing collector %s", collector.name)
+        if self.ctx.nvml is not None:
+            self.ctx.nvml.close()
+
+
+class CollectionLoop:
+    """Runs ``exporter.collect_once()`` every ``interval`` seconds in one background thread.
+
+    Scrapes never trigger collection: NVML is called from this thread only, so concurrent
+    scrapers cannot race on the driver, and a scrape costs the same whatever their number.
+    """
+
+    def __init__(self, exporter: Exporter, interval: float) -> None:
+        self.exporter = exporter
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="collection-loop", daemon=True)
+
+    def start(self) -> None:
+        if self.exporter.snapshot is None:
+            self.exporter.collect_once()  # so /metrics has data from its first request
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            try:
+                self.exporter.collect_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive any bug in one cycle
+                log.exception("collection cycle failed")
+            # Fixed-rate schedule: a slow cycle does not shift every later one.
+            next_at += self.interval
+            if next_at < time.monotonic():
+                next_at = time.monotonic() + self.interval
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 5)
