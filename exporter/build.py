@@ -5,7 +5,7 @@ import os
 import time
 from typing import Any, Callable
 
-from exporter.collector import CollectorContext, ErrorCounter
+from exporter.collector import CollectorContext, ErrorCounter, available_collectors
 from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.hostfs import FileTree, HostFS
@@ -39,4 +39,5 @@ def create_exporter(
         clock=clock,
         errors=ErrorCounter(),
     )
-    return Exporter(ctx, config.collectors)
+    specs = available_collectors()
+    return Exporter(ctx, [specs[name].factory(ctx) for name in config.collectors])

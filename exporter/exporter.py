@@ -19,7 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import CollectorRegistry
 
 from clusterwatch import __version__
-from exporter.collector import Collector, CollectorContext, NoDataError, available_collectors
+from exporter.collector import Collector, CollectorContext, NoDataError
 from exporter.metrics import FamilySet, counter, gauge, metric_table
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,9 @@ def _render(families: Sequence[Metric], openmetrics: bool = False) -> bytes:
 class Exporter:
     """The enabled collectors of one node plus the bookkeeping of their health."""
 
-    def __init__(self, ctx: CollectorContext, collector_names: Sequence[str]) -> None:
-        specs = available_collectors()
+    def __init__(self, ctx: CollectorContext, collectors: Sequence[Collector]) -> None:
         self.ctx = ctx
-        self.collectors: list[Collector] = [specs[name].factory(ctx) for name in collector_names]
+        self.collectors = list(collectors)
         self._failures: dict[str, int] = {}
         self._cycles = 0
         self._last_results: dict[str, tuple[float, bool]] = {}
