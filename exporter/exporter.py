@@ -34,7 +34,7 @@ SELF_METRICS = metric_table(
             ["collector"], "", "exporter framework"),
     gauge("clusterwatch_exporter_collection_duration_seconds", "Wall time of the last whole collection cycle.",
           [], "seconds", "exporter framework"),
-    gauge("clusterwatch_exporter_collection_cpu_seconds", "CPU time (user+system, all threads) of the last collection cycle.",
+    gauge("clusterwatch_exporter_collection_cpu_seconds", "CPU time (user+system) the collecting thread spent on the last cycle.",
           [], "seconds", "exporter framework"),
     gauge("clusterwatch_exporter_last_collection_timestamp_seconds", "Unix time the served snapshot was collected.",
           [], "seconds", "exporter framework"),
@@ -98,14 +98,14 @@ class Exporter:
 
     def collect_once(self) -> Snapshot:
         """Run every collector now; the new snapshot replaces the served one atomically."""
-        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        wall_start, cpu_start = time.perf_counter(), time.thread_time()
         if self.ctx.nvml is not None:
             self.ctx.nvml.refresh()
         families: list[Metric] = []
         for collector in self.collectors:
             families.extend(self._run(collector))
         self._cycles += 1
-        families.extend(self._self_families(time.perf_counter() - wall_start, time.process_time() - cpu_start))
+        families.extend(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
         snapshot = Snapshot(_render(families), families, self.ctx.clock())
         self._snapshot = snapshot
         return snapshot
