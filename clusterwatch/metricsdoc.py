@@ -1,0 +1,104 @@
+"""Generates docs/metrics.md from the metric tables declared next to the code that exposes them.
+
+    python -m clusterwatch.metricsdoc > docs/metrics.md      # regenerate
+    python -m clusterwatch.metricsdoc --check docs/metrics.md  # fail if the file is stale (tests do)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable
+
+from exporter.metrics import MetricSpec
+
+# (section title, what feeds it, modules holding its tables) in the order the document shows them.
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("GPU (NVML)", "`clusterwatch exporter`, collectors `gpu` and `xid`", ("exporter.collectors.gpu", "exporter.collectors.xid")),
+    ("Jobs on GPUs", "`clusterwatch exporter`, collector `jobs`", ("exporter.collectors.jobs",)),
+    ("Node (procfs)", "`clusterwatch exporter`, collector `node`", ("exporter.collectors.node", "exporter.collectors.node_*")),
+    ("InfiniBand (sysfs)", "`clusterwatch exporter`, collector `infiniband`", ("exporter.collectors.infiniband",)),
+    ("Storage", "`clusterwatch exporter`, collector `storage`", ("exporter.collectors.storage",)),
+    ("Exporter health", "`clusterwatch exporter`, every collection", ("exporter.exporter",)),
+    ("Scheduler (Slurm)", "`clusterwatch serve --scheduler ...`, on the server's `/metrics`", ("scheduler.*",)),
+)
+
+INTRO = """\
+# Metrics
+
+Every metric ClusterWatch exposes, generated from the tables in the code that exposes them
+(`python -m clusterwatch.metricsdoc > docs/metrics.md`; a test fails when this file is stale).
+
+Conventions (see DESIGN.md): base units (bytes, seconds, watts, celsius, hertz, joules, ratios
+0-1), `_total` for counters, `_info` gauges of value 1 carry identity. The `instance` label is the
+node's name as the scheduler knows it; scrape configs set it (the exporter does not add it).
+GPU series carry `gpu` (index on the node) and `uuid`. Jobs are attributed by a join, not a label
+on every series: `gpu_job_info{gpu,uuid,job_id} 1` from the node, `slurm_job_info{job_id,...} 1`
+from the scheduler, e.g.
+
+    avg by (job_id) (gpu_utilization_ratio * on (instance, gpu) group_left (job_id) gpu_job_info)
+
+Node metrics keep node_exporter's names (camelCase `/proc/meminfo` fields included), so rules and
+dashboards written for node_exporter work unchanged.
+"""
+
+
+def _modules(pattern: str) -> list[ModuleType]:
+    if not pattern.endswith("*"):
+        try:
+            return [importlib.import_module(pattern)]
+        except ModuleNotFoundError:
+            return []
+    package_name, _, prefix = pattern[:-1].rpartition(".")
+    try:
+        package = importlib.import_module(package_name)
+    except ModuleNotFoundError:
+        return []
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if info.name.startswith(prefix))
+    return [importlib.import_module(f"{package_name}.{name}") for name in names]
+
+
+def tables_in(module: ModuleType) -> Iterable[MetricSpec]:
+    """Every MetricSpec in the module's metric tables (dicts of name -> MetricSpec)."""
+    for value in vars(module).values():
+        if isinstance(value, dict) and value and all(isinstance(v, MetricSpec) for v in value.values()):
+            yield from value.values()
+
+
+def render() -> str:
+    lines = [INTRO]
+    seen: set[str] = set()
+    for title, fed_by, patterns in SECTIONS:
+        specs = [spec for pattern in patterns for module in _modules(pattern) for spec in tables_in(module)]
+        specs = [spec for spec in specs if not (spec.name in seen or seen.add(spec.name))]
+        if not specs:
+            continue
+        lines += [f"## {title}", "", f"Exposed by {fed_by}.", "",
+                  "| name | type | unit | labels | source | description |", "|---|---|---|---|---|---|"]
+        for spec in sorted(specs, key=lambda s: s.name):
+            labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+            cells = [f"`{spec.name}`", spec.type, spec.unit or "-", labels, spec.source or "-", spec.help]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from what would be generated")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if Path(args.check).read_text() != text:
+            print(f"{args.check} is stale: run python -m clusterwatch.metricsdoc > {args.check}", file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
