@@ -1,0 +1,328 @@
+"""Node collector: CPU, load, memory, file systems, disks, network, pressure, with node_exporter's names.
+
+One collector instead of node_exporter's eight (cpu, loadavg, meminfo, vmstat, stat, filesystem,
+diskstats, netdev, pressure) because here they are one cycle's reads of one procfs tree; names,
+label sets and unit conversions are node_exporter 1.5's, so either exporter feeds the same rules
+and dashboards. Each source file is read and parsed on its own (``read_source``): a file that
+cannot be read or parsed is skipped and counted, the others are still exposed.
+
+``statvfs`` on a hung NFS or Lustre server blocks in the kernel, so for network file systems it
+runs in a worker thread with a deadline; a mount that misses it is reported with
+``node_filesystem_device_error`` and not asked again until the blocked call returns (node_exporter
+does the same with its stuck-mount list).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+from typing import Any, Callable
+
+from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
+from exporter.metrics import FamilySet, MetricSpec, counter, gauge, metric_table
+from exporter.procfs import (
+    CPU_MODES,
+    GUEST_MODES,
+    SECTOR_BYTES,
+    Mount,
+    parse_diskstats,
+    parse_key_values,
+    parse_loadavg,
+    parse_meminfo,
+    parse_mounts,
+    parse_net_dev,
+    parse_pressure,
+    parse_stat,
+    read_source,
+)
+
+FS_LABELS = ("device", "fstype", "mountpoint")
+
+# (column in /proc/diskstats after the device name, name, help, scale to base units, unit)
+DISK_COLUMNS = (
+    (0, "node_disk_reads_completed_total", "The total number of reads completed successfully.", 1, "reads"),
+    (1, "node_disk_reads_merged_total", "The total number of reads merged.", 1, "reads"),
+    (2, "node_disk_read_bytes_total", "The total number of bytes read successfully.", SECTOR_BYTES, "bytes"),
+    (3, "node_disk_read_time_seconds_total", "The total number of seconds spent by all reads.", 0.001, "seconds"),
+    (4, "node_disk_writes_completed_total", "The total number of writes completed successfully.", 1, "writes"),
+    (5, "node_disk_writes_merged_total", "The number of writes merged.", 1, "writes"),
+    (6, "node_disk_written_bytes_total", "The total number of bytes written successfully.", SECTOR_BYTES, "bytes"),
+    (7, "node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes.", 0.001, "seconds"),
+    (8, "node_disk_io_now", "The number of I/Os currently in progress.", 1, "requests"),
+    (9, "node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.", 0.001, "seconds"),
+    (10, "node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os.", 0.001, "seconds"),
+    (11, "node_disk_discards_completed_total", "The total number of discards completed successfully.", 1, "discards"),
+    (12, "node_disk_discards_merged_total", "The total number of discards merged.", 1, "discards"),
+    (13, "node_disk_discarded_sectors_total", "The total number of sectors discarded successfully.", 1, "sectors"),
+    (14, "node_disk_discard_time_seconds_total", "This is the total number of seconds spent by all discards.", 0.001, "seconds"),
+    (15, "node_disk_flush_requests_total", "The total number of flush requests completed successfully", 1, "requests"),
+    (16, "node_disk_flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests.", 0.001, "seconds"),
+)
+
+# /proc/net/dev columns: 8 receive then 8 transmit, named as node_exporter's netdev collector does.
+NET_COLUMNS = tuple(f"node_network_receive_{c}_total" for c in
+                    ("bytes", "packets", "errs", "drop", "fifo", "frame", "compressed", "multicast")) + \
+    tuple(f"node_network_transmit_{c}_total" for c in
+          ("bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"))
+
+# (resource, PSI line, name): "some" = at least one task waiting, "full" = all non-idle stalled.
+PRESSURE = (
+    ("cpu", "some", "node_pressure_cpu_waiting_seconds_total"),
+    ("cpu", "full", "node_pressure_cpu_stalled_seconds_total"),
+    ("memory", "some", "node_pressure_memory_waiting_seconds_total"),
+    ("memory", "full", "node_pressure_memory_stalled_seconds_total"),
+    ("io", "some", "node_pressure_io_waiting_seconds_total"),
+    ("io", "full", "node_pressure_io_stalled_seconds_total"),
+)
+
+# node_exporter's default --collector.vmstat.fields="^(oom_kill|pgpg|pswp|pg.*fault).*"
+VMSTAT_FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
+VMSTAT_HELP = {
+    "oom_kill": "Number of processes killed by the kernel's out-of-memory killer.",
+    "pgpgin": "Kilobytes paged in from disk.",
+    "pgpgout": "Kilobytes paged out to disk.",
+    "pswpin": "Pages swapped in.",
+    "pswpout": "Pages swapped out.",
+    "pgfault": "Page faults (minor and major).",
+    "pgmajfault": "Major page faults (needing disk I/O).",
+}
+
+# node_exporter 1.5 defaults for which mounts are "real" file systems.
+PSEUDO_FSTYPES = re.compile(
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660"
+    r"|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+EXCLUDED_MOUNT_POINTS = re.compile(
+    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+# Partitions and virtual devices, node_exporter's --collector.diskstats.device-exclude default.
+EXCLUDED_DISKS = re.compile(r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
+# File systems whose statvfs can block on a remote server.
+NETWORK_FSTYPES = frozenset({"nfs", "nfs4", "lustre", "cifs", "smb3", "ceph", "glusterfs", "gpfs",
+                             "beegfs", "wekafs", "9p", "afs"})
+
+TABLE = metric_table(
+    counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", ("cpu", "mode"),
+            "seconds", "/proc/stat"),
+    counter("node_cpu_guest_seconds_total", "Seconds the CPUs spent in guests (VMs) for each mode.",
+            ("cpu", "mode"), "seconds", "/proc/stat"),
+    gauge("node_boot_time_seconds", "Node boot time, in unixtime.", (), "seconds", "/proc/stat (btime)"),
+    counter("node_context_switches_total", "Total number of context switches.", (), "switches",
+            "/proc/stat (ctxt)"),
+    counter("node_forks_total", "Total number of forks.", (), "forks", "/proc/stat (processes)"),
+    counter("node_intr_total", "Total number of interrupts serviced.", (), "interrupts", "/proc/stat (intr)"),
+    gauge("node_procs_running", "Number of processes in runnable state.", (), "processes",
+          "/proc/stat (procs_running)"),
+    gauge("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", (), "processes",
+          "/proc/stat (procs_blocked)"),
+    gauge("node_load1", "1m load average.", (), "load", "/proc/loadavg"),
+    gauge("node_load5", "5m load average.", (), "load", "/proc/loadavg"),
+    gauge("node_load15", "15m load average.", (), "load", "/proc/loadavg"),
+    *(gauge(f"node_vmstat_{name}", f"/proc/vmstat information field {name}: {text}", (), "", "/proc/vmstat")
+      for name, text in VMSTAT_HELP.items()),
+    *(gauge(name, text, ("device",), unit, "/proc/diskstats") if name == "node_disk_io_now"
+      else counter(name, text, ("device",), unit, "/proc/diskstats")
+      for _, name, text, _, unit in DISK_COLUMNS),
+    *(counter(name, f"Network device statistic {name[len('node_network_'):-len('_total')]}.", ("device",),
+              "bytes" if "bytes" in name else "packets" if "packets" in name else "events", "/proc/net/dev")
+      for name in NET_COLUMNS),
+    *(counter(name, f"Total time in seconds that {'some' if line == 'some' else 'all non-idle'} tasks "
+              f"{'waited' if line == 'some' else 'were stalled'} for {resource}.", (), "seconds",
+              f"/proc/pressure/{resource} ({line} total)")
+      for resource, line, name in PRESSURE),
+    gauge("node_filesystem_size_bytes", "Filesystem size in bytes.", FS_LABELS, "bytes",
+          "statvfs(mountpoint) f_blocks*f_frsize; mounts from /proc/1/mounts"),
+    gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.", FS_LABELS, "bytes",
+          "statvfs(mountpoint) f_bfree*f_frsize"),
+    gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.",
+          FS_LABELS, "bytes", "statvfs(mountpoint) f_bavail*f_frsize"),
+    gauge("node_filesystem_files", "Filesystem total file nodes.", FS_LABELS, "inodes",
+          "statvfs(mountpoint) f_files"),
+    gauge("node_filesystem_files_free", "Filesystem total free file nodes.", FS_LABELS, "inodes",
+          "statvfs(mountpoint) f_ffree"),
+    gauge("node_filesystem_readonly", "Filesystem read-only status.", FS_LABELS, "boolean",
+          "statvfs(mountpoint) f_flag & ST_RDONLY"),
+    gauge("node_filesystem_device_error", "Whether an error occurred while getting statistics for the "
+          "given device (1: statvfs failed or timed out).", FS_LABELS, "boolean", "statvfs(mountpoint)"),
+)
+
+_MEMINFO_SOURCE = "/proc/meminfo"
+
+
+class StatvfsGuard:
+    """``statvfs`` with a deadline for network file systems, remembering mounts that hang."""
+
+    def __init__(self, statvfs: Callable[[str], Any], timeout: float) -> None:
+        self._statvfs = statvfs
+        self.timeout = timeout
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stuck: set[str] = set()  # touched by the worker's done-callback: set ops hold the GIL
+
+    def __call__(self, mountpoint: str, network: bool) -> Any:
+        if not network:
+            return self._statvfs(mountpoint)
+        if mountpoint in self._stuck:
+            raise TimeoutError(f"statvfs({mountpoint}) still blocked from an earlier cycle")
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="statvfs")
+        future = self._pool.submit(self._statvfs, mountpoint)
+        try:
+            return future.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            self._stuck.add(mountpoint)
+            future.add_done_callback(lambda _: self._stuck.discard(mountpoint))
+            raise TimeoutError(f"statvfs({mountpoint}) took over {self.timeout}s") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            # A worker blocked in the kernel cannot be joined; do not wait for it.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def is_real_filesystem(mount: Mount) -> bool:
+    """node_exporter's default: not a pseudo file system type and not under /dev, /proc, /run..."""
+    return not PSEUDO_FSTYPES.match(mount.fstype) and not EXCLUDED_MOUNT_POINTS.match(mount.mountpoint)
+
+
+@register_collector("node")
+class NodeCollector(Collector):
+    """Host CPU, load, memory, file systems, disks, network and pressure (node_exporter names)."""
+
+    # Below node_exporter's 5 s mount timeout: a stuck mount must not eat a 5 s collection cycle.
+    STATVFS_TIMEOUT = 2.0
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        super().__init__(ctx)
+        self._statvfs = StatvfsGuard(ctx.statvfs, self.STATVFS_TIMEOUT)
+        self._meminfo_specs: dict[str, MetricSpec] = {}
+
+    def collect(self) -> FamilySet:
+        procfs = self.ctx.procfs
+        if not procfs.exists("stat"):
+            raise NoDataError(f"no stat file in {procfs!r}: not a procfs tree")
+        out = FamilySet(TABLE)
+        self._stat(out)
+        load = read_source(procfs, "loadavg", parse_loadavg, self.skip)
+        if load is not None:
+            out.add("node_load1", load[0])
+            out.add("node_load5", load[1])
+            out.add("node_load15", load[2])
+        self._meminfo(out)
+        vmstat = read_source(procfs, "vmstat", lambda t: parse_key_values(t, VMSTAT_FIELDS.match), self.skip)
+        for name, value in (vmstat or {}).items():
+            if name in VMSTAT_HELP:
+                out.add(f"node_vmstat_{name}", value)
+        self._diskstats(out)
+        self._netdev(out)
+        self._pressure(out)
+        self._filesystems(out)
+        return out
+
+    def _stat(self, out: FamilySet) -> None:
+        stat = read_source(self.ctx.procfs, "stat", parse_stat, self.skip)
+        if stat is None:
+            return
+        for cpu in stat.cpus:
+            for mode, seconds in zip(CPU_MODES, cpu.modes):
+                out.add("node_cpu_seconds_total", seconds, cpu=cpu.cpu, mode=mode)
+            for mode, seconds in zip(GUEST_MODES, cpu.guest):
+                out.add("node_cpu_guest_seconds_total", seconds, cpu=cpu.cpu, mode=mode)
+        for name, value in (
+            ("node_boot_time_seconds", stat.boot_time),
+            ("node_context_switches_total", stat.context_switches),
+            ("node_forks_total", stat.forks),
+            ("node_intr_total", stat.interrupts),
+            ("node_procs_running", stat.procs_running),
+            ("node_procs_blocked", stat.procs_blocked),
+        ):
+            if value is not None:
+                out.add(name, value)
+
+    def _meminfo(self, out: FamilySet) -> None:
+        fields = read_source(self.ctx.procfs, "meminfo", parse_meminfo, self.skip)
+        for key, value in fields or ():
+            spec = self._meminfo_specs.get(key)
+            if spec is None:
+                spec = self._meminfo_specs[key] = gauge(
+                    f"node_memory_{key}", f"Memory information field {key}.", (),
+                    "bytes" if key.endswith("_bytes") else "", _MEMINFO_SOURCE,
+                )
+            out.declare(spec)
+            out.add(spec.name, value)
+
+    def _diskstats(self, out: FamilySet) -> None:
+        for device, values in read_source(self.ctx.procfs, "diskstats", parse_diskstats, self.skip) or ():
+            if EXCLUDED_DISKS.match(device):
+                continue
+            for column, name, _, scale, _ in DISK_COLUMNS:
+                if column < len(values):
+                    out.add(name, values[column] * scale, device=device)
+
+    def _netdev(self, out: FamilySet) -> None:
+        for device, values in read_source(self.ctx.procfs, "net/dev", parse_net_dev, self.skip) or ():
+            for name, value in zip(NET_COLUMNS, values):
+                out.add(name, value, device=device)
+
+    def _pressure(self, out: FamilySet) -> None:
+        totals: dict[str, dict[str, float] | None] = {}
+        for resource, line, name in PRESSURE:
+            if resource not in totals:
+                # Kernels built without PSI (or booted with psi=0) have no files: not an error.
+                totals[resource] = read_source(
+                    self.ctx.procfs, f"pressure/{resource}", parse_pressure, self.skip, absent_ok=True
+                )
+            seconds = (totals[resource] or {}).get(line)
+            if seconds is not None:
+                out.add(name, seconds)
+
+    def _mounts(self) -> list[Mount] | None:
+        # /proc/1/mounts is the host's table even when the exporter runs in its own mount
+        # namespace with the host's /proc mounted in; hidepid can hide it, hence the fallback.
+        mounts = read_source(self.ctx.procfs, "1/mounts", parse_mounts, self.skip, absent_ok=True)
+        if mounts is None:
+            mounts = read_source(self.ctx.procfs, "self/mounts", parse_mounts, self.skip)
+        return mounts
+
+    def _selected_mounts(self, mounts: list[Mount]) -> list[Mount]:
+        wanted = getattr(self.ctx.config, "filesystem_mount_points", None)
+        if not wanted:
+            seen: dict[str, Mount] = {}
+            for mount in mounts:
+                if is_real_filesystem(mount):
+                    seen[mount.mountpoint] = mount  # the last mount on a path is the visible one
+            return list(seen.values())
+        by_path = {mount.mountpoint: mount for mount in mounts}
+        selected = []
+        for path in wanted:
+            mount = by_path.get(path.rstrip("/") or "/")
+            if mount is None:
+                # A configured mount that is absent (a Lustre client that failed to mount) must
+                # show as an error, never as silence.
+                self.skip(f"filesystem {path}: not mounted")
+            else:
+                selected.append(mount)
+        return selected
+
+    def _filesystems(self, out: FamilySet) -> None:
+        mounts = self._mounts()
+        if mounts is None:
+            return
+        for mount in self._selected_mounts(mounts):
+            labels = {"device": mount.device, "fstype": mount.fstype, "mountpoint": mount.mountpoint}
+            network = mount.fstype in NETWORK_FSTYPES or mount.fstype.startswith("fuse.")
+            try:
+                st = self._statvfs(mount.mountpoint, network)
+            except (OSError, TimeoutError) as exc:
+                self.skip(f"statvfs({mount.mountpoint})", exc)
+                out.add("node_filesystem_device_error", 1, **labels)
+                continue
+            out.add("node_filesystem_device_error", 0, **labels)
+            out.add("node_filesystem_size_bytes", st.f_blocks * st.f_frsize, **labels)
+            out.add("node_filesystem_free_bytes", st.f_bfree * st.f_frsize, **labels)
+            out.add("node_filesystem_avail_bytes", st.f_bavail * st.f_frsize, **labels)
+            out.add("node_filesystem_files", st.f_files, **labels)
+            out.add("node_filesystem_files_free", st.f_ffree, **labels)
+            out.add("node_filesystem_readonly", 1 if st.f_flag & os.ST_RDONLY else 0, **labels)
+
+    def close(self) -> None:
+        self._statvfs.close()
