@@ -1,0 +1,561 @@
+"""A fake NVML: pynvml's functions, argument types, return structures and error codes, no GPU.
+
+``FakeNVML`` is handed to the exporter in place of the ``pynvml`` module. Its functions take
+and return what the real ones do (ctypes handles of type ``c_nvmlDevice_t``, ``c_nvmlMemory_t``,
+``c_nvmlFieldValue_t`` arrays, ``str`` for the calls pynvml decodes, friendly objects for
+processes) and raise ``pynvml.NVMLError(code)``, which builds the same subclass the real library
+raises. Anything it does not define (constants, struct classes, error classes) is read from the
+real ``pynvml`` module, so collector code cannot tell the two apart. A real function the fake
+does not implement raises ``NVMLError_FunctionNotFound``, as an older driver would.
+
+Values come from a ``FakeState`` that tests and the cluster simulator change at run time from
+other threads: every call runs under the state's lock, and XID events are handed to waiting
+``nvmlEventSetWait`` callers through a condition variable on that lock.
+
+Two ways a GPU goes away, as on real nodes:
+- ``lost``: still enumerated, but every call on it (and ``nvmlDeviceGetHandleByIndex``) raises
+  ``NVMLError_GpuIsLost``; the state a GPU is in right after falling off the bus.
+- ``absent``: no longer enumerated at all (``nvmlDeviceGetCount`` is one less and the indices
+  of later GPUs shift down, as after the driver re-enumerates); stale handles raise GpuIsLost.
+``FakeGPU.index`` is the GPU's index with every GPU present (its minor number); NVML's index
+(``nvmlDeviceGetIndex``) is its position among the present GPUs, like the real one.
+"""
+from __future__ import annotations
+
+import ctypes
+import inspect
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Callable, TypeVar
+
+import pynvml
+from pynvml import NVMLError
+
+NOT_A_MIG_ID = 0xFFFFFFFF  # what NVML reports as instance ids on a GPU without MIG
+GIB = 1024**3
+
+# Event types the fake accepts in nvmlDeviceRegisterEvents; only XIDs are ever delivered.
+SUPPORTED_EVENT_TYPES = (
+    pynvml.nvmlEventTypeXidCriticalError
+    | pynvml.nvmlEventTypeSingleBitEccError
+    | pynvml.nvmlEventTypeDoubleBitEccError
+    | pynvml.nvmlEventTypePState
+    | pynvml.nvmlEventTypeClock
+)
+
+# pynvml helpers that never touch the library, so the fake may hand out the real ones.
+_PURE_HELPERS = frozenset({"nvmlStructToFriendlyObject", "nvmlFriendlyObject"})
+
+
+def _opaque_handle(pointer_type: Any) -> Any:
+    """A real ctypes pointer of ``pointer_type`` to a private byte: its address is its identity."""
+    return ctypes.cast(ctypes.create_string_buffer(1), pointer_type)
+
+
+def _address(handle: Any) -> int:
+    try:
+        return ctypes.addressof(handle.contents)
+    except (AttributeError, TypeError, ValueError):  # not a pointer, or a NULL one
+        return 0
+
+
+@dataclass
+class FakeProcess:
+    """A compute process on a GPU; ``used_gpu_memory`` in bytes, None where NVML cannot tell."""
+
+    pid: int
+    used_gpu_memory: int | None = 0
+    gpu_instance_id: int = NOT_A_MIG_ID
+    compute_instance_id: int = NOT_A_MIG_ID
+
+
+@dataclass(eq=False)
+class FakeMigInstance:
+    """One MIG compute instance, reached through ``nvmlDeviceGetMigDeviceHandleByIndex``."""
+
+    gpu_instance_id: int
+    compute_instance_id: int
+    uuid: str
+    profile: str  # "1g.10gb": MIG device names end with it
+    memory_total: int
+    memory_used: int = 0
+    handle: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.handle = _opaque_handle(pynvml.c_nvmlDevice_t)
+
+
+@dataclass
+class FakeNvLink:
+    """State and error counters of one NVLink."""
+
+    up: bool = True
+    replay: int = 0
+    recovery: int = 0
+    crc_flit: int = 0
+    crc_data: int = 0
+
+
+@dataclass(eq=False)
+class FakeGPU:
+    """One GPU's identity and readings, in the units NVML reports them (mW, mJ, MHz, KB/s, %)."""
+
+    index: int
+    uuid: str
+    name: str = "NVIDIA H100 80GB HBM3"
+    serial: str = ""
+    pci_bus_id: str = ""
+    vbios: str = "96.00.99.00.01"
+    utilization_gpu: int = 0
+    utilization_memory: int = 0
+    memory_total: int = 80 * GIB
+    memory_used: int = 0
+    temperature_gpu: int = 30
+    temperature_memory: int = 35
+    power_mw: int = 70_000
+    power_limit_mw: int = 700_000
+    energy_mj: int = 0
+    clock_sm_mhz: int = 345
+    clock_mem_mhz: int = 2619
+    max_clock_sm_mhz: int = 1980
+    max_clock_mem_mhz: int = 2619
+    clock_event_reasons: int = pynvml.nvmlClocksEventReasonGpuIdle
+    # Accumulated time (ns) each reason held clocks down, keyed by the reason's bit.
+    clock_event_ns: dict[int, int] = field(default_factory=dict)
+    pcie_tx_kbps: int = 0
+    pcie_rx_kbps: int = 0
+    pcie_replay: int = 0
+    pcie_gen: int = 5
+    pcie_gen_max: int = 5
+    pcie_width: int = 16
+    pcie_width_max: int = 16
+    ecc_sbe_volatile: int = 0
+    ecc_dbe_volatile: int = 0
+    ecc_sbe_aggregate: int = 0
+    ecc_dbe_aggregate: int = 0
+    retired_sbe: int = 0
+    retired_dbe: int = 0
+    retired_pending: bool = False
+    remapped_correctable: int = 0
+    remapped_uncorrectable: int = 0
+    remap_pending: bool = False
+    remap_failure: bool = False
+    nvlinks: list[FakeNvLink] = field(default_factory=list)
+    fan_speed: int = 0
+    pstate: int = 0
+    persistence_mode: bool = True
+    recovery_action: int = pynvml.NVML_GPU_RECOVERY_ACTION_NONE
+    mig_mode: bool = False
+    mig_instances: list[FakeMigInstance] = field(default_factory=list)
+    processes: list[FakeProcess] = field(default_factory=list)
+    lost: bool = False
+    absent: bool = False
+    # pynvml function names (or NVML_FI_* field names) answering NOT_SUPPORTED on this GPU.
+    unsupported: set[str] = field(default_factory=set)
+    # pynvml function names (or NVML_FI_* field names) -> NVML_ERROR_* code they raise.
+    failing: dict[str, int] = field(default_factory=dict)
+    handle: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.handle = _opaque_handle(pynvml.c_nvmlDevice_t)
+        if not self.serial:
+            self.serial = f"165442{self.index:07d}"
+        if not self.pci_bus_id:
+            self.pci_bus_id = f"00000000:{H100_BUSES[self.index % len(H100_BUSES)]:02X}:00.0"
+
+
+# PCI buses of the eight GPUs of a DGX/HGX H100 board, in NVML enumeration order.
+H100_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+
+
+@dataclass
+class FakeXid:
+    """An XID as injected: the ground truth the simulator can compare the exporter against."""
+
+    gpu_index: int
+    xid: int
+    timestamp_us: int
+
+
+@dataclass(eq=False)
+class _EventSet:
+    handle: Any
+    masks: dict[int, int] = field(default_factory=dict)  # id(FakeGPU) -> registered event types
+    pending: deque[tuple[FakeGPU, int, int]] = field(default_factory=deque)  # (gpu, type, data)
+    freed: bool = False
+
+
+class FakeState:
+    """What the fake NVML reports; safe to change from any thread while the exporter runs.
+
+    Change fields under ``with state.lock:`` when several must change together (the exporter
+    then never sees half of an update).
+    """
+
+    def __init__(
+        self,
+        gpus: list[FakeGPU] | None = None,
+        driver_version: str = "550.90.07",
+        cuda_driver_version: int = 12040,
+    ) -> None:
+        self.lock = threading.RLock()
+        self._event_ready = threading.Condition(self.lock)
+        self.gpus: list[FakeGPU] = list(gpus or [])
+        self.driver_version = driver_version
+        self.cuda_driver_version = cuda_driver_version
+        self.library_missing = False
+        self.init_error: int | None = None
+        self.xid_history: list[FakeXid] = []
+        self._event_sets: dict[int, _EventSet] = {}
+
+    @classmethod
+    def h100_node(cls, gpus: int = 8, seed: int = 0) -> "FakeState":
+        """A node of ``gpus`` idle H100 80GB SXM GPUs with plausible, seed-dependent readings."""
+        rng = random.Random(seed)
+        return cls([h100_gpu(index, rng) for index in range(gpus)])
+
+    def gpu(self, index: int) -> FakeGPU:
+        """The GPU whose ``FakeGPU.index`` is ``index``."""
+        with self.lock:
+            for gpu in self.gpus:
+                if gpu.index == index:
+                    return gpu
+        raise KeyError(f"no fake GPU with index {index}")
+
+    def present_gpus(self) -> list[FakeGPU]:
+        """The GPUs NVML enumerates, in enumeration order."""
+        with self.lock:
+            return sorted((gpu for gpu in self.gpus if not gpu.absent), key=lambda gpu: gpu.index)
+
+    def inject_xid(self, gpu_index: int, xid: int, timestamp_us: int | None = None) -> None:
+        """Queue an XID critical error on every event set that registered XIDs on that GPU.
+
+        The event NVML delivers (``c_nvmlEventData_t``) carries no time; ``timestamp_us`` is kept
+        in ``xid_history`` only, as the ground truth of when the fault happened.
+        """
+        stamp = timestamp_us if timestamp_us is not None else time.time_ns() // 1000
+        with self.lock:
+            gpu = self.gpu(gpu_index)
+            self.xid_history.append(FakeXid(gpu_index, xid, stamp))
+            for event_set in self._event_sets.values():
+                if event_set.masks.get(id(gpu), 0) & pynvml.nvmlEventTypeXidCriticalError:
+                    event_set.pending.append((gpu, pynvml.nvmlEventTypeXidCriticalError, xid))
+            self._event_ready.notify_all()
+
+
+def h100_gpu(index: int, rng: random.Random | None = None) -> FakeGPU:
+    """One idle H100 80GB HBM3 (SXM5) with the limits and clocks the real board reports."""
+    rng = rng or random.Random(index)
+    uuid = "GPU-" + "-".join(
+        "".join(rng.choice("0123456789abcdef") for _ in range(width)) for width in (8, 4, 4, 4, 12)
+    )
+    return FakeGPU(
+        index=index,
+        uuid=uuid,
+        serial=f"1654423{rng.randrange(10**6):06d}",
+        memory_used=rng.randrange(400, 600) * 1024**2,  # driver and context overhead
+        temperature_gpu=rng.randrange(28, 36),
+        temperature_memory=rng.randrange(30, 40),
+        power_mw=rng.randrange(65_000, 80_000),
+        energy_mj=rng.randrange(10**9, 5 * 10**9),
+        clock_sm_mhz=345,
+        nvlinks=[FakeNvLink() for _ in range(18)],
+        fan_speed=0,
+    )
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _base_name(name: str) -> str:
+    return re.sub(r"_v\d+$", "", name)
+
+
+def _on_device(method: _Method) -> _Method:
+    """Wrap a device query: resolve the handle to (gpu, mig) and raise what NVML would first."""
+    names = (method.__name__, _base_name(method.__name__))
+
+    @wraps(method)
+    def call(self: "FakeNVML", handle: Any, *args: Any) -> Any:
+        with self.state.lock:
+            gpu, mig = self._resolve(handle)
+            _raise_configured(gpu, names)
+            return method(self, gpu, mig, *args)
+
+    return call  # type: ignore[return-value]
+
+
+def _on_gpu(method: _Method) -> _Method:
+    """Like ``_on_device`` for queries NVML answers on whole GPUs only (NOT_SUPPORTED on MIG)."""
+
+    @wraps(method)
+    def call(self: "FakeNVML", gpu: FakeGPU, mig: FakeMigInstance | None, *args: Any) -> Any:
+        if mig is not None:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return method(self, gpu, *args)
+
+    return _on_device(call)  # type: ignore[return-value]
+
+
+def _raise_configured(gpu: FakeGPU, names: tuple[str, ...]) -> None:
+    for name in names:
+        if name in gpu.failing:
+            raise NVMLError(gpu.failing[name])
+    for name in names:
+        if name in gpu.unsupported:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+
+def _process_object(process: FakeProcess) -> Any:
+    """The friendly object pynvml builds from a ``c_nvmlProcessInfo_t``, built the same way."""
+    unavailable = pynvml.NVML_VALUE_NOT_AVAILABLE_ulonglong.value
+    memory = unavailable if process.used_gpu_memory is None else process.used_gpu_memory
+    info = pynvml.c_nvmlProcessInfo_t(
+        pid=process.pid,
+        usedGpuMemory=memory,
+        gpuInstanceId=process.gpu_instance_id,
+        computeInstanceId=process.compute_instance_id,
+    )
+    obj = pynvml.nvmlStructToFriendlyObject(info)
+    if obj.usedGpuMemory == unavailable:
+        obj.usedGpuMemory = None
+    return obj
+
+
+def _function_not_found(name: str) -> Callable[..., Any]:
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    missing.__name__ = name
+    return missing
+
+
+class FakeNVML:
+    """Module-like stand-in for ``pynvml`` reading a ``FakeState``."""
+
+    def __init__(self, state: FakeState | None = None) -> None:
+        self.state = state if state is not None else FakeState.h100_node()
+        self._init_count = 0
+        self._handles: dict[int, tuple[FakeGPU, FakeMigInstance | None]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(pynvml, name)
+        if name.startswith("nvml") and inspect.isfunction(value) and name not in _PURE_HELPERS:
+            return _function_not_found(name)
+        return value
+
+    # -- library --------------------------------------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self.nvmlInitWithFlags(0)
+
+    def nvmlInitWithFlags(self, flags: int) -> None:
+        with self.state.lock:
+            if self.state.library_missing:
+                raise NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+            if self.state.init_error is not None:
+                raise NVMLError(self.state.init_error)
+            self._init_count += 1
+
+    def nvmlShutdown(self) -> None:
+        with self.state.lock:
+            self._require_init()
+            self._init_count -= 1
+
+    def _require_init(self) -> None:
+        if self._init_count <= 0:
+            raise NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        with self.state.lock:
+            self._require_init()
+            return self.state.driver_version
+
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        with self.state.lock:
+            self._require_init()
+            return f"12.{self.state.driver_version}"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        with self.state.lock:
+            self._require_init()
+            return self.state.cuda_driver_version
+
+    nvmlSystemGetCudaDriverVersion_v2 = nvmlSystemGetCudaDriverVersion
+
+    # -- enumeration and handles ------------------------------------------------------------------
+
+    def nvmlDeviceGetCount(self) -> int:
+        with self.state.lock:
+            self._require_init()
+            return len(self.state.present_gpus())
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
+        with self.state.lock:
+            self._require_init()
+            present = self.state.present_gpus()
+            if not 0 <= index < len(present):
+                raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+            gpu = present[index]
+            if gpu.lost:
+                raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+            return gpu.handle
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> Any:
+        wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
+        return self._handle_where(lambda gpu: gpu.uuid == wanted)
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str | bytes) -> Any:
+        wanted = (bus_id.decode() if isinstance(bus_id, bytes) else bus_id).upper()
+        return self._handle_where(lambda gpu: gpu.pci_bus_id.upper() == wanted)
+
+    def _handle_where(self, matches: Callable[[FakeGPU], bool]) -> Any:
+        with self.state.lock:
+            self._require_init()
+            for gpu in self.state.present_gpus():
+                if matches(gpu):
+                    if gpu.lost:
+                        raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+                    return gpu.handle
+            raise NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def _resolve(self, handle: Any) -> tuple[FakeGPU, FakeMigInstance | None]:
+        self._require_init()
+        address = _address(handle)
+        if address not in self._handles:
+            self._index_handles()
+        if address not in self._handles:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        gpu, mig = self._handles[address]
+        if gpu.lost or gpu.absent or gpu not in self.state.gpus:
+            raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return gpu, mig
+
+    def _index_handles(self) -> None:
+        # Rebuilt on a miss only: the simulator may add GPUs or MIG instances at any time.
+        self._handles = {}
+        for gpu in self.state.gpus:
+            self._handles[_address(gpu.handle)] = (gpu, None)
+            for mig in gpu.mig_instances:
+                self._handles[_address(mig.handle)] = (gpu, mig)
+
+    @_on_device
+    def nvmlDeviceGetIndex(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> int:
+        return self.state.present_gpus().index(gpu)
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @_on_device
+    def nvmlDeviceGetUUID(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> str:
+        return mig.uuid if mig is not None else gpu.uuid
+
+    @_on_device
+    def nvmlDeviceGetName(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> str:
+        return f"{gpu.name} MIG {mig.profile}" if mig is not None else gpu.name
+
+    @_on_gpu
+    def nvmlDeviceGetSerial(self, gpu: FakeGPU) -> str:
+        return gpu.serial
+
+    @_on_gpu
+    def nvmlDeviceGetVbiosVersion(self, gpu: FakeGPU) -> str:
+        return gpu.vbios
+
+    @_on_gpu
+    def nvmlDeviceGetPciInfo_v3(self, gpu: FakeGPU) -> Any:
+        domain, bus, rest = gpu.pci_bus_id.split(":")
+        device = rest.split(".")[0]
+        return pynvml.nvmlPciInfo_t(
+            busIdLegacy=gpu.pci_bus_id[-12:].encode(),
+            domain=int(domain, 16),
+            bus=int(bus, 16),
+            device=int(device, 16),
+            pciDeviceId=0x233010DE,  # H100 SXM5 80GB
+            pciSubSystemId=0x16C110DE,
+            busId=gpu.pci_bus_id.encode(),
+        )
+
+    nvmlDeviceGetPciInfo = nvmlDeviceGetPciInfo_v3
+
+    # -- processes ------------------------------------------------------------------------------
+
+    @_on_device
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> list[Any]:
+        processes = gpu.processes
+        if mig is not None:
+            processes = [
+                process
+                for process in processes
+                if (process.gpu_instance_id, process.compute_instance_id)
+                == (mig.gpu_instance_id, mig.compute_instance_id)
+            ]
+        return [_process_object(process) for process in processes]
+
+    nvmlDeviceGetComputeRunningProcesses = nvmlDeviceGetComputeRunningProcesses_v3
+    nvmlDeviceGetComputeRunningProcesses_v2 = nvmlDeviceGetComputeRunningProcesses_v3
+
+    @_on_device
+    def nvmlDeviceGetGraphicsRunningProcesses_v3(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> list[Any]:
+        return []  # compute nodes run no graphics contexts
+
+    nvmlDeviceGetGraphicsRunningProcesses = nvmlDeviceGetGraphicsRunningProcesses_v3
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def nvmlEventSetCreate(self) -> Any:
+        with self.state.lock:
+            self._require_init()
+            event_set = _EventSet(_opaque_handle(pynvml.c_nvmlEventSet_t))
+            self.state._event_sets[_address(event_set.handle)] = event_set
+            return event_set.handle
+
+    @_on_gpu
+    def nvmlDeviceGetSupportedEventTypes(self, gpu: FakeGPU) -> int:
+        return SUPPORTED_EVENT_TYPES
+
+    @_on_gpu
+    def nvmlDeviceRegisterEvents(self, gpu: FakeGPU, event_types: int, event_set: Any) -> None:
+        registered = self._event_set(event_set)
+        if event_types & ~SUPPORTED_EVENT_TYPES:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        registered.masks[id(gpu)] = registered.masks.get(id(gpu), 0) | event_types
+
+    def nvmlEventSetWait_v2(self, event_set: Any, timeoutms: int) -> Any:
+        """Block until an event is queued (or ``timeoutms`` passes: NVMLError_Timeout)."""
+        with self.state.lock:
+            waiting = self._event_set(event_set)
+            ready = self.state._event_ready.wait_for(
+                lambda: waiting.pending or waiting.freed, timeout=max(0, timeoutms) / 1000
+            )
+            if waiting.freed:
+                raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+            if not ready:
+                raise NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+            gpu, event_type, data = waiting.pending.popleft()
+            return pynvml.c_nvmlEventData_t(
+                device=gpu.handle,
+                eventType=event_type,
+                eventData=data,
+                gpuInstanceId=NOT_A_MIG_ID,
+                computeInstanceId=NOT_A_MIG_ID,
+            )
+
+    nvmlEventSetWait = nvmlEventSetWait_v2
+
+    def nvmlEventSetFree(self, event_set: Any) -> None:
+        with self.state.lock:
+            freed = self._event_set(event_set)
+            freed.freed = True
+            del self.state._event_sets[_address(freed.handle)]
+            self.state._event_ready.notify_all()  # a thread blocked on it must not wait forever
+
+    def _event_set(self, handle: Any) -> _EventSet:
+        event_set = self.state._event_sets.get(_address(handle))
+        if event_set is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return event_set
