@@ -3,4 +3,20 @@
 Owns: polling jobs and nodes (squeue/sinfo JSON, slurmrestd, the simulator's face), the job and
 node model, their metrics, and the validated actions (drain, resume, requeue, reboot).
 Must not touch: alert rules or remediation policy; it executes actions, it does not decide them.
+
+Public API: ``build_scheduler(kind, url, **options) -> SchedulerAdapter`` (``.poller``,
+``.actions``, ``.collector``), the model (``Job``, ``Node``, ``Snapshot``, ``ActionResult``),
+``ActionRefused``, ``AuditRecord`` and the metric table ``METRICS`` (for docs/metrics.md).
 """
+from scheduler.adapter import SchedulerAdapter
+from scheduler.audit import AuditRecord
+from scheduler.errors import ActionRefused, SchedulerError, SchedulerTimeout
+from scheduler.factory import KINDS, build_scheduler
+from scheduler.metrics import METRICS, SchedulerCollector
+from scheduler.model import ActionResult, Job, Node, Snapshot
+
+__all__ = [
+    "KINDS", "METRICS", "ActionRefused", "ActionResult", "AuditRecord", "Job", "Node",
+    "SchedulerAdapter", "SchedulerCollector", "SchedulerError", "SchedulerTimeout", "Snapshot",
+    "build_scheduler",
+]

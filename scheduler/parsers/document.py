@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from scheduler.errors import SchedulerError
 from scheduler.fields import dig, first, text
 from scheduler.model import SourceInfo
 
 
-class SlurmResponseError(RuntimeError):
+class SlurmResponseError(SchedulerError):
     """Slurm answered, but with errors or with something that is not its JSON."""
 
 

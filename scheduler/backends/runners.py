@@ -1,0 +1,104 @@
+"""Ways to run a Slurm client command: a local process, or the simulator's HTTP command face.
+
+Both take a tool name (``squeue``, ``sinfo``, ``scontrol``) and an argument list, and give back
+exit status, stdout and stderr, so the Slurm backend reads a real Slurm and the simulator the same
+way. No shell is involved anywhere: arguments travel as a list from the caller to ``execve`` (or
+as a JSON list to the simulator).
+
+HTTP command protocol (what the simulator serves): ``POST {base_url}/{tool}`` with the JSON body
+``{"args": ["--json"]}``, answered with ``{"returncode": 0, "stdout": "...", "stderr": ""}``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+import httpx
+
+from scheduler.backends.base import SchedulerError, SchedulerTimeout
+
+TOOLS = ("squeue", "sinfo", "scontrol")
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    returncode: int
+    stdout: str
+    stderr: str
+    command: tuple[str, ...]
+    duration_seconds: float
+
+
+class CommandRunner(Protocol):
+    def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput: ...
+
+
+class LocalRunner:
+    """Runs ``prefix + commands[tool] + args`` as a process.
+
+    ``commands`` maps each tool to its argument vector, so a site can point at other paths
+    (``/opt/slurm/bin/squeue``) or at the simulator's executables
+    (``["clusterwatch", "simulate", "slurm", "squeue"]``); ``prefix`` runs them elsewhere, e.g.
+    ``["nsenter", "-t", PID, "-n"]`` to reach a Slurm in another network namespace.
+    """
+
+    def __init__(self, commands: Mapping[str, Sequence[str]] | None = None, prefix: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
+        self.commands = {tool: [tool] for tool in TOOLS}
+        for tool, argv in (commands or {}).items():
+            if tool not in TOOLS:
+                raise ValueError(f"unknown Slurm tool {tool!r} (expected one of {', '.join(TOOLS)})")
+            if isinstance(argv, str) or not argv:
+                raise ValueError(f"command for {tool} must be a non-empty argument list")
+            self.commands[tool] = list(argv)
+        self.prefix = list(prefix)
+        self.env = None if env is None else {**os.environ, **env}
+
+    def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput:
+        argv = tuple(self.prefix + self.commands[tool] + list(args))
+        started = time.monotonic()
+        try:
+            completed = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, env=self.env,
+                stdin=subprocess.DEVNULL, check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SchedulerTimeout(f"{' '.join(argv)}: no answer within {timeout:.1f}s") from exc
+        except OSError as exc:
+            raise SchedulerError(f"{' '.join(argv)}: cannot run ({exc})") from exc
+        return CommandOutput(completed.returncode, completed.stdout, completed.stderr, argv,
+                             time.monotonic() - started)
+
+
+class HttpRunner:
+    """Sends the tool and its arguments to an HTTP command face (the simulator's)."""
+
+    def __init__(self, base_url: str, token: str | None = None, client: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"X-SLURM-USER-TOKEN": token} if token else {}
+        self.client = client or httpx.Client(headers=headers)
+
+    def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown Slurm tool {tool!r}")
+        url = f"{self.base_url}/{tool}"
+        command = (f"POST {url}", *args)
+        started = time.monotonic()
+        try:
+            response = self.client.post(url, json={"args": list(args)}, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise SchedulerTimeout(f"{url}: no answer within {timeout:.1f}s") from exc
+        except httpx.HTTPError as exc:
+            raise SchedulerError(f"{url}: {exc}") from exc
+        if response.status_code != 200:
+            raise SchedulerError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            body = response.json()
+            output = CommandOutput(int(body["returncode"]), str(body.get("stdout", "")),
+                                   str(body.get("stderr", "")), command, time.monotonic() - started)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SchedulerError(f"{url}: not a command answer ({exc}): {response.text[:200]}") from exc
+        return output
