@@ -285,6 +285,16 @@ def parse_mounts(text: str) -> list[Mount]:
     return mounts
 
 
+def read_mounts(tree: FileTree, skip: Callable[[str, BaseException | None], None]) -> list[Mount] | None:
+    """The host's mount table, or None (counted) when it cannot be read."""
+    # /proc/1/mounts is the host's table even when the exporter runs in its own mount namespace
+    # with the host's /proc mounted in; hidepid can hide it, hence node_exporter's fallback.
+    mounts = read_source(tree, "1/mounts", parse_mounts, skip, absent_ok=True)
+    if mounts is None:
+        mounts = read_source(tree, "self/mounts", parse_mounts, skip)
+    return mounts
+
+
 # --- /proc/self/mountstats (NFS) -------------------------------------------------------------
 
 # Per-transport fields after "xprt: <proto>", per protocol (net/sunrpc/xprtsock.c, xprtrdma).

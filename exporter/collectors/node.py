@@ -29,10 +29,10 @@ from exporter.procfs import (
     parse_key_values,
     parse_loadavg,
     parse_meminfo,
-    parse_mounts,
     parse_net_dev,
     parse_pressure,
     parse_stat,
+    read_mounts,
     read_source,
 )
 
@@ -275,14 +275,6 @@ class NodeCollector(Collector):
             if seconds is not None:
                 out.add(name, seconds)
 
-    def _mounts(self) -> list[Mount] | None:
-        # /proc/1/mounts is the host's table even when the exporter runs in its own mount
-        # namespace with the host's /proc mounted in; hidepid can hide it, hence the fallback.
-        mounts = read_source(self.ctx.procfs, "1/mounts", parse_mounts, self.skip, absent_ok=True)
-        if mounts is None:
-            mounts = read_source(self.ctx.procfs, "self/mounts", parse_mounts, self.skip)
-        return mounts
-
     def _selected_mounts(self, mounts: list[Mount]) -> list[Mount]:
         wanted = getattr(self.ctx.config, "filesystem_mount_points", None)
         if not wanted:
@@ -304,7 +296,7 @@ class NodeCollector(Collector):
         return selected
 
     def _filesystems(self, out: FamilySet) -> None:
-        mounts = self._mounts()
+        mounts = read_mounts(self.ctx.procfs, self.skip)
         if mounts is None:
             return
         for mount in self._selected_mounts(mounts):
