@@ -99,12 +99,12 @@ COUNTER_DIRS = (("counters", PORT_COUNTERS), ("counters_ext", LEGACY_COUNTERS), 
 
 TABLE = metric_table(
     gauge("node_infiniband_info", "Non-numeric data from /sys/class/infiniband/<device>, value is always 1.",
-          ("device", "board_id", "firmware_version", "hca_type"), "",
+          ("device", "board_id", "firmware_version", "hca_type"), "info",
           "/sys/class/infiniband/<device>/{board_id,fw_ver,hca_type}"),
     gauge("node_infiniband_state_id", "State of the InfiniBand port (0: no change, 1: down, 2: init, 3: armed, "
-          "4: active, 5: act defer)", PORT_LABELS, "", _PORT_SRC + "state"),
+          "4: active, 5: act defer)", PORT_LABELS, "enum", _PORT_SRC + "state"),
     gauge("node_infiniband_physical_state_id", "Physical state of the InfiniBand port (0: no change, 1: sleep, "
-          "2: polling, 3: disable, 4: shift, 5: link up, 6: link error recover, 7: phytest)", PORT_LABELS, "",
+          "2: polling, 3: disable, 4: shift, 5: link up, 6: link error recover, 7: phytest)", PORT_LABELS, "enum",
           _PORT_SRC + "phys_state"),
     gauge("node_infiniband_rate_bytes_per_second", "Maximum signal transfer rate", PORT_LABELS, "bytes per second",
           _PORT_SRC + "rate"),

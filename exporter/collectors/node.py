@@ -77,14 +77,14 @@ PRESSURE = (
 
 # node_exporter's default --collector.vmstat.fields="^(oom_kill|pgpg|pswp|pg.*fault).*"
 VMSTAT_FIELDS = re.compile(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
-VMSTAT_HELP = {
-    "oom_kill": "Number of processes killed by the kernel's out-of-memory killer.",
-    "pgpgin": "Kilobytes paged in from disk.",
-    "pgpgout": "Kilobytes paged out to disk.",
-    "pswpin": "Pages swapped in.",
-    "pswpout": "Pages swapped out.",
-    "pgfault": "Page faults (minor and major).",
-    "pgmajfault": "Major page faults (needing disk I/O).",
+VMSTAT_HELP = {  # field -> (help, unit)
+    "oom_kill": ("Number of processes killed by the kernel's out-of-memory killer.", "processes"),
+    "pgpgin": ("Kilobytes paged in from disk.", "kilobytes"),
+    "pgpgout": ("Kilobytes paged out to disk.", "kilobytes"),
+    "pswpin": ("Pages swapped in.", "pages"),
+    "pswpout": ("Pages swapped out.", "pages"),
+    "pgfault": ("Page faults (minor and major).", "faults"),
+    "pgmajfault": ("Major page faults (needing disk I/O).", "faults"),
 }
 
 # node_exporter 1.5 defaults for which mounts are "real" file systems.
@@ -118,8 +118,9 @@ TABLE = metric_table(
     gauge("node_load1", "1m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load5", "5m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load15", "15m load average.", (), "load", "/proc/loadavg"),
-    *(gauge(f"node_vmstat_{name}", f"/proc/vmstat information field {name}: {text}", (), "", "/proc/vmstat")
-      for name, text in VMSTAT_HELP.items()),
+    # Gauges: node_exporter exposes these untyped, and its names have no _total.
+    *(gauge(f"node_vmstat_{name}", f"/proc/vmstat information field {name}: {text}", (), unit, "/proc/vmstat")
+      for name, (text, unit) in VMSTAT_HELP.items()),
     *(gauge(name, text, ("device",), unit, "/proc/diskstats") if name == "node_disk_io_now"
       else counter(name, text, ("device",), unit, "/proc/diskstats")
       for _, name, text, _, unit in DISK_COLUMNS),
@@ -245,7 +246,7 @@ class NodeCollector(Collector):
             if spec is None:
                 spec = self._meminfo_specs[key] = gauge(
                     f"node_memory_{key}", f"Memory information field {key}.", (),
-                    "bytes" if key.endswith("_bytes") else "", _MEMINFO_SOURCE,
+                    "bytes" if key.endswith("_bytes") else "pages", _MEMINFO_SOURCE,
                 )
             out.declare(spec)
             out.add(spec.name, value)

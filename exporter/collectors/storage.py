@@ -136,7 +136,7 @@ TABLE = metric_table(
     *(counter(_nfs_name(name), f"NFS event counter {event}.", NFS_LABELS, "events", f"{MOUNTSTATS} events")
       for event, name in NFS_EVENT_METRICS),
     gauge("node_nvidia_fs_info", "GPUDirect Storage (nvidia-fs) versions, value is always 1.",
-          ("gds_version", "driver_version"), "", NVFS_SRC),
+          ("gds_version", "driver_version"), "info", NVFS_SRC),
     counter("node_nvidia_fs_operations_total", "GPUDirect Storage operations issued, by operation.", ("op",),
             "operations", f"{NVFS_SRC} n="),
     counter("node_nvidia_fs_operation_errors_total", "GPUDirect Storage operations that failed, by operation.",
