@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pynvml
+
 BACKENDS = ("nvml", "fake")
+
+# Clock-event reasons whose accumulated duration (ns) NVML reports as a field, by reason bit.
+# Both the GPU collector and the fake read this, so they cannot disagree on which field is which.
+CLOCK_EVENT_DURATION_FIELDS: dict[int, int] = {
+    pynvml.nvmlClocksEventReasonSwPowerCap: pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP,
+    pynvml.nvmlClocksEventReasonSyncBoost: pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SYNC_BOOST,
+    pynvml.nvmlClocksEventReasonSwThermalSlowdown: pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN,
+    pynvml.nvmlClocksEventReasonHwThermalSlowdown: pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN,
+    pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown: pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN,
+}
 
 
 def load_backend(name: str, scenario: str | None = None) -> Any:
@@ -19,8 +31,6 @@ def load_backend(name: str, scenario: str | None = None) -> Any:
     if name == "nvml":
         if scenario is not None:
             raise ValueError("a fake scenario only applies to the fake backend")
-        import pynvml
-
         return pynvml
     if name == "fake":
         from exporter.nvml.fake import FakeNVML, FakeState

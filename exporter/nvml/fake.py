@@ -36,6 +36,8 @@ from typing import Any, Callable, TypeVar
 import pynvml
 from pynvml import NVMLError
 
+from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS
+
 NOT_A_MIG_ID = 0xFFFFFFFF  # what NVML reports as instance ids on a GPU without MIG
 GIB = 1024**3
 
@@ -559,3 +561,280 @@ class FakeNVML:
         if event_set is None:
             raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return event_set
+
+    # -- readings -------------------------------------------------------------------------------
+
+    @_on_gpu
+    def nvmlDeviceGetUtilizationRates(self, gpu: FakeGPU) -> Any:
+        return pynvml.c_nvmlUtilization_t(gpu=gpu.utilization_gpu, memory=gpu.utilization_memory)
+
+    @_on_device
+    def nvmlDeviceGetMemoryInfo(self, gpu: FakeGPU, mig: FakeMigInstance | None, version: int | None = None) -> Any:
+        total, used = (mig.memory_total, mig.memory_used) if mig is not None else (gpu.memory_total, gpu.memory_used)
+        if not version:
+            return pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
+        return pynvml.c_nvmlMemory_v2_t(version=version, total=total, reserved=0, free=total - used, used=used)
+
+    @_on_gpu
+    def nvmlDeviceGetTemperature(self, gpu: FakeGPU, sensor: int) -> int:
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.temperature_gpu
+
+    @_on_gpu
+    def nvmlDeviceGetPowerUsage(self, gpu: FakeGPU) -> int:
+        return gpu.power_mw
+
+    @_on_gpu
+    def nvmlDeviceGetEnforcedPowerLimit(self, gpu: FakeGPU) -> int:
+        return gpu.power_limit_mw
+
+    @_on_gpu
+    def nvmlDeviceGetPowerManagementLimit(self, gpu: FakeGPU) -> int:
+        return gpu.power_limit_mw
+
+    @_on_gpu
+    def nvmlDeviceGetTotalEnergyConsumption(self, gpu: FakeGPU) -> int:
+        return gpu.energy_mj
+
+    @_on_gpu
+    def nvmlDeviceGetClockInfo(self, gpu: FakeGPU, clock_type: int) -> int:
+        return _clock(clock_type, sm=gpu.clock_sm_mhz, mem=gpu.clock_mem_mhz)
+
+    @_on_gpu
+    def nvmlDeviceGetMaxClockInfo(self, gpu: FakeGPU, clock_type: int) -> int:
+        return _clock(clock_type, sm=gpu.max_clock_sm_mhz, mem=gpu.max_clock_mem_mhz)
+
+    @_on_gpu
+    def nvmlDeviceGetCurrentClocksEventReasons(self, gpu: FakeGPU) -> int:
+        return gpu.clock_event_reasons
+
+    nvmlDeviceGetCurrentClocksThrottleReasons = nvmlDeviceGetCurrentClocksEventReasons
+
+    @_on_gpu
+    def nvmlDeviceGetPcieThroughput(self, gpu: FakeGPU, counter: int) -> int:
+        if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES:
+            return gpu.pcie_tx_kbps
+        if counter == pynvml.NVML_PCIE_UTIL_RX_BYTES:
+            return gpu.pcie_rx_kbps
+        raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+
+    @_on_gpu
+    def nvmlDeviceGetPcieReplayCounter(self, gpu: FakeGPU) -> int:
+        return gpu.pcie_replay
+
+    @_on_gpu
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, gpu: FakeGPU) -> int:
+        return gpu.pcie_gen
+
+    @_on_gpu
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, gpu: FakeGPU) -> int:
+        return gpu.pcie_gen_max
+
+    nvmlDeviceGetGpuMaxPcieLinkGeneration = nvmlDeviceGetMaxPcieLinkGeneration
+
+    @_on_gpu
+    def nvmlDeviceGetCurrPcieLinkWidth(self, gpu: FakeGPU) -> int:
+        return gpu.pcie_width
+
+    @_on_gpu
+    def nvmlDeviceGetMaxPcieLinkWidth(self, gpu: FakeGPU) -> int:
+        return gpu.pcie_width_max
+
+    @_on_gpu
+    def nvmlDeviceGetTotalEccErrors(self, gpu: FakeGPU, error_type: int, counter_type: int) -> int:
+        corrected = error_type == pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED
+        if counter_type == pynvml.NVML_VOLATILE_ECC:
+            return gpu.ecc_sbe_volatile if corrected else gpu.ecc_dbe_volatile
+        if counter_type == pynvml.NVML_AGGREGATE_ECC:
+            return gpu.ecc_sbe_aggregate if corrected else gpu.ecc_dbe_aggregate
+        raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+
+    @_on_gpu
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, gpu: FakeGPU) -> int:
+        return int(gpu.retired_pending)
+
+    @_on_gpu
+    def nvmlDeviceGetRemappedRows(self, gpu: FakeGPU) -> tuple[int, int, int, int]:
+        return (gpu.remapped_correctable, gpu.remapped_uncorrectable, int(gpu.remap_pending), int(gpu.remap_failure))
+
+    @_on_gpu
+    def nvmlDeviceGetNvLinkState(self, gpu: FakeGPU, link: int) -> int:
+        return int(_link(gpu, link).up)
+
+    @_on_gpu
+    def nvmlDeviceGetNvLinkErrorCounter(self, gpu: FakeGPU, link: int, counter: int) -> int:
+        attribute = _NVLINK_COUNTERS.get(counter)
+        if attribute is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return int(getattr(_link(gpu, link), attribute))
+
+    @_on_gpu
+    def nvmlDeviceGetFanSpeed(self, gpu: FakeGPU) -> int:
+        return gpu.fan_speed
+
+    @_on_gpu
+    def nvmlDeviceGetPerformanceState(self, gpu: FakeGPU) -> int:
+        return gpu.pstate
+
+    @_on_gpu
+    def nvmlDeviceGetPersistenceMode(self, gpu: FakeGPU) -> int:
+        return int(gpu.persistence_mode)
+
+    # -- MIG ------------------------------------------------------------------------------------
+
+    @_on_gpu
+    def nvmlDeviceGetMigMode(self, gpu: FakeGPU) -> list[int]:
+        return [int(gpu.mig_mode), int(gpu.mig_mode)]
+
+    @_on_gpu
+    def nvmlDeviceGetMaxMigDeviceCount(self, gpu: FakeGPU) -> int:
+        return 7 if gpu.mig_mode else 0  # an H100 splits into at most seven compute instances
+
+    @_on_gpu
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, gpu: FakeGPU, index: int) -> Any:
+        if not gpu.mig_mode:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if not 0 <= index < len(gpu.mig_instances):
+            raise NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return gpu.mig_instances[index].handle
+
+    @_on_device
+    def nvmlDeviceIsMigDeviceHandle(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> bool:
+        return mig is not None
+
+    @_on_device
+    def nvmlDeviceGetGpuInstanceId(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> int:
+        if mig is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return mig.gpu_instance_id
+
+    @_on_device
+    def nvmlDeviceGetComputeInstanceId(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> int:
+        if mig is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return mig.compute_instance_id
+
+    @_on_device
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> Any:
+        if mig is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.handle
+
+    # -- field values ---------------------------------------------------------------------------
+
+    @_on_gpu
+    def nvmlDeviceGetFieldValues(self, gpu: FakeGPU, field_ids: list[int | tuple[int, int]]) -> Any:
+        """An array of ``c_nvmlFieldValue_t``, one per request, each with its own nvmlReturn."""
+        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        now_us = time.time_ns() // 1000
+        for slot, request in zip(values, field_ids):
+            field_id, scope_id = request if isinstance(request, tuple) else (request, 0)
+            slot.fieldId, slot.scopeId, slot.timestamp = field_id, scope_id, now_us
+            _fill_field(slot, gpu)
+        return values
+
+
+def _clock(clock_type: int, sm: int, mem: int) -> int:
+    if clock_type in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
+        return sm
+    if clock_type == pynvml.NVML_CLOCK_MEM:
+        return mem
+    raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+
+
+def _link(gpu: FakeGPU, link: int) -> FakeNvLink:
+    if not gpu.nvlinks:
+        raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    if not 0 <= link < len(gpu.nvlinks):
+        raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+    return gpu.nvlinks[link]
+
+
+_NVLINK_COUNTERS = {
+    pynvml.NVML_NVLINK_ERROR_DL_REPLAY: "replay",
+    pynvml.NVML_NVLINK_ERROR_DL_RECOVERY: "recovery",
+    pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT: "crc_flit",
+    pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA: "crc_data",
+}
+
+# Field id -> (value type, reader(gpu, scope id)). A reader raising NVMLError sets that field's
+# nvmlReturn, as the driver does per field; ids not listed here answer NOT_SUPPORTED.
+FieldReader = Callable[[FakeGPU, int], int]
+_UINT = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+_ULL = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+
+
+def _attribute(name: str) -> FieldReader:
+    return lambda gpu, _scope: int(getattr(gpu, name))
+
+
+def _scoped_link(name: str) -> FieldReader:
+    return lambda gpu, scope: int(getattr(_link(gpu, scope), name))
+
+
+def _fixed_link(link: int, name: str) -> FieldReader:
+    return lambda gpu, _scope: int(getattr(_link(gpu, link), name))
+
+
+def _clock_event_ns(reason: int) -> FieldReader:
+    return lambda gpu, _scope: gpu.clock_event_ns.get(reason, 0)
+
+
+def _field_table() -> dict[int, tuple[int, FieldReader]]:
+    table: dict[int, tuple[int, FieldReader]] = {
+        pynvml.NVML_FI_DEV_MEMORY_TEMP: (_UINT, _attribute("temperature_memory")),
+        pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: (_ULL, _attribute("energy_mj")),
+        pynvml.NVML_FI_DEV_POWER_INSTANT: (_UINT, _attribute("power_mw")),
+        pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: (_ULL, _attribute("ecc_sbe_volatile")),
+        pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: (_ULL, _attribute("ecc_dbe_volatile")),
+        pynvml.NVML_FI_DEV_ECC_SBE_AGG_TOTAL: (_ULL, _attribute("ecc_sbe_aggregate")),
+        pynvml.NVML_FI_DEV_ECC_DBE_AGG_TOTAL: (_ULL, _attribute("ecc_dbe_aggregate")),
+        pynvml.NVML_FI_DEV_RETIRED_SBE: (_ULL, _attribute("retired_sbe")),
+        pynvml.NVML_FI_DEV_RETIRED_DBE: (_ULL, _attribute("retired_dbe")),
+        pynvml.NVML_FI_DEV_RETIRED_PENDING: (_ULL, _attribute("retired_pending")),
+        pynvml.NVML_FI_DEV_REMAPPED_COR: (_UINT, _attribute("remapped_correctable")),
+        pynvml.NVML_FI_DEV_REMAPPED_UNC: (_UINT, _attribute("remapped_uncorrectable")),
+        pynvml.NVML_FI_DEV_REMAPPED_PENDING: (_UINT, _attribute("remap_pending")),
+        pynvml.NVML_FI_DEV_REMAPPED_FAILURE: (_UINT, _attribute("remap_failure")),
+        pynvml.NVML_FI_DEV_PCIE_REPLAY_COUNTER: (_ULL, _attribute("pcie_replay")),
+        pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: (_UINT, _attribute("recovery_action")),
+        pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT: (_UINT, lambda gpu, _scope: len(gpu.nvlinks)),
+        pynvml.NVML_FI_DEV_NVLINK_GET_STATE: (_UINT, _scoped_link("up")),
+        pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY: (_ULL, _scoped_link("replay")),
+        pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY: (_ULL, _scoped_link("recovery")),
+        pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_CRC: (_ULL, _scoped_link("crc_flit")),
+    }
+    for reason, field_id in CLOCK_EVENT_DURATION_FIELDS.items():
+        table[field_id] = (_ULL, _clock_event_ns(reason))
+    # The per-link fields NVML numbers for links 0-11 (their ids are not contiguous).
+    for kind, name in (("CRC_FLIT", "crc_flit"), ("CRC_DATA", "crc_data"), ("REPLAY", "replay"), ("RECOVERY", "recovery")):
+        for link in range(12):
+            table[getattr(pynvml, f"NVML_FI_DEV_NVLINK_{kind}_ERROR_COUNT_L{link}")] = (_ULL, _fixed_link(link, name))
+    return table
+
+
+_FIELDS = _field_table()
+# Every NVML_FI_* name of each id (some ids have two), so ``unsupported`` may use either.
+_FIELD_NAMES: dict[int, tuple[str, ...]] = {}
+for _name, _value in vars(pynvml).items():
+    if _name.startswith("NVML_FI_") and isinstance(_value, int):
+        _FIELD_NAMES[_value] = _FIELD_NAMES.get(_value, ()) + (_name,)
+
+_VALUE_SLOTS = {_UINT: "uiVal", _ULL: "ullVal"}
+
+
+def _fill_field(slot: Any, gpu: FakeGPU) -> None:
+    entry = _FIELDS.get(slot.fieldId)
+    try:
+        if entry is None:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        _raise_configured(gpu, _FIELD_NAMES.get(slot.fieldId, ()))
+        value_type, read = entry
+        value = read(gpu, slot.scopeId)
+    except NVMLError as exc:
+        slot.nvmlReturn = exc.value
+        return
+    slot.valueType = value_type
+    setattr(slot.value, _VALUE_SLOTS[value_type], value)
+    slot.nvmlReturn = pynvml.NVML_SUCCESS
