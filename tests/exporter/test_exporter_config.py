@@ -78,7 +78,7 @@ def test_scenario_requires_the_fake_backend(tmp_path):
     ("argv", "message"),
     [
         (["--interval", "0s"], "interval"),
-        (["--collectors", "gpu,warp_drive"], "warp_drive"),
+        (["--collectors", "node,warp_drive"], "warp_drive"),
         (["--procfs", "/nonexistent/proc"], "procfs"),
         (["--listen", "127.0.0.1:99999"], "listen"),
     ],
