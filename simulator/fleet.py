@@ -1,0 +1,370 @@
+"""The whole simulated cluster: nodes, scheduler, faults and simulated time, behind one lock.
+
+The scheduler is advanced by a background ticker (and before every read); each node's readings
+are brought forward lazily, when the node is scraped or the ground truth is asked for, so a fleet
+of thousands of nodes costs only what is looked at.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterwatch.durations import parse_duration
+from clusterwatch.errors import ConfigError
+from simulator import slurm_face
+from simulator.clock import SimClock
+from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request
+from simulator.gpu_model import GpuConditions
+from simulator.jobs import FAILED, JobGenerator, SimJob
+from simulator.node import NodeFaultState, SimulatedNode
+from simulator.scheduler import SimScheduler
+from simulator.topology import build_topology
+
+log = logging.getLogger(__name__)
+
+# XIDs after which the application on the GPU is dead (NVIDIA's catalog: RESTART_APP or worse).
+CRASHING_XIDS = {13, 31, 43, 45, 48, 64, 74, 79, 94, 95, 119, 120}
+# XIDs after which the GPU needs a reset or a reboot before it can run work again.
+RESET_XIDS = {48, 74, 79, 95, 119, 120}
+
+
+class NodeUnreachable(Exception):
+    """The node is down: its exporter does not answer at all."""
+
+
+class ExporterHung(Exception):
+    """The node's exporter accepts the connection and never answers."""
+
+
+class Fleet:
+    def __init__(self, nodes: int = 140, gpus_per_node: int = 8, seed: int = 0, speed: float = 1.0,
+                 start: float | None = None, ib_ports: int = 4, warm: bool = True) -> None:
+        self.seed = seed
+        self.clock = SimClock(start=start, speed=speed)
+        now = self.clock.now()
+        self.lock = threading.RLock()
+        self.topology = build_topology(nodes, gpus_per_node, ib_ports)
+        self.nodes = {spec.name: SimulatedNode(spec, seed, now) for spec in self.topology}
+        self.scheduler = SimScheduler(self.topology, JobGenerator(seed, nodes, gpus_per_node), now)
+        self.scheduler.listeners.append(self._on_scheduler_event)
+        self.faults = FaultBook()
+        self._scheduled: list[tuple[float, dict]] = []  # (simulated time, fault request) from a scenario
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if warm:
+            self.scheduler.warm_start(now, gpu_ok=self._gpu_ok)
+
+    # ---- time ----------------------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """Advance the scheduler and scheduled faults to the clock's now."""
+        with self.lock:
+            now = self.clock.now()
+            while self._scheduled and self._scheduled[0][0] <= now:
+                _, request = self._scheduled.pop(0)
+                try:
+                    self._inject(request, now)
+                except FaultError as exc:
+                    log.error("scheduled fault %s refused: %s", request, exc)
+            for fault in self.faults.expire(now):
+                self._apply_lasting(fault.node)
+            self._update_job_slowdowns()
+            self.scheduler.tick(now, self._gpu_ok)
+            return now
+
+    def advance(self, seconds: float) -> float:
+        """Move simulated time forward (tests, demos) and catch everything up."""
+        steps = max(1, int(seconds // 60))
+        for _ in range(steps):
+            self.clock.advance(seconds / steps)
+            self.tick()
+        return self.clock.now()
+
+    def start(self, interval: float = 1.0) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - the simulation must keep running for its observers
+                    log.exception("simulator tick failed")
+
+        self._ticker = threading.Thread(target=run, name="simulator-tick", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join(timeout=5)
+        for node in self.nodes.values():
+            node.close()
+
+    def _gpu_ok(self, node: str, gpu: int) -> bool:
+        return self.nodes[node].gpu_ok(gpu)
+
+    def _update_job_slowdowns(self) -> None:
+        factors = {name: node.faults.slowdown() for name, node in self.nodes.items()}
+        for job in self.scheduler.jobs.values():
+            if job.gpus:
+                base = 0.7 if job.straggler is not None else 1.0
+                job.slowdown = base * min(factors[n] for n in job.gpus)
+
+    def _on_scheduler_event(self, event: str, subject: Any) -> None:
+        if event == "reboot":
+            node = self.nodes[subject.name]
+            node.reboot(self.scheduler.now)
+            for fault in self.faults.active(subject.name):
+                if KINDS[fault.kind].cleared_by_reboot or (fault.kind == "row_remap" and fault.params["state"] == "pending"):
+                    self.faults.clear(fault, self.scheduler.now, "reboot")
+            self._apply_lasting(subject.name)
+
+    # ---- faults --------------------------------------------------------------------------------
+
+    def inject(self, request: dict) -> Fault:
+        with self.lock:
+            return self._inject(request, self.tick())
+
+    def _inject(self, request: dict, now: float) -> Fault:
+        kind, parsed = parse_fault_request(request, {n: (node.spec.gpus, node.spec.ib_ports) for n, node in self.nodes.items()})
+        fault = self.faults.add(kind, parsed, now)
+        node = self.nodes[fault.node]
+        node.update(now, lambda gpu: self.scheduler.job_of(fault.node, gpu))
+        if kind.lasting:
+            self._apply_lasting(fault.node)
+            if fault.kind == "gpu_lost":
+                self._crash_job_on(fault.node, fault.gpu)
+            if fault.kind == "row_remap":
+                self._remap(node, fault)
+        else:
+            self._apply_event(node, fault)
+        log.info("fault %s injected: %s on %s", fault.id, fault.kind, fault.node)
+        return fault
+
+    def clear(self, fault_id: int) -> tuple[int, str]:
+        with self.lock:
+            fault = self.faults.get(fault_id)
+            if fault is None:
+                return 404, "no such fault"
+            if not KINDS[fault.kind].lasting:
+                return 409, f"a {fault.kind} fault happened once and cannot be cleared"
+            if fault.cleared_at is not None:
+                return 409, f"already cleared ({fault.cleared_by})"
+            self.faults.clear(fault, self.clock.now(), "api")
+            self._apply_lasting(fault.node)
+            return 200, "cleared"
+
+    def _apply_event(self, node: SimulatedNode, fault: Fault) -> None:
+        gpu = node.state.gpu(fault.gpu)
+        with node.state.lock:
+            if fault.kind == "xid":
+                xid = fault.params["xid"]
+                node.state.inject_xid(fault.gpu, xid, int(fault.started_at * 1e6))
+                if xid == 48:
+                    gpu.ecc_dbe_volatile += 1
+                    gpu.ecc_dbe_aggregate += 1
+                    gpu.retired_dbe += 1
+                    gpu.retired_pending = True
+                if xid == 63:
+                    gpu.remapped_uncorrectable += 1
+                    gpu.remap_pending = True
+                if xid == 64:
+                    gpu.remap_failure = True
+                if xid in RESET_XIDS:
+                    node.broken_gpus.add(fault.gpu)
+                if xid == 79:
+                    gpu.lost = True  # fell off the bus: every NVML call on it now fails
+                if xid in CRASHING_XIDS:
+                    self._crash_job_on(fault.node, fault.gpu)
+            elif fault.kind == "ecc":
+                count = fault.params["count"]
+                if fault.params["type"] == "corrected":
+                    gpu.ecc_sbe_volatile += count
+                    gpu.ecc_sbe_aggregate += count
+                else:
+                    gpu.ecc_dbe_volatile += count
+                    gpu.ecc_dbe_aggregate += count
+                    gpu.retired_dbe += count
+                    gpu.retired_pending = True
+                    node.state.inject_xid(fault.gpu, 48, int(fault.started_at * 1e6))
+                    node.broken_gpus.add(fault.gpu)
+                    self._crash_job_on(fault.node, fault.gpu)
+
+    def _remap(self, node: SimulatedNode, fault: Fault) -> None:
+        gpu = node.state.gpu(fault.gpu)
+        with node.state.lock:
+            gpu.remapped_uncorrectable += 1
+            if fault.params["state"] == "pending":
+                gpu.remap_pending = True
+            else:
+                gpu.remap_failure = True
+                node.broken_gpus.add(fault.gpu)
+
+    def _crash_job_on(self, node: str, gpu: int) -> None:
+        job = self.scheduler.job_of(node, gpu)
+        if job is not None:
+            self.scheduler.fail_job(job.job_id, FAILED, exit_code=1)
+
+    def _apply_lasting(self, node_name: str) -> None:
+        """Rebuild the node's fault conditions from the active faults in the book."""
+        node = self.nodes[node_name]
+        state = NodeFaultState()
+        for fault in self.faults.active(node_name):
+            if fault.kind in ("thermal", "power", "nvlink_errors"):
+                conditions = state.gpu.setdefault(fault.gpu, GpuConditions())
+                if fault.kind == "thermal":
+                    conditions.thermal_c = fault.params["temperature"]
+                elif fault.kind == "power":
+                    conditions.power_brake = True
+                else:
+                    conditions.nvlink_error_rate = float(fault.params["rate"])
+                    conditions.nvlink_link = fault.params["link"]
+            elif fault.kind == "ib_link_down":
+                state.ports_down.add(fault.port)
+            elif fault.kind == "ib_flapping":
+                state.flapping[fault.port] = (fault.started_at, fault.params["period"])
+            elif fault.kind == "ib_symbol_errors":
+                state.symbol_error_rate[fault.port] = float(fault.params["rate"])
+            elif fault.kind == "node_down":
+                state.unreachable = True
+            elif fault.kind == "exporter_hang":
+                state.exporter_hung = True
+            elif fault.kind == "disk_full":
+                state.disk_full.add(fault.params["mountpoint"])
+        lost = {f.gpu for f in self.faults.active(node_name) if f.kind == "gpu_lost"}
+        with node.state.lock:
+            for fake in node.state.gpus:
+                fake.absent = fake.index in lost
+        was_reachable = not node.faults.unreachable
+        node.faults = state
+        if state.unreachable and was_reachable:
+            self.scheduler.set_responding(node_name, False)
+        elif not state.unreachable and not was_reachable:
+            self.scheduler.nodes[node_name].responding = True
+            sim_node = self.scheduler.nodes[node_name]
+            if sim_node.reason_set_by == "slurm":
+                sim_node.reason, sim_node.reason_set_by = "", None
+
+    # ---- scenario --------------------------------------------------------------------------------
+
+    def load_scenario(self, path: str) -> None:
+        """Schedule the faults of a YAML scenario: ``faults: [{at: 10m, kind: xid, node: ..., ...}]``."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError("scenario", f"cannot read: {exc}", path) from None
+        entries = data.get("faults", []) if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ConfigError("faults", "must be a list of fault entries", path)
+        start = self.clock.now()
+        nodes = {n: (node.spec.gpus, node.spec.ib_ports) for n, node in self.nodes.items()}
+        for position, entry in enumerate(entries):
+            try:
+                parse_fault_request(entry, nodes)  # refuse a bad scenario before it starts
+                at = parse_duration(entry.get("at", 0))
+            except (FaultError, ValueError) as exc:
+                raise ConfigError(f"faults[{position}]", str(exc), path) from None
+            self._scheduled.append((start + at, {k: v for k, v in entry.items() if k != "at"}))
+        self._scheduled.sort(key=lambda item: item[0])
+
+    # ---- views ---------------------------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def render_metrics(self, node_name: str, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        node = self.nodes[node_name]  # KeyError -> 404
+        with self.lock:
+            # No scheduler tick here: the ticker keeps it current, and a scrape of every node
+            # must not pay for a whole-cluster scheduling pass each.
+            now = max(self.clock.now(), node.updated_at)
+            sim_node = self.scheduler.nodes[node_name]
+            if node.faults.unreachable or sim_node.rebooting_until is not None:
+                raise NodeUnreachable(node_name)
+            if node.faults.exporter_hung:
+                raise ExporterHung(node_name)
+            node.update(now, lambda gpu: self.scheduler.job_of(node_name, gpu))
+        return node.render(self.clock.now, openmetrics, gzipped)
+
+    def ground_truth(self) -> dict[str, Any]:
+        with self.lock:
+            now = self.tick()
+            nodes = []
+            for name, node in self.nodes.items():
+                node.update(now, lambda gpu, n=name: self.scheduler.job_of(n, gpu))
+                nodes.append(self._node_json(node))
+            return {
+                "time": now, "seed": self.seed, "speed": self.clock.speed,
+                "nodes": nodes,
+                "jobs": [self._job_json(job) for job in sorted(self.scheduler.jobs.values(), key=lambda j: j.job_id)],
+                "faults": self.faults_json(),
+                "lost_gpu_seconds": self.scheduler.lost_gpu_seconds,
+            }
+
+    def _node_json(self, node: SimulatedNode) -> dict[str, Any]:
+        sim_node = self.scheduler.nodes[node.name]
+        gpus = []
+        for fake in node.state.gpus:
+            job_id = sim_node.allocations.get(fake.index)
+            gpus.append({
+                "index": fake.index, "uuid": fake.uuid, "present": not fake.absent, "lost": fake.lost,
+                "healthy": node.gpu_ok(fake.index), "job_id": job_id,
+                "utilization": fake.utilization_gpu / 100, "memory_used_bytes": fake.memory_used,
+                "temperature_celsius": fake.temperature_gpu, "power_watts": fake.power_mw / 1000,
+                "processes": [p.pid for p in fake.processes],
+            })
+        return {
+            "name": node.name, "rack": node.spec.rack, "state": sim_node.state, "state_flags": sim_node.state_flags,
+            "reason": sim_node.reason, "reason_set_by": sim_node.reason_set_by, "partitions": sim_node.partitions,
+            "reachable": not node.faults.unreachable and sim_node.rebooting_until is None,
+            "exporter_hung": node.faults.exporter_hung, "boot_time": sim_node.boot_time,
+            "gpus": gpus,
+            "ib_ports": [{"device": f"mlx5_{i}", "port": 1, "up": port.up,
+                          "link_downed": int(port.errors["link_downed"]), "symbol_error": int(port.errors["symbol_error"])}
+                         for i, port in enumerate(node.host.ports)],
+        }
+
+    @staticmethod
+    def _job_json(job: SimJob) -> dict[str, Any]:
+        return {
+            "job_id": job.job_id, "name": job.name, "user": job.user, "account": job.account,
+            "partition": job.partition, "state": job.state, "reason": job.reason,
+            "nodes": job.nodes, "gpus": job.gpus, "gpus_total": job.total_gpus,
+            "gpus_per_node": job.gpus_per_node, "num_nodes": job.num_nodes, "behaviour": job.behaviour,
+            "straggler": list(job.straggler) if job.straggler else None,
+            "unused_gpus": sorted([n, g] for n, g in job.unused_gpus),
+            "submit_time": job.submit_time, "start_time": job.start_time, "end_time": job.end_time,
+            "time_limit": job.time_limit, "exit_code": job.exit_code, "restart_count": job.restart_count,
+        }
+
+    def faults_json(self) -> list[dict[str, Any]]:
+        return [fault.to_json() for fault in self.faults.all()]
+
+    def file_sd(self, base_url: str) -> list[dict[str, Any]]:
+        """Prometheus file_sd: one target group per node, its metrics path and instance set."""
+        address = base_url.split("://", 1)[-1]
+        return [{"targets": [address], "labels": {"__metrics_path__": f"/nodes/{name}/metrics", "instance": name,
+                                                   "rack": self.nodes[name].spec.rack}}
+                for name in self.nodes]
+
+    def squeue(self) -> dict:
+        with self.lock:
+            self.tick()
+            return slurm_face.squeue(self.scheduler)
+
+    def sinfo(self) -> dict:
+        with self.lock:
+            self.tick()
+            return slurm_face.sinfo(self.scheduler)
+
+    def scontrol(self, argv: list[str], user: str = "root") -> slurm_face.CommandResult:
+        with self.lock:
+            self.tick()
+            return slurm_face.scontrol(self.scheduler, argv, user)
+
+    def scancel(self, argv: list[str]) -> slurm_face.CommandResult:
+        with self.lock:
+            self.tick()
+            return slurm_face.scancel(self.scheduler, argv)

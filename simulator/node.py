@@ -1,0 +1,160 @@
+"""One simulated GPU node: fake NVML state, simulated OS files, and the real exporter over them."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from exporter.build import create_exporter
+from exporter.collector import default_collectors
+from exporter.config import ExporterConfig
+from exporter.exporter import Exporter
+from exporter.nvml.fake import FakeNVML, FakeProcess, FakeState
+from simulator.activity import GpuActivity, gpu_activity
+from simulator.gpu_model import GpuConditions, update_gpu
+from simulator.host import SimHost
+from simulator.jobs import SimJob
+from simulator.randomness import unit
+from simulator.topology import NodeSpec
+
+MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters follow load changes
+SNAPSHOT_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection
+
+
+@dataclass
+class NodeFaultState:
+    """What lasting faults currently do to the node, rebuilt from the fault book each update."""
+
+    gpu: dict[int, GpuConditions] = field(default_factory=dict)
+    ports_down: set[int] = field(default_factory=set)  # 1-based port numbers
+    flapping: dict[int, tuple[float, float]] = field(default_factory=dict)  # port -> (start, period)
+    symbol_error_rate: dict[int, float] = field(default_factory=dict)  # port -> errors/minute
+    unreachable: bool = False
+    exporter_hung: bool = False
+    disk_full: set[str] = field(default_factory=set)
+
+    def slowdown(self) -> float:
+        """How much a fault on this node slows a synchronous job that spans it."""
+        factor = 1.0
+        if self.ports_down or self.flapping:
+            factor = min(factor, 0.6)  # NCCL rings route around a dead rail at a cost
+        if any(c.thermal_c is not None or c.power_brake for c in self.gpu.values()):
+            factor = min(factor, 0.75)
+        return factor
+
+
+class SimulatedNode:
+    """A node whose /metrics is what the real exporter reads from its fake hardware and files."""
+
+    def __init__(self, spec: NodeSpec, seed: int, now: float) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.state = FakeState.h100_node(spec.gpus, seed=int(unit(seed, spec.name) * 2**31))
+        self.nvml = FakeNVML(self.state)
+        self.host = SimHost(spec.name, boot_time=now - 3 * 86400, ib_ports=spec.ib_ports)
+        self.procfs = self.host.procfs()
+        self.sysfs = self.host.sysfs()
+        self.faults = NodeFaultState()
+        self.broken_gpus: set[int] = set()  # need a reset: a new job on them fails at once
+        self.updated_at = now
+        self._clock: Callable[[], float] = lambda: now
+        self._exporter: Exporter | None = None
+        self._collected_at = -1e9
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def gpu_ok(self, gpu: int) -> bool:
+        fake = self.state.gpu(gpu)
+        return gpu not in self.broken_gpus and not fake.absent and not fake.lost
+
+    # ---- simulation ----------------------------------------------------------------------------
+
+    def update(self, now: float, job_of: Callable[[int], SimJob | None]) -> None:
+        """Bring every reading forward to ``now`` given the jobs on the node's GPUs."""
+        with self.lock, self.state.lock:
+            while self.updated_at < now:
+                step = min(MAX_STEP, now - self.updated_at)
+                self.updated_at += step
+                self._step(self.updated_at, step, job_of)
+
+    def _step(self, now: float, dt: float, job_of: Callable[[int], SimJob | None]) -> None:
+        activities: list[GpuActivity] = []
+        processes: dict[int, str] = {}
+        for fake in self.state.gpus:
+            job = job_of(fake.index)
+            activity = gpu_activity(job, self.name, fake.index, now, self.seed)
+            process = None
+            if job is not None and activity.has_process:
+                pid = job.pid(self.name, fake.index)
+                process = FakeProcess(pid, int(fake.memory_total * activity.memory_fraction))
+                processes[pid] = f"/system.slice/slurmstepd.scope/job_{job.job_id}/step_0/user/task_{fake.index}"
+            if not fake.absent and not fake.lost:
+                update_gpu(fake, activity, self.faults.gpu.get(fake.index, GpuConditions()), dt, process)
+            activities.append(activity)
+        self.host.sync_processes(self.procfs, processes)
+        self._update_ports(now, dt)
+        count = max(1, len(activities))
+        self.host.disk_full = set(self.faults.disk_full)
+        self.host.advance(dt, sum(a.utilization for a in activities) / count,
+                          sum(a.ib_fraction for a in activities) / count,
+                          max((a.storage_write for a in activities), default=0.0))
+
+    def _update_ports(self, now: float, dt: float) -> None:
+        for number, port in enumerate(self.host.ports, start=1):
+            up = number not in self.faults.ports_down
+            if number in self.faults.flapping:
+                start, period = self.faults.flapping[number]
+                up = int((now - start) // (period / 2)) % 2 == 1  # down first, then up, repeatedly
+            if port.up and not up:
+                port.errors["link_downed"] += 1
+                port.errors["link_error_recovery"] += 1
+            port.up = up
+            rate = self.faults.symbol_error_rate.get(number)
+            if rate:
+                port.errors["symbol_error"] += rate * dt / 60
+                port.errors["port_rcv_errors"] += rate * dt / 600
+
+    def reboot(self, now: float) -> None:
+        """A reboot: GPUs reset (volatile counters, lost GPUs back), exporter restarted."""
+        with self.lock, self.state.lock:
+            self.broken_gpus.clear()
+            for fake in self.state.gpus:
+                fake.lost = fake.absent = False
+                fake.ecc_sbe_volatile = fake.ecc_dbe_volatile = 0
+                fake.retired_pending = False
+                if fake.remap_pending:
+                    fake.remap_pending = False  # a reset performs the pending remap
+                fake.processes = []
+            self.host.boot_time = now
+            self._close_exporter()
+
+    # ---- what a scrape sees --------------------------------------------------------------------
+
+    def exporter(self, clock: Callable[[], float]) -> Exporter:
+        with self.lock:
+            if self._exporter is None:
+                config = ExporterConfig(backend="fake", collectors=default_collectors(), interval=5.0)
+                self._exporter = create_exporter(config, nvml_module=self.nvml, procfs=self.procfs,
+                                                 sysfs=self.sysfs, statvfs=self.host.statvfs, clock=clock)
+            return self._exporter
+
+    def render(self, clock: Callable[[], float], openmetrics: bool, gzipped: bool) -> bytes:
+        exporter = self.exporter(clock)
+        with self.lock:
+            if exporter.snapshot is None or time.monotonic() - self._collected_at > SNAPSHOT_REUSE_SECONDS:
+                exporter.collect_once()
+                self._collected_at = time.monotonic()
+            return exporter.snapshot.render(openmetrics=openmetrics, gzipped=gzipped)
+
+    def _close_exporter(self) -> None:
+        if self._exporter is not None:
+            self._exporter.close()
+            self._exporter = None
+
+    def close(self) -> None:
+        with self.lock:
+            self._close_exporter()
