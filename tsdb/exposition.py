@@ -1,0 +1,158 @@
+"""Parsing of the Prometheus text format 0.0.4 and OpenMetrics 1.0 into flat samples.
+
+A malformed line fails the whole exposition with an ``ExpositionError`` naming the line, the way
+Prometheus fails the scrape: a half-read page would make series flap between present and stale.
+Samples come back as plain tuples (name, labels, value, timestamp in ms or None) because the
+store copies them into its own arrays at once; nothing here keeps an object per sample.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text"
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,|\})')
+_EMPTY_LABELS = re.compile(r"\s*\}")
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_ESCAPE = re.compile(r'\\[\\"n]')
+_TYPES = {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "info", "stateset"}
+
+Labels = tuple[tuple[str, str], ...]
+Sample = tuple[str, Labels, float, "int | None"]
+
+
+class ExpositionError(ValueError):
+    """The exposition cannot be read; the message names the line number and what is wrong."""
+
+
+@dataclass
+class MetricMetadata:
+    type: str = "untyped"
+    help: str = ""
+    unit: str = ""
+
+
+@dataclass
+class Exposition:
+    samples: list[Sample] = field(default_factory=list)
+    metadata: dict[str, MetricMetadata] = field(default_factory=dict)
+
+
+def is_openmetrics(content_type: str | None) -> bool:
+    return bool(content_type) and OPENMETRICS_CONTENT_TYPE in content_type
+
+
+def parse_exposition(text: str, openmetrics: bool = False) -> Exposition:
+    """Every sample and metadata line of ``text``; raises ExpositionError on the first bad line."""
+    result = Exposition()
+    seen_eof = False
+    for number, line in enumerate(text.split("\n"), 1):
+        if seen_eof:
+            if line.strip():
+                raise ExpositionError(f"line {number}: content after # EOF")
+            continue
+        if not line or line.isspace():
+            continue
+        if line[0] == "#":
+            if openmetrics and line.rstrip() == "# EOF":
+                seen_eof = True
+            else:
+                _metadata_line(line, number, result.metadata, openmetrics)
+            continue
+        result.samples.append(_sample_line(line, number, openmetrics))
+    if openmetrics and not seen_eof:
+        raise ExpositionError("OpenMetrics exposition does not end with # EOF")
+    return result
+
+
+def _metadata_line(line: str, number: int, metadata: dict[str, MetricMetadata], openmetrics: bool) -> None:
+    parts = line.split(None, 3)
+    if len(parts) < 3 or parts[1] not in ("TYPE", "HELP", "UNIT"):
+        if openmetrics:
+            raise ExpositionError(f"line {number}: unknown comment in OpenMetrics: {line[:80]!r}")
+        return  # the text format allows free comments
+    keyword, name = parts[1], parts[2]
+    if not _NAME.fullmatch(name):
+        raise ExpositionError(f"line {number}: invalid metric name {name!r}")
+    rest = parts[3] if len(parts) > 3 else ""
+    entry = metadata.setdefault(name, MetricMetadata())
+    if keyword == "TYPE":
+        kind = rest.strip()
+        if kind not in _TYPES:
+            raise ExpositionError(f"line {number}: invalid metric type {kind!r}")
+        entry.type = "untyped" if kind == "unknown" else kind
+    elif keyword == "HELP":
+        entry.help = _unescape(rest)
+    else:
+        entry.unit = rest.strip()
+
+
+def _sample_line(line: str, number: int, openmetrics: bool) -> Sample:
+    match = _NAME.match(line)
+    if not match:
+        raise ExpositionError(f"line {number}: expected a metric name: {line[:80]!r}")
+    name = match.group()
+    pos = match.end()
+    labels: list[tuple[str, str]] = []
+    if pos < len(line) and line[pos] == "{":
+        pos = _labels(line, pos + 1, number, labels)
+    rest = line[pos:]
+    if not rest or (rest[0] not in " \t"):
+        raise ExpositionError(f"line {number}: expected a space before the value: {line[:80]!r}")
+    if openmetrics and " # " in rest:
+        rest = rest.split(" # ", 1)[0]  # an exemplar: not stored
+    fields = rest.split()
+    if not 1 <= len(fields) <= 2:
+        raise ExpositionError(f"line {number}: expected a value and an optional timestamp: {line[:80]!r}")
+    value = _float(fields[0], number, "value")
+    timestamp = None
+    if len(fields) == 2:
+        if openmetrics:
+            seconds = _float(fields[1], number, "timestamp")
+            if not math.isfinite(seconds):
+                raise ExpositionError(f"line {number}: invalid timestamp {fields[1]!r}")
+            timestamp = round(seconds * 1000)
+        else:
+            try:
+                timestamp = int(fields[1])
+            except ValueError:
+                raise ExpositionError(f"line {number}: invalid timestamp {fields[1]!r}") from None
+    names = [pair[0] for pair in labels]
+    if len(set(names)) != len(names):
+        raise ExpositionError(f"line {number}: duplicate label name in {line[:80]!r}")
+    return name, tuple(labels), value, timestamp
+
+
+def _labels(line: str, pos: int, number: int, out: list[tuple[str, str]]) -> int:
+    empty = _EMPTY_LABELS.match(line, pos)
+    if empty:
+        return empty.end()
+    while True:
+        match = _LABEL.match(line, pos)
+        if not match:
+            raise ExpositionError(f"line {number}: malformed labels at column {pos + 1}: {line[:80]!r}")
+        value = match.group(2)
+        out.append((match.group(1), _unescape(value) if "\\" in value else value))
+        pos = match.end()
+        if match.group(3) == "}":
+            return pos
+        # a trailing comma before the closing brace is allowed by the text format
+        empty = _EMPTY_LABELS.match(line, pos)
+        if empty:
+            return empty.end()
+
+
+def _float(text: str, number: int, what: str) -> float:
+    if "_" in text:
+        raise ExpositionError(f"line {number}: invalid {what} {text!r}")
+    try:
+        return float(text)
+    except ValueError:
+        raise ExpositionError(f"line {number}: invalid {what} {text!r}") from None
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], text)

@@ -1,0 +1,155 @@
+"""Aggregation operators (sum, avg, min, max, count, group, stddev, stdvar, topk, bottomk,
+quantile, count_values) with by/without grouping, evaluated per group over all steps at once."""
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+import promql_parser as pp
+
+from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data
+
+if TYPE_CHECKING:
+    from tsdb.promql.evaluator import Evaluator
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def format_value(value: float) -> str:
+    """Go's strconv.FormatFloat(v, 'f', -1, 64), the spelling Prometheus uses in labels and JSON."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return np.format_float_positional(value, trim="-", unique=True)
+
+
+def quantile(q: float, values: np.ndarray) -> float:
+    """Prometheus's quantile(): linear interpolation between closest ranks; NaN sorts first."""
+    if len(values) == 0 or math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    nans = values[np.isnan(values)]
+    ordered = np.concatenate([nans, np.sort(values[~np.isnan(values)])])
+    rank = q * (len(ordered) - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(len(ordered) - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return float(ordered[lower] * (1 - weight) + ordered[upper] * weight)
+
+
+def _group_labels(labels: dict[str, str], names: list[str], without: bool) -> dict[str, str]:
+    if without:
+        return {k: v for k, v in labels.items() if k not in names and k != "__name__"}
+    return {k: labels[k] for k in names if k in labels}
+
+
+def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
+    op = str(expr.op)
+    vector = ev.eval(expr.expr, grid)
+    if not isinstance(vector, Vector):
+        raise bad_data(f"expected type instant vector in aggregation expression, got {type(vector).__name__.lower()}")
+    modifier = expr.modifier
+    without = bool(modifier and modifier.type == pp.AggModifierType.Without)
+    names = list(modifier.labels) if modifier else []
+    groups: dict[tuple, tuple[dict[str, str], list[VSeries]]] = {}
+    for s in vector.series:
+        labels = _group_labels(s.labels, names, without)
+        groups.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(s)
+    if op in ("topk", "bottomk"):
+        return _top(ev.scalar_arg(expr.param, grid), groups, op == "topk")
+    if op == "quantile":
+        return _quantile(ev.scalar_arg(expr.param, grid), groups)
+    if op == "count_values":
+        return _count_values(ev.eval(expr.param, grid), groups, grid.n)
+    out = []
+    for labels, members in groups.values():
+        values = np.array([m.values for m in members])
+        present = np.array([m.present for m in members])
+        count = present.sum(axis=0)
+        out.append(VSeries(labels, _simple(op, values, present, count), count > 0))
+    return Vector(out)
+
+
+def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        if op == "sum":
+            return np.where(present, values, 0.0).sum(axis=0)
+        if op == "avg":
+            return np.where(present, values, 0.0).sum(axis=0) / count
+        if op == "count":
+            return count.astype(np.float64)
+        if op == "group":
+            return np.ones(values.shape[1])
+        if op == "min":
+            return np.fmin.reduce(np.where(present, values, np.nan), axis=0)
+        if op == "max":
+            return np.fmax.reduce(np.where(present, values, np.nan), axis=0)
+        if op in ("stddev", "stdvar"):
+            mean = np.where(present, values, 0.0).sum(axis=0) / count
+            variance = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / count
+            return np.sqrt(variance) if op == "stddev" else variance
+    raise PromQLError(f"unsupported aggregation {op}")
+
+
+def _top(k_values: np.ndarray, groups: dict, largest: bool) -> Vector:
+    out = []
+    for _, members in groups.values():
+        selected = [np.zeros(len(k_values), dtype=bool) for _ in members]
+        for step, k_float in enumerate(k_values):
+            if not -2**63 <= k_float < 2**63:
+                raise PromQLError(f"Scalar value {format_value(k_float)} overflows int64")
+            k = int(k_float)
+            if k < 1:
+                continue
+            candidates = [i for i, m in enumerate(members) if m.present[step]]
+            # NaN is the least wanted value for both topk and bottomk, as in Prometheus's heaps.
+            if largest:
+                candidates.sort(key=lambda i: (not math.isnan(members[i].values[step]),
+                                               _finite(members[i].values[step])), reverse=True)
+            else:
+                candidates.sort(key=lambda i: (math.isnan(members[i].values[step]), _finite(members[i].values[step])))
+            for i in candidates[:k]:
+                selected[i][step] = True
+        out.extend(VSeries(m.labels, m.values, sel) for m, sel in zip(members, selected) if sel.any())
+    return Vector(out)
+
+
+def _finite(value: float) -> float:
+    return -math.inf if math.isnan(value) else value
+
+
+def _quantile(q_values: np.ndarray, groups: dict) -> Vector:
+    out = []
+    for labels, members in groups.values():
+        values = np.array([m.values for m in members])
+        present = np.array([m.present for m in members])
+        result = np.full(len(q_values), np.nan)
+        for step in range(len(q_values)):
+            column = values[present[:, step], step]
+            if len(column):
+                result[step] = quantile(float(q_values[step]), column)
+        out.append(VSeries(labels, result, present.any(axis=0)))
+    return Vector(out)
+
+
+def _count_values(param: object, groups: dict, n: int) -> Vector:
+    label = getattr(param, "value", None)
+    if not isinstance(label, str):
+        raise bad_data("count_values needs a string parameter")
+    if not _LABEL_NAME.match(label):
+        raise PromQLError(f"invalid label name {label!r}")
+    counts: dict[tuple, tuple[dict[str, str], np.ndarray]] = {}
+    for labels, members in groups.values():
+        for m in members:
+            for step in np.flatnonzero(m.present):
+                text = format_value(float(m.values[step]))
+                out_labels = {**labels, label: text}
+                key = tuple(sorted(out_labels.items()))
+                counts.setdefault(key, (out_labels, np.zeros(n)))[1][step] += 1
+    return Vector([VSeries(labels, c, c > 0) for labels, c in counts.values()])

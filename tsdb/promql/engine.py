@@ -1,0 +1,134 @@
+"""The engine's entry points: instant and range queries over a store, with Prometheus's limits
+and error types, returning ``tsdb.results.QueryResult``."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import promql_parser as pp
+
+from tsdb.promql.evaluator import Evaluator, SeriesSource
+from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data
+from tsdb.results import QueryResult, Series
+
+MAX_POINTS_PER_SERIES = 11_000
+DEFAULT_LOOKBACK_S = 300.0
+
+
+def to_millis(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def parse_query(query: str) -> pp.Expr:
+    try:
+        return pp.parse(query)
+    except (ValueError, TypeError) as exc:
+        raise bad_data(f"parse error: {exc}") from None
+
+
+def _static_type(expr: pp.Expr) -> str:
+    while isinstance(expr, pp.ParenExpr):
+        expr = expr.expr
+    if isinstance(expr, (pp.MatrixSelector, pp.SubqueryExpr)):
+        return "range vector"
+    if isinstance(expr, pp.StringLiteral):
+        return "string"
+    return "other"
+
+
+@dataclass
+class QueryStats:
+    """Counters the server exposes on /metrics."""
+
+    queries: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+class Engine:
+    def __init__(self, source: SeriesSource, lookback_s: float = DEFAULT_LOOKBACK_S) -> None:
+        self.source = source
+        self.lookback_ms = to_millis(lookback_s)
+        self.stats = QueryStats()
+        self._stats_lock = threading.Lock()
+
+    def instant(self, query: str, at: float | None = None) -> QueryResult:
+        """Evaluate ``query`` at ``at`` (seconds; default now)."""
+        at_ms = to_millis(time.time() if at is None else at)
+        return self._timed(lambda: self._instant(query, at_ms))
+
+    def range(self, query: str, start: float, end: float, step: float) -> QueryResult:
+        """Evaluate ``query`` at start, start+step, ... <= end (seconds); a matrix result."""
+        return self._timed(lambda: self._range(query, to_millis(start), to_millis(end), to_millis(step)))
+
+    def _timed(self, run):
+        began = time.perf_counter()
+        try:
+            return run()
+        except PromQLError:
+            with self._stats_lock:
+                self.stats.errors += 1
+            raise
+        finally:
+            with self._stats_lock:
+                self.stats.queries += 1
+                self.stats.seconds += time.perf_counter() - began
+
+    def _instant(self, query: str, at_ms: int) -> QueryResult:
+        expr = parse_query(query)
+        value = Evaluator(self.source, at_ms, at_ms, self.lookback_ms).eval(expr, Grid.of(at_ms, at_ms, 1))
+        seconds = at_ms / 1000
+        if isinstance(value, Scalar):
+            return QueryResult("scalar", scalar=float(value.values[0]), timestamp=seconds)
+        if isinstance(value, String):
+            return QueryResult("string", string=value.value, timestamp=seconds)
+        if isinstance(value, RangeVector):
+            return QueryResult("matrix", _matrix_of_range(value))
+        samples = [Series(s.labels, [seconds], [float(s.values[0])]) for s in value.series if s.present[0]]
+        if value.order:
+            samples = _sorted_by_value(samples, value.order == "desc")
+        return QueryResult("vector", samples)
+
+    def _range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+        if end_ms < start_ms:
+            raise bad_data("end timestamp must not be before start time")
+        if step_ms <= 0:
+            raise bad_data("zero or negative query resolution step widths are not accepted. Try a positive integer")
+        if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES:
+            raise bad_data("exceeded maximum resolution of 11,000 points per timeseries. "
+                           "Try decreasing the query resolution (?step=XX)")
+        expr = parse_query(query)
+        kind = _static_type(expr)
+        if kind != "other":
+            raise bad_data(f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector')
+        grid = Grid.of(start_ms, end_ms, step_ms)
+        value = Evaluator(self.source, start_ms, end_ms, self.lookback_ms).eval(expr, grid)
+        seconds = grid.times / 1000.0
+        if isinstance(value, Scalar):
+            return QueryResult("matrix", [Series({}, seconds.tolist(), value.values.tolist())])
+        if not isinstance(value, Vector):
+            raise bad_data("range queries must return a scalar or an instant vector")
+        series = [Series(s.labels, seconds[s.present].tolist(), s.values[s.present].tolist())
+                  for s in value.series if s.present.any()]
+        series.sort(key=lambda s: sorted(s.labels.items()))
+        return QueryResult("matrix", series)
+
+
+def _matrix_of_range(value: RangeVector) -> list[Series]:
+    end = int(value.ends[0])
+    out = []
+    for s in value.series:
+        keep = (s.timestamps >= end - value.range_ms) & (s.timestamps <= end)
+        if keep.any():
+            out.append(Series(s.labels, (s.timestamps[keep] / 1000.0).tolist(), s.values[keep].tolist()))
+    return out
+
+
+def _sorted_by_value(samples: list[Series], descending: bool) -> list[Series]:
+    # Prometheus orders NaN first for sort() and last for sort_desc().
+    def key(s: Series) -> tuple:
+        v = s.values[0]
+        return (not np.isnan(v), 0.0 if np.isnan(v) else v)
+    return sorted(samples, key=key, reverse=descending)

@@ -1,0 +1,154 @@
+"""Walks a promql-parser AST and evaluates it over a grid of steps against the store.
+
+Semantics follow Prometheus 2.42: a vector selector takes the newest sample at or before each
+step within the lookback delta (both ends inclusive), ignoring stale markers; a range selector
+takes the samples in [t - range, t]; ``offset`` and ``@`` move that reference time; subqueries
+evaluate their expression on steps aligned to multiples of their own step.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Protocol, Sequence
+
+import numpy as np
+import promql_parser as pp
+
+from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
+from tsdb.promql import aggregation, binary, functions
+from tsdb.promql.values import (
+    STALE_NAN_BITS, Grid, PromQLError, RangeVector, RSeries, Scalar, String, Value, Vector, VSeries,
+    bad_data, drop_name, merge_same_labels, without_stale,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# promql-parser's enum members are not hashable, so the mapping goes by member name.
+_MATCH_OPS = {"Equal": EQUAL, "NotEqual": NOT_EQUAL, "Re": REGEX, "NotRe": NOT_REGEX}
+
+
+class SeriesSource(Protocol):
+    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list: ...
+
+
+def millis(delta: timedelta | None) -> int:
+    return 0 if delta is None else delta // timedelta(milliseconds=1)
+
+
+def selector_matchers(selector: pp.VectorSelector) -> list[Matcher]:
+    """The selector's matchers with its metric name as a ``__name__`` matcher; rejects a
+    selector that would match every series, as Prometheus does."""
+    try:
+        matchers = [Matcher.of(_MATCH_OPS[str(m.op).rsplit(".", 1)[-1]], m.name, m.value) for m in selector.matchers.matchers]
+    except ValueError as exc:
+        raise bad_data(f"parse error: {exc}") from None
+    if selector.name is not None and not any(m.name == "__name__" for m in matchers):
+        matchers.insert(0, Matcher.of(EQUAL, "__name__", selector.name))
+    if not any(not m.matches("") for m in matchers):
+        raise bad_data("parse error: vector selector must contain at least one non-empty matcher")
+    return matchers
+
+
+class Evaluator:
+    def __init__(self, source: SeriesSource, start_ms: int, end_ms: int, lookback_ms: int = 300_000,
+                 default_subquery_step_ms: int = 60_000) -> None:
+        self.source = source
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.lookback_ms = lookback_ms
+        self.default_subquery_step_ms = default_subquery_step_ms
+
+    def eval(self, expr: pp.Expr, grid: Grid) -> Value:
+        if isinstance(expr, pp.ParenExpr):
+            return self.eval(expr.expr, grid)
+        if isinstance(expr, pp.NumberLiteral):
+            return Scalar(np.full(grid.n, float(expr.val)))
+        if isinstance(expr, pp.StringLiteral):
+            return String(expr.val)
+        if isinstance(expr, pp.VectorSelector):
+            return self.vector_selector(expr, grid)
+        if isinstance(expr, pp.MatrixSelector):
+            return self.matrix_selector(expr, grid)
+        if isinstance(expr, pp.SubqueryExpr):
+            return self.subquery(expr, grid)
+        if isinstance(expr, pp.UnaryExpr):
+            return self.negate(self.eval(expr.expr, grid))
+        if isinstance(expr, pp.BinaryExpr):
+            return binary.evaluate(self, expr, grid)
+        if isinstance(expr, pp.AggregateExpr):
+            return aggregation.evaluate(self, expr, grid)
+        if isinstance(expr, pp.Call):
+            return functions.evaluate(self, expr, grid)
+        raise PromQLError(f"unsupported expression {type(expr).__name__}")
+
+    # ---- time references -----------------------------------------------------------------
+    def reference_times(self, at: pp.AtModifier | None, offset: timedelta | None, grid: Grid) -> np.ndarray:
+        """Per step, the time a selector reads at: the step (or the @ time) minus the offset."""
+        if at is None:
+            base = grid.times
+        elif at.type == pp.AtModifierType.Start:
+            base = np.full(grid.n, self.start_ms, dtype=np.int64)
+        elif at.type == pp.AtModifierType.End:
+            base = np.full(grid.n, self.end_ms, dtype=np.int64)
+        else:
+            at_ms = (at.at - _EPOCH) // timedelta(milliseconds=1)
+            base = np.full(grid.n, at_ms, dtype=np.int64)
+        return base - millis(offset)
+
+    # ---- selectors -----------------------------------------------------------------------
+    def vector_selector(self, selector: pp.VectorSelector, grid: Grid) -> Vector:
+        matchers = selector_matchers(selector)
+        ends = self.reference_times(selector.at, selector.offset, grid)
+        out = []
+        for data in self.source.select(matchers, int(ends.min()) - self.lookback_ms, int(ends.max())):
+            idx = np.searchsorted(data.timestamps, ends, side="right") - 1
+            found = idx >= 0
+            idx = np.maximum(idx, 0)
+            times = data.timestamps[idx]
+            values = data.values[idx]
+            found &= times >= ends - self.lookback_ms
+            found &= values.view(np.uint64) != STALE_NAN_BITS
+            if found.any():
+                out.append(VSeries(data.labels, values, found, times))
+        return Vector(out)
+
+    def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid) -> RangeVector:
+        selector = expr.vector_selector
+        matchers = selector_matchers(selector)
+        range_ms = millis(expr.range)
+        ends = self.reference_times(selector.at, selector.offset, grid)
+        series = []
+        for data in self.source.select(matchers, int(ends.min()) - range_ms, int(ends.max())):
+            timestamps, values = without_stale(data.timestamps, data.values)
+            if len(values):
+                series.append(RSeries(data.labels, timestamps, values))
+        return RangeVector(series, ends, range_ms, matchers)
+
+    def subquery(self, expr: pp.SubqueryExpr, grid: Grid) -> RangeVector:
+        step = millis(expr.step) or self.default_subquery_step_ms
+        range_ms = millis(expr.range)
+        ends = self.reference_times(expr.at, expr.offset, grid)
+        first = int(ends.min()) - range_ms
+        start = step * (first // step)
+        if start < first:
+            start += step
+        inner_grid = Grid.of(start, int(ends.max()), step)
+        inner = self.eval(expr.expr, inner_grid) if inner_grid.n else Vector()
+        if isinstance(inner, Scalar):
+            inner = Vector([VSeries({}, inner.values, np.ones(inner_grid.n, dtype=bool))])
+        if not isinstance(inner, Vector):
+            raise bad_data("subquery is only allowed on instant vector or scalar expressions")
+        series = [RSeries(s.labels, inner_grid.times[s.present], s.values[s.present]) for s in inner.series]
+        return RangeVector([s for s in series if len(s.values)], ends, range_ms)
+
+    # ---- unary minus ---------------------------------------------------------------------
+    def negate(self, value: Value) -> Value:
+        if isinstance(value, Scalar):
+            return Scalar(-value.values)
+        if isinstance(value, Vector):
+            return Vector(merge_same_labels([VSeries(drop_name(s.labels), -s.values, s.present) for s in value.series]))
+        raise bad_data("unary expression only allowed on expressions of type scalar or instant vector")
+
+    def scalar_arg(self, expr: pp.Expr, grid: Grid) -> np.ndarray:
+        value = self.eval(expr, grid)
+        if not isinstance(value, Scalar):
+            raise bad_data(f"expected a scalar, got {type(value).__name__.lower()}")
+        return value.values

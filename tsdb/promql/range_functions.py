@@ -1,0 +1,198 @@
+"""Functions over range vectors (rate, increase, *_over_time, deriv, ...), one window per step.
+
+Each function gets the window's timestamps (ms) and values with stale markers removed, exactly
+what Prometheus 2.42 hands its functions, and follows that version's arithmetic (extrapolation
+of rate/increase/delta, reset handling, linear regression for deriv/predict_linear).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from tsdb.promql.aggregation import quantile
+from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_labels
+
+Window = Callable[[np.ndarray, np.ndarray, int, int, list[float]], "float | None"]
+
+
+def _extrapolated(is_counter: bool, is_rate: bool) -> Window:
+    def fn(ts: np.ndarray, vs: np.ndarray, end: int, range_ms: int, _: list[float]) -> float | None:
+        if len(vs) < 2:
+            return None
+        result = float(vs[-1] - vs[0])
+        if is_counter:
+            drops = vs[1:] < vs[:-1]
+            result += float(vs[:-1][drops].sum())
+        start = end - range_ms
+        to_start = (int(ts[0]) - start) / 1000
+        to_end = (end - int(ts[-1])) / 1000
+        sampled = (int(ts[-1]) - int(ts[0])) / 1000
+        average = sampled / (len(vs) - 1)
+        if is_counter and result > 0 and vs[0] >= 0:
+            to_zero = sampled * (vs[0] / result)
+            if to_zero < to_start:
+                to_start = to_zero
+        threshold = average * 1.1
+        interval = sampled
+        interval += to_start if to_start < threshold else average / 2
+        interval += to_end if to_end < threshold else average / 2
+        result = result * (interval / sampled)
+        return result / (range_ms / 1000) if is_rate else result
+    return fn
+
+
+def _instant(is_rate: bool) -> Window:
+    def fn(ts: np.ndarray, vs: np.ndarray, end: int, range_ms: int, _: list[float]) -> float | None:
+        if len(vs) < 2:
+            return None
+        last, previous = float(vs[-1]), float(vs[-2])
+        result = last if is_rate and last < previous else last - previous
+        interval = int(ts[-1]) - int(ts[-2])
+        if interval == 0:
+            return None
+        return result / (interval / 1000) if is_rate else result
+    return fn
+
+
+def linear_regression(ts: np.ndarray, vs: np.ndarray, intercept_ms: int) -> tuple[float, float]:
+    if np.all(vs == vs[0]):
+        return (math.nan, math.nan) if math.isinf(vs[0]) else (0.0, float(vs[0]))
+    n = float(len(vs))
+    x = (ts - intercept_ms) / 1e3
+    sum_x, sum_y = float(x.sum()), float(vs.sum())
+    sum_xy, sum_x2 = float((x * vs).sum()), float((x * x).sum())
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    with np.errstate(all="ignore"):
+        slope = cov_xy / var_x if var_x else math.copysign(math.inf, cov_xy) if cov_xy else math.nan
+    return slope, sum_y / n - slope * sum_x / n
+
+
+def _deriv(ts, vs, end, range_ms, _):
+    if len(vs) < 2:
+        return None
+    return linear_regression(ts, vs, int(ts[0]))[0]
+
+
+def _predict_linear(ts, vs, end, range_ms, args):
+    if len(vs) < 2:
+        return None
+    slope, intercept = linear_regression(ts, vs, end)
+    return slope * args[0] + intercept
+
+
+def _holt_winters(ts, vs, end, range_ms, args):
+    smoothing, trend = args
+    if not 0 < smoothing < 1:
+        raise PromQLError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {smoothing:f}")
+    if not 0 < trend < 1:
+        raise PromQLError(f"invalid trend factor. Expected: 0 < tf < 1, got: {trend:f}")
+    if len(vs) < 2:
+        return None
+    s0, s1, b = 0.0, float(vs[0]), float(vs[1] - vs[0])
+    for i in range(1, len(vs)):
+        x = smoothing * float(vs[i])
+        if i > 1:
+            b = trend * (s1 - s0) + (1 - trend) * b
+        s0, s1 = s1, x + (1 - smoothing) * (s1 + b)
+    return s1
+
+
+def _changes(ts, vs, end, range_ms, _):
+    a, b = vs[1:], vs[:-1]
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return float((~same).sum())
+
+
+def _mean(vs: np.ndarray) -> float:
+    # The running mean Prometheus uses keeps large values from overflowing a plain sum.
+    mean = 0.0
+    for count, value in enumerate(vs.tolist(), 1):
+        if math.isinf(mean) and (math.isnan(value) or not math.isinf(value) or (value > 0) == (mean > 0)):
+            if math.isnan(value):
+                mean = value
+            continue
+        mean += value / count - mean / count
+    return mean
+
+
+def _variance(vs: np.ndarray) -> float:
+    mean = aux = 0.0
+    for count, value in enumerate(vs.tolist(), 1):
+        delta = value - mean
+        mean += delta / count
+        aux += delta * (value - mean)
+    return aux / len(vs)
+
+
+def _min_max(pick: Callable[[float, float], bool]) -> Window:
+    def fn(ts, vs, end, range_ms, _):
+        best = float(vs[0])
+        for value in vs[1:].tolist():
+            if pick(value, best) or math.isnan(best):
+                best = value
+        return best
+    return fn
+
+
+WINDOW_FUNCTIONS: dict[str, tuple[Window, int]] = {
+    # name: (function, number of scalar arguments after the range vector)
+    "rate": (_extrapolated(True, True), 0),
+    "increase": (_extrapolated(True, False), 0),
+    "delta": (_extrapolated(False, False), 0),
+    "irate": (_instant(True), 0),
+    "idelta": (_instant(False), 0),
+    "deriv": (_deriv, 0),
+    "predict_linear": (_predict_linear, 1),
+    "holt_winters": (_holt_winters, 2),
+    "changes": (_changes, 0),
+    "resets": (lambda ts, vs, e, r, _: float((vs[1:] < vs[:-1]).sum()), 0),
+    "avg_over_time": (lambda ts, vs, e, r, _: _mean(vs), 0),
+    "sum_over_time": (lambda ts, vs, e, r, _: float(sum(vs.tolist())), 0),
+    "count_over_time": (lambda ts, vs, e, r, _: float(len(vs)), 0),
+    "min_over_time": (_min_max(lambda value, best: value < best), 0),
+    "max_over_time": (_min_max(lambda value, best: value > best), 0),
+    "last_over_time": (lambda ts, vs, e, r, _: float(vs[-1]), 0),
+    "present_over_time": (lambda ts, vs, e, r, _: 1.0, 0),
+    "stdvar_over_time": (lambda ts, vs, e, r, _: _variance(vs), 0),
+    "stddev_over_time": (lambda ts, vs, e, r, _: math.sqrt(_variance(vs)), 0),
+    "quantile_over_time": (lambda ts, vs, e, r, args: quantile(args[0], vs), 1),
+}
+
+
+def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
+    """``name`` over each series' window at every step; ``scalars`` are its other arguments."""
+    fn, _ = WINDOW_FUNCTIONS[name]
+    ends = matrix.ends
+    starts = ends - matrix.range_ms
+    out = []
+    for s in matrix.series:
+        lo = np.searchsorted(s.timestamps, starts, side="left")
+        hi = np.searchsorted(s.timestamps, ends, side="right")
+        values = np.full(len(ends), np.nan)
+        present = np.zeros(len(ends), dtype=bool)
+        for step in np.flatnonzero(hi > lo):
+            args = [float(a[step]) for a in scalars]
+            result = fn(s.timestamps[lo[step]:hi[step]], s.values[lo[step]:hi[step]], int(ends[step]),
+                        matrix.range_ms, args)
+            if result is not None:
+                values[step] = result
+                present[step] = True
+        if present.any():
+            labels = s.labels if name == "last_over_time" else drop_name(s.labels)
+            out.append(VSeries(labels, values, present))
+    return Vector(merge_same_labels(out))
+
+
+def absent_over_time(matrix: RangeVector, absent_labels: dict[str, str]) -> Vector:
+    ends = matrix.ends
+    seen = np.zeros(len(ends), dtype=bool)
+    for s in matrix.series:
+        lo = np.searchsorted(s.timestamps, ends - matrix.range_ms, side="left")
+        hi = np.searchsorted(s.timestamps, ends, side="right")
+        seen |= hi > lo
+    if seen.all():
+        return Vector()
+    return Vector([VSeries(absent_labels, np.ones(len(ends)), ~seen)])

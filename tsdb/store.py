@@ -1,0 +1,360 @@
+"""The in-memory columnar store: series, their samples, retention, staleness and per-target limits.
+
+Layout, and why: the samples of one scrape share one timestamp, so each target (or imported
+batch) owns a ``TimeColumn`` of int64 millisecond timestamps, and each series owns only an
+``array('d')`` of values aligned to a slice of that column. A sample therefore costs 8 bytes
+plus 8/N for the shared timestamp. A series that skips scrapes is padded with ``ABSENT`` (a NaN
+payload distinct from Prometheus's StaleNaN) so the alignment holds; readers drop it.
+
+Staleness follows Prometheus: when a series that was in a target's last scrape is missing from
+the next one, or the target fails or disappears, a StaleNaN sample is written at that time, so
+queries stop returning it at once instead of 5 minutes later.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import struct
+import threading
+from array import array
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from tsdb.matchers import EQUAL, Matcher
+
+STALE_NAN_BITS = 0x7FF0000000000002
+ABSENT_BITS = 0x7FF0000000000003
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
+
+DEFAULT_RETENTION_S = 6 * 3600.0
+
+Labels = tuple[tuple[str, str], ...]  # sorted by name, including __name__
+
+
+def is_stale(value: float) -> bool:
+    return math.isnan(value) and struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS)
+
+
+class LimitError(Exception):
+    """A target exceeded a configured limit; its scrape is rejected, nothing of it is stored."""
+
+
+class AppendError(Exception):
+    """Samples that cannot be appended (out of order, or labels already owned by another target)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-target limits: 0 means unlimited. ``max_series_total`` guards the whole store."""
+
+    max_series_per_target: int = 50_000
+    max_label_values_per_target: int = 10_000
+    max_series_total: int = 2_000_000
+
+
+@dataclass
+class SeriesData:
+    """What a read returns: numpy copies, so callers never hold the store's buffers."""
+
+    labels: dict[str, str]
+    timestamps: np.ndarray  # int64 ms
+    values: np.ndarray  # float64; StaleNaN kept, ABSENT removed
+
+
+class TimeColumn:
+    """Timestamps shared by every series of one target; ``base`` counts samples dropped by retention."""
+
+    __slots__ = ("ts", "base")
+
+    def __init__(self) -> None:
+        self.ts = array("q")
+        self.base = 0
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.ts)
+
+
+class _Series:
+    __slots__ = ("id", "labels", "column", "first", "values")
+
+    def __init__(self, sid: int, labels: Labels, column: TimeColumn) -> None:
+        self.id = sid
+        self.labels = labels
+        self.column = column
+        self.first = column.end  # absolute index in ``column`` of values[0]
+        self.values = array("d")
+
+    def pad_to(self, index: int) -> None:
+        if not self.values:
+            self.first = index
+            return
+        gap = index - (self.first + len(self.values))
+        if gap > 0:
+            self.values.extend(array("d", [ABSENT]) * gap)
+
+
+@dataclass
+class _Target:
+    column: TimeColumn = field(default_factory=TimeColumn)
+    last_scrape: set[int] = field(default_factory=set)
+
+
+class Store:
+    """Thread-safe: the scraper appends from worker threads while the API reads."""
+
+    def __init__(self, retention_s: float = DEFAULT_RETENTION_S, limits: Limits | None = None) -> None:
+        self.retention_ms = int(retention_s * 1000)
+        self.limits = limits or Limits()
+        self._lock = threading.RLock()
+        self._series: dict[int, _Series] = {}
+        self._by_labels: dict[Labels, int] = {}
+        self._postings: dict[str, dict[str, set[int]]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._next_id = 1
+        self.max_time_ms: int | None = None
+        self.min_time_ms: int | None = None
+
+    # ---- writing -------------------------------------------------------------------------
+    def append_scrape(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
+        """Store one scrape of ``target`` at one timestamp; series gone since the last one go stale.
+
+        ``samples`` holds sorted label tuples. Raises LimitError (nothing stored) when the target
+        exceeds its limits, AppendError when the timestamp is not after the previous scrape's.
+        """
+        self._check_limits(target, samples)
+        with self._lock:
+            state = self._targets.setdefault(target, _Target())
+            column = state.column
+            if column.ts and timestamp_ms <= column.ts[-1]:
+                raise AppendError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
+            column.ts.append(timestamp_ms)
+            index = column.end - 1
+            seen: set[int] = set()
+            for labels, value in samples:
+                series = self._get_or_create(labels, column)
+                if series.column is not column or series.id in seen:
+                    continue  # owned by another target, or repeated within this page
+                series.pad_to(index)
+                series.values.append(value)
+                seen.add(series.id)
+            for sid in state.last_scrape - seen:
+                self._append_stale(sid, column, index)
+            state.last_scrape = seen
+            self._note_time(timestamp_ms)
+            return len(seen)
+
+    def mark_target_gone(self, target: str, timestamp_ms: int) -> None:
+        """The target left service discovery: every series it last exposed goes stale now."""
+        with self._lock:
+            state = self._targets.get(target)
+            if state is None or not state.last_scrape:
+                return
+            column = state.column
+            if column.ts and timestamp_ms <= column.ts[-1]:
+                timestamp_ms = column.ts[-1] + 1
+            column.ts.append(timestamp_ms)
+            for sid in state.last_scrape:
+                self._append_stale(sid, column, column.end - 1)
+            state.last_scrape = set()
+
+    def append_series(self, labels: Labels, timestamps: Sequence[int], values: Sequence[float],
+                      column: TimeColumn | None = None) -> None:
+        """Bulk-load one series (import, snapshot restore). Pass one ``column`` for series that
+        share timestamps; it must already hold exactly ``timestamps``."""
+        with self._lock:
+            if column is None:
+                column = TimeColumn()
+                column.ts.extend(timestamps)
+            if labels in self._by_labels:
+                raise AppendError(f"series {format_labels(dict(labels))} already exists")
+            series = self._get_or_create(labels, column)
+            series.first = column.end - len(values)
+            series.values.extend(values)
+            if len(timestamps):
+                self._note_time(int(timestamps[0]))
+                self._note_time(int(timestamps[-1]))
+
+    def _append_stale(self, sid: int, column: TimeColumn, index: int) -> None:
+        series = self._series.get(sid)
+        if series is not None and series.column is column:
+            series.pad_to(index)
+            series.values.append(STALE_NAN)
+
+    def _get_or_create(self, labels: Labels, column: TimeColumn) -> _Series:
+        sid = self._by_labels.get(labels)
+        if sid is not None:
+            return self._series[sid]
+        if self.limits.max_series_total and len(self._series) >= self.limits.max_series_total:
+            raise LimitError(f"store holds the maximum of {self.limits.max_series_total} series")
+        sid = self._next_id
+        self._next_id += 1
+        series = _Series(sid, labels, column)
+        self._series[sid] = series
+        self._by_labels[labels] = sid
+        for name, value in labels:
+            self._postings.setdefault(name, {}).setdefault(value, set()).add(sid)
+        return series
+
+    def _check_limits(self, target: str, samples: Sequence[tuple[Labels, float]]) -> None:
+        limit = self.limits.max_series_per_target
+        if limit and len(samples) > limit:
+            raise LimitError(f"target {target} exposes {len(samples)} series, more than the limit of {limit}")
+        limit = self.limits.max_label_values_per_target
+        if limit and len(samples) > limit:
+            values: dict[str, set[str]] = {}
+            for labels, _ in samples:
+                for name, value in labels:
+                    seen = values.setdefault(name, set())
+                    seen.add(value)
+                    if len(seen) > limit:
+                        raise LimitError(f"target {target}: label {name!r} has more than {limit} values "
+                                         f"(label cardinality limit)")
+
+    def _note_time(self, timestamp_ms: int) -> None:
+        if self.max_time_ms is None or timestamp_ms > self.max_time_ms:
+            self.max_time_ms = timestamp_ms
+        if self.min_time_ms is None or timestamp_ms < self.min_time_ms:
+            self.min_time_ms = timestamp_ms
+
+    # ---- retention -----------------------------------------------------------------------
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Drop samples older than the retention before ``now_ms`` (default: the newest sample,
+        so imported history is kept as long as nothing newer arrives). Returns series removed."""
+        with self._lock:
+            reference = now_ms if now_ms is not None else self.max_time_ms
+            if reference is None:
+                return 0
+            cutoff = reference - self.retention_ms
+            columns = {id(s.column): s.column for s in self._series.values()}
+            columns.update({id(t.column): t.column for t in self._targets.values()})
+            for column in columns.values():
+                keep_from = bisect.bisect_left(column.ts, cutoff)
+                if keep_from:
+                    del column.ts[:keep_from]
+                    column.base += keep_from
+            live = set().union(*(t.last_scrape for t in self._targets.values())) if self._targets else set()
+            removed = [s for s in self._series.values() if self._trim(s) and s.id not in live]
+            for series in removed:
+                self._delete(series)
+            self.min_time_ms = max(self.min_time_ms or cutoff, cutoff)
+            return len(removed)
+
+    @staticmethod
+    def _trim(series: _Series) -> bool:
+        """Cut values before the column's base; True when nothing is left."""
+        cut = min(len(series.values), max(0, series.column.base - series.first))
+        if cut:
+            del series.values[:cut]
+            series.first += cut
+        return not series.values
+
+    def _delete(self, series: _Series) -> None:
+        del self._series[series.id]
+        del self._by_labels[series.labels]
+        for name, value in series.labels:
+            ids = self._postings[name][value]
+            ids.discard(series.id)
+            if not ids:
+                del self._postings[name][value]
+                if not self._postings[name]:
+                    del self._postings[name]
+
+    # ---- reading -------------------------------------------------------------------------
+    def _match_ids(self, matchers: Sequence[Matcher]) -> set[int]:
+        result: set[int] | None = None
+        # Cheap, selective matchers first so the later set operations work on small sets.
+        ordered = sorted(matchers, key=lambda m: (m.op != EQUAL or m.value == "", m.op))
+        for matcher in ordered:
+            ids = self._ids_for(matcher, result)
+            result = ids if result is None else result & ids
+            if not result:
+                return set()
+        return result if result is not None else set(self._series)
+
+    def _ids_for(self, matcher: Matcher, candidates: set[int] | None) -> set[int]:
+        values = self._postings.get(matcher.name, {})
+        if matcher.op == EQUAL and matcher.value != "":
+            return set(values.get(matcher.value, ()))
+        if candidates is not None and len(candidates) < 64:
+            # Checking a few series directly beats scanning a label's whole value list.
+            return {sid for sid in candidates
+                    if matcher.matches(dict(self._series[sid].labels).get(matcher.name, ""))}
+        hits: set[int] = set()
+        for value, ids in values.items():
+            if matcher.matches(value):
+                hits |= ids
+        if matcher.matches(""):
+            with_label = set().union(*values.values()) if values else set()
+            hits |= set(self._series) - with_label
+        return hits
+
+    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[SeriesData]:
+        """Every series matching all ``matchers`` with its samples in [mint_ms, maxt_ms]."""
+        out: list[SeriesData] = []
+        with self._lock:
+            for sid in self._match_ids(matchers):
+                series = self._series[sid]
+                column = series.column
+                start = series.first - column.base
+                lo = bisect.bisect_left(column.ts, mint_ms, start, start + len(series.values))
+                hi = bisect.bisect_right(column.ts, maxt_ms, lo, start + len(series.values))
+                if lo >= hi:
+                    continue
+                timestamps = np.frombuffer(column.ts[lo:hi], dtype=np.int64)
+                values = np.frombuffer(series.values[lo - start:hi - start], dtype=np.float64)
+                out.append(SeriesData(dict(series.labels), timestamps, values))
+        for data in out:
+            bits = data.values.view(np.uint64)
+            keep = bits != ABSENT_BITS
+            if not keep.all():
+                data.timestamps, data.values = data.timestamps[keep], data.values[keep]
+        return [data for data in out if len(data.values)]
+
+    def series_labels(self, matchers: Sequence[Matcher], mint_ms: int | None = None,
+                      maxt_ms: int | None = None) -> list[dict[str, str]]:
+        """Label sets of matching series with at least one sample in the window (if given)."""
+        if mint_ms is None and maxt_ms is None:
+            with self._lock:
+                return [dict(self._series[sid].labels) for sid in self._match_ids(matchers)]
+        return [data.labels for data in self.select(matchers, mint_ms or -(2**62), maxt_ms or 2**62)]
+
+    def label_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._postings)
+
+    def label_values(self, name: str) -> list[str]:
+        with self._lock:
+            return sorted(self._postings.get(name, {}))
+
+    # ---- introspection -------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Series, samples and bytes held by sample arrays (values + timestamps)."""
+        with self._lock:
+            samples = sum(len(s.values) for s in self._series.values())
+            columns = {id(s.column): s.column for s in self._series.values()}
+            ts_bytes = sum(len(c.ts) * 8 for c in columns.values())
+            return {"series": len(self._series), "samples": samples,
+                    "sample_bytes": samples * 8 + ts_bytes, "targets": len(self._targets)}
+
+    def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray, TimeColumn]]:
+        """Every series with its timestamps and values, for snapshots."""
+        with self._lock:
+            items = list(self._series.values())
+            for series in items:
+                start = series.first - series.column.base
+                ts = np.frombuffer(series.column.ts[start:start + len(series.values)], dtype=np.int64)
+                yield series.labels, ts, np.frombuffer(series.values.tobytes(), dtype=np.float64), series.column
+
+
+def sorted_labels(labels: Iterable[tuple[str, str]]) -> Labels:
+    return tuple(sorted(labels))
+
+
+def format_labels(labels: dict[str, str]) -> str:
+    name = labels.get("__name__", "")
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{inner}}}"
