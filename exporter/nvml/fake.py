@@ -36,7 +36,7 @@ from typing import Any, Callable, TypeVar
 import pynvml
 from pynvml import NVMLError
 
-from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS
+from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS, pack_field_value
 
 NOT_A_MIG_ID = 0xFFFFFFFF  # what NVML reports as instance ids on a GPU without MIG
 GIB = 1024**3
@@ -726,12 +726,10 @@ class FakeNVML:
     @_on_gpu
     def nvmlDeviceGetFieldValues(self, gpu: FakeGPU, field_ids: list[int | tuple[int, int]]) -> Any:
         """An array of ``c_nvmlFieldValue_t``, one per request, each with its own nvmlReturn."""
-        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
         now_us = time.time_ns() // 1000
-        for slot, request in zip(values, field_ids):
-            field_id, scope_id = request if isinstance(request, tuple) else (request, 0)
-            slot.fieldId, slot.scopeId, slot.timestamp = field_id, scope_id, now_us
-            _fill_field(slot, gpu)
+        raw = b"".join(_field_value(gpu, request, now_us) for request in field_ids)
+        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        ctypes.memmove(values, raw, len(raw))
         return values
 
 
@@ -821,20 +819,17 @@ for _name, _value in vars(pynvml).items():
     if _name.startswith("NVML_FI_") and isinstance(_value, int):
         _FIELD_NAMES[_value] = _FIELD_NAMES.get(_value, ()) + (_name,)
 
-_VALUE_SLOTS = {_UINT: "uiVal", _ULL: "ullVal"}
 
 
-def _fill_field(slot: Any, gpu: FakeGPU) -> None:
-    entry = _FIELDS.get(slot.fieldId)
+def _field_value(gpu: FakeGPU, request: int | tuple[int, int], now_us: int) -> bytes:
+    field_id, scope_id = request if isinstance(request, tuple) else (request, 0)
+    value_type, read = _FIELDS.get(field_id, (_UINT, None))
     try:
-        if entry is None:
+        if read is None:
             raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        _raise_configured(gpu, _FIELD_NAMES.get(slot.fieldId, ()))
-        value_type, read = entry
-        value = read(gpu, slot.scopeId)
+        if gpu.unsupported or gpu.failing:
+            _raise_configured(gpu, _FIELD_NAMES.get(field_id, ()))
+        value = read(gpu, scope_id)
     except NVMLError as exc:
-        slot.nvmlReturn = exc.value
-        return
-    slot.valueType = value_type
-    setattr(slot.value, _VALUE_SLOTS[value_type], value)
-    slot.nvmlReturn = pynvml.NVML_SUCCESS
+        return pack_field_value(field_id, scope_id, now_us, exc.value, value_type, 0)
+    return pack_field_value(field_id, scope_id, now_us, pynvml.NVML_SUCCESS, value_type, value)
