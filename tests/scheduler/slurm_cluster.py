@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -182,10 +183,47 @@ class SingleNodeSlurm:
         return "\n".join(tails)
 
     def stop(self) -> None:
+        if self.namespace is not None and self.namespace.popen.poll() is None:
+            # Jobs still running when slurmd stops leave their slurmstepd behind (re-parented to
+            # init), so cancel them first and give slurmd a moment to reap them.
+            subprocess.run(self.prefix + ["scancel", "--user=root"], env=self.env, capture_output=True, timeout=15)
+            time.sleep(1)
         # Reverse order: slurmd and slurmctld before the namespace holder and munged.
         for process in reversed(self.processes):
             try:
                 process.stop(timeout=15)
             except Exception:  # noqa: BLE001 - keep stopping the others
                 pass
+        for pid in self._stray_pids():
+            _terminate(pid)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stray_pids(self) -> list[int]:
+        """PIDs of processes started by this cluster's daemons that outlived them.
+
+        Found by this cluster's own SLURM_CONF path in their environment (slurmstepd and job
+        steps inherit it), so nothing belonging to anyone else can match.
+        """
+        marker = f"SLURM_CONF={self.env['SLURM_CONF']}".encode()
+        strays = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                strays.append(int(entry.name))
+        return strays
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
