@@ -40,6 +40,8 @@ def gpu_activity(job: SimJob | None, node: str, gpu: int, now: float, seed: int)
     if (node, gpu) in job.unused_gpus and job.behaviour == HELD_UNUSED:
         return IDLE_GPU  # allocated, yet nothing runs on it
     elapsed = now - job.start_time
+    if elapsed < 0:
+        return IDLE_GPU  # a node catching up on a gap sees the job only from its start
     bucket = int(now // NOISE_BUCKET)
 
     def noise(spread: float, what: str) -> float:

@@ -35,7 +35,7 @@ class GpuConditions:
 def update_gpu(gpu: FakeGPU, activity: GpuActivity, conditions: GpuConditions, dt: float,
                process: FakeProcess | None) -> None:
     """Move ``gpu`` forward by ``dt`` seconds of ``activity`` under ``conditions``."""
-    util = activity.utilization
+    util = min(1.0, max(0.0, activity.utilization))
     reasons = 0
     if util < 0.01:
         reasons |= pynvml.nvmlClocksEventReasonGpuIdle

@@ -1,0 +1,36 @@
+"""Same seed, same simulated time: the same cluster, whatever happened in between."""
+from __future__ import annotations
+
+from simulator.fleet import Fleet
+
+T0 = 1_800_000_000.0
+
+
+def truth_after(seed: int, steps: list[float], scrape_between: bool = False) -> dict:
+    fleet = Fleet(nodes=12, seed=seed, speed=0, start=T0)
+    try:
+        for seconds in steps:
+            fleet.advance(seconds)
+            if scrape_between:
+                for node in fleet.node_names():
+                    fleet.render_metrics(node)
+        return fleet.ground_truth()
+    finally:
+        fleet.stop()
+
+
+def test_same_seed_gives_the_same_cluster():
+    first = truth_after(7, [600, 1200, 300])
+    second = truth_after(7, [600, 1200, 300])
+    assert first == second
+    assert first["jobs"] and any(job["state"] == "RUNNING" for job in first["jobs"])
+
+
+def test_scrapes_do_not_change_the_simulation():
+    assert truth_after(7, [600, 600], scrape_between=True)["jobs"] == truth_after(7, [600, 600])["jobs"]
+
+
+def test_another_seed_gives_another_cluster():
+    first, second = truth_after(7, [600]), truth_after(8, [600])
+    assert [j["name"] for j in first["jobs"]] != [j["name"] for j in second["jobs"]]
+    assert first["nodes"][0]["gpus"][0]["uuid"] != second["nodes"][0]["gpus"][0]["uuid"]
