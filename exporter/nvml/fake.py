@@ -214,6 +214,7 @@ class FakeState:
         self.init_error: int | None = None
         self.xid_history: list[FakeXid] = []
         self._event_sets: dict[int, _EventSet] = {}
+        self._scheduled: list[tuple[float, int, int]] = []  # (time.monotonic() due, gpu index, xid)
 
     @classmethod
     def h100_node(cls, gpus: int = 8, seed: int = 0) -> "FakeState":
@@ -248,6 +249,26 @@ class FakeState:
                 if event_set.masks.get(id(gpu), 0) & pynvml.nvmlEventTypeXidCriticalError:
                     event_set.pending.append((gpu, pynvml.nvmlEventTypeXidCriticalError, xid))
             self._event_ready.notify_all()
+
+
+    def schedule_xid(self, gpu_index: int, xid: int, after_seconds: float) -> None:
+        """Inject an XID ``after_seconds`` from now (scenario files use this for timed faults).
+
+        Delivered by whichever ``nvmlEventSetWait`` is waiting then; no timer thread is needed.
+        """
+        self.gpu(gpu_index)  # fail now, not when due, on a wrong index
+        with self.lock:
+            self._scheduled.append((time.monotonic() + after_seconds, gpu_index, xid))
+            self._scheduled.sort()
+            self._event_ready.notify_all()
+
+    def _fire_due(self) -> float | None:
+        """Inject the scheduled XIDs now due; seconds until the next one, or None."""
+        now = time.monotonic()
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, gpu_index, xid = self._scheduled.pop(0)
+            self.inject_xid(gpu_index, xid)
+        return self._scheduled[0][0] - now if self._scheduled else None
 
 
 def h100_gpu(index: int, rng: random.Random | None = None) -> FakeGPU:
@@ -529,15 +550,19 @@ class FakeNVML:
 
     def nvmlEventSetWait_v2(self, event_set: Any, timeoutms: int) -> Any:
         """Block until an event is queued (or ``timeoutms`` passes: NVMLError_Timeout)."""
+        deadline = time.monotonic() + max(0, timeoutms) / 1000
         with self.state.lock:
             waiting = self._event_set(event_set)
-            ready = self.state._event_ready.wait_for(
-                lambda: waiting.pending or waiting.freed, timeout=max(0, timeoutms) / 1000
-            )
+            while True:
+                next_due = self.state._fire_due()
+                if waiting.pending or waiting.freed:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+                self.state._event_ready.wait(remaining if next_due is None else min(remaining, next_due))
             if waiting.freed:
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-            if not ready:
-                raise NVMLError(pynvml.NVML_ERROR_TIMEOUT)
             gpu, event_type, data = waiting.pending.popleft()
             return pynvml.c_nvmlEventData_t(
                 device=gpu.handle,
