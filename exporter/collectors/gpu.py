@@ -33,7 +33,6 @@ from exporter.nvml.session import GpuDevice, NvmlSession
 
 GPU = ("gpu", "uuid")
 MIG = ("gpu", "uuid", "gpu_instance_id", "compute_instance_id")
-FIELDS = "nvmlDeviceGetFieldValues"
 
 # Clock-event (throttle) reasons, as label value and NVML bit.
 CLOCK_EVENT_REASONS: tuple[tuple[str, int], ...] = (

@@ -837,12 +837,17 @@ def _field_table() -> dict[int, tuple[int, FieldReader]]:
     return table
 
 
+def _field_names() -> dict[int, tuple[str, ...]]:
+    """Every NVML_FI_* name of each id (some ids have two), so ``unsupported`` may use either."""
+    names: dict[int, tuple[str, ...]] = {}
+    for name, value in vars(pynvml).items():
+        if name.startswith("NVML_FI_") and isinstance(value, int):
+            names[value] = names.get(value, ()) + (name,)
+    return names
+
+
 _FIELDS = _field_table()
-# Every NVML_FI_* name of each id (some ids have two), so ``unsupported`` may use either.
-_FIELD_NAMES: dict[int, tuple[str, ...]] = {}
-for _name, _value in vars(pynvml).items():
-    if _name.startswith("NVML_FI_") and isinstance(_value, int):
-        _FIELD_NAMES[_value] = _FIELD_NAMES.get(_value, ()) + (_name,)
+_FIELD_NAMES = _field_names()
 
 
 

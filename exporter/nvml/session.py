@@ -105,7 +105,8 @@ class NvmlSession:
             self.devices = [other for other in self.devices if other is not device]
         if device not in self.missing:
             self.missing = [*self.missing, device]
-        self._identities.pop(handle_key(device.handle), None)
+        if device.handle is not None:
+            self._identities.pop(handle_key(device.handle), None)
         log.warning("GPU %s (%s) lost: %s", device.index, device.uuid or "uuid unknown", exc)
 
     def device_for_handle(self, handle: Any) -> GpuDevice | None:
