@@ -3,6 +3,7 @@ into the store, so that one file gives identical samples here and in a real Prom
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from tsdb.exposition import parse_exposition
 from tsdb.store import Store, TimeColumn, sorted_labels
@@ -24,13 +25,22 @@ def import_openmetrics(store: Store, path: str | Path) -> int:
         times, values = by_series.setdefault(key, ([], []))
         times.append(timestamp)
         values.append(value)
+    def ordered():
+        for key, (times, values) in by_series.items():
+            order = sorted(range(len(times)), key=times.__getitem__)
+            yield key, [times[i] for i in order], [values[i] for i in order]
+
+    return bulk_load(store, ordered())
+
+
+def bulk_load(store: Store, series: Iterable[tuple[tuple, Sequence[int], Sequence[float]]]) -> int:
+    """Append (labels, timestamps, values) series; identical timestamp lists share one column."""
     columns: dict[bytes, TimeColumn] = {}
-    for key, (times, values) in by_series.items():
-        order = sorted(range(len(times)), key=times.__getitem__)
-        times = [times[i] for i in order]
-        values = [values[i] for i in order]
+    count = 0
+    for labels, times, values in series:
         column = TimeColumn()
         column.ts.extend(times)
         column = columns.setdefault(column.ts.tobytes(), column)
-        store.append_series(key, times, values, column=column)
-    return len(by_series)
+        store.append_series(labels, times, values, column=column)
+        count += 1
+    return count

@@ -78,23 +78,61 @@ class TimeColumn:
         return self.base + len(self.ts)
 
 
-class _Series:
-    __slots__ = ("id", "labels", "column", "first", "values")
+class _Segment:
+    """A run of a series' values aligned to one column, from absolute index ``first``."""
 
-    def __init__(self, sid: int, labels: Labels, column: TimeColumn) -> None:
-        self.id = sid
-        self.labels = labels
+    __slots__ = ("column", "first", "values")
+
+    def __init__(self, column: TimeColumn, first: int) -> None:
         self.column = column
-        self.first = column.end  # absolute index in ``column`` of values[0]
+        self.first = first
         self.values = array("d")
 
     def pad_to(self, index: int) -> None:
-        if not self.values:
-            self.first = index
-            return
         gap = index - (self.first + len(self.values))
         if gap > 0:
             self.values.extend(array("d", [ABSENT]) * gap)
+
+    def trim(self) -> None:
+        cut = min(len(self.values), max(0, self.column.base - self.first))
+        if cut:
+            del self.values[:cut]
+            self.first += cut
+
+    def window(self) -> tuple[int, int]:
+        """Positions of this segment's samples within ``column.ts``."""
+        start = self.first - self.column.base
+        return start, start + len(self.values)
+
+
+class _Series:
+    """A series usually has one segment; it gains another when it moves to a different column
+    (its target was re-keyed by discovery, or it was restored from a snapshot and then scraped)."""
+
+    __slots__ = ("id", "labels", "segments")
+
+    def __init__(self, sid: int, labels: Labels) -> None:
+        self.id = sid
+        self.labels = labels
+        self.segments: list[_Segment] = []
+
+    def append(self, column: TimeColumn, index: int, value: float) -> None:
+        segment = self.segments[-1] if self.segments else None
+        if segment is None or segment.column is not column:
+            if segment is not None and segment.values:
+                _, end = segment.window()
+                if column.ts[index - column.base] <= segment.column.ts[end - 1]:
+                    return  # not newer than a sample we hold: Prometheus rejects it as out of order
+            segment = _Segment(column, index)
+            self.segments.append(segment)
+        segment.pad_to(index)
+        segment.values.append(value)
+
+    def owned_by(self, column: TimeColumn) -> bool:
+        return bool(self.segments) and self.segments[-1].column is column
+
+    def sample_count(self) -> int:
+        return sum(len(segment.values) for segment in self.segments)
 
 
 @dataclass
@@ -135,11 +173,10 @@ class Store:
             index = column.end - 1
             seen: set[int] = set()
             for labels, value in samples:
-                series = self._get_or_create(labels, column)
-                if series.column is not column or series.id in seen:
-                    continue  # owned by another target, or repeated within this page
-                series.pad_to(index)
-                series.values.append(value)
+                series = self._get_or_create(labels)
+                if series.id in seen:
+                    continue  # repeated within one page: the first sample wins
+                series.append(column, index, value)
                 seen.add(series.id)
             for sid in state.last_scrape - seen:
                 self._append_stale(sid, column, index)
@@ -171,20 +208,20 @@ class Store:
                 column.ts.extend(timestamps)
             if labels in self._by_labels:
                 raise AppendError(f"series {format_labels(dict(labels))} already exists")
-            series = self._get_or_create(labels, column)
-            series.first = column.end - len(values)
-            series.values.extend(values)
+            series = self._get_or_create(labels)
+            segment = _Segment(column, column.end - len(values))
+            segment.values.extend(values)
+            series.segments.append(segment)
             if len(timestamps):
                 self._note_time(int(timestamps[0]))
                 self._note_time(int(timestamps[-1]))
 
     def _append_stale(self, sid: int, column: TimeColumn, index: int) -> None:
         series = self._series.get(sid)
-        if series is not None and series.column is column:
-            series.pad_to(index)
-            series.values.append(STALE_NAN)
+        if series is not None and series.owned_by(column):
+            series.append(column, index, STALE_NAN)
 
-    def _get_or_create(self, labels: Labels, column: TimeColumn) -> _Series:
+    def _get_or_create(self, labels: Labels) -> _Series:
         sid = self._by_labels.get(labels)
         if sid is not None:
             return self._series[sid]
@@ -192,7 +229,7 @@ class Store:
             raise LimitError(f"store holds the maximum of {self.limits.max_series_total} series")
         sid = self._next_id
         self._next_id += 1
-        series = _Series(sid, labels, column)
+        series = _Series(sid, labels)
         self._series[sid] = series
         self._by_labels[labels] = sid
         for name, value in labels:
@@ -229,7 +266,7 @@ class Store:
             if reference is None:
                 return 0
             cutoff = reference - self.retention_ms
-            columns = {id(s.column): s.column for s in self._series.values()}
+            columns = {id(seg.column): seg.column for s in self._series.values() for seg in s.segments}
             columns.update({id(t.column): t.column for t in self._targets.values()})
             for column in columns.values():
                 keep_from = bisect.bisect_left(column.ts, cutoff)
@@ -245,12 +282,15 @@ class Store:
 
     @staticmethod
     def _trim(series: _Series) -> bool:
-        """Cut values before the column's base; True when nothing is left."""
-        cut = min(len(series.values), max(0, series.column.base - series.first))
-        if cut:
-            del series.values[:cut]
-            series.first += cut
-        return not series.values
+        """Cut values before each column's base; True when nothing is left."""
+        for segment in series.segments:
+            segment.trim()
+        kept = [seg for seg in series.segments if seg.values]
+        if kept or not series.segments:
+            series.segments = kept
+        else:
+            series.segments = series.segments[-1:]  # keep the live column binding, empty
+        return not kept
 
     def _delete(self, series: _Series) -> None:
         del self._series[series.id]
@@ -298,21 +338,31 @@ class Store:
         with self._lock:
             for sid in self._match_ids(matchers):
                 series = self._series[sid]
-                column = series.column
-                start = series.first - column.base
-                lo = bisect.bisect_left(column.ts, mint_ms, start, start + len(series.values))
-                hi = bisect.bisect_right(column.ts, maxt_ms, lo, start + len(series.values))
-                if lo >= hi:
-                    continue
-                timestamps = np.frombuffer(column.ts[lo:hi], dtype=np.int64)
-                values = np.frombuffer(series.values[lo - start:hi - start], dtype=np.float64)
-                out.append(SeriesData(dict(series.labels), timestamps, values))
+                parts = [part for segment in series.segments
+                         if (part := self._read(segment, mint_ms, maxt_ms)) is not None]
+                if len(parts) == 1:
+                    out.append(SeriesData(dict(series.labels), *parts[0]))
+                elif parts:
+                    out.append(SeriesData(dict(series.labels), np.concatenate([p[0] for p in parts]),
+                                          np.concatenate([p[1] for p in parts])))
         for data in out:
             bits = data.values.view(np.uint64)
             keep = bits != ABSENT_BITS
             if not keep.all():
                 data.timestamps, data.values = data.timestamps[keep], data.values[keep]
         return [data for data in out if len(data.values)]
+
+    @staticmethod
+    def _read(segment: _Segment, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray] | None:
+        column = segment.column
+        start, end = segment.window()
+        lo = bisect.bisect_left(column.ts, mint_ms, max(start, 0), end)
+        hi = bisect.bisect_right(column.ts, maxt_ms, lo, end)
+        if lo >= hi:
+            return None
+        # Slicing copies, so the arrays returned never pin the store's growing buffers.
+        return (np.frombuffer(column.ts[lo:hi], dtype=np.int64),
+                np.frombuffer(segment.values[lo - start:hi - start], dtype=np.float64))
 
     def series_labels(self, matchers: Sequence[Matcher], mint_ms: int | None = None,
                       maxt_ms: int | None = None) -> list[dict[str, str]]:
@@ -334,20 +384,24 @@ class Store:
     def stats(self) -> dict[str, int]:
         """Series, samples and bytes held by sample arrays (values + timestamps)."""
         with self._lock:
-            samples = sum(len(s.values) for s in self._series.values())
-            columns = {id(s.column): s.column for s in self._series.values()}
+            samples = sum(s.sample_count() for s in self._series.values())
+            columns = {id(seg.column): seg.column for s in self._series.values() for seg in s.segments}
             ts_bytes = sum(len(c.ts) * 8 for c in columns.values())
             return {"series": len(self._series), "samples": samples,
                     "sample_bytes": samples * 8 + ts_bytes, "targets": len(self._targets)}
 
-    def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray, TimeColumn]]:
-        """Every series with its timestamps and values, for snapshots."""
+    def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray]]:
+        """Every series with all its timestamps and values (ABSENT padding removed), for snapshots."""
         with self._lock:
-            items = list(self._series.values())
-            for series in items:
-                start = series.first - series.column.base
-                ts = np.frombuffer(series.column.ts[start:start + len(series.values)], dtype=np.int64)
-                yield series.labels, ts, np.frombuffer(series.values.tobytes(), dtype=np.float64), series.column
+            items = [(series.labels, [self._read(seg, -(2**62), 2**62) for seg in series.segments])
+                     for series in self._series.values()]
+        for labels, parts in items:
+            parts = [p for p in parts if p is not None]
+            if parts:
+                ts = np.concatenate([p[0] for p in parts])
+                vs = np.concatenate([p[1] for p in parts])
+                keep = vs.view(np.uint64) != ABSENT_BITS
+                yield labels, ts[keep], vs[keep]
 
 
 def sorted_labels(labels: Iterable[tuple[str, str]]) -> Labels:

@@ -1,0 +1,103 @@
+"""``clusterwatch serve``: the one server process (scraper, embedded store, Prometheus API; later
+the alert evaluator, scheduler adapter and dashboard) on one port."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from clusterwatch import settings
+from clusterwatch.errors import ConfigError
+from clusterwatch.settings import Option
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "CLUSTERWATCH_SERVE_"
+
+OPTIONS = (
+    Option("listen", "127.0.0.1:9464", "address to serve the API and /metrics on", settings.host_port, "HOST:PORT"),
+    Option("scrape_interval", 5.0, "scrape interval", settings.duration, "DURATION"),
+    Option("scrape_timeout", None, "scrape timeout (default: the interval)", settings.duration, "DURATION"),
+    Option("retention", 6 * 3600.0, "how long the embedded store keeps samples", settings.duration, "DURATION"),
+    Option("job", "clusterwatch", "job label of scraped targets", str, "NAME"),
+    Option("snapshot", None, "file to snapshot the store to (and restore from at start)", settings.optional_path,
+           "FILE"),
+)
+# Options that take several values: `--file-sd A B` or repeated flags; a list in the config file.
+LIST_OPTIONS = (
+    Option("file_sd", [], "Prometheus file_sd JSON/YAML files to scrape (re-read when they change)",
+           settings.string_list, "FILE"),
+    Option("targets", [], "static HOST:PORT targets to scrape", settings.string_list, "HOST:PORT"),
+    Option("import_openmetrics", [], "OpenMetrics files to load at start-up (promtool's backfill format)",
+           settings.string_list, "FILE"),
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("serve", help="run the server: scraper, metrics store and Prometheus API",
+                                   description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    settings.add_flags(parser, OPTIONS, ENV_PREFIX)
+    for option in LIST_OPTIONS:
+        parser.add_argument(option.flag, dest=option.name, default=None, action="extend", nargs="+",
+                            metavar=option.metavar,
+                            help=f"{option.help} (env {option.env(ENV_PREFIX)}, comma-separated)")
+    return parser
+
+
+def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None):
+    from tsdb.component import TSDBConfig
+
+    values = settings.resolve(OPTIONS + LIST_OPTIONS, config_file=args.config, flags=vars(args),
+                              environ=environ, env_prefix=ENV_PREFIX)
+    for name in ("file_sd", "import_openmetrics"):
+        for path in values[name]:
+            if not os.path.isfile(path):
+                raise ConfigError(name, f"no such file: {path}", args.config)
+    for target in values["targets"]:
+        try:
+            settings.host_port(target)
+        except ValueError as exc:
+            raise ConfigError("targets", str(exc), args.config) from None
+    config = TSDBConfig(
+        retention_s=values["retention"], scrape_interval_s=values["scrape_interval"],
+        scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
+        job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],
+    )
+    if config.scrape_timeout_s and config.scrape_timeout_s > config.scrape_interval_s:
+        raise ConfigError("scrape_timeout", "must not be longer than scrape_interval", args.config)
+    return values["listen"], config
+
+
+def _bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        raise ConfigError("listen", f"cannot listen on {listen}: {exc.strerror}") from None
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from clusterwatch.server import build_app
+    from tsdb.component import EmbeddedTSDB
+    from tsdb.exposition import ExpositionError
+
+    listen, config = load_config(args)
+    tsdb = EmbeddedTSDB(config)
+    try:
+        tsdb.load()
+    except (OSError, ValueError, ExpositionError) as exc:
+        raise ConfigError("import_openmetrics", str(exc), args.config) from None
+    sock = _bind(listen)
+    app = build_app([tsdb.component()])
+    # uvicorn installs SIGTERM/SIGINT handlers: it stops accepting, finishes requests, then runs
+    # the lifespan shutdown that stops the scraper and writes the snapshot.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,81 @@
+"""The one server process's FastAPI app, assembled from components.
+
+Each area of ClusterWatch (the embedded store today; the scheduler adapter, alerting and the
+dashboard later) contributes a ``Component``: its routers, the background work to start and
+stop with the server, and the collectors of its self-metrics for the server's own /metrics.
+Adding an area is adding one component to the list handed to ``build_app``.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from clusterwatch import __version__
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Component:
+    """What one area adds to the server. ``start``/``stop`` run in the app's lifespan (stop in
+    reverse order); ``collectors`` are prometheus_client collectors (objects with collect())."""
+
+    name: str
+    routers: Sequence[APIRouter] = ()
+    start: Callable[[], Any] | None = None
+    stop: Callable[[], Any] | None = None
+    collectors: Sequence[Any] = field(default_factory=tuple)
+
+
+def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> FastAPI:
+    """A FastAPI app serving every component's routers plus /metrics, /-/healthy and /-/ready."""
+    components = list(components)
+    registry = CollectorRegistry(auto_describe=False)
+    for component in components:
+        for collector in component.collectors:
+            registry.register(collector)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started: list[Component] = []
+        try:
+            for component in components:
+                if component.start:
+                    component.start()
+                started.append(component)
+                log.info("started %s", component.name)
+            yield
+        finally:
+            for component in reversed(started):
+                if component.stop:
+                    try:
+                        component.stop()
+                    except Exception:  # noqa: BLE001 - stop the others even if one fails
+                        log.exception("stopping %s failed", component.name)
+
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    for component in components:
+        for router in component.routers:
+            app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/-/healthy", include_in_schema=False)
+    def healthy() -> PlainTextResponse:
+        return PlainTextResponse("OK\n")
+
+    @app.get("/-/ready", include_in_schema=False)
+    def ready() -> PlainTextResponse:
+        return PlainTextResponse("OK\n")
+
+    app.state.components = {c.name: c for c in components}
+    return app

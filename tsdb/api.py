@@ -1,0 +1,204 @@
+"""The Prometheus HTTP API (``/api/v1/...``) over the store and engine, as a FastAPI router.
+
+Answers GET query strings and POST form bodies alike (Grafana posts forms), with Prometheus's
+JSON envelope: ``{"status": "success", "data": ...}`` or ``{"status": "error", "errorType",
+"error"}`` with 400 for bad_data, 422 for execution errors and 503 for timeouts.
+"""
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+import promql_parser as pp
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from clusterwatch.durations import parse_duration
+from tsdb.promql.engine import Engine, parse_query
+from tsdb.promql.evaluator import selector_matchers
+from tsdb.promql.values import PromQLError, bad_data
+from tsdb.store import Store
+
+_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500}
+_MIN_TIME, _MAX_TIME = -9_223_372_036_854_776.0, 9_223_372_036_854_776.0
+
+TargetsProvider = Callable[[], list[dict[str, Any]]]
+MetadataProvider = Callable[[], dict[str, list[dict[str, str]]]]
+
+
+class Params:
+    """Query-string and form parameters merged; ``match[]`` may repeat."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    @classmethod
+    async def of(cls, request: Request) -> "Params":
+        pairs = list(request.query_params.multi_items())
+        if request.method == "POST" and "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
+            pairs += parse_qsl((await request.body()).decode(), keep_blank_values=True)
+        return cls(pairs)
+
+    def get(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k == name]
+
+    def required(self, name: str) -> str:
+        value = self.get(name)
+        if value is None or value == "":
+            raise bad_data(f"invalid parameter \"{name}\": missing")
+        return value
+
+    def time(self, name: str, default: float) -> float:
+        text = self.get(name)
+        return default if text in (None, "") else parse_time(text, name)
+
+    def step(self) -> float:
+        text = self.required("step")
+        try:
+            return float(text)
+        except ValueError:
+            try:
+                return parse_duration(text)
+            except ValueError:
+                raise bad_data(f'invalid parameter "step": cannot parse "{text}" to a valid duration') from None
+
+
+def parse_time(text: str, name: str) -> float:
+    """Unix seconds or RFC 3339, like Prometheus's parseTime."""
+    try:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise bad_data(f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp') from None
+
+
+def success(data: Any) -> JSONResponse:
+    return JSONResponse({"status": "success", "data": data})
+
+
+def error(exc: PromQLError) -> JSONResponse:
+    return JSONResponse({"status": "error", "errorType": exc.error_type, "error": exc.message},
+                        status_code=_STATUS.get(exc.error_type, 500))
+
+
+def _series_matchers(params: Params, required: bool) -> list[list]:
+    selectors = params.all("match[]")
+    if required and not selectors:
+        raise bad_data("no match[] parameter provided")
+    out = []
+    for text in selectors:
+        expr = parse_query(text)
+        if not isinstance(expr, pp.VectorSelector):
+            raise bad_data(f"invalid parameter \"match[]\": {text!r} is not a series selector")
+        out.append(selector_matchers(expr))
+    return out
+
+
+def build_router(engine: Engine, store: Store, targets: TargetsProvider | None = None,
+                 metadata: MetadataProvider | None = None) -> APIRouter:
+    """The ``/api/v1`` routes answering from ``engine`` and ``store``."""
+    router = APIRouter(prefix="/api/v1", tags=["prometheus-api"])
+
+    def route(path: str):
+        def register(handler: Callable[[Params], Any]):
+            async def endpoint(request: Request) -> JSONResponse:
+                try:
+                    params = await Params.of(request)
+                    return success(await _call(handler, params, request))
+                except PromQLError as exc:
+                    return error(exc)
+            endpoint.__name__ = handler.__name__
+            router.add_api_route(path, endpoint, methods=["GET", "POST"])
+            return handler
+        return register
+
+    @route("/query")
+    def query(params: Params) -> Any:
+        at = params.time("time", time.time())
+        return engine.instant(params.required("query"), at).to_json()
+
+    @route("/query_range")
+    def query_range(params: Params) -> Any:
+        text = params.required("query")
+        start, end = params.time("start", math.nan), params.time("end", math.nan)
+        if math.isnan(start) or math.isnan(end):
+            raise bad_data(f'invalid parameter "{"start" if math.isnan(start) else "end"}": missing')
+        return engine.range(text, start, end, params.step()).to_json()
+
+    @route("/series")
+    def series(params: Params) -> Any:
+        window = _window(params)
+        seen: dict[tuple, dict[str, str]] = {}
+        for matchers in _series_matchers(params, required=True):
+            for labels in store.series_labels(matchers, *window):
+                seen.setdefault(tuple(sorted(labels.items())), labels)
+        return [seen[key] for key in sorted(seen)]
+
+    @route("/labels")
+    def labels(params: Params) -> Any:
+        selected = _selected_labels(store, params)
+        if selected is None:
+            return store.label_names()
+        return sorted({name for labels in selected for name in labels})
+
+    @route("/label/{name}/values")
+    def label_values(params: Params, name: str = "") -> Any:
+        selected = _selected_labels(store, params)
+        if selected is None:
+            return store.label_values(name)
+        return sorted({labels[name] for labels in selected if name in labels})
+
+    @route("/targets")
+    def active_targets(params: Params) -> Any:
+        return {"activeTargets": targets() if targets else [], "droppedTargets": []}
+
+    @route("/metadata")
+    def metric_metadata(params: Params) -> Any:
+        data = metadata() if metadata else {}
+        wanted = params.get("metric")
+        if wanted:
+            data = {k: v for k, v in data.items() if k == wanted}
+        limit = params.get("limit")
+        if limit and limit.isdigit() and int(limit) > 0:
+            data = dict(list(data.items())[:int(limit)])
+        return data
+
+    @route("/status/buildinfo")
+    def buildinfo(params: Params) -> Any:
+        # Grafana asks for this to pick its query features; we speak the 2.42 dialect.
+        return {"version": "2.42.0", "revision": "clusterwatch", "branch": "", "buildUser": "",
+                "buildDate": "", "goVersion": ""}
+
+    return router
+
+
+async def _call(handler: Callable, params: Params, request: Request) -> Any:
+    # Queries are CPU-bound: run them off the event loop so one slow query does not stall the rest.
+    return await run_in_threadpool(handler, params, **request.path_params)
+
+
+def _window(params: Params) -> tuple[int | None, int | None]:
+    start, end = params.get("start"), params.get("end")
+    return (round(parse_time(start, "start") * 1000) if start else None,
+            round(parse_time(end, "end") * 1000) if end else None)
+
+
+def _selected_labels(store: Store, params: Params) -> list[dict[str, str]] | None:
+    matcher_sets = _series_matchers(params, required=False)
+    if not matcher_sets:
+        return None
+    window = _window(params)
+    return [labels for matchers in matcher_sets for labels in store.series_labels(matchers, *window)]

@@ -1,0 +1,90 @@
+"""The one query interface everything above the store uses.
+
+``QueryClient`` has two implementations with the same results: ``LocalQueryClient`` answers in
+process from our engine, ``HTTPQueryClient`` asks any server with the Prometheus HTTP API
+(Prometheus, VictoriaMetrics, Thanos, Mimir, or ``clusterwatch serve``). A query that fails
+raises ``QueryError`` carrying Prometheus's errorType and message, whichever side answered.
+"""
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from tsdb.promql.engine import Engine
+from tsdb.promql.values import PromQLError
+from tsdb.results import QueryResult, Series
+
+__all__ = ["QueryClient", "LocalQueryClient", "HTTPQueryClient", "QueryError", "QueryResult", "Series"]
+
+
+class QueryError(Exception):
+    """``error_type``: bad_data, execution, timeout, canceled, internal or unavailable."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+@runtime_checkable
+class QueryClient(Protocol):
+    def instant(self, query: str, at: float | None = None) -> QueryResult: ...
+
+    def range(self, query: str, start: float, end: float, step: float) -> QueryResult: ...
+
+
+class LocalQueryClient:
+    """Queries answered by an in-process engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def instant(self, query: str, at: float | None = None) -> QueryResult:
+        try:
+            return self.engine.instant(query, at)
+        except PromQLError as exc:
+            raise QueryError(exc.error_type, exc.message) from None
+
+    def range(self, query: str, start: float, end: float, step: float) -> QueryResult:
+        try:
+            return self.engine.range(query, start, end, step)
+        except PromQLError as exc:
+            raise QueryError(exc.error_type, exc.message) from None
+
+
+class HTTPQueryClient:
+    """Queries sent to ``base_url`` (e.g. http://127.0.0.1:9090) as POST forms, like Grafana."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = client or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def instant(self, query: str, at: float | None = None) -> QueryResult:
+        return self._post("/api/v1/query", {"query": query, "time": _fmt(time.time() if at is None else at)})
+
+    def range(self, query: str, start: float, end: float, step: float) -> QueryResult:
+        return self._post("/api/v1/query_range",
+                          {"query": query, "start": _fmt(start), "end": _fmt(end), "step": _fmt(step)})
+
+    def _post(self, path: str, form: dict[str, str]) -> QueryResult:
+        try:
+            response = self._client.post(self.base_url + path, data=form)
+        except httpx.HTTPError as exc:
+            raise QueryError("unavailable", f"{self.base_url}{path}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise QueryError("internal", f"HTTP {response.status_code} without a JSON body: "
+                                         f"{response.text[:200]}") from None
+        if body.get("status") != "success":
+            raise QueryError(body.get("errorType", "internal"), body.get("error", f"HTTP {response.status_code}"))
+        return QueryResult.from_json(body["data"])
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.3f}"

@@ -1,0 +1,91 @@
+"""The embedded store as one server component: store, engine, scraper, API router, retention
+and snapshot loops, and self-metrics, built from one ``TSDBConfig``."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clusterwatch.server import Component
+from tsdb.api import build_router
+from tsdb.client import LocalQueryClient
+from tsdb.discovery import FileSD, Target, static_targets
+from tsdb.importer import import_openmetrics
+from tsdb.promql.engine import Engine
+from tsdb.scraper import Scraper
+from tsdb.selfmetrics import TSDBCollector
+from tsdb.snapshot import load_snapshot, save_snapshot
+from tsdb.store import Limits, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TSDBConfig:
+    retention_s: float = 6 * 3600.0
+    scrape_interval_s: float = 5.0
+    scrape_timeout_s: float | None = None
+    static_targets: list[str] = field(default_factory=list)
+    file_sd: list[str] = field(default_factory=list)
+    job: str = "clusterwatch"
+    import_openmetrics: list[str] = field(default_factory=list)
+    snapshot_path: str | None = None
+    snapshot_interval_s: float = 300.0
+    limits: Limits = field(default_factory=Limits)
+
+
+class EmbeddedTSDB:
+    """Owns the pieces; ``component()`` hands them to the server's app factory."""
+
+    def __init__(self, config: TSDBConfig) -> None:
+        self.config = config
+        self.store = Store(config.retention_s, config.limits)
+        self.engine = Engine(self.store)
+        self.client = LocalQueryClient(self.engine)
+        self.file_sd = FileSD(config.file_sd, config.job)
+        self._static = static_targets(config.static_targets, config.job)
+        self.scraper = Scraper(self.store, self.targets, config.scrape_interval_s, config.scrape_timeout_s)
+        self._stop = threading.Event()
+        self._housekeeping: threading.Thread | None = None
+
+    def targets(self) -> list[Target]:
+        return self._static + self.file_sd.targets()
+
+    def load(self) -> None:
+        """Snapshot first, then imports: what the operator asked to import wins on conflict."""
+        snapshot = self.config.snapshot_path
+        if snapshot and Path(snapshot).exists():
+            log.info("restored %d series from %s", load_snapshot(self.store, snapshot), snapshot)
+        for path in self.config.import_openmetrics:
+            log.info("imported %d series from %s", import_openmetrics(self.store, path), path)
+
+    def start(self) -> None:
+        self.scraper.start()
+        self._housekeeping = threading.Thread(target=self._housekeep, name="tsdb-housekeeping", daemon=True)
+        self._housekeeping.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.scraper.stop()
+        if self._housekeeping:
+            self._housekeeping.join(timeout=5)
+        if self.config.snapshot_path:
+            save_snapshot(self.store, self.config.snapshot_path)
+
+    def _housekeep(self) -> None:
+        elapsed = 0.0
+        while not self._stop.wait(30.0):
+            elapsed += 30.0
+            try:
+                self.store.apply_retention()
+                if self.config.snapshot_path and elapsed >= self.config.snapshot_interval_s:
+                    elapsed = 0.0
+                    save_snapshot(self.store, self.config.snapshot_path)
+            except Exception:  # noqa: BLE001 - housekeeping must keep running
+                log.exception("tsdb housekeeping failed")
+
+    def component(self) -> Component:
+        router = build_router(self.engine, self.store, self.scraper.targets_json, self.scraper.metadata_json)
+        return Component("tsdb", routers=[router], start=self.start, stop=self.stop,
+                         collectors=[TSDBCollector(self.store, self.engine, self.scraper)])

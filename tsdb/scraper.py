@@ -1,0 +1,220 @@
+"""The scrape loop: every target fetched at the interval (offset by a per-target jitter, with a
+timeout), concurrently, parsed and appended to the store as one columnar batch.
+
+Like Prometheus, each scrape also records ``up``, ``scrape_duration_seconds`` and
+``scrape_samples_scraped``; a failed scrape (connection, HTTP status, timeout, malformed page,
+limit exceeded) stores only those with ``up`` 0, which makes the target's other series stale.
+A target that leaves discovery gets stale markers on everything it last exposed.
+Samples take the scrape's start time: exposed timestamps are ignored (``honor_timestamps:
+false``) because one shared timestamp per scrape is what keeps the store columnar.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import httpx
+
+from tsdb.discovery import Target
+from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
+from tsdb.store import AppendError, LimitError, Store
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+
+
+@dataclass
+class TargetHealth:
+    target: Target
+    health: str = "unknown"
+    last_error: str = ""
+    last_scrape: float = 0.0
+    last_duration: float = 0.0
+    last_success: float = 0.0
+    scrapes: int = 0
+    failures: int = 0
+    next_due: float = 0.0
+    label_cache: dict = field(default_factory=dict)
+
+
+class Scraper:
+    """Scrapes what ``discover()`` returns; ``run_once`` for tests, ``start``/``stop`` for service."""
+
+    def __init__(self, store: Store, discover: Callable[[], list[Target]], interval: float = 5.0,
+                 timeout: float | None = None, workers: int = 16, client: httpx.Client | None = None) -> None:
+        self.store = store
+        self.discover = discover
+        self.interval = interval
+        self.timeout = min(timeout or interval, interval)
+        self._client = client or httpx.Client(timeout=self.timeout, headers={"Accept": ACCEPT})
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
+        self._targets: dict[str, TargetHealth] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.metadata: dict[str, MetricMetadata] = {}
+        self.discovery_errors = 0
+
+    # ---- scheduling ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="scraper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.interval + 1)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            due = [h for h in self._refresh_targets(now) if h.next_due <= now]
+            for health in due:
+                health.next_due += self.interval * max(1, int((now - health.next_due) // self.interval) + 1)
+                self._pool.submit(self._scrape_logged, health)
+            pending = [h.next_due for h in self._targets.values()]
+            wait = min(pending) - time.time() if pending else self.interval
+            self._stop.wait(min(max(wait, 0.01), self.interval))
+
+    def _jitter(self, target: Target) -> float:
+        # A stable per-target offset spreads scrapes over the interval, as Prometheus does.
+        return (zlib.crc32(target.key.encode()) % 10_000) / 10_000 * self.interval
+
+    def _refresh_targets(self, now: float) -> list[TargetHealth]:
+        try:
+            current = {t.key: t for t in self.discover()}
+        except Exception as exc:  # noqa: BLE001 - discovery failing must not stop scraping
+            self.discovery_errors += 1
+            log.warning("service discovery failed: %s", exc)
+            return list(self._targets.values())
+        with self._lock:
+            for key in list(self._targets):
+                if key not in current:
+                    del self._targets[key]
+                    self.store.mark_target_gone(key, round(now * 1000))
+            for key, target in current.items():
+                if key not in self._targets:
+                    base = now - now % self.interval
+                    due = base + self._jitter(target)
+                    self._targets[key] = TargetHealth(target, next_due=due if due >= now else due + self.interval)
+            return list(self._targets.values())
+
+    def run_once(self) -> None:
+        """Discover and scrape every target once, now, waiting for all of them."""
+        healths = self._refresh_targets(time.time())
+        for future in [self._pool.submit(self._scrape_logged, h) for h in healths]:
+            future.result()
+
+    # ---- one scrape ----------------------------------------------------------------------
+    def _scrape_logged(self, health: TargetHealth) -> None:
+        try:
+            self.scrape(health)
+        except Exception:  # noqa: BLE001 - a bug in one scrape must not kill the pool thread
+            log.exception("scrape of %s failed unexpectedly", health.target.url)
+
+    def scrape(self, health: TargetHealth) -> None:
+        target = health.target
+        started = time.time()
+        timestamp = round(started * 1000)
+        samples: list = []
+        error = ""
+        try:
+            response = self._client.get(target.url, timeout=self.timeout)
+            if response.status_code != 200:
+                raise ScrapeFailure(f"server returned HTTP status {response.status_code} {response.reason_phrase}")
+            exposition = parse_exposition(response.text, is_openmetrics(response.headers.get("content-type")))
+            samples = self._labelled(health, exposition.samples)
+            self._note_metadata(exposition.metadata)
+        except httpx.TimeoutException:
+            error = f"Get \"{target.url}\": context deadline exceeded"
+        except httpx.HTTPError as exc:
+            error = f"Get \"{target.url}\": {exc}"
+        except (ScrapeFailure, ExpositionError) as exc:
+            error = str(exc)
+        duration = time.time() - started
+        report = self._report(target, 0.0 if error else 1.0, duration, len(samples))
+        try:
+            self.store.append_scrape(target.key, timestamp, (samples if not error else []) + report)
+        except (LimitError, AppendError) as exc:
+            error = str(exc)
+            self.store.append_scrape(target.key, timestamp, self._report(target, 0.0, duration, len(samples)))
+        with self._lock:
+            health.scrapes += 1
+            health.last_scrape = started
+            health.last_duration = duration
+            health.last_error = error
+            health.health = "down" if error else "up"
+            if error:
+                health.failures += 1
+                log.debug("scrape %s failed: %s", target.url, error)
+            else:
+                health.last_success = started
+
+    def _labelled(self, health: TargetHealth, exposed: list) -> list:
+        """Samples with target labels attached; exposed labels that clash become ``exported_*``."""
+        cache = health.label_cache
+        if len(cache) > 4 * len(exposed) + 1000:
+            cache.clear()
+        target_labels = health.target.labels
+        target_names = {name for name, _ in target_labels}
+        out = []
+        for name, labels, value, _ in exposed:
+            key = (name, labels)
+            final = cache.get(key)
+            if final is None:
+                merged = dict(target_labels)
+                for label, label_value in labels:
+                    merged[f"exported_{label}" if label in target_names else label] = label_value
+                merged["__name__"] = name
+                final = cache[key] = tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+            out.append((final, value))
+        return out
+
+    @staticmethod
+    def _report(target: Target, up: float, duration: float, count: int) -> list:
+        def series(name: str) -> tuple:
+            return tuple(sorted(target.labels + (("__name__", name),)))
+        return [(series("up"), up), (series("scrape_duration_seconds"), duration),
+                (series("scrape_samples_scraped"), float(count))]
+
+    def _note_metadata(self, metadata: dict[str, MetricMetadata]) -> None:
+        if metadata and len(self.metadata) < 100_000:
+            self.metadata.update(metadata)
+
+    # ---- views for the API and /metrics --------------------------------------------------
+    def health(self) -> list[TargetHealth]:
+        with self._lock:
+            return list(self._targets.values())
+
+    def targets_json(self) -> list[dict]:
+        """The ``activeTargets`` list of Prometheus's /api/v1/targets."""
+        interval = f"{self.interval:g}s"
+        out = []
+        for h in self.health():
+            labels = dict(h.target.labels)
+            out.append({
+                "discoveredLabels": dict(h.target.discovered), "labels": labels,
+                "scrapePool": labels.get("job", ""), "scrapeUrl": h.target.url, "globalUrl": h.target.url,
+                "lastError": h.last_error,
+                "lastScrape": datetime.fromtimestamp(h.last_scrape or 0, tz=timezone.utc).isoformat(),
+                "lastScrapeDuration": h.last_duration, "health": h.health,
+                "scrapeInterval": interval, "scrapeTimeout": f"{self.timeout:g}s",
+            })
+        return out
+
+    def metadata_json(self) -> dict[str, list[dict[str, str]]]:
+        return {name: [{"type": "unknown" if m.type == "untyped" else m.type, "help": m.help, "unit": m.unit}]
+                for name, m in sorted(self.metadata.items())}
+
+
+class ScrapeFailure(Exception):
+    """The target answered, but not with a page we can store."""

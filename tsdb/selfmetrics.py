@@ -1,0 +1,48 @@
+"""The store's, scraper's and engine's own health as a prometheus_client collector, rendered
+on the server's /metrics from a snapshot taken at scrape time (no global metric objects)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from tsdb.promql.engine import Engine
+from tsdb.scraper import Scraper
+from tsdb.store import Store
+
+
+class TSDBCollector:
+    def __init__(self, store: Store, engine: Engine, scraper: Scraper | None) -> None:
+        self.store = store
+        self.engine = engine
+        self.scraper = scraper
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.store.stats()
+        yield GaugeMetricFamily("clusterwatch_tsdb_series", "Series held by the embedded store.", stats["series"])
+        yield GaugeMetricFamily("clusterwatch_tsdb_samples", "Samples held by the embedded store.", stats["samples"])
+        yield GaugeMetricFamily("clusterwatch_tsdb_sample_bytes",
+                                "Bytes of sample values and shared timestamps.", stats["sample_bytes"])
+        q = self.engine.stats
+        yield CounterMetricFamily("clusterwatch_engine_queries", "PromQL queries evaluated.", q.queries)
+        yield CounterMetricFamily("clusterwatch_engine_query_errors", "PromQL queries that failed.", q.errors)
+        yield CounterMetricFamily("clusterwatch_engine_query_seconds", "Time spent evaluating queries.", q.seconds)
+        if self.scraper is None:
+            return
+        labels = ["job", "instance"]
+        duration = GaugeMetricFamily("clusterwatch_scrape_last_duration_seconds", "Duration of the last scrape.",
+                                     labels=labels)
+        scrapes = CounterMetricFamily("clusterwatch_scrapes", "Scrapes attempted.", labels=labels)
+        failures = CounterMetricFamily("clusterwatch_scrape_failures", "Scrapes that failed.", labels=labels)
+        success = GaugeMetricFamily("clusterwatch_scrape_last_success_timestamp_seconds",
+                                    "Unix time of the last successful scrape (0: never).", labels=labels)
+        for h in self.scraper.health():
+            values = [dict(h.target.labels).get("job", ""), h.target.instance]
+            duration.add_metric(values, h.last_duration)
+            scrapes.add_metric(values, h.scrapes)
+            failures.add_metric(values, h.failures)
+            success.add_metric(values, h.last_success)
+        yield from (duration, scrapes, failures, success)
+        yield GaugeMetricFamily("clusterwatch_scrape_targets", "Targets being scraped.", len(self.scraper.health()))
+        yield CounterMetricFamily("clusterwatch_scrape_discovery_errors", "Service discovery failures.",
+                                  self.scraper.discovery_errors)
