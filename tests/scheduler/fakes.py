@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scheduler.actions_model import ACTIONS, Action, Answer
-from scheduler.model import Snapshot, SourceInfo
+from scheduler.model import Snapshot
 from scheduler.parsers import load_document, parse_jobs, parse_nodes, source_info
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -38,5 +38,3 @@ class FakeBackend:
         self.executed.append(action)
         return self.answer
 
-
-EMPTY_SOURCE = SourceInfo("fake")

@@ -121,9 +121,10 @@ class SingleNodeSlurm:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if socket.exists():
-                check = subprocess.run(f"munge -S {socket} -n | unmunge -S {socket}", shell=True,  # noqa: S602 - test setup pipe of fixed argv
+                credential = subprocess.run(["munge", "-S", str(socket), "-n"], capture_output=True, timeout=10)
+                check = subprocess.run(["unmunge", "-S", str(socket)], input=credential.stdout,
                                        capture_output=True, timeout=10)
-                if check.returncode == 0:
+                if credential.returncode == 0 and check.returncode == 0:
                     return
             time.sleep(0.2)
         raise SlurmStartError(f"munged did not start:\n{self.processes[-1].log_tail()}")
