@@ -120,12 +120,18 @@ GPU_METRICS = metric_table(
           "field NVML_FI_DEV_REMAPPED_PENDING"),
     gauge("gpu_remapped_rows_failure", "1 if a row remapping failed (the GPU needs service).", GPU, "",
           "field NVML_FI_DEV_REMAPPED_FAILURE"),
-    gauge("gpu_nvlink_up", "1 if the NVLink is active.", [*GPU, "link"], "",
-          "field NVML_FI_DEV_NVLINK_GET_STATE (scopeId = link)"),
-    counter("gpu_nvlink_errors_total", "NVLink errors by type: replay, recovery, crc_flit, crc_data.",
-            [*GPU, "link", "type"], "",
+    gauge("gpu_nvlink_links", "NVLinks the GPU has.", GPU, "", "NvmlSession (NVML_FI_DEV_NVLINK_LINK_COUNT)"),
+    gauge("gpu_nvlink_links_active", "NVLinks currently active; fewer than gpu_nvlink_links means a link is down.",
+          GPU, "", "field NVML_FI_DEV_NVLINK_GET_STATE (scopeId = link)"),
+    counter("gpu_nvlink_errors_total", "NVLink errors of all links by type: replay, recovery, crc_flit, crc_data.",
+            [*GPU, "type"], "",
             "fields NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, _DL_RECOVERY, _DL_CRC (crc_flit) with scopeId = link; "
             "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0..L11 (crc_data, links 0-11 only)"),
+    counter("gpu_nvlink_link_errors_total",
+            "NVLink errors of one link by type, only for links that have counted any (to find the bad link without "
+            "18 x 4 series per GPU).", [*GPU, "link", "type"], "", "same fields as gpu_nvlink_errors_total"),
+    gauge("gpu_nvlink_link_down", "1 for each NVLink that is not active (absent while every link is up).",
+          [*GPU, "link"], "", "field NVML_FI_DEV_NVLINK_GET_STATE (scopeId = link)"),
     gauge("gpu_fan_speed_ratio", "Fan speed as a fraction of its maximum (0-1); absent on fanless boards.", GPU,
           "ratio", "nvmlDeviceGetFanSpeed (%)"),
     gauge("gpu_performance_state", "Performance state, 0 (P0, fastest) to 15.", GPU, "",
@@ -375,13 +381,33 @@ class GpuCollector(Collector):
 
     @staticmethod
     def _nvlinks(device: GpuDevice, fields: dict[FieldKey, float], reading: _Reading) -> None:
+        # Per-GPU totals always; per-link series only for links with something to show: 18 links
+        # x 5 series x 8 GPUs would be two thirds of a node's exposition, nearly all zeros.
+        if not device.nvlink_count:
+            return
+        totals = dict.fromkeys([kind for kind, _ in NVLINK_SCOPED_ERRORS] + ["crc_data"], 0.0)
+        seen = set()
+        active = 0
         for link in range(device.nvlink_count):
-            reading.add("gpu_nvlink_up", fields.get((pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link)), link=link)
-            for kind, field_id in NVLINK_SCOPED_ERRORS:
-                reading.add("gpu_nvlink_errors_total", fields.get((field_id, link)), link=link, type=kind)
+            state = fields.get((pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link))
+            if state is not None:
+                active += int(bool(state))
+                if not state:
+                    reading.add("gpu_nvlink_link_down", 1, link=link)
+            link_errors = [(kind, fields.get((field_id, link))) for kind, field_id in NVLINK_SCOPED_ERRORS]
             if link < len(NVLINK_CRC_DATA_FIELDS):
-                reading.add("gpu_nvlink_errors_total", fields.get((NVLINK_CRC_DATA_FIELDS[link], 0)),
-                            link=link, type="crc_data")
+                link_errors.append(("crc_data", fields.get((NVLINK_CRC_DATA_FIELDS[link], 0))))
+            for kind, value in link_errors:
+                if value is None:
+                    continue
+                seen.add(kind)
+                totals[kind] += value
+                if value:
+                    reading.add("gpu_nvlink_link_errors_total", value, link=link, type=kind)
+        reading.add("gpu_nvlink_links", device.nvlink_count)
+        reading.add("gpu_nvlink_links_active", active)
+        for kind in sorted(seen):
+            reading.add("gpu_nvlink_errors_total", totals[kind], type=kind)
 
     @staticmethod
     def _recovery_action(fields: dict[FieldKey, float], reading: _Reading) -> None:
