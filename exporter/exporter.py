@@ -20,7 +20,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from clusterwatch import __version__
 from exporter.collector import Collector, CollectorContext, NoDataError
-from exporter.metrics import FamilySet, counter, gauge, metric_table
+from exporter.metrics import FamilySet, counter, gauge, metric_table, render_metric_text
+
+Part = FamilySet | Metric  # what collectors hand back: our builder, or a prometheus_client family
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class Snapshot:
     """The rendered result of one collection; served as is to every scraper until the next one."""
 
     text: bytes
-    families: list[Metric]
+    parts: list[Part]
     timestamp: float
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _variants: dict[str, bytes] = field(default_factory=dict, repr=False)
@@ -60,7 +62,7 @@ class Snapshot:
             return self.text
         with self._lock:
             if key not in self._variants:
-                body = _render(self.families, openmetrics) if openmetrics else self.text
+                body = _render(list(flatten(self.parts)), openmetrics) if openmetrics else self.text
                 self._variants[key] = gzip.compress(body, compresslevel=5) if gzipped else body
             return self._variants[key]
 
@@ -73,6 +75,25 @@ class _Families:
 
     def collect(self) -> Iterable[Metric]:
         return self._families
+
+
+def flatten(parts: Iterable[Part]) -> Iterable[Metric]:
+    for part in parts:
+        if isinstance(part, FamilySet):
+            yield from part
+        else:
+            yield part
+
+
+def render_text(parts: Iterable[Part]) -> bytes:
+    """The Prometheus text exposition of ``parts``, FamilySets through their fast path."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, FamilySet):
+            part.render_text(out)
+        else:
+            render_metric_text(part, out)
+    return "".join(out).encode()
 
 
 def _render(families: Sequence[Metric], openmetrics: bool = False) -> bytes:
@@ -101,19 +122,20 @@ class Exporter:
         wall_start, cpu_start = time.perf_counter(), time.thread_time()
         if self.ctx.nvml is not None:
             self.ctx.nvml.refresh()
-        families: list[Metric] = []
+        parts: list[Part] = []
         for collector in self.collectors:
-            families.extend(self._run(collector))
+            parts.extend(self._run(collector))
         self._cycles += 1
-        families.extend(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
-        snapshot = Snapshot(_render(families), families, self.ctx.clock())
+        parts.append(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
+        snapshot = Snapshot(render_text(parts), parts, self.ctx.clock())
         self._snapshot = snapshot
         return snapshot
 
-    def _run(self, collector: Collector) -> list[Metric]:
+    def _run(self, collector: Collector) -> list[Part]:
         start = time.perf_counter()
         try:
-            families = list(collector.collect())
+            result = collector.collect()
+            families: list[Part] = [result] if isinstance(result, FamilySet) else list(result)
             ok = True
         except NoDataError as exc:
             log.debug("collector %s: no data: %s", collector.name, exc)

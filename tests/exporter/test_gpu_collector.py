@@ -107,20 +107,29 @@ def test_error_counters_have_their_labels(node: Node) -> None:
     assert sample(samples, "gpu_retired_pages", cause="double_bit", **labels) == 0
 
 
-def test_nvlink_state_and_errors_per_link(node: Node) -> None:
+def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: Node) -> None:
     gpu = node.state.gpu(2)
     gpu.nvlinks[5].up = False
     gpu.nvlinks[5].replay, gpu.nvlinks[5].crc_data, gpu.nvlinks[15].crc_flit = 4, 2, 30
+    gpu.nvlinks[7].replay = 1
     samples = node.scrape()
     labels = {"gpu": "2", "uuid": gpu.uuid}
-    assert len([s for s in series(samples, "gpu_nvlink_up") if s["gpu"] == "2"]) == 18
-    assert sample(samples, "gpu_nvlink_up", link="5", **labels) == 0
-    assert sample(samples, "gpu_nvlink_up", link="6", **labels) == 1
-    assert sample(samples, "gpu_nvlink_errors_total", link="5", type="replay", **labels) == 4
-    assert sample(samples, "gpu_nvlink_errors_total", link="5", type="crc_data", **labels) == 2
-    assert sample(samples, "gpu_nvlink_errors_total", link="15", type="crc_flit", **labels) == 30
-    # NVML numbers data-CRC fields for links 0-11 only
-    assert ("gpu_nvlink_errors_total", frozenset({**labels, "link": "15", "type": "crc_data"}.items())) not in samples
+    assert sample(samples, "gpu_nvlink_links", **labels) == 18
+    assert sample(samples, "gpu_nvlink_links_active", **labels) == 17
+    assert sample(samples, "gpu_nvlink_link_down", link="5", **labels) == 1
+    assert [s["link"] for s in series(samples, "gpu_nvlink_link_down")] == ["5"]  # healthy links add no series
+    assert sample(samples, "gpu_nvlink_errors_total", type="replay", **labels) == 5
+    assert sample(samples, "gpu_nvlink_errors_total", type="crc_data", **labels) == 2
+    assert sample(samples, "gpu_nvlink_errors_total", type="crc_flit", **labels) == 30
+    assert sample(samples, "gpu_nvlink_errors_total", type="recovery", **labels) == 0
+    # The bad links are named; links without errors are not.
+    assert sample(samples, "gpu_nvlink_link_errors_total", link="5", type="replay", **labels) == 4
+    assert sample(samples, "gpu_nvlink_link_errors_total", link="15", type="crc_flit", **labels) == 30
+    assert {s["link"] for s in series(samples, "gpu_nvlink_link_errors_total") if s["gpu"] == "2"} == {"5", "7", "15"}
+    # Healthy GPUs: totals at zero, no per-link series.
+    other = {"gpu": "0", "uuid": node.state.gpu(0).uuid}
+    assert sample(samples, "gpu_nvlink_errors_total", type="replay", **other) == 0
+    assert not [s for s in series(samples, "gpu_nvlink_link_errors_total") if s["gpu"] == "0"]
 
 
 def test_recovery_action_is_a_code_with_its_name(node: Node) -> None:
