@@ -239,6 +239,7 @@ class Fleet:
                 fake.absent = fake.index in lost
         was_reachable = not node.faults.unreachable
         node.faults = state
+        node.host.disk_full = set(state.disk_full)
         if state.unreachable and was_reachable:
             self.scheduler.set_responding(node_name, False)
         elif not state.unreachable and not was_reachable:

@@ -98,7 +98,6 @@ class SimulatedNode:
         self.host.sync_processes(self.procfs, processes)
         self._update_ports(now, dt)
         count = max(1, len(activities))
-        self.host.disk_full = set(self.faults.disk_full)
         self.host.advance(dt, sum(a.utilization for a in activities) / count,
                           sum(a.ib_fraction for a in activities) / count,
                           max((a.storage_write for a in activities), default=0.0))
