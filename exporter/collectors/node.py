@@ -115,6 +115,10 @@ TABLE = metric_table(
           "/proc/stat (procs_running)"),
     gauge("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", (), "processes",
           "/proc/stat (procs_blocked)"),
+    # Documentation only: the real names come from the fields of /proc/meminfo at run time.
+    gauge("node_memory_<Field>_bytes", "One gauge per /proc/meminfo field (kB values x 1024), named as "
+          "node_exporter names them (node_memory_MemAvailable_bytes...); count fields without a unit "
+          "(HugePages_Total...) have no _bytes suffix.", (), "bytes", "/proc/meminfo"),
     gauge("node_load1", "1m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load5", "5m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load15", "15m load average.", (), "load", "/proc/loadavg"),
