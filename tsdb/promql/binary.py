@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
 
 ARITHMETIC = {"+", "-", "*", "/", "%", "^", "atan2"}
+# Prometheus 2.42 keeps the metric name for atan2 (its shouldDropMetricName omits it).
+_DROPS_NAME = ARITHMETIC - {"atan2"}
 COMPARISON = {"==", "!=", ">", "<", ">=", "<="}
 SET = {"and", "or", "unless"}
 _CARD = pp.VectorMatchCardinality
@@ -76,7 +78,8 @@ def _vector_scalar(op: str, vector: Vector, scalar: np.ndarray, scalar_left: boo
     for s in vector.series:
         left, right = (scalar, s.values) if scalar_left else (s.values, scalar)
         if op in ARITHMETIC:
-            out.append(VSeries(drop_name(s.labels), arithmetic(op, left, right), s.present))
+            labels = drop_name(s.labels) if op in _DROPS_NAME else s.labels
+            out.append(VSeries(labels, arithmetic(op, left, right), s.present))
             continue
         keep = compare(op, left, right)
         if return_bool:
@@ -180,7 +183,7 @@ def _check_unique_matches(results: list[tuple[tuple, VSeries]], card: "pp.Vector
 def _result_labels(many: dict[str, str], one: dict[str, str], op: str, card: "pp.VectorMatchCardinality",
                    on: bool, names: list[str], include: list[str], return_bool: bool) -> dict[str, str]:
     labels = dict(many)
-    if op in ARITHMETIC or return_bool:
+    if op in _DROPS_NAME or return_bool:
         labels.pop("__name__", None)
     if card == _CARD.OneToOne:
         if on:

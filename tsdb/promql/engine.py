@@ -14,6 +14,18 @@ from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, V
 from tsdb.results import QueryResult, Series
 
 MAX_POINTS_PER_SERIES = 11_000
+
+
+def _register_functions() -> None:
+    # promql-parser follows Prometheus 2.45+, which no longer knows holt_winters; 2.42 does.
+    try:
+        pp.register_extra_functions([pp.Function(
+            "holt_winters", [pp.ValueType.Matrix, pp.ValueType.Scalar, pp.ValueType.Scalar], pp.ValueType.Vector)])
+    except ValueError:
+        pass  # already registered (a built-in in another promql-parser release)
+
+
+_register_functions()
 DEFAULT_LOOKBACK_S = 300.0
 
 

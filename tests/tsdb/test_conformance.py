@@ -1,0 +1,89 @@
+"""PromQL conformance against a real Prometheus 2.42 over both HTTP APIs.
+
+One deterministic OpenMetrics file is backfilled into Prometheus with ``promtool tsdb
+create-blocks-from openmetrics`` and loaded into ``clusterwatch serve --import-openmetrics``;
+every query of the corpus runs at fixed instants, and every vector/scalar one also as a range
+query, on both. The pass rate must reach PASS_RATE; every failure is printed and listed in
+docs/promql.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.realcomponents import free_port, require_binary, wait_http
+from tests.tsdb import dataset
+from tests.tsdb.conformance import compare_query
+from tsdb.client import HTTPQueryClient
+
+pytestmark = pytest.mark.real_component
+
+CORPUS = Path(__file__).with_name("conformance_queries.txt")
+PASS_RATE = 0.95
+INSTANTS = (dataset.START + 2700.0, dataset.START + 5432.1)
+RANGE = (dataset.START + 3000.0, dataset.START + 4800.0, 300.0)
+MATRIX_TYPED = ("[", )
+
+
+def corpus() -> list[str]:
+    return [line.strip() for line in CORPUS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_corpus_is_large_enough() -> None:
+    queries = corpus()
+    assert len(queries) >= 300
+    assert len(set(queries)) == len(queries), "duplicate queries in the corpus"
+
+
+def _returns_matrix(query: str) -> bool:
+    # A query whose outermost expression is a range selector or subquery cannot run as a range query.
+    import promql_parser as pp
+    try:
+        expr = pp.parse(query)
+    except ValueError:
+        return False
+    while isinstance(expr, pp.ParenExpr):
+        expr = expr.expr
+    return isinstance(expr, (pp.MatrixSelector, pp.SubqueryExpr, pp.StringLiteral))
+
+
+def test_conformance_with_prometheus(tmp_path: Path, process_factory) -> None:
+    promtool = require_binary("promtool")
+    prometheus = require_binary("prometheus")
+    data = dataset.write(tmp_path / "data.om")
+    blocks = tmp_path / "prometheus-data"
+    created = process_factory([promtool, "tsdb", "create-blocks-from", "openmetrics", str(data), str(blocks)],
+                              name="promtool")
+    assert created.popen.wait(60) == 0, created.log_tail()
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    prom_port, our_port = free_port(), free_port()
+    prom = process_factory([prometheus, f"--config.file={config}", f"--storage.tsdb.path={blocks}",
+                            f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=100y"])
+    ours = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{our_port}",
+                            "--import-openmetrics", str(data)], name="clusterwatch-serve")
+    wait_http(f"http://127.0.0.1:{prom_port}/-/ready", proc=prom)
+    wait_http(f"http://127.0.0.1:{our_port}/-/ready", timeout=60, proc=ours)
+    our_client = HTTPQueryClient(f"http://127.0.0.1:{our_port}")
+    prom_client = HTTPQueryClient(f"http://127.0.0.1:{prom_port}")
+
+    failures: list[str] = []
+    total = 0
+    for query in corpus():
+        ordered = query.startswith("sort")
+        checks = [(f"instant@{t}", lambda c, t=t: c.instant(query, t)) for t in INSTANTS]
+        if not _returns_matrix(query):
+            checks.append(("range", lambda c: c.range(query, *RANGE)))
+        problems = [f"{name}: {diff}" for name, run in checks
+                    if (diff := compare_query(our_client, prom_client, run, ordered)) is not None]
+        total += 1
+        if problems:
+            failures.append(f"{query}\n    " + "\n    ".join(problems))
+    passed = total - len(failures)
+    rate = passed / total
+    print(f"\nPromQL conformance: {passed}/{total} queries pass ({rate:.1%})")
+    for failure in failures:
+        print(f"FAIL {failure}")
+    assert rate >= PASS_RATE, f"conformance {rate:.1%} below {PASS_RATE:.0%}; failures:\n" + "\n".join(failures)
