@@ -1,0 +1,103 @@
+"""The Prometheus HTTP API: JSON and error shapes, GET and Grafana-style POST forms, and the
+local and HTTP query clients giving the same results."""
+import math
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.tsdb.helpers import load
+from tsdb.api import build_router
+from tsdb.client import HTTPQueryClient, LocalQueryClient, QueryError
+from tsdb.promql.engine import Engine
+
+STORE = load({
+    'gpu_util{instance="n1",gpu="0"}': "0+0.1x10",
+    'gpu_util{instance="n2",gpu="0"}': "1 NaN 0.5x8",
+    'up{instance="n1",job="cw"}': "1x10",
+})
+ENGINE = Engine(STORE)
+
+
+@pytest.fixture(scope="module")
+def http() -> TestClient:
+    app = FastAPI()
+    app.include_router(build_router(
+        ENGINE, STORE, targets=lambda: [{"labels": {"instance": "n1"}, "health": "up"}],
+        metadata=lambda: {"gpu_util": [{"type": "gauge", "help": "GPU utilization", "unit": ""}]}))
+    return TestClient(app)
+
+
+def test_instant_query_get_and_post_form(http: TestClient) -> None:
+    expected = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"__name__": "gpu_util", "gpu": "0", "instance": "n1"}, "value": [120, "0.2"]}]}}
+    assert http.get("/api/v1/query", params={"query": 'gpu_util{instance="n1"}', "time": "120"}).json() == expected
+    posted = http.post("/api/v1/query", data={"query": 'gpu_util{instance="n1"}', "time": "1970-01-01T00:02:00Z"})
+    assert posted.json() == expected
+
+
+def test_range_query_shape_and_special_values(http: TestClient) -> None:
+    body = http.post("/api/v1/query_range", data={"query": 'gpu_util{instance="n2"}', "start": "0",
+                                                   "end": "120", "step": "1m"}).json()
+    assert body["data"]["resultType"] == "matrix"
+    assert body["data"]["result"][0]["values"] == [[0, "1"], [60, "NaN"], [120, "0.5"]]
+    scalar = http.get("/api/v1/query", params={"query": "1/0", "time": "1.5"}).json()
+    assert scalar["data"] == {"resultType": "scalar", "result": [1.5, "+Inf"]}
+
+
+@pytest.mark.parametrize("path, params, status, error_type", [
+    ("/api/v1/query", {"query": "sum(gpu_util"}, 400, "bad_data"),
+    ("/api/v1/query", {}, 400, "bad_data"),
+    ("/api/v1/query", {"query": "gpu_util", "time": "yesterday"}, 400, "bad_data"),
+    ("/api/v1/query", {"query": "gpu_util + on() gpu_util", "time": "60"}, 422, "execution"),
+    ("/api/v1/query_range", {"query": "gpu_util", "start": "0", "end": "60", "step": "0"}, 400, "bad_data"),
+    ("/api/v1/query_range", {"query": "gpu_util", "start": "0", "step": "10"}, 400, "bad_data"),
+    ("/api/v1/series", {}, 400, "bad_data"),
+])
+def test_error_shape(http: TestClient, path: str, params: dict, status: int, error_type: str) -> None:
+    response = http.post(path, data=params)
+    assert response.status_code == status
+    body = response.json()
+    assert body["status"] == "error" and body["errorType"] == error_type and body["error"]
+
+
+def test_series_labels_values_targets_metadata(http: TestClient) -> None:
+    series = http.get("/api/v1/series", params=[("match[]", "gpu_util"), ("match[]", "up")]).json()["data"]
+    assert {s["instance"] for s in series} == {"n1", "n2"} and len(series) == 3
+    assert http.get("/api/v1/labels").json()["data"] == ["__name__", "gpu", "instance", "job"]
+    assert http.get("/api/v1/labels", params={"match[]": "up"}).json()["data"] == ["__name__", "instance", "job"]
+    assert http.get("/api/v1/label/instance/values").json()["data"] == ["n1", "n2"]
+    assert http.get("/api/v1/label/__name__/values").json()["data"] == ["gpu_util", "up"]
+    assert http.get("/api/v1/targets").json()["data"]["activeTargets"][0]["health"] == "up"
+    assert http.get("/api/v1/metadata").json()["data"]["gpu_util"][0]["type"] == "gauge"
+    assert http.get("/api/v1/status/buildinfo").json()["status"] == "success"
+
+
+QUERIES = ["gpu_util", "avg by (instance) (gpu_util)", "rate(gpu_util[5m])", "gpu_util[2m]", "time()", '"s"',
+           "gpu_util > 0.3", "sort_desc(gpu_util)", "count_values(\"v\", gpu_util)"]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_local_and_http_clients_agree(http: TestClient, query: str) -> None:
+    local, remote = LocalQueryClient(ENGINE), HTTPQueryClient("http://testserver", client=http)
+    for run in (lambda c: c.instant(query, 300), lambda c: c.range(query, 0, 600, 60)):
+        try:
+            a = run(local)
+        except QueryError as exc:
+            with pytest.raises(QueryError) as caught:
+                run(remote)
+            assert (caught.value.error_type, caught.value.message) == (exc.error_type, exc.message)
+            continue
+        b = run(remote)
+        assert (a.result_type, a.string, a.timestamp) == (b.result_type, b.string, b.timestamp)
+        assert a.scalar == b.scalar or math.isnan(a.scalar) and math.isnan(b.scalar)
+        assert [(s.labels, s.timestamps) for s in a.series] == [(s.labels, s.timestamps) for s in b.series]
+        for sa, sb in zip(a.series, b.series):
+            assert all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(sa.values, sb.values))
+
+
+def test_bad_query_raises_one_error_type_from_both_clients(http: TestClient) -> None:
+    for client in (LocalQueryClient(ENGINE), HTTPQueryClient("http://testserver", client=http)):
+        with pytest.raises(QueryError) as caught:
+            client.instant("sum(", 10)
+        assert caught.value.error_type == "bad_data" and "parse error" in caught.value.message

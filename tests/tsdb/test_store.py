@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pytest
+
+from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
+from tsdb.snapshot import load_snapshot, save_snapshot
+from tsdb.store import LimitError, Limits, Store, is_stale, sorted_labels
+
+
+def L(name: str, **labels: str) -> tuple:
+    return sorted_labels([("__name__", name), *labels.items()])
+
+
+def select(store: Store, *matchers: Matcher, mint: int = 0, maxt: int = 10**13) -> dict:
+    return {tuple(sorted(d.labels.items())): (d.timestamps.tolist(), d.values.tolist())
+            for d in store.select(list(matchers), mint, maxt)}
+
+
+NAME_A = Matcher.of(EQUAL, "__name__", "a")
+
+
+def test_series_missing_from_a_scrape_get_a_stale_marker_then_resume() -> None:
+    store = Store()
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 2.0)])
+    store.append_scrape("t", 2000, [(L("a", x="1"), 1.5)])
+    store.append_scrape("t", 3000, [(L("a", x="1"), 1.7), (L("a", x="2"), 2.2)])
+    got = select(store, NAME_A)
+    times, values = got[L("a", x="2")]
+    assert times == [1000, 2000, 3000]
+    assert values[0] == 2.0 and is_stale(values[1]) and values[2] == 2.2
+    assert got[L("a", x="1")] == ([1000, 2000, 3000], [1.0, 1.5, 1.7])
+
+
+def test_a_target_that_disappears_makes_all_its_series_stale() -> None:
+    store = Store()
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("up"), 1.0)])
+    store.mark_target_gone("t", 5000)
+    for times, values in select(store, Matcher.of(REGEX, "__name__", ".+")).values():
+        assert times[-1] == 5000 and is_stale(values[-1])
+
+
+def test_a_series_skipping_scrapes_reads_back_without_padding() -> None:
+    store = Store()
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 2.0)])
+    for t in (2000, 3000, 4000):
+        store.append_scrape("t", t, [(L("a", x="1"), 1.0)])
+    store.append_scrape("t", 5000, [(L("a", x="1"), 1.0), (L("a", x="2"), 5.0)])
+    times, values = select(store, Matcher.of(EQUAL, "x", "2"))[L("a", x="2")]
+    assert times == [1000, 2000, 5000] and values[2] == 5.0  # 2000 is the stale marker
+
+
+def test_matchers_follow_prometheus_semantics() -> None:
+    store = Store()
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 2.0), (L("a"), 3.0)])
+    assert len(select(store, NAME_A, Matcher.of(NOT_EQUAL, "x", "1"))) == 2  # missing label is ""
+    assert len(select(store, NAME_A, Matcher.of(EQUAL, "x", ""))) == 1
+    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1|2"))) == 2
+    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1|"))) == 2  # anchored; "" matches no label
+    assert len(select(store, NAME_A, Matcher.of(NOT_REGEX, "x", "."))) == 1
+    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1."))) == 0
+
+
+def test_retention_drops_old_samples_and_empty_series() -> None:
+    store = Store(retention_s=60)
+    store.append_scrape("t", 0, [(L("a", x="old"), 1.0), (L("a", x="new"), 1.0)])
+    for t in range(10_000, 130_000, 10_000):
+        store.append_scrape("t", t, [(L("a", x="new"), float(t))])
+    store.apply_retention()
+    got = select(store, NAME_A)
+    assert L("a", x="old") not in got
+    assert got[L("a", x="new")][0][0] >= 120_000 - 60_000
+    assert store.min_time_ms == 60_000
+
+
+def test_limits_reject_the_whole_scrape_with_a_clear_error() -> None:
+    store = Store(limits=Limits(max_series_per_target=2))
+    with pytest.raises(LimitError, match="exposes 3 series, more than the limit of 2"):
+        store.append_scrape("t", 1000, [(L("a", x=str(i)), 1.0) for i in range(3)])
+    assert store.stats()["series"] == 0
+    store = Store(limits=Limits(max_series_per_target=0, max_label_values_per_target=3))
+    with pytest.raises(LimitError, match="label 'x' has more than 3 values"):
+        store.append_scrape("t", 1000, [(L("a", x=str(i)), 1.0) for i in range(5)])
+    store = Store(limits=Limits(max_series_total=2))
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 1.0)])
+    with pytest.raises(LimitError, match="maximum of 2 series"):
+        store.append_scrape("u", 1000, [(L("b"), 1.0)])
+
+
+def test_samples_of_a_scrape_share_one_timestamp_column() -> None:
+    store = Store()
+    series = [(L("gpu_util", gpu=str(i)), 0.5) for i in range(1000)]
+    for t in range(100):
+        store.append_scrape("t", t * 5000, series)
+    stats = store.stats()
+    assert stats["samples"] == 100_000
+    assert stats["sample_bytes"] / stats["samples"] < 8.01  # 8 bytes of value + a shared timestamp
+
+
+def test_snapshot_round_trip_then_scraping_continues(tmp_path) -> None:
+    store = Store()
+    store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 2.0)])
+    store.append_scrape("t", 2000, [(L("a", x="1"), math.nan)])
+    save_snapshot(store, tmp_path / "snap.npz")
+    restored = Store()
+    assert load_snapshot(restored, tmp_path / "snap.npz") == 2
+    restored.append_scrape("t", 3000, [(L("a", x="1"), 3.0)])
+    times, values = select(restored, NAME_A)[L("a", x="1")]
+    assert times == [1000, 2000, 3000] and math.isnan(values[1]) and not is_stale(values[1])
+    _, values = select(restored, NAME_A)[L("a", x="2")]
+    assert is_stale(values[1])
+    assert np.isfinite(values[0])
