@@ -3,8 +3,10 @@ the alert evaluator, scheduler adapter and dashboard) on one port."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import socket
 
 from clusterwatch import settings
@@ -98,9 +100,28 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("import_openmetrics", str(exc), args.config) from None
     sock = _bind(listen)
     app = build_app([tsdb.component()])
-    # uvicorn installs SIGTERM/SIGINT handlers: it stops accepting, finishes requests, then runs
-    # the lifespan shutdown that stops the scraper and writes the snapshot.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
     server.run(sockets=[sock])
     return 0
+
+
+def _graceful_server(config):
+    """A uvicorn server; imported lazily so that `clusterwatch --help` stays quick."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """On SIGTERM/SIGINT: stop accepting, finish requests, run the lifespan shutdown (scraper
+        stopped, snapshot written), then exit 0. uvicorn's own handler would re-raise the signal
+        after shutdown, so the process would end "killed by SIGTERM" instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer(config)
