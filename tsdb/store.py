@@ -64,6 +64,18 @@ class SeriesData:
     values: np.ndarray  # float64; StaleNaN kept, ABSENT removed
 
 
+@dataclass
+class Block:
+    """Series that share one time column, read together: ``values[i]`` is aligned to
+    ``timestamps`` and holds ABSENT where series ``i`` has no sample. Reading a whole target's
+    series as one matrix is what lets the engine work on all of them with a few numpy calls."""
+
+    timestamps: np.ndarray  # int64 ms
+    labels: list[dict[str, str]]
+    values: np.ndarray  # float64, shape (len(labels), len(timestamps))
+    moved: bool = False  # some series here also has samples in another block
+
+
 class TimeColumn:
     """Timestamps shared by every series of one target; ``base`` counts samples dropped by retention."""
 
@@ -351,6 +363,42 @@ class Store:
             if not keep.all():
                 data.timestamps, data.values = data.timestamps[keep], data.values[keep]
         return [data for data in out if len(data.values)]
+
+    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Block]:
+        """Matching series in [mint_ms, maxt_ms], grouped by the time column they share. A series
+        that moved between columns appears in one block per column."""
+        groups: dict[int, tuple[TimeColumn, int, int, list]] = {}
+        moved = False
+        with self._lock:
+            for sid in self._match_ids(matchers):
+                series = self._series[sid]
+                moved = moved or len(series.segments) > 1
+                for segment in series.segments:
+                    column = segment.column
+                    group = groups.get(id(column))
+                    if group is None:
+                        lo = bisect.bisect_left(column.ts, mint_ms)
+                        group = groups[id(column)] = (column, lo, bisect.bisect_right(column.ts, maxt_ms, lo), [])
+                    _, lo, hi, rows = group
+                    start, end = segment.window()
+                    first, last = max(lo, start), min(hi, end)
+                    if first < last:
+                        rows.append((series.labels, first - lo, segment.values[first - start:last - start]))
+            blocks = [(column.ts[lo:hi], rows) for column, lo, hi, rows in groups.values() if rows]
+        out = []
+        for ts, rows in blocks:
+            timestamps = np.frombuffer(ts, dtype=np.int64)
+            width = len(timestamps)
+            if all(offset == 0 and len(part) == width for _, offset, part in rows):
+                # The usual case (every series in every scrape): one copy, no per-row work.
+                values = np.frombuffer(b"".join(part for _, _, part in rows), dtype=np.float64)
+                values = values.reshape(len(rows), width)
+            else:
+                values = np.full((len(rows), width), ABSENT)
+                for i, (_, offset, part) in enumerate(rows):
+                    values[i, offset:offset + len(part)] = np.frombuffer(part, dtype=np.float64)
+            out.append(Block(timestamps, [dict(labels) for labels, _, _ in rows], values, moved))
+        return out
 
     @staticmethod
     def _read(segment: _Segment, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray] | None:

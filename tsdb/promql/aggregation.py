@@ -59,8 +59,16 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
     names = list(modifier.labels) if modifier else []
     groups: dict[tuple, tuple[dict[str, str], list[VSeries]]] = {}
     for s in vector.series:
-        labels = _group_labels(s.labels, names, without)
-        groups.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(s)
+        if without:
+            labels = _group_labels(s.labels, names, without)
+            key = tuple(sorted(labels.items()))
+        else:
+            # by(): the listed labels' values are the key; the label dict is built once per group.
+            key = tuple(s.labels.get(n) for n in names)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (labels if without else _group_labels(s.labels, names, False), [])
+        group[1].append(s)
     if op in ("topk", "bottomk"):
         return _top(ev.scalar_arg(expr.param, grid), groups, op == "topk")
     if op == "quantile":

@@ -16,8 +16,8 @@ import promql_parser as pp
 from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
 from tsdb.promql import aggregation, binary, functions
 from tsdb.promql.values import (
-    STALE_NAN_BITS, Grid, PromQLError, RangeVector, RSeries, Scalar, String, Value, Vector, VSeries,
-    bad_data, drop_name, merge_same_labels, without_stale,
+    ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RSeries, Scalar, String, Value, Vector, VSeries,
+    bad_data, drop_name, merge_same_labels,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -26,7 +26,7 @@ _MATCH_OPS = {"Equal": EQUAL, "NotEqual": NOT_EQUAL, "Re": REGEX, "NotRe": NOT_R
 
 
 class SeriesSource(Protocol):
-    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list: ...
+    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list: ...
 
 
 def millis(delta: timedelta | None) -> int:
@@ -45,6 +45,24 @@ def selector_matchers(selector: pp.VectorSelector) -> list[Matcher]:
     if not any(not m.matches("") for m in matchers):
         raise bad_data("parse error: vector selector must contain at least one non-empty matcher")
     return matchers
+
+
+def _merge_moved_series(series: list[VSeries]) -> list[VSeries]:
+    """A series read from two columns (it moved between targets) becomes one, taking at each
+    step the newer of its two samples."""
+    seen: dict[tuple, int] = {}
+    out: list[VSeries] = []
+    for s in series:
+        key = tuple(sorted(s.labels.items()))
+        if key not in seen:
+            seen[key] = len(out)
+            out.append(s)
+            continue
+        first = out[seen[key]]
+        newer = s.present & (~first.present | (s.sample_times > first.sample_times))
+        out[seen[key]] = VSeries(first.labels, np.where(newer, s.values, first.values), first.present | s.present,
+                                 np.where(newer, s.sample_times, first.sample_times))
+    return out
 
 
 class Evaluator:
@@ -98,29 +116,42 @@ class Evaluator:
         matchers = selector_matchers(selector)
         ends = self.reference_times(selector.at, selector.offset, grid)
         out = []
-        for data in self.source.select(matchers, int(ends.min()) - self.lookback_ms, int(ends.max())):
-            idx = np.searchsorted(data.timestamps, ends, side="right") - 1
-            found = idx >= 0
-            idx = np.maximum(idx, 0)
-            times = data.timestamps[idx]
-            values = data.values[idx]
-            found &= times >= ends - self.lookback_ms
-            found &= values.view(np.uint64) != STALE_NAN_BITS
-            if found.any():
-                out.append(VSeries(data.labels, values, found, times))
-        return Vector(out)
+        blocks = self.source.select_blocks(matchers, int(ends.min()) - self.lookback_ms, int(ends.max()))
+        for block in blocks:
+            # Per row, the index of the newest real sample at or before each position (ABSENT
+            # padding skipped), then per step the one at or before the step's reference time.
+            positions = np.arange(len(block.timestamps))
+            real = block.values.view(np.uint64) != ABSENT_BITS
+            newest = np.maximum.accumulate(np.where(real, positions, -1), axis=1)
+            at = np.searchsorted(block.timestamps, ends, side="right") - 1
+            idx = np.where(at >= 0, newest[:, np.maximum(at, 0)], -1)
+            safe = np.maximum(idx, 0)
+            times = block.timestamps[safe]
+            values = np.take_along_axis(block.values, safe, axis=1)
+            found = (idx >= 0) & (times >= ends - self.lookback_ms) & (values.view(np.uint64) != STALE_NAN_BITS)
+            for row in np.flatnonzero(found.any(axis=1)):
+                out.append(VSeries(block.labels[row], values[row], found[row], times[row]))
+        return Vector(_merge_moved_series(out) if any(b.moved for b in blocks) else out)
 
     def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid) -> RangeVector:
         selector = expr.vector_selector
         matchers = selector_matchers(selector)
         range_ms = millis(expr.range)
         ends = self.reference_times(selector.at, selector.offset, grid)
-        series = []
-        for data in self.source.select(matchers, int(ends.min()) - range_ms, int(ends.max())):
-            timestamps, values = without_stale(data.timestamps, data.values)
-            if len(values):
-                series.append(RSeries(data.labels, timestamps, values))
-        return RangeVector(series, ends, range_ms, matchers)
+        by_labels: dict[tuple, RSeries] = {}
+        for block in self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max())):
+            bits = block.values.view(np.uint64)
+            keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+            for row in np.flatnonzero(keep.any(axis=1)):
+                series = RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]])
+                key = tuple(sorted(series.labels.items()))
+                previous = by_labels.get(key)
+                if previous is not None:  # the series moved between columns: join its parts in time order
+                    order = np.argsort(np.concatenate([previous.timestamps, series.timestamps]), kind="stable")
+                    series = RSeries(series.labels, np.concatenate([previous.timestamps, series.timestamps])[order],
+                                     np.concatenate([previous.values, series.values])[order])
+                by_labels[key] = series
+        return RangeVector(list(by_labels.values()), ends, range_ms, matchers)
 
     def subquery(self, expr: pp.SubqueryExpr, grid: Grid) -> RangeVector:
         step = millis(expr.step) or self.default_subquery_step_ms

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
+from tsdb import store as _store
+
+STALE_NAN_BITS = np.uint64(_store.STALE_NAN_BITS)
+ABSENT_BITS = np.uint64(_store.ABSENT_BITS)  # the store's padding: "no sample here"
 
 
 class PromQLError(Exception):
@@ -84,13 +87,6 @@ class RangeVector:
 
 
 Value = Vector | Scalar | String | RangeVector
-
-
-def without_stale(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    stale = values.view(np.uint64) == STALE_NAN_BITS
-    if stale.any():
-        return timestamps[~stale], values[~stale]
-    return timestamps, values
 
 
 def labels_key(labels: dict[str, str]) -> tuple:
