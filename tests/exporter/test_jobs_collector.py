@@ -266,3 +266,9 @@ def test_mapping_file_format(text, jobs):
 def test_mapping_file_with_a_bad_line_is_refused():
     with pytest.raises(ValueError, match="line 2"):
         parse_mapping_file("1234\nabc\n")
+
+
+def test_registered_as_the_jobs_collector():
+    from exporter.collector import available_collectors
+
+    assert available_collectors()["jobs"].factory is JobsCollector
