@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-import httpx
-
 from tsdb.discovery import Target
 from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
+from tsdb.fetch import Fetcher, FetchError
 from tsdb.store import AppendError, LimitError, Store
 
 log = logging.getLogger(__name__)
@@ -48,12 +47,12 @@ class Scraper:
     """Scrapes what ``discover()`` returns; ``run_once`` for tests, ``start``/``stop`` for service."""
 
     def __init__(self, store: Store, discover: Callable[[], list[Target]], interval: float = 5.0,
-                 timeout: float | None = None, workers: int = 16, client: httpx.Client | None = None) -> None:
+                 timeout: float | None = None, workers: int = 16) -> None:
         self.store = store
         self.discover = discover
         self.interval = interval
         self.timeout = min(timeout or interval, interval)
-        self._client = client or httpx.Client(timeout=self.timeout, headers={"Accept": ACCEPT})
+        self._fetcher = Fetcher(ACCEPT)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
         self._targets: dict[str, TargetHealth] = {}
         self._lock = threading.Lock()
@@ -72,7 +71,6 @@ class Scraper:
         if self._thread:
             self._thread.join(timeout=self.interval + 1)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._client.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -128,17 +126,13 @@ class Scraper:
         samples: list = []
         error = ""
         try:
-            response = self._client.get(target.url, timeout=self.timeout)
-            if response.status_code != 200:
-                raise ScrapeFailure(f"server returned HTTP status {response.status_code} {response.reason_phrase}")
-            exposition = parse_exposition(response.text, is_openmetrics(response.headers.get("content-type")))
+            page = self._fetcher.get(target.url, self.timeout)
+            if page.status != 200:
+                raise ScrapeFailure(f"server returned HTTP status {page.status} {page.reason}")
+            exposition = parse_exposition(page.text, is_openmetrics(page.content_type))
             samples = self._labelled(health, exposition.samples)
             self._note_metadata(exposition.metadata)
-        except httpx.TimeoutException:
-            error = f"Get \"{target.url}\": context deadline exceeded"
-        except httpx.HTTPError as exc:
-            error = f"Get \"{target.url}\": {exc}"
-        except (ScrapeFailure, ExpositionError) as exc:
+        except (FetchError, ScrapeFailure, ExpositionError) as exc:
             error = str(exc)
         duration = time.time() - started
         report = self._report(target, 0.0 if error else 1.0, duration, len(samples))
