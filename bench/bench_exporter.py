@@ -20,13 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import free_port, percentile, rss_bytes, summary_ms, time_scrapes, wait_http  # noqa: E402
 
 
-def collection_cpu_in_process(cycles: int) -> list[float]:
+FIXTURE_NODE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "node"
+
+
+def collection_cpu_in_process(cycles: int, procfs: str = "/proc", sysfs: str = "/sys") -> list[float]:
     """CPU seconds of the collecting thread per cycle, all default collectors, 8 fake GPUs."""
+    import os
+
     from exporter.build import create_exporter
     from exporter.collector import default_collectors
     from exporter.config import ExporterConfig
 
-    exporter = create_exporter(ExporterConfig(backend="fake", collectors=default_collectors()))
+    config = ExporterConfig(backend="fake", collectors=default_collectors(), procfs=procfs, sysfs=sysfs,
+                            filesystem_mount_points=None if procfs == "/proc" else ["/"])
+    exporter = create_exporter(config, statvfs=os.statvfs)
     costs = []
     for _ in range(cycles):
         start = time.thread_time()
@@ -68,6 +75,10 @@ def main() -> int:
     costs = collection_cpu_in_process(args.cycles)
     print(f"collection CPU per cycle (8 fake GPUs, all default collectors, this machine's /proc and /sys): "
           f"p50 {percentile(costs, 50) * 1e3:.2f} ms, p99 {percentile(costs, 99) * 1e3:.2f} ms")
+    node_costs = collection_cpu_in_process(args.cycles, str(FIXTURE_NODE / "proc"), str(FIXTURE_NODE / "sys"))
+    print(f"collection CPU per cycle (8 fake GPUs + the GPU-node fixture: 4 IB HCAs, NFS, Lustre, GDS): "
+          f"p50 {percentile(node_costs, 50) * 1e3:.2f} ms, p99 {percentile(node_costs, 99) * 1e3:.2f} ms")
+    costs = node_costs  # the goal is for a GPU node
 
     ours_port = free_port()
     ours = start([sys.executable, "-m", "clusterwatch", "exporter", "--backend", "fake",
