@@ -55,17 +55,18 @@ GPU = ("gpu", "uuid")
 OWNER = ("job_id", "pod")
 
 PROCESSES_SOURCE = "nvmlDeviceGetComputeRunningProcesses"
+CGROUP_SOURCE = "/proc/PID/cgroup (under --procfs)"
 
 JOB_METRICS = metric_table(
     gauge("gpu_job_info", "GPU-to-job attribution, value 1, one series per (GPU, job); job_id for Slurm jobs, "
           "pod (UID) for Kubernetes pods; source: cgroup, kubernetes or mapping.",
           [*GPU, *OWNER, "source"], "",
-          f"{PROCESSES_SOURCE} + <procfs>/<pid>/cgroup; files in --job-mapping-dir named by GPU index or UUID"),
+          f"{PROCESSES_SOURCE} + {CGROUP_SOURCE}; files in --job-mapping-dir named by GPU index or UUID"),
     gauge("gpu_processes", "Compute processes on the GPU; 0 on a GPU allocated to a job means held but unused.",
           GPU, "", PROCESSES_SOURCE),
     gauge("gpu_process_memory_used_bytes", "Device memory used by one process, with the job (or pod) it belongs "
           "to; empty job_id and pod when neither its cgroup nor the mapping names one.",
-          [*GPU, "pid", *OWNER], "bytes", f"{PROCESSES_SOURCE} (.usedGpuMemory) + <procfs>/<pid>/cgroup"),
+          [*GPU, "pid", *OWNER], "bytes", f"{PROCESSES_SOURCE} (.usedGpuMemory) + {CGROUP_SOURCE}"),
 )
 
 

@@ -80,7 +80,7 @@ _SET_INVALID = (pynvml.NVMLError_Uninitialized, pynvml.NVMLError_InvalidArgument
 class _GpuXids:
     """What has been counted for one GPU (by uuid: the index can shift when a GPU leaves)."""
 
-    index: int | str  # "" for events NVML could not tie to a registered GPU
+    index: int | None  # None for events NVML could not tie to a registered GPU (label gpu="")
     uuid: str
     counts: dict[int, int] = field(default_factory=dict)
     last_time: float = 0.0
@@ -99,6 +99,7 @@ class XidCollector(Collector):
         self._watcher_up = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._crashed = False
         # Owned by the watcher thread alone (no lock): the event set and what is registered on it.
         self._set: Any = None
         self._registered: dict[int, tuple[GpuDevice, bool]] = {}  # id(device) -> (device, watching)
@@ -114,10 +115,10 @@ class XidCollector(Collector):
         out = FamilySet(XID_METRICS)
         with self._lock:
             out.add("clusterwatch_exporter_xid_watcher_up", 1 if self._watcher_up else 0)
-            gpus = sorted(self._gpus.values(), key=lambda gpu: (gpu.index, gpu.uuid))
+            gpus = sorted(self._gpus.values(), key=lambda gpu: (gpu.index is None, gpu.index or 0, gpu.uuid))
             seen: set[int] = set()
             for gpu in gpus:
-                labels = {"gpu": gpu.index, "uuid": gpu.uuid}
+                labels = {"gpu": "" if gpu.index is None else gpu.index, "uuid": gpu.uuid}
                 for code, count in sorted(gpu.counts.items()):
                     out.add("gpu_xid_errors_total", count, **labels, xid=code, action=lookup(code).action)
                     seen.add(code)
@@ -139,10 +140,12 @@ class XidCollector(Collector):
                 log.warning("XID watcher did not stop within %.1fs (blocked in NVML)", 5 * WAIT_MS / 1000 + 1)
 
     def _start(self) -> None:
-        # Started by the first collection, not the constructor: building an exporter has no side effect.
-        if self._thread is None and not self._stop.is_set():
-            self._thread = threading.Thread(target=self._watch, name="xid-watcher", daemon=True)
-            self._thread.start()
+        # Started by the first collection, not the constructor: building an exporter has no side
+        # effect. Restarted by a later collection if a bug ended it, so XIDs are not lost for good.
+        if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._thread = threading.Thread(target=self._watch, name="xid-watcher", daemon=True)
+        self._thread.start()
 
     # -- the watcher thread ---------------------------------------------------------------------
 
@@ -159,9 +162,11 @@ class XidCollector(Collector):
                 self._register_devices(session)
                 if self._set is not None:
                     self._wait_once(session)
-        except Exception:  # noqa: BLE001 - a bug here must show as watcher down, not kill silently
-            log.exception("XID watcher failed")
-            self.skip("XID watcher thread failed")
+        except Exception as exc:  # noqa: BLE001 - a bug here must show as watcher down, not die silently
+            if not self._crashed:  # the traceback once; restarts then fail quietly but counted
+                log.exception("XID watcher failed")
+            self._crashed = True
+            self.skip("XID watcher thread failed", exc)
         finally:
             self._drop_set(session)
 
@@ -272,7 +277,7 @@ class XidCollector(Collector):
             # Never drop an XID: count it under an empty GPU identity, and say so.
             self.skip("XID event from a GPU not registered by this exporter")
             with self._lock:
-                return self._gpus.setdefault("", _GpuXids("", ""))
+                return self._gpus.setdefault("", _GpuXids(None, ""))
         return record
 
     def _record_for(self, device: GpuDevice) -> _GpuXids:

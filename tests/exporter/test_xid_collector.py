@@ -204,6 +204,49 @@ def test_gpu_lost_during_the_wait_re_registers_the_others():
         node.collector.close()
 
 
+class OddWaits(FakeNVML):
+    """The fake plus waits the fake cannot produce: an event without a device, and a crash."""
+
+    def __init__(self, state: FakeState) -> None:
+        super().__init__(state)
+        self.orphan_xid: int | None = None
+        self.crash_next_wait = False
+
+    def nvmlEventSetWait(self, event_set: Any, timeoutms: int) -> Any:
+        if self.crash_next_wait:
+            self.crash_next_wait = False
+            raise RuntimeError("a bug in the watcher's path")
+        if self.orphan_xid is not None:
+            code, self.orphan_xid = self.orphan_xid, None
+            return pynvml.c_nvmlEventData_t(eventType=pynvml.nvmlEventTypeXidCriticalError, eventData=code)
+        return super().nvmlEventSetWait(event_set, timeoutms)
+
+
+@pytest.fixture
+def odd():
+    node = Node(OddWaits(FakeState.h100_node(gpus=8, seed=5)))
+    yield node
+    node.collector.close()
+
+
+def test_an_xid_no_gpu_can_be_found_for_is_still_counted(odd):
+    odd.wait_for(odd.watching(*range(8)))
+    odd.session.nvml.orphan_xid = 79
+    samples = odd.wait_for(lambda s: ("gpu_xid_last_code", frozenset({("gpu", ""), ("uuid", "")})) in s)
+    assert sample(samples, "gpu_xid_errors_total", gpu="", uuid="", xid=79, action="reboot") == 1
+    assert odd.errors() == 1
+
+
+def test_a_watcher_that_crashed_is_restarted_by_the_next_collection(odd):
+    odd.wait_for(odd.watching(*range(8)))
+    odd.session.nvml.crash_next_wait = True
+    odd.wait_for(lambda s: odd.errors() == 1)
+    samples = odd.wait_for(odd.watching(*range(8)))
+    assert odd.watching(*range(8))(samples) and odd.errors() == 1
+    odd.state.inject_xid(2, 13)
+    assert xids(odd.wait_for(lambda s: xids(s, odd, 2, 13) == 1), odd, 2, 13) == 1
+
+
 def test_nvml_down_at_start_is_waited_for_then_watched(node):
     node.state.library_missing = True
     samples = node.scrape()
