@@ -125,11 +125,14 @@ GPU_METRICS = metric_table(
           GPU, "", "field NVML_FI_DEV_NVLINK_GET_STATE (scopeId = link)"),
     counter("gpu_nvlink_errors_total", "NVLink errors of all links by type: replay, recovery, crc_flit, crc_data.",
             [*GPU, "type"], "",
-            "fields NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, _DL_RECOVERY, _DL_CRC (crc_flit) with scopeId = link; "
-            "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0..L11 (crc_data, links 0-11 only)"),
+            "fields NVML_FI_DEV_NVLINK_{REPLAY,RECOVERY,CRC_FLIT,CRC_DATA}_ERROR_COUNT_TOTAL; where the driver "
+            "lacks a total, the sum of the per-link fields"),
     counter("gpu_nvlink_link_errors_total",
             "NVLink errors of one link by type, only for links that have counted any (to find the bad link without "
-            "18 x 4 series per GPU).", [*GPU, "link", "type"], "", "same fields as gpu_nvlink_errors_total"),
+            "18 x 4 series per GPU).", [*GPU, "link", "type"], "",
+            "fields NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY, _DL_RECOVERY, _DL_CRC (crc_flit) with scopeId = link; "
+            "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0..L11 (crc_data, links 0-11 only); read only when a total "
+            "is non-zero or missing"),
     gauge("gpu_nvlink_link_down", "1 for each NVLink that is not active (absent while every link is up).",
           [*GPU, "link"], "", "field NVML_FI_DEV_NVLINK_GET_STATE (scopeId = link)"),
     gauge("gpu_fan_speed_ratio", "Fan speed as a fraction of its maximum (0-1); absent on fanless boards.", GPU,
@@ -176,17 +179,33 @@ NVLINK_SCOPED_ERRORS = (
     ("crc_flit", pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_CRC),
 )
 NVLINK_CRC_DATA_FIELDS = tuple(getattr(pynvml, f"NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L{link}") for link in range(12))
+# All-links totals by type: one field each instead of one per link. Per-link fields are read only
+# when a total is non-zero (to name the bad link) or when the driver lacks the total.
+NVLINK_TOTAL_FIELDS = (
+    ("replay", pynvml.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL),
+    ("recovery", pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL),
+    ("crc_flit", pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL),
+    ("crc_data", pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL),
+)
 
 FieldKey = tuple[int, int]  # (field id, scope id)
 
 
 def field_requests(nvlink_count: int) -> list[FieldKey]:
-    """Every field one GPU is asked for in a cycle; depends only on its number of NVLinks."""
+    """The fields one GPU is asked for every cycle; depends only on its number of NVLinks."""
     requests = [(field_id, 0) for field_id, *_ in DIRECT_FIELDS]
     requests += [(field_id, 0) for field_id in CLOCK_EVENT_DURATION_FIELDS.values()]
     requests.append((pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, 0))
+    if nvlink_count:
+        requests += [(pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link) for link in range(nvlink_count)]
+        requests += [(field_id, 0) for _, field_id in NVLINK_TOTAL_FIELDS]
+    return requests
+
+
+def nvlink_link_requests(nvlink_count: int) -> list[FieldKey]:
+    """The per-link error fields, read only when the totals call for them."""
+    requests = []
     for link in range(nvlink_count):
-        requests.append((pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link))
         requests += [(field_id, link) for _, field_id in NVLINK_SCOPED_ERRORS]
         if link < len(NVLINK_CRC_DATA_FIELDS):
             requests.append((NVLINK_CRC_DATA_FIELDS[link], 0))
@@ -313,6 +332,13 @@ class GpuCollector(Collector):
         requests = self._requests.get(device.nvlink_count)
         if requests is None:
             requests = self._requests[device.nvlink_count] = field_requests(device.nvlink_count)
+        fields = self._field_values(nvml, device, requests)
+        totals = [fields.get((field_id, 0)) for _, field_id in NVLINK_TOTAL_FIELDS]
+        if device.nvlink_count and any(total is None or total > 0 for total in totals):
+            fields.update(self._field_values(nvml, device, nvlink_link_requests(device.nvlink_count)))
+        return fields
+
+    def _field_values(self, nvml: Any, device: GpuDevice, requests: list[FieldKey]) -> dict[FieldKey, float]:
         values = self._call(device, nvml.nvmlDeviceGetFieldValues, requests)
         numbers: dict[FieldKey, float] = {}
         for field_id, scope_id, ret, value in unpack_field_values(values) if values is not None else ():
@@ -385,29 +411,27 @@ class GpuCollector(Collector):
         # x 5 series x 8 GPUs would be two thirds of a node's exposition, nearly all zeros.
         if not device.nvlink_count:
             return
-        totals = dict.fromkeys([kind for kind, _ in NVLINK_SCOPED_ERRORS] + ["crc_data"], 0.0)
-        seen = set()
-        active = 0
+        states = [fields.get((pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link)) for link in range(device.nvlink_count)]
+        for link, state in enumerate(states):
+            if state == 0:
+                reading.add("gpu_nvlink_link_down", 1, link=link)
+        if any(state is not None for state in states):
+            reading.add("gpu_nvlink_links", device.nvlink_count)
+            reading.add("gpu_nvlink_links_active", sum(1 for state in states if state))
+        per_link: dict[str, float] = {}
         for link in range(device.nvlink_count):
-            state = fields.get((pynvml.NVML_FI_DEV_NVLINK_GET_STATE, link))
-            if state is not None:
-                active += int(bool(state))
-                if not state:
-                    reading.add("gpu_nvlink_link_down", 1, link=link)
             link_errors = [(kind, fields.get((field_id, link))) for kind, field_id in NVLINK_SCOPED_ERRORS]
             if link < len(NVLINK_CRC_DATA_FIELDS):
                 link_errors.append(("crc_data", fields.get((NVLINK_CRC_DATA_FIELDS[link], 0))))
             for kind, value in link_errors:
-                if value is None:
-                    continue
-                seen.add(kind)
-                totals[kind] += value
-                if value:
-                    reading.add("gpu_nvlink_link_errors_total", value, link=link, type=kind)
-        reading.add("gpu_nvlink_links", device.nvlink_count)
-        reading.add("gpu_nvlink_links_active", active)
-        for kind in sorted(seen):
-            reading.add("gpu_nvlink_errors_total", totals[kind], type=kind)
+                if value is not None:
+                    per_link[kind] = per_link.get(kind, 0.0) + value
+                    if value:
+                        reading.add("gpu_nvlink_link_errors_total", value, link=link, type=kind)
+        for kind, field_id in NVLINK_TOTAL_FIELDS:
+            total = fields.get((field_id, 0), per_link.get(kind))  # the driver's total, else the links' sum
+            if total is not None:
+                reading.add("gpu_nvlink_errors_total", total, type=kind)
 
     @staticmethod
     def _recovery_action(fields: dict[FieldKey, float], reading: _Reading) -> None:

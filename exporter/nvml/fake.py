@@ -800,6 +800,15 @@ def _fixed_link(link: int, name: str) -> FieldReader:
     return lambda gpu, _scope: int(getattr(_link(gpu, link), name))
 
 
+def _all_links(name: str) -> FieldReader:
+    def total(gpu: FakeGPU, _scope: int) -> int:
+        if not gpu.nvlinks:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return sum(int(getattr(link, name)) for link in gpu.nvlinks)
+
+    return total
+
+
 def _clock_event_ns(reason: int) -> FieldReader:
     return lambda gpu, _scope: gpu.clock_event_ns.get(reason, 0)
 
@@ -830,6 +839,8 @@ def _field_table() -> dict[int, tuple[int, FieldReader]]:
     }
     for reason, field_id in CLOCK_EVENT_DURATION_FIELDS.items():
         table[field_id] = (_ULL, _clock_event_ns(reason))
+    for kind, name in (("CRC_FLIT", "crc_flit"), ("CRC_DATA", "crc_data"), ("REPLAY", "replay"), ("RECOVERY", "recovery")):
+        table[getattr(pynvml, f"NVML_FI_DEV_NVLINK_{kind}_ERROR_COUNT_TOTAL")] = (_ULL, _all_links(name))
     # The per-link fields NVML numbers for links 0-11 (their ids are not contiguous).
     for kind, name in (("CRC_FLIT", "crc_flit"), ("CRC_DATA", "crc_data"), ("REPLAY", "replay"), ("RECOVERY", "recovery")):
         for link in range(12):

@@ -280,3 +280,13 @@ def test_every_family_documents_its_source() -> None:
 
     assert all(spec.source for spec in GPU_METRICS.values())
     assert all(spec.unit for name, spec in GPU_METRICS.items() if name.endswith(("_bytes", "_seconds_total", "_hertz", "_celsius", "_watts", "_joules_total", "_ratio")))
+
+
+def test_nvlink_totals_fall_back_to_the_links_where_the_driver_lacks_them(node: Node) -> None:
+    gpu = node.state.gpu(1)
+    gpu.unsupported |= {"NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"}
+    gpu.nvlinks[2].replay, gpu.nvlinks[9].replay = 3, 4
+    samples = node.scrape()
+    labels = {"gpu": "1", "uuid": gpu.uuid}
+    assert sample(samples, "gpu_nvlink_errors_total", type="replay", **labels) == 7
+    assert sample(samples, "gpu_nvlink_link_errors_total", link="9", type="replay", **labels) == 4
