@@ -23,7 +23,10 @@ def format_value(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    return np.format_float_positional(value, trim="-", unique=True)
+    text = repr(value)  # shortest round-trip digits, like Go; only the spelling may differ
+    if "e" in text:
+        return np.format_float_positional(value, trim="-", unique=True)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def quantile(q: float, values: np.ndarray) -> float:
