@@ -78,14 +78,13 @@ class FamilySet:
 
     def add(self, name: str, value: float, /, **labels: object) -> None:
         spec = self._table.get(name) or self.spec(name)
+        names = spec.labels
+        if len(labels) != len(names):
+            _bad_labels(spec, labels)
         try:
-            values = tuple([str(labels[label]) for label in spec.labels])
+            values = tuple(map(str, map(labels.__getitem__, names)))
         except KeyError:
-            values = ()
-        if len(values) != len(labels) or len(values) != len(spec.labels):
-            missing = set(spec.labels) - set(labels)
-            unknown = set(labels) - set(spec.labels)
-            raise ValueError(f"{name}: missing labels {sorted(missing)}, unknown {sorted(unknown)}")
+            _bad_labels(spec, labels)
         samples = self._samples.get(name)
         if samples is None:
             samples = self._samples[name] = []
@@ -107,8 +106,8 @@ class FamilySet:
             if spec.labels:
                 keys = [f'{label}="' for label in spec.labels]
                 for values, value in samples:
-                    pairs = ",".join([key + escape_label(v) + '"' for key, v in zip(keys, values)])
-                    out.append(f"{name}{{{pairs}}} {format_value(value)}\n")
+                    pairs = '",'.join(map(str.__add__, keys, map(escape_label, values)))
+                    out.append(f'{name}{{{pairs}"}} {format_value(value)}\n')
             else:
                 for _, value in samples:
                     out.append(f"{name} {format_value(value)}\n")
@@ -147,6 +146,12 @@ def render_metric_text(family: Metric, out: list[str]) -> None:
             out.append(f"{sample.name}{{{pairs}}} {format_value(float(sample.value))}\n")
         else:
             out.append(f"{sample.name} {format_value(float(sample.value))}\n")
+
+
+def _bad_labels(spec: MetricSpec, labels: dict[str, object]) -> None:
+    missing = set(spec.labels) - set(labels)
+    unknown = set(labels) - set(spec.labels)
+    raise ValueError(f"{spec.name}: missing labels {sorted(missing)}, unknown {sorted(unknown)}")
 
 
 def build_family(spec: MetricSpec, samples: Iterable[tuple[tuple[str, ...], float]]) -> Metric:
