@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,9 @@ class Fleet:
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)
-        for node in self.nodes.values():
-            node.close()
+        # In parallel: each exporter's XID thread takes up to its wait timeout to notice the stop.
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            list(pool.map(lambda node: node.close(), self.nodes.values()))
 
     def _gpu_ok(self, node: str, gpu: int) -> bool:
         return self.nodes[node].gpu_ok(gpu)
