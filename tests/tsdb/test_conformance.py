@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import promql_parser as pp
 import pytest
 
 from tests.realcomponents import free_port, require_binary, wait_http
@@ -24,7 +25,6 @@ CORPUS = Path(__file__).with_name("conformance_queries.txt")
 PASS_RATE = 0.95
 INSTANTS = (dataset.START + 2700.0, dataset.START + 5432.1)
 RANGE = (dataset.START + 3000.0, dataset.START + 4800.0, 300.0)
-MATRIX_TYPED = ("[", )
 
 
 def corpus() -> list[str]:
@@ -39,7 +39,6 @@ def test_corpus_is_large_enough() -> None:
 
 def _returns_matrix(query: str) -> bool:
     # A query whose outermost expression is a range selector or subquery cannot run as a range query.
-    import promql_parser as pp
     try:
         expr = pp.parse(query)
     except ValueError:
