@@ -47,6 +47,9 @@ def write_snapshot(handler: BaseHTTPRequestHandler, snapshot: Snapshot | None) -
 class _Handler(BaseHTTPRequestHandler):
     server: "ExporterHTTPServer"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a kept-alive scraper then waits
+    # ~40 ms for the delayed ACK on every response.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]

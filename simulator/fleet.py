@@ -21,7 +21,7 @@ from simulator.clock import SimClock
 from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request
 from simulator.gpu_model import GpuConditions
 from simulator.jobs import FAILED, JobGenerator, SimJob
-from simulator.node import NodeFaultState, SimulatedNode
+from simulator.node import SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET, NodeFaultState, SimulatedNode
 from simulator.scheduler import SimScheduler
 from simulator.topology import build_topology
 
@@ -49,7 +49,8 @@ class Fleet:
         now = self.clock.now()
         self.lock = threading.RLock()
         self.topology = build_topology(nodes, gpus_per_node, ib_ports)
-        self.nodes = {spec.name: SimulatedNode(spec, seed, now) for spec in self.topology}
+        xid_wait = None if nodes <= SMALL_FLEET else XID_WAIT_MS_LARGE_FLEET
+        self.nodes = {spec.name: SimulatedNode(spec, seed, now, xid_wait) for spec in self.topology}
         self.scheduler = SimScheduler(self.topology, JobGenerator(seed, nodes, gpus_per_node), now)
         self.scheduler.listeners.append(self._on_scheduler_event)
         self.faults = FaultBook()

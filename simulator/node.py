@@ -18,6 +18,9 @@ from simulator.jobs import SimJob
 from simulator.randomness import unit
 from simulator.topology import NodeSpec
 
+# See XidCollector.wait_ms: in a big fleet, thousands of watchers must not each wake 5 times a
+# second; a small one (tests) keeps the exporter's default so that stopping it stays quick.
+SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET = 16, 2000
 MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters follow load changes
 SNAPSHOT_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection
 
@@ -47,8 +50,9 @@ class NodeFaultState:
 class SimulatedNode:
     """A node whose /metrics is what the real exporter reads from its fake hardware and files."""
 
-    def __init__(self, spec: NodeSpec, seed: int, now: float) -> None:
+    def __init__(self, spec: NodeSpec, seed: int, now: float, xid_wait_ms: int | None = None) -> None:
         self.spec = spec
+        self.xid_wait_ms = xid_wait_ms
         self.seed = seed
         self.lock = threading.RLock()
         self.state = FakeState.h100_node(spec.gpus, seed=int(unit(seed, spec.name) * 2**31))
@@ -139,6 +143,9 @@ class SimulatedNode:
                 config = ExporterConfig(backend="fake", collectors=default_collectors(), interval=5.0)
                 self._exporter = create_exporter(config, nvml_module=self.nvml, procfs=self.procfs,
                                                  sysfs=self.sysfs, statvfs=self.host.statvfs, clock=clock)
+                for collector in self._exporter.collectors:
+                    if collector.name == "xid" and self.xid_wait_ms is not None:
+                        collector.wait_ms = self.xid_wait_ms
             return self._exporter
 
     def render(self, clock: Callable[[], float], openmetrics: bool, gzipped: bool) -> bytes:

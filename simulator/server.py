@@ -32,6 +32,9 @@ HANG_SECONDS = 120.0  # a hung exporter holds the scrape longer than any scrape 
 class _Handler(BaseHTTPRequestHandler):
     server: "SimulatorHTTPServer"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a kept-alive scraper then waits
+    # ~40 ms for the delayed ACK on every response.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("%s - %s", self.address_string(), format % args)

@@ -14,6 +14,7 @@ does the same with its stuck-mount list).
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import os
 import re
 from typing import Any, Callable
@@ -154,13 +155,26 @@ TABLE = metric_table(
 _MEMINFO_SOURCE = "/proc/meminfo"
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _statvfs_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One small pool per process: a simulator runs thousands of node collectors, and four
+    threads each would be thousands of idle threads contending for the GIL."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="statvfs")
+        return _POOL
+
+
 class StatvfsGuard:
     """``statvfs`` with a deadline for network file systems, remembering mounts that hang."""
 
     def __init__(self, statvfs: Callable[[str], Any], timeout: float) -> None:
         self._statvfs = statvfs
         self.timeout = timeout
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._stuck: set[str] = set()  # touched by the worker's done-callback: set ops hold the GIL
 
     def __call__(self, mountpoint: str, network: bool) -> Any:
@@ -168,9 +182,7 @@ class StatvfsGuard:
             return self._statvfs(mountpoint)
         if mountpoint in self._stuck:
             raise TimeoutError(f"statvfs({mountpoint}) still blocked from an earlier cycle")
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="statvfs")
-        future = self._pool.submit(self._statvfs, mountpoint)
+        future = _statvfs_pool().submit(self._statvfs, mountpoint)
         try:
             return future.result(self.timeout)
         except concurrent.futures.TimeoutError:
@@ -179,9 +191,8 @@ class StatvfsGuard:
             raise TimeoutError(f"statvfs({mountpoint}) took over {self.timeout}s") from None
 
     def close(self) -> None:
-        if self._pool is not None:
-            # A worker blocked in the kernel cannot be joined; do not wait for it.
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: the pool is shared, and a worker blocked in the kernel cannot be
+        joined anyway (its threads are daemonic and end with the process)."""
 
 
 def is_real_filesystem(mount: Mount) -> bool:

@@ -92,6 +92,11 @@ class _GpuXids:
 class XidCollector(Collector):
     """XID errors from NVML events, counted per GPU and code, classified by NVIDIA's XID catalog."""
 
+    # How long one nvmlEventSetWait blocks. Events wake the wait at once whatever this is; it only
+    # bounds how fast the thread notices a stop or NVML going down. The simulator, which runs one
+    # watcher per simulated node, raises it so thousands of threads do not wake 5 times a second.
+    wait_ms: int = WAIT_MS
+
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
         self._lock = threading.Lock()
@@ -135,9 +140,9 @@ class XidCollector(Collector):
         self._stop.set()
         thread = self._thread
         if thread is not None:
-            thread.join(timeout=5 * WAIT_MS / 1000 + 1)
+            thread.join(timeout=5 * self.wait_ms / 1000 + 1)
             if thread.is_alive():
-                log.warning("XID watcher did not stop within %.1fs (blocked in NVML)", 5 * WAIT_MS / 1000 + 1)
+                log.warning("XID watcher did not stop within %.1fs (blocked in NVML)", 5 * self.wait_ms / 1000 + 1)
 
     def _start(self) -> None:
         # Started by the first collection, not the constructor: building an exporter has no side
@@ -155,7 +160,7 @@ class XidCollector(Collector):
             while not self._stop.is_set():
                 if not session.up:
                     self._drop_set(session)  # a later init invalidates this one's set and handles
-                    self._stop.wait(WAIT_MS / 1000)
+                    self._stop.wait(self.wait_ms / 1000)
                     continue
                 if self._set is None and not self._create_set(session):
                     continue
@@ -236,7 +241,7 @@ class XidCollector(Collector):
 
     def _wait_once(self, session: NvmlSession) -> None:
         try:
-            event = session.nvml.nvmlEventSetWait(self._set, WAIT_MS)
+            event = session.nvml.nvmlEventSetWait(self._set, self.wait_ms)
         except NVMLError as exc:
             if isinstance(exc, pynvml.NVMLError_Timeout):
                 return
@@ -245,7 +250,7 @@ class XidCollector(Collector):
                 # the GPUs still there. The pause keeps a driver that insists from spinning this loop.
                 log.info("XID watcher: %s; re-creating the event set", exc)
                 self._drop_set(session)
-                self._stop.wait(WAIT_MS / 1000)
+                self._stop.wait(self.wait_ms / 1000)
                 return
             self.skip("nvmlEventSetWait", exc)
             self._stop.wait(ERROR_PAUSE_SECONDS)
