@@ -6,6 +6,7 @@ of thousands of nodes costs only what is looked at.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -362,6 +363,18 @@ class Fleet:
         with self.lock:
             self.tick()
             return slurm_face.sinfo(self.scheduler)
+
+    def slurm_command(self, tool: str, args: list[str], user: str = "root") -> slurm_face.CommandResult | None:
+        """Run a Slurm client tool against the simulated cluster, as its binary would; None if unknown."""
+        if tool == "squeue":
+            return slurm_face.CommandResult(0, json.dumps(self.squeue()))
+        if tool == "sinfo":
+            return slurm_face.CommandResult(0, json.dumps(self.sinfo()))
+        if tool == "scontrol":
+            return self.scontrol(args, user)
+        if tool == "scancel":
+            return self.scancel(args)
+        return None
 
     def scontrol(self, argv: list[str], user: str = "root") -> slurm_face.CommandResult:
         with self.lock:

@@ -8,7 +8,9 @@
     POST   /api/clock/advance           {"seconds": 600}: move simulated time forward
     GET    /api/file_sd                 Prometheus file_sd targets for the fleet
     GET    /slurm/squeue, /slurm/sinfo  Slurm 22.05-shaped JSON
-    POST   /slurm/scontrol, /slurm/scancel  {"argv": [...], "user": "..."} -> {"exit_code", "stdout", "stderr"}
+    POST   /slurm/<tool>                squeue, sinfo, scontrol or scancel run with {"args": [...], "user": "..."}
+                                        -> {"returncode", "stdout", "stderr"}: the scheduler adapter's
+                                        command face (docs/scheduler.md), the same for the CLI client
 """
 from __future__ import annotations
 
@@ -77,13 +79,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(seconds, (int, float)) or seconds < 0:
                     raise FaultError("seconds: must be a number >= 0")
                 self._json(200, {"now": fleet.advance(float(seconds))})
-            elif path in ("/slurm/scontrol", "/slurm/scancel"):
-                argv = body.get("argv") if isinstance(body, dict) else None
-                if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-                    raise FaultError("argv: must be a list of strings")
-                user = str(body.get("user") or "root")
-                result = fleet.scontrol(argv, user) if path.endswith("scontrol") else fleet.scancel(argv)
-                self._json(200, {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr})
+            elif path.startswith("/slurm/") and path.count("/") == 2:
+                args = body.get("args") if isinstance(body, dict) else None
+                if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                    raise FaultError("args: must be a list of strings")
+                result = fleet.slurm_command(path.rsplit("/", 1)[1], args, str(body.get("user") or "root"))
+                if result is None:
+                    self._json(404, {"error": f"no such Slurm tool: {path}"})
+                else:
+                    self._json(200, {"returncode": result.exit_code, "stdout": result.stdout, "stderr": result.stderr})
             else:
                 self._json(404, {"error": f"no such path: {path}"})
         except FaultError as exc:

@@ -56,12 +56,7 @@ def run_slurm(args: argparse.Namespace) -> int:
     base = args.url.rstrip("/")
     try:
         with httpx.Client(timeout=30) as client:
-            if args.verb in ("squeue", "sinfo"):
-                response = client.get(f"{base}/slurm/{args.verb}")
-                response.raise_for_status()
-                print(json.dumps(response.json(), indent=2))
-                return 0
-            response = client.post(f"{base}/slurm/{args.verb}", json={"argv": args.args, "user": args.user})
+            response = client.post(f"{base}/slurm/{args.verb}", json={"args": args.args, "user": args.user})
             response.raise_for_status()
     except httpx.HTTPError as exc:
         print(f"{args.verb}: cannot reach the simulator at {base}: {exc}", file=sys.stderr)
@@ -69,7 +64,7 @@ def run_slurm(args: argparse.Namespace) -> int:
     result = response.json()
     sys.stdout.write(result["stdout"])
     sys.stderr.write(result["stderr"])
-    return int(result["exit_code"])
+    return int(result["returncode"])
 
 
 def write_file_sd(path: str, targets: list[dict]) -> None:

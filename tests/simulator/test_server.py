@@ -69,11 +69,29 @@ def test_slurm_face_over_http(served):
     fleet, url = served
     squeue = httpx.get(f"{url}/slurm/squeue").json()
     assert squeue["meta"]["plugin"]["type"].startswith("openapi/")
-    result = httpx.post(f"{url}/slurm/scontrol", json={"argv": ["update", "NodeName=gpu-001", "State=DRAIN", "Reason=test"]}).json()
-    assert result["exit_code"] == 0
+    result = httpx.post(f"{url}/slurm/scontrol", json={"args": ["update", "NodeName=gpu-001", "State=DRAIN", "Reason=test"]}).json()
+    assert result["returncode"] == 0
     node = next(n for n in httpx.get(f"{url}/slurm/sinfo").json()["nodes"] if n["name"] == "gpu-001")
     assert node["state_flags"] == ["DRAIN"] and node["reason"] == "test"
-    assert httpx.post(f"{url}/slurm/scontrol", json={"argv": "update"}).status_code == 400
+    assert httpx.post(f"{url}/slurm/scontrol", json={"args": "update"}).status_code == 400
+    assert httpx.post(f"{url}/slurm/rm", json={"args": []}).status_code == 404
+
+
+def test_scheduler_adapter_polls_and_acts_through_the_simulator(served):
+    """The real adapter, pointed at the simulator's command face, reads jobs and drains a node."""
+    from scheduler import build_scheduler
+
+    fleet, url = served
+    adapter = build_scheduler("simulator", f"{url}/slurm", min_interval=0.1)
+    adapter.refresh(wait=True)
+    snapshot = adapter.snapshot()
+    truth = fleet.ground_truth()
+    running = {str(j["job_id"]) for j in truth["jobs"] if j["state"] == "RUNNING"}
+    assert running and running <= {job.job_id for job in snapshot.jobs}
+    result = adapter.actions.drain("gpu-002", "cw: test drain", actor="test")
+    assert result.ok, result
+    assert "DRAIN" in fleet.scheduler.nodes["gpu-002"].state_flags
+    assert fleet.scheduler.nodes["gpu-002"].reason == "cw: test drain"
 
 
 def test_cli_runs_the_fleet_and_its_slurm_client(tmp_path, process_factory):
