@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_LISTEN ?= 127.0.0.1:9835
+DEMO_LISTEN ?= 127.0.0.1:9464
 PYTEST_ARGS ?=
 
 .PHONY: demo test install components bench clean

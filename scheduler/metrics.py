@@ -119,6 +119,11 @@ def job_info_labels(job: Job) -> tuple[str, ...]:
             job.state, _cut(job.reason))
 
 
+# Job states in which the job still holds its GPUs (the join must not pair a GPU with a job that
+# ended on it: the next job there would then match two jobs).
+HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED"})
+
+
 def add_job(families: FamilySet, job: Job) -> None:
     job_id = job.job_id
     families.add("slurm_job_gpus", job.gpus, job_id=job_id)
@@ -131,6 +136,8 @@ def add_job(families: FamilySet, job: Job) -> None:
         families.add("slurm_job_time_limit_seconds", job.time_limit_seconds, job_id=job_id)
     if job.exit_code is not None and job.state not in ("PENDING", "RUNNING"):
         families.add("slurm_job_exit_code", job.exit_code, job_id=job_id)
+    if job.state not in HOLDING_STATES and "COMPLETING" not in job.state_flags:
+        return  # a finished job still listed by squeue keeps its gres_detail, but not its GPUs
     for node, indices in job.gpu_indices.items():
         for index in indices:
             families.add("slurm_job_gpu_info", 1, job_id=job_id, instance=node, gpu=index)

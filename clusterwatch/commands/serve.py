@@ -25,6 +25,14 @@ OPTIONS = (
     Option("job", "clusterwatch", "job label of scraped targets", str, "NAME"),
     Option("snapshot", None, "file to snapshot the store to (and restore from at start)", settings.optional_path,
            "FILE"),
+    Option("scheduler", "off", "workload manager to poll for jobs and nodes",
+           settings.choice("off", "slurm-cli", "slurmrestd", "simulator"), "off|slurm-cli|slurmrestd|simulator"),
+    Option("scheduler_url", None, "slurmrestd URL, or the simulator's Slurm face (http://HOST:PORT/slurm)",
+           settings.optional_path, "URL"),
+    Option("scheduler_interval", 15.0, "minimum time between two scheduler polls (protects slurmctld)",
+           settings.duration, "DURATION"),
+    Option("scheduler_token", None, "slurmrestd JWT (prefer the environment variable: flags show in ps)",
+           settings.optional_path, "TOKEN"),
 )
 # Options that take several values: `--file-sd A B` or repeated flags; a list in the config file.
 LIST_OPTIONS = (
@@ -68,7 +76,37 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
     )
     if config.scrape_timeout_s and config.scrape_timeout_s > config.scrape_interval_s:
         raise ConfigError("scrape_timeout", "must not be longer than scrape_interval", args.config)
-    return values["listen"], config
+    if values["scheduler"] in ("slurmrestd", "simulator") and not values["scheduler_url"]:
+        raise ConfigError("scheduler_url", f"required with scheduler {values['scheduler']}", args.config)
+    return values["listen"], config, values
+
+
+def scheduler_components(values: dict, tsdb) -> list:
+    """The scheduler adapter and the in-process ingestion of its metrics into the embedded store."""
+    if values["scheduler"] == "off":
+        return []
+    from clusterwatch.server import Component
+    from scheduler import build_scheduler
+    from tsdb.local import LocalSource
+
+    options = {"min_interval": values["scheduler_interval"]}
+    if values["scheduler_token"]:
+        options["token"] = values["scheduler_token"]
+    try:
+        adapter = build_scheduler(values["scheduler"], values["scheduler_url"], **options)
+    except ValueError as exc:
+        raise ConfigError("scheduler", str(exc)) from None
+    ingest = LocalSource(tsdb.store, "scheduler", adapter.collector, values["scheduler_interval"], "slurm")
+
+    def start() -> None:
+        adapter.start()
+        ingest.start()
+
+    def stop() -> None:
+        ingest.stop()
+        adapter.stop()
+
+    return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])]
 
 
 def _bind(listen: str) -> socket.socket:
@@ -92,14 +130,14 @@ def run(args: argparse.Namespace) -> int:
     from tsdb.component import EmbeddedTSDB
     from tsdb.exposition import ExpositionError
 
-    listen, config = load_config(args)
+    listen, config, values = load_config(args)
     tsdb = EmbeddedTSDB(config)
     try:
         tsdb.load()
     except (OSError, ValueError, ExpositionError) as exc:
         raise ConfigError("import_openmetrics", str(exc), args.config) from None
     sock = _bind(listen)
-    app = build_app([tsdb.component()])
+    app = build_app([tsdb.component(), *scheduler_components(values, tsdb)])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
     server.run(sockets=[sock])
