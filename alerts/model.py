@@ -1,0 +1,59 @@
+"""The alert as every part of alerting passes it on: evaluator -> pipeline -> receivers.
+
+Its fields are Alertmanager's (labels, annotations, startsAt, endsAt, generatorURL) so that an
+alert from the embedded evaluator and one received from a production Alertmanager's webhook are
+the same object to the pipeline, the dashboard and the remediation engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+FIRING, RESOLVED = "firing", "resolved"
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's fingerprint: 64-bit FNV-1a over the sorted label pairs, as 16 hex digits."""
+    value = 0xCBF29CE484222325
+    for name in sorted(labels):
+        # prometheus/common's SeparatorByte is the single byte 0xff between names and values.
+        for byte in name.encode() + b"\xff" + labels[name].encode() + b"\xff":
+            value ^= byte
+            value = (value * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{value:016x}"
+
+
+def rfc3339(timestamp: float | None) -> str:
+    """Alertmanager's time format; the zero time for "not set", as it sends for endsAt."""
+    if timestamp is None:
+        return "0001-01-01T00:00:00Z"
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Alert:
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    starts_at: float = 0.0
+    ends_at: float | None = None  # set once resolved
+    generator_url: str = ""
+
+    @property
+    def status(self) -> str:
+        return RESOLVED if self.ends_at is not None else FIRING
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.labels)
+
+    def to_json(self) -> dict:
+        """One alert of Alertmanager's webhook payload (version 4)."""
+        return {
+            "status": self.status, "labels": dict(self.labels), "annotations": dict(self.annotations),
+            "startsAt": rfc3339(self.starts_at), "endsAt": rfc3339(self.ends_at),
+            "generatorURL": self.generator_url, "fingerprint": self.fingerprint,
+        }
