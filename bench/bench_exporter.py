@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, percentile, rss_bytes, summary_ms, time_scrapes, wait_http  # noqa: E402
+from bench.common import cpu_seconds, free_port, percentile, rss_bytes, summary_ms, time_scrapes, wait_http  # noqa: E402
 
 
 FIXTURE_NODE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "node"
@@ -51,10 +51,13 @@ def bench_server(name: str, proc: subprocess.Popen, port: int, scrapes: int) -> 
     wait_http(f"http://127.0.0.1:{port}/metrics")
     time_scrapes("127.0.0.1", port, "/metrics", 50)  # warm-up
     rss_start = rss_bytes(proc.pid)
+    cpu_start = cpu_seconds(proc.pid)
     latencies, size = time_scrapes("127.0.0.1", port, "/metrics", scrapes)
+    cpu = (cpu_seconds(proc.pid) - cpu_start) / scrapes
     rss_end = rss_bytes(proc.pid)
     series = sum(1 for line in _fetch(port).splitlines() if line and not line.startswith("#"))
     print(f"{name}: scrape {summary_ms(latencies)}; exposition {size} bytes, {series} series; "
+          f"server CPU {cpu * 1e3:.2f} ms per scrape; "
           f"RSS {rss_start / 2**20:.1f} MB -> {rss_end / 2**20:.1f} MB after {scrapes} scrapes")
     return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "rss_end": rss_end, "rss_start": rss_start}
 
