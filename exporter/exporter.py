@@ -87,12 +87,12 @@ def flatten(parts: Iterable[Part]) -> Iterable[Metric]:
             yield part
 
 
-def render_text(parts: Iterable[Part]) -> bytes:
+def render_text(parts: Iterable[Part], series_cache: dict | None = None) -> bytes:
     """The Prometheus text exposition of ``parts``, FamilySets through their fast path."""
     out: list[str] = []
     for part in parts:
         if isinstance(part, FamilySet):
-            part.render_text(out)
+            part.render_text(out, series_cache)
         else:
             render_metric_text(part, out)
     return "".join(out).encode()
@@ -114,6 +114,7 @@ class Exporter:
         self._cycles = 0
         self._last_results: dict[str, tuple[float, bool]] = {}
         self._snapshot: Snapshot | None = None
+        self._series_cache: dict = {}  # rendered series prefixes, kept across cycles
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -129,7 +130,10 @@ class Exporter:
             parts.extend(self._run(collector))
         self._cycles += 1
         parts.append(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
-        snapshot = Snapshot(render_text(parts), parts, self.ctx.clock())
+        series = sum(part.sample_count() for part in parts if isinstance(part, FamilySet))
+        if len(self._series_cache) > 4 * series + 10_000:
+            self._series_cache.clear()  # label churn (pids, job ids) must not grow it forever
+        snapshot = Snapshot(render_text(parts, self._series_cache), parts, self.ctx.clock())
         self._snapshot = snapshot
         return snapshot
 

@@ -90,24 +90,34 @@ class FamilySet:
             samples = self._samples[name] = []
         samples.append((values, float(value)))
 
+    def sample_count(self) -> int:
+        return sum(len(samples) for samples in self._samples.values())
+
     def __iter__(self) -> Iterator[Metric]:
         for name, samples in self._samples.items():
             yield build_family(self.spec(name), samples)
 
-    def render_text(self, out: list[str]) -> None:
+    def render_text(self, out: list[str], series_cache: dict | None = None) -> None:
         """Append this set's families in the Prometheus text format (0.0.4) to ``out``.
 
         The exporter's hot path: it writes the exposition straight from the samples instead of
         building prometheus_client objects and rendering those, which costs several times more.
+        ``series_cache`` maps (name, label values) to the rendered ``name{labels} `` prefix; a
+        node's series barely change between cycles, so the caller keeps it across cycles.
         """
+        cache = {} if series_cache is None else series_cache
         for name, samples in self._samples.items():
             spec = self.spec(name)
             out.append(f"# HELP {name} {escape_help(spec.help)}\n# TYPE {name} {spec.type}\n")
             if spec.labels:
-                keys = [f'{label}="' for label in spec.labels]
+                keys = None
                 for values, value in samples:
-                    pairs = '",'.join(map(str.__add__, keys, map(escape_label, values)))
-                    out.append(f'{name}{{{pairs}"}} {format_value(value)}\n')
+                    prefix = cache.get((name, values))
+                    if prefix is None:
+                        keys = keys or [f'{label}="' for label in spec.labels]
+                        pairs = '",'.join(map(str.__add__, keys, map(escape_label, values)))
+                        prefix = cache[(name, values)] = f'{name}{{{pairs}"}} '
+                    out.append(prefix + format_value(value) + "\n")
             else:
                 for _, value in samples:
                     out.append(f"{name} {format_value(value)}\n")
