@@ -1,0 +1,92 @@
+"""The pipeline's self-metrics, kept as plain counts and yielded as families on collect().
+
+``clusterwatch_notifications_failed_total{receiver}`` is alerted on by the rule pack: keep the
+name and label set.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class NotifyMetrics:
+    def __init__(self, pending: Callable[[], int] = lambda: 0) -> None:
+        self._lock = threading.Lock()
+        self.pending = pending
+        self.attempts: dict[tuple[str, str], int] = defaultdict(int)
+        self.delivered: dict[tuple[str, str], int] = defaultdict(int)
+        self.failed: dict[str, int] = defaultdict(int)
+        self.expired: dict[str, int] = defaultdict(int)
+        self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.loops: dict[str, dict[str, float]] = defaultdict(lambda: {"duration": 0.0, "errors": 0, "last_success": 0.0})
+
+    def attempt(self, receiver: str, integration: str, seconds: float, ok: bool) -> None:
+        with self._lock:
+            self.attempts[(receiver, integration)] += 1
+            if ok:
+                self.delivered[(receiver, integration)] += 1
+            else:
+                self.failed[receiver] += 1
+            counts = self.latency[integration]
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-1] += 1
+            self.latency_sum[integration] += seconds
+
+    def expire(self, receiver: str, count: int = 1) -> None:
+        with self._lock:
+            self.expired[receiver] += count
+
+    def loop(self, name: str, seconds: float, ok: bool, now: float) -> None:
+        with self._lock:
+            state = self.loops[name]
+            state["duration"] = seconds
+            if ok:
+                state["last_success"] = now
+            else:
+                state["errors"] += 1
+
+    def collect(self) -> Iterator:
+        with self._lock:
+            total = CounterMetricFamily("clusterwatch_notifications", "Notification delivery attempts.",
+                                        labels=["receiver", "integration"])
+            for (receiver, integration), value in sorted(self.attempts.items()):
+                total.add_metric([receiver, integration], value)
+            delivered = CounterMetricFamily("clusterwatch_notifications_delivered",
+                                            "Notifications delivered (2xx or hook returned).",
+                                            labels=["receiver", "integration"])
+            for (receiver, integration), value in sorted(self.delivered.items()):
+                delivered.add_metric([receiver, integration], value)
+            failed = CounterMetricFamily("clusterwatch_notifications_failed",
+                                         "Failed notification delivery attempts.", labels=["receiver"])
+            for receiver, value in sorted(self.failed.items()):
+                failed.add_metric([receiver], value)
+            expired = CounterMetricFamily("clusterwatch_notification_outbox_expired",
+                                          "Notifications given up after their maximum age.", labels=["receiver"])
+            for receiver, value in sorted(self.expired.items()):
+                expired.add_metric([receiver], value)
+            latency = HistogramMetricFamily("clusterwatch_notification_latency_seconds",
+                                            "Duration of one delivery attempt.", labels=["integration"])
+            for integration, counts in sorted(self.latency.items()):
+                buckets = [(str(b), counts[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", counts[-1])]
+                latency.add_metric([integration], buckets, self.latency_sum[integration])
+            loops = [
+                GaugeMetricFamily("clusterwatch_notifier_loop_duration_seconds", "Duration of the last loop run.",
+                                  labels=["loop"]),
+                CounterMetricFamily("clusterwatch_notifier_loop_errors", "Loop runs that raised.", labels=["loop"]),
+                GaugeMetricFamily("clusterwatch_notifier_loop_last_success_timestamp_seconds",
+                                  "When the loop last completed without error.", labels=["loop"]),
+            ]
+            for name, state in sorted(self.loops.items()):
+                for family, key in zip(loops, ("duration", "errors", "last_success")):
+                    family.add_metric([name], state[key])
+        pending = GaugeMetricFamily("clusterwatch_notification_outbox_pending",
+                                    "Notifications in the outbox not yet delivered.", value=self.pending())
+        yield from (total, delivered, failed, expired, latency, pending, *loops)
