@@ -1,0 +1,76 @@
+"""DESIGN.md's definitions, written once for every page: idle, hung, straggler, held-but-unused,
+unhealthy, job GPU efficiency, and where "which job holds which GPU" comes from."""
+from __future__ import annotations
+
+import statistics
+from typing import Iterable, Mapping
+
+from dashboard.promql import GpuKey, gpu_key
+from tsdb.client import QueryClient
+
+IDLE_BELOW = 0.01  # utilisation ratio under which an allocated GPU counts as idle
+STRAGGLER_FRACTION = 0.5  # a GPU below half of its job's median ...
+STRAGGLER_BUSY = 0.3  # ... while the job's median shows the rest are busy
+HEALTH_WINDOW = "15m"  # an XID or a row-remap event this recent makes a GPU unhealthy now
+
+# A GPU is unhealthy when NVML lost it, when it raised an XID recently, or when HBM row remapping
+# is pending (needs a reset) or failed (needs an RMA).
+UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) (increase(gpu_xid_errors_total[{HEALTH_WINDOW}])) > 0)"
+             " or (gpu_remapped_rows_pending > 0) or (gpu_remapped_rows_failure > 0)")
+
+
+def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:
+    query = UNHEALTHY
+    if instance_regex:
+        query = f'({UNHEALTHY}) and on (instance) group_left () up{{instance=~"{instance_regex}"}}'
+    return {k for s in client.instant(query, at).series if (k := gpu_key(s.labels)) is not None}
+
+
+def allocations(snapshot, client: QueryClient, at: float) -> dict[GpuKey, str]:
+    """GPU -> job id. The scheduler is the authority on allocation; without an adapter the
+    exporters' ``gpu_job_info`` (cgroup/process mapping) says the same through PromQL."""
+    if snapshot is not None:
+        held: dict[GpuKey, str] = {}
+        for job in snapshot.jobs:
+            if job.state != "RUNNING":
+                continue
+            for node, indices in job.gpu_indices.items():
+                for index in indices:
+                    held[(node, int(index))] = job.job_id
+        return held
+    return {k: s.labels.get("job_id", "") for s in client.instant("gpu_job_info", at).series
+            if (k := gpu_key(s.labels)) is not None and s.labels.get("job_id")}
+
+
+def efficiency(mean_by_gpu: Mapping[GpuKey, float], hours_by_gpu: Mapping[GpuKey, float] | None = None) -> float | None:
+    """Job GPU efficiency: utilisation weighted by each GPU's hours (equal weights when the GPUs
+    were observed for the same time)."""
+    keys = [k for k in mean_by_gpu if hours_by_gpu is None or hours_by_gpu.get(k, 0) > 0]
+    if not keys:
+        return None
+    weights = [hours_by_gpu[k] if hours_by_gpu else 1.0 for k in keys]
+    return sum(mean_by_gpu[k] * w for k, w in zip(keys, weights)) / sum(weights)
+
+
+def stragglers(mean_by_gpu: Mapping[GpuKey, float]) -> set[GpuKey]:
+    if len(mean_by_gpu) < 2:
+        return set()
+    median = statistics.median(mean_by_gpu.values())
+    if median < STRAGGLER_BUSY:
+        return set()
+    return {k for k, v in mean_by_gpu.items() if v < STRAGGLER_FRACTION * median}
+
+
+def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mapping[GpuKey, float],
+              memory: Mapping[GpuKey, float], processes: Mapping[GpuKey, float], running: bool) -> dict[str, int]:
+    """Flag -> how many of the job's GPUs show it (hung: all of them, or 0)."""
+    gpus = list(gpus)
+    idle = [k for k in gpus if k in peak and peak[k] < IDLE_BELOW]
+    flags = {
+        "idle": len(idle),
+        "straggler": len(stragglers({k: mean[k] for k in gpus if k in mean})),
+        "held_but_unused": sum(1 for k in gpus if processes.get(k) == 0),
+    }
+    hung = running and gpus and len(idle) == len(gpus) and all(memory.get(k, 0) > 0 for k in gpus)
+    flags["hung"] = len(gpus) if hung else 0
+    return {name: count for name, count in flags.items() if count}

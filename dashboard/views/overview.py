@@ -1,0 +1,187 @@
+"""Overview: KPIs, the node x GPU heatmap and the node status grid grouped by rack.
+
+Payload size matters here (16,384 nodes x 8 GPUs): the heatmap is sent as one row of integers per
+node plus a job index per cell into a table of job ids, never as an object per cell, and the
+status grid as parallel arrays per rack. Each per-GPU metric is one PromQL query; every KPI
+aggregation together is one more.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from dashboard.context import DashboardContext
+from dashboard.definitions import IDLE_BELOW, allocations, unhealthy_gpus
+from dashboard.params import TimeRange
+from dashboard.promql import GpuKey, by_gpu, scalars
+
+ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
+# colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
+HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
+    "util": ("gpu_utilization_ratio", 100.0, "%", (0.0, 100.0)),
+    "memory": ("gpu_memory_used_bytes", 1 / 2**30, "GiB", None),
+    "temperature": ("gpu_temperature_celsius", 1.0, "°C", None),
+    "power": ("gpu_power_watts", 1.0, "W", None),
+    "errors": ("sum by (instance, gpu) (increase(gpu_xid_errors_total[{window}]))"
+               " or sum by (instance, gpu) (increase(gpu_ecc_errors_total{{type=\"uncorrected\"}}[{window}]))",
+               1.0, "errors", None),
+}
+STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
+
+
+class Kpis(BaseModel):
+    gpus_total: int
+    gpus_busy: int = Field(description="allocated and at least 1% utilised now")
+    gpus_idle: int = Field(description="allocated, below 1% for the whole range")
+    gpus_free: int = Field(description="not allocated to any job")
+    gpus_unhealthy: int
+    mean_utilization: float | None = Field(description="ratio 0-1 over all GPUs now")
+    power_kw: float | None
+    jobs_running: int
+    jobs_pending: int
+    alerts_firing: dict[str, int] = Field(description="firing alerts by severity (from ALERTS)")
+    nodes_total: int
+    nodes_drained: int
+    nodes_down: int
+
+
+class Heatmap(BaseModel):
+    color_by: str
+    unit: str
+    zmin: float | None
+    zmax: float | None
+    nodes: list[str]
+    gpus_per_node: int
+    z: list[list[float | None]] = Field(description="one row per node, one value per GPU (null: no data)")
+    job_ids: list[str] = Field(description="table the cell job indices point into")
+    jobs: list[list[int]] = Field(description="per cell: index into job_ids, -1 for none")
+    unhealthy: list[list[int]] = Field(description="[row, column] of each unhealthy GPU")
+
+
+class RackGroup(BaseModel):
+    rack: str
+    nodes: list[str]
+    status: list[int] = Field(description="index into status_codes per node")
+    unhealthy_gpus: list[int]
+
+
+class Overview(BaseModel):
+    time: float
+    start: float
+    end: float
+    kpis: Kpis
+    heatmap: Heatmap
+    status_codes: list[str] = list(STATUS_CODES)
+    racks: list[RackGroup]
+
+
+def _round(value: float, scale: float) -> float | None:
+    scaled = value * scale
+    if not math.isfinite(scaled):
+        return None
+    return round(scaled, 1) if abs(scaled) < 10 else float(round(scaled))
+
+
+def node_status(up: float | None, sched_node, unhealthy: int) -> str:
+    """One word per node for the status grid; the worst condition wins."""
+    state = sched_node.state if sched_node is not None else ""
+    if up == 0 or state in ("DOWN", "FAIL") or (sched_node is not None and sched_node.has_flag("NOT_RESPONDING")):
+        return "down"
+    if unhealthy:
+        return "fault"
+    if sched_node is not None and sched_node.drain:
+        return "drain"
+    if state in ("ALLOCATED", "MIXED", "COMPLETING"):
+        return "alloc"
+    if up is None and sched_node is None:
+        return "unknown"
+    return "ok"
+
+
+def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -> Overview:
+    client, at = ctx.query, tr.end
+    expr, scale, unit, fixed = HEAT_METRICS[color_by]
+    heat = by_gpu(client.instant(expr.format(window=tr.window), at))
+    util = heat if color_by == "util" else by_gpu(client.instant("gpu_utilization_ratio", at))
+    peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{tr.window}]) < {IDLE_BELOW}", at))
+    present = by_gpu(client.instant("gpu_up", at))
+    unhealthy = unhealthy_gpus(client, at)
+    targets = client.instant("up", at).series
+    snapshot = ctx.snapshot()
+    held = allocations(snapshot, client, at)
+
+    # Nodes: every scrape target and every node the scheduler knows, in name order.
+    rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
+    up_of = {s.labels.get("instance", ""): s.value for s in targets}
+    sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
+    gpu_count: dict[str, int] = {}
+    for node, gpu in list(present) + list(heat):
+        gpu_count[node] = max(gpu_count.get(node, 0), gpu + 1)
+    for name, node in sched_nodes.items():
+        gpu_count[name] = max(gpu_count.get(name, 0), node.gpus)
+    names = sorted(set(rack_of) | set(sched_nodes) | set(gpu_count))
+    names = [n for n in names if n]
+    width = max(gpu_count.values(), default=0)
+
+    job_ids = sorted(set(held.values()), key=lambda j: (len(j), j))
+    job_index = {job: i for i, job in enumerate(job_ids)}
+    rows, job_rows, marks = [], [], []
+    for r, node in enumerate(names):
+        row, jobs = [], []
+        for g in range(width):
+            key: GpuKey = (node, g)
+            value = heat.get(key)
+            row.append(None if value is None else _round(value, scale))
+            jobs.append(job_index.get(held.get(key, ""), -1))
+            if key in unhealthy:
+                marks.append([r, g])
+        rows.append(row)
+        job_rows.append(jobs)
+    values = [v for row in rows for v in row if v is not None]
+    zmin, zmax = fixed if fixed else ((min(values), max(values)) if values else (None, None))
+
+    unhealthy_by_node: dict[str, int] = {}
+    for node, _ in unhealthy:
+        unhealthy_by_node[node] = unhealthy_by_node.get(node, 0) + 1
+    groups: dict[str, RackGroup] = {}
+    statuses: dict[str, str] = {}
+    for node in names:
+        status = node_status(up_of.get(node), sched_nodes.get(node), unhealthy_by_node.get(node, 0))
+        statuses[node] = status
+        rack = rack_of.get(node) or "(no rack)"
+        group = groups.setdefault(rack, RackGroup(rack=rack, nodes=[], status=[], unhealthy_gpus=[]))
+        group.nodes.append(node)
+        group.status.append(STATUS_CODES.index(status))
+        group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
+
+    sums = scalars(client, {"power": "sum(gpu_power_watts)"}, at)
+    alerts: dict[str, int] = {}
+    for series in client.instant('count by (severity) (ALERTS{alertstate="firing"})', at).series:
+        alerts[series.labels.get("severity") or "none"] = int(series.value)
+    total = sum(gpu_count.get(n, 0) for n in names)  # lost GPUs still count: they are the cluster's
+    busy = sum(1 for k in held if util.get(k, 0.0) >= IDLE_BELOW)
+    idle = sum(1 for k in held if k in peak)
+    if snapshot is not None:
+        running = sum(1 for j in snapshot.jobs if j.state == "RUNNING")
+        pending = sum(1 for j in snapshot.jobs if j.state == "PENDING")
+        drained = sum(1 for n in snapshot.nodes if n.drain)
+    else:
+        states = {s.labels.get("state", ""): s.value for s in
+                  client.instant("count by (state) (slurm_job_info)", at).series}
+        running, pending = int(states.get("RUNNING", 0)), int(states.get("PENDING", 0))
+        drained = sum(1 for s in client.instant('slurm_node_flag{flag="DRAIN"} == 1', at).series)
+    util_values = [v for v in util.values() if math.isfinite(v)]
+    kpis = Kpis(
+        gpus_total=total, gpus_busy=busy, gpus_idle=idle, gpus_free=max(0, total - len(held)),
+        gpus_unhealthy=len(unhealthy),
+        mean_utilization=round(sum(util_values) / len(util_values), 4) if util_values else None,
+        power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
+        jobs_running=running, jobs_pending=pending, alerts_firing=alerts, nodes_total=len(names),
+        nodes_drained=drained, nodes_down=sum(1 for s in statuses.values() if s == "down"),
+    )
+    heatmap = Heatmap(color_by=color_by, unit=unit, zmin=zmin, zmax=zmax, nodes=names, gpus_per_node=width,
+                      z=rows, job_ids=job_ids, jobs=job_rows, unhealthy=marks)
+    return Overview(time=ctx.clock(), start=tr.start, end=tr.end, kpis=kpis, heatmap=heatmap,
+                    racks=sorted(groups.values(), key=lambda g: g.rack))
