@@ -1,0 +1,194 @@
+"""The notification pipeline, built from one ``AlertingConfig`` in one place:
+
+    notify(alerts) -> store -> dispatcher (route, group, timers)
+        -> per receiver: MultiStage[inhibit (mute), silence (mute),
+               Fanout[per integration: MultiStage[dedup, retry (outbox), set-notifies]]]
+    outbox -> deliverer (backoff, jitter, expiry) -> integration.deliver
+
+Alertmanager's wait stage (which staggers HA peers) has no counterpart: there are no peers.
+``flush()`` and ``deliver()`` run one round each for tests with a fake clock; ``start()`` runs
+both as background loops for the server.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import httpx
+
+from alerts.model import Alert
+from alerts.outbox import DEFAULT_MAX_AGE, Backoff, Deliverer, Outbox
+from alerts.silences import SilenceStore
+from alerts.notify import integrations
+from alerts.notify.config import AlertingConfig, ReceiverConfig
+from alerts.notify.dedup import DedupStage
+from alerts.notify.dispatch import AggregationGroup, Dispatcher
+from alerts.notify.enqueue import EnqueueStage
+from alerts.notify.inhibit import Inhibitor
+from alerts.notify.integrations import HookRegistry, Integration
+from alerts.notify.metrics import NotifyMetrics
+from alerts.notify.mute import MuteStage
+from alerts.notify.nflog import NotificationLog
+from alerts.notify.setnotifies import SetNotifiesStage
+from alerts.notify.sqlite import Database
+from alerts.notify.stage import Context, FanoutStage, MultiStage, Stage
+from alerts.notify.store import AlertStore
+
+log = logging.getLogger(__name__)
+
+GC_INTERVAL = 60.0
+
+
+class IntegrationName:
+    """First stage of an integration's branch: names the integration for the stages after it."""
+
+    name = "integration"
+
+    def __init__(self, integration: str) -> None:
+        self.integration = integration
+
+    def exec(self, ctx: Context, alerts: list[Alert]) -> tuple[Context, list[Alert]]:
+        return ctx.with_(integration=self.integration), alerts
+
+
+class Pipeline:
+    def __init__(self, config: AlertingConfig, db: Database | str | Path = ":memory:", *,
+                 clock: Callable[[], float] = time.time, http: httpx.Client | None = None,
+                 hooks: HookRegistry | None = None, backoff: Backoff = Backoff(),
+                 max_age: float = DEFAULT_MAX_AGE, rng: Callable[[], float] = random.random) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = db if isinstance(db, Database) else Database(db)
+        self.store = AlertStore(self.db)
+        self.silences = SilenceStore(self.db, clock)
+        self.nflog = NotificationLog(self.db)
+        self.outbox = Outbox(self.db)
+        self.hooks = hooks or HookRegistry()
+        self.metrics = NotifyMetrics(self.outbox.pending_count)
+        self.http = http or httpx.Client()
+        self.inhibitor = Inhibitor(config.inhibit_rules, self.store.current)
+        self._deliver_wake = threading.Event()
+        self._flush_wake = threading.Event()
+        self.integrations: dict[tuple[str, str], Integration] = {
+            (receiver.name, c.name): integrations.build(receiver.name, c, self.hooks, self.http)
+            for receiver in config.receivers.values() for c in receiver.integrations
+        }
+        self.receivers: dict[str, Stage] = {r.name: self._receiver_stage(r) for r in config.receivers.values()}
+        self.dispatcher = Dispatcher(config.route, self._notify_group)
+        self.deliverer = Deliverer(self.outbox, lambda r, i: self.integrations.get((r, i)), self.metrics, clock,
+                                   backoff, max_age, rng)
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._last_gc = 0.0
+        # Alerts that were current before a restart go back into their groups; the notification
+        # log keeps the groups from re-sending what was already sent.
+        self.dispatcher.put(self.store.current(), clock())
+
+    def _receiver_stage(self, receiver: ReceiverConfig) -> Stage:
+        branches = [
+            MultiStage(f"{receiver.name}/{c.name}", [
+                IntegrationName(c.name),
+                DedupStage(self.nflog, c.send_resolved),
+                EnqueueStage(self.outbox, self.integrations[(receiver.name, c.name)], self.config.external_url,
+                             self._deliver_wake.set),
+                SetNotifiesStage(self.nflog),
+            ]) for c in receiver.integrations
+        ]
+        return MultiStage(receiver.name, [
+            MuteStage("inhibit", self.inhibitor),
+            MuteStage("silence", self.silences),
+            FanoutStage("receiver", branches),
+        ])
+
+    def _notify_group(self, group: AggregationGroup, alerts: list[Alert], now: float) -> bool:
+        ctx = Context(receiver=group.route.opts.receiver, group_key=group.key, group_labels=group.labels, now=now,
+                      repeat_interval=group.route.opts.repeat_interval)
+        self.receivers[ctx.receiver].exec(ctx, alerts)
+        return True
+
+    # Entry points ------------------------------------------------------------------------
+
+    def notify(self, alerts: Iterable[Alert]) -> None:
+        """For the embedded evaluator: current alerts (firing, and resolved ones with endsAt).
+        A firing alert not re-sent within resolve_timeout is resolved."""
+        self._put(alerts, "evaluator", timeout=True)
+
+    def receive(self, alerts: Iterable[Alert], source: str = "alertmanager") -> list[Alert]:
+        """For the inbound webhook: alerts whose sender reports their resolution."""
+        return self._put(alerts, source, timeout=False)
+
+    def _put(self, alerts: Iterable[Alert], source: str, timeout: bool) -> list[Alert]:
+        now = self.clock()
+        merged = self.store.put(list(alerts), source, timeout, now)
+        self.dispatcher.put(merged, now)
+        self._flush_wake.set()
+        return merged
+
+    def register_hook(self, name: str, fn: Callable) -> None:
+        """An in-process receiver for ``hook_configs: [{name: NAME}]`` (the remediation engine)."""
+        self.hooks.register(name, fn)
+
+    # One round each (the loops call these; tests call them with a fake clock) ------------------
+
+    def flush(self) -> int:
+        now = self.clock()
+        expired = self.store.timed_out(now, self.config.resolve_timeout)
+        if expired:
+            self.dispatcher.put(self.store.put(expired, "resolve_timeout", True, now), now)
+        flushed = self.dispatcher.tick(now)
+        if now - self._last_gc >= GC_INTERVAL:
+            self._last_gc = now
+            self.store.gc(now)
+            self.silences.gc(now)
+            self.nflog.gc(now)
+            self.outbox.gc(now)
+        return flushed
+
+    def deliver(self) -> int:
+        return self.deliverer.run_once()
+
+    # Background loops -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        for name, round_, wake, deadline in (
+            ("dispatch", self.flush, self._flush_wake, self.dispatcher.next_deadline),
+            ("deliver", self.deliver, self._deliver_wake, self.outbox.next_due),
+        ):
+            thread = threading.Thread(target=self._loop, args=(name, round_, wake, deadline), name=f"cw-notify-{name}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, name: str, round_: Callable[[], int], wake: threading.Event,
+              deadline: Callable[[], float | None]) -> None:
+        while not self._stop.is_set():
+            wake.clear()
+            started = time.monotonic()
+            try:
+                round_()
+                self.metrics.loop(name, time.monotonic() - started, True, self.clock())
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("notification %s loop failed", name)
+                self.metrics.loop(name, time.monotonic() - started, False, self.clock())
+            due = deadline()
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
+            if wait:
+                wake.wait(wait)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._flush_wake.set()
+        self._deliver_wake.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads.clear()
+        self.deliverer.close()
+
+    def close(self) -> None:
+        self.http.close()
+        self.db.close()

@@ -1,0 +1,126 @@
+"""Silences: matchers (incl. regex) with a start, an end, an author and a comment; created, listed
+and expired through the API; persisted in SQLite and cached in memory (checked on every flush).
+
+Shape and rules follow Alertmanager's API v2: state pending/active/expired from the times; expiring
+an active silence sets its end to now, a pending one ends where it starts; a silence needs at
+least one matcher that does not match the empty string (else it would silence everything).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+from alerts.model import Alert
+from alerts.notify.matchers import Matcher, matches_all
+from alerts.notify.sqlite import Database
+
+PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_at REAL NOT NULL, ends_at REAL NOT NULL,
+    created_by TEXT NOT NULL, comment TEXT NOT NULL, updated_at REAL NOT NULL
+);
+"""
+EXPIRED_RETENTION = 5 * 24 * 3600.0  # Alertmanager keeps expired silences for --data.retention
+
+
+class SilenceError(ValueError):
+    """A silence the API must refuse; the message says why."""
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    updated_at: float
+
+    def state(self, now: float) -> str:
+        if now < self.starts_at:
+            return PENDING
+        return ACTIVE if now < self.ends_at else EXPIRED
+
+    def matches(self, alert: Alert) -> bool:
+        return matches_all(self.matchers, alert.labels)
+
+
+class SilenceStore:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self._lock = threading.Lock()
+        db.script(SCHEMA)
+        self._cache = {s.id: s for s in self._load()}
+
+    def _load(self) -> Iterable[Silence]:
+        for row in self.db.execute("SELECT * FROM silences"):
+            matchers = tuple(Matcher(m["name"], m["op"], m["value"]) for m in json.loads(row["matchers"]))
+            yield Silence(row["id"], matchers, row["starts_at"], row["ends_at"], row["created_by"], row["comment"],
+                          row["updated_at"])
+
+    def _save(self, silence: Silence) -> None:
+        matchers = json.dumps([{"name": m.name, "op": m.op, "value": m.value} for m in silence.matchers])
+        self.db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (silence.id, matchers, silence.starts_at, silence.ends_at, silence.created_by,
+                         silence.comment, silence.updated_at))
+        self._cache[silence.id] = silence
+
+    def create(self, matchers: Iterable[Matcher], ends_at: float, created_by: str, comment: str,
+               starts_at: float | None = None) -> Silence:
+        now = self.clock()
+        matchers = tuple(matchers)
+        starts_at = now if starts_at is None or starts_at < now else starts_at
+        if not matchers:
+            raise SilenceError("a silence needs at least one matcher")
+        if all(m.matches({}) for m in matchers):
+            raise SilenceError("at least one matcher must not match the empty string (it would silence everything)")
+        if ends_at <= starts_at:
+            raise SilenceError("endsAt must be after startsAt (and in the future)")
+        if not created_by.strip():
+            raise SilenceError("createdBy is required")
+        if not comment.strip():
+            raise SilenceError("comment is required")
+        silence = Silence(uuid.uuid4().hex, matchers, starts_at, ends_at, created_by, comment, now)
+        with self._lock:
+            self._save(silence)
+        return silence
+
+    def get(self, silence_id: str) -> Silence | None:
+        return self._cache.get(silence_id)
+
+    def list(self, state: str | None = None) -> list[Silence]:
+        now = self.clock()
+        found = [s for s in self._cache.values() if state is None or s.state(now) == state]
+        return sorted(found, key=lambda s: (s.ends_at, s.id))
+
+    def expire(self, silence_id: str) -> Silence:
+        now = self.clock()
+        with self._lock:
+            silence = self._cache.get(silence_id)
+            if silence is None:
+                raise KeyError(silence_id)
+            state = silence.state(now)
+            if state == EXPIRED:
+                raise SilenceError(f"silence {silence_id} is already expired")
+            start = now if state == PENDING else silence.starts_at
+            silence = replace(silence, starts_at=start, ends_at=now, updated_at=now)
+            self._save(silence)
+        return silence
+
+    def muted_by(self, alert: Alert, now: float) -> list[str]:
+        return [s.id for s in list(self._cache.values()) if s.state(now) == ACTIVE and s.matches(alert)]
+
+    def gc(self, now: float, retention: float = EXPIRED_RETENTION) -> int:
+        with self._lock:
+            old = [s.id for s in self._cache.values() if s.ends_at < now - retention]
+            for silence_id in old:
+                self.db.execute("DELETE FROM silences WHERE id=?", (silence_id,))
+                del self._cache[silence_id]
+        return len(old)
