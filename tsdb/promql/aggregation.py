@@ -78,33 +78,54 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
         return _quantile(ev.scalar_arg(expr.param, grid), groups)
     if op == "count_values":
         return _count_values(ev.eval(expr.param, grid), groups, grid.n)
+    if op in _VECTORISED:
+        return _vectorised(op, groups, grid.n)
     out = []
-    for labels, members in groups.values():
-        values = np.array([m.values for m in members])
-        present = np.array([m.present for m in members])
-        count = present.sum(axis=0)
-        out.append(VSeries(labels, _simple(op, values, present, count), count > 0))
+    with np.errstate(all="ignore"):
+        for labels, members in groups.values():
+            values = np.array([m.values for m in members])
+            present = np.array([m.present for m in members])
+            count = present.sum(axis=0)
+            out.append(VSeries(labels, _simple(op, values, present, count), count > 0))
     return Vector(out)
 
 
-def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray) -> np.ndarray:
+_VECTORISED = frozenset({"sum", "avg", "count", "group", "min", "max"})
+
+
+def _vectorised(op: str, groups: dict, steps: int) -> Vector:
+    """sum/avg/count/group/min/max of every group at once: one pass over a series x step matrix
+    with each series' group index, instead of building arrays per group (a fleet-wide
+    ``avg by (instance)`` has one group per node)."""
+    members = [m for _, group in groups.values() for m in group]
+    group_of = np.repeat(np.arange(len(groups)), [len(group) for _, group in groups.values()])
+    values = np.array([m.values for m in members]).reshape(len(members), steps)
+    present = np.array([m.present for m in members]).reshape(len(members), steps)
+    count = np.zeros((len(groups), steps))
+    np.add.at(count, group_of, present)
     with np.errstate(all="ignore"):
-        if op == "sum":
-            return np.where(present, values, 0.0).sum(axis=0)
-        if op == "avg":
-            return np.where(present, values, 0.0).sum(axis=0) / count
-        if op == "count":
-            return count.astype(np.float64)
-        if op == "group":
-            return np.ones(values.shape[1])
-        if op == "min":
-            return np.fmin.reduce(np.where(present, values, np.nan), axis=0)
-        if op == "max":
-            return np.fmax.reduce(np.where(present, values, np.nan), axis=0)
-        if op in ("stddev", "stdvar"):
-            mean = np.where(present, values, 0.0).sum(axis=0) / count
-            variance = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / count
-            return np.sqrt(variance) if op == "stddev" else variance
+        if op in ("sum", "avg"):
+            result = np.zeros((len(groups), steps))
+            np.add.at(result, group_of, np.where(present, values, 0.0))
+            if op == "avg":
+                result = result / count
+        elif op in ("min", "max"):
+            result = np.full((len(groups), steps), np.nan)
+            (np.fmin if op == "min" else np.fmax).at(result, group_of, np.where(present, values, np.nan))
+        elif op == "count":
+            result = count
+        else:
+            result = np.ones((len(groups), steps))
+    return Vector([VSeries(labels, result[i], count[i] > 0) for i, (labels, _) in enumerate(groups.values())])
+
+
+def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """stddev/stdvar of one group (the others go through ``_vectorised``); callers hold
+    ``np.errstate(all="ignore")``."""
+    if op in ("stddev", "stdvar"):
+        mean = np.where(present, values, 0.0).sum(axis=0) / count
+        variance = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / count
+        return np.sqrt(variance) if op == "stddev" else variance
     raise PromQLError(f"unsupported aggregation {op}")
 
 
