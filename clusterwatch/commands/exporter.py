@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 
 from clusterwatch import settings
+from clusterwatch.lifecycle import run_until_stopped
 from clusterwatch.errors import ConfigError
 from clusterwatch.settings import Option
 from exporter.config import ExporterConfig
@@ -92,17 +91,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         loop.stop()
         raise ConfigError("listen", f"cannot listen on {config.listen}: {exc.strerror}") from None
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start_in_thread()
     print(f"clusterwatch exporter serving {server.url}/metrics "
           f"(backend {config.backend}, collectors {','.join(config.collectors)})", flush=True)
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        loop.stop()
-        exporter.close()
+    run_until_stopped(server.shutdown, loop.stop, exporter.close)
     return 0

@@ -9,16 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import httpx
 
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError, UsageError
+from clusterwatch.lifecycle import run_until_stopped
 
 URL_ENV = "CLUSTERWATCH_SIMULATOR_URL"
 SLURM_VERBS = ("squeue", "sinfo", "scontrol", "scancel")
@@ -99,16 +98,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         write_file_sd(args.file_sd, fleet.file_sd(server.base_url))
     fleet.start()
     server.start_in_thread()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"clusterwatch simulator: {args.nodes} nodes x {args.gpus_per_node} GPUs at {server.base_url} "
           f"(speed {args.speed:g}, seed {args.seed})" + (f", file_sd {Path(args.file_sd).resolve()}" if args.file_sd else ""),
           flush=True)
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        fleet.stop()
+    run_until_stopped(server.shutdown, fleet.stop)
     return 0
