@@ -1,0 +1,244 @@
+"""The alerting JSON API (the dashboard's alert views read it; users script against it):
+
+    GET    /api/alerts                       current alerts with state and filters
+    GET    /api/alerts/history               firing/resolved transitions
+    POST   /api/alerts/{fingerprint}/ack     acknowledge (operator)
+    GET    /api/silences                     list
+    POST   /api/silences                     create (operator)
+    DELETE /api/silences/{id}                expire (operator)
+    GET    /api/notifications                the outbox: pending, delivered, failed, expired
+
+State-changing routes depend on ``require_operator``; GETs change nothing.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from alerts.model import Alert, rfc3339
+from alerts.notify.matchers import Matcher, matches_all, parse_matchers
+from alerts.notify.pipeline import Pipeline
+from alerts.outbox import Entry
+from alerts.silences import Silence, SilenceError
+from clusterwatch.auth import require_operator
+from clusterwatch.durations import parse_duration
+
+AlertState = Literal["firing", "silenced", "inhibited", "acknowledged", "resolved"]
+
+
+class AckOut(BaseModel):
+    by: str
+    comment: str
+    at: str
+
+
+class AlertOut(BaseModel):
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: str
+    endsAt: str | None
+    generatorURL: str
+    status: Literal["firing", "resolved"]
+    state: AlertState
+    silencedBy: list[str]
+    inhibitedBy: list[str]
+    acknowledged: AckOut | None
+    source: str
+
+
+class HistoryOut(BaseModel):
+    at: str
+    fingerprint: str
+    alertname: str
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    source: str
+
+
+class AckIn(BaseModel):
+    comment: str = Field(min_length=1, max_length=2000)
+    by: str = Field(default="operator", min_length=1, max_length=200)
+
+
+class MatcherModel(BaseModel):
+    """Alertmanager API v2's matcher object."""
+
+    name: str = Field(min_length=1)
+    value: str
+    isRegex: bool = False
+    isEqual: bool = True
+
+
+class SilenceIn(BaseModel):
+    matchers: list[MatcherModel | str] = Field(min_length=1, description="matcher objects or strings like "
+                                                                        "'instance=~\"node0[1-3]\"'")
+    startsAt: datetime | None = None
+    endsAt: datetime | None = Field(default=None, description="either endsAt or duration")
+    duration: str | None = Field(default=None, description="e.g. 2h")
+    createdBy: str = Field(min_length=1, max_length=200)
+    comment: str = Field(min_length=1, max_length=2000)
+
+
+class SilenceOut(BaseModel):
+    id: str
+    matchers: list[MatcherModel]
+    startsAt: str
+    endsAt: str
+    createdBy: str
+    comment: str
+    updatedAt: str
+    state: Literal["pending", "active", "expired"]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    idempotencyKey: str
+    receiver: str
+    integration: str
+    groupKey: str
+    status: str
+    state: Literal["pending", "delivered", "failed", "expired"]
+    attempts: int
+    createdAt: str
+    nextAttempt: str | None
+    deliveredAt: str | None
+    lastError: str | None
+    alerts: int
+
+
+def alert_view(pipeline: Pipeline, alert: Alert, now: float) -> AlertOut:
+    """One alert as the API and the dashboard show it; the state is computed now, not stored."""
+    silenced = pipeline.silences.muted_by(alert, now) if alert.ends_at is None else []
+    inhibited = pipeline.inhibitor.muted_by(alert, now) if alert.ends_at is None else []
+    ack = pipeline.store.ack_of(alert)
+    if alert.ends_at is not None:
+        state = "resolved"
+    elif silenced:
+        state = "silenced"
+    elif inhibited:
+        state = "inhibited"
+    elif ack:
+        state = "acknowledged"
+    else:
+        state = "firing"
+    stored = pipeline.store.get(alert.fingerprint)
+    return AlertOut(
+        fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
+        startsAt=rfc3339(alert.starts_at), endsAt=rfc3339(alert.ends_at) if alert.ends_at is not None else None,
+        generatorURL=alert.generator_url, status=alert.status, state=state, silencedBy=silenced,
+        inhibitedBy=inhibited, source=stored.source if stored else "",
+        acknowledged=AckOut(by=ack.acked_by, comment=ack.comment, at=rfc3339(ack.acked_at)) if ack else None,
+    )
+
+
+def silence_view(silence: Silence, now: float) -> SilenceOut:
+    return SilenceOut(
+        id=silence.id, startsAt=rfc3339(silence.starts_at), endsAt=rfc3339(silence.ends_at),
+        matchers=[MatcherModel(name=m.name, value=m.value, isRegex=m.is_regex, isEqual=m.is_equal)
+                  for m in silence.matchers],
+        createdBy=silence.created_by, comment=silence.comment, updatedAt=rfc3339(silence.updated_at),
+        state=silence.state(now),
+    )
+
+
+def notification_view(entry: Entry) -> NotificationOut:
+    return NotificationOut(
+        id=entry.id, idempotencyKey=entry.key, receiver=entry.receiver, integration=entry.integration,
+        groupKey=entry.group_key, status=entry.status, state=entry.state, attempts=entry.attempts,
+        createdAt=rfc3339(entry.created_at), lastError=entry.last_error,
+        nextAttempt=rfc3339(entry.next_attempt) if entry.state == "pending" else None,
+        deliveredAt=rfc3339(entry.delivered_at) if entry.delivered_at else None,
+        alerts=len(entry.body.get("alerts", [])) if isinstance(entry.body.get("alerts"), list) else 0,
+    )
+
+
+def _matcher(item: MatcherModel | str) -> list[Matcher]:
+    if isinstance(item, str):
+        return parse_matchers(item)
+    op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[(item.isRegex,
+                                                                                            item.isEqual)]
+    return [Matcher(item.name, op, item.value)]
+
+
+def _bad_request(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, message)
+
+
+def build_router(pipeline: Pipeline) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["alerts"])
+
+    @router.get("/alerts", response_model=list[AlertOut])
+    def list_alerts(
+        state: list[AlertState] = Query(default=[], description="keep only these states"),
+        filter: list[str] = Query(default=[], description="label matchers, e.g. severity=\"critical\""),
+        source: str | None = Query(default=None, description="evaluator, or alertmanager:<receiver>"),
+    ) -> list[AlertOut]:
+        try:
+            matchers = [m for text in filter for m in parse_matchers(text)]
+        except ValueError as exc:
+            raise _bad_request(f"filter: {exc}") from None
+        now = pipeline.clock()
+        views = [alert_view(pipeline, a, now) for a in pipeline.store.current() if matches_all(matchers, a.labels)]
+        views = [v for v in views if (not state or v.state in state) and (source is None or v.source == source)]
+        return sorted(views, key=lambda v: (v.status != "firing", v.startsAt, v.fingerprint))
+
+    @router.get("/alerts/history", response_model=list[HistoryOut])
+    def alert_history(limit: int = Query(default=100, ge=1, le=10000), since: datetime | None = None,
+                      fingerprint: str | None = None) -> list[HistoryOut]:
+        rows = pipeline.store.history(limit, since.timestamp() if since else None, fingerprint)
+        return [HistoryOut(**{**{k: r[k] for k in ("fingerprint", "alertname", "status", "labels", "annotations",
+                                                   "source")}, "at": rfc3339(r["at"])}) for r in rows]
+
+    @router.post("/alerts/{fingerprint}/ack", response_model=AlertOut)
+    def acknowledge(fingerprint: str, body: AckIn, actor: str = Depends(require_operator)) -> AlertOut:
+        try:
+            pipeline.store.ack(fingerprint, body.by, body.comment, pipeline.clock())
+        except KeyError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no current alert with fingerprint {fingerprint}") from None
+        return alert_view(pipeline, pipeline.store.get(fingerprint).alert, pipeline.clock())
+
+    @router.get("/silences", response_model=list[SilenceOut])
+    def list_silences(state: Literal["pending", "active", "expired"] | None = None) -> list[SilenceOut]:
+        now = pipeline.clock()
+        return [silence_view(s, now) for s in pipeline.silences.list(state)]
+
+    @router.post("/silences", response_model=SilenceOut, status_code=status.HTTP_201_CREATED)
+    def create_silence(body: SilenceIn, actor: str = Depends(require_operator)) -> SilenceOut:
+        try:
+            matchers = [m for item in body.matchers for m in _matcher(item)]
+            starts = body.startsAt.timestamp() if body.startsAt else None
+            if body.endsAt is not None and body.duration is not None:
+                raise SilenceError("give endsAt or duration, not both")
+            if body.endsAt is not None:
+                ends = body.endsAt.timestamp()
+            elif body.duration is not None:
+                ends = (starts or pipeline.clock()) + parse_duration(body.duration)
+            else:
+                raise SilenceError("endsAt or duration is required")
+            silence = pipeline.silences.create(matchers, ends, body.createdBy, body.comment, starts)
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
+        return silence_view(silence, pipeline.clock())
+
+    @router.delete("/silences/{silence_id}", response_model=SilenceOut)
+    def expire_silence(silence_id: str, actor: str = Depends(require_operator)) -> SilenceOut:
+        try:
+            silence = pipeline.silences.expire(silence_id)
+        except KeyError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id}") from None
+        except SilenceError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return silence_view(silence, pipeline.clock())
+
+    @router.get("/notifications", response_model=list[NotificationOut])
+    def notifications(state: Literal["pending", "delivered", "failed", "expired"] | None = None,
+                      receiver: str | None = None,
+                      limit: int = Query(default=100, ge=1, le=10000)) -> list[NotificationOut]:
+        return [notification_view(e) for e in pipeline.outbox.list(state, receiver, limit)]
+
+    return router

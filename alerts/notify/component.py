@@ -1,0 +1,33 @@
+"""The pipeline as a server component: its routers (JSON API, inbound receiver), its loops and
+its self-metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alerts import api, receiver
+from alerts.notify import config as alerting_config
+from alerts.notify.pipeline import Pipeline
+from clusterwatch.server import Component
+
+DB_FILE = "alerting.db"
+
+
+def build_pipeline(config_path: str | None, state_dir: str | None, **options) -> Pipeline:
+    """The pipeline from ``alerting.yml`` (or the shipped default) with its SQLite file in
+    ``state_dir`` (in memory without one: nothing then survives a restart)."""
+    config = alerting_config.load(config_path)
+    db = str(Path(state_dir) / DB_FILE) if state_dir else ":memory:"
+    return Pipeline(config, db, **options)
+
+
+def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac_secret: str | None = None) -> Component:
+    def stop() -> None:
+        pipeline.stop()
+        pipeline.close()
+
+    return Component(
+        "alerting",
+        routers=[api.build_router(pipeline),
+                 receiver.build_router(pipeline, receiver.InboundAuth(webhook_token, webhook_hmac_secret))],
+        start=pipeline.start, stop=stop, collectors=[pipeline.metrics],
+    )
