@@ -23,7 +23,7 @@ from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
 from alerts.outbox import Entry
 from alerts.silences import Silence, SilenceError
-from clusterwatch.auth import require_operator
+from clusterwatch.auth import Operator, require_operator
 from clusterwatch.durations import parse_duration
 
 AlertState = Literal["firing", "silenced", "inhibited", "acknowledged", "resolved"]
@@ -62,7 +62,7 @@ class HistoryOut(BaseModel):
 
 class AckIn(BaseModel):
     comment: str = Field(min_length=1, max_length=2000)
-    by: str = Field(default="operator", min_length=1, max_length=200)
+    by: str | None = Field(default=None, max_length=200, description="default: the authenticated operator")
 
 
 class MatcherModel(BaseModel):
@@ -195,9 +195,9 @@ def build_router(pipeline: Pipeline) -> APIRouter:
                                                    "source")}, "at": rfc3339(r["at"])}) for r in rows]
 
     @router.post("/alerts/{fingerprint}/ack", response_model=AlertOut)
-    def acknowledge(fingerprint: str, body: AckIn, actor: str = Depends(require_operator)) -> AlertOut:
+    def acknowledge(fingerprint: str, body: AckIn, operator: Operator = Depends(require_operator)) -> AlertOut:
         try:
-            pipeline.store.ack(fingerprint, body.by, body.comment, pipeline.clock())
+            pipeline.store.ack(fingerprint, body.by or operator.name, body.comment, pipeline.clock())
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no current alert with fingerprint {fingerprint}") from None
         return alert_view(pipeline, pipeline.store.get(fingerprint).alert, pipeline.clock())
@@ -208,7 +208,7 @@ def build_router(pipeline: Pipeline) -> APIRouter:
         return [silence_view(s, now) for s in pipeline.silences.list(state)]
 
     @router.post("/silences", response_model=SilenceOut, status_code=status.HTTP_201_CREATED)
-    def create_silence(body: SilenceIn, actor: str = Depends(require_operator)) -> SilenceOut:
+    def create_silence(body: SilenceIn, operator: Operator = Depends(require_operator)) -> SilenceOut:
         try:
             matchers = [m for item in body.matchers for m in _matcher(item)]
             starts = body.startsAt.timestamp() if body.startsAt else None
@@ -226,7 +226,7 @@ def build_router(pipeline: Pipeline) -> APIRouter:
         return silence_view(silence, pipeline.clock())
 
     @router.delete("/silences/{silence_id}", response_model=SilenceOut)
-    def expire_silence(silence_id: str, actor: str = Depends(require_operator)) -> SilenceOut:
+    def expire_silence(silence_id: str, operator: Operator = Depends(require_operator)) -> SilenceOut:
         try:
             silence = pipeline.silences.expire(silence_id)
         except KeyError:

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alerts.notify import payload
 from alerts.notify.integrations.webhook import SIGNATURE_HEADER, sign
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.auth import bearer_token, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +82,15 @@ def parse_message(body: bytes) -> WebhookMessage:
     return message
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
 class InboundAuth:
     def __init__(self, token: str | None = None, hmac_secret: str | None = None) -> None:
         self.token = token or None
@@ -91,11 +99,10 @@ class InboundAuth:
     def check(self, request: Request, body: bytes) -> None:
         if not self.token and not self.hmac_secret:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "inbound webhook disabled: no --webhook-token configured")
-        if self.token and token_matches(bearer_token(request), self.token):
+        if self.token and _same(_bearer(request), self.token):
             return
         signature = request.headers.get(SIGNATURE_HEADER)
-        if self.hmac_secret and signature and hmac.compare_digest(signature.encode(),
-                                                                 sign(self.hmac_secret, body).encode()):
+        if self.hmac_secret and _same(signature, sign(self.hmac_secret, body)):
             return
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bad or missing bearer token or signature",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -1,42 +1,109 @@
-"""Authentication shared by every router: ``require_operator`` guards the routes that change
-state (silences, acknowledgements, drains, approvals).
+"""Operator authentication for every state-changing route (drain, resume, silence, ack, approve).
 
-The token is configured once on the app (``set_operator_token``, from ``--operator-token`` /
-CLUSTERWATCH_SERVE_OPERATOR_TOKEN) and compared in constant time. Without a configured token
-every state change is refused: an install nobody configured stays read-only.
+The admin configures operators as ``name:secret`` pairs (``CLUSTERWATCH_OPERATORS``, comma
+separated; or ``CLUSTERWATCH_OPERATOR_TOKEN`` alone for one operator called ``operator``). A
+request proves it is an operator with ``Authorization: Bearer <secret>`` or
+``Authorization: Basic <name:secret>``. Why these choices:
+
+- CSRF: the credential travels in a header the page's script sets, never in a cookie a browser
+  attaches by itself. No ``WWW-Authenticate: Basic`` challenge is sent, so browsers never cache
+  basic credentials and replay them on cross-site requests either.
+- Secrets are compared with ``hmac.compare_digest`` (constant time) against every configured
+  operator, and never logged or echoed: errors say what was missing, not what was sent.
+- No operator configured means actions are off (403), never open.
+
+Routes declare ``operator: Operator = Depends(require_operator)``; the app factory installs the
+``OperatorAuth`` set on ``app.state.operator_auth`` (``install``), else the environment's.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import os
+from dataclasses import dataclass
+from typing import Mapping
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import HTTPException, Request
 
-OPERATOR_TOKEN_STATE = "operator_token"
-
-
-def set_operator_token(app: FastAPI, token: str | None) -> None:
-    setattr(app.state, OPERATOR_TOKEN_STATE, token or None)
-
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+ENV_OPERATORS = "CLUSTERWATCH_OPERATORS"
+ENV_TOKEN = "CLUSTERWATCH_OPERATOR_TOKEN"
 
 
-def token_matches(given: str | None, expected: str | None) -> bool:
-    if not given or not expected:
-        return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+@dataclass(frozen=True)
+class Operator:
+    """Who acted: ``name`` goes into audit records as the actor."""
+
+    name: str
+    method: str  # "bearer" or "basic"
 
 
-def require_operator(request: Request) -> str:
-    """FastAPI dependency: the request must carry ``Authorization: Bearer <operator token>``.
-    Returns "operator", the actor name audit records use."""
-    expected = getattr(request.app.state, OPERATOR_TOKEN_STATE, None)
-    if not expected:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "state changes are disabled: no operator token configured (--operator-token)")
-    if not token_matches(bearer_token(request), expected):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "operator token required (Authorization: Bearer ...)",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return "operator"
+class OperatorAuth:
+    def __init__(self, operators: Mapping[str, str]) -> None:
+        for name, secret in operators.items():
+            if not name or not secret:
+                raise ValueError("every operator needs a name and a non-empty secret")
+        self._operators = {name: secret.encode() for name, secret in operators.items()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorAuth":
+        environ = os.environ if environ is None else environ
+        operators: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in environ.get(ENV_OPERATORS, "").split(","))):
+            name, sep, secret = pair.partition(":")
+            if not sep:
+                raise ValueError(f"{ENV_OPERATORS}: expected name:secret pairs")
+            operators[name.strip()] = secret.strip()
+        if environ.get(ENV_TOKEN):
+            operators.setdefault("operator", environ[ENV_TOKEN])
+        return cls(operators)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._operators)
+
+    def _match(self, secret: bytes, name: str | None = None) -> str | None:
+        found = None
+        # Compare against every operator (not stopping at a hit) so timing says nothing about which.
+        for candidate, expected in self._operators.items():
+            same = hmac.compare_digest(secret, expected)
+            if same and (name is None or hmac.compare_digest(name.encode(), candidate.encode())):
+                found = found or candidate
+        return found
+
+    def authenticate(self, authorization: str | None) -> Operator:
+        if not self.enabled:
+            raise HTTPException(403, "operator actions are disabled: no operator is configured "
+                                     f"(set {ENV_OPERATORS} or {ENV_TOKEN})")
+        if not authorization:
+            raise HTTPException(401, "operator credentials required: Authorization: Bearer <token> or Basic")
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            name = self._match(value.strip().encode())
+            if name:
+                return Operator(name, "bearer")
+        elif scheme == "basic":
+            try:
+                user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user, sep, password = "", "", ""
+            name = self._match(password.encode(), user) if sep else None
+            if name:
+                return Operator(name, "basic")
+        else:
+            raise HTTPException(401, "unsupported authorization scheme (use Bearer or Basic)")
+        raise HTTPException(403, "operator credentials not accepted")
+
+
+def install(app, auth: OperatorAuth) -> None:
+    """Make ``require_operator`` use ``auth`` in ``app``."""
+    app.state.operator_auth = auth
+
+
+def require_operator(request: Request) -> Operator:
+    """FastAPI dependency: the authenticated operator, or 401/403."""
+    auth: OperatorAuth | None = getattr(request.app.state, "operator_auth", None)
+    if auth is None:
+        auth = OperatorAuth.from_env()
+    return auth.authenticate(request.headers.get("authorization"))
