@@ -1,0 +1,289 @@
+"""Go's number formatting and the template functions Prometheus adds, in Python.
+
+Annotations rendered by the embedded evaluator must read exactly as Prometheus renders them
+(promtool's unit tests compare annotation text byte for byte, and the same tests run here), so
+float printing follows Go's ``strconv``/``fmt`` rules rather than Python's: ``{{ $value }}`` is
+Go's ``%v`` (shortest digits, exponent form below 1e-4 and from 1e6: 1234567 prints as
+``1.234567e+06``, as promtool shows), ``%g`` without precision the same, exponents have at least
+two digits, infinities print as ``+Inf``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["go_value", "go_sprintf", "humanize", "humanize1024", "humanize_percentage",
+           "humanize_duration", "humanize_timestamp", "to_float", "TemplateFuncError"]
+
+
+class TemplateFuncError(ValueError):
+    """A template function was called with an argument it cannot use (Go's conversion error)."""
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """Shortest round-trip decimal digits of ``abs(value)`` and the exponent of the first digit."""
+    sign, digits, exponent = Decimal(repr(abs(value))).as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    return text, len(digits) + exponent - 1
+
+
+def _special(value: float) -> str | None:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return None
+
+
+def _sci(sign: str, digits: str, exp: int) -> str:
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+
+
+def _fixed(sign: str, digits: str, exp: int) -> str:
+    if exp < 0:
+        return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+    whole, frac = digits[:exp + 1].ljust(exp + 1, "0"), digits[exp + 1:]
+    return f"{sign}{whole}{'.' + frac if frac else ''}"
+
+
+def go_shortest(value: float, eprec: int = 6) -> str:
+    """strconv.FormatFloat(value, 'g', -1, 64): the shortest digits, %e when exp < -4 or >= eprec."""
+    special = _special(value)
+    if special:
+        return special
+    if value == 0:
+        return "-0" if math.copysign(1, value) < 0 else "0"
+    sign = "-" if value < 0 else ""
+    digits, exp = _shortest_digits(value)
+    if exp < -4 or exp >= eprec:
+        return _sci(sign, digits, exp)
+    return _fixed(sign, digits, exp)
+
+
+def go_value(value: Any) -> str:
+    """How Go's text/template prints a value (fmt's %v)."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return go_shortest(value)
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _go_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "<nil>"
+    return "map[string]string" if isinstance(value, dict) else type(value).__name__
+
+
+_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
+
+
+def _pad(text: str, flags: str, width: int | None) -> str:
+    if width is None or len(text) >= width:
+        return text
+    if "-" in flags:
+        return text.ljust(width)
+    if "0" in flags and text[:1] in "+-" and text[1:2].isdigit():
+        return text[0] + text[1:].rjust(width - 1, "0")
+    if "0" in flags and text[:1].isdigit():
+        return text.rjust(width, "0")
+    return text.rjust(width)
+
+
+def _format_float(value: float, verb: str, flags: str, precision: int | None) -> str:
+    special = _special(value)
+    if special:
+        text = special if special != "+Inf" or "+" in flags else "+Inf"
+        return text
+    if verb in "gG" and precision is None:
+        text = go_shortest(value)
+    elif verb in "fF":
+        text = f"{value:.{6 if precision is None else precision}f}"
+    elif verb in "eE":
+        text = f"{value:.{6 if precision is None else precision}e}"
+    else:
+        text = f"{value:.{precision}g}" if precision else f"{value:.1g}"
+    if verb in "EG":
+        text = text.upper()
+    if "+" in flags and not text.startswith("-"):
+        text = "+" + text
+    return text
+
+
+def _format_one(verb: str, flags: str, width: int | None, precision: int | None, arg: Any) -> str:
+    if verb == "v":
+        text = go_value(arg)
+    elif verb == "s":
+        if not isinstance(arg, str):
+            return f"%!s({_go_type(arg)}={go_value(arg)})"
+        text = arg if precision is None else arg[:precision]
+    elif verb == "q":
+        if not isinstance(arg, str):
+            return f"%!q({_go_type(arg)}={go_value(arg)})"
+        text = '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    elif verb in "dxX":
+        if isinstance(arg, bool) or not isinstance(arg, int):
+            return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
+        text = {"d": f"{arg:d}", "x": f"{arg:x}", "X": f"{arg:X}"}[verb]
+        if "+" in flags and arg >= 0:
+            text = "+" + text
+    elif verb in "feEgGF":
+        if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+            return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
+        if isinstance(arg, int):
+            return f"%!{verb}(int={arg})"
+        text = _format_float(arg, verb, flags, precision)
+    else:
+        return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
+    return _pad(text, flags, width)
+
+
+def go_sprintf(fmt: str, *args: Any) -> str:
+    """fmt.Sprintf for the verbs templates use: %s %q %v %d %x %f %e %g, flags, width, precision."""
+    out: list[str] = []
+    pos = 0
+    index = 0
+    for match in _VERB.finditer(fmt):
+        out.append(fmt[pos:match.start()])
+        pos = match.end()
+        flags, width, precision, verb = match.groups()
+        if verb == "%":
+            out.append("%")
+            continue
+        if index >= len(args):
+            out.append(f"%!{verb}(MISSING)")
+            continue
+        arg = args[index]
+        index += 1
+        out.append(_format_one(verb, flags, int(width) if width and width != "*" else None,
+                               int(precision) if precision and precision != "*" else
+                               (0 if precision == "" else None), arg))
+    out.append(fmt[pos:])
+    if index < len(args):
+        out.append("%!(EXTRA " + ", ".join(f"{_go_type(a)}={go_value(a)}" for a in args[index:]) + ")")
+    return "".join(out)
+
+
+def to_float(value: Any) -> float:
+    """Prometheus's convertToFloat: numbers, and strings that parse as Go floats."""
+    if isinstance(value, bool):
+        raise TemplateFuncError(f"can't convert {value} to float")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise TemplateFuncError(f'strconv.ParseFloat: parsing "{value}": invalid syntax') from None
+    raise TemplateFuncError(f"can't convert {value!r} to float")
+
+
+def _g4(value: float) -> str:
+    """Go's %.4g."""
+    special = _special(value)
+    return special if special else f"{value:.4g}"
+
+
+def humanize(value: Any) -> str:
+    v = to_float(value)
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return _g4(v)
+    if abs(v) >= 1:
+        prefix = ""
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(v) < 1000:
+                break
+            prefix = p
+            v /= 1000
+        return _g4(v) + prefix
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix = p
+        v *= 1000
+    return _g4(v) + prefix
+
+
+def humanize1024(value: Any) -> str:
+    v = to_float(value)
+    if abs(v) <= 1 or math.isnan(v) or math.isinf(v):
+        return _g4(v)
+    prefix = ""
+    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
+        if abs(v) < 1024:
+            break
+        prefix = p
+        v /= 1024
+    return _g4(v) + prefix
+
+
+def humanize_percentage(value: Any) -> str:
+    return _g4(to_float(value) * 100) + "%"
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def _trunc_mod(a: int, b: int) -> int:
+    return a - b * _trunc_div(a, b)
+
+
+def humanize_duration(value: Any) -> str:
+    v = to_float(value)
+    if math.isnan(v) or math.isinf(v):
+        return _g4(v)
+    if v == 0:
+        return _g4(v) + "s"
+    if abs(v) >= 1:
+        sign = "-" if v < 0 else ""
+        v = abs(v)
+        # Go's int64(v) saturates to the minimum on amd64 and its / and % truncate toward zero.
+        duration = int(v) if v < 2 ** 63 else -(2 ** 63)
+        seconds, minutes = _trunc_mod(duration, 60), _trunc_mod(_trunc_div(duration, 60), 60)
+        hours = _trunc_mod(_trunc_div(duration, 3600), 24)
+        days = _trunc_div(duration, 86400)
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{_g4(v)}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix = p
+        v *= 1000
+    return f"{_g4(v)}{prefix}s"
+
+
+def humanize_timestamp(value: Any) -> str:
+    v = to_float(value)
+    if math.isnan(v) or math.isinf(v):
+        return _g4(v)
+    moment = datetime.fromtimestamp(v, timezone.utc)
+    # Go's time.Time String(): "2006-01-02 15:04:05.999999999 -0700 MST"
+    frac = f"{moment.microsecond:06d}".rstrip("0")
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + " +0000 UTC"

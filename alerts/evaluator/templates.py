@@ -1,0 +1,415 @@
+"""The subset of Go's text/template that Prometheus alert templates use, interpreted (no eval).
+
+Supported: text and ``{{ }}`` actions with ``{{-``/``-}}`` trimming and ``{{/* comments */}}``;
+pipelines (``a | f b``) of variables (``$labels.instance``, ``$value``, ``$externalLabels``,
+``$externalURL``, ``$`` and variables set with ``:=``), fields of dot (``.Labels.gpu``,
+``.Value``), string, raw-string, number and boolean literals, parentheses; ``if``/``else if``/
+``else``/``end`` and ``with``; functions: Prometheus's ``humanize``, ``humanize1024``,
+``humanizePercentage``, ``humanizeDuration``, ``humanizeTimestamp``, ``title``, ``toUpper``,
+``toLower``, ``reReplaceAll``, ``match``, ``stripPort``, ``query``/``first``/``value``/``label``
+and Go's ``printf``, ``print``, ``len``, ``index``, ``not``, ``and``, ``or``, ``eq``, ``ne``,
+``lt``, ``le``, ``gt``, ``ge``. Missing map keys read as "" (Prometheus sets missingkey=zero).
+Anything else is refused when the template is parsed, so a rule file using it fails ``check``
+instead of rendering wrongly.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from alerts.evaluator import gofmt
+
+__all__ = ["Template", "TemplateError", "render", "QueryFunc"]
+
+QueryFunc = Callable[[str], list[dict[str, Any]]]  # PromQL -> [{"Labels": {...}, "Value": float}]
+
+
+class TemplateError(ValueError):
+    """A template that does not parse or fails while rendering; the message says where."""
+
+
+# ---- lexing ---------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<raw>`[^`]*`)
+  | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<declare>:=)
+  | (?P<assign>=)
+  | (?P<pipe>\|)
+  | (?P<lparen>\()
+  | (?P<rparen>\))
+  | (?P<variable>\$[A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)
+  | (?P<field>(?:\.[A-Za-z0-9_]+)+|\.)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+""", re.VERBOSE)
+
+_STRING_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
+                   "f": "\f", "v": "\v", "0": "\0"}
+
+
+def _tokens(text: str, where: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise TemplateError(f"{where}: unexpected {text[pos]!r} in action")
+        pos = match.end()
+        if match.lastgroup != "ws":
+            out.append((match.lastgroup, match.group()))
+    return out
+
+
+def _unquote(token: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _STRING_ESCAPES.get(m.group(1), m.group(1)), token[1:-1])
+
+
+# ---- parse tree -----------------------------------------------------------------------------
+
+@dataclass
+class _Command:
+    args: list[tuple[str, Any]]  # (kind, value): ident, variable, field, literal, pipeline
+
+
+@dataclass
+class _Pipeline:
+    commands: list[_Command]
+    declare: str | None = None  # "$x" of "$x := ..."
+
+
+@dataclass
+class _Text:
+    text: str
+
+
+@dataclass
+class _Action:
+    pipeline: _Pipeline
+
+
+@dataclass
+class _Branch:
+    """``if``/``with``: the pipeline's value chooses ``then`` or ``otherwise``."""
+
+    kind: str
+    pipeline: _Pipeline
+    then: list = field(default_factory=list)
+    otherwise: list = field(default_factory=list)
+
+
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
+
+
+def _split(text: str, where: str) -> list[tuple[str, str]]:
+    """Text and action bodies in order, with Go's trim markers applied to the text around them."""
+    parts: list[tuple[str, str]] = []
+    pos = 0
+    for match in _ACTION.finditer(text):
+        chunk = text[pos:match.start()]
+        if match.group(1):
+            chunk = chunk.rstrip(" \t\r\n")
+        parts.append(("text", chunk))
+        body = match.group(2).strip()
+        if body.startswith("/*"):
+            if not body.endswith("*/"):
+                raise TemplateError(f"{where}: unclosed comment")
+        else:
+            parts.append(("action", body))
+        pos = match.end()
+        if match.group(3):
+            rest = text[pos:]
+            pos += len(rest) - len(rest.lstrip(" \t\r\n"))
+    tail = text[pos:]
+    if "{{" in tail:
+        raise TemplateError(f"{where}: unclosed action")
+    parts.append(("text", tail))
+    return [p for p in parts if p != ("text", "")]
+
+
+class _Parser:
+    def __init__(self, text: str, where: str) -> None:
+        self.where = where
+        self.parts = _split(text, where)
+        self.pos = 0
+
+    def parse(self) -> list:
+        nodes, end = self._list()
+        if end is not None:
+            raise TemplateError(f"{self.where}: unexpected {{{{{end}}}}}")
+        return nodes
+
+    def _list(self) -> tuple[list, str | None]:
+        nodes: list = []
+        while self.pos < len(self.parts):
+            kind, body = self.parts[self.pos]
+            self.pos += 1
+            if kind == "text":
+                nodes.append(_Text(body))
+                continue
+            keyword = body.split(None, 1)[0] if body else ""
+            if keyword in ("end", "else"):
+                return nodes, body
+            if keyword in ("if", "with"):
+                nodes.append(self._branch(keyword, body[len(keyword):]))
+            elif keyword in ("range", "template", "define", "block", "break", "continue"):
+                raise TemplateError(f"{self.where}: {{{{{keyword}}}}} is not supported by ClusterWatch's templates")
+            else:
+                nodes.append(_Action(self._pipeline(body)))
+        return nodes, None
+
+    def _branch(self, kind: str, condition: str) -> _Branch:
+        branch = _Branch(kind, self._pipeline(condition))
+        branch.then, end = self._list()
+        if end is None:
+            raise TemplateError(f"{self.where}: unexpected EOF, {{{{{kind}}}}} without {{{{end}}}}")
+        if end.startswith("else"):
+            rest = end[4:].strip()
+            if rest.startswith("if ") or rest.startswith("with "):
+                sub = rest.split(None, 1)[0]
+                branch.otherwise = [self._branch(sub, rest[len(sub):])]
+                return branch  # the nested branch consumed the shared {{end}}
+            branch.otherwise, end = self._list()
+            if end != "end":
+                raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end}}}}}")
+        elif end != "end":
+            raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end}}}}}")
+        return branch
+
+    def _pipeline(self, body: str) -> _Pipeline:
+        tokens = _tokens(body, self.where)
+        declare = None
+        if len(tokens) >= 2 and tokens[0][0] == "variable" and tokens[1][0] in ("declare", "assign"):
+            declare = tokens[0][1]
+            tokens = tokens[2:]
+        pipeline, rest = self._commands(tokens)
+        if rest:
+            raise TemplateError(f"{self.where}: unexpected {rest[0][1]!r} in action")
+        pipeline.declare = declare
+        return pipeline
+
+    def _commands(self, tokens: list[tuple[str, str]]) -> tuple[_Pipeline, list]:
+        commands: list[_Command] = []
+        current: list[tuple[str, Any]] = []
+        while tokens:
+            kind, text = tokens[0]
+            if kind == "rparen":
+                break
+            tokens = tokens[1:]
+            if kind == "pipe":
+                if not current:
+                    raise TemplateError(f"{self.where}: missing command before |")
+                commands.append(_Command(current))
+                current = []
+            elif kind == "lparen":
+                inner, tokens = self._commands(tokens)
+                if not tokens or tokens[0][0] != "rparen":
+                    raise TemplateError(f"{self.where}: unclosed left paren")
+                tokens = tokens[1:]
+                current.append(("pipeline", inner))
+            elif kind in ("string", "raw"):
+                current.append(("literal", _unquote(text) if kind == "string" else text[1:-1]))
+            elif kind == "number":
+                current.append(("literal", float(text) if any(c in text for c in ".eE") else int(text)))
+            elif kind == "ident":
+                if text in ("true", "false"):
+                    current.append(("literal", text == "true"))
+                elif text == "nil":
+                    current.append(("literal", None))
+                elif text not in FUNCTIONS:
+                    raise TemplateError(f'{self.where}: function "{text}" not defined')
+                else:
+                    current.append(("ident", text))
+            elif kind in ("variable", "field"):
+                current.append((kind, text))
+            else:
+                raise TemplateError(f"{self.where}: unexpected {text!r} in action")
+        if current:
+            commands.append(_Command(current))
+        elif commands:
+            raise TemplateError(f"{self.where}: missing command after |")
+        if not commands:
+            raise TemplateError(f"{self.where}: missing value for command")
+        return _Pipeline(commands), tokens
+
+
+# ---- execution ------------------------------------------------------------------------------
+
+def _truth(value: Any) -> bool:
+    return not (value is None or value is False or value == 0 or value == "" or value == {} or value == [])
+
+
+def _field(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        return value.get(name, "" if all(isinstance(v, str) for v in value.values()) else None)
+    raise TemplateError(f"can't evaluate field {name} in type {type(value).__name__}")
+
+
+def _compare(name: str) -> Callable[..., bool]:
+    ops = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+           "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
+
+    def compare(a: Any, *others: Any) -> bool:
+        for b in others:
+            if type(a) is not type(b) and not (name in ("eq", "ne") and (a is None or b is None)):
+                raise TemplateError(f"error calling {name}: incompatible types for comparison")
+        if name == "eq":
+            return any(a == b for b in others)
+        if len(others) != 1:
+            raise TemplateError(f"wrong number of args for {name}: want 2 got {len(others) + 1}")
+        return ops[name](a, others[0])
+    return compare
+
+
+def _title(text: str) -> str:
+    return re.sub(r"(^|[^\w'])(\w)", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def _strip_port(host: str) -> str:
+    match = re.fullmatch(r"\[([^\]]+)\](?::\d*)?|([^:]*)(?::\d*)?", host)
+    return (match.group(1) or match.group(2)) if match else host
+
+
+def _first(samples: list) -> Any:
+    if not samples:
+        raise TemplateError("first() called on vector with no elements")
+    return samples[0]
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "humanize": gofmt.humanize, "humanize1024": gofmt.humanize1024,
+    "humanizePercentage": gofmt.humanize_percentage, "humanizeDuration": gofmt.humanize_duration,
+    "humanizeTimestamp": gofmt.humanize_timestamp,
+    "printf": lambda fmt, *args: gofmt.go_sprintf(fmt, *args),
+    "print": lambda *args: "".join(gofmt.go_value(a) if isinstance(a, str) else
+                                   (" " if i and not isinstance(args[i - 1], str) else "") + gofmt.go_value(a)
+                                   for i, a in enumerate(args)),
+    "title": _title, "toUpper": str.upper, "toLower": str.lower,
+    "reReplaceAll": lambda pattern, repl, text: re.sub(pattern, re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl), text),
+    "match": lambda pattern, text: re.search(pattern, text) is not None,
+    "stripPort": _strip_port,
+    "len": len, "index": lambda item, *keys: _index(item, keys),
+    "not": lambda value: not _truth(value),
+    "and": lambda *args: next((a for a in args if not _truth(a)), args[-1]),
+    "or": lambda *args: next((a for a in args if _truth(a)), args[-1]),
+    **{name: _compare(name) for name in ("eq", "ne", "lt", "le", "gt", "ge")},
+    "query": None,  # bound per rendering to the evaluator's query function
+    "first": _first,
+    "value": lambda sample: sample["Value"],
+    "label": lambda name, sample: sample["Labels"].get(name, ""),
+}
+
+
+def _index(item: Any, keys: tuple) -> Any:
+    for key in keys:
+        item = item.get(key, "") if isinstance(item, dict) else item[key]
+    return item
+
+
+@dataclass
+class _Scope:
+    dot: Any
+    variables: dict[str, Any]
+    query: QueryFunc | None
+
+
+def _exec(nodes: list, scope: _Scope, out: list[str]) -> None:
+    for node in nodes:
+        if isinstance(node, _Text):
+            out.append(node.text)
+        elif isinstance(node, _Action):
+            value = _pipeline(node.pipeline, scope)
+            if node.pipeline.declare is None:
+                out.append(gofmt.go_value(value))
+        else:
+            value = _pipeline(node.pipeline, scope)
+            if _truth(value):
+                inner = _Scope(value if node.kind == "with" else scope.dot, scope.variables, scope.query)
+                _exec(node.then, inner, out)
+            else:
+                _exec(node.otherwise, scope, out)
+
+
+def _pipeline(pipeline: _Pipeline, scope: _Scope) -> Any:
+    value: Any = _NO_PREVIOUS
+    for command in pipeline.commands:
+        value = _command(command, scope, value)
+    if pipeline.declare:
+        scope.variables[pipeline.declare] = value
+    return value
+
+
+_NO_PREVIOUS = object()
+
+
+def _operand(kind: str, raw: Any, scope: _Scope) -> Any:
+    if kind == "literal":
+        return raw
+    if kind == "pipeline":
+        return _pipeline(raw, scope)
+    if kind == "variable":
+        name, *fields = raw.split(".")
+        if name not in scope.variables:
+            raise TemplateError(f"undefined variable: {name}")
+        value = scope.variables[name]
+    elif kind == "field":
+        value, fields = scope.dot, [f for f in raw.split(".") if f]
+    else:
+        return _call(raw, [], scope)
+    for name in fields:
+        value = _field(value, name)
+    return value
+
+
+def _call(name: str, args: list, scope: _Scope) -> Any:
+    if name == "query":
+        if scope.query is None:
+            raise TemplateError("query is not available in this template")
+        return scope.query(*args)
+    try:
+        return FUNCTIONS[name](*args)
+    except TemplateError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, re.error) as exc:
+        raise TemplateError(f"error calling {name}: {exc}") from None
+
+
+def _command(command: _Command, scope: _Scope, previous: Any) -> Any:
+    (kind, raw), rest = command.args[0], command.args[1:]
+    if kind == "ident":
+        args = [_operand(k, r, scope) for k, r in rest]
+        if previous is not _NO_PREVIOUS:
+            args.append(previous)
+        return _call(raw, args, scope)
+    if rest or previous is not _NO_PREVIOUS:
+        raise TemplateError(f"can't give argument to non-function {raw}")
+    return _operand(kind, raw, scope)
+
+
+class Template:
+    """A parsed template; ``render`` runs it with Prometheus's alert-template data."""
+
+    def __init__(self, text: str, where: str = "template") -> None:
+        self.text = text
+        self.where = where
+        self.nodes = _Parser(text, where).parse() if "{{" in text else [_Text(text)]
+
+    def render(self, labels: dict[str, str], value: float, external_labels: dict[str, str] | None = None,
+               external_url: str = "", query: QueryFunc | None = None) -> str:
+        data = {"Labels": dict(labels), "Value": value, "ExternalLabels": dict(external_labels or {}),
+                "ExternalURL": external_url}
+        variables = {"$": data, "$labels": data["Labels"], "$value": value,
+                     "$externalLabels": data["ExternalLabels"], "$externalURL": external_url}
+        out: list[str] = []
+        _exec(self.nodes, _Scope(data, variables, query), out)
+        return "".join(out)
+
+
+def render(text: str, labels: dict[str, str], value: float, **kwargs: Any) -> str:
+    """Render ``text``; a failure renders as Prometheus does: ``<error expanding template: ...>``."""
+    try:
+        return Template(text).render(labels, value, **kwargs)
+    except (TemplateError, gofmt.TemplateFuncError) as exc:
+        return f"<error expanding template: {exc}>"

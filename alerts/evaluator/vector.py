@@ -1,0 +1,34 @@
+"""A rule's query result as Prometheus's rule manager sees it: a vector of (labels, value).
+
+Prometheus's EngineQueryFunc turns a scalar into a one-sample vector without labels and refuses
+other result types; both query clients (in process and HTTP) go through here.
+"""
+from __future__ import annotations
+
+from tsdb.client import QueryClient
+from tsdb.store import Labels
+
+Sample = tuple[dict[str, str], float]
+
+
+class RuleEvalError(Exception):
+    """A rule could not be evaluated (query failed, result not a vector, duplicate labels...)."""
+
+
+def query_vector(client: QueryClient, expr: str, ts: float) -> list[Sample]:
+    from tsdb.client import QueryError
+
+    try:
+        result = client.instant(expr, ts)
+    except QueryError as exc:
+        raise RuleEvalError(str(exc)) from None
+    if result.result_type == "scalar":
+        return [({}, float(result.scalar))]
+    if result.result_type != "vector":
+        raise RuleEvalError("rule result is not a vector or scalar")
+    return [(dict(series.labels), float(series.value)) for series in result.series]
+
+
+def labels_key(labels: dict[str, str]) -> Labels:
+    """The store's label tuple: sorted, empty values dropped (an empty label is no label)."""
+    return tuple(sorted((k, v) for k, v in labels.items() if v != ""))
