@@ -31,6 +31,8 @@ OPTIONS = (
            settings.optional_path, "URL"),
     Option("scheduler_interval", 15.0, "minimum time between two scheduler polls (protects slurmctld)",
            settings.duration, "DURATION"),
+    Option("prometheus_url", None, "read every page from this Prometheus-API server; no embedded store or scraper",
+           settings.optional_path, "URL"),
     Option("scheduler_token", None, "slurmrestd JWT (prefer the environment variable: flags show in ps)",
            settings.optional_path, "TOKEN"),
 )
@@ -81,10 +83,11 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
     return values["listen"], config, values
 
 
-def scheduler_components(values: dict, tsdb) -> list:
-    """The scheduler adapter and the in-process ingestion of its metrics into the embedded store."""
+def scheduler_components(values: dict, tsdb, audit=None) -> tuple[list, object]:
+    """The scheduler adapter (or None) and its components: the adapter's polling and, with an
+    embedded store, the in-process ingestion of its metrics."""
     if values["scheduler"] == "off":
-        return []
+        return [], None
     from clusterwatch.server import Component
     from scheduler import build_scheduler
     from tsdb.local import LocalSource
@@ -92,21 +95,27 @@ def scheduler_components(values: dict, tsdb) -> list:
     options = {"min_interval": values["scheduler_interval"]}
     if values["scheduler_token"]:
         options["token"] = values["scheduler_token"]
+    if audit is not None:
+        options["audit"] = audit
     try:
         adapter = build_scheduler(values["scheduler"], values["scheduler_url"], **options)
     except ValueError as exc:
         raise ConfigError("scheduler", str(exc)) from None
-    ingest = LocalSource(tsdb.store, "scheduler", adapter.collector, values["scheduler_interval"], "slurm")
+    # Without an embedded store (--prometheus-url) Prometheus scrapes these metrics from /metrics.
+    ingest = LocalSource(tsdb.store, "scheduler", adapter.collector, values["scheduler_interval"], "slurm") \
+        if tsdb is not None else None
 
     def start() -> None:
         adapter.start()
-        ingest.start()
+        if ingest:
+            ingest.start()
 
     def stop() -> None:
-        ingest.stop()
+        if ingest:
+            ingest.stop()
         adapter.stop()
 
-    return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])]
+    return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])], adapter
 
 
 def _bind(listen: str) -> socket.socket:
@@ -130,14 +139,29 @@ def run(args: argparse.Namespace) -> int:
     from tsdb.component import EmbeddedTSDB
     from tsdb.exposition import ExpositionError
 
+    from dashboard.audit import AuditLog
+    from dashboard.component import dashboard_component
+    from dashboard.context import DashboardContext
+    from tsdb.client import HTTPQueryClient
+
     listen, config, values = load_config(args)
-    tsdb = EmbeddedTSDB(config)
-    try:
-        tsdb.load()
-    except (OSError, ValueError, ExpositionError) as exc:
-        raise ConfigError("import_openmetrics", str(exc), args.config) from None
+    components = []
+    if values["prometheus_url"]:
+        tsdb = None
+        query = HTTPQueryClient(values["prometheus_url"])
+    else:
+        tsdb = EmbeddedTSDB(config)
+        try:
+            tsdb.load()
+        except (OSError, ValueError, ExpositionError) as exc:
+            raise ConfigError("import_openmetrics", str(exc), args.config) from None
+        components.append(tsdb.component())
+        query = tsdb.client
+    audit = AuditLog()
+    scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
     sock = _bind(listen)
-    app = build_app([tsdb.component(), *scheduler_components(values, tsdb)])
+    app = build_app([*components, *scheduler,
+                     dashboard_component(DashboardContext(query, adapter, audit))])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
     server.run(sockets=[sock])

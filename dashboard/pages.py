@@ -1,0 +1,45 @@
+"""The HTML shell every page shares: navigation, time range picker, refresh control, and the view
+model embedded as JSON for the page's script to render (the same object ``/api/...`` returns, so
+a refresh re-renders from a fetch without reloading the page). Plain string templates, every
+inserted value escaped (Jinja2 is not a dependency)."""
+from __future__ import annotations
+
+import html
+import json
+
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"))
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · ClusterWatch</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+<script src="/static/plotly.min.js"></script>
+<script src="/static/app.js"></script>
+<script src="/static/{script}.js" defer></script>
+</head><body data-page="{script}" data-api="{api}">
+<header><a class="brand" href="/">ClusterWatch</a><nav>{nav}</nav>
+<div class="controls">
+<label>Range <select id="range">{ranges}</select></label>
+<label>Refresh <select id="refresh"><option value="0">off</option><option value="5">5 s</option>
+<option value="10">10 s</option><option value="30">30 s</option><option value="60">1 min</option></select></label>
+<span id="updated" aria-live="polite"></span></div></header>
+<main><h1>{heading}</h1><div id="error" role="alert" hidden></div><div id="content"></div></main>
+<script type="application/json" id="view">{data}</script>
+</body></html>
+"""
+RANGES = ("15m", "1h", "6h", "24h", "7d")
+
+
+def render_page(title: str, script: str, api: str, view: BaseModel, heading: str | None = None) -> HTMLResponse:
+    nav = "".join(f'<a href="{href}">{html.escape(label)}</a>' for href, label in NAV)
+    ranges = "".join(f'<option value="{r}">{r}</option>' for r in RANGES)
+    # "<" escaped so that no value can close the script element ("</script>" in a job name).
+    data = json.dumps(view.model_dump(mode="json"), separators=(",", ":")).replace("<", "\\u003c")
+    body = _TEMPLATE.format(title=html.escape(title), heading=html.escape(heading or title),
+                            script=html.escape(script), api=html.escape(api, quote=True), nav=nav,
+                            ranges=ranges, data=data)
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,65 @@
+"""Operator actions: ``POST /api/nodes/{name}/drain`` and ``/resume``.
+
+Only POST, only with operator credentials in the Authorization header (``require_operator``), only
+with a JSON body (a cross-site form cannot send one without a CORS preflight), and only through the
+scheduler adapter's action API, which validates the node against the last poll, cleans the reason,
+audits the call with the operator's name as actor and runs an argument vector (no shell).
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from clusterwatch.auth import Operator, require_operator
+from dashboard.context import DashboardContext
+from dashboard.params import check_node
+from scheduler.errors import ActionRefused
+
+
+class ActionRequest(BaseModel):
+    reason: str = Field("", max_length=256, description="why (required to drain); shown in Slurm's node reason")
+
+
+class ActionResponse(BaseModel):
+    action: str
+    node: str
+    ok: bool
+    message: str
+    actor: str
+    reason: str
+
+
+def require_json(request: Request) -> None:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "send the action as application/json")
+
+
+def build_router(ctx: DashboardContext) -> APIRouter:
+    router = APIRouter(tags=["actions"], dependencies=[Depends(require_json)])
+
+    def act(kind: str, name: str, body: ActionRequest, operator: Operator) -> ActionResponse:
+        check_node(name)
+        if ctx.scheduler is None:
+            raise HTTPException(503, "no scheduler adapter configured (serve --scheduler ...)")
+        actor = f"{operator.name} (dashboard)"
+        try:
+            if kind == "drain":
+                result = ctx.scheduler.actions.drain(name, body.reason, actor)
+            else:
+                result = ctx.scheduler.actions.resume(name, actor, body.reason)
+        except ActionRefused as exc:
+            raise HTTPException(400, f"{kind} refused: {exc}") from None
+        if not result.ok:
+            raise HTTPException(502, f"the scheduler did not {kind} {name}: {result.message}")
+        return ActionResponse(action=kind, node=result.target, ok=True, message=result.message,
+                              actor=result.actor, reason=result.reason)
+
+    @router.post("/api/nodes/{name}/drain", response_model=ActionResponse)
+    def drain(name: str, body: ActionRequest, operator: Operator = Depends(require_operator)) -> ActionResponse:
+        return act("drain", name, body, operator)
+
+    @router.post("/api/nodes/{name}/resume", response_model=ActionResponse)
+    def resume(name: str, body: ActionRequest, operator: Operator = Depends(require_operator)) -> ActionResponse:
+        return act("resume", name, body, operator)
+
+    return router

@@ -1,0 +1,49 @@
+"""``/jobs``, ``/jobs/{job_id}`` and their JSON."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from dashboard.context import DashboardContext
+from dashboard.pages import render_page
+from dashboard.params import RangeParams, bad_request, check_job_id
+from dashboard.routes.common import run_view
+from dashboard.views.jobs import JobsView, JobView, job, jobs
+
+STATES = {"RUNNING", "PENDING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "COMPLETING", "NODE_FAIL",
+          "PREEMPTED", "OUT_OF_MEMORY", "SUSPENDED"}
+
+
+def build_router(ctx: DashboardContext) -> APIRouter:
+    router = APIRouter(tags=["jobs"])
+
+    def list_view(rp: RangeParams = Depends(),
+                  state: str | None = Query(None, description="comma-separated Slurm states")) -> JobsView:
+        wanted = {s.strip().upper() for s in state.split(",") if s.strip()} if state else set()
+        if wanted - STATES:
+            raise bad_request(f"state: unknown {', '.join(sorted(wanted - STATES))} "
+                              f"(one of {', '.join(sorted(STATES))})")
+        return run_view(lambda: jobs(ctx, rp.resolve(ctx.clock()), wanted))
+
+    def job_view(job_id: str, rp: RangeParams = Depends()) -> JobView:
+        check_job_id(job_id)
+        return run_view(lambda: job(ctx, rp.resolve(ctx.clock()), job_id))
+
+    @router.get("/api/jobs", response_model=JobsView)
+    def jobs_json(model: JobsView = Depends(list_view)) -> JobsView:
+        return model
+
+    @router.get("/api/jobs/{job_id}", response_model=JobView)
+    def job_json(model: JobView = Depends(job_view)) -> JobView:
+        return model
+
+    @router.get("/jobs", response_class=HTMLResponse, include_in_schema=False)
+    def jobs_page(model: JobsView = Depends(list_view)) -> HTMLResponse:
+        return render_page("Jobs", "jobs", "/api/jobs", model)
+
+    @router.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    def job_page(model: JobView = Depends(job_view)) -> HTMLResponse:
+        return render_page(f"Job {model.job.job_id}", "job", f"/api/jobs/{model.job.job_id}", model,
+                           f"Job {model.job.job_id} · {model.job.name}")
+
+    return router

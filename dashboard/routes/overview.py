@@ -1,0 +1,28 @@
+"""``/`` and ``/api/overview``."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from dashboard.context import DashboardContext
+from dashboard.pages import render_page
+from dashboard.params import RangeParams
+from dashboard.routes.common import run_view
+from dashboard.views.overview import ColorBy, Overview, overview
+
+
+def build_router(ctx: DashboardContext) -> APIRouter:
+    router = APIRouter(tags=["overview"])
+
+    def view(rp: RangeParams = Depends(), color: ColorBy = Query("util", description="heatmap colour")) -> Overview:
+        return run_view(lambda: overview(ctx, rp.resolve(ctx.clock()), color))
+
+    @router.get("/api/overview", response_model=Overview)
+    def overview_json(model: Overview = Depends(view)) -> Overview:
+        return model
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(model: Overview = Depends(view)) -> HTMLResponse:
+        return render_page("Cluster overview", "overview", "/api/overview", model)
+
+    return router

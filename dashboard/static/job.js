@@ -1,0 +1,32 @@
+// Job page: efficiency summary (jobstats-like), per-GPU lines and a GPU x time heatmap,
+// memory and power, stragglers highlighted, its nodes.
+"use strict";
+CW.page(v => {
+  const { el, fmt, kpi, section } = CW, e = v.efficiency, j = v.job;
+  const summary = el("div", { class: "kpis", id: "efficiency" },
+    kpi("state", j.state), kpi("user / account", `${j.user} / ${j.account}`), kpi("GPUs", j.gpus),
+    kpi("GPU efficiency", fmt.pct(e.gpu_efficiency), e.gpu_efficiency !== null && e.gpu_efficiency < 0.25 ? "bad" : ""),
+    kpi("GPU-hours observed", e.gpu_hours.toFixed(2)),
+    kpi("memory peak", `${fmt.bytes(e.memory_peak_bytes)} of ${fmt.bytes(e.memory_total_bytes)}`),
+    kpi("time used / limit", `${fmt.dur(e.run_seconds)} / ${fmt.dur(e.time_limit_seconds)}`, e.time_used_ratio > 0.9 ? "warn" : ""),
+    kpi("flags", Object.keys(v.flags).join(", ") || "none", Object.keys(v.flags).length ? "warn" : ""));
+  const notes = e.notes.length ? el("ul", { class: "notes" }, e.notes.map(n => el("li", {}, n))) : null;
+  const stragglers = v.gpus.filter(g => g.straggler).map(g => `${g.node} GPU ${g.gpu}`);
+  const nodes = el("ul", { class: "inline" }, j.nodes.map(n => el("li", {}, el("a", { href: "/nodes/" + encodeURIComponent(n) + location.search }, n))));
+  return [summary, notes, stragglers.length ? el("p", { class: "bad" }, "Stragglers: " + stragglers.join(", ")) : null,
+    section("GPU utilisation", el("div", { id: "util-lines" }), el("div", { id: "util-heat" })),
+    section("GPU memory", el("div", { id: "memory" })), section("GPU power", el("div", { id: "power" })),
+    section("Nodes", nodes)];
+});
+CW.afterRender = v => {
+  const x = CW.times(v.timestamps), label = g => `${g.node}/${g.gpu}`;
+  const lines = (field, scale) => v.gpus.map(g => ({ type: "scattergl", mode: "lines", name: label(g) + (g.straggler ? " (straggler)" : ""), x,
+    y: g[field].map(y => y === null ? null : y * scale), line: { width: g.straggler ? 3 : 1, color: g.straggler ? "#d62728" : undefined },
+    showlegend: v.gpus.length <= 16 }));
+  Plotly.react("util-lines", lines("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] } }), CW.plotConfig);
+  Plotly.react("util-heat", [{ type: "heatmap", x, y: v.gpus.map(label), z: v.gpus.map(g => g.utilization.map(u => u === null ? null : u * 100)),
+    colorscale: "Viridis", zmin: 0, zmax: 100, colorbar: { title: { text: "%" } } }],
+    CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
+  Plotly.react("memory", lines("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
+  Plotly.react("power", lines("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
+};

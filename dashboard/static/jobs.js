@@ -1,0 +1,18 @@
+// Jobs: one sortable, filterable table; flags link the DESIGN definitions to what is shown.
+"use strict";
+CW.page(v => {
+  const { el, fmt } = CW;
+  const flags = r => Object.entries(r.flags).map(([f, n]) => el("span", { class: "flag f-" + f, title: `${n} GPU(s)` }, f.replaceAll("_", " ")));
+  return CW.table("jobs", [
+    { key: "job_id", label: "job", sortValue: r => Number(r.job_id.split("_")[0]), render: r => el("a", { href: "/jobs/" + r.job_id + location.search }, r.job_id) },
+    { key: "name", label: "name" }, { key: "user", label: "user" }, { key: "partition", label: "partition" },
+    { key: "state", label: "state" },
+    { key: "nodes", label: "nodes", sortValue: r => r.nodes.length, text: r => r.nodes.length > 3 ? `${r.nodes.length} nodes` : r.nodes.join(" ") },
+    { key: "gpus", label: "GPUs", cls: "num" },
+    { key: "run_seconds", label: "run time", cls: "num", text: r => fmt.dur(r.run_seconds) },
+    { key: "mean_utilization", label: "mean util", cls: "num", text: r => fmt.pct(r.mean_utilization) },
+    { key: "memory_used_bytes", label: "GPU memory", cls: "num", text: r => fmt.bytes(r.memory_used_bytes) },
+    { key: "efficiency", label: "efficiency", cls: "num", text: r => fmt.pct(r.efficiency) },
+    { key: "flags", label: "flags", sortValue: r => Object.keys(r.flags).length, text: r => Object.keys(r.flags).join(" "), render: flags },
+  ], v.jobs, { sort: "job_id" });
+});
