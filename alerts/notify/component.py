@@ -31,3 +31,23 @@ def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac
                  receiver.build_router(pipeline, receiver.InboundAuth(webhook_token, webhook_hmac_secret))],
         start=pipeline.start, stop=stop, collectors=[pipeline.metrics],
     )
+
+
+def from_settings(values: dict, config_file: str | None = None) -> tuple[Component, Pipeline]:
+    """The component from ``serve``'s resolved settings (``alerts.notify.options.OPTIONS``);
+    configuration mistakes are ConfigErrors naming the field and file."""
+    from clusterwatch.errors import ConfigError
+
+    try:
+        pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"))
+    except OSError as exc:
+        raise ConfigError("state_dir", f"cannot open the state database: {exc}", config_file) from None
+    return component(pipeline, values.get("webhook_token")), pipeline
+
+
+def install_operator_token(app, token: str | None) -> None:
+    """``--operator-token`` as the one operator named "operator" (else the environment's)."""
+    if token:
+        from clusterwatch.auth import OperatorAuth, install
+
+        install(app, OperatorAuth({"operator": token}))

@@ -1,0 +1,17 @@
+"""The alerting settings of ``clusterwatch serve`` (flags, env vars, config keys). Kept apart
+from the pipeline so that building the CLI does not import it."""
+from __future__ import annotations
+
+from clusterwatch import settings
+from clusterwatch.settings import Option
+
+OPTIONS = (
+    Option("alerting_config", None, "alerting.yml in Alertmanager's format: route, receivers, inhibit_rules "
+           "(default: everything to a log-only receiver)", settings.optional_path, "FILE"),
+    Option("state_dir", None, "directory for the SQLite state: silences, acknowledgements, notification outbox "
+           "and log (default: in memory, lost at exit)", settings.optional_path, "DIR"),
+    Option("operator_token", None, "token for state-changing API calls (prefer the environment variable: flags "
+           "show in ps)", settings.optional_path, "TOKEN"),
+    Option("webhook_token", None, "bearer token an Alertmanager must send to /api/v1/alertmanager/webhook",
+           settings.optional_path, "TOKEN"),
+)
