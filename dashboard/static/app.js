@@ -89,8 +89,8 @@ const CW = (() => {
     range.addEventListener("change", () => { setParams({ range: range.value, end: null }); refresh(); });
     every.addEventListener("change", () => { setParams({ refresh: every.value }); schedule(); });
     for (const a of document.querySelectorAll("header nav a")) if (a.getAttribute("href") === location.pathname) a.setAttribute("aria-current", "page");
-    rerender();
-    schedule();
+    // After the page script has finished (it sets CW.afterRender after calling page()).
+    setTimeout(() => { rerender(); schedule(); });
   }
   return { el, fmt, table, kpi, section, page, refresh, rerender, setParams, params, plotConfig, layout, times };
 })();

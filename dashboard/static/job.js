@@ -26,7 +26,7 @@ CW.afterRender = v => {
   Plotly.react("util-lines", lines("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] } }), CW.plotConfig);
   Plotly.react("util-heat", [{ type: "heatmap", x, y: v.gpus.map(label), z: v.gpus.map(g => g.utilization.map(u => u === null ? null : u * 100)),
     colorscale: "Viridis", zmin: 0, zmax: 100, colorbar: { title: { text: "%" } } }],
-    CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
+    CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), margin: { l: 110, r: 20, t: 10, b: 40 }, yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
   Plotly.react("memory", lines("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
   Plotly.react("power", lines("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
 };

@@ -39,6 +39,6 @@ CW.afterRender = v => {
     y: h.unhealthy.map(([, g]) => "GPU " + g), marker: { symbol: "x", color: "#d62728", size: 9, line: { width: 2 } }, hovertemplate: "%{x} %{y}: unhealthy<extra></extra>" });
   const target = document.getElementById("heatmap");
   Plotly.react(target, traces, CW.layout({ height: 120 + 22 * h.gpus_per_node, xaxis: { type: "category", showticklabels: h.nodes.length <= 200 },
-    yaxis: { autorange: "reversed" }, showlegend: false }), CW.plotConfig);
+    yaxis: { autorange: "reversed" }, showlegend: false, margin: { l: 70, r: 20, t: 10, b: 60 } }), CW.plotConfig);
   target.on("plotly_click", e => { const node = e.points[0].x; location.href = "/nodes/" + encodeURIComponent(node) + location.search; });
 };
