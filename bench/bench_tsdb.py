@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_seconds, free_port, rss_bytes  # noqa: E402
 from tsdb.client import HTTPQueryClient, LocalQueryClient  # noqa: E402
 from tsdb.importer import import_openmetrics  # noqa: E402
 from tsdb.promql.engine import Engine  # noqa: E402
@@ -123,24 +123,6 @@ class FleetServer:
 
     def close(self) -> None:
         self.httpd.shutdown()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
