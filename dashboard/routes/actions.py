@@ -41,7 +41,7 @@ def build_router(ctx: DashboardContext) -> APIRouter:
         check_node(name)
         if ctx.scheduler is None:
             raise HTTPException(503, "no scheduler adapter configured (serve --scheduler ...)")
-        actor = f"{operator.name} (dashboard)"
+        actor = f"dashboard:{operator.name}"
         try:
             if kind == "drain":
                 result = ctx.scheduler.actions.drain(name, body.reason, actor)
