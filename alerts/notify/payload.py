@@ -2,12 +2,14 @@
 inbound ones, so both directions agree on one shape (the 0.25 fixtures in tests/fixtures)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from alerts.model import FIRING, RESOLVED, Alert
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_FRACTION = re.compile(r"\.(\d+)")
 
 
 def sort_alerts(alerts: Iterable[Alert]) -> list[Alert]:
@@ -54,11 +56,10 @@ def parse_time(text: str | None) -> float | None:
     value = text.strip().replace("z", "Z")
     if value.endswith("Z"):
         value = value[:-1] + "+00:00"
-    main, _, rest = value.partition(".")
-    if rest:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        offset = rest[len(digits):]
-        value = f"{main}.{digits[:6].ljust(6, '0')}{offset}"
+    fraction = _FRACTION.search(value)
+    if fraction:
+        # Go writes up to nanoseconds; Python takes microseconds.
+        value = f"{value[:fraction.start()]}.{fraction.group(1)[:6].ljust(6, '0')}{value[fraction.end():]}"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"time without a time zone: {text!r}")
