@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 
+from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
 from clusterwatch.settings import Option
@@ -36,6 +37,7 @@ OPTIONS = (
     Option("scheduler_token", None, "slurmrestd JWT (prefer the environment variable: flags show in ps)",
            settings.optional_path, "TOKEN"),
 )
+OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
 # Options that take several values: `--file-sd A B` or repeated flags; a list in the config file.
 LIST_OPTIONS = (
     Option("file_sd", [], "Prometheus file_sd JSON/YAML files to scrape (re-read when they change)",
@@ -135,6 +137,7 @@ def _bind(listen: str) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alerts.notify import component as alerting
     from clusterwatch.server import build_app
     from tsdb.component import EmbeddedTSDB
     from tsdb.exposition import ExpositionError
@@ -159,9 +162,11 @@ def run(args: argparse.Namespace) -> int:
         query = tsdb.client
     audit = AuditLog()
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
+    alerting_component, pipeline = alerting.from_settings(values, args.config)
     sock = _bind(listen)
-    app = build_app([*components, *scheduler,
+    app = build_app([*components, *scheduler, alerting_component,
                      dashboard_component(DashboardContext(query, adapter, audit))])
+    alerting.install_operator_token(app, values["operator_token"])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
     server.run(sockets=[sock])
