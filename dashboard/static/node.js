@@ -2,6 +2,8 @@
 "use strict";
 const SERIES = [["utilization", "GPU utilisation", "%", 100], ["memory_bytes", "GPU memory", "GiB", 1 / 2 ** 30],
   ["temperature_celsius", "temperature", "°C", 1], ["power_watts", "power", "W", 1], ["sm_clock_hertz", "SM clock", "MHz", 1e-6]];
+// Survives the re-render that follows an action (the page content is rebuilt from fresh data).
+const lastResult = { text: "", cls: "" };
 async function act(kind, node) {
   const reason = document.getElementById("reason").value.trim(), token = document.getElementById("token").value.trim();
   const out = document.getElementById("action-result");
@@ -11,8 +13,9 @@ async function act(kind, node) {
   const response = await fetch(`/api/nodes/${encodeURIComponent(node)}/${kind}`, { method: "POST",
     headers: { "Content-Type": "application/json", Authorization: "Bearer " + token }, body: JSON.stringify({ reason }) });
   const body = await response.json();
-  out.textContent = response.ok ? `${kind} done by ${body.actor}: ${body.message || "ok"}` : `${kind} failed (${response.status}): ${JSON.stringify(body.detail)}`;
-  out.className = response.ok ? "ok" : "bad";
+  lastResult.text = response.ok ? `${kind} done by ${body.actor}: ${body.message || "ok"}` : `${kind} failed (${response.status}): ${JSON.stringify(body.detail)}`;
+  lastResult.cls = response.ok ? "ok" : "bad";
+  out.textContent = lastResult.text; out.className = lastResult.cls;
   CW.refresh();
 }
 CW.page(v => {
@@ -28,7 +31,7 @@ CW.page(v => {
     el("label", {}, "Operator token ", el("input", { id: "token", type: "password", autocomplete: "off", value: sessionStorage.getItem("cw-operator-token") || "" })),
     el("button", { type: "button", id: "drain", onclick: () => act("drain", v.name) }, "Drain"),
     el("button", { type: "button", id: "resume", onclick: () => act("resume", v.name) }, "Resume"),
-    el("span", { id: "action-result", "aria-live": "polite" }));
+    el("span", { id: "action-result", "aria-live": "polite", class: lastResult.cls || null }, lastResult.text));
   const events = v.events.length ? CW.table("events", [{ key: "gpu", label: "GPU" }, { key: "kind", label: "kind" }, { key: "detail", label: "detail" },
     { key: "count", label: "count", cls: "num" }, { key: "first_seen", label: "first seen in range", text: r => fmt.time(r.first_seen) }], v.events)
     : el("p", {}, "No XID, ECC or row-remap events.");

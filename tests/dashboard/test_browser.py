@@ -1,0 +1,114 @@
+"""Every page in a real Chromium (Debian's, driven by playwright): no console errors, no request
+leaving 127.0.0.1, the heatmap's cell count, a fault showing up within a refresh, and an operator
+drain from the node page reaching the simulated Slurm and the audit list. Screenshots go to
+test-artifacts/dashboard/."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from tests.dashboard.conftest import NODES, TOKEN
+from tests.realcomponents import require_binary, unavailable
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_binary("chromium")
+    executable = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install playwright; never `playwright install`)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.errors, page.foreign = [], []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("request", lambda r: page.foreign.append(r.url)
+            if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith("data:") else None)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_every_page_loads_clean_and_the_heatmap_has_every_gpu(demo, page):
+    base = demo["base"]
+    job_id = httpx.get(f"{base}/api/jobs", params={"state": "RUNNING"}).json()["jobs"][0]["job_id"]
+    node = httpx.get(f"{base}/api/nodes").json()["nodes"][0]["name"]
+    for name, path in [("overview", "/"), ("jobs", "/jobs"), ("job", f"/jobs/{job_id}"), ("nodes", "/nodes"),
+                       ("node", f"/nodes/{node}"), ("users", "/users?range=15m")]:
+        page.goto(base + path)
+        page.wait_for_selector("#updated:not(:empty)")
+        if name in ("overview", "job", "node"):
+            page.wait_for_selector(".main-svg")
+        shot(page, name)
+    assert page.errors == [] and page.foreign == []
+    page.goto(base + "/?color=util")
+    page.wait_for_selector("#heatmap .main-svg")
+    cells = page.evaluate("() => { const z = document.getElementById('heatmap').data[0].z;"
+                          " return z.length * z[0].length }")
+    assert cells == NODES * 8
+    page.goto(base + "/jobs?jobs_sort=gpus&jobs_desc=1")  # a deep link: sort state in the URL
+    first = page.locator("#jobs tbody tr").first.locator("td").nth(6).inner_text()
+    assert int(first) == max(j["gpus"] for j in httpx.get(f"{base}/api/jobs").json()["jobs"])
+
+
+def test_injected_fault_shows_on_overview_and_node_page_within_a_refresh(demo, page):
+    base, sim = demo["base"], demo["sim"]
+    node = httpx.get(f"{sim}/api/fleet").json()["nodes"][1]["name"]
+    page.goto(base + "/?refresh=5")
+    page.wait_for_selector("#kpis")
+    before = int(page.locator("#kpis .kpi").nth(4).locator(".value").inner_text())
+    httpx.post(f"{sim}/api/faults", json={"kind": "xid", "node": node, "gpu": 5, "xid": 79}).raise_for_status()
+    page.wait_for_function(f"() => Number(document.querySelectorAll('#kpis .kpi')[4]"
+                           f".querySelector('.value').textContent) > {before}", timeout=20_000)
+    shot(page, "overview-fault")
+    page.goto(f"{base}/nodes/{node}")
+    page.wait_for_selector("#node-state")
+    assert "5" in page.locator("#node-state .kpi").nth(6).inner_text()
+    assert "XID 79" in page.locator("body").inner_text()
+    assert page.errors == [] and page.foreign == []
+
+
+def test_operator_drains_a_node_from_its_page(demo, page):
+    base, sim = demo["base"], demo["sim"]
+    node = httpx.get(f"{sim}/api/fleet").json()["nodes"][2]["name"]
+    page.goto(f"{base}/nodes/{node}?refresh=0")
+    page.wait_for_selector("#actions")
+    page.fill("#reason", "browser test drain")
+    page.fill("#token", TOKEN)
+    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation
+    page.click("#drain")
+    page.wait_for_function("() => document.getElementById('action-result').textContent.includes('drain')")
+    assert "done by dashboard:alice" in page.locator("#action-result").inner_text()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = next(n for n in httpx.get(f"{sim}/api/fleet").json()["nodes"] if n["name"] == node)
+        if state["reason"] == "browser test drain":
+            break
+        time.sleep(0.3)
+    assert state["reason"] == "browser test drain" and state["reason_set_by"]
+    page.wait_for_function("() => document.getElementById('audit').textContent.includes('browser test drain')")
+    shot(page, "node-drained")
+    assert page.errors == [] and page.foreign == []
