@@ -83,12 +83,14 @@ def from_config(matchers: Any = None, match: Any = None, match_re: Any = None) -
         if not isinstance(item, str):
             raise ValueError(f"each matcher must be a string like 'severity=\"critical\"' (got {item!r})")
         result.extend(parse_matchers(item))
-    for mapping, op in ((match, "="), (match_re, "=~")):
+    for mapping, op, spell in ((match, "=", "{}"), (match_re, "=~", "^(?:{})$")):
         if mapping is None:
             continue
         if not isinstance(mapping, dict):
             raise ValueError("match / match_re must be a mapping of label names to values")
-        result.extend(Matcher(str(name), op, str(value)) for name, value in mapping.items())
+        # Alertmanager stores a legacy match_re anchored, and the anchored text shows in route
+        # keys (hence in group keys): keep its spelling so both produce the same keys.
+        result.extend(Matcher(str(name), op, spell.format(value)) for name, value in mapping.items())
     return sort_matchers(result)
 
 

@@ -78,6 +78,9 @@ def test_group_key_is_alertmanagers():
     pager = route.match({"component": "gpu", "severity": "critical"})[0]
     assert group_key(pager, {"instance": "n1", "gpu": "0"}) == \
         '{}/{component="gpu"}/{severity="critical"}:{gpu="0", instance="n1"}'
+    # A legacy match_re is stored anchored, and Alertmanager's keys show it so.
+    ticket = route.match({"component": "gpu", "alertname": "Xid13"})[0]
+    assert ticket.key() == '{}/{component="gpu"}/{alertname=~"^(?:Xid.*)$"}'
 
 
 @pytest.mark.parametrize("text,expected", [
