@@ -25,11 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("demo", help="run a simulated cluster and the server on this machine",
                                    description=__doc__.splitlines()[0].split(": ", 1)[-1])
     parser.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT", help="the server's address")
-    parser.add_argument("--simulator-listen", default="127.0.0.1:9900", metavar="HOST:PORT")
-    parser.add_argument("--nodes", type=int, default=140)
+    parser.add_argument("--simulator-listen", default="127.0.0.1:9900", metavar="HOST:PORT", help="the simulator's address")
+    parser.add_argument("--nodes", type=int, default=140, help="simulated GPU nodes")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     parser.add_argument("--state-dir", default=".demo", help="where the file_sd and logs go")
-    parser.add_argument("--scrape-interval", default="5s")
+    parser.add_argument("--scrape-interval", default="5s", help="how often the server scrapes the simulated nodes")
     return parser
 
 
