@@ -15,7 +15,7 @@ from clusterwatch import __version__
 from clusterwatch.errors import UsageError
 
 # Module names under clusterwatch.commands, in the order `clusterwatch --help` lists them.
-COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard")
+COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard", "scrape_config")
 
 
 def _command_modules() -> list:
