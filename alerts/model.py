@@ -27,7 +27,10 @@ def rfc3339(timestamp: float | None) -> str:
     """Alertmanager's time format; the zero time for "not set", as it sends for endsAt."""
     if timestamp is None:
         return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
+    text = datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")  # Go's RFC3339Nano drops trailing zeros of the fraction
+    return text + "Z"
 
 
 @dataclass
