@@ -38,6 +38,11 @@ OPTIONS = (
            settings.optional_path, "TOKEN"),
 )
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
+OPTIONS += (
+    Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
+    Option("alert_state", None, "SQLite file of alert state (default: alert-state.sqlite in --state-dir; "
+           "in memory without either)", settings.optional_path, "FILE"),
+)
 # Options that take several values: `--file-sd A B` or repeated flags; a list in the config file.
 LIST_OPTIONS = (
     Option("file_sd", [], "Prometheus file_sd JSON/YAML files to scrape (re-read when they change)",
@@ -45,6 +50,8 @@ LIST_OPTIONS = (
     Option("targets", [], "static HOST:PORT targets to scrape", settings.string_list, "HOST:PORT"),
     Option("import_openmetrics", [], "OpenMetrics files to load at start-up (promtool's backfill format)",
            settings.string_list, "FILE"),
+    Option("rules", [], "alert rule files or directories (default: the shipped pack in alerts/rules)",
+           settings.string_list, "DIR_OR_FILE"),
 )
 
 
@@ -120,6 +127,21 @@ def scheduler_components(values: dict, tsdb, audit=None) -> tuple[list, object]:
     return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])], adapter
 
 
+def rules_evaluator(values: dict, tsdb, query, config_file: str | None = None):
+    """The rule evaluator over the embedded store (writing ALERTS and recorded series back into
+    it) or, with --prometheus-url, reading only. ``evaluator.notify`` is the pipeline's hook."""
+    from alerts.evaluator.component import build_evaluator
+    from alerts.evaluator.rulefile import RuleFileError
+
+    state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
+                                      if values.get("state_dir") else None)
+    try:
+        return build_evaluator(values["rules"] or None, query, tsdb.store.append_scrape if tsdb else None,
+                               state, values["evaluation_interval"])
+    except RuleFileError as exc:
+        raise ConfigError("rules", str(exc), config_file) from None
+
+
 def _bind(listen: str) -> socket.socket:
     host, _, port = listen.rpartition(":")
     try:
@@ -137,6 +159,7 @@ def _bind(listen: str) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
     from clusterwatch.server import build_app
     from tsdb.component import EmbeddedTSDB
@@ -163,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
     audit = AuditLog()
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
     alerting_component, pipeline = alerting.from_settings(values, args.config)
+    evaluator = rules_evaluator(values, tsdb, query, args.config)
     sock = _bind(listen)
-    app = build_app([*components, *scheduler, alerting_component,
+    app = build_app([*components, *scheduler, evaluator_component(evaluator), alerting_component,
                      dashboard_component(DashboardContext(query, adapter, audit))])
     alerting.install_operator_token(app, values["operator_token"])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
