@@ -60,7 +60,7 @@ def test_every_alert_has_severity_runbook_and_templated_text_and_tests():
             assert {"summary", "description", "runbook"} <= set(rule.annotations), rule.name
             assert rule.annotations["runbook"] == f"docs/alerts.md#{rule.name.lower()}"
             assert f"### {rule.name}" in docs, f"{rule.name} has no section in docs/alerts.md"
-            assert "$labels" in rule.annotations["description"], rule.name
+            assert "$labels" in rule.annotations["description"] or "$value" in rule.annotations["description"], rule.name
             # A firing case (exp_labels under the name) and a not-firing case (exp_alerts: []).
             assert f"alertname: {rule.name}\n        exp_alerts:\n          - exp_labels" in tested, rule.name
             assert f"alertname: {rule.name}\n        exp_alerts: []" in everything, rule.name
