@@ -1,0 +1,34 @@
+"""The Go-template subset renders as Prometheus renders (values checked against promtool 2.42)."""
+from __future__ import annotations
+
+import pytest
+
+from alerts.evaluator.gofmt import go_sprintf, go_value, humanize, humanize_duration, humanize_percentage
+from alerts.evaluator.templates import Template, TemplateError, render
+
+
+@pytest.mark.parametrize("value, text", [(1234567.0, "1.234567e+06"), (123456.0, "123456"), (0.5, "0.5"),
+                                         (1.234e-05, "1.234e-05"), (95.0, "95"), (float("inf"), "+Inf")])
+def test_value_prints_like_go(value, text):
+    assert go_value(value) == text
+
+
+def test_humanize_family_matches_promtool():
+    assert humanize(1234567.0) == "1.235M" and humanize(1.234e-05) == "12.34u"
+    assert humanize_duration(1234567.0) == "14d 6h 56m 7s" and humanize_duration(1.234e-05) == "12.34us"
+    assert humanize_percentage(0.5) == "50%"
+    assert go_sprintf("%.2f|%d|%s", 1.5, 1.5, 1.5) == "1.50|%!d(float64=1.5)|%!s(float64=1.5)"
+
+
+def test_labels_value_pipelines_conditionals_and_trim():
+    text = ('{{ $labels.instance }} GPU {{ .Labels.gpu }}: {{ $value | humanizePercentage }}'
+            '{{ if gt $value 0.5 }} high{{ else }} low{{ end }} [{{ $labels.missing }}] {{- " x" }}')
+    assert render(text, {"instance": "n1", "gpu": "3"}, 0.75) == "n1 GPU 3: 75% high [] x"
+
+
+def test_bad_templates_are_refused_at_parse_and_rendered_as_errors():
+    with pytest.raises(TemplateError):
+        Template("{{ nosuchfunc $value }}")
+    with pytest.raises(TemplateError):
+        Template("{{ range $x }}{{ end }}")
+    assert render("{{ first (query \"up\") }}", {}, 1.0).startswith("<error expanding template:")
