@@ -17,6 +17,9 @@ class DashboardContext:
     # then job and node metadata come from the scheduler's metrics through PromQL alone.
     scheduler: Any = None
     audit: AuditLog = field(default_factory=AuditLog)
+    # The notification pipeline (``alerts.notify.pipeline.Pipeline``): the authority on alert state,
+    # silences, acknowledgements and history. None: the alerts page shows only pending alerts.
+    alerting: Any = None
     clock: Callable[[], float] = time.time
 
     def snapshot(self):

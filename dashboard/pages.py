@@ -10,7 +10,7 @@ import json
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"))
+NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"), ("/alerts", "Alerts"))
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

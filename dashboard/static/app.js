@@ -24,12 +24,13 @@ const CW = (() => {
     bytes: v => { if (v === null || v === undefined) return "–"; const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]; let i = 0; while (Math.abs(v) >= 1024 && i < u.length - 1) { v /= 1024; i++; } return v.toFixed(i ? 1 : 0) + " " + u[i]; },
     dur: s => { if (s === null || s === undefined) return "–"; s = Math.round(s); const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60); return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${s % 60}s`; },
     time: t => t ? new Date(t * 1000).toLocaleString() : "–",
+    iso: t => t ? new Date(t).toLocaleString() : "–",
   };
   // A sortable, filterable table; sort column and filter text live in the URL (deep links).
   function table(id, columns, rows, opts = {}) {
     const p = params();
     const sortKey = p.get(id + "_sort") || opts.sort || columns[0].key;
-    const desc = p.get(id + "_desc") === "1";
+    const desc = p.has(id + "_desc") ? p.get(id + "_desc") === "1" : Boolean(opts.desc);
     const filter = (p.get(id + "_q") || "").toLowerCase();
     const shown = rows.filter(r => !filter || columns.some(c => String(c.text ? c.text(r) : r[c.key] ?? "").toLowerCase().includes(filter)));
     const col = columns.find(c => c.key === sortKey) || columns[0];
@@ -38,7 +39,7 @@ const CW = (() => {
     const search = el("input", { type: "search", placeholder: "filter…", value: p.get(id + "_q") || "", "aria-label": "filter rows",
       onchange: e => { setParams({ [id + "_q"]: e.target.value }); CW.rerender(); } });
     const head = el("tr", {}, columns.map(c => el("th", { scope: "col", "aria-sort": c.key === sortKey ? (desc ? "descending" : "ascending") : null,
-      onclick: () => { setParams({ [id + "_sort"]: c.key, [id + "_desc"]: c.key === sortKey && !desc ? "1" : null }); CW.rerender(); } },
+      onclick: () => { setParams({ [id + "_sort"]: c.key, [id + "_desc"]: c.key === sortKey && !desc ? "1" : "0" }); CW.rerender(); } },
       c.label, c.key === sortKey ? (desc ? " ▼" : " ▲") : "")));
     const body = shown.map(r => el("tr", {}, columns.map(c => el("td", { class: c.cls || null }, c.render ? c.render(r) : (c.text ? c.text(r) : r[c.key] ?? "–")))));
     return el("div", { class: "table", id }, el("div", { class: "tablebar" }, search, el("span", {}, `${shown.length} of ${rows.length}`)),
@@ -50,6 +51,25 @@ const CW = (() => {
   const layout = (extra) => Object.assign({ margin: { l: 60, r: 20, t: 30, b: 40 }, height: 280, font: { size: 12 },
     paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", legend: { orientation: "h" } }, extra);
   const times = ts => ts.map(t => new Date(t * 1000));
+
+  // Operator actions. The token stays in this tab's sessionStorage and travels only in the
+  // Authorization header, never in a cookie, so another site cannot make the browser act (CSRF).
+  const TOKEN_KEY = "cw-operator-token";
+  function tokenInput() {
+    return el("label", {}, "Operator token ", el("input", { id: "token", type: "password", autocomplete: "off",
+      value: sessionStorage.getItem(TOKEN_KEY) || "" }));
+  }
+  async function operatorCall(method, url, body) {
+    const token = document.getElementById("token").value.trim();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    const init = { method, headers: { Authorization: "Bearer " + token } };
+    if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    const response = await fetch(url, init);
+    let parsed = null;
+    try { parsed = await response.json(); } catch (e) { parsed = null; }
+    return { ok: response.ok, status: response.status, body: parsed,
+      error: response.ok ? null : `${response.status} ${parsed && parsed.detail ? JSON.stringify(parsed.detail) : response.statusText}` };
+  }
 
   let render = null, data = null, timer = null, inflight = false;
   function rerender() {
@@ -92,5 +112,6 @@ const CW = (() => {
     // After the page script has finished (it sets CW.afterRender after calling page()).
     setTimeout(() => { rerender(); schedule(); });
   }
-  return { el, fmt, table, kpi, section, page, refresh, rerender, setParams, params, plotConfig, layout, times };
+  return { el, fmt, table, kpi, section, page, refresh, rerender, setParams, params, plotConfig, layout, times,
+    tokenInput, operatorCall };
 })();

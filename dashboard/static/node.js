@@ -5,16 +5,13 @@ const SERIES = [["utilization", "GPU utilisation", "%", 100], ["memory_bytes", "
 // Survives the re-render that follows an action (the page content is rebuilt from fresh data).
 const lastResult = { text: "", cls: "" };
 async function act(kind, node) {
-  const reason = document.getElementById("reason").value.trim(), token = document.getElementById("token").value.trim();
+  const reason = document.getElementById("reason").value.trim();
   const out = document.getElementById("action-result");
   if (kind === "drain" && !reason) { out.textContent = "a reason is required to drain"; return; }
   if (!confirm(`${kind} ${node}${reason ? " (reason: " + reason + ")" : ""}?`)) return;
-  sessionStorage.setItem("cw-operator-token", token);
-  const response = await fetch(`/api/nodes/${encodeURIComponent(node)}/${kind}`, { method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: "Bearer " + token }, body: JSON.stringify({ reason }) });
-  const body = await response.json();
-  lastResult.text = response.ok ? `${kind} done by ${body.actor}: ${body.message || "ok"}` : `${kind} failed (${response.status}): ${JSON.stringify(body.detail)}`;
-  lastResult.cls = response.ok ? "ok" : "bad";
+  const result = await CW.operatorCall("POST", `/api/nodes/${encodeURIComponent(node)}/${kind}`, { reason });
+  lastResult.text = result.ok ? `${kind} done by ${result.body.actor}: ${result.body.message || "ok"}` : `${kind} failed (${result.error})`;
+  lastResult.cls = result.ok ? "ok" : "bad";
   out.textContent = lastResult.text; out.className = lastResult.cls;
   CW.refresh();
 }
@@ -28,7 +25,7 @@ CW.page(v => {
     kpi("unhealthy GPUs", v.unhealthy_gpus.length ? v.unhealthy_gpus.join(", ") : "none", v.unhealthy_gpus.length ? "bad" : ""));
   const actions = el("form", { id: "actions", onsubmit: e => e.preventDefault() },
     el("label", {}, "Reason ", el("input", { id: "reason", maxlength: 128, size: 40, placeholder: "why (required to drain)" })),
-    el("label", {}, "Operator token ", el("input", { id: "token", type: "password", autocomplete: "off", value: sessionStorage.getItem("cw-operator-token") || "" })),
+    CW.tokenInput(),
     el("button", { type: "button", id: "drain", onclick: () => act("drain", v.name) }, "Drain"),
     el("button", { type: "button", id: "resume", onclick: () => act("resume", v.name) }, "Resume"),
     el("span", { id: "action-result", "aria-live": "polite", class: lastResult.cls || null }, lastResult.text));

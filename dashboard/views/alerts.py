@@ -1,0 +1,130 @@
+"""Alerts: what fires now (with its silence, inhibition or acknowledgement), what is pending, the
+firing/resolved history over the range, the silences, and the filter choices.
+
+Two sources, each the authority on its part: the notification pipeline (``ctx.alerting``) owns
+alert state, acknowledgements, silences and history, and its own API's models and ``alert_view``
+are reused here so that the page and ``/api/alerts`` can never disagree; pending alerts exist only
+in the rule evaluator, which writes them as ``ALERTS{alertstate="pending"}`` series, so they come
+through PromQL (and so from a real Prometheus's rules too in ``--prometheus-url`` mode).
+
+Filters are label matchers built here from validated parameters and applied in Python to both
+sources: nothing from the URL goes into a PromQL query.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from alerts.api import AlertOut, HistoryOut, SilenceOut, alert_view, silence_view
+from alerts.model import rfc3339
+from alerts.notify.matchers import Matcher, matches_all
+from dashboard.context import DashboardContext
+from dashboard.params import TimeRange
+from dashboard.promql import split_by_name
+from tsdb.client import QueryResult
+
+HISTORY_LIMIT = 500
+# The rule evaluator's own labels on ALERTS series; not the alert's.
+_SERIES_LABELS = {"__name__", "alertstate"}
+
+
+class AlertFilters(BaseModel):
+    severity: str | None = None
+    alertname: str | None = None
+    instance: str | None = Field(None, description="a regular expression matched against the whole instance")
+
+    def matchers(self) -> list[Matcher]:
+        """ValueError (a bad instance regex) names the problem."""
+        found = [Matcher(name, "=", value) for name, value in (("severity", self.severity),
+                                                               ("alertname", self.alertname)) if value]
+        if self.instance:
+            found.append(Matcher("instance", "=~", self.instance))
+        return found
+
+
+class PendingAlert(BaseModel):
+    labels: dict[str, str]
+    active_since: float | None = Field(description="when the condition started to hold (Unix s)")
+
+
+class AlertChoices(BaseModel):
+    """Values seen now, for the filter menus."""
+
+    severity: list[str]
+    alertname: list[str]
+    instance: list[str]
+
+
+class AlertsView(BaseModel):
+    time: float
+    start: float
+    end: float
+    filters: AlertFilters
+    connected: bool = Field(description="false when serve runs without the notification pipeline: then "
+                                        "only the evaluator's ALERTS series are known (pending here)")
+    counts: dict[str, int] = Field(description="current alerts by state (firing, silenced, inhibited, "
+                                               "acknowledged) plus pending, after the filters")
+    firing_by_severity: dict[str, int] = Field(description="alerts in state firing, by severity")
+    alerts: list[AlertOut] = Field(description="current alerts, as GET /api/alerts returns them")
+    pending: list[PendingAlert]
+    history: list[HistoryOut] = Field(description="firing/resolved transitions in the range, newest first")
+    silences: list[SilenceOut] = Field(description="pending and active silences, and those expired in the range")
+    choices: AlertChoices
+
+
+def series_of(parts: dict[str, QueryResult], name: str) -> list:
+    return parts[name].series if name in parts else []
+
+
+def _pending(ctx: DashboardContext, at: float) -> list[PendingAlert]:
+    parts = split_by_name(ctx.query.instant('{__name__=~"ALERTS|ALERTS_FOR_STATE"}', at))
+    since = {frozenset(s.labels.items() - {("__name__", "ALERTS_FOR_STATE")}): s.value
+             for s in series_of(parts, "ALERTS_FOR_STATE")}
+    out = []
+    for series in series_of(parts, "ALERTS"):
+        if series.labels.get("alertstate") != "pending":
+            continue
+        labels = {k: v for k, v in series.labels.items() if k not in _SERIES_LABELS}
+        out.append(PendingAlert(labels=labels, active_since=since.get(frozenset(labels.items()))))
+    return sorted(out, key=lambda p: (p.labels.get("alertname", ""), sorted(p.labels.items())))
+
+
+def _history(pipeline: Any, since: float) -> list[HistoryOut]:
+    rows = pipeline.store.history(HISTORY_LIMIT, since)
+    return [HistoryOut(at=rfc3339(r["at"]), **{k: r[k] for k in ("fingerprint", "alertname", "status", "labels",
+                                                                  "annotations", "source")}) for r in rows]
+
+
+def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters) -> AlertsView:
+    matchers = filters.matchers()
+    pending_all = _pending(ctx, tr.end)
+    pipeline = ctx.alerting
+    current: list[AlertOut] = []
+    history: list[HistoryOut] = []
+    silences: list[SilenceOut] = []
+    if pipeline is not None:
+        now = pipeline.clock()
+        current = [alert_view(pipeline, a, now) for a in pipeline.store.current() if a.ends_at is None]
+        history = _history(pipeline, tr.start)
+        silences = [silence_view(s, now) for s in pipeline.silences.list()
+                    if s.state(now) != "expired" or s.ends_at >= tr.start]
+    seen = [a.labels for a in current] + [p.labels for p in pending_all]
+    choices = AlertChoices(**{name: sorted({labels[name] for labels in seen if labels.get(name)})
+                              for name in AlertChoices.model_fields})
+
+    shown = sorted((a for a in current if matches_all(matchers, a.labels)),
+                   key=lambda a: (a.labels.get("severity") != "critical", a.startsAt, a.fingerprint))
+    pending = [p for p in pending_all if matches_all(matchers, p.labels)]
+    counts: dict[str, int] = {"pending": len(pending)}
+    by_severity: dict[str, int] = {}
+    for alert in shown:
+        counts[alert.state] = counts.get(alert.state, 0) + 1
+        if alert.state == "firing":
+            severity = alert.labels.get("severity") or "none"
+            by_severity[severity] = by_severity.get(severity, 0) + 1
+    return AlertsView(
+        time=ctx.clock(), start=tr.start, end=tr.end, filters=filters, connected=pipeline is not None,
+        counts=counts, firing_by_severity=by_severity, alerts=shown, pending=pending,
+        history=[h for h in history if matches_all(matchers, h.labels)], silences=silences, choices=choices,
+    )
