@@ -49,3 +49,4 @@ OPEN_STATES = frozenset({PENDING_APPROVAL, OPEN, PLANNED})
 
 # Step results.
 DONE, FAILED, WAITING, SKIPPED, STARTED, WOULD = "done", "failed", "waiting", "skipped", "started", "would"
+INTERRUPTED = "interrupted"  # found "started" after a restart; not repeated

@@ -219,6 +219,9 @@ class RemediationStore:
         self._execute("UPDATE steps SET status = ?, detail = ?, ended_at = ? WHERE id = ?",
                       (status, detail, now, step_id))
 
+    def delete_step(self, step_id: int) -> None:
+        self._execute("DELETE FROM steps WHERE id = ?", (step_id,))
+
     def steps(self, case_id: int) -> list[StepRecord]:
         rows = self._execute("SELECT id, case_id, position, name, status, started_at, ended_at, actor, detail "
                              "FROM steps WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
@@ -231,19 +234,16 @@ class RemediationStore:
                             (case_id, position, STARTED)).fetchone()
         return StepRecord(*row) if row else None
 
-    def last_step_time(self, node: str, names: tuple[str, ...], statuses: tuple[str, ...]) -> float | None:
-        """When a step of these kinds last started on ``node`` (cooldown)."""
-        row = self._execute(
-            f"SELECT MAX(s.started_at) FROM steps s JOIN cases c ON c.id = s.case_id WHERE c.node = ? "
-            f"AND s.name IN ({','.join('?' * len(names))}) AND s.status IN ({','.join('?' * len(statuses))})",
-            (node, *names, *statuses)).fetchone()
+    def last_action_time(self, node: str, actions: tuple[str, ...]) -> float | None:
+        """When one of these actions was last carried out on ``node`` (cooldown)."""
+        row = self._execute(f"SELECT MAX(time) FROM audit WHERE node = ? AND action IN ({','.join('?' * len(actions))}) "
+                            "AND (result = 'done' OR result LIKE 'failed%')", (node, *actions)).fetchone()
         return row[0] if row else None
 
-    def actions_since(self, since: float, names: tuple[str, ...], statuses: tuple[str, ...]) -> int:
-        """Steps of these kinds started since ``since`` (rate limit); a crash-interrupted one counts."""
-        row = self._execute(
-            f"SELECT COUNT(*) FROM steps WHERE started_at >= ? AND name IN ({','.join('?' * len(names))}) "
-            f"AND status IN ({','.join('?' * len(statuses))})", (since, *names, *statuses)).fetchone()
+    def actions_since(self, since: float, actions: tuple[str, ...]) -> int:
+        """Actions carried out (done or failed: both reached the scheduler) since ``since`` (rate limit)."""
+        row = self._execute(f"SELECT COUNT(*) FROM audit WHERE time >= ? AND action IN ({','.join('?' * len(actions))}) "
+                            "AND (result = 'done' OR result LIKE 'failed%')", (since, *actions)).fetchone()
         return int(row[0])
 
     # ---- audit ------------------------------------------------------------------------------

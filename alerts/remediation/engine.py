@@ -1,0 +1,372 @@
+"""The remediation engine: alerts in, cases out, ladders walked one evaluation at a time.
+
+Alerts arrive as the notification pipeline's hook (``handle``) or directly (``receive``). Each
+firing alert of a policy class opens a case (one open case per node: a second alert about a node
+joins the case already working on it), validated against the scheduler's node list before
+anything else. ``evaluate`` then advances every open case as far as it can go: a step that must
+wait (jobs still running, a guard saying not now, a node still rebooting) keeps the case where it
+is until the next evaluation. Every step is recorded before and after it runs, every decision is
+an audit record, and ``recover`` (run at start) settles steps that a crash interrupted.
+
+Modes: ``auto`` acts per class (``auto``, ``approve``: wait for an operator, ``off``); ``dry-run``
+walks the same decisions with the same guards and records them as "would", acting on nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Protocol
+
+from alerts.model import Alert
+from alerts.remediation import guards, steps, validate
+from alerts.remediation.ladder import (CLOSED, DONE, FAILED, INTERRUPTED, OPEN, PENDING_APPROVAL, PLANNED, REJECTED, REPAIR,
+                                       RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
+from alerts.remediation.outbound import Runner, Sender, run_command, send_webhook
+from alerts.remediation.policy import AlertClass, Policy
+from alerts.remediation.store import AuditEntry, Case, RemediationStore
+from scheduler.model import Snapshot
+
+log = logging.getLogger(__name__)
+
+NODE_STEPS = frozenset({"drain", "requeue", "wait_idle", "reboot", "reset", "wait_return", "verify", "resume"})
+# Steps a dry-run may walk through (they decide, or only read); it stops before the others.
+DRY_RUN_STEPS = frozenset({"evidence", "drain", "requeue", "ticket", "notify", "persist"})
+MAX_FAILURES = 3
+MAX_STEPS_PER_EVALUATION = 32
+
+
+class Scheduler(Protocol):
+    actions: steps.SchedulerActions
+
+    def snapshot(self) -> Snapshot | None: ...
+
+    def refresh(self, wait: bool = False) -> Any: ...
+
+
+class CaseError(Exception):
+    """An approval or rejection that does not apply (unknown case, not pending)."""
+
+
+class RemediationEngine:
+    def __init__(self, policy: Policy, scheduler: Scheduler, store: RemediationStore, query: Any | None = None,
+                 mode: str | None = None, clock: Callable[[], float] = time.time, sender: Sender = send_webhook,
+                 runner: Runner = run_command) -> None:
+        self.policy = policy
+        self.mode = mode or policy.mode
+        self.scheduler = scheduler
+        self.store = store
+        self.query = query
+        self.clock = clock
+        self.sender = sender
+        self.runner = runner
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Loop health for /metrics: missing data is never healthy.
+        self.evaluations = 0
+        self.evaluation_errors = 0
+        self.last_success: float | None = None
+        self.last_duration = 0.0
+        self.last_snapshot: Snapshot | None = None
+
+    # ---- intake -----------------------------------------------------------------------------
+
+    def handle(self, notification: Any) -> None:
+        """The pipeline's hook (``alerts.notify.integrations.hook.Notification``)."""
+        self.receive(notification.alerts)
+
+    def receive(self, alerts: Iterable[Alert]) -> None:
+        if self.mode == "off":
+            return
+        with self._lock:
+            snapshot = self._snapshot()
+            for alert in alerts:
+                self._intake(alert, snapshot)
+            self._advance_all(snapshot)
+
+    def _intake(self, alert: Alert, snapshot: Snapshot | None) -> None:
+        now = self.clock()
+        labels = dict(alert.labels)
+        alert_class = self.policy.classify(labels)
+        if alert_class is None:
+            return
+        node_scoped = bool(NODE_STEPS & set(alert_class.ladder))
+        try:
+            target = validate.target(labels, snapshot, needs_node=node_scoped)
+        except validate.LabelError as exc:
+            self._audit(now, None, labels.get("alertname", "?")[:64], "intake", "refused", str(exc),
+                        node=None, actor=f"policy:{alert_class.name}")
+            return
+        key = f"node:{target.node}" if node_scoped else f"{alert_class.name}:{target.job_id or alert.fingerprint}"
+        case = self.store.open_case(key)
+        if alert.status == "resolved":
+            if case is not None and case.alertname == target.alertname:
+                self._alert_resolved(case, now)
+            return
+        if case is not None:
+            if case.alertname != target.alertname:
+                self._audit(now, case, target.alertname, "intake", "joined", f"case {case.id} already works on "
+                            f"{target.node} for {case.alertname}")
+            elif not case.alert_active:
+                self.store.update_case(case.id, now, alert_active=True)
+            return
+        self._open(alert_class, target, labels, key, now)
+
+    def _open(self, alert_class: AlertClass, target: validate.Target, labels: dict[str, str], key: str,
+              now: float) -> None:
+        actor = f"policy:{alert_class.name}"
+        if self.mode == "auto" and alert_class.mode == "off":
+            self._audit(now, None, target.alertname, "case", "not done: class is off", node=target.node,
+                        job_id=target.job_id, actor=actor)
+            return
+        lemon = target.node is not None and guards.is_lemon(self.policy.guards, self.store, target.node, now)
+        ladder = alert_class.ladder
+        if lemon:
+            # Failed again soon after ClusterWatch returned it: no second round of reboots.
+            ladder = tuple(s for s in ("evidence", "drain", "requeue", "ticket"))
+        state = PLANNED if self.mode == "dry-run" else PENDING_APPROVAL if alert_class.mode == "approve" else OPEN
+        case = self.store.create_case(key, alert_class.name, target.alertname, target.node, target.gpu,
+                                      target.job_id, labels, self.mode, state, ladder, now, lemon=lemon)
+        result = {PLANNED: "planned (dry-run)", PENDING_APPROVAL: "proposed: waiting for approval",
+                  OPEN: "opened"}[state]
+        self._audit(now, case, target.alertname, "case", result + (": lemon node, kept drained for repair"
+                                                                   if lemon else ""), " -> ".join(ladder))
+
+    def _alert_resolved(self, case: Case, now: float) -> None:
+        self.store.update_case(case.id, now, alert_active=False)
+        acted = any(s.status == DONE and s.name in steps.RUNNERS and s.name != "persist" and s.name != "evidence"
+                    for s in self.store.steps(case.id))
+        if case.state in (PENDING_APPROVAL, PLANNED) or not acted:
+            self._close(case, CLOSED, now, "alert resolved before anything was done" if not acted
+                        else "alert resolved")
+
+    # ---- operators --------------------------------------------------------------------------
+
+    def approve(self, case_id: int, operator: str) -> Case:
+        return self._decide(case_id, operator, approve=True)
+
+    def reject(self, case_id: int, operator: str) -> Case:
+        return self._decide(case_id, operator, approve=False)
+
+    def _decide(self, case_id: int, operator: str, approve: bool) -> Case:
+        with self._lock:
+            case = self.store.case(case_id)
+            if case is None:
+                raise CaseError(f"no case {case_id}")
+            if case.state != PENDING_APPROVAL:
+                raise CaseError(f"case {case_id} is {case.state}, not waiting for approval")
+            now = self.clock()
+            actor = f"operator:{operator}"
+            if approve:
+                self.store.update_case(case.id, now, state=OPEN, approved_by=operator)
+                self._audit(now, case, case.alertname, "approve", "approved", actor=actor)
+                self._advance_all(self._snapshot())
+            else:
+                self._audit(now, case, case.alertname, "reject", "rejected", actor=actor)
+                self._close(case, REJECTED, now, f"rejected by {operator}")
+            return self.store.case(case_id)  # type: ignore[return-value]
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self) -> None:
+        """One evaluation: count persisting alerts, advance every open case."""
+        started = time.monotonic()
+        with self._lock:
+            try:
+                snapshot = self._snapshot()
+                now = self.clock()
+                for case in self.store.open_cases():
+                    if case.alert_active:
+                        self.store.update_case(case.id, now, seen=case.seen + 1)
+                self._advance_all(snapshot)
+                self.last_success = now
+            except Exception:
+                self.evaluation_errors += 1
+                log.exception("remediation evaluation failed")
+                raise
+            finally:
+                self.evaluations += 1
+                self.last_duration = time.monotonic() - started
+
+    def recover(self) -> None:
+        """Settle steps a crash left "started": repeat what is safe to repeat, roll the rest
+        forward (a reboot, a reset command or a webhook that may have happened is never redone)."""
+        with self._lock:
+            now = self.clock()
+            for case in self.store.open_cases():
+                name = case.current_step
+                unfinished = self.store.unfinished_step(case.id, case.step) if name else None
+                if unfinished is None:
+                    continue
+                if STEPS[name].repeat_safe:
+                    self.store.step_ended(unfinished.id, FAILED, "interrupted by a restart: done again", now)
+                    self._audit(now, case, case.alertname, name, "interrupted: will be done again")
+                else:
+                    self.store.step_ended(unfinished.id, INTERRUPTED, "interrupted by a restart: not repeated", now)
+                    self.store.update_case(case.id, now, step=case.step + 1)
+                    self._audit(now, case, case.alertname, name, "interrupted: rolled forward, not repeated")
+
+    def _snapshot(self) -> Snapshot | None:
+        try:
+            self.scheduler.refresh(wait=True)
+        except Exception:  # noqa: BLE001 - a failed poll keeps the last snapshot; the steps see its age
+            log.exception("scheduler refresh failed")
+        snapshot = self.scheduler.snapshot()
+        self.last_snapshot = snapshot
+        return snapshot
+
+    def _advance_all(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            return
+        for case in self.store.open_cases():
+            if case.state in (OPEN, PLANNED):
+                self._advance(case.id, snapshot)
+
+    def _drained_by_us(self) -> frozenset[str]:
+        """Nodes open cases drained (or, in dry-run, would have): the budget counts them even when
+        the snapshot, taken before this evaluation's drains, does not show them yet."""
+        return frozenset(c.node for c in self.store.open_cases() if c.owned and c.node)
+
+    def _advance(self, case_id: int, snapshot: Snapshot) -> None:
+        execute = self.mode == "auto"
+        for _ in range(MAX_STEPS_PER_EVALUATION):
+            case = self.store.case(case_id)
+            if case is None or case.state not in (OPEN, PLANNED):
+                return
+            name = case.current_step
+            if name is None:
+                self._finish(case)
+                return
+            if not execute and name not in DRY_RUN_STEPS:
+                if not any(s.name == name and s.status == WOULD for s in self.store.steps(case.id)):
+                    rest = " -> ".join(case.ladder[case.step:])
+                    self._audit(self.clock(), case, case.alertname, name, f"would: {rest}")
+                    self.store.step_ended(self.store.step_started(case.id, case.step, name, "dry-run",
+                                                                  self.clock()), WOULD, rest, self.clock())
+                return
+            outcome = self._run_step(case, name, snapshot, execute)
+            if outcome.status == WAITING:
+                return
+            if outcome.status == FAILED:
+                failures = sum(1 for s in self.store.steps(case.id) if s.position == case.step and s.status == FAILED)
+                if failures >= MAX_FAILURES:
+                    self._to_repair(case, snapshot, f"{name} failed {failures} times: {outcome.detail}")
+                return
+            if outcome.status == steps.REPAIR:
+                self._to_repair(case, snapshot, outcome.detail)
+                return
+            self.store.update_case(case.id, self.clock(), step=case.step + 1)
+            if execute and name in ("reboot", "reset") and outcome.status == DONE:
+                return  # this evaluation's snapshot predates the reboot: watch it from the next one
+            if name == "drain" and outcome.status == SKIPPED:
+                # Someone else's drain: ClusterWatch never reboots or resumes a node it does not own.
+                self._hand_over(case, outcome.detail)
+                return
+
+    def _actor(self, case: Case, alert_class: AlertClass | None) -> str:
+        if case.approved_by:
+            return validate.validation.clean_text(f"operator:{case.approved_by}", 64)
+        return f"policy:{alert_class.name if alert_class else case.alert_class}"
+
+    def _context(self, case: Case, snapshot: Snapshot, execute: bool) -> steps.StepContext:
+        alert_class = next((c for c in self.policy.classes if c.name == case.alert_class), None)
+        if alert_class is None:
+            # A case opened under an older policy whose class is gone: finish it with neutral settings.
+            alert_class = AlertClass(case.alert_class, frozenset(), {}, case.ladder, "auto")
+        return steps.StepContext(
+            policy=self.policy, alert_class=alert_class, case=case, snapshot=snapshot, store=self.store,
+            now=self.clock(), actor=self._actor(case, alert_class), execute=execute,
+            would_drain=self._drained_by_us(), actions=self.scheduler.actions,
+            query=self.query, sender=self.sender, runner=self.runner)
+
+    def _run_step(self, case: Case, name: str, snapshot: Snapshot, execute: bool,
+                  runner: Callable[[steps.StepContext], steps.Outcome] | None = None) -> steps.Outcome:
+        ctx = self._context(case, snapshot, execute)
+        step_id = self.store.step_started(case.id, case.step, name, ctx.actor, ctx.now)
+        try:
+            outcome = (runner or steps.RUNNERS[name])(ctx)
+        except Exception as exc:  # noqa: BLE001 - a broken step fails its case, not the engine
+            log.exception("step %s of case %s failed", name, case.id)
+            outcome = steps.Outcome(FAILED, f"{type(exc).__name__}: {exc}")
+        now = self.clock()
+        if outcome.updates:
+            self.store.update_case(case.id, now, **outcome.updates)
+        previous = self.store.steps(case.id)
+        repeat_wait = outcome.status == WAITING and len(previous) >= 2 and previous[-2].position == case.step \
+            and previous[-2].status == WAITING and previous[-2].detail == outcome.detail
+        if repeat_wait:
+            # The same wait as last time: one record per change keeps the trail readable.
+            self.store.step_ended(previous[-2].id, WAITING, outcome.detail, now)
+            self.store.delete_step(step_id)
+        else:
+            self.store.step_ended(step_id, outcome.status, outcome.detail, now)
+            for action, target, result in outcome.actions or [(name, case.node or case.job_id or "", outcome.status)]:
+                job = target if action == "requeue" else case.job_id
+                self._audit(now, case, case.alertname, action, result, outcome.detail, node=case.node, job_id=job,
+                            actor=ctx.actor)
+        return outcome
+
+    def _to_repair(self, case: Case, snapshot: Snapshot, detail: str) -> None:
+        """Stop the ladder: make sure the node stays out of service, open a ticket."""
+        case = self.store.case(case.id)  # type: ignore[assignment]
+        execute = self.mode == "auto"
+        if case.node and "drain" in case.ladder:
+            node = snapshot.node(case.node)
+            if node is not None and not node.drain:
+                self._run_step(case, "drain", snapshot, execute,
+                               lambda ctx: steps.drain(ctx, "repair", budgeted=False))
+        case = self.store.case(case.id)  # type: ignore[assignment]
+        self.store.update_case(case.id, self.clock(), detail=detail)
+        self._run_step(self.store.case(case.id), "ticket", snapshot, execute,  # type: ignore[arg-type]
+                       lambda ctx: steps.ticket(ctx, detail))
+        self._close(case, REPAIR, self.clock(), detail)
+
+    def _hand_over(self, case: Case, detail: str) -> None:
+        self._close(case, CLOSED, self.clock(), f"left to whoever drained the node: {detail}")
+
+    def _finish(self, case: Case) -> None:
+        if case.state == PLANNED:
+            return  # dry-run: stays planned (its would-be drain counts in the budget) until the alert resolves
+        done = {s.name for s in self.store.steps(case.id) if s.status == DONE}
+        kept_drained = case.owned and "resume" not in done and case.node is not None
+        self._close(case, REPAIR if kept_drained or case.lemon else RESOLVED, self.clock(),
+                    "kept drained for repair" if kept_drained or case.lemon else "ladder complete")
+
+    def _close(self, case: Case, state: str, now: float, detail: str) -> None:
+        self.store.update_case(case.id, now, state=state, closed_at=now, detail=detail)
+        self._audit(now, case, case.alertname, "case", state, detail)
+
+    def _audit(self, now: float, case: Case | None, alert: str, action: str, result: str, detail: str = "",
+               node: str | None = None, job_id: str | None = None, actor: str | None = None) -> None:
+        self.store.audit(AuditEntry(
+            time=now, alert=alert, action=action, mode=self.mode, actor=actor or (self._actor(case, None) if case
+                                                                               else "policy"),
+            result=result, node=node if node is not None else (case.node if case else None),
+            job_id=job_id if job_id is not None else (case.job_id if case else None),
+            case_id=case.id if case else None, detail=detail[:1000]))
+
+    # ---- loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+
+        def loop() -> None:
+            while not self._stop.wait(self.policy.evaluation_interval):
+                try:
+                    self.evaluate()
+                except Exception:  # noqa: BLE001 - logged and counted in evaluate; keep evaluating
+                    pass
+
+        self._thread = threading.Thread(target=loop, name="remediation", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def budget(self) -> guards.Budget | None:
+        snapshot = self.last_snapshot or self.scheduler.snapshot()
+        return guards.budget(self.policy.guards, snapshot, extra=self._drained_by_us()) if snapshot else None
+

@@ -1,0 +1,69 @@
+"""PromQL the engine asks: evidence before a reset wipes the counters, and verification after.
+
+Both go through ``tsdb.client.QueryClient``, so they work against the embedded store and against
+any Prometheus-API server alike. Placeholders in the policy's checks are filled only with values
+that ``validate`` accepted (a node name, a GPU index, an alert name), each escaped as a PromQL
+string anyway.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tsdb.client import QueryClient, QueryError
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def quote(value: str) -> str:
+    """A value safe inside a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def fill(template: str, values: dict[str, str | None]) -> str:
+    return _PLACEHOLDER.sub(lambda m: quote(values.get(m.group(1)) or ""), template)
+
+
+def _rows(client: QueryClient, query: str, at: float | None) -> list[dict[str, Any]]:
+    result = client.instant(query, at)
+    return [{"labels": dict(series.labels), "value": series.value} for series in _series(result)]
+
+
+def _series(result: Any) -> list[Any]:
+    # A scalar result has no series: for a check that counts as "no result", like Prometheus.
+    return list(result.series)
+
+
+def evidence(client: QueryClient, node: str, gpu: str | None, at: float | None = None) -> dict[str, Any]:
+    """GPU identity (serial, UUID), XID history and every GPU metric's value now."""
+    selector = f'instance="{quote(node)}"' + (f', gpu="{quote(gpu)}"' if gpu is not None else "")
+    queries = {
+        "gpu_info": f"gpu_info{{{selector}}}",
+        "xid_history": f'gpu_xid_errors_total{{instance="{quote(node)}"}}',
+        "xid_last": f'gpu_xid_last_code{{instance="{quote(node)}"}}',
+        "gpu_metrics": f'{{__name__=~"gpu_.+", {selector}}}',
+    }
+    captured: dict[str, Any] = {"node": node, "gpu": gpu, "queries": queries}
+    for name, query in queries.items():
+        try:
+            captured[name] = _rows(client, query, at)
+        except (QueryError, OSError) as exc:
+            captured[name] = {"error": str(exc)}
+    info = captured.get("gpu_info")
+    if isinstance(info, list) and info:
+        captured["serial"] = info[0]["labels"].get("serial", "")
+        captured["uuid"] = info[0]["labels"].get("uuid", "")
+    return captured
+
+
+def verify(client: QueryClient, checks: tuple[str, ...], values: dict[str, str | None],
+           at: float | None = None) -> tuple[bool, str]:
+    """All checks return a series (Prometheus's "the expression has a result" = healthy)."""
+    for template in checks:
+        query = fill(template, values)
+        try:
+            if not _series(client.instant(query, at)):
+                return False, f"no result: {query}"
+        except (QueryError, OSError) as exc:
+            return False, f"query failed: {query}: {exc}"
+    return True, f"{len(checks)} check(s) passed"

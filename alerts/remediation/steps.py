@@ -1,0 +1,291 @@
+"""What each ladder step does, one method per step, given a case and a fresh snapshot.
+
+A step returns an ``Outcome``: done (go on), waiting (try again at the next evaluation, e.g. the
+node still runs jobs, or a guard said not now), skipped (nothing to do), failed, or ``repair``
+(stop the ladder: keep the node drained and open a ticket). The engine records each outcome; the
+steps never write to the store themselves except through the context they are given, so each
+one can be tested with a case, a snapshot and fakes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from alerts.remediation import guards, queries, validate
+from alerts.remediation.ladder import DONE, FAILED, INTERRUPTED, SKIPPED, WAITING
+from alerts.remediation.outbound import OutboundError, Runner, Sender, command_argv
+from alerts.remediation.policy import AlertClass, Policy
+from alerts.remediation.store import Case, RemediationStore
+from scheduler.errors import ActionRefused
+from scheduler.model import ActionResult, Job, Snapshot
+
+REBOOTING_FLAGS = ("REBOOT_REQUESTED", "REBOOT_ISSUED", "REBOOT", "NOT_RESPONDING")
+CRASHED_STATES = ("FAILED", "NODE_FAIL")
+# A crash shortly before the alert fired is the alert's crash: the XID is seen after the job died.
+CRASH_WINDOW_SECONDS = 600.0
+
+
+class SchedulerActions(Protocol):
+    def drain(self, node: str, reason: str, actor: str) -> ActionResult: ...
+    def resume(self, node: str, actor: str, reason: str = "") -> ActionResult: ...
+    def requeue(self, job_id: str | int, actor: str, reason: str = "") -> ActionResult: ...
+    def reboot(self, node: str, reason: str, next_state: str, actor: str, asap: bool = True) -> ActionResult: ...
+
+
+@dataclass
+class Outcome:
+    status: str  # done | waiting | skipped | failed | repair
+    detail: str = ""
+    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action, target, result) for the audit
+    updates: dict[str, Any] = field(default_factory=dict)  # case fields to store
+
+
+REPAIR = "repair"
+
+
+@dataclass
+class StepContext:
+    policy: Policy
+    alert_class: AlertClass
+    case: Case
+    snapshot: Snapshot
+    store: RemediationStore
+    now: float
+    actor: str
+    execute: bool  # False in dry-run: decide, never act
+    would_drain: frozenset[str]  # nodes open cases drained (or would have) that the snapshot may not show yet
+    actions: SchedulerActions
+    query: Any | None
+    sender: Sender
+    runner: Runner
+
+    @property
+    def target(self) -> validate.Target:
+        return validate.Target(self.case.alertname, self.case.node, self.case.gpu, self.case.job_id)
+
+    def values(self) -> dict[str, str | None]:
+        return {"node": self.case.node, "gpu": self.case.gpu, "alertname": self.case.alertname,
+                "job_id": self.case.job_id}
+
+
+def _scheduler_call(action: Callable[[], ActionResult]) -> tuple[bool, str]:
+    try:
+        result = action()
+    except ActionRefused as exc:
+        return False, f"refused: {exc}"
+    return result.ok, result.message or ("ok" if result.ok else "failed")
+
+
+def _guarded(ctx: StepContext, *checks: Callable[[], str | None]) -> str | None:
+    for check in checks:
+        refusal = check()
+        if refusal:
+            return refusal
+    return None
+
+
+def evidence(ctx: StepContext) -> Outcome:
+    if ctx.query is None:
+        return Outcome(SKIPPED, "no query client configured: no evidence captured")
+    captured = queries.evidence(ctx.query, ctx.case.node or "", ctx.case.gpu, ctx.now)
+    captured["captured_at"] = ctx.now
+    captured["alert_labels"] = ctx.case.labels
+    series = len(captured["gpu_metrics"]) if isinstance(captured.get("gpu_metrics"), list) else 0
+    return Outcome(DONE, f"{series} GPU series, serial {captured.get('serial') or '?'}, "
+                         f"uuid {captured.get('uuid') or '?'}", updates={"evidence": captured})
+
+
+def drain(ctx: StepContext, what: str = "", budgeted: bool = True) -> Outcome:
+    node = ctx.snapshot.node(ctx.case.node or "")
+    if node is None:
+        return Outcome(FAILED, f"node {ctx.case.node} is not in the scheduler's node list")
+    if node.drain:
+        if guards.owns_drain(ctx.policy.reason_prefix, node):
+            return Outcome(DONE, f"already drained by ClusterWatch ({node.reason})", updates={"owned": True})
+        return Outcome(SKIPPED, f"already drained by {node.reason_set_by or 'someone else'} ({node.reason}): "
+                                "ClusterWatch will not resume it", updates={"owned": False})
+    checks = [lambda: guards.check_rate(ctx.policy.guards, ctx.store, ctx.now)]
+    if budgeted:
+        checks.insert(0, lambda: guards.check_budget(ctx.policy.guards, ctx.snapshot, node.name, ctx.would_drain))
+    refusal = _guarded(ctx, *checks)
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("drain", node.name, f"not done: {refusal}")])
+    reason = validate.reason(ctx.policy.reason_prefix, ctx.target, ctx.case.id, what)
+    if not ctx.execute:
+        return Outcome(DONE, f"would drain: {reason}", actions=[("drain", node.name, "would")],
+                       updates={"owned": True})
+    ok, message = _scheduler_call(lambda: ctx.actions.drain(node.name, reason, ctx.actor))
+    return Outcome(DONE if ok else FAILED, f"{reason}: {message}", actions=[("drain", node.name, "done" if ok else
+                                                                            f"failed: {message}")],
+                   updates={"owned": True} if ok else {})
+
+
+def _affected_jobs(ctx: StepContext) -> list[Job]:
+    node, gpu, since = ctx.case.node or "", ctx.case.gpu, ctx.case.created_at - CRASH_WINDOW_SECONDS
+    jobs = []
+    for job in ctx.snapshot.jobs:
+        if node not in job.nodes:
+            continue
+        crashed = job.state in CRASHED_STATES and (job.end_time or 0) >= since
+        indices = job.gpu_indices.get(node)
+        # A job still running on the faulty GPU is hung on it (a lost GPU never answers again).
+        on_gpu = job.state == "RUNNING" and gpu is not None and indices is not None and int(gpu) in indices
+        if crashed or on_gpu:
+            jobs.append(job)
+    return jobs
+
+
+def requeue(ctx: StepContext) -> Outcome:
+    jobs = _affected_jobs(ctx)
+    if not jobs:
+        return Outcome(SKIPPED, "no crashed or hung job on the node")
+    refusal = guards.check_rate(ctx.policy.guards, ctx.store, ctx.now)
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("requeue", j.job_id, f"not done: {refusal}")
+                                                                 for j in jobs])
+    outcome = Outcome(DONE)
+    for job in jobs:
+        if not ctx.execute:
+            outcome.actions.append(("requeue", job.job_id, "would"))
+            continue
+        ok, message = _scheduler_call(lambda: ctx.actions.requeue(job.job_id, ctx.actor, ctx.case.alertname))
+        outcome.actions.append(("requeue", job.job_id, "done" if ok else f"failed: {message}"))
+    outcome.detail = ", ".join(f"{target} {result}" for _, target, result in outcome.actions)
+    return outcome
+
+
+def wait_idle(ctx: StepContext) -> Outcome:
+    node = ctx.snapshot.node(ctx.case.node or "")
+    if node is None:
+        return Outcome(FAILED, f"node {ctx.case.node} is not in the scheduler's node list")
+    if not ctx.execute:
+        return Outcome(WAITING, "dry-run: would wait until no job runs on the node")
+    if node.drained:
+        return Outcome(DONE, f"node is {node.state} and drained")
+    return Outcome(WAITING, f"node still {node.state}: waiting for its jobs to end")
+
+
+def _already_restarted(ctx: StepContext) -> bool:
+    # "interrupted": a crash between asking and recording; the scheduler may well have rebooted.
+    return any(s.name in ("reboot", "reset") and s.status in (DONE, INTERRUPTED)
+               for s in ctx.store.steps(ctx.case.id))
+
+
+def reboot(ctx: StepContext) -> Outcome:
+    node = ctx.case.node or ""
+    if _already_restarted(ctx):
+        return Outcome(DONE, "already rebooted in this case: never repeated")
+    refusal = _guarded(ctx, lambda: guards.check_cooldown(ctx.policy.guards, ctx.store, node, ctx.now),
+                       lambda: guards.check_rate(ctx.policy.guards, ctx.store, ctx.now))
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("reboot", node, f"not done: {refusal}")])
+    reason = validate.reason(ctx.policy.reason_prefix, ctx.target, ctx.case.id, "reboot")
+    ok, message = _scheduler_call(lambda: ctx.actions.reboot(node, reason, ctx.policy.reboot_next_state, ctx.actor,
+                                                             asap=True))
+    if not ok:
+        return Outcome(REPAIR, f"reboot failed: {message}", actions=[("reboot", node, f"failed: {message}")])
+    return Outcome(DONE, f"{reason} nextstate={ctx.policy.reboot_next_state}", actions=[("reboot", node, "done")])
+
+
+def reset(ctx: StepContext) -> Outcome:
+    node = ctx.case.node or ""
+    if _already_restarted(ctx):
+        return Outcome(DONE, "already reset in this case: never repeated")
+    refusal = _guarded(ctx, lambda: guards.check_cooldown(ctx.policy.guards, ctx.store, node, ctx.now),
+                       lambda: guards.check_rate(ctx.policy.guards, ctx.store, ctx.now))
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("reset", node, f"not done: {refusal}")])
+    argv = command_argv(ctx.policy.commands[ctx.alert_class.command or ""], ctx.values())
+    code, output = ctx.runner(argv, ctx.policy.guards.verify_timeout)
+    if code != 0:
+        return Outcome(REPAIR, f"{argv[0]} exited {code}: {output}", actions=[("reset", node, f"failed: exit {code}")])
+    return Outcome(DONE, f"{' '.join(argv)}: exit 0", actions=[("reset", node, "done")])
+
+
+def wait_return(ctx: StepContext) -> Outcome:
+    node = ctx.snapshot.node(ctx.case.node or "")
+    if node is not None and not any(node.has_flag(f) for f in REBOOTING_FLAGS) and \
+            (node.state != "DOWN" or ctx.policy.reboot_next_state == "DOWN"):
+        return Outcome(DONE, f"node back: {node.state} {'+'.join(node.state_flags)}".strip())
+    if ctx.now - ctx.case.step_since > ctx.policy.guards.verify_timeout:
+        return Outcome(REPAIR, "node did not come back from its reboot in time")
+    return Outcome(WAITING, "waiting for the node to come back from its reboot")
+
+
+def verify(ctx: StepContext) -> Outcome:
+    if ctx.query is None:
+        return Outcome(REPAIR, "no query client configured: the node cannot be verified")
+    ok, detail = queries.verify(ctx.query, ctx.policy.verify, ctx.values(), ctx.now)
+    if ok:
+        return Outcome(DONE, detail)
+    if ctx.now - ctx.case.step_since > ctx.policy.guards.verify_timeout:
+        return Outcome(REPAIR, f"verification failed for {ctx.policy.guards.verify_timeout:.0f}s: {detail}")
+    return Outcome(WAITING, detail)
+
+
+def resume(ctx: StepContext) -> Outcome:
+    node = ctx.snapshot.node(ctx.case.node or "")
+    if node is None:
+        return Outcome(FAILED, f"node {ctx.case.node} is not in the scheduler's node list")
+    if not node.drain and node.state != "DOWN":
+        return Outcome(DONE, f"already in service ({node.state})")
+    if not ctx.case.owned or not guards.owns_drain(ctx.policy.reason_prefix, node):
+        return Outcome(SKIPPED, f"not resumed: drained by {node.reason_set_by or 'someone else'} ({node.reason})",
+                       actions=[("resume", node.name, "not done: drained by someone else")])
+    refusal = guards.check_rate(ctx.policy.guards, ctx.store, ctx.now)
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("resume", node.name, f"not done: {refusal}")])
+    ok, message = _scheduler_call(lambda: ctx.actions.resume(node.name, ctx.actor))
+    return Outcome(DONE if ok else FAILED, message, actions=[("resume", node.name, "done" if ok else
+                                                              f"failed: {message}")])
+
+
+def _send(ctx: StepContext, kind: str, body: dict[str, Any]) -> Outcome:
+    name = ctx.alert_class.receiver or "repair"
+    receiver = ctx.policy.receivers.get(name)
+    target = ctx.case.node or ctx.case.job_id or ""
+    if receiver is None:
+        return Outcome(SKIPPED, f"no receiver {name!r} configured", actions=[(kind, target, "not done: no receiver")])
+    if not ctx.execute:
+        return Outcome(DONE, f"would send to {name}", actions=[(kind, target, "would")])
+    try:
+        ctx.sender(receiver, body, f"clusterwatch-case-{ctx.case.id}-{kind}")
+    except OutboundError as exc:
+        return Outcome(FAILED, str(exc), actions=[(kind, target, f"failed: {exc}")])
+    return Outcome(DONE, f"sent to {name}", actions=[(kind, target, "done")])
+
+
+def _case_body(ctx: StepContext, kind: str, detail: str = "") -> dict[str, Any]:
+    return {"kind": kind, "case": ctx.case.id, "class": ctx.case.alert_class, "alertname": ctx.case.alertname,
+            "node": ctx.case.node, "gpu": ctx.case.gpu, "job_id": ctx.case.job_id, "labels": ctx.case.labels,
+            "lemon": ctx.case.lemon, "detail": detail or ctx.case.detail, "evidence": ctx.case.evidence,
+            "steps": [{"name": s.name, "status": s.status, "detail": s.detail, "at": s.started_at}
+                      for s in ctx.store.steps(ctx.case.id)]}
+
+
+def ticket(ctx: StepContext, detail: str = "") -> Outcome:
+    return _send(ctx, "ticket", _case_body(ctx, "repair_ticket", detail))
+
+
+def notify(ctx: StepContext) -> Outcome:
+    body = _case_body(ctx, "notification")
+    job = next((j for j in ctx.snapshot.jobs if j.job_id == ctx.case.job_id), None) if ctx.case.job_id else None
+    if job is not None:
+        body["job"] = {"job_id": job.job_id, "name": job.name, "user": job.user, "account": job.account,
+                       "partition": job.partition, "state": job.state, "nodes": list(job.nodes), "gpus": job.gpus,
+                       "start_time": job.start_time, "time_limit_seconds": job.time_limit_seconds}
+    return _send(ctx, "notify", body)
+
+
+def persist(ctx: StepContext) -> Outcome:
+    need = ctx.alert_class.persist_evaluations
+    if ctx.case.seen >= need:
+        return Outcome(DONE, f"seen in {ctx.case.seen} evaluations (needs {need})")
+    return Outcome(WAITING, f"seen in {ctx.case.seen} of {need} evaluations")
+
+
+RUNNERS: dict[str, Callable[[StepContext], Outcome]] = {
+    "evidence": evidence, "drain": drain, "requeue": requeue, "wait_idle": wait_idle, "reboot": reboot,
+    "reset": reset, "wait_return": wait_return, "verify": verify, "resume": resume, "ticket": ticket,
+    "notify": notify, "persist": persist,
+}

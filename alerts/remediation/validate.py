@@ -1,0 +1,74 @@
+"""Alert labels turned into checked values before anything acts on them.
+
+Labels come from rule evaluation or from an Alertmanager webhook (an HTTP body), so they are
+untrusted: a node name must be a single name the scheduler's last node list holds, a GPU a small
+index, a job id Slurm's form; the reason written into Slurm is assembled only from these checked
+tokens and the policy's prefix, never from free text such as annotations.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from scheduler import validation
+from scheduler.errors import ActionRefused
+from scheduler.model import Snapshot
+
+_ALERTNAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,127}$")
+_GPU = re.compile(r"^[0-9]{1,3}$")
+
+
+class LabelError(ValueError):
+    """A label that cannot be used: names the label and why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    alertname: str
+    node: str | None
+    gpu: str | None
+    job_id: str | None
+
+
+def alertname(labels: dict[str, str]) -> str:
+    name = labels.get("alertname", "")
+    if not _ALERTNAME.match(name):
+        raise LabelError(f"alertname: not a Prometheus alert name: {name[:60]!r}")
+    return name
+
+
+def node(value: str, snapshot: Snapshot | None) -> str:
+    try:
+        return validation.check_node(value, snapshot)
+    except ActionRefused as exc:
+        raise LabelError(f"instance: {exc}") from None
+
+
+def target(labels: dict[str, str], snapshot: Snapshot | None, needs_node: bool) -> Target:
+    """The checked alert name, node, GPU and job id; ``LabelError`` on the first bad one."""
+    name = alertname(labels)
+    checked_node = None
+    if "instance" in labels or needs_node:
+        if needs_node or labels.get("instance"):
+            checked_node = node(labels.get("instance", ""), snapshot)
+    gpu = labels.get("gpu")
+    if gpu is not None and not _GPU.match(gpu):
+        raise LabelError(f"gpu: not a GPU index: {gpu[:20]!r}")
+    job_id = labels.get("job_id")
+    if job_id is not None:
+        try:
+            job_id = validation.check_job_id(job_id)
+        except ActionRefused as exc:
+            raise LabelError(f"job_id: {exc}") from None
+    return Target(name, checked_node, gpu, job_id)
+
+
+def reason(prefix: str, target: Target, case_id: int, what: str = "") -> str:
+    """``cw: GpuXidRebootRequired gpu 3 case 12``: checked tokens only, cleaned once more."""
+    words = [prefix, target.alertname]
+    if target.gpu is not None:
+        words += ["gpu", target.gpu]
+    if what:
+        words.append(what)
+    words += ["case", str(case_id)]
+    return validation.clean_text(" ".join(words), validation.MAX_REASON)
