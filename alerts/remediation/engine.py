@@ -69,6 +69,7 @@ class RemediationEngine:
         self.last_success: float | None = None
         self.last_duration = 0.0
         self.last_snapshot: Snapshot | None = None
+        self._unseen_drains: set[str] = set()  # drained since the current snapshot was taken
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -213,6 +214,8 @@ class RemediationEngine:
         except Exception:  # noqa: BLE001 - a failed poll keeps the last snapshot; the steps see its age
             log.exception("scheduler refresh failed")
         snapshot = self.scheduler.snapshot()
+        if snapshot is not self.last_snapshot:
+            self._unseen_drains.clear()  # a poll after those drains: the snapshot shows them now
         self.last_snapshot = snapshot
         return snapshot
 
@@ -226,7 +229,7 @@ class RemediationEngine:
     def _drained_by_us(self) -> frozenset[str]:
         """Nodes open cases drained (or, in dry-run, would have): the budget counts them even when
         the snapshot, taken before this evaluation's drains, does not show them yet."""
-        return frozenset(c.node for c in self.store.open_cases() if c.owned and c.node)
+        return frozenset(c.node for c in self.store.open_cases() if c.owned and c.node) | self._unseen_drains
 
     def _advance(self, case_id: int, snapshot: Snapshot) -> None:
         execute = self.mode == "auto"
@@ -292,6 +295,8 @@ class RemediationEngine:
         now = self.clock()
         if outcome.updates:
             self.store.update_case(case.id, now, **outcome.updates)
+        self._unseen_drains.update(target for action, target, result in outcome.actions
+                                   if action == "drain" and result in (DONE, WOULD))
         previous = self.store.steps(case.id)
         repeat_wait = outcome.status == WAITING and len(previous) >= 2 and previous[-2].position == case.step \
             and previous[-2].status == WAITING and previous[-2].detail == outcome.detail

@@ -207,7 +207,9 @@ class _Reader:
     def command(self, raw: Any, where: str) -> tuple[str, ...]:
         # An argument vector, never a shell line: "ssh {node} nvidia-smi -r" as one string would
         # tempt a shell, so only a list is accepted.
-        argv = self.sequence(raw, where)
+        if not isinstance(raw, list):
+            self.fail(where, "must be a list of strings (an argument vector; no shell is used)")
+        argv = raw
         if not argv or not all(isinstance(a, str) and a for a in argv):
             self.fail(where, "must be a non-empty list of strings (an argument vector; no shell is used)")
         if not argv[0].startswith("/"):
