@@ -3,6 +3,9 @@
 "use strict";
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
 const NAME_KEY = "cw-operator-name";
+// Pre-selected matchers for a silence made from an alert: what identifies the failing thing, not
+// volatile labels (a GPU's uuid changes with a swap) or ones a re-labelling rule might change.
+const IDENTIFYING = ["alertname", "instance", "gpu", "device", "port", "job_id"];
 // Survives the re-render that follows an action (the page content is rebuilt from fresh data).
 const lastResult = { text: "", cls: "" };
 
@@ -50,8 +53,9 @@ async function call(what, method, url, body) {
 function silenceForm(alert) {
   const { el } = CW;
   const labels = Object.entries(alert.labels).sort();
+  const identifying = labels.some(([k]) => IDENTIFYING.includes(k));
   const boxes = labels.map(([k, v]) => el("label", { class: "matcher" },
-    el("input", { type: "checkbox", name: "m", value: k, checked: true }), ` ${k}="${v}"`));
+    el("input", { type: "checkbox", name: "m", value: k, checked: !identifying || IDENTIFYING.includes(k) }), ` ${k}="${v}"`));
   const fields = [el("p", {}, alert.annotations.summary || alert.labels.alertname),
     el("fieldset", {}, el("legend", {}, "Silence alerts with these labels"), boxes),
     el("p", {}, el("label", {}, "Duration ", el("input", { id: "sil-duration", value: "2h", size: 6, required: true, pattern: "[0-9]+[smhdw]([0-9]+[smhdw])*" }))),
@@ -106,27 +110,32 @@ function filterBar(v) {
 
 CW.page(v => {
   const { el, fmt, kpi, section } = CW, c = v.counts;
-  const firing = Object.entries(v.firing_by_severity).sort(([a], [b]) => (SEVERITY_ORDER[a] ?? 9) - (SEVERITY_ORDER[b] ?? 9));
+  const bySeverity = Object.entries(v.firing_by_severity).sort(([a], [b]) => (SEVERITY_ORDER[a] ?? 9) - (SEVERITY_ORDER[b] ?? 9));
   const kpis = el("div", { class: "kpis", id: "alert-kpis" },
-    kpi("firing", firing.length ? firing.map(([s, n]) => `${n} ${s}`).join(", ") : "0", firing.length ? "bad" : ""),
+    kpi("firing", bySeverity.length ? bySeverity.map(([s, n]) => `${n} ${s}`).join(", ") : "0", bySeverity.length ? "bad" : ""),
     kpi("pending", c.pending || 0, c.pending ? "warn" : ""), kpi("acknowledged", c.acknowledged || 0),
     kpi("silenced", c.silenced || 0), kpi("inhibited", c.inhibited || 0),
     kpi("active silences", v.silences.filter(s => s.state === "active").length));
   const result = el("p", { id: "action-result", "aria-live": "polite", class: lastResult.cls || null }, lastResult.text);
   const node = a => a.labels.instance ? el("a", { href: "/nodes/" + encodeURIComponent(a.labels.instance) + location.search }, a.labels.instance) : "–";
-  const current = v.alerts.length ? CW.table("alerts", [
+  const columns = [
     { key: "severity", label: "severity", sortValue: r => SEVERITY_ORDER[r.labels.severity] ?? 9, render: r => el("span", { class: "sev sev-" + (r.labels.severity || "none") }, r.labels.severity || "–") },
     { key: "alertname", label: "alert", sortValue: r => r.labels.alertname, text: r => r.labels.alertname },
     { key: "instance", label: "instance", sortValue: r => r.labels.instance, text: r => r.labels.instance || "", render: node },
     { key: "gpu", label: "GPU", sortValue: r => Number(r.labels.gpu ?? -1), text: r => r.labels.gpu ?? "" },
-    { key: "summary", label: "summary", sortValue: r => r.annotations.summary, text: r => r.annotations.summary || "" },
+    { key: "summary", label: "summary", cls: "wrap", sortValue: r => r.annotations.summary, text: r => r.annotations.summary || "" },
     { key: "state", label: "state", render: r => el("span", { class: "state st-" + r.state,
       title: r.acknowledged ? `acknowledged by ${r.acknowledged.by}: ${r.acknowledged.comment}` : r.silencedBy.length ? "silenced by " + r.silencedBy.join(", ") : r.inhibitedBy.length ? "inhibited by " + r.inhibitedBy.join(", ") : null }, r.state) },
     { key: "startsAt", label: "since", text: r => fmt.iso(r.startsAt) },
     { key: "actions", label: "", sortValue: () => 0, text: () => "", render: r => el("span", { class: "row-actions" },
       el("button", { type: "button", class: "silence", onclick: () => silenceForm(r) }, "Silence"),
       r.state === "firing" ? el("button", { type: "button", class: "ack", onclick: () => ackForm(r) }, "Ack") : null) },
-  ], v.alerts, { sort: "severity" }) : el("p", { id: "alerts" }, v.connected ? "No alerts." : "The notification pipeline is not connected to this dashboard.");
+  ];
+  const firingRows = v.alerts.filter(a => a.state === "firing" || a.state === "acknowledged");
+  const mutedRows = v.alerts.filter(a => a.state === "silenced" || a.state === "inhibited");
+  const firing = firingRows.length ? CW.table("firing", columns, firingRows, { sort: "severity" })
+    : el("p", { id: "firing" }, v.connected ? "Nothing firing." : "The notification pipeline is not connected to this dashboard.");
+  const muted = mutedRows.length ? CW.table("muted", columns, mutedRows, { sort: "severity" }) : el("p", { id: "muted" }, "Nothing silenced or inhibited.");
   const pending = v.pending.length ? CW.table("pending", [
     { key: "alertname", label: "alert", sortValue: r => r.labels.alertname, text: r => r.labels.alertname },
     { key: "severity", label: "severity", sortValue: r => r.labels.severity, text: r => r.labels.severity || "–" },
@@ -135,9 +144,9 @@ CW.page(v => {
     { key: "active_since", label: "condition true since", text: r => fmt.time(r.active_since) },
   ], v.pending) : el("p", { id: "pending" }, "Nothing pending.");
   const silences = v.silences.length ? CW.table("silences", [
-    { key: "id", label: "id", text: r => r.id.slice(0, 8) }, { key: "matchers", label: "matchers", sortValue: r => matcherText(r.matchers), text: r => matcherText(r.matchers) },
+    { key: "id", label: "id", text: r => r.id.slice(0, 8) }, { key: "matchers", label: "matchers", cls: "wrap", sortValue: r => matcherText(r.matchers), text: r => matcherText(r.matchers) },
     { key: "state", label: "state" }, { key: "startsAt", label: "from", text: r => fmt.iso(r.startsAt) }, { key: "endsAt", label: "until", text: r => fmt.iso(r.endsAt) },
-    { key: "createdBy", label: "by" }, { key: "comment", label: "comment" },
+    { key: "createdBy", label: "by" }, { key: "comment", label: "comment", cls: "wrap" },
     { key: "actions", label: "", sortValue: () => 0, text: () => "", render: r => r.state === "expired" ? "" :
       el("button", { type: "button", class: "expire", onclick: () => expireForm(r) }, "Expire") },
   ], v.silences, { sort: "endsAt" }) : el("p", { id: "silences" }, "No silences.");
@@ -146,6 +155,6 @@ CW.page(v => {
     { key: "alertname", label: "alert" }, { key: "instance", label: "instance", sortValue: r => r.labels.instance, text: r => r.labels.instance || "" },
     { key: "summary", label: "summary", sortValue: r => r.annotations.summary, text: r => r.annotations.summary || "" },
   ], v.history, { sort: "at", desc: true }) : el("p", { id: "history" }, "No alert started or resolved in this range.");
-  return [kpis, filterBar(v), result, section("Current alerts", current), section("Pending (condition true, waiting for its 'for')", pending),
+  return [kpis, filterBar(v), result, section("Firing", firing), section("Silenced and inhibited", muted), section("Pending (condition true, waiting for its 'for')", pending),
     section("Silences", silences), section("History", history)];
 });

@@ -57,7 +57,8 @@ def test_every_page_loads_clean_and_the_heatmap_has_every_gpu(demo, page):
     job_id = httpx.get(f"{base}/api/jobs", params={"state": "RUNNING"}).json()["jobs"][0]["job_id"]
     node = httpx.get(f"{base}/api/nodes").json()["nodes"][0]["name"]
     for name, path in [("overview", "/"), ("jobs", "/jobs"), ("job", f"/jobs/{job_id}"), ("nodes", "/nodes"),
-                       ("node", f"/nodes/{node}"), ("users", "/users?range=15m")]:
+                       ("node", f"/nodes/{node}"), ("users", "/users?range=15m"),
+                       ("alerts", "/alerts")]:
         page.goto(base + path)
         page.wait_for_selector("#updated:not(:empty)")
         if name in ("overview", "job", "node"):
@@ -111,4 +112,54 @@ def test_operator_drains_a_node_from_its_page(demo, page):
     assert state["reason"] == "browser test drain" and state["reason_set_by"]
     page.wait_for_function("() => document.getElementById('audit').textContent.includes('browser test drain')")
     shot(page, "node-drained")
+    assert page.errors == [] and page.foreign == []
+
+
+def firing_row(page, alertname: str, node: str, gpu: int):
+    return page.locator("#firing tbody tr", has_text=alertname).filter(has_text=node).filter(
+        has=page.locator("td:nth-child(4)", has_text=str(gpu)))
+
+
+def test_alerts_page_fault_raises_an_alert_and_silencing_it_from_the_ui_mutes_it(demo, page):
+    base, sim = demo["base"], demo["sim"]
+    view = httpx.get(f"{base}/api/alerts-view").json()
+    assert view["connected"], ("serve does not hand the notification pipeline to the dashboard: "
+                               "DashboardContext(..., alerting=pipeline) in clusterwatch/commands/serve.py")
+    node = httpx.get(f"{sim}/api/fleet").json()["nodes"][3]["name"]
+    page.goto(base + "/alerts?refresh=5")
+    page.wait_for_selector("#alert-kpis")
+    shot(page, "alerts")
+    # XID 79 (fallen off the bus): the pack's GpuXidRebootRequired has no `for`, its group a 15 s interval.
+    httpx.post(f"{sim}/api/faults", json={"kind": "xid", "node": node, "gpu": 6, "xid": 79}).raise_for_status()
+    row = firing_row(page, "GpuXidRebootRequired", node, 6)
+    row.wait_for(timeout=90_000)
+    assert "firing" in row.inner_text()
+    shot(page, "alerts-firing")
+
+    row.locator("button.silence").click()
+    page.wait_for_selector("#act-dialog[open]")
+    page.fill("#sil-comment", "browser test: node being rebooted")
+    page.fill("#sil-by", "alice")
+    page.fill("#token", TOKEN)
+    shot(page, "alerts-silence-dialog")
+    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation
+    page.click("#act-submit")
+    page.wait_for_function("() => document.getElementById('action-result').textContent.includes('silence: done')")
+    # Out of the firing list, into the muted one, and a silence listed with the operator's comment.
+    row.wait_for(state="detached", timeout=15_000)
+    muted = page.locator("#muted tbody tr", has_text="GpuXidRebootRequired").filter(has_text=node)
+    muted.first.wait_for(timeout=15_000)
+    assert "silenced" in muted.first.inner_text()
+    assert "browser test: node being rebooted" in page.locator("#silences").inner_text()
+    states = {a["state"] for a in httpx.get(f"{base}/api/alerts", params={"filter": f'instance="{node}"'}).json()
+              if a["labels"]["alertname"] == "GpuXidRebootRequired" and a["labels"].get("gpu") == "6"}
+    assert states == {"silenced"}
+    shot(page, "alerts-silenced")
+
+    # Expiring the silence from the UI brings the alert back to the firing list.
+    page.locator("#silences tbody tr", has_text="browser test").locator("button.expire").click()
+    page.wait_for_selector("#act-dialog[open]")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#act-submit")
+    firing_row(page, "GpuXidRebootRequired", node, 6).wait_for(timeout=15_000)
     assert page.errors == [] and page.foreign == []
