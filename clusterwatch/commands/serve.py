@@ -10,6 +10,7 @@ import signal
 import socket
 
 from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
+from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
 from clusterwatch.settings import Option
@@ -38,6 +39,7 @@ OPTIONS = (
            settings.optional_path, "TOKEN"),
 )
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
+OPTIONS += REMEDIATION_OPTIONS  # --automation, --policy: beside the remediation engine
 OPTIONS += (
     Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
     Option("alert_state", None, "SQLite file of alert state (default: alert-state.sqlite in --state-dir; "
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
+    from alerts.remediation.component import from_settings as remediation_component
     from clusterwatch.server import build_app
     from tsdb.component import EmbeddedTSDB
     from tsdb.exposition import ExpositionError
@@ -187,8 +190,10 @@ def run(args: argparse.Namespace) -> int:
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
     alerting_component, pipeline = alerting.from_settings(values, args.config)
     evaluator = rules_evaluator(values, tsdb, query, args.config)
+    remediation = remediation_component(values, adapter, query, pipeline, args.config)
     sock = _bind(listen)
     app = build_app([*components, *scheduler, evaluator_component(evaluator), alerting_component,
+                     *([remediation] if remediation else []),
                      dashboard_component(DashboardContext(query, adapter, audit))])
     alerting.install_operator_token(app, values["operator_token"])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))

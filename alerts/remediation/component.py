@@ -1,0 +1,71 @@
+"""The remediation engine as a server component, and its ``serve`` settings.
+
+``--automation off|dry-run|auto`` and ``--policy FILE``: with a policy and no mode the engine
+runs in dry-run (decisions shown, nothing done); without either it is off. The engine registers
+itself as the pipeline's ``remediation`` hook, the receiver that the shipped alerting.yml routes
+remediable alerts to; with automation off that hook only drops what it is handed, so the
+pipeline's outbox does not retry a receiver that will never come.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from clusterwatch import settings
+from clusterwatch.settings import Option
+
+log = logging.getLogger(__name__)
+
+HOOK_NAME = "remediation"
+DB_FILE = "remediation.db"
+OPTIONS = (
+    Option("automation", None, "remediation: off, dry-run (decide and show, act on nothing) or auto "
+           "(default: dry-run with --policy, else off)", settings.choice("off", "dry-run", "auto"),
+           "off|dry-run|auto"),
+    Option("policy", None, "remediation policy file (default: the shipped alerts/remediation/default-policy.yml)",
+           settings.optional_path, "FILE"),
+)
+
+
+def resolve_mode(values: dict) -> str:
+    if values.get("automation"):
+        return values["automation"]
+    return "dry-run" if values.get("policy") else "off"
+
+
+def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_file: str | None = None):
+    """The component (or None when automation is off) from ``serve``'s resolved settings."""
+    from clusterwatch.errors import ConfigError
+
+    mode = resolve_mode(values)
+    if mode == "off":
+        if pipeline is not None:
+            pipeline.register_hook(HOOK_NAME, lambda notification: log.debug(
+                "automation off: %d alert(s) not acted on", len(notification.alerts)))
+        return None
+    if adapter is None:
+        raise ConfigError("automation", f"{mode} needs a scheduler (--scheduler slurm-cli|slurmrestd|simulator)",
+                          config_file)
+    from alerts.remediation import api, policy
+    from alerts.remediation.engine import RemediationEngine
+    from alerts.remediation.metrics import RemediationCollector
+    from alerts.remediation.store import RemediationStore
+    from clusterwatch.server import Component
+
+    loaded = policy.load(values.get("policy"))
+    state_dir = values.get("state_dir")
+    try:
+        store = RemediationStore(Path(state_dir) / DB_FILE if state_dir else ":memory:")
+    except Exception as exc:  # noqa: BLE001 - sqlite3 errors and OSError alike: the admin must fix the path
+        raise ConfigError("state_dir", f"cannot open the remediation database: {exc}", config_file) from None
+    engine = RemediationEngine(loaded, adapter, store, query, mode=mode)
+    if pipeline is not None:
+        pipeline.register_hook(HOOK_NAME, engine.handle)
+
+    def stop() -> None:
+        engine.stop()
+        store.close()
+
+    return Component("remediation", routers=[api.build_router(engine)], start=engine.start, stop=stop,
+                     collectors=[RemediationCollector(engine)])
