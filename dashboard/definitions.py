@@ -19,6 +19,13 @@ UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) (increase(gpu_xid_errors
              " or (gpu_remapped_rows_pending > 0) or (gpu_remapped_rows_failure > 0)")
 
 
+NODE_LOOKBACK = "1h"
+# The scrape targets that are GPU nodes: those that exposed the exporter's gpu_up within the
+# lookback. A real Prometheus also scrapes targets that are not (ClusterWatch's own /metrics, other
+# services), which must not appear as nodes; a node whose exporter has just gone down still does.
+GPU_NODE_TARGETS = f"up and on (instance) count by (instance) (last_over_time(gpu_up[{NODE_LOOKBACK}]))"
+
+
 def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:
     query = UNHEALTHY
     if instance_regex:

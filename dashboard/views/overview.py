@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import IDLE_BELOW, allocations, unhealthy_gpus
+from dashboard.definitions import GPU_NODE_TARGETS, IDLE_BELOW, allocations, unhealthy_gpus
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, by_gpu, scalars
 
@@ -108,7 +108,7 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{tr.window}]) < {IDLE_BELOW}", at))
     present = by_gpu(client.instant("gpu_up", at))
     unhealthy = unhealthy_gpus(client, at)
-    targets = client.instant("up", at).series
+    targets = client.instant(GPU_NODE_TARGETS, at).series
     snapshot = ctx.snapshot()
     held = allocations(snapshot, client, at)
 

@@ -1,0 +1,88 @@
+"""``clusterwatch serve --prometheus-url``: the same JSON views against a real Prometheus (Debian's
+``prometheus``) scraping a small simulator through its file_sd, with no embedded store. The GPU
+counts, nodes and jobs must match the simulator's ground truth (/api/fleet)."""
+from __future__ import annotations
+
+import sys
+import time
+
+import httpx
+
+from tests.realcomponents import free_port, require_binary, wait_http
+
+NODES = 3
+
+
+def until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory):
+    prometheus = require_binary("prometheus")
+    sim_port, prom_port, serve_port = free_port(), free_port(), free_port()
+    sim, prom, base = (f"http://127.0.0.1:{p}" for p in (sim_port, prom_port, serve_port))
+    file_sd = tmp_path / "fleet.json"
+    simulator = process_factory([sys.executable, "-m", "clusterwatch", "simulate", "--nodes", str(NODES), "--listen",
+                                 f"127.0.0.1:{sim_port}", "--file-sd", str(file_sd)], name="simulate")
+    wait_http(f"{sim}/-/healthy", timeout=60, proc=simulator)
+    config = tmp_path / "prometheus.yml"
+    # The GPU nodes through the simulator's file_sd, and serve's own /metrics, where the scheduler
+    # adapter's slurm_* series are exposed when there is no embedded store to ingest them.
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: gpu-nodes\n"
+        "    honor_labels: true\n"
+        f"    file_sd_configs: [{{files: ['{file_sd}'], refresh_interval: 1s}}]\n"
+        "  - job_name: clusterwatch\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{serve_port}']}}]\n")
+    proc = process_factory([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                            f"--web.listen-address=127.0.0.1:{prom_port}"])
+    wait_http(f"{prom}/-/ready", timeout=60, proc=proc)
+    serve = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{serve_port}",
+                             "--prometheus-url", prom, "--scheduler", "simulator", "--scheduler-url", f"{sim}/slurm",
+                             "--scheduler-interval", "1s"], name="serve")
+    wait_http(f"{base}/-/ready", timeout=60, proc=serve)
+    fleet = httpx.get(f"{sim}/api/fleet", timeout=10).json()
+    gpus = sum(len(n["gpus"]) for n in fleet["nodes"])
+
+    def overview():
+        body = httpx.get(f"{base}/api/overview", params={"range": "15m"}, timeout=20).json()
+        scraped = sum(v is not None for row in body["heatmap"]["z"] for v in row)
+        return body if body["kpis"]["gpus_total"] == gpus == scraped and body["kpis"]["jobs_running"] else None
+
+    # The scheduler's poll knows the GPUs at once; wait until Prometheus has scraped them too.
+    view = until(overview, 60, "the overview to show every simulated GPU, scraped, and the running jobs")
+    heat = view["heatmap"]
+    assert heat["nodes"] == sorted(n["name"] for n in fleet["nodes"])
+    assert [sum(v is not None for v in row) for row in heat["z"]] == [len(n["gpus"]) for n in
+                                                                     sorted(fleet["nodes"], key=lambda n: n["name"])]
+    assert view["kpis"]["nodes_total"] == NODES
+    assert {(g["rack"], n) for g in view["racks"] for n in g["nodes"]} == {(n["rack"], n["name"]) for n in fleet["nodes"]}
+
+    fleet = httpx.get(f"{sim}/api/fleet", timeout=10).json()
+    rows = {r["job_id"]: r for r in httpx.get(f"{base}/api/jobs", timeout=20).json()["jobs"]}
+    running = [j for j in fleet["jobs"] if j["state"] == "RUNNING" and str(j["job_id"]) in rows]
+    assert running
+    for job in running:
+        assert rows[str(job["job_id"])]["gpus"] == job["gpus_total"]
+    biggest = max(running, key=lambda j: j["gpus_total"])
+
+    def job_view():
+        body = httpx.get(f"{base}/api/jobs/{biggest['job_id']}", params={"range": "15m"}, timeout=20).json()
+        return body if len(body["gpus"]) == biggest["gpus_total"] else None
+
+    until(job_view, 30, f"job {biggest['job_id']}'s GPUs")
+    node = fleet["nodes"][0]
+    body = httpx.get(f"{base}/api/nodes/{node['name']}", params={"range": "15m"}, timeout=20).json()
+    assert set(body["gpu_series"]["utilization"]) == {str(g["index"]) for g in node["gpus"]}
+    assert httpx.get(f"{base}/api/alerts-view", timeout=20).status_code == 200
+    # Nothing here reads an embedded store: serve has none, and says so by not serving its API.
+    assert httpx.get(f"{base}/api/v1/query", params={"query": "up"}).status_code == 404
