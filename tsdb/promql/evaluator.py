@@ -142,9 +142,17 @@ class Evaluator:
         for block in self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max())):
             bits = block.values.view(np.uint64)
             keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+            complete = keep.all(axis=1)
             for row in np.flatnonzero(keep.any(axis=1)):
-                series = RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]])
-                key = tuple(sorted(series.labels.items()))
+                # Rows with every sample share the block's timestamp array itself: range functions
+                # then recognise them (same array object) and compute them together.
+                if complete[row]:
+                    series = RSeries(block.labels[row], block.timestamps, block.values[row])
+                else:
+                    series = RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]])
+                # Only a series that moved between columns can come twice; sorting every label
+                # set to find those was most of a selector's cost.
+                key = tuple(sorted(series.labels.items())) if block.moved else id(series)
                 previous = by_labels.get(key)
                 if previous is not None:  # the series moved between columns: join its parts in time order
                     order = np.argsort(np.concatenate([previous.timestamps, series.timestamps]), kind="stable")

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from tsdb.promql.aggregation import quantile
-from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_labels
+from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_labels, one_name
 
 Window = Callable[[np.ndarray, np.ndarray, int, int, list[float]], "float | None"]
 
@@ -164,26 +164,88 @@ WINDOW_FUNCTIONS: dict[str, tuple[Window, int]] = {
 
 def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
     """``name`` over each series' window at every step; ``scalars`` are its other arguments."""
-    fn, _ = WINDOW_FUNCTIONS[name]
-    ends = matrix.ends
-    starts = ends - matrix.range_ms
+    if name in _EXTRAPOLATED:
+        results = _apply_extrapolated(name, matrix)
+    else:
+        results = [_apply_one(WINDOW_FUNCTIONS[name][0], s, matrix, scalars) for s in matrix.series]
     out = []
-    for s in matrix.series:
-        lo = np.searchsorted(s.timestamps, starts, side="left")
-        hi = np.searchsorted(s.timestamps, ends, side="right")
-        values = np.full(len(ends), np.nan)
-        present = np.zeros(len(ends), dtype=bool)
-        for step in np.flatnonzero(hi > lo):
-            args = [float(a[step]) for a in scalars]
-            result = fn(s.timestamps[lo[step]:hi[step]], s.values[lo[step]:hi[step]], int(ends[step]),
-                        matrix.range_ms, args)
-            if result is not None:
-                values[step] = result
-                present[step] = True
+    for s, (values, present) in zip(matrix.series, results):
         if present.any():
             labels = s.labels if name == "last_over_time" else drop_name(s.labels)
             out.append(VSeries(labels, values, present))
-    return Vector(merge_same_labels(out))
+    return Vector(out if one_name(s.labels for s in matrix.series) else merge_same_labels(out))
+
+
+def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    ends = matrix.ends
+    lo = np.searchsorted(s.timestamps, ends - matrix.range_ms, side="left")
+    hi = np.searchsorted(s.timestamps, ends, side="right")
+    values = np.full(len(ends), np.nan)
+    present = np.zeros(len(ends), dtype=bool)
+    for step in np.flatnonzero(hi > lo):
+        args = [float(a[step]) for a in scalars]
+        result = fn(s.timestamps[lo[step]:hi[step]], s.values[lo[step]:hi[step]], int(ends[step]), matrix.range_ms, args)
+        if result is not None:
+            values[step] = result
+            present[step] = True
+    return values, present
+
+
+# rate/increase/delta: (is_counter, is_rate). Series that share one timestamp array (every series
+# a target exposed in every scrape of the window) are computed together, a row per series.
+_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+
+
+def _apply_extrapolated(name: str, matrix: RangeVector) -> list[tuple[np.ndarray, np.ndarray]]:
+    is_counter, is_rate = _EXTRAPOLATED[name]
+    fn = WINDOW_FUNCTIONS[name][0]
+    results: list = [None] * len(matrix.series)
+    shared: dict[int, list[int]] = {}
+    for index, s in enumerate(matrix.series):
+        shared.setdefault(id(s.timestamps), []).append(index)
+    ends = matrix.ends
+    for indices in shared.values():
+        if len(indices) == 1:
+            results[indices[0]] = _apply_one(fn, matrix.series[indices[0]], matrix, [])
+            continue
+        timestamps = matrix.series[indices[0]].timestamps
+        rows = np.vstack([matrix.series[i].values for i in indices])
+        values = np.full((len(indices), len(ends)), np.nan)
+        lo = np.searchsorted(timestamps, ends - matrix.range_ms, side="left")
+        hi = np.searchsorted(timestamps, ends, side="right")
+        for step in np.flatnonzero(hi - lo >= 2):
+            values[:, step] = _extrapolated_rows(timestamps[lo[step]:hi[step]], rows[:, lo[step]:hi[step]],
+                                                 int(ends[step]), matrix.range_ms, is_counter, is_rate)
+        present = np.broadcast_to(hi - lo >= 2, values.shape)
+        for row, index in enumerate(indices):
+            results[index] = (values[row], present[row].copy())
+    return results
+
+
+def _extrapolated_rows(ts: np.ndarray, vs: np.ndarray, end: int, range_ms: int, is_counter: bool,
+                       is_rate: bool) -> np.ndarray:
+    """``_extrapolated`` for many series sharing ``ts``: the same arithmetic, one row each."""
+    first, last = vs[:, 0], vs[:, -1]
+    result = last - first
+    if is_counter:
+        drops = vs[:, 1:] < vs[:, :-1]
+        result = result + np.where(drops, vs[:, :-1], 0.0).sum(axis=1)
+    start = end - range_ms
+    to_start = (int(ts[0]) - start) / 1000
+    to_end = (end - int(ts[-1])) / 1000
+    sampled = (int(ts[-1]) - int(ts[0])) / 1000
+    average = sampled / (len(ts) - 1)
+    with np.errstate(all="ignore"):
+        starts = np.full(len(result), to_start)
+        if is_counter:
+            to_zero = sampled * (first / result)
+            use_zero = (result > 0) & (first >= 0) & (to_zero < to_start)
+            starts = np.where(use_zero, to_zero, starts)
+        threshold = average * 1.1
+        interval = sampled + np.where(starts < threshold, starts, average / 2)
+        interval = interval + (to_end if to_end < threshold else average / 2)
+        result = result * (interval / sampled)
+    return result / (range_ms / 1000) if is_rate else result
 
 
 def absent_over_time(matrix: RangeVector, absent_labels: dict[str, str]) -> Vector:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Iterable
+
 import numpy as np
 
 from tsdb import store as _store
@@ -102,6 +104,13 @@ def drop_name(labels: dict[str, str]) -> dict[str, str]:
 def format_labels(labels: dict[str, str]) -> str:
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
+
+
+def one_name(labels: Iterable[dict[str, str]]) -> bool:
+    """True when every label set has the same metric name: dropping it then cannot make two
+    series equal, so ``merge_same_labels`` (which sorts every label set) can be skipped."""
+    names = {item.get("__name__") for item in labels}
+    return len(names) <= 1
 
 
 def merge_same_labels(series: list[VSeries]) -> list[VSeries]:
