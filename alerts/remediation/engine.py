@@ -105,6 +105,8 @@ class RemediationEngine:
             if case is not None and case.alertname == target.alertname:
                 self._alert_resolved(case, now)
             return
+        if case is None and self._already_handled(key, target.alertname, alert.starts_at):
+            return
         if case is not None:
             if case.alertname != target.alertname:
                 self._audit(now, case, target.alertname, "intake", "joined", f"case {case.id} already works on "
@@ -113,6 +115,13 @@ class RemediationEngine:
                 self.store.update_case(case.id, now, alert_active=True)
             return
         self._open(alert_class, target, labels, key, now)
+
+    def _already_handled(self, key: str, alertname: str, starts_at: float) -> bool:
+        """The same firing as a case already finished (kept drained for repair, resolved, handed
+        over): an XID alert fires for an hour after the reboot that fixed it, and a node in repair
+        stays alerting until it is replaced; neither is a new fault."""
+        last = self.store.last_closed_case(key, alertname)
+        return last is not None and last.closed_at is not None and starts_at <= last.closed_at
 
     def _open(self, alert_class: AlertClass, target: validate.Target, labels: dict[str, str], key: str,
               now: float) -> None:

@@ -202,6 +202,11 @@ class RemediationStore:
         sets = ", ".join(f"{k} = ?" for k in encoded)
         self._execute(f"UPDATE cases SET {sets}, updated_at = ? WHERE id = ?", (*encoded.values(), now, case_id))
 
+    def last_closed_case(self, key: str, alertname: str) -> Case | None:
+        row = self._execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE key = ? AND alertname = ? AND closed_at IS NOT NULL "
+                            "ORDER BY closed_at DESC LIMIT 1", (key, alertname)).fetchone()
+        return _case(row) if row else None
+
     def last_case_on_node(self, node: str, states: tuple[str, ...]) -> Case | None:
         placeholders = ",".join("?" * len(states))
         row = self._execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE node = ? AND state IN ({placeholders}) "

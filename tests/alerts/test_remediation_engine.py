@@ -160,3 +160,13 @@ def test_dry_run_decides_the_same_and_does_nothing():
     assert decided(auto, ("done",)) == decided(dry, ("would",))
     assert dry.results("reboot") == ["would: wait_idle -> reboot -> wait_return -> verify -> resume"] or \
         any(r.startswith("would: wait_idle") for r in dry.results("wait_idle"))
+
+
+def test_an_alert_still_firing_after_its_case_ended_opens_no_new_case():
+    h = Harness()
+    h.receive(alert("GpuRowRemapFailed"))
+    assert h.case(1).state == REPAIR
+    for _ in range(3):
+        h.step()
+        h.receive(alert("GpuRowRemapFailed"))
+    assert len(h.store.cases()) == 1 and [a.kind for a in h.cluster.executed] == ["drain"]
