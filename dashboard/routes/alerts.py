@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams, bad_request
@@ -16,7 +17,7 @@ LABEL_VALUE_MAX = 256
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
-    router = APIRouter(tags=["alerts"])
+    router = APIRouter(tags=["alerts"], route_class=GzipRoute)
 
     def view(rp: RangeParams = Depends(),
              severity: str | None = Query(None, max_length=LABEL_VALUE_MAX, description="exact severity"),

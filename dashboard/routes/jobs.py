@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams, bad_request, check_job_id
@@ -15,7 +16,7 @@ STATES = {"RUNNING", "PENDING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
-    router = APIRouter(tags=["jobs"])
+    router = APIRouter(tags=["jobs"], route_class=GzipRoute)
 
     def list_view(rp: RangeParams = Depends(),
                   state: str | None = Query(None, description="comma-separated Slurm states")) -> JobsView:

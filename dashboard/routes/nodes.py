@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
+from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams, check_node
@@ -12,7 +13,7 @@ from dashboard.views.nodes import NodesView, NodeView, node, nodes
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
-    router = APIRouter(tags=["nodes"])
+    router = APIRouter(tags=["nodes"], route_class=GzipRoute)
 
     def list_view(rp: RangeParams = Depends()) -> NodesView:
         return run_view(lambda: nodes(ctx, rp.resolve(ctx.clock())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams
@@ -12,7 +13,7 @@ from dashboard.views.overview import ColorBy, Overview, overview
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
-    router = APIRouter(tags=["overview"])
+    router = APIRouter(tags=["overview"], route_class=GzipRoute)
 
     def view(rp: RangeParams = Depends(), color: ColorBy = Query("util", description="heatmap colour")) -> Overview:
         return run_view(lambda: overview(ctx, rp.resolve(ctx.clock()), color))

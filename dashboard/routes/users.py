@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
+from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams
@@ -12,7 +13,7 @@ from dashboard.views.users import UsersView, users
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
-    router = APIRouter(tags=["users"])
+    router = APIRouter(tags=["users"], route_class=GzipRoute)
 
     def view(rp: RangeParams = Depends()) -> UsersView:
         return run_view(lambda: users(ctx, rp.resolve(ctx.clock())))

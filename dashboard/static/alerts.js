@@ -156,5 +156,52 @@ CW.page(v => {
     { key: "summary", label: "summary", sortValue: r => r.annotations.summary, text: r => r.annotations.summary || "" },
   ], v.history, { sort: "at", desc: true }) : el("p", { id: "history" }, "No alert started or resolved in this range.");
   return [kpis, filterBar(v), result, section("Firing", firing), section("Silenced and inhibited", muted), section("Pending (condition true, waiting for its 'for')", pending),
-    section("Silences", silences), section("History", history)];
+    section("Silences", silences), section("History", history),
+    section("Automation", el("div", { id: "automation" }, "loading…"))];
 });
+
+// The automation log is the remediation engine's own API (its JSON is this section's view model);
+// fetched after each render, and absent (404) when serve runs with automation off.
+function decideForm(c, verb) {
+  const { el } = CW;
+  dialog.open(`${verb === "approve" ? "Approve" : "Reject"} case ${c.id}`, verb === "approve" ? "Approve" : "Reject",
+    [el("p", {}, `${c.alertname} on ${c.node || "–"}${c.gpu ? " GPU " + c.gpu : ""}${c.job_id ? ", job " + c.job_id : ""}: ${c.ladder.join(" → ")}`)],
+    async () => {
+      if (!confirm(`${verb} automation case ${c.id} (${c.current_step || c.ladder[0]} on ${c.node})?`)) return false;
+      return call(`${verb} case ${c.id}`, "POST", `/api/automation/cases/${c.id}/${verb}`);
+    });
+}
+
+CW.afterRender = async v => {
+  const { el, fmt } = CW;
+  const box = document.getElementById("automation");
+  let cases, audit;
+  try {
+    [cases, audit] = await Promise.all(["/api/automation/cases", `/api/automation/audit?since=${v.start}&limit=200`]
+      .map(url => fetch(url, { headers: { Accept: "application/json" } })));
+  } catch (e) { box.replaceChildren(el("p", { class: "bad" }, "automation API: " + e.message)); return; }
+  if (cases.status === 404) { box.replaceChildren(el("p", {}, "Automation is off on this server (serve --automation).")); return; }
+  if (!cases.ok || !audit.ok) { box.replaceChildren(el("p", { class: "bad" }, `automation API: ${cases.status} / ${audit.status}`)); return; }
+  const c = await cases.json(), log = await audit.json();
+  const proposed = c.cases.filter(x => x.state === "pending_approval");
+  const approvals = proposed.length ? CW.table("approvals", [
+    { key: "id", label: "case", cls: "num" }, { key: "alertname", label: "alert" }, { key: "node", label: "node" },
+    { key: "gpu", label: "GPU" }, { key: "job_id", label: "job" }, { key: "ladder", label: "plan", text: r => r.ladder.join(" → ") },
+    { key: "created_at", label: "proposed", text: r => fmt.time(r.created_at) },
+    { key: "actions", label: "", sortValue: () => 0, text: () => "", render: r => el("span", { class: "row-actions" },
+      el("button", { type: "button", class: "approve", onclick: () => decideForm(r, "approve") }, "Approve"),
+      el("button", { type: "button", class: "reject", onclick: () => decideForm(r, "reject") }, "Reject")) },
+  ], proposed, { sort: "id", desc: true }) : el("p", { id: "approvals" }, "No case waits for approval.");
+  const open = CW.table("cases", [
+    { key: "id", label: "case", cls: "num" }, { key: "alertname", label: "alert" }, { key: "node", label: "node" },
+    { key: "state", label: "state" }, { key: "current_step", label: "step" }, { key: "mode", label: "mode" },
+    { key: "updated_at", label: "updated", text: r => fmt.time(r.updated_at) }, { key: "detail", label: "detail", cls: "wrap" },
+  ], c.cases, { sort: "id", desc: true });
+  const entries = CW.table("audit", [
+    { key: "time", label: "time", text: r => fmt.time(r.time) }, { key: "action", label: "action" }, { key: "alert", label: "alert" },
+    { key: "node", label: "node" }, { key: "job_id", label: "job" }, { key: "mode", label: "mode" }, { key: "actor", label: "actor" },
+    { key: "result", label: "result" }, { key: "detail", label: "detail", cls: "wrap" },
+  ], log, { sort: "time", desc: true });
+  box.replaceChildren(el("p", {}, `mode ${c.mode}` + (c.budget ? ` · drain budget: ${c.budget.drained} drained, ${c.budget.remaining} left` : "")),
+    el("h3", {}, "Waiting for approval"), approvals, el("h3", {}, "Cases"), open, el("h3", {}, "Audit log"), entries);
+};

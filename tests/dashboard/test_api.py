@@ -120,3 +120,11 @@ def test_actions_need_an_operator(demo):
     assert state["reason"] == "dashboard test"
     resumed = httpx.post(f"{demo['base']}/api/nodes/{node}/resume", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert resumed.status_code == 200, resumed.text
+
+
+def test_large_responses_are_gzipped_when_asked(demo):
+    asked = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "gzip"})
+    plain = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "identity"})
+    assert asked.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert int(asked.headers["content-length"]) < len(plain.content) / 3
+    assert asked.json()["kpis"]["gpus_total"] == plain.json()["kpis"]["gpus_total"]  # httpx inflates it
