@@ -129,6 +129,30 @@ def scheduler_components(values: dict, tsdb, audit=None) -> tuple[list, object]:
     return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])], adapter
 
 
+class _Collectors:
+    """Several prometheus_client collectors seen as one."""
+
+    def __init__(self, collectors: list) -> None:
+        self.collectors = collectors
+
+    def collect(self):
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+def self_ingest_component(tsdb, components: list, interval: float):
+    """The server's own health (rule evaluation, notification delivery, automation, the store)
+    ingested into its embedded store, so the monitoring rules (NotificationsFailing,
+    RuleEvaluationFailing...) can fire without a Prometheus scraping the server. The scheduler's
+    metrics have their own source (job "slurm")."""
+    from clusterwatch.server import Component
+    from tsdb.local import LocalSource
+
+    collectors = [c for component in components if component.name != "scheduler" for c in component.collectors]
+    source = LocalSource(tsdb.store, "server", _Collectors(collectors), interval, "clusterwatch-server")
+    return Component("self-ingest", start=source.start, stop=source.stop)
+
+
 def rules_evaluator(values: dict, tsdb, query, config_file: str | None = None):
     """The rule evaluator over the embedded store (writing ALERTS and recorded series back into
     it) or, with --prometheus-url, reading only. ``evaluator.notify`` is the pipeline's hook."""
@@ -190,11 +214,15 @@ def run(args: argparse.Namespace) -> int:
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
     alerting_component, pipeline = alerting.from_settings(values, args.config)
     evaluator = rules_evaluator(values, tsdb, query, args.config)
+    evaluator.notify = pipeline.notify  # firing and resolved alerts enter the notification pipeline
     remediation = remediation_component(values, adapter, query, pipeline, args.config)
     sock = _bind(listen)
-    app = build_app([*components, *scheduler, evaluator_component(evaluator), alerting_component,
-                     *([remediation] if remediation else []),
-                     dashboard_component(DashboardContext(query, adapter, audit))])
+    components += [*scheduler, evaluator_component(evaluator), alerting_component,
+                   *([remediation] if remediation else []),
+                   dashboard_component(DashboardContext(query, adapter, audit))]
+    if tsdb is not None:
+        components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
+    app = build_app(components)
     alerting.install_operator_token(app, values["operator_token"])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
