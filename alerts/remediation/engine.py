@@ -217,6 +217,12 @@ class RemediationEngine:
                     self.store.update_case(case.id, now, step=case.step + 1)
                     self._audit(now, case, case.alertname, name, "interrupted: rolled forward, not repeated")
 
+    def _fresh_snapshot(self) -> Snapshot | None:
+        poller = getattr(self.scheduler, "poller", None)
+        if poller is not None:
+            poller.expire()
+        return self._snapshot()
+
     def _snapshot(self) -> Snapshot | None:
         try:
             self.scheduler.refresh(wait=True)
@@ -257,6 +263,10 @@ class RemediationEngine:
                     self.store.step_ended(self.store.step_started(case.id, case.step, name, "dry-run",
                                                                   self.clock()), WOULD, rest, self.clock())
                 return
+            if execute and name in ("drain", "resume"):
+                # Never act on a view older than the action: an operator may have drained the node
+                # since the last poll, and a drain over theirs would take their reason away.
+                snapshot = self._fresh_snapshot() or snapshot
             outcome = self._run_step(case, name, snapshot, execute)
             if outcome.status == WAITING:
                 return

@@ -1,0 +1,95 @@
+"""The engine against a real single-node Slurm 22.05 (tests/scheduler/slurm_cluster.py): an alert
+leads to a real drain, an approval leads to a real resume, an operator's drain is never undone."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from alerts.remediation import policy as policy_module
+from alerts.remediation.engine import RemediationEngine
+from alerts.remediation.store import RemediationStore
+from scheduler import build_scheduler
+from tests.alerts.test_remediation_helpers import TableQuery, alert
+from tests.realcomponents import require_binary, unavailable
+from tests.scheduler.slurm_cluster import SingleNodeSlurm, SlurmStartError
+
+pytestmark = pytest.mark.real_component
+
+BINARIES = ("slurmctld", "slurmd", "squeue", "sinfo", "scontrol", "munged", "munge", "unshare", "nsenter", "ip")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    for binary in BINARIES:
+        require_binary(binary)
+    cluster = SingleNodeSlurm()
+    try:
+        cluster.start()
+    except (SlurmStartError, OSError) as exc:
+        cluster.stop()
+        unavailable(f"single-node Slurm cannot start here: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+def _node(adapter):
+    adapter.poller.expire()
+    adapter.refresh(wait=True)
+    return adapter.snapshot().node("localhost")
+
+
+@pytest.fixture
+def adapter(slurm):
+    adapter = build_scheduler("slurm-cli", command_prefix=slurm.prefix, env={"SLURM_CONF": slurm.env["SLURM_CONF"]},
+                              min_interval=0.2, timeout=30)
+    slurm.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=False)
+    deadline = time.monotonic() + 20
+    while _node(adapter).drain and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return adapter
+
+
+def _engine(adapter, class_mode: str) -> RemediationEngine:
+    raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
+    # A ladder that a one-node test cluster can go through for real: no reboot of the test host.
+    raw["ladders"]["test"] = ["evidence", "drain", "requeue", "verify", "resume"]
+    raw["classes"][0].update(ladder="test", mode=class_mode)
+    raw["guards"]["max_drained_percent"] = 100  # one node: any drain is 100% of the partition
+    return RemediationEngine(policy_module.parse(raw, "test"), adapter, RemediationStore(), TableQuery(), mode="auto")
+
+
+def test_alert_leads_to_a_real_drain(adapter):
+    engine = _engine(adapter, "auto")
+    engine.policy.classes[0].__dict__["ladder"] = ("evidence", "drain")
+    engine.receive([alert(node="localhost", gpu="1")])
+    node = _node(adapter)
+    assert node.drain and node.reason == "cw: GpuXidRebootRequired gpu 1 case 1"
+
+
+def test_approval_leads_to_a_real_drain_and_resume(adapter):
+    engine = _engine(adapter, "approve")
+    engine.receive([alert(node="localhost", gpu="0")])
+    assert not _node(adapter).drain, "nothing happens before the approval"
+    engine.query.healthy = False  # the GPU is not back yet: the case waits in verify, drained
+    engine.approve(1, "carol")
+    assert _node(adapter).drain and engine.store.case(1).current_step == "verify"
+    engine.query.healthy = True  # resumed only because the reason is still ClusterWatch's
+    deadline = time.monotonic() + 10
+    while _node(adapter).drain and time.monotonic() < deadline:
+        engine.evaluate()
+        time.sleep(0.3)
+    assert not _node(adapter).drain
+    assert engine.store.case(1).state == "resolved"
+    assert [e.actor for e in engine.store.audit_entries() if e.action == "resume"] == ["operator:carol"]
+
+
+def test_operator_drain_is_never_undone(adapter, slurm):
+    slurm.run("scontrol", "update", "NodeName=localhost", "State=DRAIN", "Reason=operator maintenance")
+    engine = _engine(adapter, "auto")
+    engine.receive([alert(node="localhost", gpu="0")])
+    for _ in range(3):
+        engine.evaluate()
+    node = _node(adapter)
+    assert node.drain and node.reason == "operator maintenance"
+    assert engine.store.case(1).state == "closed"
