@@ -6,7 +6,7 @@ import statistics
 from typing import Iterable, Mapping
 
 from dashboard.promql import GpuKey, gpu_key
-from tsdb.client import QueryClient
+from tsdb.client import QueryClient, Series
 
 IDLE_BELOW = 0.01  # utilisation ratio under which an allocated GPU counts as idle
 STRAGGLER_FRACTION = 0.5  # a GPU below half of its job's median ...
@@ -20,10 +20,16 @@ UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) (increase(gpu_xid_errors
 
 
 NODE_LOOKBACK = "1h"
-# The scrape targets that are GPU nodes: those that exposed the exporter's gpu_up within the
-# lookback. A real Prometheus also scrapes targets that are not (ClusterWatch's own /metrics, other
-# services), which must not appear as nodes; a node whose exporter has just gone down still does.
-GPU_NODE_TARGETS = f"up and on (instance) count by (instance) (last_over_time(gpu_up[{NODE_LOOKBACK}]))"
+# Every GPU that exposed the exporter's gpu_up within the lookback: a GPU whose node has just gone
+# down (its series stale) still counts, and still marks its node as a GPU node.
+GPU_PRESENT = f"last_over_time(gpu_up[{NODE_LOOKBACK}])"
+
+
+def node_targets(client: QueryClient, at: float, nodes: set[str]) -> dict[str, Series]:
+    """instance -> ``up`` series (value, rack label) of the given nodes. GPU nodes are those with
+    GPUs present or known to the scheduler: a real Prometheus also scrapes targets that are not
+    (ClusterWatch's own /metrics, other services), which must not appear as nodes."""
+    return {name: s for s in client.instant("up", at).series if (name := s.labels.get("instance", "")) in nodes}
 
 
 def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:

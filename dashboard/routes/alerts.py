@@ -3,7 +3,7 @@ are the alerting API's own authenticated routes (``/api/silences``, ``/api/alert
 the dashboard adds no second way to change alert state."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from dashboard.compress import GzipRoute
@@ -14,12 +14,13 @@ from dashboard.routes.common import run_view
 from dashboard.views.alerts import AlertFilters, AlertsView, alerts_page
 
 LABEL_VALUE_MAX = 256
+AUTOMATION_API = "/api/automation/cases"
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
     router = APIRouter(tags=["alerts"], route_class=GzipRoute)
 
-    def view(rp: RangeParams = Depends(),
+    def view(request: Request, rp: RangeParams = Depends(),
              severity: str | None = Query(None, max_length=LABEL_VALUE_MAX, description="exact severity"),
              alertname: str | None = Query(None, max_length=LABEL_VALUE_MAX, description="exact alert name"),
              instance: str | None = Query(None, max_length=LABEL_VALUE_MAX,
@@ -29,7 +30,9 @@ def build_router(ctx: DashboardContext) -> APIRouter:
             filters.matchers()
         except ValueError as exc:
             raise bad_request(f"instance: {exc}") from None
-        return run_view(lambda: alerts_page(ctx, rp.resolve(ctx.clock()), filters))
+        # The remediation engine is a separate component serve adds only with --automation on.
+        automation = any(getattr(route, "path", None) == AUTOMATION_API for route in request.app.routes)
+        return run_view(lambda: alerts_page(ctx, rp.resolve(ctx.clock()), filters, automation))
 
     @router.get("/api/alerts-view", response_model=AlertsView)
     def alerts_json(model: AlertsView = Depends(view)) -> AlertsView:

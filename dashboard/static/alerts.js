@@ -175,12 +175,12 @@ function decideForm(c, verb) {
 CW.afterRender = async v => {
   const { el, fmt } = CW;
   const box = document.getElementById("automation");
+  if (!v.automation) { box.replaceChildren(el("p", {}, "Automation is off on this server (serve --automation).")); return; }
   let cases, audit;
   try {
     [cases, audit] = await Promise.all(["/api/automation/cases", `/api/automation/audit?since=${v.start}&limit=200`]
       .map(url => fetch(url, { headers: { Accept: "application/json" } })));
   } catch (e) { box.replaceChildren(el("p", { class: "bad" }, "automation API: " + e.message)); return; }
-  if (cases.status === 404) { box.replaceChildren(el("p", {}, "Automation is off on this server (serve --automation).")); return; }
   if (!cases.ok || !audit.ok) { box.replaceChildren(el("p", { class: "bad" }, `automation API: ${cases.status} / ${audit.status}`)); return; }
   const c = await cases.json(), log = await audit.json();
   const proposed = c.cases.filter(x => x.state === "pending_approval");

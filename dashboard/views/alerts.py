@@ -71,6 +71,8 @@ class AlertsView(BaseModel):
     history: list[HistoryOut] = Field(description="firing/resolved transitions in the range, newest first")
     silences: list[SilenceOut] = Field(description="pending and active silences, and those expired in the range")
     choices: AlertChoices
+    automation: bool = Field(description="whether this server runs the remediation engine, whose own API "
+                                         "(/api/automation/cases, /audit) is the automation log")
 
 
 def series_of(parts: dict[str, QueryResult], name: str) -> list:
@@ -96,7 +98,7 @@ def _history(pipeline: Any, since: float) -> list[HistoryOut]:
                                                                   "annotations", "source")}) for r in rows]
 
 
-def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters) -> AlertsView:
+def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters, automation: bool = False) -> AlertsView:
     matchers = filters.matchers()
     pending_all = _pending(ctx, tr.end)
     pipeline = ctx.alerting
@@ -127,4 +129,5 @@ def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters) -> 
         time=ctx.clock(), start=tr.start, end=tr.end, filters=filters, connected=pipeline is not None,
         counts=counts, firing_by_severity=by_severity, alerts=shown, pending=pending,
         history=[h for h in history if matches_all(matchers, h.labels)], silences=silences, choices=choices,
+        automation=automation,
     )

@@ -7,7 +7,7 @@ import math
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import GPU_NODE_TARGETS, unhealthy_gpus
+from dashboard.definitions import GPU_PRESENT, node_targets, unhealthy_gpus
 from dashboard.params import TimeRange
 from dashboard.promql import by_gpu, gpu_key, split_by_name
 from dashboard.views.overview import node_status
@@ -107,7 +107,7 @@ def _clean(values, grid, stamps) -> list[float | None]:
 
 def nodes(ctx: DashboardContext, tr: TimeRange) -> NodesView:
     client, at = ctx.query, tr.end
-    targets = {s.labels.get("instance", ""): s for s in client.instant(GPU_NODE_TARGETS, at).series}
+    with_gpus = {s.labels.get("instance", "") for s in client.instant(f"count by (instance) ({GPU_PRESENT})", at).series}
     util = client.instant("avg by (instance) (gpu_utilization_ratio)", at).series
     mean = {s.labels.get("instance", ""): s.value for s in util}
     bad: dict[str, int] = {}
@@ -115,8 +115,9 @@ def nodes(ctx: DashboardContext, tr: TimeRange) -> NodesView:
         bad[node] = bad.get(node, 0) + 1
     snapshot = ctx.snapshot()
     sched = snapshot.nodes_by_name if snapshot is not None else {}
+    targets = node_targets(client, at, (with_gpus | set(sched)) - {""})
     rows = []
-    for name in sorted((set(targets) | set(sched)) - {""}):
+    for name in sorted(targets.keys() | (with_gpus | set(sched)) - {""}):
         node = sched.get(name)
         target = targets.get(name)
         rows.append(NodeRow(

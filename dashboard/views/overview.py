@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import GPU_NODE_TARGETS, IDLE_BELOW, allocations, unhealthy_gpus
+from dashboard.definitions import GPU_PRESENT, IDLE_BELOW, allocations, node_targets, unhealthy_gpus
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, by_gpu, scalars
 
@@ -106,23 +106,22 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     heat = by_gpu(client.instant(expr.format(window=tr.window), at))
     util = heat if color_by == "util" else by_gpu(client.instant("gpu_utilization_ratio", at))
     peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{tr.window}]) < {IDLE_BELOW}", at))
-    present = by_gpu(client.instant("gpu_up", at))
+    present = by_gpu(client.instant(GPU_PRESENT, at))
     unhealthy = unhealthy_gpus(client, at)
-    targets = client.instant(GPU_NODE_TARGETS, at).series
     snapshot = ctx.snapshot()
     held = allocations(snapshot, client, at)
 
-    # Nodes: every scrape target and every node the scheduler knows, in name order.
-    rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
-    up_of = {s.labels.get("instance", ""): s.value for s in targets}
+    # Nodes: every node with GPUs seen and every node the scheduler knows, in name order.
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
     gpu_count: dict[str, int] = {}
     for node, gpu in list(present) + list(heat):
         gpu_count[node] = max(gpu_count.get(node, 0), gpu + 1)
     for name, node in sched_nodes.items():
         gpu_count[name] = max(gpu_count.get(name, 0), node.gpus)
-    names = sorted(set(rack_of) | set(sched_nodes) | set(gpu_count))
-    names = [n for n in names if n]
+    names = sorted(n for n in set(sched_nodes) | set(gpu_count) if n)
+    targets = node_targets(client, at, set(names)).values()
+    rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
+    up_of = {s.labels.get("instance", ""): s.value for s in targets}
     width = max(gpu_count.values(), default=0)
 
     job_ids = sorted(set(held.values()), key=lambda j: (len(j), j))

@@ -119,3 +119,4 @@ def test_without_the_pipeline_only_pending_is_known():
     with TestClient(app) as client:
         view = client.get("/api/alerts-view").json()
     assert not view["connected"] and view["alerts"] == [] and len(view["pending"]) == 1
+    assert view["automation"] is False  # no remediation API mounted: the page does not ask it

@@ -126,5 +126,5 @@ def test_large_responses_are_gzipped_when_asked(demo):
     asked = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "gzip"})
     plain = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "identity"})
     assert asked.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
-    assert int(asked.headers["content-length"]) < len(plain.content) / 3
+    assert int(asked.headers["content-length"]) < len(plain.content) / 2
     assert asked.json()["kpis"]["gpus_total"] == plain.json()["kpis"]["gpus_total"]  # httpx inflates it
