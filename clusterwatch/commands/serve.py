@@ -1,5 +1,5 @@
-"""``clusterwatch serve``: the one server process (scraper, embedded store, Prometheus API; later
-the alert evaluator, scheduler adapter and dashboard) on one port."""
+"""``clusterwatch serve``: the one server: scraper and embedded store (or a Prometheus URL), scheduler
+adapter, rule evaluator, notification pipeline, remediation and the dashboard, on one port."""
 from __future__ import annotations
 
 import argparse

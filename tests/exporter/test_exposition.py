@@ -77,3 +77,9 @@ def test_promtool_check_metrics_only_notes_node_exporter_camel_case(exposition):
     problems = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     unexpected = [line for line in problems if not re.match(r"^node_memory_\w+ metric names should be written in 'snake_case'", line)]
     assert unexpected == [], "\n".join(unexpected)
+
+
+def test_docs_configuration_md_is_generated_from_the_parsers():
+    from clusterwatch import configdoc
+
+    assert configdoc.main(["--check", str(ROOT / "docs" / "configuration.md")]) == 0
