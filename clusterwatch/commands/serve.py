@@ -1,5 +1,8 @@
-"""``clusterwatch serve``: the one server: scraper and embedded store (or a Prometheus URL), scheduler
-adapter, rule evaluator, notification pipeline, remediation and the dashboard, on one port."""
+"""``clusterwatch serve``: the all-in-one server: store, scheduler, alerting, automation, dashboard.
+
+One port serves the scraper and embedded store (or reads a Prometheus URL), the scheduler
+adapter, the rule evaluator, the notification pipeline, the remediation engine and the dashboard.
+"""
 from __future__ import annotations
 
 import argparse
