@@ -1,0 +1,225 @@
+"""Dashboard server time and payload: the overview at 1,120 GPUs (a 140-node simulator scraped by
+`clusterwatch serve`), the job page of the largest running job there, and the overview at 131,072
+GPUs (16,384 nodes' series generated straight into an embedded store).
+
+    .venv/bin/python bench/bench_dashboard.py [--repeats 30] [--big-nodes 16384] [--big-minutes 15]
+
+Small fleet: times are client times of sequential GETs over one keep-alive loopback connection
+(server time plus well under a millisecond of transport). Large fleet: the dashboard's routers run
+in process over the generated store (FastAPI's TestClient), so the time is the server's: queries,
+view model, JSON encoding and compression, with no socket. Payload is the body as sent, with and
+without ``Accept-Encoding: gzip``.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import free_port, summary_ms, wait_http  # noqa: E402
+
+GPUS_PER_NODE = 8
+NODES_PER_RACK = 32
+
+
+def timed_gets(port: int, path: str, count: int, gzip: bool = True) -> tuple[list[float], int]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Accept": "application/json", **({"Accept-Encoding": "gzip"} if gzip else {})}
+    latencies, size = [], 0
+    for _ in range(count):
+        start = time.perf_counter()
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:200]!r}")
+        size = len(body)
+    connection.close()
+    return latencies, size
+
+
+def small_fleet(repeats: int, work: Path) -> None:
+    """140 simulated nodes, serve scraping them at 5 s and polling the simulated Slurm."""
+    sim_port, port = free_port(), free_port()
+    file_sd = work / "fleet.json"
+    sim = subprocess.Popen([sys.executable, "-m", "clusterwatch", "simulate", "--nodes", "140", "--listen",
+                            f"127.0.0.1:{sim_port}", "--file-sd", str(file_sd)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = None
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/-/healthy", timeout=120)
+        serve = subprocess.Popen([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{port}",
+                                  "--file-sd", str(file_sd), "--scrape-interval", "5s", "--scheduler", "simulator",
+                                  "--scheduler-url", f"http://127.0.0.1:{sim_port}/slurm"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=120)
+        deadline = time.monotonic() + 120
+        while True:  # every GPU scraped and jobs placed, then half a minute more of history
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/overview")
+            body = json.loads(connection.getresponse().read())
+            connection.close()
+            scraped = sum(v is not None for row in body["heatmap"]["z"] for v in row)
+            if scraped == 1120 and body["kpis"]["jobs_running"]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"overview shows {scraped} scraped GPUs after 120 s")
+            time.sleep(1)
+        time.sleep(30)
+        latencies, size = timed_gets(port, "/api/overview", repeats)
+        _, plain = timed_gets(port, "/api/overview", 1, gzip=False)
+        print(f"overview, 1,120 GPUs (140 nodes), range 1h: {summary_ms(latencies)}; "
+              f"payload {size:,} B gzip / {plain:,} B plain")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/api/jobs?state=RUNNING")
+        jobs = json.loads(connection.getresponse().read())["jobs"]
+        connection.close()
+        biggest = max(jobs, key=lambda j: j["gpus"])
+        latencies, size = timed_gets(port, f"/api/jobs/{biggest['job_id']}", repeats)
+        _, plain = timed_gets(port, f"/api/jobs/{biggest['job_id']}", 1, gzip=False)
+        print(f"job page, job {biggest['job_id']} with {biggest['gpus']} GPUs on {len(biggest['nodes'])} nodes, "
+              f"range 1h: {summary_ms(latencies)}; payload {size:,} B gzip / {plain:,} B plain")
+        latencies, size = timed_gets(port, "/api/alerts-view", repeats)
+        print(f"alerts view: {summary_ms(latencies)}; payload {size:,} B gzip")
+    finally:
+        for proc in (serve, sim):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+
+
+def generated_store(nodes: int, minutes: float, interval: float, seed: int = 1):
+    """A store holding what the overview reads for ``nodes`` nodes: per GPU the exporter's gauges
+    (utilisation, memory, temperature, power, presence, row remapping) and its job mapping, per
+    node ``up`` with a rack, a few XID counters, and the scheduler's job and node-flag series."""
+    from tsdb.store import Store
+
+    rng = random.Random(seed)
+    store = Store(retention_s=minutes * 60 + 3600)
+    names = [f"gpu-{i + 1:05d}" for i in range(nodes)]
+    # Jobs of 1 to 64 whole nodes tile 90% of the fleet; the rest is free.
+    job_of: dict[str, str] = {}
+    jobs: list[tuple[str, int]] = []
+    i = 0
+    while i < int(nodes * 0.9):
+        size = min(rng.choice((1, 1, 2, 4, 8, 16, 64)), int(nodes * 0.9) - i)
+        job_id = str(100000 + len(jobs))
+        jobs.append((job_id, size))
+        for name in names[i:i + size]:
+            job_of[name] = job_id
+        i += size
+    gauges = ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_temperature_celsius", "gpu_power_watts",
+              "gpu_up", "gpu_remapped_rows_pending", "gpu_remapped_rows_failure")
+    xid_gpus = {(rng.randrange(nodes), rng.randrange(GPUS_PER_NODE)) for _ in range(16)}
+    per_node: list[tuple[str, list, tuple]] = []
+    for n, name in enumerate(names):
+        base = (("instance", name), ("job", "clusterwatch"), ("rack", f"rack-{n // NODES_PER_RACK + 1:03d}"))
+        series = []
+        for g in range(GPUS_PER_NODE):
+            gl = (("gpu", str(g)), ("uuid", f"GPU-{n:08x}-{g:04x}"))
+            for metric in gauges:
+                series.append((metric, tuple(sorted((("__name__", metric),) + base + gl))))
+            if name in job_of:
+                series.append(("gpu_job_info", tuple(sorted((("__name__", "gpu_job_info"), ("job_id", job_of[name]))
+                                                            + base + gl))))
+            if (n, g) in xid_gpus:
+                series.append(("gpu_xid_errors_total", tuple(sorted((("__name__", "gpu_xid_errors_total"),
+                                                                     ("xid", "79"), ("action", "reboot")) + base + gl))))
+        up = tuple(sorted((("__name__", "up"),) + base))
+        per_node.append((name, series, up))
+    sched = [(tuple(sorted((("__name__", "slurm_job_info"), ("job_id", j), ("state", "RUNNING"), ("user", "u"),
+                            ("partition", "gpu")))), 1.0) for j, _ in jobs]
+    sched += [(tuple(sorted((("__name__", "slurm_job_info"), ("job_id", str(900000 + k)), ("state", "PENDING"),
+                             ("user", "u"), ("partition", "gpu")))), 1.0) for k in range(200)]
+    sched += [(tuple(sorted((("__name__", "slurm_node_flag"), ("flag", "DRAIN"), ("node", names[k])))), 1.0)
+              for k in range(0, nodes, 997)]
+    busy = {name: rng.uniform(0.3, 0.99) for name in job_of}
+    start = time.time() - minutes * 60
+    steps = int(minutes * 60 // interval)
+    for step in range(steps):
+        ts = int((start + step * interval) * 1000)
+        for name, series, up in per_node:
+            level = busy.get(name, 0.0)
+            samples = [(up, 1.0)]
+            for metric, labels in series:
+                if metric == "gpu_utilization_ratio":
+                    value = max(0.0, min(1.0, level + rng.uniform(-0.05, 0.05))) if level else 0.0
+                elif metric == "gpu_memory_used_bytes":
+                    value = 60e9 * level
+                elif metric == "gpu_temperature_celsius":
+                    value = 35 + 40 * level
+                elif metric == "gpu_power_watts":
+                    value = 90 + 600 * level
+                elif metric in ("gpu_up", "gpu_job_info"):
+                    value = 1.0
+                elif metric == "gpu_xid_errors_total":
+                    value = 1.0 + step // 20
+                else:
+                    value = 0.0
+                samples.append((labels, value))
+            store.append_scrape(name, ts, samples)
+        store.append_scrape("scheduler", ts, sched)
+    return store, len(jobs), (start + (steps - 1) * interval)
+
+
+def big_fleet(nodes: int, minutes: float, interval: float, repeats: int) -> None:
+    from fastapi.testclient import TestClient
+
+    from clusterwatch.server import build_app
+    from dashboard.component import dashboard_component
+    from dashboard.context import DashboardContext
+    from tsdb.client import LocalQueryClient
+    from tsdb.promql.engine import Engine
+
+    started = time.perf_counter()
+    store, jobs, last = generated_store(nodes, minutes, interval)
+    print(f"generated {nodes:,} nodes x {GPUS_PER_NODE} GPUs, {jobs:,} jobs, {minutes:g} min at {interval:g} s "
+          f"in {time.perf_counter() - started:.0f} s")
+    app = build_app([dashboard_component(DashboardContext(LocalQueryClient(Engine(store))))])
+    with TestClient(app) as client:
+        # At the last generated sample: "now" drifts past the data while generating and measuring.
+        for label, path in ((f"range {minutes:g}m", f"/api/overview?range={minutes:g}m&end={last:.3f}"),):
+            latencies, size = [], 0
+            for _ in range(repeats):
+                begin = time.perf_counter()
+                response = client.get(path, headers={"Accept-Encoding": "gzip"})
+                latencies.append(time.perf_counter() - begin)
+                response.raise_for_status()
+                size = int(response.headers.get("content-length", len(response.content)))
+            body = client.get(path, headers={"Accept-Encoding": "identity"})
+            kpis = body.json()["kpis"]
+            print(f"overview, {kpis['gpus_total']:,} GPUs ({nodes:,} nodes), {label}: {summary_ms(latencies)}, "
+                  f"max {max(latencies) * 1e3:.0f} ms; payload {size:,} B gzip "
+                  f"({response.headers.get('content-encoding', 'identity')}) / {len(body.content):,} B plain")
+            assert kpis["gpus_total"] == nodes * GPUS_PER_NODE
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--big-repeats", type=int, default=2)
+    parser.add_argument("--big-nodes", type=int, default=16384)
+    parser.add_argument("--big-minutes", type=float, default=15.0)
+    parser.add_argument("--big-interval", type=float, default=30.0)
+    parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_small:
+        with tempfile.TemporaryDirectory() as work:
+            small_fleet(args.repeats, Path(work))
+    if not args.skip_big:
+        big_fleet(args.big_nodes, args.big_minutes, args.big_interval, args.big_repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
