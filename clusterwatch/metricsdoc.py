@@ -68,6 +68,44 @@ def tables_in(module: ModuleType) -> Iterable[MetricSpec]:
             yield from value.values()
 
 
+# The server's own metrics are read from its components' collectors, assembled the way
+# `clusterwatch serve` assembles them (with a scheduler and automation, so every one is there).
+SERVER_ARGV = ["serve", "--scheduler", "simulator", "--scheduler-url", "http://127.0.0.1:9/slurm",
+               "--automation", "dry-run"]
+FAMILY_SUFFIX = {"counter": "_total"}
+
+
+def server_families() -> list[tuple[str, str, str, list[str]]]:
+    """(exposed name, type, help, label names seen) of every family the server's collectors yield."""
+    from clusterwatch.cli import build_parser
+    from clusterwatch.commands import serve
+
+    _, config, values = serve.load_config(build_parser().parse_args(SERVER_ARGV), environ={})
+    out = {}
+    for component in serve.build_components(values, config):
+        if component.name == "scheduler":
+            continue  # documented from its metric table above
+        for collector in component.collectors:
+            for family in collector.collect():
+                name = family.name + FAMILY_SUFFIX.get(family.type, "")
+                labels = sorted({label for sample in family.samples for label in sample.labels} - {"le"})
+                out[name] = (name, family.type, family.documentation, labels)
+    return sorted(out.values())
+
+
+def render_server() -> list[str]:
+    lines = ["## Server (`clusterwatch serve`)", "",
+             "Exposed on the server's `/metrics` (scrape it with `honor_labels: true`) and, with the embedded",
+             "store, ingested into it under `job=\"clusterwatch-server\"` so the monitoring rules see them.",
+             "Read from the server's collectors; labels are those a fresh server already reports.", "",
+             "| name | type | labels | description |", "|---|---|---|---|"]
+    for name, kind, help_text, labels in server_families():
+        cells = [f"`{name}`", kind, ", ".join(f"`{label}`" for label in labels) or "-", help_text]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     lines = [INTRO]
     seen: set[str] = set()
@@ -83,6 +121,7 @@ def render() -> str:
             cells = [f"`{spec.name}`", spec.type, spec.unit or "-", labels, spec.source or "-", spec.help]
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
+    lines += render_server()
     return "\n".join(lines)
 
 

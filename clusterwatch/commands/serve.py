@@ -185,22 +185,19 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
+def build_components(values: dict, config, config_file: str | None = None) -> list:
+    """Every component of the server for these settings, not yet started (docs/metrics.md is
+    generated from their collectors, so this is the one place that assembles them)."""
     from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
     from alerts.remediation.component import from_settings as remediation_component
-    from clusterwatch.server import build_app
-    from tsdb.component import EmbeddedTSDB
-    from tsdb.exposition import ExpositionError
-
     from dashboard.audit import AuditLog
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
     from tsdb.client import HTTPQueryClient
+    from tsdb.component import EmbeddedTSDB
+    from tsdb.exposition import ExpositionError
 
-    listen, config, values = load_config(args)
     components = []
     if values["prometheus_url"]:
         tsdb = None
@@ -210,21 +207,32 @@ def run(args: argparse.Namespace) -> int:
         try:
             tsdb.load()
         except (OSError, ValueError, ExpositionError) as exc:
-            raise ConfigError("import_openmetrics", str(exc), args.config) from None
+            raise ConfigError("import_openmetrics", str(exc), config_file) from None
         components.append(tsdb.component())
         query = tsdb.client
     audit = AuditLog()
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
-    alerting_component, pipeline = alerting.from_settings(values, args.config)
-    evaluator = rules_evaluator(values, tsdb, query, args.config)
+    alerting_component, pipeline = alerting.from_settings(values, config_file)
+    evaluator = rules_evaluator(values, tsdb, query, config_file)
     evaluator.notify = pipeline.notify  # firing and resolved alerts enter the notification pipeline
-    remediation = remediation_component(values, adapter, query, pipeline, args.config)
-    sock = _bind(listen)
+    remediation = remediation_component(values, adapter, query, pipeline, config_file)
     components += [*scheduler, evaluator_component(evaluator), alerting_component,
                    *([remediation] if remediation else []),
                    dashboard_component(DashboardContext(query, adapter, audit))]
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
+    return components
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from alerts.notify import component as alerting
+    from clusterwatch.server import build_app
+
+    listen, config, values = load_config(args)
+    components = build_components(values, config, args.config)
+    sock = _bind(listen)
     app = build_app(components)
     alerting.install_operator_token(app, values["operator_token"])
     server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
