@@ -218,7 +218,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     remediation = remediation_component(values, adapter, query, pipeline, config_file)
     components += [*scheduler, evaluator_component(evaluator), alerting_component,
                    *([remediation] if remediation else []),
-                   dashboard_component(DashboardContext(query, adapter, audit))]
+                   dashboard_component(DashboardContext(query, adapter, audit, alerting=pipeline))]
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
     return components
