@@ -80,7 +80,8 @@ class SilenceIn(BaseModel):
     startsAt: datetime | None = None
     endsAt: datetime | None = Field(default=None, description="either endsAt or duration")
     duration: str | None = Field(default=None, description="e.g. 2h")
-    createdBy: str = Field(min_length=1, max_length=200)
+    createdBy: str | None = Field(default=None, min_length=1, max_length=200,
+                                  description="shown with the silence; the authenticated operator is always recorded")
     comment: str = Field(min_length=1, max_length=2000)
 
 
@@ -134,6 +135,13 @@ def alert_view(pipeline: Pipeline, alert: Alert, now: float) -> AlertOut:
         inhibitedBy=inhibited, source=stored.source if stored else "",
         acknowledged=AckOut(by=ack.acked_by, comment=ack.comment, at=rfc3339(ack.acked_at)) if ack else None,
     )
+
+
+def _author(claimed: str | None, operator: Operator) -> str:
+    """Who created a silence: the authenticated operator, whatever name the body claims."""
+    if not claimed or claimed == operator.name:
+        return operator.name
+    return f"{claimed} (via {operator.name})"
 
 
 def silence_view(silence: Silence, now: float) -> SilenceOut:
@@ -220,7 +228,7 @@ def build_router(pipeline: Pipeline) -> APIRouter:
                 ends = (starts or pipeline.clock()) + parse_duration(body.duration)
             else:
                 raise SilenceError("endsAt or duration is required")
-            silence = pipeline.silences.create(matchers, ends, body.createdBy, body.comment, starts)
+            silence = pipeline.silences.create(matchers, ends, _author(body.createdBy, operator), body.comment, starts)
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
         return silence_view(silence, pipeline.clock())

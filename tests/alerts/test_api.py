@@ -94,3 +94,13 @@ def test_notifications_list_and_bad_filter(setup):
     rows = client.get("/api/notifications").json()
     assert {r["state"] for r in rows} == {"delivered"} and len(rows) == 3  # one group per instance
     assert client.get("/api/alerts", params={"filter": "bad matcher"}).status_code == 400
+
+
+def test_silence_records_the_authenticated_operator_not_only_the_claimed_name(setup):
+    client, _ = setup
+    claimed = client.post("/api/silences", headers=OP, json={
+        "matchers": ['instance="n2"'], "duration": "1h", "createdBy": "mallory", "comment": "x"}).json()
+    assert claimed["createdBy"] == "mallory (via operator)"
+    plain = client.post("/api/silences", headers=OP, json={
+        "matchers": ['instance="n3"'], "duration": "1h", "comment": "x"}).json()
+    assert plain["createdBy"] == "operator"
