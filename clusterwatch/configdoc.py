@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
-from clusterwatch import settings
+from clusterwatch import docgen, settings
 from clusterwatch.cli import COMMANDS, build_parser
 from clusterwatch.durations import format_duration
 
@@ -73,17 +72,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", metavar="FILE")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if Path(args.check).read_text() != text:
-            print(f"{args.check} is stale: run python -m clusterwatch.configdoc > {args.check}", file=sys.stderr)
-            return 1
-        return 0
-    sys.stdout.write(text)
-    return 0
+    return docgen.main("clusterwatch.configdoc", __doc__.splitlines()[0], render, argv)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
+from clusterwatch import docgen
 from exporter.metrics import MetricSpec
 
 # (section title, what feeds it, modules holding its tables) in the order the document shows them.
@@ -126,17 +125,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from what would be generated")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if Path(args.check).read_text() != text:
-            print(f"{args.check} is stale: run python -m clusterwatch.metricsdoc > {args.check}", file=sys.stderr)
-            return 1
-        return 0
-    sys.stdout.write(text)
-    return 0
+    return docgen.main("clusterwatch.metricsdoc", __doc__.splitlines()[0], render, argv)
 
 
 if __name__ == "__main__":
