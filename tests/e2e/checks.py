@@ -46,7 +46,7 @@ def _ours(labels: dict[str, str], node: str, gpu: int) -> bool:
 def check_alert_path(stack: Stack, node: str, gpu: int) -> dict[str, Any]:
     """The alert at each hop; returns ClusterWatch's view of it."""
     def evaluated():
-        alerts = get(f"{stack.rules_url}/api/v1/alerts")["data"]["alerts"]
+        alerts = get(f"{stack.rules_url}/api/v1/alerts")["data"]["alerts"] or []  # vmalert: null when none
         return [a for a in alerts if _ours(a["labels"], node, gpu) and a["state"] == "firing"]
 
     fired = stack.wait_for(f"{ALERT} firing in {stack.engine}'s rule evaluator", evaluated, timeout=45)

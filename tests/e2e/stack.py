@@ -156,7 +156,7 @@ def scrape_configs(file_sd: Path, serve_port: int) -> str:
 scrape_configs:
   - job_name: gpu-nodes
     honor_labels: true
-    file_sd_configs: [{{files: ['{file_sd}'], refresh_interval: 5s}}]
+    file_sd_configs: [{{files: ['{file_sd}']}}]
   - job_name: clusterwatch
     honor_labels: true
     static_configs: [{{targets: ['127.0.0.1:{serve_port}']}}]
