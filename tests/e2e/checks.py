@@ -100,7 +100,7 @@ def check_dashboard(stack: Stack, node: str, gpu: int, drained: bool) -> None:
         return ok or f"overview {overview['kpis']}, unhealthy {unhealthy_shown}; truth {unhealthy_truth}, " \
                      f"{drained_truth} drained"
 
-    stack.wait_for("dashboard overview agreeing with the simulator's ground truth", overview_agrees, timeout=30)
+    stack.wait_for("dashboard overview agreeing with the simulator's ground truth", overview_agrees, timeout=50)
 
     def node_page_agrees():
         page = get(f"{stack.serve_url}/api/nodes/{node}")

@@ -22,5 +22,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     stack = getattr(item, "funcargs", {}).get("stack")
+    if isinstance(stack, Stack) and report.when == "call":
+        report.sections.append(("waits", "\n".join(f"{seconds:6.1f}s  {what}" for what, seconds in stack.timings)))
+        stack.timings.clear()
     if report.failed and isinstance(stack, Stack):
         report.sections.append(("server logs", stack.logs()))

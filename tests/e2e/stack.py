@@ -41,6 +41,7 @@ class Stack:
     alertmanager_url: str = ""
     serve_port: int = 0
     processes: list[ManagedProcess] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)  # (what was waited for, seconds)
 
     @property
     def serve_url(self) -> str:
@@ -64,15 +65,21 @@ class Stack:
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
         """Poll ``probe`` until it returns something truthy; fail with every server's log tail."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         last: Any = None
+        seen: list[tuple[str, float]] = []  # the distinct "not yet" states, with when they were first seen
         while True:
             try:
                 last = probe()
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if last and not isinstance(last, str):
+                self.timings.append((what, time.monotonic() - started))
+                self.timings.extend((f"    not yet: {state[:300]}", at) for state, at in seen[-5:])
                 return last
+            if isinstance(last, str) and all(state != last for state, _ in seen):
+                seen.append((last, time.monotonic() - started))
             if time.monotonic() >= deadline:
                 pytest.fail(f"{what}: not within {timeout:.0f}s (last: {str(last)[:1500]})\n{self.logs()}")
             time.sleep(interval)
