@@ -42,7 +42,9 @@ def budget(guards: Guards, snapshot: Snapshot, node: str | None = None, extra: f
     target = snapshot.node(node) if node else None
     for partition in (target.partitions if target else ()):
         members = [n for n in snapshot.nodes if partition in n.partitions]
-        allowed = int(len(members) * guards.max_drained_percent / 100)
+        # A partition smaller than 100/percent nodes would round to 0 and could never drain a
+        # failing node; one node out at a time is always allowed (the node-count budget still holds).
+        allowed = max(1, int(len(members) * guards.max_drained_percent / 100)) if guards.max_drained_percent > 0 else 0
         drained = sum(1 for n in members if n.name in out)
         if allowed - drained < remaining:
             remaining = allowed - drained

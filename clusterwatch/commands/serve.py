@@ -55,7 +55,8 @@ LIST_OPTIONS = (
     Option("targets", [], "static HOST:PORT targets to scrape", settings.string_list, "HOST:PORT"),
     Option("import_openmetrics", [], "OpenMetrics files to load at start-up (promtool's backfill format)",
            settings.string_list, "FILE"),
-    Option("rules", [], "alert rule files or directories (default: the shipped pack in alerts/rules)",
+    Option("rules", [], "alert rule files or directories (default: the shipped pack in alerts/rules; with "
+           "--prometheus-url, none: Prometheus or vmalert evaluates the exported pack)",
            settings.string_list, "DIR_OR_FILE"),
 )
 
@@ -213,10 +214,14 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     audit = AuditLog()
     scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
     alerting_component, pipeline = alerting.from_settings(values, config_file)
-    evaluator = rules_evaluator(values, tsdb, query, config_file)
-    evaluator.notify = pipeline.notify  # firing and resolved alerts enter the notification pipeline
+    # In production Prometheus or vmalert evaluates the pack and Alertmanager delivers it to the
+    # inbound receiver; evaluating it here too would record every alert twice.
+    evaluate_here = tsdb is not None or bool(values["rules"])
+    evaluator = rules_evaluator(values, tsdb, query, config_file) if evaluate_here else None
+    if evaluator is not None:
+        evaluator.notify = pipeline.notify  # firing and resolved alerts enter the notification pipeline
     remediation = remediation_component(values, adapter, query, pipeline, config_file)
-    components += [*scheduler, evaluator_component(evaluator), alerting_component,
+    components += [*scheduler, *([evaluator_component(evaluator)] if evaluator else []), alerting_component,
                    *([remediation] if remediation else []),
                    dashboard_component(DashboardContext(query, adapter, audit, alerting=pipeline))]
     if tsdb is not None:

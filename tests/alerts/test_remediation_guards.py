@@ -180,3 +180,11 @@ def test_restart_mid_drain_does_the_drain_again(tmp_path):
     h.step()
     assert [a.kind for a in h.cluster.executed][:1] == ["drain"]
     assert "interrupted: will be done again" in h.results("drain")
+
+
+def test_small_partition_may_still_drain_one_node():
+    # 10 nodes at 5% would round to 0: a failing node could never be taken out. One is allowed.
+    h = Harness(max_drained_nodes=100, max_drained_percent=5)
+    h.receive(alert("GpuRowRemapFailed", node="gpu-001"), alert("GpuRowRemapFailed", node="gpu-002"))
+    assert [a.target for a in h.cluster.executed if a.kind == "drain"] == ["gpu-001"]
+    assert any("partition batch: 1 of 10 nodes out of service, at most 5% = 1" in r for r in h.results("drain"))

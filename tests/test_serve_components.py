@@ -1,0 +1,24 @@
+"""What `clusterwatch serve` runs for a given mode (the components it assembles)."""
+from __future__ import annotations
+
+from clusterwatch.cli import build_parser
+from clusterwatch.commands import serve
+
+
+def components(*argv: str) -> list[str]:
+    _, config, values = serve.load_config(build_parser().parse_args(["serve", *argv]), environ={})
+    return [component.name for component in serve.build_components(values, config)]
+
+
+def test_embedded_mode_evaluates_the_pack_itself():
+    assert {"tsdb", "rules", "alerting", "dashboard", "self-ingest"} <= set(components())
+
+
+def test_prometheus_mode_leaves_evaluation_to_prometheus_unless_rules_are_given(tmp_path):
+    # Prometheus or vmalert evaluates the exported pack and Alertmanager delivers it: a second
+    # evaluation here would record every alert twice (found by the end-to-end test).
+    names = components("--prometheus-url", "http://127.0.0.1:9")
+    assert "rules" not in names and "tsdb" not in names and "alerting" in names
+    rules = tmp_path / "extra.yml"
+    rules.write_text("groups: []\n")
+    assert "rules" in components("--prometheus-url", "http://127.0.0.1:9", "--rules", str(rules))
