@@ -24,28 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, summary_ms, wait_http  # noqa: E402
+from bench.common import free_port, summary_ms, time_gets, wait_http  # noqa: E402
 
 GPUS_PER_NODE = 8
 NODES_PER_RACK = 32
 
 
 def timed_gets(port: int, path: str, count: int, gzip: bool = True) -> tuple[list[float], int]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Accept": "application/json", **({"Accept-Encoding": "gzip"} if gzip else {})}
-    latencies, size = [], 0
-    for _ in range(count):
-        start = time.perf_counter()
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        latencies.append(time.perf_counter() - start)
-        if response.status != 200:
-            raise RuntimeError(f"GET {path} answered {response.status}: {body[:200]!r}")
-        size = len(body)
-    connection.close()
-    return latencies, size
-
+    return time_gets("127.0.0.1", port, path, count, headers, timeout=120)
 
 def small_fleet(repeats: int, work: Path) -> None:
     """140 simulated nodes, serve scraping them at 5 s and polling the simulated Slurm."""

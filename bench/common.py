@@ -60,18 +60,24 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-def time_scrapes(host: str, port: int, path: str, count: int) -> tuple[list[float], int]:
-    """Latencies of ``count`` sequential GETs on one keep-alive connection, as Prometheus scrapes."""
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+def time_gets(host: str, port: int, path: str, count: int, headers: dict[str, str] | None = None,
+              timeout: float = 30) -> tuple[list[float], int]:
+    """Latencies of ``count`` sequential GETs on one keep-alive connection (as Prometheus scrapes)
+    and the size of the last body."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     latencies, size = [], 0
     for _ in range(count):
         start = time.perf_counter()
-        connection.request("GET", path, headers={"Accept": "text/plain;version=0.0.4"})
+        connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
         body = response.read()
         latencies.append(time.perf_counter() - start)
         if response.status != 200:
-            raise RuntimeError(f"scrape of {host}:{port}{path} answered {response.status}")
+            raise RuntimeError(f"GET {host}:{port}{path} answered {response.status}: {body[:200]!r}")
         size = len(body)
     connection.close()
     return latencies, size
+
+
+def time_scrapes(host: str, port: int, path: str, count: int) -> tuple[list[float], int]:
+    return time_gets(host, port, path, count, {"Accept": "text/plain;version=0.0.4"})

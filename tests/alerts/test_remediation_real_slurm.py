@@ -11,26 +11,15 @@ from alerts.remediation.engine import RemediationEngine
 from alerts.remediation.store import RemediationStore
 from scheduler import build_scheduler
 from tests.alerts.test_remediation_helpers import TableQuery, alert
-from tests.realcomponents import require_binary, unavailable
-from tests.scheduler.slurm_cluster import SingleNodeSlurm, SlurmStartError
+from tests.scheduler.slurm_cluster import started_slurm
 
 pytestmark = pytest.mark.real_component
 
-BINARIES = ("slurmctld", "slurmd", "squeue", "sinfo", "scontrol", "munged", "munge", "unshare", "nsenter", "ip")
 
 
 @pytest.fixture(scope="module")
 def slurm():
-    for binary in BINARIES:
-        require_binary(binary)
-    cluster = SingleNodeSlurm()
-    try:
-        cluster.start()
-    except (SlurmStartError, OSError) as exc:
-        cluster.stop()
-        unavailable(f"single-node Slurm cannot start here: {exc}")
-    yield cluster
-    cluster.stop()
+    yield from started_slurm()
 
 
 def _node(adapter):

@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.realcomponents import ManagedProcess
+import pytest
+
+from tests.realcomponents import ManagedProcess, require_binary, unavailable
 
 SLURM_CONF = """\
 ClusterName=cwtest
@@ -228,3 +230,22 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+SLURM_BINARIES = ("slurmctld", "slurmd", "squeue", "sinfo", "scontrol", "sbatch", "munged", "munge",
+                  "unshare", "nsenter", "ip")
+
+
+def started_slurm():
+    """A running single-node Slurm for a test module, stopped afterwards; skips (or fails under
+    CI=true) where this machine cannot run one. Use as ``yield from started_slurm()``."""
+    for binary in SLURM_BINARIES:
+        require_binary(binary)
+    cluster = SingleNodeSlurm()
+    try:
+        cluster.start()
+    except (SlurmStartError, OSError) as exc:
+        cluster.stop()
+        unavailable(f"single-node Slurm cannot start here: {exc}")
+    yield cluster
+    cluster.stop()

@@ -13,27 +13,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scheduler import ActionRefused, build_scheduler
-from tests.realcomponents import require_binary, unavailable
-from tests.scheduler.slurm_cluster import SingleNodeSlurm, SlurmStartError
+from tests.scheduler.slurm_cluster import started_slurm
 
 pytestmark = pytest.mark.real_component
 
-BINARIES = ("slurmctld", "slurmd", "squeue", "sinfo", "scontrol", "sbatch", "munged", "munge",
-            "unshare", "nsenter", "ip")
 
 
 @pytest.fixture(scope="module")
 def slurm():
-    for binary in BINARIES:
-        require_binary(binary)
-    cluster = SingleNodeSlurm()
-    try:
-        cluster.start()
-    except (SlurmStartError, OSError) as exc:
-        cluster.stop()
-        unavailable(f"single-node Slurm cannot start here: {exc}")
-    yield cluster
-    cluster.stop()
+    yield from started_slurm()
 
 
 class ScontrolSpy:
