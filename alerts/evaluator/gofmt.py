@@ -202,18 +202,23 @@ def _g4(value: float) -> str:
     return special if special else f"{value:.4g}"
 
 
+def _scaled(v: float, prefixes: tuple[str, ...], base: float) -> str:
+    """Prometheus's humanize loop: divide by ``base`` while |v| >= base, taking the next prefix."""
+    prefix = ""
+    for p in prefixes:
+        if abs(v) < base:
+            break
+        prefix = p
+        v /= base
+    return _g4(v) + prefix
+
+
 def humanize(value: Any) -> str:
     v = to_float(value)
     if v == 0 or math.isnan(v) or math.isinf(v):
         return _g4(v)
     if abs(v) >= 1:
-        prefix = ""
-        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
-            if abs(v) < 1000:
-                break
-            prefix = p
-            v /= 1000
-        return _g4(v) + prefix
+        return _scaled(v, ("k", "M", "G", "T", "P", "E", "Z", "Y"), 1000)
     prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(v) >= 1:
@@ -227,13 +232,7 @@ def humanize1024(value: Any) -> str:
     v = to_float(value)
     if abs(v) <= 1 or math.isnan(v) or math.isinf(v):
         return _g4(v)
-    prefix = ""
-    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
-        if abs(v) < 1024:
-            break
-        prefix = p
-        v /= 1024
-    return _g4(v) + prefix
+    return _scaled(v, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"), 1024)
 
 
 def humanize_percentage(value: Any) -> str:

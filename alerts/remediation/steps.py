@@ -171,14 +171,22 @@ def _already_restarted(ctx: StepContext) -> bool:
                for s in ctx.store.steps(ctx.case.id))
 
 
-def reboot(ctx: StepContext) -> Outcome:
-    node = ctx.case.node or ""
+def _restart_held(ctx: StepContext, action: str, done_word: str, node: str) -> Outcome | None:
+    """Why a reboot or reset must not run now (done already in this case, cooldown, rate), or None."""
     if _already_restarted(ctx):
-        return Outcome(DONE, "already rebooted in this case: never repeated")
+        return Outcome(DONE, f"already {done_word} in this case: never repeated")
     refusal = _guarded(ctx, lambda: guards.check_cooldown(ctx.policy.guards, ctx.store, node, ctx.now),
                        lambda: guards.check_rate(ctx.policy.guards, ctx.store, ctx.now))
     if refusal:
-        return Outcome(WAITING, f"not done: {refusal}", actions=[("reboot", node, f"not done: {refusal}")])
+        return Outcome(WAITING, f"not done: {refusal}", actions=[(action, node, f"not done: {refusal}")])
+    return None
+
+
+def reboot(ctx: StepContext) -> Outcome:
+    node = ctx.case.node or ""
+    held = _restart_held(ctx, "reboot", "rebooted", node)
+    if held:
+        return held
     reason = validate.reason(ctx.policy.reason_prefix, ctx.target, ctx.case.id, "reboot")
     ok, message = _scheduler_call(lambda: ctx.actions.reboot(node, reason, ctx.policy.reboot_next_state, ctx.actor,
                                                              asap=True))
@@ -189,12 +197,9 @@ def reboot(ctx: StepContext) -> Outcome:
 
 def reset(ctx: StepContext) -> Outcome:
     node = ctx.case.node or ""
-    if _already_restarted(ctx):
-        return Outcome(DONE, "already reset in this case: never repeated")
-    refusal = _guarded(ctx, lambda: guards.check_cooldown(ctx.policy.guards, ctx.store, node, ctx.now),
-                       lambda: guards.check_rate(ctx.policy.guards, ctx.store, ctx.now))
-    if refusal:
-        return Outcome(WAITING, f"not done: {refusal}", actions=[("reset", node, f"not done: {refusal}")])
+    held = _restart_held(ctx, "reset", "reset", node)
+    if held:
+        return held
     argv = command_argv(ctx.policy.commands[ctx.alert_class.command or ""], ctx.values())
     code, output = ctx.runner(argv, ctx.policy.guards.verify_timeout)
     if code != 0:
