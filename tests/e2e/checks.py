@@ -128,7 +128,7 @@ def check_dashboard(stack: Stack, node: str, gpu: int, drained: bool) -> None:
 def run_dry_run(stack: Stack, workdir: Path, node: str, gpu: int) -> None:
     state = workdir / "state-dry-run"
     state.mkdir()
-    proc = start_serve(stack, "dry-run", state, workdir / "no-rules.yml", test_policy(workdir / "policy.yml"))
+    proc = start_serve(stack, "dry-run", state, test_policy(workdir / "policy.yml"))
     try:
         inject_xid79(stack, node, gpu)
         check_alert_path(stack, node, gpu)
@@ -153,7 +153,7 @@ def run_dry_run(stack: Stack, workdir: Path, node: str, gpu: int) -> None:
 def run_auto(stack: Stack, workdir: Path, node: str, gpu: int) -> None:
     state = workdir / "state-auto"
     state.mkdir()
-    proc = start_serve(stack, "auto", state, workdir / "no-rules.yml", test_policy(workdir / "policy.yml"))
+    proc = start_serve(stack, "auto", state, test_policy(workdir / "policy.yml"))
     try:
         inject_xid79(stack, node, gpu)
         check_alert_path(stack, node, gpu)

@@ -245,18 +245,17 @@ receivers:
 """
 
 
-def start_serve(stack: Stack, mode: str, state_dir: Path, empty_rules: Path, policy: Path) -> ManagedProcess:
-    """``clusterwatch serve`` in --prometheus-url mode. ``--rules`` names an empty rule file: in this
-    deployment the engine evaluates the rule pack and Alertmanager delivers, so every alert the
-    server holds came through the inbound receiver."""
-    empty_rules.write_text("groups: []\n")
+def start_serve(stack: Stack, mode: str, state_dir: Path, policy: Path) -> ManagedProcess:
+    """``clusterwatch serve`` in --prometheus-url mode: the engine evaluates the rule pack and
+    Alertmanager delivers (serve evaluates nothing itself in this mode), so every alert the server
+    holds came through the inbound receiver."""
     alerting = state_dir.parent / "alerting.yml"
     alerting.write_text(ALERTING)
     proc = stack.start([
         sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{stack.serve_port}",
         "--prometheus-url", stack.engine_url, "--scheduler", "simulator", "--scheduler-url", f"{stack.sim_url}/slurm",
         "--scheduler-interval", "1s", "--webhook-token", WEBHOOK_TOKEN, "--operator-token", OPERATOR_TOKEN,
-        "--state-dir", str(state_dir), "--automation", mode, "--rules", str(empty_rules),
+        "--state-dir", str(state_dir), "--automation", mode,
         "--alerting-config", str(alerting), "--policy", str(policy),
     ], f"serve-{mode}")
     wait_http(f"{stack.serve_url}/-/ready", timeout=90, proc=proc)
