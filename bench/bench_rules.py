@@ -29,7 +29,7 @@ from tsdb.store import Store  # noqa: E402
 
 SCRAPE_S = 15.0
 ERROR_WORDS = ("error", "xid", "replay", "discard", "symbol", "link_downed", "recovery", "oom", "retrans", "drop",
-               "timeout")
+               "timeout", "clock_event")  # clock_event: a healthy GPU is not throttled
 T0 = 1_700_000_000.0
 
 
@@ -72,6 +72,8 @@ def main() -> int:
                     # fleet stay flat, as they do on a real one (a fleet where every GPU alerts
                     # measures the templating of thousands of alerts, not rule evaluation).
                     value = value + i * SCRAPE_S
+                elif name == "clusterwatch_exporter_last_collection_timestamp_seconds":
+                    value = ts  # a live exporter's collection time follows the scrapes
                 elif name == "gpu_utilization_ratio" and value > 0:
                     value = min(1.0, max(0.0, value + rng.uniform(-0.05, 0.05)))
                 row.append((labels, value))
