@@ -59,6 +59,11 @@ class SimJob:
     # GPUs with no process on them despite being allocated (held-but-unused jobs).
     unused_gpus: set[tuple[str, int]] = field(default_factory=set)
     straggler: tuple[str, int] | None = None
+    # Set by a fixed workload (simulator/workload.py), so that nothing about a job depends on when
+    # it happens to start: which of its ranks straggles, as a fraction of its GPUs.
+    straggler_pick: float | None = None
+    fault_hit: bool = False  # a fault reached one of its GPUs or nodes during some run
+    stalled: bool = False  # hung on a GPU that fell off the bus: holds its allocation, no progress
 
     @property
     def total_gpus(self) -> int:

@@ -8,7 +8,7 @@ node and reboots it once its jobs are gone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from simulator.jobs import (
     CANCELLED, COMPLETED, FAILED, FINISHED, HELD_UNUSED, HUNG, NODE_FAIL, PENDING, RUNNING, STRAGGLER, TIMEOUT,
@@ -91,6 +91,9 @@ class SimScheduler:
         self.now = now
         self.lost_gpu_seconds = 0.0  # work thrown away by crashes and requeues, for the automation figures
         self.listeners: list[Callable[[str, SimJob], None]] = []  # (event, job): "start", "end"
+        # A fixed job stream with its work ledger (simulator/workload.py): submissions come from it
+        # instead of the queue top-up, and what faults cost is accounted in it. None: the default.
+        self.workload: Any = None
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -98,6 +101,8 @@ class SimScheduler:
         """Advance to ``now``: finish reboots, progress and end jobs, submit and place new ones."""
         dt = max(0.0, now - self.now)
         self.now = now
+        if self.workload is not None and dt:
+            self.workload.ledger.out_of_service(self.nodes.values(), dt)
         self._finish_reboots(now)
         for job in [j for j in self.jobs.values() if j.state == RUNNING]:
             self._progress(job, dt, gpu_ok)
@@ -108,19 +113,46 @@ class SimScheduler:
 
     def _progress(self, job: SimJob, dt: float, gpu_ok: Callable[[str, int], bool]) -> None:
         started = job.start_time or self.now
-        if any(not gpu_ok(node, gpu) for node, gpus in job.gpus.items() for gpu in gpus):
+        broken = [(node, gpu) for node, gpus in job.gpus.items() for gpu in gpus if not gpu_ok(node, gpu)]
+        if broken and self.workload is not None:
+            self._progress_on_broken(job, dt, started, broken)
+            return
+        if broken:
             # A rank on a GPU that fell off the bus dies a minute into its run at the latest.
             if self.now - started >= 60 or dt >= 60:
                 self.fail_job(job.job_id, FAILED, exit_code=1)
                 return
         hung = job.behaviour == HUNG and self.now - started >= job.hang_after
-        job.progress = job.progress + (0.0 if hung else dt * job.slowdown)
+        gained = 0.0 if hung else dt * job.slowdown
+        job.progress = job.progress + gained
+        if self.workload is not None:
+            self.workload.ledger.progress(job, gained, dt)
         if job.progress >= job.run_seconds:
             self._end(job, COMPLETED, 0)
         elif self.now - started >= job.time_limit:
+            self._lose_unfinished(job)
+            self._end(job, TIMEOUT, 0)
+
+    def _progress_on_broken(self, job: SimJob, dt: float, started: float, broken: list[tuple[str, int]]) -> None:
+        """With a workload: a job holding a broken GPU makes no progress. A rank whose GPU fell off
+        the bus during the run hangs the whole job (every other rank waits in its collectives)
+        until it is requeued or reaches its time limit; otherwise the rank's next CUDA call fails
+        and the job crashes within a minute (a job started on a broken GPU crashes at once)."""
+        job.fault_hit = True
+        if not job.stalled and any(self.workload.hangs(node, gpu, started) for node, gpu in broken):
+            job.stalled = True
+        self.workload.ledger.stalled(job, dt)
+        if not job.stalled and (self.now - started >= 60 or dt >= 60):
+            self.fail_job(job.job_id, FAILED, exit_code=1)
+        elif self.now - started >= job.time_limit:
+            self._lose_unfinished(job)
             self._end(job, TIMEOUT, 0)
 
     def _submit(self, now: float) -> None:
+        if self.workload is not None:
+            for job in self.workload.due(now):  # the fixed stream: nothing here depends on the cluster
+                self.jobs[job.job_id] = job
+            return
         pending = sum(1 for job in self.jobs.values() if job.state == PENDING)
         for _ in range(max(0, self.queue_target - pending)):
             partition = "debug" if self.generator.uniform(0, 1) < 0.08 else "batch"
@@ -166,7 +198,8 @@ class SimScheduler:
                 self.nodes[node].allocations[gpu] = job.job_id
         every = [(node, gpu) for node, gpus in placement.items() for gpu in gpus]
         if job.behaviour == STRAGGLER:
-            job.straggler = every[int(self.generator.uniform(0, len(every))) % len(every)]
+            pick = job.straggler_pick if job.straggler_pick is not None else self.generator.uniform(0, 1)
+            job.straggler = every[int(pick * len(every)) % len(every)]
             job.slowdown = 0.7  # synchronous training runs at the pace of its slowest rank
         if job.behaviour == HELD_UNUSED:
             job.unused_gpus = {(node, gpu) for node, gpus in placement.items() for gpu in gpus[len(gpus) // 2:]}
@@ -175,6 +208,9 @@ class SimScheduler:
 
     def _end(self, job: SimJob, state: str, exit_code: int) -> None:
         job.state, job.reason, job.end_time, job.exit_code = state, "None", self.now, exit_code
+        job.stalled = False
+        if self.workload is not None:
+            self.workload.ledger.ended(job)
         self._release(job)
         for listener in self.listeners:
             listener("end", job)
@@ -198,6 +234,12 @@ class SimScheduler:
         job = self.jobs[job_id]
         if job.state != RUNNING:
             return
+        if self.workload is not None:
+            job.fault_hit = True
+            if state == FAILED and any(self.workload.hangs(node, gpu, job.start_time or self.now)
+                                       for node, gpus in job.gpus.items() for gpu in gpus):
+                job.stalled = True  # its rank hangs instead of exiting: see _progress_on_broken
+                return
         self._account_lost_work(job)
         self._end(job, state, exit_code)
         if state == NODE_FAIL and job.requeue:
@@ -210,8 +252,19 @@ class SimScheduler:
     def _account_lost_work(self, job: SimJob) -> None:
         progress = job.progress
         self.lost_gpu_seconds += (progress % CHECKPOINT_SECONDS) * job.total_gpus
+        if self.workload is not None:
+            self.workload.ledger.lost(job, (progress % CHECKPOINT_SECONDS) * job.total_gpus)
+
+    def _lose_unfinished(self, job: SimJob) -> None:
+        """A job ending at its time limit loses what it did since its last checkpoint (workload only:
+        the default simulation keeps ``lost_gpu_seconds`` for crashes and requeues)."""
+        if self.workload is not None:
+            self.workload.ledger.lost(job, (job.progress % CHECKPOINT_SECONDS) * job.total_gpus)
 
     def _back_to_queue(self, job: SimJob) -> None:
+        if self.workload is not None:
+            self.workload.ledger.requeued(job)
+        job.stalled = False
         job.state, job.reason, job.restart_count = PENDING, "BeginTime", job.restart_count + 1
         job.start_time = job.end_time = None
         job.gpus, job.unused_gpus, job.straggler, job.slowdown = {}, set(), None, 1.0
