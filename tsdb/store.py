@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from tsdb.labelset import LabelSet
 from tsdb.matchers import EQUAL, Matcher
 
 STALE_NAN_BITS = 0x7FF0000000000002
@@ -71,9 +72,18 @@ class Block:
     series as one matrix is what lets the engine work on all of them with a few numpy calls."""
 
     timestamps: np.ndarray  # int64 ms
-    labels: list[dict[str, str]]
+    labels: list[LabelSet]  # shared with the store's other readers: never mutate them
     values: np.ndarray  # float64, shape (len(labels), len(timestamps))
     moved: bool = False  # some series here also has samples in another block
+
+
+@dataclass
+class Latest:
+    """Per matching series, its newest sample at or before a time (``Store.select_latest``)."""
+
+    labels: list[LabelSet]
+    values: np.ndarray  # float64
+    times: np.ndarray  # int64 ms
 
 
 class TimeColumn:
@@ -121,24 +131,36 @@ class _Series:
     """A series usually has one segment; it gains another when it moves to a different column
     (its target was re-keyed by discovery, or it was restored from a snapshot and then scraped)."""
 
-    __slots__ = ("id", "labels", "segments")
+    __slots__ = ("id", "labels", "segments", "_label_set")
 
     def __init__(self, sid: int, labels: Labels) -> None:
         self.id = sid
         self.labels = labels
         self.segments: list[_Segment] = []
+        self._label_set: LabelSet | None = None
 
-    def append(self, column: TimeColumn, index: int, value: float) -> None:
+    @property
+    def label_set(self) -> LabelSet:
+        """The labels as the one dict every query shares (built on first read, not at ingest)."""
+        if self._label_set is None:
+            self._label_set = LabelSet(self.labels, self.labels)
+        return self._label_set
+
+    def append(self, column: TimeColumn, index: int, value: float) -> bool:
+        """Append ``value`` at ``index`` of ``column``; True when that started a new segment."""
         segment = self.segments[-1] if self.segments else None
+        created = False
         if segment is None or segment.column is not column:
             if segment is not None and segment.values:
                 _, end = segment.window()
                 if column.ts[index - column.base] <= segment.column.ts[end - 1]:
-                    return  # not newer than a sample we hold: Prometheus rejects it as out of order
+                    return False  # not newer than a sample we hold: Prometheus rejects it as out of order
             segment = _Segment(column, index)
             self.segments.append(segment)
+            created = True
         segment.pad_to(index)
         segment.values.append(value)
+        return created
 
     def owned_by(self, column: TimeColumn) -> bool:
         return bool(self.segments) and self.segments[-1].column is column
@@ -153,6 +175,21 @@ class _Target:
     last_scrape: set[int] = field(default_factory=set)
 
 
+@dataclass
+class _Selection:
+    """The series a matcher list selects, grouped by time column: what every query of the same
+    selector would otherwise recompute (postings set operations, per-series segment lookups,
+    label dicts). Valid while the store's ``generation`` is unchanged."""
+
+    generation: int
+    # per column: its segments, their series' label sets and ids, in one order
+    groups: list[tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]]
+    moved: bool  # some series has segments in more than one column
+
+
+_SELECTION_CACHE_SIZE = 1024
+
+
 class Store:
     """Thread-safe: the scraper appends from worker threads while the API reads."""
 
@@ -165,6 +202,10 @@ class Store:
         self._postings: dict[str, dict[str, set[int]]] = {}
         self._targets: dict[str, _Target] = {}
         self._next_id = 1
+        # Bumped whenever the set of series or their segments changes; cached selections of an
+        # older generation are rebuilt.
+        self.generation = 0
+        self._selections: dict[tuple[Matcher, ...], _Selection] = {}
         self.max_time_ms: int | None = None
         self.min_time_ms: int | None = None
 
@@ -188,7 +229,8 @@ class Store:
                 series = self._get_or_create(labels)
                 if series.id in seen:
                     continue  # repeated within one page: the first sample wins
-                series.append(column, index, value)
+                if series.append(column, index, value):
+                    self.generation += 1
                 seen.add(series.id)
             for sid in state.last_scrape - seen:
                 self._append_stale(sid, column, index)
@@ -224,6 +266,7 @@ class Store:
             segment = _Segment(column, column.end - len(values))
             segment.values.extend(values)
             series.segments.append(segment)
+            self.generation += 1
             if len(timestamps):
                 self._note_time(int(timestamps[0]))
                 self._note_time(int(timestamps[-1]))
@@ -242,6 +285,7 @@ class Store:
         sid = self._next_id
         self._next_id += 1
         series = _Series(sid, labels)
+        self.generation += 1
         self._series[sid] = series
         self._by_labels[labels] = sid
         for name, value in labels:
@@ -289,6 +333,7 @@ class Store:
             removed = [s for s in self._series.values() if self._trim(s) and s.id not in live]
             for series in removed:
                 self._delete(series)
+            self.generation += 1  # segments may have been dropped even where no series was
             self.min_time_ms = max(self.min_time_ms or cutoff, cutoff)
             return len(removed)
 
@@ -364,27 +409,48 @@ class Store:
                 data.timestamps, data.values = data.timestamps[keep], data.values[keep]
         return [data for data in out if len(data.values)]
 
+    def _selection(self, matchers: Sequence[Matcher]) -> _Selection:
+        """The cached selection for ``matchers`` (callers hold the lock)."""
+        key = tuple(matchers)
+        cached = self._selections.get(key)
+        if cached is not None and cached.generation == self.generation:
+            return cached
+        groups: dict[int, tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]] = {}
+        moved = False
+        for sid in sorted(self._match_ids(matchers)):  # sorted: results do not depend on set order
+            series = self._series[sid]
+            moved = moved or len(series.segments) > 1
+            for segment in series.segments:
+                group = groups.get(id(segment.column))
+                if group is None:
+                    group = groups[id(segment.column)] = (segment.column, [], [], [])
+                group[1].append(segment)
+                group[2].append(series.label_set)
+                group[3].append(sid)
+        if len(self._selections) >= _SELECTION_CACHE_SIZE:
+            self._selections.clear()  # selectors come from a small set of rules and panels
+        selection = self._selections[key] = _Selection(self.generation, list(groups.values()), moved)
+        return selection
+
     def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Block]:
         """Matching series in [mint_ms, maxt_ms], grouped by the time column they share. A series
         that moved between columns appears in one block per column."""
-        groups: dict[int, tuple[TimeColumn, int, int, list]] = {}
-        moved = False
         with self._lock:
-            for sid in self._match_ids(matchers):
-                series = self._series[sid]
-                moved = moved or len(series.segments) > 1
-                for segment in series.segments:
-                    column = segment.column
-                    group = groups.get(id(column))
-                    if group is None:
-                        lo = bisect.bisect_left(column.ts, mint_ms)
-                        group = groups[id(column)] = (column, lo, bisect.bisect_right(column.ts, maxt_ms, lo), [])
-                    _, lo, hi, rows = group
+            selection = self._selection(matchers)
+            blocks = []
+            for column, segments, label_sets, _ in selection.groups:
+                lo = bisect.bisect_left(column.ts, mint_ms)
+                hi = bisect.bisect_right(column.ts, maxt_ms, lo)
+                if lo >= hi:
+                    continue
+                rows = []
+                for segment, labels in zip(segments, label_sets):
                     start, end = segment.window()
                     first, last = max(lo, start), min(hi, end)
                     if first < last:
-                        rows.append((series.labels, first - lo, segment.values[first - start:last - start]))
-            blocks = [(column.ts[lo:hi], rows) for column, lo, hi, rows in groups.values() if rows]
+                        rows.append((labels, first - lo, segment.values[first - start:last - start]))
+                if rows:
+                    blocks.append((column.ts[lo:hi], rows))
         out = []
         for ts, rows in blocks:
             timestamps = np.frombuffer(ts, dtype=np.int64)
@@ -397,8 +463,72 @@ class Store:
                 values = np.full((len(rows), width), ABSENT)
                 for i, (_, offset, part) in enumerate(rows):
                     values[i, offset:offset + len(part)] = np.frombuffer(part, dtype=np.float64)
-            out.append(Block(timestamps, [dict(labels) for labels, _, _ in rows], values, moved))
+            out.append(Block(timestamps, [labels for labels, _, _ in rows], values, selection.moved))
         return out
+
+    def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int) -> Latest:
+        """Per matching series, the newest sample in [t_ms - lookback_ms, t_ms] (ABSENT padding
+        skipped); series whose newest sample there is a stale marker, or that have none, are left
+        out. This is an instant vector selector: one value read per series instead of a window."""
+        labels: list[LabelSet] = []
+        values: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        ids: list[int] = []
+        with self._lock:
+            selection = self._selection(matchers)
+            for column, segments, label_sets, sids in selection.groups:
+                found = self._latest_in(column, segments, t_ms - lookback_ms, t_ms)
+                if found is None:
+                    continue
+                rows, vals, ts = found
+                labels.extend(label_sets if len(rows) == len(label_sets) else [label_sets[i] for i in rows])
+                if selection.moved:
+                    ids.extend(sids[i] for i in rows)
+                values.append(vals)
+                times.append(ts)
+        if not values:
+            return Latest([], np.zeros(0), np.zeros(0, dtype=np.int64))
+        out = Latest(labels, np.concatenate(values), np.concatenate(times))
+        return _newest_per_series(out, ids) if selection.moved else out
+
+    @staticmethod
+    def _latest_in(column: TimeColumn, segments: list[_Segment], mint_ms: int, maxt_ms: int
+                   ) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+        """``select_latest`` for the segments of one column: (row indices, values, times)."""
+        ts = column.ts
+        hi = bisect.bisect_right(ts, maxt_ms)
+        lo = bisect.bisect_left(ts, mint_ms, 0, hi)
+        if lo >= hi:
+            return None
+        # Absolute indices (see _Segment): the newest sample is at ``newest`` unless the segment
+        # ends earlier (its series left the target); it must not be before ``oldest``.
+        newest, oldest = column.base + hi - 1, column.base + lo
+        n = len(segments)
+        firsts = np.fromiter((seg.first for seg in segments), np.int64, n)
+        ends = firsts + np.fromiter((len(seg.values) for seg in segments), np.int64, n)
+        at = np.minimum(ends - 1, newest)
+        rows = np.flatnonzero(at >= np.maximum(firsts, oldest)).tolist()
+        if not rows:
+            return None
+        offsets = (at - firsts).tolist()
+        vals = np.array([segments[i].values[offsets[i]] for i in rows], dtype=np.float64)
+        at = at[rows]
+        bits = vals.view(np.uint64)
+        for j in np.flatnonzero(bits == ABSENT_BITS).tolist():
+            # The series skipped that scrape: walk back to its newest real sample (rare).
+            segment = segments[rows[j]]
+            k = int(at[j]) - segment.first
+            while k >= 0 and segment.first + k >= oldest and _is_absent(segment.values[k]):
+                k -= 1
+            if k >= 0 and segment.first + k >= oldest:
+                at[j], vals[j] = segment.first + k, segment.values[k]
+            else:
+                at[j] = oldest  # nothing real in the window: stays ABSENT and is dropped below
+        keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+        times = np.frombuffer(ts[lo:hi], dtype=np.int64)[at - oldest]
+        if keep.all():
+            return rows, vals, times
+        return [r for r, k in zip(rows, keep.tolist()) if k], vals[keep], times[keep]
 
     @staticmethod
     def _read(segment: _Segment, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -450,6 +580,23 @@ class Store:
                 vs = np.concatenate([p[1] for p in parts])
                 keep = vs.view(np.uint64) != ABSENT_BITS
                 yield labels, ts[keep], vs[keep]
+
+
+def _is_absent(value: float) -> bool:
+    return value != value and struct.pack("<d", value) == struct.pack("<Q", ABSENT_BITS)
+
+
+def _newest_per_series(latest: Latest, ids: list[int]) -> Latest:
+    """A series read from two columns (it moved between targets) keeps its newer sample."""
+    best: dict[int, int] = {}
+    for row, sid in enumerate(ids):
+        other = best.get(sid)
+        if other is None or latest.times[row] > latest.times[other]:
+            best[sid] = row
+    if len(best) == len(ids):
+        return latest
+    rows = sorted(best.values())
+    return Latest([latest.labels[r] for r in rows], latest.values[rows], latest.times[rows])
 
 
 def sorted_labels(labels: Iterable[tuple[str, str]]) -> Labels:

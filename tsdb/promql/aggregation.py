@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import promql_parser as pp
 
-from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data
+from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data, labels_key
 
 if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
@@ -60,26 +60,19 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
     modifier = expr.modifier
     without = bool(modifier and modifier.type == pp.AggModifierType.Without)
     names = list(modifier.labels) if modifier else []
-    groups: dict[tuple, tuple[dict[str, str], list[VSeries]]] = {}
-    for s in vector.series:
-        if without:
-            labels = _group_labels(s.labels, names, without)
-            key = tuple(sorted(labels.items()))
-        else:
-            # by(): the listed labels' values are the key; the label dict is built once per group.
-            key = tuple(s.labels.get(n) for n in names)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = (labels if without else _group_labels(s.labels, names, False), [])
-        group[1].append(s)
+    labels, values, present, _ = vector.columns(grid.n)
+    group_of, group_labels = _grouping(labels, names, without)
+    if op in _VECTORISED:
+        return _vectorised(op, group_of, group_labels, values, present, grid.n)
+    groups: dict[int, tuple[dict[str, str], list[VSeries]]] = {}
+    for s, group in zip(vector.series, group_of.tolist()):
+        groups.setdefault(group, (group_labels[group], []))[1].append(s)
     if op in ("topk", "bottomk"):
         return _top(ev.scalar_arg(expr.param, grid), groups, op == "topk")
     if op == "quantile":
         return _quantile(ev.scalar_arg(expr.param, grid), groups)
     if op == "count_values":
         return _count_values(ev.eval(expr.param, grid), groups, grid.n)
-    if op in _VECTORISED:
-        return _vectorised(op, groups, grid.n)
     out = []
     with np.errstate(all="ignore"):
         for labels, members in groups.values():
@@ -93,14 +86,33 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
 _VECTORISED = frozenset({"sum", "avg", "count", "group", "min", "max"})
 
 
-def _vectorised(op: str, groups: dict, steps: int) -> Vector:
-    """sum/avg/count/group/min/max of every group at once: one pass over a series x step matrix
-    with each series' group index, instead of building arrays per group (a fleet-wide
+def _grouping(labels: list[dict[str, str]], names: list[str], without: bool) -> tuple[np.ndarray, list[dict]]:
+    """Each row's group index (groups numbered in order of first appearance) and each group's
+    output labels, built once per group."""
+    index: dict[tuple, int] = {}
+    group_of = []
+    group_labels: list[dict[str, str]] = []
+    for item in labels:
+        if without:
+            grouped = _group_labels(item, names, True)
+            key = labels_key(grouped)
+        else:
+            # by(): the listed labels' values are the key
+            grouped, key = None, tuple(map(item.get, names))
+        group = index.get(key)
+        if group is None:
+            group = index[key] = len(group_labels)
+            group_labels.append(grouped if without else _group_labels(item, names, False))
+        group_of.append(group)
+    return np.array(group_of, dtype=np.intp), group_labels
+
+
+def _vectorised(op: str, group_of: np.ndarray, group_labels: list[dict], values: np.ndarray,
+                present: np.ndarray, steps: int) -> Vector:
+    """sum/avg/count/group/min/max of every group at once: one pass over the series x step
+    matrix with each series' group index, instead of building arrays per group (a fleet-wide
     ``avg by (instance)`` has one group per node)."""
-    members = [m for _, group in groups.values() for m in group]
-    group_of = np.repeat(np.arange(len(groups)), [len(group) for _, group in groups.values()])
-    values = np.array([m.values for m in members]).reshape(len(members), steps)
-    present = np.array([m.present for m in members]).reshape(len(members), steps)
+    groups = group_labels
     count = np.zeros((len(groups), steps))
     np.add.at(count, group_of, present)
     with np.errstate(all="ignore"):
@@ -116,7 +128,7 @@ def _vectorised(op: str, groups: dict, steps: int) -> Vector:
             result = count
         else:
             result = np.ones((len(groups), steps))
-    return Vector([VSeries(labels, result[i], count[i] > 0) for i, (labels, _) in enumerate(groups.values())])
+    return Vector.of_columns(group_labels, result, count > 0)
 
 
 def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray) -> np.ndarray:

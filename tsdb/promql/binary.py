@@ -8,7 +8,8 @@ import numpy as np
 import promql_parser as pp
 
 from tsdb.promql.values import (
-    Grid, PromQLError, Scalar, Value, Vector, VSeries, bad_data, drop_name, format_labels, merge_same_labels,
+    Grid, PromQLError, Scalar, Value, Vector, VSeries, bad_data, drop_name, format_labels, labels_key,
+    merge_same_labels, merge_same_rows, rows_kept,
 )
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ def evaluate(ev: "Evaluator", expr: pp.BinaryExpr, grid: Grid) -> Value:
             return Scalar(compare(op, lhs.values, rhs.values).astype(np.float64))
         return Scalar(arithmetic(op, lhs.values, rhs.values))
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
-        return _vector_scalar(op, lhs, rhs.values, False, return_bool)
+        return _vector_scalar(op, lhs, rhs.values, False, return_bool, grid.n)
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
-        return _vector_scalar(op, rhs, lhs.values, True, return_bool)
+        return _vector_scalar(op, rhs, lhs.values, True, return_bool, grid.n)
     if isinstance(lhs, Vector) and isinstance(rhs, Vector):
         matching = modifier.matching if modifier else None
         on = bool(matching and matching.type == pp.LabelModifierType.Include)
@@ -73,21 +74,24 @@ def evaluate(ev: "Evaluator", expr: pp.BinaryExpr, grid: Grid) -> Value:
     raise bad_data("binary expression must contain only scalar and instant vector types")
 
 
-def _vector_scalar(op: str, vector: Vector, scalar: np.ndarray, scalar_left: bool, return_bool: bool) -> Vector:
-    out = []
-    for s in vector.series:
-        left, right = (scalar, s.values) if scalar_left else (s.values, scalar)
-        if op in ARITHMETIC:
-            labels = drop_name(s.labels) if op in _DROPS_NAME else s.labels
-            out.append(VSeries(labels, arithmetic(op, left, right), s.present))
-            continue
-        keep = compare(op, left, right)
-        if return_bool:
-            out.append(VSeries(drop_name(s.labels), keep.astype(np.float64), s.present))
-        else:
-            # A comparison keeps the vector's own value even when the scalar is on the left.
-            out.append(VSeries(s.labels, s.values, s.present & keep, s.sample_times))
-    return Vector(merge_same_labels([s for s in out if s.present.any()]))
+def _vector_scalar(op: str, vector: Vector, scalar: np.ndarray, scalar_left: bool, return_bool: bool,
+                   steps: int) -> Vector:
+    """One numpy operation over the whole (series x steps) matrix; the scalar broadcasts per step."""
+    labels, values, present, times = vector.columns(steps)
+    left, right = (scalar, values) if scalar_left else (values, scalar)
+    if op in ARITHMETIC:
+        if op in _DROPS_NAME:
+            labels = [drop_name(item) for item in labels]
+        result = rows_kept(labels, arithmetic(op, left, right), present, None, present.any(axis=1))
+        return merge_same_rows(result, steps) if op in _DROPS_NAME else result
+    keep = compare(op, left, right)
+    if return_bool:
+        result = rows_kept([drop_name(item) for item in labels], keep.astype(np.float64), present, None,
+                           present.any(axis=1))
+        return merge_same_rows(result, steps)
+    # A comparison keeps the vector's own value even when the scalar is on the left.
+    present = present & keep
+    return rows_kept(labels, values, present, times, present.any(axis=1))
 
 
 def signature(labels: dict[str, str], on: bool, names: list[str]) -> tuple:

@@ -98,7 +98,11 @@ class Engine:
             return QueryResult("string", string=value.value, timestamp=seconds)
         if isinstance(value, RangeVector):
             return QueryResult("matrix", _matrix_of_range(value))
-        samples = [Series(s.labels, [seconds], [float(s.values[0])]) for s in value.series if s.present[0]]
+        labels, values, present, _ = value.columns(1)
+        rows = np.flatnonzero(present[:, 0]).tolist()
+        column = values[:, 0].tolist()
+        # dict(): results leave the engine, and the label sets inside it are shared, immutable.
+        samples = [Series(dict(labels[i]), [seconds], [column[i]]) for i in rows]
         if value.order:
             samples = _sorted_by_value(samples, value.order == "desc")
         return QueryResult("vector", samples)
@@ -122,7 +126,7 @@ class Engine:
             return QueryResult("matrix", [Series({}, seconds.tolist(), value.values.tolist())])
         if not isinstance(value, Vector):
             raise bad_data("range queries must return a scalar or an instant vector")
-        series = [Series(s.labels, seconds[s.present].tolist(), s.values[s.present].tolist())
+        series = [Series(dict(s.labels), seconds[s.present].tolist(), s.values[s.present].tolist())
                   for s in value.series if s.present.any()]
         series.sort(key=lambda s: sorted(s.labels.items()))
         return QueryResult("matrix", series)
@@ -134,7 +138,7 @@ def _matrix_of_range(value: RangeVector) -> list[Series]:
     for s in value.series:
         keep = (s.timestamps >= end - value.range_ms) & (s.timestamps <= end)
         if keep.any():
-            out.append(Series(s.labels, (s.timestamps[keep] / 1000.0).tolist(), s.values[keep].tolist()))
+            out.append(Series(dict(s.labels), (s.timestamps[keep] / 1000.0).tolist(), s.values[keep].tolist()))
     return out
 
 

@@ -28,6 +28,8 @@ _MATCH_OPS = {"Equal": EQUAL, "NotEqual": NOT_EQUAL, "Re": REGEX, "NotRe": NOT_R
 class SeriesSource(Protocol):
     def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list: ...
 
+    def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int): ...
+
 
 def millis(delta: timedelta | None) -> int:
     return 0 if delta is None else delta // timedelta(milliseconds=1)
@@ -115,6 +117,13 @@ class Evaluator:
     def vector_selector(self, selector: pp.VectorSelector, grid: Grid) -> Vector:
         matchers = selector_matchers(selector)
         ends = self.reference_times(selector.at, selector.offset, grid)
+        if grid.n == 1 or (ends == ends[0]).all():
+            # One reference time (an instant query, or @): the store reads one sample per series.
+            latest = self.source.select_latest(matchers, int(ends[0]), self.lookback_ms)
+            rows = len(latest.labels)
+            return Vector.of_columns(latest.labels, np.repeat(latest.values[:, None], grid.n, axis=1),
+                                     np.ones((rows, grid.n), dtype=bool),
+                                     np.repeat(latest.times[:, None], grid.n, axis=1))
         out = []
         blocks = self.source.select_blocks(matchers, int(ends.min()) - self.lookback_ms, int(ends.max()))
         for block in blocks:

@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from tsdb import store as _store
+from tsdb.labelset import drop_name, labels_key  # noqa: F401 - re-exported for the engine's modules
 
 STALE_NAN_BITS = np.uint64(_store.STALE_NAN_BITS)
 ABSENT_BITS = np.uint64(_store.ABSENT_BITS)  # the store's padding: "no sample here"
@@ -55,10 +56,73 @@ class VSeries:
     sample_times: np.ndarray | None = None  # int64 ms of the selected samples (selectors only)
 
 
-@dataclass
 class Vector:
-    series: list[VSeries] = field(default_factory=list)
-    order: str | None = None  # "asc"/"desc" when sort()/sort_desc() must order an instant result
+    """An instant vector in one of two equivalent forms, each built from the other on demand:
+    ``series`` (a VSeries per series), or columns: a label set per row and (rows x steps)
+    ``values``/``present`` (and ``sample_times`` from a selector) matrices.
+
+    Why both: the hot paths (selectors, vector/scalar operators, vector matching, aggregation,
+    rate) work on the columns with a few numpy calls for the whole vector, where a VSeries per
+    series cost microseconds each; the rarer operations keep their per-series code.
+    """
+
+    __slots__ = ("_series", "_columns", "order")
+
+    def __init__(self, series: Iterable[VSeries] | None = None, order: str | None = None) -> None:
+        self._series: list[VSeries] | None = list(series) if series is not None else []
+        self._columns: tuple | None = None
+        self.order = order  # "asc"/"desc" when sort()/sort_desc() must order an instant result
+
+    @classmethod
+    def of_columns(cls, labels: list[dict[str, str]], values: np.ndarray, present: np.ndarray,
+                   sample_times: np.ndarray | None = None, order: str | None = None) -> "Vector":
+        vector = cls.__new__(cls)
+        vector._series = None
+        vector._columns = (labels, values, present, sample_times)
+        vector.order = order
+        return vector
+
+    @property
+    def series(self) -> list[VSeries]:
+        if self._series is None:
+            labels, values, present, times = self._columns
+            self._series = [VSeries(labels[i], values[i], present[i], None if times is None else times[i])
+                            for i in range(len(labels))]
+        return self._series
+
+    @series.setter
+    def series(self, series: list[VSeries]) -> None:
+        self._series, self._columns = list(series), None
+
+    def columns(self, steps: int) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray, np.ndarray | None]:
+        """(labels, values, present, sample_times or None); ``steps`` shapes an empty vector."""
+        if self._columns is None:
+            series = self._series
+            if not series:
+                self._columns = ([], np.zeros((0, steps)), np.zeros((0, steps), dtype=bool), None)
+            else:
+                times = None
+                if all(s.sample_times is not None for s in series):
+                    times = np.array([s.sample_times for s in series], dtype=np.int64)
+                self._columns = ([s.labels for s in series], np.array([s.values for s in series], dtype=np.float64),
+                                 np.array([s.present for s in series], dtype=bool), times)
+        return self._columns
+
+    def rows(self) -> int:
+        return len(self._series) if self._series is not None else len(self._columns[0])
+
+    def __repr__(self) -> str:
+        return f"Vector({self.series!r}, order={self.order!r})"
+
+
+def rows_kept(labels: list, values: np.ndarray, present: np.ndarray, times: np.ndarray | None,
+              keep: np.ndarray) -> Vector:
+    """The vector of the rows where ``keep`` is set (all of them without a copy)."""
+    if keep.all():
+        return Vector.of_columns(labels, values, present, times)
+    rows = np.flatnonzero(keep)
+    return Vector.of_columns([labels[i] for i in rows.tolist()], values[rows], present[rows],
+                             None if times is None else times[rows])
 
 
 @dataclass
@@ -91,16 +155,6 @@ class RangeVector:
 Value = Vector | Scalar | String | RangeVector
 
 
-def labels_key(labels: dict[str, str]) -> tuple:
-    return tuple(sorted(labels.items()))
-
-
-def drop_name(labels: dict[str, str]) -> dict[str, str]:
-    if "__name__" not in labels:
-        return labels
-    return {k: v for k, v in labels.items() if k != "__name__"}
-
-
 def format_labels(labels: dict[str, str]) -> str:
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
@@ -111,6 +165,15 @@ def one_name(labels: Iterable[dict[str, str]]) -> bool:
     series equal, so ``merge_same_labels`` (which sorts every label set) can be skipped."""
     names = {item.get("__name__") for item in labels}
     return len(names) <= 1
+
+
+def merge_same_rows(vector: Vector, steps: int) -> Vector:
+    """``merge_same_labels`` for a columnar vector: returned as is when its label sets are
+    distinct (the usual case, checked on the label sets' cached keys)."""
+    labels = vector.columns(steps)[0]
+    if len({labels_key(item) for item in labels}) == len(labels):
+        return vector
+    return Vector(merge_same_labels(vector.series))
 
 
 def merge_same_labels(series: list[VSeries]) -> list[VSeries]:

@@ -1,0 +1,50 @@
+"""A series' label set as the query engine passes it around: a dict built once per series and
+shared by every query that selects it, immutable by convention.
+
+Why: building a dict per series per query, then sorting it again to compare or group, was most
+of the engine's per-series cost. A ``LabelSet`` caches its sorted key and its copy without
+``__name__``, so functions and operators that drop the name, and vector matching that compares
+label sets, pay for that once per series instead of once per series per query. It is a plain
+dict to everything else (JSON, ``dict(...)``, ``{**labels}``); nothing may mutate it.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class LabelSet(dict):
+    __slots__ = ("_key", "_no_name")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = (), key: tuple | None = None) -> None:
+        super().__init__(items)
+        self._key = key  # sorted (name, value) pairs, when the caller already has them
+        self._no_name: LabelSet | None = None
+
+    @property
+    def key(self) -> tuple:
+        if self._key is None:
+            self._key = tuple(sorted(self.items()))
+        return self._key
+
+    def without_name(self) -> "LabelSet":
+        if "__name__" not in self:
+            return self
+        if self._no_name is None:
+            pairs = tuple(pair for pair in self.key if pair[0] != "__name__")
+            self._no_name = LabelSet(pairs, pairs)
+        return self._no_name
+
+
+def labels_key(labels: dict[str, str]) -> tuple:
+    """The label set as sorted (name, value) pairs, the identity of a series."""
+    if type(labels) is LabelSet:
+        return labels.key
+    return tuple(sorted(labels.items()))
+
+
+def drop_name(labels: dict[str, str]) -> dict[str, str]:
+    if type(labels) is LabelSet:
+        return labels.without_name()
+    if "__name__" not in labels:
+        return labels
+    return {k: v for k, v in labels.items() if k != "__name__"}
