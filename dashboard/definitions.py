@@ -23,19 +23,28 @@ NODE_LOOKBACK = "1h"
 # Every GPU that exposed the exporter's gpu_up within the lookback: a GPU whose node has just gone
 # down (its series stale) still counts, and still marks its node as a GPU node.
 GPU_PRESENT = f"last_over_time(gpu_up[{NODE_LOOKBACK}])"
+# The same, counted per node: one series per node instead of one per GPU (131,072 at 16,384 nodes).
+GPUS_PRESENT_BY_NODE = f"count by (instance) ({GPU_PRESENT})"
+# Slurm node flags (scheduler/metrics.py writes them in lower case) that make a node's status.
+DRAIN_FLAGS = ("drain",)
+DOWN_FLAGS = ("down", "fail", "not_responding")
 
 
 def node_targets(client: QueryClient, at: float, nodes: set[str]) -> dict[str, Series]:
     """instance -> ``up`` series (value, rack label) of the given nodes. GPU nodes are those with
     GPUs present or known to the scheduler: a real Prometheus also scrapes targets that are not
     (ClusterWatch's own /metrics, other services), which must not appear as nodes."""
-    return {name: s for s in client.instant("up", at).series if (name := s.labels.get("instance", "")) in nodes}
+    # Labels other than the node and its rack stripped by the engine: at 16,384 nodes every label
+    # dropped there is one less to encode, ship and parse here.
+    return {name: s for s in client.instant("max by (instance, rack) (up)", at).series
+            if (name := s.labels.get("instance", "")) in nodes}
 
 
 def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:
     query = UNHEALTHY
     if instance_regex:
-        query = f'({UNHEALTHY}) and on (instance) group_left () up{{instance=~"{instance_regex}"}}'
+        query = f'({UNHEALTHY}) and on (instance) up{{instance=~"{instance_regex}"}}'
+    query = f"count by (instance, gpu) ({query})"  # the key only, whichever condition matched
     return {k for s in client.instant(query, at).series if (k := gpu_key(s.labels)) is not None}
 
 
@@ -51,8 +60,22 @@ def allocations(snapshot, client: QueryClient, at: float) -> dict[GpuKey, str]:
                 for index in indices:
                     held[(node, int(index))] = job.job_id
         return held
-    return {k: s.labels.get("job_id", "") for s in client.instant("gpu_job_info", at).series
+    return {k: s.labels.get("job_id", "") for s in client.instant(ALLOCATED, at).series
             if (k := gpu_key(s.labels)) is not None and s.labels.get("job_id")}
+
+
+# GPU -> job from the exporters' process mapping, reduced by the engine to the three labels used.
+ALLOCATED = 'max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
+
+
+def scheduler_node_flags(client: QueryClient, at: float) -> dict[str, set[str]]:
+    """instance -> the Slurm flags set on it (drain, down, ...), from the scheduler's metrics:
+    only the flags that are set come back (a few series, not 8 per node)."""
+    wanted = "|".join(DRAIN_FLAGS + DOWN_FLAGS)
+    flags: dict[str, set[str]] = {}
+    for s in client.instant(f'slurm_node_flag{{flag=~"{wanted}"}} == 1', at).series:
+        flags.setdefault(s.labels.get("instance", ""), set()).add(s.labels.get("flag", ""))
+    return flags
 
 
 def efficiency(mean_by_gpu: Mapping[GpuKey, float], hours_by_gpu: Mapping[GpuKey, float] | None = None) -> float | None:

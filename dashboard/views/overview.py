@@ -2,8 +2,14 @@
 
 Payload size matters here (16,384 nodes x 8 GPUs): the heatmap is sent as one row of integers per
 node plus a job index per cell into a table of job ids, never as an object per cell, and the
-status grid as parallel arrays per rack. Each per-GPU metric is one PromQL query; every KPI
-aggregation together is one more.
+status grid as parallel arrays per rack.
+
+So does what the engine ships back (docs/performance.md, "Scale: 16,384 nodes"): only the heatmap's
+metric (and, in PromQL-only mode, the GPU -> job mapping) comes back per GPU, with every label but
+``instance`` and ``gpu`` stripped by the engine. GPUs per node come back as one count per node,
+idle GPUs are filtered by the engine (only the few below 1% come back), unhealthy GPUs and set
+Slurm flags likewise, and every fleet total (power, mean utilisation, busy GPUs, job states) is an
+aggregation answered in one query.
 """
 from __future__ import annotations
 
@@ -13,22 +19,30 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import GPU_PRESENT, IDLE_BELOW, allocations, node_targets, unhealthy_gpus
+from dashboard.definitions import (ALLOCATED, DOWN_FLAGS, DRAIN_FLAGS, GPUS_PRESENT_BY_NODE, IDLE_BELOW, allocations,
+                                   node_targets, scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange
-from dashboard.promql import GpuKey, by_gpu, scalars
+from dashboard.promql import GpuKey, by_gpu, by_label, scalars
 
 ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
 # colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
+# (one series per GPU, labelled instance and gpu only).
 HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
-    "util": ("gpu_utilization_ratio", 100.0, "%", (0.0, 100.0)),
-    "memory": ("gpu_memory_used_bytes", 1 / 2**30, "GiB", None),
-    "temperature": ("gpu_temperature_celsius", 1.0, "°C", None),
-    "power": ("gpu_power_watts", 1.0, "W", None),
+    "util": ("max by (instance, gpu) (gpu_utilization_ratio)", 100.0, "%", (0.0, 100.0)),
+    "memory": ("max by (instance, gpu) (gpu_memory_used_bytes)", 1 / 2**30, "GiB", None),
+    "temperature": ("max by (instance, gpu) (gpu_temperature_celsius)", 1.0, "°C", None),
+    "power": ("max by (instance, gpu) (gpu_power_watts)", 1.0, "W", None),
     "errors": ("sum by (instance, gpu) (increase(gpu_xid_errors_total[{window}]))"
                " or sum by (instance, gpu) (increase(gpu_ecc_errors_total{{type=\"uncorrected\"}}[{window}]))",
                1.0, "errors", None),
 }
 STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
+UTIL = HEAT_METRICS["util"][0]
+# Idle (DESIGN.md): allocated and below 1% for the whole range. The engine returns only those GPUs:
+# free GPUs (idle too, and a fifth of a large fleet) are left out by the join with the job mapping
+# (the exporters' gpu_job_info, or the scheduler's slurm_job_gpu_info where it is scraped).
+IDLE = ("max by (instance, gpu) (max_over_time(gpu_utilization_ratio[{window}])) < " + str(IDLE_BELOW)
+        + ' and on (instance, gpu) (gpu_job_info{{job_id!=""}} or slurm_job_gpu_info)')
 
 
 class Kpis(BaseModel):
@@ -84,16 +98,19 @@ def _round(value: float, scale: float) -> float | None:
     return round(scaled, 1) if abs(scaled) < 10 else float(round(scaled))
 
 
-def node_status(up: float | None, sched_node, unhealthy: int) -> str:
-    """One word per node for the status grid; the worst condition wins."""
+def node_status(up: float | None, sched_node, unhealthy: int, flags: set[str] = frozenset(),
+                allocated: bool = False) -> str:
+    """One word per node for the status grid; the worst condition wins. ``flags`` and
+    ``allocated`` stand in for the scheduler's node when there is no adapter (PromQL only)."""
     state = sched_node.state if sched_node is not None else ""
-    if up == 0 or state in ("DOWN", "FAIL") or (sched_node is not None and sched_node.has_flag("NOT_RESPONDING")):
+    if up == 0 or state in ("DOWN", "FAIL") or (sched_node is not None and sched_node.has_flag("NOT_RESPONDING")) \
+            or flags & set(DOWN_FLAGS):
         return "down"
     if unhealthy:
         return "fault"
-    if sched_node is not None and sched_node.drain:
+    if (sched_node is not None and sched_node.drain) or flags & set(DRAIN_FLAGS):
         return "drain"
-    if state in ("ALLOCATED", "MIXED", "COMPLETING"):
+    if state in ("ALLOCATED", "MIXED", "COMPLETING") or (sched_node is None and allocated):
         return "alloc"
     if up is None and sched_node is None:
         return "unknown"
@@ -104,18 +121,18 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     client, at = ctx.query, tr.end
     expr, scale, unit, fixed = HEAT_METRICS[color_by]
     heat = by_gpu(client.instant(expr.format(window=tr.window), at))
-    util = heat if color_by == "util" else by_gpu(client.instant("gpu_utilization_ratio", at))
-    peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{tr.window}]) < {IDLE_BELOW}", at))
-    present = by_gpu(client.instant(GPU_PRESENT, at))
+    idle_now = by_gpu(client.instant(IDLE.format(window=tr.window), at))
+    present = by_label(client.instant(GPUS_PRESENT_BY_NODE, at), "instance")
     unhealthy = unhealthy_gpus(client, at)
     snapshot = ctx.snapshot()
     held = allocations(snapshot, client, at)
 
     # Nodes: every node with GPUs seen and every node the scheduler knows, in name order.
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
-    gpu_count: dict[str, int] = {}
-    for node, gpu in list(present) + list(heat):
-        gpu_count[node] = max(gpu_count.get(node, 0), gpu + 1)
+    gpu_count: dict[str, int] = {node: int(count) for node, count in present.items()}
+    for node, gpu in heat:
+        if gpu >= gpu_count.get(node, 0):
+            gpu_count[node] = gpu + 1
     for name, node in sched_nodes.items():
         gpu_count[name] = max(gpu_count.get(name, 0), node.gpus)
     names = sorted(n for n in set(sched_nodes) | set(gpu_count) if n)
@@ -123,17 +140,24 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
     up_of = {s.labels.get("instance", ""): s.value for s in targets}
     width = max(gpu_count.values(), default=0)
+    flags = scheduler_node_flags(client, at) if snapshot is None else {}
 
     job_ids = sorted(set(held.values()), key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
     rows, job_rows, marks = [], [], []
+    held_nodes: set[str] = set()
     for r, node in enumerate(names):
         row, jobs = [], []
         for g in range(width):
             key: GpuKey = (node, g)
             value = heat.get(key)
             row.append(None if value is None else _round(value, scale))
-            jobs.append(job_index.get(held.get(key, ""), -1))
+            job = held.get(key)
+            if job is None:
+                jobs.append(-1)
+            else:
+                jobs.append(job_index[job])
+                held_nodes.add(node)
             if key in unhealthy:
                 marks.append([r, g])
         rows.append(row)
@@ -147,7 +171,8 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     groups: dict[str, RackGroup] = {}
     statuses: dict[str, str] = {}
     for node in names:
-        status = node_status(up_of.get(node), sched_nodes.get(node), unhealthy_by_node.get(node, 0))
+        status = node_status(up_of.get(node), sched_nodes.get(node), unhealthy_by_node.get(node, 0),
+                             flags.get(node, set()), node in held_nodes)
         statuses[node] = status
         rack = rack_of.get(node) or "(no rack)"
         group = groups.setdefault(rack, RackGroup(rack=rack, nodes=[], status=[], unhealthy_gpus=[]))
@@ -155,27 +180,34 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         group.status.append(STATUS_CODES.index(status))
         group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
 
-    sums = scalars(client, {"power": "sum(gpu_power_watts)"}, at)
-    alerts: dict[str, int] = {}
-    for series in client.instant('count by (severity) (ALERTS{alertstate="firing"})', at).series:
-        alerts[series.labels.get("severity") or "none"] = int(series.value)
-    total = sum(gpu_count.get(n, 0) for n in names)  # lost GPUs still count: they are the cluster's
-    busy = sum(1 for k in held if util.get(k, 0.0) >= IDLE_BELOW)
-    idle = sum(1 for k in held if k in peak)
+    # Fleet totals: aggregations, one query. Busy = allocated and at least 1% now; with the
+    # scheduler's allocation the join is done here over the heatmap's utilisation (fetched per GPU
+    # only when the heatmap shows another metric), without it by the engine over gpu_job_info.
+    # (``>= 0`` keeps a NaN reading of one GPU from turning the fleet's mean into NaN.)
+    totals = {"power": "sum(gpu_power_watts)", "util": "avg(gpu_utilization_ratio >= 0)"}
+    if snapshot is None:
+        totals["busy"] = f"count(({UTIL} >= {IDLE_BELOW}) and on (instance, gpu) {ALLOCATED})"
+        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
+    sums = scalars(client, totals, at)
     if snapshot is not None:
+        util = heat if color_by == "util" else by_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))
+        busy = sum(1 for k in held if util.get(k, 0.0) >= IDLE_BELOW)
         running = sum(1 for j in snapshot.jobs if j.state == "RUNNING")
         pending = sum(1 for j in snapshot.jobs if j.state == "PENDING")
         drained = sum(1 for n in snapshot.nodes if n.drain)
     else:
-        states = {s.labels.get("state", ""): s.value for s in
-                  client.instant("count by (state) (slurm_job_info)", at).series}
-        running, pending = int(states.get("RUNNING", 0)), int(states.get("PENDING", 0))
-        drained = sum(1 for s in client.instant('slurm_node_flag{flag="DRAIN"} == 1', at).series)
-    util_values = [v for v in util.values() if math.isfinite(v)]
+        busy = int(sums["busy"] or 0)
+        running, pending = int(sums["jobs_RUNNING"] or 0), int(sums["jobs_PENDING"] or 0)
+        drained = sum(1 for node_flags in flags.values() if node_flags & set(DRAIN_FLAGS))
+    alerts: dict[str, int] = {}
+    for series in client.instant('count by (severity) (ALERTS{alertstate="firing"})', at).series:
+        alerts[series.labels.get("severity") or "none"] = int(series.value)
+    total = sum(gpu_count.get(n, 0) for n in names)  # lost GPUs still count: they are the cluster's
+    idle = sum(1 for k in held if k in idle_now)
     kpis = Kpis(
         gpus_total=total, gpus_busy=busy, gpus_idle=idle, gpus_free=max(0, total - len(held)),
         gpus_unhealthy=len(unhealthy),
-        mean_utilization=round(sum(util_values) / len(util_values), 4) if util_values else None,
+        mean_utilization=round(sums["util"], 4) if sums["util"] is not None else None,
         power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
         jobs_running=running, jobs_pending=pending, alerts_firing=alerts, nodes_total=len(names),
         nodes_drained=drained, nodes_down=sum(1 for s in statuses.values() if s == "down"),

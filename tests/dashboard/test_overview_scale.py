@@ -1,0 +1,109 @@
+"""The overview's queries at scale: what the engine ships back must not grow with every GPU's
+labels, and in PromQL-only mode (no scheduler adapter, ``serve --prometheus-url``) the Slurm flags
+it reads must be the ones scheduler/metrics.py writes (lower case)."""
+from __future__ import annotations
+
+from dashboard.context import DashboardContext
+from dashboard.params import TimeRange
+from dashboard.views.overview import STATUS_CODES, overview
+from tsdb.client import LocalQueryClient
+from tsdb.promql.engine import Engine
+from tsdb.store import Store
+
+NODES, GPUS = 4, 8
+T0 = 1_700_000_000.0
+STEP = 30.0
+STEPS = 40  # 20 minutes
+
+
+def labels(**kv: str) -> tuple:
+    return tuple(sorted(kv.items()))
+
+
+def fleet_store() -> Store:
+    """4 nodes: gpu-1/gpu-2 run job 101 (gpu-2's GPU 3 idle the whole time), gpu-3 is free and
+    drained, gpu-4 is down per Slurm (not_responding) and has a GPU with an XID."""
+    store = Store(retention_s=86400)
+    flags = {"gpu-3": {"drain"}, "gpu-4": {"not_responding"}}
+    for step in range(STEPS):
+        ts = int((T0 + step * STEP) * 1000)
+        scheduler = [(labels(__name__="slurm_job_info", job_id="101", state="RUNNING", user="u", partition="p"), 1.0),
+                     (labels(__name__="slurm_job_info", job_id="102", state="PENDING", user="u", partition="p"), 1.0)]
+        for n in range(1, NODES + 1):
+            node = f"gpu-{n}"
+            target = {"instance": node, "job": "gpu-nodes", "rack": "rack-1" if n <= 2 else "rack-2"}
+            samples = [(labels(__name__="up", **target), 1.0)]
+            for g in range(GPUS):
+                gpu = {**target, "gpu": str(g), "uuid": f"GPU-{n}-{g}"}
+                allocated = n <= 2
+                util = 0.0 if not allocated or (n, g) == (2, 3) else 0.8
+                samples += [(labels(__name__="gpu_up", **gpu), 1.0),
+                            (labels(__name__="gpu_utilization_ratio", **gpu), util),
+                            (labels(__name__="gpu_power_watts", **gpu), 100.0 + 500 * util),
+                            (labels(__name__="gpu_memory_used_bytes", **gpu), 2.0**30 * (1 + 10 * util)),
+                            (labels(__name__="gpu_remapped_rows_pending", **gpu), 0.0),
+                            (labels(__name__="gpu_remapped_rows_failure", **gpu), 0.0)]
+                if allocated:
+                    samples.append((labels(__name__="gpu_job_info", job_id="101", pod="", source="cgroup", **gpu), 1.0))
+                if (n, g) == (4, 5):
+                    samples.append((labels(__name__="gpu_xid_errors_total", xid="79", action="reboot", **gpu),
+                                    float(step >= STEPS - 5)))
+            store.append_scrape(node, ts, samples)
+            for flag in ("drain", "down", "fail", "not_responding", "maint"):
+                scheduler.append((labels(__name__="slurm_node_flag", instance=node, flag=flag),
+                                  1.0 if flag in flags.get(node, ()) else 0.0))
+        store.append_scrape("scheduler", ts, scheduler)
+    return store
+
+
+class RecordingClient(LocalQueryClient):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.answers: list[tuple[str, list[dict[str, str]]]] = []
+
+    def instant(self, query, at=None):
+        result = super().instant(query, at)
+        self.answers.append((query, [s.labels for s in result.series]))
+        return result
+
+
+def view(color: str = "util"):
+    client = RecordingClient(Engine(fleet_store()))
+    end = T0 + (STEPS - 1) * STEP
+    ctx = DashboardContext(query=client, clock=lambda: end)
+    return overview(ctx, TimeRange(end - 900, end), color), client
+
+
+def test_promql_only_overview_reads_slurm_flags_as_written():
+    model, _ = view()
+    kpis = model.kpis
+    assert kpis.nodes_drained == 1  # slurm_node_flag{flag="drain"}: was asked as "DRAIN" and never matched
+    assert kpis.nodes_down == 1
+    status = {node: STATUS_CODES[code] for rack in model.racks for node, code in zip(rack.nodes, rack.status)}
+    assert status == {"gpu-1": "alloc", "gpu-2": "alloc", "gpu-3": "drain", "gpu-4": "down"}
+
+
+def test_overview_kpis_and_heatmap_from_engine_side_aggregations():
+    model, _ = view()
+    kpis = model.kpis
+    assert (kpis.gpus_total, kpis.nodes_total) == (NODES * GPUS, NODES)
+    assert (kpis.gpus_busy, kpis.gpus_idle, kpis.gpus_free) == (15, 1, 16)
+    assert (kpis.jobs_running, kpis.jobs_pending) == (1, 1)
+    assert kpis.gpus_unhealthy == 1 and model.heatmap.unhealthy == [[3, 5]]
+    assert kpis.mean_utilization == round(15 * 0.8 / 32, 4)
+    assert kpis.power_kw == round((32 * 100 + 15 * 500 * 0.8) / 1000, 2)
+    heat = model.heatmap
+    assert heat.job_ids == ["101"] and heat.jobs[0] == [0] * GPUS and heat.jobs[2] == [-1] * GPUS
+    assert heat.z[0] == [80.0] * GPUS and heat.z[1][3] == 0.0
+
+
+def test_only_the_heatmap_and_the_job_mapping_come_back_per_gpu():
+    """Every other answer is per node or smaller, and per-GPU answers carry no label but the key."""
+    for color in ("util", "memory"):
+        _, client = view(color)
+        per_gpu = [(q, rows) for q, rows in client.answers if len(rows) > NODES and any("gpu" in r for r in rows)]
+        assert len(per_gpu) <= 3, [q for q, _ in per_gpu]  # heat, job mapping, busy GPUs for another colour
+        for query, rows in per_gpu:
+            assert all(set(r) <= {"instance", "gpu", "job_id"} for r in rows), query
+        for query, rows in client.answers:
+            assert all("uuid" not in r for r in rows), query
