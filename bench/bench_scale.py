@@ -1,0 +1,436 @@
+"""The production path at 16,384 nodes / 131,072 GPUs: the simulator's exposition loaded into
+VictoriaMetrics with an hour of history, the exported rule pack evaluated by vmalert, and
+``clusterwatch serve --prometheus-url`` answering the overview, jobs and job pages over it.
+
+    .venv/bin/python bench/bench_scale.py [--nodes 16384] [--history 60m] [--interval 60s]
+
+What is loaded (each figure is printed):
+- Every node's own exposition, rendered once by the simulator (``Fleet.render_metrics``: the
+  exporter's real code over the simulated NVML and host), relabelled as the shipped scrape config
+  would (``instance`` = node name, ``job="gpu-nodes"``, ``rack``), plus ``up``. Only the families
+  that the rule pack or the overview, jobs and job pages read are kept (see ``keep_family``):
+  per-CPU, disk, network and most per-port counters, which only the node page of one node reads,
+  are left out to fit this shared 23 GB machine.
+- The scheduler's metrics (``slurm_*``, scheduler/metrics.py) over the simulator's Slurm face,
+  as serve's /metrics exposes them (scraped with honor_labels).
+- History: ``--history`` back from now plus ``--ahead`` into the future at ``--interval``, so
+  the measurements, which take minutes, see a fleet that is still reporting (there is no live
+  scrape; the engine carries no ingest load while it is measured). Gauges that move in a real
+  fleet (utilisation, power, temperatures, SM clock) jitter around each GPU's simulated value;
+  counters and the rest stay at the rendered value (a healthy fleet's error counters are flat).
+Load goes through VictoriaMetrics' JSON-lines import (``/api/v1/import``), one line per series.
+
+Then vmalert evaluates ``clusterwatch rules export`` output against it (recording rules and
+ALERTS written back by remote write); its own ``vmalert_iteration_duration_seconds`` per group is
+compared with the group's interval, once with the engine alone and again after the dashboard
+measurements ran next to it. Dashboard figures are client times of sequential GETs over one
+keep-alive loopback connection (server time plus well under a millisecond of transport), with
+payload as sent with ``Accept-Encoding: gzip`` and without.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import queue
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import free_port, percentile, rss_bytes, wait_http  # noqa: E402
+from clusterwatch.durations import parse_duration  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# Read only by the node page (one node at a time), or per port/link/reason detail the rules do
+# not select: left out at this size.
+DROPPED_FAMILIES = {"node_cpu_seconds_total", "gpu_clock_event_active", "gpu_remapped_rows"}
+# The rule pack selects these reasons of gpu_clock_event_seconds_total; the other 5 reasons are left out.
+CLOCK_EVENT_REASONS = {"hw_thermal_slowdown", "sw_thermal_slowdown", "hw_slowdown", "hw_power_brake_slowdown"}
+# Gauges that move from scrape to scrape: (absolute jitter, scale of the value, lower, upper bound).
+JITTER = {"gpu_utilization_ratio": (0.03, 1.0, 0.0, 1.0), "gpu_power_watts": (0.03, None, 0.0, None),
+          "gpu_temperature_celsius": (1.0, 1.0, 0.0, None), "gpu_memory_temperature_celsius": (1.0, 1.0, 0.0, None),
+          "gpu_sm_clock_hertz": (0.01, None, 0.0, None)}
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+SERVER_INSTANCE = "clusterwatch:9400"  # the target label Prometheus adds to serve's own series
+
+
+def read_families() -> set[str]:
+    """Metric names that appear in the rule pack or the dashboard's code (its queries)."""
+    text = "".join(p.read_text() for p in (ROOT / "alerts" / "rules").glob("*.yml"))
+    text += "".join(p.read_text() for p in (ROOT / "dashboard").rglob("*.py"))
+    return set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text))
+
+
+def keep_family(name: str, labels: dict[str, str], read: set[str]) -> bool:
+    if name not in read or name in DROPPED_FAMILIES:
+        return False
+    if name == "gpu_clock_event_seconds_total":
+        return labels.get("reason") in CLOCK_EVENT_REASONS
+    return True
+
+
+def parse_exposition(text: str, read: set[str]):
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        match = LINE.match(line)
+        if match is None:
+            continue
+        name, body, value = match.groups()
+        if name not in read:
+            continue
+        labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in LABEL.findall(body or "")}
+        if keep_family(name, labels, read):
+            yield name, labels, float(value)
+
+
+class Loader:
+    """JSON lines into VictoriaMetrics' /api/v1/import, posted from a thread while the next chunk
+    is built (the engine parses one chunk while Python builds the next)."""
+
+    def __init__(self, port: int, timestamps: list[int], seed: int) -> None:
+        self.port = port
+        self.steps = len(timestamps)
+        self.ts_json = "[" + ",".join(map(str, timestamps)) + "]"
+        self.rng = random.Random(seed)
+        self.offsets = [[self.rng.uniform(-1, 1) for _ in range(self.steps)] for _ in range(97)]
+        self.constant: dict[float, str] = {}
+        self.lines: list[str] = []
+        self.series = self.samples = self.bytes = 0
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._post_loop, daemon=True)
+        self.thread.start()
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        jitter = JITTER.get(name)
+        if jitter is None or value == 0:
+            values = self.constant.get(value)
+            if values is None:
+                values = self.constant[value] = "[" + ",".join([repr(value)] * self.steps) + "]"
+        else:
+            amplitude, scale, low, high = jitter
+            amplitude *= value if scale is None else scale
+            offsets = self.offsets[self.rng.randrange(len(self.offsets))]
+            points = []
+            for offset in offsets:
+                v = value + amplitude * offset
+                v = max(low, v) if low is not None else v
+                v = min(high, v) if high is not None else v
+                points.append(f"{v:.4g}")
+            values = "[" + ",".join(points) + "]"
+        self.lines.append(f'{{"metric":{json.dumps({"__name__": name, **labels})},'
+                          f'"values":{values},"timestamps":{self.ts_json}}}')
+        self.series += 1
+        self.samples += self.steps
+        if len(self.lines) >= 8192:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            body = ("\n".join(self.lines) + "\n").encode()
+            self.bytes += len(body)
+            self.lines = []
+            self.queue.put(body)
+        if self.error:
+            raise RuntimeError(f"import failed: {self.error}")
+
+    def close(self) -> None:
+        self.flush()
+        self.queue.put(None)
+        self.thread.join()
+        if self.error:
+            raise RuntimeError(f"import failed: {self.error}")
+
+    def _post_loop(self) -> None:
+        while (body := self.queue.get()) is not None:
+            if self.error:
+                continue
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+                connection.request("POST", "/api/v1/import", body=body)
+                response = connection.getresponse()
+                answer = response.read()
+                connection.close()
+                if response.status >= 300:
+                    raise RuntimeError(f"HTTP {response.status}: {answer[:300]!r}")
+            except BaseException as exc:  # noqa: BLE001 - reported by the producer
+                self.error = exc
+
+
+def scheduler_exposition(fleet) -> str:
+    """serve's slurm_* series for the simulated cluster (the scheduler adapter's parsers and
+    collector over the simulator's squeue/sinfo JSON)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from scheduler.metrics import SchedulerCollector
+    from scheduler.model import Snapshot
+    from scheduler.parsers.document import source_info
+    from scheduler.parsers.jobs import parse_jobs
+    from scheduler.parsers.nodes import parse_nodes
+    from scheduler.poller import PollStatus
+
+    squeue, sinfo = fleet.squeue(), fleet.sinfo()
+    snapshot = Snapshot(tuple(parse_jobs(squeue)), tuple(parse_nodes(sinfo)), time.time(),
+                        source_info(squeue, "simulator"))
+    registry = CollectorRegistry()
+    registry.register(SchedulerCollector(lambda: PollStatus(snapshot), "simulator"))
+    return generate_latest(registry).decode()
+
+
+def load(args, vm_port: int) -> dict:
+    from simulator.fleet import Fleet
+
+    started = time.perf_counter()
+    now = time.time()
+    interval = parse_duration(args.interval)
+    history, ahead = parse_duration(args.history), parse_duration(args.ahead)
+    fleet = Fleet(nodes=args.nodes, seed=args.seed, speed=0, start=now - 120)
+    fleet.advance(120)  # every node's GPUs settle into their jobs' behaviour
+    built = time.perf_counter() - started
+    first = int((now - history) // interval * interval)
+    timestamps = [int((first + i * interval) * 1000) for i in range(int((history + ahead) // interval) + 1)]
+    loader = Loader(vm_port, timestamps, args.seed)
+    read = read_families()
+    per_family: dict[str, int] = {}
+    for name in fleet.node_names():
+        rack = fleet.nodes[name].spec.rack
+        target = {"instance": name, "job": "gpu-nodes", "rack": rack}
+        loader.add("up", target, 1.0)
+        for metric, labels, value in parse_exposition(fleet.render_metrics(name).decode(), read):
+            loader.add(metric, {**labels, **target}, value)
+            per_family[metric] = per_family.get(metric, 0) + 1
+    for metric, labels, value in parse_exposition(scheduler_exposition(fleet), read | {"slurm_job_info"}):
+        target = {"job": "clusterwatch", "instance": labels.get("instance", SERVER_INSTANCE)}
+        loader.add(metric, {**labels, **target}, value)
+        per_family[metric] = per_family.get(metric, 0) + 1
+    loader.close()
+    urllib.request.urlopen(f"http://127.0.0.1:{vm_port}/internal/force_flush", timeout=300).read()
+    jobs = [j for j in fleet.scheduler.jobs.values() if j.state == "RUNNING"]
+    biggest = max(jobs, key=lambda j: j.total_gpus)
+    fleet.stop()
+    return {"seconds": time.perf_counter() - started, "fleet_seconds": built, "series": loader.series,
+            "samples": loader.samples, "bytes": loader.bytes, "steps": len(timestamps), "families": per_family,
+            "first": timestamps[0] / 1000, "last": timestamps[-1] / 1000, "biggest_job": str(biggest.job_id),
+            "biggest_gpus": biggest.total_gpus, "running_jobs": len(jobs)}
+
+
+def get(port: int, path: str, gzip_ok: bool, connection: http.client.HTTPConnection | None = None):
+    own = connection is None
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    headers = {"Accept": "application/json", "Accept-Encoding": "gzip" if gzip_ok else "identity"}
+    begin = time.perf_counter()
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    elapsed = time.perf_counter() - begin
+    if own:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {response.status}: {body[:300]!r}")
+    return elapsed, body, response.getheader("Content-Encoding", "identity")
+
+
+def measure(port: int, label: str, path: str, repeats: int) -> dict:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    get(port, path, True, connection)  # warm: first request pays imports and connection set-up
+    times, sent, encoding = [], 0, "identity"
+    for _ in range(repeats):
+        elapsed, body, encoding = get(port, path, True, connection)
+        times.append(elapsed)
+        sent = len(body)
+    connection.close()
+    _, plain, _ = get(port, path, False)
+    print(f"{label}: p50 {percentile(times, 50) * 1e3:.0f} ms, p90 {percentile(times, 90) * 1e3:.0f} ms, "
+          f"max {max(times) * 1e3:.0f} ms (n={repeats}); payload {sent:,} B {encoding} / {len(plain):,} B identity",
+          flush=True)
+    body = json.loads(gzip.decompress(plain) if plain[:2] == b"\x1f\x8b" else plain)
+    return {"p50": percentile(times, 50), "p90": percentile(times, 90), "gzip": sent, "identity": len(plain),
+            "body": body}
+
+
+def vmalert_groups(port: int) -> dict[str, dict]:
+    """Per group: iteration count, mean and max-quantile duration from vmalert's own /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    groups: dict[str, dict] = {}
+    for line in text.splitlines():
+        if not line.startswith("vmalert_iteration_duration_seconds"):
+            continue
+        match = LINE.match(line)
+        if match is None:
+            continue
+        name, body, value = match.groups()
+        labels = dict(LABEL.findall(body or ""))
+        group = groups.setdefault(labels.get("group", "?"), {})
+        if name.endswith("_sum"):
+            group["sum"] = float(value)
+        elif name.endswith("_count"):
+            group["count"] = float(value)
+        elif "quantile" in labels:
+            group[f"q{labels['quantile']}"] = float(value)
+    rules = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=30).read())
+    for group in rules["data"]["groups"]:
+        entry = groups.setdefault(group["name"], {})
+        entry["interval"] = float(group.get("interval", 0))
+        entry["rules"] = len(group.get("rules", []))
+        entry["last_error"] = next((r.get("lastError") for r in group.get("rules", []) if r.get("lastError")), "")
+    return groups
+
+
+def print_groups(title: str, groups: dict[str, dict], before: dict[str, dict] | None = None) -> None:
+    print(title)
+    for name, g in sorted(groups.items()):
+        count, total = g.get("count", 0), g.get("sum", 0.0)
+        if before and name in before:  # this phase only
+            count -= before[name].get("count", 0)
+            total -= before[name].get("sum", 0.0)
+        mean = total / count if count else float("nan")
+        worst = max((v for k, v in g.items() if k.startswith("q") and v == v), default=float("nan"))
+        interval = g.get("interval", float("nan"))
+        verdict = "within" if mean == mean and worst <= interval else "OVER"
+        print(f"  {name}: {g.get('rules', '?')} rules, {count:.0f} evaluations, mean {mean:.2f} s, "
+              f"worst recent quantile {worst:.2f} s, interval {interval:g} s: {verdict}"
+              + (f"; error: {g['last_error'][:200]}" if g.get("last_error") else ""), flush=True)
+
+
+def alert_sink() -> ThreadingHTTPServer:
+    """An Alertmanager stand-in that accepts vmalert's notifications and drops them (this vmalert
+    has no -notifier.blackhole); notification routing is not what is measured here."""
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=16384)
+    parser.add_argument("--history", default="60m", help="history loaded before now")
+    parser.add_argument("--ahead", default="20m", help="samples after now, so the fleet looks live while measured")
+    parser.add_argument("--interval", default="60s", help="sample interval of the loaded history")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rules-seconds", type=float, default=150.0,
+                        help="vmalert runs alone this long before the dashboard is measured")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", help="keep VictoriaMetrics' data in this directory (default: a temp dir, removed)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: measure the data loaded there before")
+    args = parser.parse_args()
+    for binary in ("victoria-metrics", "vmalert"):
+        if shutil.which(binary) is None:
+            print(f"{binary} not installed", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="cw-scale-"))
+    vm = vmalert = serve = sink = None
+    try:
+        vm_port, vmalert_port, serve_port = free_port(), free_port(), free_port()
+        vm = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{vm_port}",
+                               f"-storageDataPath={args.keep or work / 'vm-data'}", "-retentionPeriod=7d",
+                               "-search.latencyOffset=0s", "-search.disableCache", "-memory.allowedPercent=30",
+                               "-search.maxUniqueTimeseries=2000000"],
+                              stdout=subprocess.DEVNULL, stderr=open(work / "vm.log", "w"))
+        wait_http(f"http://127.0.0.1:{vm_port}/health", timeout=60)
+        meta = Path(args.keep) / "bench_scale_load.json" if args.keep else None
+        if args.reuse and meta is not None and meta.exists():
+            loaded = json.loads(meta.read_text())
+            print(f"reusing the data loaded at {time.ctime(loaded['loaded_at'])} in {args.keep} "
+                  f"(samples until {time.ctime(loaded['last'])})", flush=True)
+        else:
+            print(f"loading {args.nodes:,} nodes ({args.nodes * 8:,} GPUs), history {args.history} + {args.ahead} "
+                  f"ahead at {args.interval} ...", flush=True)
+            loaded = load(args, vm_port)
+            loaded["loaded_at"] = time.time()
+            if meta is not None:
+                meta.write_text(json.dumps(loaded))
+        count = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{vm_port}/api/v1/series/count",
+                                                  timeout=300).read())["data"][0]
+        print(f"loaded {loaded['series']:,} series x {loaded['steps']} samples = {loaded['samples']:,} samples "
+              f"({loaded['bytes'] / 2**30:.2f} GiB of JSON lines) in {loaded['seconds']:.0f} s "
+              f"(simulator build {loaded['fleet_seconds']:.0f} s); VictoriaMetrics reports {count:,} series; "
+              f"RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB; {loaded['running_jobs']:,} running jobs", flush=True)
+        families = sorted(loaded["families"].items(), key=lambda kv: -kv[1])
+        print("  series per family: " + ", ".join(f"{k} {v:,}" for k, v in families), flush=True)
+
+        rules = work / "rules"
+        sink = alert_sink()
+        subprocess.run([sys.executable, "-m", "clusterwatch", "rules", "export", "--out", str(rules)], check=True,
+                       cwd=ROOT, stdout=subprocess.DEVNULL)
+        vmalert = subprocess.Popen(["vmalert", f"-rule={rules}/*.yml", f"-datasource.url=http://127.0.0.1:{vm_port}",
+                                    f"-remoteWrite.url=http://127.0.0.1:{vm_port}", f"-notifier.url=http://127.0.0.1:{sink.server_port}",
+                                    "-evaluationInterval=30s", f"-httpListenAddr=127.0.0.1:{vmalert_port}"],
+                                   stdout=subprocess.DEVNULL, stderr=open(work / "vmalert.log", "w"))
+        wait_http(f"http://127.0.0.1:{vmalert_port}/-/healthy", timeout=60)
+        time.sleep(args.rules_seconds)
+        alone = vmalert_groups(vmalert_port)
+        print_groups(f"vmalert alone for {args.rules_seconds:.0f} s (iteration duration per group vs interval):", alone)
+        print(f"  VictoriaMetrics RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB, vmalert RSS "
+              f"{rss_bytes(vmalert.pid) / 2**20:.0f} MiB", flush=True)
+
+        serve = subprocess.Popen([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{serve_port}",
+                                  "--prometheus-url", f"http://127.0.0.1:{vm_port}"], cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
+        wait_http(f"http://127.0.0.1:{serve_port}/-/ready", timeout=120)
+        gpus = args.nodes * 8
+        overview = measure(serve_port, f"overview, {gpus:,} GPUs, range 1h", "/api/overview", args.repeats)
+        kpis = overview["body"]["kpis"]
+        print(f"  kpis: {json.dumps(kpis)}", flush=True)
+        measure(serve_port, f"overview coloured by memory", "/api/overview?color=memory", max(3, args.repeats // 3))
+        jobs = measure(serve_port, "jobs (RUNNING)", "/api/jobs?state=RUNNING", max(3, args.repeats // 2))
+        print(f"  {len(jobs['body'].get('jobs', [])):,} jobs listed", flush=True)
+        measure(serve_port, f"job {loaded['biggest_job']} ({loaded['biggest_gpus']} GPUs), range 1h",
+                f"/api/jobs/{loaded['biggest_job']}", args.repeats)
+        print_groups("vmalert while the dashboard was measured:", vmalert_groups(vmalert_port), alone)
+        print(f"  VictoriaMetrics RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB, serve RSS {rss_bytes(serve.pid) / 2**20:.0f} MiB",
+              flush=True)
+        if kpis["gpus_total"] != gpus:
+            print(f"overview counts {kpis['gpus_total']:,} GPUs, expected {gpus:,}", file=sys.stderr)
+            return 1
+        return 0
+    except BaseException:
+        for log in ("vm.log", "vmalert.log", "serve.log"):
+            if (work / log).exists():
+                print(f"--- {log} (tail)", file=sys.stderr)
+                print("\n".join((work / log).read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+        raise
+    finally:
+        for proc in (serve, vmalert, vm):
+            stop(proc)
+        if sink is not None:
+            sink.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
