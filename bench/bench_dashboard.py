@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, summary_ms, time_gets, wait_http  # noqa: E402
+from bench.common import free_port, percentile, summary_ms, time_gets, wait_http  # noqa: E402
 
 GPUS_PER_NODE = 8
 NODES_PER_RACK = 32
@@ -190,6 +190,154 @@ def big_fleet(nodes: int, minutes: float, interval: float, repeats: int) -> None
             assert kpis["gpus_total"] == nodes * GPUS_PER_NODE
 
 
+JOB_METRICS = ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_power_watts", "gpu_memory_total_bytes",
+               "gpu_processes", "gpu_up", "gpu_temperature_celsius", "gpu_sm_clock_hertz", "gpu_job_info")
+JOB_ID = "424242"
+
+
+def job_store(nodes: int, hours: float, interval: float, all_gpu_series: bool = False, seed: int = 1):
+    """A store holding 24 h (``hours``) of ``nodes`` simulated nodes at ``interval``: per GPU the
+    simulator's exposition (its labels and levels) for the series the job page reads (or every
+    ``gpu_*`` series with ``all_gpu_series``), per node ``up``, and the scheduler's series for one
+    job holding every GPU for the whole range (``slurm_job_info``, ``slurm_job_gpu_info``, start
+    time, limit, GPU count), as ``serve`` writes them. Utilisation moves around each GPU's level
+    with checkpoint dips every 2 h; two GPUs are stragglers (a third of the others' level).
+    Returns the store, the scheduler snapshot serve's adapter would hold, and the last timestamp."""
+    import numpy as np
+
+    from scheduler.model import Job, Snapshot, SourceInfo
+    from simulator.fleet import Fleet
+    from tsdb.exposition import parse_exposition
+    from tsdb.store import Store, TimeColumn
+
+    t0 = 1_700_000_000.0
+    steps = int(hours * 3600 // interval)
+    stamps = [int((t0 + i * interval) * 1000) for i in range(steps)]
+    last = t0 + (steps - 1) * interval
+    start = t0 - 60.0  # the job started just before the range: the page covers all 24 h
+    fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=t0)
+    try:
+        names = fleet.node_names()
+        exposition = {n: parse_exposition(fleet.render_metrics(n).decode()).samples for n in names}
+    finally:
+        fleet.stop()
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps) * interval
+    dips = ((t % 7200) < 300).astype(float)  # a 5-minute checkpoint every 2 hours
+    slow = {(names[3], 5), (names[40 % len(names)], 2)}
+    store = Store(retention_s=1e9)
+    loaded = 0
+    for node in names:
+        column = TimeColumn()
+        column.ts.extend(stamps)
+        rows: dict[tuple, np.ndarray] = {}
+        for name, labels, value, _ in exposition[node]:
+            wanted = name.startswith("gpu_") if all_gpu_series else name in JOB_METRICS
+            if not wanted:
+                continue
+            lab = dict(labels)
+            key = (node, int(lab["gpu"])) if "gpu" in lab else None
+            level = 0.55 + 0.4 * rng.random() if key not in slow else 0.25
+            if name == "gpu_utilization_ratio":
+                series = np.clip(level + rng.normal(0, 0.04, steps) - 0.9 * level * dips, 0, 1)
+            elif name == "gpu_memory_used_bytes":
+                series = np.full(steps, 30e9 + 40e9 * level) + rng.normal(0, 2e8, steps).cumsum().clip(-5e9, 5e9)
+            elif name == "gpu_power_watts":
+                series = 90 + 600 * np.clip(level + rng.normal(0, 0.05, steps) - 0.9 * level * dips, 0, 1)
+            elif name == "gpu_processes":
+                series = np.ones(steps)
+            elif name == "gpu_job_info":
+                lab["job_id"] = JOB_ID
+                series = np.ones(steps)
+            elif name.endswith("_total"):
+                series = value + np.arange(steps) * (interval if "error" not in name else 0.0)
+            else:
+                series = np.full(steps, value)
+            rows[tuple(sorted({**lab, "__name__": name, "instance": node, "job": "clusterwatch"}.items()))] = series
+        rows[(("__name__", "up"), ("instance", node), ("job", "clusterwatch"))] = np.ones(steps)
+        for labels, series in rows.items():
+            store.append_series(labels, stamps, series.tolist(), column)
+            loaded += 1
+    gpu_indices = {n: tuple(range(GPUS_PER_NODE)) for n in names}
+    job = Job(job_id=JOB_ID, name="llm-pretrain", user="alice", account="research", partition="gpu", state="RUNNING",
+              nodes=tuple(names), gpus_per_node={n: GPUS_PER_NODE for n in names}, gpu_indices=gpu_indices,
+              gpus=len(names) * GPUS_PER_NODE, submit_time=start - 600, start_time=start,
+              time_limit_seconds=48 * 3600.0)
+    column = TimeColumn()
+    column.ts.extend(stamps)
+    sched = {(("__name__", "slurm_job_info"), ("account", "research"), ("job_id", JOB_ID), ("name", "llm-pretrain"),
+              ("partition", "gpu"), ("state", "RUNNING"), ("user", "alice")): 1.0,
+             (("__name__", "slurm_job_start_time_seconds"), ("job_id", JOB_ID)): start,
+             (("__name__", "slurm_job_time_limit_seconds"), ("job_id", JOB_ID)): 48 * 3600.0,
+             (("__name__", "slurm_job_gpus"), ("job_id", JOB_ID)): float(job.gpus)}
+    for n in names:
+        for g in range(GPUS_PER_NODE):
+            sched[(("__name__", "slurm_job_gpu_info"), ("gpu", str(g)), ("instance", n), ("job_id", JOB_ID))] = 1.0
+    for labels, value in sched.items():
+        store.append_series(labels, stamps, [value] * steps, column)
+        loaded += 1
+    snapshot = Snapshot(jobs=(job,), nodes=(), taken_at=last, source=SourceInfo("bench"))
+    return store, snapshot, last, loaded
+
+
+class _FixedScheduler:
+    def __init__(self, snapshot) -> None:
+        self._snapshot = snapshot
+
+    def snapshot(self):
+        return self._snapshot
+
+
+def job_page(nodes: int, hours: float, interval: float, repeats: int, all_gpu_series: bool) -> None:
+    """The job page of one job on every GPU of ``nodes`` nodes over ``hours``, server time in
+    process (FastAPI's TestClient over the dashboard's routers), with the scheduler adapter's
+    snapshot (serve's default) and without one (job metadata from the scheduler's series, as
+    against Prometheus)."""
+    from fastapi.testclient import TestClient
+
+    from clusterwatch.server import build_app
+    from dashboard.component import dashboard_component
+    from dashboard.context import DashboardContext
+    from tsdb.client import LocalQueryClient
+    from tsdb.promql.engine import Engine
+
+    started = time.perf_counter()
+    store, snapshot, last, loaded = job_store(nodes, hours, interval, all_gpu_series)
+    print(f"job page store: {nodes} nodes x {GPUS_PER_NODE} GPUs, {loaded:,} series x {int(hours * 3600 // interval):,} "
+          f"samples ({hours:g} h at {interval:g} s) loaded in {time.perf_counter() - started:.0f} s; {store.stats()}")
+    client = LocalQueryClient(Engine(store))
+    for mode, scheduler in (("adapter snapshot", _FixedScheduler(snapshot)), ("no adapter", None)):
+        ctx = DashboardContext(client, scheduler=scheduler, clock=lambda: last + 1)
+        app = build_app([dashboard_component(ctx)])
+        with TestClient(app) as http_client:
+            for label, path in (("/api/jobs/{id}", f"/api/jobs/{JOB_ID}?range={hours:g}h"),
+                                ("/jobs/{id} (HTML)", f"/jobs/{JOB_ID}?range={hours:g}h")):
+                latencies, cpu, size = [], [], 0
+                http_client.get(path, headers={"Accept-Encoding": "gzip"})  # warm: selections cached
+                for _ in range(repeats):
+                    begin, begin_cpu = time.perf_counter(), time.process_time()
+                    response = http_client.get(path, headers={"Accept-Encoding": "gzip"})
+                    latencies.append(time.perf_counter() - begin)
+                    cpu.append(time.process_time() - begin_cpu)
+                    response.raise_for_status()
+                    size = int(response.headers.get("content-length", len(response.content)))
+                plain = http_client.get(path, headers={"Accept-Encoding": "identity"})
+                latencies.sort()
+                # CPU time (this process's, all threads) is the figure a loaded machine cannot
+                # inflate: wall time counts the time other processes held the cores.
+                print(f"job page {label}, {mode}, {snapshot.jobs[0].gpus} GPUs, range {hours:g}h: "
+                      f"p50 {percentile(latencies, 50) * 1e3:.0f} ms, p90 {percentile(latencies, 90) * 1e3:.0f} ms, "
+                      f"max {latencies[-1] * 1e3:.0f} ms (n={repeats}); CPU p50 {percentile(cpu, 50) * 1e3:.0f} ms; "
+                      f"payload {size:,} B gzip / {len(plain.content):,} B plain")
+                if label.startswith("/api"):
+                    body = plain.json()
+                    assert len(body["gpus"]) == snapshot.jobs[0].gpus, len(body["gpus"])
+                    print(f"  {len(body['timestamps'])} points per series, step "
+                          f"{(body['timestamps'][1] - body['timestamps'][0]) if len(body['timestamps']) > 1 else 0:g} s, "
+                          f"stragglers {[(g['node'], g['gpu']) for g in body['gpus'] if g['straggler']]}, "
+                          f"efficiency {body['efficiency']['gpu_efficiency']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -197,9 +345,21 @@ def main() -> int:
     parser.add_argument("--big-nodes", type=int, default=16384)
     parser.add_argument("--big-minutes", type=float, default=15.0)
     parser.add_argument("--big-interval", type=float, default=30.0)
+    parser.add_argument("--job-nodes", type=int, default=64)
+    parser.add_argument("--job-hours", type=float, default=24.0)
+    parser.add_argument("--job-interval", type=float, default=15.0)
+    parser.add_argument("--job-repeats", type=int, default=10)
+    parser.add_argument("--job-all-gpu-series", action="store_true",
+                        help="load every gpu_* series of the job's nodes, not only those the page reads")
+    parser.add_argument("--only-job", action="store_true", help="only the 512-GPU job page case")
+    parser.add_argument("--skip-job", action="store_true")
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
+    if args.only_job:
+        args.skip_small = args.skip_big = True
+    if not args.skip_job:
+        job_page(args.job_nodes, args.job_hours, args.job_interval, args.job_repeats, args.job_all_gpu_series)
     if not args.skip_small:
         with tempfile.TemporaryDirectory() as work:
             small_fleet(args.repeats, Path(work))

@@ -15,6 +15,10 @@ from fastapi.routing import APIRoute
 
 MIN_SIZE = 1024  # below a packet's worth, compressing costs more than it saves
 LEVEL = 5  # gzip's speed/size knee for JSON: level 9 is several times slower for ~3% less
+# Above this size level 1: on a 512-GPU job page (820 KB of JSON) it takes 7 ms instead of 35 ms
+# for a body 15% larger (249 KB instead of 217 KB), which the server time needs more than the wire.
+FAST_ABOVE = 512 * 1024
+FAST_LEVEL = 1
 
 
 def accepts_gzip(request: Request) -> bool:
@@ -35,7 +39,7 @@ class GzipRoute(APIRoute):
             if (not isinstance(body, bytes) or len(body) < MIN_SIZE or not accepts_gzip(request)
                     or "content-encoding" in response.headers):
                 return response
-            response.body = gzip.compress(body, LEVEL)
+            response.body = gzip.compress(body, FAST_LEVEL if len(body) > FAST_ABOVE else LEVEL)
             response.headers["content-encoding"] = "gzip"
             response.headers["content-length"] = str(len(response.body))
             response.headers["vary"] = "Accept-Encoding"

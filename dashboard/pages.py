@@ -5,7 +5,6 @@ inserted value escaped (Jinja2 is not a dependency)."""
 from __future__ import annotations
 
 import html
-import json
 
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
@@ -39,7 +38,9 @@ def render_page(title: str, script: str, api: str, view: BaseModel, heading: str
     nav = "".join(f'<a href="{href}">{html.escape(label)}</a>' for href, label in NAV)
     ranges = "".join(f'<option value="{r}">{r}</option>' for r in RANGES)
     # "<" escaped so that no value can close the script element ("</script>" in a job name).
-    data = json.dumps(view.model_dump(mode="json"), separators=(",", ":")).replace("<", "\\u003c")
+    # pydantic-core's encoder: compact, NaN/inf as null (json.dumps would write NaN, which
+    # JSON.parse rejects), and several times faster on a 512-GPU job's series.
+    data = view.model_dump_json().replace("<", "\\u003c")
     body = _TEMPLATE.format(title=html.escape(title), heading=html.escape(heading or title),
                             script=html.escape(script), api=html.escape(api, quote=True), nav=nav,
                             ranges=ranges, data=data)

@@ -20,13 +20,22 @@ CW.page(v => {
 });
 CW.afterRender = v => {
   const x = CW.times(v.timestamps), label = g => `${g.node}/${g.gpu}`;
-  const lines = (field, scale) => v.gpus.map(g => ({ type: "scattergl", mode: "lines", name: label(g) + (g.straggler ? " (straggler)" : ""), x,
+  // Every GPU's line up to the server's detail limit; above it, the min/median/max band across
+  // the job's GPUs with the stragglers' own lines on top (512 lines read as one blur).
+  const lines = (field, scale) => v.gpus.filter(g => g[field].length).map(g => ({ type: "scattergl", mode: "lines", name: label(g) + (g.straggler ? " (straggler)" : ""), x,
     y: g[field].map(y => y === null ? null : y * scale), line: { width: g.straggler ? 3 : 1, color: g.straggler ? "#d62728" : undefined },
-    showlegend: v.gpus.length <= 16 }));
-  Plotly.react("util-lines", lines("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] } }), CW.plotConfig);
+    showlegend: v.gpus.length <= 16 || g.straggler }));
+  const band = (field, scale) => {
+    const b = v.bands[field], s = a => a.map(y => y === null ? null : y * scale);
+    return [{ type: "scatter", mode: "lines", name: "min", x, y: s(b.min), line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+      { type: "scatter", mode: "lines", name: "min – max of the job's GPUs", x, y: s(b.max), fill: "tonexty", fillcolor: "rgba(42,93,143,0.2)", line: { width: 0 } },
+      { type: "scatter", mode: "lines", name: "median GPU", x, y: s(b.median), line: { width: 2, color: "#2a5d8f" } }];
+  };
+  const chart = (field, scale) => v.per_gpu_detail ? lines(field, scale) : band(field, scale).concat(lines(field, scale));
+  Plotly.react("util-lines", chart("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] } }), CW.plotConfig);
   Plotly.react("util-heat", [{ type: "heatmap", x, y: v.gpus.map(label), z: v.gpus.map(g => g.utilization.map(u => u === null ? null : u * 100)),
     colorscale: "Viridis", zmin: 0, zmax: 100, colorbar: { title: { text: "%" } } }],
     CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), margin: { l: 110, r: 20, t: 10, b: 40 }, yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
-  Plotly.react("memory", lines("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
-  Plotly.react("power", lines("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
+  Plotly.react("memory", chart("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
+  Plotly.react("power", chart("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
 };

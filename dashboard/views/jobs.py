@@ -61,7 +61,9 @@ class JobRecord(BaseModel):
     time_limit_seconds: float | None = None
 
 
-def job_records(ctx: DashboardContext, at: float, window: str) -> list[JobRecord]:
+def job_records(ctx: DashboardContext, at: float, window: str, job_id: str | None = None) -> list[JobRecord]:
+    """Every job the scheduler knows (or only ``job_id``, an already validated id, whose series
+    alone are then read without an adapter)."""
     snapshot = ctx.snapshot()
     if snapshot is not None:
         return [JobRecord(job_id=j.job_id, name=j.name, user=j.user, account=j.account, partition=j.partition,
@@ -69,12 +71,13 @@ def job_records(ctx: DashboardContext, at: float, window: str) -> list[JobRecord
                           gpu_indices={n: list(i) for n, i in j.gpu_indices.items()}, start_time=j.start_time,
                           end_time=j.end_time, time_limit_seconds=j.time_limit_seconds) for j in snapshot.jobs]
     # No adapter: the scheduler's metrics as Prometheus scraped them from a serve that has one.
-    info = ctx.query.instant(f"last_over_time(slurm_job_info[{window}])", at).series
+    only = f',job_id="{job_id}"' if job_id else ""
+    info = ctx.query.instant(f"last_over_time({_only('slurm_job_info', job_id)}[{window}])", at).series
     facts = split_by_name(ctx.query.instant(
-        '{__name__=~"slurm_job_start_time_seconds|slurm_job_time_limit_seconds|slurm_job_gpus"}', at))
+        f'{{__name__=~"slurm_job_start_time_seconds|slurm_job_time_limit_seconds|slurm_job_gpus"{only}}}', at))
     fact = {name: {s.labels.get("job_id"): s.value for s in r.series} for name, r in facts.items()}
     indices: dict[str, dict[str, list[int]]] = {}
-    for s in ctx.query.instant("slurm_job_gpu_info", at).series:
+    for s in ctx.query.instant(_only("slurm_job_gpu_info", job_id), at).series:
         if (key := gpu_key(s.labels)) is not None:
             indices.setdefault(s.labels.get("job_id", ""), {}).setdefault(key[0], []).append(key[1])
     records = []
@@ -89,6 +92,10 @@ def job_records(ctx: DashboardContext, at: float, window: str) -> list[JobRecord
             start_time=fact.get("slurm_job_start_time_seconds", {}).get(job_id),
             time_limit_seconds=fact.get("slurm_job_time_limit_seconds", {}).get(job_id)))
     return records
+
+
+def _only(metric: str, job_id: str | None) -> str:
+    return f'{metric}{{job_id="{job_id}"}}' if job_id else metric
 
 
 def job_gpus(job: JobRecord) -> list[GpuKey]:
@@ -137,14 +144,27 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
     return round(value, digits) if value is not None else None
 
 
+DETAIL_GPUS = 64  # up to this many GPUs the page gets every GPU's memory and power series
+
+
 class GpuSeries(BaseModel):
     node: str
     gpu: int
     utilization: list[float | None]
-    memory_bytes: list[float | None]
-    power_watts: list[float | None]
+    memory_bytes: list[float | None] = Field(
+        description=f"every GPU's for jobs of up to {DETAIL_GPUS} GPUs; above, stragglers' only (see `bands`)")
+    power_watts: list[float | None] = Field(
+        description=f"every GPU's for jobs of up to {DETAIL_GPUS} GPUs; above, stragglers' only (see `bands`)")
     mean_utilization: float | None
     straggler: bool
+
+
+class Band(BaseModel):
+    """A metric across the job's GPUs at each point of ``timestamps``."""
+
+    min: list[float | None]
+    median: list[float | None]
+    max: list[float | None]
 
 
 class Efficiency(BaseModel):
@@ -165,10 +185,14 @@ class JobView(BaseModel):
     time: float
     start: float
     end: float
+    step: float = Field(description="seconds between points: the range over at most MAX_POINTS points")
     job: JobRecord
     flags: dict[str, int]
     timestamps: list[float]
     gpus: list[GpuSeries]
+    per_gpu_detail: bool = Field(description="every GPU's memory and power series are included")
+    bands: dict[str, Band] = Field(description="utilization, memory_bytes, power_watts: min/median/max "
+                                               "across the job's GPUs at each point")
     efficiency: Efficiency
 
 
@@ -176,43 +200,110 @@ class JobNotFound(LookupError):
     pass
 
 
-def _aligned(series_timestamps: list[float], values: list[float], grid: list[float]) -> list[float | None]:
-    at = dict(zip(series_timestamps, values))
-    return [None if (v := at.get(t)) is None or not math.isfinite(v) else round(v, 4) for t in grid]
+SERIES = {"gpu_utilization_ratio": ("utilization", 3), "gpu_memory_used_bytes": ("memory_bytes", -6),
+          "gpu_power_watts": ("power_watts", 1)}  # field, decimals kept (memory: whole megabytes)
+
+
+def job_record(ctx: DashboardContext, at: float, window: str, job_id: str) -> JobRecord:
+    snapshot = ctx.snapshot()
+    if snapshot is not None:
+        for j in snapshot.jobs:
+            if j.job_id == job_id:
+                return JobRecord(job_id=j.job_id, name=j.name, user=j.user, account=j.account, partition=j.partition,
+                                 state=j.state, nodes=list(j.nodes), gpus=j.gpus,
+                                 gpu_indices={n: list(i) for n, i in j.gpu_indices.items()}, start_time=j.start_time,
+                                 end_time=j.end_time, time_limit_seconds=j.time_limit_seconds)
+        raise JobNotFound(f"job {job_id} is not known to the scheduler")
+    found = [j for j in job_records(ctx, at, window, job_id) if j.job_id == job_id]
+    if not found:
+        raise JobNotFound(f"job {job_id} is not known to the scheduler")
+    return found[0]
+
+
+def _matrix(result, keys: list[GpuKey], start: float, step: float, points: int, decimals: int):
+    """Per-GPU series on the range's grid as one (GPU x point) array, NaN where there is no sample."""
+    import numpy as np
+
+    row_of = {k: i for i, k in enumerate(keys)}
+    out = np.full((len(keys), points), np.nan)
+    for s in result.series:
+        row = row_of.get(gpu_key(s.labels))
+        if row is None or not s.timestamps:
+            continue
+        cols = np.rint((np.asarray(s.timestamps, dtype=float) - start) / step).astype(np.int64)
+        ok = (cols >= 0) & (cols < points)
+        out[row, cols[ok]] = np.asarray(s.values, dtype=float)[ok]
+    out[~np.isfinite(out)] = np.nan
+    return np.round(out, decimals)
+
+
+def _as_list(row) -> list[float | None]:
+    import numpy as np
+
+    values = row.tolist()
+    for i in np.flatnonzero(np.isnan(row)).tolist():
+        values[i] = None
+    return values
+
+
+def _band(matrix) -> Band:
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a point where no GPU has a sample: None
+        return Band(min=_as_list(np.nanmin(matrix, axis=0)) if len(matrix) else [],
+                    median=_as_list(np.nanmedian(matrix, axis=0)) if len(matrix) else [],
+                    max=_as_list(np.nanmax(matrix, axis=0)) if len(matrix) else [])
 
 
 def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
-    """Per-GPU series over the job's lifetime inside the range (one range query per metric,
-    restricted to the job's nodes), flags, stragglers and the efficiency summary."""
+    """Per-GPU series over the job's lifetime inside the range, flags, stragglers and the
+    efficiency summary. One range query for the three per-GPU metrics, restricted to the job's
+    nodes, at a step that keeps every series within ``MAX_POINTS`` points whatever the range (a
+    24 h job page reads 240 points per GPU, not 5,760); the matrices are aligned, rounded and
+    reduced to bands with numpy. Jobs of more than ``DETAIL_GPUS`` GPUs get every GPU's
+    utilisation (lines, heatmap) but memory and power as min/median/max bands plus the
+    stragglers' own series: 512 GPUs' memory lines are unreadable and would triple the payload."""
+    import numpy as np
+
     client = ctx.query
-    found = [j for j in job_records(ctx, tr.end, tr.window) if j.job_id == job_id]
-    if not found:
-        raise JobNotFound(f"job {job_id} is not known to the scheduler")
-    record = found[0]
+    record = job_record(ctx, tr.end, tr.window, job_id)
     gpus = job_gpus(record)
     lifetime = tr.clipped(record.start_time, record.end_time if record.state != "RUNNING" else None)
     step = lifetime.step()
-    grid: list[float] = []
-    series: dict[str, dict[GpuKey, list[float | None]]] = {}
+    points = int((lifetime.end - lifetime.start) // step) + 1
+    grid = [lifetime.start + i * step for i in range(points)]
+    matrices = {metric: np.full((len(gpus), points), np.nan) for metric in SERIES}
+    at = tr.end
+    now: dict[str, dict[GpuKey, float]] = {}
     if gpus:
         nodes = regex_of([n for n, _ in gpus])
-        for metric in ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_power_watts"):
-            result = client.range(f'{metric}{{instance=~"{nodes}"}}', lifetime.start, lifetime.end, step)
-            if not grid:
-                stamps = sorted({t for s in result.series for t in s.timestamps})
-                grid = stamps
-            wanted = set(gpus)
-            series[metric] = {k: _aligned(s.timestamps, s.values, grid) for s in result.series
-                              if (k := gpu_key(s.labels)) in wanted}
-    util = series.get("gpu_utilization_ratio", {})
-    mean = {k: m for k in gpus if (m := _mean(v for v in util.get(k, []) if v is not None)) is not None}
-    hours = {k: sum(1 for v in util.get(k, []) if v is not None) * step / 3600 for k in gpus}
+        parts = split_by_name(client.range(f'{{__name__=~"{"|".join(SERIES)}",instance=~"{nodes}"}}',
+                                           lifetime.start, lifetime.end, step))
+        for metric, (_, decimals) in SERIES.items():
+            if metric in parts:
+                matrices[metric] = _matrix(parts[metric], gpus, lifetime.start, step, points, decimals)
+        instant = split_by_name(client.instant(
+            f'{{__name__=~"gpu_processes|gpu_memory_used_bytes|gpu_memory_total_bytes",instance=~"{nodes}"}}', at))
+        now = {name: by_gpu(result) for name, result in instant.items()}
+    # Points where no GPU of the job has a sample (before its first scrape, after the store's
+    # retention) are dropped from the ends of the grid.
+    seen = np.flatnonzero(~np.isnan(matrices["gpu_utilization_ratio"]).all(axis=0)) if gpus else np.array([])
+    first, last = (int(seen[0]), int(seen[-1]) + 1) if len(seen) else (0, 0)
+    grid = grid[first:last]
+    matrices = {m: x[:, first:last] for m, x in matrices.items()}
+    util = matrices["gpu_utilization_ratio"]
+    observed = (~np.isnan(util)).sum(axis=1) if gpus else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.nansum(util, axis=1) / observed if gpus else np.zeros(0)
+    mean = {k: float(means[i]) for i, k in enumerate(gpus) if observed[i]}
+    hours = {k: float(observed[i]) * step / 3600 for i, k in enumerate(gpus)}
     slow = stragglers(mean)
-    memory = series.get("gpu_memory_used_bytes", {})
-    peaks = [v for values in memory.values() for v in values if v is not None]
-    at = tr.end
-    totals = by_gpu(client.instant(f'gpu_memory_total_bytes{{instance=~"{regex_of([n for n, _ in gpus])}"}}', at)) \
-        if gpus else {}
+    memory = matrices["gpu_memory_used_bytes"]
+    peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
+    totals = now.get("gpu_memory_total_bytes", {})
     run = ((record.end_time if record.state != "RUNNING" and record.end_time else at) - record.start_time) \
         if record.start_time else None
     notes = []
@@ -222,21 +313,27 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     gpu_eff = efficiency(mean, hours)
     if gpu_eff is not None and gpu_eff < 0.25:
         notes.append("GPU efficiency below 25%: the job holds GPUs it barely uses")
-    instant = split_by_name(client.instant('{__name__=~"gpu_processes|gpu_memory_used_bytes"}', at))
-    peak_now = {k: max((v for v in util.get(k, []) if v is not None), default=0.0) for k in gpus}
-    flags = job_flags(gpus, mean, {k: v for k, v in peak_now.items() if k in util},
-                      by_gpu(instant.get("gpu_memory_used_bytes", _empty())),
-                      by_gpu(instant.get("gpu_processes", _empty())), record.state == "RUNNING")
+    peak_util = {k: float(np.nanmax(util[i])) for i, k in enumerate(gpus) if observed[i]}
+    flags = job_flags(gpus, mean, peak_util, now.get("gpu_memory_used_bytes", {}), now.get("gpu_processes", {}),
+                      record.state == "RUNNING")
+    detail = len(gpus) <= DETAIL_GPUS
+    rows = []
+    for i, k in enumerate(gpus):
+        full = detail or k in slow
+        # Built without re-validating 512 x 240 floats the code above has just made.
+        rows.append(GpuSeries.model_construct(
+            node=k[0], gpu=k[1], utilization=_as_list(util[i]),
+            memory_bytes=_as_list(memory[i]) if full else [],
+            power_watts=_as_list(matrices["gpu_power_watts"][i]) if full else [],
+            mean_utilization=_rounded(mean.get(k)), straggler=k in slow))
     return JobView(
-        time=ctx.clock(), start=lifetime.start, end=lifetime.end, job=record, flags=flags, timestamps=grid,
-        gpus=[GpuSeries(node=k[0], gpu=k[1], utilization=util.get(k, []),
-                        memory_bytes=memory.get(k, []),
-                        power_watts=series.get("gpu_power_watts", {}).get(k, []),
-                        mean_utilization=_rounded(mean.get(k)), straggler=k in slow) for k in gpus],
+        time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
+        timestamps=grid, gpus=rows, per_gpu_detail=detail,
+        bands={field: _band(matrices[metric]) for metric, (field, _) in SERIES.items()},
         efficiency=Efficiency(
             gpu_hours=round(sum(hours.values()), 3), gpu_efficiency=_rounded(gpu_eff),
-            memory_peak_bytes=max(peaks) if peaks else None,
-            memory_total_bytes=statistics.median(totals.values()) if totals else None,
+            memory_peak_bytes=peak,
+            memory_total_bytes=statistics.median(totals[k] for k in gpus if k in totals) if totals else None,
             run_seconds=run, time_limit_seconds=record.time_limit_seconds,
             time_used_ratio=_rounded(run / record.time_limit_seconds) if run and record.time_limit_seconds else None,
             observed_from=lifetime.start, notes=notes),

@@ -1,0 +1,113 @@
+"""The job page of a large, day-long job in process over an embedded store: the step adapts to
+the range (at most MAX_POINTS points per series), a job above DETAIL_GPUS gets every GPU's
+utilisation but memory and power as bands plus the stragglers' own series, the figures match the
+data, and the HTML page embeds valid JSON (no bare NaN)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clusterwatch.server import build_app
+from dashboard.component import dashboard_component
+from dashboard.context import DashboardContext
+from dashboard.params import MAX_POINTS
+from dashboard.views.jobs import DETAIL_GPUS
+from scheduler.model import Job, Snapshot, SourceInfo
+from tsdb.client import LocalQueryClient
+from tsdb.promql.engine import Engine
+from tsdb.store import Store, TimeColumn
+
+T0 = 1_700_000_000.0
+INTERVAL = 60.0
+STEPS = 24 * 60  # 24 h at 1 minute
+NODES = [f"gpu-{i:03d}" for i in range(1, 11)]  # 10 nodes x 8 GPUs = 80 GPUs > DETAIL_GPUS
+OTHER = "gpu-900"  # a node of another job: its series must not leak into the job's bands
+SLOW = ("gpu-004", 5)
+JOB_ID = "4242"
+LAST = T0 + (STEPS - 1) * INTERVAL
+
+
+def level(node: str, gpu: int) -> float:
+    return 0.2 if (node, gpu) == SLOW else 0.8
+
+
+@pytest.fixture(scope="module")
+def store():
+    store = Store(retention_s=1e9)
+    stamps = [int((T0 + i * INTERVAL) * 1000) for i in range(STEPS)]
+    for node in NODES + [OTHER]:
+        column = TimeColumn()
+        column.ts.extend(stamps)
+        for gpu in range(8):
+            base = (("gpu", str(gpu)), ("instance", node), ("job", "clusterwatch"))
+            u = 0.0 if node == OTHER else level(node, gpu)
+            for name, value in (("gpu_utilization_ratio", u), ("gpu_memory_used_bytes", 40e9 * u + 1e9),
+                                ("gpu_power_watts", 100 + 500 * u), ("gpu_memory_total_bytes", 80e9),
+                                ("gpu_processes", 1.0)):
+                store.append_series((("__name__", name),) + base, stamps, [value] * STEPS, column)
+    column = TimeColumn()
+    column.ts.extend(stamps)
+    info = (("__name__", "slurm_job_info"), ("account", "acct"), ("job_id", JOB_ID), ("name", "big"),
+            ("partition", "gpu"), ("state", "RUNNING"), ("user", "alice"))
+    store.append_series(info, stamps, [1.0] * STEPS, column)
+    store.append_series((("__name__", "slurm_job_start_time_seconds"), ("job_id", JOB_ID)), stamps,
+                        [T0 - 30] * STEPS, column)
+    store.append_series((("__name__", "slurm_job_gpus"), ("job_id", JOB_ID)), stamps, [80.0] * STEPS, column)
+    for node in NODES:
+        for gpu in range(8):
+            store.append_series((("__name__", "slurm_job_gpu_info"), ("gpu", str(gpu)), ("instance", node),
+                                 ("job_id", JOB_ID)), stamps, [1.0] * STEPS, column)
+    return store
+
+
+class Scheduler:
+    def snapshot(self):
+        job = Job(job_id=JOB_ID, name="big", user="alice", account="acct", partition="gpu", state="RUNNING",
+                  nodes=tuple(NODES), gpu_indices={n: tuple(range(8)) for n in NODES}, gpus=80,
+                  start_time=T0 - 30, time_limit_seconds=48 * 3600.0)
+        return Snapshot(jobs=(job,), nodes=(), taken_at=LAST, source=SourceInfo("test"))
+
+
+@pytest.fixture(scope="module", params=["adapter", "no adapter"])
+def client(request, store):
+    ctx = DashboardContext(LocalQueryClient(Engine(store)), scheduler=Scheduler() if request.param == "adapter" else None,
+                           clock=lambda: LAST + 1)
+    with TestClient(build_app([dashboard_component(ctx)])) as client:
+        yield client
+
+
+def test_a_day_long_large_job_is_downsampled_and_banded(client):
+    view = client.get(f"/api/jobs/{JOB_ID}?range=24h").json()
+    assert len(view["gpus"]) == 80 > DETAIL_GPUS and not view["per_gpu_detail"]
+    assert view["step"] == 360 and 200 <= len(view["timestamps"]) <= MAX_POINTS + 1
+    assert all(len(g["utilization"]) == len(view["timestamps"]) for g in view["gpus"])
+    # Stragglers keep their own memory and power lines; the others are in the bands.
+    slow = [g for g in view["gpus"] if g["straggler"]]
+    assert [(g["node"], g["gpu"]) for g in slow] == [SLOW]
+    assert len(slow[0]["memory_bytes"]) == len(view["timestamps"]) and slow[0]["power_watts"][-1] == 200.0
+    assert all(g["memory_bytes"] == [] and g["power_watts"] == [] for g in view["gpus"] if not g["straggler"])
+    power = view["bands"]["power_watts"]
+    assert set(power["min"]) == {200.0} and set(power["median"]) == {500.0} and set(power["max"]) == {500.0}
+    assert set(view["bands"]["utilization"]["median"]) == {0.8}  # the other job's idle node is not in it
+    assert view["efficiency"]["gpu_efficiency"] == pytest.approx((79 * 0.8 + 0.2) / 80, abs=1e-3)
+    assert view["efficiency"]["gpu_hours"] == pytest.approx(80 * 24, rel=0.01)
+    assert view["efficiency"]["memory_peak_bytes"] == 33e9 and view["efficiency"]["memory_total_bytes"] == 80e9
+    assert view["flags"] == {"straggler": 1}
+    assert view["job"]["user"] == "alice" and view["job"]["gpus"] == 80
+
+
+def test_a_short_range_keeps_every_gpu_series(client):
+    view = client.get(f"/api/jobs/{JOB_ID}?range=1h").json()
+    assert view["step"] == 15
+    assert view["bands"]["memory_bytes"]["max"][-1] == 33e9
+
+
+def test_the_html_page_embeds_the_same_model_as_strict_json(client):
+    page = client.get(f"/jobs/{JOB_ID}?range=24h").text
+    embedded = re.search(r'<script type="application/json" id="view">(.*?)</script>', page, re.S).group(1)
+    model = json.loads(embedded, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert len(model["gpus"]) == 80 and not any(math.isnan(v) for v in model["bands"]["utilization"]["max"] if v)
