@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import struct
 import threading
 from array import array
@@ -175,16 +176,27 @@ class _Target:
     last_scrape: set[int] = field(default_factory=set)
 
 
-@dataclass
 class _Selection:
     """The series a matcher list selects, grouped by time column: what every query of the same
     selector would otherwise recompute (postings set operations, per-series segment lookups,
-    label dicts). Valid while the store's ``generation`` is unchanged."""
+    label dicts). Valid while the store's ``generation`` is unchanged: segments are created and
+    their ``first`` moved (retention) only in steps that bump it.
 
-    generation: int
-    # per column: its segments, their series' label sets and ids, in one order
-    groups: list[tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]]
-    moved: bool  # some series has segments in more than one column
+    Besides the groups, one row per segment across all columns, so that reading the newest
+    sample of a thousand series is a few numpy calls over these rows, not a few per column."""
+
+    def __init__(self, generation: int, groups: list[tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]],
+                 moved: bool) -> None:
+        self.generation = generation
+        self.groups = groups  # per column: its segments, their series' label sets and ids, in one order
+        self.moved = moved  # some series has segments in more than one column
+        self.columns = [group[0] for group in groups]
+        self.segments = [segment for group in groups for segment in group[1]]
+        self.arrays = [segment.values for segment in self.segments]  # appended in place, never replaced
+        self.labels = [labels for group in groups for labels in group[2]]
+        self.ids = [sid for group in groups for sid in group[3]]
+        self.column_of = np.repeat(np.arange(len(groups), dtype=np.intp), [len(group[1]) for group in groups])
+        self.firsts = np.array([segment.first for segment in self.segments], dtype=np.int64)
 
 
 _SELECTION_CACHE_SIZE = 1024
@@ -470,65 +482,63 @@ class Store:
         """Per matching series, the newest sample in [t_ms - lookback_ms, t_ms] (ABSENT padding
         skipped); series whose newest sample there is a stale marker, or that have none, are left
         out. This is an instant vector selector: one value read per series instead of a window."""
-        labels: list[LabelSet] = []
-        values: list[np.ndarray] = []
-        times: list[np.ndarray] = []
-        ids: list[int] = []
         with self._lock:
-            selection = self._selection(matchers)
-            for column, segments, label_sets, sids in selection.groups:
-                found = self._latest_in(column, segments, t_ms - lookback_ms, t_ms)
-                if found is None:
-                    continue
-                rows, vals, ts = found
-                labels.extend(label_sets if len(rows) == len(label_sets) else [label_sets[i] for i in rows])
-                if selection.moved:
-                    ids.extend(sids[i] for i in rows)
-                values.append(vals)
-                times.append(ts)
-        if not values:
-            return Latest([], np.zeros(0), np.zeros(0, dtype=np.int64))
-        out = Latest(labels, np.concatenate(values), np.concatenate(times))
-        return _newest_per_series(out, ids) if selection.moved else out
+            sel = self._selection(matchers)
+            if not sel.segments:
+                return Latest([], np.zeros(0), np.zeros(0, dtype=np.int64))
+            # Per column, in absolute indices (see _Segment): the newest sample at or before t_ms,
+            # the oldest one not before the lookback, and the newest one's time.
+            newest, oldest, newest_time = [], [], []
+            for column in sel.columns:
+                ts = column.ts
+                hi = bisect.bisect_right(ts, t_ms)
+                lo = bisect.bisect_left(ts, t_ms - lookback_ms, 0, hi)
+                if lo < hi:
+                    newest.append(column.base + hi - 1)
+                    oldest.append(column.base + lo)
+                    newest_time.append(ts[hi - 1])
+                else:
+                    newest.append(-1)
+                    oldest.append(2**62)
+                    newest_time.append(0)
+            column_newest = np.array(newest, dtype=np.int64)[sel.column_of]
+            column_oldest = np.array(oldest, dtype=np.int64)[sel.column_of]
+            firsts = sel.firsts
+            ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
+            # A segment that ended earlier (its series left the target) offers its last sample.
+            at = np.minimum(ends - 1, column_newest)
+            valid = at >= np.maximum(firsts, column_oldest)
+            rows = np.flatnonzero(valid)
+            at = at[rows]
+            offsets = (at - firsts[rows]).tolist()
+            arrays = sel.arrays if len(rows) == len(sel.arrays) else [sel.arrays[i] for i in rows.tolist()]
+            values = np.fromiter(map(operator.getitem, arrays, offsets), np.float64, len(rows))
+            bits = values.view(np.uint64)
+            for j in np.flatnonzero(bits == ABSENT_BITS).tolist():
+                at[j], values[j] = self._newest_real(sel.segments[rows[j]], int(at[j]), int(column_oldest[rows[j]]))
+            keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+            rows, at = rows[keep], at[keep]
+            values = values[keep]
+            columns = sel.column_of[rows]
+            times = np.array(newest_time, dtype=np.int64)[columns]
+            for j in np.flatnonzero(at != column_newest[rows]).tolist():
+                column = sel.columns[columns[j]]
+                times[j] = column.ts[int(at[j]) - column.base]
+            row_list = rows.tolist()
+            labels = sel.labels if len(row_list) == len(sel.labels) else [sel.labels[i] for i in row_list]
+            latest = Latest(labels, values, times)
+            return _newest_per_series(latest, [sel.ids[i] for i in row_list]) if sel.moved else latest
 
     @staticmethod
-    def _latest_in(column: TimeColumn, segments: list[_Segment], mint_ms: int, maxt_ms: int
-                   ) -> tuple[list[int], np.ndarray, np.ndarray] | None:
-        """``select_latest`` for the segments of one column: (row indices, values, times)."""
-        ts = column.ts
-        hi = bisect.bisect_right(ts, maxt_ms)
-        lo = bisect.bisect_left(ts, mint_ms, 0, hi)
-        if lo >= hi:
-            return None
-        # Absolute indices (see _Segment): the newest sample is at ``newest`` unless the segment
-        # ends earlier (its series left the target); it must not be before ``oldest``.
-        newest, oldest = column.base + hi - 1, column.base + lo
-        n = len(segments)
-        firsts = np.fromiter((seg.first for seg in segments), np.int64, n)
-        ends = firsts + np.fromiter((len(seg.values) for seg in segments), np.int64, n)
-        at = np.minimum(ends - 1, newest)
-        rows = np.flatnonzero(at >= np.maximum(firsts, oldest)).tolist()
-        if not rows:
-            return None
-        offsets = (at - firsts).tolist()
-        vals = np.array([segments[i].values[offsets[i]] for i in rows], dtype=np.float64)
-        at = at[rows]
-        bits = vals.view(np.uint64)
-        for j in np.flatnonzero(bits == ABSENT_BITS).tolist():
-            # The series skipped that scrape: walk back to its newest real sample (rare).
-            segment = segments[rows[j]]
-            k = int(at[j]) - segment.first
-            while k >= 0 and segment.first + k >= oldest and _is_absent(segment.values[k]):
-                k -= 1
-            if k >= 0 and segment.first + k >= oldest:
-                at[j], vals[j] = segment.first + k, segment.values[k]
-            else:
-                at[j] = oldest  # nothing real in the window: stays ABSENT and is dropped below
-        keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
-        times = np.frombuffer(ts[lo:hi], dtype=np.int64)[at - oldest]
-        if keep.all():
-            return rows, vals, times
-        return [r for r, k in zip(rows, keep.tolist()) if k], vals[keep], times[keep]
+    def _newest_real(segment: _Segment, at: int, oldest: int) -> tuple[int, float]:
+        """The series skipped the scrape at ``at``: its newest real sample not before ``oldest``
+        (rare), or ABSENT."""
+        k = at - segment.first
+        while k >= 0 and segment.first + k >= oldest and _is_absent(segment.values[k]):
+            k -= 1
+        if k >= 0 and segment.first + k >= oldest:
+            return segment.first + k, segment.values[k]
+        return at, ABSENT
 
     @staticmethod
     def _read(segment: _Segment, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray] | None:

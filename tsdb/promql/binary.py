@@ -67,10 +67,10 @@ def evaluate(ev: "Evaluator", expr: pp.BinaryExpr, grid: Grid) -> Value:
         on = bool(matching and matching.type == pp.LabelModifierType.Include)
         names = sorted(matching.labels) if matching else []
         if op in SET:
-            return _set_operation(op, lhs, rhs, on, names)
+            return _set_operation(op, lhs, rhs, on, names, grid.n)
         card = modifier.card if modifier else _CARD.OneToOne
         include = list(modifier.group_labels or []) if modifier else []
-        return _vector_vector(op, lhs, rhs, card, on, names, include, return_bool)
+        return _vector_vector(op, lhs, rhs, card, on, names, include, return_bool, grid.n)
     raise bad_data("binary expression must contain only scalar and instant vector types")
 
 
@@ -97,39 +97,98 @@ def _vector_scalar(op: str, vector: Vector, scalar: np.ndarray, scalar_left: boo
 def signature(labels: dict[str, str], on: bool, names: list[str]) -> tuple:
     if on:
         return tuple((n, labels[n]) for n in names if n in labels)
+    if not names:
+        return labels_key(drop_name(labels))  # cached on the store's label sets
     return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__" and k not in names))
 
 
-def _presence_by_signature(vector: Vector, on: bool, names: list[str], n: int) -> dict[tuple, np.ndarray]:
-    presence: dict[tuple, np.ndarray] = {}
-    for s in vector.series:
-        sig = signature(s.labels, on, names)
-        presence[sig] = presence.get(sig, np.zeros(n, dtype=bool)) | s.present
-    return presence
+def _presence_by_signature(labels: list, present: np.ndarray, on: bool, names: list[str]
+                           ) -> tuple[dict[tuple, int], np.ndarray]:
+    """Each signature's row in a (signatures x steps) matrix: where any series with it is present."""
+    index: dict[tuple, int] = {}
+    group_of = [index.setdefault(signature(item, on, names), len(index)) for item in labels]
+    presence = np.zeros((len(index), present.shape[1]), dtype=np.int64)
+    np.add.at(presence, np.array(group_of, dtype=np.intp), present)
+    return index, presence > 0
 
 
-def _set_operation(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str]) -> Vector:
-    n = len(lhs.series[0].present) if lhs.series else (len(rhs.series[0].present) if rhs.series else 0)
+def _other_presence(labels: list, on: bool, names: list[str], index: dict[tuple, int],
+                    presence: np.ndarray) -> np.ndarray:
+    """Per row of ``labels``, the presence of its signature on the other side (none: False)."""
+    rows = np.array([index.get(signature(item, on, names), -1) for item in labels], dtype=np.intp)
+    other = np.zeros((len(rows), presence.shape[1]), dtype=bool)
+    found = rows >= 0
+    other[found] = presence[rows[found]]
+    return other
+
+
+def _set_operation(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str], steps: int) -> Vector:
+    l_labels, l_values, l_present, l_times = lhs.columns(steps)
+    r_labels, r_values, r_present, r_times = rhs.columns(steps)
     if op == "or":
-        left = _presence_by_signature(lhs, on, names, n)
-        out = list(lhs.series)
-        for s in rhs.series:
-            mask = s.present & ~left.get(signature(s.labels, on, names), np.zeros(n, dtype=bool))
-            if mask.any():
-                out.append(VSeries(s.labels, s.values, mask, s.sample_times))
-        return Vector(out)
-    right = _presence_by_signature(rhs, on, names, n)
-    out = []
-    for s in lhs.series:
-        other = right.get(signature(s.labels, on, names), np.zeros(n, dtype=bool))
-        mask = s.present & (other if op == "and" else ~other)
-        if mask.any():
-            out.append(VSeries(s.labels, s.values, mask, s.sample_times))
-    return Vector(out)
+        index, presence = _presence_by_signature(l_labels, l_present, on, names)
+        mask = r_present & ~_other_presence(r_labels, on, names, index, presence)
+        extra = np.flatnonzero(mask.any(axis=1))
+        times = None
+        if l_times is not None and r_times is not None:
+            times = np.concatenate([l_times, r_times[extra]])
+        return Vector.of_columns(l_labels + [r_labels[i] for i in extra.tolist()],
+                                 np.concatenate([l_values, r_values[extra]]),
+                                 np.concatenate([l_present, mask[extra]]), times)
+    index, presence = _presence_by_signature(r_labels, r_present, on, names)
+    other = _other_presence(l_labels, on, names, index, presence)
+    mask = l_present & (other if op == "and" else ~other)
+    return rows_kept(l_labels, l_values, mask, l_times, mask.any(axis=1))
 
 
 def _vector_vector(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardinality", on: bool,
-                   names: list[str], include: list[str], return_bool: bool) -> Vector:
+                   names: list[str], include: list[str], return_bool: bool, steps: int) -> Vector:
+    """Vector matching on the columns: each many-side row finds its one-side partner by signature
+    and the operator runs once over the paired matrices. A one side with two series of one
+    signature (legal when they are never present at the same step) takes the per-series path."""
+    swapped = card == _CARD.OneToMany
+    many, one = (rhs, lhs) if swapped else (lhs, rhs)
+    m_labels, m_values, m_present, _ = many.columns(steps)
+    o_labels, o_values, o_present, _ = one.columns(steps)
+    index: dict[tuple, int] = {}
+    for i, item in enumerate(o_labels):
+        if index.setdefault(signature(item, on, names), i) != i:
+            return _vector_vector_series(op, lhs, rhs, card, on, names, include, return_bool)
+    sigs = [signature(item, on, names) for item in m_labels]
+    partners = [index.get(sig, -1) for sig in sigs]
+    rows = np.array([i for i, j in enumerate(partners) if j >= 0], dtype=np.intp)
+    partner = np.array([j for j in partners if j >= 0], dtype=np.intp)
+    mv, ov = m_values[rows], o_values[partner]
+    both = m_present[rows] & o_present[partner]
+    left, right = (ov, mv) if swapped else (mv, ov)
+    if op in ARITHMETIC:
+        values, mask = arithmetic(op, left, right), both
+    else:
+        keep = compare(op, left, right)
+        values, mask = (keep.astype(np.float64), both) if return_bool else (left, both & keep)
+    kept = np.flatnonzero(mask.any(axis=1)).tolist()
+    row_list, partner_list = rows.tolist(), partner.tolist()
+    labels = [_result_labels(m_labels[row_list[k]], o_labels[partner_list[k]], op, card, on, names, include,
+                             return_bool) for k in kept]
+    result_sigs = [sigs[row_list[k]] for k in kept]
+    values, mask = values[kept], mask[kept]
+    _check_unique_rows(result_sigs, labels, mask, card)
+    return merge_same_rows(Vector.of_columns(labels, values, mask), steps)
+
+
+def _check_unique_rows(sigs: list[tuple], labels: list[dict], mask: np.ndarray,
+                       card: "pp.VectorMatchCardinality") -> None:
+    """``_check_unique_matches`` for the columnar path: only repeated keys need a closer look."""
+    one_to_one = card == _CARD.OneToOne
+    keys = sigs if one_to_one else [(sig, labels_key(item)) for sig, item in zip(sigs, labels)]
+    if len(set(keys)) == len(keys):
+        return
+    _check_unique_matches([(sig, VSeries(item, mask[i], mask[i])) for i, (sig, item) in enumerate(zip(sigs, labels))],
+                          card)
+
+
+def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardinality", on: bool,
+                          names: list[str], include: list[str], return_bool: bool) -> Vector:
     swapped = card == _CARD.OneToMany
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
     one_side = "left" if swapped else "right"
@@ -174,7 +233,7 @@ def _check_unique_matches(results: list[tuple[tuple, VSeries]], card: "pp.Vector
     one_to_one = card == _CARD.OneToOne
     groups: dict[tuple, list[VSeries]] = {}
     for sig, s in results:
-        key = sig if one_to_one else (sig, tuple(sorted(s.labels.items())))
+        key = sig if one_to_one else (sig, labels_key(s.labels))
         groups.setdefault(key, []).append(s)
     for members in groups.values():
         if len(members) > 1 and (np.sum([m.present for m in members], axis=0) > 1).any():
@@ -186,6 +245,9 @@ def _check_unique_matches(results: list[tuple[tuple, VSeries]], card: "pp.Vector
 
 def _result_labels(many: dict[str, str], one: dict[str, str], op: str, card: "pp.VectorMatchCardinality",
                    on: bool, names: list[str], include: list[str], return_bool: bool) -> dict[str, str]:
+    if not include and (card != _CARD.OneToOne or (not on and not names)):
+        # Only the name may go: the shared label set, or its cached copy without the name.
+        return drop_name(many) if op in _DROPS_NAME or return_bool else many
     labels = dict(many)
     if op in _DROPS_NAME or return_bool:
         labels.pop("__name__", None)

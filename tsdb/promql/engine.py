@@ -135,7 +135,7 @@ class Engine:
 def _matrix_of_range(value: RangeVector) -> list[Series]:
     end = int(value.ends[0])
     out = []
-    for s in value.series:
+    for s in value.all_series():
         keep = (s.timestamps >= end - value.range_ms) & (s.timestamps <= end)
         if keep.any():
             out.append(Series(dict(s.labels), (s.timestamps[keep] / 1000.0).tolist(), s.values[keep].tolist()))

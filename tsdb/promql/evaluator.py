@@ -16,8 +16,8 @@ import promql_parser as pp
 from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
 from tsdb.promql import aggregation, binary, functions
 from tsdb.promql.values import (
-    ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RSeries, Scalar, String, Value, Vector, VSeries,
-    bad_data, drop_name, merge_same_labels,
+    ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RBlock, RSeries, Scalar, String, Value, Vector,
+    VSeries, bad_data, drop_name, labels_key, merge_same_labels,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -65,6 +65,25 @@ def _merge_moved_series(series: list[VSeries]) -> list[VSeries]:
         out[seen[key]] = VSeries(first.labels, np.where(newer, s.values, first.values), first.present | s.present,
                                  np.where(newer, s.sample_times, first.sample_times))
     return out
+
+
+def _join_moved_series(blocks: list) -> list[RSeries]:
+    """Series of the selection as RSeries, the parts of one that moved between columns (and so
+    comes in two blocks) joined in time order."""
+    by_labels: dict[tuple, RSeries] = {}
+    for block in blocks:
+        bits = block.values.view(np.uint64)
+        keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+        for row in np.flatnonzero(keep.any(axis=1)):
+            series = RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]])
+            key = labels_key(series.labels)
+            previous = by_labels.get(key)
+            if previous is not None:
+                order = np.argsort(np.concatenate([previous.timestamps, series.timestamps]), kind="stable")
+                series = RSeries(series.labels, np.concatenate([previous.timestamps, series.timestamps])[order],
+                                 np.concatenate([previous.values, series.values])[order])
+            by_labels[key] = series
+    return list(by_labels.values())
 
 
 class Evaluator:
@@ -147,28 +166,26 @@ class Evaluator:
         matchers = selector_matchers(selector)
         range_ms = millis(expr.range)
         ends = self.reference_times(selector.at, selector.offset, grid)
-        by_labels: dict[tuple, RSeries] = {}
-        for block in self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max())):
+        blocks = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()))
+        if any(block.moved for block in blocks):
+            return RangeVector(_join_moved_series(blocks), ends, range_ms, matchers)
+        series: list[RSeries] = []
+        complete_blocks: list[RBlock] = []
+        for block in blocks:
             bits = block.values.view(np.uint64)
             keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
             complete = keep.all(axis=1)
-            for row in np.flatnonzero(keep.any(axis=1)):
-                # Rows with every sample share the block's timestamp array itself: range functions
-                # then recognise them (same array object) and compute them together.
-                if complete[row]:
-                    series = RSeries(block.labels[row], block.timestamps, block.values[row])
-                else:
-                    series = RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]])
-                # Only a series that moved between columns can come twice; sorting every label
-                # set to find those was most of a selector's cost.
-                key = tuple(sorted(series.labels.items())) if block.moved else id(series)
-                previous = by_labels.get(key)
-                if previous is not None:  # the series moved between columns: join its parts in time order
-                    order = np.argsort(np.concatenate([previous.timestamps, series.timestamps]), kind="stable")
-                    series = RSeries(series.labels, np.concatenate([previous.timestamps, series.timestamps])[order],
-                                     np.concatenate([previous.values, series.values])[order])
-                by_labels[key] = series
-        return RangeVector(list(by_labels.values()), ends, range_ms, matchers)
+            if complete.all():
+                # The usual case: the whole block is one matrix for the range functions.
+                complete_blocks.append(RBlock(block.labels, block.timestamps, block.values))
+                continue
+            rows = np.flatnonzero(complete)
+            if len(rows):
+                complete_blocks.append(RBlock([block.labels[i] for i in rows.tolist()], block.timestamps,
+                                              block.values[rows]))
+            for row in np.flatnonzero(~complete & keep.any(axis=1)).tolist():
+                series.append(RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]]))
+        return RangeVector(series, ends, range_ms, matchers, complete_blocks)
 
     def subquery(self, expr: pp.SubqueryExpr, grid: Grid) -> RangeVector:
         step = millis(expr.step) or self.default_subquery_step_ms

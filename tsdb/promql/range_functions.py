@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from tsdb.promql.aggregation import quantile
-from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_labels, one_name
+from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_rows, rows_kept
 
 Window = Callable[[np.ndarray, np.ndarray, int, int, list[float]], "float | None"]
 
@@ -164,16 +164,72 @@ WINDOW_FUNCTIONS: dict[str, tuple[Window, int]] = {
 
 def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
     """``name`` over each series' window at every step; ``scalars`` are its other arguments."""
-    if name in _EXTRAPOLATED:
-        results = _apply_extrapolated(name, matrix)
+    steps = len(matrix.ends)
+    labels: list[dict[str, str]] = []
+    values: list[np.ndarray] = []
+    present: list[np.ndarray] = []
+    series = matrix.series
+    if steps == 1 and name in _ROW_FUNCTIONS:
+        # One window per series: all blocks of one width become one matrix, one numpy pass.
+        for block_labels, block_values, block_present in _single_step_rows(name, matrix):
+            labels.extend(block_labels)
+            values.append(block_values)
+            present.append(block_present)
     else:
-        results = [_apply_one(WINDOW_FUNCTIONS[name][0], s, matrix, scalars) for s in matrix.series]
-    out = []
-    for s, (values, present) in zip(matrix.series, results):
-        if present.any():
-            labels = s.labels if name == "last_over_time" else drop_name(s.labels)
-            out.append(VSeries(labels, values, present))
-    return Vector(out if one_name(s.labels for s in matrix.series) else merge_same_labels(out))
+        series = matrix.all_series()
+    if name in _EXTRAPOLATED:
+        results = _apply_extrapolated(name, series, matrix)
+    else:
+        results = [_apply_one(WINDOW_FUNCTIONS[name][0], s, matrix, scalars) for s in series]
+    if results:
+        labels.extend(s.labels for s in series)
+        values.append(np.array([r[0] for r in results]).reshape(len(results), steps))
+        present.append(np.array([r[1] for r in results]).reshape(len(results), steps))
+    if not labels:
+        return Vector()
+    if name != "last_over_time":
+        labels = [drop_name(item) for item in labels]
+    all_present = np.concatenate(present)
+    result = rows_kept(labels, np.concatenate(values), all_present, None, all_present.any(axis=1))
+    return merge_same_rows(result, steps)
+
+
+def _single_step_rows(name: str, matrix: RangeVector):
+    """Per group of blocks with the same number of samples: (labels, values, present), the
+    blocks' rows stacked with a per-row timestamp matrix (targets scrape at their own times)."""
+    by_width: dict[int, list] = {}
+    for block in matrix.blocks:
+        by_width.setdefault(len(block.timestamps), []).append(block)
+    end = int(matrix.ends[0])
+    for width, blocks in by_width.items():
+        labels = [item for block in blocks for item in block.labels]
+        if width < _MIN_SAMPLES.get(name, 1):
+            continue
+        vs = np.concatenate([block.values for block in blocks]) if len(blocks) > 1 else blocks[0].values
+        ts = blocks[0].timestamps if len(blocks) == 1 else \
+            np.concatenate([np.broadcast_to(block.timestamps, block.values.shape) for block in blocks])
+        result = _ROW_FUNCTIONS[name](ts, vs, end, matrix.range_ms)
+        yield labels, result.reshape(len(labels), 1), np.ones((len(labels), 1), dtype=bool)
+
+
+# rate/increase/delta: (is_counter, is_rate). Series that share one timestamp array (every series
+# a target exposed in every scrape of the window) are computed together, a row per series.
+_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+
+# Functions computed for many windows of equal length at once: (timestamps, values) are
+# (rows x samples) matrices, the result one value per row. min/max ignore NaN unless all are
+# NaN, as Prometheus does; sum adds in order (np.add.accumulate), as Go's loop does.
+_ROW_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]] = {
+    **{name: (lambda ts, vs, end, range_ms, flags=flags: _extrapolated_rows(ts, vs, end, range_ms, *flags))
+       for name, flags in _EXTRAPOLATED.items()},
+    "max_over_time": lambda ts, vs, end, range_ms: np.fmax.reduce(vs, axis=1),
+    "min_over_time": lambda ts, vs, end, range_ms: np.fmin.reduce(vs, axis=1),
+    "sum_over_time": lambda ts, vs, end, range_ms: np.add.accumulate(vs, axis=1)[:, -1],
+    "count_over_time": lambda ts, vs, end, range_ms: np.full(len(vs), float(vs.shape[1])),
+    "last_over_time": lambda ts, vs, end, range_ms: vs[:, -1].copy(),
+    "present_over_time": lambda ts, vs, end, range_ms: np.ones(len(vs)),
+}
+_MIN_SAMPLES = dict.fromkeys(_EXTRAPOLATED, 2)
 
 
 def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -191,25 +247,20 @@ def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray]) ->
     return values, present
 
 
-# rate/increase/delta: (is_counter, is_rate). Series that share one timestamp array (every series
-# a target exposed in every scrape of the window) are computed together, a row per series.
-_EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
-
-
-def _apply_extrapolated(name: str, matrix: RangeVector) -> list[tuple[np.ndarray, np.ndarray]]:
+def _apply_extrapolated(name: str, series: list, matrix: RangeVector) -> list[tuple[np.ndarray, np.ndarray]]:
     is_counter, is_rate = _EXTRAPOLATED[name]
     fn = WINDOW_FUNCTIONS[name][0]
-    results: list = [None] * len(matrix.series)
+    results: list = [None] * len(series)
     shared: dict[int, list[int]] = {}
-    for index, s in enumerate(matrix.series):
+    for index, s in enumerate(series):
         shared.setdefault(id(s.timestamps), []).append(index)
     ends = matrix.ends
     for indices in shared.values():
         if len(indices) == 1:
-            results[indices[0]] = _apply_one(fn, matrix.series[indices[0]], matrix, [])
+            results[indices[0]] = _apply_one(fn, series[indices[0]], matrix, [])
             continue
-        timestamps = matrix.series[indices[0]].timestamps
-        rows = np.vstack([matrix.series[i].values for i in indices])
+        timestamps = series[indices[0]].timestamps
+        rows = np.vstack([series[i].values for i in indices])
         values = np.full((len(indices), len(ends)), np.nan)
         lo = np.searchsorted(timestamps, ends - matrix.range_ms, side="left")
         hi = np.searchsorted(timestamps, ends, side="right")
@@ -224,26 +275,27 @@ def _apply_extrapolated(name: str, matrix: RangeVector) -> list[tuple[np.ndarray
 
 def _extrapolated_rows(ts: np.ndarray, vs: np.ndarray, end: int, range_ms: int, is_counter: bool,
                        is_rate: bool) -> np.ndarray:
-    """``_extrapolated`` for many series sharing ``ts``: the same arithmetic, one row each."""
+    """``_extrapolated`` for many series at once, one row each: ``ts`` is their shared timestamp
+    array or a matrix of one row per series."""
     first, last = vs[:, 0], vs[:, -1]
     result = last - first
     if is_counter:
         drops = vs[:, 1:] < vs[:, :-1]
         result = result + np.where(drops, vs[:, :-1], 0.0).sum(axis=1)
     start = end - range_ms
-    to_start = (int(ts[0]) - start) / 1000
-    to_end = (end - int(ts[-1])) / 1000
-    sampled = (int(ts[-1]) - int(ts[0])) / 1000
-    average = sampled / (len(ts) - 1)
+    to_start = (ts[..., 0] - start) / 1000
+    to_end = (end - ts[..., -1]) / 1000
+    sampled = (ts[..., -1] - ts[..., 0]) / 1000
+    average = sampled / (ts.shape[-1] - 1)
     with np.errstate(all="ignore"):
-        starts = np.full(len(result), to_start)
+        starts = np.broadcast_to(to_start, result.shape)
         if is_counter:
             to_zero = sampled * (first / result)
             use_zero = (result > 0) & (first >= 0) & (to_zero < to_start)
             starts = np.where(use_zero, to_zero, starts)
         threshold = average * 1.1
         interval = sampled + np.where(starts < threshold, starts, average / 2)
-        interval = interval + (to_end if to_end < threshold else average / 2)
+        interval = interval + np.where(to_end < threshold, to_end, average / 2)
         result = result * (interval / sampled)
     return result / (range_ms / 1000) if is_rate else result
 
@@ -251,7 +303,7 @@ def _extrapolated_rows(ts: np.ndarray, vs: np.ndarray, end: int, range_ms: int, 
 def absent_over_time(matrix: RangeVector, absent_labels: dict[str, str]) -> Vector:
     ends = matrix.ends
     seen = np.zeros(len(ends), dtype=bool)
-    for s in matrix.series:
+    for s in matrix.all_series():
         lo = np.searchsorted(s.timestamps, ends - matrix.range_ms, side="left")
         hi = np.searchsorted(s.timestamps, ends, side="right")
         seen |= hi > lo

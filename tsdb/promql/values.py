@@ -143,13 +143,31 @@ class RSeries:
 
 
 @dataclass
+class RBlock:
+    """Series of a range vector that share one timestamp array and have every sample in it
+    (a target's series in every scrape of the window): range functions compute them together."""
+
+    labels: list[dict[str, str]]
+    timestamps: np.ndarray  # int64 ms
+    values: np.ndarray  # float64, (len(labels), len(timestamps))
+
+
+@dataclass
 class RangeVector:
-    """Raw samples plus, per step, the window (ends[i] - range_ms, ends[i]] to read."""
+    """Raw samples plus, per step, the window [ends[i] - range_ms, ends[i]] to read; the series
+    are ``series`` plus the rows of ``blocks``."""
 
     series: list[RSeries]
     ends: np.ndarray  # int64 ms per step
     range_ms: int
     matchers: list | None = None  # the selector's matchers, for absent_over_time
+    blocks: list[RBlock] = field(default_factory=list)
+
+    def all_series(self) -> list[RSeries]:
+        """Every series as an RSeries; block rows share their block's timestamp array."""
+        rows = [RSeries(labels, block.timestamps, block.values[i])
+                for block in self.blocks for i, labels in enumerate(block.labels)]
+        return rows + self.series if rows else self.series
 
 
 Value = Vector | Scalar | String | RangeVector
