@@ -21,14 +21,16 @@ def labels(**kv: str) -> tuple:
 
 
 def fleet_store() -> Store:
-    """4 nodes: gpu-1/gpu-2 run job 101 (gpu-2's GPU 3 idle the whole time), gpu-3 is free and
-    drained, gpu-4 is down per Slurm (not_responding) and has a GPU with an XID."""
+    """4 nodes: gpu-1 and GPUs 0-5 of gpu-2 run job 101 (gpu-2's GPU 3 idle the whole time), GPUs
+    6-7 of gpu-2 run job 103, gpu-3 is free and drained, gpu-4 is down per Slurm (not_responding)
+    and has a GPU with an XID."""
     store = Store(retention_s=86400)
     flags = {"gpu-3": {"drain"}, "gpu-4": {"not_responding"}}
     for step in range(STEPS):
         ts = int((T0 + step * STEP) * 1000)
         scheduler = [(labels(__name__="slurm_job_info", job_id="101", state="RUNNING", user="u", partition="p"), 1.0),
-                     (labels(__name__="slurm_job_info", job_id="102", state="PENDING", user="u", partition="p"), 1.0)]
+                     (labels(__name__="slurm_job_info", job_id="102", state="PENDING", user="u", partition="p"), 1.0),
+                     (labels(__name__="slurm_job_info", job_id="103", state="RUNNING", user="v", partition="p"), 1.0)]
         for n in range(1, NODES + 1):
             node = f"gpu-{n}"
             target = {"instance": node, "job": "gpu-nodes", "rack": "rack-1" if n <= 2 else "rack-2"}
@@ -44,7 +46,8 @@ def fleet_store() -> Store:
                             (labels(__name__="gpu_remapped_rows_pending", **gpu), 0.0),
                             (labels(__name__="gpu_remapped_rows_failure", **gpu), 0.0)]
                 if allocated:
-                    samples.append((labels(__name__="gpu_job_info", job_id="101", pod="", source="cgroup", **gpu), 1.0))
+                    job = "103" if (n, g) in ((2, 6), (2, 7)) else "101"
+                    samples.append((labels(__name__="gpu_job_info", job_id=job, pod="", source="cgroup", **gpu), 1.0))
                 if (n, g) == (4, 5):
                     samples.append((labels(__name__="gpu_xid_errors_total", xid="79", action="reboot", **gpu),
                                     float(step >= STEPS - 5)))
@@ -88,12 +91,14 @@ def test_overview_kpis_and_heatmap_from_engine_side_aggregations():
     kpis = model.kpis
     assert (kpis.gpus_total, kpis.nodes_total) == (NODES * GPUS, NODES)
     assert (kpis.gpus_busy, kpis.gpus_idle, kpis.gpus_free) == (15, 1, 16)
-    assert (kpis.jobs_running, kpis.jobs_pending) == (1, 1)
+    assert (kpis.jobs_running, kpis.jobs_pending) == (2, 1)
     assert kpis.gpus_unhealthy == 1 and model.heatmap.unhealthy == [[3, 5]]
     assert kpis.mean_utilization == round(15 * 0.8 / 32, 4)
     assert kpis.power_kw == round((32 * 100 + 15 * 500 * 0.8) / 1000, 2)
     heat = model.heatmap
-    assert heat.job_ids == ["101"] and heat.jobs[0] == [0] * GPUS and heat.jobs[2] == [-1] * GPUS
+    # gpu-1 comes back as one series (held whole by 101), gpu-2 GPU by GPU (shared with 103).
+    assert heat.job_ids == ["101", "103"] and heat.jobs[0] == [0] * GPUS and heat.jobs[2] == [-1] * GPUS
+    assert heat.jobs[1] == [0] * 6 + [1, 1]
     assert heat.z[0] == [80.0] * GPUS and heat.z[1][3] == 0.0
 
 
@@ -103,6 +108,8 @@ def test_only_the_heatmap_and_the_job_mapping_come_back_per_gpu():
         _, client = view(color)
         per_gpu = [(q, rows) for q, rows in client.answers if len(rows) > NODES and any("gpu" in r for r in rows)]
         assert len(per_gpu) <= 3, [q for q, _ in per_gpu]  # heat, job mapping, busy GPUs for another colour
+        mapping = [rows for q, rows in client.answers if q.startswith("max by (instance, gpu, job_id)")]
+        assert [len(rows) for rows in mapping] == [GPUS]  # only the shared node's GPUs
         for query, rows in per_gpu:
             assert all(set(r) <= {"instance", "gpu", "job_id"} for r in rows), query
         for query, rows in client.answers:
