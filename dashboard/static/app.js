@@ -79,7 +79,16 @@ const CW = (() => {
     content.replaceWith(fresh);
     window.scrollTo(0, scrollY);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
-    if (CW.afterRender) CW.afterRender(data);
+    if (CW.afterRender) withPlotly(() => CW.afterRender(data));
+  }
+  // plotly.js loads async (pages.py): charts are drawn once it is there, from the newest data.
+  let waiting = false;
+  function withPlotly(draw) {
+    const tag = document.getElementById("plotly");
+    if (window.Plotly || !tag) { draw(); return; }
+    if (waiting) return;
+    waiting = true;
+    tag.addEventListener("load", () => { waiting = false; CW.afterRender(data); }, { once: true });
   }
   async function refresh() {
     if (inflight) return;
