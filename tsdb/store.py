@@ -79,6 +79,17 @@ class Block:
 
 
 @dataclass
+class Window:
+    """Series whose window [mint, maxt] has the same number of column timestamps, one row each:
+    ``values[i]`` is aligned to ``timestamps[i]`` (its column's) and holds ABSENT where series
+    ``i`` has no sample."""
+
+    labels: list[LabelSet]
+    timestamps: np.ndarray  # int64 ms, (len(labels), width)
+    values: np.ndarray  # float64, (len(labels), width)
+
+
+@dataclass
 class Latest:
     """Per matching series, its newest sample at or before a time (``Store.select_latest``)."""
 
@@ -476,6 +487,57 @@ class Store:
                 for i, (_, offset, part) in enumerate(rows):
                     values[i, offset:offset + len(part)] = np.frombuffer(part, dtype=np.float64)
             out.append(Block(timestamps, [labels for labels, _, _ in rows], values, selection.moved))
+        return out
+
+    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Window] | None:
+        """Matching series in [mint_ms, maxt_ms] as one matrix per window width (usually one:
+        targets scraped at one interval), for a range selector at one time: a few numpy calls
+        for all series instead of a block per target. None when a series moved between columns
+        (``select_blocks`` joins those)."""
+        with self._lock:
+            sel = self._selection(matchers)
+            if sel.moved:
+                return None
+            if not sel.segments:
+                return []
+            lows, highs, stamps = [], [], []
+            for column in sel.columns:
+                lo = bisect.bisect_left(column.ts, mint_ms)
+                hi = bisect.bisect_right(column.ts, maxt_ms, lo)
+                lows.append(column.base + lo)
+                highs.append(column.base + hi)
+                stamps.append(column.ts[lo:hi])
+            low = np.array(lows, dtype=np.int64)[sel.column_of]
+            high = np.array(highs, dtype=np.int64)[sel.column_of]
+            firsts = sel.firsts
+            ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
+            start, stop = np.maximum(firsts, low), np.minimum(ends, high)
+            rows = np.flatnonzero(start < stop)
+            arrays = [sel.arrays[i] for i in rows.tolist()]
+            # Slicing copies, so the matrices never pin the store's growing buffers.
+            parts = list(map(operator.getitem, arrays, map(slice, (start - firsts)[rows].tolist(),
+                                                          (stop - firsts)[rows].tolist())))
+            labels = [sel.labels[i] for i in rows.tolist()]
+        pad_before = (start - low)[rows]
+        widths = (high - low)[rows]
+        columns = sel.column_of[rows]
+        column_ts = [np.frombuffer(ts, dtype=np.int64) for ts in stamps]
+        out = []
+        for width in np.unique(widths).tolist():
+            members = np.flatnonzero(widths == width)
+            full = (pad_before[members] == 0).all() and all(len(parts[i]) == width for i in members.tolist())
+            if full:
+                values = np.frombuffer(b"".join([parts[i] for i in members.tolist()]), dtype=np.float64)
+                values = values.reshape(len(members), width)
+            else:  # some series started or stopped inside the window: ABSENT around its samples
+                values = np.full((len(members), width), ABSENT)
+                for row, i in enumerate(members.tolist()):
+                    values[row, pad_before[i]:pad_before[i] + len(parts[i])] = np.frombuffer(parts[i], np.float64)
+            used = columns[members]
+            distinct = np.unique(used)
+            stacked = np.array([column_ts[c] for c in distinct.tolist()]).reshape(len(distinct), width)
+            timestamps = stacked[np.searchsorted(distinct, used)]
+            out.append(Window([labels[i] for i in members.tolist()], timestamps, values))
         return out
 
     def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int) -> Latest:

@@ -30,6 +30,8 @@ class SeriesSource(Protocol):
 
     def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int): ...
 
+    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list | None: ...
+
 
 def millis(delta: timedelta | None) -> int:
     return 0 if delta is None else delta // timedelta(milliseconds=1)
@@ -84,6 +86,28 @@ def _join_moved_series(blocks: list) -> list[RSeries]:
                                  np.concatenate([previous.values, series.values])[order])
             by_labels[key] = series
     return list(by_labels.values())
+
+
+def _range_of_windows(windows: list, ends: np.ndarray, range_ms: int, matchers: list[Matcher]) -> RangeVector:
+    """A range vector of one window per series: rows with every sample real stay matrices (the
+    range functions' fast path), the others become RSeries without their ABSENT/stale slots."""
+    series: list[RSeries] = []
+    blocks: list[RBlock] = []
+    for window in windows:
+        bits = window.values.view(np.uint64)
+        keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+        complete = keep.all(axis=1)
+        if complete.all():
+            blocks.append(RBlock(window.labels, window.timestamps, window.values))
+            continue
+        rows = np.flatnonzero(complete)
+        if len(rows):
+            blocks.append(RBlock([window.labels[i] for i in rows.tolist()], window.timestamps[rows],
+                                 window.values[rows]))
+        for row in np.flatnonzero(~complete & keep.any(axis=1)).tolist():
+            series.append(RSeries(window.labels[row], window.timestamps[row][keep[row]],
+                                  window.values[row][keep[row]]))
+    return RangeVector(series, ends, range_ms, matchers, blocks)
 
 
 class Evaluator:
@@ -166,6 +190,10 @@ class Evaluator:
         matchers = selector_matchers(selector)
         range_ms = millis(expr.range)
         ends = self.reference_times(selector.at, selector.offset, grid)
+        if (ends == ends[0]).all():
+            windows = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0]))
+            if windows is not None:
+                return _range_of_windows(windows, ends, range_ms, matchers)
         blocks = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()))
         if any(block.moved for block in blocks):
             return RangeVector(_join_moved_series(blocks), ends, range_ms, matchers)

@@ -199,7 +199,7 @@ def _single_step_rows(name: str, matrix: RangeVector):
     blocks' rows stacked with a per-row timestamp matrix (targets scrape at their own times)."""
     by_width: dict[int, list] = {}
     for block in matrix.blocks:
-        by_width.setdefault(len(block.timestamps), []).append(block)
+        by_width.setdefault(block.values.shape[1], []).append(block)
     end = int(matrix.ends[0])
     for width, blocks in by_width.items():
         labels = [item for block in blocks for item in block.labels]

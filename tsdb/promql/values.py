@@ -144,12 +144,12 @@ class RSeries:
 
 @dataclass
 class RBlock:
-    """Series of a range vector that share one timestamp array and have every sample in it
-    (a target's series in every scrape of the window): range functions compute them together."""
+    """Series of a range vector with every sample real and the same number of them (a target's
+    series in every scrape of the window): range functions compute them together."""
 
     labels: list[dict[str, str]]
-    timestamps: np.ndarray  # int64 ms
-    values: np.ndarray  # float64, (len(labels), len(timestamps))
+    timestamps: np.ndarray  # int64 ms: one array for all rows, or a row per series
+    values: np.ndarray  # float64, (len(labels), samples)
 
 
 @dataclass
@@ -165,7 +165,8 @@ class RangeVector:
 
     def all_series(self) -> list[RSeries]:
         """Every series as an RSeries; block rows share their block's timestamp array."""
-        rows = [RSeries(labels, block.timestamps, block.values[i])
+        rows = [RSeries(labels, block.timestamps if block.timestamps.ndim == 1 else block.timestamps[i],
+                        block.values[i])
                 for block in self.blocks for i, labels in enumerate(block.labels)]
         return rows + self.series if rows else self.series
 
