@@ -33,10 +33,14 @@ _TEMPLATE = """<!doctype html>
 </body></html>
 """
 RANGES = ("15m", "1h", "6h", "24h", "7d")
-# Pages that draw charts. plotly.js (4.8 MB, 1.4 MB compressed) loads ``async`` so that the page's
-# own small scripts render the view (KPIs, tables) without waiting for it; charts are drawn when it
-# has arrived (``CW.afterRender``, see app.js). Pages without charts never load it.
+# Pages that draw charts. They load plotly.js's "cartesian" partial bundle (heatmap, scatter, bar...:
+# every trace the pages use), the same plotly.js release as the plotly package's full bundle but
+# 1.5 MB instead of 4.8 MB, which Chromium compiles and runs in about half the time: on a first
+# visit that is most of the time to the first chart. It loads ``async`` so that the page's own
+# small scripts render the view (KPIs, tables) without waiting for it; charts are drawn when it has
+# arrived (``CW.afterRender``, see app.js). Pages without charts never load it.
 PLOTLY_PAGES = frozenset({"overview", "job", "node"})
+PLOTLY = "plotly-cartesian.min.js"
 
 
 def render_page(title: str, script: str, api: str, view: BaseModel, heading: str | None = None) -> HTMLResponse:
@@ -46,7 +50,7 @@ def render_page(title: str, script: str, api: str, view: BaseModel, heading: str
     # pydantic-core's encoder: compact, NaN/inf as null (json.dumps would write NaN, which
     # JSON.parse rejects), and several times faster on a 512-GPU job's series.
     data = view.model_dump_json().replace("<", "\\u003c")
-    plotly = (f'<script id="plotly" src="{asset_url("plotly.min.js")}" async></script>\n'
+    plotly = (f'<script id="plotly" src="{asset_url(PLOTLY)}" async></script>\n'
               if script in PLOTLY_PAGES else "")
     body = _TEMPLATE.format(title=html.escape(title), heading=html.escape(heading or title),
                             script=html.escape(script), api=html.escape(api, quote=True), nav=nav,

@@ -21,8 +21,9 @@ CW.page(v => {
 CW.afterRender = v => {
   const x = CW.times(v.timestamps), label = g => `${g.node}/${g.gpu}`;
   // Every GPU's line up to the server's detail limit; above it, the min/median/max band across
-  // the job's GPUs with the stragglers' own lines on top (512 lines read as one blur).
-  const lines = (field, scale) => v.gpus.filter(g => g[field].length).map(g => ({ type: "scattergl", mode: "lines", name: label(g) + (g.straggler ? " (straggler)" : ""), x,
+  // the job's GPUs with the stragglers' own lines on top (512 lines read as one blur; the heatmap
+  // shows every GPU).
+  const lines = (field, scale) => v.gpus.filter(g => g[field].length && (v.per_gpu_detail || g.straggler)).map(g => ({ type: "scatter", mode: "lines", name: label(g) + (g.straggler ? " (straggler)" : ""), x,
     y: g[field].map(y => y === null ? null : y * scale), line: { width: g.straggler ? 3 : 1, color: g.straggler ? "#d62728" : undefined },
     showlegend: v.gpus.length <= 16 || g.straggler }));
   const band = (field, scale) => {

@@ -25,7 +25,7 @@ def client():
 
 
 def test_plotly_is_gzipped_and_immutable_under_its_versioned_url(client):
-    url = f"/static/plotly.min.js?v={asset_version()}"
+    url = f"/static/plotly.min.js?v={asset_version()}"  # the package's full bundle, still served
     response = client.get(url, headers={"Accept-Encoding": "gzip"})
     assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
     assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
@@ -41,7 +41,8 @@ def test_plotly_is_gzipped_and_immutable_under_its_versioned_url(client):
 
 def test_pages_link_versioned_assets_and_load_plotly_async_only_where_charts_are(client):
     overview = client.get("/").text
-    assert re.search(rf'<script id="plotly" src="/static/plotly.min.js\?v={asset_version()}" async>', overview)
+    assert re.search(rf'<script id="plotly" src="/static/plotly-cartesian.min.js\?v={asset_version()}" async>',
+                     overview)
     assert f'<script src="/static/app.js?v={asset_version()}" defer>' in overview
     jobs = client.get("/jobs").text
     assert "plotly" not in jobs and f'/static/jobs.js?v={asset_version()}' in jobs
