@@ -1,7 +1,7 @@
 """``/jobs``, ``/jobs/{job_id}`` and their JSON."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from dashboard.compress import GzipRoute
@@ -26,9 +26,12 @@ def build_router(ctx: DashboardContext) -> APIRouter:
                               f"(one of {', '.join(sorted(STATES))})")
         return run_view(lambda: jobs(ctx, rp.resolve(ctx.clock()), wanted))
 
-    def job_view(job_id: str, rp: RangeParams = Depends()) -> JobView:
+    def job_view(job_id: str, request: Request, rp: RangeParams = Depends()) -> JobView:
         check_job_id(job_id)
-        return run_view(lambda: job(ctx, rp.resolve(ctx.clock()), job_id))
+        model = run_view(lambda: job(ctx, rp.resolve(ctx.clock()), job_id))
+        # The remediation engine is a separate component serve adds only with --automation on.
+        model.automation = any(getattr(route, "path", None) == "/api/automation/audit" for route in request.app.routes)
+        return model
 
     @router.get("/api/jobs", response_model=JobsView)
     def jobs_json(model: JobsView = Depends(list_view)) -> JobsView:

@@ -16,8 +16,39 @@ CW.page(v => {
   return [summary, notes, stragglers.length ? el("p", { class: "bad" }, "Stragglers: " + stragglers.join(", ")) : null,
     section("GPU utilisation", el("div", { id: "util-lines" }), el("div", { id: "util-heat" })),
     section("GPU memory", el("div", { id: "memory" })), section("GPU power", el("div", { id: "power" })),
+    section("Alerts and automation", el("div", { id: "timeline" }), el("ul", { id: "events", class: "notes" },
+      v.alerts.length ? [] : el("li", {}, "no alert fired on the job's nodes in the range"),
+      v.alerts.map(a => el("li", {}, el("span", { class: "sev sev-" + a.severity }, a.severity || "–"), ` ${a.alertname} on ${a.instance}`
+        + (a.gpu === null ? "" : ` GPU ${a.gpu}`) + `: ${fmt.time(a.start)} – ${fmt.time(a.end)}`)))),
     section("Nodes", nodes)];
 });
+// Automation decisions about the job or its nodes, from the remediation engine's audit log (absent
+// when serve runs without --automation).
+async function automationEvents(v) {
+  if (!v.automation) return [];
+  try {
+    const response = await fetch(`/api/automation/audit?since=${v.start}`, { headers: { Accept: "application/json" } });
+    if (!response.ok) return [];
+    const nodes = new Set(v.job.nodes);
+    return (await response.json()).filter(e => e.job_id === v.job.job_id || nodes.has(e.node));
+  } catch (e) { return []; }
+}
+async function drawTimeline(v) {
+  const { el, fmt } = CW, events = await automationEvents(v);
+  const list = document.getElementById("events");
+  if (!list) return;
+  for (const e of events) list.append(el("li", {}, el("span", { class: "state" }, "automation"), ` ${fmt.time(e.time)}: ${e.action} on ${e.node || "–"} (${e.mode}, ${e.result}) for ${e.alert}`));
+  if (!v.alerts.length && !events.length) return;
+  const row = a => `${a.alertname} ${a.instance}` + (a.gpu === null ? "" : `/${a.gpu}`);
+  const spans = v.alerts.map(a => ({ type: "scatter", mode: "lines+markers", x: [new Date(a.start * 1000), new Date(a.end * 1000)], y: [row(a), row(a)],
+    line: { width: 8, color: a.severity === "critical" ? "#d62728" : "#fdae61" }, name: a.alertname, showlegend: false,
+    hovertemplate: `${row(a)}<br>${fmt.time(a.start)} – ${fmt.time(a.end)}<extra></extra>` }));
+  if (events.length) spans.push({ type: "scatter", mode: "markers", name: "automation", x: events.map(e => new Date(e.time * 1000)),
+    y: events.map(e => `automation ${e.node || ""}`), text: events.map(e => `${e.action} (${e.mode}): ${e.result}`),
+    marker: { symbol: "diamond", size: 10, color: "#2a5d8f" }, hovertemplate: "%{x}<br>%{text}<extra></extra>" });
+  Plotly.react("timeline", spans, CW.layout({ height: 120 + 22 * new Set(spans.flatMap(t => t.y)).size, margin: { l: 220, r: 20, t: 10, b: 40 },
+    xaxis: { range: [new Date(v.start * 1000), new Date(v.end * 1000)] }, yaxis: { type: "category" } }), CW.plotConfig);
+}
 CW.afterRender = v => {
   const x = CW.times(v.timestamps), label = g => `${g.node}/${g.gpu}`;
   // Every GPU's line up to the server's detail limit; above it, the min/median/max band across
@@ -39,4 +70,5 @@ CW.afterRender = v => {
     CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), margin: { l: 110, r: 20, t: 10, b: 40 }, yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
   Plotly.react("memory", chart("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
   Plotly.react("power", chart("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
+  drawTimeline(v);
 };

@@ -181,6 +181,18 @@ class Efficiency(BaseModel):
     notes: list[str]
 
 
+class AlertSpan(BaseModel):
+    """An alert firing on one of the job's nodes (or GPUs) during the range, as the evaluator's
+    ``ALERTS`` series saw it at the page's points."""
+
+    alertname: str
+    severity: str
+    instance: str
+    gpu: int | None
+    start: float
+    end: float
+
+
 class JobView(BaseModel):
     time: float
     start: float
@@ -193,7 +205,11 @@ class JobView(BaseModel):
     per_gpu_detail: bool = Field(description="every GPU's memory and power series are included")
     bands: dict[str, Band] = Field(description="utilization, memory_bytes, power_watts: min/median/max "
                                                "across the job's GPUs at each point")
+    alerts: list[AlertSpan] = Field(default=[], description="alerts that fired on the job's nodes or GPUs "
+                                                            "in the range (automation events: /api/automation/audit)")
     efficiency: Efficiency
+    automation: bool = Field(default=False, description="this server runs the remediation engine, whose "
+                                                        "/api/automation/audit lists the decisions about the job")
 
 
 class JobNotFound(LookupError):
@@ -246,6 +262,32 @@ def _as_list(row) -> list[float | None]:
     return values
 
 
+def _alert_spans(client, nodes: str, gpus: set[GpuKey], lifetime: TimeRange, step: float) -> list[AlertSpan]:
+    """Firing intervals from ``ALERTS`` at the page's step: a gap of more than one point ends one."""
+    result = client.range(f'ALERTS{{alertstate="firing",instance=~"{nodes}"}}', lifetime.start, lifetime.end, step)
+    spans = []
+    for s in result.series:
+        labels = s.labels
+        try:
+            gpu = int(labels["gpu"]) if "gpu" in labels else None
+        except ValueError:
+            gpu = None
+        if gpu is not None and (labels.get("instance", ""), gpu) not in gpus:
+            continue  # a GPU of the node that another job holds
+        times = [t for t, v in zip(s.timestamps, s.values) if math.isfinite(v)]
+        begin = prev = None
+        for t in times + [math.inf]:
+            if begin is not None and t - prev > 1.5 * step:
+                spans.append(AlertSpan(alertname=labels.get("alertname", ""), severity=labels.get("severity", ""),
+                                       instance=labels.get("instance", ""), gpu=gpu, start=begin, end=prev))
+                begin = None
+            if begin is None:
+                begin = t
+            prev = t
+    spans.sort(key=lambda a: (a.start, a.instance, a.alertname))
+    return spans
+
+
 def _band(matrix) -> Band:
     import warnings
 
@@ -288,6 +330,9 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
         instant = split_by_name(client.instant(
             f'{{__name__=~"gpu_processes|gpu_memory_used_bytes|gpu_memory_total_bytes",instance=~"{nodes}"}}', at))
         now = {name: by_gpu(result) for name, result in instant.items()}
+        alerts = _alert_spans(client, nodes, set(gpus), lifetime, step)
+    else:
+        alerts = []
     # Points where no GPU of the job has a sample (before its first scrape, after the store's
     # retention) are dropped from the ends of the grid.
     seen = np.flatnonzero(~np.isnan(matrices["gpu_utilization_ratio"]).all(axis=0)) if gpus else np.array([])
@@ -329,7 +374,7 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     return JobView(
         time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
         timestamps=grid, gpus=rows, per_gpu_detail=detail,
-        bands={field: _band(matrices[metric]) for metric, (field, _) in SERIES.items()},
+        bands={field: _band(matrices[metric]) for metric, (field, _) in SERIES.items()}, alerts=alerts,
         efficiency=Efficiency(
             gpu_hours=round(sum(hours.values()), 3), gpu_efficiency=_rounded(gpu_eff),
             memory_peak_bytes=peak,

@@ -61,6 +61,12 @@ def store():
         for gpu in range(8):
             store.append_series((("__name__", "slurm_job_gpu_info"), ("gpu", str(gpu)), ("instance", node),
                                  ("job_id", JOB_ID)), stamps, [1.0] * STEPS, column)
+    # An XID alert on one of the job's GPUs for two hours, and one on the other job's node.
+    for node, gpu in (("gpu-002", "3"), (OTHER, "1")):
+        labels = (("__name__", "ALERTS"), ("alertname", "GpuXidError"), ("alertstate", "firing"), ("gpu", gpu),
+                  ("instance", node), ("severity", "critical"))
+        firing = [1.0 if 600 <= i < 720 else math.nan for i in range(STEPS)]
+        store.append_series(labels, stamps, firing, column)
     return store
 
 
@@ -98,6 +104,11 @@ def test_a_day_long_large_job_is_downsampled_and_banded(client):
     assert view["efficiency"]["memory_peak_bytes"] == 33e9 and view["efficiency"]["memory_total_bytes"] == 80e9
     assert view["flags"] == {"straggler": 1}
     assert view["job"]["user"] == "alice" and view["job"]["gpus"] == 80
+    [alert] = view["alerts"]
+    assert (alert["alertname"], alert["instance"], alert["gpu"], alert["severity"]) == \
+        ("GpuXidError", "gpu-002", 3, "critical")
+    assert T0 + 600 * INTERVAL <= alert["start"] < T0 + 610 * INTERVAL
+    assert T0 + 710 * INTERVAL <= alert["end"] < T0 + 725 * INTERVAL
 
 
 def test_a_short_range_keeps_every_gpu_series(client):
