@@ -64,11 +64,11 @@ CW.afterRender = v => {
       { type: "scatter", mode: "lines", name: "median GPU", x, y: s(b.median), line: { width: 2, color: "#2a5d8f" } }];
   };
   const chart = (field, scale) => v.per_gpu_detail ? lines(field, scale) : band(field, scale).concat(lines(field, scale));
-  Plotly.react("util-lines", chart("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] } }), CW.plotConfig);
+  Plotly.react("util-lines", chart("utilization", 100), CW.layout({ yaxis: { title: { text: "%" }, range: [0, 105] }, legend: { orientation: "h", y: -0.3 } }), CW.plotConfig);
   Plotly.react("util-heat", [{ type: "heatmap", x, y: v.gpus.map(label), z: v.gpus.map(g => g.utilization.map(u => u === null ? null : u * 100)),
     colorscale: "Viridis", zmin: 0, zmax: 100, colorbar: { title: { text: "%" } } }],
     CW.layout({ height: Math.min(900, 120 + 14 * v.gpus.length), margin: { l: 110, r: 20, t: 10, b: 40 }, yaxis: { type: "category", autorange: "reversed" } }), CW.plotConfig);
-  Plotly.react("memory", chart("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } } }), CW.plotConfig);
-  Plotly.react("power", chart("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } } }), CW.plotConfig);
+  Plotly.react("memory", chart("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } }, legend: { orientation: "h", y: -0.3 } }), CW.plotConfig);
+  Plotly.react("power", chart("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } }, legend: { orientation: "h", y: -0.3 } }), CW.plotConfig);
   drawTimeline(v);
 };

@@ -1,0 +1,53 @@
+"""The job page of a job above DETAIL_GPUS in a real Chromium: the GPU x time heatmap has every GPU,
+the utilisation chart is the band plus the straggler's own line, memory and power are bands, the
+alerts timeline is drawn, and nothing logs an error. Served in process (uvicorn in a thread) over
+the day-long store of test_job_view_large."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from clusterwatch.server import build_app
+from dashboard.component import dashboard_component
+from dashboard.context import DashboardContext
+from tests.dashboard.test_browser import browser, page, shot  # noqa: F401 - the shared Chromium fixtures
+from tests.dashboard.test_job_view_large import JOB_ID, LAST, Scheduler, store  # noqa: F401
+from tests.realcomponents import free_port
+from tsdb.client import LocalQueryClient
+from tsdb.promql.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def server(store):  # noqa: F811
+    ctx = DashboardContext(LocalQueryClient(Engine(store)), scheduler=Scheduler(), clock=lambda: LAST + 1)
+    port = free_port()
+    config = uvicorn.Config(build_app([dashboard_component(ctx)]), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(10)
+
+
+def test_large_job_page_draws_bands_stragglers_heatmap_and_alerts(server, page):  # noqa: F811
+    page.goto(f"{server}/jobs/{JOB_ID}?range=24h&refresh=0")
+    page.wait_for_selector("#util-heat .main-svg")
+    page.wait_for_selector("#timeline .main-svg")
+    traces = page.evaluate("""() => Object.fromEntries(['util-lines', 'util-heat', 'memory', 'power', 'timeline']
+        .map(id => [id, document.getElementById(id).data.map(t => [t.type, t.name || '', t.y ? t.y.length : 0])]))""")
+    assert len(traces["util-heat"]) == 1 and traces["util-heat"][0][2] == 80  # every GPU a row
+    for chart in ("util-lines", "memory", "power"):
+        names = [name for _, name, _ in traces[chart]]
+        assert names[:3] == ["min", "min – max of the job's GPUs", "median GPU"], chart
+        assert names[3:] == ["gpu-004/5 (straggler)"], chart
+    assert traces["timeline"][0][0] == "scatter" and "GpuXidError on gpu-002 GPU 3" in page.inner_text("#events")
+    shot(page, "job-512-style-bands")
+    assert page.errors == [] and page.foreign == []
