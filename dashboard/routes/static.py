@@ -51,9 +51,15 @@ class _Asset:
             return self._gzip
 
 
-@lru_cache(maxsize=None)
+_loaded: dict[str, _Asset] = {}
+_loading = threading.Lock()
+
+
 def _assets() -> dict[str, _Asset]:
-    return {name: _Asset(path.read_bytes()) for name, path in static_files().items()}
+    with _loading:  # read once per process, whichever thread comes first
+        if not _loaded:
+            _loaded.update({name: _Asset(path.read_bytes()) for name, path in static_files().items()})
+        return _loaded
 
 
 @lru_cache(maxsize=None)
@@ -68,8 +74,22 @@ def asset_url(name: str) -> str:
     return f"/static/{name}?v={asset_version()}"
 
 
+_warmed = threading.Event()
+
+
+def _warm() -> None:
+    """Compress what the pages link (not the full plotly.min.js) before the first visitor asks."""
+    for name, asset in _assets().items():
+        if name != "plotly.min.js":
+            asset.gzip  # noqa: B018 - computed and kept
+    asset_version()
+
+
 def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    if not _warmed.is_set():
+        _warmed.set()
+        threading.Thread(target=_warm, name="dashboard-static-gzip", daemon=True).start()
 
     @router.get("/static/{name}")
     def static(name: str, request: Request) -> Response:
