@@ -1,8 +1,10 @@
 """Dashboard server time and payload: the overview at 1,120 GPUs (a 140-node simulator scraped by
-`clusterwatch serve`), the job page of the largest running job there, and the overview at 131,072
-GPUs (16,384 nodes' series generated straight into an embedded store).
+`clusterwatch serve`), the job page of the largest running job there, the overview at 131,072
+GPUs (16,384 nodes' series generated straight into an embedded store), and the job page of one
+job on 512 GPUs over 24 h (64 simulated nodes' series at 15 s in an embedded store, ``job_store``).
 
     .venv/bin/python bench/bench_dashboard.py [--repeats 30] [--big-nodes 16384] [--big-minutes 15]
+    .venv/bin/python bench/bench_dashboard.py --only-job [--job-nodes 64] [--job-hours 24] [--job-interval 15]
 
 Small fleet: times are client times of sequential GETs over one keep-alive loopback connection
 (server time plus well under a millisecond of transport). Large fleet: the dashboard's routers run
