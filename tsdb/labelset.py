@@ -48,3 +48,48 @@ def drop_name(labels: dict[str, str]) -> dict[str, str]:
     if "__name__" not in labels:
         return labels
     return {k: v for k, v in labels.items() if k != "__name__"}
+
+
+class ListMemo:
+    """Facts derived from a list of label sets (its grouping, its signatures, whether its sets
+    are distinct), remembered by the identities of the list's members.
+
+    Why it is safe: label sets are never mutated, and an entry holds its members, so no id in a
+    key can be reused by another object while the entry lives. Why it pays: a rule's selector
+    returns the store's own label-set objects (and their cached copies without ``__name__``) in
+    the same order every cycle, so the per-series Python work of grouping and matching is done
+    once per series set, not once per evaluation. Small lists are not worth a key.
+    """
+
+    MIN_ROWS = 64
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._entries: dict[tuple, tuple[tuple, object]] = {}
+
+    def get(self, labels: list, extra: tuple, compute):
+        if len(labels) < self.MIN_ROWS:
+            return compute()
+        members = tuple(labels)
+        key = (extra, tuple(map(id, members)))
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]
+        value = compute()
+        if len(self._entries) >= self._size:
+            self._entries.clear()  # a rule pack and a dashboard use a few dozen lists
+        self._entries[key] = (members, value)
+        return value
+
+
+MEMO = ListMemo()
+
+
+def without_names(labels: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``drop_name`` of every member (the result is shared: never mutate it)."""
+    return MEMO.get(labels, ("without_names",), lambda: [drop_name(item) for item in labels])
+
+
+def distinct(labels: list[dict[str, str]]) -> bool:
+    """True when no two members are the same label set."""
+    return MEMO.get(labels, ("distinct",), lambda: len({labels_key(item) for item in labels}) == len(labels))

@@ -512,22 +512,26 @@ class Store:
             firsts = sel.firsts
             ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
             start, stop = np.maximum(firsts, low), np.minimum(ends, high)
-            rows = np.flatnonzero(start < stop)
-            arrays = [sel.arrays[i] for i in rows.tolist()]
+            valid = start < stop
+            every = valid.all()
+            rows = np.flatnonzero(valid)
+            arrays = sel.arrays if every else [sel.arrays[i] for i in rows.tolist()]
             # Slicing copies, so the matrices never pin the store's growing buffers.
             parts = list(map(operator.getitem, arrays, map(slice, (start - firsts)[rows].tolist(),
                                                           (stop - firsts)[rows].tolist())))
-            labels = [sel.labels[i] for i in rows.tolist()]
+            labels = sel.labels if every else [sel.labels[i] for i in rows.tolist()]
         pad_before = (start - low)[rows]
         widths = (high - low)[rows]
+        full_rows = (pad_before == 0) & ((stop - start)[rows] == widths)
         columns = sel.column_of[rows]
         column_ts = [np.frombuffer(ts, dtype=np.int64) for ts in stamps]
         out = []
         for width in np.unique(widths).tolist():
-            members = np.flatnonzero(widths == width)
-            full = (pad_before[members] == 0).all() and all(len(parts[i]) == width for i in members.tolist())
-            if full:
-                values = np.frombuffer(b"".join([parts[i] for i in members.tolist()]), dtype=np.float64)
+            single = (widths == width).all()
+            members = np.arange(len(rows)) if single else np.flatnonzero(widths == width)
+            if full_rows[members].all():
+                values = np.frombuffer(b"".join(parts if single else [parts[i] for i in members.tolist()]),
+                                       dtype=np.float64)
                 values = values.reshape(len(members), width)
             else:  # some series started or stopped inside the window: ABSENT around its samples
                 values = np.full((len(members), width), ABSENT)
@@ -537,7 +541,7 @@ class Store:
             distinct = np.unique(used)
             stacked = np.array([column_ts[c] for c in distinct.tolist()]).reshape(len(distinct), width)
             timestamps = stacked[np.searchsorted(distinct, used)]
-            out.append(Window([labels[i] for i in members.tolist()], timestamps, values))
+            out.append(Window(labels if single else [labels[i] for i in members.tolist()], timestamps, values))
         return out
 
     def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int) -> Latest:

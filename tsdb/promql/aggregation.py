@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import promql_parser as pp
 
+from tsdb.labelset import MEMO
 from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data, labels_key
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
     without = bool(modifier and modifier.type == pp.AggModifierType.Without)
     names = list(modifier.labels) if modifier else []
     labels, values, present, _ = vector.columns(grid.n)
-    group_of, group_labels = _grouping(labels, names, without)
+    group_of, group_labels = MEMO.get(labels, ("grouping", tuple(names), without),
+                                      lambda: _grouping(labels, names, without))
     if op in _VECTORISED:
         return _vectorised(op, group_of, group_labels, values, present, grid.n)
     groups: dict[int, tuple[dict[str, str], list[VSeries]]] = {}

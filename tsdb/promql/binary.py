@@ -9,8 +9,9 @@ import promql_parser as pp
 
 from tsdb.promql.values import (
     Grid, PromQLError, Scalar, Value, Vector, VSeries, bad_data, drop_name, format_labels, labels_key,
-    merge_same_labels, merge_same_rows, rows_kept,
+    merge_same_labels, merge_same_rows, rows_kept, without_names,
 )
+from tsdb.labelset import MEMO
 
 if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
@@ -81,12 +82,12 @@ def _vector_scalar(op: str, vector: Vector, scalar: np.ndarray, scalar_left: boo
     left, right = (scalar, values) if scalar_left else (values, scalar)
     if op in ARITHMETIC:
         if op in _DROPS_NAME:
-            labels = [drop_name(item) for item in labels]
+            labels = without_names(labels)
         result = rows_kept(labels, arithmetic(op, left, right), present, None, present.any(axis=1))
         return merge_same_rows(result, steps) if op in _DROPS_NAME else result
     keep = compare(op, left, right)
     if return_bool:
-        result = rows_kept([drop_name(item) for item in labels], keep.astype(np.float64), present, None,
+        result = rows_kept(without_names(labels), keep.astype(np.float64), present, None,
                            present.any(axis=1))
         return merge_same_rows(result, steps)
     # A comparison keeps the vector's own value even when the scalar is on the left.
@@ -102,20 +103,33 @@ def signature(labels: dict[str, str], on: bool, names: list[str]) -> tuple:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__" and k not in names))
 
 
+def signatures(labels: list, on: bool, names: list[str]) -> list[tuple]:
+    """Every member's matching signature (remembered for the same label sets: see ListMemo)."""
+    return MEMO.get(labels, ("signatures", on, tuple(names)), lambda: [signature(item, on, names) for item in labels])
+
+
+def _signature_groups(labels: list, on: bool, names: list[str]) -> tuple[dict[tuple, int], np.ndarray]:
+    """Signatures numbered in order of appearance, and each member's number."""
+    def compute() -> tuple[dict[tuple, int], np.ndarray]:
+        index: dict[tuple, int] = {}
+        group_of = [index.setdefault(sig, len(index)) for sig in signatures(labels, on, names)]
+        return index, np.array(group_of, dtype=np.intp)
+    return MEMO.get(labels, ("signature_groups", on, tuple(names)), compute)
+
+
 def _presence_by_signature(labels: list, present: np.ndarray, on: bool, names: list[str]
                            ) -> tuple[dict[tuple, int], np.ndarray]:
     """Each signature's row in a (signatures x steps) matrix: where any series with it is present."""
-    index: dict[tuple, int] = {}
-    group_of = [index.setdefault(signature(item, on, names), len(index)) for item in labels]
+    index, group_of = _signature_groups(labels, on, names)
     presence = np.zeros((len(index), present.shape[1]), dtype=np.int64)
-    np.add.at(presence, np.array(group_of, dtype=np.intp), present)
+    np.add.at(presence, group_of, present)
     return index, presence > 0
 
 
 def _other_presence(labels: list, on: bool, names: list[str], index: dict[tuple, int],
                     presence: np.ndarray) -> np.ndarray:
     """Per row of ``labels``, the presence of its signature on the other side (none: False)."""
-    rows = np.array([index.get(signature(item, on, names), -1) for item in labels], dtype=np.intp)
+    rows = np.array([index.get(sig, -1) for sig in signatures(labels, on, names)], dtype=np.intp)
     other = np.zeros((len(rows), presence.shape[1]), dtype=bool)
     found = rows >= 0
     other[found] = presence[rows[found]]
@@ -150,11 +164,10 @@ def _vector_vector(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardi
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
     m_labels, m_values, m_present, _ = many.columns(steps)
     o_labels, o_values, o_present, _ = one.columns(steps)
-    index: dict[tuple, int] = {}
-    for i, item in enumerate(o_labels):
-        if index.setdefault(signature(item, on, names), i) != i:
-            return _vector_vector_series(op, lhs, rhs, card, on, names, include, return_bool)
-    sigs = [signature(item, on, names) for item in m_labels]
+    index, group_of = _signature_groups(o_labels, on, names)
+    if len(index) != len(o_labels):
+        return _vector_vector_series(op, lhs, rhs, card, on, names, include, return_bool)
+    sigs = signatures(m_labels, on, names)
     partners = [index.get(sig, -1) for sig in sigs]
     rows = np.array([i for i, j in enumerate(partners) if j >= 0], dtype=np.intp)
     partner = np.array([j for j in partners if j >= 0], dtype=np.intp)

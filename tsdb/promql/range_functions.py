@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from tsdb.promql.aggregation import quantile
-from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, drop_name, merge_same_rows, rows_kept
+from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, merge_same_rows, rows_kept, without_names
 
 Window = Callable[[np.ndarray, np.ndarray, int, int, list[float]], "float | None"]
 
@@ -188,7 +188,7 @@ def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
     if not labels:
         return Vector()
     if name != "last_over_time":
-        labels = [drop_name(item) for item in labels]
+        labels = without_names(labels)
     all_present = np.concatenate(present)
     result = rows_kept(labels, np.concatenate(values), all_present, None, all_present.any(axis=1))
     return merge_same_rows(result, steps)

@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from tsdb import store as _store
-from tsdb.labelset import drop_name, labels_key  # noqa: F401 - re-exported for the engine's modules
+from tsdb.labelset import distinct, drop_name, labels_key, without_names  # noqa: F401 - re-exported
 
 STALE_NAN_BITS = np.uint64(_store.STALE_NAN_BITS)
 ABSENT_BITS = np.uint64(_store.ABSENT_BITS)  # the store's padding: "no sample here"
@@ -59,7 +59,8 @@ class VSeries:
 class Vector:
     """An instant vector in one of two equivalent forms, each built from the other on demand:
     ``series`` (a VSeries per series), or columns: a label set per row and (rows x steps)
-    ``values``/``present`` (and ``sample_times`` from a selector) matrices.
+    ``values``/``present`` (and ``sample_times`` from a selector) matrices. The label list may
+    be shared with other vectors and ``tsdb.labelset.MEMO``: never mutate it, build a new one.
 
     Why both: the hot paths (selectors, vector/scalar operators, vector matching, aggregation,
     rate) work on the columns with a few numpy calls for the whole vector, where a VSeries per
@@ -189,8 +190,7 @@ def one_name(labels: Iterable[dict[str, str]]) -> bool:
 def merge_same_rows(vector: Vector, steps: int) -> Vector:
     """``merge_same_labels`` for a columnar vector: returned as is when its label sets are
     distinct (the usual case, checked on the label sets' cached keys)."""
-    labels = vector.columns(steps)[0]
-    if len({labels_key(item) for item in labels}) == len(labels):
+    if distinct(vector.columns(steps)[0]):
         return vector
     return Vector(merge_same_labels(vector.series))
 
