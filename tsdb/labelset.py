@@ -63,8 +63,12 @@ class ListMemo:
 
     MIN_ROWS = 64
 
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
+    def __init__(self, max_entries: int = 256, max_rows: int = 400_000) -> None:
+        # A rule pack's cycle uses ~150 lists; the row bound caps the memory the keys take
+        # (~40 bytes a row) when lists are large (a dashboard over a big fleet).
+        self._max_entries = max_entries
+        self._max_rows = max_rows
+        self._rows = 0
         self._entries: dict[tuple, tuple[tuple, object]] = {}
 
     def get(self, labels: list, extra: tuple, compute):
@@ -76,10 +80,21 @@ class ListMemo:
         if entry is not None:
             return entry[1]
         value = compute()
-        if len(self._entries) >= self._size:
-            self._entries.clear()  # a rule pack and a dashboard use a few dozen lists
-        self._entries[key] = (members, value)
+        if len(members) <= self._max_rows:
+            self._evict(len(members))
+            self._entries[key] = (members, value)
+            self._rows += len(members)
         return value
+
+    def _evict(self, incoming: int) -> None:
+        """Oldest entries first, until the new one fits."""
+        while self._entries and (len(self._entries) >= self._max_entries or self._rows + incoming > self._max_rows):
+            try:
+                key = next(iter(self._entries))
+                members, _ = self._entries.pop(key)
+            except (StopIteration, KeyError, RuntimeError):  # another thread evicted it first
+                return
+            self._rows -= len(members)
 
 
 MEMO = ListMemo()

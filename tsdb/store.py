@@ -190,15 +190,15 @@ class _Target:
 class _Selection:
     """The series a matcher list selects, grouped by time column: what every query of the same
     selector would otherwise recompute (postings set operations, per-series segment lookups,
-    label dicts). Valid while the store's ``generation`` is unchanged: segments are created and
-    their ``first`` moved (retention) only in steps that bump it.
+    label dicts). Valid while its ``stamp`` (``Store._stamp``) is unchanged: segments are created
+    and their ``first`` moved (retention) only in steps that change it.
 
     Besides the groups, one row per segment across all columns, so that reading the newest
     sample of a thousand series is a few numpy calls over these rows, not a few per column."""
 
-    def __init__(self, generation: int, groups: list[tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]],
+    def __init__(self, stamp: tuple, groups: list[tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]],
                  moved: bool) -> None:
-        self.generation = generation
+        self.stamp = stamp
         self.groups = groups  # per column: its segments, their series' label sets and ids, in one order
         self.moved = moved  # some series has segments in more than one column
         self.columns = [group[0] for group in groups]
@@ -225,9 +225,13 @@ class Store:
         self._postings: dict[str, dict[str, set[int]]] = {}
         self._targets: dict[str, _Target] = {}
         self._next_id = 1
-        # Bumped whenever the set of series or their segments changes; cached selections of an
-        # older generation are rebuilt.
+        # Cached selections are rebuilt when what they read changed: ``generation`` counts any
+        # change to the set of series or their segments, ``_name_generation`` the changes per
+        # metric name (a new series of one metric leaves every other metric's selections valid:
+        # a live server creates series all the time), ``_epoch`` retention passes.
         self.generation = 0
+        self._name_generation: dict[str, int] = {}
+        self._epoch = 0
         self._selections: dict[tuple[Matcher, ...], _Selection] = {}
         self.max_time_ms: int | None = None
         self.min_time_ms: int | None = None
@@ -253,7 +257,7 @@ class Store:
                 if series.id in seen:
                     continue  # repeated within one page: the first sample wins
                 if series.append(column, index, value):
-                    self.generation += 1
+                    self._changed(series.labels)
                 seen.add(series.id)
             for sid in state.last_scrape - seen:
                 self._append_stale(sid, column, index)
@@ -289,7 +293,7 @@ class Store:
             segment = _Segment(column, column.end - len(values))
             segment.values.extend(values)
             series.segments.append(segment)
-            self.generation += 1
+            self._changed(labels)
             if len(timestamps):
                 self._note_time(int(timestamps[0]))
                 self._note_time(int(timestamps[-1]))
@@ -308,12 +312,25 @@ class Store:
         sid = self._next_id
         self._next_id += 1
         series = _Series(sid, labels)
-        self.generation += 1
+        self._changed(labels)
         self._series[sid] = series
         self._by_labels[labels] = sid
         for name, value in labels:
             self._postings.setdefault(name, {}).setdefault(value, set()).add(sid)
         return series
+
+    def _changed(self, labels: Labels) -> None:
+        self.generation += 1
+        name = _metric_name(labels)
+        self._name_generation[name] = self._name_generation.get(name, 0) + 1
+
+    def _stamp(self, matchers: Sequence[Matcher]) -> tuple:
+        """What a cached selection for ``matchers`` must match to be valid: per metric name when
+        the selector names one, else the whole store's generation."""
+        for matcher in matchers:
+            if matcher.name == "__name__" and matcher.op == EQUAL:
+                return (self._epoch, matcher.value, self._name_generation.get(matcher.value, 0))
+        return ("any", self.generation)
 
     def _check_limits(self, target: str, samples: Sequence[tuple[Labels, float]]) -> None:
         limit = self.limits.max_series_per_target
@@ -357,6 +374,7 @@ class Store:
             for series in removed:
                 self._delete(series)
             self.generation += 1  # segments may have been dropped even where no series was
+            self._epoch += 1
             self.min_time_ms = max(self.min_time_ms or cutoff, cutoff)
             return len(removed)
 
@@ -373,6 +391,7 @@ class Store:
         return not kept
 
     def _delete(self, series: _Series) -> None:
+        self._changed(series.labels)
         del self._series[series.id]
         del self._by_labels[series.labels]
         for name, value in series.labels:
@@ -435,8 +454,9 @@ class Store:
     def _selection(self, matchers: Sequence[Matcher]) -> _Selection:
         """The cached selection for ``matchers`` (callers hold the lock)."""
         key = tuple(matchers)
+        stamp = self._stamp(matchers)
         cached = self._selections.get(key)
-        if cached is not None and cached.generation == self.generation:
+        if cached is not None and cached.stamp == stamp:
             return cached
         groups: dict[int, tuple[TimeColumn, list[_Segment], list[LabelSet], list[int]]] = {}
         moved = False
@@ -452,7 +472,7 @@ class Store:
                 group[3].append(sid)
         if len(self._selections) >= _SELECTION_CACHE_SIZE:
             self._selections.clear()  # selectors come from a small set of rules and panels
-        selection = self._selections[key] = _Selection(self.generation, list(groups.values()), moved)
+        selection = self._selections[key] = _Selection(stamp, list(groups.values()), moved)
         return selection
 
     def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Block]:
@@ -656,6 +676,12 @@ class Store:
                 vs = np.concatenate([p[1] for p in parts])
                 keep = vs.view(np.uint64) != ABSENT_BITS
                 yield labels, ts[keep], vs[keep]
+
+
+def _metric_name(labels: Labels) -> str:
+    if labels and labels[0][0] == "__name__":  # sorted: it comes first unless a name is uppercase
+        return labels[0][1]
+    return dict(labels).get("__name__", "")
 
 
 def _is_absent(value: float) -> bool:
