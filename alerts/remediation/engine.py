@@ -126,7 +126,7 @@ class RemediationEngine:
     def _open(self, alert_class: AlertClass, target: validate.Target, labels: dict[str, str], key: str,
               now: float) -> None:
         actor = f"policy:{alert_class.name}"
-        if self.mode == "auto" and alert_class.mode == "off":
+        if alert_class.mode == "off":  # in dry-run too: a dry-run shows what auto would do
             self._audit(now, None, target.alertname, "case", "not done: class is off", node=target.node,
                         job_id=target.job_id, actor=actor)
             return
@@ -140,6 +140,8 @@ class RemediationEngine:
                                       target.job_id, labels, self.mode, state, ladder, now, lemon=lemon)
         result = {PLANNED: "planned (dry-run)", PENDING_APPROVAL: "proposed: waiting for approval",
                   OPEN: "opened"}[state]
+        if state == PLANNED and alert_class.mode == "approve":
+            result = "planned (dry-run): would be proposed and wait for approval"
         self._audit(now, case, target.alertname, "case", result + (": lemon node, kept drained for repair"
                                                                    if lemon else ""), " -> ".join(ladder))
 
@@ -248,6 +250,9 @@ class RemediationEngine:
 
     def _advance(self, case_id: int, snapshot: Snapshot) -> None:
         execute = self.mode == "auto"
+        case = self.store.case(case_id)
+        if case is not None and case.state == PLANNED and self._needs_approval(case):
+            return  # auto would wait for an operator here: dry-run walks none of its steps either
         for _ in range(MAX_STEPS_PER_EVALUATION):
             case = self.store.case(case_id)
             if case is None or case.state not in (OPEN, PLANNED):
@@ -285,6 +290,10 @@ class RemediationEngine:
                 # Someone else's drain: ClusterWatch never reboots or resumes a node it does not own.
                 self._hand_over(case, outcome.detail)
                 return
+
+    def _needs_approval(self, case: Case) -> bool:
+        alert_class = next((c for c in self.policy.classes if c.name == case.alert_class), None)
+        return alert_class is not None and alert_class.mode == "approve" and not case.approved_by
 
     def _actor(self, case: Case, alert_class: AlertClass | None) -> str:
         if case.approved_by:
