@@ -18,11 +18,12 @@ on the simulator's explicit clock. The engine acts through the real scheduler ad
 simulator's Slurm face over HTTP. With automation off nobody acts on the alerts, so that run
 skips the scrapes and the evaluator (dry-run, which evaluates them, must show the same fleet).
 
-    .venv/bin/python -m bench.bench_remediation [--nodes 80] [--seed 7] [--scrape 120] [--hours 24]
+    .venv/bin/python -m bench.bench_remediation [--nodes 60] [--seed 7] [--scrape 240] [--hours 24] [--modes auto,dry-run,off]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import statistics
@@ -54,12 +55,14 @@ from tsdb.store import Store  # noqa: E402
 
 T0 = 1_700_000_000.0
 RETENTION_S = 7200.0  # the XID rules look back an hour (offset 1h, [1h]); two bound the memory
-# (hour of the day, fault); nodes are filled in from faulty_nodes().
+# (hour of the day, fault); the day uses the first 5% of the nodes' worth of them (at least one),
+# one node each, from faulty_nodes(). XID 79 and a lost GPU hang the job on the GPU; XID 48 and a
+# row-remap failure crash it (simulator/workload.py).
 FAULTS = (
     (2.0, {"kind": "xid", "gpu": 3, "xid": 79}),
-    (7.5, {"kind": "gpu_lost", "gpu": 5}),
-    (12.0, {"kind": "xid", "gpu": 1, "xid": 48}),
-    (18.0, {"kind": "row_remap", "gpu": 6, "state": "failure"}),
+    (8.0, {"kind": "xid", "gpu": 1, "xid": 48}),
+    (14.0, {"kind": "row_remap", "gpu": 6, "state": "failure"}),
+    (19.0, {"kind": "gpu_lost", "gpu": 5}),
 )
 MODES = ("auto", "dry-run", "off")
 
@@ -70,8 +73,10 @@ def faulty_nodes(nodes: int, count: int | None = None) -> list[str]:
     return [f"gpu-{1 + i * stride:03d}" for i in range(count)]
 
 
-def fault_schedule(nodes: int, faults=FAULTS) -> list[tuple[float, dict]]:
-    targets = faulty_nodes(nodes, len(faults))
+def fault_schedule(nodes: int, faults=None) -> list[tuple[float, dict]]:
+    if faults is None:
+        faults = FAULTS[:max(1, round(nodes * 0.05))]
+    targets = faulty_nodes(nodes, len(faults)) if faults else []
     return sorted((T0 + hour * 3600, {**fault, "node": node}) for (hour, fault), node in zip(faults, targets))
 
 
@@ -102,8 +107,10 @@ class Result:
         """Per faulty node, where its last case ended: resumed (verified), repair (kept drained,
         ticket), or the state and step it was still in when the day ended."""
         outcomes = {}
+        first = first_drains(self)
         for case in self.cases:
-            if case["node"] in self.faulty:
+            # The case of the fault's own alert (a later straggler alert on the node has its own).
+            if case["node"] in self.faulty and case["alert"] == first.get(case["node"], ("",))[0]:
                 state = case["state"]
                 outcomes[case["node"]] = {"resolved": "verified and resumed", "repair": "kept drained for repair"}.get(
                     state, f"{state} at {case['step']}")
@@ -123,6 +130,7 @@ class Result:
             "max_out_of_service_percent": round(self.max_out_percent, 1),
             "budget": {"max_drained_nodes": self.budget[0], "max_drained_percent": self.budget[1]},
             "jobs_requeued_by_engine": len(set(self.requeued_by_engine)),
+            "first_drains": {node: list(decision) for node, decision in sorted(first_drains(self).items())},
             "cases_by_state": states,
             "faulty_node_outcomes": self.node_outcomes(),
             "cases": self.cases,
@@ -144,7 +152,7 @@ class Day:
         self._reuse = simulator.node.SNAPSHOT_REUSE_SECONDS
         simulator.node.SNAPSHOT_REUSE_SECONDS = -1.0
         self.mode, self.hours, self.scrape_s, self.engine_step = mode, hours, scrape, engine_step
-        self.schedule = fault_schedule(nodes, FAULTS if faults is None else faults)
+        self.schedule = fault_schedule(nodes, faults)
         self.fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False)
         self.workload = Workload(fixed_stream(seed, nodes, T0, hours * 3600, load=load)).attach(self.fleet)
         self.server = SimulatorHTTPServer(("127.0.0.1", 0), self.fleet)
@@ -326,10 +334,10 @@ def compare(runs: dict[str, Result]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=80)
+    parser.add_argument("--nodes", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--scrape", type=float, default=120.0, help="scrape + rule evaluation interval (s)")
+    parser.add_argument("--scrape", type=float, default=240.0, help="scrape + rule evaluation interval (s)")
     parser.add_argument("--engine-step", type=float, default=30.0, help="pipeline + engine interval (s)")
     parser.add_argument("--load", type=float, default=0.8, help="offered load of the job stream (0-1)")
     parser.add_argument("--modes", default=",".join(MODES))
@@ -352,6 +360,7 @@ def main() -> int:
               "faults": [{"at_h": round((t - T0) / 3600, 2), **f} for t, f in fault_schedule(args.nodes)],
               "jobs_submitted": len(next(iter(runs.values())).submitted),
               "stream_gpu_h": round(sum(g for *_, g in next(iter(runs.values())).submitted), 1),
+              "stream_digest": hashlib.sha256(repr(next(iter(runs.values())).submitted).encode()).hexdigest()[:16],
               "modes": {mode: r.summary() for mode, r in runs.items()}, **compare(runs)}
     text = json.dumps(report, indent=2)
     print(text)
