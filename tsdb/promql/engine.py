@@ -2,6 +2,7 @@
 and error types, returning ``tsdb.results.QueryResult``."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -35,9 +36,16 @@ def to_millis(seconds: float) -> int:
 
 def parse_query(query: str) -> pp.Expr:
     try:
-        return pp.parse(query)
+        return _parse(query)
     except (ValueError, TypeError) as exc:
         raise bad_data(f"parse error: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(query: str) -> pp.Expr:
+    # Rules and dashboard panels send the same queries every cycle; evaluation never changes
+    # the tree, so one parse serves them all.
+    return pp.parse(query)
 
 
 def _static_type(expr: pp.Expr) -> str:
