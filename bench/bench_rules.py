@@ -15,6 +15,7 @@ store's size.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alerts.evaluator.component import build_evaluator  # noqa: E402
+from bench.common import rss_bytes  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
 from tsdb.exposition import parse_exposition  # noqa: E402
@@ -87,12 +89,15 @@ def main() -> int:
     evaluator = build_evaluator(None, client, store.append_scrape, None, SCRAPE_S)
     end = T0 + (steps - 1) * SCRAPE_S
     times, cpu, warmup = [], [], []
+    rss = [rss_bytes(os.getpid())]
     for cycle in range(args.warmup + args.cycles):
         began, began_cpu = time.perf_counter(), time.process_time()
         evaluator.evaluate(end + cycle * 0.001 + 0.001)
         wall = time.perf_counter() - began
         if cycle < args.warmup:
             warmup.append(wall)
+            if cycle == args.warmup - 1:
+                rss.append(rss_bytes(os.getpid()))
             continue
         times.append(wall)
         cpu.append(time.process_time() - began_cpu)
@@ -107,8 +112,11 @@ def main() -> int:
           f"median {statistics.median(times) * 1000:.1f} ms, p90 {times[int(len(times) * 0.9) - 1] * 1000:.1f} ms, "
           f"max {times[-1] * 1000:.1f} ms per cycle; CPU median {statistics.median(cpu) * 1000:.1f} ms, "
           f"max {cpu[-1] * 1000:.1f} ms")
+    rss.append(rss_bytes(os.getpid()))
     if warmup:
         print("warm-up cycles (cold caches): " + ", ".join(f"{w * 1000:.1f} ms" for w in warmup))
+    print("RSS: " + " -> ".join(f"{r / 1e6:.0f} MB" for r in rss) + " (loaded, after warm-up, after the cycles)"
+          if len(rss) == 3 else f"RSS: {rss[0] / 1e6:.0f} -> {rss[-1] / 1e6:.0f} MB")
     for g in evaluator.groups:
         print(f"  {g.group.name}: last {g.last_duration_s * 1000:.1f} ms")
     slowest = sorted(((h.last_duration_s, key.split("|")[-1]) for g in evaluator.groups
