@@ -4,12 +4,13 @@ Payload size matters here (16,384 nodes x 8 GPUs): the heatmap is sent as one ro
 node plus a job index per cell into a table of job ids, never as an object per cell, and the
 status grid as parallel arrays per rack.
 
-So does what the engine ships back (docs/performance.md, "Scale: 16,384 nodes"): only the heatmap's
-metric (and, in PromQL-only mode, the GPU -> job mapping) comes back per GPU, with every label but
-``instance`` and ``gpu`` stripped by the engine. GPUs per node come back as one count per node,
-idle GPUs are filtered by the engine (only the few below 1% come back), unhealthy GPUs and set
-Slurm flags likewise, and every fleet total (power, mean utilisation, busy GPUs, job states) is an
-aggregation answered in one query.
+So does what the engine ships back, and how many times it selects every GPU's series (each such
+selection costs the engine seconds at 131,072 GPUs: docs/performance.md, "Scale: 16,384 nodes").
+Only the heatmap's metric and the GPU -> job mapping come back per GPU, with every label but
+``instance``, ``gpu`` (and ``job_id``) stripped by the engine; GPUs per node come back as one count
+per node; idle, unhealthy GPUs and set Slurm flags are filtered by the engine (only the few that
+match come back); busy GPUs and the mean utilisation are computed here from the heatmap's values
+rather than selected again; the remaining totals are one query.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import (ALLOCATED, DOWN_FLAGS, DRAIN_FLAGS, GPUS_PRESENT_BY_NODE, IDLE_BELOW,
+from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, GPUS_PRESENT_BY_NODE, IDLE_BELOW,
                                    allocations_by_node, node_targets, scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange
 from dashboard.promql import by_gpu, by_label, by_node_gpu, scalars
@@ -38,11 +39,10 @@ HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
 }
 STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
 UTIL = HEAT_METRICS["util"][0]
-# Idle (DESIGN.md): allocated and below 1% for the whole range. The engine returns only those GPUs:
-# free GPUs (idle too, and a fifth of a large fleet) are left out by the join with the job mapping
-# (the exporters' gpu_job_info, or the scheduler's slurm_job_gpu_info where it is scraped).
-IDLE = ("max by (instance, gpu) (max_over_time(gpu_utilization_ratio[{window}])) < " + str(IDLE_BELOW)
-        + ' and on (instance, gpu) (gpu_job_info{{job_id!=""}} or slurm_job_gpu_info)')
+# Idle (DESIGN.md): allocated and below 1% for the whole range. The engine returns only the GPUs
+# below 1% (allocated or free); the allocation is matched here. (Joining with the job mapping in
+# the engine returns fewer series but costs two more selections of every GPU: slower, measured.)
+IDLE = "max by (instance, gpu) (max_over_time(gpu_utilization_ratio[{window}])) < " + str(IDLE_BELOW)
 
 
 class Kpis(BaseModel):
@@ -128,7 +128,7 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
                                                              "instance").items()}
     unhealthy = unhealthy_gpus(client, at)
     snapshot = ctx.snapshot()
-    held = allocations_by_node(snapshot, client, at, present)
+    held = allocations_by_node(snapshot, client, at)
 
     # Nodes: every node with GPUs seen and every node the scheduler knows, in name order.
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
@@ -175,23 +175,29 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         group.status.append(STATUS_CODES.index(status))
         group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
 
-    # Fleet totals: aggregations, one query. Busy = allocated and at least 1% now; with the
-    # scheduler's allocation the join is done here over the heatmap's utilisation (fetched per GPU
-    # only when the heatmap shows another metric), without it by the engine over gpu_job_info.
-    # (``>= 0`` keeps a NaN reading of one GPU from turning the fleet's mean into NaN.)
-    totals = {"power": "sum(gpu_power_watts)", "util": "avg(gpu_utilization_ratio >= 0)"}
+    # Fleet totals. Busy = allocated and at least 1% now, matched here over the heatmap's
+    # utilisation (fetched per GPU, busy ones only, when the heatmap shows another metric); the
+    # mean utilisation likewise. Every selection of all GPUs' series costs the engine seconds at
+    # 131,072 GPUs (docs/performance.md), so none is asked twice. The rest: one query.
+    totals = {"power": "sum(gpu_power_watts)"}
+    if color_by == "util":
+        util = heat
+        readings = [v for row in heat.values() for v in row.values() if math.isfinite(v)]
+        mean_util = sum(readings) / len(readings) if readings else None
+    else:
+        util = by_node_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))
+        totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
     if snapshot is None:
-        totals["busy"] = f"count(({UTIL} >= {IDLE_BELOW}) and on (instance, gpu) {ALLOCATED})"
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
     sums = scalars(client, totals, at)
+    if color_by != "util":
+        mean_util = sums["util"]
+    busy = sum(1 for node, jobs in held.items() for g in jobs if util.get(node, empty).get(g, 0.0) >= IDLE_BELOW)
     if snapshot is not None:
-        util = heat if color_by == "util" else by_node_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))
-        busy = sum(1 for node, jobs in held.items() for g in jobs if util.get(node, empty).get(g, 0.0) >= IDLE_BELOW)
         running = sum(1 for j in snapshot.jobs if j.state == "RUNNING")
         pending = sum(1 for j in snapshot.jobs if j.state == "PENDING")
         drained = sum(1 for n in snapshot.nodes if n.drain)
     else:
-        busy = int(sums["busy"] or 0)
         running, pending = int(sums["jobs_RUNNING"] or 0), int(sums["jobs_PENDING"] or 0)
         drained = sum(1 for node_flags in flags.values() if node_flags & set(DRAIN_FLAGS))
     alerts: dict[str, int] = {}
@@ -203,7 +209,7 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     kpis = Kpis(
         gpus_total=total, gpus_busy=busy, gpus_idle=idle, gpus_free=max(0, total - allocated),
         gpus_unhealthy=len(unhealthy),
-        mean_utilization=round(sums["util"], 4) if sums["util"] is not None else None,
+        mean_utilization=round(mean_util, 4) if mean_util is not None else None,
         power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
         jobs_running=running, jobs_pending=pending, alerts_firing=alerts, nodes_total=len(names),
         nodes_drained=drained, nodes_down=sum(1 for s in statuses.values() if s == "down"),

