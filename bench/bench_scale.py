@@ -269,6 +269,42 @@ def measure(port: int, label: str, path: str, repeats: int) -> dict:
             "body": body}
 
 
+def overview_breakdown(vm_port: int) -> None:
+    """Where the overview's time goes: the view run in this process over the same engine, each
+    query timed (engine, transfer and JSON parsing into series) and the rest (view model, JSON)."""
+    from dashboard.context import DashboardContext
+    from dashboard.params import TimeRange
+    from dashboard.views.overview import overview
+    from tsdb.client import HTTPQueryClient
+
+    timings: list[tuple[float, int, str]] = []
+
+    class Timed(HTTPQueryClient):
+        def instant(self, query, at=None):
+            begin = time.perf_counter()
+            result = super().instant(query, at)
+            timings.append((time.perf_counter() - begin, len(result.series), query))
+            return result
+
+    client = Timed(f"http://127.0.0.1:{vm_port}", timeout=600)
+    now = time.time()
+    overview(DashboardContext(query=client), TimeRange(now - 3600, now))  # warm
+    timings.clear()
+    begin = time.perf_counter()
+    model = overview(DashboardContext(query=client), TimeRange(now - 3600, now))
+    total = time.perf_counter() - begin
+    begin = time.perf_counter()
+    model.model_dump_json()
+    encode = time.perf_counter() - begin
+    queried = sum(t for t, _, _ in timings)
+    print(f"overview in process: {total * 1e3:.0f} ms, of which {len(timings)} queries {queried * 1e3:.0f} ms "
+          f"(engine + transfer + parsing), view model {(total - queried) * 1e3:.0f} ms; JSON encoding "
+          f"{encode * 1e3:.0f} ms", flush=True)
+    for elapsed, series, query in sorted(timings, reverse=True):
+        print(f"  {elapsed * 1e3:6.0f} ms {series:8,} series  {query[:110]}", flush=True)
+    client.close()
+
+
 def vmalert_groups(port: int) -> dict[str, dict]:
     """Per group: iteration count, mean and max-quantile duration from vmalert's own /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
@@ -350,8 +386,9 @@ def main() -> int:
     parser.add_argument("--interval", default="60s", help="sample interval of the loaded history")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rules-seconds", type=float, default=150.0,
-                        help="vmalert runs alone this long before the dashboard is measured")
+                        help="after the dashboard is measured, vmalert runs alone this long (0: not at all)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only-overview", action="store_true", help="measure the overview only (no other page, no vmalert)")
     parser.add_argument("--keep", help="keep VictoriaMetrics' data in this directory (default: a temp dir, removed)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: measure the data loaded there before")
     args = parser.parse_args()
@@ -367,7 +404,8 @@ def main() -> int:
         vm = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{vm_port}",
                                f"-storageDataPath={args.keep or work / 'vm-data'}", "-retentionPeriod=7d",
                                "-search.latencyOffset=0s", "-search.disableCache", "-memory.allowedPercent=30",
-                               "-search.maxUniqueTimeseries=2000000"],
+                               "-search.maxUniqueTimeseries=2000000",
+                               "-search.maxQueryDuration=300s"],
                               stdout=subprocess.DEVNULL, stderr=open(work / "vm.log", "w"))
         wait_http(f"http://127.0.0.1:{vm_port}/health", timeout=60)
         meta = Path(args.keep) / "bench_scale_load.json" if args.keep else None
@@ -391,21 +429,6 @@ def main() -> int:
         families = sorted(loaded["families"].items(), key=lambda kv: -kv[1])
         print("  series per family: " + ", ".join(f"{k} {v:,}" for k, v in families), flush=True)
 
-        rules = work / "rules"
-        sink = alert_sink()
-        subprocess.run([sys.executable, "-m", "clusterwatch", "rules", "export", "--out", str(rules)], check=True,
-                       cwd=ROOT, stdout=subprocess.DEVNULL)
-        vmalert = subprocess.Popen(["vmalert", f"-rule={rules}/*.yml", f"-datasource.url=http://127.0.0.1:{vm_port}",
-                                    f"-remoteWrite.url=http://127.0.0.1:{vm_port}", f"-notifier.url=http://127.0.0.1:{sink.server_port}",
-                                    "-evaluationInterval=30s", f"-httpListenAddr=127.0.0.1:{vmalert_port}"],
-                                   stdout=subprocess.DEVNULL, stderr=open(work / "vmalert.log", "w"))
-        wait_http(f"http://127.0.0.1:{vmalert_port}/-/healthy", timeout=60)
-        time.sleep(args.rules_seconds)
-        alone = vmalert_groups(vmalert_port)
-        print_groups(f"vmalert alone for {args.rules_seconds:.0f} s (iteration duration per group vs interval):", alone)
-        print(f"  VictoriaMetrics RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB, vmalert RSS "
-              f"{rss_bytes(vmalert.pid) / 2**20:.0f} MiB", flush=True)
-
         serve = subprocess.Popen([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{serve_port}",
                                   "--prometheus-url", f"http://127.0.0.1:{vm_port}"], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
@@ -414,14 +437,34 @@ def main() -> int:
         overview = measure(serve_port, f"overview, {gpus:,} GPUs, range 1h", "/api/overview", args.repeats)
         kpis = overview["body"]["kpis"]
         print(f"  kpis: {json.dumps(kpis)}", flush=True)
-        measure(serve_port, f"overview coloured by memory", "/api/overview?color=memory", max(3, args.repeats // 3))
+        if args.only_overview:
+            overview_breakdown(vm_port)
+            return 0
+        measure(serve_port, "overview coloured by memory", "/api/overview?color=memory", max(3, args.repeats // 3))
         jobs = measure(serve_port, "jobs (RUNNING)", "/api/jobs?state=RUNNING", max(3, args.repeats // 2))
         print(f"  {len(jobs['body'].get('jobs', [])):,} jobs listed", flush=True)
         measure(serve_port, f"job {loaded['biggest_job']} ({loaded['biggest_gpus']} GPUs), range 1h",
                 f"/api/jobs/{loaded['biggest_job']}", args.repeats)
-        print_groups("vmalert while the dashboard was measured:", vmalert_groups(vmalert_port), alone)
+        overview_breakdown(vm_port)
         print(f"  VictoriaMetrics RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB, serve RSS {rss_bytes(serve.pid) / 2**20:.0f} MiB",
               flush=True)
+        stop(serve)
+        serve = None
+        if args.rules_seconds > 0:
+            rules = work / "rules"
+            sink = alert_sink()
+            subprocess.run([sys.executable, "-m", "clusterwatch", "rules", "export", "--out", str(rules)], check=True,
+                           cwd=ROOT, stdout=subprocess.DEVNULL)
+            vmalert = subprocess.Popen(["vmalert", f"-rule={rules}/*.yml", f"-datasource.url=http://127.0.0.1:{vm_port}",
+                                        f"-remoteWrite.url=http://127.0.0.1:{vm_port}", f"-notifier.url=http://127.0.0.1:{sink.server_port}",
+                                        "-evaluationInterval=30s", f"-httpListenAddr=127.0.0.1:{vmalert_port}"],
+                                       stdout=subprocess.DEVNULL, stderr=open(work / "vmalert.log", "w"))
+            wait_http(f"http://127.0.0.1:{vmalert_port}/-/healthy", timeout=60)
+            time.sleep(args.rules_seconds)
+            alone = vmalert_groups(vmalert_port)
+            print_groups(f"vmalert alone for {args.rules_seconds:.0f} s (iteration duration per group vs interval):", alone)
+            print(f"  VictoriaMetrics RSS {rss_bytes(vm.pid) / 2**30:.2f} GiB, vmalert RSS "
+                  f"{rss_bytes(vmalert.pid) / 2**20:.0f} MiB", flush=True)
         if kpis["gpus_total"] != gpus:
             print(f"overview counts {kpis['gpus_total']:,} GPUs, expected {gpus:,}", file=sys.stderr)
             return 1
