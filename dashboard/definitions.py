@@ -30,14 +30,15 @@ DRAIN_FLAGS = ("drain",)
 DOWN_FLAGS = ("down", "fail", "not_responding")
 
 
-def node_targets(client: QueryClient, at: float, nodes: set[str]) -> dict[str, Series]:
-    """instance -> ``up`` series (value, rack label) of the given nodes. GPU nodes are those with
+def node_targets(client: QueryClient, at: float, nodes: set[str] | None) -> dict[str, Series]:
+    """instance -> ``up`` series (value, rack label) of the given nodes (None: every instance; the
+    caller keeps its GPU nodes). GPU nodes are those with
     GPUs present or known to the scheduler: a real Prometheus also scrapes targets that are not
     (ClusterWatch's own /metrics, other services), which must not appear as nodes."""
     # Labels other than the node and its rack stripped by the engine: at 16,384 nodes every label
     # dropped there is one less to encode, ship and parse here.
     return {name: s for s in client.instant("max by (instance, rack) (up)", at).series
-            if (name := s.labels.get("instance", "")) in nodes}
+            if (name := s.labels.get("instance", "")) and (nodes is None or name in nodes)}
 
 
 def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:

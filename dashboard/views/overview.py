@@ -15,6 +15,7 @@ rather than selected again; the remaining totals are one query.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -39,6 +40,7 @@ HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
 }
 STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
 UTIL = HEAT_METRICS["util"][0]
+QUERY_THREADS = 4  # the overview's queries in flight at once
 # Idle (DESIGN.md): allocated and below 1% for the whole range. The engine returns only the GPUs
 # below 1% (allocated or free); the allocation is matched here. (Joining with the job mapping in
 # the engine returns fewer series but costs two more selections of every GPU: slower, measured.)
@@ -122,13 +124,35 @@ def node_status(up: float | None, sched_node, unhealthy: int, flags: set[str] = 
 def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -> Overview:
     client, at = ctx.query, tr.end
     expr, scale, unit, fixed = HEAT_METRICS[color_by]
-    heat = by_node_gpu(client.instant(expr.format(window=tr.window), at))
-    idle_now = by_gpu(client.instant(IDLE.format(window=tr.window), at))
-    present = {node: int(count) for node, count in by_label(client.instant(GPUS_PRESENT_BY_NODE, at),
-                                                             "instance").items()}
-    unhealthy = unhealthy_gpus(client, at)
     snapshot = ctx.snapshot()
-    held = allocations_by_node(snapshot, client, at)
+    # Fleet totals the heatmap's values cannot give: one query. Busy GPUs and the mean utilisation
+    # are computed below from the heatmap's utilisation (fetched per GPU, busy ones only, when the
+    # heatmap shows another metric): every selection of all GPUs' series costs the engine seconds
+    # at 131,072 GPUs (docs/performance.md), so none is asked twice.
+    totals = {"power": "sum(gpu_power_watts)"}
+    if color_by != "util":
+        totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
+    if snapshot is None:
+        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
+    # The queries are independent: in flight together, so the engine answers them on its cores in
+    # parallel (the slowest first).
+    with ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="overview-query") as pool:
+        unhealthy_f = pool.submit(unhealthy_gpus, client, at)
+        heat_f = pool.submit(lambda: by_node_gpu(client.instant(expr.format(window=tr.window), at)))
+        held_f = pool.submit(allocations_by_node, snapshot, client, at)
+        idle_f = pool.submit(lambda: by_gpu(client.instant(IDLE.format(window=tr.window), at)))
+        util_f = pool.submit(lambda: by_node_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))) \
+            if color_by != "util" else None
+        present_f = pool.submit(lambda: by_label(client.instant(GPUS_PRESENT_BY_NODE, at), "instance"))
+        sums_f = pool.submit(scalars, client, totals, at)
+        targets_f = pool.submit(node_targets, client, at, None)
+        flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
+        alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
+        heat, held, idle_now, unhealthy = heat_f.result(), held_f.result(), idle_f.result(), unhealthy_f.result()
+        present = {node: int(count) for node, count in present_f.result().items()}
+        util = util_f.result() if util_f is not None else heat
+        sums, all_targets, alerts_result = sums_f.result(), targets_f.result(), alerts_f.result()
+        flags = flags_f.result() if flags_f is not None else {}
 
     # Nodes: every node with GPUs seen and every node the scheduler knows, in name order.
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
@@ -138,11 +162,10 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     for name, node in sched_nodes.items():
         gpu_count[name] = max(gpu_count.get(name, 0), node.gpus)
     names = sorted(n for n in set(sched_nodes) | set(gpu_count) if n)
-    targets = node_targets(client, at, set(names)).values()
+    targets = [all_targets[n] for n in names if n in all_targets]
     rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
     up_of = {s.labels.get("instance", ""): s.value for s in targets}
     width = max(gpu_count.values(), default=0)
-    flags = scheduler_node_flags(client, at) if snapshot is None else {}
 
     job_ids = sorted({job for jobs in held.values() for job in jobs.values()}, key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
@@ -175,22 +198,10 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         group.status.append(STATUS_CODES.index(status))
         group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
 
-    # Fleet totals. Busy = allocated and at least 1% now, matched here over the heatmap's
-    # utilisation (fetched per GPU, busy ones only, when the heatmap shows another metric); the
-    # mean utilisation likewise. Every selection of all GPUs' series costs the engine seconds at
-    # 131,072 GPUs (docs/performance.md), so none is asked twice. The rest: one query.
-    totals = {"power": "sum(gpu_power_watts)"}
     if color_by == "util":
-        util = heat
         readings = [v for row in heat.values() for v in row.values() if math.isfinite(v)]
         mean_util = sum(readings) / len(readings) if readings else None
     else:
-        util = by_node_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))
-        totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
-    if snapshot is None:
-        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
-    sums = scalars(client, totals, at)
-    if color_by != "util":
         mean_util = sums["util"]
     busy = sum(1 for node, jobs in held.items() for g in jobs if util.get(node, empty).get(g, 0.0) >= IDLE_BELOW)
     if snapshot is not None:
@@ -201,7 +212,7 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         running, pending = int(sums["jobs_RUNNING"] or 0), int(sums["jobs_PENDING"] or 0)
         drained = sum(1 for node_flags in flags.values() if node_flags & set(DRAIN_FLAGS))
     alerts: dict[str, int] = {}
-    for series in client.instant('count by (severity) (ALERTS{alertstate="firing"})', at).series:
+    for series in alerts_result.series:
         alerts[series.labels.get("severity") or "none"] = int(series.value)
     total = sum(gpu_count.get(n, 0) for n in names)  # lost GPUs still count: they are the cluster's
     idle = sum(1 for node, g in idle_now if g in held.get(node, empty))
