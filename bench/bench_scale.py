@@ -64,6 +64,8 @@ CLOCK_EVENT_REASONS = {"hw_thermal_slowdown", "sw_thermal_slowdown", "hw_slowdow
 JITTER = {"gpu_utilization_ratio": (0.03, 1.0, 0.0, 1.0), "gpu_power_watts": (0.03, None, 0.0, None),
           "gpu_temperature_celsius": (1.0, 1.0, 0.0, None), "gpu_memory_temperature_celsius": (1.0, 1.0, 0.0, None),
           "gpu_sm_clock_hertz": (0.01, None, 0.0, None)}
+# Gauges whose value is the time of the sample (a constant would read as an exporter stuck since the load).
+FOLLOW_TIME = {"clusterwatch_exporter_last_collection_timestamp_seconds"}
 LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 SERVER_INSTANCE = "clusterwatch:9400"  # the target label Prometheus adds to serve's own series
@@ -106,6 +108,7 @@ class Loader:
     def __init__(self, port: int, timestamps: list[int], seed: int) -> None:
         self.port = port
         self.steps = len(timestamps)
+        self.timestamps = timestamps
         self.ts_json = "[" + ",".join(map(str, timestamps)) + "]"
         self.rng = random.Random(seed)
         self.offsets = [[self.rng.uniform(-1, 1) for _ in range(self.steps)] for _ in range(97)]
@@ -119,7 +122,9 @@ class Loader:
 
     def add(self, name: str, labels: dict[str, str], value: float) -> None:
         jitter = JITTER.get(name)
-        if jitter is None or value == 0:
+        if name in FOLLOW_TIME:
+            values = "[" + ",".join(f"{t / 1000:.0f}" for t in self.timestamps) + "]"
+        elif jitter is None or value == 0:
             values = self.constant.get(value)
             if values is None:
                 values = self.constant[value] = "[" + ",".join([repr(value)] * self.steps) + "]"
