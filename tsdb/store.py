@@ -13,6 +13,7 @@ queries stop returning it at once instead of 5 minutes later.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import operator
 import struct
@@ -208,6 +209,16 @@ class _Selection:
         self.ids = [sid for group in groups for sid in group[3]]
         self.column_of = np.repeat(np.arange(len(groups), dtype=np.intp), [len(group[1]) for group in groups])
         self.firsts = np.array([segment.first for segment in self.segments], dtype=np.int64)
+        self.stamps = [column.ts for column in self.columns]  # appended in place, never replaced
+        self.bases = np.array([column.base for column in self.columns], dtype=np.int64)
+
+    def positions(self, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per column, the positions in ``ts`` of [mint_ms, maxt_ms] as (lo, hi): C-level maps
+        over the columns, as a selection spans ~140 of them (one per target)."""
+        lo = np.fromiter(map(bisect.bisect_left, self.stamps, itertools.repeat(mint_ms)), np.int64, len(self.stamps))
+        hi = np.fromiter(map(bisect.bisect_right, self.stamps, itertools.repeat(maxt_ms)), np.int64,
+                         len(self.stamps))
+        return lo, hi
 
 
 _SELECTION_CACHE_SIZE = 1024
@@ -520,15 +531,11 @@ class Store:
                 return None
             if not sel.segments:
                 return []
-            lows, highs, stamps = [], [], []
-            for column in sel.columns:
-                lo = bisect.bisect_left(column.ts, mint_ms)
-                hi = bisect.bisect_right(column.ts, maxt_ms, lo)
-                lows.append(column.base + lo)
-                highs.append(column.base + hi)
-                stamps.append(column.ts[lo:hi])
-            low = np.array(lows, dtype=np.int64)[sel.column_of]
-            high = np.array(highs, dtype=np.int64)[sel.column_of]
+            lo, hi = sel.positions(mint_ms, maxt_ms)
+            hi = np.maximum(hi, lo)
+            stamps = list(map(operator.getitem, sel.stamps, map(slice, lo.tolist(), hi.tolist())))
+            low = (sel.bases + lo)[sel.column_of]
+            high = (sel.bases + hi)[sel.column_of]
             firsts = sel.firsts
             ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
             start, stop = np.maximum(firsts, low), np.minimum(ends, high)
@@ -574,21 +581,16 @@ class Store:
                 return Latest([], np.zeros(0), np.zeros(0, dtype=np.int64))
             # Per column, in absolute indices (see _Segment): the newest sample at or before t_ms,
             # the oldest one not before the lookback, and the newest one's time.
-            newest, oldest, newest_time = [], [], []
-            for column in sel.columns:
-                ts = column.ts
-                hi = bisect.bisect_right(ts, t_ms)
-                lo = bisect.bisect_left(ts, t_ms - lookback_ms, 0, hi)
-                if lo < hi:
-                    newest.append(column.base + hi - 1)
-                    oldest.append(column.base + lo)
-                    newest_time.append(ts[hi - 1])
-                else:
-                    newest.append(-1)
-                    oldest.append(2**62)
-                    newest_time.append(0)
-            column_newest = np.array(newest, dtype=np.int64)[sel.column_of]
-            column_oldest = np.array(oldest, dtype=np.int64)[sel.column_of]
+            lo, hi = sel.positions(t_ms - lookback_ms, t_ms)
+            found = lo < hi
+            newest_time = np.zeros(len(hi), dtype=np.int64)
+            if found.any():
+                last = np.maximum(hi - 1, 0)
+                newest_time[found] = [sel.stamps[c][last[c]] for c in np.flatnonzero(found).tolist()] \
+                    if not found.all() else np.fromiter(map(operator.getitem, sel.stamps, last.tolist()), np.int64,
+                                                        len(last))
+            column_newest = np.where(found, sel.bases + hi - 1, -1)[sel.column_of]
+            column_oldest = np.where(found, sel.bases + lo, 2**62)[sel.column_of]
             firsts = sel.firsts
             ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
             # A segment that ended earlier (its series left the target) offers its last sample.
