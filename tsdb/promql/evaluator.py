@@ -167,7 +167,7 @@ class Evaluator:
             return Vector.of_columns(latest.labels, np.repeat(latest.values[:, None], grid.n, axis=1),
                                      np.ones((rows, grid.n), dtype=bool),
                                      np.repeat(latest.times[:, None], grid.n, axis=1))
-        out = []
+        parts = []
         blocks = self.source.select_blocks(matchers, int(ends.min()) - self.lookback_ms, int(ends.max()))
         for block in blocks:
             # Per row, the index of the newest real sample at or before each position (ABSENT
@@ -181,9 +181,14 @@ class Evaluator:
             times = block.timestamps[safe]
             values = np.take_along_axis(block.values, safe, axis=1)
             found = (idx >= 0) & (times >= ends - self.lookback_ms) & (values.view(np.uint64) != STALE_NAN_BITS)
-            for row in np.flatnonzero(found.any(axis=1)):
-                out.append(VSeries(block.labels[row], values[row], found[row], times[row]))
-        return Vector(_merge_moved_series(out) if any(b.moved for b in blocks) else out)
+            rows = np.flatnonzero(found.any(axis=1))
+            parts.append(([block.labels[i] for i in rows.tolist()], values[rows], found[rows], times[rows]))
+        if not parts:
+            return Vector()
+        # One vector of all blocks' rows (a range query's matrices), not a VSeries per series.
+        vector = Vector.of_columns([item for part in parts for item in part[0]],
+                                   *(np.concatenate([part[k] for part in parts]) for k in (1, 2, 3)))
+        return Vector(_merge_moved_series(vector.series)) if any(b.moved for b in blocks) else vector
 
     def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid) -> RangeVector:
         selector = expr.vector_selector
