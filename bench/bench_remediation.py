@@ -49,7 +49,7 @@ from simulator.fleet import Fleet  # noqa: E402
 from simulator.server import SimulatorHTTPServer  # noqa: E402
 from simulator.workload import Workload, fixed_stream  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
-from tsdb.exposition import parse_exposition  # noqa: E402
+from tsdb.local import scrape_pages  # noqa: E402
 from tsdb.promql.engine import Engine  # noqa: E402
 from tsdb.store import Store  # noqa: E402
 
@@ -198,17 +198,7 @@ class Day:
 
     def scrape(self, now: float) -> None:
         stamp = int(now * 1000)
-        for node in self.fleet.node_names():
-            try:
-                text = self.fleet.render_metrics(node).decode()
-                samples = [(tuple(sorted({**dict(labels), "__name__": name, "instance": node,
-                                          "job": "clusterwatch"}.items())), value)
-                           for name, labels, value, _ in parse_exposition(text).samples]
-                up = 1.0
-            except Exception:  # noqa: BLE001 - a rebooting node does not answer: a failed scrape
-                samples, up = [], 0.0
-            samples.append(((("__name__", "up"), ("instance", node), ("job", "clusterwatch")), up))
-            self.store.append_scrape(node, stamp, samples)
+        scrape_pages(self.store, self.fleet, stamp)  # a rebooting node does not answer: up 0
         # The scheduler's own metrics (slurm_job_info, ...), as serve's LocalSource ingests them.
         self.adapter.refresh()
         rows = []

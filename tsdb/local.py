@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
+from tsdb.exposition import parse_exposition
 from tsdb.store import AppendError, LimitError, Store
 
 log = logging.getLogger(__name__)
@@ -63,3 +64,32 @@ class LocalSource:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+
+
+class ExpositionPages(Protocol):
+    """Something that renders nodes' exposition pages in process (the simulator's Fleet)."""
+
+    def node_names(self) -> list[str]: ...
+
+    def render_metrics(self, node: str) -> bytes: ...
+
+
+def scrape_pages(store: Store, pages: ExpositionPages, timestamp_ms: int, job: str = "clusterwatch") -> int:
+    """One in-process scrape of every node's page into ``store``, labelled as the scraper would
+    (``instance`` = the node, ``job``, plus ``up``); a node that cannot render (rebooting,
+    unreachable) is a failed scrape: ``up`` 0 and its series go stale. Returns the nodes up.
+
+    Benches and tests drive a simulated fleet on an explicit clock this way, without HTTP."""
+    answered = 0
+    for node in pages.node_names():
+        try:
+            text = pages.render_metrics(node).decode()
+            samples = [(tuple(sorted({**dict(labels), "__name__": name, "instance": node, "job": job}.items())), value)
+                       for name, labels, value, _ in parse_exposition(text).samples]
+            up = 1.0
+            answered += 1
+        except Exception:  # noqa: BLE001 - whatever stops a node answering is a failed scrape
+            samples, up = [], 0.0
+        samples.append(((("__name__", "up"), ("instance", node), ("job", job)), up))
+        store.append_scrape(node, timestamp_ms, samples)
+    return answered

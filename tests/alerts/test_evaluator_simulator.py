@@ -8,7 +8,7 @@ import simulator.node
 from simulator.fleet import Fleet
 from alerts.evaluator.component import build_evaluator
 from tsdb.client import LocalQueryClient
-from tsdb.exposition import parse_exposition
+from tsdb.local import scrape_pages
 from tsdb.promql.engine import Engine
 from tsdb.store import Store
 
@@ -34,17 +34,7 @@ class Harness:
         self.now = T0
 
     def scrape(self) -> None:
-        for node in self.fleet.node_names():
-            try:
-                text = self.fleet.render_metrics(node).decode()
-                samples = [(tuple(sorted({**dict(labels), "__name__": name, "instance": node,
-                                          "job": "clusterwatch"}.items())), value)
-                           for name, labels, value, _ in parse_exposition(text).samples]
-                up = 1.0
-            except Exception:  # noqa: BLE001 - an unreachable node is a failed scrape
-                samples, up = [], 0.0
-            samples.append(((("__name__", "up"), ("instance", node), ("job", "clusterwatch")), up))
-            self.store.append_scrape(node, int(self.now * 1000), samples)
+        scrape_pages(self.store, self.fleet, int(self.now * 1000))
 
     def step(self, seconds: float) -> None:
         end = self.now + seconds
