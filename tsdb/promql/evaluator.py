@@ -88,26 +88,25 @@ def _join_moved_series(blocks: list) -> list[RSeries]:
     return list(by_labels.values())
 
 
-def _range_of_windows(windows: list, ends: np.ndarray, range_ms: int, matchers: list[Matcher]) -> RangeVector:
-    """A range vector of one window per series: rows with every sample real stay matrices (the
-    range functions' fast path), the others become RSeries without their ABSENT/stale slots."""
-    series: list[RSeries] = []
-    blocks: list[RBlock] = []
-    for window in windows:
-        bits = window.values.view(np.uint64)
-        keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
-        complete = keep.all(axis=1)
-        if complete.all():
-            blocks.append(RBlock(window.labels, window.timestamps, window.values))
-            continue
-        rows = np.flatnonzero(complete)
-        if len(rows):
-            blocks.append(RBlock([window.labels[i] for i in rows.tolist()], window.timestamps[rows],
-                                 window.values[rows]))
-        for row in np.flatnonzero(~complete & keep.any(axis=1)).tolist():
-            series.append(RSeries(window.labels[row], window.timestamps[row][keep[row]],
-                                  window.values[row][keep[row]]))
-    return RangeVector(series, ends, range_ms, matchers, blocks)
+def _split_rows(labels: list, timestamps: np.ndarray, values: np.ndarray, blocks: list[RBlock],
+                series: list[RSeries]) -> None:
+    """Rows with every sample real stay one matrix (the range functions' fast path, computed for
+    all of them at once); the others become RSeries without their ABSENT/stale slots.
+    ``timestamps`` is shared by every row (1-D, a target's block) or per row (2-D, windows)."""
+    per_row = timestamps.ndim == 2
+    bits = values.view(np.uint64)
+    keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
+    complete = keep.all(axis=1)
+    if complete.all():  # the usual case: every series in every scrape
+        blocks.append(RBlock(labels, timestamps, values))
+        return
+    rows = np.flatnonzero(complete)
+    if len(rows):
+        blocks.append(RBlock([labels[i] for i in rows.tolist()], timestamps[rows] if per_row else timestamps,
+                             values[rows]))
+    for row in np.flatnonzero(~complete & keep.any(axis=1)).tolist():
+        times = timestamps[row] if per_row else timestamps
+        series.append(RSeries(labels[row], times[keep[row]], values[row][keep[row]]))
 
 
 class Evaluator:
@@ -195,30 +194,19 @@ class Evaluator:
         matchers = selector_matchers(selector)
         range_ms = millis(expr.range)
         ends = self.reference_times(selector.at, selector.offset, grid)
-        if (ends == ends[0]).all():
-            windows = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0]))
-            if windows is not None:
-                return _range_of_windows(windows, ends, range_ms, matchers)
-        blocks = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()))
-        if any(block.moved for block in blocks):
-            return RangeVector(_join_moved_series(blocks), ends, range_ms, matchers)
+        # At one time (rules, instant queries) all series come as one matrix per window width;
+        # otherwise, or where the source cannot, as one block per target column.
+        single_time = bool((ends == ends[0]).all())
+        parts = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0])) if single_time else None
+        if parts is None:
+            parts = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()))
+            if any(block.moved for block in parts):
+                return RangeVector(_join_moved_series(parts), ends, range_ms, matchers)
         series: list[RSeries] = []
-        complete_blocks: list[RBlock] = []
-        for block in blocks:
-            bits = block.values.view(np.uint64)
-            keep = (bits != ABSENT_BITS) & (bits != STALE_NAN_BITS)
-            complete = keep.all(axis=1)
-            if complete.all():
-                # The usual case: the whole block is one matrix for the range functions.
-                complete_blocks.append(RBlock(block.labels, block.timestamps, block.values))
-                continue
-            rows = np.flatnonzero(complete)
-            if len(rows):
-                complete_blocks.append(RBlock([block.labels[i] for i in rows.tolist()], block.timestamps,
-                                              block.values[rows]))
-            for row in np.flatnonzero(~complete & keep.any(axis=1)).tolist():
-                series.append(RSeries(block.labels[row], block.timestamps[keep[row]], block.values[row][keep[row]]))
-        return RangeVector(series, ends, range_ms, matchers, complete_blocks)
+        blocks: list[RBlock] = []
+        for part in parts:
+            _split_rows(part.labels, part.timestamps, part.values, blocks, series)
+        return RangeVector(series, ends, range_ms, matchers, blocks)
 
     def subquery(self, expr: pp.SubqueryExpr, grid: Grid) -> RangeVector:
         step = millis(expr.step) or self.default_subquery_step_ms
