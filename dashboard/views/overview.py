@@ -25,6 +25,7 @@ from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, GPUS_PRESENT_BY_NODE
                                    allocations_by_node, node_targets, scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange
 from dashboard.promql import by_gpu, by_label, by_node_gpu, scalars
+from tsdb.client import LocalQueryClient
 
 ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
 # colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
@@ -134,9 +135,11 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
     if snapshot is None:
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
-    # The queries are independent: in flight together, so the engine answers them on its cores in
-    # parallel (the slowest first).
-    with ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="overview-query") as pool:
+    # The queries are independent: in flight together over HTTP, so the server answers them on its
+    # cores in parallel (the slowest first). An in-process engine holds the GIL, so threads only
+    # add contention there: one worker runs them one after another.
+    workers = 1 if isinstance(client, LocalQueryClient) else QUERY_THREADS
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
         unhealthy_f = pool.submit(unhealthy_gpus, client, at)
         heat_f = pool.submit(lambda: by_node_gpu(client.instant(expr.format(window=tr.window), at)))
         held_f = pool.submit(allocations_by_node, snapshot, client, at)
