@@ -1,13 +1,20 @@
 """Small helpers to turn query results into per-GPU and per-node lookups, and to ask several
-scalar aggregations in one round trip (one query, not ten, whichever engine answers)."""
+scalar aggregations in one round trip (one query, not ten, whichever engine answers).
+
+They read ``QueryResult.samples()``: a per-GPU answer at 16,384 nodes has 131,072 samples, and a
+``Series`` object per sample cost more than the lookups built from them."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Mapping
+
+import numpy as np
 
 from tsdb.client import QueryClient, QueryResult
 
 GpuKey = tuple[str, int]
+MAX_GPUS_PER_NODE = 64  # a ``gpu`` label at or above this is not an NVML index (8 or 16 a node)
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey | None:
@@ -19,33 +26,57 @@ def gpu_key(labels: Mapping[str, str]) -> GpuKey | None:
 
 def by_gpu(result: QueryResult) -> dict[GpuKey, float]:
     out: dict[GpuKey, float] = {}
-    for series in result.series:
-        key = gpu_key(series.labels)
-        if key is not None and series.values:
-            out[key] = series.value
+    for labels, value in result.samples():
+        key = gpu_key(labels)
+        if key is not None:
+            out[key] = value
     return out
 
 
-def by_node_gpu(result: QueryResult) -> dict[str, dict[int, float]]:
-    """node -> GPU index -> value: the heatmap's rows, built in one pass over a per-GPU answer
-    (131,072 series at 16,384 nodes) with no key tuple per cell."""
-    out: dict[str, dict[int, float]] = {}
-    for series in result.series:
-        labels = series.labels
+@dataclass
+class GpuSamples:
+    """A per-GPU answer in columns: sample ``i`` is GPU ``gpus[i]`` of node ``nodes[i]``, with
+    ``values[i]`` (a number, or the label asked for). Parallel lists, not a dict per node: at
+    16,384 nodes the overview turns them into cell indices of its heatmap with numpy."""
+
+    nodes: list[str] = field(default_factory=list)
+    gpus: list[int] | np.ndarray = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+    def add(self, node: str, gpu: int, value: float | str) -> None:
+        self.nodes.append(node)
+        self.gpus.append(gpu)
+        self.values.append(value)
+
+
+def gpu_samples(result: QueryResult, label: str | None = None) -> GpuSamples:
+    """The samples labelled with a node (``instance``) and a GPU index (0 to 63); with ``label``,
+    that label's value instead of the sample's, and only where it is set."""
+    labels, values = result.columns()
+    if label is not None:
+        values = [item.get(label) for item in labels]
+    nodes = [item.get("instance") for item in labels]
+    try:  # every sample well labelled (the exporter's own series): C-level passes only
+        gpus = np.fromiter(map(int, [item["gpu"] for item in labels]), np.int64, len(labels))
+    except (KeyError, ValueError, TypeError):
+        gpus = None
+    if gpus is not None and all(nodes) and (label is None or all(values)) \
+            and (len(gpus) == 0 or (gpus.min() >= 0 and gpus.max() < MAX_GPUS_PER_NODE)):
+        return GpuSamples(nodes, gpus, values)
+    out = GpuSamples()
+    for item, value in zip(labels, values):
+        node = item.get("instance")
         try:
-            node, gpu = labels["instance"], int(labels["gpu"])
-        except (KeyError, ValueError):
+            gpu = int(item["gpu"])
+        except (KeyError, ValueError, TypeError):
             continue
-        if series.values:
-            row = out.get(node)
-            if row is None:
-                row = out[node] = {}
-            row[gpu] = series.values[-1]
+        if node and value is not None and value != "" and 0 <= gpu < MAX_GPUS_PER_NODE:
+            out.add(node, gpu, value)
     return out
 
 
 def by_label(result: QueryResult, label: str) -> dict[str, float]:
-    return {s.labels.get(label, ""): s.value for s in result.series if s.values}
+    return {labels.get(label, ""): value for labels, value in result.samples()}
 
 
 def split_by_name(result: QueryResult) -> dict[str, QueryResult]:

@@ -255,6 +255,16 @@ class Store:
         exceeds its limits, AppendError when the timestamp is not after the previous scrape's.
         """
         self._check_limits(target, samples)
+        return self._append(target, timestamp_ms, samples)
+
+    def append_rule_output(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
+        """``append_scrape`` for what a recording or alerting rule returned: the per-target limits
+        guard against a misbehaving exporter, while a rule's output is bounded by its group's
+        ``limit`` (as in Prometheus). A per-node rule over 16,384 nodes has 16,384 ``instance``
+        values, over the label cardinality limit for a target."""
+        return self._append(target, timestamp_ms, samples)
+
+    def _append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
         with self._lock:
             state = self._targets.setdefault(target, _Target())
             column = state.column

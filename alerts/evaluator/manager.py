@@ -4,7 +4,8 @@
 runner, the benchmark); ``start()`` runs a thread that evaluates each group on its own interval
 at wall-clock times aligned to that interval. Rule outputs (recording rules' series, ALERTS and
 ALERTS_FOR_STATE) go to ``writer(target, timestamp_ms, samples)``, one target per rule, which is
-``Store.append_scrape`` for the embedded store: a series a rule stops returning gets a stale
+``Store.append_rule_output`` for the embedded store (scrape limits do not apply; a group's
+``limit`` does): a series a rule stops returning gets a stale
 marker at once, as in Prometheus. Without a writer (a remote Prometheus holds the data) nothing
 is written back. Alerts due to be sent go to ``notify(alerts)`` after each group evaluation.
 """

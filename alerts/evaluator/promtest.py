@@ -91,7 +91,7 @@ def _run_group(test: dict[str, Any], rule_files: list[Path], eval_interval: floa
     client = LocalQueryClient(Engine(store))
     groups: list[Group] = load_rule_files(rule_files)
     groups.sort(key=lambda g: order.get(g.name, 0))
-    evaluator = RuleEvaluator(groups, client, writer=store.append_scrape, default_interval_s=interval,
+    evaluator = RuleEvaluator(groups, client, writer=store.append_rule_output, default_interval_s=interval,
                               external_labels={str(k): str(v) for k, v in (test.get("external_labels") or {}).items()},
                               external_url=str(test.get("external_url") or ""))
     alert_tests = sorted(test.get("alert_rule_test") or [], key=lambda t: parse_duration(t["eval_time"]))

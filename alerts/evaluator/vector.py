@@ -26,7 +26,7 @@ def query_vector(client: QueryClient, expr: str, ts: float) -> list[Sample]:
         return [({}, float(result.scalar))]
     if result.result_type != "vector":
         raise RuleEvalError("rule result is not a vector or scalar")
-    return [(dict(series.labels), float(series.value)) for series in result.series]
+    return [(dict(labels), float(value)) for labels, value in result.samples()]
 
 
 def labels_key(labels: dict[str, str]) -> Labels:

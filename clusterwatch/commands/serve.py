@@ -166,7 +166,7 @@ def rules_evaluator(values: dict, tsdb, query, config_file: str | None = None):
     state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
                                       if values.get("state_dir") else None)
     try:
-        return build_evaluator(values["rules"] or None, query, tsdb.store.append_scrape if tsdb else None,
+        return build_evaluator(values["rules"] or None, query, tsdb.store.append_rule_output if tsdb else None,
                                state, values["evaluation_interval"])
     except RuleFileError as exc:
         raise ConfigError("rules", str(exc), config_file) from None

@@ -8,7 +8,7 @@ from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams, bad_request, check_job_id
-from dashboard.routes.common import run_view
+from dashboard.routes.common import model_json, run_view
 from dashboard.views.jobs import JobsView, JobView, job, jobs
 
 STATES = {"RUNNING", "PENDING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "COMPLETING", "NODE_FAIL",
@@ -39,9 +39,7 @@ def build_router(ctx: DashboardContext) -> APIRouter:
 
     @router.get("/api/jobs/{job_id}", response_model=JobView)
     def job_json(model: JobView = Depends(job_view)) -> Response:
-        # Serialised by pydantic-core directly: FastAPI's response_model path would dump the view
-        # to dicts, validate it again and encode it with json (hundreds of ms for a 512-GPU job).
-        return Response(model.model_dump_json(), media_type="application/json")
+        return model_json(model)
 
     @router.get("/jobs", response_class=HTMLResponse, include_in_schema=False)
     def jobs_page(model: JobsView = Depends(list_view)) -> HTMLResponse:

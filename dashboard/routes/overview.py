@@ -1,14 +1,14 @@
 """``/`` and ``/api/overview``."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import HTMLResponse
 
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams
-from dashboard.routes.common import run_view
+from dashboard.routes.common import model_json, run_view
 from dashboard.views.overview import ColorBy, Overview, overview
 
 
@@ -19,8 +19,8 @@ def build_router(ctx: DashboardContext) -> APIRouter:
         return run_view(lambda: overview(ctx, rp.resolve(ctx.clock()), color))
 
     @router.get("/api/overview", response_model=Overview)
-    def overview_json(model: Overview = Depends(view)) -> Overview:
-        return model
+    def overview_json(model: Overview = Depends(view)) -> Response:
+        return model_json(model)
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(model: Overview = Depends(view)) -> HTMLResponse:

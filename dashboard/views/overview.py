@@ -8,23 +8,26 @@ So does what the engine ships back, and how many times it selects every GPU's se
 selection costs the engine seconds at 131,072 GPUs: docs/performance.md, "Scale: 16,384 nodes").
 Only the heatmap's metric and the GPU -> job mapping come back per GPU, with every label but
 ``instance``, ``gpu`` (and ``job_id``) stripped by the engine; GPUs per node come back as one count
-per node; idle, unhealthy GPUs and set Slurm flags are filtered by the engine (only the few that
-match come back); busy GPUs and the mean utilisation are computed here from the heatmap's values
-rather than selected again; the remaining totals are one query.
+per node and unhealthy GPUs as the few that are, both read from the dashboard's recording rules
+when they run (``fleet_gpus``); idle GPUs and set Slurm flags are filtered by the engine (only the
+few that match come back); busy GPUs and the mean utilisation are computed here from the heatmap's
+values rather than selected again; the remaining totals are one query. The per-GPU answers are
+placed into the heatmap's grid with numpy, not a Python object per cell.
 """
 from __future__ import annotations
 
-import math
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, GPUS_PRESENT_BY_NODE, IDLE_BELOW,
-                                   allocations_by_node, node_targets, scheduler_node_flags, unhealthy_gpus)
+from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus,
+                                   node_targets, scheduler_node_flags)
 from dashboard.params import TimeRange
-from dashboard.promql import by_gpu, by_label, by_node_gpu, scalars
+from dashboard.promql import GpuSamples, gpu_samples, scalars
 from tsdb.client import LocalQueryClient
 
 ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
@@ -95,12 +98,21 @@ class Overview(BaseModel):
     racks: list[RackGroup]
 
 
-def _round(value: float, scale: float) -> int | float | None:
-    """Whole numbers are sent as such ("80", not "80.0"): two bytes less per GPU."""
-    scaled = value * scale
-    if not math.isfinite(scaled):
-        return None
-    return round(scaled, 1) if abs(scaled) < 10 else round(scaled)
+def _rounded(values: np.ndarray) -> np.ndarray:
+    """Whole numbers from 10 up, one decimal below (NaN stays NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(values) >= 10, np.round(values), np.round(values, 1))
+
+
+def _json_rows(values: np.ndarray) -> list[list[int | float | None]]:
+    """The heatmap's rows as sent: a whole number as an int ("80", not "80.0": two bytes less a
+    GPU), null where a GPU has no value; numpy converts all cells at once."""
+    finite = np.isfinite(values)
+    whole = finite & (values == np.round(values))
+    out = values.astype(object)
+    out[whole] = values[whole].astype(np.int64).astype(object)
+    out[~finite] = None
+    return out.tolist()
 
 
 def node_status(up: float | None, sched_node, unhealthy: int, flags: set[str] = frozenset(),
@@ -122,6 +134,23 @@ def node_status(up: float | None, sched_node, unhealthy: int, flags: set[str] = 
     return "ok"
 
 
+def _rows_of(samples: GpuSamples, row_of: dict[str, int]) -> np.ndarray:
+    """Each sample's heatmap row, -1 for a node that has none."""
+    return np.fromiter(map(row_of.get, samples.nodes, itertools.repeat(-1)), np.intp, len(samples.nodes))
+
+
+def _grid(samples: GpuSamples, row_of: dict[str, int], width: int, cells: int, fill, values) -> np.ndarray:
+    """One value per heatmap cell: ``values`` (one per sample, or one for all) where a sample
+    lands, ``fill`` elsewhere; samples outside the grid are left out."""
+    grid = np.full(cells, fill)
+    if samples.nodes:
+        rows, gpus = _rows_of(samples, row_of), np.asarray(samples.gpus, dtype=np.intp)
+        inside = (rows >= 0) & (gpus < width)
+        values = np.asarray(values)
+        grid[rows[inside] * width + gpus[inside]] = values[inside] if values.ndim else values
+    return grid
+
+
 def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -> Overview:
     client, at = ctx.query, tr.end
     expr, scale, unit, fixed = HEAT_METRICS[color_by]
@@ -140,60 +169,71 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     # add contention there: one worker runs them one after another.
     workers = 1 if isinstance(client, LocalQueryClient) else QUERY_THREADS
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
-        unhealthy_f = pool.submit(unhealthy_gpus, client, at)
-        heat_f = pool.submit(lambda: by_node_gpu(client.instant(expr.format(window=tr.window), at)))
-        held_f = pool.submit(allocations_by_node, snapshot, client, at)
-        idle_f = pool.submit(lambda: by_gpu(client.instant(IDLE.format(window=tr.window), at)))
-        util_f = pool.submit(lambda: by_node_gpu(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))) \
+        fleet_f = pool.submit(fleet_gpus, client, at)
+        heat_f = pool.submit(lambda: gpu_samples(client.instant(expr.format(window=tr.window), at)))
+        held_f = pool.submit(allocation_samples, snapshot, client, at)
+        idle_f = pool.submit(lambda: gpu_samples(client.instant(IDLE.format(window=tr.window), at)))
+        util_f = pool.submit(lambda: gpu_samples(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))) \
             if color_by != "util" else None
-        present_f = pool.submit(lambda: by_label(client.instant(GPUS_PRESENT_BY_NODE, at), "instance"))
         sums_f = pool.submit(scalars, client, totals, at)
         targets_f = pool.submit(node_targets, client, at, None)
         flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
         alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
-        heat, held, idle_now, unhealthy = heat_f.result(), held_f.result(), idle_f.result(), unhealthy_f.result()
-        present = {node: int(count) for node, count in present_f.result().items()}
+        heat, held, idle_now = heat_f.result(), held_f.result(), idle_f.result()
+        present, unhealthy = fleet_f.result()
         util = util_f.result() if util_f is not None else heat
         sums, all_targets, alerts_result = sums_f.result(), targets_f.result(), alerts_f.result()
         flags = flags_f.result() if flags_f is not None else {}
 
-    # Nodes: every node with GPUs seen and every node the scheduler knows, in name order.
+    # Nodes: every node with GPUs seen and every node the scheduler knows, in name order; a
+    # node's GPUs: the most any source shows (lost GPUs still count: they are the cluster's).
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
-    gpu_count = dict(present)
-    for node, row in heat.items():
-        gpu_count[node] = max(gpu_count.get(node, 0), max(row) + 1)
+    names = sorted(n for n in set(sched_nodes) | set(present) | set(heat.nodes) if n)
+    row_of = {node: r for r, node in enumerate(names)}
+    gpu_count = np.zeros(len(names), dtype=np.int64)
+    heat_rows = _rows_of(heat, row_of)
+    seen = heat_rows >= 0
+    np.maximum.at(gpu_count, heat_rows[seen], np.asarray(heat.gpus, dtype=np.int64)[seen] + 1)
+    for node, count in present.items():
+        if node in row_of:
+            gpu_count[row_of[node]] = max(gpu_count[row_of[node]], count)
     for name, node in sched_nodes.items():
-        gpu_count[name] = max(gpu_count.get(name, 0), node.gpus)
-    names = sorted(n for n in set(sched_nodes) | set(gpu_count) if n)
+        if name in row_of:
+            gpu_count[row_of[name]] = max(gpu_count[row_of[name]], node.gpus)
+    width = int(gpu_count.max(initial=0))
     targets = [all_targets[n] for n in names if n in all_targets]
     rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
     up_of = {s.labels.get("instance", ""): s.value for s in targets}
-    width = max(gpu_count.values(), default=0)
 
-    job_ids = sorted({job for jobs in held.values() for job in jobs.values()}, key=lambda j: (len(j), j))
+    # Every per-GPU answer becomes values at flat cell indices (row * width + GPU) of one grid.
+    cells = len(names) * width
+    raw = _grid(heat, row_of, width, cells, np.nan, heat.values)
+    job_ids = sorted(set(held.values), key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
-    columns = range(width)
-    empty: dict[int, float] = {}
-    no_jobs = [-1] * width
-    rows, job_rows = [], []
-    for node in names:
-        values = heat.get(node, empty)
-        rows.append([None if (v := values.get(g)) is None else _round(v, scale) for g in columns])
-        jobs = held.get(node)
-        job_rows.append([job_index[j] if (j := jobs.get(g)) is not None else -1 for g in columns] if jobs else no_jobs)
-    row_of = {node: r for r, node in enumerate(names)}
+    jobs = _grid(held, row_of, width, cells, -1, [job_index[j] for j in held.values])
+    shown = _rounded(raw * scale).reshape(len(names), width)
+    rows = _json_rows(shown)
+    job_rows = jobs.reshape(len(names), width).tolist()
     marks = sorted([row_of[node], g] for node, g in unhealthy if node in row_of and g < width)
-    values = [v for row in rows for v in row if v is not None]
-    zmin, zmax = fixed if fixed else ((min(values), max(values)) if values else (None, None))
+    if fixed:
+        zmin, zmax = fixed
+    elif np.isfinite(shown).any():
+        zmin, zmax = float(np.nanmin(shown)), float(np.nanmax(shown))
+    else:
+        zmin = zmax = None
+    util_now = raw if util is heat else _grid(util, row_of, width, cells, np.nan, util.values)
+    is_held = jobs >= 0
+    idle_cells = _grid(idle_now, row_of, width, cells, False, True)
 
     unhealthy_by_node: dict[str, int] = {}
     for node, _ in unhealthy:
         unhealthy_by_node[node] = unhealthy_by_node.get(node, 0) + 1
+    held_nodes = set(held.nodes)
     groups: dict[str, RackGroup] = {}
     statuses: dict[str, str] = {}
     for node in names:
         status = node_status(up_of.get(node), sched_nodes.get(node), unhealthy_by_node.get(node, 0),
-                             flags.get(node, set()), bool(held.get(node)))
+                             flags.get(node, set()), node in held_nodes)
         statuses[node] = status
         rack = rack_of.get(node) or "(no rack)"
         group = groups.setdefault(rack, RackGroup(rack=rack, nodes=[], status=[], unhealthy_gpus=[]))
@@ -202,11 +242,12 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
 
     if color_by == "util":
-        readings = [v for row in heat.values() for v in row.values() if math.isfinite(v)]
-        mean_util = sum(readings) / len(readings) if readings else None
+        readings = raw[np.isfinite(raw)]
+        mean_util = float(readings.mean()) if len(readings) else None
     else:
         mean_util = sums["util"]
-    busy = sum(1 for node, jobs in held.items() for g in jobs if util.get(node, empty).get(g, 0.0) >= IDLE_BELOW)
+    with np.errstate(invalid="ignore"):
+        busy = int(np.count_nonzero(is_held & (util_now >= IDLE_BELOW)))
     if snapshot is not None:
         running = sum(1 for j in snapshot.jobs if j.state == "RUNNING")
         pending = sum(1 for j in snapshot.jobs if j.state == "PENDING")
@@ -217,9 +258,9 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     alerts: dict[str, int] = {}
     for series in alerts_result.series:
         alerts[series.labels.get("severity") or "none"] = int(series.value)
-    total = sum(gpu_count.get(n, 0) for n in names)  # lost GPUs still count: they are the cluster's
-    idle = sum(1 for node, g in idle_now if g in held.get(node, empty))
-    allocated = sum(len(jobs) for jobs in held.values())
+    total = int(gpu_count.sum())
+    idle = int(np.count_nonzero(is_held & idle_cells))
+    allocated = int(np.count_nonzero(is_held))
     kpis = Kpis(
         gpus_total=total, gpus_busy=busy, gpus_idle=idle, gpus_free=max(0, total - allocated),
         gpus_unhealthy=len(unhealthy),

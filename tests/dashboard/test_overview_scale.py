@@ -3,6 +3,8 @@ labels, and in PromQL-only mode (no scheduler adapter, ``serve --prometheus-url`
 it reads must be the ones scheduler/metrics.py writes (lower case)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.views.overview import STATUS_CODES, overview
@@ -10,6 +12,7 @@ from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 from tsdb.store import Store
 
+RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules"
 NODES, GPUS = 4, 8
 T0 = 1_700_000_000.0
 STEP = 30.0
@@ -112,3 +115,51 @@ def test_only_the_heatmap_and_the_job_mapping_come_back_per_gpu():
             assert all(set(r) <= {"instance", "gpu", "job_id"} for r in rows), query
         for query, rows in client.answers:
             assert all("uuid" not in r for r in rows), query
+
+
+def test_recording_rules_hold_the_dashboards_own_expressions():
+    """alerts/rules/recording.yml records what dashboard/definitions.py would compute: the same
+    PromQL, so reading the recorded series cannot change a number on the page."""
+    import promql_parser as pp
+
+    from alerts.evaluator.rulefile import load_rule_file
+    from dashboard.definitions import (GPUS_PRESENT_BY_NODE, GPUS_PRESENT_RECORDED, UNHEALTHY,
+                                       UNHEALTHY_RECORDED)
+
+    rules = {rule.name: rule.expr for group in load_rule_file(RULES / "recording.yml") for rule in group.rules}
+    assert str(pp.parse(rules[GPUS_PRESENT_RECORDED])) == str(pp.parse(GPUS_PRESENT_BY_NODE))
+    assert str(pp.parse(rules[UNHEALTHY_RECORDED])) == str(pp.parse(f"count by (instance, gpu) ({UNHEALTHY})"))
+
+
+def test_overview_reads_the_recorded_series_when_the_rules_run():
+    from alerts.evaluator.manager import RuleEvaluator
+    from alerts.evaluator.rulefile import load_rule_file
+    from dashboard.definitions import GPUS_PRESENT_BY_NODE, UNHEALTHY
+
+    store = fleet_store()
+    end = T0 + (STEPS - 1) * STEP
+    groups = [g for g in load_rule_file(RULES / "recording.yml") if g.name == "clusterwatch-dashboard"]
+    evaluator = RuleEvaluator(groups, LocalQueryClient(Engine(store)), writer=store.append_rule_output)
+    computed, _ = view()
+    evaluator.evaluate(end)
+    client = RecordingClient(Engine(store))
+    recorded = overview(DashboardContext(query=client, clock=lambda: end), TimeRange(end - 900, end))
+    asked = [query for query, _ in client.answers]
+    assert GPUS_PRESENT_BY_NODE not in asked and not any(UNHEALTHY in query for query in asked)
+    assert recorded.kpis == computed.kpis and recorded.heatmap == computed.heatmap
+    assert recorded.kpis.gpus_unhealthy == 1 and recorded.heatmap.unhealthy == [[3, 5]]
+
+
+def test_gpu_samples_skip_series_without_a_node_or_a_gpu_index():
+    from dashboard.promql import gpu_samples
+    from tsdb.results import QueryResult
+
+    result = QueryResult.of_vector([{"instance": "a", "gpu": "0"}, {"instance": "a", "gpu": "x"},
+                                    {"gpu": "1"}, {"instance": "b", "gpu": "99"}, {"instance": "b", "gpu": "7"},
+                                    {"instance": "", "gpu": "2"}], [1.0, 2.0, 3.0, 4.0, 0.0, 6.0], 10.0)
+    samples = gpu_samples(result)
+    assert (samples.nodes, list(samples.gpus), samples.values) == (["a", "b"], [0, 7], [1.0, 0.0])
+    jobs = QueryResult.of_vector([{"instance": "a", "gpu": "0", "job_id": "7"}, {"instance": "a", "gpu": "1"}],
+                                 [1.0, 1.0], 10.0)
+    held = gpu_samples(jobs, "job_id")
+    assert (held.nodes, list(held.gpus), held.values) == (["a"], [0], ["7"])

@@ -87,6 +87,17 @@ def test_limits_reject_the_whole_scrape_with_a_clear_error() -> None:
         store.append_scrape("u", 1000, [(L("b"), 1.0)])
 
 
+def test_rule_outputs_are_not_held_to_a_scrape_targets_limits() -> None:
+    """A per-node recording rule over 16,384 nodes has 16,384 ``instance`` values: scrape limits
+    rejected every evaluation of it (a group's own ``limit`` bounds rule outputs)."""
+    store = Store(limits=Limits(max_series_per_target=3, max_label_values_per_target=3, max_series_total=10))
+    assert store.append_rule_output("rules:g/0/r", 1000, [(L("r", instance=str(i)), 1.0) for i in range(5)]) == 5
+    assert store.append_rule_output("rules:g/0/r", 2000, [(L("r", instance="0"), 2.0)]) == 1
+    assert is_stale(store.select([Matcher.of(EQUAL, "instance", "4")], 0, 3000)[0].values[-1])
+    with pytest.raises(LimitError, match="maximum of 10 series"):  # the store's own bound still holds
+        store.append_rule_output("rules:g/1/q", 1000, [(L("q", instance=str(i)), 1.0) for i in range(6)])
+
+
 def test_samples_of_a_scrape_share_one_timestamp_column() -> None:
     store = Store()
     series = [(L("gpu_util", gpu=str(i)), 0.5) for i in range(1000)]
