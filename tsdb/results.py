@@ -32,7 +32,7 @@ class QueryResult:
     more than the query itself. The label sets may be the engine's shared ones: never mutate them.
     """
 
-    __slots__ = ("result_type", "_series", "_labels", "_values", "scalar", "string", "timestamp")
+    __slots__ = ("result_type", "_series", "_labels", "_values", "scalar", "string", "timestamp", "shared_labels")
 
     def __init__(self, result_type: str, series: list[Series] | None = None, scalar: float | None = None,
                  string: str | None = None, timestamp: float | None = None) -> None:
@@ -43,12 +43,17 @@ class QueryResult:
         self.scalar = scalar
         self.string = string
         self.timestamp = timestamp  # of a scalar or string result, and of a columnar vector
+        # True when the label sets are the engine's own, the same objects in every answer that
+        # holds those series (see tsdb.labelset): facts read from them may be remembered.
+        self.shared_labels = False
 
     @classmethod
-    def of_vector(cls, labels: list[dict[str, str]], values: list[float], timestamp: float) -> "QueryResult":
+    def of_vector(cls, labels: list[dict[str, str]], values: list[float], timestamp: float,
+                  shared_labels: bool = False) -> "QueryResult":
         """A vector result in columns: sample ``i`` is ``labels[i]`` with ``values[i]`` at ``timestamp``."""
         result = cls("vector", timestamp=timestamp)
         result._series, result._labels, result._values = None, labels, values
+        result.shared_labels = shared_labels
         return result
 
     @property

@@ -159,6 +159,11 @@ def test_gpu_samples_skip_series_without_a_node_or_a_gpu_index():
                                     {"instance": "", "gpu": "2"}], [1.0, 2.0, 3.0, 4.0, 0.0, 6.0], 10.0)
     samples = gpu_samples(result)
     assert (samples.nodes, list(samples.gpus), samples.values) == (["a", "b"], [0, 7], [1.0, 0.0])
+    many = [{"instance": f"n{i}", "gpu": str(i % 9 * 10)} for i in range(100)]  # 70 and 80 are no GPU indices
+    for _ in range(2):  # the engine's shared label sets: read once, then remembered
+        shared = gpu_samples(QueryResult.of_vector(many, [float(i) for i in range(100)], 10.0, shared_labels=True))
+        assert shared.values == [float(i) for i in range(100) if i % 9 < 7]
+        assert list(shared.gpus) == [i % 9 * 10 for i in range(100) if i % 9 < 7]
     jobs = QueryResult.of_vector([{"instance": "a", "gpu": "0", "job_id": "7"}, {"instance": "a", "gpu": "1"}],
                                  [1.0, 1.0], 10.0)
     held = gpu_samples(jobs, "job_id")

@@ -117,9 +117,9 @@ class Engine:
         elif not kept.all():
             rows = np.flatnonzero(kept).tolist()
         else:
-            return QueryResult.of_vector(labels, values[:, 0].tolist(), seconds)
+            return QueryResult.of_vector(labels, values[:, 0].tolist(), seconds, shared_labels=True)
         column = values[:, 0]
-        return QueryResult.of_vector([labels[i] for i in rows], column[rows].tolist(), seconds)
+        return QueryResult.of_vector([labels[i] for i in rows], column[rows].tolist(), seconds, shared_labels=True)
 
     def _range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
         if end_ms < start_ms:
