@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -139,12 +139,14 @@ def _rows_of(samples: GpuSamples, row_of: dict[str, int]) -> np.ndarray:
     return np.fromiter(map(row_of.get, samples.nodes, itertools.repeat(-1)), np.intp, len(samples.nodes))
 
 
-def _grid(samples: GpuSamples, row_of: dict[str, int], width: int, cells: int, fill, values) -> np.ndarray:
+def _grid(samples: GpuSamples, rows: np.ndarray, width: int, cells: int, fill: float | int | bool,
+          values: Sequence | float | int | bool) -> np.ndarray:
     """One value per heatmap cell: ``values`` (one per sample, or one for all) where a sample
-    lands, ``fill`` elsewhere; samples outside the grid are left out."""
+    lands (``rows``: ``_rows_of`` the samples), ``fill`` elsewhere; samples outside the grid are
+    left out."""
     grid = np.full(cells, fill)
     if samples.nodes:
-        rows, gpus = _rows_of(samples, row_of), np.asarray(samples.gpus, dtype=np.intp)
+        gpus = np.asarray(samples.gpus, dtype=np.intp)
         inside = (rows >= 0) & (gpus < width)
         values = np.asarray(values)
         grid[rows[inside] * width + gpus[inside]] = values[inside] if values.ndim else values
@@ -207,10 +209,10 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
 
     # Every per-GPU answer becomes values at flat cell indices (row * width + GPU) of one grid.
     cells = len(names) * width
-    raw = _grid(heat, row_of, width, cells, np.nan, heat.values)
+    raw = _grid(heat, heat_rows, width, cells, np.nan, heat.values)
     job_ids = sorted(set(held.values), key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
-    jobs = _grid(held, row_of, width, cells, -1, [job_index[j] for j in held.values])
+    jobs = _grid(held, _rows_of(held, row_of), width, cells, -1, [job_index[j] for j in held.values])
     shown = _rounded(raw * scale).reshape(len(names), width)
     rows = _json_rows(shown)
     job_rows = jobs.reshape(len(names), width).tolist()
@@ -221,9 +223,9 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         zmin, zmax = float(np.nanmin(shown)), float(np.nanmax(shown))
     else:
         zmin = zmax = None
-    util_now = raw if util is heat else _grid(util, row_of, width, cells, np.nan, util.values)
+    util_now = raw if util is heat else _grid(util, _rows_of(util, row_of), width, cells, np.nan, util.values)
     is_held = jobs >= 0
-    idle_cells = _grid(idle_now, row_of, width, cells, False, True)
+    idle_cells = _grid(idle_now, _rows_of(idle_now, row_of), width, cells, False, True)
 
     unhealthy_by_node: dict[str, int] = {}
     for node, _ in unhealthy:
