@@ -131,23 +131,41 @@ def test_recording_rules_hold_the_dashboards_own_expressions():
     assert str(pp.parse(rules[UNHEALTHY_RECORDED])) == str(pp.parse(f"count by (instance, gpu) ({UNHEALTHY})"))
 
 
-def test_overview_reads_the_recorded_series_when_the_rules_run():
+def evaluate_dashboard_rules(store: Store, at: float) -> None:
     from alerts.evaluator.manager import RuleEvaluator
     from alerts.evaluator.rulefile import load_rule_file
-    from dashboard.definitions import GPUS_PRESENT_BY_NODE, UNHEALTHY
 
+    groups = [g for g in load_rule_file(RULES / "recording.yml") if g.name == "clusterwatch-dashboard"]
+    RuleEvaluator(groups, LocalQueryClient(Engine(store)), writer=store.append_rule_output).evaluate(at)
+
+
+def test_overview_reads_the_recorded_series_when_the_rules_run(monkeypatch):
+    import dashboard.definitions as definitions
+
+    monkeypatch.setattr(definitions, "RECORDED_UNHEALTHY_FROM_NODES", 1)  # as on a fleet of thousands of nodes
     store = fleet_store()
     end = T0 + (STEPS - 1) * STEP
-    groups = [g for g in load_rule_file(RULES / "recording.yml") if g.name == "clusterwatch-dashboard"]
-    evaluator = RuleEvaluator(groups, LocalQueryClient(Engine(store)), writer=store.append_rule_output)
     computed, _ = view()
-    evaluator.evaluate(end)
+    evaluate_dashboard_rules(store, end)
     client = RecordingClient(Engine(store))
     recorded = overview(DashboardContext(query=client, clock=lambda: end), TimeRange(end - 900, end))
     asked = [query for query, _ in client.answers]
-    assert GPUS_PRESENT_BY_NODE not in asked and not any(UNHEALTHY in query for query in asked)
+    assert definitions.GPUS_PRESENT_BY_NODE not in asked and not any(definitions.UNHEALTHY in q for q in asked)
     assert recorded.kpis == computed.kpis and recorded.heatmap == computed.heatmap
     assert recorded.kpis.gpus_unhealthy == 1 and recorded.heatmap.unhealthy == [[3, 5]]
+
+
+def test_a_small_fleet_shows_a_new_fault_before_the_rules_record_it():
+    """The XID on gpu-4 GPU 5 starts at step 35; the rules last ran at step 34. Below
+    RECORDED_UNHEALTHY_FROM_NODES the overview asks the unhealthy expression itself."""
+    from dashboard.definitions import fleet_gpus
+
+    store = fleet_store()
+    end = T0 + (STEPS - 1) * STEP
+    evaluate_dashboard_rules(store, T0 + 34 * STEP)
+    client = LocalQueryClient(Engine(store))
+    assert fleet_gpus(client, end) == ({f"gpu-{n}": GPUS for n in range(1, NODES + 1)}, {("gpu-4", 5)})
+    assert fleet_gpus(client, end, recorded_from_nodes=1) == ({f"gpu-{n}": GPUS for n in range(1, NODES + 1)}, set())
 
 
 def test_gpu_samples_skip_series_without_a_node_or_a_gpu_index():
