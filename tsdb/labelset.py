@@ -73,31 +73,53 @@ class ListMemo:
         self._max_entries = max_entries
         self._max_rows = max_rows
         self._rows = 0
-        self._entries: dict[tuple, tuple[tuple, object]] = {}
+        # key -> [members, value, alias]: ``alias`` is the key in ``_aliases`` of the last list
+        # object that found this entry.
+        self._entries: dict[tuple, list] = {}
+        # (id(list), extra) -> (the list, entry key). The selection a selector returns, and a
+        # remembered grouping's label list, are the very same list object on every query, so its
+        # identity finds the entry without building the key (~5 ms for 131,072 rows). The alias
+        # holds its list, so the id cannot be reused while it lives; one alias per entry.
+        self._aliases: dict[tuple, tuple[list, tuple]] = {}
 
     def get(self, labels: list, extra: tuple, compute):
         if len(labels) < self.MIN_ROWS:
             return compute()
+        alias = self._aliases.get((id(labels), extra))
+        if alias is not None and alias[0] is labels:
+            entry = self._entries.get(alias[1])
+            if entry is not None and len(entry[0]) == len(labels):  # (lists are never changed: a guard)
+                return entry[1]
         members = tuple(labels)
         key = (extra, array("q", map(id, members)).tobytes())  # 8 bytes a row, hashed in C
         entry = self._entries.get(key)
-        if entry is not None:
-            return entry[1]
-        value = compute()
-        if len(members) <= self._max_rows:
+        if entry is None:
+            value = compute()
+            if len(members) > self._max_rows:
+                return value
             self._evict(len(members))
-            self._entries[key] = (members, value)
+            entry = self._entries[key] = [members, value, None]
             self._rows += len(members)
-        return value
+        self._alias(labels, extra, key, entry)
+        return entry[1]
+
+    def _alias(self, labels: list, extra: tuple, key: tuple, entry: list) -> None:
+        alias = (id(labels), extra)
+        if entry[2] is not None and entry[2] != alias:
+            self._aliases.pop(entry[2], None)
+        entry[2] = alias
+        self._aliases[alias] = (labels, key)
 
     def _evict(self, incoming: int) -> None:
         """Oldest entries first, until the new one fits."""
         while self._entries and (len(self._entries) >= self._max_entries or self._rows + incoming > self._max_rows):
             try:
                 key = next(iter(self._entries))
-                members, _ = self._entries.pop(key)
+                members, _, alias = self._entries.pop(key)
             except (StopIteration, KeyError, RuntimeError):  # another thread evicted it first
                 return
+            if alias is not None:
+                self._aliases.pop(alias, None)
             self._rows -= len(members)
 
 

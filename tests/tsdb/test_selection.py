@@ -106,3 +106,14 @@ def test_list_memo_remembers_by_identity_and_stays_bounded() -> None:
     memo.get(labels[:80], ("k",), lambda: 0)
     assert len(memo._entries) <= 2 and memo._rows <= 1000
     assert len(calls) == 2
+
+
+def test_list_memo_finds_the_same_list_by_its_identity_until_evicted() -> None:
+    memo = ListMemo(max_entries=2, max_rows=1000)
+    labels = [{"x": str(i)} for i in range(100)]
+    assert memo.get(labels, ("k",), lambda: 1) == 1
+    assert memo.get(labels, ("k",), lambda: 2) == 1  # the same object: its alias
+    assert memo.get(labels, ("other",), lambda: 3) == 3  # another derivation of it: its own entry
+    memo.get([dict(item) for item in labels], ("k",), lambda: 4)  # a third entry evicts the first
+    assert len(memo._entries) == 2 and len(memo._aliases) == 2
+    assert memo.get(labels, ("k",), lambda: 5) == 5  # the alias went with its entry
