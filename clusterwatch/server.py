@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse, Response
@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from clusterwatch import __version__
+from clusterwatch.health import HealthCollector, problems_of, ready_text
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class Component:
     """What one area adds to the server. ``start``/``stop`` run in the app's lifespan (stop in
-    reverse order); ``collectors`` are prometheus_client collectors (objects with collect())."""
+    reverse order); ``collectors`` are prometheus_client collectors (objects with collect());
+    ``health`` returns the problems the area has worked around and still has, reason code ->
+    one sentence, empty when healthy (clusterwatch/health.py reports them)."""
 
     name: str
     routers: Sequence[APIRouter] = ()
     start: Callable[[], Any] | None = None
     stop: Callable[[], Any] | None = None
     collectors: Sequence[Any] = field(default_factory=tuple)
+    health: Callable[[], Mapping[str, str]] | None = None
 
 
 def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> FastAPI:
@@ -41,6 +45,8 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
     for component in components:
         for collector in component.collectors:
             registry.register(collector)
+    if not any(isinstance(c, HealthCollector) for component in components for c in component.collectors):
+        registry.register(HealthCollector(components))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +81,8 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
 
     @app.get("/-/ready", include_in_schema=False)
     def ready() -> PlainTextResponse:
-        return PlainTextResponse("OK\n")
+        # 200 while degraded: the server still serves and monitors (clusterwatch/health.py).
+        return PlainTextResponse(ready_text(problems_of(components)))
 
     app.state.components = {c.name: c for c in components}
     return app

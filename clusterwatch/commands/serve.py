@@ -224,9 +224,18 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     components += [*scheduler, *([evaluator_component(evaluator)] if evaluator else []), alerting_component,
                    *([remediation] if remediation else []),
                    dashboard_component(DashboardContext(query, adapter, audit, alerting=pipeline))]
+    components.append(health_component(components))
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
     return components
+
+
+def health_component(components: list):
+    """The other components' health hooks as metrics (and so, self-ingested, as alerts)."""
+    from clusterwatch.health import HealthCollector
+    from clusterwatch.server import Component
+
+    return Component("health", collectors=[HealthCollector(components)])
 
 
 def run(args: argparse.Namespace) -> int:
