@@ -32,6 +32,8 @@ class TSDBConfig:
     import_openmetrics: list[str] = field(default_factory=list)
     snapshot_path: str | None = None
     snapshot_interval_s: float = 300.0
+    # Sockets the scraper may hold open at once (clusterwatch/fdbudget.py sizes it at start).
+    scrape_max_connections: int = 1024
     limits: Limits = field(default_factory=Limits)
 
 
@@ -45,7 +47,8 @@ class EmbeddedTSDB:
         self.client = LocalQueryClient(self.engine)
         self.file_sd = FileSD(config.file_sd, config.job)
         self._static = static_targets(config.static_targets, config.job)
-        self.scraper = Scraper(self.store, self.targets, config.scrape_interval_s, config.scrape_timeout_s)
+        self.scraper = Scraper(self.store, self.targets, config.scrape_interval_s, config.scrape_timeout_s,
+                               max_connections=config.scrape_max_connections)
         self._stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
 
@@ -88,4 +91,5 @@ class EmbeddedTSDB:
     def component(self) -> Component:
         router = build_router(self.engine, self.store, self.scraper.targets_json, self.scraper.metadata_json)
         return Component("tsdb", routers=[router], start=self.start, stop=self.stop,
-                         collectors=[TSDBCollector(self.store, self.engine, self.scraper)])
+                         collectors=[TSDBCollector(self.store, self.engine, self.scraper)],
+                         health=self.scraper.problems)

@@ -5,6 +5,11 @@ Like Prometheus, each scrape also records ``up``, ``scrape_duration_seconds`` an
 ``scrape_samples_scraped``; a failed scrape (connection, HTTP status, timeout, malformed page,
 limit exceeded) stores only those with ``up`` 0, which makes the target's other series stale.
 A target that leaves discovery gets stale markers on everything it last exposed.
+
+A scrape that fails because of this process rather than the target (out of file descriptors,
+socket buffers or local ports; its scrape pool so busy that the previous scrape of the target has
+not even started) is skipped: nothing is written, so no target reads as down for the server's
+own trouble. Skips are counted by reason and reported through the component's health hook.
 Samples take the scrape's start time: exposed timestamps are ignored (``honor_timestamps:
 false``) because one shared timestamp per scrape is what keeps the store columnar.
 """
@@ -14,6 +19,7 @@ import logging
 import threading
 import time
 import zlib
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,12 +27,15 @@ from typing import Callable
 
 from tsdb.discovery import Target
 from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
-from tsdb.fetch import Fetcher, FetchError
+from tsdb.fetch import Fetcher, FetchError, LocalResourceError
 from tsdb.store import AppendError, LimitError, Store
 
 log = logging.getLogger(__name__)
 
 ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+SKIP_REPORT_S = 60.0  # a skip is reported by the health hook this long (or three intervals)
+POOL_BUSY = "scrape_pool_busy"
+NO_THREAD = "no_thread"
 
 
 @dataclass
@@ -47,14 +56,20 @@ class Scraper:
     """Scrapes what ``discover()`` returns; ``run_once`` for tests, ``start``/``stop`` for service."""
 
     def __init__(self, store: Store, discover: Callable[[], list[Target]], interval: float = 5.0,
-                 timeout: float | None = None, workers: int = 16) -> None:
+                 timeout: float | None = None, workers: int = 16, max_connections: int = 1024) -> None:
         self.store = store
         self.discover = discover
         self.interval = interval
         self.timeout = min(timeout or interval, interval)
-        self._fetcher = Fetcher(ACCEPT)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
+        self._fetcher = Fetcher(ACCEPT, max_connections)
+        # No more workers than connections: each worker holds at most one socket at a time.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(workers, max_connections)),
+                                        thread_name_prefix="scrape")
         self._targets: dict[str, TargetHealth] = {}
+        self._queued: set[str] = set()  # target keys submitted and not started yet
+        self._running: set[str] = set()
+        self.skipped: Counter[str] = Counter()  # reason -> scrapes skipped for the server's own trouble
+        self._last_skip: dict[str, tuple[float, str]] = {}  # reason -> (when, what happened)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,6 +86,7 @@ class Scraper:
         if self._thread:
             self._thread.join(timeout=self.interval + 1)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._fetcher.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -78,7 +94,7 @@ class Scraper:
             due = [h for h in self._refresh_targets(now) if h.next_due <= now]
             for health in due:
                 health.next_due += self.interval * max(1, int((now - health.next_due) // self.interval) + 1)
-                self._pool.submit(self._scrape_logged, health)
+                self._submit(health)
             pending = [h.next_due for h in self._targets.values()]
             wait = min(pending) - time.time() if pending else self.interval
             self._stop.wait(min(max(wait, 0.01), self.interval))
@@ -109,15 +125,61 @@ class Scraper:
     def run_once(self) -> None:
         """Discover and scrape every target once, now, waiting for all of them."""
         healths = self._refresh_targets(time.time())
-        for future in [self._pool.submit(self._scrape_logged, h) for h in healths]:
+        for future in [f for f in map(self._submit, healths) if f is not None]:
             future.result()
+
+    def _submit(self, health: TargetHealth):
+        """Queue one scrape of the target; like Prometheus's per-target loop, never a second one
+        while the previous is still waiting or running. The future, or None when skipped."""
+        key = health.target.key
+        with self._lock:
+            if key in self._running:
+                return None  # a slow target: the next tick waits for it, as in Prometheus
+            if key in self._queued:
+                busy = True
+            else:
+                busy = False
+                self._queued.add(key)
+        if busy:
+            self._skip(health, POOL_BUSY, "the previous scrape has not started yet: every scrape worker is busy")
+            return None
+        try:
+            return self._pool.submit(self._scrape_logged, health)
+        except RuntimeError as exc:  # no thread could be started, or the pool is shutting down
+            with self._lock:
+                self._queued.discard(key)
+            if not self._stop.is_set():
+                self._skip(health, NO_THREAD, str(exc))
+            return None
 
     # ---- one scrape ----------------------------------------------------------------------
     def _scrape_logged(self, health: TargetHealth) -> None:
+        key = health.target.key
+        with self._lock:
+            self._queued.discard(key)
+            self._running.add(key)
         try:
             self.scrape(health)
         except Exception:  # noqa: BLE001 - a bug in one scrape must not kill the pool thread
             log.exception("scrape of %s failed unexpectedly", health.target.url)
+        finally:
+            with self._lock:
+                self._running.discard(key)
+
+    def _skip(self, health: TargetHealth, reason: str, detail: str) -> None:
+        with self._lock:
+            self.skipped[reason] += 1
+            self._last_skip[reason] = (time.time(), detail)
+        log.warning("scrape of %s skipped (%s), target not marked down: %s", health.target.url, reason, detail)
+
+    def problems(self) -> dict[str, str]:
+        """Skips of the last minute (or three intervals), for the component's health hook."""
+        since = time.time() - max(SKIP_REPORT_S, 3 * self.interval)
+        with self._lock:
+            recent = {reason: detail for reason, (when, detail) in self._last_skip.items() if when >= since}
+        return {f"scrapes_skipped_{reason}": f"scrapes skipped because of the server itself, targets not marked "
+                                             f"down ({self.skipped[reason]} in all); last: {detail}"
+                for reason, detail in sorted(recent.items())}
 
     def scrape(self, health: TargetHealth) -> None:
         target = health.target
@@ -132,6 +194,9 @@ class Scraper:
             exposition = parse_exposition(page.text, is_openmetrics(page.content_type))
             samples = self._labelled(health, exposition.samples)
             self._note_metadata(exposition.metadata)
+        except LocalResourceError as exc:
+            self._skip(health, exc.reason, str(exc))
+            return
         except (FetchError, ScrapeFailure, ExpositionError) as exc:
             error = str(exc)
         duration = time.time() - started

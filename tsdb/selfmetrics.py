@@ -46,3 +46,10 @@ class TSDBCollector:
         yield GaugeMetricFamily("clusterwatch_scrape_targets", "Targets being scraped.", len(self.scraper.health()))
         yield CounterMetricFamily("clusterwatch_scrape_discovery_errors", "Service discovery failures.",
                                   self.scraper.discovery_errors)
+        skipped = CounterMetricFamily("clusterwatch_scrape_skipped",
+                                      "Scrapes skipped because of the server itself (out of file descriptors, "
+                                      "socket buffers or local ports; scrape pool busy), not recorded as up 0.",
+                                      labels=["reason"])
+        for reason, count in sorted(self.scraper.skipped.items()):
+            skipped.add_metric([reason], count)
+        yield skipped
