@@ -1,10 +1,11 @@
 """Fault kinds the simulator can inject, their parameters, and the book of active faults.
 
-A fault is validated when it is created (unknown kind, node, GPU or port is refused with the
-reason), then applied by the fleet: instantaneous ones (an XID, an ECC burst) happen once and are
-kept in the book as history; lasting ones (thermal throttling, an IB link down, a node down) hold
-until cleared through the API, until their ``duration`` runs out, or until the node reboots when
-a reboot fixes them.
+A fault is validated when it is created, against the simulated hardware of its node (an XID
+code, a GPU, NVLink, InfiniBand port or mount point the node does not have is refused with the
+field and the allowed range), then applied by the fleet: instantaneous ones (an XID, an ECC
+burst, an exporter restart) happen once and are kept in the book as history; lasting ones
+(thermal throttling, an IB link down, a node down) hold until cleared through the API, until
+their ``duration`` runs out, or until the node reboots when a reboot fixes them.
 """
 from __future__ import annotations
 
@@ -13,11 +14,32 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from clusterwatch.durations import parse_duration
+from simulator.validation import RequestError, duration_in, integer_in, number_in, one_of, shown, shown_name
+
+DAY = 86400.0
+# NVIDIA numbers XIDs from 1 up (the catalog in exporter/data ends at 172); codes up to 999 can
+# be injected so that a driver newer than the catalog can be simulated too.
+MAX_XID = 999
+MAX_RATE = 1_000_000  # errors per minute, or ECC errors per fault: far beyond any real burst
+MAX_DURATION = 365 * DAY
 
 
-class FaultError(ValueError):
+class FaultError(RequestError):
     """A fault request that cannot be applied: says which field is wrong and why."""
+
+
+@dataclass(frozen=True)
+class NodeHardware:
+    """What one simulated node has, that a fault's parameters must fit."""
+
+    gpus: int
+    nvlinks: tuple[int, ...]  # NVLinks of each GPU, by index
+    ib_ports: int
+    mountpoints: tuple[str, ...]
+
+
+# A parameter's check: (field name, value, the node's hardware, the GPU index or None) -> value.
+Check = Callable[[str, Any, NodeHardware, "int | None"], Any]
 
 
 @dataclass(frozen=True)
@@ -27,34 +49,45 @@ class FaultKind:
     lasting: bool  # True: holds until cleared; False: happens once
     cleared_by_reboot: bool
     description: str
-    params: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    params: dict[str, Check] = field(default_factory=dict)
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+def _xid(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    return integer_in(name, value, 1, MAX_XID, "an XID code")
 
 
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value
-    return parse
+def _rate(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    return integer_in(name, value, 1, MAX_RATE)
 
 
-def _celsius(value: Any) -> float:
-    if not isinstance(value, (int, float)) or not 20 <= value <= 120:
-        raise ValueError("must be a temperature between 20 and 120")
-    return float(value)
+def _nvlink(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    links = hardware.nvlinks[gpu] if gpu is not None else 0
+    if links == 0:
+        raise FaultError(f"{name}: GPU {gpu} has no NVLinks")
+    return integer_in(name, value, 0, links - 1, f"GPU {gpu} has {links} NVLinks")
+
+
+def _choice(*allowed: str) -> Check:
+    return lambda name, value, hardware, gpu: one_of(name, value, allowed)
+
+
+def _celsius(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> float:
+    return number_in(name, value, 20, 120, " (degrees Celsius)")
+
+
+def _period(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> float:
+    return duration_in(name, value, 2.0, DAY)
+
+
+def _mountpoint(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> str:
+    return one_of(name, value, hardware.mountpoints)
 
 
 KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
     FaultKind("xid", "gpu", False, True, "an XID error event on one GPU (79 also drops it off the bus)",
-              {"xid": _positive_int}),
+              {"xid": _xid}),
     FaultKind("ecc", "gpu", False, True, "ECC errors counted on one GPU (uncorrectable ones crash its job)",
-              {"type": _choice("corrected", "uncorrected"), "count": _positive_int}),
+              {"type": _choice("corrected", "uncorrected"), "count": _rate}),
     FaultKind("row_remap", "gpu", True, False, "HBM row remapping: pending (needs a reset) or failed (RMA)",
               {"state": _choice("pending", "failure")}),
     FaultKind("gpu_lost", "gpu", True, True, "the GPU falls off the bus and vanishes from NVML"),
@@ -62,16 +95,19 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
               {"temperature": _celsius}),
     FaultKind("power", "gpu", True, False, "power brake / power cap: clocks held down"),
     FaultKind("nvlink_errors", "gpu", True, True, "a burst of NVLink replay, recovery and CRC errors",
-              {"link": int, "rate": _positive_int}),
+              {"link": _nvlink, "rate": _rate}),
     FaultKind("ib_link_down", "port", True, False, "an InfiniBand port goes down"),
     FaultKind("ib_flapping", "port", True, False, "an InfiniBand port goes down and up repeatedly",
-              {"period": parse_duration}),
+              {"period": _period}),
     FaultKind("ib_symbol_errors", "port", True, False, "an InfiniBand port accumulates symbol errors",
-              {"rate": _positive_int}),
+              {"rate": _rate}),
     FaultKind("node_down", "node", True, False, "the node stops answering (scrapes and slurmd)"),
     FaultKind("exporter_hang", "node", True, True, "the node's exporter accepts scrapes and never answers"),
+    FaultKind("exporter_restart", "node", False, False,
+              "the node's exporter restarts (a crash, an upgrade): its counters start again, and it "
+              "recovers from the node's kernel log the XIDs raised since boot"),
     FaultKind("disk_full", "node", True, False, "the node's local file system fills up",
-              {"mountpoint": str}),
+              {"mountpoint": _mountpoint}),
 )}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ecc": {"type": "uncorrected", "count": 1},
@@ -107,51 +143,61 @@ class Fault:
                 "cleared_at": self.cleared_at, "cleared_by": self.cleared_by, "active": self.active}
 
 
-def parse_fault_request(body: Any, nodes: dict[str, tuple[int, int]]) -> tuple[FaultKind, dict[str, Any]]:
-    """Validate ``body`` (an API request or scenario entry); ``nodes`` maps name -> (gpus, ports)."""
+def parse_fault_request(body: Any, nodes: dict[str, NodeHardware]) -> tuple[FaultKind, dict[str, Any]]:
+    """Validate ``body`` (an API request or scenario entry) against the node's simulated hardware.
+
+    Raises ``FaultError`` naming the first wrong field.
+    """
+    try:
+        return _parse_fault_request(body, nodes)
+    except FaultError:
+        raise
+    except RequestError as exc:
+        raise FaultError(str(exc)) from None
+
+
+def _parse_fault_request(body: Any, nodes: dict[str, NodeHardware]) -> tuple[FaultKind, dict[str, Any]]:
     if not isinstance(body, dict):
-        raise FaultError("a fault must be a JSON object")
-    kind = KINDS.get(body.get("kind"))
+        raise FaultError("fault: must be a JSON object")
+    name = body.get("kind")
+    kind = KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
-        raise FaultError(f"kind: unknown fault kind {body.get('kind')!r} (known: {', '.join(KINDS)})")
+        raise FaultError(f"kind: unknown fault kind {shown(name)} (known: {', '.join(KINDS)})")
     node = body.get("node")
-    if node not in nodes:
-        raise FaultError(f"node: unknown node {node!r}")
-    gpus, ports = nodes[node]
+    if not isinstance(node, str) or node not in nodes:
+        raise FaultError(f"node: unknown node {shown(node)}")
+    hardware = nodes[node]
     request: dict[str, Any] = {"node": node, "gpu": None, "port": None}
     if kind.target == "gpu":
-        request["gpu"] = _index(body, "gpu", gpus, first=0)
+        request["gpu"] = integer_in("gpu", body.get("gpu"), 0, hardware.gpus - 1, f"the node has {hardware.gpus} GPUs")
     if kind.target == "port":
-        request["port"] = _index(body, "port", ports, first=1)
-    params = dict(DEFAULTS.get(kind.name, {}))
-    for name, parse in kind.params.items():
-        if name in body:
-            try:
-                params[name] = parse(body[name])
-            except (TypeError, ValueError) as exc:
-                raise FaultError(f"{name}: {exc}") from None
-        elif name not in params:
-            raise FaultError(f"{name}: required for a {kind.name} fault")
-    allowed = {"kind", "node", "gpu", "port", "at", "duration", *kind.params}
+        request["port"] = integer_in("port", body.get("port"), 1, hardware.ib_ports,
+                                     f"the node has {hardware.ib_ports} InfiniBand ports")
+    allowed = {"kind", "node", "at", *kind.params, *([kind.target] if kind.target != "node" else [])}
+    if kind.lasting:
+        allowed.add("duration")
     unknown = sorted(set(body) - allowed)
+    if "duration" in unknown:
+        raise FaultError(f"duration: a {kind.name} fault happens once and has no duration")
     if unknown:
-        raise FaultError(f"{unknown[0]}: not a parameter of a {kind.name} fault")
+        raise FaultError(f"{shown_name(unknown[0])}: not a parameter of a {kind.name} fault")
+    params = dict(DEFAULTS.get(kind.name, {}))
+    for param, check in kind.params.items():
+        if param in body:
+            params[param] = check(param, body[param], hardware, request["gpu"])
+        elif param not in params:
+            raise FaultError(f"{param}: required for a {kind.name} fault")
+        else:
+            params[param] = check(param, params[param], hardware, request["gpu"])  # a default must fit too
     request["params"] = params
     if "duration" in body:
-        if not kind.lasting:
-            raise FaultError(f"duration: a {kind.name} fault happens once and has no duration")
-        try:
-            request["duration"] = parse_duration(body["duration"])
-        except ValueError as exc:
-            raise FaultError(f"duration: {exc}") from None
+        request["duration"] = duration_in("duration", body["duration"], 1.0, MAX_DURATION)
     return kind, request
 
 
-def _index(body: dict, name: str, count: int, first: int) -> int:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not first <= value < first + count:
-        raise FaultError(f"{name}: must be an integer from {first} to {first + count - 1} (got {value!r})")
-    return value
+def scheduled_at(entry: dict[str, Any]) -> float:
+    """Seconds after the scenario's start at which a scenario entry's fault happens."""
+    return duration_in("at", entry.get("at", 0), 0.0, MAX_DURATION)
 
 
 class FaultBook:

@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from clusterwatch.durations import parse_duration
 from clusterwatch.errors import ConfigError
 from simulator import slurm_face
 from simulator.clock import SimClock
-from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request
+from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request, scheduled_at
 from simulator.gpu_model import GpuConditions
 from simulator.jobs import FAILED, JobGenerator, SimJob
 from simulator.node import SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET, NodeFaultState, SimulatedNode
 from simulator.scheduler import SimScheduler
 from simulator.topology import build_topology
+from simulator.validation import RequestError, number_in
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 CRASHING_XIDS = {13, 31, 43, 45, 48, 64, 74, 79, 94, 95, 119, 120}
 # XIDs after which the GPU needs a reset or a reboot before it can run work again.
 RESET_XIDS = {48, 74, 79, 95, 119, 120}
+# One request moves simulated time by at most a day: catching up costs a scheduler pass per
+# simulated minute under the fleet's lock (about a second for 140 nodes), and scrapes wait on it.
+MAX_ADVANCE_SECONDS = 86400
 
 
 class NodeUnreachable(Exception):
@@ -55,6 +58,7 @@ class Fleet:
         self.scheduler = SimScheduler(self.topology, JobGenerator(seed, nodes, gpus_per_node), now)
         self.scheduler.listeners.append(self._on_scheduler_event)
         self.faults = FaultBook()
+        self.hardware = {name: node.hardware() for name, node in self.nodes.items()}
         self._scheduled: list[tuple[float, dict]] = []  # (simulated time, fault request) from a scenario
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -79,8 +83,12 @@ class Fleet:
             self.scheduler.tick(now, self._gpu_ok)
             return now
 
-    def advance(self, seconds: float) -> float:
-        """Move simulated time forward (tests, demos) and catch everything up."""
+    def advance(self, seconds: object) -> float:
+        """Move simulated time forward (tests, demos) and catch everything up.
+
+        Raises ``RequestError`` naming ``seconds`` unless it is a number from 0 to a day.
+        """
+        seconds = number_in("seconds", seconds, 0, MAX_ADVANCE_SECONDS, " (one simulated day; advance again for more)")
         steps = max(1, int(seconds // 60))
         for _ in range(steps):
             self.clock.advance(seconds / steps)
@@ -132,7 +140,7 @@ class Fleet:
             return self._inject(request, self.tick())
 
     def _inject(self, request: dict, now: float) -> Fault:
-        kind, parsed = parse_fault_request(request, {n: (node.spec.gpus, node.spec.ib_ports) for n, node in self.nodes.items()})
+        kind, parsed = parse_fault_request(request, self.hardware)
         fault = self.faults.add(kind, parsed, now)
         node = self.nodes[fault.node]
         node.update(now, lambda gpu: self.scheduler.job_of(fault.node, gpu))
@@ -161,6 +169,9 @@ class Fleet:
             return 200, "cleared"
 
     def _apply_event(self, node: SimulatedNode, fault: Fault) -> None:
+        if fault.kind == "exporter_restart":
+            node.restart_exporter()
+            return
         gpu = node.state.gpu(fault.gpu)
         with node.state.lock:
             if fault.kind == "xid":
@@ -264,12 +275,11 @@ class Fleet:
         if not isinstance(entries, list):
             raise ConfigError("faults", "must be a list of fault entries", path)
         start = self.clock.now()
-        nodes = {n: (node.spec.gpus, node.spec.ib_ports) for n, node in self.nodes.items()}
         for position, entry in enumerate(entries):
             try:
-                parse_fault_request(entry, nodes)  # refuse a bad scenario before it starts
-                at = parse_duration(entry.get("at", 0))
-            except (FaultError, ValueError) as exc:
+                parse_fault_request(entry, self.hardware)  # refuse a bad scenario before it starts
+                at = scheduled_at(entry)
+            except RequestError as exc:
                 raise ConfigError(f"faults[{position}]", str(exc), path) from None
             self._scheduled.append((start + at, {k: v for k, v in entry.items() if k != "at"}))
         self._scheduled.sort(key=lambda item: item[0])

@@ -12,8 +12,9 @@ from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.nvml.fake import FakeNVML, FakeProcess, FakeState
 from simulator.activity import GpuActivity, gpu_activity
+from simulator.faults import NodeHardware
 from simulator.gpu_model import GpuConditions, update_gpu
-from simulator.host import SimHost
+from simulator.host import FS_SIZE_BYTES, SimHost
 from simulator.jobs import SimJob
 from simulator.randomness import unit
 from simulator.topology import NodeSpec
@@ -70,6 +71,13 @@ class SimulatedNode:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def hardware(self) -> NodeHardware:
+        """What this node has, for checking a fault's parameters against it."""
+        with self.state.lock:
+            nvlinks = tuple(len(gpu.nvlinks) for gpu in sorted(self.state.gpus, key=lambda gpu: gpu.index))
+        return NodeHardware(gpus=self.spec.gpus, nvlinks=nvlinks, ib_ports=self.spec.ib_ports,
+                            mountpoints=tuple(FS_SIZE_BYTES))
 
     def gpu_ok(self, gpu: int) -> bool:
         fake = self.state.gpu(gpu)
@@ -155,6 +163,11 @@ class SimulatedNode:
                 exporter.collect_once()
                 self._collected_at = time.monotonic()
             return exporter.snapshot.render(openmetrics=openmetrics, gzipped=gzipped)
+
+    def restart_exporter(self) -> None:
+        """The exporter process ends; the next scrape starts a new one, with its counters at 0."""
+        with self.lock:
+            self._close_exporter()
 
     def _close_exporter(self) -> None:
         if self._exporter is not None:

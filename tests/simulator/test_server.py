@@ -51,7 +51,7 @@ def test_faults_api(served):
     fault_id = created.json()["id"]
     assert any(f["id"] == fault_id and f["active"] for f in httpx.get(f"{url}/api/fleet").json()["faults"])
     refused = httpx.post(f"{url}/api/faults", json={"kind": "xid", "node": "gpu-003", "gpu": 0})
-    assert refused.status_code == 400 and "xid" in refused.json()["error"]
+    assert refused.status_code == 422 and refused.json()["error"].startswith("xid:")
     assert httpx.post(f"{url}/api/faults", content=b"{not json").status_code == 400
     assert httpx.delete(f"{url}/api/faults/{fault_id}").status_code == 200
     assert httpx.delete(f"{url}/api/faults/{fault_id}").status_code == 409
@@ -73,7 +73,7 @@ def test_slurm_face_over_http(served):
     assert result["returncode"] == 0
     node = next(n for n in httpx.get(f"{url}/slurm/sinfo").json()["nodes"] if n["name"] == "gpu-001")
     assert node["state_flags"] == ["DRAIN"] and node["reason"] == "test"
-    assert httpx.post(f"{url}/slurm/scontrol", json={"args": "update"}).status_code == 400
+    assert httpx.post(f"{url}/slurm/scontrol", json={"args": "update"}).status_code == 422
     assert httpx.post(f"{url}/slurm/rm", json={"args": []}).status_code == 404
 
 
