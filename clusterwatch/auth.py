@@ -47,13 +47,17 @@ class OperatorAuth:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "OperatorAuth":
+        """The environment's operators; ValueError naming the variable (never a secret) when malformed."""
         environ = os.environ if environ is None else environ
         operators: dict[str, str] = {}
-        for pair in filter(None, (p.strip() for p in environ.get(ENV_OPERATORS, "").split(","))):
-            name, sep, secret = pair.partition(":")
-            if not sep:
-                raise ValueError(f"{ENV_OPERATORS}: expected name:secret pairs")
-            operators[name.strip()] = secret.strip()
+        for position, pair in enumerate(filter(None, (p.strip() for p in environ.get(ENV_OPERATORS, "").split(","))), 1):
+            name, sep, secret = (part.strip() for part in pair.partition(":"))
+            if not sep or not name or not secret:
+                raise ValueError(f"{ENV_OPERATORS}: entry {position} is not name:secret with both parts non-empty "
+                                 f"(comma-separated name:secret pairs)")
+            if name in operators:
+                raise ValueError(f"{ENV_OPERATORS}: operator {name!r} is listed twice")
+            operators[name] = secret
         if environ.get(ENV_TOKEN):
             operators.setdefault("operator", environ[ENV_TOKEN])
         return cls(operators)
@@ -96,14 +100,33 @@ class OperatorAuth:
         raise HTTPException(403, "operator credentials not accepted")
 
 
+def operators_from_env(environ: Mapping[str, str] | None = None) -> OperatorAuth:
+    """For a server's start: the environment's operators, or a ``ConfigError`` naming the
+    variable, so that a typo stops the server instead of failing every action later."""
+    from clusterwatch.errors import ConfigError
+
+    try:
+        return OperatorAuth.from_env(environ)
+    except ValueError as exc:
+        raise ConfigError(ENV_OPERATORS, str(exc).removeprefix(f"{ENV_OPERATORS}: "), "the environment") from None
+
+
 def install(app, auth: OperatorAuth) -> None:
     """Make ``require_operator`` use ``auth`` in ``app``."""
     app.state.operator_auth = auth
 
 
+def auth_of(app) -> OperatorAuth:
+    """The operators ``app`` accepts: those installed, else the environment's."""
+    auth: OperatorAuth | None = getattr(app.state, "operator_auth", None)
+    return auth if auth is not None else OperatorAuth.from_env()
+
+
 def require_operator(request: Request) -> Operator:
     """FastAPI dependency: the authenticated operator, or 401/403."""
-    auth: OperatorAuth | None = getattr(request.app.state, "operator_auth", None)
-    if auth is None:
-        auth = OperatorAuth.from_env()
-    return auth.authenticate(request.headers.get("authorization"))
+    return auth_of(request.app).authenticate(request.headers.get("authorization"))
+
+
+def needs_operator(dependant) -> bool:
+    """Whether a route's dependency tree (FastAPI's ``route.dependant``) includes ``require_operator``."""
+    return dependant.call is require_operator or any(needs_operator(d) for d in dependant.dependencies)

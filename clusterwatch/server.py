@@ -19,6 +19,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from clusterwatch import __version__
 from clusterwatch.health import HealthCollector, problems_of, ready_text
+from clusterwatch.httplimits import BodyLimitMiddleware
+from clusterwatch.secheaders import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,14 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
                     except Exception:  # noqa: BLE001 - stop the others even if one fails
                         log.exception("stopping %s failed", component.name)
 
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI from a CDN, which an air-gapped cluster
+    # cannot reach; the OpenAPI document stays at /openapi.json for any local viewer.
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     for component in components:
         for router in component.routers:
             app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware)  # credentials and body size before any body is read
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on every answer, refusals included
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

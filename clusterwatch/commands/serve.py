@@ -16,6 +16,7 @@ from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
 from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
+from clusterwatch.frontdoor import OPTIONS as HTTP_OPTIONS
 from clusterwatch.settings import Option
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ OPTIONS = (
 )
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
 OPTIONS += REMEDIATION_OPTIONS  # --automation, --policy: beside the remediation engine
+OPTIONS += HTTP_OPTIONS  # --http-*, --scrape-max-connections: beside the front door (clusterwatch/frontdoor.py)
 OPTIONS += (
     Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
     Option("alert_state", None, "SQLite file of alert state (default: alert-state.sqlite in --state-dir; "
@@ -90,6 +92,7 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
         retention_s=values["retention"], scrape_interval_s=values["scrape_interval"],
         scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
         job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],
+        scrape_max_connections=values["scrape_max_connections"],
     )
     if config.scrape_timeout_s and config.scrape_timeout_s > config.scrape_interval_s:
         raise ConfigError("scrape_timeout", "must not be longer than scrape_interval", args.config)
@@ -192,6 +195,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
     from alerts.remediation.component import from_settings as remediation_component
+    from clusterwatch import frontdoor
     from dashboard.audit import AuditLog
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
@@ -224,6 +228,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     components += [*scheduler, *([evaluator_component(evaluator)] if evaluator else []), alerting_component,
                    *([remediation] if remediation else []),
                    dashboard_component(DashboardContext(query, adapter, audit, alerting=pipeline))]
+    components.append(frontdoor.guard_from_settings(values).component())
     components.append(health_component(components))
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
@@ -239,17 +244,20 @@ def health_component(components: list):
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from alerts.notify import component as alerting
+    from clusterwatch import auth, frontdoor, logthrottle
     from clusterwatch.server import build_app
 
     listen, config, values = load_config(args)
+    operators = auth.operators_from_env()  # a malformed CLUSTERWATCH_OPERATORS stops here, not per action
+    logthrottle.install(logthrottle.Throttle())
+    budget = frontdoor.apply_descriptor_budget(values, config)
     components = build_components(values, config, args.config)
     sock = _bind(listen)
     app = build_app(components)
+    auth.install(app, operators)
     alerting.install_operator_token(app, values["operator_token"])
-    server = _graceful_server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = _graceful_server(frontdoor.uvicorn_config(app, frontdoor.guard_of(components), budget))
     print(f"clusterwatch serve on http://{listen} (Prometheus API at /api/v1, metrics at /metrics)", flush=True)
     server.run(sockets=[sock])
     return 0

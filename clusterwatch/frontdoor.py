@@ -1,0 +1,79 @@
+"""``serve``'s HTTP front door: its settings, the descriptor budget, the connection guard and the
+uvicorn configuration that puts them together (docs/operations.md, "Limits").
+
+What each request may send once it is in (body sizes, operator credentials before the body) is
+the app's middleware (clusterwatch/httplimits.py); this module is about connections.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from clusterwatch import settings
+from clusterwatch.connections import ConnectionGuard, guarded_protocol
+from clusterwatch.errors import ConfigError
+from clusterwatch.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
+from clusterwatch.settings import Option
+
+log = logging.getLogger(__name__)
+
+KEEP_ALIVE_S = 5  # uvicorn's idle keep-alive timeout, kept
+MAX_HEADER_BYTES = 16 * 1024  # request line and headers; larger is a 400 (h11's own default)
+
+
+def positive_int(raw: Any) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ValueError(f"must be a whole number (got {raw!r})") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1 (got {value})")
+    return value
+
+
+OPTIONS = (
+    Option("http_max_connections", 4096, "most inbound HTTP connections open at once (lowered at start to fit the "
+           "file descriptor limit); at the cap the connection idle longest is closed", positive_int, "N"),
+    Option("http_header_timeout", 10.0, "time a client has to send a request's line and headers", settings.duration,
+           "DURATION"),
+    Option("http_body_timeout", 60.0, "time a client has to send a request's body once its headers are in",
+           settings.duration, "DURATION"),
+    Option("scrape_max_connections", 1024, "most sockets the scraper holds open (idle kept-alive ones included; "
+           "lowered at start to fit the file descriptor limit)", positive_int, "N"),
+)
+
+
+def apply_descriptor_budget(values: dict, config=None) -> DescriptorBudget:
+    """Raise the soft descriptor limit, share it out, and lower the connection settings in
+    ``values`` (and the scraper's in ``config``, a TSDBConfig) to their shares."""
+    limit = raise_soft_limit()
+    try:
+        budget = plan(limit, open_descriptors(), values["http_max_connections"], values["scrape_max_connections"])
+    except ValueError as exc:
+        raise ConfigError("http_max_connections", str(exc)) from None
+    values["http_max_connections"] = budget.inbound
+    values["scrape_max_connections"] = budget.scrape
+    if config is not None:
+        config.scrape_max_connections = budget.scrape
+    log.info(budget.describe())
+    return budget
+
+
+def guard_from_settings(values: dict) -> ConnectionGuard:
+    return ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
+
+
+def guard_of(components: Iterable) -> ConnectionGuard | None:
+    """The connection guard among the server's components (``build_components`` adds it)."""
+    for component in components:
+        for collector in component.collectors:
+            if isinstance(collector, ConnectionGuard):
+                return collector
+    return None
+
+
+def uvicorn_config(app, guard: ConnectionGuard, budget: DescriptorBudget):
+    import uvicorn
+
+    return uvicorn.Config(app, http=guarded_protocol(guard), backlog=budget.backlog, timeout_keep_alive=KEEP_ALIVE_S,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_level="warning", access_log=False)
