@@ -9,6 +9,7 @@ from exporter.collector import CollectorContext, ErrorCounter, available_collect
 from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.hostfs import FileTree, HostFS
+from exporter.kmsg import KernelLog, KmsgDevice
 
 NVML_COLLECTORS = {"gpu", "xid", "jobs"}
 
@@ -21,8 +22,13 @@ def create_exporter(
     sysfs: FileTree | None = None,
     statvfs: Callable[[str], Any] = os.statvfs,
     clock: Callable[[], float] = time.time,
+    kernel_log: KernelLog | None = None,
 ) -> Exporter:
-    """An ``Exporter`` for ``config``; pass trees or an NVML module to override what config names."""
+    """An ``Exporter`` for ``config``; pass trees, an NVML module or a kernel log to override what config names.
+
+    The fake NVML backend brings its own kernel log (the fake driver's lines), read instead of
+    ``config.kmsg``: the host's log does not describe fake GPUs.
+    """
     session = None
     if NVML_COLLECTORS & set(config.collectors):
         from exporter.nvml import load_backend
@@ -30,6 +36,8 @@ def create_exporter(
 
         module = nvml_module if nvml_module is not None else load_backend(config.backend, config.fake_scenario)
         session = NvmlSession(module)
+        if kernel_log is None:
+            kernel_log = _kernel_log(config, module)
     ctx = CollectorContext(
         config=config,
         procfs=procfs if procfs is not None else HostFS(config.procfs),
@@ -38,6 +46,15 @@ def create_exporter(
         statvfs=statvfs,
         clock=clock,
         errors=ErrorCounter(),
+        kernel_log=kernel_log,
     )
     specs = available_collectors()
     return Exporter(ctx, [specs[name].factory(ctx) for name in config.collectors])
+
+
+def _kernel_log(config: ExporterConfig, nvml_module: Any) -> KernelLog | None:
+    from exporter.nvml.fake import FakeNVML
+
+    if isinstance(nvml_module, FakeNVML):
+        return nvml_module.state.kernel_log
+    return KmsgDevice(config.kmsg) if config.kmsg else None

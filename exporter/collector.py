@@ -25,6 +25,7 @@ from exporter.hostfs import FileTree
 
 if TYPE_CHECKING:  # imported for annotations only: keeps this module free of NVML imports
     from exporter.config import ExporterConfig
+    from exporter.kmsg import KernelLog
     from exporter.nvml.session import NvmlSession
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class CollectorContext:
     statvfs: Callable[[str], Any] = os.statvfs
     clock: Callable[[], float] = time.time
     errors: ErrorCounter = field(default_factory=ErrorCounter)
+    kernel_log: "KernelLog | None" = None  # where the XID collector recovers the XIDs NVML missed
 
 
 class Collector(ABC):

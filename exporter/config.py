@@ -14,6 +14,8 @@ class ExporterConfig:
     fake_scenario: str | None = None
     procfs: str = "/proc"
     sysfs: str = "/sys"
+    # The kernel log the XID collector recovers missed XIDs from at start; "" to not read one.
+    kmsg: str = "/dev/kmsg"
     job_mapping_dir: str | None = None
     collectors: list[str] = field(default_factory=list)
     # None: every real (non-pseudo) file system in the mount table, as node_exporter does.

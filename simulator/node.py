@@ -59,6 +59,8 @@ class SimulatedNode:
         self.state = FakeState.h100_node(spec.gpus, seed=int(unit(seed, spec.name) * 2**31))
         self.nvml = FakeNVML(self.state)
         self.host = SimHost(spec.name, boot_time=now - 3 * 86400, ib_ports=spec.ib_ports)
+        # The fake driver's kernel log stamps records in the node's simulated time since boot.
+        self.state.kernel_log.uptime = lambda: self.updated_at - self.host.boot_time
         self.procfs = self.host.procfs()
         self.sysfs = self.host.sysfs()
         self.faults = NodeFaultState()
@@ -141,6 +143,7 @@ class SimulatedNode:
                     fake.remap_pending = False  # a reset performs the pending remap
                 fake.processes = []
             self.host.boot_time = now
+            self.state.new_boot()
             self._close_exporter()
 
     # ---- what a scrape sees --------------------------------------------------------------------

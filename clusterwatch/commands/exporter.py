@@ -42,6 +42,8 @@ OPTIONS = (
     Option("fake_scenario", None, "YAML scenario for the fake backend", settings.optional_path, "FILE"),
     Option("procfs", "/proc", "procfs mount point", str, "DIR"),
     Option("sysfs", "/sys", "sysfs mount point", str, "DIR"),
+    Option("kmsg", "/dev/kmsg", "kernel log read once at start to recover the XIDs raised while the exporter was down "
+           "(\"\" to skip; the fake backend logs to its own)", str, "FILE"),
     Option("job_mapping_dir", None, "directory a Slurm prolog writes GPU-to-job files into", settings.optional_path, "DIR"),
     Option("collectors", None, "comma-separated collectors to enable (default: all that are on by default)", _collector_list, "LIST"),
     Option("filesystem_mount_points", None, "comma-separated mount points to report (default: all real file systems)",

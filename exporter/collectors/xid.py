@@ -17,6 +17,14 @@ event (within the wait timeout of the driver's report). It and ``gpu_xid_last_co
 watched GPU until its first XID, so ``changes()`` over them sees the first XID too, which
 ``increase()`` on a counter series born at 1 does not.
 
+XIDs raised before the watcher registered a GPU (while the exporter was down or restarting, or
+before its first collection) never reach NVML's event set. The driver logs them in the kernel
+log too: when the watcher first registers its GPUs it recovers them from there (see
+``exporter.xid_recovery``: deduplicated against what NVML delivers, attributed by PCI bus id), so
+``gpu_xid_errors_total`` counts every XID since boot. When NVML is up at the first collection,
+that first registration and the recovery run within it, so the first snapshot already has them;
+they run once, never per cycle.
+
 What the thread copes with:
 - NVML not up yet, or down: it idles and registers once the session is up (the collection
   loop's ``NvmlSession.refresh()`` brings NVML up; this thread never initialises it);
@@ -40,31 +48,45 @@ import pynvml
 from pynvml import NVMLError
 
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
+from exporter.kmsg import ReadLimits
 from exporter.metrics import FamilySet, counter, gauge, metric_table
 from exporter.nvml.session import GpuDevice, NvmlSession, handle_key
 from exporter.xid_catalog import lookup
+from exporter.xid_recovery import RecoveredXids, XidRecovery
 
 log = logging.getLogger(__name__)
 
 GPU = ("gpu", "uuid")
 CATALOG = "exporter/data/xid-catalog.csv (NVIDIA XID catalog)"
 EVENT_SOURCE = "nvmlEventSetWait (nvmlEventTypeXidCriticalError, eventData = XID)"
+KMSG_SOURCE = "/dev/kmsg (the driver's NVRM: Xid lines), read once at start"
 
 XID_METRICS = metric_table(
     counter("gpu_xid_errors_total", "XID errors the driver reported, by code; action is the catalog's normalised "
             "recommended action (ignore, restart_app, reset_gpu, reboot, check_hardware, update_sw, workflow, "
-            "recovery, contact_support, unknown).", [*GPU, "xid", "action"], "",
-            f"{EVENT_SOURCE}; action from {CATALOG}"),
-    gauge("gpu_xid_last_timestamp_seconds", "When the exporter received the GPU's last XID (Unix time); 0 until the "
-          "first.", GPU, "seconds", f"{EVENT_SOURCE}, time of receipt (NVML events carry no time)"),
-    gauge("gpu_xid_last_code", "The GPU's last XID code; 0 until the first.", GPU, "", EVENT_SOURCE),
+            "recovery, contact_support, unknown). Counts every XID since boot: those raised before the exporter "
+            "started are recovered from the kernel log; gpu=\"\" for a GPU NVML does not enumerate, and "
+            "uuid=\"PCI:<bus id>\" if not even the driver's log names it.", [*GPU, "xid", "action"], "",
+            f"{EVENT_SOURCE}; {KMSG_SOURCE}; action from {CATALOG}"),
+    gauge("gpu_xid_last_timestamp_seconds", "When the GPU's last XID happened (Unix time): when the exporter received "
+          "it, or the kernel log's stamp for one recovered at start; 0 until the first.", GPU, "seconds",
+          f"{EVENT_SOURCE}, time of receipt (NVML events carry no time); {KMSG_SOURCE}"),
+    gauge("gpu_xid_last_code", "The GPU's last XID code; 0 until the first.", GPU, "", f"{EVENT_SOURCE}; {KMSG_SOURCE}"),
     gauge("gpu_xid_catalog_info", "NVIDIA's catalog entry of each XID code seen on this node, value 1.",
           ("xid", "mnemonic", "action", "immediate_action", "investigatory_action"), "", CATALOG),
     gauge("gpu_xid_watch_active", "1 if the exporter receives the GPU's XID events; 0 if the GPU does not support "
           "them, is lost, or could not be registered.", GPU, "", "nvmlDeviceRegisterEvents"),
     gauge("clusterwatch_exporter_xid_watcher_up", "1 while the XID thread holds an NVML event set and waits on it.",
           [], "", "nvmlEventSetCreate, nvmlEventSetWait"),
+    counter("clusterwatch_exporter_xid_recovery_records_total", "Kernel-log records the start-up XID recovery read, "
+            "by result: counted (an XID NVML could not deliver), seen_by_nvml (an XID NVML delivered: not counted "
+            "twice), other (other messages), malformed (not a record, or an XID line that cannot be read: skipped).",
+            ["result"], "", KMSG_SOURCE),
+    gauge("clusterwatch_exporter_xid_recovery_complete", "1 once the start-up XID recovery read the whole kernel log; "
+          "0 until it ran, or if the log could not be read or a bound (records, bytes, time) stopped it (the log "
+          "says which).", [], "", KMSG_SOURCE),
 )
+RECOVERY_RESULTS = ("counted", "seen_by_nvml", "other", "malformed")
 
 # The wait timeout bounds how long close() waits for the thread, and how late the thread notices
 # that NVML went down or a GPU appeared; the cost is a few idle wake-ups per second.
@@ -96,6 +118,8 @@ class XidCollector(Collector):
     # bounds how fast the thread notices a stop or NVML going down. The simulator, which runs one
     # watcher per simulated node, raises it so thousands of threads do not wake 5 times a second.
     wait_ms: int = WAIT_MS
+    # Bounds of the one reading of the kernel log at start (records, bytes, seconds).
+    recovery_limits: ReadLimits = ReadLimits()
 
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
@@ -110,6 +134,10 @@ class XidCollector(Collector):
         self._registered: dict[int, tuple[GpuDevice, bool]] = {}  # id(device) -> (device, watching)
         self._by_handle: dict[int, _GpuXids] = {}
         self._retry_at: dict[str, float] = {}
+        # Pending until the first registration pass, then done for good (None).
+        self._recovery = XidRecovery(ctx.kernel_log, self.recovery_limits) if ctx.kernel_log is not None else None
+        self._recovery_stats = self._recovery.stats if self._recovery is not None else None
+        self._watched_since: dict[str, int] = {}  # uuid -> kernel-log time of its registration
 
     # -- the collector's side -------------------------------------------------------------------
 
@@ -120,6 +148,7 @@ class XidCollector(Collector):
         out = FamilySet(XID_METRICS)
         with self._lock:
             out.add("clusterwatch_exporter_xid_watcher_up", 1 if self._watcher_up else 0)
+            self._add_recovery_stats(out)
             gpus = sorted(self._gpus.values(), key=lambda gpu: (gpu.index is None, gpu.index or 0, gpu.uuid))
             seen: set[int] = set()
             for gpu in gpus:
@@ -136,6 +165,14 @@ class XidCollector(Collector):
                     immediate_action=entry.immediate_action, investigatory_action=entry.investigatory_action)
         return out
 
+    def _add_recovery_stats(self, out: FamilySet) -> None:
+        stats = self._recovery_stats
+        if stats is None:
+            return  # no kernel log configured
+        for result in RECOVERY_RESULTS:
+            out.add("clusterwatch_exporter_xid_recovery_records_total", getattr(stats, result), result=result)
+        out.add("clusterwatch_exporter_xid_recovery_complete", 1 if stats.complete else 0)
+
     def close(self) -> None:
         self._stop.set()
         thread = self._thread
@@ -149,8 +186,26 @@ class XidCollector(Collector):
         # effect. Restarted by a later collection if a bug ended it, so XIDs are not lost for good.
         if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
             return
+        if self._thread is None and self._recovery is not None:
+            self._first_pass_now()
         self._thread = threading.Thread(target=self._watch, name="xid-watcher", daemon=True)
         self._thread.start()
+
+    def _first_pass_now(self) -> None:
+        """Register and recover on the collecting thread, so the first snapshot has the recovered XIDs.
+
+        The watcher thread has not started: what it owns is this thread's until it does.
+        """
+        session: NvmlSession = self.ctx.nvml  # type: ignore[assignment]  (collect() checked it)
+        if not session.up:
+            return  # the watcher registers (and recovers) once NVML is up
+        try:
+            if self._set is not None or self._create_set(session, pause=False):
+                self._register_pass(session)
+        except Exception as exc:  # noqa: BLE001 - the watcher must start whatever this hit
+            log.exception("XID watcher: first registration failed; the watcher thread retries")
+            self.skip("XID first registration", exc)
+            self._drop_set(session)
 
     # -- the watcher thread ---------------------------------------------------------------------
 
@@ -164,7 +219,7 @@ class XidCollector(Collector):
                     continue
                 if self._set is None and not self._create_set(session):
                     continue
-                self._register_devices(session)
+                self._register_pass(session)
                 if self._set is not None:
                     self._wait_once(session)
         except Exception as exc:  # noqa: BLE001 - a bug here must show as watcher down, not die silently
@@ -175,13 +230,14 @@ class XidCollector(Collector):
         finally:
             self._drop_set(session)
 
-    def _create_set(self, session: NvmlSession) -> bool:
+    def _create_set(self, session: NvmlSession, pause: bool = True) -> bool:
         try:
             self._set = session.nvml.nvmlEventSetCreate()
         except NVMLError as exc:
             if not isinstance(exc, pynvml.NVMLError_Uninitialized):  # NVML going down: seen next turn
                 self.skip("nvmlEventSetCreate", exc)
-            self._stop.wait(ERROR_PAUSE_SECONDS)
+            if pause:
+                self._stop.wait(ERROR_PAUSE_SECONDS)
             return False
         self._set_watcher_up(True)
         return True
@@ -195,10 +251,43 @@ class XidCollector(Collector):
         self._set = None
         self._registered.clear()
         self._by_handle.clear()
+        self._watched_since.clear()  # a registration on a dropped set watched nothing after it
         self._set_watcher_up(False)
         with self._lock:
             for gpu in self._gpus.values():
                 gpu.watched = False
+
+    def _register_pass(self, session: NvmlSession) -> None:
+        """Register what is not registered; the first complete pass also recovers missed XIDs."""
+        recovery = self._recovery
+        if recovery is None:
+            self._register_devices(session)
+            return
+        recovery.read_backlog()  # before registering: all of it is what NVML cannot deliver
+        self._register_devices(session)
+        if self._set is None:
+            return  # the set was refused: the next pass registers again, then recovers
+        self._recovery = None
+        recovered = recovery.finish([*session.devices, *session.missing], dict(self._watched_since))
+        self._watched_since.clear()
+        self._count_recovered(recovered, recovery.kernel_log.now_us())
+        if recovery.stats.problem:
+            self.skip("XID recovery from the kernel log incomplete: " + recovery.stats.problem)
+
+    def _count_recovered(self, recovered: list[RecoveredXids], now_us: int) -> None:
+        now = self.ctx.clock()
+        with self._lock:
+            for entry in recovered:
+                record = self._gpus.get(entry.uuid)
+                if record is None:
+                    record = self._gpus[entry.uuid] = _GpuXids(entry.index, entry.uuid)
+                elif entry.index is not None:
+                    record.index = entry.index
+                for code, count in entry.counts.items():
+                    record.counts[code] = record.counts.get(code, 0) + count
+                happened = now - (now_us - entry.last_us) / 1e6  # the log's stamp as Unix time
+                if happened > record.last_time:
+                    record.last_time, record.last_code = happened, entry.last_code
 
     def _register_devices(self, session: NvmlSession) -> None:
         """Register GPUs not yet on the set (new, returned, or after a re-init); note who is watched."""
@@ -237,6 +326,11 @@ class XidCollector(Collector):
             self._retry_at[device.uuid] = time.monotonic() + REGISTER_RETRY_SECONDS
             return None
         self._by_handle[handle_key(device.handle)] = record
+        if self._recovery is not None:
+            # Right after the call: an XID stamped before this may have missed the set (counted
+            # from the log); one stamped after it reaches the set. The instant between can count
+            # twice, never be lost.
+            self._watched_since[device.uuid] = self._recovery.kernel_log.now_us()
         return True
 
     def _wait_once(self, session: NvmlSession) -> None:

@@ -10,7 +10,10 @@ does not implement raises ``NVMLError_FunctionNotFound``, as an older driver wou
 
 Values come from a ``FakeState`` that tests and the cluster simulator change at run time from
 other threads: every call runs under the state's lock, and XID events are handed to waiting
-``nvmlEventSetWait`` callers through a condition variable on that lock.
+``nvmlEventSetWait`` callers through a condition variable on that lock. Like the real driver,
+the fake also logs each XID in a kernel log (``FakeState.kernel_log``, in ``/dev/kmsg``'s
+format, with the lines real drivers write), from which the exporter recovers at start the XIDs
+its event set could not receive.
 
 Two ways a GPU goes away, as on real nodes:
 - ``lost``: still enumerated, but every call on it (and ``nvmlDeviceGetHandleByIndex``) raises
@@ -36,7 +39,10 @@ from typing import Any, Callable, TypeVar
 import pynvml
 from pynvml import NVMLError
 
+from exporter.kmsg import MemoryKmsg
 from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS, pack_field_value
+from exporter.nvrm import gpu_line, xid_line
+from exporter.xid_catalog import lookup
 
 NOT_A_MIG_ID = 0xFFFFFFFF  # what NVML reports as instance ids on a GPU without MIG
 GIB = 1024**3
@@ -174,6 +180,18 @@ class FakeGPU:
 # PCI buses of the eight GPUs of a DGX/HGX H100 board, in NVML enumeration order.
 H100_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 
+# What real drivers write after the code for some XIDs (tests/fixtures/kmsg/README.md has the
+# sources); other codes get the catalog's mnemonic.
+XID_DETAILS = {
+    13: "Graphics SM Warp Exception on (GPC 0, TPC 0, SM 0): Illegal Instruction Encoding",
+    31: "channel 0x00000008, intr 00000000. MMU Fault: ENGINE GRAPHICS GPC2 GPCCLIENT_PROP_0 faulted @ "
+        "0x0_00000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ",
+    48: "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at physAddr "
+        "0x7fffa8860 partition 7, subpartition 1.",
+    79: "GPU has fallen off the bus.",
+    109: "Ch 00000008, errorString CTX SWITCH TIMEOUT, Info 0x58005",
+}
+
 
 @dataclass
 class FakeXid:
@@ -213,6 +231,8 @@ class FakeState:
         self.library_missing = False
         self.init_error: int | None = None
         self.xid_history: list[FakeXid] = []
+        self.kernel_log = MemoryKmsg()  # the driver's log since "boot"; see new_boot()
+        self._named_in_log: set[int] = set()  # id(FakeGPU) of GPUs the log has a "GPU at PCI" line for
         self._event_sets: dict[int, _EventSet] = {}
         self._scheduled: list[tuple[float, int, int]] = []  # (time.monotonic() due, gpu index, xid)
 
@@ -245,11 +265,29 @@ class FakeState:
         with self.lock:
             gpu = self.gpu(gpu_index)
             self.xid_history.append(FakeXid(gpu_index, xid, stamp))
+            self._log_xid(gpu, xid)
             for event_set in self._event_sets.values():
                 if event_set.masks.get(id(gpu), 0) & pynvml.nvmlEventTypeXidCriticalError:
                     event_set.pending.append((gpu, pynvml.nvmlEventTypeXidCriticalError, xid))
             self._event_ready.notify_all()
 
+
+    def new_boot(self) -> None:
+        """The node rebooted: the kernel log starts empty (and names each GPU again at its first XID)."""
+        with self.lock:
+            self.kernel_log.clear()
+            self._named_in_log.clear()
+
+    def _log_xid(self, gpu: FakeGPU, xid: int) -> None:
+        """What the driver writes to the kernel log for an XID, as drivers since 525 do."""
+        if id(gpu) not in self._named_in_log:
+            self._named_in_log.add(id(gpu))
+            self.kernel_log.log(gpu_line(gpu.pci_bus_id, gpu.uuid))
+        process = gpu.processes[0] if gpu.processes else None
+        detail = XID_DETAILS.get(xid) or lookup(xid).mnemonic or "Unknown error"
+        self.kernel_log.log(xid_line(gpu.pci_bus_id, xid, detail, process.pid if process else None, "python"))
+        if xid == 79:
+            self.kernel_log.log(f"NVRM: GPU {gpu.pci_bus_id[-12:].lower()}: GPU has fallen off the bus.")
 
     def schedule_xid(self, gpu_index: int, xid: int, after_seconds: float) -> None:
         """Inject an XID ``after_seconds`` from now (scenario files use this for timed faults).
