@@ -1,0 +1,177 @@
+"""Idle connections never become a false fleet-wide outage (issue 14, finding 6).
+
+A real ``clusterwatch serve`` runs with a low file descriptor limit (soft = hard = 160, set for
+its process only) and scrapes four exporter-like targets every second while a client holds 400
+half-sent requests open, reopening those the server closes. Before the fix the server stopped
+accepting (every descriptor taken), ``/-/healthy`` stopped answering, and the scraper, unable to
+open sockets, recorded every healthy target as ``up == 0``. Now: the health check answers all
+along, no target is ever recorded down, scrapes go on during the flood, and the log stays short.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.realcomponents import ManagedProcess, free_port, wait_http
+
+FD_LIMIT = 160
+FLOOD = 400
+FLOOD_SECONDS = 12.0
+HALF_REQUEST = b"GET /api/overview HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never-Finished: "
+# The serve command run with its descriptor limit lowered (preexec_fn would work too; this keeps
+# ManagedProcess's stop-by-PID unchanged).
+LIMITED_SERVE = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
+                 "sys.argv = ['clusterwatch'] + sys.argv[1:]; runpy.run_module('clusterwatch', run_name='__main__')")
+
+
+class _Exporter(BaseHTTPRequestHandler):
+    """An exporter-like target: HTTP/1.0, so every scrape needs a new socket."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        data = b"gpu_temperature_celsius 40\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def exporters():
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _Exporter) for _ in range(4)]
+    for httpd in servers:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield [f"127.0.0.1:{httpd.server_address[1]}" for httpd in servers]
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class HalfOpenFlood:
+    """``count`` connections each holding half a request; those the server closes are reopened
+    until ``stop()`` (or a hard deadline: the loop is bounded in time)."""
+
+    def __init__(self, port: int, count: int, max_seconds: float = 120.0) -> None:
+        self.port = port
+        self.count = count
+        self.deadline = time.monotonic() + max_seconds
+        self.opened = 0
+        self._stop = threading.Event()
+        self._socks: list[socket.socket | None] = [None] * count
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "HalfOpenFlood":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        for sock in self._socks:
+            if sock is not None:
+                sock.close()
+
+    def _open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            sock.sendall(HALF_REQUEST)
+            self.opened += 1
+            return sock
+        except OSError:
+            return None
+
+    @staticmethod
+    def _closed_by_server(sock: socket.socket) -> bool:
+        # Anything to read (a 408 or 503, or the end of the stream) means the server let it go.
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self.deadline:
+            for i, sock in enumerate(self._socks):
+                if self._stop.is_set():
+                    return
+                if sock is None or self._closed_by_server(sock):
+                    if sock is not None:
+                        sock.close()
+                    self._socks[i] = self._open()
+            self._stop.wait(0.2)
+
+
+def query(base: str, promql: str) -> list[dict]:
+    body = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=30).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_half_open_flood_leaves_health_and_scrapes_alone(exporters: list[str], tmp_path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    proc = ManagedProcess([sys.executable, "-c", LIMITED_SERVE.format(FD_LIMIT), "serve", "--listen",
+                           f"127.0.0.1:{port}", "--scrape-interval", "1s", "--targets", *exporters], log)
+    try:
+        wait_http(f"{base}/-/ready", timeout=60, proc=proc)
+        deadline = time.monotonic() + 60
+        while len(query(base, "up == 1")) < len(exporters) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(query(base, "up == 1")) == len(exporters), "targets never scraped before the flood"
+
+        started = time.time()
+        failures: list[str] = []
+        answered = 0
+        with HalfOpenFlood(port, FLOOD) as flood:
+            while flood.opened < FD_LIMIT + 50 and time.time() - started < 90:
+                time.sleep(0.2)  # the flood gets past the descriptor limit first
+            assert flood.opened >= FD_LIMIT + 50, f"only {flood.opened} connections opened"
+            checks_started = time.time()
+            while time.time() - checks_started < FLOOD_SECONDS:
+                try:
+                    answer = httpx.get(f"{base}/-/healthy", timeout=20)
+                    answered += answer.status_code == 200
+                    if answer.status_code != 200:
+                        failures.append(f"status {answer.status_code}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                time.sleep(0.5)
+        assert not failures and answered, f"/-/healthy failed during the flood: {failures[:3]}"
+
+        window = f"{int(time.time() - started) + 2}s"
+        down = query(base, f"min_over_time(up[{window}]) == 0")
+        assert down == [], f"healthy targets recorded down during the flood: {down}"
+        scraped = {r["metric"]["instance"]: float(r["value"][1]) for r in query(base, f"count_over_time(up[{window}])")}
+        assert set(scraped) == set(exporters) and min(scraped.values()) >= 3, f"scrapes stalled: {scraped}"
+        metrics = httpx.get(f"{base}/metrics", timeout=20).text
+        assert 'clusterwatch_http_connections_closed_total{reason="displaced_at_cap"}' in metrics
+        assert "connection_cap_reached" in httpx.get(f"{base}/-/ready", timeout=20).text
+    finally:
+        proc.stop()
+    assert log.stat().st_size < 100_000, f"log grew to {log.stat().st_size} bytes:\n{proc.log_tail(2000)}"
+
+
+def test_a_half_sent_request_is_closed_after_the_header_timeout(tmp_path) -> None:
+    port = free_port()
+    proc = ManagedProcess([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{port}",
+                           "--http-header-timeout", "1s"], tmp_path / "serve.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=60, proc=proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(HALF_REQUEST)
+            answer = sock.recv(4096)  # waits for the server to give up on the request
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            assert idle.recv(4096) == b""  # a connection that never sends anything is closed too
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=20).text
+        assert 'clusterwatch_http_connections_closed_total{reason="header_timeout"} 2.0' in metrics
+    finally:
+        proc.stop()
