@@ -256,3 +256,25 @@ def test_without_a_kernel_log_nothing_is_recovered_and_no_recovery_metric_is_exp
     samples = node.scrape()
     assert xids(samples) == {}
     assert not any(name.startswith("clusterwatch_exporter_xid_recovery") for name, _ in samples)
+
+
+def test_the_kmsg_setting_reaches_the_xid_collector_and_the_fake_backend_brings_its_own_log():
+    import pynvml
+
+    from clusterwatch.cli import build_parser
+    from clusterwatch.commands.exporter import load_config
+    from exporter.build import create_exporter
+
+    def kernel_log(argv: list[str], module) -> object:
+        config = load_config(build_parser().parse_args(["exporter", "--collectors", "xid", *argv]), environ={})
+        exporter = create_exporter(config, nvml_module=module)
+        try:
+            return exporter.ctx.kernel_log
+        finally:
+            exporter.close()
+
+    assert kernel_log([], pynvml).path == "/dev/kmsg"
+    assert kernel_log(["--kmsg", str(FIXTURES / "dgx-node.kmsg")], pynvml).path == str(FIXTURES / "dgx-node.kmsg")
+    assert kernel_log(["--kmsg", ""], pynvml) is None
+    state = FakeState.h100_node(gpus=1)
+    assert kernel_log(["--backend", "fake"], FakeNVML(state)) is state.kernel_log
