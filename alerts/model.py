@@ -6,10 +6,18 @@ the same object to the pipeline, the dashboard and the remediation engine.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Mapping
 
 FIRING, RESOLVED = "firing", "resolved"
+# The times ``rfc3339`` can write: a later one (a silence of "99999999y") would break every view.
+EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+# Alertmanager's model.LabelName.IsValid (legacy validation, what 0.25 to 0.27 accept).
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -21,6 +29,23 @@ def fingerprint(labels: dict[str, str]) -> str:
             value ^= byte
             value = (value * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return f"{value:016x}"
+
+
+def renderable(timestamp: float) -> bool:
+    """Whether ``rfc3339`` can write ``timestamp`` (finite, within years 1 to 9999)."""
+    return math.isfinite(timestamp) and EARLIEST <= timestamp <= LATEST
+
+
+def label_set_problem(labels: Mapping[str, str], max_value: int) -> tuple[str, str] | None:
+    """What Alertmanager would refuse in a label set (or an annotation set), as (the key at
+    fault or "", the reason); None when it is valid. Values longer than ``max_value`` characters
+    are refused too (Alertmanager has no bound; one megabyte labels only cost memory)."""
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(name):
+            return "", f"invalid label name {name!r} (must match [a-zA-Z_][a-zA-Z0-9_]*)"
+        if len(value) > max_value:
+            return name, f"value longer than {max_value} characters ({len(value)})"
+    return None
 
 
 def rfc3339(timestamp: float | None) -> str:

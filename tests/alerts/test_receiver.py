@@ -102,3 +102,124 @@ def test_openapi_documents_the_webhook_body(client):
     body = schema["paths"]["/api/v1/alertmanager/webhook"]["post"]["requestBody"]["content"]["application/json"]
     assert "groupKey" in body["schema"]["properties"]
     assert "$ref" not in json.dumps(body)
+
+
+@pytest.fixture
+def served():
+    from tests.alerts.test_alertmanager_real import ServedApp
+
+    pipeline = Pipeline(alerting_config.load())
+    app = ServedApp(build_app([component(pipeline, "hooktoken", "hmackey")]))
+    yield app, pipeline
+    app.stop()
+
+
+def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send a request head (and optionally part of a body) and return the status the server
+    answers with, without ever sending the rest of the body."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer
+
+
+def webhook_head(length: int, *headers: str) -> str:
+    lines = [f"POST {receiver_path()} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {length}", *headers]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def receiver_path() -> str:
+    from alerts.receiver import PATH
+
+    return PATH
+
+
+def test_token_is_checked_before_the_body_is_read(served):
+    """A body announced without a valid token is refused from the headers: its bytes are never
+    waited for (before: the whole body was read, and kept, first)."""
+    app, pipeline = served
+    for auth in ((), ("Authorization: Bearer wrong",), ("Authorization: Basic aG9va3Rva2Vu",)):
+        status, _ = raw_request(app.port, webhook_head(1024 * 1024, *auth), b"{")
+        assert status == 401
+    # Announced far over the limit: refused at once too, whichever check speaks first.
+    status, _ = raw_request(app.port, webhook_head(400 * 1024 * 1024), b"{")
+    assert status in (401, 413)
+    assert pipeline.store.current() == []
+
+
+def test_body_over_the_limit_is_413_from_its_length(served):
+    from alerts.receiver import MAX_BODY
+
+    app, _ = served
+    status, answer = raw_request(app.port, webhook_head(MAX_BODY + 1, "Authorization: Bearer hooktoken"), b"{")
+    assert status == 413
+
+
+def test_body_over_the_limit_is_413_while_streaming(served):
+    """Without a Content-Length (chunked) the limit is enforced on the bytes as they arrive;
+    signed requests too (the signature is checked after the body, within the limit)."""
+    import httpx
+
+    from alerts.receiver import MAX_BODY
+
+    app, pipeline = served
+    def chunks():
+        piece = b" " * 1024 * 1024
+        for _ in range(MAX_BODY // len(piece) + 2):
+            yield piece
+
+    url = f"http://127.0.0.1:{app.port}{receiver_path()}"
+    for headers in ({"Authorization": "Bearer hooktoken"}, {"X-ClusterWatch-Signature": "sha256=00"}):
+        try:
+            response = httpx.post(url, content=chunks(), headers=headers, timeout=60)
+        except httpx.HTTPError:
+            continue  # the server may close the connection while the client still sends
+        assert response.status_code == 413, response.text
+    assert pipeline.store.current() == []
+
+
+def test_deeply_nested_body_is_400(client):
+    for body in ("[" * 100_000 + "]" * 100_000, '{"alerts": ' + "[" * 100_000 + "]" * 100_000 + "}"):
+        response = client.post("/api/v1/alertmanager/webhook", content=body, headers=TOKEN)
+        assert response.status_code == 400 and "nested" in response.json()["detail"], response.text
+
+
+def with_alert(body: dict, index: int = 0, **changes) -> dict:
+    alerts = [dict(a) for a in body["alerts"]] * (index + 1)
+    alerts[index] = {**alerts[index], **changes}
+    return {**body, "alerts": alerts}
+
+
+@pytest.mark.parametrize("changes,where,reason", [
+    ({"labels": {}}, "alerts.2.labels", "at least one label"),
+    ({"labels": {"alertname": "A", "bad-name": "x"}}, "alerts.2.labels", "invalid label name 'bad-name'"),
+    ({"labels": {"alertname": "A", "0x": "x"}}, "alerts.2.labels", "invalid label name '0x'"),
+    ({"labels": {"alertname": "A", "instance": "x" * 1024 * 1024}}, "alerts.2.labels.instance", "longer than"),
+    ({"annotations": {"summary": "x" * 1024 * 1024}}, "alerts.2.annotations.summary", "longer than"),
+    ({"annotations": {"not valid": "x"}}, "alerts.2.annotations", "invalid label name 'not valid'"),
+])
+def test_alerts_alertmanager_would_refuse_are_400_naming_the_field(client, changes, where, reason):
+    body = with_alert(json.loads(FIXTURE_FILES[0].read_text()), 2, **changes)
+    response = client.post("/api/v1/alertmanager/webhook", json=body, headers=TOKEN)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(where) and reason in detail, detail
+    assert client.get("/api/alerts").json() == []
+
+
+def test_too_many_alerts_in_one_message_is_400(client):
+    from alerts.receiver import MAX_ALERTS
+
+    body = json.loads(FIXTURE_FILES[0].read_text())
+    body["alerts"] = body["alerts"] * (MAX_ALERTS + 1)
+    response = client.post("/api/v1/alertmanager/webhook", json=body, headers=TOKEN)
+    assert response.status_code == 400 and f"at most {MAX_ALERTS}" in response.json()["detail"]
