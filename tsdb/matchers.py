@@ -1,10 +1,11 @@
-"""Label matchers (=, !=, =~, !~) with Prometheus's semantics: regexes are anchored at both ends,
-and a missing label matches as the empty string."""
+"""Label matchers (=, !=, =~, !~) with Prometheus's semantics: regexes are RE2, anchored at both
+ends (``tsdb.regex``), and a missing label matches as the empty string."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from tsdb.regex import Regex, compile_anchored
 
 EQUAL, NOT_EQUAL, REGEX, NOT_REGEX = "=", "!=", "=~", "!~"
 
@@ -14,18 +15,15 @@ class Matcher:
     op: str
     name: str
     value: str
-    _regex: "re.Pattern[str] | None" = field(default=None, compare=False, repr=False)
+    _regex: Regex | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, op: str, name: str, value: str) -> "Matcher":
+        """Raises ValueError for an unknown operator, RegexError (a ValueError: Go's message) for
+        a pattern Prometheus would refuse."""
         if op not in (EQUAL, NOT_EQUAL, REGEX, NOT_REGEX):
             raise ValueError(f"unknown match operator {op!r}")
-        regex = None
-        if op in (REGEX, NOT_REGEX):
-            try:
-                regex = re.compile(f"(?:{value})", re.DOTALL)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        regex = compile_anchored(value) if op in (REGEX, NOT_REGEX) else None
         return cls(op, name, value, regex)
 
     def matches(self, value: str) -> bool:
@@ -33,7 +31,7 @@ class Matcher:
             return value == self.value
         if self.op == NOT_EQUAL:
             return value != self.value
-        hit = self._regex.fullmatch(value) is not None  # type: ignore[union-attr]
+        hit = self._regex.matches(value)  # type: ignore[union-attr]
         return hit if self.op == REGEX else not hit
 
     def matches_labels(self, labels: Mapping[str, str]) -> bool:

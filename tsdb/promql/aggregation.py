@@ -15,7 +15,7 @@ from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data, lab
 if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # fullmatch: "$" would let a final newline in
 
 
 def format_value(value: float) -> str:
@@ -188,7 +188,7 @@ def _count_values(param: object, groups: dict, n: int) -> Vector:
     label = getattr(param, "value", None)
     if not isinstance(label, str):
         raise bad_data("count_values needs a string parameter")
-    if not _LABEL_NAME.match(label):
+    if not _LABEL_NAME.fullmatch(label):
         raise PromQLError(f"invalid label name {label!r}")
     counts: dict[tuple, tuple[dict[str, str], np.ndarray]] = {}
     for labels, members in groups.values():

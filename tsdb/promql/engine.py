@@ -13,6 +13,7 @@ import promql_parser as pp
 from tsdb.gcpause import gc_paused
 from tsdb.promql.evaluator import Evaluator, SeriesSource
 from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data
+from tsdb.regex import RegexError, compile_anchored
 from tsdb.results import QueryResult, Series
 
 MAX_POINTS_PER_SERIES = 11_000
@@ -39,7 +40,21 @@ def parse_query(query: str) -> pp.Expr:
     try:
         return _parse(query)
     except (ValueError, TypeError) as exc:
-        raise bad_data(f"parse error: {exc}") from None
+        raise bad_data(f"parse error: {_parser_message(str(exc))}") from None
+
+
+def _parser_message(message: str) -> str:
+    """promql-parser checks matcher patterns with Rust's regex crate; where Go refuses the
+    pattern too, say it as Prometheus does (Go's message)."""
+    if message.startswith(_ILLEGAL_REGEX):
+        try:
+            compile_anchored(message[len(_ILLEGAL_REGEX):])
+        except RegexError as exc:
+            return str(exc)
+    return message
+
+
+_ILLEGAL_REGEX = "illegal regex for "
 
 
 @functools.lru_cache(maxsize=1024)

@@ -12,6 +12,7 @@ import numpy as np
 import promql_parser as pp
 
 from tsdb.promql import range_functions
+from tsdb.regex import Groups, RegexError, compile_anchored
 from tsdb.promql.values import (
     Grid, PromQLError, RangeVector, Scalar, String, Value, Vector, VSeries, bad_data, drop_name, merge_same_labels,
 )
@@ -19,7 +20,8 @@ from tsdb.promql.values import (
 if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # fullmatch: "$" would let a final newline in
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "exp": np.exp, "ln": np.log, "log2": np.log2,
@@ -195,10 +197,11 @@ def _string_arg(ev: "Evaluator", expr: pp.Expr, grid: Grid) -> str:
     return value.value
 
 
-def go_expand(template: str, match: "re.Match[str]") -> str:
+def go_expand(template: str, match: Groups) -> str:
     """Go's regexp.Expand: $1, ${1}, $name, ${name}, $$; unknown groups expand to nothing."""
     out = []
     i = 0
+    closes = True  # False once no "}" follows: later "${" need not look again (linear time)
     while i < len(template):
         char = template[i]
         if char != "$" or i + 1 >= len(template):
@@ -210,15 +213,16 @@ def go_expand(template: str, match: "re.Match[str]") -> str:
             i += 2
             continue
         if template[i + 1] == "{":
-            close = template.find("}", i + 2)
+            close = template.find("}", i + 2) if closes else -1
+            closes = close != -1
             name = template[i + 2:close] if close != -1 else ""
-            if close == -1 or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            if close == -1 or not _GROUP_NAME.fullmatch(name):
                 out.append(char)
                 i += 1
                 continue
             i = close + 1
         else:
-            found = re.match(r"[A-Za-z0-9_]+", template[i + 1:])
+            found = _GROUP_NAME.match(template, i + 1)  # at a position: no copy of the rest
             if not found:
                 out.append(char)
                 i += 1
@@ -229,7 +233,7 @@ def go_expand(template: str, match: "re.Match[str]") -> str:
     return "".join(out)
 
 
-def _group(match: "re.Match[str]", name: str) -> str:
+def _group(match: Groups, name: str) -> str:
     try:
         value = match.group(int(name)) if name.isdigit() else match.group(name)
     except IndexError:  # unknown group number or name
@@ -241,15 +245,15 @@ def _label_replace(ev: "Evaluator", args: list, grid: Grid) -> Vector:
     vector = _vector(ev.eval(args[0], grid), "label_replace")
     dst, replacement, src, pattern = (_string_arg(ev, a, grid) for a in args[1:5])
     try:
-        regex = re.compile(f"^(?:{pattern})$", re.DOTALL)
-    except re.error as exc:
-        raise PromQLError(f"invalid regular expression in label_replace(): {pattern}: {exc}") from None
-    if not _LABEL_NAME.match(dst):
+        regex = compile_anchored(pattern)
+    except RegexError:
+        raise PromQLError(f"invalid regular expression in label_replace(): {pattern}") from None
+    if not _LABEL_NAME.fullmatch(dst):
         raise PromQLError(f"invalid destination label name in label_replace(): {dst}")
     series = []
     for s in vector.series:
         labels = s.labels
-        match = regex.match(labels.get(src, ""))
+        match = regex.groups(labels.get(src, ""))
         if match:
             value = go_expand(replacement, match)
             labels = {k: v for k, v in labels.items() if k != dst}
@@ -262,7 +266,7 @@ def _label_replace(ev: "Evaluator", args: list, grid: Grid) -> Vector:
 def _label_join(ev: "Evaluator", args: list, grid: Grid) -> Vector:
     vector = _vector(ev.eval(args[0], grid), "label_join")
     dst, separator, *sources = (_string_arg(ev, a, grid) for a in args[1:])
-    if not _LABEL_NAME.match(dst):
+    if not _LABEL_NAME.fullmatch(dst):
         raise PromQLError(f"invalid destination label name in label_join(): {dst}")
     series = []
     for s in vector.series:
