@@ -10,6 +10,15 @@ the row is marked resends once, with the same ``Idempotency-Key`` header for it 
 
 Rows of one (receiver, integration, group) are delivered in order: a later notification waits
 while an earlier one is being retried, so a receiver never sees "resolved" before "firing".
+
+Fair under a dead receiver (Alertmanager keeps a queue per receiver for the same reason): each
+target (receiver, integration) is a lane of its own. The deliverer asks for the targets with a due
+head (the oldest pending row of a group), never for the globally oldest rows, and works each target
+on its own thread, so a receiver that refuses or hangs holds only its own lane; the in-process
+remediation hook is a target like any other and is never behind another's backlog. What waits
+is bounded per receiver (``max_pending_per_receiver``): past it the oldest pending rows of that
+receiver are dropped, logged and counted (``clusterwatch_notifications_dropped_total{reason=
+"queue_full"}``), never another receiver's.
 """
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -40,9 +49,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT, delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE INDEX IF NOT EXISTS outbox_age ON outbox (state, created_at);
+CREATE INDEX IF NOT EXISTS outbox_lanes ON outbox (state, receiver, integration, group_key, id);
 """
 DEFAULT_MAX_AGE = 24 * 3600.0
 DONE_RETENTION = 7 * 24 * 3600.0  # delivered/failed rows kept for the API, then dropped
+DONE_MAX_ROWS = 100_000  # and at most this many of them: a storm a minute must not fill the disk
+DEFAULT_MAX_PENDING_PER_RECEIVER = 10_000
+HEADS_PER_ROUND = 100  # due group heads one target's worker takes per query
+
+Target = tuple[str, str]  # (receiver, integration): one delivery lane
+# (receiver, integration, reason, count): notifications given up without delivery.
+DropCallback = Callable[[str, str, str, int], None]
+
+# The oldest pending row of each group lane: the only row of a group that may be attempted.
+_HEADS = "SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' {where} GROUP BY receiver, integration, group_key"
 
 
 def idempotency_key(group_key: str, receiver: str, integration: str, status: str, firing: Iterable[str],
@@ -81,6 +102,10 @@ class Entry:
     last_error: str | None
     delivered_at: float | None
 
+    @property
+    def target(self) -> Target:
+        return self.receiver, self.integration
+
     @classmethod
     def from_row(cls, row) -> "Entry":
         values = dict(row)
@@ -89,52 +114,122 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, db: Database) -> None:
+    """The outbox table plus, in memory, how many rows each target has pending (the cap, the
+    metrics and the alerts page read that, never the database)."""
+
+    def __init__(self, db: Database, max_pending_per_receiver: int = DEFAULT_MAX_PENDING_PER_RECEIVER,
+                 on_drop: DropCallback = lambda receiver, integration, reason, count: None) -> None:
+        if not isinstance(max_pending_per_receiver, int) or max_pending_per_receiver < 1:
+            raise ValueError(f"max_pending_per_receiver must be a positive integer, not {max_pending_per_receiver!r}")
         self.db = db
+        self.max_pending_per_receiver = max_pending_per_receiver
+        self.on_drop = on_drop
         db.script(SCHEMA)
+        self._lock = threading.Lock()
+        self._pending: dict[Target, int] = {
+            (r["receiver"], r["integration"]): r["n"] for r in db.execute(
+                "SELECT receiver, integration, COUNT(*) AS n FROM outbox WHERE state = ? GROUP BY receiver, integration",
+                (PENDING,))}
+        for receiver in {receiver for receiver, _ in self._pending}:
+            self._enforce_cap(receiver)
 
     def enqueue(self, key: str, receiver: str, integration: str, group_key: str, status: str,
                 body: dict[str, Any], now: float) -> bool:
         """True if queued; False if this notification was queued before (same key)."""
-        return self.db.execute_count(
+        queued = self.db.execute_count(
             "INSERT OR IGNORE INTO outbox (key, receiver, integration, group_key, status, body, created_at, "
             "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, receiver, integration, group_key, status, json.dumps(body), now, now)) == 1
+        if queued:
+            self._count((receiver, integration), 1)
+            self._enforce_cap(receiver)
+        return queued
 
-    def due(self, now: float, limit: int = 500) -> list[Entry]:
-        """Pending rows, oldest first; a lane's later rows are included so the caller keeps order."""
-        rows = self.db.execute("SELECT * FROM outbox WHERE state = ? ORDER BY id LIMIT ?", (PENDING, limit))
+    def _count(self, target: Target, change: int) -> None:
+        with self._lock:
+            left = self._pending.get(target, 0) + change
+            if left > 0:
+                self._pending[target] = left
+            else:
+                self._pending.pop(target, None)
+
+    def _enforce_cap(self, receiver: str) -> None:
+        """Drop the receiver's oldest pending rows past the cap (only that receiver's)."""
+        with self._lock:
+            over = sum(n for (r, _), n in self._pending.items() if r == receiver) - self.max_pending_per_receiver
+        if over <= 0:
+            return
+        oldest = "SELECT id, integration FROM outbox WHERE state = ? AND receiver = ? ORDER BY id LIMIT ?"
+        with self.db.transaction():
+            rows = self.db.execute(f"SELECT integration, COUNT(*) AS n FROM ({oldest}) GROUP BY integration",
+                                   (PENDING, receiver, over))
+            self.db.execute(f"DELETE FROM outbox WHERE id IN (SELECT id FROM ({oldest}))", (PENDING, receiver, over))
+        for row in rows:
+            self._count((receiver, row["integration"]), -row["n"])
+            self.on_drop(receiver, row["integration"], "queue_full", row["n"])
+            log.warning("receiver %s/%s has more than %d notifications pending: dropped its %d oldest", receiver,
+                        row["integration"], self.max_pending_per_receiver, row["n"])
+
+    def next_attempts(self) -> dict[Target, float]:
+        """Per target with something pending: when its earliest group head may be attempted."""
+        rows = self.db.execute(
+            "SELECT o.receiver, o.integration, MIN(o.next_attempt) AS t FROM outbox o "
+            f"JOIN ({_HEADS.format(where='')}) h ON o.id = h.id GROUP BY o.receiver, o.integration")
+        return {(r["receiver"], r["integration"]): r["t"] for r in rows}
+
+    def due(self, now: float, target: Target, limit: int = HEADS_PER_ROUND) -> list[Entry]:
+        """The target's group heads due at ``now``, oldest first: the rows that may be attempted
+        (a group's later rows wait for its head, which keeps each group in order)."""
+        rows = self.db.execute(
+            f"SELECT o.* FROM outbox o JOIN ({_HEADS.format(where='AND receiver = ? AND integration = ?')}) h "
+            "ON o.id = h.id WHERE o.next_attempt <= ? ORDER BY o.id LIMIT ?", (*target, now, limit))
         return [Entry.from_row(r) for r in rows]
 
     def next_due(self) -> float | None:
-        rows = self.db.execute("SELECT MIN(next_attempt) AS t FROM outbox WHERE state = ?", (PENDING,))
-        return rows[0]["t"]
+        return min(self.next_attempts().values(), default=None)
 
-    def delivered(self, entry_id: int, now: float) -> None:
-        self.db.execute("UPDATE outbox SET state=?, attempts=attempts+1, delivered_at=?, last_error=NULL "
-                        "WHERE id=?", (DELIVERED, now, entry_id))
+    def delivered(self, entry: Entry, now: float) -> None:
+        self._leave(entry, "UPDATE outbox SET state=?, attempts=attempts+1, delivered_at=?, last_error=NULL "
+                           "WHERE id=? AND state=?", (DELIVERED, now, entry.id, PENDING))
 
-    def retry(self, entry_id: int, error: str, next_attempt: float) -> None:
+    def retry(self, entry: Entry, error: str, next_attempt: float) -> None:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
-                        (error, next_attempt, entry_id))
+                        (error, next_attempt, entry.id))
 
-    def failed(self, entry_id: int, error: str) -> None:
-        self.db.execute("UPDATE outbox SET state=?, attempts=attempts+1, last_error=? WHERE id=?",
-                        (FAILED, error, entry_id))
+    def failed(self, entry: Entry, error: str) -> None:
+        self._leave(entry, "UPDATE outbox SET state=?, attempts=attempts+1, last_error=? WHERE id=? AND state=?",
+                    (FAILED, error, entry.id, PENDING))
+
+    def _leave(self, entry: Entry, sql: str, params: tuple) -> None:
+        """A row leaves the pending state (unless the cap dropped it meanwhile)."""
+        if self.db.execute_count(sql, params):
+            self._count(entry.target, -1)
 
     def expire(self, now: float, max_age: float) -> list[Entry]:
         with self.db.transaction():
             rows = self.db.execute("SELECT * FROM outbox WHERE state=? AND created_at < ?", (PENDING, now - max_age))
             self.db.execute("UPDATE outbox SET state=? WHERE state=? AND created_at < ?",
                             (EXPIRED, PENDING, now - max_age))
-        return [Entry.from_row(r) for r in rows]
+        expired = [Entry.from_row(r) for r in rows]
+        for entry in expired:
+            self._count(entry.target, -1)
+        return expired
 
-    def gc(self, now: float, retention: float = DONE_RETENTION) -> int:
-        return self.db.execute_count("DELETE FROM outbox WHERE state != ? AND created_at < ?",
-                                     (PENDING, now - retention))
+    def gc(self, now: float, retention: float = DONE_RETENTION, max_rows: int = DONE_MAX_ROWS) -> int:
+        removed = self.db.execute_count("DELETE FROM outbox WHERE state != ? AND created_at < ?",
+                                        (PENDING, now - retention))
+        return removed + self.db.execute_count(
+            "DELETE FROM outbox WHERE state != ? AND id <= (SELECT id FROM outbox WHERE state != ? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)", (PENDING, PENDING, max_rows))
 
     def pending_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) AS n FROM outbox WHERE state=?", (PENDING,))[0]["n"]
+        with self._lock:
+            return sum(self._pending.values())
+
+    def pending_counts(self) -> dict[Target, int]:
+        """Pending rows per target (targets with none are absent)."""
+        with self._lock:
+            return dict(self._pending)
 
     def list(self, state: str | None = None, receiver: str | None = None, limit: int = 100) -> list[Entry]:
         sql, params = "SELECT * FROM outbox WHERE 1=1", []
@@ -147,13 +242,16 @@ class Outbox:
 
 
 class Deliverer:
-    """Sends due outbox rows through their integration; lanes (receiver, integration) run in
-    parallel so one slow receiver does not hold up the others."""
+    """Sends due outbox rows through their integration. Each target (receiver, integration) is
+    worked by one thread at a time and no target waits for another: ``dispatch`` starts a worker
+    for each target that has something due and none running, and returns at once. A worker
+    attempts its target's due group heads until none is left or none goes through; an attempt
+    is bounded by the integration's timeout, and a receiver that hangs holds only its own lane."""
 
     def __init__(self, outbox: Outbox, integration_for: Callable[[str, str], Integration | None],
                  metrics: NotifyMetrics, clock: Callable[[], float] = time.time, backoff: Backoff = Backoff(),
                  max_age: float = DEFAULT_MAX_AGE, rng: Callable[[], float] = random.random,
-                 workers: int = 4) -> None:
+                 workers: int = 4, wake: Callable[[], None] = lambda: None) -> None:
         self.outbox = outbox
         self.integration_for = integration_for
         self.metrics = metrics
@@ -161,31 +259,61 @@ class Deliverer:
         self.backoff = backoff
         self.max_age = max_age
         self.rng = rng
+        self.wake = wake
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cw-deliver")
+        self._lock = threading.Lock()
+        self._running: dict[Target, Future] = {}
+        self._closing = threading.Event()
 
     def run_once(self) -> int:
-        """Deliver what is due now; returns how many rows were delivered."""
+        """Deliver what is due now and wait for it (and for rounds already under way); returns
+        how many rows were delivered."""
+        self.dispatch()
+        with self._lock:
+            futures = list(self._running.values())
+        return sum(f.result() for f in futures)
+
+    def dispatch(self) -> None:
+        """Expire what is too old, then start a worker for each idle target with a due head."""
         now = self.clock()
         for entry in self.outbox.expire(now, self.max_age):
             log.warning("notification %s to %s/%s expired after %d attempts: %s", entry.key[:12], entry.receiver,
                         entry.integration, entry.attempts, entry.last_error)
-            self.metrics.expire(entry.receiver)
-        lanes: dict[tuple[str, str, str], list[Entry]] = {}
-        for entry in self.outbox.due(now):
-            lanes.setdefault((entry.receiver, entry.integration, entry.group_key), []).append(entry)
-        by_target: dict[tuple[str, str], list[list[Entry]]] = {}
-        for (receiver, integration, _), entries in lanes.items():
-            by_target.setdefault((receiver, integration), []).append(entries)
-        futures = [self._pool.submit(self._deliver_target, groups) for groups in by_target.values()]
-        return sum(f.result() for f in futures)
+            self.metrics.expire(entry.receiver, entry.integration)
+        for target, when in self.outbox.next_attempts().items():
+            if when > now:
+                continue
+            with self._lock:
+                if target in self._running or self._closing.is_set():
+                    continue
+                self._running[target] = self._pool.submit(self._work, target)
 
-    def _deliver_target(self, lanes: list[list[Entry]]) -> int:
+    def next_due(self) -> float | None:
+        """When a target that has no worker running has a head due (None: nothing pending)."""
+        with self._lock:
+            running = set(self._running)
+        return min((t for target, t in self.outbox.next_attempts().items() if target not in running), default=None)
+
+    def _work(self, target: Target) -> int:
+        try:
+            return self._deliver_target(target)
+        finally:
+            with self._lock:
+                self._running.pop(target, None)
+            self.wake()
+
+    def _deliver_target(self, target: Target) -> int:
         delivered = 0
-        for entries in lanes:
-            for entry in entries:
-                if entry.next_attempt > self.clock() or not self._attempt(entry):
-                    break  # keep this group's order: later rows wait for this one
-                delivered += 1
+        while not self._closing.is_set():
+            heads = self.outbox.due(self.clock(), target)
+            progress = 0
+            for entry in heads:
+                if self._closing.is_set():
+                    break
+                progress += self._attempt(entry)
+            delivered += progress
+            if not progress:
+                break  # everything due was attempted once; failures wait for their backoff
         return delivered
 
     def _attempt(self, entry: Entry) -> bool:
@@ -204,19 +332,21 @@ class Deliverer:
             self._failed(entry, f"{type(exc).__name__}: {exc}", True, time.monotonic() - started)
             return False
         self.metrics.attempt(entry.receiver, entry.integration, time.monotonic() - started, True)
-        self.outbox.delivered(entry.id, self.clock())
+        self.outbox.delivered(entry, self.clock())
         return True
 
     def _failed(self, entry: Entry, error: str, retryable: bool, seconds: float) -> None:
         self.metrics.attempt(entry.receiver, entry.integration, seconds, False)
         if retryable:
             delay = self.backoff.delay(entry.attempts + 1, self.rng)
-            self.outbox.retry(entry.id, error, self.clock() + delay)
+            self.outbox.retry(entry, error, self.clock() + delay)
             log.warning("notification to %s/%s failed (attempt %d), retry in %.1fs: %s", entry.receiver,
                         entry.integration, entry.attempts + 1, delay, error)
         else:
-            self.outbox.failed(entry.id, error)
+            self.outbox.failed(entry, error)
             log.error("notification to %s/%s refused, not retried: %s", entry.receiver, entry.integration, error)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Stop starting attempts; an attempt under way finishes within its own timeout."""
+        self._closing.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -29,7 +29,7 @@ def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac
         "alerting",
         routers=[api.build_router(pipeline),
                  receiver.build_router(pipeline, receiver.InboundAuth(webhook_token, webhook_hmac_secret))],
-        start=pipeline.start, stop=stop, collectors=[pipeline.metrics],
+        start=pipeline.start, stop=stop, collectors=[pipeline.metrics], health=pipeline.health,
     )
 
 
@@ -39,7 +39,9 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
     from clusterwatch.errors import ConfigError
 
     try:
-        pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"))
+        pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
+                                  **({"max_pending_per_receiver": values["notification_queue_max"]}
+                                     if "notification_queue_max" in values else {}))
     except OSError as exc:
         raise ConfigError("state_dir", f"cannot open the state database: {exc}", config_file) from None
     return component(pipeline, values.get("webhook_token")), pipeline

@@ -41,54 +41,65 @@ class AggregationGroup:
         if not self.has_flushed and alert.starts_at + self.route.opts.group_wait < now:
             self.next_flush = min(self.next_flush, now)
 
-    def flush(self, now: float, notify: Notify) -> bool:
+    def take(self, now: float) -> list[Alert]:
+        """Start a flush: the alerts to notify now, and the timer set for the next one."""
         self.has_flushed = True
         self.next_flush = now + self.route.opts.group_interval
-        alerts = sort_alerts(self.alerts.values())
-        if not alerts:
-            return True
-        try:
-            ok = notify(self, alerts, now)
-        except Exception:  # noqa: BLE001 - keep the group; the next interval tries again
-            log.exception("notifying group %s failed", self.key)
-            ok = False
-        if ok:
-            for alert in alerts:
-                # Only if unchanged since the flush: a re-fire in between must not be dropped.
-                if alert.ends_at is not None and self.alerts.get(alert.fingerprint) is alert:
-                    del self.alerts[alert.fingerprint]
-        return ok
+        return list(self.alerts.values())
+
+    def flushed(self, alerts: list[Alert]) -> None:
+        """After a successful notification of ``alerts``: resolved ones leave the group, only if
+        unchanged since (a re-fire in between must not be dropped)."""
+        for alert in alerts:
+            if alert.ends_at is not None and self.alerts.get(alert.fingerprint) is alert:
+                del self.alerts[alert.fingerprint]
+
+
+def _notify(group: AggregationGroup, alerts: list[Alert], now: float, notify: Notify) -> bool:
+    try:
+        return notify(group, alerts, now)
+    except Exception:  # noqa: BLE001 - keep the group; the next interval tries again
+        log.exception("notifying group %s failed", group.key)
+        return False
 
 
 class Dispatcher:
+    """Groups and their timers. ``_lock`` guards the groups and is held only to change them, never
+    while a group is being notified (inhibition, silences, the outbox write), so ``put`` of a new
+    storm of alerts never waits for the flush of the last one."""
+
     def __init__(self, route: Route, notify: Notify) -> None:
         self.route = route
         self.notify = notify
         self.groups: dict[str, AggregationGroup] = {}
         self._lock = threading.RLock()
+        self._flushing = threading.Lock()  # one tick at a time
 
     def put(self, alerts: Iterable[Alert], now: float) -> None:
+        routed = [(alert, route, route.group_labels(alert.labels)) for alert in alerts
+                  for route in self.route.match(alert.labels)]
         with self._lock:
-            for alert in alerts:
-                for route in self.route.match(alert.labels):
-                    labels = route.group_labels(alert.labels)
-                    key = group_key(route, labels)
-                    group = self.groups.get(key)
-                    if group is None:
-                        group = self.groups[key] = AggregationGroup(route, labels, now)
-                    group.insert(alert, now)
+            for alert, route, labels in routed:
+                key = group_key(route, labels)
+                group = self.groups.get(key)
+                if group is None:
+                    group = self.groups[key] = AggregationGroup(route, labels, now)
+                group.insert(alert, now)
 
-    def tick(self, now: float) -> int:
-        """Flush every group that is due at ``now``; returns how many flushed."""
-        flushed = 0
-        with self._lock:
-            for key, group in list(self.groups.items()):
-                if group.next_flush <= now:
-                    group.flush(now, self.notify)
-                    flushed += 1
-                if not group.alerts:
+    def tick(self, now: float, limit: int | None = None) -> int:
+        """Flush the groups due at ``now`` (at most ``limit`` of them); returns how many flushed."""
+        with self._flushing:
+            with self._lock:
+                due = [g for g in self.groups.values() if g.next_flush <= now][:limit]
+                taken = [(group, group.take(now)) for group in due]
+            done = [(group, alerts) for group, alerts in taken
+                    if not alerts or _notify(group, sort_alerts(alerts), now, self.notify)]
+            with self._lock:
+                for group, alerts in done:
+                    group.flushed(alerts)
+                for key in [key for key, group in self.groups.items() if not group.alerts]:
                     del self.groups[key]
-        return flushed
+        return len(taken)
 
     def next_deadline(self) -> float | None:
         with self._lock:

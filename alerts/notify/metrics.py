@@ -1,7 +1,9 @@
 """The pipeline's self-metrics, kept as plain counts and yielded as families on collect().
 
-``clusterwatch_notifications_failed_total{receiver}`` is alerted on by the rule pack: keep the
-name and label set.
+``clusterwatch_notifications_failed_total{receiver}`` and
+``clusterwatch_notifications_dropped_total{receiver,integration,reason}`` are alerted on by the
+rule pack: keep their names and label sets. Nothing here reads the database: /metrics must answer
+while the pipeline is busy with a storm.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class NotifyMetrics:
-    def __init__(self, pending: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, pending: Callable[[], dict[tuple[str, str], int]] = dict) -> None:
         self._lock = threading.Lock()
         self.pending = pending
         self.attempts: dict[tuple[str, str], int] = defaultdict(int)
         self.delivered: dict[tuple[str, str], int] = defaultdict(int)
         self.failed: dict[str, int] = defaultdict(int)
         self.expired: dict[str, int] = defaultdict(int)
+        self.dropped: dict[tuple[str, str, str], int] = defaultdict(int)
         self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.loops: dict[str, dict[str, float]] = defaultdict(lambda: {"duration": 0.0, "errors": 0, "last_success": 0.0})
@@ -40,9 +43,23 @@ class NotifyMetrics:
             counts[-1] += 1
             self.latency_sum[integration] += seconds
 
-    def expire(self, receiver: str, count: int = 1) -> None:
+    def expire(self, receiver: str, integration: str, count: int = 1) -> None:
         with self._lock:
             self.expired[receiver] += count
+        self.drop(receiver, integration, "expired", count)
+
+    def drop(self, receiver: str, integration: str, reason: str, count: int = 1) -> None:
+        """Notifications given up without delivery: ``queue_full`` (the receiver's cap) or
+        ``expired`` (older than the outbox's maximum age)."""
+        with self._lock:
+            self.dropped[(receiver, integration, reason)] += count
+
+    def dropped_by_target(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            found: dict[tuple[str, str], int] = defaultdict(int)
+            for (receiver, integration, _), value in self.dropped.items():
+                found[(receiver, integration)] += value
+            return dict(found)
 
     def loop(self, name: str, seconds: float, ok: bool, now: float) -> None:
         with self._lock:
@@ -72,6 +89,12 @@ class NotifyMetrics:
                                           "Notifications given up after their maximum age.", labels=["receiver"])
             for receiver, value in sorted(self.expired.items()):
                 expired.add_metric([receiver], value)
+            dropped = CounterMetricFamily("clusterwatch_notifications_dropped",
+                                          "Notifications given up without delivery: reason queue_full (the "
+                                          "receiver's pending cap) or expired (past the outbox's maximum age).",
+                                          labels=["receiver", "integration", "reason"])
+            for key, value in sorted(self.dropped.items()):
+                dropped.add_metric(list(key), value)
             latency = HistogramMetricFamily("clusterwatch_notification_latency_seconds",
                                             "Duration of one delivery attempt.", labels=["integration"])
             for integration, counts in sorted(self.latency.items()):
@@ -88,5 +111,8 @@ class NotifyMetrics:
                 for family, key in zip(loops, ("duration", "errors", "last_success")):
                     family.add_metric([name], state[key])
         pending = GaugeMetricFamily("clusterwatch_notification_outbox_pending",
-                                    "Notifications in the outbox not yet delivered.", value=self.pending())
-        yield from (total, delivered, failed, expired, latency, pending, *loops)
+                                    "Notifications in the outbox not yet delivered, per receiver integration.",
+                                    labels=["receiver", "integration"])
+        for (receiver, integration), value in sorted(self.pending().items()):
+            pending.add_metric([receiver, integration], value)
+        yield from (total, delivered, failed, expired, dropped, latency, pending, *loops)

@@ -3,6 +3,7 @@ from the pipeline so that building the CLI does not import it."""
 from __future__ import annotations
 
 from clusterwatch import settings
+from clusterwatch.frontdoor import positive_int
 from clusterwatch.settings import Option
 
 OPTIONS = (
@@ -14,4 +15,8 @@ OPTIONS = (
            "show in ps)", settings.optional_path, "TOKEN"),
     Option("webhook_token", None, "bearer token an Alertmanager must send to /api/v1/alertmanager/webhook",
            settings.optional_path, "TOKEN"),
+    # The outbox's DEFAULT_MAX_PENDING_PER_RECEIVER (not imported: building the CLI stays light).
+    Option("notification_queue_max", 10_000, "most notifications waiting per receiver "
+           "(a dead one's pile stays bounded); past it that receiver's oldest are dropped and counted in "
+           "clusterwatch_notifications_dropped_total", positive_int, "N"),
 )

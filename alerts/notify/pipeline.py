@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import httpx
 
 from alerts.model import Alert
-from alerts.outbox import DEFAULT_MAX_AGE, Backoff, Deliverer, Outbox
+from alerts.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_PENDING_PER_RECEIVER, Backoff, Deliverer, Outbox, Target
 from alerts.silences import SilenceStore
 from alerts.notify import integrations
 from alerts.notify.config import AlertingConfig, ReceiverConfig
@@ -41,6 +41,12 @@ from alerts.notify.store import AlertStore
 log = logging.getLogger(__name__)
 
 GC_INTERVAL = 60.0
+# Groups flushed per round of the dispatch loop: a storm's flush is many short rounds, so stopping
+# never waits for all of it and the loop's metrics stay current.
+FLUSH_BATCH = 1000
+# The delivery loop's shortest pause between rounds: a flush of 10,000 groups wakes it 10,000
+# times, and each round asks the database for the due targets.
+DELIVER_MIN_PAUSE = 0.05
 
 
 class IntegrationName:
@@ -59,18 +65,19 @@ class Pipeline:
     def __init__(self, config: AlertingConfig, db: Database | str | Path = ":memory:", *,
                  clock: Callable[[], float] = time.time, http: httpx.Client | None = None,
                  hooks: HookRegistry | None = None, backoff: Backoff = Backoff(),
-                 max_age: float = DEFAULT_MAX_AGE, rng: Callable[[], float] = random.random) -> None:
+                 max_age: float = DEFAULT_MAX_AGE, rng: Callable[[], float] = random.random,
+                 max_pending_per_receiver: int = DEFAULT_MAX_PENDING_PER_RECEIVER) -> None:
         self.config = config
         self.clock = clock
+        self.metrics = NotifyMetrics(self._pending_by_target)
         self.db = db if isinstance(db, Database) else Database(db)
+        self.outbox = Outbox(self.db, max_pending_per_receiver, on_drop=self.metrics.drop)
         self.store = AlertStore(self.db)
         self.silences = SilenceStore(self.db, clock)
         self.nflog = NotificationLog(self.db)
-        self.outbox = Outbox(self.db)
         self.hooks = hooks or HookRegistry()
-        self.metrics = NotifyMetrics(self.outbox.pending_count)
         self.http = http or httpx.Client()
-        self.inhibitor = Inhibitor(config.inhibit_rules, self.store.current)
+        self.inhibitor = Inhibitor(config.inhibit_rules, self.store.current())
         self._deliver_wake = threading.Event()
         self._flush_wake = threading.Event()
         self.integrations: dict[tuple[str, str], Integration] = {
@@ -79,8 +86,11 @@ class Pipeline:
         }
         self.receivers: dict[str, Stage] = {r.name: self._receiver_stage(r) for r in config.receivers.values()}
         self.dispatcher = Dispatcher(config.route, self._notify_group)
+        # A worker per target, so that every receiver can be attempted while others hang; the
+        # spare ones serve targets of an older configuration still in the outbox.
         self.deliverer = Deliverer(self.outbox, lambda r, i: self.integrations.get((r, i)), self.metrics, clock,
-                                   backoff, max_age, rng)
+                                   backoff, max_age, rng, workers=min(64, len(self.integrations) + 4),
+                                   wake=self._deliver_wake.set)
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._last_gc = 0.0
@@ -124,9 +134,23 @@ class Pipeline:
     def _put(self, alerts: Iterable[Alert], source: str, timeout: bool) -> list[Alert]:
         now = self.clock()
         merged = self.store.put(list(alerts), source, timeout, now)
+        self.inhibitor.update(merged)
         self.dispatcher.put(merged, now)
         self._flush_wake.set()
         return merged
+
+    def _pending_by_target(self) -> dict[Target, int]:
+        """Pending notifications per target, zero for every configured one."""
+        return {**{target: 0 for target in self.integrations}, **self.outbox.pending_counts()}
+
+    def health(self) -> dict[str, str]:
+        """Problems worked around (clusterwatch/health.py): stored rows left out of every view."""
+        unreadable = self.silences.unreadable
+        if not unreadable:
+            return {}
+        ids = ", ".join(sorted(unreadable)[:5]) + (", ..." if len(unreadable) > 5 else "")
+        return {"silences_unreadable": f"{len(unreadable)} stored silence(s) cannot be read and are ignored "
+                                       f"({ids}); see the log"}
 
     def register_hook(self, name: str, fn: Callable) -> None:
         """An in-process receiver for ``hook_configs: [{name: NAME}]`` (the remediation engine)."""
@@ -134,12 +158,15 @@ class Pipeline:
 
     # One round each (the loops call these; tests call them with a fake clock) ------------------
 
-    def flush(self) -> int:
+    def flush(self, limit: int | None = None) -> int:
+        """Flush the groups that are due (at most ``limit``); returns how many."""
         now = self.clock()
         expired = self.store.timed_out(now, self.config.resolve_timeout)
         if expired:
-            self.dispatcher.put(self.store.put(expired, "resolve_timeout", True, now), now)
-        flushed = self.dispatcher.tick(now)
+            merged = self.store.put(expired, "resolve_timeout", True, now)
+            self.inhibitor.update(merged)
+            self.dispatcher.put(merged, now)
+        flushed = self.dispatcher.tick(now, limit)
         if now - self._last_gc >= GC_INTERVAL:
             self._last_gc = now
             self.store.gc(now)
@@ -155,17 +182,17 @@ class Pipeline:
 
     def start(self) -> None:
         self._stop.clear()
-        for name, round_, wake, deadline in (
-            ("dispatch", self.flush, self._flush_wake, self.dispatcher.next_deadline),
-            ("deliver", self.deliver, self._deliver_wake, self.outbox.next_due),
+        for name, round_, wake, deadline, pause in (
+            ("dispatch", lambda: self.flush(FLUSH_BATCH), self._flush_wake, self.dispatcher.next_deadline, 0.0),
+            ("deliver", self.deliverer.dispatch, self._deliver_wake, self.deliverer.next_due, DELIVER_MIN_PAUSE),
         ):
-            thread = threading.Thread(target=self._loop, args=(name, round_, wake, deadline), name=f"cw-notify-{name}",
-                                      daemon=True)
+            thread = threading.Thread(target=self._loop, args=(name, round_, wake, deadline, pause),
+                                      name=f"cw-notify-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def _loop(self, name: str, round_: Callable[[], int], wake: threading.Event,
-              deadline: Callable[[], float | None]) -> None:
+    def _loop(self, name: str, round_: Callable[[], object], wake: threading.Event,
+              deadline: Callable[[], float | None], pause: float) -> None:
         while not self._stop.is_set():
             wake.clear()
             started = time.monotonic()
@@ -175,7 +202,13 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round
                 log.exception("notification %s loop failed", name)
                 self.metrics.loop(name, time.monotonic() - started, False, self.clock())
-            due = deadline()
+            try:
+                due = deadline()
+            except Exception:  # noqa: BLE001 - e.g. the database busy: look again in a second
+                log.exception("notification %s loop: next deadline unknown", name)
+                due = None
+            if pause:
+                self._stop.wait(pause)
             wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
             if wait:
                 wake.wait(wait)

@@ -64,6 +64,10 @@ class AlertStore:
         for row in db.execute("SELECT * FROM alerts"):
             alert = Alert(**json.loads(row["alert"]))
             self._alerts[row["fingerprint"]] = Stored(alert, row["source"], bool(row["timeout"]), row["updated_at"])
+        # Kept in memory too: the alerts API and page look one up for every alert they show.
+        self._acks: dict[tuple[str, float], Ack] = {
+            (row["fingerprint"], row["starts_at"]): Ack(row["acked_by"], row["comment"], row["acked_at"])
+            for row in db.execute("SELECT * FROM acks")}
 
     def put(self, alerts: Iterable[Alert], source: str, timeout: bool, now: float) -> list[Alert]:
         """Merge ``alerts`` in; returns them as stored (a firing alert keeps its first startsAt)."""
@@ -109,9 +113,13 @@ class AlertStore:
     def gc(self, now: float, retention: float = RESOLVED_RETENTION) -> int:
         with self._lock:
             old = [fp for fp, s in self._alerts.items() if s.alert.ends_at is not None and s.alert.ends_at < now - retention]
+            gone = set(old)
             for fp in old:
                 del self._alerts[fp]
                 self.db.execute("DELETE FROM alerts WHERE fingerprint=?", (fp,))
+                self.db.execute("DELETE FROM acks WHERE fingerprint=?", (fp,))
+            for key in [key for key in self._acks if key[0] in gone]:
+                del self._acks[key]
         return len(old)
 
     def ack(self, fingerprint: str, acked_by: str, comment: str, now: float) -> Ack:
@@ -121,12 +129,11 @@ class AlertStore:
         # Bound to this firing episode: the same alert firing again later is news again.
         self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?)",
                         (fingerprint, stored.alert.starts_at, acked_by, comment, now))
-        return Ack(acked_by, comment, now)
+        ack = self._acks[(fingerprint, stored.alert.starts_at)] = Ack(acked_by, comment, now)
+        return ack
 
     def ack_of(self, alert: Alert) -> Ack | None:
-        rows = self.db.execute("SELECT acked_by, comment, acked_at FROM acks WHERE fingerprint=? AND starts_at=?",
-                               (alert.fingerprint, alert.starts_at))
-        return Ack(**dict(rows[0])) if rows else None
+        return self._acks.get((alert.fingerprint, alert.starts_at))
 
     def history(self, limit: int = 100, since: float | None = None, fingerprint: str | None = None) -> list[dict]:
         sql, params = "SELECT * FROM alert_history WHERE 1=1", []
