@@ -1,6 +1,7 @@
 """The alerting JSON API (the dashboard's alert views read it; users script against it):
 
-    GET    /api/alerts                       current alerts with state and filters
+    GET    /api/alerts                       current alerts with state and filters (a page of them:
+                                             ``limit``, ``offset``; the total in X-Total-Count)
     GET    /api/alerts/history               firing/resolved transitions
     POST   /api/alerts/{fingerprint}/ack     acknowledge (operator)
     GET    /api/silences                     list
@@ -12,21 +13,26 @@ State-changing routes depend on ``require_operator``; GETs change nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
 from alerts.model import Alert, rfc3339
 from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
 from alerts.outbox import Entry
+from alerts.notify.store import Ack
 from alerts.silences import Silence, SilenceError
 from clusterwatch.auth import Operator, require_operator
 from clusterwatch.durations import parse_duration
 
 AlertState = Literal["firing", "silenced", "inhibited", "acknowledged", "resolved"]
+TOTAL_HEADER = "X-Total-Count"
+DEFAULT_ALERTS_LIMIT = 1000  # a storm's 50,000 alerts are 25 MB of JSON: ask for pages
+MAX_ALERTS_LIMIT = 10_000
 
 
 class AckOut(BaseModel):
@@ -112,12 +118,29 @@ class NotificationOut(BaseModel):
     alerts: int
 
 
-def alert_view(pipeline: Pipeline, alert: Alert, now: float) -> AlertOut:
-    """One alert as the API and the dashboard show it; the state is computed now, not stored."""
-    silenced = pipeline.silences.muted_by(alert, now) if alert.ends_at is None else []
-    inhibited = pipeline.inhibitor.muted_by(alert, now) if alert.ends_at is None else []
+@dataclass(frozen=True)
+class Judged:
+    """An alert with its state as computed now (the state is never stored)."""
+
+    alert: Alert
+    state: str
+    silenced_by: list[str]
+    inhibited_by: list[str]
+    ack: Ack | None
+
+    @property
+    def sort_key(self) -> tuple:
+        return self.alert.ends_at is not None, self.alert.starts_at, self.alert.fingerprint
+
+
+def judge(pipeline: Pipeline, alert: Alert, now: float) -> Judged:
+    """The state of ``alert``: cheap enough for every one of 50,000 alerts (the inhibitor and the
+    acknowledgements are indexed), so that lists and counts can be computed before any is rendered."""
+    firing = alert.ends_at is None
+    silenced = pipeline.silences.muted_by(alert, now) if firing else []
+    inhibited = pipeline.inhibitor.muted_by(alert, now) if firing else []
     ack = pipeline.store.ack_of(alert)
-    if alert.ends_at is not None:
+    if not firing:
         state = "resolved"
     elif silenced:
         state = "silenced"
@@ -127,14 +150,24 @@ def alert_view(pipeline: Pipeline, alert: Alert, now: float) -> AlertOut:
         state = "acknowledged"
     else:
         state = "firing"
+    return Judged(alert, state, silenced, inhibited, ack)
+
+
+def render_alert(pipeline: Pipeline, judged: Judged) -> AlertOut:
+    alert, ack = judged.alert, judged.ack
     stored = pipeline.store.get(alert.fingerprint)
     return AlertOut(
         fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
         startsAt=rfc3339(alert.starts_at), endsAt=rfc3339(alert.ends_at) if alert.ends_at is not None else None,
-        generatorURL=alert.generator_url, status=alert.status, state=state, silencedBy=silenced,
-        inhibitedBy=inhibited, source=stored.source if stored else "",
+        generatorURL=alert.generator_url, status=alert.status, state=judged.state, silencedBy=judged.silenced_by,
+        inhibitedBy=judged.inhibited_by, source=stored.source if stored else "",
         acknowledged=AckOut(by=ack.acked_by, comment=ack.comment, at=rfc3339(ack.acked_at)) if ack else None,
     )
+
+
+def alert_view(pipeline: Pipeline, alert: Alert, now: float) -> AlertOut:
+    """One alert as the API and the dashboard show it; the state is computed now, not stored."""
+    return render_alert(pipeline, judge(pipeline, alert, now))
 
 
 def _author(claimed: str | None, operator: Operator) -> str:
@@ -182,18 +215,27 @@ def build_router(pipeline: Pipeline) -> APIRouter:
 
     @router.get("/alerts", response_model=list[AlertOut])
     def list_alerts(
+        response: Response,
         state: list[AlertState] = Query(default=[], description="keep only these states"),
         filter: list[str] = Query(default=[], description="label matchers, e.g. severity=\"critical\""),
         source: str | None = Query(default=None, description="evaluator, or alertmanager:<receiver>"),
+        limit: int = Query(default=DEFAULT_ALERTS_LIMIT, ge=1, le=MAX_ALERTS_LIMIT,
+                           description=f"at most this many (the total is in the {TOTAL_HEADER} header)"),
+        offset: int = Query(default=0, ge=0, le=10_000_000, description="skip this many first"),
     ) -> list[AlertOut]:
+        """Firing first, then by start; a page of ``limit`` from ``offset``."""
         try:
             matchers = [m for text in filter for m in parse_matchers(text)]
         except ValueError as exc:
             raise _bad_request(f"filter: {exc}") from None
         now = pipeline.clock()
-        views = [alert_view(pipeline, a, now) for a in pipeline.store.current() if matches_all(matchers, a.labels)]
-        views = [v for v in views if (not state or v.state in state) and (source is None or v.source == source)]
-        return sorted(views, key=lambda v: (v.status != "firing", v.startsAt, v.fingerprint))
+        sources = pipeline.store.sources() if source is not None else {}
+        judged = [judge(pipeline, a, now) for a in pipeline.store.current()
+                  if matches_all(matchers, a.labels) and (source is None or sources.get(a.fingerprint) == source)]
+        judged = [j for j in judged if not state or j.state in state]
+        judged.sort(key=lambda j: j.sort_key)
+        response.headers[TOTAL_HEADER] = str(len(judged))
+        return [render_alert(pipeline, j) for j in judged[offset:offset + limit]]
 
     @router.get("/alerts/history", response_model=list[HistoryOut])
     def alert_history(limit: int = Query(default=100, ge=1, le=10000), since: datetime | None = None,

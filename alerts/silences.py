@@ -4,19 +4,30 @@ and expired through the API; persisted in SQLite and cached in memory (checked o
 Shape and rules follow Alertmanager's API v2: state pending/active/expired from the times; expiring
 an active silence sets its end to now, a pending one ends where it starts; a silence needs at
 least one matcher that does not match the empty string (else it would silence everything).
+Beyond Alertmanager, both ends must be times a view can write (at most 9999-12-31T23:59:59Z): a
+"99999999y" silence used to be stored and then break /alerts and /api/silences for everyone.
+
+A row this store cannot read (written by an older version, or damaged) never breaks a view: one
+whose end is past that bound is kept with its end clamped there (it still mutes, and can now be
+seen and expired); one whose matchers cannot be read is left out (``unreadable``); each is
+logged once, when the store loads.
 """
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
-from alerts.model import Alert
+from alerts.model import EARLIEST, LATEST, Alert, rfc3339, renderable
 from alerts.notify.matchers import Matcher, matches_all
 from alerts.notify.sqlite import Database
+
+log = logging.getLogger(__name__)
 
 PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
 SCHEMA = """
@@ -56,14 +67,24 @@ class SilenceStore:
         self.db = db
         self.clock = clock
         self._lock = threading.Lock()
+        self.unreadable: dict[str, str] = {}  # silence id -> why it is left out
         db.script(SCHEMA)
         self._cache = {s.id: s for s in self._load()}
 
     def _load(self) -> Iterable[Silence]:
         for row in self.db.execute("SELECT * FROM silences"):
-            matchers = tuple(Matcher(m["name"], m["op"], m["value"]) for m in json.loads(row["matchers"]))
-            yield Silence(row["id"], matchers, row["starts_at"], row["ends_at"], row["created_by"], row["comment"],
-                          row["updated_at"])
+            try:
+                silence = _from_row(row)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.unreadable[row["id"]] = str(exc)
+                log.warning("stored silence %s cannot be read and is ignored (expire or delete it): %s", row["id"],
+                            exc)
+                continue
+            if silence.ends_at > LATEST or silence.starts_at > LATEST or silence.updated_at > LATEST:
+                log.warning("stored silence %s ends after %s: shown as ending then", silence.id, rfc3339(LATEST))
+                silence = replace(silence, starts_at=min(silence.starts_at, LATEST),
+                                  ends_at=min(silence.ends_at, LATEST), updated_at=min(silence.updated_at, LATEST))
+            yield silence
 
     def _save(self, silence: Silence) -> None:
         matchers = json.dumps([{"name": m.name, "op": m.op, "value": m.value} for m in silence.matchers])
@@ -81,6 +102,10 @@ class SilenceStore:
             raise SilenceError("a silence needs at least one matcher")
         if all(m.matches({}) for m in matchers):
             raise SilenceError("at least one matcher must not match the empty string (it would silence everything)")
+        for name, value in (("startsAt", starts_at), ("endsAt", ends_at)):
+            if not renderable(value):
+                raise SilenceError(f"{name} must be a time up to {rfc3339(LATEST)} (the duration or time given is "
+                                   "too far in the future)")
         if ends_at <= starts_at:
             raise SilenceError("endsAt must be after startsAt (and in the future)")
         if not created_by.strip():
@@ -124,3 +149,14 @@ class SilenceStore:
                 self.db.execute("DELETE FROM silences WHERE id=?", (silence_id,))
                 del self._cache[silence_id]
         return len(old)
+
+
+def _from_row(row) -> Silence:
+    """A stored row as a Silence; ValueError (or TypeError, KeyError) when it cannot be one."""
+    matchers = tuple(Matcher(m["name"], m["op"], m["value"]) for m in json.loads(row["matchers"]))
+    if not matchers:
+        raise ValueError("no matchers")
+    times = tuple(float(row[name]) for name in ("starts_at", "ends_at", "updated_at"))
+    if not all(math.isfinite(t) and t >= EARLIEST for t in times):
+        raise ValueError(f"times out of range: {times}")
+    return Silence(row["id"], matchers, *times[:2], str(row["created_by"]), str(row["comment"]), times[2])

@@ -1,18 +1,36 @@
 """Label matchers as Alertmanager writes them: ``name="v"``, ``!=``, ``=~``, ``!~``.
 
 Used by routes, inhibit rules and silences alike, so one parser and one ``matches`` decide
-everywhere. Regexes are anchored on both ends, as Alertmanager anchors them.
+everywhere. Regexes are users' (silences, ``/api/alerts?filter=``, routing config), so they run
+on RE2 (google-re2) as Alertmanager's Go regexps do: linear time, Go's syntax, anchored on both
+ends (``^(?:re)$``, where ``$`` is the end of the text, not before a final newline). A pattern RE2
+refuses (lookaround, backreferences, a repeat over 1000) is a ValueError naming it.
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+import re2
+
 OPS = ("=~", "!~", "!=", "=")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's ValueError, not a line on stderr
+
+
+def compile_regex(pattern: str):
+    """``pattern`` compiled by RE2; ValueError with RE2's reason when it refuses it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
+
+
 # A matcher string: name, operator, then a value that is either quoted (Go-style escapes) or bare.
-_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*|"[^"]+")\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^,{}"]*?)\s*(?:,|$)')
+# Run on user input too, hence RE2 (its lazy `*?` then `\s*` would backtrack quadratically in `re`).
+_MATCHER = compile_regex(r'\s*([a-zA-Z_][a-zA-Z0-9_]*|"[^"]+")\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^,{}"]*?)\s*(?:,|$)')
 
 
 @dataclass(frozen=True)
@@ -20,15 +38,15 @@ class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern | None = field(default=None, compare=False, repr=False, hash=False)
+    _regex: Any = field(default=None, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ValueError(f"unknown matcher operator {self.op!r} (use =, !=, =~ or !~)")
         if self.op in ("=~", "!~"):
             try:
-                object.__setattr__(self, "_regex", re.compile(f"^(?:{self.value})$"))
-            except re.error as exc:
+                object.__setattr__(self, "_regex", compile_regex(f"^(?:{self.value})$"))
+            except ValueError as exc:
                 raise ValueError(f"invalid regex {self.value!r} for {self.name}: {exc}") from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -38,7 +56,7 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        found = self._regex.match(value) is not None  # type: ignore[union-attr]
+        found = self._regex.search(value) is not None  # anchored: search is a whole-value match
         return found if self.op == "=~" else not found
 
     @property

@@ -104,3 +104,40 @@ def test_silence_records_the_authenticated_operator_not_only_the_claimed_name(se
     plain = client.post("/api/silences", headers=OP, json={
         "matchers": ['instance="n3"'], "duration": "1h", "comment": "x"}).json()
     assert plain["createdBy"] == "operator"
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"matchers": ['a="b"'], "duration": "99999999y", "createdBy": "x", "comment": "y"}, "endsAt"),
+    ({"matchers": ['a="b"'], "duration": "1e400s", "createdBy": "x", "comment": "y"}, "duration"),
+    ({"matchers": ['a="b"'], "startsAt": "9999-12-31T23:00:00Z", "duration": "2h", "createdBy": "x",
+      "comment": "y"}, "endsAt"),
+])
+def test_silence_ending_past_what_can_be_shown_is_refused_and_not_stored(setup, body, message):
+    client, pipeline = setup
+    response = client.post("/api/silences", headers=OP, json=body)
+    assert response.status_code == 400 and message in response.json()["detail"], response.text
+    assert pipeline.silences.list() == []
+    assert client.get("/api/silences").status_code == 200
+    assert client.get("/api/alerts").status_code == 200
+
+
+@pytest.mark.parametrize("pattern", ["(?=x)y", "(a)\\1", "a{2000}"])
+def test_regex_re2_refuses_is_a_400(setup, pattern):
+    client, pipeline = setup
+    response = client.post("/api/silences", headers=OP, json={
+        "matchers": [{"name": "instance", "value": pattern, "isRegex": True}], "duration": "1h", "comment": "x"})
+    assert response.status_code == 400 and "invalid regex" in response.json()["detail"], response.text
+    assert pipeline.silences.list() == []
+    bad_filter = client.get("/api/alerts", params={"filter": f'instance=~"{pattern}"'.replace("\\", "\\\\")})
+    assert bad_filter.status_code == 400 and "invalid regex" in bad_filter.json()["detail"]
+
+
+def test_regexes_are_anchored_like_alertmanager(setup):
+    client, pipeline = setup
+    pipeline.notify([alert(pipeline.clock(), alertname="Trail", instance="n4\n")])
+    # Go's (RE2's) `$` is the end of the text: "n4\n" is not "n4".
+    assert set(states(client, filter='instance=~"n4"')) == set()
+    assert set(states(client, filter='instance=~"n"')) == set()
+    assert set(states(client, filter='instance=~"n4\\n"')) == {("Trail", "n4\n")}
+    assert set(states(client, filter='instance=~"n[12]"')) == {("NodeDown", "n1"), ("GpuHot", "n1"),
+                                                                ("GpuHot", "n2")}

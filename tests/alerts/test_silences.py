@@ -97,3 +97,46 @@ def test_alert_matching_both_sides_is_not_inhibited_by_its_peer():
     # A warning on the same instance is inhibited; on another instance it is not.
     assert h.pipeline.inhibitor.muted_by(alert(alertname="Z", instance="n1", severity="warning"), START)
     assert not h.pipeline.inhibitor.muted_by(alert(alertname="Z", instance="n2", severity="warning"), START)
+
+
+def test_a_stored_silence_that_cannot_be_shown_breaks_nothing(tmp_path, caplog):
+    """Rows written by an older version (a 99999999y silence, a regex RE2 refuses, garbage) are
+    kept out of the views; the rest are listed; each is logged once."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from alerts.notify import config as alerting_config
+    from alerts.notify.component import component
+    from alerts.notify.pipeline import Pipeline
+    from clusterwatch.server import build_app
+
+    db = Database(tmp_path / "s.db")
+    store = SilenceStore(db, Clock(START))
+    good = store.create(parse_matchers('instance="n1"'), START + 3600, "ops", "fine")
+    forever = json.dumps([{"name": "instance", "op": "=", "value": "n2"}])
+    for row_id, matchers, ends in (("forever", forever, START + 99999999 * 31536000.0),
+                                   ("lookahead", json.dumps([{"name": "a", "op": "=~", "value": "(?=x)"}]),
+                                    START + 60),
+                                   ("garbage", "{not json", START + 60)):
+        db.execute("INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?, ?)", (row_id, matchers, START, ends, "old",
+                                                                         "older version", START))
+    db.close()
+    pipeline = Pipeline(alerting_config.load(), tmp_path / "s.db", clock=Clock(START + 10))
+    with TestClient(build_app([component(pipeline)])) as client:
+        for _ in range(2):
+            listed = client.get("/api/silences")
+            assert listed.status_code == 200
+            assert client.get("/api/alerts").status_code == 200
+    ids = {s["id"] for s in listed.json()}
+    assert good.id in ids and not {"lookahead", "garbage"} & ids
+    # A silence that ends too far out to be shown is kept (it still mutes) with its end clamped to
+    # the last time that can be written, so that it can be seen and expired.
+    forever_view = next(s for s in listed.json() if s["id"] == "forever")
+    assert forever_view["endsAt"].startswith("9999-12-31") and forever_view["state"] == "active"
+    assert pipeline.silences.muted_by(alert(alertname="X", instance="n2"), START + 10) == ["forever"]
+    logged = [r.getMessage() for r in caplog.records if "silence" in r.getMessage()]
+    for row_id in ("forever", "lookahead", "garbage"):
+        assert sum(row_id in m for m in logged) == 1, logged
+    assert set(pipeline.silences.unreadable) == {"lookahead", "garbage"}
+    assert "2 stored silence(s) cannot be read" in pipeline.health()["silences_unreadable"]
