@@ -17,7 +17,7 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from clusterwatch import __version__
+from clusterwatch import __version__, httperrors
 from clusterwatch.health import HealthCollector, problems_of, ready_text
 from clusterwatch.httplimits import BodyLimitMiddleware
 from clusterwatch.secheaders import SecurityHeadersMiddleware
@@ -74,6 +74,7 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
     for component in components:
         for router in component.routers:
             app.include_router(router)
+    httperrors.install(app)  # a 422 echoing NaN or bytes must not become a 500
     app.add_middleware(BodyLimitMiddleware)  # credentials and body size before any body is read
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: on every answer, refusals included
 

@@ -5,16 +5,14 @@ first (node names, job ids), so a query string can never change a query's shape.
 """
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import HTTPException, Query
 
 from clusterwatch.durations import format_duration, parse_duration
-
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-JOB_ID = re.compile(r"^[1-9][0-9]{0,9}(?:_[0-9]{1,7})?$")
+from scheduler import is_job_id, is_node_name  # the ids the scheduler's actions accept
 MAX_RANGE_S = 31 * 86400.0
 MIN_RANGE_S = 60.0
 MAX_POINTS = 240  # per series in a range query: enough for a laptop-wide chart
@@ -49,14 +47,18 @@ def bad_request(message: str) -> HTTPException:
 
 
 def _time(text: str, name: str) -> float:
+    """Unix seconds or an ISO 8601 date; NaN, infinities and times before 1970 are refused (NaN
+    passed every later comparison and failed deep inside the views)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise bad_request(f"{name}: not a Unix time or ISO 8601 date: {text[:40]!r}") from None
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise bad_request(f"{name}: not a Unix time or ISO 8601 date: {text[:40]!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise bad_request(f"{name}: not a finite Unix time from 1970 on: {text[:40]!r}")
+    return value
 
 
 def parse_range(range_: str | None, end: str | None, now: float) -> TimeRange:
@@ -86,13 +88,13 @@ class RangeParams:
 
 
 def check_node(name: str) -> str:
-    if not NODE_NAME.match(name):
+    if not is_node_name(name):
         raise bad_request(f"not a node name: {name[:80]!r}")
     return name
 
 
 def check_job_id(job_id: str) -> str:
-    if not JOB_ID.match(job_id):
+    if not is_job_id(job_id):
         raise bad_request(f"not a job id (1234 or 1234_5): {job_id[:40]!r}")
     return job_id
 
@@ -102,6 +104,6 @@ def regex_of(names: list[str]) -> str:
     double-quoted string: only '.' is special among node-name characters, and its backslash must
     itself be escaped inside the string literal."""
     for name in names:
-        if not NODE_NAME.match(name):
+        if not is_node_name(name):
             raise ValueError(f"not a node name: {name[:80]!r}")
     return "|".join(n.replace(".", "\\\\.") for n in sorted(set(names)))

@@ -6,7 +6,8 @@ Must not touch: alert rules or remediation policy; it executes actions, it does 
 
 Public API: ``build_scheduler(kind, url, **options) -> SchedulerAdapter`` (``.poller``,
 ``.actions``, ``.collector``), the model (``Job``, ``Node``, ``Snapshot``, ``ActionResult``),
-``ActionRefused``, ``AuditRecord`` and the metric table ``METRICS`` (for docs/metrics.md).
+``ActionRefused``, ``AuditRecord``, the metric table ``METRICS`` (for docs/metrics.md) and the id
+checks the actions apply (``is_node_name``, ``is_job_id``), for callers that refuse early.
 """
 from scheduler.adapter import SchedulerAdapter
 from scheduler.audit import AuditRecord
@@ -14,9 +15,10 @@ from scheduler.errors import ActionRefused, SchedulerError, SchedulerTimeout
 from scheduler.factory import KINDS, build_scheduler
 from scheduler.metrics import METRICS, SchedulerCollector
 from scheduler.model import ActionResult, Job, Node, Snapshot
+from scheduler.validation import is_job_id, is_node_name
 
 __all__ = [
     "KINDS", "METRICS", "ActionRefused", "ActionResult", "AuditRecord", "Job", "Node",
     "SchedulerAdapter", "SchedulerCollector", "SchedulerError", "SchedulerTimeout", "Snapshot",
-    "build_scheduler",
+    "build_scheduler", "is_job_id", "is_node_name",
 ]

@@ -19,12 +19,23 @@ from scheduler.model import Snapshot
 MAX_REASON = 128
 MAX_ACTOR = 64
 # Slurm's own node-name characters; brackets and commas (hostlists) are deliberately absent.
-_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_JOB_ID = re.compile(r"^[1-9][0-9]{0,9}(?:_[0-9]{1,7})?$")
+# Always applied with fullmatch: re.match with "$" also accepts a trailing newline ("gpu-001\n").
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_JOB_ID = re.compile(r"[1-9][0-9]{0,9}(?:_[0-9]{1,7})?")
 # Characters that mean something to shells, to scontrol's own parser or to log readers; replaced
 # by a space so the words around them stay readable.
 _UNSAFE = set("\"'`\\$;|&<>(){}[]*?!#~\t")
 NEXT_STATES = frozenset({"RESUME", "DOWN"})
+
+
+def is_node_name(value: object) -> bool:
+    """One node name in Slurm's characters, nothing before or after (no hostlist, no newline)."""
+    return isinstance(value, str) and _NODE_NAME.fullmatch(value) is not None
+
+
+def is_job_id(value: object) -> bool:
+    """A job id (1234) or array task (1234_5), nothing before or after."""
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
 
 
 def clean_text(value: object, limit: int) -> str:
@@ -54,7 +65,7 @@ def clean_reason(reason: object, required: bool) -> str:
 
 
 def check_node(node: object, snapshot: Snapshot | None) -> str:
-    if not isinstance(node, str) or not _NODE_NAME.match(node):
+    if not is_node_name(node):
         raise ActionRefused(f"not a single node name: {str(node)[:80]!r}")
     if snapshot is None:
         raise ActionRefused("no node list from the scheduler yet: cannot check that the node exists")
@@ -65,7 +76,7 @@ def check_node(node: object, snapshot: Snapshot | None) -> str:
 
 def check_job_id(job_id: object) -> str:
     text = str(job_id) if isinstance(job_id, (int, str)) and not isinstance(job_id, bool) else ""
-    if not _JOB_ID.match(text):
+    if not is_job_id(text):
         raise ActionRefused(f"not a job id (1234 or array task 1234_5): {str(job_id)[:40]!r}")
     return text
 

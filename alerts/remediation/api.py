@@ -7,12 +7,17 @@
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
 from alerts.remediation.engine import CaseError, RemediationEngine
 from alerts.remediation.store import Case
 from clusterwatch.auth import Operator, require_operator
+
+
+# Case ids are SQLite integers: a larger number is a 422, not an OverflowError deep in the store.
+MAX_CASE_ID = 2**63 - 1
+CaseId = Path(ge=1, le=MAX_CASE_ID, description="case id")
 
 
 class StepOut(BaseModel):
@@ -94,7 +99,8 @@ def build_router(engine: RemediationEngine) -> APIRouter:
                         cases=[_case_out(engine, c) for c in engine.store.cases(state, limit)])
 
     @router.get("/audit", response_model=list[AuditOut])
-    def audit(since: float | None = None, case_id: int | None = None,
+    def audit(since: float | None = Query(None, allow_inf_nan=False, description="Unix time"),
+              case_id: int | None = Query(None, ge=1, le=MAX_CASE_ID),
               limit: int = Query(500, ge=1, le=5000)) -> list[AuditOut]:
         return [AuditOut(**e.__dict__) for e in engine.store.audit_entries(since, case_id, limit)]
 
@@ -107,11 +113,11 @@ def build_router(engine: RemediationEngine) -> APIRouter:
         return _case_out(engine, case)
 
     @router.post("/cases/{case_id}/approve", response_model=CaseOut)
-    def approve(case_id: int, operator: Operator = Depends(require_operator)) -> CaseOut:
+    def approve(case_id: int = CaseId, operator: Operator = Depends(require_operator)) -> CaseOut:
         return decide(case_id, operator, approve=True)
 
     @router.post("/cases/{case_id}/reject", response_model=CaseOut)
-    def reject(case_id: int, operator: Operator = Depends(require_operator)) -> CaseOut:
+    def reject(case_id: int = CaseId, operator: Operator = Depends(require_operator)) -> CaseOut:
         return decide(case_id, operator, approve=False)
 
     return router

@@ -14,8 +14,9 @@ from scheduler import validation
 from scheduler.errors import ActionRefused
 from scheduler.model import Snapshot
 
-_ALERTNAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,127}$")
-_GPU = re.compile(r"^[0-9]{1,3}$")
+# Applied with fullmatch: re.match with "$" also accepts a trailing newline.
+_ALERTNAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,127}")
+_GPU = re.compile(r"[0-9]{1,3}")
 
 
 class LabelError(ValueError):
@@ -32,7 +33,7 @@ class Target:
 
 def alertname(labels: dict[str, str]) -> str:
     name = labels.get("alertname", "")
-    if not _ALERTNAME.match(name):
+    if not _ALERTNAME.fullmatch(name):
         raise LabelError(f"alertname: not a Prometheus alert name: {name[:60]!r}")
     return name
 
@@ -52,7 +53,7 @@ def target(labels: dict[str, str], snapshot: Snapshot | None, needs_node: bool) 
         if needs_node or labels.get("instance"):
             checked_node = node(labels.get("instance", ""), snapshot)
     gpu = labels.get("gpu")
-    if gpu is not None and not _GPU.match(gpu):
+    if gpu is not None and not _GPU.fullmatch(gpu):
         raise LabelError(f"gpu: not a GPU index: {gpu[:20]!r}")
     job_id = labels.get("job_id")
     if job_id is not None:
