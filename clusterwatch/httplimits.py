@@ -13,8 +13,8 @@ bounded bodies at all. This ASGI middleware runs before routing, for every route
 - a refused request's connection is closed, so no unread body is read afterwards.
 
 Limits per route class (docs/operations.md, "Limits"): a route may declare its own with FastAPI's
-``max_body_size=N`` (which FastAPI enforces too); else operator actions 64 KiB, the Alertmanager
-webhook 4 MiB (alerts/receiver.py), the rest (the /api/v1 forms included) 1 MiB. Errors take the
+``max_body_size=N`` (which FastAPI enforces too; the Alertmanager webhook does, alerts/receiver.py);
+else operator actions 64 KiB, the rest (the /api/v1 forms included) 1 MiB. Errors take the
 route's shape: Prometheus's JSON on the Prometheus API, FastAPI's ``{"detail": ...}`` elsewhere.
 """
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from fastapi import HTTPException
-from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
 
 from clusterwatch.auth import auth_of, needs_operator
+from clusterwatch.routes import served_routes
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -38,8 +38,6 @@ KIB = 1024
 MIB = 1024 * KIB
 OPERATOR_BODY = 64 * KIB
 DEFAULT_BODY = 1 * MIB
-# Routes that read their own, larger bodies and declare no limit yet: path -> bytes.
-PATH_LIMITS = {"/api/v1/alertmanager/webhook": 4 * MIB}  # alerts/receiver.py MAX_BODY
 PROMETHEUS_TAG = "prometheus-api"  # tsdb/api.py's routes answer in Prometheus's error shape
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -56,17 +54,13 @@ DEFAULT = RoutePolicy(DEFAULT_BODY, False, False, "this server")
 
 
 def policy_of(route) -> RoutePolicy:
-    """What the middleware enforces for ``route``: one of ``fastapi.routing.iter_route_contexts``
-    (the app's routes as served, with the prefixes, tags and dependencies of their routers)."""
+    """What the middleware enforces for ``route``, one of ``served_routes(app)``."""
     dependant = getattr(route, "dependant", None)
     operator = dependant is not None and needs_operator(dependant)
     prometheus = PROMETHEUS_TAG in (getattr(route, "tags", None) or ())
     declared = getattr(route, "max_body_size", None)
-    path = getattr(route, "path", "")
     if declared is not None:
         return RoutePolicy(declared, operator, prometheus, "this route")
-    if path in PATH_LIMITS:
-        return RoutePolicy(PATH_LIMITS[path], operator, prometheus, "this route")
     if operator:
         return RoutePolicy(OPERATOR_BODY, True, prometheus, "operator actions")
     return RoutePolicy(DEFAULT_BODY, False, prometheus, "this server")
@@ -158,7 +152,7 @@ def _content_length(value: str | None) -> int | None:
 def _route_policy(scope: Scope) -> RoutePolicy:
     """The policy of the route that will answer: the first that matches the path and method;
     none (a 404 or 405 follows) gets the default."""
-    for route in iter_route_contexts(getattr(scope.get("app"), "routes", ())):
+    for route in served_routes(scope.get("app")):
         match, _ = route.matches(scope)
         if match is Match.FULL:
             return policy_of(route)

@@ -94,10 +94,17 @@ def test_requests_within_the_limits_still_work(serve: int) -> None:
     assert webhook.status_code in (401, 403)
 
 
-def test_the_webhook_limit_is_the_receivers_own() -> None:
+def test_the_webhook_keeps_the_receivers_own_limit() -> None:
     from alerts import receiver
+    from clusterwatch.cli import build_parser
+    from clusterwatch.commands import serve as serve_command
+    from clusterwatch.routes import served_routes
+    from clusterwatch.server import build_app
 
-    assert httplimits.PATH_LIMITS[receiver.PATH] == receiver.MAX_BODY
+    _, config, values = serve_command.load_config(build_parser().parse_args(["serve"]), environ={})
+    app = build_app(serve_command.build_components(values, config))
+    webhook = next(route for route in served_routes(app) if route.path == receiver.PATH)
+    assert httplimits.policy_of(webhook).limit == receiver.MAX_BODY > httplimits.DEFAULT_BODY
 
 
 @pytest.mark.parametrize("path", ["/", "/api/overview", "/static/app.js", "/api/v1/query?query=up", "/nope"])

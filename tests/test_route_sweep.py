@@ -16,12 +16,12 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.dependencies.utils import get_flat_params
-from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from clusterwatch.auth import OperatorAuth, install
 from clusterwatch.cli import build_parser
 from clusterwatch.commands import serve
+from clusterwatch.routes import served_routes
 from clusterwatch.server import build_app
 
 TOKEN = "sweep-secret"
@@ -70,7 +70,7 @@ def app_client() -> Iterator[TestClient]:
 
 
 def routes(client: TestClient) -> list:
-    return [r for r in iter_route_contexts(client.app.routes) if getattr(r, "dependant", None) is not None]
+    return [r for r in served_routes(client.app) if getattr(r, "dependant", None) is not None]
 
 
 def is_prometheus_api(route) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from clusterwatch.routes import has_route
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
@@ -30,7 +31,7 @@ def build_router(ctx: DashboardContext) -> APIRouter:
         check_job_id(job_id)
         model = run_view(lambda: job(ctx, rp.resolve(ctx.clock()), job_id))
         # The remediation engine is a separate component serve adds only with --automation on.
-        model.automation = any(getattr(route, "path", None) == "/api/automation/audit" for route in request.app.routes)
+        model.automation = has_route(request.app, "/api/automation/audit")
         return model
 
     @router.get("/api/jobs", response_model=JobsView)
