@@ -164,6 +164,8 @@ def guarded_protocol(guard: ConnectionGuard) -> type:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self.transport is None:  # refused: its bytes are not read
+                return
             super().data_received(data)
             self._watch()
 

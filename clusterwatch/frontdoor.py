@@ -75,5 +75,8 @@ def guard_of(components: Iterable) -> ConnectionGuard | None:
 def uvicorn_config(app, guard: ConnectionGuard, budget: DescriptorBudget):
     import uvicorn
 
+    # log_config=None: uvicorn's lines go through the root logger's handlers, where the command
+    # set the format and the rate limit (clusterwatch/logthrottle.py), instead of its own handlers.
     return uvicorn.Config(app, http=guarded_protocol(guard), backlog=budget.backlog, timeout_keep_alive=KEEP_ALIVE_S,
-                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_level="warning", access_log=False)
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_config=None, log_level="warning",
+                          access_log=False)
