@@ -9,7 +9,6 @@ along, no target is ever recorded down, scrapes go on during the flood, and the 
 """
 from __future__ import annotations
 
-import select
 import socket
 import sys
 import threading
@@ -93,8 +92,13 @@ class HalfOpenFlood:
     @staticmethod
     def _closed_by_server(sock: socket.socket) -> bool:
         # Anything to read (a 408 or 503, or the end of the stream) means the server let it go.
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set() and time.monotonic() < self.deadline:
