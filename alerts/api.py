@@ -20,6 +20,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
+from alerts.gilshare import sharing
 from alerts.model import Alert, rfc3339
 from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
@@ -230,7 +231,7 @@ def build_router(pipeline: Pipeline) -> APIRouter:
             raise _bad_request(f"filter: {exc}") from None
         now = pipeline.clock()
         sources = pipeline.store.sources() if source is not None else {}
-        judged = [judge(pipeline, a, now) for a in pipeline.store.current()
+        judged = [judge(pipeline, a, now) for a in sharing(pipeline.store.current())
                   if matches_all(matchers, a.labels) and (source is None or sources.get(a.fingerprint) == source)]
         judged = [j for j in judged if not state or j.state in state]
         judged.sort(key=lambda j: j.sort_key)

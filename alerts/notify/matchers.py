@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import re2
 
 OPS = ("=~", "!~", "!=", "=")
+SEEN_VALUES = 4096  # regex results remembered per matcher
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's ValueError, not a line on stderr
 
@@ -39,6 +40,7 @@ class Matcher:
     op: str
     value: str
     _regex: Any = field(default=None, compare=False, repr=False, hash=False)
+    _seen: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -56,7 +58,13 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        found = self._regex.search(value) is not None  # anchored: search is a whole-value match
+        found = self._seen.get(value)
+        if found is None:
+            # Label values repeat (alertname, severity) and each RE2 call costs microseconds of
+            # wrapper: remembered per matcher, a bounded number of them.
+            if len(self._seen) >= SEEN_VALUES:
+                self._seen.clear()
+            found = self._seen[value] = self._regex.search(value) is not None  # anchored: a whole-value match
         return found if self.op == "=~" else not found
 
     @property
@@ -122,7 +130,10 @@ OPS_ORDER = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
-    return all(matcher.matches(labels) for matcher in matchers)
+    for matcher in matchers:  # a loop, not all(genexpr): called ~10 times per alert of a storm
+        if not matcher.matches(labels):
+            return False
+    return True
 
 
 def format_matchers(matchers: Iterable[Matcher]) -> str:

@@ -69,7 +69,7 @@ class Pipeline:
                  max_pending_per_receiver: int = DEFAULT_MAX_PENDING_PER_RECEIVER) -> None:
         self.config = config
         self.clock = clock
-        self.metrics = NotifyMetrics(self._pending_by_target)
+        self.metrics = NotifyMetrics(self.pending_by_target)
         self.db = db if isinstance(db, Database) else Database(db)
         self.outbox = Outbox(self.db, max_pending_per_receiver, on_drop=self.metrics.drop)
         self.store = AlertStore(self.db)
@@ -139,7 +139,7 @@ class Pipeline:
         self._flush_wake.set()
         return merged
 
-    def _pending_by_target(self) -> dict[Target, int]:
+    def pending_by_target(self) -> dict[Target, int]:
         """Pending notifications per target, zero for every configured one."""
         return {**{target: 0 for target in self.integrations}, **self.outbox.pending_counts()}
 

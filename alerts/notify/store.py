@@ -10,12 +10,15 @@ received by webhook are not: their sender reports the resolution.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, replace
 from typing import Iterable
 
 from alerts.model import Alert
 from alerts.notify.sqlite import Database
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -42,7 +45,7 @@ class Ack:
     acked_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stored:
     alert: Alert
     source: str
@@ -62,7 +65,11 @@ class AlertStore:
         db.script(SCHEMA)
         self._alerts: dict[str, Stored] = {}
         for row in db.execute("SELECT * FROM alerts"):
-            alert = Alert(**json.loads(row["alert"]))
+            try:
+                alert = Alert(**json.loads(row["alert"]))
+            except (ValueError, TypeError) as exc:  # one damaged row costs that alert, not the pipeline
+                log.warning("stored alert %s cannot be read and is left out: %s", row["fingerprint"], exc)
+                continue
             self._alerts[row["fingerprint"]] = Stored(alert, row["source"], bool(row["timeout"]), row["updated_at"])
         # Kept in memory too: the alerts API and page look one up for every alert they show.
         self._acks: dict[tuple[str, float], Ack] = {

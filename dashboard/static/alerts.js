@@ -136,6 +136,14 @@ CW.page(v => {
   const firing = firingRows.length ? CW.table("firing", columns, firingRows, { sort: "severity" })
     : el("p", { id: "firing" }, v.connected ? "Nothing firing." : "The notification pipeline is not connected to this dashboard.");
   const muted = mutedRows.length ? CW.table("muted", columns, mutedRows, { sort: "severity" }) : el("p", { id: "muted" }, "Nothing silenced or inhibited.");
+  // A storm: the server sends the first alerts only (criticals, then oldest) with the total.
+  const shownNote = v.alerts_total > v.alerts.length ? el("p", { id: "alerts-shown" },
+    `Showing ${v.alerts.length} of ${v.alerts_total} current alerts (criticals first, then oldest); filter to narrow.`) : null;
+  const queues = v.receivers.length ? CW.table("queues", [
+    { key: "receiver", label: "receiver" }, { key: "integration", label: "integration" },
+    { key: "pending", label: "pending", cls: "num" },
+    { key: "dropped", label: "dropped", cls: "num", render: r => el("span", { class: r.dropped ? "bad" : null }, String(r.dropped)) },
+  ], v.receivers, { sort: "receiver" }) : el("p", { id: "queues" }, "No receiver.");
   const pending = v.pending.length ? CW.table("pending", [
     { key: "alertname", label: "alert", sortValue: r => r.labels.alertname, text: r => r.labels.alertname },
     { key: "severity", label: "severity", sortValue: r => r.labels.severity, text: r => r.labels.severity || "–" },
@@ -155,8 +163,8 @@ CW.page(v => {
     { key: "alertname", label: "alert" }, { key: "instance", label: "instance", sortValue: r => r.labels.instance, text: r => r.labels.instance || "" },
     { key: "summary", label: "summary", sortValue: r => r.annotations.summary, text: r => r.annotations.summary || "" },
   ], v.history, { sort: "at", desc: true }) : el("p", { id: "history" }, "No alert started or resolved in this range.");
-  return [kpis, filterBar(v), result, section("Firing", firing), section("Silenced and inhibited", muted), section("Pending (condition true, waiting for its 'for')", pending),
-    section("Silences", silences), section("History", history),
+  return [kpis, filterBar(v), result, shownNote, section("Firing", firing), section("Silenced and inhibited", muted), section("Pending (condition true, waiting for its 'for')", pending),
+    section("Silences", silences), section("Notification queues (pending, and dropped since start)", queues), section("History", history),
     section("Automation", el("div", { id: "automation" }, "loading…"))];
 });
 

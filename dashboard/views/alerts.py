@@ -9,14 +9,20 @@ through PromQL (and so from a real Prometheus's rules too in ``--prometheus-url`
 
 Filters are label matchers built here from validated parameters and applied in Python to both
 sources: nothing from the URL goes into a PromQL query.
+
+A storm leaves tens of thousands of alerts current: every one is judged (its state, for the
+counts; cheap with the indexed inhibitor), but only the first ``ALERTS_SHOWN`` are rendered and
+sent, with the total; the filter menus offer at most ``CHOICES_SHOWN`` values each.
 """
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from alerts.api import AlertOut, HistoryOut, SilenceOut, alert_view, silence_view
+from alerts.api import AlertOut, HistoryOut, Judged, SilenceOut, judge, render_alert, silence_view
+from alerts.gilshare import sharing
 from alerts.model import rfc3339
 from alerts.notify.matchers import Matcher, matches_all
 from dashboard.context import DashboardContext
@@ -25,6 +31,8 @@ from dashboard.promql import split_by_name
 from tsdb.client import QueryResult
 
 HISTORY_LIMIT = 500
+ALERTS_SHOWN = 500
+CHOICES_SHOWN = 500
 # The rule evaluator's own labels on ALERTS series; not the alert's.
 _SERIES_LABELS = {"__name__", "alertstate"}
 
@@ -56,6 +64,16 @@ class AlertChoices(BaseModel):
     instance: list[str]
 
 
+class ReceiverQueue(BaseModel):
+    """One receiver integration's notification queue (the outbox)."""
+
+    receiver: str
+    integration: str
+    pending: int = Field(description="notifications waiting for delivery (bounded per receiver)")
+    dropped: int = Field(description="notifications given up without delivery since the server started "
+                                     "(queue full or expired)")
+
+
 class AlertsView(BaseModel):
     time: float
     start: float
@@ -66,11 +84,14 @@ class AlertsView(BaseModel):
     counts: dict[str, int] = Field(description="current alerts by state (firing, silenced, inhibited, "
                                                "acknowledged) plus pending, after the filters")
     firing_by_severity: dict[str, int] = Field(description="alerts in state firing, by severity")
-    alerts: list[AlertOut] = Field(description="current alerts, as GET /api/alerts returns them")
-    pending: list[PendingAlert]
+    alerts: list[AlertOut] = Field(description=f"current alerts, as GET /api/alerts returns them: the first "
+                                               f"{ALERTS_SHOWN} (criticals first, then oldest)")
+    alerts_total: int = Field(0, description="current alerts after the filters (`alerts` may hold fewer)")
+    pending: list[PendingAlert] = Field(description=f"the first {ALERTS_SHOWN}; counts.pending has them all")
     history: list[HistoryOut] = Field(description="firing/resolved transitions in the range, newest first")
     silences: list[SilenceOut] = Field(description="pending and active silences, and those expired in the range")
     choices: AlertChoices
+    receivers: list[ReceiverQueue] = Field(default_factory=list, description="the notification queues")
     automation: bool = Field(description="whether this server runs the remediation engine, whose own API "
                                          "(/api/automation/cases, /audit) is the automation log")
 
@@ -98,36 +119,51 @@ def _history(pipeline: Any, since: float) -> list[HistoryOut]:
                                                                   "annotations", "source")}) for r in rows]
 
 
+def _receivers(pipeline: Any) -> list[ReceiverQueue]:
+    pending = pipeline.pending_by_target()
+    dropped = pipeline.metrics.dropped_by_target()
+    return [ReceiverQueue(receiver=receiver, integration=integration, pending=pending.get((receiver, integration), 0),
+                          dropped=dropped.get((receiver, integration), 0))
+            for receiver, integration in sorted(set(pending) | set(dropped))]
+
+
+def _page_order(judged: Judged) -> tuple:
+    alert = judged.alert
+    return alert.labels.get("severity") != "critical", alert.starts_at, alert.fingerprint
+
+
 def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters, automation: bool = False) -> AlertsView:
     matchers = filters.matchers()
     pending_all = _pending(ctx, tr.end)
     pipeline = ctx.alerting
-    current: list[AlertOut] = []
+    current: list[Judged] = []
     history: list[HistoryOut] = []
     silences: list[SilenceOut] = []
+    receivers: list[ReceiverQueue] = []
     if pipeline is not None:
         now = pipeline.clock()
-        current = [alert_view(pipeline, a, now) for a in pipeline.store.current() if a.ends_at is None]
+        current = [judge(pipeline, a, now) for a in sharing(pipeline.store.current()) if a.ends_at is None]
         history = _history(pipeline, tr.start)
         silences = [silence_view(s, now) for s in pipeline.silences.list()
                     if s.state(now) != "expired" or s.ends_at >= tr.start]
-    seen = [a.labels for a in current] + [p.labels for p in pending_all]
-    choices = AlertChoices(**{name: sorted({labels[name] for labels in seen if labels.get(name)})
+        receivers = _receivers(pipeline)
+    seen = [j.alert.labels for j in current] + [p.labels for p in pending_all]
+    choices = AlertChoices(**{name: sorted({labels[name] for labels in seen if labels.get(name)})[:CHOICES_SHOWN]
                               for name in AlertChoices.model_fields})
 
-    shown = sorted((a for a in current if matches_all(matchers, a.labels)),
-                   key=lambda a: (a.labels.get("severity") != "critical", a.startsAt, a.fingerprint))
+    matching = [j for j in current if matches_all(matchers, j.alert.labels)]
+    shown = [render_alert(pipeline, j) for j in heapq.nsmallest(ALERTS_SHOWN, matching, key=_page_order)]
     pending = [p for p in pending_all if matches_all(matchers, p.labels)]
     counts: dict[str, int] = {"pending": len(pending)}
     by_severity: dict[str, int] = {}
-    for alert in shown:
-        counts[alert.state] = counts.get(alert.state, 0) + 1
-        if alert.state == "firing":
-            severity = alert.labels.get("severity") or "none"
+    for judged in matching:
+        counts[judged.state] = counts.get(judged.state, 0) + 1
+        if judged.state == "firing":
+            severity = judged.alert.labels.get("severity") or "none"
             by_severity[severity] = by_severity.get(severity, 0) + 1
     return AlertsView(
         time=ctx.clock(), start=tr.start, end=tr.end, filters=filters, connected=pipeline is not None,
-        counts=counts, firing_by_severity=by_severity, alerts=shown, pending=pending,
-        history=[h for h in history if matches_all(matchers, h.labels)], silences=silences, choices=choices,
-        automation=automation,
+        counts=counts, firing_by_severity=by_severity, alerts=shown, alerts_total=len(matching),
+        pending=pending[:ALERTS_SHOWN], history=[h for h in history if matches_all(matchers, h.labels)],
+        silences=silences, choices=choices, receivers=receivers, automation=automation,
     )

@@ -141,3 +141,15 @@ def test_regexes_are_anchored_like_alertmanager(setup):
     assert set(states(client, filter='instance=~"n4\\n"')) == {("Trail", "n4\n")}
     assert set(states(client, filter='instance=~"n[12]"')) == {("NodeDown", "n1"), ("GpuHot", "n1"),
                                                                 ("GpuHot", "n2")}
+
+
+def test_alerts_come_in_pages_with_the_total(setup):
+    client, pipeline = setup
+    pipeline.notify([alert(pipeline.clock() - i, alertname="Many", instance=f"m{i:03d}") for i in range(30)])
+    first = client.get("/api/alerts", params={"limit": 10})
+    assert first.headers["X-Total-Count"] == "34" and len(first.json()) == 10
+    rest = client.get("/api/alerts", params={"limit": 100, "offset": 10}).json()
+    assert len(rest) == 24
+    assert {a["fingerprint"] for a in first.json()}.isdisjoint(a["fingerprint"] for a in rest)
+    assert client.get("/api/alerts", params={"limit": 0}).status_code == 422
+    assert client.get("/api/alerts", params={"limit": 10**6}).status_code == 422

@@ -129,3 +129,26 @@ def test_default_config_ships_log_receiver_and_node_down_inhibition():
     assert [c.kind for c in shipped.receivers["log"].integrations] == ["log"]
     node_down = shipped.inhibit_rules[0]
     assert node_down.equal == ("instance",)
+
+
+@pytest.mark.parametrize("text,field", [
+    ("route: {receiver: x, routes: [{match_re: {instance: '(?=gpu)node.*'}}]}\nreceivers: [{name: x}]",
+     "route.routes[0].matchers"),
+    ("route: {receiver: x, routes: [{matchers: ['job=~\"(a)\\\\1\"']}]}\nreceivers: [{name: x}]",
+     "route.routes[0].matchers"),
+    ("route: {receiver: x}\nreceivers: [{name: x}]\n"
+     "inhibit_rules: [{source_match_re: {a: 'x{1001}'}, target_match: {b: c}}]", "inhibit_rules[0]"),
+])
+def test_regexes_re2_refuses_are_config_errors(text, field):
+    """Routing regexes run on RE2, as in Alertmanager: what it refuses (lookaround,
+    backreferences, a repeat over 1000) is refused at load, naming the field."""
+    with pytest.raises(ConfigError) as caught:
+        config(text)
+    assert caught.value.field == field and "invalid regex" in str(caught.value)
+
+
+def test_regex_runs_in_linear_time():
+    """The backtracking bomb of issue 14 on a routing regex: RE2 answers at once (Python's re
+    took ~2^n steps)."""
+    (m,) = parse_matchers('instance=~"(a+)+b"')
+    assert not m.matches({"instance": "a" * 5000 + "!"})

@@ -120,3 +120,50 @@ def test_without_the_pipeline_only_pending_is_known():
         view = client.get("/api/alerts-view").json()
     assert not view["connected"] and view["alerts"] == [] and len(view["pending"]) == 1
     assert view["automation"] is False  # no remediation API mounted: the page does not ask it
+
+
+def test_a_storm_is_counted_whole_and_shown_in_part():
+    """Thousands of current alerts: every one counted, the first ALERTS_SHOWN sent (criticals
+    first, then oldest), the filter menus bounded."""
+    from dashboard.views.alerts import ALERTS_SHOWN, CHOICES_SHOWN
+
+    now = time.time()
+    pipeline = Pipeline(alerting_config.load(None), ":memory:")
+    count = ALERTS_SHOWN + CHOICES_SHOWN + 10
+    pipeline.receive([Alert({"alertname": "GpuHot", "severity": "critical" if i % 10 == 0 else "warning",
+                             "instance": f"node-{i:05d}"}, {}, starts_at=now - i) for i in range(count)])
+    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=pipeline)
+    with TestClient(build_app([alerting_component(pipeline), dashboard_component(ctx)])) as client:
+        view = client.get("/api/alerts-view").json()
+        page = client.get("/alerts")
+    assert view["alerts_total"] == count and len(view["alerts"]) == ALERTS_SHOWN
+    assert sum(view["counts"].values()) == count  # pending 0, the rest by state
+    criticals = len(range(0, count, 10))
+    assert [a["labels"]["severity"] for a in view["alerts"][:criticals]] == ["critical"] * criticals
+    assert view["alerts"][0]["labels"]["instance"] == f"node-{(count - 1) // 10 * 10:05d}"  # the oldest critical
+    assert len(view["choices"]["instance"]) == CHOICES_SHOWN
+    assert page.status_code == 200
+    pipeline.close()
+
+
+def test_notification_queues_show_pending_and_dropped():
+    from tests.alerts.test_notify_support import config
+    from tests.realcomponents import free_port
+
+    pipeline = Pipeline(config(f"""
+route: {{receiver: dead, group_by: [instance], group_wait: 0s}}
+receivers:
+  - {{name: dead, webhook_configs: [{{url: "http://127.0.0.1:{free_port()}/hook"}}]}}
+  - {{name: chat, log_configs: [{{}}]}}
+"""), max_pending_per_receiver=2)
+    pipeline.notify([Alert({"alertname": "NodeDown", "instance": f"n{i}"}, {}, starts_at=time.time() - 60)
+                     for i in range(3)])
+    pipeline.flush()
+    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=pipeline)
+    with TestClient(build_app([dashboard_component(ctx)])) as client:
+        view = client.get("/api/alerts-view").json()
+    assert view["receivers"] == [
+        {"receiver": "chat", "integration": "log/0", "pending": 0, "dropped": 0},
+        {"receiver": "dead", "integration": "webhook/0", "pending": 2, "dropped": 1},
+    ]
+    pipeline.close()
