@@ -20,7 +20,9 @@ from alerts.notify.integrations import DeliveryError
 from alerts.notify.stage import Context
 
 SIGNATURE_HEADER = "X-ClusterWatch-Signature"
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 10.0  # per phase (connect, send, each read): an attempt to a hanging receiver ends
+ERROR_TEXT = 200  # characters of a refusal's body kept in the outbox's last_error
+ANSWER_READ = 64 * 1024  # bytes of an answer read at most: a receiver cannot make us hold more
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -44,16 +46,28 @@ def authorization_header(http_config: dict | None) -> str | None:
 
 
 def post(http: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
-    """One attempt; the error says what happened without the URL's secrets or the headers."""
+    """One attempt; the error says what happened without the URL's secrets or the headers. Only
+    the start of the answer is read (its status is what counts)."""
     try:
-        response = http.post(url, content=body, headers=headers, timeout=timeout)
+        with http.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+            code = response.status_code
+            answer = b"" if 200 <= code < 300 else _start_of(response)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-    if 200 <= response.status_code < 300:
+    if 200 <= code < 300:
         return
     # 429 and 5xx may pass; any other 4xx will be answered the same way next time.
-    retryable = response.status_code == 429 or response.status_code >= 500 or response.status_code == 408
-    raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+    retryable = code == 429 or code >= 500 or code == 408
+    raise DeliveryError(f"HTTP {code}: {answer.decode(errors='replace')[:ERROR_TEXT]}", retryable)
+
+
+def _start_of(response: httpx.Response) -> bytes:
+    read = b""
+    for chunk in response.iter_raw():
+        read += chunk
+        if len(read) >= ANSWER_READ:
+            break
+    return read
 
 
 class WebhookIntegration:
