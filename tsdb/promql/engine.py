@@ -2,9 +2,9 @@
 and error types, returning ``tsdb.results.QueryResult``."""
 from __future__ import annotations
 
-import functools
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +12,7 @@ import promql_parser as pp
 
 from tsdb.gcpause import gc_paused
 from tsdb.promql.evaluator import Evaluator, SeriesSource
+from tsdb.promql.querytext import check_query_text
 from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data
 from tsdb.regex import RegexError, compile_anchored
 from tsdb.results import QueryResult, Series
@@ -37,10 +38,15 @@ def to_millis(seconds: float) -> int:
 
 
 def parse_query(query: str) -> pp.Expr:
+    """The query's tree; bad_data when it does not parse or would be too expensive to parse
+    (``tsdb.promql.querytext``: checked before the parser sees it)."""
+    shape = check_query_text(query)
     try:
-        return _parse(query)
+        return _PARSED.get(query, shape.parse_bytes)
     except (ValueError, TypeError) as exc:
         raise bad_data(f"parse error: {_parser_message(str(exc))}") from None
+    except RecursionError:
+        raise bad_data("query is nested too deeply to parse") from None
 
 
 def _parser_message(message: str) -> str:
@@ -57,11 +63,39 @@ def _parser_message(message: str) -> str:
 _ILLEGAL_REGEX = "illegal regex for "
 
 
-@functools.lru_cache(maxsize=1024)
-def _parse(query: str) -> pp.Expr:
-    # Rules and dashboard panels send the same queries every cycle; evaluation never changes
-    # the tree, so one parse serves them all.
-    return pp.parse(query)
+class _ParseCache:
+    """Trees of recent queries, least recently used dropped first. Rules and dashboard panels
+    send the same queries every cycle and evaluation never changes a tree, so one parse serves
+    them all. Bounded by the trees' estimated memory, not their number: a tree estimated over
+    ``MAX_ENTRY_BYTES`` is never kept (one parser bomb kept 1.25 GB here)."""
+
+    MAX_BYTES = 64 << 20
+    MAX_ENTRY_BYTES = 1 << 20
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[pp.Expr, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, query: str, cost: int) -> pp.Expr:
+        with self._lock:
+            entry = self._entries.get(query)
+            if entry is not None:
+                self._entries.move_to_end(query)
+                return entry[0]
+        expr = pp.parse(query)
+        if cost <= self.MAX_ENTRY_BYTES:
+            with self._lock:
+                if query not in self._entries:
+                    self._entries[query] = (expr, cost)
+                    self._bytes += cost
+                while self._bytes > self.MAX_BYTES:
+                    _, (_, dropped) = self._entries.popitem(last=False)
+                    self._bytes -= dropped
+        return expr
+
+
+_PARSED = _ParseCache()
 
 
 def _static_type(expr: pp.Expr) -> str:
@@ -104,6 +138,12 @@ class Engine:
         try:
             with gc_paused():  # tsdb/gcpause.py: ~1 s per full collection at 131,072 GPUs
                 return run()
+        except RecursionError:
+            # The query-text limits keep recursion shallow; a thread already deep in its own
+            # stack can still run out: the query's fault as far as the client can tell.
+            with self._stats_lock:
+                self.stats.errors += 1
+            raise bad_data("query is nested too deeply to evaluate") from None
         except PromQLError:
             with self._stats_lock:
                 self.stats.errors += 1
