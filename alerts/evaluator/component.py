@@ -26,7 +26,9 @@ def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient
 
 
 def evaluator_component(evaluator: RuleEvaluator):
+    """The evaluator in ``serve``; its health is its state file's (set aside, held in memory)."""
     from clusterwatch.server import Component
 
     return Component("rules", start=evaluator.start, stop=evaluator.stop,
-                     collectors=[EvaluatorCollector(evaluator)])
+                     collectors=[EvaluatorCollector(evaluator)],
+                     health=evaluator.state.db.problems if evaluator.state is not None else None)

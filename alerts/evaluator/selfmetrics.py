@@ -7,6 +7,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from alerts.evaluator.alerting import FIRING, PENDING
 from alerts.evaluator.manager import RuleEvaluator
+from alerts.statedb import StateCollector
 
 
 class EvaluatorCollector:
@@ -48,3 +49,5 @@ class EvaluatorCollector:
         errors = CounterMetricFamily("clusterwatch_alerts_notify_errors_total", "Calls of the notify hook that raised.")
         errors.add_metric([], ev.notify_errors)
         yield from (duration, last, interval, rules, evaluations, failures, missed, alerts, sent, errors)
+        # alert-state.sqlite: writes that failed (disk full...) are counted where they happen.
+        yield from StateCollector(ev.state.db if ev.state is not None else None, "clusterwatch_rule").collect()

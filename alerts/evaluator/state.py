@@ -8,15 +8,21 @@ into the rules; when the evaluator was down longer than ``outage_tolerance`` (Pr
 ``--rules.alert.for-outage-tolerance``, 1 h) pending alerts restart their clocks, since the
 condition was not observed in between; firing ones stay firing and are not re-sent before their
 resend delay.
+
+The file is an ``alerts.statedb.Database``: a corrupt one is set aside, a full disk keeps the
+state in memory until it can be written. A write lost even so is logged and counted there, never
+raised: this state only matters at the next restart, and evaluation must go on.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import logging
 from pathlib import Path
 
 from alerts.evaluator.alerting import PENDING, ActiveAlert
+from alerts.statedb import Database, StateWriteError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_state (
@@ -33,39 +39,30 @@ CREATE TABLE IF NOT EXISTS rule_eval (
 
 
 class AlertStateStore:
-    def __init__(self, path: str | Path, outage_tolerance_s: float = 3600.0) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = str(path)
+    def __init__(self, path: str | Path | Database, outage_tolerance_s: float = 3600.0) -> None:
+        self.db = path if isinstance(path, Database) else Database(path)
+        self.path = self.db.path
         self.outage_tolerance_s = outage_tolerance_s
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.db.script(SCHEMA)
 
     def save(self, evaluated: dict[str, dict[str, ActiveAlert]], ts: float) -> None:
         """Replace the rows of every rule in ``evaluated`` (rule key -> its active alerts)."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
+        try:
+            with self.db.transaction():
                 for rule_key, alerts in evaluated.items():
-                    self._db.execute("DELETE FROM alert_state WHERE rule_key = ?", (rule_key,))
-                    self._db.executemany(
+                    self.db.execute("DELETE FROM alert_state WHERE rule_key = ?", (rule_key,))
+                    self.db.executemany(
                         "INSERT INTO alert_state (rule_key, fingerprint, alert) VALUES (?, ?, ?)",
                         [(rule_key, fp, json.dumps(a.to_dict())) for fp, a in alerts.items()])
-                    self._db.execute("INSERT OR REPLACE INTO rule_eval (rule_key, evaluated_at) VALUES (?, ?)",
-                                     (rule_key, ts))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    self.db.execute("INSERT OR REPLACE INTO rule_eval (rule_key, evaluated_at) VALUES (?, ?)",
+                                    (rule_key, ts))
+        except StateWriteError as exc:
+            log.error("alert state not saved: %s", exc)
 
     def load(self, rule_key: str, now: float) -> dict[str, ActiveAlert]:
-        with self._lock:
-            row = self._db.execute("SELECT evaluated_at FROM rule_eval WHERE rule_key = ?", (rule_key,)).fetchone()
-            rows = self._db.execute("SELECT fingerprint, alert FROM alert_state WHERE rule_key = ?",
-                                    (rule_key,)).fetchall()
-        stale = row is None or now - row[0] > self.outage_tolerance_s
+        evaluated = self.db.execute("SELECT evaluated_at FROM rule_eval WHERE rule_key = ?", (rule_key,))
+        rows = self.db.execute("SELECT fingerprint, alert FROM alert_state WHERE rule_key = ?", (rule_key,))
+        stale = not evaluated or now - evaluated[0][0] > self.outage_tolerance_s
         out = {}
         for fp, text in rows:
             alert = ActiveAlert(**json.loads(text))
@@ -75,5 +72,4 @@ class AlertStateStore:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()

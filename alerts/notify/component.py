@@ -7,6 +7,7 @@ from pathlib import Path
 from alerts import api, receiver
 from alerts.notify import config as alerting_config
 from alerts.notify.pipeline import Pipeline
+from alerts.statedb import MEMORY, Database, StateCollector
 from clusterwatch.server import Component
 
 DB_FILE = "alerting.db"
@@ -14,10 +15,10 @@ DB_FILE = "alerting.db"
 
 def build_pipeline(config_path: str | None, state_dir: str | None, **options) -> Pipeline:
     """The pipeline from ``alerting.yml`` (or the shipped default) with its SQLite file in
-    ``state_dir`` (in memory without one: nothing then survives a restart)."""
+    ``state_dir`` (in memory without one: nothing then survives a restart). A file that is
+    corrupt, or cannot be written, degrades the pipeline instead of stopping it (alerts.statedb)."""
     config = alerting_config.load(config_path)
-    db = str(Path(state_dir) / DB_FILE) if state_dir else ":memory:"
-    return Pipeline(config, db, **options)
+    return Pipeline(config, Database(Path(state_dir) / DB_FILE if state_dir else MEMORY), **options)
 
 
 def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac_secret: str | None = None) -> Component:
@@ -29,21 +30,20 @@ def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac
         "alerting",
         routers=[api.build_router(pipeline),
                  receiver.build_router(pipeline, receiver.InboundAuth(webhook_token, webhook_hmac_secret))],
-        start=pipeline.start, stop=stop, collectors=[pipeline.metrics], health=pipeline.health,
+        start=pipeline.start, stop=stop,
+        collectors=[pipeline.metrics, StateCollector(pipeline.db, "clusterwatch_alerting")],
+        health=lambda: {**pipeline.db.problems(), **pipeline.health()},
     )
 
 
 def from_settings(values: dict, config_file: str | None = None) -> tuple[Component, Pipeline]:
     """The component from ``serve``'s resolved settings (``alerts.notify.options.OPTIONS``);
-    configuration mistakes are ConfigErrors naming the field and file."""
-    from clusterwatch.errors import ConfigError
-
-    try:
-        pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
-                                  **({"max_pending_per_receiver": values["notification_queue_max"]}
-                                     if "notification_queue_max" in values else {}))
-    except OSError as exc:
-        raise ConfigError("state_dir", f"cannot open the state database: {exc}", config_file) from None
+    configuration mistakes are ConfigErrors naming the field and file. A state directory that
+    cannot be used is no configuration mistake: the component works around it and reports it
+    through its health hook (alerts.statedb)."""
+    pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
+                              **({"max_pending_per_receiver": values["notification_queue_max"]}
+                                 if "notification_queue_max" in values else {}))
     return component(pipeline, values.get("webhook_token")), pipeline
 
 

@@ -51,14 +51,13 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     from alerts.remediation.engine import RemediationEngine
     from alerts.remediation.metrics import RemediationCollector
     from alerts.remediation.store import RemediationStore
+    from alerts.statedb import MEMORY, StateCollector
     from clusterwatch.server import Component
 
     loaded = policy.load(values.get("policy"))
     state_dir = values.get("state_dir")
-    try:
-        store = RemediationStore(Path(state_dir) / DB_FILE if state_dir else ":memory:")
-    except Exception as exc:  # noqa: BLE001 - sqlite3 errors and OSError alike: the admin must fix the path
-        raise ConfigError("state_dir", f"cannot open the remediation database: {exc}", config_file) from None
+    # A corrupt or unwritable file degrades automation (reported by the health hook), never the server.
+    store = RemediationStore(Path(state_dir) / DB_FILE if state_dir else MEMORY)
     engine = RemediationEngine(loaded, adapter, store, query, mode=mode)
     if pipeline is not None:
         pipeline.register_hook(HOOK_NAME, engine.handle)
@@ -68,4 +67,5 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
         store.close()
 
     return Component("remediation", routers=[api.build_router(engine)], start=engine.start, stop=stop,
-                     collectors=[RemediationCollector(engine)])
+                     collectors=[RemediationCollector(engine), StateCollector(store.db, "clusterwatch_remediation")],
+                     health=store.problems)

@@ -153,7 +153,7 @@ def test_restart_after_a_reboot_was_asked_never_repeats_it(tmp_path):
     # Simulate a crash between asking Slurm and recording the answer: the step is left "started".
     case = h.case(1)
     reboot_step = next(s for s in h.store.steps(1) if s.name == "reboot")
-    h.store._execute("UPDATE steps SET status = ?, ended_at = NULL WHERE id = ?", (STARTED, reboot_step.id))
+    h.store.db.execute("UPDATE steps SET status = ?, ended_at = NULL WHERE id = ?", (STARTED, reboot_step.id))
     h.store.update_case(1, h.clock.now, step=case.ladder.index("reboot"))
     h.store.close()
     h.store = RemediationStore(db)
