@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from clusterwatch.durations import format_duration
 from clusterwatch.server import Component
 from tsdb.api import build_router
 from tsdb.client import LocalQueryClient
 from tsdb.discovery import FileSD, Target, static_targets
-from tsdb.importer import import_openmetrics
+from tsdb.importer import Loaded, import_openmetrics
 from tsdb.promql.engine import Engine
 from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
@@ -40,8 +43,9 @@ class TSDBConfig:
 class EmbeddedTSDB:
     """Owns the pieces; ``component()`` hands them to the server's app factory."""
 
-    def __init__(self, config: TSDBConfig) -> None:
+    def __init__(self, config: TSDBConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock
         self.store = Store(config.retention_s, config.limits)
         self.engine = Engine(self.store)
         self.client = LocalQueryClient(self.engine)
@@ -55,13 +59,26 @@ class EmbeddedTSDB:
     def targets(self) -> list[Target]:
         return self._static + self.file_sd.targets()
 
-    def load(self) -> None:
-        """Snapshot first, then imports: what the operator asked to import wins on conflict."""
+    def load(self) -> list[Loaded]:
+        """Snapshot first, then imports: what the operator asked to import wins on conflict.
+
+        The retention window counts from now, here as in housekeeping: what is older is left out
+        at load and said so in one line per file, so that what the server answers at start is
+        what it answers after the first housekeeping pass (which, once the server's own samples
+        arrive, would drop it)."""
+        keep_from_ms = int(self.clock() * 1000) - self.store.retention_ms
+        loaded = []
         snapshot = self.config.snapshot_path
         if snapshot and Path(snapshot).exists():
-            log.info("restored %d series from %s", load_snapshot(self.store, snapshot), snapshot)
+            loaded.append(self._said(load_snapshot(self.store, snapshot, keep_from_ms), snapshot))
         for path in self.config.import_openmetrics:
-            log.info("imported %d series from %s", import_openmetrics(self.store, path), path)
+            loaded.append(self._said(import_openmetrics(self.store, path, keep_from_ms), path))
+        return loaded
+
+    def _said(self, loaded: Loaded, source: str) -> Loaded:
+        line = loaded.describe(source, format_duration(self.config.retention_s))
+        (log.warning if loaded.too_old_samples else log.info)("%s", line)
+        return loaded
 
     def start(self) -> None:
         self.scraper.start()
@@ -81,12 +98,16 @@ class EmbeddedTSDB:
         while not self._stop.wait(30.0):
             elapsed += 30.0
             try:
-                self.store.apply_retention()
+                self.apply_retention()
                 if self.config.snapshot_path and elapsed >= self.config.snapshot_interval_s:
                     elapsed = 0.0
                     save_snapshot(self.store, self.config.snapshot_path)
             except Exception:  # noqa: BLE001 - housekeeping must keep running
                 log.exception("tsdb housekeeping failed")
+
+    def apply_retention(self) -> int:
+        """Housekeeping's retention pass: the window counts from now, as at load."""
+        return self.store.apply_retention(int(self.clock() * 1000))
 
     def component(self) -> Component:
         router = build_router(self.engine, self.store, self.scraper.targets_json, self.scraper.metadata_json)

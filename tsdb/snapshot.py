@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tsdb.importer import bulk_load
+from tsdb.importer import Loaded, bulk_load
 from tsdb.store import Store
 
 
@@ -32,8 +32,9 @@ def save_snapshot(store: Store, path: str | Path) -> int:
     return len(labels)
 
 
-def load_snapshot(store: Store, path: str | Path) -> int:
-    """Load a snapshot written by save_snapshot into an empty ``store``; returns series loaded."""
+def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = None) -> Loaded:
+    """Load a snapshot written by save_snapshot into an empty ``store``, each series from
+    ``keep_from_ms`` on (a server restarted after a long stop keeps its retention from now)."""
     with np.load(path, allow_pickle=False) as data:
         labels = json.loads(str(data["labels"]))
         lengths, times, values = data["lengths"], data["times"], data["values"]
@@ -44,4 +45,4 @@ def load_snapshot(store: Store, path: str | Path) -> int:
             lo, hi = offsets[i], offsets[i + 1]
             yield tuple((k, v) for k, v in pairs), times[lo:hi].tolist(), values[lo:hi].tolist()
 
-    return bulk_load(store, series())
+    return bulk_load(store, series(), keep_from_ms)

@@ -61,8 +61,10 @@ def test_conformance_with_prometheus(tmp_path: Path, process_factory) -> None:
     prom_port, our_port = free_port(), free_port()
     prom = process_factory([prometheus, f"--config.file={config}", f"--storage.tsdb.path={blocks}",
                             f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=100y"])
+    # Both keep the data set whatever today's date: serve applies its retention from now, at
+    # import as in housekeeping, so with the default 6h it would keep nothing of a 2023 data set.
     ours = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{our_port}",
-                            "--import-openmetrics", str(data)], name="clusterwatch-serve")
+                            "--retention", "100y", "--import-openmetrics", str(data)], name="clusterwatch-serve")
     wait_http(f"http://127.0.0.1:{prom_port}/-/ready", proc=prom)
     wait_http(f"http://127.0.0.1:{our_port}/-/ready", timeout=60, proc=ours)
     our_client = HTTPQueryClient(f"http://127.0.0.1:{our_port}")

@@ -114,7 +114,7 @@ def test_snapshot_round_trip_then_scraping_continues(tmp_path) -> None:
     store.append_scrape("t", 2000, [(L("a", x="1"), math.nan)])
     save_snapshot(store, tmp_path / "snap.npz")
     restored = Store()
-    assert load_snapshot(restored, tmp_path / "snap.npz") == 2
+    assert load_snapshot(restored, tmp_path / "snap.npz").series == 2
     restored.append_scrape("t", 3000, [(L("a", x="1"), 3.0)])
     times, values = select(restored, NAME_A)[L("a", x="1")]
     assert times == [1000, 2000, 3000] and math.isnan(values[1]) and not is_stale(values[1])
