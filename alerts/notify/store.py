@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from alerts.gilshare import sharing
 from alerts.model import Alert
 from alerts.notify.sqlite import Database
 
@@ -53,6 +54,11 @@ class Stored:
     updated_at: float
 
 
+def _history_row(alert: Alert, status: str, source: str, at: float) -> tuple:
+    return (at, alert.fingerprint, alert.name, status, json.dumps(alert.labels), json.dumps(alert.annotations),
+            source)
+
+
 def _alert_json(alert: Alert) -> str:
     return json.dumps({"labels": alert.labels, "annotations": alert.annotations, "starts_at": alert.starts_at,
                        "ends_at": alert.ends_at, "generator_url": alert.generator_url})
@@ -77,31 +83,36 @@ class AlertStore:
             for row in db.execute("SELECT * FROM acks")}
 
     def put(self, alerts: Iterable[Alert], source: str, timeout: bool, now: float) -> list[Alert]:
-        """Merge ``alerts`` in; returns them as stored (a firing alert keeps its first startsAt)."""
+        """Merge ``alerts`` in; returns them as stored (a firing alert keeps its first startsAt).
+
+        The rows are prepared first and written in one short transaction (a storm's 10,000
+        alerts in a few statements): the database's lock, which /metrics and /-/ready also wait
+        for, is held for the writing only. The in-memory store changes once they are written."""
         merged: list[Alert] = []
-        with self._lock, self.db.transaction():
-            for alert in alerts:
-                old = self._alerts.get(alert.fingerprint)
+        with self._lock:
+            batch: dict[str, Stored] = {}
+            history: list[tuple] = []
+            for alert in sharing(alerts):
+                old = batch.get(alert.fingerprint) or self._alerts.get(alert.fingerprint)
                 if old and old.alert.ends_at is None and alert.starts_at and old.alert.starts_at:
                     alert = replace(alert, starts_at=min(old.alert.starts_at, alert.starts_at))
                 if alert.starts_at == 0.0:
                     alert = replace(alert, starts_at=old.alert.starts_at if old and old.alert.ends_at is None else now)
                 was_firing = old is not None and old.alert.ends_at is None
                 if alert.ends_at is None and not was_firing:
-                    self._history(alert, "firing", source, now)
+                    history.append(_history_row(alert, "firing", source, now))
                 elif alert.ends_at is not None and was_firing:
-                    self._history(alert, "resolved", source, alert.ends_at)
-                self._alerts[alert.fingerprint] = Stored(alert, source, timeout, now)
-                self.db.execute("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?)",
-                                (alert.fingerprint, _alert_json(alert), source, int(timeout), now))
+                    history.append(_history_row(alert, "resolved", source, alert.ends_at))
+                batch[alert.fingerprint] = Stored(alert, source, timeout, now)
                 merged.append(alert)
+            rows = [(fp, _alert_json(stored.alert), source, int(timeout), now) for fp, stored in sharing(batch.items())]
+            with self.db.transaction():
+                self.db.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?)", rows)
+                if history:
+                    self.db.executemany("INSERT INTO alert_history (at, fingerprint, alertname, status, labels, "
+                                        "annotations, source) VALUES (?, ?, ?, ?, ?, ?, ?)", history)
+            self._alerts.update(batch)
         return merged
-
-    def _history(self, alert: Alert, status: str, source: str, at: float) -> None:
-        self.db.execute("INSERT INTO alert_history (at, fingerprint, alertname, status, labels, annotations, source)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, alert.fingerprint, alert.name, status,
-                                                          json.dumps(alert.labels), json.dumps(alert.annotations),
-                                                          source))
 
     def timed_out(self, now: float, resolve_timeout: float) -> list[Alert]:
         """Firing alerts their sender stopped refreshing, as resolved copies (not yet stored)."""

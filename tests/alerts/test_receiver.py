@@ -4,6 +4,7 @@ accepted alerts are in GET /api/alerts."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from alerts.notify.component import component, install_operator_token
 from alerts.notify.integrations.webhook import sign
 from alerts.notify.pipeline import Pipeline
 from clusterwatch.server import build_app
+from tests import httpraw
 from tests.conftest import FIXTURES
 
 FIXTURE_FILES = sorted((FIXTURES / "alertmanager-0.25").glob("*.json"))
@@ -114,27 +116,14 @@ def served():
     app.stop()
 
 
-def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30.0) -> tuple[int, bytes]:
-    """Send a request head (and optionally part of a body) and return the status the server
-    answers with, without ever sending the rest of the body."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.encode() + b"\r\n" + body)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    status = int(answer.split(b" ", 2)[1])
-    return status, answer
-
-
-def webhook_head(length: int, *headers: str) -> str:
-    lines = [f"POST {receiver_path()} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"Content-Length: {length}", *headers]
-    return "\r\n".join(lines) + "\r\n"
+def raw_status(port: int, length: int, *auth: str) -> int:
+    """The status answered to a webhook request that announces ``length`` bytes of body and sends
+    one: the rest of the body is never sent."""
+    headers = {"Content-Type": "application/json", "Content-Length": str(length)}
+    headers.update(line.split(": ", 1) for line in auth)
+    with httpraw.connect(port) as sock:
+        sock.sendall(httpraw.request_head("POST", receiver_path(), headers) + b"{")
+        return httpraw.read_response(sock).status
 
 
 def receiver_path() -> str:
@@ -148,11 +137,9 @@ def test_token_is_checked_before_the_body_is_read(served):
     waited for (before: the whole body was read, and kept, first)."""
     app, pipeline = served
     for auth in ((), ("Authorization: Bearer wrong",), ("Authorization: Basic aG9va3Rva2Vu",)):
-        status, _ = raw_request(app.port, webhook_head(1024 * 1024, *auth), b"{")
-        assert status == 401
+        assert raw_status(app.port, 1024 * 1024, *auth) == 401
     # Announced far over the limit: refused at once too, whichever check speaks first.
-    status, _ = raw_request(app.port, webhook_head(400 * 1024 * 1024), b"{")
-    assert status in (401, 413)
+    assert raw_status(app.port, 400 * 1024 * 1024) in (401, 413)
     assert pipeline.store.current() == []
 
 
@@ -160,8 +147,7 @@ def test_body_over_the_limit_is_413_from_its_length(served):
     from alerts.receiver import MAX_BODY
 
     app, _ = served
-    status, answer = raw_request(app.port, webhook_head(MAX_BODY + 1, "Authorization: Bearer hooktoken"), b"{")
-    assert status == 413
+    assert raw_status(app.port, MAX_BODY + 1, "Authorization: Bearer hooktoken") == 413
 
 
 def test_body_over_the_limit_is_413_while_streaming(served):
@@ -223,3 +209,53 @@ def test_too_many_alerts_in_one_message_is_400(client):
     body["alerts"] = body["alerts"] * (MAX_ALERTS + 1)
     response = client.post("/api/v1/alertmanager/webhook", json=body, headers=TOKEN)
     assert response.status_code == 400 and f"at most {MAX_ALERTS}" in response.json()["detail"]
+
+
+def test_a_busy_store_holds_webhooks_not_the_server(served):
+    """While the alert store is busy (its lock held), webhooks wait off the event loop: the
+    server still answers; at most MAX_IN_FLIGHT wait, the next is told to retry (503)."""
+    import threading
+
+    import httpx
+
+    from alerts.receiver import MAX_IN_FLIGHT
+
+    app, pipeline = served
+    base = f"http://127.0.0.1:{app.port}"
+    body = FIXTURE_FILES[0].read_bytes()
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(httpx.post(f"{base}{receiver_path()}", content=body, headers=TOKEN, timeout=120).status_code)
+
+    with pipeline.store._lock:
+        posts = [threading.Thread(target=post, daemon=True) for _ in range(MAX_IN_FLIGHT + 1)]
+        for thread in posts:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while 503 not in statuses and time.monotonic() < deadline:
+            assert httpx.get(f"{base}/-/healthy", timeout=10).status_code == 200
+            time.sleep(0.05)
+        assert statuses == [503]
+    for thread in posts:
+        thread.join(60)
+    assert sorted(statuses) == [200] * MAX_IN_FLIGHT + [503]
+
+
+def test_a_large_storm_within_the_limit_is_accepted_end_to_end(served):
+    """The route declares its limit, so the server's body-size guard lets a storm of several
+    megabytes through (Alertmanager sends one group's alerts in one message)."""
+    import httpx
+
+    from alerts.receiver import MAX_BODY
+
+    app, pipeline = served
+    body = json.loads(FIXTURE_FILES[0].read_text())
+    template = body["alerts"][0]
+    body["alerts"] = [{**template, "labels": {**template["labels"], "instance": f"node-{i:05d}"},
+                       "annotations": {"description": "x" * 4000}} for i in range(2000)]
+    raw = json.dumps(body).encode()
+    assert 4 * 1024 * 1024 < len(raw) < MAX_BODY
+    response = httpx.post(f"http://127.0.0.1:{app.port}{receiver_path()}", content=raw, headers=TOKEN, timeout=120)
+    assert response.status_code == 200, response.text[:300]
+    assert len(pipeline.store.current()) == 2000
