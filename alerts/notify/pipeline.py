@@ -44,9 +44,6 @@ GC_INTERVAL = 60.0
 # Groups flushed per round of the dispatch loop: a storm's flush is many short rounds, so stopping
 # never waits for all of it and the loop's metrics stay current.
 FLUSH_BATCH = 1000
-# The delivery loop's shortest pause between rounds: a flush of 10,000 groups wakes it 10,000
-# times, and each round asks the database for the due targets.
-DELIVER_MIN_PAUSE = 0.05
 
 
 class IntegrationName:
@@ -183,8 +180,11 @@ class Pipeline:
     def start(self) -> None:
         self._stop.clear()
         for name, round_, wake, deadline, pause in (
-            ("dispatch", lambda: self.flush(FLUSH_BATCH), self._flush_wake, self.dispatcher.next_deadline, 0.0),
-            ("deliver", self.deliverer.dispatch, self._deliver_wake, self.deliverer.next_due, DELIVER_MIN_PAUSE),
+            ("dispatch", lambda: self.flush(FLUSH_BATCH), self._flush_wake, self.dispatcher.next_deadline, lambda: 0.0),
+            # A flush of 10,000 groups wakes the delivery loop 10,000 times: it rests as the
+            # deliverer says (in proportion to the cost of its look at the lanes).
+            ("deliver", self.deliverer.dispatch, self._deliver_wake, self.deliverer.next_due,
+             lambda: self.deliverer.pause_s),
         ):
             thread = threading.Thread(target=self._loop, args=(name, round_, wake, deadline, pause),
                                       name=f"cw-notify-{name}", daemon=True)
@@ -192,7 +192,7 @@ class Pipeline:
             self._threads.append(thread)
 
     def _loop(self, name: str, round_: Callable[[], object], wake: threading.Event,
-              deadline: Callable[[], float | None], pause: float) -> None:
+              deadline: Callable[[], float | None], pause: Callable[[], float]) -> None:
         while not self._stop.is_set():
             wake.clear()
             started = time.monotonic()
@@ -207,8 +207,9 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - e.g. the database busy: look again in a second
                 log.exception("notification %s loop: next deadline unknown", name)
                 due = None
-            if pause:
-                self._stop.wait(pause)
+            rest = pause()
+            if rest:
+                self._stop.wait(rest)
             wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
             if wait:
                 wake.wait(wait)
