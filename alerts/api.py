@@ -24,8 +24,8 @@ from alerts.gilshare import sharing
 from alerts.model import Alert, rfc3339
 from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
-from alerts.outbox import Entry
 from alerts.notify.store import Ack
+from alerts.outbox import Entry
 from alerts.silences import Silence, SilenceError
 from clusterwatch.auth import Operator, require_operator
 from clusterwatch.durations import parse_duration
@@ -124,7 +124,7 @@ class Judged:
     """An alert with its state as computed now (the state is never stored)."""
 
     alert: Alert
-    state: str
+    state: AlertState
     silenced_by: list[str]
     inhibited_by: list[str]
     ack: Ack | None

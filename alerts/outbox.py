@@ -188,9 +188,6 @@ class Outbox:
             "ON o.id = h.id WHERE o.next_attempt <= ? ORDER BY o.id LIMIT ?", (*target, now, limit))
         return [Entry.from_row(r) for r in rows]
 
-    def next_due(self) -> float | None:
-        return min(self.next_attempts().values(), default=None)
-
     def delivered(self, entry: Entry, now: float) -> None:
         self._leave(entry, "UPDATE outbox SET state=?, attempts=attempts+1, delivered_at=?, last_error=NULL "
                            "WHERE id=? AND state=?", (DELIVERED, now, entry.id, PENDING))

@@ -130,11 +130,14 @@ class Pipeline:
 
     def _put(self, alerts: Iterable[Alert], source: str, timeout: bool) -> list[Alert]:
         now = self.clock()
-        merged = self.store.put(list(alerts), source, timeout, now)
-        self.inhibitor.update(merged)
-        self.dispatcher.put(merged, now)
+        return self._take_in(self.store.put(list(alerts), source, timeout, now), now)
+
+    def _take_in(self, stored: list[Alert], now: float) -> list[Alert]:
+        """Alerts just stored, into the inhibitor's sources and their groups."""
+        self.inhibitor.update(stored)
+        self.dispatcher.put(stored, now)
         self._flush_wake.set()
-        return merged
+        return stored
 
     def pending_by_target(self) -> dict[Target, int]:
         """Pending notifications per target, zero for every configured one."""
@@ -160,9 +163,7 @@ class Pipeline:
         now = self.clock()
         expired = self.store.timed_out(now, self.config.resolve_timeout)
         if expired:
-            merged = self.store.put(expired, "resolve_timeout", True, now)
-            self.inhibitor.update(merged)
-            self.dispatcher.put(merged, now)
+            self._take_in(self.store.put(expired, "resolve_timeout", True, now), now)
         flushed = self.dispatcher.tick(now, limit)
         if now - self._last_gc >= GC_INTERVAL:
             self._last_gc = now
