@@ -24,7 +24,7 @@ from alerts.remediation.ladder import (CLOSED, DONE, FAILED, INTERRUPTED, OPEN, 
                                        RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
 from alerts.remediation.outbound import Runner, Sender, run_command, send_webhook
 from alerts.remediation.policy import AlertClass, Policy
-from alerts.remediation.store import AuditEntry, Case, RemediationStore
+from alerts.remediation.store import AuditEntry, AuditUnavailable, Case, RemediationStore
 from scheduler.model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,12 @@ class RemediationEngine:
                         self.store.update_case(case.id, now, seen=case.seen + 1)
                 self._advance_all(snapshot)
                 self.last_success = now
+            except AuditUnavailable as exc:
+                # A known, reported state (the store's health hook says remediation_paused), not
+                # a bug: one line per evaluation, no traceback.
+                self.evaluation_errors += 1
+                log.warning("remediation paused: %s", exc)
+                raise
             except Exception:
                 self.evaluation_errors += 1
                 log.exception("remediation evaluation failed")
