@@ -348,15 +348,17 @@ class Database:
     # ---- reporting and closing ----------------------------------------------------------------
 
     def problems(self) -> dict[str, str]:
-        """The health hook: reason code -> one sentence, empty when the state is on disk."""
-        with self._lock:
-            found = dict(self._sticky)
-            if self.in_memory:
-                found["state_in_memory"] = (
-                    f"{self._memory_reason}; this state is held in memory since {_utc(self._memory_since)} and "
-                    f"written to the file once it can be (retried every {self.retry_interval_s:g}s); a restart "
-                    "now loses what changed since")
-            return found
+        """The health hook: reason code -> one sentence, empty when the state is on disk.
+
+        Read without the database lock: /metrics and /-/ready ask for it and must not wait
+        behind a long write (copying a dict and reading flags is atomic under the GIL)."""
+        found = dict(self._sticky)
+        if self.in_memory:
+            found["state_in_memory"] = (
+                f"{self._memory_reason}; this state is held in memory since {_utc(self._memory_since)} and "
+                f"written to the file once it can be (retried every {self.retry_interval_s:g}s); a restart "
+                "now loses what changed since")
+        return found
 
     def close(self) -> None:
         with self._lock:

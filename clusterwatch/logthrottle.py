@@ -15,16 +15,24 @@ import time
 MAX_KEYS = 10_000  # templates remembered; beyond that the table starts over
 
 
+# Loggers whose every line is something delivered, not a symptom: the log receiver's
+# notifications (alerts/notify/integrations/log.py) must all reach the log, storm or not.
+EXEMPT = frozenset({"clusterwatch.notifications"})
+
+
 class Throttle(logging.Filter):
-    def __init__(self, burst: int = 10, period: float = 60.0) -> None:
+    def __init__(self, burst: int = 10, period: float = 60.0, exempt: frozenset[str] = EXEMPT) -> None:
         super().__init__()
         self.burst = burst
         self.period = period
+        self.exempt = exempt
         self.dropped_total = 0
         self._windows: dict[tuple[str, str], list] = {}  # key -> [window start, passed, dropped]
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name in self.exempt:
+            return True
         key = (record.name, str(record.msg))
         now = time.monotonic()
         with self._lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from clusterwatch.routes import has_route
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
@@ -31,7 +32,7 @@ def build_router(ctx: DashboardContext) -> APIRouter:
         except ValueError as exc:
             raise bad_request(f"instance: {exc}") from None
         # The remediation engine is a separate component serve adds only with --automation on.
-        automation = any(getattr(route, "path", None) == AUTOMATION_API for route in request.app.routes)
+        automation = has_route(request.app, AUTOMATION_API)
         return run_view(lambda: alerts_page(ctx, rp.resolve(ctx.clock()), filters, automation))
 
     @router.get("/api/alerts-view", response_model=AlertsView)

@@ -122,6 +122,19 @@ def test_without_the_pipeline_only_pending_is_known():
     assert view["automation"] is False  # no remediation API mounted: the page does not ask it
 
 
+def test_the_page_knows_when_the_remediation_api_is_served():
+    from fastapi import APIRouter
+
+    from clusterwatch.server import Component
+
+    automation = APIRouter(prefix="/api/automation")
+    automation.add_api_route("/cases", lambda: {"cases": []}, methods=["GET"])
+    app = build_app([dashboard_component(DashboardContext(LocalQueryClient(Engine(Store())))),
+                     Component("remediation", routers=[automation])])
+    with TestClient(app) as client:
+        assert client.get("/api/alerts-view").json()["automation"] is True
+
+
 def test_a_storm_is_counted_whole_and_shown_in_part():
     """Thousands of current alerts: every one counted, the first ALERTS_SHOWN sent (criticals
     first, then oldest), the filter menus bounded."""
