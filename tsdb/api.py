@@ -2,28 +2,41 @@
 
 Answers GET query strings and POST form bodies alike (Grafana posts forms), with Prometheus's
 JSON envelope: ``{"status": "success", "data": ...}`` or ``{"status": "error", "errorType",
-"error"}`` with 400 for bad_data, 422 for execution errors and 503 for timeouts.
+"error"}`` with 400 for bad_data, 422 for execution errors and 503 for timeouts and for queries
+the engine's gate cannot admit (``unavailable``: its queue is full).
+
+``/query`` and ``/query_range`` come from outside, so they pass the engine's gate
+(``tsdb.promql.gate``): at most ``--query-max-concurrency`` evaluate at once, the rest wait in a
+bounded queue, and each has ``--query-timeout`` from its arrival, its encoding included.
 """
 from __future__ import annotations
 
 import math
 import time
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import parse_qsl
 
 import promql_parser as pp
+import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from clusterwatch.durations import parse_duration
+from tsdb.memory import release_free_memory
 from tsdb.promql.engine import Engine, parse_query
 from tsdb.promql.evaluator import selector_matchers
+from tsdb.promql.gate import Ticket
+from tsdb.promql.limits import timed_out
 from tsdb.promql.values import PromQLError, bad_data
+from tsdb.results import QueryResult
 from tsdb.store import Store
 
-_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500}
+_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "unavailable": 503, "internal": 500}
+# A larger answer is streamed in its pieces rather than joined into one more copy.
+_STREAM_OVER_BYTES = 1 << 20
 _MIN_TIME, _MAX_TIME = -9_223_372_036_854_776.0, 9_223_372_036_854_776.0
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
@@ -89,6 +102,20 @@ def success(data: Any) -> JSONResponse:
     return JSONResponse({"status": "success", "data": data})
 
 
+def success_encoded(data: list[bytes]) -> Response:
+    """The success envelope around ``data`` already encoded (``QueryResult.data_json``)."""
+    chunks = [b'{"status":"success","data":', *data, b"}"]
+    if sum(map(len, chunks)) <= _STREAM_OVER_BYTES:
+        return Response(b"".join(chunks), media_type="application/json")
+
+    async def pieces() -> AsyncIterator[bytes]:
+        chunks.reverse()
+        while chunks:
+            yield chunks.pop()  # each piece is freed once sent
+    # Once sent, what the answer took is handed back to the system (tsdb/memory.py).
+    return StreamingResponse(pieces(), media_type="application/json", background=BackgroundTask(release_free_memory))
+
+
 def error(exc: PromQLError) -> JSONResponse:
     return JSONResponse({"status": "error", "errorType": exc.error_type, "error": exc.message},
                         status_code=_STATUS.get(exc.error_type, 500))
@@ -111,6 +138,8 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
                  metadata: MetadataProvider | None = None) -> APIRouter:
     """The ``/api/v1`` routes answering from ``engine`` and ``store``."""
     router = APIRouter(prefix="/api/v1", tags=["prometheus-api"])
+    # Threads for admitted queries, apart from the shared pool the dashboard's routes run in.
+    evaluating = anyio.CapacityLimiter(engine.limits.max_concurrency)
 
     def route(path: str):
         def register(handler: Callable[[Params], Any]):
@@ -125,18 +154,40 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
             return handler
         return register
 
-    @route("/query")
-    def query(params: Params) -> Any:
-        at = params.time("time", time.time())
-        return engine.instant(params.required("query"), at).to_json()
+    def query_route(path: str):
+        """A route that evaluates a query: admitted by the engine's gate first (a full queue is
+        refused at once; the wait happens on the event loop, holding no thread), then evaluated
+        and encoded in a thread of its own, within the query's deadline."""
+        def register(handler: Callable[[Params, Ticket], QueryResult]):
+            async def endpoint(request: Request) -> Response:
+                try:
+                    params = await Params.of(request)
+                    ticket = engine.gate.enter()
+                    try:
+                        await ticket.wait_async()
+                        data = await anyio.to_thread.run_sync(_evaluate, handler, params, ticket, limiter=evaluating)
+                    finally:
+                        ticket.leave()
+                    return success_encoded(data)
+                except PromQLError as exc:
+                    return error(exc)
+            endpoint.__name__ = handler.__name__
+            router.add_api_route(path, endpoint, methods=["GET", "POST"])
+            return handler
+        return register
 
-    @route("/query_range")
-    def query_range(params: Params) -> Any:
+    @query_route("/query")
+    def query(params: Params, ticket: Ticket) -> QueryResult:
+        at = params.time("time", time.time())
+        return engine.instant(params.required("query"), at, ticket)
+
+    @query_route("/query_range")
+    def query_range(params: Params, ticket: Ticket) -> QueryResult:
         text = params.required("query")
         start, end = params.time("start", math.nan), params.time("end", math.nan)
         if math.isnan(start) or math.isnan(end):
             raise bad_data(f'invalid parameter "{"start" if math.isnan(start) else "end"}": missing')
-        return engine.range(text, start, end, params.step()).to_json()
+        return engine.range(text, start, end, params.step(), ticket)
 
     @route("/series")
     def series(params: Params) -> Any:
@@ -183,6 +234,13 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
                 "buildDate": "", "goVersion": ""}
 
     return router
+
+
+def _evaluate(handler: Callable[[Params, Ticket], QueryResult], params: Params, ticket: Ticket) -> list[bytes]:
+    def check() -> None:
+        if time.monotonic() > ticket.deadline:
+            raise timed_out("result encoding")
+    return handler(params, ticket).data_json(check)
 
 
 async def _call(handler: Callable, params: Params, request: Request) -> Any:

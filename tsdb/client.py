@@ -8,11 +8,12 @@ raises ``QueryError`` carrying Prometheus's errorType and message, whichever sid
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import httpx
 
 from tsdb.promql.engine import Engine
+from tsdb.promql.gate import Ticket
 from tsdb.promql.values import PromQLError
 from tsdb.results import QueryResult, Series
 
@@ -20,7 +21,8 @@ __all__ = ["QueryClient", "LocalQueryClient", "HTTPQueryClient", "QueryError", "
 
 
 class QueryError(Exception):
-    """``error_type``: bad_data, execution, timeout, canceled, internal or unavailable."""
+    """``error_type``: bad_data, execution, timeout, canceled, internal or unavailable (not
+    admitted: the server's query queue is full, or it could not be reached)."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(f"{error_type}: {message}")
@@ -36,20 +38,29 @@ class QueryClient(Protocol):
 
 
 class LocalQueryClient:
-    """Queries answered by an in-process engine."""
+    """Queries answered by an in-process engine.
 
-    def __init__(self, engine: Engine) -> None:
+    ``gated=False`` (the rule evaluator, remediation): the engine's reserved lane, never waiting
+    behind outside queries. ``gated=True`` (the dashboard's request-driven queries): each query
+    passes the engine's gate like an ``/api/v1`` query, waiting in its queue or refused
+    (``unavailable``) when the queue is full."""
+
+    def __init__(self, engine: Engine, gated: bool = False) -> None:
         self.engine = engine
+        self.gated = gated
 
     def instant(self, query: str, at: float | None = None) -> QueryResult:
-        try:
-            return self.engine.instant(query, at)
-        except PromQLError as exc:
-            raise QueryError(exc.error_type, exc.message) from None
+        return self._run(lambda ticket: self.engine.instant(query, at, ticket))
 
     def range(self, query: str, start: float, end: float, step: float) -> QueryResult:
+        return self._run(lambda ticket: self.engine.range(query, start, end, step, ticket))
+
+    def _run(self, evaluate: Callable[[Ticket | None], QueryResult]) -> QueryResult:
         try:
-            return self.engine.range(query, start, end, step)
+            if not self.gated:
+                return evaluate(None)
+            with self.engine.gate.admitted() as ticket:
+                return evaluate(ticket)
         except PromQLError as exc:
             raise QueryError(exc.error_type, exc.message) from None
 

@@ -16,6 +16,7 @@ from tsdb.client import LocalQueryClient
 from tsdb.discovery import FileSD, Target, static_targets
 from tsdb.importer import Loaded, import_openmetrics
 from tsdb.promql.engine import Engine
+from tsdb.promql.limits import QueryLimits
 from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
 from tsdb.snapshot import load_snapshot, save_snapshot
@@ -38,6 +39,8 @@ class TSDBConfig:
     # Sockets the scraper may hold open at once (clusterwatch/fdbudget.py sizes it at start).
     scrape_max_connections: int = 1024
     limits: Limits = field(default_factory=Limits)
+    # --query-timeout, --query-max-samples, --query-max-concurrency (tsdb/promql/limits.py)
+    query_limits: QueryLimits = field(default_factory=QueryLimits)
 
 
 class EmbeddedTSDB:
@@ -47,8 +50,9 @@ class EmbeddedTSDB:
         self.config = config
         self.clock = clock
         self.store = Store(config.retention_s, config.limits)
-        self.engine = Engine(self.store)
-        self.client = LocalQueryClient(self.engine)
+        self.engine = Engine(self.store, limits=config.query_limits)
+        self.client = LocalQueryClient(self.engine)  # rules, remediation: the reserved lane
+        self.request_client = LocalQueryClient(self.engine, gated=True)  # the dashboard: through the gate
         self.file_sd = FileSD(config.file_sd, config.job)
         self._static = static_targets(config.static_targets, config.job)
         self.scraper = Scraper(self.store, self.targets, config.scrape_interval_s, config.scrape_timeout_s,

@@ -2,8 +2,11 @@
 Prometheus-API server over HTTP), plus their Prometheus JSON form in both directions."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from tsdb.promql.aggregation import format_value
 
@@ -32,7 +35,8 @@ class QueryResult:
     more than the query itself. The label sets may be the engine's shared ones: never mutate them.
     """
 
-    __slots__ = ("result_type", "_series", "_labels", "_values", "scalar", "string", "timestamp", "shared_labels")
+    __slots__ = ("result_type", "_series", "_labels", "_values", "_arrays", "scalar", "string", "timestamp",
+                 "shared_labels")
 
     def __init__(self, result_type: str, series: list[Series] | None = None, scalar: float | None = None,
                  string: str | None = None, timestamp: float | None = None) -> None:
@@ -40,6 +44,7 @@ class QueryResult:
         self._series: list[Series] | None = series if series is not None else []
         self._labels: list[dict[str, str]] | None = None
         self._values: list[float] | None = None
+        self._arrays: list[tuple[dict[str, str], np.ndarray, np.ndarray]] | None = None
         self.scalar = scalar
         self.string = string
         self.timestamp = timestamp  # of a scalar or string result, and of a columnar vector
@@ -56,8 +61,23 @@ class QueryResult:
         result.shared_labels = shared_labels
         return result
 
+    @classmethod
+    def of_matrix(cls, rows: list[tuple[dict[str, str], np.ndarray, np.ndarray]]) -> "QueryResult":
+        """A matrix result as numpy arrays: (labels, times in seconds, values) per series.
+
+        Why: a range query may answer tens of millions of points, and a Python float and list slot
+        per point cost four times the evaluation itself (7 GB for one query, never given back).
+        ``data_json`` encodes straight from the arrays; ``series`` builds lists on first use."""
+        result = cls("matrix")
+        result._series, result._arrays = None, rows
+        return result
+
     @property
     def series(self) -> list[Series]:
+        if self._arrays is not None:
+            self._series = [Series(dict(labels), times.tolist(), values.tolist())
+                            for labels, times, values in self._arrays]
+            self._arrays = None
         if self._series is None:
             at = self.timestamp
             self._series = [Series(dict(labels), [at], [value]) for labels, value in zip(self._labels, self._values)]
@@ -70,6 +90,8 @@ class QueryResult:
 
     def samples(self) -> Iterator[tuple[dict[str, str], float]]:
         """(labels, value) of every vector sample, or of every matrix series' newest point."""
+        if self._arrays is not None:
+            return ((labels, float(values[-1])) for labels, _, values in self._arrays if len(values))
         if self._series is None:
             return zip(self._labels, self._values)
         return ((s.labels, s.values[-1]) for s in self._series if s.values)
@@ -77,19 +99,41 @@ class QueryResult:
     def columns(self) -> tuple[list[dict[str, str]], list[float]]:
         """(label sets, values) of every vector sample (or matrix series' newest point), as
         parallel lists; a columnar vector's own lists, so never mutate them."""
+        if self._arrays is not None:
+            self.series  # noqa: B018 - builds the lists this answer is read as
         if self._series is None:
             return self._labels, self._values
         kept = [s for s in self._series if s.values]
         return [s.labels for s in kept], [s.values[-1] for s in kept]
 
     def __len__(self) -> int:
+        if self._arrays is not None:
+            return len(self._arrays)
         return len(self._labels) if self._series is None else len(self._series)
 
     def __repr__(self) -> str:
         return f"QueryResult({self.result_type!r}, {len(self)} series)"
 
+    def data_json(self, check: Callable[[], None] | None = None) -> list[bytes]:
+        """``to_json()`` as encoded JSON, in pieces to be sent one after another: a matrix is
+        encoded series by series from its arrays, without a Python object per point. ``check``
+        is called between series (a query's deadline covers its encoding)."""
+        if self._arrays is None:
+            return [_dumps(self.to_json())]
+        chunks = [b'{"resultType":"matrix","result":[']
+        time_texts = _TimeTexts()
+        for i, (labels, times, values) in enumerate(self._arrays):
+            if check is not None:
+                check()
+            points = '"],['.join([t + ',"' + v for t, v in zip(time_texts.of(times), _value_texts(values))])
+            chunks.append(f'{"," if i else ""}{{"metric":{_dumps_text(labels)},"values":[[{points}"]]}}'.encode())
+        chunks.append(b"]}")
+        return chunks
+
     def to_json(self) -> dict[str, Any]:
         """The ``data`` member of Prometheus's /api/v1/query(_range) answer."""
+        if self._arrays is not None:
+            self.series  # noqa: B018 - builds the lists the JSON is made of
         if self.result_type in ("scalar", "string"):
             value = format_value(self.scalar) if self.result_type == "scalar" else self.string
             return {"resultType": self.result_type, "result": [_json_time(self.timestamp), value]}
@@ -124,6 +168,50 @@ class QueryResult:
                               for r in result])
         return cls(kind, [Series(dict(r["metric"]), [float(t) for t, _ in r["values"]],
                                  [_parse_value(v) for _, v in r["values"]]) for r in result])
+
+
+def _dumps_text(content: Any) -> str:
+    # As Starlette's JSONResponse renders: compact, UTF-8 kept, no NaN (values are strings).
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _dumps(content: Any) -> bytes:
+    return _dumps_text(content).encode()
+
+
+class _TimeTexts:
+    """Times as Prometheus writes them, each spelled once per answer (series share their steps)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[float, str] = {}
+
+    def of(self, seconds: np.ndarray) -> list[str]:
+        texts = self._texts
+        out = list(map(texts.get, seconds.tolist()))
+        if None in out:
+            for i, t in enumerate(seconds.tolist()):
+                if out[i] is None:
+                    out[i] = texts[t] = _dumps_text(_json_time(t))
+        return out
+
+
+def _value_texts(values: np.ndarray) -> list[str]:
+    """``format_value`` of each value, a few numpy passes instead of a call per value: whole
+    numbers as integers, the rest by ``repr`` (the shortest round trip, as Go writes them), and the
+    few that ``repr`` writes differently (NaN, infinities, exponents) by ``format_value``."""
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(values)
+        negative_zero = (values == 0) & np.signbit(values)  # Go writes "-0"
+        whole = (values == np.trunc(values)) & (magnitude < 1e16) & ~negative_zero
+        odd = ~np.isfinite(values) | (magnitude >= 1e16) | ((magnitude < 1e-4) & (values != 0)) | negative_zero
+    if whole.all():
+        return list(map(str, values.astype(np.int64).tolist()))
+    out = list(map(repr, values.tolist()))
+    for i, text in zip(np.flatnonzero(whole).tolist(), map(str, values[whole].astype(np.int64).tolist())):
+        out[i] = text
+    for i in np.flatnonzero(odd & ~whole).tolist():
+        out[i] = format_value(float(values[i]))
+    return out
 
 
 def _json_time(seconds: float | None) -> float | int:

@@ -27,6 +27,7 @@ class TSDBCollector:
         yield CounterMetricFamily("clusterwatch_engine_queries", "PromQL queries evaluated.", q.queries)
         yield CounterMetricFamily("clusterwatch_engine_query_errors", "PromQL queries that failed.", q.errors)
         yield CounterMetricFamily("clusterwatch_engine_query_seconds", "Time spent evaluating queries.", q.seconds)
+        yield from self._query_limits()
         if self.scraper is None:
             return
         labels = ["job", "instance"]
@@ -53,3 +54,31 @@ class TSDBCollector:
         for reason, count in sorted(self.scraper.skipped.items()):
             skipped.add_metric([reason], count)
         yield skipped
+
+    def _query_limits(self) -> Iterator[Metric]:
+        """The query limits' effect (tsdb/promql/limits.py, gate.py)."""
+        gate = self.engine.gate
+        refused = CounterMetricFamily(
+            "clusterwatch_engine_queries_refused",
+            "Queries stopped by a limit: queue_full (refused at once, 503), queue_timeout (timed out waiting "
+            "for a slot), timeout (--query-timeout), max_samples (--query-max-samples), query_text (too long, "
+            "too many operators or too deep to parse).", labels=["reason"])
+        counts = self.engine.refusals()
+        for reason in ("queue_full", "queue_timeout", "timeout", "max_samples", "query_text"):
+            refused.add_metric([reason], counts.get(reason, 0))
+        yield refused
+        in_flight = GaugeMetricFamily(
+            "clusterwatch_engine_queries_in_flight",
+            "Queries evaluating now: lane external (the /api/v1 routes and the dashboard, through the gate) or "
+            "internal (rules and remediation, the reserved lane).", labels=["lane"])
+        in_flight.add_metric(["external"], gate.running())
+        in_flight.add_metric(["internal"], gate.internal_running())
+        yield in_flight
+        yield GaugeMetricFamily("clusterwatch_engine_query_queue_length",
+                                "Outside queries waiting for one of the --query-max-concurrency slots.", gate.queued())
+        yield GaugeMetricFamily("clusterwatch_engine_queries_concurrent_max",
+                                "Outside queries that may evaluate at once (--query-max-concurrency).",
+                                self.engine.limits.max_concurrency)
+        yield CounterMetricFamily("clusterwatch_engine_query_paused_seconds",
+                                  "Time outside queries were held back while the server's own queries evaluated.",
+                                  gate.paused_seconds)

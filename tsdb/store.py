@@ -20,7 +20,7 @@ import struct
 import threading
 from array import array
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -222,6 +222,7 @@ class _Selection:
 
 
 _SELECTION_CACHE_SIZE = 1024
+Charge = Callable[[int, int], None]  # told a read's samples and series before they are copied; may raise
 
 
 class Store:
@@ -496,25 +497,34 @@ class Store:
         selection = self._selections[key] = _Selection(stamp, list(groups.values()), moved)
         return selection
 
-    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Block]:
+    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+                      charge: Charge | None = None) -> list[Block]:
         """Matching series in [mint_ms, maxt_ms], grouped by the time column they share. A series
-        that moved between columns appears in one block per column."""
+        that moved between columns appears in one block per column. ``charge`` is told the
+        samples the blocks will hold (padding included) and their rows before any is copied."""
         with self._lock:
             selection = self._selection(matchers)
-            blocks = []
+            spans = []  # per column: its window and the segments with samples in it, nothing copied yet
             for column, segments, label_sets, _ in selection.groups:
                 lo = bisect.bisect_left(column.ts, mint_ms)
                 hi = bisect.bisect_right(column.ts, maxt_ms, lo)
                 if lo >= hi:
                     continue
-                rows = []
+                inside = []
                 for segment, labels in zip(segments, label_sets):
                     start, end = segment.window()
-                    first, last = max(lo, start), min(hi, end)
-                    if first < last:
-                        rows.append((labels, first - lo, segment.values[first - start:last - start]))
-                if rows:
-                    blocks.append((column.ts[lo:hi], rows))
+                    if max(lo, start) < min(hi, end):
+                        inside.append((segment, labels, start, end))
+                if inside:
+                    spans.append((column, lo, hi, inside))
+            if charge is not None:  # a row per segment, padded to its column's window
+                charge(sum((hi - lo) * len(inside) for _, lo, hi, inside in spans),
+                       sum(len(inside) for _, _, _, inside in spans))
+            blocks = []
+            for column, lo, hi, inside in spans:
+                rows = [(labels, max(lo, start) - lo, segment.values[max(lo, start) - start:min(hi, end) - start])
+                        for segment, labels, start, end in inside]
+                blocks.append((column.ts[lo:hi], rows))
         out = []
         for ts, rows in blocks:
             timestamps = np.frombuffer(ts, dtype=np.int64)
@@ -530,11 +540,13 @@ class Store:
             out.append(Block(timestamps, [labels for labels, _, _ in rows], values, selection.moved))
         return out
 
-    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Window] | None:
+    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+                       charge: Charge | None = None) -> list[Window] | None:
         """Matching series in [mint_ms, maxt_ms] as one matrix per window width (usually one:
         targets scraped at one interval), for a range selector at one time: a few numpy calls
         for all series instead of a block per target. None when a series moved between columns
-        (``select_blocks`` joins those)."""
+        (``select_blocks`` joins those). ``charge`` is told the samples the matrices will hold
+        (padding included) and their rows before any is copied."""
         with self._lock:
             sel = self._selection(matchers)
             if sel.moved:
@@ -552,6 +564,8 @@ class Store:
             valid = start < stop
             every = valid.all()
             rows = np.flatnonzero(valid)
+            if charge is not None:
+                charge(int((high - low)[rows].sum()), len(rows))
             arrays = sel.arrays if every else [sel.arrays[i] for i in rows.tolist()]
             # Slicing copies, so the matrices never pin the store's growing buffers.
             parts = list(map(operator.getitem, arrays, map(slice, (start - firsts)[rows].tolist(),

@@ -17,6 +17,7 @@ from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
 from clusterwatch.frontdoor import OPTIONS as HTTP_OPTIONS
+from clusterwatch.frontdoor import positive_int
 from clusterwatch.settings import Option
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,14 @@ OPTIONS = (
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
 OPTIONS += REMEDIATION_OPTIONS  # --automation, --policy: beside the remediation engine
 OPTIONS += HTTP_OPTIONS  # --http-*, --scrape-max-connections: beside the front door (clusterwatch/frontdoor.py)
+OPTIONS += (  # the embedded engine's query limits (tsdb/promql/limits.py; docs/promql.md, "Limits")
+    Option("query_timeout", 120.0, "longest a query may take, its wait for a slot included (then a 503 timeout)",
+           settings.duration, "DURATION"),
+    Option("query_max_samples", 50_000_000, "most samples a query may hold in memory at once (then a 422)",
+           positive_int, "N"),
+    Option("query_max_concurrency", 20, "most /api/v1 and dashboard queries evaluating at once; 4 per slot may "
+           "wait, more are refused (503). Rules and remediation never wait for these", positive_int, "N"),
+)
 OPTIONS += (
     Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
     Option("alert_state", None, "SQLite file of alert state (default: alert-state.sqlite in --state-dir; "
@@ -76,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None):
     from tsdb.component import TSDBConfig
+    from tsdb.promql.limits import QueryLimits
 
     values = settings.resolve(OPTIONS + LIST_OPTIONS, config_file=args.config, flags=vars(args),
                               environ=environ, env_prefix=ENV_PREFIX)
@@ -93,6 +103,7 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
         scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
         job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],
         scrape_max_connections=values["scrape_max_connections"],
+        query_limits=QueryLimits(values["query_timeout"], values["query_max_samples"], values["query_max_concurrency"]),
     )
     if config.scrape_timeout_s and config.scrape_timeout_s > config.scrape_interval_s:
         raise ConfigError("scrape_timeout", "must not be longer than scrape_interval", args.config)
@@ -227,7 +238,8 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     remediation = remediation_component(values, adapter, query, pipeline, config_file)
     components += [*scheduler, *([evaluator_component(evaluator)] if evaluator else []), alerting_component,
                    *([remediation] if remediation else []),
-                   dashboard_component(DashboardContext(query, adapter, audit, alerting=pipeline))]
+                   dashboard_component(DashboardContext(tsdb.request_client if tsdb else query, adapter, audit,
+                                                        alerting=pipeline))]
     components.append(frontdoor.guard_from_settings(values).component())
     components.append(health_component(components))
     if tsdb is not None:

@@ -101,3 +101,21 @@ def test_bad_query_raises_one_error_type_from_both_clients(http: TestClient) -> 
         with pytest.raises(QueryError) as caught:
             client.instant("sum(", 10)
         assert caught.value.error_type == "bad_data" and "parse error" in caught.value.message
+
+
+def test_matrix_answers_encode_as_their_json() -> None:
+    # A range answer is encoded straight from its arrays; it must read exactly as to_json() renders.
+    import json
+
+    import numpy as np
+
+    from tsdb.results import QueryResult
+
+    values = np.array([0.0, -0.0, 1.0, -3.5, 1e15, 9.99e15, 1e16, 1e-4, 1.5e-5, 0.1 + 0.2, np.nan, np.inf, -np.inf,
+                       2.0 ** 53, 1e300, 5e-324, 123.456])
+    times = np.arange(len(values)) * 1.5 + 1_700_000_000.001
+    result = QueryResult.of_matrix([({"a": "x\"y", "é": "ü"}, times, values), ({}, times[:2], values[:2])])
+    encoded = b"".join(result.data_json())
+    assert json.loads(encoded) == json.loads(json.dumps(QueryResult.of_matrix(
+        [({"a": "x\"y", "é": "ü"}, times, values), ({}, times[:2], values[:2])]).to_json()))
+    assert b'"-0"' in encoded and b'"+Inf"' in encoded and b'"10000000000000000"' in encoded and b"1700000000.001" in encoded

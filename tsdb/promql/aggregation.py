@@ -10,6 +10,7 @@ import numpy as np
 import promql_parser as pp
 
 from tsdb.labelset import MEMO
+from tsdb.promql.limits import QueryGuard
 from tsdb.promql.values import Grid, PromQLError, Vector, VSeries, bad_data, labels_key
 
 if TYPE_CHECKING:
@@ -70,11 +71,11 @@ def evaluate(ev: "Evaluator", expr: pp.AggregateExpr, grid: Grid) -> Vector:
     for s, group in zip(vector.series, group_of.tolist()):
         groups.setdefault(group, (group_labels[group], []))[1].append(s)
     if op in ("topk", "bottomk"):
-        return _top(ev.scalar_arg(expr.param, grid), groups, op == "topk")
+        return _top(ev.scalar_arg(expr.param, grid), groups, op == "topk", ev.guard)
     if op == "quantile":
-        return _quantile(ev.scalar_arg(expr.param, grid), groups)
+        return _quantile(ev.scalar_arg(expr.param, grid), groups, ev.guard)
     if op == "count_values":
-        return _count_values(ev.eval(expr.param, grid), groups, grid.n)
+        return _count_values(ev.eval(expr.param, grid), groups, grid.n, ev.guard)
     out = []
     with np.errstate(all="ignore"):
         for labels, members in groups.values():
@@ -143,11 +144,12 @@ def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray)
     raise PromQLError(f"unsupported aggregation {op}")
 
 
-def _top(k_values: np.ndarray, groups: dict, largest: bool) -> Vector:
+def _top(k_values: np.ndarray, groups: dict, largest: bool, guard: QueryGuard) -> Vector:
     out = []
     for _, members in groups.values():
         selected = [np.zeros(len(k_values), dtype=bool) for _ in members]
         for step, k_float in enumerate(k_values):
+            guard.check()
             if not -2**63 <= k_float < 2**63:
                 raise PromQLError(f"Scalar value {format_value(k_float)} overflows int64")
             k = int(k_float)
@@ -170,9 +172,10 @@ def _finite(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
 
-def _quantile(q_values: np.ndarray, groups: dict) -> Vector:
+def _quantile(q_values: np.ndarray, groups: dict, guard: QueryGuard) -> Vector:
     out = []
     for labels, members in groups.values():
+        guard.check()
         values = np.array([m.values for m in members])
         present = np.array([m.present for m in members])
         result = np.full(len(q_values), np.nan)
@@ -184,7 +187,7 @@ def _quantile(q_values: np.ndarray, groups: dict) -> Vector:
     return Vector(out)
 
 
-def _count_values(param: object, groups: dict, n: int) -> Vector:
+def _count_values(param: object, groups: dict, n: int, guard: QueryGuard) -> Vector:
     label = getattr(param, "value", None)
     if not isinstance(label, str):
         raise bad_data("count_values needs a string parameter")
@@ -193,9 +196,13 @@ def _count_values(param: object, groups: dict, n: int) -> Vector:
     counts: dict[tuple, tuple[dict[str, str], np.ndarray]] = {}
     for labels, members in groups.values():
         for m in members:
+            guard.check()
             for step in np.flatnonzero(m.present):
                 text = format_value(float(m.values[step]))
                 out_labels = {**labels, label: text}
                 key = tuple(sorted(out_labels.items()))
-                counts.setdefault(key, (out_labels, np.zeros(n)))[1][step] += 1
+                if key not in counts:
+                    guard.charge(n)  # a new output series: up to one per input sample
+                    counts[key] = (out_labels, np.zeros(n))
+                counts[key][1][step] += 1
     return Vector([VSeries(labels, c, c > 0) for labels, c in counts.values()])

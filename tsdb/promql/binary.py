@@ -12,6 +12,7 @@ from tsdb.promql.values import (
     merge_same_labels, merge_same_rows, rows_kept, without_names,
 )
 from tsdb.labelset import MEMO
+from tsdb.promql.limits import QueryGuard
 
 if TYPE_CHECKING:
     from tsdb.promql.evaluator import Evaluator
@@ -71,7 +72,7 @@ def evaluate(ev: "Evaluator", expr: pp.BinaryExpr, grid: Grid) -> Value:
             return _set_operation(op, lhs, rhs, on, names, grid.n)
         card = modifier.card if modifier else _CARD.OneToOne
         include = list(modifier.group_labels or []) if modifier else []
-        return _vector_vector(op, lhs, rhs, card, on, names, include, return_bool, grid.n)
+        return _vector_vector(op, lhs, rhs, card, on, names, include, return_bool, grid.n, ev.guard)
     raise bad_data("binary expression must contain only scalar and instant vector types")
 
 
@@ -156,7 +157,8 @@ def _set_operation(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str]
 
 
 def _vector_vector(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardinality", on: bool,
-                   names: list[str], include: list[str], return_bool: bool, steps: int) -> Vector:
+                   names: list[str], include: list[str], return_bool: bool, steps: int,
+                   guard: QueryGuard) -> Vector:
     """Vector matching on the columns: each many-side row finds its one-side partner by signature
     and the operator runs once over the paired matrices. A one side with two series of one
     signature (legal when they are never present at the same step) takes the per-series path."""
@@ -166,7 +168,7 @@ def _vector_vector(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardi
     o_labels, o_values, o_present, _ = one.columns(steps)
     index, group_of = _signature_groups(o_labels, on, names)
     if len(index) != len(o_labels):
-        return _vector_vector_series(op, lhs, rhs, card, on, names, include, return_bool)
+        return _vector_vector_series(op, lhs, rhs, card, on, names, include, return_bool, guard)
     sigs = signatures(m_labels, on, names)
     partners = [index.get(sig, -1) for sig in sigs]
     rows = np.array([i for i, j in enumerate(partners) if j >= 0], dtype=np.intp)
@@ -201,7 +203,7 @@ def _check_unique_rows(sigs: list[tuple], labels: list[dict], mask: np.ndarray,
 
 
 def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMatchCardinality", on: bool,
-                          names: list[str], include: list[str], return_bool: bool) -> Vector:
+                          names: list[str], include: list[str], return_bool: bool, guard: QueryGuard) -> Vector:
     swapped = card == _CARD.OneToMany
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
     one_side = "left" if swapped else "right"
@@ -213,6 +215,7 @@ def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMat
             _check_unique_one_side(members, one_side, sig)
     results: list[tuple[tuple, VSeries]] = []
     for ms in many.series:
+        guard.check()
         sig = signature(ms.labels, on, names)
         for os in groups.get(sig, ()):
             both = ms.present & os.present
@@ -225,6 +228,7 @@ def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMat
                 keep = compare(op, left, right)
                 values, mask = (keep.astype(np.float64), both) if return_bool else (left, both & keep)
             if mask.any():
+                guard.charge(len(values))  # a many-side series may pair with several one-side ones
                 labels = _result_labels(ms.labels, os.labels, op, card, on, names, include, return_bool)
                 results.append((sig, VSeries(labels, values, mask)))
     _check_unique_matches(results, card)

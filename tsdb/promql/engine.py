@@ -2,22 +2,29 @@
 and error types, returning ``tsdb.results.QueryResult``."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import promql_parser as pp
 
 from tsdb.gcpause import gc_paused
+from tsdb.memory import release_free_memory
 from tsdb.promql.evaluator import Evaluator, SeriesSource
+from tsdb.promql.gate import QueryGate, Ticket
+from tsdb.promql.limits import QueryGuard, QueryLimits
 from tsdb.promql.querytext import check_query_text
 from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data
 from tsdb.regex import RegexError, compile_anchored
-from tsdb.results import QueryResult, Series
+from tsdb.results import QueryResult
 
 MAX_POINTS_PER_SERIES = 11_000
+# After a query that held this many samples, freed heap memory is handed back to the system.
+_TRIM_AFTER_SAMPLES = 1_000_000
 
 
 def _register_functions() -> None:
@@ -110,59 +117,88 @@ def _static_type(expr: pp.Expr) -> str:
 
 @dataclass
 class QueryStats:
-    """Counters the server exposes on /metrics."""
+    """Counters the server exposes on /metrics (with the gate's)."""
 
     queries: int = 0
     errors: int = 0
     seconds: float = 0.0
+    refused: Counter[str] = field(default_factory=Counter)  # limit -> queries it stopped
 
 
 class Engine:
-    def __init__(self, source: SeriesSource, lookback_s: float = DEFAULT_LOOKBACK_S) -> None:
+    """Instant and range queries over ``source``. Every query has ``limits.timeout_s`` and
+    ``limits.max_samples``; a query from outside passes the ``gate`` first (``ticket``: see
+    ``tsdb.promql.gate``), the server's own queries (no ticket) take the reserved lane."""
+
+    def __init__(self, source: SeriesSource, lookback_s: float = DEFAULT_LOOKBACK_S,
+                 limits: QueryLimits | None = None) -> None:
         self.source = source
         self.lookback_ms = to_millis(lookback_s)
+        self.limits = limits or QueryLimits()
+        self.gate = QueryGate(self.limits)
         self.stats = QueryStats()
         self._stats_lock = threading.Lock()
 
-    def instant(self, query: str, at: float | None = None) -> QueryResult:
+    def instant(self, query: str, at: float | None = None, ticket: Ticket | None = None) -> QueryResult:
         """Evaluate ``query`` at ``at`` (seconds; default now)."""
         at_ms = to_millis(time.time() if at is None else at)
-        return self._timed(lambda: self._instant(query, at_ms))
+        return self._timed(ticket, lambda guard: self._instant(query, at_ms, guard))
 
-    def range(self, query: str, start: float, end: float, step: float) -> QueryResult:
+    def range(self, query: str, start: float, end: float, step: float, ticket: Ticket | None = None) -> QueryResult:
         """Evaluate ``query`` at start, start+step, ... <= end (seconds); a matrix result."""
-        return self._timed(lambda: self._range(query, to_millis(start), to_millis(end), to_millis(step)))
+        return self._timed(ticket, lambda guard: self._range(query, to_millis(start), to_millis(end),
+                                                             to_millis(step), guard))
 
-    def _timed(self, run):
+    def guard(self, ticket: Ticket | None = None) -> QueryGuard:
+        """A new query's limits: from its arrival at the gate, or from now for the server's own."""
+        if ticket is not None:
+            return ticket.guard(self.limits.max_samples)
+        return QueryGuard(time.monotonic() + self.limits.timeout_s, self.limits.max_samples)
+
+    def _timed(self, ticket: Ticket | None, run: Callable[[QueryGuard], QueryResult]) -> QueryResult:
         began = time.perf_counter()
+        guard = self.guard(ticket)
+        lane = self.gate.internal() if ticket is None else contextlib.nullcontext()
         try:
-            with gc_paused():  # tsdb/gcpause.py: ~1 s per full collection at 131,072 GPUs
-                return run()
+            with lane, gc_paused():  # tsdb/gcpause.py: ~1 s per full collection at 131,072 GPUs
+                return run(guard)
         except RecursionError:
             # The query-text limits keep recursion shallow; a thread already deep in its own
             # stack can still run out: the query's fault as far as the client can tell.
-            with self._stats_lock:
-                self.stats.errors += 1
+            self._failed(None)
             raise bad_data("query is nested too deeply to evaluate") from None
-        except PromQLError:
-            with self._stats_lock:
-                self.stats.errors += 1
+        except PromQLError as exc:
+            self._failed(exc.limit)
             raise
         finally:
             with self._stats_lock:
                 self.stats.queries += 1
                 self.stats.seconds += time.perf_counter() - began
+            if guard.peak >= _TRIM_AFTER_SAMPLES:
+                release_free_memory()
 
-    def _instant(self, query: str, at_ms: int) -> QueryResult:
+    def refusals(self) -> Counter[str]:
+        """Queries stopped by each limit, at the gate or while evaluating."""
+        with self._stats_lock:
+            counts = Counter(self.stats.refused)
+        return counts + self.gate.refusals()
+
+    def _failed(self, limit: str | None) -> None:
+        with self._stats_lock:
+            self.stats.errors += 1
+            if limit:
+                self.stats.refused[limit] += 1
+
+    def _instant(self, query: str, at_ms: int, guard: QueryGuard) -> QueryResult:
         expr = parse_query(query)
-        value = Evaluator(self.source, at_ms, at_ms, self.lookback_ms).eval(expr, Grid.of(at_ms, at_ms, 1))
+        value = Evaluator(self.source, at_ms, at_ms, self.lookback_ms, guard=guard).eval(expr, Grid.of(at_ms, at_ms, 1))
         seconds = at_ms / 1000
         if isinstance(value, Scalar):
             return QueryResult("scalar", scalar=float(value.values[0]), timestamp=seconds)
         if isinstance(value, String):
             return QueryResult("string", string=value.value, timestamp=seconds)
         if isinstance(value, RangeVector):
-            return QueryResult("matrix", _matrix_of_range(value))
+            return QueryResult.of_matrix(_matrix_of_range(value))
         labels, values, present, _ = value.columns(1)
         # Columns, the engine's shared label sets included (a result's readers never mutate them):
         # no object per sample (131,072 of them for a per-GPU query at 16,384 nodes).
@@ -176,7 +212,7 @@ class Engine:
         column = values[:, 0]
         return QueryResult.of_vector([labels[i] for i in rows], column[rows].tolist(), seconds, shared_labels=True)
 
-    def _range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+    def _range(self, query: str, start_ms: int, end_ms: int, step_ms: int, guard: QueryGuard) -> QueryResult:
         if end_ms < start_ms:
             raise bad_data("end timestamp must not be before start time")
         if step_ms <= 0:
@@ -189,25 +225,30 @@ class Engine:
         if kind != "other":
             raise bad_data(f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector')
         grid = Grid.of(start_ms, end_ms, step_ms)
-        value = Evaluator(self.source, start_ms, end_ms, self.lookback_ms).eval(expr, grid)
+        guard.charge(grid.n)
+        value = Evaluator(self.source, start_ms, end_ms, self.lookback_ms, guard=guard).eval(expr, grid)
         seconds = grid.times / 1000.0
         if isinstance(value, Scalar):
-            return QueryResult("matrix", [Series({}, seconds.tolist(), value.values.tolist())])
+            return QueryResult.of_matrix([({}, seconds, value.values)])
         if not isinstance(value, Vector):
             raise bad_data("range queries must return a scalar or an instant vector")
-        series = [Series(dict(s.labels), seconds[s.present].tolist(), s.values[s.present].tolist())
-                  for s in value.series if s.present.any()]
-        series.sort(key=lambda s: sorted(s.labels.items()))
-        return QueryResult("matrix", series)
+        labels, values, present, _ = value.columns(grid.n)
+        complete = present.all(axis=1)
+        rows = np.flatnonzero(present.any(axis=1)).tolist()
+        rows.sort(key=lambda row: sorted(labels[row].items()))
+        # A series present at every step keeps views of the evaluation's arrays, no copy.
+        return QueryResult.of_matrix([(dict(labels[row]), seconds, values[row]) if complete[row] else
+                                      (dict(labels[row]), seconds[present[row]], values[row][present[row]])
+                                      for row in rows])
 
 
-def _matrix_of_range(value: RangeVector) -> list[Series]:
+def _matrix_of_range(value: RangeVector) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
     end = int(value.ends[0])
     out = []
     for s in value.all_series():
         keep = (s.timestamps >= end - value.range_ms) & (s.timestamps <= end)
         if keep.any():
-            out.append(Series(dict(s.labels), (s.timestamps[keep] / 1000.0).tolist(), s.values[keep].tolist()))
+            out.append((dict(s.labels), s.timestamps[keep] / 1000.0, s.values[keep]))
     return out
 
 

@@ -8,16 +8,17 @@ evaluate their expression on steps aligned to multiples of their own step.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import promql_parser as pp
 
 from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
 from tsdb.promql import aggregation, binary, functions
+from tsdb.promql.limits import QueryGuard
 from tsdb.promql.values import (
     ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RBlock, RSeries, Scalar, String, Value, Vector,
-    VSeries, bad_data, drop_name, labels_key, merge_same_labels,
+    VSeries, bad_data, drop_name, labels_key, merge_same_labels, rows_kept,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -26,11 +27,16 @@ _MATCH_OPS = {"Equal": EQUAL, "NotEqual": NOT_EQUAL, "Re": REGEX, "NotRe": NOT_R
 
 
 class SeriesSource(Protocol):
-    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list: ...
+    """What the evaluator reads (``tsdb.store.Store``); ``charge(samples, series)`` is told a
+    read's size before it is copied, and may refuse it by raising."""
+
+    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+                      charge: Callable[[int, int], None] | None = None) -> list: ...
 
     def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int): ...
 
-    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list | None: ...
+    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+                       charge: Callable[[int, int], None] | None = None) -> list | None: ...
 
 
 def millis(delta: timedelta | None) -> int:
@@ -109,16 +115,40 @@ def _split_rows(labels: list, timestamps: np.ndarray, values: np.ndarray, blocks
         series.append(RSeries(labels[row], times[keep[row]], values[row][keep[row]]))
 
 
+def samples_of(value: Value, steps: int) -> int:
+    """What ``value`` holds in Prometheus's unit (a sample: one value at one time)."""
+    if isinstance(value, Vector):
+        return value.rows() * steps
+    if isinstance(value, Scalar):
+        return len(value.values)
+    if isinstance(value, RangeVector):
+        return sum(len(s.values) for s in value.series) + sum(b.values.size for b in value.blocks)
+    return 1
+
+
 class Evaluator:
+    """Evaluates one query. ``guard`` is its deadline and sample budget
+    (``tsdb.promql.limits``): checked at every node and in loops over steps or series, charged
+    before each large allocation."""
+
     def __init__(self, source: SeriesSource, start_ms: int, end_ms: int, lookback_ms: int = 300_000,
-                 default_subquery_step_ms: int = 60_000) -> None:
+                 default_subquery_step_ms: int = 60_000, guard: QueryGuard | None = None) -> None:
         self.source = source
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.lookback_ms = lookback_ms
         self.default_subquery_step_ms = default_subquery_step_ms
+        self.guard = guard or QueryGuard.unlimited()
 
     def eval(self, expr: pp.Expr, grid: Grid) -> Value:
+        guard = self.guard
+        guard.check()
+        mark = guard.current
+        value = self._eval(expr, grid)
+        guard.settle(mark, samples_of(value, grid.n))  # its operands are released, its result held
+        return value
+
+    def _eval(self, expr: pp.Expr, grid: Grid) -> Value:
         if isinstance(expr, pp.ParenExpr):
             return self.eval(expr.expr, grid)
         if isinstance(expr, pp.NumberLiteral):
@@ -163,12 +193,28 @@ class Evaluator:
             # One reference time (an instant query, or @): the store reads one sample per series.
             latest = self.source.select_latest(matchers, int(ends[0]), self.lookback_ms)
             rows = len(latest.labels)
+            self.guard.charge(rows * grid.n)
             return Vector.of_columns(latest.labels, np.repeat(latest.values[:, None], grid.n, axis=1),
                                      np.ones((rows, grid.n), dtype=bool),
                                      np.repeat(latest.times[:, None], grid.n, axis=1))
-        parts = []
-        blocks = self.source.select_blocks(matchers, int(ends.min()) - self.lookback_ms, int(ends.max()))
-        for block in blocks:
+        guard = self.guard
+        # What is read, and the series x steps made of it, refused before anything is copied.
+        blocks = self.source.select_blocks(matchers, int(ends.min()) - self.lookback_ms, int(ends.max()),
+                                           lambda samples, series: guard.charge(samples + series * grid.n))
+        if not blocks:
+            return Vector()
+        moved = any(block.moved for block in blocks)
+        # One vector of all blocks' rows (a range query's matrices), not a VSeries per series,
+        # filled block by block; each block is let go once read.
+        total = sum(len(block.labels) for block in blocks)
+        values = np.empty((total, grid.n))
+        found = np.empty((total, grid.n), dtype=bool)
+        times = np.empty((total, grid.n), dtype=np.int64)
+        labels: list = []
+        for i in range(len(blocks)):
+            block, blocks[i] = blocks[i], None
+            guard.check()
+            rows = slice(len(labels), len(labels) + len(block.labels))
             # Per row, the index of the newest real sample at or before each position (ABSENT
             # padding skipped), then per step the one at or before the step's reference time.
             positions = np.arange(len(block.timestamps))
@@ -177,17 +223,13 @@ class Evaluator:
             at = np.searchsorted(block.timestamps, ends, side="right") - 1
             idx = np.where(at >= 0, newest[:, np.maximum(at, 0)], -1)
             safe = np.maximum(idx, 0)
-            times = block.timestamps[safe]
-            values = np.take_along_axis(block.values, safe, axis=1)
-            found = (idx >= 0) & (times >= ends - self.lookback_ms) & (values.view(np.uint64) != STALE_NAN_BITS)
-            rows = np.flatnonzero(found.any(axis=1))
-            parts.append(([block.labels[i] for i in rows.tolist()], values[rows], found[rows], times[rows]))
-        if not parts:
-            return Vector()
-        # One vector of all blocks' rows (a range query's matrices), not a VSeries per series.
-        vector = Vector.of_columns([item for part in parts for item in part[0]],
-                                   *(np.concatenate([part[k] for part in parts]) for k in (1, 2, 3)))
-        return Vector(_merge_moved_series(vector.series)) if any(b.moved for b in blocks) else vector
+            times[rows] = block.timestamps[safe]
+            values[rows] = np.take_along_axis(block.values, safe, axis=1)
+            found[rows] = (idx >= 0) & (times[rows] >= ends - self.lookback_ms) & \
+                (values[rows].view(np.uint64) != STALE_NAN_BITS)
+            labels.extend(block.labels)
+        vector = rows_kept(labels, values, found, times, found.any(axis=1))
+        return Vector(_merge_moved_series(vector.series)) if moved else vector
 
     def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid) -> RangeVector:
         selector = expr.vector_selector
@@ -197,9 +239,15 @@ class Evaluator:
         # At one time (rules, instant queries) all series come as one matrix per window width;
         # otherwise, or where the source cannot, as one block per target column.
         single_time = bool((ends == ends[0]).all())
-        parts = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0])) if single_time else None
+        guard = self.guard
+
+        def charge(samples: int, series: int) -> None:
+            guard.charge(samples)
+
+        parts = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0]), charge) \
+            if single_time else None
         if parts is None:
-            parts = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()))
+            parts = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()), charge)
             if any(block.moved for block in parts):
                 return RangeVector(_join_moved_series(parts), ends, range_ms, matchers)
         series: list[RSeries] = []
@@ -216,6 +264,8 @@ class Evaluator:
         start = step * (first // step)
         if start < first:
             start += step
+        # Refused before the grid exists: [30d:1ms] is 2.6 billion steps (19 GiB of timestamps).
+        self.guard.charge(max(0, (int(ends.max()) - start) // step + 1))
         inner_grid = Grid.of(start, int(ends.max()), step)
         inner = self.eval(expr.expr, inner_grid) if inner_grid.n else Vector()
         if isinstance(inner, Scalar):

@@ -85,7 +85,7 @@ def _window(ev: "Evaluator", name: str, args: list, grid: Grid) -> Vector:
     if not isinstance(matrix, RangeVector):
         raise bad_data(f"expected type range vector in call to function {name!r}")
     scalars = [ev.scalar_arg(a, grid) for i, a in enumerate(args) if i != matrix_index]
-    return range_functions.apply(name, matrix, scalars)
+    return range_functions.apply(name, matrix, scalars, ev.guard)
 
 
 def _time_part(ev: "Evaluator", name: str, args: list, grid: Grid) -> Vector:
@@ -96,6 +96,7 @@ def _time_part(ev: "Evaluator", name: str, args: list, grid: Grid) -> Vector:
     part = _TIME_PARTS[name]
 
     def convert(values: np.ndarray) -> np.ndarray:
+        ev.guard.check()
         out = np.full(len(values), np.nan)
         for i, v in enumerate(values.tolist()):
             if math.isfinite(v):
@@ -252,6 +253,7 @@ def _label_replace(ev: "Evaluator", args: list, grid: Grid) -> Vector:
         raise PromQLError(f"invalid destination label name in label_replace(): {dst}")
     series = []
     for s in vector.series:
+        ev.guard.check()  # the replacement is expanded per series: as long as the query allows
         labels = s.labels
         match = regex.groups(labels.get(src, ""))
         if match:
@@ -270,6 +272,7 @@ def _label_join(ev: "Evaluator", args: list, grid: Grid) -> Vector:
         raise PromQLError(f"invalid destination label name in label_join(): {dst}")
     series = []
     for s in vector.series:
+        ev.guard.check()
         value = separator.join(s.labels.get(src, "") for src in sources)
         labels = {k: v for k, v in s.labels.items() if k != dst}
         if value:
@@ -292,6 +295,7 @@ def _histogram_quantile(ev: "Evaluator", args: list, grid: Grid) -> Vector:
         groups.setdefault(key, (out_labels, []))[1].append((upper, s))
     out = []
     for labels, buckets in groups.values():
+        ev.guard.check()
         values = np.full(grid.n, np.nan)
         present = np.zeros(grid.n, dtype=bool)
         for step in range(grid.n):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tsdb.promql.values import bad_data
+from tsdb.promql.values import PromQLError
 
 MAX_QUERY_CHARS = 256 * 1024
 MAX_OPERATORS = 256
@@ -46,6 +46,10 @@ _TOKENS = re.compile(r"""
 _MATCHER_OPS = frozenset({"=", "=~", "!~"})  # label matchers, not operators (!= may be either: counted)
 
 
+def _refused(message: str) -> PromQLError:
+    return PromQLError(message, "bad_data", limit="query_text")
+
+
 @dataclass(frozen=True)
 class QueryShape:
     chars: int
@@ -62,7 +66,7 @@ class QueryShape:
 def check_query_text(query: str) -> QueryShape:
     """The query's size in the units above; ``bad_data`` naming the limit it passes."""
     if len(query) > MAX_QUERY_CHARS:
-        raise bad_data(f"query is too long: {len(query):,} characters (the limit is {MAX_QUERY_CHARS:,})")
+        raise _refused(f"query is too long: {len(query):,} characters (the limit is {MAX_QUERY_CHARS:,})")
     operators = brackets = depth = deepest = 0
     for token in _TOKENS.finditer(query):
         kind = token.lastgroup
@@ -70,7 +74,7 @@ def check_query_text(query: str) -> QueryShape:
             brackets += 1
             depth += 1
             if depth > MAX_NESTING:
-                raise bad_data(f"query is nested too deeply: more than {MAX_NESTING} levels of parentheses, "
+                raise _refused(f"query is nested too deeply: more than {MAX_NESTING} levels of parentheses, "
                                f"brackets or braces")
             deepest = max(deepest, depth)
         elif kind == "close":
@@ -78,10 +82,10 @@ def check_query_text(query: str) -> QueryShape:
         elif kind == "word" or (kind == "op" and token.group() not in _MATCHER_OPS):
             operators += 1
     if operators > MAX_OPERATORS:
-        raise bad_data(f"query has too many operators: {operators:,} (the limit is {MAX_OPERATORS})")
+        raise _refused(f"query has too many operators: {operators:,} (the limit is {MAX_OPERATORS})")
     shape = QueryShape(len(query), operators, brackets, deepest)
     if shape.parse_bytes > MAX_PARSE_BYTES:
-        raise bad_data(f"query is too complex to parse: {operators} operators and {brackets:,} brackets over "
+        raise _refused(f"query is too complex to parse: {operators} operators and {brackets:,} brackets over "
                        f"{len(query):,} characters would take about {shape.parse_bytes >> 20} MiB to parse "
                        f"(the limit is {MAX_PARSE_BYTES >> 20} MiB); split it into smaller queries")
     return shape

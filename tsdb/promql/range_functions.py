@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from tsdb.promql.aggregation import quantile
+from tsdb.promql.limits import QueryGuard
 from tsdb.promql.values import PromQLError, RangeVector, Vector, VSeries, merge_same_rows, rows_kept, without_names
 
 Window = Callable[[np.ndarray, np.ndarray, int, int, list[float]], "float | None"]
@@ -162,9 +163,13 @@ WINDOW_FUNCTIONS: dict[str, tuple[Window, int]] = {
 }
 
 
-def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
-    """``name`` over each series' window at every step; ``scalars`` are its other arguments."""
+def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray], guard: QueryGuard | None = None) -> Vector:
+    """``name`` over each series' window at every step; ``scalars`` are its other arguments.
+    ``guard``: charged for the result (a value per series and step) before it is computed, and
+    checked as the windows are."""
+    guard = guard or QueryGuard.unlimited()
     steps = len(matrix.ends)
+    guard.charge((sum(b.values.shape[0] for b in matrix.blocks) + len(matrix.series)) * steps)
     labels: list[dict[str, str]] = []
     values: list[np.ndarray] = []
     present: list[np.ndarray] = []
@@ -178,9 +183,9 @@ def apply(name: str, matrix: RangeVector, scalars: list[np.ndarray]) -> Vector:
     else:
         series = matrix.all_series()
     if name in _EXTRAPOLATED:
-        results = _apply_extrapolated(name, series, matrix)
+        results = _apply_extrapolated(name, series, matrix, guard)
     else:
-        results = [_apply_one(WINDOW_FUNCTIONS[name][0], s, matrix, scalars) for s in series]
+        results = [_apply_one(WINDOW_FUNCTIONS[name][0], s, matrix, scalars, guard) for s in series]
     if results:
         labels.extend(s.labels for s in series)
         values.append(np.array([r[0] for r in results]).reshape(len(results), steps))
@@ -232,13 +237,15 @@ _ROW_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, int, int], np.ndarra
 _MIN_SAMPLES = dict.fromkeys(_EXTRAPOLATED, 2)
 
 
-def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray],
+               guard: QueryGuard) -> tuple[np.ndarray, np.ndarray]:
     ends = matrix.ends
     lo = np.searchsorted(s.timestamps, ends - matrix.range_ms, side="left")
     hi = np.searchsorted(s.timestamps, ends, side="right")
     values = np.full(len(ends), np.nan)
     present = np.zeros(len(ends), dtype=bool)
     for step in np.flatnonzero(hi > lo):
+        guard.check()  # a window may hold millions of samples (a subquery's)
         args = [float(a[step]) for a in scalars]
         result = fn(s.timestamps[lo[step]:hi[step]], s.values[lo[step]:hi[step]], int(ends[step]), matrix.range_ms, args)
         if result is not None:
@@ -247,7 +254,8 @@ def _apply_one(fn: Window, s, matrix: RangeVector, scalars: list[np.ndarray]) ->
     return values, present
 
 
-def _apply_extrapolated(name: str, series: list, matrix: RangeVector) -> list[tuple[np.ndarray, np.ndarray]]:
+def _apply_extrapolated(name: str, series: list, matrix: RangeVector,
+                        guard: QueryGuard) -> list[tuple[np.ndarray, np.ndarray]]:
     is_counter, is_rate = _EXTRAPOLATED[name]
     fn = WINDOW_FUNCTIONS[name][0]
     results: list = [None] * len(series)
@@ -257,7 +265,7 @@ def _apply_extrapolated(name: str, series: list, matrix: RangeVector) -> list[tu
     ends = matrix.ends
     for indices in shared.values():
         if len(indices) == 1:
-            results[indices[0]] = _apply_one(fn, series[indices[0]], matrix, [])
+            results[indices[0]] = _apply_one(fn, series[indices[0]], matrix, [], guard)
             continue
         timestamps = series[indices[0]].timestamps
         rows = np.vstack([series[i].values for i in indices])
@@ -265,6 +273,7 @@ def _apply_extrapolated(name: str, series: list, matrix: RangeVector) -> list[tu
         lo = np.searchsorted(timestamps, ends - matrix.range_ms, side="left")
         hi = np.searchsorted(timestamps, ends, side="right")
         for step in np.flatnonzero(hi - lo >= 2):
+            guard.check()
             values[:, step] = _extrapolated_rows(timestamps[lo[step]:hi[step]], rows[:, lo[step]:hi[step]],
                                                  int(ends[step]), matrix.range_ms, is_counter, is_rate)
         present = np.broadcast_to(hi - lo >= 2, values.shape)

@@ -21,12 +21,13 @@ ABSENT_BITS = np.uint64(_store.ABSENT_BITS)  # the store's padding: "no sample h
 
 class PromQLError(Exception):
     """A query failed. ``error_type`` is Prometheus's API errorType: bad_data (the query is
-    wrong), execution (it failed while running), timeout, canceled."""
+    wrong), execution (it failed while running), timeout, canceled, unavailable (not admitted)."""
 
-    def __init__(self, message: str, error_type: str = "execution") -> None:
+    def __init__(self, message: str, error_type: str = "execution", limit: str | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.limit = limit  # the query limit that refused the query, if one did (for metrics)
 
 
 def bad_data(message: str) -> PromQLError:
