@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
 from typing import Any, AsyncIterator, Callable
-from urllib.parse import parse_qsl
 
-import promql_parser as pp
 import anyio
+import promql_parser as pp
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from clusterwatch.durations import parse_duration
+from tsdb.apiparams import Params, parse_time
 from tsdb.memory import release_free_memory
-from tsdb.promql.engine import Engine, parse_query
+from tsdb.promql.engine import END_BEFORE_START, ZERO_STEP, Engine, parse_query
 from tsdb.promql.evaluator import selector_matchers
 from tsdb.promql.gate import Ticket
 from tsdb.promql.limits import timed_out
@@ -37,65 +35,9 @@ from tsdb.store import Store
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "unavailable": 503, "internal": 500}
 # A larger answer is streamed in its pieces rather than joined into one more copy.
 _STREAM_OVER_BYTES = 1 << 20
-_MIN_TIME, _MAX_TIME = -9_223_372_036_854_776.0, 9_223_372_036_854_776.0
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
 MetadataProvider = Callable[[], dict[str, list[dict[str, str]]]]
-
-
-class Params:
-    """Query-string and form parameters merged; ``match[]`` may repeat."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self._pairs = pairs
-
-    @classmethod
-    async def of(cls, request: Request) -> "Params":
-        pairs = list(request.query_params.multi_items())
-        if request.method == "POST" and "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
-            pairs += parse_qsl((await request.body()).decode(), keep_blank_values=True)
-        return cls(pairs)
-
-    def get(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
-
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self._pairs if k == name]
-
-    def required(self, name: str) -> str:
-        value = self.get(name)
-        if value is None or value == "":
-            raise bad_data(f"invalid parameter \"{name}\": missing")
-        return value
-
-    def time(self, name: str, default: float) -> float:
-        text = self.get(name)
-        return default if text in (None, "") else parse_time(text, name)
-
-    def step(self) -> float:
-        text = self.required("step")
-        try:
-            return float(text)
-        except ValueError:
-            try:
-                return parse_duration(text)
-            except ValueError:
-                raise bad_data(f'invalid parameter "step": cannot parse "{text}" to a valid duration') from None
-
-
-def parse_time(text: str, name: str) -> float:
-    """Unix seconds or RFC 3339, like Prometheus's parseTime."""
-    try:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise bad_data(f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp') from None
 
 
 def success(data: Any) -> JSONResponse:
@@ -117,8 +59,8 @@ def success_encoded(data: list[bytes]) -> Response:
 
 
 def error(exc: PromQLError) -> JSONResponse:
-    return JSONResponse({"status": "error", "errorType": exc.error_type, "error": exc.message},
-                        status_code=_STATUS.get(exc.error_type, 500))
+    status = getattr(exc, "status", None) or _STATUS.get(exc.error_type, 500)
+    return JSONResponse({"status": "error", "errorType": exc.error_type, "error": exc.message}, status_code=status)
 
 
 def _series_matchers(params: Params, required: bool) -> list[list]:
@@ -127,10 +69,13 @@ def _series_matchers(params: Params, required: bool) -> list[list]:
         raise bad_data("no match[] parameter provided")
     out = []
     for text in selectors:
-        expr = parse_query(text)
-        if not isinstance(expr, pp.VectorSelector):
-            raise bad_data(f"invalid parameter \"match[]\": {text!r} is not a series selector")
-        out.append(selector_matchers(expr))
+        try:
+            expr = parse_query(text)
+            if not isinstance(expr, pp.VectorSelector):
+                raise bad_data(f"parse error: {text!r} is not a series selector")
+            out.append(selector_matchers(expr))
+        except PromQLError as exc:
+            raise bad_data(f'invalid parameter "match[]": {exc.message}') from None
     return out
 
 
@@ -162,7 +107,7 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
             async def endpoint(request: Request) -> Response:
                 try:
                     params = await Params.of(request)
-                    ticket = engine.gate.enter()
+                    ticket = engine.gate.enter(params.timeout())
                     try:
                         await ticket.wait_async()
                         data = await anyio.to_thread.run_sync(_evaluate, handler, params, ticket, limiter=evaluating)
@@ -187,7 +132,13 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
         start, end = params.time("start", math.nan), params.time("end", math.nan)
         if math.isnan(start) or math.isnan(end):
             raise bad_data(f'invalid parameter "{"start" if math.isnan(start) else "end"}": missing')
-        return engine.range(text, start, end, params.step(), ticket)
+        if end < start:
+            raise bad_data(f'invalid parameter "end": {END_BEFORE_START}')
+        params.required("step")
+        step = params.duration("step")
+        if not step > 0:  # NaN too, as Go's conversion of it is negative
+            raise bad_data(f'invalid parameter "step": {ZERO_STEP}')
+        return engine.range(text, start, end, step, ticket)
 
     @route("/series")
     def series(params: Params) -> Any:
@@ -222,9 +173,9 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
         wanted = params.get("metric")
         if wanted:
             data = {k: v for k, v in data.items() if k == wanted}
-        limit = params.get("limit")
-        if limit and limit.isdigit() and int(limit) > 0:
-            data = dict(list(data.items())[:int(limit)])
+        limit = params.limit()
+        if limit is not None:
+            data = dict(list(data.items())[:limit])
         return data
 
     @route("/status/buildinfo")
@@ -255,8 +206,8 @@ def _window(params: Params) -> tuple[int | None, int | None]:
 
 
 def _selected_labels(store: Store, params: Params) -> list[dict[str, str]] | None:
+    window = _window(params)  # checked even where it does not narrow the answer
     matcher_sets = _series_matchers(params, required=False)
     if not matcher_sets:
         return None
-    window = _window(params)
     return [labels for matchers in matcher_sets for labels in store.series_labels(matchers, *window)]

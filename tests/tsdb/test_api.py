@@ -119,3 +119,80 @@ def test_matrix_answers_encode_as_their_json() -> None:
     assert json.loads(encoded) == json.loads(json.dumps(QueryResult.of_matrix(
         [({"a": "x\"y", "é": "ü"}, times, values), ({}, times[:2], values[:2])]).to_json()))
     assert b'"-0"' in encoded and b'"+Inf"' in encoded and b'"10000000000000000"' in encoded and b"1700000000.001" in encoded
+
+
+# Hostile inputs: each a 4xx in Prometheus's error shape, with its message where it has one
+# (issue 14, finding 10). (path, params or raw form body, status, errorType, part of the message)
+NESTED = "(" * 1000 + "1" + ")" * 1000
+HOSTILE = [
+    ("/api/v1/query", {"query": "up", "time": "1e300"}, 400, "bad_data",
+     'invalid parameter "time": cannot parse "1e300" to a valid timestamp'),
+    ("/api/v1/query", {"query": "up", "time": str(2**70)}, 400, "bad_data", "to a valid timestamp"),
+    ("/api/v1/query", {"query": "up", "time": "NaN"}, 400, "bad_data", 'cannot parse "NaN" to a valid timestamp'),
+    ("/api/v1/query", {"query": "up", "time": "-Inf"}, 400, "bad_data", "to a valid timestamp"),
+    ("/api/v1/query", {"query": "year()", "time": "9e15"}, 200, None, ""),  # far future, still a time
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "100", "step": "NaN"}, 400, "bad_data",
+     'invalid parameter "step": zero or negative query resolution step widths are not accepted'),
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "100", "step": "-1"}, 400, "bad_data",
+     'invalid parameter "step": zero or negative query resolution step widths are not accepted'),
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "100", "step": "inf"}, 400, "bad_data",
+     'invalid parameter "step": cannot parse "inf" to a valid duration. It overflows int64'),
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "100", "step": "1e300"}, 400, "bad_data",
+     "It overflows int64"),
+    ("/api/v1/query_range", {"query": "up", "start": "-1e300", "end": "100", "step": "10"}, 400, "bad_data",
+     'invalid parameter "start": cannot parse "-1e300" to a valid timestamp'),
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "1e19", "step": "1e15"}, 400, "bad_data",
+     'invalid parameter "end": cannot parse "1e19" to a valid timestamp'),
+    ("/api/v1/query_range", {"query": "up", "start": "8.99e15", "end": "9e15", "step": "9e9"}, 200, None, ""),
+    ("/api/v1/query_range", {"query": "up", "start": "0", "end": "9e15", "step": "1e12"}, 400, "bad_data",
+     'invalid parameter "step": cannot parse "1e12" to a valid duration. It overflows int64'),
+    ("/api/v1/query", {"query": "up @ 1e18", "time": "60"}, 400, "bad_data", "parse error"),
+    ("/api/v1/query", {"query": "up @ 1e12", "time": "60"}, 400, "bad_data",
+     "parse error: timestamp out of bounds for @ modifier"),
+    ("/api/v1/query", {"query": "up @ -1", "time": "60"}, 400, "bad_data",
+     "parse error: timestamp out of bounds for @ modifier"),
+    ("/api/v1/query", {"query": "up offset 1000000y", "time": "60"}, 400, "bad_data",
+     "parse error: duration out of range"),
+    ("/api/v1/query", {"query": "rate(up[1000000y])", "time": "60"}, 400, "bad_data",
+     "parse error: duration out of range"),
+    ("/api/v1/query", {"query": "up offset 1e300s", "time": "60"}, 400, "bad_data", "parse error"),
+    ("/api/v1/query", {"query": NESTED, "time": "60"}, 400, "bad_data", "nested too deeply"),
+    ("/api/v1/query", b"query=up\xff\xfe&time=60", 400, "bad_data", "parse error: unexpected character"),
+    ("/api/v1/query", b"\xff\xfe=1&query=\xff", 400, "bad_data", "parse error"),
+    ("/api/v1/query", b"query=%FF%FE&time=60", 400, "bad_data", "parse error"),
+    ("/api/v1/series", b"\xff\xfe=1&match[]=\xff", 400, "bad_data", 'invalid parameter "match[]"'),
+    ("/api/v1/series", {"match[]": "up + 1"}, 400, "bad_data", 'invalid parameter "match[]"'),
+    ("/api/v1/series", {"match[]": "rate(up[5m])"}, 400, "bad_data", 'invalid parameter "match[]"'),
+    ("/api/v1/series", {"match[]": "sum("}, 400, "bad_data", 'invalid parameter "match[]": parse error'),
+    ("/api/v1/series", {"match[]": "up", "start": "nan"}, 400, "bad_data",
+     'invalid parameter "start": cannot parse "nan" to a valid timestamp'),
+    ("/api/v1/labels", {"match[]": "up", "end": "1e300"}, 400, "bad_data",
+     'invalid parameter "end": cannot parse "1e300" to a valid timestamp'),
+    ("/api/v1/label/job/values", {"start": "inf"}, 400, "bad_data", 'invalid parameter "start"'),
+    ("/api/v1/metadata", {"limit": "99999999999999999999999"}, 400, "bad_data", "limit must be a number"),
+    ("/api/v1/metadata", {"limit": "ten"}, 400, "bad_data", "limit must be a number"),
+    ("/api/v1/metadata", {"limit": "-5"}, 200, None, ""),  # Prometheus: no limit
+    ("/api/v1/query", {"query": "up", "time": "60", "timeout": "nan"}, 400, "bad_data",
+     'invalid parameter "timeout"'),
+    ("/api/v1/query", {"query": "up", "time": "60", "timeout": "1e300"}, 400, "bad_data",
+     'invalid parameter "timeout": cannot parse "1e300" to a valid duration. It overflows int64'),
+    ("/api/v1/query", {"query": "up", "time": "60", "timeout": "-1"}, 400, "bad_data",
+     'invalid parameter "timeout": zero or negative'),
+    ("/api/v1/query", {"query": "up", "time": "60", "timeout": "10s"}, 200, None, ""),
+]
+
+
+@pytest.mark.parametrize("path, params, status, error_type, message", HOSTILE)
+def test_hostile_inputs_are_4xx_in_prometheus_shape(http: TestClient, path: str, params: dict | bytes, status: int,
+                                                     error_type: str | None, message: str) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = [http.post(path, content=params, headers=form)] if isinstance(params, bytes) else \
+        [http.get(path, params=params), http.post(path, data=params)]
+    for response in answers:
+        assert response.status_code == status, response.text
+        body = response.json()
+        if error_type is None:
+            assert body["status"] == "success"
+            continue
+        assert (body["status"], body["errorType"]) == ("error", error_type)
+        assert message in body["error"], body["error"]

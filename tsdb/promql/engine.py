@@ -23,6 +23,8 @@ from tsdb.regex import RegexError, compile_anchored
 from tsdb.results import QueryResult
 
 MAX_POINTS_PER_SERIES = 11_000
+END_BEFORE_START = "end timestamp must not be before start time"
+ZERO_STEP = "zero or negative query resolution step widths are not accepted. Try a positive integer"
 # After a query that held this many samples, freed heap memory is handed back to the system.
 _TRIM_AFTER_SAMPLES = 1_000_000
 
@@ -214,9 +216,9 @@ class Engine:
 
     def _range(self, query: str, start_ms: int, end_ms: int, step_ms: int, guard: QueryGuard) -> QueryResult:
         if end_ms < start_ms:
-            raise bad_data("end timestamp must not be before start time")
+            raise bad_data(END_BEFORE_START)
         if step_ms <= 0:
-            raise bad_data("zero or negative query resolution step widths are not accepted. Try a positive integer")
+            raise bad_data(ZERO_STEP)
         if (end_ms - start_ms) / step_ms > MAX_POINTS_PER_SERIES:
             raise bad_data("exceeded maximum resolution of 11,000 points per timeseries. "
                            "Try decreasing the query resolution (?step=XX)")

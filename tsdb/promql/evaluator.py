@@ -39,8 +39,27 @@ class SeriesSource(Protocol):
                        charge: Callable[[int, int], None] | None = None) -> list | None: ...
 
 
+# Go's time.Duration (int64 nanoseconds) is Prometheus's limit on offsets, ranges and steps.
+_MAX_DURATION = timedelta(microseconds=(2**63 - 1) // 1000)
+
+
 def millis(delta: timedelta | None) -> int:
-    return 0 if delta is None else delta // timedelta(milliseconds=1)
+    if delta is None:
+        return 0
+    if abs(delta) > _MAX_DURATION:
+        raise bad_data("parse error: duration out of range")
+    return delta // timedelta(milliseconds=1)
+
+
+def at_millis(at: pp.AtModifier) -> int:
+    """The time an ``@ <number>`` names. promql-parser hands it over as a datetime, which cannot
+    hold a time before 1970 (its conversion panics) or after 9999: those are refused."""
+    try:
+        return (at.at - _EPOCH) // timedelta(milliseconds=1)
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic is a BaseException
+        if not isinstance(exc, (OverflowError, ValueError)) and type(exc).__name__ != "PanicException":
+            raise
+    raise bad_data("parse error: timestamp out of bounds for @ modifier: only times from 1970 to 9999 are supported")
 
 
 def selector_matchers(selector: pp.VectorSelector) -> list[Matcher]:
@@ -181,8 +200,7 @@ class Evaluator:
         elif at.type == pp.AtModifierType.End:
             base = np.full(grid.n, self.end_ms, dtype=np.int64)
         else:
-            at_ms = (at.at - _EPOCH) // timedelta(milliseconds=1)
-            base = np.full(grid.n, at_ms, dtype=np.int64)
+            base = np.full(grid.n, at_millis(at), dtype=np.int64)
         return base - millis(offset)
 
     # ---- selectors -----------------------------------------------------------------------

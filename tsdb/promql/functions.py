@@ -5,7 +5,6 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -31,15 +30,40 @@ _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "rad": np.radians,
 }
 
-_TIME_PARTS: dict[str, Callable[[datetime], int]] = {
-    "minute": lambda t: t.minute,
-    "hour": lambda t: t.hour,
-    "day_of_month": lambda t: t.day,
-    "day_of_week": lambda t: (t.weekday() + 1) % 7,
-    "day_of_year": lambda t: t.timetuple().tm_yday,
-    "days_in_month": lambda t: calendar.monthrange(t.year, t.month)[1],
-    "month": lambda t: t.month,
-    "year": lambda t: t.year,
+def _civil(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day counted from 1970-01-01, proleptic Gregorian, for any day:
+    Go's time (and so Prometheus) has no year 9999 limit, Python's datetime has."""
+    days += 719_468  # from 0000-03-01, so that the leap day ends each 400-year era
+    era, day_of_era = divmod(days, 146_097)
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
+def _day_of_year(days: int) -> int:
+    year, month, day = _civil(days)
+    before = sum(calendar.mdays[1:month]) + (month > 2 and calendar.isleap(year))
+    return before + day
+
+
+def _days_in_month(days: int) -> int:
+    year, month, _ = _civil(days)
+    return 29 if month == 2 and calendar.isleap(year) else calendar.mdays[month]
+
+
+# Of Unix seconds (UTC), as Prometheus's time functions read time.Unix(int64(v), 0).UTC().
+_TIME_PARTS: dict[str, Callable[[int], int]] = {
+    "minute": lambda s: s // 60 % 60,
+    "hour": lambda s: s // 3600 % 24,
+    "day_of_month": lambda s: _civil(s // 86_400)[2],
+    "day_of_week": lambda s: (s // 86_400 + 4) % 7,  # 1970-01-01 was a Thursday
+    "day_of_year": lambda s: _day_of_year(s // 86_400),
+    "days_in_month": lambda s: _days_in_month(s // 86_400),
+    "month": lambda s: _civil(s // 86_400)[1],
+    "year": lambda s: _civil(s // 86_400)[0],
 }
 
 
@@ -99,8 +123,8 @@ def _time_part(ev: "Evaluator", name: str, args: list, grid: Grid) -> Vector:
         ev.guard.check()
         out = np.full(len(values), np.nan)
         for i, v in enumerate(values.tolist()):
-            if math.isfinite(v):
-                out[i] = part(datetime.fromtimestamp(int(v), tz=timezone.utc))
+            if math.isfinite(v) and abs(v) < 2**63:  # past int64, Go's conversion is undefined
+                out[i] = part(int(v))
         return out
 
     return _map(vector, convert)

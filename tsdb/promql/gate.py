@@ -37,10 +37,12 @@ class QueryGate:
         self.paused_seconds = 0.0  # outside queries' time held back for internal ones
 
     # ---- outside queries -----------------------------------------------------------------
-    def enter(self) -> "Ticket":
+    def enter(self, timeout_s: float | None = None) -> "Ticket":
         """A ticket holding a slot or a place in the queue; never blocks. ``unavailable`` when
-        the queue is full."""
-        ticket = Ticket(self, time.monotonic() + self.limits.timeout_s)
+        the queue is full. ``timeout_s``: the query's own (Prometheus's ``timeout`` parameter),
+        capped by the limit."""
+        timeout = self.limits.timeout_s if timeout_s is None else min(timeout_s, self.limits.timeout_s)
+        ticket = Ticket(self, time.monotonic() + timeout)
         with self._lock:
             if self._running < self.limits.max_concurrency and not self._waiting:
                 self._running += 1
