@@ -62,9 +62,10 @@ class TSDBCollector:
             "clusterwatch_engine_queries_refused",
             "Queries stopped by a limit: queue_full (refused at once, 503), queue_timeout (timed out waiting "
             "for a slot), timeout (--query-timeout), max_samples (--query-max-samples), query_text (too long, "
-            "too many operators or too deep to parse).", labels=["reason"])
+            "too many operators or too deep to parse), memory (the process could not allocate it).",
+            labels=["reason"])
         counts = self.engine.refusals()
-        for reason in ("queue_full", "queue_timeout", "timeout", "max_samples", "query_text"):
+        for reason in ("queue_full", "queue_timeout", "timeout", "max_samples", "query_text", "memory"):
             refused.add_metric([reason], counts.get(reason, 0))
         yield refused
         in_flight = GaugeMetricFamily(

@@ -77,6 +77,25 @@ def test_huge_subquery_is_refused_before_it_allocates() -> None:
     assert int(peak_mb) < 400
 
 
+def test_query_the_process_cannot_allocate_fails_alone() -> None:
+    # With the sample limit set too high for the machine, an allocation can still fail: that
+    # query gets a 422, never a 500, and the engine answers the next one.
+    child = ("from tsdb.promql.engine import Engine\nfrom tsdb.promql.limits import QueryLimits\n"
+             "from tsdb.store import Store\nfrom tsdb.promql.values import PromQLError\n"
+             "engine = Engine(Store(), limits=QueryLimits(max_samples=10**12))\n"
+             "try:\n    engine.instant('count_over_time(vector(1)[30d:1ms])', 1e9)\n"
+             "except PromQLError as exc:\n    print(exc.error_type, exc.message, sep='|')\n"
+             "print(engine.instant('1 + 1', 0).scalar)\n")
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=cap)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["execution|query processing ran out of memory in query execution", "2.0"]
+
+
 def test_sample_limit_counts_what_a_query_holds_at_once() -> None:
     engine = Engine(STORE, limits=QueryLimits(max_samples=20_000))
     # 12 series x 10,801 steps of 2 s: 130,000 samples, over the limit before any is loaded

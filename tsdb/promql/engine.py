@@ -18,7 +18,7 @@ from tsdb.promql.evaluator import Evaluator, SeriesSource
 from tsdb.promql.gate import QueryGate, Ticket
 from tsdb.promql.limits import QueryGuard, QueryLimits
 from tsdb.promql.querytext import check_query_text
-from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data
+from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data, is_rust_panic
 from tsdb.regex import RegexError, compile_anchored
 from tsdb.results import QueryResult
 
@@ -56,6 +56,10 @@ def parse_query(query: str) -> pp.Expr:
         raise bad_data(f"parse error: {_parser_message(str(exc))}") from None
     except RecursionError:
         raise bad_data("query is nested too deeply to parse") from None
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic is a BaseException
+        if is_rust_panic(exc):
+            raise bad_data(f"parse error: the parser failed on this query ({str(exc)[:200]})") from None
+        raise
 
 
 def _parser_message(message: str) -> str:
@@ -169,6 +173,11 @@ class Engine:
             # stack can still run out: the query's fault as far as the client can tell.
             self._failed(None)
             raise bad_data("query is nested too deeply to evaluate") from None
+        except MemoryError:
+            # Under the sample limit, yet the process could not get the memory (other queries,
+            # a low --query-max-samples for the machine): this query fails, the server goes on.
+            self._failed("memory")
+            raise PromQLError("query processing ran out of memory in query execution") from None
         except PromQLError as exc:
             self._failed(exc.limit)
             raise

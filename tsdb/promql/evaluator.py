@@ -18,7 +18,7 @@ from tsdb.promql import aggregation, binary, functions
 from tsdb.promql.limits import QueryGuard
 from tsdb.promql.values import (
     ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RBlock, RSeries, Scalar, String, Value, Vector,
-    VSeries, bad_data, drop_name, labels_key, merge_same_labels, rows_kept,
+    VSeries, bad_data, drop_name, is_rust_panic, labels_key, merge_same_labels, rows_kept,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -57,7 +57,7 @@ def at_millis(at: pp.AtModifier) -> int:
     try:
         return (at.at - _EPOCH) // timedelta(milliseconds=1)
     except BaseException as exc:  # noqa: BLE001 - a Rust panic is a BaseException
-        if not isinstance(exc, (OverflowError, ValueError)) and type(exc).__name__ != "PanicException":
+        if not isinstance(exc, (OverflowError, ValueError)) and not is_rust_panic(exc):
             raise
     raise bad_data("parse error: timestamp out of bounds for @ modifier: only times from 1970 to 9999 are supported")
 

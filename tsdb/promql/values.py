@@ -34,6 +34,12 @@ def bad_data(message: str) -> PromQLError:
     return PromQLError(message, "bad_data")
 
 
+def is_rust_panic(exc: BaseException) -> bool:
+    """promql-parser's Rust code can panic on odd input; pyo3 raises that as a ``PanicException``,
+    a BaseException (not an Exception) that must not escape as a 500."""
+    return type(exc).__name__ == "PanicException"
+
+
 @dataclass(frozen=True)
 class Grid:
     """The evaluation timestamps of a query, in integer milliseconds like Prometheus."""
