@@ -192,3 +192,23 @@ def test_outside_queries_give_way_while_the_servers_own_evaluate() -> None:
     outside.join(60)
     assert answers[0].status_code == 200
     assert _metric(engine, "clusterwatch_engine_query_paused_seconds") > 0
+
+
+# ---- the options ------------------------------------------------------------------------------
+def test_serve_options_reach_the_engine_and_bad_values_name_the_option(tmp_path: Path) -> None:
+    from clusterwatch.cli import build_parser
+    from clusterwatch.commands import serve
+    from clusterwatch.errors import ConfigError
+
+    def limits(*argv: str, environ: dict | None = None) -> QueryLimits:
+        _, config, _ = serve.load_config(build_parser().parse_args(["serve", *argv]), environ=environ or {})
+        return config.query_limits
+
+    assert limits() == QueryLimits(timeout_s=120.0, max_samples=50_000_000, max_concurrency=20)
+    assert limits("--query-timeout", "5s", "--query-max-samples", "1000", "--query-max-concurrency", "3") == \
+        QueryLimits(timeout_s=5.0, max_samples=1000, max_concurrency=3)
+    assert limits(environ={"CLUSTERWATCH_SERVE_QUERY_MAX_CONCURRENCY": "7"}).max_concurrency == 7
+    with pytest.raises(ConfigError, match="query_max_concurrency"):
+        limits("--query-max-concurrency", "0")
+    with pytest.raises(ConfigError, match="query_timeout"):
+        limits("--query-timeout", "forever")
