@@ -7,28 +7,18 @@ the app's middleware (clusterwatch/httplimits.py); this module is about connecti
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Iterable
 
 from clusterwatch import settings
 from clusterwatch.connections import ConnectionGuard, guarded_protocol
 from clusterwatch.errors import ConfigError
 from clusterwatch.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
-from clusterwatch.settings import Option
+from clusterwatch.settings import Option, positive_int
 
 log = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 5  # uvicorn's idle keep-alive timeout, kept
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers; larger is a 400 (h11's own default)
-
-
-def positive_int(raw: Any) -> int:
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise ValueError(f"must be a whole number (got {raw!r})") from None
-    if value < 1:
-        raise ValueError(f"must be at least 1 (got {value})")
-    return value
 
 
 OPTIONS = (

@@ -48,6 +48,16 @@ def duration(raw: Any) -> float:
     return seconds
 
 
+def positive_int(raw: Any) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ValueError(f"must be a whole number (got {raw!r})") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1 (got {value})")
+    return value
+
+
 def optional_path(raw: Any) -> str | None:
     return None if raw in (None, "") else str(raw)
 

@@ -3,7 +3,6 @@ from the pipeline so that building the CLI does not import it."""
 from __future__ import annotations
 
 from clusterwatch import settings
-from clusterwatch.frontdoor import positive_int
 from clusterwatch.settings import Option
 
 OPTIONS = (
@@ -18,5 +17,5 @@ OPTIONS = (
     # The outbox's DEFAULT_MAX_PENDING_PER_RECEIVER (not imported: building the CLI stays light).
     Option("notification_queue_max", 10_000, "most notifications waiting per receiver "
            "(a dead one's pile stays bounded); past it that receiver's oldest are dropped and counted in "
-           "clusterwatch_notifications_dropped_total", positive_int, "N"),
+           "clusterwatch_notifications_dropped_total", settings.positive_int, "N"),
 )

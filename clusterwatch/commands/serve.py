@@ -17,7 +17,6 @@ from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
 from clusterwatch.frontdoor import OPTIONS as HTTP_OPTIONS
-from clusterwatch.frontdoor import positive_int
 from clusterwatch.settings import Option
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,9 @@ OPTIONS += (  # the embedded engine's query limits (tsdb/promql/limits.py; docs/
     Option("query_timeout", 120.0, "longest a query may take, its wait for a slot included (then a 503 timeout)",
            settings.duration, "DURATION"),
     Option("query_max_samples", 50_000_000, "most samples a query may hold in memory at once (then a 422)",
-           positive_int, "N"),
+           settings.positive_int, "N"),
     Option("query_max_concurrency", 20, "most /api/v1 and dashboard queries evaluating at once; 4 per slot may "
-           "wait, more are refused (503). Rules and remediation never wait for these", positive_int, "N"),
+           "wait, more are refused (503). Rules and remediation never wait for these", settings.positive_int, "N"),
 )
 OPTIONS += (
     Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
