@@ -79,6 +79,13 @@ def _series_matchers(params: Params, required: bool) -> list[list]:
     return out
 
 
+def _add_route(router: APIRouter, path: str, endpoint: Callable, name: str) -> None:
+    """GET and POST (Grafana posts forms) as two operations, each with its own OpenAPI id."""
+    endpoint.__name__ = name
+    for method in ("GET", "POST"):
+        router.add_api_route(path, endpoint, methods=[method], operation_id=f"prometheus_{name}_{method.lower()}")
+
+
 def build_router(engine: Engine, store: Store, targets: TargetsProvider | None = None,
                  metadata: MetadataProvider | None = None) -> APIRouter:
     """The ``/api/v1`` routes answering from ``engine`` and ``store``."""
@@ -94,8 +101,7 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
                     return success(await _call(handler, params, request))
                 except PromQLError as exc:
                     return error(exc)
-            endpoint.__name__ = handler.__name__
-            router.add_api_route(path, endpoint, methods=["GET", "POST"])
+            _add_route(router, path, endpoint, handler.__name__)
             return handler
         return register
 
@@ -116,8 +122,7 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
                     return success_encoded(data)
                 except PromQLError as exc:
                     return error(exc)
-            endpoint.__name__ = handler.__name__
-            router.add_api_route(path, endpoint, methods=["GET", "POST"])
+            _add_route(router, path, endpoint, handler.__name__)
             return handler
         return register
 
