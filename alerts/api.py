@@ -13,24 +13,21 @@ State-changing routes depend on ``require_operator``; GETs change nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
-from alerts.gilshare import sharing
+from alerts.judged import AlertState, Judged, judge
 from alerts.model import Alert, rfc3339
 from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
-from alerts.notify.store import Ack
 from alerts.outbox import Entry
 from alerts.silences import Silence, SilenceError
 from clusterwatch.auth import Operator, require_operator
 from clusterwatch.durations import parse_duration
 
-AlertState = Literal["firing", "silenced", "inhibited", "acknowledged", "resolved"]
 TOTAL_HEADER = "X-Total-Count"
 DEFAULT_ALERTS_LIMIT = 1000  # a storm's 50,000 alerts are 25 MB of JSON: ask for pages
 MAX_ALERTS_LIMIT = 10_000
@@ -119,41 +116,6 @@ class NotificationOut(BaseModel):
     alerts: int
 
 
-@dataclass(frozen=True)
-class Judged:
-    """An alert with its state as computed now (the state is never stored)."""
-
-    alert: Alert
-    state: AlertState
-    silenced_by: list[str]
-    inhibited_by: list[str]
-    ack: Ack | None
-
-    @property
-    def sort_key(self) -> tuple:
-        return self.alert.ends_at is not None, self.alert.starts_at, self.alert.fingerprint
-
-
-def judge(pipeline: Pipeline, alert: Alert, now: float) -> Judged:
-    """The state of ``alert``: cheap enough for every one of 50,000 alerts (the inhibitor and the
-    acknowledgements are indexed), so that lists and counts can be computed before any is rendered."""
-    firing = alert.ends_at is None
-    silenced = pipeline.silences.muted_by(alert, now) if firing else []
-    inhibited = pipeline.inhibitor.muted_by(alert, now) if firing else []
-    ack = pipeline.store.ack_of(alert)
-    if not firing:
-        state = "resolved"
-    elif silenced:
-        state = "silenced"
-    elif inhibited:
-        state = "inhibited"
-    elif ack:
-        state = "acknowledged"
-    else:
-        state = "firing"
-    return Judged(alert, state, silenced, inhibited, ack)
-
-
 def render_alert(pipeline: Pipeline, judged: Judged) -> AlertOut:
     alert, ack = judged.alert, judged.ack
     stored = pipeline.store.get(alert.fingerprint)
@@ -229,12 +191,10 @@ def build_router(pipeline: Pipeline) -> APIRouter:
             matchers = [m for text in filter for m in parse_matchers(text)]
         except ValueError as exc:
             raise _bad_request(f"filter: {exc}") from None
-        now = pipeline.clock()
         sources = pipeline.store.sources() if source is not None else {}
-        judged = [judge(pipeline, a, now) for a in sharing(pipeline.store.current())
-                  if matches_all(matchers, a.labels) and (source is None or sources.get(a.fingerprint) == source)]
-        judged = [j for j in judged if not state or j.state in state]
-        judged.sort(key=lambda j: j.sort_key)
+        judged = [j for j in pipeline.judged.current()  # in sort_key order
+                  if matches_all(matchers, j.alert.labels) and (not state or j.state in state)
+                  and (source is None or sources.get(j.alert.fingerprint) == source)]
         response.headers[TOTAL_HEADER] = str(len(judged))
         return [render_alert(pipeline, j) for j in judged[offset:offset + limit]]
 

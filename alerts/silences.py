@@ -68,6 +68,7 @@ class SilenceStore:
         self.clock = clock
         self._lock = threading.Lock()
         self.unreadable: dict[str, str] = {}  # silence id -> why it is left out
+        self.version = 0  # moves whenever a silence is created, expired or collected (alerts/judged.py)
         db.script(SCHEMA)
         self._cache = {s.id: s for s in self._load()}
 
@@ -92,6 +93,7 @@ class SilenceStore:
                         (silence.id, matchers, silence.starts_at, silence.ends_at, silence.created_by,
                          silence.comment, silence.updated_at))
         self._cache[silence.id] = silence
+        self.version += 1
 
     def create(self, matchers: Iterable[Matcher], ends_at: float, created_by: str, comment: str,
                starts_at: float | None = None) -> Silence:
@@ -148,6 +150,8 @@ class SilenceStore:
             for silence_id in old:
                 self.db.execute("DELETE FROM silences WHERE id=?", (silence_id,))
                 del self._cache[silence_id]
+            if old:
+                self.version += 1
         return len(old)
 
 

@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 import httpx
 
+from alerts.judged import JudgedAlerts
 from alerts.model import Alert
 from alerts.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_PENDING_PER_RECEIVER, Backoff, Deliverer, Outbox, Target
 from alerts.silences import SilenceStore
@@ -75,6 +76,7 @@ class Pipeline:
         self.hooks = hooks or HookRegistry()
         self.http = http or httpx.Client()
         self.inhibitor = Inhibitor(config.inhibit_rules, self.store.current())
+        self.judged = JudgedAlerts(self)
         self._deliver_wake = threading.Event()
         self._flush_wake = threading.Event()
         self.integrations: dict[tuple[str, str], Integration] = {

@@ -70,6 +70,7 @@ class AlertStore:
         self._lock = threading.Lock()
         db.script(SCHEMA)
         self._alerts: dict[str, Stored] = {}
+        self.version = 0  # moves whenever an alert or an acknowledgement changes (alerts/judged.py)
         for row in db.execute("SELECT * FROM alerts"):
             try:
                 alert = Alert(**json.loads(row["alert"]))
@@ -112,6 +113,7 @@ class AlertStore:
                     self.db.executemany("INSERT INTO alert_history (at, fingerprint, alertname, status, labels, "
                                         "annotations, source) VALUES (?, ?, ?, ?, ?, ?, ?)", history)
             self._alerts.update(batch)
+            self.version += 1
         return merged
 
     def timed_out(self, now: float, resolve_timeout: float) -> list[Alert]:
@@ -138,6 +140,8 @@ class AlertStore:
                 self.db.execute("DELETE FROM acks WHERE fingerprint=?", (fp,))
             for key in [key for key in self._acks if key[0] in gone]:
                 del self._acks[key]
+            if old:
+                self.version += 1
         return len(old)
 
     def ack(self, fingerprint: str, acked_by: str, comment: str, now: float) -> Ack:
@@ -148,6 +152,7 @@ class AlertStore:
         self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?)",
                         (fingerprint, stored.alert.starts_at, acked_by, comment, now))
         ack = self._acks[(fingerprint, stored.alert.starts_at)] = Ack(acked_by, comment, now)
+        self.version += 1
         return ack
 
     def ack_of(self, alert: Alert) -> Ack | None:

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from alerts.api import AlertOut, HistoryOut, Judged, SilenceOut, judge, render_alert, silence_view
-from alerts.gilshare import sharing
+from alerts.api import AlertOut, HistoryOut, SilenceOut, render_alert, silence_view
+from alerts.judged import Judged
 from alerts.model import rfc3339
 from alerts.notify.matchers import Matcher, matches_all
 from dashboard.context import DashboardContext
@@ -142,7 +142,7 @@ def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters, aut
     receivers: list[ReceiverQueue] = []
     if pipeline is not None:
         now = pipeline.clock()
-        current = [judge(pipeline, a, now) for a in sharing(pipeline.store.current()) if a.ends_at is None]
+        current = [j for j in pipeline.judged.current() if j.alert.ends_at is None]
         history = _history(pipeline, tr.start)
         silences = [silence_view(s, now) for s in pipeline.silences.list()
                     if s.state(now) != "expired" or s.ends_at >= tr.start]
