@@ -131,12 +131,6 @@ class ConnectionGuard:
             closed.add_metric([reason], counts.get(reason, 0))
         yield closed
 
-    def component(self):
-        from clusterwatch.server import Component
-
-        return Component("http", collectors=[self], health=self.problems)
-
-
 def guarded_protocol(guard: ConnectionGuard) -> type:
     """uvicorn's h11 protocol class, bound to ``guard`` (pass it as ``uvicorn.Config(http=...)``)."""
     import h11

@@ -10,6 +10,7 @@ import logging
 from typing import Iterable
 
 from clusterwatch import settings
+from clusterwatch.admission import Admission
 from clusterwatch.connections import ConnectionGuard, guarded_protocol
 from clusterwatch.errors import ConfigError
 from clusterwatch.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
@@ -28,6 +29,12 @@ OPTIONS = (
            "DURATION"),
     Option("http_body_timeout", 60.0, "time a client has to send a request's body once its headers are in",
            settings.duration, "DURATION"),
+    Option("http_max_active_requests", 2, "requests of one class (pages and their JSON; Prometheus API queries) "
+           "handled at once; more wait their turn (clusterwatch/admission.py)", positive_int, "N"),
+    Option("http_max_queued_requests", 200, "requests of one class waiting for their turn; more are refused "
+           "(503)", positive_int, "N"),
+    Option("http_queue_timeout", 10.0, "longest a request waits for its turn before a 503", settings.duration,
+           "DURATION"),
     Option("scrape_max_connections", 1024, "most sockets the scraper holds open (idle kept-alive ones included; "
            "lowered at start to fit the file descriptor limit)", positive_int, "N"),
 )
@@ -49,15 +56,31 @@ def apply_descriptor_budget(values: dict, config=None) -> DescriptorBudget:
     return budget
 
 
-def guard_from_settings(values: dict) -> ConnectionGuard:
-    return ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
+def http_component(values: dict):
+    """The front door as a component: its connection guard and its queues of request work, with
+    their metrics and health."""
+    from clusterwatch.server import Component
+
+    guard = ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
+    admission = Admission(values["http_max_active_requests"], values["http_max_queued_requests"],
+                          values["http_queue_timeout"])
+    return Component("http", collectors=[guard, admission], health=lambda: {**guard.problems(), **admission.problems()})
 
 
 def guard_of(components: Iterable) -> ConnectionGuard | None:
     """The connection guard among the server's components (``build_components`` adds it)."""
+    return _collector_of(components, ConnectionGuard)
+
+
+def admission_of(components: Iterable) -> Admission | None:
+    """The queues of request work among the server's components, if any (``build_app`` installs them)."""
+    return _collector_of(components, Admission)
+
+
+def _collector_of(components: Iterable, kind: type):
     for component in components:
         for collector in component.collectors:
-            if isinstance(collector, ConnectionGuard):
+            if isinstance(collector, kind):
                 return collector
     return None
 

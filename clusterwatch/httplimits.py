@@ -48,6 +48,7 @@ class RoutePolicy:
     operator: bool
     prometheus: bool
     what: str  # the route class, for error messages
+    route: Any = None  # the route that will answer; None when none matches (a 404 or 405 follows)
 
 
 DEFAULT = RoutePolicy(DEFAULT_BODY, False, False, "this server")
@@ -60,10 +61,10 @@ def policy_of(route) -> RoutePolicy:
     prometheus = PROMETHEUS_TAG in (getattr(route, "tags", None) or ())
     declared = getattr(route, "max_body_size", None)
     if declared is not None:
-        return RoutePolicy(declared, operator, prometheus, "this route")
+        return RoutePolicy(declared, operator, prometheus, "this route", route)
     if operator:
-        return RoutePolicy(OPERATOR_BODY, True, prometheus, "operator actions")
-    return RoutePolicy(DEFAULT_BODY, False, prometheus, "this server")
+        return RoutePolicy(OPERATOR_BODY, True, prometheus, "operator actions", route)
+    return RoutePolicy(DEFAULT_BODY, False, prometheus, "this server", route)
 
 
 class BodyTooLarge(Exception):
@@ -85,7 +86,7 @@ class BodyLimitMiddleware:
         if scope["method"] in BODYLESS and not has_body:
             await self.app(scope, receive, send)
             return
-        policy = _route_policy(scope)
+        policy = route_policy(scope)
         if policy.operator:
             try:
                 auth_of(scope["app"]).authenticate(headers.get("authorization"))
@@ -149,14 +150,25 @@ def _content_length(value: str | None) -> int | None:
     return int(value)
 
 
-def _route_policy(scope: Scope) -> RoutePolicy:
+def route_policy(scope: Scope) -> RoutePolicy:
     """The policy of the route that will answer: the first that matches the path and method;
     none (a 404 or 405 follows) gets the default."""
-    for route in served_routes(scope.get("app")):
+    for route, policy in _policies(scope.get("app")):
         match, _ = route.matches(scope)
         if match is Match.FULL:
-            return policy_of(route)
+            return policy
     return DEFAULT
+
+
+def _policies(app: Any) -> list[tuple[Any, RoutePolicy]]:
+    """Every served route with its policy, worked out once per app (routes do not change once
+    it serves): two middlewares ask for every request."""
+    cached = getattr(getattr(app, "state", None), "route_policies", None)
+    if cached is None:
+        cached = [(route, policy_of(route)) for route in served_routes(app)]
+        if getattr(app, "state", None) is not None and getattr(app, "router", None) is not None:
+            app.state.route_policies = cached
+    return cached
 
 
 def _too_large(policy: RoutePolicy) -> str:

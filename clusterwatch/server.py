@@ -19,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from clusterwatch import __version__, httperrors
 from clusterwatch.health import HealthCollector, problems_of, ready_text
+from clusterwatch.admission import Admission, AdmissionMiddleware
 from clusterwatch.httplimits import BodyLimitMiddleware
 from clusterwatch.secheaders import SecurityHeadersMiddleware
 
@@ -75,6 +76,10 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
         for router in component.routers:
             app.include_router(router)
     httperrors.install(app)  # a 422 echoing NaN or bytes must not become a 500
+    admission = next((c for component in components for c in component.collectors if isinstance(c, Admission)),
+                     None)
+    if admission is not None:
+        app.add_middleware(AdmissionMiddleware, admission=admission)  # inside the body limits: refused bodies never wait
     app.add_middleware(BodyLimitMiddleware)  # credentials and body size before any body is read
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: on every answer, refusals included
 
@@ -83,7 +88,7 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/-/healthy", include_in_schema=False)
-    def healthy() -> PlainTextResponse:
+    async def healthy() -> PlainTextResponse:  # on the event loop: needs no free thread to answer
         return PlainTextResponse("OK\n")
 
     @app.get("/-/ready", include_in_schema=False)

@@ -239,7 +239,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
                    *([remediation] if remediation else []),
                    dashboard_component(DashboardContext(tsdb.request_client if tsdb else query, adapter, audit,
                                                         alerting=pipeline))]
-    components.append(frontdoor.guard_from_settings(values).component())
+    components.append(frontdoor.http_component(values))
     components.append(health_component(components))
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
