@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from alerts.gilshare import sharing
 from alerts.model import Alert
 from alerts.notify.store import Ack
 
@@ -85,7 +84,7 @@ class JudgedAlerts:
             snapshot = self._snapshot
             if snapshot is not None and snapshot.versions == versions and now < snapshot.valid_until:
                 return snapshot.judged
-            judged = sorted((judge(pipeline, alert, now) for alert in sharing(pipeline.store.current())),
+            judged = sorted((judge(pipeline, alert, now) for alert in pipeline.store.current()),
                             key=lambda j: j.sort_key)
             self._snapshot = _Snapshot(versions, self._next_transition(now), judged)
             self.judgements += 1

@@ -31,7 +31,6 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from alerts.gilshare import EVERY, share
 from alerts.jsonsplit import split_object
 from alerts.model import Alert, label_set_problem
 from alerts.notify import payload
@@ -119,8 +118,6 @@ def _bounded_alert(index: int, item: Any) -> Alert:
     if index >= MAX_ALERTS:
         raise ValueError(f"alerts: at most {MAX_ALERTS} alerts per message; lower max_alerts in the "
                          "webhook_config")
-    if index % EVERY == EVERY - 1:
-        share()
     return _alert(index, item)
 
 

@@ -17,7 +17,6 @@ import logging
 import threading
 from typing import Callable, Iterable
 
-from alerts.gilshare import sharing
 from alerts.model import Alert
 from alerts.notify.payload import sort_alerts
 from alerts.notify.route import Route, group_key
@@ -77,7 +76,7 @@ class Dispatcher:
         self._flushing = threading.Lock()  # one tick at a time
 
     def put(self, alerts: Iterable[Alert], now: float) -> None:
-        routed = [(alert, route, route.group_labels(alert.labels)) for alert in sharing(alerts)
+        routed = [(alert, route, route.group_labels(alert.labels)) for alert in alerts
                   for route in self.route.match(alert.labels)]
         with self._lock:
             for alert, route, labels in routed:

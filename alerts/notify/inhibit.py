@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
-from alerts.gilshare import sharing
 from alerts.model import Alert
 from alerts.notify.config import InhibitRule
 from alerts.notify.matchers import matches_all
@@ -66,7 +65,7 @@ class Inhibitor:
         if not self.rules:
             return
         with self._lock:
-            for alert in sharing(alerts):
+            for alert in alerts:
                 self._remove(alert.fingerprint)
                 if alert.ends_at is None:
                     placed = [spot for rule in self._sources if (spot := rule.add(alert)) is not None]

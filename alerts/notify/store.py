@@ -15,7 +15,6 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from alerts.gilshare import sharing
 from alerts.model import Alert
 from alerts.notify.sqlite import Database
 
@@ -93,7 +92,7 @@ class AlertStore:
         with self._lock:
             batch: dict[str, Stored] = {}
             history: list[tuple] = []
-            for alert in sharing(alerts):
+            for alert in alerts:
                 old = batch.get(alert.fingerprint) or self._alerts.get(alert.fingerprint)
                 if old and old.alert.ends_at is None and alert.starts_at and old.alert.starts_at:
                     alert = replace(alert, starts_at=min(old.alert.starts_at, alert.starts_at))
@@ -106,7 +105,7 @@ class AlertStore:
                     history.append(_history_row(alert, "resolved", source, alert.ends_at))
                 batch[alert.fingerprint] = Stored(alert, source, timeout, now)
                 merged.append(alert)
-            rows = [(fp, _alert_json(stored.alert), source, int(timeout), now) for fp, stored in sharing(batch.items())]
+            rows = [(fp, _alert_json(stored.alert), source, int(timeout), now) for fp, stored in batch.items()]
             with self.db.transaction():
                 self.db.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?)", rows)
                 if history:

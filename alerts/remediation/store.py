@@ -14,7 +14,7 @@ repeat a reboot. The alert's delivery to the engine is retried by the outbox mea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
