@@ -160,6 +160,7 @@ def load_main(base: str, duration: float, clients: int, idle: int, webhook_alert
     statuses: dict[str, dict[int | str, int]] = {}
     webhook_latencies: list[float] = []
     webhook_statuses: list[int | str] = []
+    webhook_started: list[float] = []
     lock = threading.Lock()
     bodies = webhook_bodies(webhook_alerts)
 
@@ -199,6 +200,8 @@ def load_main(base: str, duration: float, clients: int, idle: int, webhook_alert
             k = 0
             while not stop.is_set():
                 began = time.monotonic()
+                with lock:
+                    webhook_started.append(time.time())
                 try:
                     code: int | str = http.post("/api/v1/alertmanager/webhook", content=bodies[k % ALERT_SETS],
                                                 headers={"authorization": f"Bearer {WEBHOOK_TOKEN}",
@@ -221,7 +224,8 @@ def load_main(base: str, duration: float, clients: int, idle: int, webhook_alert
     for thread in threads:
         thread.join(timeout=200)
     results.put({"stats": stats, "adversarial": {k: {str(c): n for c, n in v.items()} for k, v in statuses.items()},
-                 "webhook_latencies": webhook_latencies, "webhook_statuses": [str(s) for s in webhook_statuses]})
+                 "webhook_latencies": webhook_latencies, "webhook_statuses": [str(s) for s in webhook_statuses],
+                 "webhook_started": webhook_started})
 
 
 # ---- the measuring side -------------------------------------------------------------------------
@@ -424,12 +428,14 @@ def main() -> int:
             target=load_main, args=(base, args.duration, args.clients, args.idle_connections, args.webhook_alerts,
                                     args.webhook_every, results), daemon=True)
         storm_xid: list[float] = []
+        storm_xid_at: list[float] = []
 
         def during_storm(stop: threading.Event) -> None:
             watch = threading.Thread(target=unreachable_watch, args=(sim, unreachable, stop), daemon=True)
             watch.start()
             stop.wait(args.duration / 2)
             if not stop.is_set():
+                storm_xid_at.append(time.time())
                 storm_xid.append(xid_to_hook(base, sim, storm_node, 5))
             watch.join(timeout=60)
 
@@ -446,6 +452,10 @@ def main() -> int:
         watched = {quiet_node, storm_node} | unreachable
         intervals = [b[0] - a[0] for samples in record.values() for a, b in zip(samples, samples[1:])]
         false_down = sum(1 for node, samples in record.items() if node not in watched for _, v in samples if v == 0)
+        late = sorted({round(b[0] - storm_start) for samples in record.values() for a, b in zip(samples, samples[1:])
+                       if b[0] - a[0] > 1.5 * args.scrape_interval})
+        false_at = sorted({round(t - storm_start) for node, samples in record.items() if node not in watched
+                           for t, v in samples if v == 0})
         true_down = sum(1 for node, samples in record.items() if node in watched for _, v in samples if v == 0)
 
         print("\n== storm: {:.0f} s, {} nodes, scrape every {:g} s, {} clients, {} idle connections, "
@@ -456,6 +466,9 @@ def main() -> int:
         print(f"scrape interval: p50 {percentile(intervals, 50):.2f} s, p99 {percentile(intervals, 99):.2f} s, "
               f"max {max(intervals, default=math.nan):.2f} s over {len(intervals)} intervals of {len(record)} nodes "
               f"(goal p99 <= {goal:g} s: {'met' if percentile(intervals, 99) <= goal else 'MISSED'})")
+        print(f"late scrapes (storm second of the scrape that came late): {late[:40]}; false downs at {false_at[:40]}; "
+              f"webhooks posted at {[round(t - storm_start) for t in load['webhook_started']]}; "
+              f"storm XID injected at {round(storm_xid_at[0] - storm_start) if storm_xid_at else None}")
         print(f"false up == 0: {false_down} samples (goal 0: {'met' if false_down == 0 else 'MISSED'}); "
               f"up == 0 on nodes the automation rebooted or that were unreachable ({sorted(watched)}): {true_down}")
         for name in ("healthy", "metrics", "overview"):
