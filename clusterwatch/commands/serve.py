@@ -18,6 +18,7 @@ from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from clusterwatch import settings
 from clusterwatch.errors import ConfigError
 from clusterwatch.frontdoor import OPTIONS as HTTP_OPTIONS
+from clusterwatch.gcpolicy import GCPolicy
 from clusterwatch.settings import Option
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     components.append(health_component(components))
     if tsdb is not None:
         components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
+    components.append(GCPolicy().component())  # last: what the others built at start is frozen
     return components
 
 
