@@ -18,6 +18,7 @@ import math
 import operator
 import struct
 import threading
+import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
+STATS_MAX_AGE_S = 5.0
 
 Labels = tuple[tuple[str, str], ...]  # sorted by name, including __name__
 
@@ -232,6 +234,7 @@ class Store:
         self.retention_ms = int(retention_s * 1000)
         self.limits = limits or Limits()
         self._lock = threading.RLock()
+        self._stats: tuple[float, dict[str, int]] | None = None  # (when, figures): Store.stats
         self._series: dict[int, _Series] = {}
         self._by_labels: dict[Labels, int] = {}
         self._postings: dict[str, dict[str, set[int]]] = {}
@@ -682,13 +685,24 @@ class Store:
 
     # ---- introspection -------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Series, samples and bytes held by sample arrays (values + timestamps)."""
+        """Series, samples and bytes held by sample arrays (values + timestamps).
+
+        A walk over every series (~0.1 s at 130,000), so the answer is kept ``STATS_MAX_AGE_S``
+        (/metrics and self-ingest ask every few seconds) and the walk runs outside the store's
+        lock (scrapes append meanwhile: the figures are those of a moment during the walk)."""
+        cached = self._stats
+        if cached is not None and time.monotonic() - cached[0] < STATS_MAX_AGE_S:
+            return dict(cached[1])
         with self._lock:
-            samples = sum(s.sample_count() for s in self._series.values())
-            columns = {id(seg.column): seg.column for s in self._series.values() for seg in s.segments}
-            ts_bytes = sum(len(c.ts) * 8 for c in columns.values())
-            return {"series": len(self._series), "samples": samples,
-                    "sample_bytes": samples * 8 + ts_bytes, "targets": len(self._targets)}
+            series = list(self._series.values())
+            targets = len(self._targets)
+        samples = sum(s.sample_count() for s in series)
+        columns = {id(seg.column): seg.column for s in series for seg in list(s.segments)}
+        ts_bytes = sum(len(c.ts) * 8 for c in columns.values())
+        figures = {"series": len(series), "samples": samples, "sample_bytes": samples * 8 + ts_bytes,
+                   "targets": targets}
+        self._stats = (time.monotonic(), figures)
+        return dict(figures)
 
     def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray]]:
         """Every series with all its timestamps and values (ABSENT padding removed), for snapshots."""
