@@ -475,16 +475,17 @@ def main() -> int:
             q, s = quiet[name], storm[name]
             q99, s99 = percentile(q.latencies, 99), percentile(s.latencies, 99)
             print(f"{name}: quiet p99 {ms(q.latencies, 99)}, storm p50 {ms(s.latencies, 50)} p99 {ms(s.latencies, 99)} "
-                  f"max {ms(s.latencies, 100)} ({s99 / q99:.1f}x quiet; goal <= 2x); "
+                  f"max {ms(s.latencies, 100)} ({s99 / q99:.1f}x quiet); "
                   f"failures {len(s.failures)} ({', '.join(sorted(set(s.failures))) or 'none'})")
         webhook = load["webhook_latencies"]
         print(f"webhook ({args.webhook_alerts} alerts): p50 {ms(webhook, 50)}, p99 {ms(webhook, 99)}, "
               f"max {ms(webhook, 100)}, n={len(webhook)}, statuses {sorted(set(load['webhook_statuses']))} "
-              f"(goal <= 1 s)")
+              f"(the <= 1 s goal is for the storm alone: bench/bench_alert_storm.py)")
         quiet_bound = args.scrape_interval + 15 + 10 + 2
-        print(f"XID 79 -> remediation hook: quiet {quiet_xid[0]:.1f} s, storm "
-              f"{storm_xid[0] if storm_xid else math.nan:.1f} s (bound {quiet_bound:g} s quiet: scrape + gpu-hardware "
-              f"group 15 s + remediation group_wait 10 s + 2 s; goal <= quiet + 5 s)")
+        storm_delay = storm_xid[0] if storm_xid else math.nan
+        print(f"XID 79 -> remediation hook: quiet {quiet_xid[0]:.1f} s, storm {storm_delay:.1f} s (quiet bound "
+              f"{quiet_bound:g} s: scrape + gpu-hardware group 15 s + remediation group_wait 10 s + 2 s; goal <= "
+              f"{quiet_bound + 5:g} s: {'met' if storm_delay <= quiet_bound + 5 else 'MISSED'})")
         rss_all = quiet_rss + storm_rss
         print(f"RSS: at start {rss_start / 2**20:.0f} MiB, max {max(rss_all) / 2**20:.0f} MiB, 60 s after the storm "
               f"{rss_after / 2**20:.0f} MiB")
