@@ -13,11 +13,11 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from tests.pages import one_gauge, page_servers
 from tests.realcomponents import ManagedProcess, free_port, wait_http
 
 FD_LIMIT = 160
@@ -30,30 +30,11 @@ LIMITED_SERVE = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMI
                  "sys.argv = ['clusterwatch'] + sys.argv[1:]; runpy.run_module('clusterwatch', run_name='__main__')")
 
 
-class _Exporter(BaseHTTPRequestHandler):
-    """An exporter-like target: HTTP/1.0, so every scrape needs a new socket."""
-
-    def do_GET(self) -> None:  # noqa: N802
-        data = b"gpu_temperature_celsius 40\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def exporters():
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _Exporter) for _ in range(4)]
-    for httpd in servers:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield [f"127.0.0.1:{httpd.server_address[1]}" for httpd in servers]
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    # HTTP/1.0, as many exporters: every scrape needs a new socket.
+    with page_servers(one_gauge, count=4) as addresses:
+        yield addresses
 
 
 class HalfOpenFlood:

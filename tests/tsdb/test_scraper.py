@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,37 +11,17 @@ import pytest
 from tsdb.discovery import DiscoveryError, FileSD, parse_file_sd
 from tsdb.matchers import EQUAL, Matcher
 from tsdb.scraper import Scraper
+from tests.pages import page_servers
 from tsdb.store import Limits, Store, is_stale
 
 PAGES: dict[str, str] = {}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
-        body = PAGES.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     PAGES.clear()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with page_servers(PAGES.get) as (address,):
+        yield address
 
 
 def latest(store: Store, name: str, **labels: str) -> dict:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
@@ -19,6 +17,7 @@ from tsdb.promql.engine import Engine
 from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
 from tsdb.store import Store
+from tests.pages import page_servers, one_gauge
 from tests.tsdb.test_scraper import PAGES, latest, server  # noqa: F401 (fixture)
 
 
@@ -64,29 +63,11 @@ def test_out_of_descriptors_is_a_skip_not_a_down_target(server: str) -> None:  #
         scraper.stop()
 
 
-class _KeepAliveHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # connections stay open between scrapes, as with real exporters
-
-    def do_GET(self) -> None:  # noqa: N802
-        data = b"gpu_temperature_celsius 40\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def keepalive_servers() -> Iterator[list[str]]:
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler) for _ in range(3)]
-    for httpd in servers:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield [f"127.0.0.1:{httpd.server_address[1]}" for httpd in servers]
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    # Connections stay open between scrapes, as with real exporters.
+    with page_servers(one_gauge, count=3, keep_alive=True) as addresses:
+        yield addresses
 
 
 def test_scraper_sockets_stay_within_their_budget(keepalive_servers: list[str]) -> None:
