@@ -128,6 +128,10 @@ class SilenceStore:
         return sorted(found, key=lambda s: (s.ends_at, s.id))
 
     def expire(self, silence_id: str) -> Silence:
+        return self.end_at(silence_id, self.clock())
+
+    def end_at(self, silence_id: str, ends_at: float) -> Silence:
+        """Bring a silence's end forward to ``ends_at`` (now or later; never past its own end)."""
         now = self.clock()
         with self._lock:
             silence = self._cache.get(silence_id)
@@ -136,8 +140,9 @@ class SilenceStore:
             state = silence.state(now)
             if state == EXPIRED:
                 raise SilenceError(f"silence {silence_id} is already expired")
-            start = now if state == PENDING else silence.starts_at
-            silence = replace(silence, starts_at=start, ends_at=now, updated_at=now)
+            ends_at = min(max(ends_at, now), silence.ends_at)
+            start = min(silence.starts_at, ends_at) if state == PENDING else silence.starts_at
+            silence = replace(silence, starts_at=start, ends_at=ends_at, updated_at=now)
             self._save(silence)
         return silence
 

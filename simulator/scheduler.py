@@ -350,6 +350,7 @@ class SimScheduler:
             if node.reboot_requested and not node.allocations and node.rebooting_until is None and node.responding:
                 node.rebooting_until = now + REBOOT_SECONDS
                 node.reboot_requested = False
+                _note_reason(node, "reboot issued", now)
 
     def _finish_reboots(self, now: float) -> None:
         for node in self.nodes.values():
@@ -359,7 +360,9 @@ class SimScheduler:
             for listener in self.listeners:
                 listener("reboot", node)  # type: ignore[arg-type]  (faults that a reboot clears)
             if node.reboot_next_state == "DOWN":
-                node.admin_down = True
+                # As slurmctld 22.05 does: DOWN, the drain flag cleared, the reason kept with a note.
+                node.admin_down, node.drain = True, False
+                _note_reason(node, "reboot complete", now)
             elif node.reboot_next_state == "RESUME" or node.reboot_asap_drain:
                 node.drain = False
                 node.reason, node.reason_set_by = "", None
@@ -385,3 +388,9 @@ class SimScheduler:
             self._start(job, placement, job.submit_time + self.generator.uniform(0, 300))
             job.progress = min(now - job.start_time, job.run_seconds * 0.9) * job.slowdown
         self.tick(now, gpu_ok)
+
+
+def _note_reason(node: SimNode, note: str, now: float) -> None:
+    """Slurm appends its reboot notes to the node's reason ("<reason> : reboot issued")."""
+    node.reason = f"{node.reason} : {note}" if node.reason else note
+    node.reason_time = now

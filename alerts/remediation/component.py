@@ -58,7 +58,10 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     state_dir = values.get("state_dir")
     # A corrupt or unwritable file degrades automation (reported by the health hook), never the server.
     store = RemediationStore(Path(state_dir) / DB_FILE if state_dir else MEMORY)
-    engine = RemediationEngine(loaded, adapter, store, query, mode=mode)
+    from alerts.remediation.suppress import SilenceSuppressor
+
+    suppressor = SilenceSuppressor(pipeline.silences) if pipeline is not None else None
+    engine = RemediationEngine(loaded, adapter, store, query, mode=mode, suppressor=suppressor)
     if pipeline is not None:
         pipeline.register_hook(HOOK_NAME, engine.handle)
 

@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterable, Protocol
 
 from alerts.model import Alert
 from alerts.remediation import guards, steps, validate
-from alerts.remediation.ladder import (CLOSED, DONE, FAILED, INTERRUPTED, OPEN, PENDING_APPROVAL, PLANNED, REJECTED, REPAIR,
-                                       RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
+from alerts.remediation.ladder import (CLOSED, DONE, FAILED, INCOMPLETE, INTERRUPTED, NOT_DONE, OPEN, PENDING_APPROVAL,
+                                       PLANNED, REJECTED, REPAIR, RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
 from alerts.remediation.outbound import Runner, Sender, run_command, send_webhook
 from alerts.remediation.policy import AlertClass, Policy
 from alerts.remediation.store import AuditEntry, AuditUnavailable, Case, RemediationStore
+from alerts.remediation.suppress import SETTLE_SECONDS, Suppressor
 from scheduler.model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ NODE_STEPS = frozenset({"drain", "requeue", "wait_idle", "reboot", "reset", "wai
 DRY_RUN_STEPS = frozenset({"evidence", "drain", "requeue", "ticket", "notify", "persist"})
 MAX_FAILURES = 3
 MAX_STEPS_PER_EVALUATION = 32
+RESTARTING_STEPS = frozenset({"reboot", "reset"})
+# Alert firings already given their intake audit line (a repeat notification adds none); bounded,
+# oldest forgotten first, so an alert storm cannot grow it without limit.
+INTAKE_MEMORY = 50_000
 
 
 class Scheduler(Protocol):
@@ -51,7 +56,7 @@ class CaseError(Exception):
 class RemediationEngine:
     def __init__(self, policy: Policy, scheduler: Scheduler, store: RemediationStore, query: Any | None = None,
                  mode: str | None = None, clock: Callable[[], float] = time.time, sender: Sender = send_webhook,
-                 runner: Runner = run_command) -> None:
+                 runner: Runner = run_command, suppressor: Suppressor | None = None) -> None:
         self.policy = policy
         self.mode = mode or policy.mode
         self.scheduler = scheduler
@@ -60,6 +65,7 @@ class RemediationEngine:
         self.clock = clock
         self.sender = sender
         self.runner = runner
+        self.suppressor = suppressor
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,6 +76,7 @@ class RemediationEngine:
         self.last_duration = 0.0
         self.last_snapshot: Snapshot | None = None
         self._unseen_drains: set[str] = set()  # drained since the current snapshot was taken
+        self._audited_firings: dict[tuple[str, float, str], None] = {}  # (fingerprint, startsAt, status)
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -87,17 +94,26 @@ class RemediationEngine:
             self._advance_all(snapshot)
 
     def _intake(self, alert: Alert, snapshot: Snapshot | None) -> None:
+        """Open, join or update a case for one alert. Every alert handed to the engine leaves an
+        audit line the first time it is seen in a state (firing, resolved), whatever comes of it:
+        opened a case, joined one, was refused, or no class handles it."""
         now = self.clock()
         labels = dict(alert.labels)
+        name = labels.get("alertname", "?")[:64]
+        first_sight = self._first_sight(alert)
         alert_class = self.policy.classify(labels)
         if alert_class is None:
+            if first_sight and alert.status == "firing":
+                self._audit(now, None, name, "intake", "not handled: no class for this alert",
+                            _describe(labels), node=_label(labels, "instance"), actor="policy")
             return
         node_scoped = bool(NODE_STEPS & set(alert_class.ladder))
         try:
             target = validate.target(labels, snapshot, needs_node=node_scoped)
         except validate.LabelError as exc:
-            self._audit(now, None, labels.get("alertname", "?")[:64], "intake", "refused", str(exc),
-                        node=None, actor=f"policy:{alert_class.name}")
+            if first_sight:
+                self._audit(now, None, name, "intake", "refused", str(exc), node=None,
+                            actor=f"policy:{alert_class.name}")
             return
         key = f"node:{target.node}" if node_scoped else f"{alert_class.name}:{target.job_id or alert.fingerprint}"
         case = self.store.open_case(key)
@@ -105,23 +121,38 @@ class RemediationEngine:
             if case is not None and case.alertname == target.alertname:
                 self._alert_resolved(case, now)
             return
-        if case is None and self._already_handled(key, target.alertname, alert.starts_at):
+        if case is None:
+            handled = self._already_handled(key, target.alertname, alert.starts_at)
+            if handled is None:
+                self._open(alert_class, target, labels, key, now)
+            elif first_sight:
+                self._audit(now, handled, target.alertname, "intake", "already handled",
+                            f"the same firing as case {handled.id} ({handled.state}: {handled.detail})"[:1000])
             return
-        if case is not None:
-            if case.alertname != target.alertname:
+        if case.alertname != target.alertname:
+            if first_sight:
                 self._audit(now, case, target.alertname, "intake", "joined", f"case {case.id} already works on "
-                            f"{target.node} for {case.alertname}")
-            elif not case.alert_active:
-                self.store.update_case(case.id, now, alert_active=True)
-            return
-        self._open(alert_class, target, labels, key, now)
+                            f"{target.node or target.job_id} for {case.alertname}")
+        elif not case.alert_active:
+            self.store.update_case(case.id, now, alert_active=True)
 
-    def _already_handled(self, key: str, alertname: str, starts_at: float) -> bool:
-        """The same firing as a case already finished (kept drained for repair, resolved, handed
-        over): an XID alert fires for an hour after the reboot that fixed it, and a node in repair
-        stays alerting until it is replaced; neither is a new fault."""
+    def _first_sight(self, alert: Alert) -> bool:
+        """Whether this firing (or its resolution) reaches the engine for the first time: repeat
+        notifications of it add no audit lines."""
+        key = (alert.fingerprint, alert.starts_at, alert.status)
+        if key in self._audited_firings:
+            return False
+        self._audited_firings[key] = None
+        if len(self._audited_firings) > INTAKE_MEMORY:
+            del self._audited_firings[next(iter(self._audited_firings))]
+        return True
+
+    def _already_handled(self, key: str, alertname: str, starts_at: float) -> Case | None:
+        """The finished case that handled this same firing (kept drained for repair, resolved,
+        handed over), if any: an XID alert fires for an hour after the reboot that fixed it, and a
+        node in repair stays alerting until it is replaced; neither is a new fault."""
         last = self.store.last_closed_case(key, alertname)
-        return last is not None and last.closed_at is not None and starts_at <= last.closed_at
+        return last if last is not None and last.closed_at is not None and starts_at <= last.closed_at else None
 
     def _open(self, alert_class: AlertClass, target: validate.Target, labels: dict[str, str], key: str,
               now: float) -> None:
@@ -249,10 +280,13 @@ class RemediationEngine:
             if case.state in (OPEN, PLANNED):
                 self._advance(case.id, snapshot)
 
-    def _drained_by_us(self) -> frozenset[str]:
-        """Nodes open cases drained (or, in dry-run, would have): the budget counts them even when
-        the snapshot, taken before this evaluation's drains, does not show them yet."""
-        return frozenset(c.node for c in self.store.open_cases() if c.owned and c.node) | self._unseen_drains
+    def _not_yet_shown(self) -> frozenset[str]:
+        """Nodes the budget counts although the scheduler's snapshot does not show them out of
+        service: drained since the snapshot was taken, or, in dry-run, drains that would have been
+        made. Anything else counts as the scheduler says: a node of an open case that is back in
+        service (resumed by someone, or never drained) takes nothing from the budget."""
+        would = frozenset(c.node for c in self.store.open_cases() if c.state == PLANNED and c.owned and c.node)
+        return would | self._unseen_drains
 
     def _advance(self, case_id: int, snapshot: Snapshot) -> None:
         execute = self.mode == "auto"
@@ -290,8 +324,11 @@ class RemediationEngine:
                 self._to_repair(case, snapshot, outcome.detail)
                 return
             self.store.update_case(case.id, self.clock(), step=case.step + 1)
-            if execute and name in ("reboot", "reset") and outcome.status == DONE:
+            if execute and name in RESTARTING_STEPS and outcome.status == DONE:
+                self._hold_expected_alerts(case, name)
                 return  # this evaluation's snapshot predates the reboot: watch it from the next one
+            if name in ("wait_return", "verify") and outcome.status == DONE:
+                self._lift_expected_alerts(case, self.clock() + SETTLE_SECONDS)
             if name == "drain" and outcome.status == SKIPPED:
                 # Someone else's drain: ClusterWatch never reboots or resumes a node it does not own.
                 self._hand_over(case, outcome.detail)
@@ -314,7 +351,7 @@ class RemediationEngine:
         return steps.StepContext(
             policy=self.policy, alert_class=alert_class, case=case, snapshot=snapshot, store=self.store,
             now=self.clock(), actor=self._actor(case, alert_class), execute=execute,
-            would_drain=self._drained_by_us(), actions=self.scheduler.actions,
+            would_drain=self._not_yet_shown(), actions=self.scheduler.actions,
             query=self.query, sender=self.sender, runner=self.runner)
 
     def _run_step(self, case: Case, name: str, snapshot: Snapshot, execute: bool,
@@ -367,14 +404,42 @@ class RemediationEngine:
     def _finish(self, case: Case) -> None:
         if case.state == PLANNED:
             return  # dry-run: stays planned (its would-be drain counts in the budget) until the alert resolves
-        done = {s.name for s in self.store.steps(case.id) if s.status == DONE}
+        records = self.store.steps(case.id)
+        done = {s.name for s in records if s.status == DONE}
+        not_done = "; ".join(f"{s.name} not done: {s.detail}" for s in records if s.status == NOT_DONE)
         kept_drained = case.owned and "resume" not in done and case.node is not None
-        self._close(case, REPAIR if kept_drained or case.lemon else RESOLVED, self.clock(),
-                    "kept drained for repair" if kept_drained or case.lemon else "ladder complete")
+        if kept_drained or case.lemon:
+            self._close(case, REPAIR, self.clock(), "kept drained for repair" + (f" ({not_done})" if not_done else ""))
+        elif not_done:
+            # A ladder whose step could not act has not done its job: say so, never "complete".
+            self._close(case, INCOMPLETE, self.clock(), f"ladder ended, but {not_done}")
+        else:
+            self._close(case, RESOLVED, self.clock(), "ladder complete")
 
     def _close(self, case: Case, state: str, now: float, detail: str) -> None:
         self.store.update_case(case.id, now, state=state, closed_at=now, detail=detail)
         self._audit(now, case, case.alertname, "case", state, detail)
+        # Back and verified: let the node's scrapes settle; anything else: the alerts page at once.
+        self._lift_expected_alerts(case, now + SETTLE_SECONDS if state == RESOLVED else now)
+
+    def _hold_expected_alerts(self, case: Case, step: str) -> None:
+        """Silence, on the case's node, the alerts the reboot or reset just issued will cause, until
+        the node should have been back; visible (and expirable) on the alerts page."""
+        alertnames = self.policy.expected_alerts.get(step, ())
+        if self.suppressor is None or not case.node or not alertnames:
+            return
+        now = self.clock()
+        until = now + self.policy.guards.return_timeout
+        why = (f"ClusterWatch {'rebooted' if step == 'reboot' else 'reset a GPU of'} {case.node} "
+               f"({case.alertname}); alerts the {step} causes are held until it is back, at most "
+               f"{self.policy.guards.return_timeout:.0f}s")
+        self.suppressor.hold(case.id, case.node, alertnames, until, why)
+        self._audit(now, case, case.alertname, "suppress", "done", f"{', '.join(alertnames)} on {case.node} "
+                    f"held until {time.strftime('%H:%M:%S', time.gmtime(until))} UTC (silence by ClusterWatch)")
+
+    def _lift_expected_alerts(self, case: Case, at: float) -> None:
+        if self.suppressor is not None:
+            self.suppressor.lift(case.id, at)
 
     def _audit(self, now: float, case: Case | None, alert: str, action: str, result: str, detail: str = "",
                node: str | None = None, job_id: str | None = None, actor: str | None = None) -> None:
@@ -407,5 +472,15 @@ class RemediationEngine:
 
     def budget(self) -> guards.Budget | None:
         snapshot = self.last_snapshot or self.scheduler.snapshot()
-        return guards.budget(self.policy.guards, snapshot, extra=self._drained_by_us()) if snapshot else None
+        return guards.budget(self.policy.guards, snapshot, extra=self._not_yet_shown()) if snapshot else None
 
+
+def _label(labels: dict[str, str], name: str) -> str | None:
+    value = labels.get(name)
+    return validate.validation.clean_text(value, 64) if value else None
+
+
+def _describe(labels: dict[str, str]) -> str:
+    """The alert's identifying labels, cleaned and short, for an audit line."""
+    shown = ("instance", "gpu", "job_id", "action", "severity")
+    return ", ".join(f"{k}={validate.validation.clean_text(labels[k], 64)}" for k in shown if labels.get(k))

@@ -45,8 +45,10 @@ REPAIR = "repair"  # kept drained, ticket opened
 REJECTED = "rejected"
 PLANNED = "planned"  # dry-run: decisions recorded, nothing executed
 CLOSED = "closed"  # the alert went away before anything had to be done
+INCOMPLETE = "incomplete"  # the ladder ended, but a step could not act (e.g. no receiver configured)
 OPEN_STATES = frozenset({PENDING_APPROVAL, OPEN, PLANNED})
 
 # Step results.
 DONE, FAILED, WAITING, SKIPPED, STARTED, WOULD = "done", "failed", "waiting", "skipped", "started", "would"
 INTERRUPTED = "interrupted"  # found "started" after a restart; not repeated
+NOT_DONE = "not done"  # the step could not act (nothing configured to act with); the ladder goes on

@@ -20,7 +20,15 @@ from clusterwatch.errors import ConfigError
 DEFAULT_POLICY = Path(__file__).with_name("default-policy.yml")
 MODES = ("off", "dry-run", "auto")
 CLASS_MODES = ("off", "approve", "auto")
-NEXT_STATES = ("RESUME", "DOWN")
+# Slurm's state for a node that ClusterWatch rebooted, once it is back: DOWN, so that no job lands
+# on it before verification passes (``nextstate=RESUME`` would return it to service at boot).
+REBOOT_NEXT_STATE = "DOWN"
+# Alerts a reboot or a reset causes by itself, held (a silence) while the node is expected back.
+DEFAULT_EXPECTED_ALERTS = {
+    "reboot": ("NodeUnreachable", "ExporterDown", "GpuMetricsMissing", "ExporterCollectionStale", "NvmlDown",
+               "XidWatcherDown", "InfinibandPortDown"),
+    "reset": ("GpuLost", "GpuCountDropped", "GpuMetricsMissing", "NvmlDown"),
+}
 # Placeholders a command or a PromQL check may use; filled only with validated values.
 PLACEHOLDERS = frozenset({"node", "gpu", "alertname", "job_id"})
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -37,6 +45,7 @@ class Guards:
     actions_per_hour: int = 30
     node_cooldown: float = 7200.0
     lemon_window: float = 86400.0
+    return_timeout: float = 900.0  # how long a reboot or reset may take before the node counts as lost
     verify_timeout: float = 1800.0
 
 
@@ -74,8 +83,12 @@ class Policy:
     commands: dict[str, tuple[str, ...]]
     verify: tuple[str, ...]
     classes: tuple[AlertClass, ...]
-    reboot_next_state: str = "RESUME"
+    expected_alerts: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_EXPECTED_ALERTS))
     source: str = ""
+
+    @property
+    def reboot_next_state(self) -> str:
+        return REBOOT_NEXT_STATE
 
     def classify(self, labels: dict[str, str]) -> AlertClass | None:
         """The first class whose match fits (file order), like a routing tree's first match."""
@@ -100,7 +113,8 @@ def load(path: str | Path | None = None) -> Policy:
 def parse(raw: Any, source: str = "<policy>") -> Policy:
     reader = _Reader(source)
     top = reader.mapping(raw, "policy", {"mode", "reason_prefix", "evaluation_interval", "guards", "receivers",
-                                         "commands", "verify", "ladders", "classes", "reboot_next_state"})
+                                         "commands", "verify", "ladders", "classes", "reboot_next_state",
+                                         "expected_alerts"})
     prefix = reader.string(top.get("reason_prefix", "cw:"), "reason_prefix")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,16}", prefix):
         reader.fail("reason_prefix", "must be 1-16 letters, digits or _.:- (it must survive Slurm's reason field "
@@ -119,14 +133,15 @@ def parse(raw: Any, source: str = "<policy>") -> Policy:
             reader.fail("classes", f"class name {name!r} is used twice")
     verify = tuple(reader.template(v, f"verify[{i}]")
                    for i, v in enumerate(reader.sequence(top.get("verify") or [], "verify")))
-    next_state = str(top.get("reboot_next_state", "RESUME")).upper()
-    if next_state not in NEXT_STATES:
-        reader.fail("reboot_next_state", f"must be one of {', '.join(NEXT_STATES)}")
+    if "reboot_next_state" in top and str(top["reboot_next_state"]).upper() != REBOOT_NEXT_STATE:
+        reader.fail("reboot_next_state", f"only {REBOOT_NEXT_STATE} is allowed (remove the field): a node "
+                                         "rebooted by ClusterWatch stays out of service until verification passes, "
+                                         "and RESUME would return it to service at boot")
     return Policy(
         mode=reader.choice(top.get("mode", "dry-run"), "mode", MODES), reason_prefix=prefix,
         evaluation_interval=reader.duration(top.get("evaluation_interval", "30s"), "evaluation_interval"),
         guards=reader.guards(top.get("guards") or {}), receivers=receivers, commands=commands, verify=verify,
-        classes=classes, reboot_next_state=next_state, source=source)
+        classes=classes, expected_alerts=reader.expected_alerts(top.get("expected_alerts")), source=source)
 
 
 class _Reader:
@@ -180,7 +195,7 @@ class _Reader:
 
     def guards(self, raw: Any) -> Guards:
         values = self.mapping(raw, "guards", {"max_drained_nodes", "max_drained_percent", "actions_per_hour",
-                                              "node_cooldown", "lemon_window", "verify_timeout"})
+                                              "node_cooldown", "lemon_window", "return_timeout", "verify_timeout"})
         default = Guards()
         return Guards(
             max_drained_nodes=int(self.number(values.get("max_drained_nodes", default.max_drained_nodes),
@@ -191,8 +206,23 @@ class _Reader:
                                              "guards.actions_per_hour", 0)),
             node_cooldown=self.duration(values.get("node_cooldown", default.node_cooldown), "guards.node_cooldown"),
             lemon_window=self.duration(values.get("lemon_window", default.lemon_window), "guards.lemon_window"),
+            return_timeout=self.duration(values.get("return_timeout", default.return_timeout),
+                                         "guards.return_timeout"),
             verify_timeout=self.duration(values.get("verify_timeout", default.verify_timeout),
                                          "guards.verify_timeout"))
+
+    def expected_alerts(self, raw: Any) -> dict[str, tuple[str, ...]]:
+        """Per restarting step (reboot, reset), the alert names it causes on its node; a step left
+        out keeps its default list, an empty list holds nothing."""
+        values = self.mapping(raw if raw is not None else {}, "expected_alerts", set(DEFAULT_EXPECTED_ALERTS))
+        found = dict(DEFAULT_EXPECTED_ALERTS)
+        for step, names in values.items():
+            names = self.sequence(names if names is not None else [], f"expected_alerts.{step}")
+            for i, name in enumerate(names):
+                if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    self.fail(f"expected_alerts.{step}[{i}]", "must be an alert name (letters, digits, _)")
+            found[step] = tuple(names)
+        return found
 
     def receiver(self, raw: Any, where: str) -> Receiver:
         values = self.mapping(raw, where, {"url", "headers", "timeout"})

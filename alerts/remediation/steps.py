@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from alerts.remediation import guards, queries, validate
-from alerts.remediation.ladder import DONE, FAILED, INTERRUPTED, SKIPPED, WAITING
+from alerts.remediation.ladder import DONE, FAILED, INTERRUPTED, NOT_DONE, SKIPPED, WAITING
 from alerts.remediation.outbound import OutboundError, Runner, Sender, command_argv
 from alerts.remediation.policy import AlertClass, Policy
 from alerts.remediation.store import Case, RemediationStore
@@ -23,6 +23,11 @@ REBOOTING_FLAGS = ("REBOOT_REQUESTED", "REBOOT_ISSUED", "REBOOT", "NOT_RESPONDIN
 CRASHED_STATES = ("FAILED", "NODE_FAIL")
 # A crash shortly before the alert fired is the alert's crash: the XID is seen after the job died.
 CRASH_WINDOW_SECONDS = 600.0
+# What a drain held by the budget leaves open, said in the case: Slurm has no per-GPU drain
+# (scontrol sets a node's GPU count only to zero, which is a drain; a reservation takes whole nodes).
+GPU_STAYS_SCHEDULABLE = ("GPU {gpu} stays schedulable until the drain: Slurm cannot take one GPU of a node out "
+                         "of service (scontrol can set a node's GPU count only to zero, and a reservation takes "
+                         "whole nodes)")
 
 
 class SchedulerActions(Protocol):
@@ -86,7 +91,7 @@ def _guarded(ctx: StepContext, *checks: Callable[[], str | None]) -> str | None:
 
 def evidence(ctx: StepContext) -> Outcome:
     if ctx.query is None:
-        return Outcome(SKIPPED, "no query client configured: no evidence captured")
+        return Outcome(NOT_DONE, "no query client configured: no evidence captured")
     captured = queries.evidence(ctx.query, ctx.case.node or "", ctx.case.gpu, ctx.now)
     captured["captured_at"] = ctx.now
     captured["alert_labels"] = ctx.case.labels
@@ -109,7 +114,9 @@ def drain(ctx: StepContext, what: str = "", budgeted: bool = True) -> Outcome:
         checks.insert(0, lambda: guards.check_budget(ctx.policy.guards, ctx.snapshot, node.name, ctx.would_drain))
     refusal = _guarded(ctx, *checks)
     if refusal:
-        return Outcome(WAITING, f"not done: {refusal}", actions=[("drain", node.name, f"not done: {refusal}")])
+        left_open = f"; {GPU_STAYS_SCHEDULABLE.format(gpu=ctx.case.gpu)}" if ctx.case.gpu is not None else ""
+        return Outcome(WAITING, f"not done: {refusal}{left_open}",
+                       actions=[("drain", node.name, f"not done: {refusal}")])
     reason = validate.reason(ctx.policy.reason_prefix, ctx.target, ctx.case.id, what)
     if not ctx.execute:
         return Outcome(DONE, f"would drain: {reason}", actions=[("drain", node.name, "would")],
@@ -208,12 +215,14 @@ def reset(ctx: StepContext) -> Outcome:
 
 
 def wait_return(ctx: StepContext) -> Outcome:
+    """Back from the reboot: the scheduler shows it without reboot flags, out of service (DOWN,
+    ``nextstate=DOWN``) until ``resume`` after verification."""
     node = ctx.snapshot.node(ctx.case.node or "")
-    if node is not None and not any(node.has_flag(f) for f in REBOOTING_FLAGS) and \
-            (node.state != "DOWN" or ctx.policy.reboot_next_state == "DOWN"):
+    if node is not None and not any(node.has_flag(f) for f in REBOOTING_FLAGS):
         return Outcome(DONE, f"node back: {node.state} {'+'.join(node.state_flags)}".strip())
-    if ctx.now - ctx.case.step_since > ctx.policy.guards.verify_timeout:
-        return Outcome(REPAIR, "node did not come back from its reboot in time")
+    if ctx.now - ctx.case.step_since > ctx.policy.guards.return_timeout:
+        return Outcome(REPAIR, f"node did not come back from its reboot within "
+                               f"{ctx.policy.guards.return_timeout:.0f}s")
     return Outcome(WAITING, "waiting for the node to come back from its reboot")
 
 
@@ -250,7 +259,8 @@ def _send(ctx: StepContext, kind: str, body: dict[str, Any]) -> Outcome:
     receiver = ctx.policy.receivers.get(name)
     target = ctx.case.node or ctx.case.job_id or ""
     if receiver is None:
-        return Outcome(SKIPPED, f"no receiver {name!r} configured", actions=[(kind, target, "not done: no receiver")])
+        return Outcome(NOT_DONE, f"no receiver {name!r} configured",
+                       actions=[(kind, target, "not done: no receiver configured")])
     if not ctx.execute:
         return Outcome(DONE, f"would send to {name}", actions=[(kind, target, "would")])
     try:

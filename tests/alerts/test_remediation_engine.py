@@ -24,7 +24,7 @@ def test_reboot_ladder_drains_requeues_waits_reboots_verifies_resumes():
     h.cluster.end_jobs("gpu-001")
     h.step()
     assert [a.kind for a in h.cluster.executed] == ["drain", "requeue", "reboot"]
-    assert h.cluster.executed[-1].next_state == "RESUME" and h.cluster.executed[-1].asap
+    assert h.cluster.executed[-1].next_state == "DOWN" and h.cluster.executed[-1].asap
     h.step()
     assert h.case().current_step == "wait_return"
     h.cluster.finish_reboot("gpu-001")
@@ -34,14 +34,24 @@ def test_reboot_ladder_drains_requeues_waits_reboots_verifies_resumes():
     assert [a.kind for a in h.cluster.executed].count("reboot") == 1
 
 
-def test_resume_step_resumes_a_node_still_drained_by_clusterwatch():
-    h = Harness()
-    h.receive(*[alert()])
+def test_a_rebooted_node_stays_out_of_service_until_verification_passes():
+    """The reboot is asked with nextstate=DOWN: Slurm brings the node back DOWN, where no job can
+    land, and only the resume after a passed verification returns it (with nextstate=RESUME jobs
+    were placed on it 30 s and 220 s before verification passed)."""
+    h = Harness(healthy=False)
+    h.receive(alert())
     h.step()
-    h.cluster.finish_reboot("gpu-001", resume=False)  # nextstate=DOWN-like: still drained with our reason
+    h.cluster.finish_reboot("gpu-001")
+    for _ in range(4):
+        h.step()
+        node = h.cluster.nodes["gpu-001"]
+        assert node.state == "DOWN", "not in service while verification fails"
+        assert h.case().current_step == "verify"
+    assert "resume" not in [a.kind for a in h.cluster.executed]
+    h.query.healthy = True
     h.step()
     assert [a.kind for a in h.cluster.executed] == ["drain", "reboot", "resume"]
-    assert h.case().state == RESOLVED
+    assert h.cluster.nodes["gpu-001"].state == "IDLE" and h.case().state == RESOLVED
 
 
 def test_failed_verification_keeps_the_node_drained_and_opens_a_ticket():
@@ -49,7 +59,7 @@ def test_failed_verification_keeps_the_node_drained_and_opens_a_ticket():
     h.receive(*[alert()])
     h.step()
     assert h.cluster.executed[-1].kind == "reboot"
-    h.cluster.finish_reboot("gpu-001")  # Slurm resumed it after the reboot (nextstate=RESUME)
+    h.cluster.finish_reboot("gpu-001")  # back DOWN (nextstate=DOWN), waiting for verification
     for _ in range(12):
         h.step()
     case = h.case()

@@ -96,7 +96,7 @@ def test_resume_refused_when_an_operator_took_over_the_drain():
     h = Harness()
     h.receive(alert())
     h.step()
-    h.cluster.finish_reboot("gpu-001", resume=False)
+    h.cluster.finish_reboot("gpu-001")
     h.cluster.operator_drain("gpu-001", "keep out: firmware update")
     h.step()
     assert "resume" not in [a.kind for a in h.cluster.executed]

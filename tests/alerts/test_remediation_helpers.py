@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from alerts.model import Alert
+from alerts.notify.sqlite import Database
 from alerts.remediation import policy as policy_module
 from alerts.remediation.engine import RemediationEngine
 from alerts.remediation.store import RemediationStore
+from alerts.remediation.suppress import SilenceSuppressor
+from alerts.silences import SilenceStore
 from scheduler.actions_model import ACTIONS, Action, Answer
 from scheduler.adapter import SchedulerAdapter
 from scheduler.model import Job, Node, Snapshot, SourceInfo
@@ -25,6 +28,7 @@ class FakeNode:
     reason: str = ""
     set_by: str = ""
     partitions: tuple[str, ...] = ("batch",)
+    next_state: str = ""  # of a reboot asked for
 
 
 class FakeCluster:
@@ -53,19 +57,27 @@ class FakeCluster:
         elif action.kind == "resume":
             node.flags.discard("DRAIN")
             node.reason = node.set_by = ""
+            if node.state == "DOWN":
+                node.state = "IDLE"
         elif action.kind == "reboot":
             node.flags.add("REBOOT_REQUESTED")
+            node.next_state = action.next_state
         elif action.kind == "requeue":
             job = self.jobs[action.target]
             self.jobs[action.target] = Job(job.job_id, state="PENDING", nodes=())
         return Answer(True, "ok", 0, ("scontrol", action.kind, action.target))
 
-    def finish_reboot(self, name: str, resume: bool = True) -> None:
+    def finish_reboot(self, name: str) -> None:
+        """The node is back, as Slurm 22.05 leaves it (seen on the suite's real Slurm): with
+        nextstate=DOWN it is DOWN, its drain flag cleared, the reason kept with Slurm's notes
+        appended; with nextstate=RESUME it is back in service."""
         node = self.nodes[name]
-        node.flags.discard("REBOOT_REQUESTED")
-        if resume:
-            node.flags.discard("DRAIN")
-            node.reason = node.set_by = ""
+        node.flags -= {"REBOOT_REQUESTED", "REBOOT_ISSUED", "DRAIN"}
+        if node.next_state == "DOWN":
+            node.state = "DOWN"
+            node.reason = f"{node.reason} : reboot issued : reboot complete"
+        else:
+            node.state, node.reason, node.set_by = "IDLE", "", ""
 
     def operator_drain(self, name: str, reason: str = "disk replacement") -> None:
         node = self.nodes[name]
@@ -152,12 +164,14 @@ class Harness:
         self.db = db
         self.policy = policy or make_policy(mode, **guards)
         self.store = RemediationStore(db)
+        self.silences = SilenceStore(Database(), self.clock)  # the pipeline's, where the engine holds alerts
         self.engine = self.build()
 
     def build(self, mode: str | None = None) -> RemediationEngine:
         return RemediationEngine(self.policy, self.adapter, self.store, self.query, mode=mode, clock=self.clock,
                                  sender=lambda r, body, key: self.sent.append((r.url, body, key)),
-                                 runner=lambda argv, timeout: (self.commands.append(argv), (0, "ok"))[1])
+                                 runner=lambda argv, timeout: (self.commands.append(argv), (0, "ok"))[1],
+                                 suppressor=SilenceSuppressor(self.silences))
 
     def receive(self, *alerts) -> None:
         """As the hook would: the cluster changed since the last poll, so read it afresh."""
