@@ -1,5 +1,6 @@
 """The engine against a real single-node Slurm 22.05 (tests/scheduler/slurm_cluster.py): an alert
-leads to a real drain, an approval leads to a real resume, an operator's drain is never undone."""
+leads to a real drain, an approval leads to a real resume, an operator's drain is never undone, and
+a real reboot brings the node back DOWN, out of service until verification passes."""
 from __future__ import annotations
 
 import time
@@ -39,11 +40,11 @@ def adapter(slurm):
     return adapter
 
 
-def _engine(adapter, class_mode: str) -> RemediationEngine:
+def _engine(adapter, class_mode: str, ladder: str = "test") -> RemediationEngine:
     raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
-    # A ladder that a one-node test cluster can go through for real: no reboot of the test host.
+    # Without a real reboot (RebootProgram is /bin/true; complete_reboot() plays the node's return).
     raw["ladders"]["test"] = ["evidence", "drain", "requeue", "verify", "resume"]
-    raw["classes"][0].update(ladder="test", mode=class_mode)
+    raw["classes"][0].update(ladder=ladder, mode=class_mode)
     raw["guards"]["max_drained_percent"] = 100  # one node: any drain is 100% of the partition
     return RemediationEngine(policy_module.parse(raw, "test"), adapter, RemediationStore(), TableQuery(), mode="auto")
 
@@ -82,3 +83,43 @@ def test_operator_drain_is_never_undone(adapter, slurm):
     node = _node(adapter)
     assert node.drain and node.reason == "operator maintenance"
     assert engine.store.case(1).state == "closed"
+
+
+def _until(adapter, check, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node = _node(adapter)
+        if check(node):
+            return node
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: still {node.state} {node.state_flags} {node.reason!r}")
+
+
+def test_a_real_reboot_keeps_the_node_out_of_service_until_verification_passes(adapter, slurm):
+    engine = _engine(adapter, "auto", ladder="reboot")
+    engine.query.healthy = False  # the GPU does not answer yet after the reboot
+    try:
+        engine.receive([alert(node="localhost", gpu="1")])
+        _until(adapter, lambda n: n.has_flag("REBOOT_ISSUED") or (engine.evaluate() and False), "reboot issued")
+        assert [a for a in engine.store.audit_entries() if a.action == "reboot"][0].result == "done"
+        time.sleep(1.1)  # slurmd's boot time must be later than the request, at Slurm's 1 s resolution
+        slurm.complete_reboot()
+        back = _until(adapter, lambda n: not n.has_flag("REBOOT_ISSUED") and not n.has_flag("REBOOT_REQUESTED"),
+                      "back from the reboot", timeout=60)
+        assert back.state == "DOWN" and back.reason.startswith("cw: "), "back DOWN, with ClusterWatch's reason"
+        slurm.run("sbatch", "--gres=gpu:1", "--wrap", "sleep 60")
+        for _ in range(3):
+            engine.evaluate()
+            time.sleep(0.5)
+        assert engine.store.case(1).current_step == "verify"
+        assert _node(adapter).state == "DOWN", "no return to service while verification fails"
+        jobs = slurm.run("squeue", "-h", "-o", "%T").stdout.split()
+        assert jobs == ["PENDING"], "no job placed on the unverified node"
+        engine.query.healthy = True
+        engine.evaluate()
+        resumed = _until(adapter, lambda n: n.state != "DOWN", "resumed after verification")
+        assert resumed.state in ("IDLE", "MIXED", "ALLOCATED") and engine.store.case(1).state == "resolved"
+        _until(adapter, lambda n: n.state in ("MIXED", "ALLOCATED"), "the waiting job runs once verified")
+    finally:
+        slurm.run("scancel", "--user=root", check=False)
+        slurm.run("scontrol", "cancel_reboot", "localhost", check=False)

@@ -105,6 +105,15 @@ class SingleNodeSlurm:
         self._start(self.prefix + ["slurmd", "-D", "-N", self.node], "slurmd")
         self._wait_node_ready(timeout)
 
+    def complete_reboot(self) -> None:
+        """What a finished reboot looks like to slurmctld (RebootProgram is /bin/true here): slurmd
+        registers again reporting a boot after the request; ``slurmd -b`` ("report node rebooted
+        when daemon restarted") is Slurm's own switch for testing this."""
+        slurmd = next(p for p in self.processes if "slurmd" in p.argv)
+        slurmd.stop(timeout=15)
+        self.processes.remove(slurmd)
+        self._start(self.prefix + ["slurmd", "-D", "-b", "-N", self.node], "slurmd-rebooted")
+
     def _start_munge(self) -> None:
         munge_dir = self.root / "munge"
         shutil.copy("/etc/munge/munge.key", munge_dir / "munge.key")
