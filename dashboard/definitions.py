@@ -12,10 +12,39 @@ IDLE_BELOW = 0.01  # utilisation ratio under which an allocated GPU counts as id
 STRAGGLER_FRACTION = 0.5  # a GPU below half of its job's median ...
 STRAGGLER_BUSY = 0.3  # ... while the job's median shows the rest are busy
 HEALTH_WINDOW = "15m"  # an XID or a row-remap event this recent makes a GPU unhealthy now
+# How long before a window an XID counter's value still counts as its value at the window's start:
+# Prometheus's staleness lookback. A series missing for a scrape or two there (an exporter restart,
+# which recovers the same count from the kernel log) keeps its count; one absent that long is new.
+XID_WINDOW_START = "5m"
+
+
+def xid_errors_seen(selector: str, window: str) -> str:
+    """PromQL: per XID counter series of ``selector``, the XIDs first seen in the last ``window``;
+    only series with at least one. The one definition of "had an XID in the last W": the
+    dashboard's unhealthy GPUs and errors colour, its recording rule and the XID alert rules
+    (alerts/rules/hardware.yml) all use it, tests hold the YAML equal.
+
+    The window's samples, not the instant value, so a series that stops (the node reboots; its
+    exporter starts again without the old boot's counters) keeps its XIDs for the whole window.
+    The latest count is compared with the count at the window's start, not left to increase()
+    alone, which needs two samples and so never sees a series born at 1 (a GPU's first XID of a
+    code) nor a count that rose while the series was missing:
+      - no count at the window's start: the series is new, every XID it counts is;
+      - more than at the start: the difference;
+      - less than at the start: the counter restarted (a reboot), every XID it counts since;
+      - else what increase() sees within the window (a restart and new XIDs inside it).
+    """
+    latest = f"last_over_time({selector}[{window}])"
+    at_start = f"last_over_time({selector}[{XID_WINDOW_START}] offset {window})"
+    return (f"({latest} > 0 unless {at_start})"
+            f" or ({latest} - {at_start} > 0)"
+            f" or ({latest} < {at_start})"
+            f" or (increase({selector}[{window}]) > 0)")
+
 
 # A GPU is unhealthy when NVML lost it, when it raised an XID recently, or when HBM row remapping
 # is pending (needs a reset) or failed (needs an RMA).
-UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) (increase(gpu_xid_errors_total[{HEALTH_WINDOW}])) > 0)"
+UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) ({xid_errors_seen('gpu_xid_errors_total', HEALTH_WINDOW)}))"
              " or (gpu_remapped_rows_pending > 0) or (gpu_remapped_rows_failure > 0)")
 
 

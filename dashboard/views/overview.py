@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
 from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus,
-                                   node_targets, scheduler_node_flags)
+                                   node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
 from dashboard.promql import GpuSamples, gpu_samples, scalars
 from tsdb.client import LocalQueryClient
@@ -38,7 +38,9 @@ HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
     "memory": ("max by (instance, gpu) (gpu_memory_used_bytes)", 1 / 2**30, "GiB", None),
     "temperature": ("max by (instance, gpu) (gpu_temperature_celsius)", 1.0, "°C", None),
     "power": ("max by (instance, gpu) (gpu_power_watts)", 1.0, "W", None),
-    "errors": ("sum by (instance, gpu) (increase(gpu_xid_errors_total[{window}]))"
+    # XIDs as the unhealthy definition counts them (a GPU's first XID included), {window} left for
+    # the page's range.
+    "errors": (f"sum by (instance, gpu) ({xid_errors_seen('gpu_xid_errors_total', '{window}')})"
                " or sum by (instance, gpu) (increase(gpu_ecc_errors_total{{type=\"uncorrected\"}}[{window}]))",
                1.0, "errors", None),
 }

@@ -23,10 +23,14 @@ def labels(**kv: str) -> tuple:
     return tuple(sorted(kv.items()))
 
 
-def fleet_store() -> Store:
+XID_STEP = STEPS - 5  # gpu-4's GPU 5 raises an XID 79 here
+
+
+def fleet_store(first_xid: bool = False) -> Store:
     """4 nodes: gpu-1 and GPUs 0-5 of gpu-2 run job 101 (gpu-2's GPU 3 idle the whole time), GPUs
     6-7 of gpu-2 run job 103, gpu-3 is free and drained, gpu-4 is down per Slurm (not_responding)
-    and has a GPU with an XID."""
+    and has a GPU with an XID at XID_STEP: its counter goes from 0 to 1, or with ``first_xid`` it
+    is the GPU's first XID of that code, so the series is born at 1 (as the exporter creates it)."""
     store = Store(retention_s=86400)
     flags = {"gpu-3": {"drain"}, "gpu-4": {"not_responding"}}
     for step in range(STEPS):
@@ -51,9 +55,9 @@ def fleet_store() -> Store:
                 if allocated:
                     job = "103" if (n, g) in ((2, 6), (2, 7)) else "101"
                     samples.append((labels(__name__="gpu_job_info", job_id=job, pod="", source="cgroup", **gpu), 1.0))
-                if (n, g) == (4, 5):
+                if (n, g) == (4, 5) and (step >= XID_STEP or not first_xid):
                     samples.append((labels(__name__="gpu_xid_errors_total", xid="79", action="reboot", **gpu),
-                                    float(step >= STEPS - 5)))
+                                    float(step >= XID_STEP)))
             store.append_scrape(node, ts, samples)
             for flag in ("drain", "down", "fail", "not_responding", "maint"):
                 scheduler.append((labels(__name__="slurm_node_flag", instance=node, flag=flag),
@@ -73,8 +77,8 @@ class RecordingClient(LocalQueryClient):
         return result
 
 
-def view(color: str = "util"):
-    client = RecordingClient(Engine(fleet_store()))
+def view(color: str = "util", store: Store | None = None):
+    client = RecordingClient(Engine(store or fleet_store()))
     end = T0 + (STEPS - 1) * STEP
     ctx = DashboardContext(query=client, clock=lambda: end)
     return overview(ctx, TimeRange(end - 900, end), color), client
@@ -166,6 +170,26 @@ def test_a_small_fleet_shows_a_new_fault_before_the_rules_record_it():
     client = LocalQueryClient(Engine(store))
     assert fleet_gpus(client, end) == ({f"gpu-{n}": GPUS for n in range(1, NODES + 1)}, {("gpu-4", 5)})
     assert fleet_gpus(client, end, recorded_from_nodes=1) == ({f"gpu-{n}": GPUS for n in range(1, NODES + 1)}, set())
+
+
+def test_a_gpus_first_ever_xid_shows_it_unhealthy_on_the_overview(monkeypatch):
+    """docs/dashboard.md: unhealthy with any XID in the last 15 minutes. A GPU's first XID of a
+    code creates the counter's series at 1, an increase that increase() cannot see (issue 15: an
+    XID 48 never showed in 15 minutes). Shown by the overview's own query and by the recording
+    rule it reads on large fleets, and counted in the errors colour."""
+    import dashboard.definitions as definitions
+
+    end = T0 + (STEPS - 1) * STEP
+    computed, _ = view(store=fleet_store(first_xid=True))
+    assert computed.kpis.gpus_unhealthy == 1 and computed.heatmap.unhealthy == [[3, 5]]
+    errors, _ = view("errors", fleet_store(first_xid=True))
+    assert errors.heatmap.z[3][5] == 1
+    store = fleet_store(first_xid=True)
+    evaluate_dashboard_rules(store, end)
+    monkeypatch.setattr(definitions, "RECORDED_UNHEALTHY_FROM_NODES", 1)
+    recorded = overview(DashboardContext(query=LocalQueryClient(Engine(store)), clock=lambda: end),
+                        TimeRange(end - 900, end))
+    assert recorded.kpis.gpus_unhealthy == 1 and recorded.heatmap.unhealthy == [[3, 5]]
 
 
 def test_gpu_samples_skip_series_without_a_node_or_a_gpu_index():
