@@ -44,6 +44,7 @@ from alerts.remediation import policy as policy_module  # noqa: E402
 from alerts.remediation.component import HOOK_NAME  # noqa: E402
 from alerts.remediation.engine import RemediationEngine  # noqa: E402
 from alerts.remediation.store import RemediationStore  # noqa: E402
+from alerts.remediation.suppress import SilenceSuppressor  # noqa: E402
 from scheduler import build_scheduler  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from simulator.server import SimulatorHTTPServer  # noqa: E402
@@ -186,7 +187,8 @@ class Day:
             self.pipeline.notify(alerts)
 
         self.evaluator.notify = notify
-        self.engine = RemediationEngine(self.policy, self.adapter, RemediationStore(), query, mode=mode, clock=clock)
+        self.engine = RemediationEngine(self.policy, self.adapter, RemediationStore(), query, mode=mode, clock=clock,
+                                        suppressor=SilenceSuppressor(self.pipeline.silences))
         self.pipeline.register_hook(HOOK_NAME, self.engine.handle)
 
     def add_fault(self, at: float, request: dict) -> None:
