@@ -135,7 +135,15 @@ CW.page(v => {
   const mutedRows = v.alerts.filter(a => a.state === "silenced" || a.state === "inhibited");
   const firing = firingRows.length ? CW.table("firing", columns, firingRows, { sort: "severity" })
     : el("p", { id: "firing" }, v.connected ? "Nothing firing." : "The notification pipeline is not connected to this dashboard.");
-  const muted = mutedRows.length ? CW.table("muted", columns, mutedRows, { sort: "severity" }) : el("p", { id: "muted" }, "Nothing silenced or inhibited.");
+  // Why each muted alert is held, in words: the silence's author and comment (ClusterWatch's own,
+  // during a reboot it issued, names the case), or the alerts inhibiting it.
+  const silenceById = Object.fromEntries(v.silences.map(s => [s.id, s]));
+  const alertByFp = Object.fromEntries(v.alerts.map(a => [a.fingerprint, a]));
+  const why = r => r.silencedBy.length
+    ? r.silencedBy.map(id => silenceById[id] ? `${silenceById[id].createdBy}: ${silenceById[id].comment}` : `silence ${id.slice(0, 8)}`).join("; ")
+    : "inhibited by " + r.inhibitedBy.map(fp => alertByFp[fp] ? `${alertByFp[fp].labels.alertname} on ${alertByFp[fp].labels.instance || "?"}` : fp.slice(0, 8)).join(", ");
+  const mutedColumns = [...columns.slice(0, 6), { key: "why", label: "why", cls: "wrap", sortValue: why, text: why }, ...columns.slice(6)];
+  const muted = mutedRows.length ? CW.table("muted", mutedColumns, mutedRows, { sort: "severity" }) : el("p", { id: "muted" }, "Nothing silenced or inhibited.");
   // A storm: the server sends the first alerts only (criticals, then oldest) with the total.
   const shownNote = v.alerts_total > v.alerts.length ? el("p", { id: "alerts-shown" },
     `Showing ${v.alerts.length} of ${v.alerts_total} current alerts (criticals first, then oldest); filter to narrow.`) : null;

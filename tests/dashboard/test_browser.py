@@ -150,6 +150,7 @@ def test_alerts_page_fault_raises_an_alert_and_silencing_it_from_the_ui_mutes_it
     muted = page.locator("#muted tbody tr", has_text="GpuXidRebootRequired").filter(has_text=node)
     muted.first.wait_for(timeout=15_000)
     assert "silenced" in muted.first.inner_text()
+    assert "alice: browser test: node being rebooted" in muted.first.inner_text(), "the muted row says why"
     assert "browser test: node being rebooted" in page.locator("#silences").inner_text()
     states = {a["state"] for a in httpx.get(f"{base}/api/alerts", params={"filter": f'instance="{node}"'}).json()
               if a["labels"]["alertname"] == "GpuXidRebootRequired" and a["labels"].get("gpu") == "6"}
