@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 DEMO_LISTEN ?= 127.0.0.1:9464
 PYTEST_ARGS ?=
 
-.PHONY: demo test install components bench clean
+LOCK := requirements.lock
+LATEST := .venv-latest
 
-$(STAMP): pyproject.toml
+.PHONY: demo test test-latest install components bench clean
+
+# Installs what was tested: the exact versions in requirements.lock (lower bounds in pyproject.toml).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,8 +33,18 @@ test: install components
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The whole suite on the newest releases allowed by pyproject.toml, in its own venv: an upgrade is a
+# deliberate step (when this passes, regenerate requirements.lock from $(LATEST), see docs/operations.md).
+test-latest: components
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -e '.[test]'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable
+	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-latest: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LATEST) .pytest_cache build *.egg-info
