@@ -129,3 +129,29 @@ def test_every_gpu_alert_names_its_gpu_by_instance_gpu_and_uuid_and_its_job():
             if lacking := sorted(label for label in wanted if not labels.get(label)):
                 missing[name] = lacking
     assert not missing, f"GPU alerts without the labels that identify the GPU: {missing}"
+
+
+# Each XID rule: the counters it reads and what it makes of their XIDs first seen in the hour.
+XID_RULES = {
+    "GpuXidRebootRequired": ('gpu_xid_errors_total{action="reboot"}', "{}"),
+    "GpuXidResetRequired": ('gpu_xid_errors_total{action="reset_gpu"}', "{}"),
+    "GpuXidHardwareFault": ('gpu_xid_errors_total{action=~"contact_support|check_hardware"}', "{}"),
+    "GpuXidNeedsInvestigation": ('gpu_xid_errors_total{action=~"workflow|recovery"}', "max without (action) ({})"),
+    "GpuXidApplicationErrorsRepeated": ('gpu_xid_errors_total{action="restart_app"}',
+                                        "sum by (instance, gpu, uuid) ({}) >= 3"),
+}
+
+
+def test_xid_rules_count_xids_as_the_dashboard_does():
+    """One definition of "XIDs first seen in the last W" (dashboard/definitions.py): every rule
+    reading the XID counters holds its expression, so the cases alerts/tests/hardware_test.yml
+    shows on XID 79 hold for every XID rule and for the dashboard's unhealthy GPUs."""
+    import promql_parser as pp
+
+    from dashboard.definitions import xid_errors_seen
+
+    rules = {rule.name: rule.expr for group in load_rule_files(RULE_FILES) for rule in group.rules}
+    readers = {name for name, expr in rules.items() if "gpu_xid_errors_total" in expr}
+    assert readers == set(XID_RULES) | {"instance_gpu:gpu_unhealthy:count"}  # that one: test_overview_scale
+    for name, (selector, wrapped) in XID_RULES.items():
+        assert str(pp.parse(rules[name])) == str(pp.parse(wrapped.format(xid_errors_seen(selector, "1h")))), name
