@@ -33,6 +33,7 @@ def xid_errors_seen(selector: str, window: str) -> str:
       - more than at the start: the difference;
       - less than at the start: the counter restarted (a reboot), every XID it counts since;
       - else what increase() sees within the window (a restart and new XIDs inside it).
+    Each case, and the two this cannot tell apart, in docs/alerts.md#xid-errors-first-seen-in-a-window.
     """
     latest = f"last_over_time({selector}[{window}])"
     at_start = f"last_over_time({selector}[{XID_WINDOW_START}] offset {window})"
