@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dashboard.definitions import xid_errors_seen
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GPU_JOB = "gpu_job_info{job_id=~\"$job_id\"}"
 
@@ -35,8 +37,10 @@ CLUSTER = (
           width=6, height=4),
     Panel("GPU utilisation by node", "heatmap", (("avg by (instance) (gpu_utilization_ratio)", "{{instance}}"),),
           "percentunit", 24, 10),
-    Panel("XID errors (1 h)", "table", (("sum by (instance, gpu, xid, action) (increase(gpu_xid_errors_total[1h])) > 0", ""),),
-          width=12),
+    # The XIDs first seen in the window, as the overview and the XID alerts count them (a GPU's
+    # first XID included, which increase() alone never sees).
+    Panel("XID errors (1 h)", "table",
+          ((f"sum by (instance, gpu, xid, action) ({xid_errors_seen('gpu_xid_errors_total', '1h')})", ""),), width=12),
     Panel("Drained nodes", "table", (("slurm_node_flag{flag=\"drain\"} == 1", ""),), width=12),
     Panel("InfiniBand ports down", "table", (("node_infiniband_state_id != 4", ""),), width=12),
     Panel("GPU temperature (max by node)", "timeseries", (("max by (instance) (gpu_temperature_celsius)", "{{instance}}"),),
@@ -66,7 +70,7 @@ NODE = (
            ("gpu_clock_event_active{instance=~\"$instance\", reason!=\"gpu_idle\"} == 1", "GPU {{gpu}} {{reason}}")),
           "hertz"),
     Panel("XID and ECC", "table",
-          (("increase(gpu_xid_errors_total{instance=~\"$instance\"}[24h]) > 0", "xid"),
+          ((xid_errors_seen("gpu_xid_errors_total{instance=~\"$instance\"}", "24h"), "xid"),
            ("gpu_ecc_errors_total{instance=~\"$instance\", type=\"uncorrected\"} > 0", "ecc")), width=12),
     Panel("InfiniBand", "timeseries",
           (("rate(node_infiniband_port_data_received_bytes_total{instance=~\"$instance\"}[1m])", "{{device}} rx"),
