@@ -31,7 +31,7 @@ INTRO = """\
 Every metric ClusterWatch exposes, generated from the tables in the code that exposes them
 (`python -m clusterwatch.metricsdoc > docs/metrics.md`; a test fails when this file is stale).
 
-Conventions (see DESIGN.md): base units (bytes, seconds, watts, celsius, hertz, joules, ratios
+Conventions (docs/architecture.md#metric-names-and-units): base units (bytes, seconds, watts, celsius, hertz, joules, ratios
 0-1), `_total` for counters, `_info` gauges of value 1 carry identity. The `instance` label is the
 node's name as the scheduler knows it; scrape configs set it (the exporter does not add it).
 GPU series carry `gpu` (index on the node) and `uuid`. Jobs are attributed by a join, not a label

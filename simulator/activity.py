@@ -2,7 +2,7 @@
 
 Training runs at 90-99% utilization with periodic checkpoint dips (GPUs wait on storage) and
 evaluation phases; multi-node jobs keep InfiniBand busy with all-reduce traffic. Misbehaving jobs
-follow DESIGN.md's definitions: idle (allocated, ~0%), hung (memory held, 0%, no IB traffic),
+follow docs/architecture.md#definitions: idle (allocated, ~0%), hung (memory held, 0%, no IB traffic),
 straggler (one GPU well below its peers, which wait for it), held-but-unused (no process on some
 allocated GPUs).
 """

@@ -10,7 +10,7 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL = (
 FINISHED = {COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL}
 
 # How a job uses the GPUs it holds. Most train normally; a few misbehave by design, so that the
-# dashboard and the rules have something to find (definitions in DESIGN.md).
+# dashboard and the rules have something to find (definitions in docs/architecture.md#definitions).
 TRAIN, IDLE, HUNG, STRAGGLER, HELD_UNUSED = "train", "idle", "hung", "straggler", "held_unused"
 
 USERS = (

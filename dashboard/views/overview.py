@@ -47,7 +47,7 @@ HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
 STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
 UTIL = HEAT_METRICS["util"][0]
 QUERY_THREADS = 4  # the overview's queries in flight at once
-# Idle (DESIGN.md): allocated and below 1% for the whole range. The engine returns only the GPUs
+# Idle (docs/architecture.md#definitions): allocated and below 1% for the whole range. The engine returns only the GPUs
 # below 1% (allocated or free); the allocation is matched here. (Joining with the job mapping in
 # the engine returns fewer series but costs two more selections of every GPU: slower, measured.)
 IDLE = "max by (instance, gpu) (max_over_time(gpu_utilization_ratio[{window}])) < " + str(IDLE_BELOW)
