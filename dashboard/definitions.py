@@ -1,4 +1,4 @@
-"""DESIGN.md's definitions, written once for every page: idle, hung, straggler, held-but-unused,
+"""docs/architecture.md's definitions, written once for every page: idle, hung, straggler, held-but-unused,
 unhealthy, job GPU efficiency, and where "which job holds which GPU" comes from."""
 from __future__ import annotations
 

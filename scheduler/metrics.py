@@ -2,7 +2,7 @@
 
 ``SchedulerCollector.collect()`` never asks Slurm: it renders whatever the poller holds, so a
 scrape costs no slurmctld load and stays fast however slow squeue is. Job attribution is a join
-(DESIGN.md): ``slurm_job_gpu_info{job_id,instance,gpu}`` pairs with the exporter's
+(docs/architecture.md#the-gpu-to-job-join): ``slurm_job_gpu_info{job_id,instance,gpu}`` pairs with the exporter's
 ``gpu_job_info``; ``instance`` is the node name as Slurm knows it, so a Prometheus scraping this
 endpoint must keep it (``honor_labels: true``).
 

@@ -1,6 +1,6 @@
 """Which jobs hold which GPUs: NVML's processes mapped to jobs, and a Slurm prolog's mapping files.
 
-Job attribution is a join (DESIGN.md): this collector emits ``gpu_job_info{gpu,uuid,job_id,pod,
+Job attribution is a join (docs/architecture.md#the-gpu-to-job-join): this collector emits ``gpu_job_info{gpu,uuid,job_id,pod,
 source} 1`` once per (GPU, job) and the scheduler side emits the jobs' metadata. Two sources:
 
 1. Processes. For each GPU, ``nvmlDeviceGetComputeRunningProcesses`` lists the PIDs using it;
