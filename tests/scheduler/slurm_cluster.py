@@ -1,6 +1,6 @@
 """A real single-node Slurm (munged + slurmctld + slurmd) for tests, started as the recipe says.
 
-Recipe: ../shared/recipes/REAL-COMPONENTS.md, "Slurm, one node, no systemd". slurmctld binds
+Recipe ("Slurm, one node, no systemd", from the project's notes on real components; all of it is here). slurmctld binds
 0.0.0.0:6817 whatever the config says, so the daemons run in a private network namespace held
 open by a ``sleep`` process; clients reach them through ``nsenter -t PID -n`` (the adapter's
 ``command_prefix``). Two fake GPUs are character devices made with mknod. Every process is a
