@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 LOCK := requirements.lock
 LATEST := .venv-latest
 
-.PHONY: demo test test-latest install components bench clean
+.PHONY: demo test test-fast test-latest install components bench clean
 
 # Installs what was tested: the exact versions in requirements.lock (lower bounds in pyproject.toml).
 $(STAMP): pyproject.toml $(LOCK)
@@ -32,6 +32,12 @@ components:
 test: install components
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The inner loop (under 90 s): the unit tests, without the real components (not installed here) and
+# the long simulated runs; `make test` runs those too (markers in pyproject.toml).
+test-fast: install
+	$(PY) -m pytest -m "not real_component and not slow" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The whole suite on the newest releases allowed by pyproject.toml, in its own venv: an upgrade is a
 # deliberate step (when this passes, regenerate requirements.lock from $(LATEST), see docs/operations.md).

@@ -20,6 +20,8 @@ import pytest
 from tests.pages import one_gauge, page_servers
 from tests.realcomponents import ManagedProcess, free_port, wait_http
 
+pytestmark = pytest.mark.real_component
+
 FD_LIMIT = 160
 FLOOD = 400
 FLOOD_SECONDS = 12.0

@@ -5,8 +5,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tests.realcomponents import free_port, wait_http
+
+pytestmark = pytest.mark.real_component
 
 
 def query(base: str, promql: str) -> list[dict]:

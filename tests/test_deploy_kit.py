@@ -5,6 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.realcomponents import require_binary
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 
 
+@pytest.mark.real_component
 def test_alertmanager_config_is_accepted_by_amtool(tmp_path):
     amtool = require_binary("amtool")
     config = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()

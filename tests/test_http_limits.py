@@ -54,6 +54,7 @@ def ask_chunked(port: int, path: str, headers: dict[str, str], size: int) -> htt
         return response
 
 
+@pytest.mark.real_component
 @pytest.mark.parametrize("path", ["/api/nodes/gpu-001/drain", "/api/silences", "/api/alerts/abc/ack"])
 def test_unauthenticated_body_is_refused_before_it_is_read(serve: int, path: str) -> None:
     headers = {"Content-Type": "application/json", "Content-Length": str(HUGE)}
@@ -63,6 +64,7 @@ def test_unauthenticated_body_is_refused_before_it_is_read(serve: int, path: str
     assert wrong.status == 403 and wrong.headers["connection"] == "close"
 
 
+@pytest.mark.real_component
 def test_declared_length_over_the_limit_is_413_before_the_body(serve: int) -> None:
     drain = ask_with_headers_only(serve, "POST", "/api/nodes/gpu-001/drain",
                                   {**OPERATOR, "Content-Type": "application/json", "Content-Length": str(HUGE)})
@@ -73,6 +75,7 @@ def test_declared_length_over_the_limit_is_413_before_the_body(serve: int) -> No
     assert form.json()["status"] == "error" and form.json()["errorType"] == "bad_data"
 
 
+@pytest.mark.real_component
 def test_streamed_body_past_the_limit_is_413(serve: int) -> None:
     silence = ask_chunked(serve, "/api/silences", {**OPERATOR, "Content-Type": "application/json"},
                           4 * httplimits.OPERATOR_BODY)
@@ -82,6 +85,7 @@ def test_streamed_body_past_the_limit_is_413(serve: int) -> None:
     assert form.status == 413 and form.json()["errorType"] == "bad_data"
 
 
+@pytest.mark.real_component
 def test_requests_within_the_limits_still_work(serve: int) -> None:
     base = f"http://127.0.0.1:{serve}"
     drain = httpx.post(f"{base}/api/nodes/gpu-001/drain", json={"reason": "test"}, headers=OPERATOR)
@@ -107,6 +111,7 @@ def test_the_webhook_keeps_the_receivers_own_limit() -> None:
     assert httplimits.policy_of(webhook).limit == receiver.MAX_BODY > httplimits.DEFAULT_BODY
 
 
+@pytest.mark.real_component
 @pytest.mark.parametrize("path", ["/", "/api/overview", "/static/app.js", "/api/v1/query?query=up", "/nope"])
 def test_every_answer_carries_the_security_headers(serve: int, path: str) -> None:
     answer = httpx.get(f"http://127.0.0.1:{serve}{path}")
@@ -116,6 +121,7 @@ def test_every_answer_carries_the_security_headers(serve: int, path: str) -> Non
     assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.real_component
 def test_no_page_loads_swagger_from_a_cdn(serve: int) -> None:
     base = f"http://127.0.0.1:{serve}"
     assert httpx.get(f"{base}/docs").status_code == 404

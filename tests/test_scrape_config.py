@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.realcomponents import require_binary
 
 
@@ -13,6 +15,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+@pytest.mark.real_component
 def test_targets_and_config_promtool_accepts(tmp_path):
     file_sd = tmp_path / "gpu-nodes.json"
     result = run("--nodes", "gpu-[001-003,010]", "--file-sd", str(file_sd), "--server", "127.0.0.1:9464")

@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from alerts.model import Alert
 from alerts.notify import config as alerting_config
@@ -147,6 +148,7 @@ class HealthPoller:
         return max(b - a for a, b in zip(marks, marks[1:]))
 
 
+@pytest.mark.slow
 def test_storm_webhook_is_answered_and_health_keeps_answering(tmp_path):
     pipeline = Pipeline(alerting_config.load(), tmp_path / "alerting.db")
     pipeline.receive(storm_alerts(50_000), source="alertmanager:earlier")

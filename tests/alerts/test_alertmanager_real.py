@@ -24,6 +24,8 @@ from clusterwatch.server import build_app
 from tests.alerts.test_notify_support import CaptureServer, Clock, alert
 from tests.realcomponents import free_port, require_binary, wait_http
 
+pytestmark = pytest.mark.real_component
+
 
 def start_alertmanager(process_factory, tmp_path, config_text: str) -> str:
     binary = require_binary("prometheus-alertmanager")

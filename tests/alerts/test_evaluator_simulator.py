@@ -80,6 +80,7 @@ def test_xid79_raises_reboot_and_lost_gpu_alerts_with_labels():
         h.close()
 
 
+@pytest.mark.slow
 def test_healthy_fleet_raises_no_hardware_alert():
     h = Harness()
     try:

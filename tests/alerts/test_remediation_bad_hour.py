@@ -16,6 +16,8 @@ import pytest
 from alerts.remediation.component import HOOK_NAME
 from bench.bench_remediation import T0, Day
 
+pytestmark = pytest.mark.slow
+
 NODES = 12
 OPERATOR_DRAINED = "gpu-012"
 XID_NODE, ECC_NODE, NVLINK_NODE = "gpu-002", "gpu-003", "gpu-010"

@@ -9,6 +9,8 @@ import pytest
 
 from bench.bench_remediation import T0, Day, first_drains
 
+pytestmark = pytest.mark.slow
+
 NODES = 8
 FAULT_AT = T0 + 600
 

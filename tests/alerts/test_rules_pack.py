@@ -24,12 +24,14 @@ RULE_FILES = sorted((ROOT / "rules").glob("*.yml"))
 TEST_FILES = sorted((ROOT / "tests").glob("*.yml"))
 
 
+@pytest.mark.real_component
 def test_promtool_check_rules_accepts_the_pack():
     promtool = require_binary("promtool")
     result = subprocess.run([promtool, "check", "rules", *map(str, RULE_FILES)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.real_component
 @pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_and_embedded_runner_agree_and_pass(test_file):
     promtool = require_binary("promtool")
@@ -40,6 +42,7 @@ def test_promtool_and_embedded_runner_agree_and_pass(test_file):
     assert embedded.passed, "\n".join(embedded.failures)
 
 
+@pytest.mark.real_component
 def test_embedded_runner_fails_where_promtool_fails(tmp_path):
     """Agreement on a failing verdict too: a wrong expectation fails in both."""
     promtool = require_binary("promtool")
@@ -75,6 +78,7 @@ def test_every_alert_has_severity_runbook_and_templated_text_and_tests():
             assert f"alertname: {rule.name}\n        exp_alerts: []" in everything, rule.name
 
 
+@pytest.mark.slow
 def test_rules_cli_check_and_test(capsys):
     from clusterwatch.cli import main
 
@@ -113,6 +117,7 @@ def _alerts_fired_on_the_test_data() -> dict[str, list[dict[str, str]]]:
     return fired
 
 
+@pytest.mark.slow
 def test_every_gpu_alert_names_its_gpu_by_instance_gpu_and_uuid_and_its_job():
     """docs/alerts.md: an alert about a GPU carries instance, gpu and uuid (the uuid follows the
     board through re-indexing and RMA tickets); one about a GPU in a job (it reads the per-job

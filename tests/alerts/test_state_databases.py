@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.rulefile import load_rule_file
@@ -270,6 +271,7 @@ def test_remediation_acts_only_once_its_audit_trail_reaches_the_disk(tmp_path):
 
 # ---- serve end to end ---------------------------------------------------------------------------
 
+@pytest.mark.real_component
 def test_serve_with_corrupt_state_files_is_ready_degraded_and_sets_them_aside(tmp_path, process_factory):
     state = tmp_path / "state"
     state.mkdir()

@@ -8,6 +8,8 @@ import pytest
 
 from tests.dashboard.conftest import NODES, TOKEN
 
+pytestmark = pytest.mark.real_component
+
 
 def get(demo, path, **params):
     return httpx.get(demo["base"] + path, params=params, timeout=20)

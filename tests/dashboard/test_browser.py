@@ -15,6 +15,8 @@ import pytest
 from tests.dashboard.conftest import NODES, TOKEN
 from tests.realcomponents import require_binary, unavailable
 
+pytestmark = pytest.mark.real_component
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

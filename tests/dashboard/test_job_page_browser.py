@@ -19,6 +19,8 @@ from tests.realcomponents import free_port
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
+pytestmark = pytest.mark.real_component
+
 
 @pytest.fixture(scope="module")
 def server(store):  # noqa: F811

@@ -7,8 +7,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tests.realcomponents import free_port, require_binary, wait_http
+
+pytestmark = pytest.mark.real_component
 
 NODES = 3
 

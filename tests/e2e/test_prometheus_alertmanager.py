@@ -8,6 +8,8 @@ import pytest
 from tests.e2e.checks import run_auto, run_dry_run
 from tests.e2e.conftest import engine_stack
 
+pytestmark = pytest.mark.real_component
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):

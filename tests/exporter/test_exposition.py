@@ -52,6 +52,7 @@ def documented_names() -> set[str]:
     return set(re.findall(r"^\| `([a-zA-Z_:][a-zA-Z0-9_:]*)` \|", (ROOT / "docs" / "metrics.md").read_text(), re.M))
 
 
+@pytest.mark.real_component
 def test_serves_the_core_families_from_every_collector(exposition):
     assert CORE_FAMILIES <= family_names(exposition)
     samples = parse_exposition(exposition)
@@ -60,6 +61,7 @@ def test_serves_the_core_families_from_every_collector(exposition):
     assert failed == []
 
 
+@pytest.mark.real_component
 def test_every_exposed_family_is_documented(exposition):
     undocumented = family_names(exposition) - documented_names()
     # node_memory_<Field>_bytes are documented as one pattern, as node_exporter derives them.
@@ -71,6 +73,7 @@ def test_docs_metrics_md_is_generated_from_the_code():
     assert metricsdoc.main(["--check", str(ROOT / "docs" / "metrics.md")]) == 0
 
 
+@pytest.mark.real_component
 def test_promtool_check_metrics_only_notes_node_exporter_camel_case(exposition):
     promtool = require_binary("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60)

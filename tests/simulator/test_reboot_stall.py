@@ -7,7 +7,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from simulator.fleet import Fleet
+
+pytestmark = pytest.mark.slow
 
 T0 = 1_800_000_000.0
 XID_WAIT_MS = 10_000  # a reboot blocked on the thread would take 51 s

@@ -94,6 +94,7 @@ def test_scheduler_adapter_polls_and_acts_through_the_simulator(served):
     assert fleet.scheduler.nodes["gpu-002"].reason == "cw: test drain"
 
 
+@pytest.mark.real_component
 def test_cli_runs_the_fleet_and_its_slurm_client(tmp_path, process_factory):
     port = free_port()
     file_sd = tmp_path / "fleet.json"
@@ -112,6 +113,7 @@ def test_cli_runs_the_fleet_and_its_slurm_client(tmp_path, process_factory):
     assert refused.returncode == 1 and "Invalid node name" in refused.stderr
 
 
+@pytest.mark.real_component
 def test_real_prometheus_scrapes_the_fleet_through_file_sd(tmp_path, process_factory):
     prometheus = require_binary("prometheus")
     from clusterwatch.commands.simulate import write_file_sd

@@ -10,6 +10,8 @@ import pytest
 from tests.httpraw import connect, read_response, request_head, send_chunked
 from tests.realcomponents import free_port, wait_http
 
+pytestmark = pytest.mark.real_component
+
 ROOT = Path(__file__).resolve().parents[2]
 # The Prometheus API router alone, with no body-limit middleware in front of it.
 SERVER = """

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.realcomponents import free_port, wait_http
 from tests.tsdb.test_scraper import PAGES, server  # noqa: F401 (fixture)
@@ -24,6 +25,7 @@ def test_bad_flags_exit_2_naming_the_option() -> None:
     assert result.returncode == 2 and "file_sd: no such file" in result.stderr
 
 
+@pytest.mark.real_component
 def test_serve_scrapes_answers_and_stops_on_sigterm(server: str, tmp_path: Path, process_factory) -> None:  # noqa: F811
     PAGES["/metrics"] = 'gpu_utilization_ratio{gpu="0"} 0.75\n'
     sd = tmp_path / "sd.json"
