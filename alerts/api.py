@@ -25,8 +25,8 @@ from alerts.notify.matchers import Matcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
 from alerts.outbox import Entry
 from alerts.silences import Silence, SilenceError
-from clusterwatch.auth import Operator, require_operator
-from clusterwatch.durations import parse_duration
+from cwkernel.auth import Operator, require_operator
+from cwkernel.durations import parse_duration
 
 TOTAL_HEADER = "X-Total-Count"
 DEFAULT_ALERTS_LIMIT = 1000  # a storm's 50,000 alerts are 25 MB of JSON: ask for pages

@@ -36,7 +36,7 @@ from alerts.model import Alert, label_set_problem
 from alerts.notify import payload
 from alerts.notify.integrations.webhook import SIGNATURE_HEADER, sign
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.admission import OWN_ADMISSION
+from cwkernel.admission import OWN_ADMISSION
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def build_router(pipeline: Pipeline, auth: InboundAuth) -> APIRouter:
     # The body is read raw (the HMAC is over the exact bytes, and a bad body is a 400 with a
     # reason rather than FastAPI's 422), so its schema is declared for the OpenAPI document here.
     # It admits its own requests (at most MAX_IN_FLIGHT, then 503), so the server's queue of request
-    # work (clusterwatch/admission.py) leaves it alone.
+    # work (cwkernel/admission.py) leaves it alone.
     @router.post(PATH, response_model=Accepted, status_code=200, max_body_size=MAX_BODY, openapi_extra={
         **OWN_ADMISSION,
         "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}})

@@ -16,7 +16,7 @@ A watcher that stops because its own bookkeeping broke leaves the cluster unmoni
 - The in-memory copy is bounded (``memory_limit_bytes``); a write past it raises
   ``StateWriteError`` and is counted as dropped (``state_writes_dropped``, until restart).
 
-``problems()`` is a component's health hook (``clusterwatch/health.py``); ``StateCollector``
+``problems()`` is a component's health hook (``cwkernel/health.py``); ``StateCollector``
 exports the counters. The connection is shared by threads and serialised by one lock.
 """
 from __future__ import annotations

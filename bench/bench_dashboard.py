@@ -164,7 +164,7 @@ def generated_store(nodes: int, minutes: float, interval: float, seed: int = 1):
 def big_fleet(nodes: int, minutes: float, interval: float, repeats: int) -> None:
     from fastapi.testclient import TestClient
 
-    from clusterwatch.server import build_app
+    from cwkernel.server import build_app
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
     from tsdb.client import LocalQueryClient
@@ -326,7 +326,7 @@ def job_page(nodes: int, hours: float, interval: float, repeats: int, all_gpu_se
     against Prometheus)."""
     from fastapi.testclient import TestClient
 
-    from clusterwatch.server import build_app
+    from cwkernel.server import build_app
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
     from tsdb.client import LocalQueryClient

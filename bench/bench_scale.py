@@ -52,7 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, percentile, rss_bytes, wait_http  # noqa: E402
-from clusterwatch.durations import parse_duration  # noqa: E402
+from cwkernel.durations import parse_duration  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # Read only by the node page (one node at a time), or per port/link/reason detail the rules do

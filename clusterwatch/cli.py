@@ -11,8 +11,8 @@ import logging
 import sys
 from typing import Sequence
 
-from clusterwatch import __version__
-from clusterwatch.errors import UsageError
+from cwkernel.errors import UsageError
+from cwkernel.version import __version__
 
 # Module names under clusterwatch.commands, in the order `clusterwatch --help` lists them.
 COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard", "scrape_config")

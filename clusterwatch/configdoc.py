@@ -10,16 +10,17 @@ import argparse
 import importlib
 import sys
 
-from clusterwatch import docgen, settings
+from clusterwatch import docgen
 from clusterwatch.cli import COMMANDS, build_parser
-from clusterwatch.durations import format_duration
+from cwkernel import settings
+from cwkernel.durations import format_duration
 
 INTRO = """\
 # Configuration reference
 
 Generated from the command-line parsers (`python -m clusterwatch.configdoc >
 docs/configuration.md`; a test fails when this file is stale). For the commands built on
-`clusterwatch.settings` (exporter, serve), every option is also a key of the YAML file given with
+`cwkernel.settings` (exporter, serve), every option is also a key of the YAML file given with
 `--config` (the option name with `_`, e.g. `scrape_interval: 15s`) and an environment variable;
 precedence is flag, then environment, then file, then default. Durations take Prometheus's
 spelling (`500ms`, `15s`, `5m`, `6h`).

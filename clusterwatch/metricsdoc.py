@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Iterable
 
 from clusterwatch import docgen
-from exporter.metrics import MetricSpec
+from cwkernel.metrics import MetricSpec
 
 # (section title, what feeds it, modules holding its tables) in the order the document shows them.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

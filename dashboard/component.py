@@ -1,7 +1,7 @@
 """The dashboard as one server component: its routers, built from a ``DashboardContext``."""
 from __future__ import annotations
 
-from clusterwatch.server import Component
+from cwkernel.server import Component
 from dashboard.context import DashboardContext
 from dashboard.routes import actions, alerts, jobs, nodes, overview, static, users
 

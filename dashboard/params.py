@@ -11,7 +11,7 @@ from datetime import datetime
 
 from fastapi import HTTPException, Query
 
-from clusterwatch.durations import format_duration, parse_duration
+from cwkernel.durations import format_duration, parse_duration
 from scheduler import is_job_id, is_node_name  # the ids the scheduler's actions accept
 MAX_RANGE_S = 31 * 86400.0
 MIN_RANGE_S = 60.0

@@ -18,9 +18,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import CollectorRegistry
 
-from clusterwatch import __version__
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table, render_metric_text
+from cwkernel.version import __version__
 from exporter.collector import Collector, CollectorContext, NoDataError
-from exporter.metrics import FamilySet, counter, gauge, metric_table, render_metric_text
 
 Part = FamilySet | Metric  # what collectors hand back: our builder, or a prometheus_client family
 

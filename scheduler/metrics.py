@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from prometheus_client.core import Metric
 
-from exporter.metrics import FamilySet, build_family, counter, gauge, metric_table
+from cwkernel.metrics import FamilySet, build_family, counter, gauge, metric_table
 from scheduler.actions import ActionCounts
 from scheduler.model import Job, Node
 from scheduler.poller import PollStatus

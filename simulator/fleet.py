@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 from simulator import slurm_face
 from simulator.clock import SimClock
 from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request, scheduled_at

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from clusterwatch.durations import format_duration, parse_duration
+from cwkernel.durations import format_duration, parse_duration
 
 SHOWN_CHARS = 60  # how much of a bad value an error message quotes
 

@@ -12,9 +12,9 @@ import pytest
 import uvicorn
 from fastapi import APIRouter, Depends
 
-from clusterwatch.admission import Admission
-from clusterwatch.auth import Operator, OperatorAuth, install, require_operator
-from clusterwatch.server import Component, build_app
+from cwkernel.admission import Admission
+from cwkernel.auth import Operator, OperatorAuth, install, require_operator
+from cwkernel.server import Component, build_app
 from tests.realcomponents import free_port
 
 

@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from clusterwatch.gcpolicy import GCPolicy
+from cwkernel.gcpolicy import GCPolicy
 
 
 class Node:

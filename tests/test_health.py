@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from clusterwatch.server import Component, build_app
+from cwkernel.server import Component, build_app
 
 
 def _app(*components: Component):

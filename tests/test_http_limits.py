@@ -13,7 +13,7 @@ import threading
 import httpx
 import pytest
 
-from clusterwatch import httplimits
+from cwkernel import httplimits
 from tests import httpraw
 from tests.realcomponents import ManagedProcess, free_port, wait_http
 
@@ -102,8 +102,8 @@ def test_the_webhook_keeps_the_receivers_own_limit() -> None:
     from alerts import receiver
     from clusterwatch.cli import build_parser
     from clusterwatch.commands import serve as serve_command
-    from clusterwatch.routes import served_routes
-    from clusterwatch.server import build_app
+    from cwkernel.routes import served_routes
+    from cwkernel.server import build_app
 
     _, config, values = serve_command.load_config(build_parser().parse_args(["serve"]), environ={})
     app = build_app(serve_command.build_components(values, config))

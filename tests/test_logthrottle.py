@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from clusterwatch.logthrottle import Throttle, install
+from cwkernel.logthrottle import Throttle, install
 
 
 def test_a_repeated_message_is_cut_to_its_burst_and_others_still_pass() -> None:

@@ -18,11 +18,11 @@ import pytest
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.testclient import TestClient
 
-from clusterwatch.auth import OperatorAuth, install
 from clusterwatch.cli import build_parser
 from clusterwatch.commands import serve
-from clusterwatch.routes import served_routes
-from clusterwatch.server import build_app
+from cwkernel.auth import OperatorAuth, install
+from cwkernel.routes import served_routes
+from cwkernel.server import build_app
 
 TOKEN = "sweep-secret"
 SERVE_ARGV = ["serve", "--scheduler", "slurmrestd", "--scheduler-url", "http://127.0.0.1:9", "--automation",

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 
-from clusterwatch.durations import parse_duration
+from cwkernel.durations import parse_duration
 from tsdb.promql.values import PromQLError, bad_data
 
 MAX_FORM_BYTES = 1 << 20

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from clusterwatch.durations import format_duration
-from clusterwatch.server import Component
+from cwkernel.durations import format_duration
+from cwkernel.server import Component
 from tsdb.api import build_router
 from tsdb.client import LocalQueryClient
 from tsdb.discovery import FileSD, Target, static_targets
@@ -36,7 +36,7 @@ class TSDBConfig:
     import_openmetrics: list[str] = field(default_factory=list)
     snapshot_path: str | None = None
     snapshot_interval_s: float = 300.0
-    # Sockets the scraper may hold open at once (clusterwatch/fdbudget.py sizes it at start).
+    # Sockets the scraper may hold open at once (cwkernel/fdbudget.py sizes it at start).
     scrape_max_connections: int = 1024
     limits: Limits = field(default_factory=Limits)
     # --query-timeout, --query-max-samples, --query-max-concurrency (tsdb/promql/limits.py)

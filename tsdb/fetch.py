@@ -5,7 +5,7 @@ per-request overhead alone cost about 3% of a core (measured by bench/bench_tsdb
 
 The pool holds at most ``max_connections`` sockets, idle and in use together (the least recently
 used idle one is closed to make room), so scraping has a known share of the process's file
-descriptors and never competes with inbound HTTP connections for them (clusterwatch/fdbudget.py
+descriptors and never competes with inbound HTTP connections for them (cwkernel/fdbudget.py
 sizes both). A fetch that fails because this process lacks a resource (descriptors, socket
 buffers, local ports) raises ``LocalResourceError``: the target is not at fault and must not be
 recorded as down.

@@ -25,18 +25,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from cwkernel.series import STALE_NAN, STALE_NAN_BITS, Labels
 from tsdb.labelset import LabelSet
 from tsdb.matchers import EQUAL, Matcher
 
-STALE_NAN_BITS = 0x7FF0000000000002
 ABSENT_BITS = 0x7FF0000000000003
-STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
 STATS_MAX_AGE_S = 5.0
-
-Labels = tuple[tuple[str, str], ...]  # sorted by name, including __name__
 
 
 def is_stale(value: float) -> bool:

@@ -24,7 +24,7 @@ from alerts.evaluator.templates import QueryFunc, Template, TemplateError
 from alerts.evaluator import gofmt
 from alerts.evaluator.vector import RuleEvalError, Sample, labels_key
 from alerts.model import Alert, fingerprint
-from tsdb.store import Labels
+from cwkernel.series import Labels
 
 PENDING, FIRING, INACTIVE = "pending", "firing", "inactive"
 RESOLVED_RETENTION_S = 15 * 60.0

@@ -27,7 +27,7 @@ def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient
 
 def evaluator_component(evaluator: RuleEvaluator):
     """The evaluator in ``serve``; its health is its state file's (set aside, held in memory)."""
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
 
     return Component("rules", start=evaluator.start, stop=evaluator.stop,
                      collectors=[EvaluatorCollector(evaluator)],

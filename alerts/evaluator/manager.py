@@ -24,8 +24,8 @@ from alerts.evaluator.rulefile import Group, Rule
 from alerts.evaluator.state import AlertStateStore
 from alerts.evaluator.vector import RuleEvalError, query_vector
 from alerts.model import Alert
+from cwkernel.series import Labels
 from tsdb.client import QueryClient
-from tsdb.store import Labels
 
 log = logging.getLogger(__name__)
 

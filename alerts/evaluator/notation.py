@@ -11,7 +11,7 @@ import re
 
 import promql_parser
 
-from tsdb.store import STALE_NAN
+from cwkernel.series import STALE_NAN
 
 __all__ = ["parse_series", "expand_values", "NotationError", "OMITTED"]
 

@@ -155,6 +155,6 @@ def _show(alerts: list) -> str:
 
 
 def _duration_text(seconds: float) -> str:
-    from clusterwatch.durations import format_duration
+    from cwkernel.durations import format_duration
 
     return format_duration(seconds) if seconds else "0s"

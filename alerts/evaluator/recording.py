@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alerts.evaluator.rulefile import Rule
 from alerts.evaluator.vector import RuleEvalError, Sample, labels_key
-from tsdb.store import Labels
+from cwkernel.series import Labels
 
 
 class RecordingRule:

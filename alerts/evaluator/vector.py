@@ -5,8 +5,8 @@ other result types; both query clients (in process and HTTP) go through here.
 """
 from __future__ import annotations
 
+from cwkernel.series import Labels
 from tsdb.client import QueryClient
-from tsdb.store import Labels
 
 Sample = tuple[dict[str, str], float]
 

@@ -8,7 +8,7 @@ from alerts import api, receiver
 from alerts.notify import config as alerting_config
 from alerts.notify.pipeline import Pipeline
 from alerts.statedb import MEMORY, Database, StateCollector
-from clusterwatch.server import Component
+from cwkernel.server import Component
 
 DB_FILE = "alerting.db"
 
@@ -50,6 +50,6 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
 def install_operator_token(app, token: str | None) -> None:
     """``--operator-token`` as the one operator named "operator" (else the environment's)."""
     if token:
-        from clusterwatch.auth import OperatorAuth, install
+        from cwkernel.auth import OperatorAuth, install
 
         install(app, OperatorAuth({"operator": token}))

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from clusterwatch.durations import parse_duration
-from clusterwatch.errors import ConfigError
+from cwkernel.durations import parse_duration
+from cwkernel.errors import ConfigError
 from alerts.notify import matchers as matcher_config
 from alerts.notify.matchers import Matcher
 from alerts.notify.route import ALL_LABELS, Route, RouteOpts

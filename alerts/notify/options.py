@@ -2,8 +2,8 @@
 from the pipeline so that building the CLI does not import it."""
 from __future__ import annotations
 
-from clusterwatch import settings
-from clusterwatch.settings import Option
+from cwkernel import settings
+from cwkernel.settings import Option
 
 OPTIONS = (
     Option("alerting_config", None, "alerting.yml in Alertmanager's format: route, receivers, inhibit_rules "

@@ -146,7 +146,7 @@ class Pipeline:
         return {**{target: 0 for target in self.integrations}, **self.outbox.pending_counts()}
 
     def health(self) -> dict[str, str]:
-        """Problems worked around (clusterwatch/health.py): stored rows left out of every view."""
+        """Problems worked around (cwkernel/health.py): stored rows left out of every view."""
         unreadable = self.silences.unreadable
         if not unreadable:
             return {}

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from alerts.remediation.engine import CaseError, RemediationEngine
 from alerts.remediation.store import Case
-from clusterwatch.auth import Operator, require_operator
+from cwkernel.auth import Operator, require_operator
 
 
 # Case ids are SQLite integers: a larger number is a 422, not an OverflowError deep in the store.

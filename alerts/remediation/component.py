@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from clusterwatch import settings
-from clusterwatch.settings import Option
+from cwkernel import settings
+from cwkernel.settings import Option
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def resolve_mode(values: dict) -> str:
 
 def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_file: str | None = None):
     """The component (or None when automation is off) from ``serve``'s resolved settings."""
-    from clusterwatch.errors import ConfigError
+    from cwkernel.errors import ConfigError
 
     mode = resolve_mode(values)
     if mode == "off":
@@ -52,7 +52,7 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     from alerts.remediation.metrics import RemediationCollector
     from alerts.remediation.store import RemediationStore
     from alerts.statedb import MEMORY, StateCollector
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
 
     loaded = policy.load(values.get("policy"))
     state_dir = values.get("state_dir")

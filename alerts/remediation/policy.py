@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from alerts.remediation.ladder import STEPS
-from clusterwatch.durations import parse_duration
-from clusterwatch.errors import ConfigError
+from cwkernel.durations import parse_duration
+from cwkernel.errors import ConfigError
 
 DEFAULT_POLICY = Path(__file__).with_name("default-policy.yml")
 MODES = ("off", "dry-run", "auto")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from clusterwatch.errors import UsageError
+from cwkernel.errors import UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

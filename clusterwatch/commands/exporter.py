@@ -5,10 +5,10 @@ import argparse
 import logging
 import os
 
-from clusterwatch import settings
-from clusterwatch.lifecycle import run_until_stopped
-from clusterwatch.errors import ConfigError
-from clusterwatch.settings import Option
+from cwkernel import settings
+from cwkernel.lifecycle import run_until_stopped
+from cwkernel.errors import ConfigError
+from cwkernel.settings import Option
 from exporter.config import ExporterConfig
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clusterwatch.errors import UsageError
+from cwkernel.errors import UsageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent / "alerts"
 

@@ -15,7 +15,7 @@ import sys
 
 import yaml
 
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

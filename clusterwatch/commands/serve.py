@@ -15,11 +15,11 @@ import sys
 
 from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
 from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
-from clusterwatch import settings
-from clusterwatch.errors import ConfigError
-from clusterwatch.frontdoor import OPTIONS as HTTP_OPTIONS
-from clusterwatch.gcpolicy import GCPolicy
-from clusterwatch.settings import Option
+from cwkernel import settings
+from cwkernel.errors import ConfigError
+from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
+from cwkernel.gcpolicy import GCPolicy
+from cwkernel.settings import Option
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ OPTIONS = (
 )
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
 OPTIONS += REMEDIATION_OPTIONS  # --automation, --policy: beside the remediation engine
-OPTIONS += HTTP_OPTIONS  # --http-*, --scrape-max-connections: beside the front door (clusterwatch/frontdoor.py)
+OPTIONS += HTTP_OPTIONS  # --http-*, --scrape-max-connections: beside the front door (cwkernel/frontdoor.py)
 OPTIONS += (  # the embedded engine's query limits (tsdb/promql/limits.py; docs/promql.md, "Limits")
     Option("query_timeout", 120.0, "longest a query may take, its wait for a slot included (then a 503 timeout)",
            settings.duration, "DURATION"),
@@ -123,7 +123,7 @@ def scheduler_components(values: dict, tsdb, audit=None) -> tuple[list, object]:
     embedded store, the in-process ingestion of its metrics."""
     if values["scheduler"] == "off":
         return [], None
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
     from scheduler import build_scheduler
     from tsdb.local import LocalSource
 
@@ -169,7 +169,7 @@ def self_ingest_component(tsdb, components: list, interval: float):
     ingested into its embedded store, so the monitoring rules (NotificationsFailing,
     RuleEvaluationFailing...) can fire without a Prometheus scraping the server. The scheduler's
     metrics have their own source (job "slurm")."""
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
     from tsdb.local import LocalSource
 
     collectors = [c for component in components if component.name != "scheduler" for c in component.collectors]
@@ -212,7 +212,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
     from alerts.remediation.component import from_settings as remediation_component
-    from clusterwatch import frontdoor
+    from cwkernel import frontdoor
     from dashboard.audit import AuditLog
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
@@ -256,16 +256,16 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
 
 def health_component(components: list):
     """The other components' health hooks as metrics (and so, self-ingested, as alerts)."""
-    from clusterwatch.health import HealthCollector
-    from clusterwatch.server import Component
+    from cwkernel.health import HealthCollector
+    from cwkernel.server import Component
 
     return Component("health", collectors=[HealthCollector(components)])
 
 
 def run(args: argparse.Namespace) -> int:
     from alerts.notify import component as alerting
-    from clusterwatch import auth, frontdoor, logthrottle
-    from clusterwatch.server import build_app
+    from cwkernel import auth, frontdoor, logthrottle
+    from cwkernel.server import build_app
 
     listen, config, values = load_config(args)
     sys.setswitchinterval(SWITCH_INTERVAL_S)

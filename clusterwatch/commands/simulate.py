@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from clusterwatch import settings
-from clusterwatch.errors import ConfigError, UsageError
-from clusterwatch.lifecycle import run_until_stopped
+from cwkernel import settings
+from cwkernel.errors import ConfigError, UsageError
+from cwkernel.lifecycle import run_until_stopped
 
 URL_ENV = "CLUSTERWATCH_SIMULATOR_URL"
 SLURM_VERBS = ("squeue", "sinfo", "scontrol", "scancel")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from clusterwatch.auth import Operator, require_operator
+from cwkernel.auth import Operator, require_operator
 from dashboard.context import DashboardContext
 from dashboard.params import check_node
 from scheduler.errors import ActionRefused

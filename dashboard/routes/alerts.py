@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from clusterwatch.routes import has_route
+from cwkernel.routes import has_route
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page

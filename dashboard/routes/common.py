@@ -7,8 +7,8 @@ from typing import Callable, TypeVar
 from fastapi import HTTPException, Response
 from pydantic import BaseModel
 
+from cwkernel.gcpause import gc_paused
 from tsdb.client import QueryError
-from tsdb.gcpause import gc_paused
 
 T = TypeVar("T")
 
@@ -16,7 +16,7 @@ T = TypeVar("T")
 def run_view(compute: Callable[[], T]) -> T:
     """Compute a view model; unknown subjects are 404, a failing query backend 502 with its error.
 
-    The cyclic GC is held off meanwhile (tsdb/gcpause.py): a view over 16,384 nodes makes and
+    The cyclic GC is held off meanwhile (cwkernel/gcpause.py): a view over 16,384 nodes makes and
     drops hundreds of thousands of objects, and a full collection they trigger costs ~1 s there."""
     try:
         with gc_paused():

@@ -26,8 +26,8 @@ import pynvml
 from pynvml import NVMLError
 from prometheus_client.core import Metric
 
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table
 from exporter.collector import Collector, register_collector
-from exporter.metrics import FamilySet, counter, gauge, metric_table
 from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS, unpack_field_values
 from exporter.nvml.session import GpuDevice, NvmlSession
 

@@ -12,8 +12,8 @@ the port is still exposed. ``N/A (no PMA)`` means the HCA cannot count it: absen
 """
 from __future__ import annotations
 
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table
 from exporter.collector import Collector, NoDataError, register_collector
-from exporter.metrics import FamilySet, counter, gauge, metric_table
 from exporter.procfs import parse_ib_counter, parse_ib_rate, parse_ib_state, read_source
 
 CLASS_DIR = "class/infiniband"

@@ -45,9 +45,9 @@ from typing import Any, Iterable
 import pynvml
 from pynvml import NVMLError
 
+from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 from exporter.hostfs import FileTree, HostFS
-from exporter.metrics import FamilySet, gauge, metric_table
 from exporter.nvml.session import GpuDevice, NvmlSession
 
 CGROUP, KUBERNETES, MAPPING = "cgroup", "kubernetes", "mapping"

@@ -19,8 +19,8 @@ import os
 import re
 from typing import Any, Callable
 
+from cwkernel.metrics import FamilySet, MetricSpec, counter, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
-from exporter.metrics import FamilySet, MetricSpec, counter, gauge, metric_table
 from exporter.procfs import (
     CPU_MODES,
     GUEST_MODES,

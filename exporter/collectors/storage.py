@@ -18,8 +18,8 @@ file system sizes. NFS retransmissions, major timeouts and RPC errors count as s
 """
 from __future__ import annotations
 
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table
 from exporter.collector import Collector, NoDataError, register_collector
-from exporter.metrics import FamilySet, counter, gauge, metric_table
 from exporter.procfs import (
     MIB,
     NFS_EVENTS,

@@ -47,9 +47,9 @@ from typing import Any
 import pynvml
 from pynvml import NVMLError
 
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 from exporter.kmsg import ReadLimits
-from exporter.metrics import FamilySet, counter, gauge, metric_table
 from exporter.nvml.session import GpuDevice, NvmlSession, handle_key
 from exporter.xid_catalog import lookup
 from exporter.xid_recovery import RecoveredXids, XidRecovery

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pynvml
 import yaml
 
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 from exporter.nvml.fake import FakeGPU, FakeMigInstance, FakeNvLink, FakeProcess, FakeState, h100_gpu
 
 MODELS: dict[str, Callable[..., FakeGPU]] = {"h100-sxm": h100_gpu}

@@ -17,7 +17,7 @@ from alerts.notify.component import component
 from alerts.notify.dispatch import Dispatcher
 from alerts.notify.matchers import Matcher
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.server import build_app
+from cwkernel.server import build_app
 from tests.alerts.test_alertmanager_real import ServedApp
 from tests.alerts.test_notify_support import Clock, alert, config
 

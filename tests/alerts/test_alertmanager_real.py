@@ -20,7 +20,7 @@ import uvicorn
 from alerts.notify import config as alerting_config
 from alerts.notify.component import component
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.server import build_app
+from cwkernel.server import build_app
 from tests.alerts.test_notify_support import CaptureServer, Clock, alert
 from tests.realcomponents import free_port, require_binary, wait_http
 

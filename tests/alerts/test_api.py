@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from alerts.notify.component import component, install_operator_token
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.server import build_app
+from cwkernel.server import build_app
 from tests.alerts.test_notify_support import Clock, alert, config
 
 OP = {"Authorization": "Bearer optoken"}

@@ -7,7 +7,7 @@ import pytest
 from alerts.notify import config as alerting_config
 from alerts.notify.matchers import parse_matchers
 from alerts.notify.route import group_key
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 from tests.alerts.test_notify_support import config
 
 TREE = """

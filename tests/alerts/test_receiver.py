@@ -13,7 +13,7 @@ from alerts.notify import config as alerting_config
 from alerts.notify.component import component, install_operator_token
 from alerts.notify.integrations.webhook import sign
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.server import build_app
+from cwkernel.server import build_app
 from tests import httpraw
 from tests.conftest import FIXTURES
 

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.remediation import api
 from alerts.remediation.metrics import RemediationCollector
-from clusterwatch.auth import OperatorAuth, install
+from cwkernel.auth import OperatorAuth, install
 
 from tests.alerts.test_remediation_helpers import Harness, alert
 

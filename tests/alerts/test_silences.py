@@ -109,7 +109,7 @@ def test_a_stored_silence_that_cannot_be_shown_breaks_nothing(tmp_path, caplog):
     from alerts.notify import config as alerting_config
     from alerts.notify.component import component
     from alerts.notify.pipeline import Pipeline
-    from clusterwatch.server import build_app
+    from cwkernel.server import build_app
 
     db = Database(tmp_path / "s.db")
     store = SilenceStore(db, Clock(START))

@@ -11,8 +11,8 @@ from alerts.model import Alert
 from alerts.notify import config as alerting_config
 from alerts.notify.component import component as alerting_component
 from alerts.notify.pipeline import Pipeline
-from clusterwatch.auth import OperatorAuth, install
-from clusterwatch.server import build_app
+from cwkernel.auth import OperatorAuth, install
+from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from tsdb.client import LocalQueryClient
@@ -125,7 +125,7 @@ def test_without_the_pipeline_only_pending_is_known():
 def test_the_page_knows_when_the_remediation_api_is_served():
     from fastapi import APIRouter
 
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
 
     automation = APIRouter(prefix="/api/automation")
     automation.add_api_route("/cases", lambda: {"cases": []}, methods=["GET"])

@@ -10,7 +10,7 @@ import time
 import pytest
 import uvicorn
 
-from clusterwatch.server import build_app
+from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from tests.dashboard.test_browser import browser, page, shot  # noqa: F401 - the shared Chromium fixtures

@@ -9,7 +9,7 @@ import pytest
 
 from clusterwatch.cli import build_parser, main
 from clusterwatch.commands.exporter import load_config
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 
 
 def parse(argv: list[str]):

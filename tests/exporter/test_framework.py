@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
+from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError
 from exporter.exporter import CollectionLoop, Exporter
 from exporter.hostfs import MemoryFS
-from exporter.metrics import FamilySet, gauge, metric_table
 from exporter.server import ExporterHTTPServer
 from tests.exporter.helpers import parse_exposition, sample
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from clusterwatch.errors import ConfigError
+from cwkernel.errors import ConfigError
 from exporter.nvml import load_backend
 from exporter.nvml.fake import GIB, FakeNVML
 from exporter.nvml.scenario import load_scenario

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alerts.remediation import validate as remediation
-from clusterwatch.auth import OperatorAuth, install
+from cwkernel.auth import OperatorAuth, install
 from dashboard import params
 from scheduler.actions import Actions
 from scheduler.errors import ActionRefused

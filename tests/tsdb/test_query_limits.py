@@ -201,7 +201,7 @@ def test_outside_queries_give_way_while_the_servers_own_evaluate() -> None:
 def test_serve_options_reach_the_engine_and_bad_values_name_the_option(tmp_path: Path) -> None:
     from clusterwatch.cli import build_parser
     from clusterwatch.commands import serve
-    from clusterwatch.errors import ConfigError
+    from cwkernel.errors import ConfigError
 
     def limits(*argv: str, environ: dict | None = None) -> QueryLimits:
         _, config, _ = serve.load_config(build_parser().parse_args(["serve", *argv]), environ=environ or {})

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import promql_parser as pp
 
-from tsdb.gcpause import gc_paused
+from cwkernel.gcpause import gc_paused
 from tsdb.memory import release_free_memory
 from tsdb.promql.evaluator import Evaluator, SeriesSource
 from tsdb.promql.gate import QueryGate, Ticket
@@ -166,7 +166,7 @@ class Engine:
         guard = self.guard(ticket)
         lane = self.gate.internal() if ticket is None else contextlib.nullcontext()
         try:
-            with lane, gc_paused():  # tsdb/gcpause.py: ~1 s per full collection at 131,072 GPUs
+            with lane, gc_paused():  # cwkernel/gcpause.py: ~1 s per full collection at 131,072 GPUs
                 return run(guard)
         except RecursionError:
             # The query-text limits keep recursion shallow; a thread already deep in its own

@@ -72,6 +72,6 @@ class GCPolicy:
                 log.exception("garbage collector policy failed")
 
     def component(self):
-        from clusterwatch.server import Component
+        from cwkernel.server import Component
 
         return Component("gc", start=self.start, stop=self.stop)

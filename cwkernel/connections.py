@@ -6,7 +6,7 @@ holds a connection, and a file descriptor, for ever. 1,100 of them took every de
 process: the health check died and the scraper could not open sockets. The guard:
 
 - **caps open connections** at ``max_connections`` (below the descriptor limit, see
-  clusterwatch/fdbudget.py). At the cap a new connection displaces the connection that has waited
+  cwkernel/fdbudget.py). At the cap a new connection displaces the connection that has waited
   longest for a request's headers (idle keep-alive or half-sent: it has nothing in progress), so a
   flood of idle connections cannot lock out a health check; when every connection has a request
   in progress, the new one gets a 503 and is closed;

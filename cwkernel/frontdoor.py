@@ -2,19 +2,19 @@
 uvicorn configuration that puts them together (docs/operations.md, "Limits").
 
 What each request may send once it is in (body sizes, operator credentials before the body) is
-the app's middleware (clusterwatch/httplimits.py); this module is about connections.
+the app's middleware (cwkernel/httplimits.py); this module is about connections.
 """
 from __future__ import annotations
 
 import logging
 from typing import Iterable
 
-from clusterwatch import settings
-from clusterwatch.admission import Admission
-from clusterwatch.connections import ConnectionGuard, guarded_protocol
-from clusterwatch.errors import ConfigError
-from clusterwatch.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
-from clusterwatch.settings import Option, positive_int
+from cwkernel import settings
+from cwkernel.admission import Admission
+from cwkernel.connections import ConnectionGuard, guarded_protocol
+from cwkernel.errors import ConfigError
+from cwkernel.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
+from cwkernel.settings import Option, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ OPTIONS = (
     Option("http_body_timeout", 60.0, "time a client has to send a request's body once its headers are in",
            settings.duration, "DURATION"),
     Option("http_max_active_requests", 2, "requests of one class (pages and their JSON; Prometheus API queries) "
-           "handled at once; more wait their turn (clusterwatch/admission.py)", positive_int, "N"),
+           "handled at once; more wait their turn (cwkernel/admission.py)", positive_int, "N"),
     Option("http_max_queued_requests", 200, "requests of one class waiting for their turn; more are refused "
            "(503)", positive_int, "N"),
     Option("http_queue_timeout", 10.0, "longest a request waits for its turn before a 503", settings.duration,
@@ -59,7 +59,7 @@ def apply_descriptor_budget(values: dict, config=None) -> DescriptorBudget:
 def http_component(values: dict):
     """The front door as a component: its connection guard and its queues of request work, with
     their metrics and health."""
-    from clusterwatch.server import Component
+    from cwkernel.server import Component
 
     guard = ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
     admission = Admission(values["http_max_active_requests"], values["http_max_queued_requests"],
@@ -89,7 +89,7 @@ def uvicorn_config(app, guard: ConnectionGuard, budget: DescriptorBudget):
     import uvicorn
 
     # log_config=None: uvicorn's lines go through the root logger's handlers, where the command
-    # set the format and the rate limit (clusterwatch/logthrottle.py), instead of its own handlers.
+    # set the format and the rate limit (cwkernel/logthrottle.py), instead of its own handlers.
     return uvicorn.Config(app, http=guarded_protocol(guard), backlog=budget.backlog, timeout_keep_alive=KEEP_ALIVE_S,
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_config=None, log_level="warning",
                           access_log=False)

@@ -103,7 +103,7 @@ class OperatorAuth:
 def operators_from_env(environ: Mapping[str, str] | None = None) -> OperatorAuth:
     """For a server's start: the environment's operators, or a ``ConfigError`` naming the
     variable, so that a typo stops the server instead of failing every action later."""
-    from clusterwatch.errors import ConfigError
+    from cwkernel.errors import ConfigError
 
     try:
         return OperatorAuth.from_env(environ)

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from clusterwatch.httplimits import Message, Receive, Scope, Send, route_policy
+from cwkernel.httplimits import Message, Receive, Scope, Send, route_policy
 
 OWN_ADMISSION = {"x-clusterwatch-admission": "own"}  # openapi_extra of a route that admits its own requests
 UNQUEUED_PREFIXES = ("/-/", "/metrics", "/static/")

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from clusterwatch.durations import parse_duration
-from clusterwatch.errors import ConfigError
+from cwkernel.durations import parse_duration
+from cwkernel.errors import ConfigError
 
 
 @dataclass(frozen=True)

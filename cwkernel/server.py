@@ -1,27 +1,42 @@
 """The one server process's FastAPI app, assembled from components.
 
-Each area of ClusterWatch (the embedded store today; the scheduler adapter, alerting and the
-dashboard later) contributes a ``Component``: its routers, the background work to start and
-stop with the server, and the collectors of its self-metrics for the server's own /metrics.
-Adding an area is adding one component to the list handed to ``build_app``.
+Each area of ClusterWatch (the embedded store, the scheduler adapter, the rule evaluator, the
+notification pipeline, remediation, the dashboard...) contributes a ``Component``: its routers,
+the background work to start and stop with the server, and the collectors of its self-metrics for
+the server's own /metrics. Adding an area is adding one component to the list handed to
+``build_app``.
+
+Every component module has one factory shape, ``build(values, deps) -> Component | None``:
+``values`` are ``serve``'s resolved settings (option name -> value), ``deps`` what the components
+built before it provide (``Deps``); None means not wanted with these settings.
 """
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from clusterwatch import __version__, httperrors
-from clusterwatch.health import HealthCollector, problems_of, ready_text
-from clusterwatch.admission import Admission, AdmissionMiddleware
-from clusterwatch.httplimits import BodyLimitMiddleware
-from clusterwatch.secheaders import SecurityHeadersMiddleware
+from cwkernel import httperrors
+from cwkernel.admission import Admission, AdmissionMiddleware
+from cwkernel.health import HealthCollector, problems_of, ready_text
+from cwkernel.httplimits import BodyLimitMiddleware
+from cwkernel.secheaders import SecurityHeadersMiddleware
+from cwkernel.version import __version__
+
+if TYPE_CHECKING:  # the types of what components hand each other; the kernel imports none of them
+    from alerts.evaluator.manager import RuleEvaluator, Writer
+    from alerts.notify.pipeline import Pipeline
+    from scheduler.adapter import SchedulerAdapter
+    from scheduler.audit import AuditLog
+    from tsdb.client import QueryClient
+    from tsdb.component import TSDBConfig
+    from tsdb.local import LocalSource
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +46,7 @@ class Component:
     """What one area adds to the server. ``start``/``stop`` run in the app's lifespan (stop in
     reverse order); ``collectors`` are prometheus_client collectors (objects with collect());
     ``health`` returns the problems the area has worked around and still has, reason code ->
-    one sentence, empty when healthy (clusterwatch/health.py reports them)."""
+    one sentence, empty when healthy (cwkernel/health.py reports them)."""
 
     name: str
     routers: Sequence[APIRouter] = ()
@@ -39,6 +54,32 @@ class Component:
     stop: Callable[[], Any] | None = None
     collectors: Sequence[Any] = field(default_factory=tuple)
     health: Callable[[], Mapping[str, str]] | None = None
+
+
+@dataclass
+class Deps:
+    """What a component's ``build(values, deps)`` gets besides the settings: where they came from,
+    and what the components built before it provide. ``serve`` builds the components in the
+    order they start; a factory reads here what it needs and records here what it provides."""
+
+    config_file: str | None = None  # the settings' file, named in ConfigErrors
+    tsdb_config: TSDBConfig | None = None  # the embedded store's settings (load_config, then the descriptor budget)
+    # Provided by the store (tsdb.component): PromQL for rules and remediation (the embedded
+    # engine's reserved lane, or --prometheus-url), PromQL for requests (the dashboard, through the
+    # engine's gate), and, with the embedded store only, in-process ingestion of a collector and
+    # the writer of recorded series and ALERTS.
+    query: QueryClient | None = None
+    request_query: QueryClient | None = None
+    ingest: Callable[[str, Any, float, str], LocalSource] | None = None  # (name, collector, interval, job)
+    rule_writer: Writer | None = None
+    scheduler: SchedulerAdapter | None = None  # scheduler.component; None without --scheduler
+    audit: AuditLog | None = None  # the adapter's recent actions, for the node page
+    evaluator: RuleEvaluator | None = None  # alerts.evaluator.component
+    pipeline: Pipeline | None = None  # alerts.notify.component
+    components: list[Component] = field(default_factory=list)  # built so far, in order
+
+
+Builder = Callable[[Mapping[str, Any], Deps], "Component | None"]
 
 
 def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> FastAPI:
@@ -93,7 +134,7 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
 
     @app.get("/-/ready", include_in_schema=False)
     def ready() -> PlainTextResponse:
-        # 200 while degraded: the server still serves and monitors (clusterwatch/health.py).
+        # 200 while degraded: the server still serves and monitors (cwkernel/health.py).
         return PlainTextResponse(ready_text(problems_of(components)))
 
     app.state.components = {c.name: c for c in components}

@@ -26,8 +26,8 @@ from typing import Any, Awaitable, Callable
 from fastapi import HTTPException
 from starlette.routing import Match
 
-from clusterwatch.auth import auth_of, needs_operator
-from clusterwatch.routes import served_routes
+from cwkernel.auth import auth_of, needs_operator
+from cwkernel.routes import served_routes
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -11,7 +11,7 @@ scraper could not open a socket, so healthy targets read as down. Hence, at star
 - the scraper gets its own share (``scrape``: its socket pool never holds more);
 - the listening socket's backlog is sized so that one burst of accepts fits too (asyncio accepts
   up to ``backlog`` sockets before any of them reaches the connection guard);
-- inbound connections get at most what is left (``inbound``; clusterwatch/connections.py
+- inbound connections get at most what is left (``inbound``; cwkernel/connections.py
   enforces it), never more than asked for.
 """
 from __future__ import annotations

@@ -1,0 +1,13 @@
+"""The floor under every ClusterWatch package: what several components share and none owns.
+
+Owns: the server component contract (``Component``, ``Deps``: every component module's
+``build(values, deps)``; ``build_app``) and the HTTP front door in front of it (admission, body
+limits, security headers, connection guard, descriptor budget), settings (``Option``: flag,
+environment variable and config key from one declaration), durations, errors, operator
+authentication, health reporting, process lifecycle, the garbage-collector policy and pause, log
+throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``) and the names
+of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``).
+Must not touch: any other ClusterWatch package (``tsdb``, ``exporter``, ``scheduler``,
+``simulator``, ``alerts``, ``remediation``, ``dashboard``, ``clusterwatch``). It is the bottom
+layer: it says what a component is and knows none of them.
+"""
