@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import simulator.node  # noqa: E402
 from alerts.evaluator.component import build_evaluator  # noqa: E402
 from alerts.notify.component import build_pipeline  # noqa: E402
-from alerts.remediation import policy as policy_module  # noqa: E402
-from alerts.remediation.component import HOOK_NAME  # noqa: E402
-from alerts.remediation.engine import RemediationEngine  # noqa: E402
-from alerts.remediation.store import RemediationStore  # noqa: E402
-from alerts.remediation.suppress import SilenceSuppressor  # noqa: E402
+from remediation import policy as policy_module  # noqa: E402
+from remediation.component import HOOK_NAME  # noqa: E402
+from remediation.engine import RemediationEngine  # noqa: E402
+from remediation.store import RemediationStore  # noqa: E402
+from remediation.suppress import SilenceSuppressor  # noqa: E402
 from scheduler import build_scheduler  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from simulator.server import SimulatorHTTPServer  # noqa: E402

@@ -14,7 +14,7 @@ import socket
 import sys
 
 from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
-from alerts.remediation.component import OPTIONS as REMEDIATION_OPTIONS
+from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from cwkernel import settings
 from cwkernel.errors import ConfigError
 from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
@@ -211,7 +211,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     generated from their collectors, so this is the one place that assembles them)."""
     from alerts.evaluator.component import evaluator_component
     from alerts.notify import component as alerting
-    from alerts.remediation.component import from_settings as remediation_component
+    from remediation.component import from_settings as remediation_component
     from cwkernel import frontdoor
     from dashboard.audit import AuditLog
     from dashboard.component import dashboard_component

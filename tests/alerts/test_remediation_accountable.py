@@ -4,8 +4,8 @@ act never reported as success, and no page for the automation's own reboot."""
 from __future__ import annotations
 
 from alerts.model import Alert
-from alerts.remediation.ladder import INCOMPLETE, REPAIR
-from alerts.remediation.suppress import AUTHOR, SETTLE_SECONDS
+from remediation.ladder import INCOMPLETE, REPAIR
+from remediation.suppress import AUTHOR, SETTLE_SECONDS
 
 from tests.alerts.test_remediation_helpers import T0, Harness, alert
 

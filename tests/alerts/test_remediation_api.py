@@ -5,8 +5,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerts.remediation import api
-from alerts.remediation.metrics import RemediationCollector
+from remediation import api
+from remediation.metrics import RemediationCollector
 from cwkernel.auth import OperatorAuth, install
 
 from tests.alerts.test_remediation_helpers import Harness, alert

@@ -13,7 +13,7 @@ import logging
 
 import pytest
 
-from alerts.remediation.component import HOOK_NAME
+from remediation.component import HOOK_NAME
 from bench.bench_remediation import T0, Day
 
 pytestmark = pytest.mark.slow

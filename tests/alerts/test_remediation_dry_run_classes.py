@@ -3,7 +3,7 @@ nothing counted in the budget), a class that is off is not planned at all. Found
 day (bench/bench_remediation.py): dry-run showed a straggler node's drain that auto only proposes."""
 from __future__ import annotations
 
-from alerts.remediation.ladder import PENDING_APPROVAL, PLANNED
+from remediation.ladder import PENDING_APPROVAL, PLANNED
 
 from tests.alerts.test_remediation_helpers import Harness, alert
 

@@ -1,7 +1,7 @@
 """The ladders step by step over a fake cluster behind the real scheduler adapter."""
 from __future__ import annotations
 
-from alerts.remediation.ladder import CLOSED, PENDING_APPROVAL, PLANNED, REJECTED, REPAIR, RESOLVED
+from remediation.ladder import CLOSED, PENDING_APPROVAL, PLANNED, REJECTED, REPAIR, RESOLVED
 
 from tests.alerts.test_remediation_helpers import Harness, alert
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.remediation.ladder import OPEN, PLANNED, REPAIR, STARTED
-from alerts.remediation.store import RemediationStore
+from remediation.ladder import OPEN, PLANNED, REPAIR, STARTED
+from remediation.store import RemediationStore
 
 from tests.alerts.test_remediation_helpers import Harness, alert
 

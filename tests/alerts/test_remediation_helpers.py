@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from alerts.model import Alert
 from alerts.notify.sqlite import Database
-from alerts.remediation import policy as policy_module
-from alerts.remediation.engine import RemediationEngine
-from alerts.remediation.store import RemediationStore
-from alerts.remediation.suppress import SilenceSuppressor
+from remediation import policy as policy_module
+from remediation.engine import RemediationEngine
+from remediation.store import RemediationStore
+from remediation.suppress import SilenceSuppressor
 from alerts.silences import SilenceStore
 from scheduler.actions_model import ACTIONS, Action, Answer
 from scheduler.adapter import SchedulerAdapter

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.remediation import policy
-from alerts.remediation.policy import PolicyError
+from remediation import policy
+from remediation.policy import PolicyError
 
 
 def test_shipped_policy_loads_in_dry_run():

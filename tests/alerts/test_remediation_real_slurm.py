@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from alerts.remediation import policy as policy_module
-from alerts.remediation.engine import RemediationEngine
-from alerts.remediation.store import RemediationStore
+from remediation import policy as policy_module
+from remediation.engine import RemediationEngine
+from remediation.store import RemediationStore
 from scheduler import build_scheduler
 from tests.alerts.test_remediation_helpers import TableQuery, alert
 from tests.scheduler.slurm_cluster import started_slurm

@@ -27,7 +27,7 @@ from alerts.notify import component as alerting
 from alerts.notify.config import parse
 from alerts.notify.matchers import Matcher
 from alerts.notify.pipeline import Pipeline
-from alerts.remediation.store import RemediationStore
+from remediation.store import RemediationStore
 from alerts.statedb import Database
 from tests.alerts.test_notify_support import Clock, alert
 from tests.alerts.test_remediation_helpers import Harness

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from alerts.remediation import validate as remediation
+from remediation import validate as remediation
 from cwkernel.auth import OperatorAuth, install
 from dashboard import params
 from scheduler.actions import Actions

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from alerts.remediation import guards, queries, validate
-from alerts.remediation.ladder import DONE, FAILED, INTERRUPTED, NOT_DONE, SKIPPED, WAITING
-from alerts.remediation.outbound import OutboundError, Runner, Sender, command_argv
-from alerts.remediation.policy import AlertClass, Policy
-from alerts.remediation.store import Case, RemediationStore
+from remediation import guards, queries, validate
+from remediation.ladder import DONE, FAILED, INTERRUPTED, NOT_DONE, SKIPPED, WAITING
+from remediation.outbound import OutboundError, Runner, Sender, command_argv
+from remediation.policy import AlertClass, Policy
+from remediation.store import Case, RemediationStore
 from scheduler.errors import ActionRefused
 from scheduler.model import ActionResult, Job, Snapshot
 

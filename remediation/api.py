@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
-from alerts.remediation.engine import CaseError, RemediationEngine
-from alerts.remediation.store import Case
+from remediation.engine import CaseError, RemediationEngine
+from remediation.store import Case
 from cwkernel.auth import Operator, require_operator
 
 

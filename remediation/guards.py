@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerts.remediation.ladder import RESOLVED
-from alerts.remediation.policy import Guards
-from alerts.remediation.store import RemediationStore
+from remediation.ladder import RESOLVED
+from remediation.policy import Guards
+from remediation.store import RemediationStore
 from scheduler.model import Node, Snapshot
 
 HOUR = 3600.0

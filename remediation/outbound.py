@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import httpx
 
-from alerts.remediation.policy import Receiver
-from alerts.remediation.queries import _PLACEHOLDER
+from remediation.policy import Receiver
+from remediation.queries import _PLACEHOLDER
 
 Sender = Callable[[Receiver, dict[str, Any], str], None]
 Runner = Callable[[list[str], float], tuple[int, str]]

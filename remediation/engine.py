@@ -19,13 +19,13 @@ import time
 from typing import Any, Callable, Iterable, Protocol
 
 from alerts.model import Alert
-from alerts.remediation import guards, steps, validate
-from alerts.remediation.ladder import (CLOSED, DONE, FAILED, INCOMPLETE, INTERRUPTED, NOT_DONE, OPEN, PENDING_APPROVAL,
-                                       PLANNED, REJECTED, REPAIR, RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
-from alerts.remediation.outbound import Runner, Sender, run_command, send_webhook
-from alerts.remediation.policy import AlertClass, Policy
-from alerts.remediation.store import AuditEntry, AuditUnavailable, Case, RemediationStore
-from alerts.remediation.suppress import SETTLE_SECONDS, Suppressor
+from remediation import guards, steps, validate
+from remediation.ladder import (CLOSED, DONE, FAILED, INCOMPLETE, INTERRUPTED, NOT_DONE, OPEN, PENDING_APPROVAL,
+                                PLANNED, REJECTED, REPAIR, RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
+from remediation.outbound import Runner, Sender, run_command, send_webhook
+from remediation.policy import AlertClass, Policy
+from remediation.store import AuditEntry, AuditUnavailable, Case, RemediationStore
+from remediation.suppress import SETTLE_SECONDS, Suppressor
 from scheduler.model import Snapshot
 
 log = logging.getLogger(__name__)

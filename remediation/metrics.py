@@ -5,9 +5,9 @@ from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from alerts.remediation import guards
-from alerts.remediation.engine import RemediationEngine
-from alerts.remediation.ladder import OPEN_STATES, PENDING_APPROVAL
+from remediation import guards
+from remediation.engine import RemediationEngine
+from remediation.ladder import OPEN_STATES, PENDING_APPROVAL
 
 
 class RemediationCollector:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from alerts.remediation.ladder import STEPS
+from remediation.ladder import STEPS
 from cwkernel.durations import parse_duration
 from cwkernel.errors import ConfigError
 

@@ -23,7 +23,7 @@ OPTIONS = (
     Option("automation", None, "remediation: off, dry-run (decide and show, act on nothing) or auto "
            "(default: dry-run with --policy, else off)", settings.choice("off", "dry-run", "auto"),
            "off|dry-run|auto"),
-    Option("policy", None, "remediation policy file (default: the shipped alerts/remediation/default-policy.yml)",
+    Option("policy", None, "remediation policy file (default: the shipped remediation/default-policy.yml)",
            settings.optional_path, "FILE"),
 )
 
@@ -47,10 +47,10 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     if adapter is None:
         raise ConfigError("automation", f"{mode} needs a scheduler (--scheduler slurm-cli|slurmrestd|simulator)",
                           config_file)
-    from alerts.remediation import api, policy
-    from alerts.remediation.engine import RemediationEngine
-    from alerts.remediation.metrics import RemediationCollector
-    from alerts.remediation.store import RemediationStore
+    from remediation import api, policy
+    from remediation.engine import RemediationEngine
+    from remediation.metrics import RemediationCollector
+    from remediation.store import RemediationStore
     from alerts.statedb import MEMORY, StateCollector
     from cwkernel.server import Component
 
@@ -58,7 +58,7 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     state_dir = values.get("state_dir")
     # A corrupt or unwritable file degrades automation (reported by the health hook), never the server.
     store = RemediationStore(Path(state_dir) / DB_FILE if state_dir else MEMORY)
-    from alerts.remediation.suppress import SilenceSuppressor
+    from remediation.suppress import SilenceSuppressor
 
     suppressor = SilenceSuppressor(pipeline.silences) if pipeline is not None else None
     engine = RemediationEngine(loaded, adapter, store, query, mode=mode, suppressor=suppressor)

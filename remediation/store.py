@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from alerts.remediation.ladder import OPEN_STATES, STARTED
+from remediation.ladder import OPEN_STATES, STARTED
 from alerts.statedb import MEMORY, Database
 
 _SCHEMA = """
