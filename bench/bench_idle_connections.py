@@ -12,8 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
-from tests.test_connection_flood import HalfOpenFlood  # noqa: E402
-from tests.realcomponents import free_port  # noqa: E402
+from bench.common import free_port  # noqa: E402
+from bench.flood import HalfOpenFlood  # noqa: E402
 
 root = sys.argv[1] if len(sys.argv) > 1 else str(REPO)
 state = tempfile.mkdtemp(prefix="bench-idle-")

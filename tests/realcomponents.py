@@ -1,8 +1,10 @@
 """Helpers for tests that start real servers (Prometheus, Alertmanager, Slurm, Chromium, ...).
 
 Rules these helpers enforce: servers bind 127.0.0.1 on a free port, every process is stopped by
-its PID when the test ends, and a component that is not installed makes the test skip with the
-reason, except under ``CI=true`` where a missing component is a failure (CI must really run them).
+its PID when the test ends, a component that is not installed makes the test skip with the
+reason, except under ``CI=true`` where a missing component is a failure (CI must really run them),
+and a test that starts a process or needs a component carries the ``real_component`` marker (so
+that ``make test-fast`` leaves it out): unmarked, it fails saying so.
 """
 from __future__ import annotations
 
@@ -35,12 +37,25 @@ PACKAGES = {
 }
 
 
+# The test being set up or run (set by tests/conftest.py before its fixtures).
+current_test: pytest.Item | None = None
+
+
+def require_marker(what: str) -> None:
+    """Fail the current test when it is not marked ``real_component``: it starts ``what``."""
+    item = current_test
+    if item is not None and item.get_closest_marker("real_component") is None:
+        pytest.fail(f"{item.nodeid} starts {what}: mark it real_component "
+                    "(pytestmark = pytest.mark.real_component), `make test-fast` leaves those out", pytrace=False)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
 def require_binary(name: str) -> str:
     """Path of ``name`` on PATH (or in /usr/sbin); skip, or fail under CI, when it is absent."""
+    require_marker(name)
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if path:
         return path
@@ -86,6 +101,7 @@ class ManagedProcess:
     """A server process started for a test; ``stop()`` ends it by PID (TERM, then KILL)."""
 
     def __init__(self, argv: Sequence[str], log_path: Path, cwd: Path | None = None, env: dict | None = None) -> None:
+        require_marker(f"a process ({' '.join(map(str, argv))[:100]})")
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "wb")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 import time
 
 import httpx
 import pytest
 
+from bench.flood import HALF_REQUEST, HalfOpenFlood
 from tests.pages import one_gauge, page_servers
 from tests.realcomponents import ManagedProcess, free_port, wait_http
 
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.real_component
 FD_LIMIT = 160
 FLOOD = 400
 FLOOD_SECONDS = 12.0
-HALF_REQUEST = b"GET /api/overview HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never-Finished: "
 # The serve command run with its descriptor limit lowered (preexec_fn would work too; this keeps
 # ManagedProcess's stop-by-PID unchanged).
 LIMITED_SERVE = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
@@ -37,62 +36,6 @@ def exporters():
     # HTTP/1.0, as many exporters: every scrape needs a new socket.
     with page_servers(one_gauge, count=4) as addresses:
         yield addresses
-
-
-class HalfOpenFlood:
-    """``count`` connections each holding half a request; those the server closes are reopened
-    until ``stop()`` (or a hard deadline: the loop is bounded in time)."""
-
-    def __init__(self, port: int, count: int, max_seconds: float = 120.0) -> None:
-        self.port = port
-        self.count = count
-        self.deadline = time.monotonic() + max_seconds
-        self.opened = 0
-        self._stop = threading.Event()
-        self._socks: list[socket.socket | None] = [None] * count
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "HalfOpenFlood":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        for sock in self._socks:
-            if sock is not None:
-                sock.close()
-
-    def _open(self) -> socket.socket | None:
-        try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-            sock.sendall(HALF_REQUEST)
-            self.opened += 1
-            return sock
-        except OSError:
-            return None
-
-    @staticmethod
-    def _closed_by_server(sock: socket.socket) -> bool:
-        # Anything to read (a 408 or 503, or the end of the stream) means the server let it go.
-        try:
-            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.is_set() and time.monotonic() < self.deadline:
-            for i, sock in enumerate(self._socks):
-                if self._stop.is_set():
-                    return
-                if sock is None or self._closed_by_server(sock):
-                    if sock is not None:
-                        sock.close()
-                    self._socks[i] = self._open()
-            self._stop.wait(0.2)
 
 
 def query(base: str, promql: str) -> list[dict]:

@@ -18,8 +18,7 @@ from alerts.notify.dispatch import Dispatcher
 from alerts.notify.matchers import Matcher
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
-from tests.alerts.test_alertmanager_real import ServedApp
-from tests.alerts.test_notify_support import Clock, alert, config
+from tests.alerts.notify_support import Clock, ServedApp, alert, config
 
 TOKEN = "stormtoken"
 

@@ -8,20 +8,18 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from datetime import datetime, timezone
 
 import httpx
 import pytest
-import uvicorn
 
 from alerts.notify import config as alerting_config
 from alerts.notify.component import component
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
-from tests.alerts.test_notify_support import CaptureServer, Clock, alert
+from tests.alerts.notify_support import CaptureServer, Clock, ServedApp, alert
 from tests.realcomponents import free_port, require_binary, wait_http
 
 pytestmark = pytest.mark.real_component
@@ -44,19 +42,6 @@ def inject(am_url: str, alerts: list[dict]) -> None:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
-
-
-class ServedApp:
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_http(f"http://127.0.0.1:{self.port}/-/healthy")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def test_alertmanager_delivers_to_our_receiver(process_factory, tmp_path):

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from alerts.notify.component import component, install_operator_token
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
-from tests.alerts.test_notify_support import Clock, alert, config
+from tests.alerts.notify_support import Clock, alert, config
 
 OP = {"Authorization": "Bearer optoken"}
 CONFIG = """

@@ -4,52 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import simulator.node
-from simulator.fleet import Fleet
-from alerts.evaluator.component import build_evaluator
-from tsdb.client import LocalQueryClient
-from tsdb.local import scrape_pages
-from tsdb.promql.engine import Engine
-from tsdb.store import Store
+from tests.alerts.simulated import STEP, Harness
 
-T0 = 1_700_000_000.0
-STEP = 15.0
-
-
-@pytest.fixture(autouse=True)
-def fresh_snapshots(monkeypatch):
-    # The simulator reuses an exporter snapshot for a while of wall time; on an explicit simulated
-    # clock every scrape must collect anew.
-    monkeypatch.setattr(simulator.node, "SNAPSHOT_REUSE_SECONDS", -1.0)
-
-
-class Harness:
-    def __init__(self, nodes: int = 3) -> None:
-        self.fleet = Fleet(nodes=nodes, seed=7, speed=0, start=T0)
-        self.store = Store(retention_s=1e9)
-        self.client = LocalQueryClient(Engine(self.store))
-        self.evaluator = build_evaluator(None, self.client, self.store.append_scrape, None, STEP)
-        self.sent: list = []
-        self.evaluator.notify = self.sent.extend
-        self.now = T0
-
-    def scrape(self) -> None:
-        scrape_pages(self.store, self.fleet, int(self.now * 1000))
-
-    def step(self, seconds: float) -> None:
-        end = self.now + seconds
-        while self.now < end:
-            self.now += STEP
-            self.fleet.advance(STEP)
-            self.scrape()
-            self.evaluator.evaluate(self.now)
-
-    def alerts(self, name: str) -> list:
-        return [a for _, a in self.evaluator.active_alerts() if a.labels["alertname"] == name and a.state != "inactive"]
-
-    def close(self) -> None:
-        self.fleet.stop()
-
+pytestmark = pytest.mark.usefixtures("fresh_snapshots")
 
 HARDWARE = {"GpuXidRebootRequired", "GpuXidResetRequired", "GpuXidHardwareFault", "GpuXidNeedsInvestigation",
             "GpuXidApplicationErrorsRepeated", "GpuEccUncorrectableErrors", "GpuRowRemapPending",

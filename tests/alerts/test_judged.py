@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alerts.notify.matchers import parse_matchers
 from alerts.notify.pipeline import Pipeline
-from tests.alerts.test_notify_support import Clock, alert, config
+from tests.alerts.notify_support import Clock, alert, config
 
 CONFIG = """
 route: {receiver: log, group_by: [instance], group_wait: 0s}

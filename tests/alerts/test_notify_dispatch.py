@@ -6,40 +6,7 @@ import pytest
 
 from alerts.notify.dedup import needs_update
 from alerts.notify.nflog import Entry
-from alerts.notify.pipeline import Pipeline
-from tests.alerts.test_notify_support import Clock, alert, config
-
-CONFIG = """
-global: {resolve_timeout: 1d}  # timer tests: the evaluator is not re-sending
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 30s
-  group_interval: 5m
-  repeat_interval: 4h
-receivers:
-  - name: hook
-    hook_configs: [{name: capture}]
-"""
-
-
-class Harness:
-    def __init__(self, text: str = CONFIG, db=":memory:", clock: Clock | None = None) -> None:
-        self.clock = clock or Clock()
-        self.sent: list = []
-        self.pipeline = Pipeline(config(text), db, clock=self.clock)
-        self.pipeline.register_hook("capture", self.sent.append)
-
-    def at(self, seconds: float) -> list:
-        """Advance to ``seconds`` after the start, flush and deliver; returns what was sent now."""
-        self.clock.now = START + seconds
-        before = len(self.sent)
-        self.pipeline.flush()
-        self.pipeline.deliver()
-        return [(n.status, sorted(a.labels.get("instance", "") for a in n.alerts)) for n in self.sent[before:]]
-
-
-START = Clock().now
+from tests.alerts.notify_support import CONFIG, START, Clock, Harness, alert
 
 
 @pytest.fixture

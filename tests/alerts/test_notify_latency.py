@@ -7,7 +7,7 @@ import statistics
 import time
 
 from alerts.notify.pipeline import Pipeline
-from tests.alerts.test_notify_support import CaptureServer, alert, config
+from tests.alerts.notify_support import CaptureServer, alert, config
 
 
 def test_time_to_notify(tmp_path):

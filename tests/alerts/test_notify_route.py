@@ -8,7 +8,7 @@ from alerts.notify import config as alerting_config
 from alerts.notify.matchers import parse_matchers
 from alerts.notify.route import group_key
 from cwkernel.errors import ConfigError
-from tests.alerts.test_notify_support import config
+from tests.alerts.notify_support import config
 
 TREE = """
 route:

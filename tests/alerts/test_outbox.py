@@ -11,7 +11,7 @@ import pytest
 
 from alerts.outbox import Backoff
 from alerts.notify.pipeline import Pipeline
-from tests.alerts.test_notify_support import CaptureServer, Clock, alert, config
+from tests.alerts.notify_support import CaptureServer, Clock, alert, config
 
 START = Clock().now
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from alerts.notify.pipeline import Pipeline
-from tests.alerts.test_notify_support import CaptureServer, Clock, alert, config
+from tests.alerts.notify_support import CaptureServer, Clock, alert, config
 from tests.realcomponents import free_port
 
 START = Clock().now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,9 +16,8 @@ from alerts.notify.integrations.webhook import sign
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
 from tests import httpraw
-from tests.conftest import FIXTURES
 
-FIXTURE_FILES = sorted((FIXTURES / "alertmanager-0.25").glob("*.json"))
+FIXTURE_FILES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "alertmanager-0.25").glob("*.json"))
 TOKEN = {"Authorization": "Bearer hooktoken"}
 
 
@@ -108,7 +108,7 @@ def test_openapi_documents_the_webhook_body(client):
 
 @pytest.fixture
 def served():
-    from tests.alerts.test_alertmanager_real import ServedApp
+    from tests.alerts.notify_support import ServedApp
 
     pipeline = Pipeline(alerting_config.load())
     app = ServedApp(build_app([component(pipeline, "hooktoken", "hmackey")]))

@@ -7,7 +7,7 @@ from alerts.model import Alert
 from remediation.ladder import INCOMPLETE, REPAIR
 from remediation.suppress import AUTHOR, SETTLE_SECONDS
 
-from tests.alerts.test_remediation_helpers import T0, Harness, alert
+from tests.alerts.remediation_helpers import T0, Harness, alert
 
 
 def intake_lines(h: Harness) -> list[tuple[str, str, str]]:

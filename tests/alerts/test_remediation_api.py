@@ -9,7 +9,7 @@ from remediation import api
 from remediation.metrics import RemediationCollector
 from cwkernel.auth import OperatorAuth, install
 
-from tests.alerts.test_remediation_helpers import Harness, alert
+from tests.alerts.remediation_helpers import Harness, alert
 
 
 def _client(h: Harness) -> TestClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from remediation.ladder import PENDING_APPROVAL, PLANNED
 
-from tests.alerts.test_remediation_helpers import Harness, alert
+from tests.alerts.remediation_helpers import Harness, alert
 
 
 def decisions(h: Harness) -> list[tuple[str, str]]:

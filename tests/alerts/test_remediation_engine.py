@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from remediation.ladder import CLOSED, PENDING_APPROVAL, PLANNED, REJECTED, REPAIR, RESOLVED
 
-from tests.alerts.test_remediation_helpers import Harness, alert
+from tests.alerts.remediation_helpers import Harness, alert
 
 
 def test_reboot_ladder_drains_requeues_waits_reboots_verifies_resumes():

@@ -7,7 +7,7 @@ import pytest
 from remediation.ladder import OPEN, PLANNED, REPAIR, STARTED
 from remediation.store import RemediationStore
 
-from tests.alerts.test_remediation_helpers import Harness, alert
+from tests.alerts.remediation_helpers import Harness, alert
 
 
 def test_budget_counts_nodes_drained_by_anyone():

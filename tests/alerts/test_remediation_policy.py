@@ -63,7 +63,7 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 
 def test_reset_class_runs_its_command_as_an_argument_vector():
-    from tests.alerts.test_remediation_helpers import Harness, alert
+    from tests.alerts.remediation_helpers import Harness, alert
 
     raw = _raw()
     raw["mode"] = "auto"

@@ -11,7 +11,7 @@ from remediation import policy as policy_module
 from remediation.engine import RemediationEngine
 from remediation.store import RemediationStore
 from scheduler import build_scheduler
-from tests.alerts.test_remediation_helpers import TableQuery, alert
+from tests.alerts.remediation_helpers import TableQuery, alert
 from tests.scheduler.slurm_cluster import started_slurm
 
 pytestmark = pytest.mark.real_component

@@ -7,8 +7,7 @@ import pytest
 from alerts.notify.matchers import parse_matchers
 from alerts.notify.sqlite import Database
 from alerts.silences import ACTIVE, EXPIRED, PENDING, SilenceError, SilenceStore
-from tests.alerts.test_notify_dispatch import START, Harness
-from tests.alerts.test_notify_support import Clock, alert
+from tests.alerts.notify_support import START, Clock, Harness, alert
 
 
 def test_regex_silence_and_states(tmp_path):

@@ -29,9 +29,9 @@ from alerts.notify.matchers import Matcher
 from alerts.notify.pipeline import Pipeline
 from remediation.store import RemediationStore
 from alerts.statedb import Database
-from tests.alerts.test_notify_support import Clock, alert
-from tests.alerts.test_remediation_helpers import Harness
-from tests.alerts.test_remediation_helpers import alert as remediable_alert
+from tests.alerts.notify_support import Clock, alert
+from tests.alerts.remediation_helpers import Harness
+from tests.alerts.remediation_helpers import alert as remediable_alert
 from tests.realcomponents import free_port, wait_http
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine

@@ -4,10 +4,14 @@ alert fired for 15 s and was gone once the node rebooted, though docs/alerts.md 
 a GPU's first XID 48 was never shown unhealthy on the overview)."""
 from __future__ import annotations
 
+import pytest
+
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.views.overview import Overview, overview
-from tests.alerts.test_evaluator_simulator import STEP, Harness, fresh_snapshots  # noqa: F401 (autouse fixture)
+from tests.alerts.simulated import STEP, Harness
+
+pytestmark = pytest.mark.usefixtures("fresh_snapshots")
 
 
 def xid_alerts(h: Harness, name: str, node: str) -> list[tuple[str, str, str, float]]:

@@ -1,16 +1,18 @@
-"""One `clusterwatch demo` (simulator + serve with the dashboard) shared by the dashboard tests."""
+"""One `clusterwatch demo` (simulator + serve with the dashboard) shared by the dashboard tests, and
+the Chromium of the browser tests."""
 from __future__ import annotations
 
+import os
 import sys
 import time
+from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from tests.realcomponents import ManagedProcess, free_port, wait_http
-
-NODES = 6
-TOKEN = "test-operator-secret"
+from tests.dashboard.chromium import CHROMIUM_ARGS
+from tests.dashboard.fleet import NODES, TOKEN
+from tests.realcomponents import ManagedProcess, free_port, require_binary, unavailable, wait_http
 
 
 @pytest.fixture(scope="package")
@@ -33,3 +35,32 @@ def demo(tmp_path_factory):
         yield {"base": base, "sim": f"http://127.0.0.1:{sim_port}", "proc": proc}
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_binary("chromium")
+    executable = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install playwright; never `playwright install`)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records console errors (``page.errors``) and requests leaving 127.0.0.1
+    (``page.foreign``)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.errors, page.foreign = [], []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("request", lambda r: page.foreign.append(r.url)
+            if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith("data:") else None)
+    yield page
+    context.close()

@@ -160,7 +160,7 @@ def test_a_storm_is_counted_whole_and_shown_in_part():
 
 
 def test_notification_queues_show_pending_and_dropped():
-    from tests.alerts.test_notify_support import config
+    from tests.alerts.notify_support import config
     from tests.realcomponents import free_port
 
     pipeline = Pipeline(config(f"""

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from tests.dashboard.conftest import NODES, TOKEN
+from tests.dashboard.fleet import NODES, TOKEN
 
 pytestmark = pytest.mark.real_component
 

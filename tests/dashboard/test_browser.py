@@ -4,54 +4,15 @@ drain from the node page reaching the simulated Slurm and the audit list. Screen
 test-artifacts/dashboard/."""
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from tests.dashboard.conftest import NODES, TOKEN
-from tests.realcomponents import require_binary, unavailable
+from tests.dashboard.chromium import shot
+from tests.dashboard.fleet import NODES, TOKEN
 
 pytestmark = pytest.mark.real_component
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_binary("chromium")
-    executable = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install playwright; never `playwright install`)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.errors, page.foreign = [], []
-    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("request", lambda r: page.foreign.append(r.url)
-            if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith("data:") else None)
-    yield page
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_every_page_loads_clean_and_the_heatmap_has_every_gpu(demo, page):

@@ -1,7 +1,7 @@
 """The job page of a job above DETAIL_GPUS in a real Chromium: the GPU x time heatmap has every GPU,
 the utilisation chart is the band plus the straggler's own line, memory and power are bands, the
 alerts timeline is drawn, and nothing logs an error. Served in process (uvicorn in a thread) over
-the day-long store of test_job_view_large."""
+the day-long store of tests/dashboard/large_job.py (Chromium: the ``page`` fixture, conftest.py)."""
 from __future__ import annotations
 
 import threading
@@ -13,8 +13,8 @@ import uvicorn
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
-from tests.dashboard.test_browser import browser, page, shot  # noqa: F401 - the shared Chromium fixtures
-from tests.dashboard.test_job_view_large import JOB_ID, LAST, Scheduler, store  # noqa: F401
+from tests.dashboard.chromium import shot
+from tests.dashboard.large_job import JOB_ID, LAST, Scheduler, build_store
 from tests.realcomponents import free_port
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.real_component
 
 
 @pytest.fixture(scope="module")
-def server(store):  # noqa: F811
-    ctx = DashboardContext(LocalQueryClient(Engine(store)), scheduler=Scheduler(), clock=lambda: LAST + 1)
+def server():
+    ctx = DashboardContext(LocalQueryClient(Engine(build_store())), scheduler=Scheduler(), clock=lambda: LAST + 1)
     port = free_port()
     config = uvicorn.Config(build_app([dashboard_component(ctx)]), host="127.0.0.1", port=port, log_level="warning")
     instance = uvicorn.Server(config)
@@ -39,7 +39,7 @@ def server(store):  # noqa: F811
     thread.join(10)
 
 
-def test_large_job_page_draws_bands_stragglers_heatmap_and_alerts(server, page):  # noqa: F811
+def test_large_job_page_draws_bands_stragglers_heatmap_and_alerts(server, page):
     page.goto(f"{server}/jobs/{JOB_ID}?range=24h&refresh=0")
     page.wait_for_selector("#util-heat .main-svg")
     page.wait_for_selector("#timeline .main-svg")

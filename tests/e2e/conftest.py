@@ -1,20 +1,10 @@
-"""Fixtures of the end-to-end tests: one stack of real servers per engine (module scope, so the
-dry-run and auto tests share the simulator, the engine and Alertmanager), and server logs attached
-to the report of a failing test."""
+"""Hooks of the end-to-end tests: the waits and, for a failing test, the server logs of its stack
+(tests/e2e/stack.py, one per engine module) attached to its report."""
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import Stack, start_engine
-
-
-def engine_stack(engine: str, seed: int, tmp_path_factory: pytest.TempPathFactory):
-    stack = Stack(workdir=tmp_path_factory.mktemp(f"e2e-{engine}"))
-    try:
-        start_engine(stack, engine, seed)
-        yield stack
-    finally:
-        stack.stop_all()  # every process by its PID, whatever happened
+from tests.e2e.stack import Stack
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -220,6 +220,17 @@ def start_engine(stack: Stack, engine: str, seed: int) -> None:
         start_victoriametrics(stack, file_sd, rules)
     stack.wait_for(f"{engine} scraping all {NODES} nodes through file_sd", lambda: len(
         engine_query(stack, 'count by (instance) (gpu_up{job="gpu-nodes"})')) == NODES, timeout=45)
+
+
+def engine_stack(engine: str, seed: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A test module's ``stack`` fixture (module scope, so its dry-run and auto tests share the
+    simulator, the engine and Alertmanager): ``yield from engine_stack(...)``."""
+    stack = Stack(workdir=tmp_path_factory.mktemp(f"e2e-{engine}"))
+    try:
+        start_engine(stack, engine, seed)
+        yield stack
+    finally:
+        stack.stop_all()  # every process by its PID, whatever happened
 
 
 # alerts/notify/default.yml with test-sized timers: what can be remediated goes to the engine.

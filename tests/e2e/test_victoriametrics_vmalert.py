@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.checks import run_auto, run_dry_run
-from tests.e2e.conftest import engine_stack
+from tests.e2e.stack import engine_stack
 
 pytestmark = pytest.mark.real_component
 

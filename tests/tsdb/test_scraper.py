@@ -9,24 +9,9 @@ from pathlib import Path
 import pytest
 
 from tsdb.discovery import DiscoveryError, FileSD, parse_file_sd
-from tsdb.matchers import EQUAL, Matcher
 from tsdb.scraper import Scraper
-from tests.pages import page_servers
+from tests.tsdb.scrape_pages import PAGES, latest
 from tsdb.store import Limits, Store, is_stale
-
-PAGES: dict[str, str] = {}
-
-
-@pytest.fixture
-def server():
-    PAGES.clear()
-    with page_servers(PAGES.get) as (address,):
-        yield address
-
-
-def latest(store: Store, name: str, **labels: str) -> dict:
-    matchers = [Matcher.of(EQUAL, "__name__", name)] + [Matcher.of(EQUAL, k, v) for k, v in labels.items()]
-    return {tuple(sorted(d.labels.items())): float(d.values[-1]) for d in store.select(matchers, 0, 2**62)}
 
 
 def write_sd(path: Path, groups: list) -> None:

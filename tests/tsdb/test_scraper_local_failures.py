@@ -18,7 +18,7 @@ from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
 from tsdb.store import Store
 from tests.pages import page_servers, one_gauge
-from tests.tsdb.test_scraper import PAGES, latest, server  # noqa: F401 (fixture)
+from tests.tsdb.scrape_pages import PAGES, latest
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.realcomponents import free_port, wait_http
-from tests.tsdb.test_scraper import PAGES, server  # noqa: F401 (fixture)
+from tests.tsdb.scrape_pages import PAGES
 
 
 def test_bad_flags_exit_2_naming_the_option() -> None:
@@ -26,7 +26,7 @@ def test_bad_flags_exit_2_naming_the_option() -> None:
 
 
 @pytest.mark.real_component
-def test_serve_scrapes_answers_and_stops_on_sigterm(server: str, tmp_path: Path, process_factory) -> None:  # noqa: F811
+def test_serve_scrapes_answers_and_stops_on_sigterm(server: str, tmp_path: Path, process_factory) -> None:
     PAGES["/metrics"] = 'gpu_utilization_ratio{gpu="0"} 0.75\n'
     sd = tmp_path / "sd.json"
     sd.write_text(json.dumps([{"targets": [server], "labels": {"instance": "gpu-001"}}]))

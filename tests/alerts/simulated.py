@@ -1,0 +1,42 @@
+"""The simulator's exporters scraped into the embedded store on an explicit clock, with the shipped
+rule pack evaluated over it (``Harness``), for the evaluator tests on simulated faults. Their
+modules use the ``fresh_snapshots`` fixture (tests/alerts/conftest.py)."""
+from __future__ import annotations
+
+from alerts.evaluator.component import build_evaluator
+from simulator.fleet import Fleet
+from tsdb.client import LocalQueryClient
+from tsdb.local import scrape_pages
+from tsdb.promql.engine import Engine
+from tsdb.store import Store
+
+T0 = 1_700_000_000.0
+STEP = 15.0
+
+
+class Harness:
+    def __init__(self, nodes: int = 3) -> None:
+        self.fleet = Fleet(nodes=nodes, seed=7, speed=0, start=T0)
+        self.store = Store(retention_s=1e9)
+        self.client = LocalQueryClient(Engine(self.store))
+        self.evaluator = build_evaluator(None, self.client, self.store.append_scrape, None, STEP)
+        self.sent: list = []
+        self.evaluator.notify = self.sent.extend
+        self.now = T0
+
+    def scrape(self) -> None:
+        scrape_pages(self.store, self.fleet, int(self.now * 1000))
+
+    def step(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += STEP
+            self.fleet.advance(STEP)
+            self.scrape()
+            self.evaluator.evaluate(self.now)
+
+    def alerts(self, name: str) -> list:
+        return [a for _, a in self.evaluator.active_alerts() if a.labels["alertname"] == name and a.state != "inactive"]
+
+    def close(self) -> None:
+        self.fleet.stop()
