@@ -3,8 +3,8 @@
 One deterministic OpenMetrics file is backfilled into Prometheus with ``promtool tsdb
 create-blocks-from openmetrics`` and loaded into ``clusterwatch serve --import-openmetrics``;
 every query of the corpus runs at fixed instants, and every vector/scalar one also as a range
-query, on both. The pass rate must reach PASS_RATE; every failure is printed and listed in
-docs/promql.md.
+query, on both. Every query must agree except those listed in KNOWN_DIFFERENCES, each with its
+reason (and in docs/promql.md); a listed query that agrees again fails too, so the list stays true.
 """
 from __future__ import annotations
 
@@ -19,10 +19,9 @@ from tests.tsdb import dataset
 from tests.tsdb.conformance import compare_query
 from tsdb.client import HTTPQueryClient
 
-pytestmark = pytest.mark.real_component
-
 CORPUS = Path(__file__).with_name("conformance_queries.txt")
-PASS_RATE = 0.95
+# Corpus queries whose answer may differ from Prometheus 2.42: query -> why (empty: every query agrees).
+KNOWN_DIFFERENCES: dict[str, str] = {}
 INSTANTS = (dataset.START + 2700.0, dataset.START + 5432.1)
 RANGE = (dataset.START + 3000.0, dataset.START + 4800.0, 300.0)
 
@@ -35,6 +34,8 @@ def test_corpus_is_large_enough() -> None:
     queries = corpus()
     assert len(queries) >= 300
     assert len(set(queries)) == len(queries), "duplicate queries in the corpus"
+    assert set(KNOWN_DIFFERENCES) <= set(queries), "known differences that are not in the corpus"
+    assert all(reason.strip() for reason in KNOWN_DIFFERENCES.values()), "a known difference without its reason"
 
 
 def _returns_matrix(query: str) -> bool:
@@ -48,6 +49,7 @@ def _returns_matrix(query: str) -> bool:
     return isinstance(expr, (pp.MatrixSelector, pp.SubqueryExpr, pp.StringLiteral))
 
 
+@pytest.mark.real_component
 def test_conformance_with_prometheus(tmp_path: Path, process_factory) -> None:
     promtool = require_binary("promtool")
     prometheus = require_binary("prometheus")
@@ -70,7 +72,7 @@ def test_conformance_with_prometheus(tmp_path: Path, process_factory) -> None:
     our_client = HTTPQueryClient(f"http://127.0.0.1:{our_port}")
     prom_client = HTTPQueryClient(f"http://127.0.0.1:{prom_port}")
 
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     total = 0
     for query in corpus():
         ordered = query.startswith("sort")
@@ -81,10 +83,14 @@ def test_conformance_with_prometheus(tmp_path: Path, process_factory) -> None:
                     if (diff := compare_query(our_client, prom_client, run, ordered)) is not None]
         total += 1
         if problems:
-            failures.append(f"{query}\n    " + "\n    ".join(problems))
+            failures[query] = f"{query}\n    " + "\n    ".join(problems)
     passed = total - len(failures)
-    rate = passed / total
-    print(f"\nPromQL conformance: {passed}/{total} queries pass ({rate:.1%})")
-    for failure in failures:
-        print(f"FAIL {failure}")
-    assert rate >= PASS_RATE, f"conformance {rate:.1%} below {PASS_RATE:.0%}; failures:\n" + "\n".join(failures)
+    print(f"\nPromQL conformance: {passed}/{total} queries agree ({passed / total:.1%}), "
+          f"{len(KNOWN_DIFFERENCES)} known differences")
+    for query, failure in failures.items():
+        print(f"{'KNOWN' if query in KNOWN_DIFFERENCES else 'FAIL'} {failure}")
+    unexpected = [failure for query, failure in failures.items() if query not in KNOWN_DIFFERENCES]
+    assert not unexpected, (f"{len(unexpected)} queries differ from Prometheus (fix them, or list them with the "
+                            "reason in KNOWN_DIFFERENCES and docs/promql.md):\n" + "\n".join(unexpected))
+    agree_now = sorted(set(KNOWN_DIFFERENCES) - set(failures))
+    assert not agree_now, f"listed in KNOWN_DIFFERENCES but agreeing now (remove them): {agree_now}"
