@@ -7,7 +7,7 @@ the app's middleware (cwkernel/httplimits.py); this module is about connections.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from cwkernel import settings
 from cwkernel.admission import Admission
@@ -15,6 +15,9 @@ from cwkernel.connections import ConnectionGuard, guarded_protocol
 from cwkernel.errors import ConfigError
 from cwkernel.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
 from cwkernel.settings import Option, positive_int
+
+if TYPE_CHECKING:  # cwkernel.server imports FastAPI: not while the CLI builds its parsers
+    from cwkernel.server import Component, Deps
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def apply_descriptor_budget(values: dict, config=None) -> DescriptorBudget:
     return budget
 
 
-def http_component(values: dict):
+def build(values: Mapping[str, Any], deps: Deps) -> Component:
     """The front door as a component: its connection guard and its queues of request work, with
     their metrics and health."""
     from cwkernel.server import Component

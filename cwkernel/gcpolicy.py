@@ -19,6 +19,10 @@ import gc
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from cwkernel.server import Component, Deps
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +79,8 @@ class GCPolicy:
         from cwkernel.server import Component
 
         return Component("gc", start=self.start, stop=self.stop)
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component:
+    """The policy as the server's last component: what the others built at start is frozen."""
+    return GCPolicy().component()

@@ -16,9 +16,12 @@ A hook that raises is itself a problem (``health_check_failed``), never a crash 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from cwkernel.server import Component, Deps
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,11 @@ class HealthCollector:
                 info.add_metric([component.name, reason], 1.0)
         yield count
         yield info
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component:
+    """The components built before it, their health hooks as metrics (and so, self-ingested, as
+    alerts)."""
+    from cwkernel.server import Component  # cwkernel.server imports this module
+
+    return Component("health", collectors=[HealthCollector(deps.components)])

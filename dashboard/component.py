@@ -1,12 +1,22 @@
 """The dashboard as one server component: its routers, built from a ``DashboardContext``."""
 from __future__ import annotations
 
-from cwkernel.server import Component
+from typing import Any, Mapping
+
+from cwkernel.server import Component, Deps
 from dashboard.context import DashboardContext
 from dashboard.routes import actions, alerts, jobs, nodes, overview, static, users
+from scheduler.audit import AuditLog
 
 
 def dashboard_component(ctx: DashboardContext) -> Component:
     routers = [overview.build_router(ctx), jobs.build_router(ctx), nodes.build_router(ctx),
                users.build_router(ctx), alerts.build_router(ctx), actions.build_router(ctx), static.build_router()]
     return Component("dashboard", routers=routers)
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component:
+    """The dashboard over the request lane of the query interface, with the scheduler adapter,
+    its recent actions and the notification pipeline when ``serve`` runs them."""
+    audit = deps.audit if deps.audit is not None else AuditLog()
+    return dashboard_component(DashboardContext(deps.request_query, deps.scheduler, audit, alerting=deps.pipeline))

@@ -1,12 +1,12 @@
-"""What every view needs: the one query interface, the scheduler adapter (optional) and the
-dashboard's audit log. Built once by ``clusterwatch serve`` and handed to the routers."""
+"""What every view needs: the one query interface, the scheduler adapter (optional) and its log
+of recent actions. Built once by the dashboard component's ``build`` and handed to the routers."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from dashboard.audit import AuditLog
+from scheduler.audit import AuditLog
 from tsdb.client import QueryClient
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cwkernel import settings
 from cwkernel.settings import Option
+
+if TYPE_CHECKING:
+    from cwkernel.server import Component, Deps
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,12 @@ def resolve_mode(values: dict) -> str:
     return "dry-run" if values.get("policy") else "off"
 
 
-def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_file: str | None = None):
-    """The component (or None when automation is off) from ``serve``'s resolved settings."""
+def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
+    """The component (or None when automation is off) from ``serve``'s resolved settings, acting
+    through the scheduler adapter and querying through ``deps.query``."""
     from cwkernel.errors import ConfigError
 
+    adapter, pipeline, config_file = deps.scheduler, deps.pipeline, deps.config_file
     mode = resolve_mode(values)
     if mode == "off":
         if pipeline is not None:
@@ -47,12 +52,12 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     if adapter is None:
         raise ConfigError("automation", f"{mode} needs a scheduler (--scheduler slurm-cli|slurmrestd|simulator)",
                           config_file)
+    from alerts.statedb import MEMORY, StateCollector
+    from cwkernel.server import Component
     from remediation import api, policy
     from remediation.engine import RemediationEngine
     from remediation.metrics import RemediationCollector
     from remediation.store import RemediationStore
-    from alerts.statedb import MEMORY, StateCollector
-    from cwkernel.server import Component
 
     loaded = policy.load(values.get("policy"))
     state_dir = values.get("state_dir")
@@ -61,7 +66,7 @@ def from_settings(values: dict, adapter: Any, query: Any, pipeline: Any, config_
     from remediation.suppress import SilenceSuppressor
 
     suppressor = SilenceSuppressor(pipeline.silences) if pipeline is not None else None
-    engine = RemediationEngine(loaded, adapter, store, query, mode=mode, suppressor=suppressor)
+    engine = RemediationEngine(loaded, adapter, store, deps.query, mode=mode, suppressor=suppressor)
     if pipeline is not None:
         pipeline.register_hook(HOOK_NAME, engine.handle)
 

@@ -7,14 +7,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from cwkernel.durations import format_duration
-from cwkernel.server import Component
+from cwkernel.errors import ConfigError
+from cwkernel.server import Component, Deps
 from tsdb.api import build_router
-from tsdb.client import LocalQueryClient
+from tsdb.client import HTTPQueryClient, LocalQueryClient
 from tsdb.discovery import FileSD, Target, static_targets
+from tsdb.exposition import ExpositionError
 from tsdb.importer import Loaded, import_openmetrics
+from tsdb.local import LocalSource
 from tsdb.promql.engine import Engine
 from tsdb.promql.limits import QueryLimits
 from tsdb.scraper import Scraper
@@ -109,6 +112,11 @@ class EmbeddedTSDB:
             except Exception:  # noqa: BLE001 - housekeeping must keep running
                 log.exception("tsdb housekeeping failed")
 
+    def ingest(self, name: str, collector: Any, interval: float, job: str) -> LocalSource:
+        """A source that samples ``collector`` every ``interval`` into the store as target
+        ``local:<name>`` (tsdb/local.py), for metrics of this process: start and stop it."""
+        return LocalSource(self.store, name, collector, interval, job)
+
     def apply_retention(self) -> int:
         """Housekeeping's retention pass: the window counts from now, as at load."""
         return self.store.apply_retention(int(self.clock() * 1000))
@@ -118,3 +126,20 @@ class EmbeddedTSDB:
         return Component("tsdb", routers=[router], start=self.start, stop=self.stop,
                          collectors=[TSDBCollector(self.store, self.engine, self.scraper)],
                          health=self.scraper.problems)
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
+    """The embedded store from ``deps.tsdb_config``, loaded (snapshot, then imports); None with
+    --prometheus-url, where every query goes to that server instead. Either way it provides the
+    query interface; the embedded store also in-process ingestion and the rule writer."""
+    if values["prometheus_url"]:
+        deps.query = deps.request_query = HTTPQueryClient(values["prometheus_url"])
+        return None
+    tsdb = EmbeddedTSDB(deps.tsdb_config or TSDBConfig())
+    try:
+        tsdb.load()
+    except (OSError, ValueError, ExpositionError) as exc:
+        raise ConfigError("import_openmetrics", str(exc), deps.config_file) from None
+    deps.query, deps.request_query = tsdb.client, tsdb.request_client
+    deps.ingest, deps.rule_writer = tsdb.ingest, tsdb.store.append_rule_output
+    return tsdb.component()

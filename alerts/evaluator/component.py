@@ -6,14 +6,19 @@ server's job. ``evaluator.notify`` is the hook the notification pipeline sets.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from alerts.evaluator.manager import RuleEvaluator, Writer
-from alerts.evaluator.rulefile import load_rule_files
+from alerts.evaluator.rulefile import RuleFileError, load_rule_files
 from alerts.evaluator.selfmetrics import EvaluatorCollector
 from alerts.evaluator.state import AlertStateStore
+from cwkernel.errors import ConfigError
 from tsdb.client import QueryClient
+
+if TYPE_CHECKING:
+    from cwkernel.server import Component, Deps
 
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
 
@@ -32,3 +37,21 @@ def evaluator_component(evaluator: RuleEvaluator):
     return Component("rules", start=evaluator.start, stop=evaluator.stop,
                      collectors=[EvaluatorCollector(evaluator)],
                      health=evaluator.state.db.problems if evaluator.state is not None else None)
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
+    """The rule evaluator over the embedded store (writing ALERTS and recorded series back into
+    it) or, with --prometheus-url, reading only. There it is None unless --rules names files: in
+    production Prometheus or vmalert evaluates the pack and Alertmanager delivers it to the
+    inbound receiver, and evaluating it here too would record every alert twice."""
+    if deps.rule_writer is None and not values["rules"]:
+        return None
+    state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
+                                      if values.get("state_dir") else None)
+    try:
+        evaluator = build_evaluator(values["rules"] or None, deps.query, deps.rule_writer, state,
+                                    values["evaluation_interval"])
+    except RuleFileError as exc:
+        raise ConfigError("rules", str(exc), deps.config_file) from None
+    deps.evaluator = evaluator  # the pipeline, built next, sets its notify
+    return evaluator_component(evaluator)

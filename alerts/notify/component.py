@@ -3,12 +3,13 @@ its self-metrics."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from alerts import api, receiver
 from alerts.notify import config as alerting_config
 from alerts.notify.pipeline import Pipeline
 from alerts.statedb import MEMORY, Database, StateCollector
-from cwkernel.server import Component
+from cwkernel.server import Component, Deps
 
 DB_FILE = "alerting.db"
 
@@ -45,6 +46,16 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
                               **({"max_pending_per_receiver": values["notification_queue_max"]}
                                  if "notification_queue_max" in values else {}))
     return component(pipeline, values.get("webhook_token")), pipeline
+
+
+def build(values: Mapping[str, Any], deps: Deps) -> Component:
+    """The pipeline from ``serve``'s settings; the evaluator built before it (if any) hands it
+    its firing and resolved alerts, and remediation, built after it, registers its hook."""
+    built, pipeline = from_settings(values, deps.config_file)
+    if deps.evaluator is not None:
+        deps.evaluator.notify = pipeline.notify
+    deps.pipeline = pipeline
+    return built
 
 
 def install_operator_token(app, token: str | None) -> None:

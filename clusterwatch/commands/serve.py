@@ -14,12 +14,11 @@ import socket
 import sys
 
 from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
-from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from cwkernel import settings
 from cwkernel.errors import ConfigError
 from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
-from cwkernel.gcpolicy import GCPolicy
 from cwkernel.settings import Option
+from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -118,80 +117,6 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
     return values["listen"], config, values
 
 
-def scheduler_components(values: dict, tsdb, audit=None) -> tuple[list, object]:
-    """The scheduler adapter (or None) and its components: the adapter's polling and, with an
-    embedded store, the in-process ingestion of its metrics."""
-    if values["scheduler"] == "off":
-        return [], None
-    from cwkernel.server import Component
-    from scheduler import build_scheduler
-    from tsdb.local import LocalSource
-
-    options = {"min_interval": values["scheduler_interval"]}
-    if values["scheduler_token"]:
-        options["token"] = values["scheduler_token"]
-    if audit is not None:
-        options["audit"] = audit
-    try:
-        adapter = build_scheduler(values["scheduler"], values["scheduler_url"], **options)
-    except ValueError as exc:
-        raise ConfigError("scheduler", str(exc)) from None
-    # Without an embedded store (--prometheus-url) Prometheus scrapes these metrics from /metrics.
-    ingest = LocalSource(tsdb.store, "scheduler", adapter.collector, values["scheduler_interval"], "slurm") \
-        if tsdb is not None else None
-
-    def start() -> None:
-        adapter.start()
-        if ingest:
-            ingest.start()
-
-    def stop() -> None:
-        if ingest:
-            ingest.stop()
-        adapter.stop()
-
-    return [Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])], adapter
-
-
-class _Collectors:
-    """Several prometheus_client collectors seen as one."""
-
-    def __init__(self, collectors: list) -> None:
-        self.collectors = collectors
-
-    def collect(self):
-        for collector in self.collectors:
-            yield from collector.collect()
-
-
-def self_ingest_component(tsdb, components: list, interval: float):
-    """The server's own health (rule evaluation, notification delivery, automation, the store)
-    ingested into its embedded store, so the monitoring rules (NotificationsFailing,
-    RuleEvaluationFailing...) can fire without a Prometheus scraping the server. The scheduler's
-    metrics have their own source (job "slurm")."""
-    from cwkernel.server import Component
-    from tsdb.local import LocalSource
-
-    collectors = [c for component in components if component.name != "scheduler" for c in component.collectors]
-    source = LocalSource(tsdb.store, "server", _Collectors(collectors), interval, "clusterwatch-server")
-    return Component("self-ingest", start=source.start, stop=source.stop)
-
-
-def rules_evaluator(values: dict, tsdb, query, config_file: str | None = None):
-    """The rule evaluator over the embedded store (writing ALERTS and recorded series back into
-    it) or, with --prometheus-url, reading only. ``evaluator.notify`` is the pipeline's hook."""
-    from alerts.evaluator.component import build_evaluator
-    from alerts.evaluator.rulefile import RuleFileError
-
-    state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
-                                      if values.get("state_dir") else None)
-    try:
-        return build_evaluator(values["rules"] or None, query, tsdb.store.append_rule_output if tsdb else None,
-                               state, values["evaluation_interval"])
-    except RuleFileError as exc:
-        raise ConfigError("rules", str(exc), config_file) from None
-
-
 def _bind(listen: str) -> socket.socket:
     host, _, port = listen.rpartition(":")
     try:
@@ -208,58 +133,37 @@ def _bind(listen: str) -> socket.socket:
 
 def build_components(values: dict, config, config_file: str | None = None) -> list:
     """Every component of the server for these settings, not yet started (docs/metrics.md is
-    generated from their collectors, so this is the one place that assembles them)."""
-    from alerts.evaluator.component import evaluator_component
+    generated from their collectors, so this is the one place that assembles them). Each
+    component module has one factory, ``build(values, deps) -> Component | None``
+    (cwkernel/server.py): called in the order the components start, each reads from ``deps``
+    what those before it provide and records there what it provides."""
+    from alerts.evaluator import component as rules
     from alerts.notify import component as alerting
-    from remediation.component import from_settings as remediation_component
-    from cwkernel import frontdoor
-    from dashboard.audit import AuditLog
-    from dashboard.component import dashboard_component
-    from dashboard.context import DashboardContext
-    from tsdb.client import HTTPQueryClient
-    from tsdb.component import EmbeddedTSDB
-    from tsdb.exposition import ExpositionError
+    from cwkernel import frontdoor, gcpolicy, health
+    from cwkernel.server import Builder, Deps
+    from dashboard import component as dashboard
+    from remediation import component as remediation
+    from scheduler import component as scheduler
+    from tsdb import component as tsdb, selfingest
 
-    components = []
-    if values["prometheus_url"]:
-        tsdb = None
-        query = HTTPQueryClient(values["prometheus_url"])
-    else:
-        tsdb = EmbeddedTSDB(config)
-        try:
-            tsdb.load()
-        except (OSError, ValueError, ExpositionError) as exc:
-            raise ConfigError("import_openmetrics", str(exc), config_file) from None
-        components.append(tsdb.component())
-        query = tsdb.client
-    audit = AuditLog()
-    scheduler, adapter = scheduler_components(values, tsdb, audit.sink)
-    alerting_component, pipeline = alerting.from_settings(values, config_file)
-    # In production Prometheus or vmalert evaluates the pack and Alertmanager delivers it to the
-    # inbound receiver; evaluating it here too would record every alert twice.
-    evaluate_here = tsdb is not None or bool(values["rules"])
-    evaluator = rules_evaluator(values, tsdb, query, config_file) if evaluate_here else None
-    if evaluator is not None:
-        evaluator.notify = pipeline.notify  # firing and resolved alerts enter the notification pipeline
-    remediation = remediation_component(values, adapter, query, pipeline, config_file)
-    components += [*scheduler, *([evaluator_component(evaluator)] if evaluator else []), alerting_component,
-                   *([remediation] if remediation else []),
-                   dashboard_component(DashboardContext(tsdb.request_client if tsdb else query, adapter, audit,
-                                                        alerting=pipeline))]
-    components.append(frontdoor.http_component(values))
-    components.append(health_component(components))
-    if tsdb is not None:
-        components.append(self_ingest_component(tsdb, components, config.scrape_interval_s))
-    components.append(GCPolicy().component())  # last: what the others built at start is frozen
-    return components
-
-
-def health_component(components: list):
-    """The other components' health hooks as metrics (and so, self-ingested, as alerts)."""
-    from cwkernel.health import HealthCollector
-    from cwkernel.server import Component
-
-    return Component("health", collectors=[HealthCollector(components)])
+    builders: tuple[Builder, ...] = (
+        tsdb.build,  # the embedded store, or the query client of --prometheus-url
+        scheduler.build,
+        rules.build,
+        alerting.build,  # the evaluator's alerts go to the pipeline
+        remediation.build,  # the pipeline's remediation hook
+        dashboard.build,
+        frontdoor.build,  # connection and request admission
+        health.build,  # the health hooks of all the above
+        selfingest.build,  # the collectors of all the above, into the embedded store
+        gcpolicy.build,  # last: what the others built at start is frozen
+    )
+    deps = Deps(config_file=config_file, tsdb_config=config)
+    for build in builders:
+        component = build(values, deps)
+        if component is not None:
+            deps.components.append(component)
+    return deps.components
 
 
 def run(args: argparse.Namespace) -> int:
