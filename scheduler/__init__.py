@@ -2,7 +2,8 @@
 
 Owns: polling jobs and nodes (squeue/sinfo JSON, slurmrestd, the simulator's face), the job and
 node model, their metrics, and the validated actions (drain, resume, requeue, reboot).
-Must not touch: alert rules or remediation policy; it executes actions, it does not decide them.
+Must not touch: alert rules or remediation policy (``alerts``, ``remediation``), nor the store
+(``tsdb``); it executes actions, it does not decide them.
 
 Public API: ``build_scheduler(kind, url, **options) -> SchedulerAdapter`` (``.poller``,
 ``.actions``, ``.collector``), the model (``Job``, ``Node``, ``Snapshot``, ``ActionResult``),

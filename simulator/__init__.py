@@ -2,5 +2,6 @@
 
 Owns: the fleet model, the workload generator, fault scenarios and the HTTP server that serves
 every simulated node's exposition through the real exporter code over the fake NVML backend.
-Must not touch: the store, alerting or dashboard; it is only ever observed from outside.
+Must not touch: the store (``tsdb``), alerting, remediation or the dashboard; it is only ever
+observed from outside.
 """
