@@ -13,7 +13,7 @@ import yaml
 from tests.e2e.stack import OPERATOR_TOKEN, Stack, get, start_serve
 
 ALERT = "GpuXidRebootRequired"
-SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "alerts" / "remediation" / "default-policy.yml"
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "remediation" / "default-policy.yml"
 
 
 def test_policy(path: Path) -> Path:
