@@ -5,7 +5,7 @@ Why: the alerts API and the alerts page each judged all current alerts per reque
 storm's 50,000 alerts that is ~0.5 s of CPU a request, and fifty dashboard users asking at once
 took the interpreter from scraping and rule evaluation (bench/bench_storm.py, profiled). The
 state of an alert changes only when the alerts, acknowledgements or silences change, or when a
-silence starts or ends; so a snapshot is kept with the versions it was judged at and the next
+silence starts or ends; so the judgement is kept with the versions it was judged at and the next
 time a silence starts or ends, and it is judged again only when one of those has moved. Readers
 that arrive while it is being judged wait for that one judgement instead of starting their own.
 """
@@ -61,7 +61,9 @@ def judge(pipeline: "Pipeline", alert: Alert, now: float) -> Judged:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class _Judgement:
+    """Every current alert judged once, and what that judgement is valid for."""
+
     versions: tuple[int, int]
     valid_until: float  # the next start or end of a silence after the judgement
     judged: list[Judged]
@@ -73,7 +75,7 @@ class JudgedAlerts:
     def __init__(self, pipeline: "Pipeline") -> None:
         self._pipeline = pipeline
         self._lock = threading.Lock()  # one judgement at a time; readers meanwhile wait and share it
-        self._snapshot: _Snapshot | None = None
+        self._last: _Judgement | None = None
         self.judgements = 0  # how many times every alert was judged (tests, and what it saves)
 
     def current(self) -> list[Judged]:
@@ -81,12 +83,12 @@ class JudgedAlerts:
             pipeline = self._pipeline
             now = pipeline.clock()
             versions = (pipeline.store.version, pipeline.silences.version)
-            snapshot = self._snapshot
-            if snapshot is not None and snapshot.versions == versions and now < snapshot.valid_until:
-                return snapshot.judged
+            last = self._last
+            if last is not None and last.versions == versions and now < last.valid_until:
+                return last.judged
             judged = sorted((judge(pipeline, alert, now) for alert in pipeline.store.current()),
                             key=lambda j: j.sort_key)
-            self._snapshot = _Snapshot(versions, self._next_transition(now), judged)
+            self._last = _Judgement(versions, self._next_transition(now), judged)
             self.judgements += 1
             return judged
 

@@ -236,7 +236,7 @@ def job_store(nodes: int, hours: float, interval: float, all_gpu_series: bool = 
     Returns the store, the scheduler snapshot serve's adapter would hold, and the last timestamp."""
     import numpy as np
 
-    from scheduler.model import Job, Snapshot, SourceInfo
+    from scheduler.model import Job, SchedulerSnapshot, SourceInfo
     from simulator.fleet import Fleet
     from tsdb.exposition import parse_exposition
     from tsdb.store import Store, TimeColumn
@@ -307,7 +307,7 @@ def job_store(nodes: int, hours: float, interval: float, all_gpu_series: bool = 
     for labels, value in sched.items():
         store.append_series(labels, stamps, [value] * steps, column)
         loaded += 1
-    snapshot = Snapshot(jobs=(job,), nodes=(), taken_at=last, source=SourceInfo("bench"))
+    snapshot = SchedulerSnapshot(jobs=(job,), nodes=(), taken_at=last, source=SourceInfo("bench"))
     return store, snapshot, last, loaded
 
 

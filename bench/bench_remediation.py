@@ -148,10 +148,10 @@ class Day:
                  policy_overrides: dict[str, Any] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        # An explicit clock: every scrape must collect anew (a snapshot is reused for a second of
+        # An explicit clock: every scrape must collect anew (a collection is reused for a second of
         # wall time otherwise). Restored in close().
-        self._reuse = simulator.node.SNAPSHOT_REUSE_SECONDS
-        simulator.node.SNAPSHOT_REUSE_SECONDS = -1.0
+        self._reuse = simulator.node.COLLECTION_REUSE_SECONDS
+        simulator.node.COLLECTION_REUSE_SECONDS = -1.0
         self.mode, self.hours, self.scrape_s, self.engine_step = mode, hours, scrape, engine_step
         self.schedule = fault_schedule(nodes, faults)
         self.fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False)
@@ -287,7 +287,7 @@ class Day:
             self.server.shutdown()
             self.fleet.stop()
         finally:
-            simulator.node.SNAPSHOT_REUSE_SECONDS = self._reuse
+            simulator.node.COLLECTION_REUSE_SECONDS = self._reuse
 
 
 def run_day(mode: str, progress: bool = False, **options: Any) -> Result:

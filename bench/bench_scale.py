@@ -184,14 +184,14 @@ def scheduler_exposition(fleet) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from scheduler.metrics import SchedulerCollector
-    from scheduler.model import Snapshot
+    from scheduler.model import SchedulerSnapshot
     from scheduler.parsers.document import source_info
     from scheduler.parsers.jobs import parse_jobs
     from scheduler.parsers.nodes import parse_nodes
     from scheduler.poller import PollStatus
 
     squeue, sinfo = fleet.squeue(), fleet.sinfo()
-    snapshot = Snapshot(tuple(parse_jobs(squeue)), tuple(parse_nodes(sinfo)), time.time(),
+    snapshot = SchedulerSnapshot(tuple(parse_jobs(squeue)), tuple(parse_nodes(sinfo)), time.time(),
                         source_info(squeue, "simulator"))
     registry = CollectorRegistry()
     registry.register(SchedulerCollector(lambda: PollStatus(snapshot), "simulator"))

@@ -117,7 +117,7 @@ def hung_job_on_the_simulated_clock() -> tuple[float, int]:
     from tsdb.store import Store
 
     step = 15.0
-    simulator.node.SNAPSHOT_REUSE_SECONDS = -1.0  # every simulated scrape collects anew
+    simulator.node.COLLECTION_REUSE_SECONDS = -1.0  # every simulated scrape collects anew
     fleet = Fleet(nodes=4, seed=5, speed=0, start=1_700_000_000.0)
     server = SimulatorHTTPServer(("127.0.0.1", 0), fleet)
     server.start_in_thread()

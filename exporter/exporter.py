@@ -46,7 +46,7 @@ SELF_METRICS = metric_table(
 
 
 @dataclass
-class Snapshot:
+class Collection:
     """The rendered result of one collection; served as is to every scraper until the next one."""
 
     text: bytes
@@ -113,15 +113,16 @@ class Exporter:
         self._failures: dict[str, int] = {}
         self._cycles = 0
         self._last_results: dict[str, tuple[float, bool]] = {}
-        self._snapshot: Snapshot | None = None
+        self._collection: Collection | None = None
         self._series_cache: dict = {}  # rendered series prefixes, kept across cycles
 
     @property
-    def snapshot(self) -> Snapshot | None:
-        return self._snapshot
+    def collection(self) -> Collection | None:
+        """The last collection, the one served."""
+        return self._collection
 
-    def collect_once(self) -> Snapshot:
-        """Run every collector now; the new snapshot replaces the served one atomically."""
+    def collect_once(self) -> Collection:
+        """Run every collector now; the new collection replaces the served one atomically."""
         wall_start, cpu_start = time.perf_counter(), time.thread_time()
         if self.ctx.nvml is not None:
             self.ctx.nvml.refresh()
@@ -133,9 +134,9 @@ class Exporter:
         series = sum(part.sample_count() for part in parts if isinstance(part, FamilySet))
         if len(self._series_cache) > 4 * series + 10_000:
             self._series_cache.clear()  # label churn (pids, job ids) must not grow it forever
-        snapshot = Snapshot(render_text(parts, self._series_cache), parts, self.ctx.clock())
-        self._snapshot = snapshot
-        return snapshot
+        collection = Collection(render_text(parts, self._series_cache), parts, self.ctx.clock())
+        self._collection = collection
+        return collection
 
     def _run(self, collector: Collector) -> list[Part]:
         start = time.perf_counter()
@@ -193,7 +194,7 @@ class CollectionLoop:
         self._thread = threading.Thread(target=self._run, name="collection-loop", daemon=True)
 
     def start(self) -> None:
-        if self.exporter.snapshot is None:
+        if self.exporter.collection is None:
             self.exporter.collect_once()  # so /metrics has data from its first request
         self._thread.start()
 

@@ -1,4 +1,4 @@
-"""The exporter's HTTP endpoint: serves the last snapshot, never collects on a scrape."""
+"""The exporter's HTTP endpoint: serves the last collection, never collects on a scrape."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from typing import Callable
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
-from exporter.exporter import Snapshot
+from exporter.exporter import Collection
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,15 @@ def wants_gzip(accept_encoding: str) -> bool:
     return "gzip" in accept_encoding
 
 
-def write_snapshot(handler: BaseHTTPRequestHandler, snapshot: Snapshot | None) -> None:
-    """Answer a scrape with ``snapshot`` in the format and encoding the scraper asked for."""
-    if snapshot is None:
+def write_collection(handler: BaseHTTPRequestHandler, collection: Collection | None) -> None:
+    """Answer a scrape with ``collection`` in the format and encoding the scraper asked for."""
+    if collection is None:
         # Missing data is never healthy: say so instead of serving an empty 200.
         handler.send_error(503, "no collection has completed yet")
         return
     openmetrics = wants_openmetrics(handler.headers.get("Accept", ""))
     gzipped = wants_gzip(handler.headers.get("Accept-Encoding", ""))
-    body = snapshot.render(openmetrics=openmetrics, gzipped=gzipped)
+    body = collection.render(openmetrics=openmetrics, gzipped=gzipped)
     handler.send_response(200)
     handler.send_header("Content-Type", OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST)
     if gzipped:
@@ -54,11 +54,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            write_snapshot(self, self.server.get_snapshot())
+            write_collection(self, self.server.get_collection())
         elif path == "/":
             self._plain(200, LANDING_PAGE, "text/html; charset=utf-8")
         elif path in ("/-/healthy", "/-/ready"):
-            ready = path == "/-/healthy" or self.server.get_snapshot() is not None
+            ready = path == "/-/healthy" or self.server.get_collection() is not None
             self._plain(200 if ready else 503, b"OK\n" if ready else b"not ready\n", "text/plain")
         else:
             self.send_error(404, "not found")
@@ -80,9 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], get_snapshot: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, address: tuple[str, int], get_collection: Callable[[], Collection | None]) -> None:
         super().__init__(address, _Handler)
-        self.get_snapshot = get_snapshot
+        self.get_collection = get_collection
 
     @property
     def url(self) -> str:

@@ -26,7 +26,7 @@ from remediation.outbound import Runner, Sender, run_command, send_webhook
 from remediation.policy import AlertClass, Policy
 from remediation.store import AuditEntry, AuditUnavailable, Case, RemediationStore
 from remediation.suppress import SETTLE_SECONDS, Suppressor
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ INTAKE_MEMORY = 50_000
 class Scheduler(Protocol):
     actions: steps.SchedulerActions
 
-    def snapshot(self) -> Snapshot | None: ...
+    def snapshot(self) -> SchedulerSnapshot | None: ...
 
     def refresh(self, wait: bool = False) -> Any: ...
 
@@ -74,7 +74,7 @@ class RemediationEngine:
         self.evaluation_errors = 0
         self.last_success: float | None = None
         self.last_duration = 0.0
-        self.last_snapshot: Snapshot | None = None
+        self.last_snapshot: SchedulerSnapshot | None = None
         self._unseen_drains: set[str] = set()  # drained since the current snapshot was taken
         self._audited_firings: dict[tuple[str, float, str], None] = {}  # (fingerprint, startsAt, status)
 
@@ -93,7 +93,7 @@ class RemediationEngine:
                 self._intake(alert, snapshot)
             self._advance_all(snapshot)
 
-    def _intake(self, alert: Alert, snapshot: Snapshot | None) -> None:
+    def _intake(self, alert: Alert, snapshot: SchedulerSnapshot | None) -> None:
         """Open, join or update a case for one alert. Every alert handed to the engine leaves an
         audit line the first time it is seen in a state (firing, resolved), whatever comes of it:
         opened a case, joined one, was refused, or no class handles it."""
@@ -256,13 +256,13 @@ class RemediationEngine:
                     self.store.update_case(case.id, now, step=case.step + 1)
                     self._audit(now, case, case.alertname, name, "interrupted: rolled forward, not repeated")
 
-    def _fresh_snapshot(self) -> Snapshot | None:
+    def _fresh_snapshot(self) -> SchedulerSnapshot | None:
         poller = getattr(self.scheduler, "poller", None)
         if poller is not None:
             poller.expire()
         return self._snapshot()
 
-    def _snapshot(self) -> Snapshot | None:
+    def _snapshot(self) -> SchedulerSnapshot | None:
         try:
             self.scheduler.refresh(wait=True)
         except Exception:  # noqa: BLE001 - a failed poll keeps the last snapshot; the steps see its age
@@ -273,7 +273,7 @@ class RemediationEngine:
         self.last_snapshot = snapshot
         return snapshot
 
-    def _advance_all(self, snapshot: Snapshot | None) -> None:
+    def _advance_all(self, snapshot: SchedulerSnapshot | None) -> None:
         if snapshot is None:
             return
         for case in self.store.open_cases():
@@ -288,7 +288,7 @@ class RemediationEngine:
         would = frozenset(c.node for c in self.store.open_cases() if c.state == PLANNED and c.owned and c.node)
         return would | self._unseen_drains
 
-    def _advance(self, case_id: int, snapshot: Snapshot) -> None:
+    def _advance(self, case_id: int, snapshot: SchedulerSnapshot) -> None:
         execute = self.mode == "auto"
         case = self.store.case(case_id)
         if case is not None and case.state == PLANNED and self._needs_approval(case):
@@ -343,7 +343,7 @@ class RemediationEngine:
             return validate.validation.clean_text(f"operator:{case.approved_by}", 64)
         return f"policy:{alert_class.name if alert_class else case.alert_class}"
 
-    def _context(self, case: Case, snapshot: Snapshot, execute: bool) -> steps.StepContext:
+    def _context(self, case: Case, snapshot: SchedulerSnapshot, execute: bool) -> steps.StepContext:
         alert_class = next((c for c in self.policy.classes if c.name == case.alert_class), None)
         if alert_class is None:
             # A case opened under an older policy whose class is gone: finish it with neutral settings.
@@ -354,7 +354,7 @@ class RemediationEngine:
             would_drain=self._not_yet_shown(), actions=self.scheduler.actions,
             query=self.query, sender=self.sender, runner=self.runner)
 
-    def _run_step(self, case: Case, name: str, snapshot: Snapshot, execute: bool,
+    def _run_step(self, case: Case, name: str, snapshot: SchedulerSnapshot, execute: bool,
                   runner: Callable[[steps.StepContext], steps.Outcome] | None = None) -> steps.Outcome:
         ctx = self._context(case, snapshot, execute)
         step_id = self.store.step_started(case.id, case.step, name, ctx.actor, ctx.now)
@@ -383,7 +383,7 @@ class RemediationEngine:
                             actor=ctx.actor)
         return outcome
 
-    def _to_repair(self, case: Case, snapshot: Snapshot, detail: str) -> None:
+    def _to_repair(self, case: Case, snapshot: SchedulerSnapshot, detail: str) -> None:
         """Stop the ladder: make sure the node stays out of service, open a ticket."""
         case = self.store.case(case.id)  # type: ignore[assignment]
         execute = self.mode == "auto"

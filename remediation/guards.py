@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from remediation.ladder import RESOLVED
 from remediation.policy import Guards
 from remediation.store import RemediationStore
-from scheduler.model import Node, Snapshot
+from scheduler.model import Node, SchedulerSnapshot
 
 HOUR = 3600.0
 RATE_LIMITED_STEPS = ("drain", "requeue", "reboot", "reset", "resume")
@@ -33,7 +33,8 @@ class Budget:
     detail: str
 
 
-def budget(guards: Guards, snapshot: Snapshot, node: str | None = None, extra: frozenset[str] = frozenset()) -> Budget:
+def budget(guards: Guards, snapshot: SchedulerSnapshot, node: str | None = None,
+           extra: frozenset[str] = frozenset()) -> Budget:
     """``extra``: nodes to count as drained although the scheduler does not show them so (a
     dry-run's would-be drains), so that dry-run decides as auto would."""
     out = {n.name for n in snapshot.nodes if out_of_service(n)} | (extra & set(snapshot.nodes_by_name))
@@ -53,7 +54,8 @@ def budget(guards: Guards, snapshot: Snapshot, node: str | None = None, extra: f
     return Budget(len(out), remaining, detail)
 
 
-def check_budget(guards: Guards, snapshot: Snapshot, node: str, extra: frozenset[str] = frozenset()) -> str | None:
+def check_budget(guards: Guards, snapshot: SchedulerSnapshot, node: str,
+                 extra: frozenset[str] = frozenset()) -> str | None:
     current = snapshot.node(node)
     if current is not None and out_of_service(current) or node in extra:
         return None  # already out of service: draining it again takes nothing more

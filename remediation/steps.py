@@ -17,7 +17,7 @@ from remediation.outbound import OutboundError, Runner, Sender, command_argv
 from remediation.policy import AlertClass, Policy
 from remediation.store import Case, RemediationStore
 from scheduler.errors import ActionRefused
-from scheduler.model import ActionResult, Job, Snapshot
+from scheduler.model import ActionResult, Job, SchedulerSnapshot
 
 REBOOTING_FLAGS = ("REBOOT_REQUESTED", "REBOOT_ISSUED", "REBOOT", "NOT_RESPONDING")
 CRASHED_STATES = ("FAILED", "NODE_FAIL")
@@ -53,7 +53,7 @@ class StepContext:
     policy: Policy
     alert_class: AlertClass
     case: Case
-    snapshot: Snapshot
+    snapshot: SchedulerSnapshot
     store: RemediationStore
     now: float
     actor: str

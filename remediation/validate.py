@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from scheduler import validation
 from scheduler.errors import ActionRefused
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 
 # Applied with fullmatch: re.match with "$" also accepts a trailing newline.
 _ALERTNAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,127}")
@@ -38,14 +38,14 @@ def alertname(labels: dict[str, str]) -> str:
     return name
 
 
-def node(value: str, snapshot: Snapshot | None) -> str:
+def node(value: str, snapshot: SchedulerSnapshot | None) -> str:
     try:
         return validation.check_node(value, snapshot)
     except ActionRefused as exc:
         raise LabelError(f"instance: {exc}") from None
 
 
-def target(labels: dict[str, str], snapshot: Snapshot | None, needs_node: bool) -> Target:
+def target(labels: dict[str, str], snapshot: SchedulerSnapshot | None, needs_node: bool) -> Target:
     """The checked alert name, node, GPU and job id; ``LabelError`` on the first bad one."""
     name = alertname(labels)
     checked_node = None

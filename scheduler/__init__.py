@@ -6,7 +6,7 @@ Must not touch: alert rules or remediation policy (``alerts``, ``remediation``),
 (``tsdb``); it executes actions, it does not decide them.
 
 Public API: ``build_scheduler(kind, url, **options) -> SchedulerAdapter`` (``.poller``,
-``.actions``, ``.collector``), the model (``Job``, ``Node``, ``Snapshot``, ``ActionResult``),
+``.actions``, ``.collector``), the model (``Job``, ``Node``, ``SchedulerSnapshot``, ``ActionResult``),
 ``ActionRefused``, ``AuditRecord``, the metric table ``METRICS`` (for docs/metrics.md) and the id
 checks the actions apply (``is_node_name``, ``is_job_id``), for callers that refuse early.
 """
@@ -15,11 +15,11 @@ from scheduler.audit import AuditRecord
 from scheduler.errors import ActionRefused, SchedulerError, SchedulerTimeout
 from scheduler.factory import KINDS, build_scheduler
 from scheduler.metrics import METRICS, SchedulerCollector
-from scheduler.model import ActionResult, Job, Node, Snapshot
+from scheduler.model import ActionResult, Job, Node, SchedulerSnapshot
 from scheduler.validation import is_job_id, is_node_name
 
 __all__ = [
     "KINDS", "METRICS", "ActionRefused", "ActionResult", "AuditRecord", "Job", "Node",
-    "SchedulerAdapter", "SchedulerCollector", "SchedulerError", "SchedulerTimeout", "Snapshot",
+    "SchedulerAdapter", "SchedulerCollector", "SchedulerError", "SchedulerSnapshot", "SchedulerTimeout",
     "build_scheduler", "is_job_id", "is_node_name",
 ]

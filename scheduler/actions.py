@@ -16,7 +16,7 @@ from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action
 from scheduler.audit import DONE, FAILED, REFUSED, STARTED, AuditRecord, AuditSink, log_sink
 from scheduler.backends.base import Backend
 from scheduler.errors import ActionRefused, SchedulerError
-from scheduler.model import ActionResult, Snapshot
+from scheduler.model import ActionResult, SchedulerSnapshot
 
 
 class ActionCounts:
@@ -30,7 +30,7 @@ class ActionCounts:
 
 
 class Actions:
-    def __init__(self, backend: Backend, snapshot: Callable[[], Snapshot | None],
+    def __init__(self, backend: Backend, snapshot: Callable[[], SchedulerSnapshot | None],
                  audit: AuditSink = log_sink, on_change: Callable[[], None] | None = None,
                  timeout: float = 30.0, wall_clock: Callable[[], float] = time.time) -> None:
         self.backend = backend

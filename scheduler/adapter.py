@@ -8,7 +8,7 @@ from scheduler.actions import Actions
 from scheduler.audit import AuditSink, log_sink
 from scheduler.backends.base import Backend
 from scheduler.metrics import SchedulerCollector
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 from scheduler.poller import DEFAULT_MIN_INTERVAL, DEFAULT_TIMEOUT, Poller, PollStatus
 
 
@@ -27,7 +27,7 @@ class SchedulerAdapter:
         self.collector = SchedulerCollector(self.poller.status, backend.name, self.actions.counts,
                                             wall_clock=wall_clock)
 
-    def snapshot(self) -> Snapshot | None:
+    def snapshot(self) -> SchedulerSnapshot | None:
         """The cached snapshot (never polls)."""
         return self.poller.snapshot()
 

@@ -87,7 +87,7 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class SchedulerSnapshot:
     """One successful poll: every job and node, and when it was taken (Unix seconds)."""
 
     jobs: tuple[Job, ...]

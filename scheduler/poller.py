@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 
 log = logging.getLogger("clusterwatch.scheduler.poller")
 
@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class PollStatus:
-    snapshot: Snapshot | None  # the last good snapshot, kept across failures
+    snapshot: SchedulerSnapshot | None  # the last good snapshot, kept across failures
     polls: int = 0
     errors: int = 0
     last_attempt_end: float | None = None  # Unix seconds
@@ -43,7 +43,7 @@ class PollStatus:
 
 
 class Poller:
-    def __init__(self, fetch: Callable[[float], Snapshot], min_interval: float = DEFAULT_MIN_INTERVAL,
+    def __init__(self, fetch: Callable[[float], SchedulerSnapshot], min_interval: float = DEFAULT_MIN_INTERVAL,
                  timeout: float = DEFAULT_TIMEOUT, monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
         if min_interval <= 0 or timeout <= 0:
@@ -67,7 +67,7 @@ class Poller:
         with self._state_lock:
             return self._status
 
-    def snapshot(self) -> Snapshot | None:
+    def snapshot(self) -> SchedulerSnapshot | None:
         return self.status().snapshot
 
     def due(self) -> bool:
@@ -97,7 +97,7 @@ class Poller:
             self._status = replace(self._status, in_progress=True)
             self._expired = False
         started = self._monotonic()
-        snapshot: Snapshot | None = None
+        snapshot: SchedulerSnapshot | None = None
         error = ""
         try:
             snapshot = self._fetch(self.timeout)

@@ -14,7 +14,7 @@ import unicodedata
 
 from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action
 from scheduler.errors import ActionRefused
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 
 MAX_REASON = 128
 MAX_ACTOR = 64
@@ -64,7 +64,7 @@ def clean_reason(reason: object, required: bool) -> str:
     return cleaned
 
 
-def check_node(node: object, snapshot: Snapshot | None) -> str:
+def check_node(node: object, snapshot: SchedulerSnapshot | None) -> str:
     if not is_node_name(node):
         raise ActionRefused(f"not a single node name: {str(node)[:80]!r}")
     if snapshot is None:
@@ -88,7 +88,7 @@ def check_next_state(next_state: object) -> str:
     return state
 
 
-def validate(kind: str, target: object, actor: object, snapshot: Snapshot | None, *,
+def validate(kind: str, target: object, actor: object, snapshot: SchedulerSnapshot | None, *,
              reason: object = None, next_state: object = None, asap: bool = True) -> Action:
     """An ``Action`` built only from checked values, or ``ActionRefused`` saying why not."""
     who = clean_actor(actor)

@@ -23,7 +23,7 @@ from simulator.topology import NodeSpec
 # second; a small one (tests) keeps the exporter's default so that stopping it stays quick.
 SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET = 16, 2000
 MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters follow load changes
-SNAPSHOT_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection
+COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection
 
 
 @dataclass
@@ -163,10 +163,10 @@ class SimulatedNode:
     def render(self, clock: Callable[[], float], openmetrics: bool, gzipped: bool) -> bytes:
         exporter = self.exporter(clock)
         with self.lock:
-            if exporter.snapshot is None or time.monotonic() - self._collected_at > SNAPSHOT_REUSE_SECONDS:
+            if exporter.collection is None or time.monotonic() - self._collected_at > COLLECTION_REUSE_SECONDS:
                 exporter.collect_once()
                 self._collected_at = time.monotonic()
-            return exporter.snapshot.render(openmetrics=openmetrics, gzipped=gzipped)
+            return exporter.collection.render(openmetrics=openmetrics, gzipped=gzipped)
 
     def restart_exporter(self) -> None:
         """The exporter process ends; the next scrape starts a new one, with its counters at 0."""

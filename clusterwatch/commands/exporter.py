@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     loop = CollectionLoop(exporter, config.interval)
     loop.start()
     try:
-        server = ExporterHTTPServer(parse_listen(config.listen), lambda: exporter.snapshot)
+        server = ExporterHTTPServer(parse_listen(config.listen), lambda: exporter.collection)
     except OSError as exc:
         loop.stop()
         raise ConfigError("listen", f"cannot listen on {config.listen}: {exc.strerror}") from None

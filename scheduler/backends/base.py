@@ -5,7 +5,7 @@ from typing import Protocol, runtime_checkable
 
 from scheduler.actions_model import Action, Answer
 from scheduler.errors import SchedulerError, SchedulerTimeout
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 
 __all__ = ["Backend", "SchedulerError", "SchedulerTimeout"]
 
@@ -16,7 +16,7 @@ class Backend(Protocol):
     # Actions this backend can carry out; the others are refused before anything runs.
     supported_actions: frozenset[str]
 
-    def fetch(self, timeout: float) -> Snapshot:
+    def fetch(self, timeout: float) -> SchedulerSnapshot:
         """All jobs and nodes now; raises ``SchedulerError`` (or a subclass) on failure."""
         ...
 

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action, Answer
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
 from scheduler.backends.runners import CommandOutput, CommandRunner
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 from scheduler.parsers import load_document, parse_jobs, parse_nodes, source_info
 
 # -N gives one record per node in the grouped sinfo shape of 23.02+; 22.05 accepts and ignores it.
@@ -61,11 +61,11 @@ class SlurmCommandBackend:
                                  f"{_message(output)}")
         return load_document(output.stdout, tool)
 
-    def fetch(self, timeout: float) -> Snapshot:
+    def fetch(self, timeout: float) -> SchedulerSnapshot:
         deadline = time.monotonic() + timeout
         jobs_document = self._json("squeue", self.squeue_args, deadline)
         nodes_document = self._json("sinfo", self.sinfo_args, deadline)
-        return Snapshot(
+        return SchedulerSnapshot(
             jobs=tuple(parse_jobs(jobs_document)),
             nodes=tuple(parse_nodes(nodes_document)),
             taken_at=self._wall_clock(),

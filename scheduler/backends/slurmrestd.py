@@ -16,7 +16,7 @@ import httpx
 
 from scheduler.actions_model import DRAIN, RESUME, Action, Answer
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
-from scheduler.model import Snapshot
+from scheduler.model import SchedulerSnapshot
 from scheduler.parsers import SlurmResponseError, load_document, parse_jobs, parse_nodes, source_info
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/(jobs|nodes)/?$")
@@ -84,11 +84,11 @@ class SlurmRestBackend:
             raise SchedulerError(f"GET {what}: HTTP {response.status_code}")
         return load_document(response.text, what)
 
-    def fetch(self, timeout: float) -> Snapshot:
+    def fetch(self, timeout: float) -> SchedulerSnapshot:
         deadline = time.monotonic() + timeout
         jobs_document = self._get_json("jobs", deadline)
         nodes_document = self._get_json("nodes", deadline)
-        return Snapshot(jobs=tuple(parse_jobs(jobs_document)), nodes=tuple(parse_nodes(nodes_document)),
+        return SchedulerSnapshot(jobs=tuple(parse_jobs(jobs_document)), nodes=tuple(parse_nodes(nodes_document)),
                         taken_at=self._wall_clock(), source=source_info(jobs_document, self.name))
 
     def execute(self, action: Action, timeout: float) -> Answer:

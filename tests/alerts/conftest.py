@@ -7,7 +7,7 @@ import simulator.node
 
 
 @pytest.fixture
-def fresh_snapshots(monkeypatch):
-    """The simulator reuses an exporter snapshot for a while of wall time; on an explicit simulated
+def fresh_collections(monkeypatch):
+    """The simulator reuses an exporter's collection for a while of wall time; on an explicit simulated
     clock (tests/alerts/simulated.py) every scrape must collect anew."""
-    monkeypatch.setattr(simulator.node, "SNAPSHOT_REUSE_SECONDS", -1.0)
+    monkeypatch.setattr(simulator.node, "COLLECTION_REUSE_SECONDS", -1.0)

@@ -14,7 +14,7 @@ from remediation.suppress import SilenceSuppressor
 from alerts.silences import SilenceStore
 from scheduler.actions_model import ACTIONS, Action, Answer
 from scheduler.adapter import SchedulerAdapter
-from scheduler.model import Job, Node, Snapshot, SourceInfo
+from scheduler.model import Job, Node, SchedulerSnapshot, SourceInfo
 from tsdb.results import QueryResult, Series
 
 T0 = 1_700_000_000.0
@@ -43,10 +43,10 @@ class FakeCluster:
         self.executed: list[Action] = []
         self.clock = clock
 
-    def fetch(self, timeout: float) -> Snapshot:
+    def fetch(self, timeout: float) -> SchedulerSnapshot:
         nodes = tuple(Node(n.name, n.state, tuple(sorted(n.flags)), n.reason, n.set_by, None, 8, 0, n.partitions)
                       for n in self.nodes.values())
-        return Snapshot(tuple(self.jobs.values()), nodes, self.clock(), SourceInfo("fake"))
+        return SchedulerSnapshot(tuple(self.jobs.values()), nodes, self.clock(), SourceInfo("fake"))
 
     def execute(self, action: Action, timeout: float) -> Answer:
         self.executed.append(action)

@@ -6,7 +6,7 @@ import pytest
 
 from tests.alerts.simulated import STEP, Harness
 
-pytestmark = pytest.mark.usefixtures("fresh_snapshots")
+pytestmark = pytest.mark.usefixtures("fresh_collections")
 
 HARDWARE = {"GpuXidRebootRequired", "GpuXidResetRequired", "GpuXidHardwareFault", "GpuXidNeedsInvestigation",
             "GpuXidApplicationErrorsRepeated", "GpuEccUncorrectableErrors", "GpuRowRemapPending",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from scheduler.model import Job, Snapshot, SourceInfo
+from scheduler.model import Job, SchedulerSnapshot, SourceInfo
 from tsdb.store import Store, TimeColumn
 
 T0 = 1_700_000_000.0
@@ -63,4 +63,4 @@ class Scheduler:
         job = Job(job_id=JOB_ID, name="big", user="alice", account="acct", partition="gpu", state="RUNNING",
                   nodes=tuple(NODES), gpu_indices={n: tuple(range(8)) for n in NODES}, gpus=80,
                   start_time=T0 - 30, time_limit_seconds=48 * 3600.0)
-        return Snapshot(jobs=(job,), nodes=(), taken_at=LAST, source=SourceInfo("test"))
+        return SchedulerSnapshot(jobs=(job,), nodes=(), taken_at=LAST, source=SourceInfo("test"))

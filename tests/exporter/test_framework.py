@@ -89,7 +89,7 @@ def test_scrapes_serve_the_snapshot_and_never_collect(ctx):
     exporter = Exporter(ctx, [counting])
     loop = CollectionLoop(exporter, interval=3600)
     loop.start()
-    server = ExporterHTTPServer(("127.0.0.1", 0), lambda: exporter.snapshot)
+    server = ExporterHTTPServer(("127.0.0.1", 0), lambda: exporter.collection)
     server.start_in_thread()
     try:
         bodies = []
@@ -113,7 +113,7 @@ def test_scrapes_serve_the_snapshot_and_never_collect(ctx):
 def test_openmetrics_and_gzip_are_negotiated(ctx):
     exporter = Exporter(ctx, [Counting(ctx)])
     exporter.collect_once()
-    server = ExporterHTTPServer(("127.0.0.1", 0), lambda: exporter.snapshot)
+    server = ExporterHTTPServer(("127.0.0.1", 0), lambda: exporter.collection)
     server.start_in_thread()
     try:
         request = urllib.request.Request(f"{server.url}/metrics", headers={
