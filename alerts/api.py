@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from alerts.judged import AlertState, Judged, judge
 from alerts.model import Alert, rfc3339
-from alerts.notify.matchers import Matcher, matches_all, parse_matchers
+from alerts.notify.matchers import AlertMatcher, matches_all, parse_matchers
 from alerts.notify.pipeline import Pipeline
 from alerts.outbox import Entry
 from alerts.silences import Silence, SilenceError
@@ -161,12 +161,12 @@ def notification_view(entry: Entry) -> NotificationOut:
     )
 
 
-def _matcher(item: MatcherModel | str) -> list[Matcher]:
+def _matcher(item: MatcherModel | str) -> list[AlertMatcher]:
     if isinstance(item, str):
         return parse_matchers(item)
     op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[(item.isRegex,
                                                                                             item.isEqual)]
-    return [Matcher(item.name, op, item.value)]
+    return [AlertMatcher(item.name, op, item.value)]
 
 
 def _bad_request(message: str) -> HTTPException:

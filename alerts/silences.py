@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 from alerts.model import EARLIEST, LATEST, Alert, rfc3339, renderable
-from alerts.notify.matchers import Matcher, matches_all
+from alerts.notify.matchers import AlertMatcher, matches_all
 from alerts.notify.sqlite import Database
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class SilenceError(ValueError):
 @dataclass(frozen=True)
 class Silence:
     id: str
-    matchers: tuple[Matcher, ...]
+    matchers: tuple[AlertMatcher, ...]
     starts_at: float
     ends_at: float
     created_by: str
@@ -95,7 +95,7 @@ class SilenceStore:
         self._cache[silence.id] = silence
         self.version += 1
 
-    def create(self, matchers: Iterable[Matcher], ends_at: float, created_by: str, comment: str,
+    def create(self, matchers: Iterable[AlertMatcher], ends_at: float, created_by: str, comment: str,
                starts_at: float | None = None) -> Silence:
         now = self.clock()
         matchers = tuple(matchers)
@@ -162,7 +162,7 @@ class SilenceStore:
 
 def _from_row(row) -> Silence:
     """A stored row as a Silence; ValueError (or TypeError, KeyError) when it cannot be one."""
-    matchers = tuple(Matcher(m["name"], m["op"], m["value"]) for m in json.loads(row["matchers"]))
+    matchers = tuple(AlertMatcher(m["name"], m["op"], m["value"]) for m in json.loads(row["matchers"]))
     if not matchers:
         raise ValueError("no matchers")
     times = tuple(float(row[name]) for name in ("starts_at", "ends_at", "updated_at"))

@@ -18,7 +18,7 @@ import logging
 import re
 from typing import Protocol
 
-from alerts.notify.matchers import Matcher
+from alerts.notify.matchers import AlertMatcher
 from alerts.silences import ACTIVE, PENDING, SilenceError, SilenceStore
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class SilenceSuppressor:
         if not alertnames:
             return
         names = "|".join(re.escape(name) for name in sorted(alertnames))
-        matchers = (Matcher("instance", "=", node), Matcher("alertname", "=~", names))
+        matchers = (AlertMatcher("instance", "=", node), AlertMatcher("alertname", "=~", names))
         try:
             self.silences.create(matchers, until, AUTHOR, _tag(case_id) + why)
         except SilenceError as exc:  # a clock already past ``until``: nothing to hold

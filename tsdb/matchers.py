@@ -11,14 +11,14 @@ EQUAL, NOT_EQUAL, REGEX, NOT_REGEX = "=", "!=", "=~", "!~"
 
 
 @dataclass(frozen=True)
-class Matcher:
+class LabelMatcher:
     op: str
     name: str
     value: str
     _regex: Regex | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, op: str, name: str, value: str) -> "Matcher":
+    def of(cls, op: str, name: str, value: str) -> "LabelMatcher":
         """Raises ValueError for an unknown operator, RegexError (a ValueError: Go's message) for
         a pattern Prometheus would refuse."""
         if op not in (EQUAL, NOT_EQUAL, REGEX, NOT_REGEX):

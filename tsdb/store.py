@@ -27,7 +27,7 @@ import numpy as np
 
 from cwkernel.series import STALE_NAN, STALE_NAN_BITS, Labels
 from tsdb.labelset import LabelSet
-from tsdb.matchers import EQUAL, Matcher
+from tsdb.matchers import EQUAL, LabelMatcher
 
 ABSENT_BITS = 0x7FF0000000000003
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
@@ -244,7 +244,7 @@ class Store:
         self.generation = 0
         self._name_generation: dict[str, int] = {}
         self._epoch = 0
-        self._selections: dict[tuple[Matcher, ...], _Selection] = {}
+        self._selections: dict[tuple[LabelMatcher, ...], _Selection] = {}
         self.max_time_ms: int | None = None
         self.min_time_ms: int | None = None
 
@@ -310,7 +310,7 @@ class Store:
                 column = TimeColumn()
                 column.ts.extend(timestamps)
             if labels in self._by_labels:
-                raise AppendError(f"series {format_labels(dict(labels))} already exists")
+                raise AppendError(f"series {format_series(dict(labels))} already exists")
             series = self._get_or_create(labels)
             segment = _Segment(column, column.end - len(values))
             segment.values.extend(values)
@@ -346,7 +346,7 @@ class Store:
         name = _metric_name(labels)
         self._name_generation[name] = self._name_generation.get(name, 0) + 1
 
-    def _stamp(self, matchers: Sequence[Matcher]) -> tuple:
+    def _stamp(self, matchers: Sequence[LabelMatcher]) -> tuple:
         """What a cached selection for ``matchers`` must match to be valid: per metric name when
         the selector names one, else the whole store's generation."""
         for matcher in matchers:
@@ -425,7 +425,7 @@ class Store:
                     del self._postings[name]
 
     # ---- reading -------------------------------------------------------------------------
-    def _match_ids(self, matchers: Sequence[Matcher]) -> set[int]:
+    def _match_ids(self, matchers: Sequence[LabelMatcher]) -> set[int]:
         result: set[int] | None = None
         # Cheap, selective matchers first so the later set operations work on small sets.
         ordered = sorted(matchers, key=lambda m: (m.op != EQUAL or m.value == "", m.op))
@@ -436,7 +436,7 @@ class Store:
                 return set()
         return result if result is not None else set(self._series)
 
-    def _ids_for(self, matcher: Matcher, candidates: set[int] | None) -> set[int]:
+    def _ids_for(self, matcher: LabelMatcher, candidates: set[int] | None) -> set[int]:
         values = self._postings.get(matcher.name, {})
         if matcher.op == EQUAL and matcher.value != "":
             return set(values.get(matcher.value, ()))
@@ -453,7 +453,7 @@ class Store:
             hits |= set(self._series) - with_label
         return hits
 
-    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[SeriesData]:
+    def select(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int) -> list[SeriesData]:
         """Every series matching all ``matchers`` with its samples in [mint_ms, maxt_ms]."""
         out: list[SeriesData] = []
         with self._lock:
@@ -473,7 +473,7 @@ class Store:
                 data.timestamps, data.values = data.timestamps[keep], data.values[keep]
         return [data for data in out if len(data.values)]
 
-    def _selection(self, matchers: Sequence[Matcher]) -> _Selection:
+    def _selection(self, matchers: Sequence[LabelMatcher]) -> _Selection:
         """The cached selection for ``matchers`` (callers hold the lock)."""
         key = tuple(matchers)
         stamp = self._stamp(matchers)
@@ -497,7 +497,7 @@ class Store:
         selection = self._selections[key] = _Selection(stamp, list(groups.values()), moved)
         return selection
 
-    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+    def select_blocks(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
                       charge: Charge | None = None) -> list[Block]:
         """Matching series in [mint_ms, maxt_ms], grouped by the time column they share. A series
         that moved between columns appears in one block per column. ``charge`` is told the
@@ -540,7 +540,7 @@ class Store:
             out.append(Block(timestamps, [labels for labels, _, _ in rows], values, selection.moved))
         return out
 
-    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+    def select_windows(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
                        charge: Charge | None = None) -> list[Window] | None:
         """Matching series in [mint_ms, maxt_ms] as one matrix per window width (usually one:
         targets scraped at one interval), for a range selector at one time: a few numpy calls
@@ -595,7 +595,7 @@ class Store:
             out.append(Window(labels if single else [labels[i] for i in members.tolist()], timestamps, values))
         return out
 
-    def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int) -> Latest:
+    def select_latest(self, matchers: Sequence[LabelMatcher], t_ms: int, lookback_ms: int) -> Latest:
         """Per matching series, the newest sample in [t_ms - lookback_ms, t_ms] (ABSENT padding
         skipped); series whose newest sample there is a stale marker, or that have none, are left
         out. This is an instant vector selector: one value read per series instead of a window."""
@@ -664,7 +664,7 @@ class Store:
         return (np.frombuffer(column.ts[lo:hi], dtype=np.int64),
                 np.frombuffer(segment.values[lo - start:hi - start], dtype=np.float64))
 
-    def series_labels(self, matchers: Sequence[Matcher], mint_ms: int | None = None,
+    def series_labels(self, matchers: Sequence[LabelMatcher], mint_ms: int | None = None,
                       maxt_ms: int | None = None) -> list[dict[str, str]]:
         """Label sets of matching series with at least one sample in the window (if given)."""
         if mint_ms is None and maxt_ms is None:
@@ -742,7 +742,8 @@ def sorted_labels(labels: Iterable[tuple[str, str]]) -> Labels:
     return tuple(sorted(labels))
 
 
-def format_labels(labels: dict[str, str]) -> str:
+def format_series(labels: dict[str, str]) -> str:
+    """A series as PromQL writes it: ``name{a="1", b="2"}``."""
     name = labels.get("__name__", "")
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
     return f"{name}{{{inner}}}"

@@ -22,7 +22,7 @@ from typing import Any
 from alerts.evaluator.rulefile import Rule
 from alerts.evaluator.templates import QueryFunc, Template, TemplateError
 from alerts.evaluator import gofmt
-from alerts.evaluator.vector import RuleEvalError, Sample, labels_key
+from alerts.evaluator.vector import RuleEvalError, Sample, as_labels
 from alerts.model import Alert, fingerprint
 from cwkernel.series import Labels
 
@@ -117,8 +117,8 @@ class AlertingRule:
             if alert.state == PENDING and ts - alert.active_at >= self.rule.for_s:
                 alert.state = FIRING
                 alert.fired_at = ts
-            out.append((labels_key({**alert.labels, "__name__": "ALERTS", "alertstate": alert.state}), 1.0))
-            out.append((labels_key({**alert.labels, "__name__": "ALERTS_FOR_STATE"}),
+            out.append((as_labels({**alert.labels, "__name__": "ALERTS", "alertstate": alert.state}), 1.0))
+            out.append((as_labels({**alert.labels, "__name__": "ALERTS_FOR_STATE"}),
                         float(math.floor(alert.active_at))))
         if limit and active_pending > limit:
             self.active.clear()

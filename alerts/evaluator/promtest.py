@@ -22,7 +22,7 @@ import yaml
 from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.notation import NotationError, expand_values, parse_series
 from alerts.evaluator.rulefile import Group, RuleFileError, load_rule_files, parse_duration
-from alerts.evaluator.vector import RuleEvalError, labels_key, query_vector
+from alerts.evaluator.vector import RuleEvalError, as_labels, query_vector
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 from tsdb.store import AppendError, Store
@@ -78,7 +78,7 @@ def _load_series(store: Store, test: dict[str, Any], interval_ms: int) -> None:
             raise ValueError(str(exc)) from None
         points = [(i * interval_ms, v) for i, v in enumerate(values) if v is not None]
         try:
-            store.append_series(labels_key(labels), [t for t, _ in points], [v for _, v in points])
+            store.append_series(as_labels(labels), [t for t, _ in points], [v for _, v in points])
         except AppendError as exc:
             raise ValueError(f"input series: {exc}") from None
 
@@ -121,10 +121,10 @@ def _run_group(test: dict[str, Any], rule_files: list[Path], eval_interval: floa
 def _check_alerts(evaluator: RuleEvaluator, case: dict[str, Any]) -> list[str]:
     name = str(case["alertname"])
     rule = next((r for r in evaluator.alerting_rules() if r.rule.name == name), None)
-    got = sorted((labels_key(a.labels), tuple(sorted(a.annotations.items())))
+    got = sorted((as_labels(a.labels), tuple(sorted(a.annotations.items())))
                  for a in (rule.firing() if rule else []))
-    expected = sorted((labels_key({**{str(k): str(v) for k, v in (e.get("exp_labels") or {}).items()},
-                                   "alertname": name}),
+    expected = sorted((as_labels({**{str(k): str(v) for k, v in (e.get("exp_labels") or {}).items()},
+                                  "alertname": name}),
                        tuple(sorted((str(k), str(v)) for k, v in (e.get("exp_annotations") or {}).items())))
                       for e in case.get("exp_alerts") or [])
     if got == expected:
@@ -135,10 +135,10 @@ def _check_alerts(evaluator: RuleEvaluator, case: dict[str, Any]) -> list[str]:
 def _check_expr(client: LocalQueryClient, case: dict[str, Any]) -> list[str]:
     at = parse_duration(case["eval_time"])
     try:
-        got = sorted((labels_key(labels), value) for labels, value in query_vector(client, case["expr"], at))
+        got = sorted((as_labels(labels), value) for labels, value in query_vector(client, case["expr"], at))
     except RuleEvalError as exc:
         return [f"expr: {case['expr']!r}, time: {case['eval_time']}, err: {exc}"]
-    expected = sorted((labels_key(parse_series(str(s.get("labels") or ""))), float(s["value"]))
+    expected = sorted((as_labels(parse_series(str(s.get("labels") or ""))), float(s["value"]))
                       for s in case.get("exp_samples") or [])
     # promtool compares with ==, so NaN never equals NaN there either.
     same = len(got) == len(expected) and all(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from alerts.evaluator.rulefile import Rule
-from alerts.evaluator.vector import RuleEvalError, Sample, labels_key
+from alerts.evaluator.vector import RuleEvalError, Sample, as_labels
 from cwkernel.series import Labels
 
 
@@ -15,7 +15,7 @@ class RecordingRule:
         for labels, value in vector:
             # Like Prometheus: an empty rule label removes the label.
             merged = {**labels, **self.rule.labels, "__name__": self.rule.name}
-            key = labels_key(merged)
+            key = as_labels(merged)
             if key in out:
                 raise RuleEvalError("vector contains metrics with the same labelset after applying rule labels")
             out[key] = value

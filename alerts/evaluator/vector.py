@@ -29,6 +29,7 @@ def query_vector(client: QueryClient, expr: str, ts: float) -> list[Sample]:
     return [(dict(labels), float(value)) for labels, value in result.samples()]
 
 
-def labels_key(labels: dict[str, str]) -> Labels:
-    """The store's label tuple: sorted, empty values dropped (an empty label is no label)."""
+def as_labels(labels: dict[str, str]) -> Labels:
+    """``labels`` as the store keeps them (``Labels``): sorted, empty values dropped (an empty label
+    is no label). Not ``tsdb.labelset.labels_key``, a query-time identity that keeps every label."""
     return tuple(sorted((k, v) for k, v in labels.items() if v != ""))

@@ -18,7 +18,7 @@ import yaml
 from cwkernel.durations import parse_duration
 from cwkernel.errors import ConfigError
 from alerts.notify import matchers as matcher_config
-from alerts.notify.matchers import Matcher
+from alerts.notify.matchers import AlertMatcher
 from alerts.notify.route import ALL_LABELS, Route, RouteOpts
 
 DEFAULT_CONFIG = "default.yml"
@@ -46,8 +46,8 @@ class ReceiverConfig:
 
 @dataclass(frozen=True)
 class InhibitRule:
-    source: list[Matcher]
-    target: list[Matcher]
+    source: list[AlertMatcher]
+    target: list[AlertMatcher]
     equal: tuple[str, ...]
 
 

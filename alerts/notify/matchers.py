@@ -35,7 +35,7 @@ _MATCHER = compile_regex(r'\s*([a-zA-Z_][a-zA-Z0-9_]*|"[^"]+")\s*(=~|!~|!=|=)\s*
 
 
 @dataclass(frozen=True)
-class Matcher:
+class AlertMatcher:
     name: str
     op: str
     value: str
@@ -80,7 +80,7 @@ class Matcher:
         return f"{self.name}{self.op}{json.dumps(self.value, ensure_ascii=False)}"
 
 
-def parse_matchers(text: str) -> list[Matcher]:
+def parse_matchers(text: str) -> list[AlertMatcher]:
     """``a="b"``, ``{a="b", c=~"d|e"}`` or ``a=b,c!=d`` into matchers; ValueError says what is wrong."""
     body = text.strip()
     if body.startswith("{"):
@@ -96,15 +96,15 @@ def parse_matchers(text: str) -> list[Matcher]:
         name, op, raw = found.groups()
         name = name.strip('"')
         value = json.loads(raw) if raw.startswith('"') else raw.strip()
-        matchers.append(Matcher(name, op, value))
+        matchers.append(AlertMatcher(name, op, value))
         pos = found.end()
     return matchers
 
 
-def from_config(matchers: Any = None, match: Any = None, match_re: Any = None) -> list[Matcher]:
+def from_config(matchers: Any = None, match: Any = None, match_re: Any = None) -> list[AlertMatcher]:
     """Matchers from a config block: ``matchers`` (list of strings) plus the legacy ``match``
     (equality map) and ``match_re`` (regex map) that Alertmanager still accepts."""
-    result: list[Matcher] = []
+    result: list[AlertMatcher] = []
     for item in _as_list(matchers, "matchers"):
         if not isinstance(item, str):
             raise ValueError(f"each matcher must be a string like 'severity=\"critical\"' (got {item!r})")
@@ -116,11 +116,11 @@ def from_config(matchers: Any = None, match: Any = None, match_re: Any = None) -
             raise ValueError("match / match_re must be a mapping of label names to values")
         # Alertmanager stores a legacy match_re anchored, and the anchored text shows in route
         # keys (hence in group keys): keep its spelling so both produce the same keys.
-        result.extend(Matcher(str(name), op, spell.format(value)) for name, value in mapping.items())
+        result.extend(AlertMatcher(str(name), op, spell.format(value)) for name, value in mapping.items())
     return sort_matchers(result)
 
 
-def sort_matchers(matchers: Iterable[Matcher]) -> list[Matcher]:
+def sort_matchers(matchers: Iterable[AlertMatcher]) -> list[AlertMatcher]:
     """Alertmanager's order (name, value, operator): route keys depend on it."""
     return sorted(matchers, key=lambda m: (m.name, m.value, OPS_ORDER[m.op]))
 
@@ -129,14 +129,14 @@ def sort_matchers(matchers: Iterable[Matcher]) -> list[Matcher]:
 OPS_ORDER = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 
 
-def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+def matches_all(matchers: Iterable[AlertMatcher], labels: Mapping[str, str]) -> bool:
     for matcher in matchers:  # a loop, not all(genexpr): called ~10 times per alert of a storm
         if not matcher.matches(labels):
             return False
     return True
 
 
-def format_matchers(matchers: Iterable[Matcher]) -> str:
+def format_matchers(matchers: Iterable[AlertMatcher]) -> str:
     return "{" + ",".join(str(m) for m in matchers) + "}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from alerts.notify.matchers import Matcher, format_matchers, matches_all
+from alerts.notify.matchers import AlertMatcher, format_matchers, matches_all
 
 ALL_LABELS = None  # group_by: ['...'] groups by every label
 
@@ -27,7 +27,7 @@ class RouteOpts:
 @dataclass(eq=False)
 class Route:
     opts: RouteOpts
-    matchers: list[Matcher] = field(default_factory=list)
+    matchers: list[AlertMatcher] = field(default_factory=list)
     continue_: bool = False
     routes: list["Route"] = field(default_factory=list)
     parent: "Route | None" = None

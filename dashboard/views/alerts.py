@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from alerts.api import AlertOut, HistoryOut, SilenceOut, render_alert, silence_view
 from alerts.judged import Judged
 from alerts.model import rfc3339
-from alerts.notify.matchers import Matcher, matches_all
+from alerts.notify.matchers import AlertMatcher, matches_all
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.promql import split_by_name
@@ -42,12 +42,12 @@ class AlertFilters(BaseModel):
     alertname: str | None = None
     instance: str | None = Field(None, description="a regular expression matched against the whole instance")
 
-    def matchers(self) -> list[Matcher]:
+    def matchers(self) -> list[AlertMatcher]:
         """ValueError (a bad instance regex) names the problem."""
-        found = [Matcher(name, "=", value) for name, value in (("severity", self.severity),
-                                                               ("alertname", self.alertname)) if value]
+        found = [AlertMatcher(name, "=", value) for name, value in (("severity", self.severity),
+                                                                    ("alertname", self.alertname)) if value]
         if self.instance:
-            found.append(Matcher("instance", "=~", self.instance))
+            found.append(AlertMatcher("instance", "=~", self.instance))
         return found
 
 

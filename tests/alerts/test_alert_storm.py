@@ -15,7 +15,7 @@ from alerts.notify import config as alerting_config
 from alerts.notify import payload
 from alerts.notify.component import component
 from alerts.notify.dispatch import Dispatcher
-from alerts.notify.matchers import Matcher
+from alerts.notify.matchers import AlertMatcher
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
 from tests.alerts.notify_support import Clock, ServedApp, alert, config
@@ -54,22 +54,22 @@ inhibit_rules:
 
 
 def evaluations_to_check_every_alert(count: int, monkeypatch) -> tuple[int, int]:
-    """Matcher evaluations (routing, inhibition) to take in ``count`` active alerts and ask the
+    """AlertMatcher evaluations (routing, inhibition) to take in ``count`` active alerts and ask the
     inhibitor about each of them; and how many of them it found inhibited."""
     calls = [0]
-    real = Matcher.matches
+    real = AlertMatcher.matches
 
     def counted(self, labels) -> bool:
         calls[0] += 1
         return real(self, labels)
 
-    monkeypatch.setattr(Matcher, "matches", counted)
+    monkeypatch.setattr(AlertMatcher, "matches", counted)
     clock = Clock()
     pipeline = Pipeline(config(INHIBITING), clock=clock)
     alerts = storm_alerts(count, starts_at=clock.now)
     pipeline.notify(alerts)
     inhibited = sum(1 for a in alerts if pipeline.inhibitor.muted_by(a, clock.now))
-    monkeypatch.setattr(Matcher, "matches", real)
+    monkeypatch.setattr(AlertMatcher, "matches", real)
     return calls[0], inhibited
 
 

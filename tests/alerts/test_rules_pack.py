@@ -13,7 +13,7 @@ from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.notation import expand_values, parse_series
 from alerts.evaluator.promtest import run_test_file
 from alerts.evaluator.rulefile import parse_duration
-from alerts.evaluator.vector import labels_key
+from alerts.evaluator.vector import as_labels
 from tests.realcomponents import require_binary
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
@@ -93,7 +93,7 @@ def _test_group_store(test: dict, interval_s: float) -> tuple[Store, float]:
     last = 0.0
     for item in test.get("input_series") or []:
         points = [(i * interval_s, v) for i, v in enumerate(expand_values(str(item["values"]))) if v is not None]
-        store.append_series(labels_key(parse_series(str(item["series"]))),
+        store.append_series(as_labels(parse_series(str(item["series"]))),
                             [round(t * 1000) for t, _ in points], [v for _, v in points])
         last = max([last] + [t for t, _ in points])
     return store, last

@@ -25,7 +25,7 @@ from alerts.evaluator.selfmetrics import EvaluatorCollector
 from alerts.evaluator.state import AlertStateStore
 from alerts.notify import component as alerting
 from alerts.notify.config import parse
-from alerts.notify.matchers import Matcher
+from alerts.notify.matchers import AlertMatcher
 from alerts.notify.pipeline import Pipeline
 from remediation.store import RemediationStore
 from alerts.statedb import Database
@@ -168,7 +168,8 @@ def without_privileges(argv: list[str]) -> list[str]:
 def test_a_read_only_state_dir_keeps_serving_the_state_it_can_read(tmp_path):
     state = tmp_path / "state"
     component, pipeline = alerting.from_settings(alerting_values(state))
-    pipeline.silences.create([Matcher("instance", "=", "n1")], time.time() + 86400, "ops", "kept across the restart")
+    pipeline.silences.create([AlertMatcher("instance", "=", "n1")], time.time() + 86400, "ops",
+                             "kept across the restart")
     component.stop()
     for path in state.iterdir():
         path.chmod(0o444)

@@ -3,12 +3,12 @@
 series of a metric in a store."""
 from __future__ import annotations
 
-from tsdb.matchers import EQUAL, Matcher
+from tsdb.matchers import EQUAL, LabelMatcher
 from tsdb.store import Store
 
 PAGES: dict[str, str] = {}
 
 
 def latest(store: Store, name: str, **labels: str) -> dict:
-    matchers = [Matcher.of(EQUAL, "__name__", name)] + [Matcher.of(EQUAL, k, v) for k, v in labels.items()]
+    matchers = [LabelMatcher.of(EQUAL, "__name__", name)] + [LabelMatcher.of(EQUAL, k, v) for k, v in labels.items()]
     return {tuple(sorted(d.labels.items())): float(d.values[-1]) for d in store.select(matchers, 0, 2**62)}

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tsdb.labelset import ListMemo
-from tsdb.matchers import EQUAL, REGEX, Matcher
+from tsdb.matchers import EQUAL, REGEX, LabelMatcher
 from tsdb.store import ABSENT_BITS, STALE_NAN_BITS, Store, sorted_labels
 
-NAME_A = [Matcher.of(EQUAL, "__name__", "a")]
+NAME_A = [LabelMatcher.of(EQUAL, "__name__", "a")]
 LOOKBACK = 5_000
 
 
@@ -59,7 +59,7 @@ def test_select_latest_matches_the_per_series_reading(seed: int) -> None:
 def test_select_windows_holds_the_same_samples_as_select(seed: int) -> None:
     store = irregular_store(seed + 10)
     store.append_scrape("t1", 100_000, [(L("c", x="1"), 1.0)])  # a metric that never moved
-    for store_case in (NAME_A, [Matcher.of(EQUAL, "__name__", "c")], [Matcher.of(REGEX, "__name__", "b")]):
+    for store_case in (NAME_A, [LabelMatcher.of(EQUAL, "__name__", "c")], [LabelMatcher.of(REGEX, "__name__", "b")]):
         windows = store.select_windows(store_case, 20_000, 40_000)
         if store_case == NAME_A:
             assert windows is None  # x=9 moved between columns: the caller joins its blocks
@@ -78,9 +78,9 @@ def test_a_new_series_of_one_metric_invalidates_only_that_metrics_selections() -
     store = Store()
     store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("b", x="1"), 1.0)])
     first_a = store._selection(NAME_A)
-    first_b = store._selection([Matcher.of(EQUAL, "__name__", "b")])
+    first_b = store._selection([LabelMatcher.of(EQUAL, "__name__", "b")])
     store.append_scrape("t", 2000, [(L("a", x="1"), 2.0), (L("a", x="2"), 2.0), (L("b", x="1"), 2.0)])
-    assert store._selection([Matcher.of(EQUAL, "__name__", "b")]) is first_b
+    assert store._selection([LabelMatcher.of(EQUAL, "__name__", "b")]) is first_b
     assert store._selection(NAME_A) is not first_a
     assert sorted(dict(labels)["x"] for labels in store.select_latest(NAME_A, 2000, LOOKBACK).labels) == ["1", "2"]
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
+from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, LabelMatcher
 from tsdb.snapshot import load_snapshot, save_snapshot
 from tsdb.store import LimitError, Limits, Store, is_stale, sorted_labels
 
@@ -12,12 +12,12 @@ def L(name: str, **labels: str) -> tuple:
     return sorted_labels([("__name__", name), *labels.items()])
 
 
-def select(store: Store, *matchers: Matcher, mint: int = 0, maxt: int = 10**13) -> dict:
+def select(store: Store, *matchers: LabelMatcher, mint: int = 0, maxt: int = 10**13) -> dict:
     return {tuple(sorted(d.labels.items())): (d.timestamps.tolist(), d.values.tolist())
             for d in store.select(list(matchers), mint, maxt)}
 
 
-NAME_A = Matcher.of(EQUAL, "__name__", "a")
+NAME_A = LabelMatcher.of(EQUAL, "__name__", "a")
 
 
 def test_series_missing_from_a_scrape_get_a_stale_marker_then_resume() -> None:
@@ -36,7 +36,7 @@ def test_a_target_that_disappears_makes_all_its_series_stale() -> None:
     store = Store()
     store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("up"), 1.0)])
     store.mark_target_gone("t", 5000)
-    for times, values in select(store, Matcher.of(REGEX, "__name__", ".+")).values():
+    for times, values in select(store, LabelMatcher.of(REGEX, "__name__", ".+")).values():
         assert times[-1] == 5000 and is_stale(values[-1])
 
 
@@ -46,19 +46,19 @@ def test_a_series_skipping_scrapes_reads_back_without_padding() -> None:
     for t in (2000, 3000, 4000):
         store.append_scrape("t", t, [(L("a", x="1"), 1.0)])
     store.append_scrape("t", 5000, [(L("a", x="1"), 1.0), (L("a", x="2"), 5.0)])
-    times, values = select(store, Matcher.of(EQUAL, "x", "2"))[L("a", x="2")]
+    times, values = select(store, LabelMatcher.of(EQUAL, "x", "2"))[L("a", x="2")]
     assert times == [1000, 2000, 5000] and values[2] == 5.0  # 2000 is the stale marker
 
 
 def test_matchers_follow_prometheus_semantics() -> None:
     store = Store()
     store.append_scrape("t", 1000, [(L("a", x="1"), 1.0), (L("a", x="2"), 2.0), (L("a"), 3.0)])
-    assert len(select(store, NAME_A, Matcher.of(NOT_EQUAL, "x", "1"))) == 2  # missing label is ""
-    assert len(select(store, NAME_A, Matcher.of(EQUAL, "x", ""))) == 1
-    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1|2"))) == 2
-    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1|"))) == 2  # anchored; "" matches no label
-    assert len(select(store, NAME_A, Matcher.of(NOT_REGEX, "x", "."))) == 1
-    assert len(select(store, NAME_A, Matcher.of(REGEX, "x", "1."))) == 0
+    assert len(select(store, NAME_A, LabelMatcher.of(NOT_EQUAL, "x", "1"))) == 2  # missing label is ""
+    assert len(select(store, NAME_A, LabelMatcher.of(EQUAL, "x", ""))) == 1
+    assert len(select(store, NAME_A, LabelMatcher.of(REGEX, "x", "1|2"))) == 2
+    assert len(select(store, NAME_A, LabelMatcher.of(REGEX, "x", "1|"))) == 2  # anchored; "" matches no label
+    assert len(select(store, NAME_A, LabelMatcher.of(NOT_REGEX, "x", "."))) == 1
+    assert len(select(store, NAME_A, LabelMatcher.of(REGEX, "x", "1."))) == 0
 
 
 def test_retention_drops_old_samples_and_empty_series() -> None:
@@ -93,7 +93,7 @@ def test_rule_outputs_are_not_held_to_a_scrape_targets_limits() -> None:
     store = Store(limits=Limits(max_series_per_target=3, max_label_values_per_target=3, max_series_total=10))
     assert store.append_rule_output("rules:g/0/r", 1000, [(L("r", instance=str(i)), 1.0) for i in range(5)]) == 5
     assert store.append_rule_output("rules:g/0/r", 2000, [(L("r", instance="0"), 2.0)]) == 1
-    assert is_stale(store.select([Matcher.of(EQUAL, "instance", "4")], 0, 3000)[0].values[-1])
+    assert is_stale(store.select([LabelMatcher.of(EQUAL, "instance", "4")], 0, 3000)[0].values[-1])
     with pytest.raises(LimitError, match="maximum of 10 series"):  # the store's own bound still holds
         store.append_rule_output("rules:g/1/q", 1000, [(L("q", instance=str(i)), 1.0) for i in range(6)])
 

@@ -13,7 +13,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 import promql_parser as pp
 
-from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, Matcher
+from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, LabelMatcher
 from tsdb.promql import aggregation, binary, functions
 from tsdb.promql.limits import QueryGuard
 from tsdb.promql.values import (
@@ -30,12 +30,12 @@ class SeriesSource(Protocol):
     """What the evaluator reads (``tsdb.store.Store``); ``charge(samples, series)`` is told a
     read's size before it is copied, and may refuse it by raising."""
 
-    def select_blocks(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+    def select_blocks(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
                       charge: Callable[[int, int], None] | None = None) -> list: ...
 
-    def select_latest(self, matchers: Sequence[Matcher], t_ms: int, lookback_ms: int): ...
+    def select_latest(self, matchers: Sequence[LabelMatcher], t_ms: int, lookback_ms: int): ...
 
-    def select_windows(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+    def select_windows(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
                        charge: Callable[[int, int], None] | None = None) -> list | None: ...
 
 
@@ -62,15 +62,16 @@ def at_millis(at: pp.AtModifier) -> int:
     raise bad_data("parse error: timestamp out of bounds for @ modifier: only times from 1970 to 9999 are supported")
 
 
-def selector_matchers(selector: pp.VectorSelector) -> list[Matcher]:
+def selector_matchers(selector: pp.VectorSelector) -> list[LabelMatcher]:
     """The selector's matchers with its metric name as a ``__name__`` matcher; rejects a
     selector that would match every series, as Prometheus does."""
     try:
-        matchers = [Matcher.of(_MATCH_OPS[str(m.op).rsplit(".", 1)[-1]], m.name, m.value) for m in selector.matchers.matchers]
+        matchers = [LabelMatcher.of(_MATCH_OPS[str(m.op).rsplit(".", 1)[-1]], m.name, m.value)
+                    for m in selector.matchers.matchers]
     except ValueError as exc:
         raise bad_data(f"parse error: {exc}") from None
     if selector.name is not None and not any(m.name == "__name__" for m in matchers):
-        matchers.insert(0, Matcher.of(EQUAL, "__name__", selector.name))
+        matchers.insert(0, LabelMatcher.of(EQUAL, "__name__", selector.name))
     if not any(not m.matches("") for m in matchers):
         raise bad_data("parse error: vector selector must contain at least one non-empty matcher")
     return matchers

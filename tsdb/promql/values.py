@@ -183,6 +183,7 @@ Value = Vector | Scalar | String | RangeVector
 
 
 def format_labels(labels: dict[str, str]) -> str:
+    """A label set as Prometheus's error messages write it: ``{__name__="x", a="1"}``."""
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
 
