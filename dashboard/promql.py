@@ -12,7 +12,6 @@ from typing import Mapping
 import numpy as np
 
 from tsdb.client import QueryClient, QueryResult
-from tsdb.labelset import MEMO
 
 GpuKey = tuple[str, int]
 MAX_GPUS_PER_NODE = 64  # a ``gpu`` label at or above this is not an NVML index (8 or 16 a node)
@@ -54,45 +53,21 @@ def gpu_samples(result: QueryResult, label: str | None = None) -> GpuSamples:
     """The samples labelled with a node (``instance``) and a GPU index (0 to 63); with ``label``,
     that label's value instead of the sample's, and only where it is set.
 
-    Reading the labels is most of the cost (131,072 samples at 16,384 nodes). The in-process
-    engine hands out the same label-set objects every refresh, so what is read from them is
-    remembered by their identities (``tsdb.labelset.MEMO``, as the engine does for groupings)."""
-    labels, values = result.columns()
-    if result.shared_labels:
-        nodes, gpus, wanted, rows = MEMO.get(labels, ("gpu_samples", label), lambda: _gpu_columns(labels, label))
-    else:
-        nodes, gpus, wanted, rows = _gpu_columns(labels, label)
-    if wanted is not None:
-        values = wanted
-    elif rows is not None:
-        values = [values[i] for i in rows]
-    return GpuSamples(nodes, gpus, values)
-
-
-def _gpu_columns(labels: list[dict[str, str]], label: str | None) -> tuple[list[str], np.ndarray, list | None,
-                                                                            list[int] | None]:
-    """(node per kept row, GPU index per kept row, ``label``'s value per kept row or None, the
-    kept rows or None for all of them)."""
-    nodes = [item.get("instance") for item in labels]
-    wanted = [item.get(label) for item in labels] if label is not None else None
-    try:  # every sample well labelled (the exporter's own series): C-level passes only
-        gpus = np.fromiter(map(int, [item["gpu"] for item in labels]), np.int64, len(labels))
-    except (KeyError, ValueError, TypeError):
-        gpus = None
-    if gpus is not None and all(nodes) and (wanted is None or all(wanted)) \
+    Reading the labels is most of the cost (131,072 samples at 16,384 nodes): the result's label
+    columns (``QueryResult.label_column``, ``label_ints``) are read once per series set and
+    remembered inside tsdb, so what is left here is a few C-level passes over them."""
+    nodes = result.label_column("instance")
+    gpus = result.label_ints("gpu")
+    wanted = result.label_column(label) if label is not None else None
+    values = wanted if wanted is not None else result.columns()[1]
+    if all(nodes) and (wanted is None or all(wanted)) \
             and (len(gpus) == 0 or (gpus.min() >= 0 and gpus.max() < MAX_GPUS_PER_NODE)):
-        return nodes, gpus, wanted, None
-    rows, kept_gpus = [], []
-    for row, item in enumerate(labels):
-        try:
-            gpu = int(item["gpu"])
-        except (KeyError, ValueError, TypeError):
-            continue
-        if nodes[row] and (wanted is None or wanted[row]) and 0 <= gpu < MAX_GPUS_PER_NODE:
-            rows.append(row)
-            kept_gpus.append(gpu)
-    return ([nodes[i] for i in rows], np.array(kept_gpus, dtype=np.int64),
-            [wanted[i] for i in rows] if wanted is not None else None, rows)
+        return GpuSamples(nodes, gpus, values)
+    keep = (gpus >= 0) & (gpus < MAX_GPUS_PER_NODE) & np.fromiter(map(bool, nodes), bool, len(nodes))
+    if wanted is not None:
+        keep &= np.fromiter(map(bool, wanted), bool, len(wanted))
+    rows = np.flatnonzero(keep).tolist()
+    return GpuSamples([nodes[i] for i in rows], gpus[keep], [values[i] for i in rows])
 
 
 def by_label(result: QueryResult, label: str) -> dict[str, float]:

@@ -36,14 +36,7 @@ MUST_NOT_TOUCH: dict[str, tuple[tuple[str, str | None], ...]] = {
 
 # Holes that are known and have an issue: (importing module, imported module) -> why it is still
 # there. A hole that is closed must leave this list (test_known_holes_are_still_open).
-KNOWN_HOLES: dict[tuple[str, str], str] = {
-    ("alerts.evaluator.promtest", "tsdb.store"):
-        "issue 16 item 2: the rule test runner needs a factory for an in-memory engine",
-    ("alerts.evaluator.promtest", "tsdb.promql.engine"):
-        "issue 16 item 2: the rule test runner needs a factory for an in-memory engine",
-    ("dashboard.promql", "tsdb.labelset"):
-        "issue 16 item 2: the dashboard memoises on the engine's label-set objects",
-}
+KNOWN_HOLES: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,26 @@
 process from our engine, ``HTTPQueryClient`` asks any server with the Prometheus HTTP API
 (Prometheus, VictoriaMetrics, Thanos, Mimir, or ``clusterwatch serve``). A query that fails
 raises ``QueryError`` carrying Prometheus's errorType and message, whichever side answered.
+What a reader may want to know about the other side is a capability on the client
+(``concurrent_queries``), never its class; ``in_memory_engine()`` is a fresh store and engine in
+process for readers that bring their own series (the rule test runner).
 """
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import httpx
 
+from cwkernel.series import Labels
 from tsdb.promql.engine import Engine
 from tsdb.promql.gate import Ticket
 from tsdb.promql.values import PromQLError
 from tsdb.results import QueryResult, Series
+from tsdb.store import DEFAULT_RETENTION_S, AppendError, Store
 
-__all__ = ["QueryClient", "LocalQueryClient", "HTTPQueryClient", "QueryError", "QueryResult", "Series"]
+__all__ = ["QueryClient", "LocalQueryClient", "HTTPQueryClient", "QueryError", "QueryResult", "Series",
+           "InMemoryEngine", "in_memory_engine"]
 
 
 class QueryError(Exception):
@@ -32,6 +38,11 @@ class QueryError(Exception):
 
 @runtime_checkable
 class QueryClient(Protocol):
+    # Whether queries sent together are answered in parallel: True for a server over HTTP (it
+    # answers them on its cores), False for the in-process engine (it holds the GIL, so threads
+    # only add contention). A reader with independent queries sends them together only when True.
+    concurrent_queries: bool
+
     def instant(self, query: str, at: float | None = None) -> QueryResult: ...
 
     def range(self, query: str, start: float, end: float, step: float) -> QueryResult: ...
@@ -44,6 +55,8 @@ class LocalQueryClient:
     behind outside queries. ``gated=True`` (the dashboard's request-driven queries): each query
     passes the engine's gate like an ``/api/v1`` query, waiting in its queue or refused
     (``unavailable``) when the queue is full."""
+
+    concurrent_queries = False
 
     def __init__(self, engine: Engine, gated: bool = False) -> None:
         self.engine = engine
@@ -67,6 +80,8 @@ class LocalQueryClient:
 
 class HTTPQueryClient:
     """Queries sent to ``base_url`` (e.g. http://127.0.0.1:9090) as POST forms, like Grafana."""
+
+    concurrent_queries = True
 
     def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -95,6 +110,34 @@ class HTTPQueryClient:
         if body.get("status") != "success":
             raise QueryError(body.get("errorType", "internal"), body.get("error", f"HTTP {response.status_code}"))
         return QueryResult.from_json(body["data"])
+
+
+class InMemoryEngine:
+    """A fresh, empty store with its engine in this process, for readers that bring their own
+    data instead of scraping it: the rule test runner (``alerts.evaluator.promtest``) loads each
+    test group's input series, evaluates the rules through ``query`` and writes their output
+    back with ``write``. Nothing outside sees it; it goes when dropped."""
+
+    def __init__(self, retention_s: float) -> None:
+        self._store = Store(retention_s=retention_s)
+        self.query: QueryClient = LocalQueryClient(Engine(self._store))
+
+    def load(self, labels: Labels, timestamps_ms: Sequence[int], values: Sequence[float]) -> None:
+        """One whole series (``labels`` as the store keeps them: sorted pairs, no empty value);
+        ValueError when it cannot be loaded (say, the series is already there)."""
+        try:
+            self._store.append_series(labels, timestamps_ms, values)
+        except AppendError as exc:
+            raise ValueError(str(exc)) from None
+
+    def write(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
+        """What a rule returned (recorded series, ``ALERTS``), as the embedded store takes it from
+        the rule evaluator: the evaluator's ``writer``."""
+        return self._store.append_rule_output(target, timestamp_ms, samples)
+
+
+def in_memory_engine(retention_s: float = DEFAULT_RETENTION_S) -> InMemoryEngine:
+    return InMemoryEngine(retention_s)
 
 
 def _fmt(seconds: float) -> str:

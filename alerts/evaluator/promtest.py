@@ -23,9 +23,7 @@ from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.notation import NotationError, expand_values, parse_series
 from alerts.evaluator.rulefile import Group, RuleFileError, load_rule_files, parse_duration
 from alerts.evaluator.vector import RuleEvalError, as_labels, query_vector
-from tsdb.client import LocalQueryClient
-from tsdb.promql.engine import Engine
-from tsdb.store import AppendError, Store
+from tsdb.client import InMemoryEngine, QueryClient, in_memory_engine
 
 __all__ = ["run_test_file", "TestFileResult"]
 
@@ -69,7 +67,7 @@ def _rule_files(test_file: Path, patterns: list[str]) -> list[Path]:
     return files
 
 
-def _load_series(store: Store, test: dict[str, Any], interval_ms: int) -> None:
+def _load_series(engine: InMemoryEngine, test: dict[str, Any], interval_ms: int) -> None:
     for item in test.get("input_series") or []:
         try:
             labels = parse_series(str(item.get("series", "")))
@@ -78,20 +76,20 @@ def _load_series(store: Store, test: dict[str, Any], interval_ms: int) -> None:
             raise ValueError(str(exc)) from None
         points = [(i * interval_ms, v) for i, v in enumerate(values) if v is not None]
         try:
-            store.append_series(as_labels(labels), [t for t, _ in points], [v for _, v in points])
-        except AppendError as exc:
+            engine.load(as_labels(labels), [t for t, _ in points], [v for _, v in points])
+        except ValueError as exc:
             raise ValueError(f"input series: {exc}") from None
 
 
 def _run_group(test: dict[str, Any], rule_files: list[Path], eval_interval: float,
                order: dict[str, int]) -> list[str]:
     interval = parse_duration(test.get("interval") or _duration_text(eval_interval))
-    store = Store(retention_s=10 * 365 * 86400.0)
-    _load_series(store, test, int(round(interval * 1000)))
-    client = LocalQueryClient(Engine(store))
+    engine = in_memory_engine(retention_s=10 * 365 * 86400.0)
+    _load_series(engine, test, int(round(interval * 1000)))
+    client = engine.query
     groups: list[Group] = load_rule_files(rule_files)
     groups.sort(key=lambda g: order.get(g.name, 0))
-    evaluator = RuleEvaluator(groups, client, writer=store.append_rule_output, default_interval_s=interval,
+    evaluator = RuleEvaluator(groups, client, writer=engine.write, default_interval_s=interval,
                               external_labels={str(k): str(v) for k, v in (test.get("external_labels") or {}).items()},
                               external_url=str(test.get("external_url") or ""))
     alert_tests = sorted(test.get("alert_rule_test") or [], key=lambda t: parse_duration(t["eval_time"]))
@@ -132,7 +130,7 @@ def _check_alerts(evaluator: RuleEvaluator, case: dict[str, Any]) -> list[str]:
     return [f"alertname: {name}, time: {case['eval_time']},\n        exp:{_show(expected)},\n        got:{_show(got)}"]
 
 
-def _check_expr(client: LocalQueryClient, case: dict[str, Any]) -> list[str]:
+def _check_expr(client: QueryClient, case: dict[str, Any]) -> list[str]:
     at = parse_duration(case["eval_time"])
     try:
         got = sorted((as_labels(labels), value) for labels, value in query_vector(client, case["expr"], at))

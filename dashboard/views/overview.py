@@ -28,7 +28,6 @@ from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocati
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
 from dashboard.promql import GpuSamples, gpu_samples, scalars
-from tsdb.client import LocalQueryClient
 
 ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
 # colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
@@ -168,10 +167,10 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
     if snapshot is None:
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
-    # The queries are independent: in flight together over HTTP, so the server answers them on its
-    # cores in parallel (the slowest first). An in-process engine holds the GIL, so threads only
-    # add contention there: one worker runs them one after another.
-    workers = 1 if isinstance(client, LocalQueryClient) else QUERY_THREADS
+    # The queries are independent: in flight together when the client says the other side answers
+    # them in parallel (a server over HTTP, on its cores, the slowest first); otherwise (the
+    # in-process engine) one worker runs them one after another.
+    workers = QUERY_THREADS if client.concurrent_queries else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
         fleet_f = pool.submit(fleet_gpus, client, at)
         heat_f = pool.submit(lambda: gpu_samples(client.instant(expr.format(window=tr.window), at)))

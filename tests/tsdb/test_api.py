@@ -103,6 +103,38 @@ def test_bad_query_raises_one_error_type_from_both_clients(http: TestClient) -> 
         assert caught.value.error_type == "bad_data" and "parse error" in caught.value.message
 
 
+def test_label_columns_read_the_same_from_both_clients_and_are_remembered_for_the_engines_label_sets(
+        http: TestClient) -> None:
+    from tsdb.results import QueryResult
+
+    local, remote = LocalQueryClient(ENGINE), HTTPQueryClient("http://testserver", client=http)
+    for client in (local, remote):
+        result = client.instant("gpu_util or up", 300)
+        rows = zip(result.label_column("instance"), result.label_column("job"), result.label_ints("gpu").tolist())
+        assert sorted(rows, key=str) == [("n1", "cw", -1), ("n1", None, 0), ("n2", None, 0)]
+    many = [{"gpu": str(i)} for i in range(70)] + [{"gpu": "x"}, {}, {"gpu": "9" * 30}]
+    column = QueryResult.of_vector(many, [1.0] * len(many), 10.0).label_ints("gpu", missing=-7)
+    assert column.tolist() == list(range(70)) + [-7, -7, -7]
+    shared = [QueryResult.of_vector(many, [1.0] * len(many), 10.0, shared_labels=True) for _ in range(2)]
+    assert shared[0].label_column("gpu") is shared[1].label_column("gpu")  # the same label sets: read once
+
+
+def test_clients_say_whether_concurrent_queries_help_and_an_in_memory_engine_takes_series_and_rule_output(
+        http: TestClient) -> None:
+    from tsdb.client import QueryClient, in_memory_engine
+
+    assert not LocalQueryClient(ENGINE).concurrent_queries
+    assert HTTPQueryClient("http://testserver", client=http).concurrent_queries
+    engine = in_memory_engine()
+    assert isinstance(engine.query, QueryClient)
+    engine.load((("__name__", "gpu_util"), ("gpu", "0")), [0, 60_000], [0.5, 0.25])
+    with pytest.raises(ValueError, match="already exists"):
+        engine.load((("__name__", "gpu_util"), ("gpu", "0")), [120_000], [1.0])
+    engine.write("rules", 60_000, [((("__name__", "gpu:util:x2"), ("gpu", "0")), 0.5)])
+    answer = engine.query.instant("gpu_util * 2 == on(gpu) gpu:util:x2", 60)
+    assert [(labels, value) for labels, value in answer.samples()] == [({"gpu": "0"}, 0.5)]
+
+
 def test_matrix_answers_encode_as_their_json() -> None:
     # A range answer is encoded straight from its arrays; it must read exactly as to_json() renders.
     import json
