@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.definitions import xid_errors_seen
+from dashboard.definitions import EFFICIENCY_WINDOW, gpu_efficiency, xid_errors_seen
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GPU_JOB = "gpu_job_info{job_id=~\"$job_id\"}"
@@ -53,7 +53,10 @@ JOB = (
     Panel("GPU x time", "heatmap", ((_job_gpus("gpu_utilization_ratio"), "{{instance}}/{{gpu}}"),), "percentunit", 24, 10),
     Panel("GPU memory used", "timeseries", ((_job_gpus("gpu_memory_used_bytes"), "{{instance}}/{{gpu}}"),), "bytes"),
     Panel("Power", "timeseries", ((f"sum({_job_gpus('gpu_power_watts')})", "job"),), "watt"),
-    Panel("Job GPU efficiency", "stat", ((f"avg({_job_gpus('gpu_utilization_ratio')})", "efficiency"),),
+    # docs/architecture.md#definitions, as JobGpuEfficiencyLow reads it: over the last hour, each
+    # GPU's samples weighted alike (the pages and the rule pack's recording rule compute the same).
+    Panel(f"Job GPU efficiency ({EFFICIENCY_WINDOW})", "stat",
+          ((gpu_efficiency(f"({_job_gpus('gpu_utilization_ratio')})", f"{EFFICIENCY_WINDOW}:1m"), "efficiency"),),
           "percentunit", 8, 4),
     Panel("Job", "table", (("slurm_job_info{job_id=~\"$job_id\"}", ""),), width=16, height=4),
 )

@@ -1,5 +1,13 @@
-"""docs/architecture.md's definitions, written once for every page: idle, hung, straggler, held-but-unused,
-unhealthy, job GPU efficiency, and where "which job holds which GPU" comes from."""
+"""docs/architecture.md's definitions, written once for every page and for the rule pack: idle,
+hung, straggler, held-but-unused, unhealthy, job GPU efficiency, and where "which job holds which
+GPU" comes from.
+
+The thresholds below are the rule pack's: ``JOB_RULES`` writes the job rules of
+alerts/rules/jobs.yml (and the recorded series they read) from them, and
+tests/alerts/test_rules_pack.py holds the YAML equal to it, as it holds the XID rules to
+``xid_errors_seen``; tests/dashboard/test_definitions.py shows page and rules flagging the same GPUs
+and jobs on one data set. The page applies each to the range it shows (per-GPU means and peaks over
+the range), the rules to the last minutes (their windows and ``for``)."""
 from __future__ import annotations
 
 import statistics
@@ -9,8 +17,18 @@ from dashboard.promql import GpuKey, GpuSamples, by_label, gpu_key, gpu_samples
 from tsdb.client import QueryClient, QueryResult, Series
 
 IDLE_BELOW = 0.01  # utilisation ratio under which an allocated GPU counts as idle
-STRAGGLER_FRACTION = 0.5  # a GPU below half of its job's median ...
-STRAGGLER_BUSY = 0.3  # ... while the job's median shows the rest are busy
+IDLE_WINDOW, IDLE_FOR = "5m", "25m"  # JobGpusIdle: the peak over 5 minutes stays below it for 25 more
+HUNG_MEMORY_ABOVE = 2**30  # a hung job's idle GPUs hold more than a bare CUDA context: over 1 GiB
+HUNG_FOR = "15m"
+STRAGGLER_BELOW_MEDIAN = 0.7  # a GPU below 0.7x its job's median utilisation ...
+STRAGGLER_BUSY_ABOVE = 0.5  # ... while the median is above this (the rest are busy) ...
+STRAGGLER_MIN_GPUS = 4  # ... in a job of 4 GPUs or more
+STRAGGLER_FOR = "15m"
+CLOCK_STRAGGLER_BELOW_MEDIAN = 0.85  # a busy GPU's SM clock (of its maximum) below 0.85x its job's median
+HELD_UNUSED_FOR = "30m"  # an allocated GPU with no process on it for this long
+EFFICIENCY_WINDOW = "1h"  # the rule's job GPU efficiency is over the last hour ...
+EFFICIENCY_LOW_BELOW = 0.3  # ... and low below 30% ...
+EFFICIENCY_LOW_FOR = "2h"  # ... for two hours
 HEALTH_WINDOW = "15m"  # an XID or a row-remap event this recent makes a GPU unhealthy now
 # How long before a window an XID counter's value still counts as its value at the window's start:
 # Prometheus's staleness lookback. A series missing for a scrape or two there (an exporter restart,
@@ -166,13 +184,31 @@ def efficiency(mean_by_gpu: Mapping[GpuKey, float], hours_by_gpu: Mapping[GpuKey
     return sum(mean_by_gpu[k] * w for k, w in zip(keys, weights)) / sum(weights)
 
 
-def stragglers(mean_by_gpu: Mapping[GpuKey, float]) -> set[GpuKey]:
-    if len(mean_by_gpu) < 2:
+def stragglers(mean_by_gpu: Mapping[GpuKey, float], job_gpus: int | None = None) -> set[GpuKey]:
+    """The GPUs below ``STRAGGLER_BELOW_MEDIAN`` x the median of the job's GPUs' utilisation while
+    that median is above ``STRAGGLER_BUSY_ABOVE``, in a job of ``STRAGGLER_MIN_GPUS`` or more
+    (``job_gpus``, its allocated GPUs; default: those with a utilisation), as GpuStragglerUtilization
+    says; ``mean_by_gpu`` is each GPU's mean over the page's range."""
+    if (len(mean_by_gpu) if job_gpus is None else job_gpus) < STRAGGLER_MIN_GPUS or not mean_by_gpu:
         return set()
     median = statistics.median(mean_by_gpu.values())
-    if median < STRAGGLER_BUSY:
+    if not median > STRAGGLER_BUSY_ABOVE:
         return set()
-    return {k for k, v in mean_by_gpu.items() if v < STRAGGLER_FRACTION * median}
+    return {k for k, v in mean_by_gpu.items() if v < STRAGGLER_BELOW_MEDIAN * median}
+
+
+def gpu_efficiency(utilization: str, window: str) -> str:
+    """PromQL: per job, the job GPU efficiency over ``window`` of ``utilization``, a per-(GPU, job)
+    utilisation with a ``job_id`` label (a subquery's ``(expr)`` with ``window`` as ``1h:1m``).
+    Every sample is the same slice of GPU time, so the GPU-hour-weighted mean is the samples' sum
+    over their count: what ``efficiency`` computes from per-GPU means and hours."""
+    return (f"sum by (job_id) (sum_over_time({utilization}[{window}]))"
+            f" / sum by (job_id) (count_over_time({utilization}[{window}]))")
+
+
+def efficiency_low(value: float | None) -> bool:
+    """A job GPU efficiency below ``EFFICIENCY_LOW_BELOW`` (JobGpuEfficiencyLow)."""
+    return value is not None and value < EFFICIENCY_LOW_BELOW
 
 
 def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mapping[GpuKey, float],
@@ -182,9 +218,43 @@ def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mappin
     idle = [k for k in gpus if k in peak and peak[k] < IDLE_BELOW]
     flags = {
         "idle": len(idle),
-        "straggler": len(stragglers({k: mean[k] for k in gpus if k in mean})),
+        "straggler": len(stragglers({k: mean[k] for k in gpus if k in mean}, len(gpus))),
         "held_but_unused": sum(1 for k in gpus if processes.get(k) == 0),
     }
-    hung = running and gpus and len(idle) == len(gpus) and all(memory.get(k, 0) > 0 for k in gpus)
+    hung = running and gpus and len(idle) == len(gpus) and all(memory.get(k, 0) > HUNG_MEMORY_ABOVE for k in gpus)
     flags["hung"] = len(gpus) if hung else 0
     return {name: count for name, count in flags.items() if count}
+
+
+# The job rules of alerts/rules/jobs.yml and the recorded series they read (alerts/rules/recording.yml),
+# written from the definitions above: rule -> (expression, ``for``). tests/alerts/test_rules_pack.py
+# holds the YAML equal to these.
+ALLOCATED_RECORDED = "instance_gpu_job:allocated:info"
+_ON_ALLOCATED = f"{ALLOCATED_RECORDED} * on (instance, gpu) group_left ()"
+JOB_RULES: dict[str, tuple[str, str | None]] = {
+    "job_id:gpus:count": (f"count by (job_id) ({ALLOCATED_RECORDED})", None),
+    "job_id:gpu_utilization:median": ("quantile by (job_id) (0.5, instance_gpu_job:gpu_utilization:ratio)", None),
+    f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW}": (
+        gpu_efficiency("instance_gpu_job:gpu_utilization:ratio", EFFICIENCY_WINDOW), None),
+    "JobGpusIdle": (
+        f"count by (job_id) ({_ON_ALLOCATED} (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}))",
+        IDLE_FOR),
+    "JobHung": (
+        f"(count by (job_id) ({_ON_ALLOCATED} ((gpu_utilization_ratio < {IDLE_BELOW})"
+        f" and on (instance, gpu) (gpu_memory_used_bytes > {HUNG_MEMORY_ABOVE})))"
+        " == on (job_id) job_id:gpus:count)"
+        ' and on (job_id) slurm_job_info{state="RUNNING"}', HUNG_FOR),
+    "GpuStragglerUtilization": (
+        "(instance_gpu_job:gpu_utilization:ratio"
+        f" < on (job_id) group_left () ({STRAGGLER_BELOW_MEDIAN} * job_id:gpu_utilization:median))"
+        f" and on (job_id) (job_id:gpu_utilization:median > {STRAGGLER_BUSY_ABOVE})"
+        f" and on (job_id) (job_id:gpus:count >= {STRAGGLER_MIN_GPUS})", STRAGGLER_FOR),
+    "GpuStragglerClock": (
+        "(instance_gpu_job:gpu_sm_clock:ratio"
+        f" < on (job_id) group_left () ({CLOCK_STRAGGLER_BELOW_MEDIAN} * job_id:gpu_sm_clock:median))"
+        f" and on (instance, gpu, job_id) (instance_gpu_job:gpu_utilization:ratio > {STRAGGLER_BUSY_ABOVE})"
+        f" and on (job_id) (job_id:gpus:count >= {STRAGGLER_MIN_GPUS})", STRAGGLER_FOR),
+    "JobGpusHeldUnused": (f"count by (job_id) ({_ON_ALLOCATED} (gpu_processes == 0))", HELD_UNUSED_FOR),
+    "JobGpuEfficiencyLow": (f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW} < {EFFICIENCY_LOW_BELOW}",
+                            EFFICIENCY_LOW_FOR),
+}

@@ -14,7 +14,7 @@ from typing import Iterable
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import IDLE_BELOW, efficiency, job_flags, stragglers
+from dashboard.definitions import EFFICIENCY_LOW_BELOW, IDLE_BELOW, efficiency, efficiency_low, job_flags, stragglers
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import GpuKey, by_gpu, gpu_key, split_by_name
 
@@ -345,7 +345,7 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
         means = np.nansum(util, axis=1) / observed if gpus else np.zeros(0)
     mean = {k: float(means[i]) for i, k in enumerate(gpus) if observed[i]}
     hours = {k: float(observed[i]) * step / 3600 for i, k in enumerate(gpus)}
-    slow = stragglers(mean)
+    slow = stragglers(mean, len(gpus))
     memory = matrices["gpu_memory_used_bytes"]
     peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
     totals = now.get("gpu_memory_total_bytes", {})
@@ -356,8 +356,8 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
         notes.append("the job started before the chosen range (or the store's retention): "
                      "figures cover the observed part only")
     gpu_eff = efficiency(mean, hours)
-    if gpu_eff is not None and gpu_eff < 0.25:
-        notes.append("GPU efficiency below 25%: the job holds GPUs it barely uses")
+    if efficiency_low(gpu_eff):
+        notes.append(f"GPU efficiency below {EFFICIENCY_LOW_BELOW:.0%}: the job holds GPUs it barely uses")
     peak_util = {k: float(np.nanmax(util[i])) for i, k in enumerate(gpus) if observed[i]}
     flags = job_flags(gpus, mean, peak_util, now.get("gpu_memory_used_bytes", {}), now.get("gpu_processes", {}),
                       record.state == "RUNNING")

@@ -160,3 +160,21 @@ def test_xid_rules_count_xids_as_the_dashboard_does():
     assert readers == set(XID_RULES) | {"instance_gpu:gpu_unhealthy:count"}  # that one: test_overview_scale
     for name, (selector, wrapped) in XID_RULES.items():
         assert str(pp.parse(rules[name])) == str(pp.parse(wrapped.format(xid_errors_seen(selector, "1h")))), name
+
+
+def test_job_rules_are_the_dashboards_definitions():
+    """One definition of idle, hung, straggler, held-but-unused and low efficiency
+    (docs/architecture.md#definitions): every rule of jobs.yml, and the recorded series they read,
+    is the expression and ``for`` that dashboard/definitions.py writes from the thresholds its
+    pages use, so a threshold changed on one side only is a red test. The same GPUs and jobs
+    flagged on one data set: tests/dashboard/test_definitions.py."""
+    import promql_parser as pp
+
+    from dashboard.definitions import JOB_RULES
+
+    rules = {rule.name: rule for group in load_rule_files(RULE_FILES) for rule in group.rules}
+    jobs = {rule.name for rule in rules.values() if Path(rule.file).name == "jobs.yml"}
+    assert jobs <= set(JOB_RULES), f"rules of jobs.yml without a definition: {jobs - set(JOB_RULES)}"
+    for name, (expr, for_) in JOB_RULES.items():
+        assert str(pp.parse(rules[name].expr)) == str(pp.parse(expr)), name
+        assert rules[name].for_s == (parse_duration(for_) if for_ else 0.0), name
