@@ -36,8 +36,8 @@ def _handler(pages: Pages, keep_alive: bool) -> type[BaseHTTPRequestHandler]:
 def page_servers(pages: Pages, count: int = 1, keep_alive: bool = False) -> Iterator[list[str]]:
     """``count`` servers of ``pages``; yields their HOST:PORT, stops them on exit."""
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler(pages, keep_alive)) for _ in range(count)]
-    for httpd in servers:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    for httpd in servers:  # a short poll: shutdown() waits for it (0.5 s by default, at every test's end)
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield [f"127.0.0.1:{httpd.server_address[1]}" for httpd in servers]
     finally:

@@ -33,6 +33,7 @@ def reboot(h: Harness, node: str) -> None:
         h.fleet.scancel([str(job_id)])
 
 
+@pytest.mark.slow
 def test_the_xid_79_alert_and_the_unhealthy_gpu_outlast_the_reboot():
     h = Harness()
     try:
