@@ -19,7 +19,3 @@ except ImportError:  # FastAPI before 0.165: app.routes is already flat
 def served_routes(app: Any) -> list:
     """Every route of ``app`` with its effective ``path``, ``methods``, ``tags`` and ``dependant``."""
     return list(iter_route_contexts(getattr(app, "routes", ())))
-
-
-def has_route(app: Any, path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in served_routes(app))

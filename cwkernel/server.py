@@ -32,10 +32,12 @@ from cwkernel.version import __version__
 if TYPE_CHECKING:  # the types of what components hand each other; the kernel imports none of them
     from alerts.evaluator.manager import RuleEvaluator, Writer
     from alerts.notify.pipeline import Pipeline
+    from alerts.reader import AlertingReader
     from scheduler.adapter import SchedulerAdapter
     from scheduler.audit import AuditLog
     from tsdb.client import QueryClient
     from tsdb.component import TSDBConfig
+    from remediation.engine import RemediationEngine
     from tsdb.local import LocalSource
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class Deps:
     audit: AuditLog | None = None  # the adapter's recent actions, for the node page
     evaluator: RuleEvaluator | None = None  # alerts.evaluator.component
     pipeline: Pipeline | None = None  # alerts.notify.component
+    alerting: AlertingReader | None = None  # the pipeline, read (alerts.notify.component)
+    remediation: RemediationEngine | None = None  # remediation.component; None with automation off
     components: list[Component] = field(default_factory=list)  # built so far, in order
 
 

@@ -17,6 +17,8 @@ def dashboard_component(ctx: DashboardContext) -> Component:
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component:
     """The dashboard over the request lane of the query interface, with the scheduler adapter,
-    its recent actions and the notification pipeline when ``serve`` runs them."""
+    its recent actions, the notification pipeline's reader and the remediation engine's presence
+    when ``serve`` runs them."""
     audit = deps.audit if deps.audit is not None else AuditLog()
-    return dashboard_component(DashboardContext(deps.request_query, deps.scheduler, audit, alerting=deps.pipeline))
+    return dashboard_component(DashboardContext(deps.request_query, deps.scheduler, audit, alerting=deps.alerting,
+                                                automation=deps.remediation is not None))

@@ -69,6 +69,7 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
     engine = RemediationEngine(loaded, adapter, store, deps.query, mode=mode, suppressor=suppressor)
     if pipeline is not None:
         pipeline.register_hook(HOOK_NAME, engine.handle)
+    deps.remediation = engine
 
     def stop() -> None:
         engine.stop()

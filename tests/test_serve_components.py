@@ -22,3 +22,16 @@ def test_prometheus_mode_leaves_evaluation_to_prometheus_unless_rules_are_given(
     rules = tmp_path / "extra.yml"
     rules.write_text("groups: []\n")
     assert "rules" in components("--prometheus-url", "http://127.0.0.1:9", "--rules", str(rules))
+
+
+def test_the_dashboard_reads_the_pipeline_and_knows_about_remediation_from_what_serve_hands_it():
+    from fastapi.testclient import TestClient
+
+    from cwkernel.server import build_app
+
+    scheduler = ("--scheduler", "slurmrestd", "--scheduler-url", "http://127.0.0.1:9")
+    for argv, automation in (((), False), (scheduler + ("--automation", "dry-run"), True)):
+        _, config, values = serve.load_config(build_parser().parse_args(["serve", *argv]), environ={})
+        client = TestClient(build_app(serve.build_components(values, config)))  # not started: nothing polls
+        view = client.get("/api/alerts-view").json()
+        assert (view["connected"], view["automation"]) == (True, automation)

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from alerts import api, receiver
 from alerts.notify import config as alerting_config
 from alerts.notify.pipeline import Pipeline
+from alerts.reader import AlertingReader
 from alerts.statedb import MEMORY, Database, StateCollector
 from cwkernel.server import Component, Deps
 
@@ -50,11 +51,13 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component:
     """The pipeline from ``serve``'s settings; the evaluator built before it (if any) hands it
-    its firing and resolved alerts, and remediation, built after it, registers its hook."""
+    its firing and resolved alerts, remediation, built after it, registers its hook, and the
+    dashboard reads it through its reader."""
     built, pipeline = from_settings(values, deps.config_file)
     if deps.evaluator is not None:
         deps.evaluator.notify = pipeline.notify
     deps.pipeline = pipeline
+    deps.alerting = AlertingReader(pipeline)
     return built
 
 

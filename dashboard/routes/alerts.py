@@ -3,10 +3,9 @@ are the alerting API's own authenticated routes (``/api/silences``, ``/api/alert
 the dashboard adds no second way to change alert state."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from cwkernel.routes import has_route
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
@@ -15,13 +14,12 @@ from dashboard.routes.common import run_view
 from dashboard.views.alerts import AlertFilters, AlertsView, alerts_page
 
 LABEL_VALUE_MAX = 256
-AUTOMATION_API = "/api/automation/cases"
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:
     router = APIRouter(tags=["alerts"], route_class=GzipRoute)
 
-    def view(request: Request, rp: RangeParams = Depends(),
+    def view(rp: RangeParams = Depends(),
              severity: str | None = Query(None, max_length=LABEL_VALUE_MAX, description="exact severity"),
              alertname: str | None = Query(None, max_length=LABEL_VALUE_MAX, description="exact alert name"),
              instance: str | None = Query(None, max_length=LABEL_VALUE_MAX,
@@ -31,9 +29,7 @@ def build_router(ctx: DashboardContext) -> APIRouter:
             filters.matchers()
         except ValueError as exc:
             raise bad_request(f"instance: {exc}") from None
-        # The remediation engine is a separate component serve adds only with --automation on.
-        automation = has_route(request.app, AUTOMATION_API)
-        return run_view(lambda: alerts_page(ctx, rp.resolve(ctx.clock()), filters, automation))
+        return run_view(lambda: alerts_page(ctx, rp.resolve(ctx.clock()), filters))
 
     @router.get("/api/alerts-view", response_model=AlertsView)
     def alerts_json(model: AlertsView = Depends(view)) -> AlertsView:

@@ -1,10 +1,9 @@
 """``/jobs``, ``/jobs/{job_id}`` and their JSON."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
-from cwkernel.routes import has_route
 from dashboard.compress import GzipRoute
 from dashboard.context import DashboardContext
 from dashboard.pages import render_page
@@ -27,11 +26,10 @@ def build_router(ctx: DashboardContext) -> APIRouter:
                               f"(one of {', '.join(sorted(STATES))})")
         return run_view(lambda: jobs(ctx, rp.resolve(ctx.clock()), wanted))
 
-    def job_view(job_id: str, request: Request, rp: RangeParams = Depends()) -> JobView:
+    def job_view(job_id: str, rp: RangeParams = Depends()) -> JobView:
         check_job_id(job_id)
         model = run_view(lambda: job(ctx, rp.resolve(ctx.clock()), job_id))
-        # The remediation engine is a separate component serve adds only with --automation on.
-        model.automation = has_route(request.app, "/api/automation/audit")
+        model.automation = ctx.automation  # serve runs the remediation engine (its audit lists the job's cases)
         return model
 
     @router.get("/api/jobs", response_model=JobsView)

@@ -1,9 +1,10 @@
 """Alerts: what fires now (with its silence, inhibition or acknowledgement), what is pending, the
 firing/resolved history over the range, the silences, and the filter choices.
 
-Two sources, each the authority on its part: the notification pipeline (``ctx.alerting``) owns
-alert state, acknowledgements, silences and history, and its own API's models and ``alert_view``
-are reused here so that the page and ``/api/alerts`` can never disagree; pending alerts exist only
+Two sources, each the authority on its part: the notification pipeline owns alert state,
+acknowledgements, silences and history, read through its reader (``ctx.alerting``,
+``alerts.reader.AlertingReader``), the one the alerting API reads through, in that API's models,
+so that the page and ``/api/alerts`` can never disagree; pending alerts exist only
 in the rule evaluator, which writes them as ``ALERTS{alertstate="pending"}`` series, so they come
 through PromQL (and so from a real Prometheus's rules too in ``--prometheus-url`` mode).
 
@@ -17,13 +18,11 @@ sent, with the total; the filter menus offer at most ``CHOICES_SHOWN`` values ea
 from __future__ import annotations
 
 import heapq
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from alerts.api import AlertOut, HistoryOut, SilenceOut, render_alert, silence_view
 from alerts.judged import Judged
-from alerts.model import rfc3339
+from alerts.reader import AlertOut, HistoryOut, ReceiverQueue, SilenceOut
 from alerts.notify.matchers import AlertMatcher, matches_all
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
@@ -62,16 +61,6 @@ class AlertChoices(BaseModel):
     severity: list[str]
     alertname: list[str]
     instance: list[str]
-
-
-class ReceiverQueue(BaseModel):
-    """One receiver integration's notification queue (the outbox)."""
-
-    receiver: str
-    integration: str
-    pending: int = Field(description="notifications waiting for delivery (bounded per receiver)")
-    dropped: int = Field(description="notifications given up without delivery since the server started "
-                                     "(queue full or expired)")
 
 
 class AlertsView(BaseModel):
@@ -113,46 +102,30 @@ def _pending(ctx: DashboardContext, at: float) -> list[PendingAlert]:
     return sorted(out, key=lambda p: (p.labels.get("alertname", ""), sorted(p.labels.items())))
 
 
-def _history(pipeline: Any, since: float) -> list[HistoryOut]:
-    rows = pipeline.store.history(HISTORY_LIMIT, since)
-    return [HistoryOut(at=rfc3339(r["at"]), **{k: r[k] for k in ("fingerprint", "alertname", "status", "labels",
-                                                                  "annotations", "source")}) for r in rows]
-
-
-def _receivers(pipeline: Any) -> list[ReceiverQueue]:
-    pending = pipeline.pending_by_target()
-    dropped = pipeline.metrics.dropped_by_target()
-    return [ReceiverQueue(receiver=receiver, integration=integration, pending=pending.get((receiver, integration), 0),
-                          dropped=dropped.get((receiver, integration), 0))
-            for receiver, integration in sorted(set(pending) | set(dropped))]
-
-
 def _page_order(judged: Judged) -> tuple:
     alert = judged.alert
     return alert.labels.get("severity") != "critical", alert.starts_at, alert.fingerprint
 
 
-def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters, automation: bool = False) -> AlertsView:
+def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters) -> AlertsView:
     matchers = filters.matchers()
     pending_all = _pending(ctx, tr.end)
-    pipeline = ctx.alerting
+    alerting = ctx.alerting
     current: list[Judged] = []
     history: list[HistoryOut] = []
     silences: list[SilenceOut] = []
     receivers: list[ReceiverQueue] = []
-    if pipeline is not None:
-        now = pipeline.clock()
-        current = [j for j in pipeline.judged.current() if j.alert.ends_at is None]
-        history = _history(pipeline, tr.start)
-        silences = [silence_view(s, now) for s in pipeline.silences.list()
-                    if s.state(now) != "expired" or s.ends_at >= tr.start]
-        receivers = _receivers(pipeline)
+    if alerting is not None:
+        current = [j for j in alerting.current() if j.alert.ends_at is None]
+        history = alerting.history(HISTORY_LIMIT, tr.start)
+        silences = alerting.silences(ended_since=tr.start)
+        receivers = alerting.receiver_queues()
     seen = [j.alert.labels for j in current] + [p.labels for p in pending_all]
     choices = AlertChoices(**{name: sorted({labels[name] for labels in seen if labels.get(name)})[:CHOICES_SHOWN]
                               for name in AlertChoices.model_fields})
 
     matching = [j for j in current if matches_all(matchers, j.alert.labels)]
-    shown = [render_alert(pipeline, j) for j in heapq.nsmallest(ALERTS_SHOWN, matching, key=_page_order)]
+    shown = [alerting.alert(j) for j in heapq.nsmallest(ALERTS_SHOWN, matching, key=_page_order)]
     pending = [p for p in pending_all if matches_all(matchers, p.labels)]
     counts: dict[str, int] = {"pending": len(pending)}
     by_severity: dict[str, int] = {}
@@ -162,8 +135,8 @@ def alerts_page(ctx: DashboardContext, tr: TimeRange, filters: AlertFilters, aut
             severity = judged.alert.labels.get("severity") or "none"
             by_severity[severity] = by_severity.get(severity, 0) + 1
     return AlertsView(
-        time=ctx.clock(), start=tr.start, end=tr.end, filters=filters, connected=pipeline is not None,
+        time=ctx.clock(), start=tr.start, end=tr.end, filters=filters, connected=alerting is not None,
         counts=counts, firing_by_severity=by_severity, alerts=shown, alerts_total=len(matching),
         pending=pending[:ALERTS_SHOWN], history=[h for h in history if matches_all(matchers, h.labels)],
-        silences=silences, choices=choices, receivers=receivers, automation=automation,
+        silences=silences, choices=choices, receivers=receivers, automation=ctx.automation,
     )

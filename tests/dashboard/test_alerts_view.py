@@ -11,6 +11,7 @@ from alerts.model import Alert
 from alerts.notify import config as alerting_config
 from alerts.notify.component import component as alerting_component
 from alerts.notify.pipeline import Pipeline
+from alerts.reader import AlertingReader
 from cwkernel.auth import OperatorAuth, install
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
@@ -43,7 +44,7 @@ def stack():
                            {"summary": "XID 79 on node-a GPU 5"}, starts_at=now - 60),
                      Alert({"alertname": "NodeDown", "severity": "critical", "instance": "node-c"}, {}, starts_at=now - 30),
                      Alert({"alertname": "IbPortDown", "severity": "warning", "instance": "node-a"}, {}, starts_at=now - 10)])
-    ctx = DashboardContext(LocalQueryClient(Engine(store)), alerting=pipeline)
+    ctx = DashboardContext(LocalQueryClient(Engine(store)), alerting=AlertingReader(pipeline))
     app = build_app([alerting_component(pipeline), dashboard_component(ctx)])
     install(app, OperatorAuth({"alice": TOKEN}))
     with TestClient(app) as client:
@@ -119,20 +120,18 @@ def test_without_the_pipeline_only_pending_is_known():
     with TestClient(app) as client:
         view = client.get("/api/alerts-view").json()
     assert not view["connected"] and view["alerts"] == [] and len(view["pending"]) == 1
-    assert view["automation"] is False  # no remediation API mounted: the page does not ask it
+    assert view["automation"] is False  # no remediation engine: the page does not ask its API
 
 
-def test_the_page_knows_when_the_remediation_api_is_served():
-    from fastapi import APIRouter
+def test_the_page_knows_when_serve_hands_it_the_remediation_engine():
+    from cwkernel.server import Deps
+    from dashboard import component as dashboard
 
-    from cwkernel.server import Component
-
-    automation = APIRouter(prefix="/api/automation")
-    automation.add_api_route("/cases", lambda: {"cases": []}, methods=["GET"])
-    app = build_app([dashboard_component(DashboardContext(LocalQueryClient(Engine(Store())))),
-                     Component("remediation", routers=[automation])])
-    with TestClient(app) as client:
-        assert client.get("/api/alerts-view").json()["automation"] is True
+    query = LocalQueryClient(Engine(Store()))
+    for engine, expected in ((None, False), (object(), True)):
+        app = build_app([dashboard.build({}, Deps(request_query=query, remediation=engine))])
+        with TestClient(app) as client:
+            assert client.get("/api/alerts-view").json()["automation"] is expected
 
 
 def test_a_storm_is_counted_whole_and_shown_in_part():
@@ -145,7 +144,7 @@ def test_a_storm_is_counted_whole_and_shown_in_part():
     count = ALERTS_SHOWN + CHOICES_SHOWN + 10
     pipeline.receive([Alert({"alertname": "GpuHot", "severity": "critical" if i % 10 == 0 else "warning",
                              "instance": f"node-{i:05d}"}, {}, starts_at=now - i) for i in range(count)])
-    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=pipeline)
+    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=AlertingReader(pipeline))
     with TestClient(build_app([alerting_component(pipeline), dashboard_component(ctx)])) as client:
         view = client.get("/api/alerts-view").json()
         page = client.get("/alerts")
@@ -172,7 +171,7 @@ receivers:
     pipeline.notify([Alert({"alertname": "NodeDown", "instance": f"n{i}"}, {}, starts_at=time.time() - 60)
                      for i in range(3)])
     pipeline.flush()
-    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=pipeline)
+    ctx = DashboardContext(LocalQueryClient(Engine(Store())), alerting=AlertingReader(pipeline))
     with TestClient(build_app([dashboard_component(ctx)])) as client:
         view = client.get("/api/alerts-view").json()
     assert view["receivers"] == [

@@ -87,7 +87,7 @@ def test_alerts_page_fault_raises_an_alert_and_silencing_it_from_the_ui_mutes_it
     base, sim = demo["base"], demo["sim"]
     view = httpx.get(f"{base}/api/alerts-view").json()
     assert view["connected"], ("serve does not hand the notification pipeline to the dashboard: "
-                               "DashboardContext(..., alerting=pipeline) in clusterwatch/commands/serve.py")
+                               "DashboardContext(..., alerting=deps.alerting) in dashboard/component.py's build")
     node = httpx.get(f"{sim}/api/fleet").json()["nodes"][3]["name"]
     page.goto(base + "/alerts?refresh=5")
     page.wait_for_selector("#alert-kpis")
