@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def test_malformed_page_sets_up_0_and_makes_series_stale(server: str) -> None:
     try:
         scraper.run_once()
         PAGES["/metrics"] = "gpu_util{gpu=0} 1\n"
+        time.sleep(0.002)  # a scrape is stamped with its start to the ms: two in one ms are out of order
         scraper.run_once()
     finally:
         scraper.stop()
