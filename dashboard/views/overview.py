@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -27,7 +28,8 @@ from dashboard.context import DashboardContext
 from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus,
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
-from dashboard.promql import GpuSamples, gpu_samples, scalars
+from dashboard.promql import GpuKey, GpuSamples, gpu_samples, scalars
+from tsdb.client import QueryClient, QueryResult, Series
 
 ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
 # colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
@@ -154,22 +156,81 @@ def _grid(samples: GpuSamples, rows: np.ndarray, width: int, cells: int, fill: f
     return grid
 
 
+@dataclass
+class _Answers:
+    """What the overview's queries returned."""
+
+    heat: GpuSamples  # the heatmap's metric per GPU
+    held: GpuSamples  # the job holding each allocated GPU
+    idle: GpuSamples  # GPUs below IDLE_BELOW over the whole range (allocated or free)
+    util: GpuSamples  # utilisation now of the busy GPUs (the heatmap's own when it shows utilisation)
+    present: dict[str, int]  # node -> GPUs seen
+    unhealthy: set[GpuKey]
+    sums: dict[str, float | None]  # the fleet totals (_totals)
+    targets: dict[str, Series]  # node -> its ``up`` series
+    alerts: QueryResult  # firing alerts by severity
+    flags: dict[str, set[str]]  # node -> Slurm flags set (without the scheduler adapter)
+
+
+@dataclass
+class _Layout:
+    """The heatmap's shape: one row per node, in name order, ``width`` GPUs a row."""
+
+    names: list[str]
+    row_of: dict[str, int]
+    gpu_count: np.ndarray  # GPUs per node (row)
+    width: int
+    heat_rows: np.ndarray  # each heatmap sample's row (-1: none), read once for the layout and the cells
+
+    @property
+    def cells(self) -> int:
+        return len(self.names) * self.width
+
+
+@dataclass
+class _Cells:
+    """Per-GPU answers as values at flat cell indices (row * width + GPU) of the heatmap's grid."""
+
+    raw: np.ndarray  # the heatmap's metric, unscaled (NaN: no data)
+    job_ids: list[str]
+    jobs: np.ndarray  # index into job_ids, -1 for none
+    util_now: np.ndarray  # utilisation now (NaN where not busy or not asked)
+    idle: np.ndarray  # idle over the whole range
+
+    @property
+    def held(self) -> np.ndarray:
+        return self.jobs >= 0
+
+
 def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -> Overview:
-    client, at = ctx.query, tr.end
-    expr, scale, unit, fixed = HEAT_METRICS[color_by]
     snapshot = ctx.snapshot()
-    # Fleet totals the heatmap's values cannot give: one query. Busy GPUs and the mean utilisation
-    # are computed below from the heatmap's utilisation (fetched per GPU, busy ones only, when the
-    # heatmap shows another metric): every selection of all GPUs' series costs the engine seconds
-    # at 131,072 GPUs (docs/performance.md), so none is asked twice.
+    answers = _ask(ctx.query, tr, color_by, snapshot)
+    layout = _layout(answers, snapshot)
+    cells = _cells(answers, layout)
+    heatmap = _heatmap(cells, layout, answers.unhealthy, color_by)
+    racks, statuses = _racks(answers, layout, snapshot)
+    kpis = _kpis(answers, layout, cells, statuses, snapshot, color_by)
+    return Overview(time=ctx.clock(), start=tr.start, end=tr.end, kpis=kpis, heatmap=heatmap, racks=racks)
+
+
+def _totals(color_by: ColorBy, snapshot) -> dict[str, str]:
+    """Fleet totals the heatmap's values cannot give, asked as one query. Busy GPUs and the mean
+    utilisation are computed from the heatmap's utilisation (fetched per GPU, busy ones only, when
+    the heatmap shows another metric): every selection of all GPUs' series costs the engine
+    seconds at 131,072 GPUs (docs/performance.md), so none is asked twice."""
     totals = {"power": "sum(gpu_power_watts)"}
     if color_by != "util":
         totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
     if snapshot is None:
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
-    # The queries are independent: in flight together when the client says the other side answers
-    # them in parallel (a server over HTTP, on its cores, the slowest first); otherwise (the
-    # in-process engine) one worker runs them one after another.
+    return totals
+
+
+def _ask(client: QueryClient, tr: TimeRange, color_by: ColorBy, snapshot) -> _Answers:
+    """Every query of the page. They are independent: in flight together when the client says the
+    other side answers them in parallel (a server over HTTP, on its cores, the slowest first);
+    otherwise (the in-process engine) one worker runs them one after another."""
+    at, expr = tr.end, HEAT_METRICS[color_by][0]
     workers = QUERY_THREADS if client.concurrent_queries else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
         fleet_f = pool.submit(fleet_gpus, client, at)
@@ -178,19 +239,22 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
         idle_f = pool.submit(lambda: gpu_samples(client.instant(IDLE.format(window=tr.window), at)))
         util_f = pool.submit(lambda: gpu_samples(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))) \
             if color_by != "util" else None
-        sums_f = pool.submit(scalars, client, totals, at)
+        sums_f = pool.submit(scalars, client, _totals(color_by, snapshot), at)
         targets_f = pool.submit(node_targets, client, at, None)
         flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
         alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
-        heat, held, idle_now = heat_f.result(), held_f.result(), idle_f.result()
+        heat, held, idle = heat_f.result(), held_f.result(), idle_f.result()
         present, unhealthy = fleet_f.result()
-        util = util_f.result() if util_f is not None else heat
-        sums, all_targets, alerts_result = sums_f.result(), targets_f.result(), alerts_f.result()
-        flags = flags_f.result() if flags_f is not None else {}
+        return _Answers(heat=heat, held=held, idle=idle, util=util_f.result() if util_f is not None else heat,
+                        present=present, unhealthy=unhealthy, sums=sums_f.result(), targets=targets_f.result(),
+                        alerts=alerts_f.result(), flags=flags_f.result() if flags_f is not None else {})
 
-    # Nodes: every node with GPUs seen and every node the scheduler knows, in name order; a
-    # node's GPUs: the most any source shows (lost GPUs still count: they are the cluster's).
+
+def _layout(answers: _Answers, snapshot) -> _Layout:
+    """Nodes: every node with GPUs seen and every node the scheduler knows, in name order; a
+    node's GPUs: the most any source shows (lost GPUs still count: they are the cluster's)."""
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
+    heat, present = answers.heat, answers.present
     names = sorted(n for n in set(sched_nodes) | set(present) | set(heat.nodes) if n)
     row_of = {node: r for r, node in enumerate(names)}
     gpu_count = np.zeros(len(names), dtype=np.int64)
@@ -203,76 +267,104 @@ def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -
     for name, node in sched_nodes.items():
         if name in row_of:
             gpu_count[row_of[name]] = max(gpu_count[row_of[name]], node.gpus)
-    width = int(gpu_count.max(initial=0))
-    targets = [all_targets[n] for n in names if n in all_targets]
-    rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
-    up_of = {s.labels.get("instance", ""): s.value for s in targets}
+    return _Layout(names, row_of, gpu_count, int(gpu_count.max(initial=0)), heat_rows)
 
-    # Every per-GPU answer becomes values at flat cell indices (row * width + GPU) of one grid.
-    cells = len(names) * width
-    raw = _grid(heat, heat_rows, width, cells, np.nan, heat.values)
+
+def _cells(answers: _Answers, layout: _Layout) -> _Cells:
+    row_of, width, cells = layout.row_of, layout.width, layout.cells
+    heat, held, util = answers.heat, answers.held, answers.util
+    raw = _grid(heat, layout.heat_rows, width, cells, np.nan, heat.values)
     job_ids = sorted(set(held.values), key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
     jobs = _grid(held, _rows_of(held, row_of), width, cells, -1, [job_index[j] for j in held.values])
-    shown = _rounded(raw * scale).reshape(len(names), width)
-    rows = _json_rows(shown)
-    job_rows = jobs.reshape(len(names), width).tolist()
-    marks = sorted([row_of[node], g] for node, g in unhealthy if node in row_of and g < width)
+    util_now = raw if util is heat else _grid(util, _rows_of(util, row_of), width, cells, np.nan, util.values)
+    idle = _grid(answers.idle, _rows_of(answers.idle, row_of), width, cells, False, True)
+    return _Cells(raw, job_ids, jobs, util_now, idle)
+
+
+def _heatmap(cells: _Cells, layout: _Layout, unhealthy: set[GpuKey], color_by: ColorBy) -> Heatmap:
+    _, scale, unit, fixed = HEAT_METRICS[color_by]
+    names, width = layout.names, layout.width
+    shown = _rounded(cells.raw * scale).reshape(len(names), width)
+    marks = sorted([layout.row_of[node], g] for node, g in unhealthy if node in layout.row_of and g < width)
     if fixed:
         zmin, zmax = fixed
     elif np.isfinite(shown).any():
         zmin, zmax = float(np.nanmin(shown)), float(np.nanmax(shown))
     else:
         zmin = zmax = None
-    util_now = raw if util is heat else _grid(util, _rows_of(util, row_of), width, cells, np.nan, util.values)
-    is_held = jobs >= 0
-    idle_cells = _grid(idle_now, _rows_of(idle_now, row_of), width, cells, False, True)
+    return Heatmap(color_by=color_by, unit=unit, zmin=zmin, zmax=zmax, nodes=names, gpus_per_node=width,
+                   z=_json_rows(shown), job_ids=cells.job_ids, jobs=cells.jobs.reshape(len(names), width).tolist(),
+                   unhealthy=marks)
 
-    unhealthy_by_node: dict[str, int] = {}
+
+def _unhealthy_by_node(unhealthy: set[GpuKey]) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for node, _ in unhealthy:
-        unhealthy_by_node[node] = unhealthy_by_node.get(node, 0) + 1
-    held_nodes = set(held.nodes)
+        counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def _racks(answers: _Answers, layout: _Layout, snapshot) -> tuple[list[RackGroup], dict[str, str]]:
+    """The status grid, nodes grouped by rack, and each node's status."""
+    sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
+    targets = [answers.targets[n] for n in layout.names if n in answers.targets]
+    rack_of = {s.labels.get("instance", ""): s.labels.get("rack", "") for s in targets}
+    up_of = {s.labels.get("instance", ""): s.value for s in targets}
+    unhealthy_by_node = _unhealthy_by_node(answers.unhealthy)
+    held_nodes = set(answers.held.nodes)
     groups: dict[str, RackGroup] = {}
     statuses: dict[str, str] = {}
-    for node in names:
+    for node in layout.names:
         status = node_status(up_of.get(node), sched_nodes.get(node), unhealthy_by_node.get(node, 0),
-                             flags.get(node, set()), node in held_nodes)
+                             answers.flags.get(node, set()), node in held_nodes)
         statuses[node] = status
         rack = rack_of.get(node) or "(no rack)"
         group = groups.setdefault(rack, RackGroup(rack=rack, nodes=[], status=[], unhealthy_gpus=[]))
         group.nodes.append(node)
         group.status.append(STATUS_CODES.index(status))
         group.unhealthy_gpus.append(unhealthy_by_node.get(node, 0))
+    return sorted(groups.values(), key=lambda g: g.rack), statuses
 
-    if color_by == "util":
-        readings = raw[np.isfinite(raw)]
-        mean_util = float(readings.mean()) if len(readings) else None
-    else:
-        mean_util = sums["util"]
+
+def _kpis(answers: _Answers, layout: _Layout, cells: _Cells, statuses: dict[str, str], snapshot,
+          color_by: ColorBy) -> Kpis:
+    sums = answers.sums
+    mean_util = _mean_utilization(cells.raw) if color_by == "util" else sums["util"]
+    running, pending, drained = _job_and_drain_counts(snapshot, sums, answers.flags)
+    total = int(layout.gpu_count.sum())
+    held = cells.held
     with np.errstate(invalid="ignore"):
-        busy = int(np.count_nonzero(is_held & (util_now >= IDLE_BELOW)))
+        busy = int(np.count_nonzero(held & (cells.util_now >= IDLE_BELOW)))
+    allocated = int(np.count_nonzero(held))
+    return Kpis(
+        gpus_total=total, gpus_busy=busy, gpus_idle=int(np.count_nonzero(held & cells.idle)),
+        gpus_free=max(0, total - allocated), gpus_unhealthy=len(answers.unhealthy),
+        mean_utilization=round(mean_util, 4) if mean_util is not None else None,
+        power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
+        jobs_running=running, jobs_pending=pending, alerts_firing=_alerts_firing(answers.alerts),
+        nodes_total=len(layout.names), nodes_drained=drained,
+        nodes_down=sum(1 for s in statuses.values() if s == "down"),
+    )
+
+
+def _mean_utilization(raw: np.ndarray) -> float | None:
+    readings = raw[np.isfinite(raw)]
+    return float(readings.mean()) if len(readings) else None
+
+
+def _job_and_drain_counts(snapshot, sums: dict[str, float | None], flags: dict[str, set[str]]) -> tuple[int, int, int]:
+    """(jobs running, jobs pending, nodes drained): the scheduler's snapshot, or its metrics."""
     if snapshot is not None:
         running = sum(1 for j in snapshot.jobs if j.state == "RUNNING")
         pending = sum(1 for j in snapshot.jobs if j.state == "PENDING")
-        drained = sum(1 for n in snapshot.nodes if n.drain)
-    else:
-        running, pending = int(sums["jobs_RUNNING"] or 0), int(sums["jobs_PENDING"] or 0)
-        drained = sum(1 for node_flags in flags.values() if node_flags & set(DRAIN_FLAGS))
+        return running, pending, sum(1 for n in snapshot.nodes if n.drain)
+    drained = sum(1 for node_flags in flags.values() if node_flags & set(DRAIN_FLAGS))
+    return int(sums["jobs_RUNNING"] or 0), int(sums["jobs_PENDING"] or 0), drained
+
+
+def _alerts_firing(result: QueryResult) -> dict[str, int]:
     alerts: dict[str, int] = {}
-    for series in alerts_result.series:
+    for series in result.series:
         alerts[series.labels.get("severity") or "none"] = int(series.value)
-    total = int(gpu_count.sum())
-    idle = int(np.count_nonzero(is_held & idle_cells))
-    allocated = int(np.count_nonzero(is_held))
-    kpis = Kpis(
-        gpus_total=total, gpus_busy=busy, gpus_idle=idle, gpus_free=max(0, total - allocated),
-        gpus_unhealthy=len(unhealthy),
-        mean_utilization=round(mean_util, 4) if mean_util is not None else None,
-        power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
-        jobs_running=running, jobs_pending=pending, alerts_firing=alerts, nodes_total=len(names),
-        nodes_drained=drained, nodes_down=sum(1 for s in statuses.values() if s == "down"),
-    )
-    heatmap = Heatmap(color_by=color_by, unit=unit, zmin=zmin, zmax=zmax, nodes=names, gpus_per_node=width,
-                      z=rows, job_ids=job_ids, jobs=job_rows, unhealthy=marks)
-    return Overview(time=ctx.clock(), start=tr.start, end=tr.end, kpis=kpis, heatmap=heatmap,
-                    racks=sorted(groups.values(), key=lambda g: g.rack))
+    return alerts
