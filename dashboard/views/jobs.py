@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
 from dashboard.definitions import EFFICIENCY_LOW_BELOW, IDLE_BELOW, efficiency, efficiency_low, job_flags, stragglers
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import GpuKey, by_gpu, gpu_key, split_by_name
+from tsdb.client import QueryClient
 
 
 class JobRow(BaseModel):
@@ -300,6 +303,17 @@ def _band(matrix) -> Band:
                     max=_as_list(np.nanmax(matrix, axis=0)) if len(matrix) else [])
 
 
+@dataclass
+class _JobSeries:
+    """What the job page reads from the store: the per-GPU matrices on the page's grid (trimmed
+    to the points where some GPU of the job has a sample), the GPUs' values now, the alerts."""
+
+    grid: list[float]
+    matrices: dict[str, np.ndarray]  # metric of SERIES -> (GPU x point)
+    now: dict[str, dict[GpuKey, float]]  # gpu_processes, gpu_memory_used_bytes, gpu_memory_total_bytes
+    alerts: list[AlertSpan]
+
+
 def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     """Per-GPU series over the job's lifetime inside the range, flags, stragglers and the
     efficiency summary. One range query for the three per-GPU metrics, restricted to the job's
@@ -308,18 +322,32 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     reduced to bands with numpy. Jobs of more than ``DETAIL_GPUS`` GPUs get every GPU's
     utilisation (lines, heatmap) but memory and power as min/median/max bands plus the
     stragglers' own series: 512 GPUs' memory lines are unreadable and would triple the payload."""
-    import numpy as np
-
-    client = ctx.query
     record = job_record(ctx, tr.end, tr.window, job_id)
     gpus = job_gpus(record)
     lifetime = tr.clipped(record.start_time, record.end_time if record.state != "RUNNING" else None)
     step = lifetime.step()
+    series = _job_series(ctx.query, gpus, lifetime, step, tr.end)
+    mean, hours, peak_util = _usage(series.matrices["gpu_utilization_ratio"], gpus, step)
+    slow = stragglers(mean, len(gpus))
+    flags = job_flags(gpus, mean, peak_util, series.now.get("gpu_memory_used_bytes", {}),
+                      series.now.get("gpu_processes", {}), record.state == "RUNNING")
+    detail = len(gpus) <= DETAIL_GPUS
+    return JobView(
+        time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
+        timestamps=series.grid, gpus=_gpu_rows(series.matrices, gpus, mean, slow, detail), per_gpu_detail=detail,
+        bands={field: _band(series.matrices[metric]) for metric, (field, _) in SERIES.items()}, alerts=series.alerts,
+        efficiency=_efficiency(record, lifetime, step, tr.end, gpus, series, mean, hours),
+    )
+
+
+def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, step: float, at: float) -> _JobSeries:
+    """The three per-GPU metrics over the lifetime (one range query on the job's nodes), the
+    GPUs' values now and the alerts on them; nothing is asked for a job without GPUs."""
     points = int((lifetime.end - lifetime.start) // step) + 1
     grid = [lifetime.start + i * step for i in range(points)]
     matrices = {metric: np.full((len(gpus), points), np.nan) for metric in SERIES}
-    at = tr.end
     now: dict[str, dict[GpuKey, float]] = {}
+    alerts: list[AlertSpan] = []
     if gpus:
         nodes = regex_of([n for n, _ in gpus])
         parts = split_by_name(client.range(f'{{__name__=~"{"|".join(SERIES)}",instance=~"{nodes}"}}',
@@ -331,37 +359,37 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
             f'{{__name__=~"gpu_processes|gpu_memory_used_bytes|gpu_memory_total_bytes",instance=~"{nodes}"}}', at))
         now = {name: by_gpu(result) for name, result in instant.items()}
         alerts = _alert_spans(client, nodes, set(gpus), lifetime, step)
-    else:
-        alerts = []
-    # Points where no GPU of the job has a sample (before its first scrape, after the store's
-    # retention) are dropped from the ends of the grid.
+    grid, matrices = _observed(grid, matrices, gpus)
+    return _JobSeries(grid, matrices, now, alerts)
+
+
+def _observed(grid: list[float], matrices: dict[str, np.ndarray],
+              gpus: list[GpuKey]) -> tuple[list[float], dict[str, np.ndarray]]:
+    """Points where no GPU of the job has a sample (before its first scrape, after the store's
+    retention) are dropped from the ends of the grid."""
     seen = np.flatnonzero(~np.isnan(matrices["gpu_utilization_ratio"]).all(axis=0)) if gpus else np.array([])
     first, last = (int(seen[0]), int(seen[-1]) + 1) if len(seen) else (0, 0)
-    grid = grid[first:last]
-    matrices = {m: x[:, first:last] for m, x in matrices.items()}
-    util = matrices["gpu_utilization_ratio"]
+    return grid[first:last], {m: x[:, first:last] for m, x in matrices.items()}
+
+
+def _usage(util: np.ndarray, gpus: list[GpuKey], step: float) -> tuple[dict[GpuKey, float], dict[GpuKey, float],
+                                                                       dict[GpuKey, float]]:
+    """Per GPU with samples: its mean and peak utilisation over the observed points; per GPU:
+    the hours observed."""
     observed = (~np.isnan(util)).sum(axis=1) if gpus else np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.nansum(util, axis=1) / observed if gpus else np.zeros(0)
     mean = {k: float(means[i]) for i, k in enumerate(gpus) if observed[i]}
     hours = {k: float(observed[i]) * step / 3600 for i, k in enumerate(gpus)}
-    slow = stragglers(mean, len(gpus))
-    memory = matrices["gpu_memory_used_bytes"]
-    peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
-    totals = now.get("gpu_memory_total_bytes", {})
-    run = ((record.end_time if record.state != "RUNNING" and record.end_time else at) - record.start_time) \
-        if record.start_time else None
-    notes = []
-    if record.start_time and lifetime.start > record.start_time + step:
-        notes.append("the job started before the chosen range (or the store's retention): "
-                     "figures cover the observed part only")
-    gpu_eff = efficiency(mean, hours)
-    if efficiency_low(gpu_eff):
-        notes.append(f"GPU efficiency below {EFFICIENCY_LOW_BELOW:.0%}: the job holds GPUs it barely uses")
     peak_util = {k: float(np.nanmax(util[i])) for i, k in enumerate(gpus) if observed[i]}
-    flags = job_flags(gpus, mean, peak_util, now.get("gpu_memory_used_bytes", {}), now.get("gpu_processes", {}),
-                      record.state == "RUNNING")
-    detail = len(gpus) <= DETAIL_GPUS
+    return mean, hours, peak_util
+
+
+def _gpu_rows(matrices: dict[str, np.ndarray], gpus: list[GpuKey], mean: dict[GpuKey, float], slow: set[GpuKey],
+              detail: bool) -> list[GpuSeries]:
+    """Every GPU's utilisation; its memory and power when the page has every GPU's (``detail``)
+    or it is a straggler."""
+    util, memory = matrices["gpu_utilization_ratio"], matrices["gpu_memory_used_bytes"]
     rows = []
     for i, k in enumerate(gpus):
         full = detail or k in slow
@@ -371,18 +399,40 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
             memory_bytes=_as_list(memory[i]) if full else [],
             power_watts=_as_list(matrices["gpu_power_watts"][i]) if full else [],
             mean_utilization=_rounded(mean.get(k)), straggler=k in slow))
-    return JobView(
-        time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
-        timestamps=grid, gpus=rows, per_gpu_detail=detail,
-        bands={field: _band(matrices[metric]) for metric, (field, _) in SERIES.items()}, alerts=alerts,
-        efficiency=Efficiency(
-            gpu_hours=round(sum(hours.values()), 3), gpu_efficiency=_rounded(gpu_eff),
-            memory_peak_bytes=peak,
-            memory_total_bytes=statistics.median(totals[k] for k in gpus if k in totals) if totals else None,
-            run_seconds=run, time_limit_seconds=record.time_limit_seconds,
-            time_used_ratio=_rounded(run / record.time_limit_seconds) if run and record.time_limit_seconds else None,
-            observed_from=lifetime.start, notes=notes),
-    )
+    return rows
+
+
+def _efficiency(record: JobRecord, lifetime: TimeRange, step: float, at: float, gpus: list[GpuKey],
+                series: _JobSeries, mean: dict[GpuKey, float], hours: dict[GpuKey, float]) -> Efficiency:
+    memory = series.matrices["gpu_memory_used_bytes"]
+    peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
+    totals = series.now.get("gpu_memory_total_bytes", {})
+    run = _run_seconds(record, at)
+    gpu_eff = efficiency(mean, hours)
+    return Efficiency(
+        gpu_hours=round(sum(hours.values()), 3), gpu_efficiency=_rounded(gpu_eff),
+        memory_peak_bytes=peak,
+        memory_total_bytes=statistics.median(totals[k] for k in gpus if k in totals) if totals else None,
+        run_seconds=run, time_limit_seconds=record.time_limit_seconds,
+        time_used_ratio=_rounded(run / record.time_limit_seconds) if run and record.time_limit_seconds else None,
+        observed_from=lifetime.start, notes=_notes(record, lifetime, step, gpu_eff))
+
+
+def _run_seconds(record: JobRecord, at: float) -> float | None:
+    """From the job's start to its end, or to ``at`` while it runs."""
+    if not record.start_time:
+        return None
+    return (record.end_time if record.state != "RUNNING" and record.end_time else at) - record.start_time
+
+
+def _notes(record: JobRecord, lifetime: TimeRange, step: float, gpu_eff: float | None) -> list[str]:
+    notes = []
+    if record.start_time and lifetime.start > record.start_time + step:
+        notes.append("the job started before the chosen range (or the store's retention): "
+                     "figures cover the observed part only")
+    if efficiency_low(gpu_eff):
+        notes.append(f"GPU efficiency below {EFFICIENCY_LOW_BELOW:.0%}: the job holds GPUs it barely uses")
+    return notes
 
 
 __all__ = ["JobsView", "JobView", "JobNotFound", "jobs", "job", "IDLE_BELOW"]
