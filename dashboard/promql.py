@@ -54,18 +54,16 @@ def gpu_samples(result: QueryResult, label: str | None = None) -> GpuSamples:
     that label's value instead of the sample's, and only where it is set.
 
     Reading the labels is most of the cost (131,072 samples at 16,384 nodes): the result's label
-    columns (``QueryResult.label_column``, ``label_ints``) are read once per series set and
-    remembered inside tsdb, so what is left here is a few C-level passes over them."""
+    columns (``QueryResult.label_column``, ``label_ints``, ``label_present``) are read once per
+    series set and remembered inside tsdb, so what is left here is a few numpy passes over them."""
     nodes = result.label_column("instance")
     gpus = result.label_ints("gpu")
-    wanted = result.label_column(label) if label is not None else None
-    values = wanted if wanted is not None else result.columns()[1]
-    if all(nodes) and (wanted is None or all(wanted)) \
-            and (len(gpus) == 0 or (gpus.min() >= 0 and gpus.max() < MAX_GPUS_PER_NODE)):
+    values = result.label_column(label) if label is not None else result.columns()[1]
+    keep = result.label_present("instance") & (gpus >= 0) & (gpus < MAX_GPUS_PER_NODE)
+    if label is not None:
+        keep &= result.label_present(label)
+    if keep.all():  # every sample well labelled (the exporter's own series): the columns as they are
         return GpuSamples(nodes, gpus, values)
-    keep = (gpus >= 0) & (gpus < MAX_GPUS_PER_NODE) & np.fromiter(map(bool, nodes), bool, len(nodes))
-    if wanted is not None:
-        keep &= np.fromiter(map(bool, wanted), bool, len(wanted))
     rows = np.flatnonzero(keep).tolist()
     return GpuSamples([nodes[i] for i in rows], gpus[keep], [values[i] for i in rows])
 

@@ -113,6 +113,14 @@ class QueryResult:
         labels, _ = self.columns()
         return self._derived(labels, ("label_column", name), lambda: [item.get(name) for item in labels])
 
+    def label_present(self, name: str) -> np.ndarray:
+        """Whether each row of ``columns()`` has label ``name`` with a value (bool array). Shared
+        (never mutate it): see ``_derived``."""
+        column = self.label_column(name)
+        labels, _ = self.columns()
+        return self._derived(labels, ("label_present", name),
+                             lambda: np.fromiter(map(bool, column), bool, len(column)))
+
     def label_ints(self, name: str, missing: int = -1) -> np.ndarray:
         """Label ``name``'s value in each row of ``columns()`` as an integer (``int()`` of the
         text), ``missing`` where the label is unset or no integer. Shared (never mutate it):
@@ -128,10 +136,16 @@ class QueryResult:
         label sets are the engine's own (``shared_labels``), the same objects come back in every
         answer that holds those series, so what is read from them is remembered by their
         identities (``tsdb.labelset.MEMO``, as the engine does for its groupings); readers get
-        the column, never the label sets' identities."""
+        the column, never the label sets' identities. Every column of one list of label sets is
+        kept in one entry: the memo's bound counts rows per entry, and an entry per column would
+        take the overview of 16,384 nodes past it (its entries then evicted before their reuse)."""
         if not self.shared_labels:
             return compute()
-        return MEMO.get(labels, ("result",) + what, compute)
+        columns = MEMO.get(labels, ("result columns",), dict)  # (a fresh dict for a list too small to keep)
+        found = columns.get(what)
+        if found is None:
+            found = columns.setdefault(what, compute())  # two threads at once: both compute, one is kept
+        return found
 
     def __len__(self) -> int:
         if self._arrays is not None:

@@ -115,8 +115,11 @@ def test_label_columns_read_the_same_from_both_clients_and_are_remembered_for_th
     many = [{"gpu": str(i)} for i in range(70)] + [{"gpu": "x"}, {}, {"gpu": "9" * 30}]
     column = QueryResult.of_vector(many, [1.0] * len(many), 10.0).label_ints("gpu", missing=-7)
     assert column.tolist() == list(range(70)) + [-7, -7, -7]
+    present = QueryResult.of_vector(many + [{"gpu": ""}], [1.0] * (len(many) + 1), 10.0).label_present("gpu")
+    assert present.tolist() == [True] * 71 + [False, True, False]
     shared = [QueryResult.of_vector(many, [1.0] * len(many), 10.0, shared_labels=True) for _ in range(2)]
-    assert shared[0].label_column("gpu") is shared[1].label_column("gpu")  # the same label sets: read once
+    for read in (lambda r: r.label_column("gpu"), lambda r: r.label_ints("gpu"), lambda r: r.label_present("gpu")):
+        assert read(shared[0]) is read(shared[1])  # the same label sets: read once
 
 
 def test_clients_say_whether_concurrent_queries_help_and_an_in_memory_engine_takes_series_and_rule_output(
