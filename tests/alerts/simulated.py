@@ -35,6 +35,15 @@ class Harness:
             self.scrape()
             self.evaluator.evaluate(self.now)
 
+    def xid(self, code: int, gpu: int = 2) -> str:
+        """After two warm minutes, an XID on a GPU of the second node, seen by one scrape and
+        evaluation; returns the node."""
+        self.step(120)
+        node = self.fleet.node_names()[1]
+        self.fleet.inject({"kind": "xid", "node": node, "gpu": gpu, "xid": code})
+        self.step(STEP)
+        return node
+
     def alerts(self, name: str) -> list:
         return [a for _, a in self.evaluator.active_alerts() if a.labels["alertname"] == name and a.state != "inactive"]
 

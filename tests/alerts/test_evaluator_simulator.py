@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.alerts.simulated import STEP, Harness
+from tests.alerts.simulated import Harness
 
 pytestmark = pytest.mark.usefixtures("fresh_collections")
 
@@ -20,10 +20,7 @@ HARDWARE = {"GpuXidRebootRequired", "GpuXidResetRequired", "GpuXidHardwareFault"
 def test_xid79_raises_reboot_and_lost_gpu_alerts_with_labels():
     h = Harness()
     try:
-        h.step(120)
-        node = h.fleet.node_names()[1]
-        h.fleet.inject({"kind": "xid", "node": node, "gpu": 2, "xid": 79})
-        h.step(STEP)
+        node = h.xid(79)
         lost = h.alerts("GpuLost")
         assert [(a.state, a.labels["instance"], a.labels["gpu"]) for a in lost] == [("pending", node, "2")]
         reboot = h.alerts("GpuXidRebootRequired")

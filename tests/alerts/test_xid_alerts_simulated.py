@@ -37,10 +37,7 @@ def reboot(h: Harness, node: str) -> None:
 def test_the_xid_79_alert_and_the_unhealthy_gpu_outlast_the_reboot():
     h = Harness()
     try:
-        h.step(120)
-        node = h.fleet.node_names()[1]
-        h.fleet.inject({"kind": "xid", "node": node, "gpu": 2, "xid": 79})
-        h.step(STEP)
+        node = h.xid(79)
         assert xid_alerts(h, "GpuXidRebootRequired", node) == [("firing", "2", "79", 1.0)]
         reboot(h, node)
         h.step(8 * 60)  # the reboot takes 4 minutes; the new boot's exporter has no XID 79 series
