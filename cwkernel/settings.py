@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
-
 from cwkernel.durations import parse_duration
-from cwkernel.errors import ConfigError
+from cwkernel.errors import ConfigError, read_yaml
 
 
 @dataclass(frozen=True)
@@ -139,12 +136,7 @@ def _parse(option: Option, raw: Any, source: str | None) -> Any:
 def _read_file(path: str | None, known: set[str]) -> dict[str, Any]:
     if not path:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("--config", f"cannot read: {exc.strerror}", path) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("--config", f"not valid YAML: {exc}", path) from None
+    data = read_yaml(path, "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):

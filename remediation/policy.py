@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # noqa: F401 - tests and benches read the shipped file through it
 
 from remediation.ladder import STEPS
 from cwkernel.durations import parse_duration
-from cwkernel.errors import ConfigError
+from cwkernel.errors import ConfigError, read_yaml
 
 DEFAULT_POLICY = Path(__file__).with_name("default-policy.yml")
 MODES = ("off", "dry-run", "auto")
@@ -101,13 +101,7 @@ class Policy:
 def load(path: str | Path | None = None) -> Policy:
     """The policy in ``path`` (the shipped default without one)."""
     source = str(path or DEFAULT_POLICY)
-    try:
-        raw = yaml.safe_load(Path(source).read_text())
-    except OSError as exc:
-        raise PolicyError("policy", f"cannot read: {exc.strerror}", source) from None
-    except yaml.YAMLError as exc:
-        raise PolicyError("policy", f"not valid YAML: {exc}", source) from None
-    return parse(raw, source)
+    return parse(read_yaml(source, "policy", PolicyError), source)
 
 
 def parse(raw: Any, source: str = "<policy>") -> Policy:

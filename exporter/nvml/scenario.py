@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pynvml
-import yaml
 
-from cwkernel.errors import ConfigError
+from cwkernel.errors import ConfigError, read_yaml
 from exporter.nvml.fake import FakeGPU, FakeMigInstance, FakeNvLink, FakeProcess, FakeState, h100_gpu
 
 MODELS: dict[str, Callable[..., FakeGPU]] = {"h100-sxm": h100_gpu}
@@ -81,12 +80,7 @@ class _Reader:
 def load_scenario(path: str | Path) -> FakeState:
     """The ``FakeState`` a scenario file describes."""
     source = str(path)
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError("fake_scenario", f"cannot read: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError("fake_scenario", f"not valid YAML: {exc}", source=source) from exc
+    document = read_yaml(source, "fake_scenario")
     return build_state(document if document is not None else {}, source)
 
 
