@@ -210,6 +210,19 @@ class _Selection:
         self.firsts = np.array([segment.first for segment in self.segments], dtype=np.int64)
         self.stamps = [column.ts for column in self.columns]  # appended in place, never replaced
         self.bases = np.array([column.base for column in self.columns], dtype=np.int64)
+        self._ranks: np.ndarray | None = None
+
+    @property
+    def ranks(self) -> np.ndarray:
+        """Per row, its series' place among the selected series in id order: ``places`` of a read
+        takes the rows of a range of places, so a moved series' segments stay together."""
+        if self._ranks is None:
+            ids = np.asarray(self.ids, dtype=np.int64)
+            self._ranks = np.searchsorted(np.unique(ids), ids)
+        return self._ranks
+
+    def series_count(self) -> int:
+        return int(self.ranks.max()) + 1 if len(self.ids) else 0
 
     def positions(self, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray]:
         """Per column, the positions in ``ts`` of [mint_ms, maxt_ms] as (lo, hi): C-level maps
@@ -497,21 +510,32 @@ class Store:
         selection = self._selections[key] = _Selection(stamp, list(groups.values()), moved)
         return selection
 
+    def series_count(self, matchers: Sequence[LabelMatcher]) -> int:
+        """How many series ``matchers`` select (at any time): the places a read's ``places`` counts in."""
+        with self._lock:
+            return self._selection(matchers).series_count()
+
     def select_blocks(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
-                      charge: Charge | None = None) -> list[Block]:
+                      charge: Charge | None = None, places: slice | None = None) -> list[Block]:
         """Matching series in [mint_ms, maxt_ms], grouped by the time column they share. A series
         that moved between columns appears in one block per column. ``charge`` is told the
-        samples the blocks will hold (padding included) and their rows before any is copied."""
+        samples the blocks will hold (padding included) and their rows before any is copied.
+        ``places``: only the series at these places of the selection (``series_count``)."""
         with self._lock:
             selection = self._selection(matchers)
+            ranks = selection.ranks.tolist() if places is not None else None
+            first = 0  # the group's first row in the selection's flat rows
             spans = []  # per column: its window and the segments with samples in it, nothing copied yet
             for column, segments, label_sets, _ in selection.groups:
+                first, row = first + len(segments), first
                 lo = bisect.bisect_left(column.ts, mint_ms)
                 hi = bisect.bisect_right(column.ts, maxt_ms, lo)
                 if lo >= hi:
                     continue
                 inside = []
-                for segment, labels in zip(segments, label_sets):
+                for i, (segment, labels) in enumerate(zip(segments, label_sets), row):
+                    if ranks is not None and not places.start <= ranks[i] < places.stop:
+                        continue
                     start, end = segment.window()
                     if max(lo, start) < min(hi, end):
                         inside.append((segment, labels, start, end))
@@ -541,12 +565,12 @@ class Store:
         return out
 
     def select_windows(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
-                       charge: Charge | None = None) -> list[Window] | None:
+                       charge: Charge | None = None, places: slice | None = None) -> list[Window] | None:
         """Matching series in [mint_ms, maxt_ms] as one matrix per window width (usually one:
         targets scraped at one interval), for a range selector at one time: a few numpy calls
         for all series instead of a block per target. None when a series moved between columns
         (``select_blocks`` joins those). ``charge`` is told the samples the matrices will hold
-        (padding included) and their rows before any is copied."""
+        (padding included) and their rows before any is copied. ``places``: as ``select_blocks``."""
         with self._lock:
             sel = self._selection(matchers)
             if sel.moved:
@@ -555,18 +579,22 @@ class Store:
                 return []
             lo, hi = sel.positions(mint_ms, maxt_ms)
             hi = np.maximum(hi, lo)
-            stamps = list(map(operator.getitem, sel.stamps, map(slice, lo.tolist(), hi.tolist())))
             low = (sel.bases + lo)[sel.column_of]
             high = (sel.bases + hi)[sel.column_of]
             firsts = sel.firsts
             ends = firsts + np.fromiter(map(len, sel.arrays), np.int64, len(sel.arrays))
             start, stop = np.maximum(firsts, low), np.minimum(ends, high)
             valid = start < stop
+            if places is not None:
+                valid &= (sel.ranks >= places.start) & (sel.ranks < places.stop)
             every = valid.all()
             rows = np.flatnonzero(valid)
             if charge is not None:
                 charge(int((high - low)[rows].sum()), len(rows))
             arrays = sel.arrays if every else [sel.arrays[i] for i in rows.tolist()]
+            # The timestamps of the columns read only (a part of the series reads a few of them).
+            used_columns = range(len(sel.stamps)) if every else np.unique(sel.column_of[rows]).tolist()
+            stamps = {c: sel.stamps[c][lo[c]:hi[c]] for c in used_columns}
             # Slicing copies, so the matrices never pin the store's growing buffers.
             parts = list(map(operator.getitem, arrays, map(slice, (start - firsts)[rows].tolist(),
                                                           (stop - firsts)[rows].tolist())))
@@ -575,7 +603,7 @@ class Store:
         widths = (high - low)[rows]
         full_rows = (pad_before == 0) & ((stop - start)[rows] == widths)
         columns = sel.column_of[rows]
-        column_ts = [np.frombuffer(ts, dtype=np.int64) for ts in stamps]
+        column_ts = {c: np.frombuffer(ts, dtype=np.int64) for c, ts in stamps.items()}
         out = []
         for width in np.unique(widths).tolist():
             single = (widths == width).all()

@@ -15,10 +15,10 @@ import promql_parser as pp
 
 from tsdb.matchers import EQUAL, NOT_EQUAL, NOT_REGEX, REGEX, LabelMatcher
 from tsdb.promql import aggregation, binary, functions
-from tsdb.promql.limits import QueryGuard
+from tsdb.promql.limits import WINDOW_SAMPLES_AT_ONCE, QueryGuard
 from tsdb.promql.values import (
     ABSENT_BITS, STALE_NAN_BITS, Grid, PromQLError, RangeVector, RBlock, RSeries, Scalar, String, Value, Vector,
-    VSeries, bad_data, drop_name, is_rust_panic, labels_key, merge_same_labels, rows_kept,
+    VSeries, bad_data, concat_vectors, drop_name, is_rust_panic, labels_key, merge_same_labels, rows_kept,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -31,12 +31,14 @@ class SeriesSource(Protocol):
     read's size before it is copied, and may refuse it by raising."""
 
     def select_blocks(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
-                      charge: Callable[[int, int], None] | None = None) -> list: ...
+                      charge: Callable[[int, int], None] | None = None, places: slice | None = None) -> list: ...
 
     def select_latest(self, matchers: Sequence[LabelMatcher], t_ms: int, lookback_ms: int): ...
 
     def select_windows(self, matchers: Sequence[LabelMatcher], mint_ms: int, maxt_ms: int,
-                       charge: Callable[[int, int], None] | None = None) -> list | None: ...
+                       charge: Callable[[int, int], None] | None = None, places: slice | None = None) -> list | None: ...
+
+    def series_count(self, matchers: Sequence[LabelMatcher]) -> int: ...
 
 
 # Go's time.Duration (int64 nanoseconds) is Prometheus's limit on offsets, ranges and steps.
@@ -146,6 +148,14 @@ def samples_of(value: Value, steps: int) -> int:
     return 1
 
 
+class _TooLarge(Exception):
+    """A range selector's read would hold more than it may at once: ``samples`` in ``series`` rows."""
+
+    def __init__(self, samples: int, series: int) -> None:
+        super().__init__(samples, series)
+        self.samples, self.series = samples, series
+
+
 class Evaluator:
     """Evaluates one query. ``guard`` is its deadline and sample budget
     (``tsdb.promql.limits``): checked at every node and in loops over steps or series, charged
@@ -250,7 +260,30 @@ class Evaluator:
         vector = rows_kept(labels, values, found, times, found.any(axis=1))
         return Vector(_merge_moved_series(vector.series)) if moved else vector
 
-    def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid) -> RangeVector:
+    def windowed(self, expr: pp.MatrixSelector, grid: Grid, apply: Callable[[RangeVector], Vector]) -> Vector:
+        """``apply`` (a function of each series' windows alone: rate, *_over_time) over the range
+        selector ``expr``, holding at most about ``WINDOW_SAMPLES_AT_ONCE`` of its samples at once:
+        a read larger than that (a day of 131,072 GPUs' samples: 3 GB) is read and applied a
+        part of the series at a time, and only the parts' results are kept."""
+        try:
+            return apply(self.matrix_selector(expr, grid, at_once=WINDOW_SAMPLES_AT_ONCE))
+        except _TooLarge as large:
+            per_series = max(1, large.samples // max(1, large.series))
+        matchers = selector_matchers(expr.vector_selector)
+        count = self.source.series_count(matchers)
+        step = max(1, WINDOW_SAMPLES_AT_ONCE // per_series)
+        parts = []
+        for first in range(0, count, step):
+            mark = self.guard.current
+            part = apply(self.matrix_selector(expr, grid, places=slice(first, first + step)))
+            self.guard.settle(mark, samples_of(part, grid.n))  # its windows released, its result held
+            parts.append(part)
+        return concat_vectors(parts, grid.n)
+
+    def matrix_selector(self, expr: pp.MatrixSelector, grid: Grid, at_once: int | None = None,
+                        places: slice | None = None) -> RangeVector:
+        """The samples of ``expr``'s windows; raises ``_TooLarge`` before copying more than
+        ``at_once`` samples; ``places``: only those series of the selection (``windowed``)."""
         selector = expr.vector_selector
         matchers = selector_matchers(selector)
         range_ms = millis(expr.range)
@@ -261,12 +294,14 @@ class Evaluator:
         guard = self.guard
 
         def charge(samples: int, series: int) -> None:
+            if at_once is not None and samples > at_once:
+                raise _TooLarge(samples, series)
             guard.charge(samples)
 
-        parts = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0]), charge) \
+        parts = self.source.select_windows(matchers, int(ends[0]) - range_ms, int(ends[0]), charge, places) \
             if single_time else None
         if parts is None:
-            parts = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()), charge)
+            parts = self.source.select_blocks(matchers, int(ends.min()) - range_ms, int(ends.max()), charge, places)
             if any(block.moved for block in parts):
                 return RangeVector(_join_moved_series(parts), ends, range_ms, matchers)
         series: list[RSeries] = []

@@ -105,6 +105,11 @@ def evaluate(ev: "Evaluator", call: pp.Call, grid: Grid) -> Value:
 
 def _window(ev: "Evaluator", name: str, args: list, grid: Grid) -> Vector:
     matrix_index = 1 if name == "quantile_over_time" else 0
+    if isinstance(selector := _unwrap(args[matrix_index]), pp.MatrixSelector):
+        # Each series' windows alone make its result: read a part of the series at a time when
+        # all of them at once would be too many samples (Evaluator.windowed).
+        scalars = [ev.scalar_arg(a, grid) for i, a in enumerate(args) if i != matrix_index]
+        return ev.windowed(selector, grid, lambda matrix: range_functions.apply(name, matrix, scalars, ev.guard))
     matrix = ev.eval(args[matrix_index], grid)
     if not isinstance(matrix, RangeVector):
         raise bad_data(f"expected type range vector in call to function {name!r}")

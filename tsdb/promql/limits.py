@@ -19,6 +19,11 @@ from tsdb.promql.values import PromQLError
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_SAMPLES = 50_000_000
 DEFAULT_MAX_CONCURRENCY = 20
+# A windowed function (rate, *_over_time) over a range selector holds at most about this many of
+# the selector's samples at once, whatever the range and the number of series: larger reads are
+# read and applied a part of the series at a time (``Evaluator.windowed``). With their timestamps
+# and the copy the store makes, about 24 bytes a sample: ~50 MB.
+WINDOW_SAMPLES_AT_ONCE = 2_000_000
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,19 @@ def merge_same_rows(vector: Vector, steps: int) -> Vector:
     return Vector(merge_same_labels(vector.series))
 
 
+def concat_vectors(parts: list[Vector], steps: int) -> Vector:
+    """The rows of ``parts`` (results over disjoint sets of series) as one vector; rows whose
+    label sets became equal across parts merge as ``merge_same_rows`` merges them."""
+    parts = [p for p in parts if p.rows()]
+    if len(parts) <= 1:
+        return parts[0] if parts else Vector()
+    columns = [p.columns(steps) for p in parts]
+    times = None if any(c[3] is None for c in columns) else np.concatenate([c[3] for c in columns])
+    vector = Vector.of_columns([item for c in columns for item in c[0]], np.concatenate([c[1] for c in columns]),
+                               np.concatenate([c[2] for c in columns]), times)
+    return merge_same_rows(vector, steps)
+
+
 def merge_same_labels(series: list[VSeries]) -> list[VSeries]:
     """Series that ended up with equal label sets (a function dropped the name) merge into one;
     two of them with a sample at the same step is Prometheus's "same labelset" error."""
