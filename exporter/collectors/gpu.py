@@ -46,6 +46,13 @@ CLOCK_EVENT_REASONS: tuple[tuple[str, int], ...] = (
     ("hw_power_brake_slowdown", pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown),
     ("display_clock_setting", pynvml.nvmlClocksEventReasonDisplayClockSetting),
 )
+# The reasons an alert rule adds up, per GPU: one counter per class instead of one per reason, so
+# that a rule over 131,072 GPUs reads one series each (alerts/rules/hardware.yml,
+# GpuThermalThrottling and GpuPowerThrottling; docs/alerts.md#group-structure).
+CLOCK_EVENT_CLASSES: dict[str, tuple[str, ...]] = {
+    "thermal": ("hw_thermal_slowdown", "sw_thermal_slowdown"),
+    "power_brake": ("hw_slowdown", "hw_power_brake_slowdown"),
+}
 
 RECOVERY_ACTIONS: dict[int, str] = {
     value: name[len("NVML_GPU_RECOVERY_ACTION_"):].lower()
@@ -95,6 +102,12 @@ GPU_METRICS = metric_table(
             [*GPU, "reason"], "seconds",
             f"fields {_DURATION_FIELD_NAMES} (ns) where the driver has them; other reasons (and drivers "
             "without the fields) integrated by the exporter from nvmlDeviceGetCurrentClocksEventReasons"),
+    counter("gpu_clock_event_class_seconds_total", "Seconds clocks were held down, summed over the reasons of a class: "
+            "thermal (hw_thermal_slowdown, sw_thermal_slowdown) or power_brake (hw_slowdown, "
+            "hw_power_brake_slowdown). A second with two reasons of the class active counts twice. One series "
+            "per class, so that a rule reads one per GPU; absent in a cycle that could not read every reason of "
+            "the class.", [*GPU, "class"], "seconds",
+            "the sum of gpu_clock_event_seconds_total over the class's reasons"),
     gauge("gpu_pcie_transmit_bytes_per_second", "PCIe transmit throughput over the last ~20 ms.", GPU, "bytes/second",
           "nvmlDeviceGetPcieThroughput (NVML_PCIE_UTIL_TX_BYTES, KB/s)"),
     gauge("gpu_pcie_receive_bytes_per_second", "PCIe receive throughput over the last ~20 ms.", GPU, "bytes/second",
@@ -127,6 +140,9 @@ GPU_METRICS = metric_table(
             [*GPU, "type"], "",
             "fields NVML_FI_DEV_NVLINK_{REPLAY,RECOVERY,CRC_FLIT,CRC_DATA}_ERROR_COUNT_TOTAL; where the driver "
             "lacks a total, the sum of the per-link fields"),
+    counter("gpu_nvlink_errors_all_types_total", "NVLink errors of all links and all four types (replay, recovery, "
+            "crc_flit, crc_data): one series per GPU, so that a rule reads one per GPU.", GPU, "",
+            "the sum of gpu_nvlink_errors_total over its types"),
     counter("gpu_nvlink_link_errors_total",
             "NVLink errors of one link by type, only for links that have counted any (to find the bad link without "
             "18 x 4 series per GPU).", [*GPU, "link", "type"], "",
@@ -379,15 +395,23 @@ class GpuCollector(Collector):
     def _clock_events(self, nvml: Any, device: GpuDevice, reading: _Reading, fields: dict[FieldKey, float],
                       integrals: _Integrals, dt: float) -> None:
         mask = self._call(device, nvml.nvmlDeviceGetCurrentClocksEventReasons)
+        seconds: dict[str, float] = {}
         for reason, bit in CLOCK_EVENT_REASONS:
             active = None if mask is None else float(bool(mask & bit))
             reading.add("gpu_clock_event_active", active, reason=reason)
             duration_ns = fields.get((CLOCK_EVENT_DURATION_FIELDS.get(bit, -1), 0))
             if duration_ns is not None:
                 integrals.driver_reasons.add(reason)
-                reading.add("gpu_clock_event_seconds_total", duration_ns / 1e9, reason=reason)
+                seconds[reason] = duration_ns / 1e9
+                reading.add("gpu_clock_event_seconds_total", seconds[reason], reason=reason)
             elif active is not None and reason not in integrals.driver_reasons:
-                reading.add("gpu_clock_event_seconds_total", integrals.add(reason, active, dt), reason=reason)
+                seconds[reason] = integrals.add(reason, active, dt)
+                reading.add("gpu_clock_event_seconds_total", seconds[reason], reason=reason)
+        # Only with every reason of the class read: a sum missing one would drop, and a rule's
+        # rate() would take the drop for a counter reset.
+        for name, reasons in CLOCK_EVENT_CLASSES.items():
+            if all(reason in seconds for reason in reasons):
+                reading.add("gpu_clock_event_class_seconds_total", sum(seconds[r] for r in reasons), **{"class": name})
 
     def _pcie(self, nvml: Any, device: GpuDevice, reading: _Reading) -> None:
         kib = 1024
@@ -428,10 +452,13 @@ class GpuCollector(Collector):
                     per_link[kind] = per_link.get(kind, 0.0) + value
                     if value:
                         reading.add("gpu_nvlink_link_errors_total", value, link=link, type=kind)
-        for kind, field_id in NVLINK_TOTAL_FIELDS:
-            total = fields.get((field_id, 0), per_link.get(kind))  # the driver's total, else the links' sum
-            if total is not None:
-                reading.add("gpu_nvlink_errors_total", total, type=kind)
+        totals = {kind: fields.get((field_id, 0), per_link.get(kind))  # the driver's total, else the links' sum
+                  for kind, field_id in NVLINK_TOTAL_FIELDS}
+        for kind, total in totals.items():
+            reading.add("gpu_nvlink_errors_total", total, type=kind)
+        # The types come from one field-values call, so a type missing is one the driver never has.
+        if any(total is not None for total in totals.values()):
+            reading.add("gpu_nvlink_errors_all_types_total", sum(t for t in totals.values() if t is not None))
 
     @staticmethod
     def _recovery_action(fields: dict[FieldKey, float], reading: _Reading) -> None:

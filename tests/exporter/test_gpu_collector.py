@@ -122,6 +122,8 @@ def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: Node) -> No
     assert sample(samples, "gpu_nvlink_errors_total", type="crc_data", **labels) == 2
     assert sample(samples, "gpu_nvlink_errors_total", type="crc_flit", **labels) == 30
     assert sample(samples, "gpu_nvlink_errors_total", type="recovery", **labels) == 0
+    # One series per GPU with every type's errors, the one a rule over the whole fleet reads.
+    assert sample(samples, "gpu_nvlink_errors_all_types_total", **labels) == 5 + 2 + 30
     # The bad links are named; links without errors are not.
     assert sample(samples, "gpu_nvlink_link_errors_total", link="5", type="replay", **labels) == 4
     assert sample(samples, "gpu_nvlink_link_errors_total", link="15", type="crc_flit", **labels) == 30
@@ -129,6 +131,7 @@ def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: Node) -> No
     # Healthy GPUs: totals at zero, no per-link series.
     other = {"gpu": "0", "uuid": node.state.gpu(0).uuid}
     assert sample(samples, "gpu_nvlink_errors_total", type="replay", **other) == 0
+    assert sample(samples, "gpu_nvlink_errors_all_types_total", **other) == 0
     assert not [s for s in series(samples, "gpu_nvlink_link_errors_total") if s["gpu"] == "0"]
 
 
@@ -238,6 +241,22 @@ def test_clock_events_use_driver_durations_else_integrate_the_bitmask(node: Node
     assert sample(samples, "gpu_clock_event_seconds_total", reason="sw_power_cap", **labels) == 42.5
     # hw_slowdown has no duration field: integrated by the exporter over the 5 s between cycles
     assert sample(samples, "gpu_clock_event_seconds_total", reason="hw_slowdown", **labels) == 5
+
+
+def test_clock_event_classes_sum_their_reasons_per_gpu(node: Node) -> None:
+    """What GpuThermalThrottling and GpuPowerThrottling read: one series per GPU and class."""
+    gpu = node.state.gpu(0)
+    labels = {"gpu": "0", "uuid": gpu.uuid}
+    gpu.clock_event_reasons = pynvml.nvmlClocksEventReasonHwSlowdown | pynvml.nvmlClocksEventReasonSwPowerCap
+    gpu.clock_event_ns = {pynvml.nvmlClocksEventReasonHwThermalSlowdown: 3_000_000_000,
+                          pynvml.nvmlClocksEventReasonSwThermalSlowdown: 4_000_000_000,
+                          pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown: 2_000_000_000}
+    node.scrape()
+    samples = node.scrape(advance=5)
+    assert sample(samples, "gpu_clock_event_class_seconds_total", **{"class": "thermal"}, **labels) == 7
+    # hw_slowdown integrated (5 s) plus the driver's power-brake duration; the software power cap is not in it
+    assert sample(samples, "gpu_clock_event_class_seconds_total", **{"class": "power_brake"}, **labels) == 7
+    assert {s["class"] for s in series(samples, "gpu_clock_event_class_seconds_total")} == {"thermal", "power_brake"}
 
 
 def test_clock_events_are_integrated_on_drivers_without_duration_fields(node: Node) -> None:
