@@ -112,24 +112,31 @@ UNHEALTHY_RECORDED = "instance_gpu:gpu_unhealthy:count"
 RECORDED_UNHEALTHY_FROM_NODES = 2_000
 
 
-def fleet_gpus(client: QueryClient, at: float,
-               recorded_from_nodes: int | None = None) -> tuple[dict[str, int], set[GpuKey]]:
-    """Per node the GPUs present, and every unhealthy GPU: read from the recording rules' series
-    when they are being evaluated (at 16,384 nodes computing them costs ~0.4 s a refresh; the
-    unhealthy set only from ``recorded_from_nodes`` nodes up), else computed here. The rules
+def gpus_present(client: QueryClient, at: float) -> tuple[dict[str, int], bool]:
+    """Per node the GPUs present, and whether the dashboard's recording rules are being evaluated
+    (then read from their series: at 16,384 nodes computing it costs ~0.4 s a refresh). The rules
     record a node's GPUs present whenever there are any, so an empty answer means they are not
     loaded (a Prometheus without the pack, or a server just started)."""
+    present = by_label(client.instant(GPUS_PRESENT_RECORDED, at), "instance")
+    recorded = bool(present)
+    if not recorded:
+        present = by_label(client.instant(GPUS_PRESENT_BY_NODE, at), "instance")
+    return {node: int(count) for node, count in present.items()}, recorded
+
+
+def fleet_gpus(client: QueryClient, at: float, recorded_from_nodes: int | None = None,
+               present: tuple[dict[str, int], bool] | None = None) -> tuple[dict[str, int], set[GpuKey]]:
+    """Per node the GPUs present (``gpus_present``, unless given), and every unhealthy GPU: read
+    from the recording rules' series when they are being evaluated and the fleet has
+    ``recorded_from_nodes`` nodes or more, else computed here."""
     if recorded_from_nodes is None:
         recorded_from_nodes = RECORDED_UNHEALTHY_FROM_NODES
-    present = by_label(client.instant(GPUS_PRESENT_RECORDED, at), "instance")
-    if not present:
-        present = by_label(client.instant(GPUS_PRESENT_BY_NODE, at), "instance")
-        unhealthy = unhealthy_gpus(client, at)
-    elif len(present) >= recorded_from_nodes:
+    counts, recorded = present if present is not None else gpus_present(client, at)
+    if recorded and len(counts) >= recorded_from_nodes:
         unhealthy = _gpu_keys(client.instant(UNHEALTHY_RECORDED, at))
     else:
         unhealthy = unhealthy_gpus(client, at)
-    return {node: int(count) for node, count in present.items()}, unhealthy
+    return counts, unhealthy
 
 
 def allocations(snapshot, client: QueryClient, at: float) -> dict[GpuKey, str]:
@@ -258,3 +265,45 @@ JOB_RULES: dict[str, tuple[str, str | None]] = {
     "JobGpuEfficiencyLow": (f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW} < {EFFICIENCY_LOW_BELOW}",
                             EFFICIENCY_LOW_FOR),
 }
+
+
+# The overview at scale (docs/dashboard.md#the-overview-at-scale). From this many GPU nodes it
+# shows one cell per node, coloured by a per-node aggregate, and reads only per-node and fleet-wide
+# series: at 16,384 nodes every read of one GPU family costs an engine about a second, and 131,072
+# cells are more than a person can read.
+NODE_CELLS_FROM_NODES = 2_000
+# Per node, what the overview at scale reads: record name -> expression, written with {allocated}
+# (one series per allocated GPU and job) and {allocated_util} (their utilisation). The group
+# clusterwatch-dashboard records them over the clusterwatch-recording group's series
+# (NODE_SOURCES_RECORDED); without the rules the page computes them from the raw series
+# (NODE_SOURCES_RAW). Either way it gets one series per node. tests/dashboard/test_overview_nodes.py
+# holds recording.yml equal to these.
+#
+# Idle at scale is "idle now": allocated, with its peak utilisation over the last IDLE_WINDOW
+# below IDLE_BELOW (JobGpusIdle's condition before its ``for``), not the page's range, which
+# cannot be honoured per GPU at the cost of a read per node.
+NODE_AGGREGATES: dict[str, str] = {
+    "instance:gpu_utilization:avg": "avg by (instance) (gpu_utilization_ratio)",
+    "instance:gpu_utilization:min": "min by (instance) (gpu_utilization_ratio)",
+    "instance:gpu_temperature:max": "max by (instance) (gpu_temperature_celsius)",
+    "instance:gpu_memory_used:sum": "sum by (instance) (gpu_memory_used_bytes)",
+    "instance:gpu_power:sum": "sum by (instance) (gpu_power_watts)",
+    "instance:gpus_allocated:count": "count by (instance) (count by (instance, gpu) ({allocated}))",
+    "instance:gpus_busy:count": f"count by (instance) (max by (instance, gpu) ({{allocated_util}}) >= {IDLE_BELOW})",
+    "instance:gpus_idle:count": (f"count by (instance) (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}"
+                                 " and on (instance, gpu) {allocated})"),
+}
+ALLOCATED_UTILIZATION_RECORDED = "instance_gpu_job:gpu_utilization:ratio"
+# GPU -> job as the recording group's instance_gpu_job:allocated:info joins it: the exporters'
+# process mapping or the scheduler's allocation.
+ALLOCATED_ANY = ('max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
+                 " or max by (instance, gpu, job_id) (slurm_job_gpu_info)")
+NODE_SOURCES_RECORDED = {"allocated": ALLOCATED_RECORDED, "allocated_util": ALLOCATED_UTILIZATION_RECORDED}
+NODE_SOURCES_RAW = {"allocated": f"({ALLOCATED_ANY})",
+                    "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)"}
+
+
+def node_aggregate(record: str, recorded: bool) -> str:
+    """PromQL for one per-node series of NODE_AGGREGATES: the recorded series when the dashboard's
+    rules run, else its expression over the raw series."""
+    return record if recorded else NODE_AGGREGATES[record].format(**NODE_SOURCES_RAW)

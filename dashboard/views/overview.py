@@ -1,4 +1,6 @@
-"""Overview: KPIs, the node x GPU heatmap and the node status grid grouped by rack.
+"""Overview: KPIs, the node x GPU heatmap and the node status grid grouped by rack; from
+NODE_CELLS_FROM_NODES nodes (dashboard/definitions.py) one cell per node instead
+(dashboard/views/overview_nodes.py), the same page and route for every fleet and engine.
 
 Payload size matters here (16,384 nodes x 8 GPUs): the heatmap is sent as one row of integers per
 node plus a job index per cell into a table of job ids, never as an object per cell, and the
@@ -24,14 +26,20 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+import dashboard.definitions as definitions
 from dashboard.context import DashboardContext
-from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus,
+from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus, gpus_present,
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, GpuSamples, gpu_samples, scalars
+from dashboard.views.overview_nodes import NodeAnswers, NodeCells, ask_nodes, node_cells
 from tsdb.client import QueryClient, QueryResult, Series
 
-ColorBy = Literal["util", "memory", "temperature", "power", "errors"]
+ColorBy = Literal["util", "util_min", "memory", "temperature", "power", "errors", "unhealthy", "status"]
+# A colour of one scale's overview asked of the other: its nearest there (a deep link shared
+# between a small and a large fleet still opens).
+GPU_COLOR = {"util_min": "util", "unhealthy": "errors", "status": "util"}
+NODE_COLOR = {"errors": "unhealthy"}
 # colour -> (PromQL per GPU, scale applied to the value, unit shown, fixed colour range or None)
 # (one series per GPU, labelled instance and gpu only).
 HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
@@ -96,9 +104,10 @@ class Overview(BaseModel):
     start: float
     end: float
     kpis: Kpis
-    heatmap: Heatmap
+    heatmap: Heatmap | None = Field(description="one cell per GPU, below NODE_CELLS_FROM_NODES nodes")
     status_codes: list[str] = list(STATUS_CODES)
-    racks: list[RackGroup]
+    racks: list[RackGroup] = Field(description="the node status grid, with the heatmap")
+    nodes: NodeCells | None = Field(None, description="one cell per node, from NODE_CELLS_FROM_NODES nodes")
 
 
 def _rounded(values: np.ndarray) -> np.ndarray:
@@ -204,7 +213,11 @@ class _Cells:
 
 def overview(ctx: DashboardContext, tr: TimeRange, color_by: ColorBy = "util") -> Overview:
     snapshot = ctx.snapshot()
-    answers = _ask(ctx.query, tr, color_by, snapshot)
+    present = gpus_present(ctx.query, tr.end)
+    if _fleet_size(present[0], snapshot) >= definitions.NODE_CELLS_FROM_NODES:
+        return _node_overview(ctx, tr, NODE_COLOR.get(color_by, color_by), snapshot, present)
+    color_by = GPU_COLOR.get(color_by, color_by)
+    answers = _ask(ctx.query, tr, color_by, snapshot, present)
     layout = _layout(answers, snapshot)
     cells = _cells(answers, layout)
     heatmap = _heatmap(cells, layout, answers.unhealthy, color_by)
@@ -226,14 +239,20 @@ def _totals(color_by: ColorBy, snapshot) -> dict[str, str]:
     return totals
 
 
-def _ask(client: QueryClient, tr: TimeRange, color_by: ColorBy, snapshot) -> _Answers:
+def _fleet_size(present: dict[str, int], snapshot) -> int:
+    """GPU nodes: those with GPUs seen in the last hour and those the scheduler knows."""
+    return len(set(present) | set(snapshot.nodes_by_name if snapshot is not None else ()))
+
+
+def _ask(client: QueryClient, tr: TimeRange, color_by: ColorBy, snapshot,
+         present: tuple[dict[str, int], bool]) -> _Answers:
     """Every query of the page. They are independent: in flight together when the client says the
     other side answers them in parallel (a server over HTTP, on its cores, the slowest first);
     otherwise (the in-process engine) one worker runs them one after another."""
     at, expr = tr.end, HEAT_METRICS[color_by][0]
     workers = QUERY_THREADS if client.concurrent_queries else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
-        fleet_f = pool.submit(fleet_gpus, client, at)
+        fleet_f = pool.submit(fleet_gpus, client, at, None, present)
         heat_f = pool.submit(lambda: gpu_samples(client.instant(expr.format(window=tr.window), at)))
         held_f = pool.submit(allocation_samples, snapshot, client, at)
         idle_f = pool.submit(lambda: gpu_samples(client.instant(IDLE.format(window=tr.window), at)))
@@ -368,3 +387,34 @@ def _alerts_firing(result: QueryResult) -> dict[str, int]:
     for series in result.series:
         alerts[series.labels.get("severity") or "none"] = int(series.value)
     return alerts
+
+
+def _node_overview(ctx: DashboardContext, tr: TimeRange, color: str, snapshot,
+                   present: tuple[dict[str, int], bool]) -> Overview:
+    """The overview at scale: node cells instead of the heatmap and the status grid, the same KPIs
+    (idle: over the last minutes, not the range; docs/dashboard.md#the-overview-at-scale)."""
+    workers = QUERY_THREADS if ctx.query.concurrent_queries else 1
+    answers = ask_nodes(ctx.query, tr.end, color, snapshot, present, workers)
+    sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
+    names = sorted(n for n in set(sched_nodes) | set(answers.present) if n)
+    gpu_count = {n: max(answers.present.get(n, 0), sched_nodes[n].gpus if n in sched_nodes else 0) for n in names}
+    unhealthy_by_node = _unhealthy_by_node(answers.unhealthy)
+    up_of = {n: s.value for n, s in answers.targets.items()}
+    statuses = [node_status(up_of.get(n), sched_nodes.get(n), unhealthy_by_node.get(n, 0),
+                            answers.flags.get(n, set()), answers.allocated.get(n, 0) > 0) for n in names]
+    cells = node_cells(answers, names, statuses, STATUS_CODES, unhealthy_by_node, gpu_count, snapshot, color)
+    return Overview(time=ctx.clock(), start=tr.start, end=tr.end, heatmap=None, racks=[], nodes=cells,
+                    kpis=_node_kpis(answers, snapshot, sum(gpu_count.values()), statuses))
+
+
+def _node_kpis(answers: NodeAnswers, snapshot, total: int, statuses: list[str]) -> Kpis:
+    sums = answers.sums
+    running, pending, drained = _job_and_drain_counts(snapshot, sums, answers.flags)
+    return Kpis(
+        gpus_total=total, gpus_busy=int(sums["busy"] or 0), gpus_idle=int(sums["idle"] or 0),
+        gpus_free=max(0, total - int(sums["allocated"] or 0)), gpus_unhealthy=len(answers.unhealthy),
+        mean_utilization=round(sums["util"], 4) if sums["util"] is not None else None,
+        power_kw=round(sums["power"] / 1000, 2) if sums["power"] is not None else None,
+        jobs_running=running, jobs_pending=pending, alerts_firing=_alerts_firing(answers.alerts),
+        nodes_total=len(statuses), nodes_drained=drained, nodes_down=statuses.count("down"),
+    )
