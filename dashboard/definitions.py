@@ -233,23 +233,39 @@ def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mappin
     return {name: count for name, count in flags.items() if count}
 
 
-# The job rules of alerts/rules/jobs.yml and the recorded series they read (alerts/rules/recording.yml),
-# written from the definitions above: rule -> (expression, ``for``). tests/alerts/test_rules_pack.py
-# holds the YAML equal to these.
+# The job rules of alerts/rules/jobs.yml and the recorded series they and the jobs list read
+# (alerts/rules/recording.yml, jobs.yml), written from the definitions above: rule -> (expression,
+# ``for``). tests/alerts/test_rules_pack.py holds the YAML equal to these.
 ALLOCATED_RECORDED = "instance_gpu_job:allocated:info"
 _ON_ALLOCATED = f"{ALLOCATED_RECORDED} * on (instance, gpu) group_left ()"
+# Per job, what its GPUs show now: the job rules' conditions before their ``for``, recorded in the
+# jobs group, whose alerts compare them, so the jobs list reads one series per job (JOB_FLAGS_RECORDED).
+GPUS_IDLE = "job_id:gpus_idle:count"
+GPUS_IDLE_HOLDING_MEMORY = "job_id:gpus_idle_holding_memory:count"
+GPUS_WITHOUT_PROCESSES = "job_id:gpus_without_processes:count"
 JOB_RULES: dict[str, tuple[str, str | None]] = {
     "job_id:gpus:count": (f"count by (job_id) ({ALLOCATED_RECORDED})", None),
     "job_id:gpu_utilization:median": ("quantile by (job_id) (0.5, instance_gpu_job:gpu_utilization:ratio)", None),
+    # The sum and count of the job's GPUs' utilisation at each evaluation: the mean is their ratio,
+    # the efficiency over an hour their sums' ratio, read from one series per job, not per GPU.
+    "job_id:gpu_utilization:sum": ("sum by (job_id) (instance_gpu_job:gpu_utilization:ratio)", None),
+    "job_id:gpu_utilization:count": ("count by (job_id) (instance_gpu_job:gpu_utilization:ratio)", None),
+    "job_id:gpu_utilization:avg": ("job_id:gpu_utilization:sum / job_id:gpu_utilization:count", None),
     f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW}": (
-        gpu_efficiency("instance_gpu_job:gpu_utilization:ratio", EFFICIENCY_WINDOW), None),
-    "JobGpusIdle": (
+        f"sum_over_time(job_id:gpu_utilization:sum[{EFFICIENCY_WINDOW}])"
+        f" / sum_over_time(job_id:gpu_utilization:count[{EFFICIENCY_WINDOW}])", None),
+    "job_id:gpu_memory_used:sum": (f"sum by (job_id) ({_ON_ALLOCATED} gpu_memory_used_bytes)", None),
+    "job_id:gpu_power:sum": (f"sum by (job_id) ({_ON_ALLOCATED} gpu_power_watts)", None),
+    "instance_job:gpus:count": (f"count by (instance, job_id) ({ALLOCATED_RECORDED})", None),
+    GPUS_IDLE: (
         f"count by (job_id) ({_ON_ALLOCATED} (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}))",
-        IDLE_FOR),
+        None),
+    "JobGpusIdle": (GPUS_IDLE, IDLE_FOR),
+    GPUS_IDLE_HOLDING_MEMORY: (
+        f"count by (job_id) ({_ON_ALLOCATED} ((gpu_utilization_ratio < {IDLE_BELOW})"
+        f" and on (instance, gpu) (gpu_memory_used_bytes > {HUNG_MEMORY_ABOVE})))", None),
     "JobHung": (
-        f"(count by (job_id) ({_ON_ALLOCATED} ((gpu_utilization_ratio < {IDLE_BELOW})"
-        f" and on (instance, gpu) (gpu_memory_used_bytes > {HUNG_MEMORY_ABOVE})))"
-        " == on (job_id) job_id:gpus:count)"
+        f"({GPUS_IDLE_HOLDING_MEMORY} == on (job_id) job_id:gpus:count)"
         ' and on (job_id) slurm_job_info{state="RUNNING"}', HUNG_FOR),
     "GpuStragglerUtilization": (
         "(instance_gpu_job:gpu_utilization:ratio"
@@ -261,7 +277,8 @@ JOB_RULES: dict[str, tuple[str, str | None]] = {
         f" < on (job_id) group_left () ({CLOCK_STRAGGLER_BELOW_MEDIAN} * job_id:gpu_sm_clock:median))"
         f" and on (instance, gpu, job_id) (instance_gpu_job:gpu_utilization:ratio > {STRAGGLER_BUSY_ABOVE})"
         f" and on (job_id) (job_id:gpus:count >= {STRAGGLER_MIN_GPUS})", STRAGGLER_FOR),
-    "JobGpusHeldUnused": (f"count by (job_id) ({_ON_ALLOCATED} (gpu_processes == 0))", HELD_UNUSED_FOR),
+    GPUS_WITHOUT_PROCESSES: (f"count by (job_id) ({_ON_ALLOCATED} (gpu_processes == 0))", None),
+    "JobGpusHeldUnused": (GPUS_WITHOUT_PROCESSES, HELD_UNUSED_FOR),
     "JobGpuEfficiencyLow": (f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW} < {EFFICIENCY_LOW_BELOW}",
                             EFFICIENCY_LOW_FOR),
 }

@@ -76,7 +76,7 @@ def judged():
     store = job_store()
     client = LocalQueryClient(Engine(store))
     groups = [g for g in load_rule_files([RULES / "recording.yml", RULES / "jobs.yml"])
-              if g.name in ("clusterwatch-recording", "jobs")]
+              if g.name in ("clusterwatch-recording", "clusterwatch-recording-jobs", "jobs")]
     evaluator = RuleEvaluator(groups, client, writer=store.append_rule_output)
     for i in range(MINUTES):
         evaluator.evaluate(T0 + i * STEP)
