@@ -109,9 +109,10 @@ function rackPanel(n, v, rack) {
   cells.addEventListener("click", e => { const c = e.target.closest("[data-node]"); if (c) { CW.setParams({ node: c.dataset.node }); CW.rerender(); } });
   const rows = g.nodes.map((name, i) => ({ name, status: STATUS_LABEL[v.status_codes[g.status[i]]], value: g.value[i],
     gpus: g.gpus[i], unhealthy: g.unhealthy_gpus[i] }));
+  const value = n.color_by === "status" ? [] : [{ key: "value", label: `${NODE_COLORS[n.color_by]} (${n.unit})`, cls: "num" }];
   const table = CW.table("rack-table", [
     { key: "name", label: "node", render: r => el("a", { href: "/nodes/" + encodeURIComponent(r.name) + location.search }, r.name) },
-    { key: "status", label: "status" }, { key: "value", label: `${NODE_COLORS[n.color_by]}${n.unit ? ` (${n.unit})` : ""}`, cls: "num" },
+    { key: "status", label: "status" }, ...value,
     { key: "gpus", label: "GPUs", cls: "num" }, { key: "unhealthy", label: "unhealthy GPUs", cls: "num" }], rows);
   return section(`Rack ${rack}${g.partition ? ` (partition ${g.partition})` : ""}: ${g.nodes.length} nodes`,
     el("button", { type: "button", onclick: () => { CW.setParams({ rack: null, node: null }); CW.rerender(); } }, "close"),
