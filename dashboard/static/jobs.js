@@ -12,6 +12,7 @@ CW.page(v => {
     { key: "run_seconds", label: "run time", cls: "num", text: r => fmt.dur(r.run_seconds) },
     { key: "mean_utilization", label: "mean util", cls: "num", text: r => fmt.pct(r.mean_utilization) },
     { key: "memory_used_bytes", label: "GPU memory", cls: "num", text: r => fmt.bytes(r.memory_used_bytes) },
+    { key: "power_watts", label: "power", cls: "num", text: r => r.power_watts == null ? "–" : `${Math.round(r.power_watts).toLocaleString()} W` },
     { key: "efficiency", label: "efficiency", cls: "num", text: r => fmt.pct(r.efficiency) },
     { key: "flags", label: "flags", sortValue: r => Object.keys(r.flags).length, text: r => Object.keys(r.flags).join(" "), render: flags },
   ], v.jobs, { sort: "job_id" });

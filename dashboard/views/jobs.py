@@ -1,9 +1,11 @@
 """Jobs table and the job page.
 
 Job metadata comes from the scheduler snapshot (or ``slurm_job_info`` through PromQL without an
-adapter); utilisation, memory and flags from per-GPU queries over the chosen range, joined in
-Python on (node, GPU) so that each metric is one query for the whole cluster. The job page asks
-range queries restricted to the job's nodes, from its start (or the range start) to now.
+adapter). On a small fleet the list's utilisation, memory and flags come from per-GPU queries over
+the chosen range, joined in Python on (node, GPU) so that each metric is one query for the whole
+cluster; from ``PER_JOB_FROM_GPUS`` GPUs held by running jobs, from one series per job
+(dashboard/views/jobs_at_scale.py). The job page asks range queries restricted to the job's
+nodes, from its start (or the range start) to now.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dashboard.context import DashboardContext
 from dashboard.definitions import EFFICIENCY_LOW_BELOW, IDLE_BELOW, efficiency, efficiency_low, job_flags, stragglers
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import GpuKey, by_gpu, gpu_key, split_by_name
+from dashboard.views.jobs_at_scale import PER_JOB_FROM_GPUS, per_job_figures
 from tsdb.client import QueryClient
 
 
@@ -36,14 +39,24 @@ class JobRow(BaseModel):
     time_limit_seconds: float | None
     mean_utilization: float | None = Field(description="mean over the range of the job's GPUs (0-1)")
     memory_used_bytes: float | None = Field(description="GPU memory in use now, all GPUs")
+    power_watts: float | None = Field(default=None, description="power drawn now, all GPUs")
     efficiency: float | None = Field(description="GPU-hour-weighted mean utilisation over the range")
-    flags: dict[str, int] = Field(description="idle / hung / straggler / held_but_unused: GPUs affected")
+    flags: dict[str, int] = Field(description=(
+        "idle / hung / straggler / held_but_unused: GPUs affected. Over the range (idle, hung: peak "
+        "utilisation over the range; straggler: means over the range), except where `source` is "
+        "\"recorded\": then the job rules' conditions now (idle: peak over the last 5 minutes; hung: "
+        "every GPU idle now holding over 1 GiB; straggler: GpuStragglerUtilization's GPUs, pending or "
+        "firing; held_but_unused: no process now)"))
 
 
 class JobsView(BaseModel):
     time: float
     start: float
     end: float
+    source: str = Field(default="gpus", description=(
+        "where the running jobs' figures come from: \"gpus\" (every GPU's series), \"recorded\" (the "
+        "rule pack's per-job series, from 16,000 GPUs held by running jobs) or \"computed per job\" "
+        "(the same per job by the engine when they are not recorded)"))
     jobs: list[JobRow]
 
 
@@ -66,7 +79,9 @@ class JobRecord(BaseModel):
 
 def job_records(ctx: DashboardContext, at: float, window: str, job_id: str | None = None) -> list[JobRecord]:
     """Every job the scheduler knows (or only ``job_id``, an already validated id, whose series
-    alone are then read without an adapter)."""
+    alone are then read without an adapter). Without an adapter, from ``PER_JOB_FROM_GPUS``
+    allocated GPUs up, the jobs' nodes come from a series per job and node (their GPU indices
+    are then left out: the list shows nodes only)."""
     snapshot = ctx.snapshot()
     if snapshot is not None:
         return [JobRecord(job_id=j.job_id, name=j.name, user=j.user, account=j.account, partition=j.partition,
@@ -79,10 +94,10 @@ def job_records(ctx: DashboardContext, at: float, window: str, job_id: str | Non
     facts = split_by_name(ctx.query.instant(
         f'{{__name__=~"slurm_job_start_time_seconds|slurm_job_time_limit_seconds|slurm_job_gpus"{only}}}', at))
     fact = {name: {s.labels.get("job_id"): s.value for s in r.series} for name, r in facts.items()}
-    indices: dict[str, dict[str, list[int]]] = {}
-    for s in ctx.query.instant(_only("slurm_job_gpu_info", job_id), at).series:
-        if (key := gpu_key(s.labels)) is not None:
-            indices.setdefault(s.labels.get("job_id", ""), {}).setdefault(key[0], []).append(key[1])
+    allocated = sum(fact.get("slurm_job_gpus", {}).get(s.labels.get("job_id"), 0) for s in info
+                    if s.labels.get("state") == "RUNNING")
+    indices = _job_nodes(ctx, at) if job_id is None and allocated >= PER_JOB_FROM_GPUS else \
+        _job_gpu_indices(ctx, at, job_id)
     records = []
     for s in info:
         job_id = s.labels.get("job_id", "")
@@ -95,6 +110,30 @@ def job_records(ctx: DashboardContext, at: float, window: str, job_id: str | Non
             start_time=fact.get("slurm_job_start_time_seconds", {}).get(job_id),
             time_limit_seconds=fact.get("slurm_job_time_limit_seconds", {}).get(job_id)))
     return records
+
+
+def _job_gpu_indices(ctx: DashboardContext, at: float, job_id: str | None) -> dict[str, dict[str, list[int]]]:
+    """job -> node -> its GPU indices, from the scheduler's per-GPU series."""
+    indices: dict[str, dict[str, list[int]]] = {}
+    for s in ctx.query.instant(_only("slurm_job_gpu_info", job_id), at).series:
+        if (key := gpu_key(s.labels)) is not None:
+            indices.setdefault(s.labels.get("job_id", ""), {}).setdefault(key[0], []).append(key[1])
+    return indices
+
+
+def _job_nodes(ctx: DashboardContext, at: float) -> dict[str, dict[str, list[int]]]:
+    """job -> node -> no indices: one series per job and node, recorded (instance_job:gpus:count)
+    or counted by the engine."""
+    result = ctx.query.instant(JOB_NODES_RECORDED, at)
+    if not result.series:
+        result = ctx.query.instant("count by (instance, job_id) (slurm_job_gpu_info)", at)
+    nodes: dict[str, dict[str, list[int]]] = {}
+    for s in result.series:
+        nodes.setdefault(s.labels.get("job_id", ""), {})[s.labels.get("instance", "")] = []
+    return nodes
+
+
+JOB_NODES_RECORDED = "instance_job:gpus:count"
 
 
 def _only(metric: str, job_id: str | None) -> str:
@@ -111,12 +150,45 @@ def _mean(values: Iterable[float]) -> float | None:
 
 
 def jobs(ctx: DashboardContext, tr: TimeRange, states: set[str] | None = None) -> JobsView:
+    records = [j for j in job_records(ctx, tr.end, tr.window) if not states or j.state in states]
+    if sum(j.gpus for j in records if j.state == "RUNNING") >= PER_JOB_FROM_GPUS:
+        return _jobs_per_job(ctx, tr, records)
+    return _jobs_per_gpu(ctx, tr, records)
+
+
+def _jobs_per_job(ctx: DashboardContext, tr: TimeRange, records: list[JobRecord]) -> JobsView:
+    """The list at scale: a series per job for every figure (dashboard/views/jobs_at_scale.py)."""
+    figures = per_job_figures(ctx.query, tr)
+    rows = []
+    for job in records:
+        running, key = job.state == "RUNNING", job.job_id
+        rows.append(JobRow(
+            job_id=key, name=job.name, user=job.user, account=job.account, partition=job.partition,
+            state=job.state, nodes=job.nodes, gpus=job.gpus, start_time=job.start_time,
+            run_seconds=(tr.end - job.start_time) if running and job.start_time else None,
+            time_limit_seconds=job.time_limit_seconds,
+            mean_utilization=_rounded(figures.mean.get(key)) if running else None,
+            memory_used_bytes=figures.memory.get(key) if running else None,
+            power_watts=_rounded(figures.power.get(key), 1) if running else None,
+            efficiency=_rounded(figures.efficiency.get(key)) if running else None,
+            flags=figures.flags_of(key, job.gpus) if running else {},
+        ))
+    return _view(ctx, tr, rows, figures.source)
+
+
+def _view(ctx: DashboardContext, tr: TimeRange, rows: list[JobRow], source: str) -> JobsView:
+    rows.sort(key=lambda r: (r.state != "RUNNING", -(r.gpus or 0), r.job_id))
+    return JobsView(time=ctx.clock(), start=tr.start, end=tr.end, source=source, jobs=rows)
+
+
+def _jobs_per_gpu(ctx: DashboardContext, tr: TimeRange, records: list[JobRecord]) -> JobsView:
+    """The list of a small fleet: every GPU's series, the definitions applied to the range."""
     client, at, w = ctx.query, tr.end, tr.window
-    records = [j for j in job_records(ctx, at, w) if not states or j.state in states]
     mean = by_gpu(client.instant(f"avg_over_time(gpu_utilization_ratio[{w}])", at))
     peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{w}])", at))
-    metrics = split_by_name(client.instant('{__name__=~"gpu_memory_used_bytes|gpu_processes"}', at))
+    metrics = split_by_name(client.instant('{__name__=~"gpu_memory_used_bytes|gpu_power_watts|gpu_processes"}', at))
     memory = by_gpu(metrics.get("gpu_memory_used_bytes", _empty()))
+    power = by_gpu(metrics.get("gpu_power_watts", _empty()))
     processes = by_gpu(metrics.get("gpu_processes", _empty()))
     rows = []
     for job in records:
@@ -131,11 +203,11 @@ def jobs(ctx: DashboardContext, tr: TimeRange, states: set[str] | None = None) -
             time_limit_seconds=job.time_limit_seconds,
             mean_utilization=_rounded(_mean(observed.values())),
             memory_used_bytes=sum(memory[k] for k in gpus if k in memory) if running and gpus else None,
+            power_watts=_rounded(sum(power[k] for k in gpus if k in power), 1) if running and gpus else None,
             efficiency=_rounded(efficiency(observed)),
             flags=job_flags(gpus, mean, peak, memory, processes, running) if running else {},
         ))
-    rows.sort(key=lambda r: (r.state != "RUNNING", -(r.gpus or 0), r.job_id))
-    return JobsView(time=ctx.clock(), start=tr.start, end=tr.end, jobs=rows)
+    return _view(ctx, tr, rows, "gpus")
 
 
 def _empty():
