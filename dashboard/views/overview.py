@@ -32,6 +32,7 @@ from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocati
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, GpuSamples, gpu_samples, scalars
+from dashboard.views.cells import color_range, json_values, rounded
 from dashboard.views.overview_nodes import NodeAnswers, NodeCells, ask_nodes, node_cells
 from tsdb.client import QueryClient, QueryResult, Series
 
@@ -108,23 +109,6 @@ class Overview(BaseModel):
     status_codes: list[str] = list(STATUS_CODES)
     racks: list[RackGroup] = Field(description="the node status grid, with the heatmap")
     nodes: NodeCells | None = Field(None, description="one cell per node, from NODE_CELLS_FROM_NODES nodes")
-
-
-def _rounded(values: np.ndarray) -> np.ndarray:
-    """Whole numbers from 10 up, one decimal below (NaN stays NaN)."""
-    with np.errstate(invalid="ignore"):
-        return np.where(np.abs(values) >= 10, np.round(values), np.round(values, 1))
-
-
-def _json_rows(values: np.ndarray) -> list[list[int | float | None]]:
-    """The heatmap's rows as sent: a whole number as an int ("80", not "80.0": two bytes less a
-    GPU), null where a GPU has no value; numpy converts all cells at once."""
-    finite = np.isfinite(values)
-    whole = finite & (values == np.round(values))
-    out = values.astype(object)
-    out[whole] = values[whole].astype(np.int64).astype(object)
-    out[~finite] = None
-    return out.tolist()
 
 
 def node_status(up: float | None, sched_node, unhealthy: int, flags: set[str] = frozenset(),
@@ -304,16 +288,11 @@ def _cells(answers: _Answers, layout: _Layout) -> _Cells:
 def _heatmap(cells: _Cells, layout: _Layout, unhealthy: set[GpuKey], color_by: ColorBy) -> Heatmap:
     _, scale, unit, fixed = HEAT_METRICS[color_by]
     names, width = layout.names, layout.width
-    shown = _rounded(cells.raw * scale).reshape(len(names), width)
+    shown = rounded(cells.raw * scale).reshape(len(names), width)
     marks = sorted([layout.row_of[node], g] for node, g in unhealthy if node in layout.row_of and g < width)
-    if fixed:
-        zmin, zmax = fixed
-    elif np.isfinite(shown).any():
-        zmin, zmax = float(np.nanmin(shown)), float(np.nanmax(shown))
-    else:
-        zmin = zmax = None
+    zmin, zmax = color_range(shown, fixed)
     return Heatmap(color_by=color_by, unit=unit, zmin=zmin, zmax=zmax, nodes=names, gpus_per_node=width,
-                   z=_json_rows(shown), job_ids=cells.job_ids, jobs=cells.jobs.reshape(len(names), width).tolist(),
+                   z=json_values(shown), job_ids=cells.job_ids, jobs=cells.jobs.reshape(len(names), width).tolist(),
                    unhealthy=marks)
 
 

@@ -18,11 +18,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import (GPUS_PRESENT_RECORDED, GPUS_PRESENT_BY_NODE, IDLE_BELOW, IDLE_WINDOW,
+from dashboard.definitions import (GPUS_PRESENT_BY_NODE, GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
                                    UNHEALTHY_RECORDED, allocations, fleet_gpus, node_aggregate, node_targets,
                                    scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import by_label, gpu_key, scalars
+from dashboard.views.cells import color_range, json_values, rounded
 from tsdb.client import QueryClient, QueryResult, Series
 
 # colour -> (the per-node series of NODE_AGGREGATES, or None where the page counts it itself;
@@ -127,22 +128,16 @@ def _per_node(client: QueryClient, expr: str, at: float) -> dict[str, float]:
 def node_cells(answers: NodeAnswers, names: list[str], statuses: list[str], status_codes: tuple[str, ...],
                unhealthy_by_node: dict[str, int], gpu_count: dict[str, int], snapshot, color: str) -> NodeCells:
     """The node cells, grouped by partition and rack, in name order within a rack."""
-    record, scale, unit, fixed, description = NODE_COLORS[color]
+    _, scale, unit, fixed, description = NODE_COLORS[color]
     if color == "unhealthy":
         raw = np.array([unhealthy_by_node.get(n, 0) for n in names], dtype=float)
     elif color == "status":
         raw = np.array([status_codes.index(s) for s in statuses], dtype=float)
     else:
         raw = np.array([answers.values.get(n, np.nan) for n in names], dtype=float)
-    with np.errstate(invalid="ignore"):
-        shown = np.where(np.abs(raw * scale) >= 10, np.round(raw * scale), np.round(raw * scale, 1))
-    if fixed:
-        zmin, zmax = fixed
-    elif np.isfinite(shown).any():
-        zmin, zmax = float(np.nanmin(shown)), float(np.nanmax(shown))
-    else:
-        zmin = zmax = None
-    values = [None if not np.isfinite(v) else int(v) if v == int(v) else float(v) for v in shown.tolist()]
+    shown = rounded(raw * scale)
+    zmin, zmax = color_range(shown, fixed)
+    values = json_values(shown)
     sched_nodes = snapshot.nodes_by_name if snapshot is not None else {}
     targets = answers.targets
     racks: dict[tuple[str, str], NodeRack] = {}

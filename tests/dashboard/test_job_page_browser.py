@@ -4,18 +4,13 @@ alerts timeline is drawn, and nothing logs an error. Served in process (uvicorn 
 the day-long store of tests/dashboard/large_job.py (Chromium: the ``page`` fixture, conftest.py)."""
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-import uvicorn
 
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
-from tests.dashboard.chromium import shot
+from tests.dashboard.chromium import served, shot
 from tests.dashboard.large_job import JOB_ID, LAST, Scheduler, build_store
-from tests.realcomponents import free_port
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
@@ -25,18 +20,8 @@ pytestmark = pytest.mark.real_component
 @pytest.fixture(scope="module")
 def server():
     ctx = DashboardContext(LocalQueryClient(Engine(build_store())), scheduler=Scheduler(), clock=lambda: LAST + 1)
-    port = free_port()
-    config = uvicorn.Config(build_app([dashboard_component(ctx)]), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
+    with served(build_app([dashboard_component(ctx)])) as base:
+        yield base
 
 
 def test_large_job_page_draws_bands_stragglers_heatmap_and_alerts(server, page):

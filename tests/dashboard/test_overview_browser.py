@@ -6,20 +6,16 @@ recolours them; a rack opens its nodes, a node its GPUs; nothing logs an error o
 tests/dashboard/test_browser.py.)"""
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.definitions import NODE_CELLS_FROM_NODES
-from tests.dashboard.chromium import shot
+from tests.dashboard.chromium import served, shot
 from tests.dashboard.fleet import GPUS, NODES_PER_RACK, large_fleet
-from tests.realcomponents import free_port
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
@@ -44,18 +40,8 @@ def fleet():
 @pytest.fixture(scope="module")
 def server(fleet):
     ctx = DashboardContext(LocalQueryClient(Engine(fleet.store)), clock=lambda: fleet.last)
-    port = free_port()
-    instance = uvicorn.Server(uvicorn.Config(build_app([dashboard_component(ctx)]), host="127.0.0.1", port=port,
-                                             log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(10)
+    with served(build_app([dashboard_component(ctx)])) as base:
+        yield base
 
 
 def cell_colours(page) -> list[str]:

@@ -55,7 +55,7 @@ def test_a_fleet_from_the_threshold_up_gets_one_cell_per_node_grouped_by_rack(fl
     assert [r.rack for r in racks] == [f"rack-{i:03d}" for i in (1, 2)]
     assert [n for r in racks for n in r.nodes] == fleet.nodes
     cells = {n: (v, s, u, g) for r in racks for n, v, s, u, g in zip(r.nodes, r.value, r.status, r.unhealthy_gpus, r.gpus)}
-    idle_node, idle_gpu = fleet.idle_gpu
+    idle_node = fleet.idle_gpu[0]
     expected_mean = fleet.util[idle_node] * (GPUS - 1) / GPUS * 100
     assert cells[idle_node][0] == round(expected_mean)  # mean utilisation of the node's GPUs, in %
     assert cells[fleet.nodes[0]][0] == round(fleet.util[fleet.nodes[0]] * 100)
