@@ -1,6 +1,7 @@
 """The rule pack: valid for promtool, and its unit tests pass in promtool and the embedded runner alike."""
 from __future__ import annotations
 
+import re
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -134,6 +135,38 @@ def test_every_gpu_alert_names_its_gpu_by_instance_gpu_and_uuid_and_its_job():
             if lacking := sorted(label for label in wanted if not labels.get(label)):
                 missing[name] = lacking
     assert not missing, f"GPU alerts without the labels that identify the GPU: {missing}"
+
+
+# Families with several series per GPU (per error type, link or clock-event reason): 262,144 to
+# 524,288 series at 16,384 nodes. The rules read the exporter's per-GPU totals instead, and look a
+# link up only in an alert's description (docs/alerts.md#group-structure).
+PER_GPU_DETAIL = ("gpu_nvlink_errors_total", "gpu_nvlink_link_errors_total", "gpu_clock_event_seconds_total")
+
+
+def test_rules_read_per_gpu_totals_not_per_link_or_per_type_series():
+    import promql_parser as pp
+
+    readers = {}
+    for group in load_rule_files(RULE_FILES):
+        for rule in group.rules:
+            names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", str(pp.parse(rule.expr))))
+            if found := names & set(PER_GPU_DETAIL):
+                readers[rule.name] = sorted(found)
+    assert readers == {}, f"rules reading per-link or per-type series: {readers}"
+
+
+def test_every_window_and_for_fits_its_groups_interval():
+    """A group evaluated every I: each range window is at least I (no counter increase falls
+    between two evaluations unseen), and a ``for`` is 0 or at least I (else it means one
+    interval, not what it says). The slow hardware groups (1 m, 2 m) rely on it."""
+    misfits = []
+    for group in load_rule_files(RULE_FILES):
+        interval = group.interval_s or 60.0
+        for rule in group.rules:
+            windows = [parse_duration(w) for w in re.findall(r"\[(\d+[smhdwy])(?::[^\]]*)?\]", rule.expr)]
+            if any(w < interval for w in windows) or 0 < rule.for_s < interval:
+                misfits.append((group.name, rule.name, interval, windows, rule.for_s))
+    assert misfits == []
 
 
 # Each XID rule: the counters it reads and what it makes of their XIDs first seen in the hour.
