@@ -18,11 +18,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import (GPUS_PRESENT_BY_NODE, GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
+from dashboard.definitions import (GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
                                    UNHEALTHY_RECORDED, allocations, fleet_gpus, node_aggregate, node_targets,
                                    scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange, regex_of
-from dashboard.promql import by_label, gpu_key, scalars
+from dashboard.promql import by_label, finite, gpu_key, scalars
 from dashboard.views.cells import color_range, json_values, rounded
 from tsdb.client import QueryClient, QueryResult, Series
 
@@ -83,41 +83,62 @@ class NodeAnswers:
     flags: dict[str, set[str]]
 
 
-def node_totals(recorded: bool, snapshot) -> dict[str, str]:
-    """Fleet totals, one query: sums of the per-node series."""
-    present = GPUS_PRESENT_RECORDED if recorded else f"({GPUS_PRESENT_BY_NODE})"
-    avg = node_aggregate("instance:gpu_utilization:avg", recorded)
-    totals = {name: f"sum({node_aggregate(f'instance:gpus_{name}:count', recorded)})"
-              for name in ("busy", "idle", "allocated")}
-    totals["power"] = f"sum({node_aggregate('instance:gpu_power:sum', recorded)})"
+# The KPIs' per-node series: their fleet sums (for ``util``, the mean weighted by GPUs present).
+KPI_SERIES = {"busy": "instance:gpus_busy:count", "idle": "instance:gpus_idle:count",
+              "allocated": "instance:gpus_allocated:count", "power": "instance:gpu_power:sum",
+              "util": "instance:gpu_utilization:avg"}
+
+
+def recorded_totals() -> dict[str, str]:
+    """The KPIs' fleet totals over the recorded per-node series, asked as one query."""
+    totals = {name: f"sum({record})" for name, record in KPI_SERIES.items() if name != "util"}
+    avg, present = KPI_SERIES["util"], GPUS_PRESENT_RECORDED
     totals["util"] = f"sum({avg} * on (instance) {present}) / sum({present} and on (instance) {avg})"
-    if snapshot is None:
-        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
+    return totals
+
+
+def summed(per_node: dict[str, dict[str, float]], present: dict[str, int]) -> dict[str, float | None]:
+    """``recorded_totals`` from per-node answers: without the rules each per-node expression reads
+    every GPU's series, so it is asked once and summed here rather than asked again inside a sum."""
+    totals = {name: finite(sum(per_node[record].values())) if per_node[record] else None
+              for name, record in KPI_SERIES.items() if name != "util"}
+    avg = per_node[KPI_SERIES["util"]]
+    weight = sum(present[n] for n in avg if n in present)
+    totals["util"] = finite(sum(v * present[n] for n, v in avg.items() if n in present) / weight) if weight else None
     return totals
 
 
 def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tuple[dict[str, int], bool],
               workers: int) -> NodeAnswers:
     """Every query of the node overview, none returning more than one series per node (the
-    unhealthy GPUs: one per unhealthy GPU)."""
+    unhealthy GPUs: one per unhealthy GPU), each asked once."""
     counts, recorded = present
     record = NODE_COLORS[color][0]
+    wanted = {record} if record else set()
+    if snapshot is None:  # the status grid's "allocated" without the scheduler's nodes
+        wanted.add(KPI_SERIES["allocated"])
+    if not recorded:
+        wanted |= set(KPI_SERIES.values())
+    totals = recorded_totals() if recorded else {}
+    if snapshot is None:
+        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
         # Recorded whenever the rules run, at any size: NODE_CELLS_FROM_NODES is the scale at which
         # every refresh computing the unhealthy expression costs seconds.
         unhealthy_f = pool.submit(fleet_gpus, client, at, 0, present)
-        values_f = pool.submit(_per_node, client, node_aggregate(record, recorded), at) if record else None
-        allocated_f = pool.submit(_per_node, client, node_aggregate("instance:gpus_allocated:count", recorded), at) \
-            if snapshot is None else None
-        sums_f = pool.submit(scalars, client, node_totals(recorded, snapshot), at)
+        per_node_f = {r: pool.submit(_per_node, client, node_aggregate(r, recorded), at) for r in sorted(wanted)}
+        sums_f = pool.submit(scalars, client, totals, at) if totals else None
         targets_f = pool.submit(node_targets, client, at, None)
         flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
         alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
+        per_node = {r: f.result() for r, f in per_node_f.items()}
+        sums = sums_f.result() if sums_f is not None else {}
+        if not recorded:
+            sums.update(summed(per_node, counts))
         return NodeAnswers(
             present=counts, recorded=recorded, unhealthy=unhealthy_f.result()[1],
-            values=values_f.result() if values_f is not None else {},
-            allocated=allocated_f.result() if allocated_f is not None else {},
-            sums=sums_f.result(), targets=targets_f.result(), alerts=alerts_f.result(),
+            values=per_node.get(record, {}) if record else {}, allocated=per_node.get(KPI_SERIES["allocated"], {}),
+            sums=sums, targets=targets_f.result(), alerts=alerts_f.result(),
             flags=flags_f.result() if flags_f is not None else {})
 
 

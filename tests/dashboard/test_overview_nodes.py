@@ -95,9 +95,15 @@ def test_recorded_and_computed_node_cells_agree_and_recorded_reads_no_gpu_series
             assert len(rows) <= NODES, query
 
 
-def test_every_answer_of_the_computed_node_cells_is_one_series_per_node_or_fewer(fleet, monkeypatch):
+def test_computed_node_cells_read_each_expression_once_and_get_one_series_per_node(fleet, monkeypatch):
+    """Without the rules every per-node expression reads every GPU's series: each is asked once
+    (the KPIs are summed from the per-node answers, not asked again inside a sum)."""
     for color in NODE_COLORS:
         _, client = view(fleet.store, fleet.last, color, monkeypatch=monkeypatch)
+        queries = [query for query, _ in client.answers]
+        assert len(queries) == len(set(queries)), queries
+        assert sum(q.count("gpu_up[1h]") for q in queries) == 1
+        assert sum(q.count("gpu_job_info") for q in queries) == 3  # GPUs allocated, busy, idle
         for query, rows in client.answers:
             assert len(rows) <= NODES, query
             assert all("gpu" not in r for r in rows) or len(rows) <= 1, query  # the one unhealthy GPU
