@@ -171,12 +171,17 @@ def allocation_samples(snapshot, client: QueryClient, at: float) -> GpuSamples:
     return held
 
 
-def scheduler_node_flags(client: QueryClient, at: float) -> dict[str, set[str]]:
-    """instance -> the Slurm flags set on it (drain, down, ...), from the scheduler's metrics:
-    only the flags that are set come back (a few series, not 8 per node)."""
-    wanted = "|".join(DRAIN_FLAGS + DOWN_FLAGS)
+# The Slurm flags that make a node's status, only where set: a few series, but the engine reads
+# four per node (65,536 at 16,384 nodes), so the overview at scale reads them recorded.
+NODE_FLAGS_SET = f'slurm_node_flag{{flag=~"{"|".join(DRAIN_FLAGS + DOWN_FLAGS)}"}} == 1'
+NODE_FLAGS_RECORDED = "instance_flag:slurm_node_flag:set"
+
+
+def scheduler_node_flags(client: QueryClient, at: float, recorded: bool = False) -> dict[str, set[str]]:
+    """instance -> the Slurm flags set on it (drain, down, ...), from the scheduler's metrics
+    (``NODE_FLAGS_SET``, or with ``recorded`` the dashboard rules' copy of it)."""
     flags: dict[str, set[str]] = {}
-    for s in client.instant(f'slurm_node_flag{{flag=~"{wanted}"}} == 1', at).series:
+    for s in client.instant(NODE_FLAGS_RECORDED if recorded else NODE_FLAGS_SET, at).series:
         flags.setdefault(s.labels.get("instance", ""), set()).add(s.labels.get("flag", ""))
     return flags
 
@@ -318,6 +323,21 @@ ALLOCATED_ANY = ('max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
 NODE_SOURCES_RECORDED = {"allocated": ALLOCATED_RECORDED, "allocated_util": ALLOCATED_UTILIZATION_RECORDED}
 NODE_SOURCES_RAW = {"allocated": f"({ALLOCATED_ANY})",
                     "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)"}
+
+
+# The fleet totals of the overview at scale's KPIs, recorded over the per-node series above (one
+# series each for the page to read, instead of summing 16,384 per-node series on every refresh);
+# without the rules the page sums its per-node answers itself. KPI -> (record, expression).
+CLUSTER_TOTALS: dict[str, tuple[str, str]] = {
+    "busy": ("cluster:gpus_busy:sum", "sum(instance:gpus_busy:count)"),
+    "idle": ("cluster:gpus_idle:sum", "sum(instance:gpus_idle:count)"),
+    "allocated": ("cluster:gpus_allocated:sum", "sum(instance:gpus_allocated:count)"),
+    "power": ("cluster:gpu_power:sum", "sum(instance:gpu_power:sum)"),
+    # The nodes' mean utilisation weighted by their GPUs present.
+    "util": ("cluster:gpu_utilization:mean",
+             f"sum(instance:gpu_utilization:avg * on (instance) {GPUS_PRESENT_RECORDED})"
+             f" / sum({GPUS_PRESENT_RECORDED} and on (instance) instance:gpu_utilization:avg)"),
+}
 
 
 def node_aggregate(record: str, recorded: bool) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import (GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
+from dashboard.definitions import (CLUSTER_TOTALS, GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
                                    UNHEALTHY_RECORDED, allocations, fleet_gpus, node_aggregate, node_targets,
                                    scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange, regex_of
@@ -83,22 +83,15 @@ class NodeAnswers:
     flags: dict[str, set[str]]
 
 
-# The KPIs' per-node series: their fleet sums (for ``util``, the mean weighted by GPUs present).
+# The KPIs' per-node series: the fleet totals (CLUSTER_TOTALS) are their sums (for ``util``, the
+# mean weighted by GPUs present).
 KPI_SERIES = {"busy": "instance:gpus_busy:count", "idle": "instance:gpus_idle:count",
               "allocated": "instance:gpus_allocated:count", "power": "instance:gpu_power:sum",
               "util": "instance:gpu_utilization:avg"}
 
 
-def recorded_totals() -> dict[str, str]:
-    """The KPIs' fleet totals over the recorded per-node series, asked as one query."""
-    totals = {name: f"sum({record})" for name, record in KPI_SERIES.items() if name != "util"}
-    avg, present = KPI_SERIES["util"], GPUS_PRESENT_RECORDED
-    totals["util"] = f"sum({avg} * on (instance) {present}) / sum({present} and on (instance) {avg})"
-    return totals
-
-
 def summed(per_node: dict[str, dict[str, float]], present: dict[str, int]) -> dict[str, float | None]:
-    """``recorded_totals`` from per-node answers: without the rules each per-node expression reads
+    """CLUSTER_TOTALS from per-node answers: without the rules each per-node expression reads
     every GPU's series, so it is asked once and summed here rather than asked again inside a sum."""
     totals = {name: finite(sum(per_node[record].values())) if per_node[record] else None
               for name, record in KPI_SERIES.items() if name != "util"}
@@ -119,7 +112,7 @@ def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tup
         wanted.add(KPI_SERIES["allocated"])
     if not recorded:
         wanted |= set(KPI_SERIES.values())
-    totals = recorded_totals() if recorded else {}
+    totals = {name: record for name, (record, _) in CLUSTER_TOTALS.items()} if recorded else {}
     if snapshot is None:
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
@@ -129,7 +122,7 @@ def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tup
         per_node_f = {r: pool.submit(_per_node, client, node_aggregate(r, recorded), at) for r in sorted(wanted)}
         sums_f = pool.submit(scalars, client, totals, at) if totals else None
         targets_f = pool.submit(node_targets, client, at, None)
-        flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
+        flags_f = pool.submit(scheduler_node_flags, client, at, recorded) if snapshot is None else None
         alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
         per_node = {r: f.result() for r, f in per_node_f.items()}
         sums = sums_f.result() if sums_f is not None else {}

@@ -93,6 +93,9 @@ def test_recorded_and_computed_node_cells_agree_and_recorded_reads_no_gpu_series
         for query, rows in client.answers:
             assert not PER_GPU.search(query), f"{color}: reads every GPU's series: {query}"
             assert len(rows) <= NODES, query
+            assert "slurm_node_flag{" not in query and "sum(instance:" not in query, query  # recorded, not re-read
+        per_node = [query for query, rows in client.answers if len(rows) == NODES]
+        assert len(per_node) <= 4, per_node  # GPUs present, racks and up, the colour, GPUs allocated
 
 
 def test_computed_node_cells_read_each_expression_once_and_get_one_series_per_node(fleet, monkeypatch):
@@ -130,7 +133,8 @@ def test_each_colour_is_its_per_node_aggregate(fleet, monkeypatch):
 
 def test_the_dashboard_group_records_the_node_aggregates():
     """alerts/rules/recording.yml records NODE_AGGREGATES (dashboard/definitions.py) over the
-    recording group's series: the page's fallback computes the same expressions over raw series."""
+    recording group's series, CLUSTER_TOTALS over those and the Slurm flags set: the page's
+    fallback computes the same expressions over raw series."""
     import promql_parser as pp
 
     from alerts.evaluator.rulefile import load_rule_file
@@ -139,6 +143,9 @@ def test_the_dashboard_group_records_the_node_aggregates():
     rules = {rule.name: rule.expr for rule in group.rules}
     for record, template in definitions.NODE_AGGREGATES.items():
         assert str(pp.parse(rules[record])) == str(pp.parse(template.format(**definitions.NODE_SOURCES_RECORDED)))
+    for record, expr in definitions.CLUSTER_TOTALS.values():
+        assert str(pp.parse(rules[record])) == str(pp.parse(expr))
+    assert str(pp.parse(rules[definitions.NODE_FLAGS_RECORDED])) == str(pp.parse(definitions.NODE_FLAGS_SET))
 
 
 def test_node_drill_down_lists_its_gpus_reading_only_that_node(fleet, monkeypatch):
