@@ -294,43 +294,27 @@ JOB_RULES: dict[str, tuple[str, str | None]] = {
 # series: at 16,384 nodes every read of one GPU family costs an engine about a second, and 131,072
 # cells are more than a person can read.
 NODE_CELLS_FROM_NODES = 2_000
-# Per node, what the overview at scale reads: record name -> expression, written with {allocated}
-# (one series per allocated GPU and job) and {allocated_util} (their utilisation). The group
-# clusterwatch-dashboard records them over the clusterwatch-recording group's series
-# (NODE_SOURCES_RECORDED); without the rules the page computes them from the raw series
-# (NODE_SOURCES_RAW). Either way it gets one series per node. tests/dashboard/test_overview_nodes.py
-# holds recording.yml equal to these.
-#
-# Idle at scale is "idle now": allocated, with its peak utilisation over the last IDLE_WINDOW
-# below IDLE_BELOW (JobGpusIdle's condition before its ``for``), not the page's range, which
-# cannot be honoured per GPU at the cost of a read per node.
+# Per node, what the overview at scale reads: record name -> expression, job facts written with
+# {allocated_by_job} (GPUs allocated per node and job). The group clusterwatch-dashboard records
+# them, job facts from the series the recording groups record anyway (NODE_SOURCES_RECORDED);
+# without the rules the page computes them from the raw series (NODE_SOURCES_RAW). Either way it
+# gets one series per node. tests/dashboard/test_overview_nodes.py holds recording.yml equal to
+# these. Each colour costs the rules one read of a GPU family per evaluation (~0.7 s at 131,072
+# GPUs in VictoriaMetrics): five colours, no more.
 NODE_AGGREGATES: dict[str, str] = {
     "instance:gpu_utilization:avg": "avg by (instance) (gpu_utilization_ratio)",
     "instance:gpu_utilization:min": "min by (instance) (gpu_utilization_ratio)",
     "instance:gpu_temperature:max": "max by (instance) (gpu_temperature_celsius)",
     "instance:gpu_memory_used:sum": "sum by (instance) (gpu_memory_used_bytes)",
     "instance:gpu_power:sum": "sum by (instance) (gpu_power_watts)",
-    "instance:gpus_allocated:count": "count by (instance) (count by (instance, gpu) ({allocated}))",
-    "instance:gpus_busy:count": f"count by (instance) (max by (instance, gpu) ({{allocated_util}}) >= {IDLE_BELOW})",
-    "instance:gpus_idle:count": (f"count by (instance) (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}"
-                                 " and on (instance, gpu) {allocated})"),
+    "instance:gpus_allocated:count": "sum by (instance) ({allocated_by_job})",
 }
-ALLOCATED_UTILIZATION_RECORDED = "instance_gpu_job:gpu_utilization:ratio"
-# GPU -> job as the recording group's instance_gpu_job:allocated:info joins it: the exporters'
-# process mapping or the scheduler's allocation.
-ALLOCATED_ANY = ('max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
-                 " or max by (instance, gpu, job_id) (slurm_job_gpu_info)")
-NODE_SOURCES_RECORDED = {"allocated": ALLOCATED_RECORDED, "allocated_util": ALLOCATED_UTILIZATION_RECORDED}
-NODE_SOURCES_RAW = {"allocated": f"({ALLOCATED_ANY})",
-                    "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)"}
-
-
-# The fleet totals of the overview at scale's KPIs, recorded over the per-node series above (one
-# series each for the page to read, instead of summing 16,384 per-node series on every refresh);
-# without the rules the page sums its per-node answers itself. KPI -> (record, expression).
+# The fleet totals of its KPIs, one series each for the page to read: busy and idle from the
+# per-GPU and per-job series recorded anyway (the page shows them only as totals), the rest over
+# the per-node series above (not 16,384 series summed on every refresh). KPI -> (record, expression).
 CLUSTER_TOTALS: dict[str, tuple[str, str]] = {
-    "busy": ("cluster:gpus_busy:sum", "sum(instance:gpus_busy:count)"),
-    "idle": ("cluster:gpus_idle:sum", "sum(instance:gpus_idle:count)"),
+    "busy": ("cluster:gpus_busy:count", f"count(max by (instance, gpu) ({{allocated_util}}) >= {IDLE_BELOW})"),
+    "idle": ("cluster:gpus_idle:count", "sum({idle_by_job})"),
     "allocated": ("cluster:gpus_allocated:sum", "sum(instance:gpus_allocated:count)"),
     "power": ("cluster:gpu_power:sum", "sum(instance:gpu_power:sum)"),
     # The nodes' mean utilisation weighted by their GPUs present.
@@ -338,9 +322,34 @@ CLUSTER_TOTALS: dict[str, tuple[str, str]] = {
              f"sum(instance:gpu_utilization:avg * on (instance) {GPUS_PRESENT_RECORDED})"
              f" / sum({GPUS_PRESENT_RECORDED} and on (instance) instance:gpu_utilization:avg)"),
 }
+# GPU -> job as the recording group's instance_gpu_job:allocated:info joins it: the exporters'
+# process mapping or the scheduler's allocation.
+ALLOCATED_ANY = ('max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
+                 " or max by (instance, gpu, job_id) (slurm_job_gpu_info)")
+NODE_SOURCES_RECORDED = {
+    "allocated_by_job": "instance_job:gpus:count",
+    "allocated_util": "instance_gpu_job:gpu_utilization:ratio",
+    # Idle at scale is "idle now": allocated, with its peak utilisation over the last IDLE_WINDOW
+    # below IDLE_BELOW: JobGpusIdle's condition before its ``for``, which the job rules record per
+    # job. Not the page's range: that cannot be honoured per GPU at the cost of a read per node.
+    "idle_by_job": GPUS_IDLE,
+}
+NODE_SOURCES_RAW = {
+    "allocated_by_job": f"count by (instance, job_id) ({ALLOCATED_ANY})",
+    "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)",
+    "idle_by_job": (f"count by (job_id) (({ALLOCATED_ANY}) * on (instance, gpu) group_left ()"
+                    f" (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}))"),
+}
 
 
 def node_aggregate(record: str, recorded: bool) -> str:
     """PromQL for one per-node series of NODE_AGGREGATES: the recorded series when the dashboard's
     rules run, else its expression over the raw series."""
     return record if recorded else NODE_AGGREGATES[record].format(**NODE_SOURCES_RAW)
+
+
+def cluster_total(kpi: str, recorded: bool) -> str:
+    """PromQL for one of CLUSTER_TOTALS: the recorded series, or its expression over the raw series
+    (those over per-node series are summed by the page from its per-node answers instead)."""
+    record, expr = CLUSTER_TOTALS[kpi]
+    return record if recorded else expr.format(**NODE_SOURCES_RAW)

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
 from dashboard.definitions import (CLUSTER_TOTALS, GPUS_PRESENT_RECORDED, IDLE_BELOW, IDLE_WINDOW,
-                                   UNHEALTHY_RECORDED, allocations, fleet_gpus, node_aggregate, node_targets,
-                                   scheduler_node_flags, unhealthy_gpus)
+                                   UNHEALTHY_RECORDED, allocations, cluster_total, fleet_gpus, node_aggregate,
+                                   node_targets, scheduler_node_flags, unhealthy_gpus)
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import by_label, finite, gpu_key, scalars
 from dashboard.views.cells import color_range, json_values, rounded
@@ -83,19 +83,18 @@ class NodeAnswers:
     flags: dict[str, set[str]]
 
 
-# The KPIs' per-node series: the fleet totals (CLUSTER_TOTALS) are their sums (for ``util``, the
-# mean weighted by GPUs present).
-KPI_SERIES = {"busy": "instance:gpus_busy:count", "idle": "instance:gpus_idle:count",
-              "allocated": "instance:gpus_allocated:count", "power": "instance:gpu_power:sum",
-              "util": "instance:gpu_utilization:avg"}
+# The KPIs whose fleet totals (CLUSTER_TOTALS) are sums of per-node series (for ``util``, the mean
+# weighted by GPUs present): without the rules the page sums its per-node answers.
+PER_NODE_TOTALS = {"allocated": "instance:gpus_allocated:count", "power": "instance:gpu_power:sum",
+                   "util": "instance:gpu_utilization:avg"}
 
 
 def summed(per_node: dict[str, dict[str, float]], present: dict[str, int]) -> dict[str, float | None]:
-    """CLUSTER_TOTALS from per-node answers: without the rules each per-node expression reads
+    """The PER_NODE_TOTALS from per-node answers: without the rules each per-node expression reads
     every GPU's series, so it is asked once and summed here rather than asked again inside a sum."""
     totals = {name: finite(sum(per_node[record].values())) if per_node[record] else None
-              for name, record in KPI_SERIES.items() if name != "util"}
-    avg = per_node[KPI_SERIES["util"]]
+              for name, record in PER_NODE_TOTALS.items() if name != "util"}
+    avg = per_node[PER_NODE_TOTALS["util"]]
     weight = sum(present[n] for n in avg if n in present)
     totals["util"] = finite(sum(v * present[n] for n, v in avg.items() if n in present) / weight) if weight else None
     return totals
@@ -109,10 +108,12 @@ def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tup
     record = NODE_COLORS[color][0]
     wanted = {record} if record else set()
     if snapshot is None:  # the status grid's "allocated" without the scheduler's nodes
-        wanted.add(KPI_SERIES["allocated"])
-    if not recorded:
-        wanted |= set(KPI_SERIES.values())
-    totals = {name: record for name, (record, _) in CLUSTER_TOTALS.items()} if recorded else {}
+        wanted.add(PER_NODE_TOTALS["allocated"])
+    if recorded:
+        totals = {kpi: cluster_total(kpi, True) for kpi in CLUSTER_TOTALS}
+    else:
+        wanted |= set(PER_NODE_TOTALS.values())
+        totals = {kpi: cluster_total(kpi, False) for kpi in CLUSTER_TOTALS if kpi not in PER_NODE_TOTALS}
     if snapshot is None:
         totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
@@ -130,7 +131,7 @@ def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tup
             sums.update(summed(per_node, counts))
         return NodeAnswers(
             present=counts, recorded=recorded, unhealthy=unhealthy_f.result()[1],
-            values=per_node.get(record, {}) if record else {}, allocated=per_node.get(KPI_SERIES["allocated"], {}),
+            values=per_node.get(record, {}) if record else {}, allocated=per_node.get(PER_NODE_TOTALS["allocated"], {}),
             sums=sums, targets=targets_f.result(), alerts=alerts_f.result(),
             flags=flags_f.result() if flags_f is not None else {})
 

@@ -6,8 +6,6 @@ recolours them; a rack opens its nodes, a node its GPUs; nothing logs an error o
 tests/dashboard/test_browser.py.)"""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cwkernel.server import build_app
@@ -15,25 +13,19 @@ from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.definitions import NODE_CELLS_FROM_NODES
 from tests.dashboard.chromium import served, shot
-from tests.dashboard.fleet import GPUS, NODES_PER_RACK, large_fleet
+from tests.dashboard.fleet import GPUS, NODES_PER_RACK, large_fleet, record_once
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
 pytestmark = pytest.mark.real_component
 NODES = 2_048
-RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules" / "recording.yml"
 
 
 @pytest.fixture(scope="module")
 def fleet():
-    from alerts.evaluator.manager import RuleEvaluator
-    from alerts.evaluator.rulefile import load_rule_file
-
     assert NODES >= NODE_CELLS_FROM_NODES
     generated = large_fleet(NODES)
-    for group in load_rule_file(RULES):  # the recording group first: the dashboard's reads its job series
-        RuleEvaluator([group], LocalQueryClient(Engine(generated.store)),
-                      writer=generated.store.append_rule_output).evaluate(generated.last)
+    record_once(generated.store, generated.last)
     return generated
 
 
