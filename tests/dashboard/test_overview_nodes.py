@@ -165,3 +165,23 @@ def test_node_cells_at_16384_nodes_fit_the_payload_goal():
     cells = node_cells(answers, names, ["alloc"] * len(names), STATUS_CODES, {}, {n: 8 for n in names}, None, "util")
     size = len(gzip.compress(cells.model_dump_json().encode()))
     assert size <= 300_000, size
+
+
+def test_racks_are_grouped_under_their_slurm_partition_when_the_scheduler_knows_it(fleet, monkeypatch):
+    from scheduler.model import Node, SchedulerSnapshot, SourceInfo
+
+    nodes = tuple(Node(name=n, state="ALLOCATED" if n in fleet.allocated else "IDLE", gpus=GPUS,
+                       partitions=("train",) if i < NODES // 2 else ("infer", "train"))
+                  for i, n in enumerate(fleet.nodes))
+
+    class Scheduler:
+        def snapshot(self):
+            return SchedulerSnapshot(jobs=(), nodes=nodes, taken_at=fleet.last, source=SourceInfo("test"))
+
+    monkeypatch.setattr(definitions, "NODE_CELLS_FROM_NODES", 1)
+    ctx = DashboardContext(query=LocalQueryClient(Engine(fleet.store)), scheduler=Scheduler(), clock=lambda: fleet.last)
+    model = overview(ctx, TimeRange(fleet.last - 900, fleet.last))
+    assert [(r.partition, r.rack) for r in model.nodes.racks] == [("infer", "rack-002"), ("train", "rack-001")]
+    assert model.nodes.racks[1].nodes == fleet.nodes[:NODES // 2]
+    statuses = {STATUS_CODES[s] for r in model.nodes.racks for s in r.status}
+    assert statuses == {"alloc", "ok", "fault"}  # Slurm's state; the XID'd node's fault wins
