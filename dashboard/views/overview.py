@@ -33,7 +33,7 @@ from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocati
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, GpuSamples, gpu_samples, scalars
 from dashboard.views.cells import color_range, json_values, rounded
-from dashboard.views.overview_nodes import NodeAnswers, NodeCells, ask_nodes, node_cells
+from dashboard.views.overview_nodes import JOB_COUNTS, NodeAnswers, NodeCells, ask_nodes, node_cells
 from tsdb.client import QueryClient, QueryResult, Series
 
 ColorBy = Literal["util", "util_min", "memory", "temperature", "power", "errors", "unhealthy", "status"]
@@ -219,7 +219,7 @@ def _totals(color_by: ColorBy, snapshot) -> dict[str, str]:
     if color_by != "util":
         totals["util"] = "avg(gpu_utilization_ratio >= 0)"  # >= 0: one NaN reading must not make it NaN
     if snapshot is None:
-        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
+        totals.update(JOB_COUNTS)
     return totals
 
 

@@ -47,7 +47,8 @@ MEAN_UTILIZATION = "mean of the nodes' mean GPU utilisation now, weighted by the
 
 class NodeRack(BaseModel):
     rack: str
-    partition: str = Field(description="the scheduler's first partition of the rack's first node, '' unknown")
+    partition: str = Field(description="the scheduler's first partition of these nodes ('' unknown): a rack "
+                                       "across partitions is a group in each")
     nodes: list[str]
     status: list[int] = Field(description="index into the overview's status_codes per node")
     unhealthy_gpus: list[int]
@@ -83,6 +84,8 @@ class NodeAnswers:
     flags: dict[str, set[str]]
 
 
+# Jobs running and pending from the scheduler's metrics, without its adapter's snapshot.
+JOB_COUNTS = {f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")}
 # The KPIs whose fleet totals (CLUSTER_TOTALS) are sums of per-node series (for ``util``, the mean
 # weighted by GPUs present): without the rules the page sums its per-node answers.
 PER_NODE_TOTALS = {"allocated": "instance:gpus_allocated:count", "power": "instance:gpu_power:sum",
@@ -115,7 +118,7 @@ def ask_nodes(client: QueryClient, at: float, color: str, snapshot, present: tup
         wanted |= set(PER_NODE_TOTALS.values())
         totals = {kpi: cluster_total(kpi, False) for kpi in CLUSTER_TOTALS if kpi not in PER_NODE_TOTALS}
     if snapshot is None:
-        totals.update({f"jobs_{state}": f'count(slurm_job_info{{state="{state}"}})' for state in ("RUNNING", "PENDING")})
+        totals.update(JOB_COUNTS)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="overview-query") as pool:
         # Recorded whenever the rules run, at any size: NODE_CELLS_FROM_NODES is the scale at which
         # every refresh computing the unhealthy expression costs seconds.
