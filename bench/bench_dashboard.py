@@ -190,8 +190,8 @@ def big_fleet(nodes: int, minutes: float, interval: float, repeats: int) -> None
 
 def evaluate_dashboard_rules(store, at: float) -> None:
     """Every group the overview reads recorded, once, in the order they feed each other
-    (tests/dashboard/fleet.py's record_once); each group's time printed."""
-    from tests.dashboard.fleet import record_once
+    (bench/recorded.py); each group's time printed."""
+    from bench.recorded import record_once
 
     for name, interval, seconds in record_once(store, at):
         print(f"rule group {name} (every {interval or 15:g} s): {seconds * 1e3:.0f} ms per evaluation", flush=True)

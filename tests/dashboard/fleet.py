@@ -80,25 +80,3 @@ def large_fleet(nodes: int, steps: int = 12) -> LargeFleet:
     fleet.jobs = len(jobs)
     return fleet
 
-
-def record_once(store: Store, at: float) -> list[tuple[str, float | None, float]]:
-    """Every group the overview at scale reads recorded, once, in the order they feed each other:
-    recording.yml's job groups, the job rules (job_id:gpus_idle:count), then clusterwatch-dashboard.
-    Returns (group, interval in seconds, seconds its evaluation took) for each."""
-    import time
-    from pathlib import Path
-
-    from alerts.evaluator.manager import RuleEvaluator
-    from alerts.evaluator.rulefile import load_rule_file
-    from tsdb.client import LocalQueryClient
-    from tsdb.promql.engine import Engine
-
-    rules = Path(__file__).resolve().parents[2] / "alerts" / "rules"
-    recording = load_rule_file(rules / "recording.yml")
-    dashboard = [g for g in recording if g.name == "clusterwatch-dashboard"]
-    timings = []
-    for group in [g for g in recording if g not in dashboard] + load_rule_file(rules / "jobs.yml") + dashboard:
-        began = time.perf_counter()
-        RuleEvaluator([group], LocalQueryClient(Engine(store)), writer=store.append_rule_output).evaluate(at)
-        timings.append((group.name, group.interval_s, time.perf_counter() - began))
-    return timings

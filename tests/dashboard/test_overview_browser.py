@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from bench.recorded import record_once
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.definitions import NODE_CELLS_FROM_NODES
 from tests.dashboard.chromium import served, shot
-from tests.dashboard.fleet import GPUS, NODES_PER_RACK, large_fleet, record_once
+from tests.dashboard.fleet import GPUS, NODES_PER_RACK, large_fleet
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 import dashboard.definitions as definitions
+from bench.recorded import record_once
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.views.overview import STATUS_CODES, overview
 from dashboard.views.overview_nodes import NODE_COLORS, node_gpus
-from tests.dashboard.fleet import GPUS, large_fleet, record_once
-from tests.dashboard.test_overview_scale import RecordingClient
+from tests.dashboard.fleet import GPUS, large_fleet
+from tests.dashboard.query_log import RecordingClient
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 

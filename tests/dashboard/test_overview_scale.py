@@ -8,6 +8,7 @@ from pathlib import Path
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.views.overview import STATUS_CODES, overview
+from tests.dashboard.query_log import RecordingClient
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 from tsdb.store import Store
@@ -64,17 +65,6 @@ def fleet_store(first_xid: bool = False) -> Store:
                                   1.0 if flag in flags.get(node, ()) else 0.0))
         store.append_scrape("scheduler", ts, scheduler)
     return store
-
-
-class RecordingClient(LocalQueryClient):
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self.answers: list[tuple[str, list[dict[str, str]]]] = []
-
-    def instant(self, query, at=None):
-        result = super().instant(query, at)
-        self.answers.append((query, [s.labels for s in result.series]))
-        return result
 
 
 def view(color: str = "util", store: Store | None = None):
