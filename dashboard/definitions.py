@@ -63,8 +63,19 @@ def xid_errors_seen(selector: str, window: str) -> str:
 
 # A GPU is unhealthy when NVML lost it, when it raised an XID recently, or when HBM row remapping
 # is pending (needs a reset) or failed (needs an RMA).
-UNHEALTHY = (f"(gpu_up == 0) or (sum by (instance, gpu) ({xid_errors_seen('gpu_xid_errors_total', HEALTH_WINDOW)}))"
-             " or (gpu_remapped_rows_pending > 0) or (gpu_remapped_rows_failure > 0)")
+def unhealthy_expression(matchers: str = "") -> str:
+    """PromQL: one series per unhealthy GPU (whichever conditions hold), over the GPUs that
+    ``matchers`` (label matchers, e.g. ``instance=~"n1|n2"``) select: the matchers go into every
+    selector, so a node's page reads that node's series, not every GPU's and then filters."""
+    def selector(metric: str) -> str:
+        return f"{metric}{{{matchers}}}" if matchers else metric
+
+    return (f"({selector('gpu_up')} == 0)"
+            f" or (sum by (instance, gpu) ({xid_errors_seen(selector('gpu_xid_errors_total'), HEALTH_WINDOW)}))"
+            f" or ({selector('gpu_remapped_rows_pending')} > 0) or ({selector('gpu_remapped_rows_failure')} > 0)")
+
+
+UNHEALTHY = unhealthy_expression()
 
 
 NODE_LOOKBACK = "1h"
@@ -90,9 +101,7 @@ def node_targets(client: QueryClient, at: float, nodes: set[str] | None) -> dict
 
 
 def unhealthy_gpus(client: QueryClient, at: float, instance_regex: str | None = None) -> set[GpuKey]:
-    query = UNHEALTHY
-    if instance_regex:
-        query = f'({UNHEALTHY}) and on (instance) up{{instance=~"{instance_regex}"}}'
+    query = unhealthy_expression(f'instance=~"{instance_regex}"' if instance_regex else "")
     return _gpu_keys(client.instant(f"count by (instance, gpu) ({query})", at))  # whichever condition matched
 
 
