@@ -24,7 +24,7 @@ FIXTURE_NODE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "
 
 
 def collection_cpu_in_process(cycles: int, procfs: str = "/proc", sysfs: str = "/sys") -> list[float]:
-    """CPU seconds of the collecting thread per cycle, all default collectors, 8 fake GPUs."""
+    """CPU seconds of the collecting thread per cycle, all default collectors (gpm included), 8 fake GPUs."""
     import os
 
     from exporter.build import create_exporter
@@ -41,6 +41,29 @@ def collection_cpu_in_process(cycles: int, procfs: str = "/proc", sysfs: str = "
         costs.append(time.thread_time() - start)
     exporter.close()
     return costs[5:]  # the first cycles pay for imports, caches and NVML init
+
+
+def gpm_cpu_in_process(cycles: int) -> list[float]:
+    """CPU seconds of the gpm collector alone per cycle, 8 fake GPUs (fake NVML's own cost included)."""
+    import types
+
+    from exporter.collector import CollectorContext
+    from exporter.collectors.gpm import GpmCollector
+    from exporter.nvml.fake import FakeNVML, FakeState
+    from exporter.nvml.session import NvmlSession
+
+    session = NvmlSession(FakeNVML(FakeState.h100_node(gpus=8)))
+    collector = GpmCollector(CollectorContext(config=types.SimpleNamespace(interval=5.0), procfs=None, sysfs=None,
+                                              nvml=session))
+    costs = []
+    for _ in range(cycles):
+        session.refresh()
+        start = time.thread_time()
+        collector.collect()
+        costs.append(time.thread_time() - start)
+    collector.close()
+    session.close()
+    return costs[5:]
 
 
 def start(argv: list[str]) -> subprocess.Popen:
@@ -82,6 +105,9 @@ def main() -> int:
     print(f"collection CPU per cycle (8 fake GPUs + the GPU-node fixture: 4 IB HCAs, NFS, Lustre, GDS): "
           f"p50 {percentile(node_costs, 50) * 1e3:.2f} ms, p99 {percentile(node_costs, 99) * 1e3:.2f} ms")
     costs = node_costs  # the goal is for a GPU node
+    gpm = gpm_cpu_in_process(args.cycles)  # issue 18: what the profiling metrics add (in the figures above)
+    print(f"  of which the gpm collector (8 fake GPUs, one GPM sample each and a metrics call per pair): "
+          f"p50 {percentile(gpm, 50) * 1e3:.2f} ms, p99 {percentile(gpm, 99) * 1e3:.2f} ms")
 
     ours_port = free_port()
     ours = start([sys.executable, "-m", "clusterwatch", "exporter", "--backend", "fake",

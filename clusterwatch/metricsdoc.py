@@ -16,7 +16,8 @@ from cwkernel.metrics import MetricSpec
 
 # (section title, what feeds it, modules holding its tables) in the order the document shows them.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("GPU (NVML)", "`clusterwatch exporter`, collectors `gpu` and `xid`", ("exporter.collectors.gpu", "exporter.collectors.xid")),
+    ("GPU (NVML)", "`clusterwatch exporter`, collectors `gpu`, `gpm` and `xid`",
+     ("exporter.collectors.gpu", "exporter.collectors.gpm", "exporter.collectors.xid")),
     ("Jobs on GPUs", "`clusterwatch exporter`, collector `jobs`", ("exporter.collectors.jobs",)),
     ("Node (procfs)", "`clusterwatch exporter`, collector `node`", ("exporter.collectors.node", "exporter.collectors.node_*")),
     ("InfiniBand (sysfs)", "`clusterwatch exporter`, collector `infiniband`", ("exporter.collectors.infiniband",)),

@@ -11,7 +11,7 @@ from exporter.exporter import Exporter
 from exporter.hostfs import FileTree, HostFS
 from exporter.kmsg import KernelLog, KmsgDevice
 
-NVML_COLLECTORS = {"gpu", "xid", "jobs"}
+NVML_COLLECTORS = {"gpu", "gpm", "xid", "jobs"}
 
 
 def create_exporter(

@@ -163,9 +163,17 @@ class FakeGPU:
     processes: list[FakeProcess] = field(default_factory=list)
     lost: bool = False
     absent: bool = False
-    # pynvml function names (or NVML_FI_* field names) answering NOT_SUPPORTED on this GPU.
+    # GPU Performance Monitoring (Hopper and later): whether the GPU has it, and the level each
+    # NVML_GPM_METRIC_* id reads now (percent, or MiB/s for bandwidths); ids not set read 0.
+    # Change levels with ``FakeState.set_gpm`` so a sample pair averages them over its span.
+    gpm_supported: bool = True
+    gpm_levels: dict[int, float] = field(default_factory=dict)
+    # Levels integrated over time (level x seconds) up to ``gpm_time`` on ``FakeState.clock``.
+    gpm_totals: dict[int, float] = field(default_factory=dict, repr=False)
+    gpm_time: float | None = field(default=None, repr=False)
+    # pynvml function names (or NVML_FI_* / NVML_GPM_METRIC_* names) answering NOT_SUPPORTED on this GPU.
     unsupported: set[str] = field(default_factory=set)
-    # pynvml function names (or NVML_FI_* field names) -> NVML_ERROR_* code they raise.
+    # pynvml function names (or NVML_FI_* / NVML_GPM_METRIC_* names) -> NVML_ERROR_* code they raise.
     failing: dict[str, int] = field(default_factory=dict)
     handle: Any = field(init=False, repr=False)
 
@@ -203,6 +211,15 @@ class FakeXid:
 
 
 @dataclass(eq=False)
+class _GpmSample:
+    """What an ``nvmlGpmSample_t`` holds once filled: whose, when, and the integrated levels."""
+
+    gpu: FakeGPU | None = None
+    time: float = 0.0
+    totals: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class _EventSet:
     handle: Any
     masks: dict[int, int] = field(default_factory=dict)  # id(FakeGPU) -> registered event types
@@ -235,6 +252,10 @@ class FakeState:
         self._named_in_log: set[int] = set()  # id(FakeGPU) of GPUs the log has a "GPU at PCI" line for
         self._event_sets: dict[int, _EventSet] = {}
         self._scheduled: list[tuple[float, int, int]] = []  # (time.monotonic() due, gpu index, xid)
+        # GPM: the time GPM samples are stamped with (tests swap in their own clock), and the
+        # samples allocated by nvmlGpmSampleAlloc, by address.
+        self.clock: Callable[[], float] = time.monotonic
+        self._gpm_samples: dict[int, _GpmSample] = {}
 
     @classmethod
     def h100_node(cls, gpus: int = 8, seed: int = 0) -> "FakeState":
@@ -271,6 +292,27 @@ class FakeState:
                     event_set.pending.append((gpu, pynvml.nvmlEventTypeXidCriticalError, xid))
             self._event_ready.notify_all()
 
+
+    def set_gpm(self, gpu_index: int, levels: dict[int, float]) -> None:
+        """Change GPM levels (NVML_GPM_METRIC_* id -> percent or MiB/s) from now on.
+
+        The old levels are integrated up to now first, so a sample pair spanning the change
+        reads the time-weighted average, as the hardware counters give.
+        """
+        with self.lock:
+            gpu = self.gpu(gpu_index)
+            self._gpm_advance(gpu)
+            gpu.gpm_levels.update(levels)
+
+    def _gpm_advance(self, gpu: FakeGPU) -> float:
+        now = self.clock()
+        if gpu.gpm_time is not None and now > gpu.gpm_time:
+            dt = now - gpu.gpm_time
+            for metric_id, level in gpu.gpm_levels.items():
+                gpu.gpm_totals[metric_id] = gpu.gpm_totals.get(metric_id, 0.0) + level * dt
+        if gpu.gpm_time is None or now > gpu.gpm_time:
+            gpu.gpm_time = now
+        return gpu.gpm_time
 
     def new_boot(self) -> None:
         """The node rebooted: the kernel log starts empty (and names each GPU again at its first XID)."""
@@ -784,6 +826,69 @@ class FakeNVML:
             raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return gpu.handle
 
+    # -- GPU Performance Monitoring ---------------------------------------------------------------
+
+    @_on_device
+    def nvmlGpmQueryDeviceSupport(self, gpu: FakeGPU, mig: FakeMigInstance | None) -> Any:
+        support = pynvml.c_nvmlGpmSupport_t()
+        support.version = pynvml.NVML_GPM_SUPPORT_VERSION
+        support.isSupportedDevice = int(gpu.gpm_supported and mig is None)
+        return support
+
+    def nvmlGpmSampleAlloc(self) -> Any:
+        with self.state.lock:
+            self._require_init()
+            sample = _opaque_handle(pynvml.c_nvmlGpmSample_t)
+            self.state._gpm_samples[_address(sample)] = _GpmSample()
+            return sample
+
+    def nvmlGpmSampleFree(self, gpmSample: Any) -> None:
+        with self.state.lock:
+            self._require_init()
+            if self.state._gpm_samples.pop(_address(gpmSample), None) is None:
+                raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+
+    @_on_gpu
+    def nvmlGpmSampleGet(self, gpu: FakeGPU, gpmSample: Any) -> Any:
+        sample = self._gpm_sample(gpmSample)
+        if not gpu.gpm_supported:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        sample.gpu, sample.time = gpu, self.state._gpm_advance(gpu)
+        sample.totals = dict(gpu.gpm_totals)
+        return gpmSample
+
+    def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
+        """Fills ``metrics[i].value``/``.nvmlReturn`` of the first ``numMetrics`` requested ids:
+        the average level between ``sample1`` and the later ``sample2``."""
+        with self.state.lock:
+            self._require_init()
+            if metricsGet.version != pynvml.NVML_GPM_METRICS_GET_VERSION:
+                raise NVMLError(pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
+            if metricsGet.numMetrics > pynvml.NVML_GPM_METRIC_MAX:
+                raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+            first, second = self._gpm_sample(metricsGet.sample1), self._gpm_sample(metricsGet.sample2)
+            if first.gpu is None or first.gpu is not second.gpu or second.time <= first.time:
+                raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+            span = second.time - first.time
+            for i in range(metricsGet.numMetrics):
+                metric = metricsGet.metrics[i]
+                try:
+                    if metric.metricId not in FAKE_GPM_METRICS:
+                        raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+                    _raise_configured(first.gpu, _GPM_METRIC_NAMES.get(metric.metricId, ()))
+                except NVMLError as exc:  # per metric, as the driver does
+                    metric.nvmlReturn, metric.value = exc.value, 0.0
+                    continue
+                delta = second.totals.get(metric.metricId, 0.0) - first.totals.get(metric.metricId, 0.0)
+                metric.nvmlReturn, metric.value = pynvml.NVML_SUCCESS, delta / span
+            return metricsGet
+
+    def _gpm_sample(self, handle: Any) -> _GpmSample:
+        sample = self.state._gpm_samples.get(_address(handle))
+        if sample is None:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return sample
+
     # -- field values ---------------------------------------------------------------------------
 
     @_on_gpu
@@ -794,6 +899,18 @@ class FakeNVML:
         values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
         ctypes.memmove(values, raw, len(raw))
         return values
+
+
+# The GPM metrics the fake computes (the ratios and bandwidths of the exporter's gpm collector
+# and the rest of the utilisation group); any other id answers NOT_SUPPORTED in its nvmlReturn.
+FAKE_GPM_METRICS = frozenset(
+    value for name, value in vars(pynvml).items()
+    if name.startswith("NVML_GPM_METRIC_") and isinstance(value, int)
+    and (1 <= value <= 13 or value in (20, 21, 60, 61))
+)
+# NVML_GPM_METRIC_* names by id, so ``FakeGPU.unsupported``/``failing`` can name one metric.
+_GPM_METRIC_NAMES = {value: (name,) for name, value in vars(pynvml).items()
+                     if name.startswith("NVML_GPM_METRIC_") and isinstance(value, int)}
 
 
 def _clock(clock_type: int, sm: int, mem: int) -> int:
