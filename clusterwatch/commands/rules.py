@@ -3,7 +3,9 @@
 - check: parse every rule file (fields, names, durations, PromQL via promql-parser, templates).
 - test: run alerts/tests/*.yml (promtool's unit-test format) on the embedded engine, and with
   ``promtool test rules`` too when promtool is installed; both must pass.
-- export: copy the rule files for Prometheus or vmalert to load (``rule_files:`` / ``-rule``).
+- export: copy the rule files for Prometheus or vmalert to load (``rule_files:`` / ``-rule``);
+  ``--source dcgm`` adds the bridge from dcgm-exporter (alerts/rules/bridges/dcgm.yml, written as
+  dcgm-bridge.yml), for sites whose GPUs are scraped from dcgm-exporter (docs/migration.md).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 from cwkernel.errors import UsageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent / "alerts"
+# Where the GPU series come from -> the bridge file written beside the pack (none: the exporter's own).
+BRIDGES = {"clusterwatch": None, "dcgm": PACKAGE_ROOT / "rules" / "bridges" / "dcgm.yml"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     test.add_argument("--no-promtool", action="store_true", help="only the embedded runner")
     export = sub.add_parser("export", help="write the rule files for Prometheus / vmalert")
     export.add_argument("--out", required=True, help="directory to write into")
+    export.add_argument("--source", choices=sorted(BRIDGES), default="clusterwatch",
+                        help="what exports the GPU metrics: clusterwatch (its exporter, default) or dcgm "
+                             "(dcgm-exporter: also writes dcgm-bridge.yml, recording rules onto the gpu_* contract)")
     export.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped pack)")
     return parser
 
@@ -73,15 +80,19 @@ def _test(paths: list[str], use_promtool: bool) -> int:
     return 1 if failed else 0
 
 
-def _export(out: str, paths: list[str]) -> int:
+def _export(out: str, paths: list[str], source: str = "clusterwatch") -> int:
     from alerts.evaluator.rulefile import expand_paths, load_rule_file
 
+    files = [(path, path.name) for path in expand_paths(paths or [PACKAGE_ROOT / "rules"])]
+    bridge = BRIDGES[source]
+    if bridge is not None:
+        files.append((bridge, f"{source}-bridge.yml"))
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    for path in expand_paths(paths or [PACKAGE_ROOT / "rules"]):
+    for path, name in files:
         load_rule_file(path)  # refuse to export a file Prometheus would refuse
-        shutil.copyfile(path, target / path.name)
-        print(target / path.name)
+        shutil.copyfile(path, target / name)
+        print(target / name)
     return 0
 
 
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             return _check(args.paths)
         if args.rules_command == "test":
             return _test(args.paths, not args.no_promtool)
-        return _export(args.out, args.paths)
+        return _export(args.out, args.paths, args.source)
     except RuleFileError as exc:
         print(f"clusterwatch rules: {exc}", file=sys.stderr)
         return 1
