@@ -29,6 +29,10 @@ class GpuActivity:
     storage_write: float = 0.0  # relative checkpoint write load, 0-1
     has_process: bool = False
     clock_fraction: float = 1.0  # SM clock relative to its boost clock
+    # What the SMs do while busy (GPM levels, simulator/gpu_model.py GPM_PROFILES): "tensor" for
+    # training, "memory" for memory-bandwidth-bound work; and NVLink traffic as a fraction of its peak.
+    profile: str = "tensor"
+    nvlink_fraction: float = 0.0
 
 
 IDLE_GPU = GpuActivity()
@@ -75,4 +79,16 @@ def gpu_activity(job: SimJob | None, node: str, gpu: int, now: float, seed: int)
         ib_fraction=(0.65 + noise(0.1, "ib")) * utilization if multi_node else 0.01,
         has_process=True,
         clock_fraction=clock,
+        profile=job_profile(job),
+        nvlink_fraction=0.3 * utilization if job.gpus_per_node > 1 else 0.0,  # all-reduce between the node's GPUs
     )
+
+
+# Jobs whose kernels wait on device memory rather than on the tensor cores: small-batch
+# evaluation and adapter sweeps. Every other job trains (tensor-heavy).
+MEMORY_BOUND_NAMES = frozenset({"eval-harness", "lora-sweep", "scaling-probe"})
+
+
+def job_profile(job: SimJob) -> str:
+    """The GPM profile of a running job's GPUs (GpuActivity.profile)."""
+    return "memory" if job.name in MEMORY_BOUND_NAMES else "tensor"

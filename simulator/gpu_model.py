@@ -22,6 +22,31 @@ BOOST_SM_MHZ, BASE_LOADED_SM_MHZ, IDLE_SM_MHZ = 1980, 1755, 345
 NVLINK_BYTES_PER_SECOND = 450e9  # per direction on an H100 SXM's 18 links
 
 
+_M = pynvml
+# GPM levels (percent) per unit of utilization, by GpuActivity.profile: a training job keeps the
+# tensor pipes busy, a memory-bound one the DRAM; both leave FP64 idle. An allocated GPU running
+# nothing has utilization ~0, so every level is ~0 (idle-but-allocated).
+GPM_PROFILES: dict[str, dict[int, float]] = {
+    "tensor": {_M.NVML_GPM_METRIC_GRAPHICS_UTIL: 100.0, _M.NVML_GPM_METRIC_SM_UTIL: 93.0,
+               _M.NVML_GPM_METRIC_SM_OCCUPANCY: 55.0, _M.NVML_GPM_METRIC_ANY_TENSOR_UTIL: 62.0,
+               _M.NVML_GPM_METRIC_DRAM_BW_UTIL: 42.0, _M.NVML_GPM_METRIC_FP64_UTIL: 0.0,
+               _M.NVML_GPM_METRIC_FP32_UTIL: 12.0, _M.NVML_GPM_METRIC_FP16_UTIL: 9.0},
+    "memory": {_M.NVML_GPM_METRIC_GRAPHICS_UTIL: 100.0, _M.NVML_GPM_METRIC_SM_UTIL: 70.0,
+               _M.NVML_GPM_METRIC_SM_OCCUPANCY: 35.0, _M.NVML_GPM_METRIC_ANY_TENSOR_UTIL: 4.0,
+               _M.NVML_GPM_METRIC_DRAM_BW_UTIL: 88.0, _M.NVML_GPM_METRIC_FP64_UTIL: 0.0,
+               _M.NVML_GPM_METRIC_FP32_UTIL: 30.0, _M.NVML_GPM_METRIC_FP16_UTIL: 3.0},
+}
+
+
+def gpm_levels(activity: GpuActivity) -> dict[int, float]:
+    """The GPM levels (percent; NVLink in MiB/s) the fake NVML averages between two samples."""
+    util = min(1.0, max(0.0, activity.utilization))
+    levels = {metric: percent * util for metric, percent in GPM_PROFILES[activity.profile].items()}
+    nvlink = NVLINK_BYTES_PER_SECOND * activity.nvlink_fraction / 2**20
+    levels[_M.NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC] = levels[_M.NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC] = nvlink
+    return levels
+
+
 @dataclass
 class GpuConditions:
     """Lasting fault conditions on one GPU (set from the fault book every update)."""

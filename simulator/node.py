@@ -13,7 +13,7 @@ from exporter.exporter import Exporter
 from exporter.nvml.fake import FakeNVML, FakeProcess, FakeState
 from simulator.activity import GpuActivity, gpu_activity
 from simulator.faults import NodeHardware
-from simulator.gpu_model import GpuConditions, update_gpu
+from simulator.gpu_model import GpuConditions, gpm_levels, update_gpu
 from simulator.host import FS_SIZE_BYTES, SimHost
 from simulator.jobs import SimJob
 from simulator.randomness import unit
@@ -61,6 +61,9 @@ class SimulatedNode:
         self.host = SimHost(spec.name, boot_time=now - 3 * 86400, ib_ports=spec.ib_ports)
         # The fake driver's kernel log stamps records in the node's simulated time since boot.
         self.state.kernel_log.uptime = lambda: self.updated_at - self.host.boot_time
+        # GPM samples are stamped in simulated time too, so a sample pair averages the levels of
+        # the simulated interval between two collections, whatever the simulation's speed.
+        self.state.clock = lambda: self.updated_at
         self.procfs = self.host.procfs()
         self.sysfs = self.host.sysfs()
         self.faults = NodeFaultState()
@@ -108,6 +111,7 @@ class SimulatedNode:
                 processes[pid] = f"/system.slice/slurmstepd.scope/job_{job.job_id}/step_0/user/task_{fake.index}"
             if not fake.absent and not fake.lost:
                 update_gpu(fake, activity, self.faults.gpu.get(fake.index, GpuConditions()), dt, process)
+                self.state.set_gpm(fake.index, gpm_levels(activity), since=now - dt)  # the step ran at them
             activities.append(activity)
         self.host.sync_processes(self.procfs, processes)
         self._update_ports(now, dt)

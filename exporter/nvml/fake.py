@@ -217,6 +217,7 @@ class _GpmSample:
     gpu: FakeGPU | None = None
     time: float = 0.0
     totals: dict[int, float] = field(default_factory=dict)
+    levels: dict[int, float] = field(default_factory=dict)  # at ``time``: a zero-span pair reads these
 
 
 @dataclass(eq=False)
@@ -293,19 +294,22 @@ class FakeState:
             self._event_ready.notify_all()
 
 
-    def set_gpm(self, gpu_index: int, levels: dict[int, float]) -> None:
-        """Change GPM levels (NVML_GPM_METRIC_* id -> percent or MiB/s) from now on.
+    def set_gpm(self, gpu_index: int, levels: dict[int, float], since: float | None = None) -> None:
+        """Change GPM levels (NVML_GPM_METRIC_* id -> percent or MiB/s) from now on, or from
+        ``since`` (a time on ``clock`` not after now, not before the last change: a simulation
+        step that ran at these levels).
 
-        The old levels are integrated up to now first, so a sample pair spanning the change
-        reads the time-weighted average, as the hardware counters give.
+        The old levels are integrated up to the change first, so a sample pair spanning it reads
+        the time-weighted average, as the hardware counters give.
         """
         with self.lock:
             gpu = self.gpu(gpu_index)
-            self._gpm_advance(gpu)
+            self._gpm_advance(gpu, since)
             gpu.gpm_levels.update(levels)
+            self._gpm_advance(gpu)
 
-    def _gpm_advance(self, gpu: FakeGPU) -> float:
-        now = self.clock()
+    def _gpm_advance(self, gpu: FakeGPU, until: float | None = None) -> float:
+        now = self.clock() if until is None else until
         if gpu.gpm_time is not None and now > gpu.gpm_time:
             dt = now - gpu.gpm_time
             for metric_id, level in gpu.gpm_levels.items():
@@ -854,7 +858,7 @@ class FakeNVML:
         if not gpu.gpm_supported:
             raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         sample.gpu, sample.time = gpu, self.state._gpm_advance(gpu)
-        sample.totals = dict(gpu.gpm_totals)
+        sample.totals, sample.levels = dict(gpu.gpm_totals), dict(gpu.gpm_levels)
         return gpmSample
 
     def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
@@ -867,9 +871,9 @@ class FakeNVML:
             if metricsGet.numMetrics > pynvml.NVML_GPM_METRIC_MAX:
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
             first, second = self._gpm_sample(metricsGet.sample1), self._gpm_sample(metricsGet.sample2)
-            if first.gpu is None or first.gpu is not second.gpu or second.time <= first.time:
+            if first.gpu is None or first.gpu is not second.gpu or second.time < first.time:
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-            span = second.time - first.time
+            span = second.time - first.time  # 0 only on a stopped test or simulation clock
             for i in range(metricsGet.numMetrics):
                 metric = metricsGet.metrics[i]
                 try:
@@ -880,7 +884,8 @@ class FakeNVML:
                     metric.nvmlReturn, metric.value = exc.value, 0.0
                     continue
                 delta = second.totals.get(metric.metricId, 0.0) - first.totals.get(metric.metricId, 0.0)
-                metric.nvmlReturn, metric.value = pynvml.NVML_SUCCESS, delta / span
+                value = delta / span if span > 0 else second.levels.get(metric.metricId, 0.0)
+                metric.nvmlReturn, metric.value = pynvml.NVML_SUCCESS, value
             return metricsGet
 
     def _gpm_sample(self, handle: Any) -> _GpmSample:

@@ -259,6 +259,10 @@ def test_fake_metrics_get_fills_each_metric_with_its_own_return(nvml: FakeNVML) 
     assert nvml.nvmlGpmMetricsGet(request) is request
     assert (request.metrics[0].nvmlReturn, request.metrics[0].value) == (pynvml.NVML_SUCCESS, 40.0)
     assert request.metrics[1].nvmlReturn == pynvml.NVML_ERROR_NOT_SUPPORTED
-    request.sample1, request.sample2 = b, a  # reversed: not a forward span
+    nvml.nvmlGpmSampleGet(handle, a)  # the same instant as b: the levels at that instant
+    assert nvml.nvmlGpmMetricsGet(request).metrics[0].value == 40.0
+    clock.now += 1
+    nvml.nvmlGpmSampleGet(handle, a)
+    request.sample1, request.sample2 = a, b  # reversed: not a forward span
     with pytest.raises(pynvml.NVMLError_InvalidArgument):
         nvml.nvmlGpmMetricsGet(request)
