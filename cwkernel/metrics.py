@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 
 GAUGE = "gauge"
 COUNTER = "counter"
+# Only where a name is borrowed from an exporter that exposes it untyped (node_vmstat_*):
+# matching its TYPE line keeps federation and metadata-driven tools seeing the same family.
+UNTYPED = "untyped"
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class MetricSpec:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.type not in (GAUGE, COUNTER):
-            raise ValueError(f"{self.name}: type must be gauge or counter, not {self.type!r}")
+        if self.type not in (GAUGE, COUNTER, UNTYPED):
+            raise ValueError(f"{self.name}: type must be gauge, counter or untyped, not {self.type!r}")
         if self.type == COUNTER and not self.name.endswith("_total"):
             raise ValueError(f"{self.name}: a counter's name must end in _total")
 
@@ -46,6 +49,10 @@ def metric_table(*specs: MetricSpec) -> dict[str, MetricSpec]:
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), unit: str = "", source: str = "") -> MetricSpec:
     return MetricSpec(name, GAUGE, help, tuple(labels), unit, source)
+
+
+def untyped(name: str, help: str, labels: Iterable[str] = (), unit: str = "", source: str = "") -> MetricSpec:
+    return MetricSpec(name, UNTYPED, help, tuple(labels), unit, source)
 
 
 def counter(name: str, help: str, labels: Iterable[str] = (), unit: str = "", source: str = "") -> MetricSpec:
@@ -168,6 +175,8 @@ def build_family(spec: MetricSpec, samples: Iterable[tuple[tuple[str, ...], floa
     """A prometheus_client family for ``spec`` holding ``samples`` as (label values, value)."""
     if spec.type == COUNTER:
         family: Metric = CounterMetricFamily(spec.name[: -len("_total")], spec.help, labels=spec.labels)
+    elif spec.type == UNTYPED:
+        family = UnknownMetricFamily(spec.name, spec.help, labels=spec.labels)
     else:
         family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
     for label_values, value in samples:

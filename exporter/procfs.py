@@ -233,8 +233,8 @@ def parse_pressure(text: str) -> dict[str, float]:
                 break
         else:
             raise ValueError(f"PSI line without total: {line!r}")
-    if "some" not in totals:
-        raise ValueError("PSI file without a 'some' line")
+    if not totals:  # /proc/pressure/irq has only a "full" line
+        raise ValueError("PSI file without a 'some' or 'full' line")
     return totals
 
 

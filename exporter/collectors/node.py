@@ -2,7 +2,8 @@
 
 One collector instead of node_exporter's eight (cpu, loadavg, meminfo, vmstat, stat, filesystem,
 diskstats, netdev, pressure) because here they are one cycle's reads of one procfs tree; names,
-label sets and unit conversions are node_exporter 1.5's, so either exporter feeds the same rules
+label sets and unit conversions are current node_exporter's (1.8+: ``device_error`` label on
+``node_filesystem_*``, ``node_vmstat_*`` untyped, no ``cpu full`` pressure but ``irq full``), so either exporter feeds the same rules
 and dashboards. Each source file is read and parsed on its own (``read_source``): a file that
 cannot be read or parsed is skipped and counted, the others are still exposed.
 
@@ -14,12 +15,15 @@ does the same with its stuck-mount list).
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
 import threading
 import os
 import re
+import time
 from typing import Any, Callable
 
-from cwkernel.metrics import FamilySet, MetricSpec, counter, gauge, metric_table
+from cwkernel.metrics import FamilySet, MetricSpec, counter, gauge, metric_table, untyped
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 from exporter.procfs import (
     CPU_MODES,
@@ -37,7 +41,8 @@ from exporter.procfs import (
     read_source,
 )
 
-FS_LABELS = ("device", "fstype", "mountpoint")
+# node_exporter 1.8+ adds device_error: "" when statvfs worked, else the error it gave.
+FS_LABELS = ("device", "fstype", "mountpoint", "device_error")
 
 # (column in /proc/diskstats after the device name, name, help, scale to base units, unit)
 DISK_COLUMNS = (
@@ -67,13 +72,15 @@ NET_COLUMNS = tuple(f"node_network_receive_{c}_total" for c in
           ("bytes", "packets", "errs", "drop", "fifo", "colls", "carrier", "compressed"))
 
 # (resource, PSI line, name): "some" = at least one task waiting, "full" = all non-idle stalled.
+# node_exporter has no cpu "full" family (the kernel's line is undefined at system level), and
+# /proc/pressure/irq (CONFIG_IRQ_TIME_ACCOUNTING) has only a "full" line.
 PRESSURE = (
     ("cpu", "some", "node_pressure_cpu_waiting_seconds_total"),
-    ("cpu", "full", "node_pressure_cpu_stalled_seconds_total"),
     ("memory", "some", "node_pressure_memory_waiting_seconds_total"),
     ("memory", "full", "node_pressure_memory_stalled_seconds_total"),
     ("io", "some", "node_pressure_io_waiting_seconds_total"),
     ("io", "full", "node_pressure_io_stalled_seconds_total"),
+    ("irq", "full", "node_pressure_irq_stalled_seconds_total"),
 )
 
 # node_exporter's default --collector.vmstat.fields="^(oom_kill|pgpg|pswp|pg.*fault).*"
@@ -123,8 +130,8 @@ TABLE = metric_table(
     gauge("node_load1", "1m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load5", "5m load average.", (), "load", "/proc/loadavg"),
     gauge("node_load15", "15m load average.", (), "load", "/proc/loadavg"),
-    # Gauges: node_exporter exposes these untyped, and its names have no _total.
-    *(gauge(f"node_vmstat_{name}", f"/proc/vmstat information field {name}: {text}", (), unit, "/proc/vmstat")
+    # Untyped, as node_exporter exposes them (its names have no _total).
+    *(untyped(f"node_vmstat_{name}", f"/proc/vmstat information field {name}: {text}", (), unit, "/proc/vmstat")
       for name, (text, unit) in VMSTAT_HELP.items()),
     *(gauge(name, text, ("device",), unit, "/proc/diskstats") if name == "node_disk_io_now"
       else counter(name, text, ("device",), unit, "/proc/diskstats")
@@ -151,6 +158,108 @@ TABLE = metric_table(
     gauge("node_filesystem_device_error", "Whether an error occurred while getting statistics for the "
           "given device (1: statvfs failed or timed out).", FS_LABELS, "boolean", "statvfs(mountpoint)"),
 )
+
+# --- uname, time, timex, filefd: the families node-mixin's alerts and common dashboards read --
+
+UNAME_FILES = (("sysname", "sys/kernel/ostype"), ("release", "sys/kernel/osrelease"),
+               ("version", "sys/kernel/version"), ("nodename", "sys/kernel/hostname"),
+               ("domainname", "sys/kernel/domainname"))
+CLOCKSOURCE_DIR = "devices/system/clocksource"
+
+# adjtimex(2) status bits and return value (linux/timex.h)
+STA_NANO = 0x2000
+TIME_ERROR = 5
+PPM16 = 65536 * 1e6  # freq, ppsfreq and stabil are ppm with a 16-bit fraction
+# (struct timex field, name, help, scale: "us", "div" (us or ns by STA_NANO), "ppm16", "ratio", 1)
+TIMEX_FIELDS = (
+    ("offset", "node_timex_offset_seconds", "Time offset in between local system and reference clock.", "div"),
+    ("freq", "node_timex_frequency_adjustment_ratio", "Local clock frequency adjustment.", "ratio"),
+    ("maxerror", "node_timex_maxerror_seconds", "Maximum error in seconds.", "us"),
+    ("esterror", "node_timex_estimated_error_seconds", "Estimated error in seconds.", "us"),
+    ("status", "node_timex_status", "Value of the status array bits.", 1),
+    ("constant", "node_timex_loop_time_constant", "Phase-locked loop time constant.", 1),
+    ("tick", "node_timex_tick_seconds", "Seconds between clock ticks.", "us"),
+    ("ppsfreq", "node_timex_pps_frequency_hertz", "Pulse per second frequency.", "ppm16"),
+    ("jitter", "node_timex_pps_jitter_seconds", "Pulse per second jitter.", "div"),
+    ("shift", "node_timex_pps_shift_seconds", "Pulse per second interval duration.", 1),
+    ("stabil", "node_timex_pps_stability_hertz", "Pulse per second stability, average of recent frequency changes.", "ppm16"),
+    ("jitcnt", "node_timex_pps_jitter_total", "Pulse per second count of jitter limit exceeded events.", 1),
+    ("calcnt", "node_timex_pps_calibration_total", "Pulse per second count of calibration intervals.", 1),
+    ("errcnt", "node_timex_pps_error_total", "Pulse per second count of calibration errors.", 1),
+    ("stbcnt", "node_timex_pps_stability_exceeded_total", "Pulse per second count of stability limit exceeded events.", 1),
+    ("tai", "node_timex_tai_offset_seconds", "International Atomic Time (TAI) offset.", 1),
+)
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class Timex(ctypes.Structure):
+    """struct timex of linux/timex.h (natural alignment gives the kernel's padding)."""
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+                ("time", _Timeval), ("tick", ctypes.c_long), ("ppsfreq", ctypes.c_long),
+                ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
+                ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long),
+                ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_reserved", ctypes.c_int * 11)]
+
+
+_LIBC: Any = None
+
+
+def adjtimex() -> tuple[int, dict[str, int]]:
+    """adjtimex(2) with modes=0: reads the kernel clock discipline, needs no privilege.
+    Returns (the call's clock state, the struct's fields); OSError where it fails."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    buf = Timex()
+    state = _LIBC.adjtimex(ctypes.byref(buf))
+    if state < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+    return state, {name: getattr(buf, name) for name, _ in Timex._fields_ if name not in ("time", "_reserved")}
+
+
+def timex_values(state: int, fields: dict[str, int]) -> dict[str, float]:
+    """node_exporter's timex conversions: exposed name -> value."""
+    divisor = 1e9 if fields["status"] & STA_NANO else 1e6
+    values = {"node_timex_sync_status": 0.0 if state == TIME_ERROR else 1.0}
+    for field, name, _, scale in TIMEX_FIELDS:
+        raw = fields[field]
+        values[name] = (raw / divisor if scale == "div" else raw / 1e6 if scale == "us"
+                        else raw / PPM16 if scale == "ppm16" else 1 + raw / PPM16 if scale == "ratio"
+                        else float(raw))
+    return values
+
+
+EXTRA_TABLE = metric_table(
+    gauge("node_uname_info", "Labeled system information as provided by the uname system call.",
+          ("sysname", "release", "version", "machine", "nodename", "domainname"), "info",
+          "/proc/sys/kernel/{ostype,osrelease,version,hostname,domainname}; machine from uname(2)"),
+    gauge("node_time_seconds", "System time in seconds since epoch (1970).", (), "seconds", "clock_gettime"),
+    gauge("node_time_zone_offset_seconds", "System time zone offset in seconds.", ("time_zone",), "seconds",
+          "localtime(3)"),
+    gauge("node_time_clocksource_available_info", "Available clocksources read from "
+          "'/sys/devices/system/clocksource'.", ("device", "clocksource"), "info",
+          "/sys/devices/system/clocksource/clocksource<N>/available_clocksource"),
+    gauge("node_time_clocksource_current_info", "Current clocksource read from "
+          "'/sys/devices/system/clocksource'.", ("device", "clocksource"), "info",
+          "/sys/devices/system/clocksource/clocksource<N>/current_clocksource"),
+    gauge("node_timex_sync_status", "Is clock synchronized to a reliable server (1 = yes, 0 = no).", (),
+          "boolean", "adjtimex(2) return value (TIME_ERROR: 0)"),
+    *((counter if name.endswith("_total") else gauge)(
+        name, text, (), "events" if name.endswith("_total") else "ratio" if "ratio" in name
+        else "hertz" if "hertz" in name else "seconds" if "seconds" in name else "value", f"adjtimex(2) {field}")
+      for field, name, text, _ in TIMEX_FIELDS),
+    gauge("node_filefd_allocated", "File descriptor statistics: allocated.", (), "descriptors",
+          "/proc/sys/fs/file-nr (first field)"),
+    gauge("node_filefd_maximum", "File descriptor statistics: maximum.", (), "descriptors",
+          "/proc/sys/fs/file-nr (third field)"),
+)
+TABLE = {**TABLE, **EXTRA_TABLE}
 
 _MEMINFO_SOURCE = "/proc/meminfo"
 
@@ -195,6 +304,16 @@ class StatvfsGuard:
         joined anyway (its threads are daemonic and end with the process)."""
 
 
+def _error_text(exc: BaseException) -> str:
+    """The device_error label node_exporter would give: Go's errno text (lower case), or
+    "mountpoint timeout" for a statvfs that missed its deadline."""
+    if isinstance(exc, TimeoutError) and not getattr(exc, "errno", None):
+        return "mountpoint timeout"
+    errno = getattr(exc, "errno", None)
+    text = os.strerror(errno) if errno else str(exc)
+    return text[:1].lower() + text[1:]
+
+
 def is_real_filesystem(mount: Mount) -> bool:
     """node_exporter's default: not a pseudo file system type and not under /dev, /proc, /run..."""
     return not PSEUDO_FSTYPES.match(mount.fstype) and not EXCLUDED_MOUNT_POINTS.match(mount.mountpoint)
@@ -211,6 +330,8 @@ class NodeCollector(Collector):
         super().__init__(ctx)
         self._statvfs = StatvfsGuard(ctx.statvfs, self.STATVFS_TIMEOUT)
         self._meminfo_specs: dict[str, MetricSpec] = {}
+        # adjtimex(2) reads the host's (not namespaced) clock state; tests hand in a fake one.
+        self.adjtimex: Callable[[], tuple[int, dict[str, int]]] | None = adjtimex
 
     def collect(self) -> FamilySet:
         procfs = self.ctx.procfs
@@ -232,7 +353,64 @@ class NodeCollector(Collector):
         self._netdev(out)
         self._pressure(out)
         self._filesystems(out)
+        self._filefd(out)
+        self._uname(out)
+        self._time(out)
+        self._timex(out)
         return out
+
+    def _filefd(self, out: FamilySet) -> None:
+        fields = read_source(self.ctx.procfs, "sys/fs/file-nr", lambda t: [int(v) for v in t.split()[:3]],
+                             self.skip, absent_ok=True)
+        if fields and len(fields) == 3:
+            out.add("node_filefd_allocated", fields[0])
+            out.add("node_filefd_maximum", fields[2])
+
+    def _uname(self, out: FamilySet) -> None:
+        labels: dict[str, str] = {}
+        for label, path in UNAME_FILES:
+            value = read_source(self.ctx.procfs, path, str.strip, self.skip, absent_ok=True)
+            if value is None:
+                return  # no sysctl tree (a fixture or a simulated node without one): no uname
+            labels[label] = value
+        arch = read_source(self.ctx.procfs, "sys/kernel/arch", str.strip, self.skip, absent_ok=True)
+        labels["machine"] = arch or os.uname().machine
+        out.add("node_uname_info", 1, **labels)
+
+    def _time(self, out: FamilySet) -> None:
+        now = self.ctx.clock()
+        out.add("node_time_seconds", now)
+        local = time.localtime(now)
+        out.add("node_time_zone_offset_seconds", local.tm_gmtoff, time_zone=local.tm_zone)
+        sysfs = self.ctx.sysfs
+        if not sysfs.exists(CLOCKSOURCE_DIR):
+            return
+        for entry in sorted(sysfs.listdir(CLOCKSOURCE_DIR)):
+            if not entry.startswith("clocksource") or not entry[len("clocksource"):].isdigit():
+                continue
+            device = entry[len("clocksource"):]
+            base = f"{CLOCKSOURCE_DIR}/{entry}"
+            available = read_source(sysfs, f"{base}/available_clocksource", str.split, self.skip, absent_ok=True)
+            for source in available or ():
+                out.add("node_time_clocksource_available_info", 1, device=device, clocksource=source)
+            current = read_source(sysfs, f"{base}/current_clocksource", str.strip, self.skip, absent_ok=True)
+            if current:
+                out.add("node_time_clocksource_current_info", 1, device=device, clocksource=current)
+
+    def _timex(self, out: FamilySet) -> None:
+        if self.adjtimex is None:
+            return
+        try:
+            state, fields = self.adjtimex()
+        except OSError as exc:
+            # node_exporter: no permission is no data, not an error; anything else is skipped
+            # and counted. Either way it is not asked again.
+            if exc.errno not in (1, 13):
+                self.skip("adjtimex", exc)
+            self.adjtimex = None
+            return
+        for name, value in timex_values(state, fields).items():
+            out.add(name, value)
 
     def _stat(self, out: FamilySet) -> None:
         stat = read_source(self.ctx.procfs, "stat", parse_stat, self.skip)
@@ -322,8 +500,13 @@ class NodeCollector(Collector):
                 st = self._statvfs(mount.mountpoint, network)
             except (OSError, TimeoutError) as exc:
                 self.skip(f"statvfs({mount.mountpoint})", exc)
+                # node_exporter: the error text in the label, device_error 1, and readonly from
+                # the mount options; no size or inode series.
+                labels["device_error"] = _error_text(exc)
                 out.add("node_filesystem_device_error", 1, **labels)
+                out.add("node_filesystem_readonly", 1 if "ro" in mount.options else 0, **labels)
                 continue
+            labels["device_error"] = ""
             out.add("node_filesystem_device_error", 0, **labels)
             out.add("node_filesystem_size_bytes", st.f_blocks * st.f_frsize, **labels)
             out.add("node_filesystem_free_bytes", st.f_bfree * st.f_frsize, **labels)

@@ -4,9 +4,9 @@ Checkpoints and data loading of a training job go through these paths, so their 
 errors belong beside the GPUs'. Three sources, each optional:
 
 - NFS, from ``/proc/self/mountstats``: node_exporter's ``node_mountstats_nfs_*`` families with its
-  1.5 labels (``export, protocol, mountaddr``). NFS over RDMA is parsed too (node_exporter 1.5
-  fails on it). With ``nconnect`` a mount has several transports; their counters are summed (1.5
-  keeps only the last one, and its transport labels have no connection index).
+  labels (``export, protocol, mountaddr``). NFS over RDMA is parsed too. With ``nconnect`` a mount
+  has several transports: as in node_exporter 1.8+, each is its own series of the
+  ``node_mountstats_nfs_transport_*`` families, told apart by ``transport`` (its index, "0", "1"...).
 - Lustre client ``llite/<fsname>-<instance>/stats``, under debugfs (``/sys/kernel/debug/lustre``,
   Lustre 2.12+) or procfs (``/proc/fs/lustre``, older clients). An instance is attributed to the
   mount whose device ends in ``:/<fsname>``.
@@ -38,6 +38,7 @@ from exporter.procfs import (
 FS_LABELS = ("device", "fstype", "mountpoint")
 NFS_LABELS = ("export", "protocol", "mountaddr")
 NFS_OP_LABELS = NFS_LABELS + ("operation",)
+NFS_TRANSPORT_LABELS = NFS_LABELS + ("transport",)
 MOUNTSTATS = "/proc/self/mountstats"
 NVFS_STATS = "driver/nvidia-fs/stats"
 # (tree attribute on the context, directory): debugfs first, the location of current clients.
@@ -69,18 +70,18 @@ NFS_OP_METRICS = (
     ("errors", "operations_errors_total", "Number of errors for a given operation (kernels that report it).", 1),
 )
 
-# xprt field -> node_exporter name, help, how nconnect transports combine
+# xprt field -> node_exporter name, help (one series per transport: nconnect mounts have several)
 NFS_TRANSPORT_METRICS = (
-    ("bind", "transport_bind_total", "Number of times the client has had to establish a connection from scratch to the NFS server.", sum),
-    ("connect", "transport_connect_total", "Number of times the client has made a TCP connection to the NFS server.", sum),
-    ("idle_time", "transport_idle_time_seconds", "Duration since the NFS mount last saw any RPC traffic, in seconds.", min),
-    ("sends", "transport_sends_total", "Number of RPC requests for this mount sent to the NFS server.", sum),
-    ("receives", "transport_receives_total", "Number of RPC responses for this mount received from the NFS server.", sum),
-    ("bad_xids", "transport_bad_transaction_ids_total", "Number of times the NFS server sent a response with a transaction ID unknown to this client.", sum),
-    ("backlog_u", "transport_backlog_queue_total", "Total number of items added to the RPC backlog queue.", sum),
-    ("max_slots", "transport_maximum_rpc_slots", "Maximum number of simultaneously active RPC requests ever used.", max),
-    ("sending_u", "transport_sending_queue_total", "Total number of items added to the RPC transmission sending queue.", sum),
-    ("pending_u", "transport_pending_queue_total", "Total number of items added to the RPC transmission pending queue.", sum),
+    ("bind", "transport_bind_total", "Number of times the client has had to establish a connection from scratch to the NFS server."),
+    ("connect", "transport_connect_total", "Number of times the client has made a TCP connection to the NFS server."),
+    ("idle_time", "transport_idle_time_seconds", "Duration since the NFS mount last saw any RPC traffic, in seconds."),
+    ("sends", "transport_sends_total", "Number of RPC requests for this mount sent to the NFS server."),
+    ("receives", "transport_receives_total", "Number of RPC responses for this mount received from the NFS server."),
+    ("bad_xids", "transport_bad_transaction_ids_total", "Number of times the NFS server sent a response with a transaction ID unknown to this client."),
+    ("backlog_u", "transport_backlog_queue_total", "Total number of items added to the RPC backlog queue."),
+    ("max_slots", "transport_maximum_rpc_slots", "Maximum number of simultaneously active RPC requests ever used."),
+    ("sending_u", "transport_sending_queue_total", "Total number of items added to the RPC transmission sending queue."),
+    ("pending_u", "transport_pending_queue_total", "Total number of items added to the RPC transmission pending queue."),
 )
 
 # "events:" counters exposed (node_exporter leaves congestion_wait out: always 0 since 2.6.x)
@@ -130,9 +131,9 @@ TABLE = metric_table(
               "seconds" if div == 1000 else "bytes" if "bytes" in name else "requests", f"{MOUNTSTATS} per-op")
       for _, name, text, div in NFS_OP_METRICS),
     *((gauge if not name.endswith("_total") else counter)(
-        _nfs_name(name), text, NFS_LABELS,
-        "seconds" if "seconds" in name else "requests", f"{MOUNTSTATS} xprt (summed over nconnect transports)")
-      for _, name, text, _ in NFS_TRANSPORT_METRICS),
+        _nfs_name(name), text, NFS_TRANSPORT_LABELS,
+        "seconds" if "seconds" in name else "requests", f"{MOUNTSTATS} xprt (one series per transport)")
+      for _, name, text in NFS_TRANSPORT_METRICS),
     *(counter(_nfs_name(name), f"NFS event counter {event}.", NFS_LABELS, "events", f"{MOUNTSTATS} events")
       for event, name in NFS_EVENT_METRICS),
     gauge("node_nvidia_fs_info", "GPUDirect Storage (nvidia-fs) versions, value is always 1.",
@@ -235,11 +236,10 @@ class StorageCollector(Collector):
                 value = getattr(op, attr)
                 if value is not None:
                     out.add(_nfs_name(name), value / divisor, operation=op.name, **labels)
-        transports = [fields for _, fields in stats.transports]
-        for field, name, _, combine in NFS_TRANSPORT_METRICS:
-            values = [fields[field] for fields in transports if field in fields]
-            if values:
-                out.add(_nfs_name(name), combine(values), **labels)
+        for index, (_, fields) in enumerate(stats.transports):
+            for field, name, _ in NFS_TRANSPORT_METRICS:
+                if field in fields:
+                    out.add(_nfs_name(name), fields[field], transport=str(index), **labels)
         for event, name in NFS_EVENT_METRICS:
             if event in stats.events:
                 out.add(_nfs_name(name), stats.events[event], **labels)

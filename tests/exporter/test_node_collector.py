@@ -82,6 +82,15 @@ def test_network_and_pressure() -> None:
     assert sample(samples, "node_pressure_cpu_waiting_seconds_total") == pytest.approx(123.456789)
     assert sample(samples, "node_pressure_memory_stalled_seconds_total") == pytest.approx(1.234567)
     assert sample(samples, "node_pressure_io_waiting_seconds_total") == pytest.approx(34.56789)
+    # node_exporter 1.8+: irq "full" (the file has no "some" line), and no cpu "full" family.
+    assert sample(samples, "node_pressure_irq_stalled_seconds_total") == pytest.approx(0.008494)
+    assert not series(samples, "node_pressure_cpu_stalled_seconds_total")
+
+
+def test_vmstat_is_untyped_as_node_exporter() -> None:
+    text = render(make()[0].collect())
+    assert "# TYPE node_vmstat_oom_kill untyped" in text
+    assert "# TYPE node_vmstat_pgmajfault untyped" in text
 
 
 def test_filesystems_default_to_real_mounts_as_node_exporter() -> None:
@@ -96,14 +105,14 @@ def test_filesystems_default_to_real_mounts_as_node_exporter() -> None:
         ("/datasets", "nfs", "10.10.0.6:/datasets"),
         ("/lustre", "lustre", "10.20.0.1@o2ib:10.20.0.2@o2ib:/lustre1"),
     }  # not /proc, /sys, /run, /dev/shm, cgroup2, docker overlay
-    labels = {"device": "/dev/md127", "fstype": "ext4", "mountpoint": "/raid"}
+    labels = {"device": "/dev/md127", "fstype": "ext4", "mountpoint": "/raid", "device_error": ""}
     assert sample(samples, "node_filesystem_size_bytes", **labels) == 1_000_000 * BLOCK
     assert sample(samples, "node_filesystem_free_bytes", **labels) == 400_000 * BLOCK
     assert sample(samples, "node_filesystem_avail_bytes", **labels) == 300_000 * BLOCK
     assert sample(samples, "node_filesystem_files", **labels) == 65_536
     assert sample(samples, "node_filesystem_files_free", **labels) == 30_000
     assert sample(samples, "node_filesystem_readonly", **labels) == 0
-    assert sample(samples, "node_filesystem_readonly", device="10.10.0.6:/datasets", fstype="nfs", mountpoint="/datasets") == 1
+    assert sample(samples, "node_filesystem_readonly", device="10.10.0.6:/datasets", fstype="nfs", mountpoint="/datasets", device_error="") == 1
     assert sample(samples, "node_filesystem_device_error", **labels) == 0
 
 
@@ -122,10 +131,11 @@ def test_statvfs_failure_marks_the_mount_and_keeps_the_others() -> None:
 
     collector, ctx = make(statvfs=statvfs)
     samples = scrape(collector)
-    raid = {"device": "/dev/md127", "fstype": "ext4", "mountpoint": "/raid"}
-    assert sample(samples, "node_filesystem_device_error", **raid) == 1
-    assert ("node_filesystem_size_bytes", frozenset(raid.items())) not in samples
-    assert sample(samples, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/") == 1_000_000 * BLOCK
+    raid = {"device": "/dev/md127", "fstype": "ext4", "mountpoint": "/raid", "device_error": "input/output error"}
+    assert sample(samples, "node_filesystem_device_error", **raid) == 1  # node_exporter 1.8+: the error as a label
+    assert sample(samples, "node_filesystem_readonly", **raid) == 0
+    assert not [s for s in series(samples, "node_filesystem_size_bytes") if s["mountpoint"] == "/raid"]
+    assert sample(samples, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/", device_error="") == 1_000_000 * BLOCK
     assert ctx.errors.counts() == {"node": 1}
 
 
@@ -142,13 +152,15 @@ def test_hung_network_mount_times_out_and_is_not_asked_again_while_stuck() -> No
     collector, ctx = make(statvfs=statvfs)
     collector._statvfs.timeout = 0.05
     home = {"device": "10.10.0.5:/export/home", "fstype": "nfs4", "mountpoint": "/home"}
+    stuck = {**home, "device_error": "mountpoint timeout"}  # node_exporter's text for a stuck mount
+    home["device_error"] = ""
     try:
         first = scrape(collector)
         second = scrape(collector)
-        assert sample(first, "node_filesystem_device_error", **home) == 1
-        assert sample(second, "node_filesystem_device_error", **home) == 1
+        assert sample(first, "node_filesystem_device_error", **stuck) == 1
+        assert sample(second, "node_filesystem_device_error", **stuck) == 1
         assert calls.count("/home") == 1  # the stuck call is not stacked up every cycle
-        assert sample(second, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/") > 0
+        assert sample(second, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/", device_error="") > 0
         release.set()
         for _ in range(100):
             if "/home" not in collector._statvfs._stuck:
@@ -174,7 +186,7 @@ def test_unreadable_and_malformed_files_are_skipped_counted_and_the_rest_exposed
     assert sample(samples, "node_vmstat_oom_kill") == 3
     assert sample(samples, "node_network_receive_bytes_total", device="ib0") == 345678901234
     assert sample(samples, "node_pressure_memory_waiting_seconds_total") == pytest.approx(2.345678)
-    assert sample(samples, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/") > 0
+    assert sample(samples, "node_filesystem_size_bytes", device="/dev/sda2", fstype="ext4", mountpoint="/", device_error="") > 0
     assert ctx.errors.counts() == {"node": 4}
 
 
@@ -199,3 +211,60 @@ def test_every_family_is_in_the_table_with_unit_and_source() -> None:
     for spec in TABLE.values():
         assert spec.source, spec.name
         assert spec.unit, spec.name
+
+
+NE = FIXTURES / "node_exporter"
+
+
+def test_filefd_uname_time_and_clocksource_from_node_exporters_fixtures() -> None:
+    ctx = CollectorContext(ExporterConfig(), HostFS(NE / "proc"), HostFS(NE / "sys"), statvfs=fake_statvfs,
+                           clock=lambda: 1_700_000_000.5)
+    collector = NodeCollector(ctx)
+    collector.adjtimex = None
+    samples = scrape(collector)
+    assert sample(samples, "node_filefd_allocated") == 1024  # node_exporter's e2e-output values
+    assert sample(samples, "node_filefd_maximum") == 1631329
+    assert sample(samples, "node_uname_info", sysname="Linux", release="6.8.0-45-generic",
+                  version="#45-Ubuntu SMP PREEMPT_DYNAMIC Fri Aug 30 12:02:04 UTC 2024", machine="x86_64",
+                  nodename="gpu-node-01", domainname="(none)") == 1
+    assert sample(samples, "node_time_seconds") == 1_700_000_000.5
+    assert len(series(samples, "node_time_zone_offset_seconds")) == 1
+    assert {s["clocksource"] for s in series(samples, "node_time_clocksource_available_info")} == {"tsc", "hpet", "acpi_pm"}
+    assert sample(samples, "node_time_clocksource_current_info", device="0", clocksource="tsc") == 1
+    assert sample(samples, "node_pressure_irq_stalled_seconds_total") == pytest.approx(0.008494)
+
+
+def test_timex_conversions_as_node_exporter() -> None:
+    from exporter.collectors.node import STA_NANO, TIME_ERROR, timex_values
+
+    fields = dict(offset=-1500, freq=65536 * 10, maxerror=250000, esterror=1200, status=0x2001, constant=7,
+                  tick=10000, ppsfreq=0, jitter=0, shift=0, stabil=0, jitcnt=1, calcnt=2, errcnt=3, stbcnt=4, tai=37)
+    values = timex_values(0, fields)
+    assert fields["status"] & STA_NANO
+    assert values["node_timex_offset_seconds"] == pytest.approx(-1.5e-6)  # STA_NANO: nanoseconds
+    assert values["node_timex_frequency_adjustment_ratio"] == pytest.approx(1 + 10e-6)
+    assert values["node_timex_maxerror_seconds"] == 0.25
+    assert values["node_timex_estimated_error_seconds"] == pytest.approx(0.0012)
+    assert values["node_timex_tick_seconds"] == 0.01
+    assert values["node_timex_tai_offset_seconds"] == 37
+    assert values["node_timex_sync_status"] == 1
+    assert timex_values(TIME_ERROR, {**fields, "status": 0x40})["node_timex_sync_status"] == 0
+    assert timex_values(0, {**fields, "status": 1})["node_timex_offset_seconds"] == pytest.approx(-1.5e-3)
+
+
+def test_timex_from_the_real_kernel_needs_no_privilege() -> None:
+    samples = scrape(make()[0])
+    assert sample(samples, "node_timex_tick_seconds") > 0
+    assert sample(samples, "node_timex_sync_status") in (0, 1)
+
+
+def test_timex_without_permission_is_no_data_not_an_error() -> None:
+    collector, ctx = make()
+
+    def denied():
+        raise PermissionError(1, "Operation not permitted")
+
+    collector.adjtimex = denied
+    samples = scrape(collector)
+    assert not [name for name, _ in samples if name.startswith("node_timex_")]
+    assert ctx.errors.counts() == {}

@@ -69,12 +69,16 @@ def test_nfs_uses_node_exporters_mountstats_names_and_labels() -> None:
     assert sample(samples, "node_mountstats_nfs_operations_response_time_seconds_total", operation="READ",
                   **HOME_NFS) == pytest.approx(1234.567)
     assert sample(samples, "node_mountstats_nfs_event_vfs_open_total", **HOME_NFS) == 5678901
-    # nconnect=4: the four TCP connections' counters are summed, the slots are the maximum
-    assert sample(samples, "node_mountstats_nfs_transport_sends_total", **HOME_NFS) == 4 * 2000000 + 6
-    assert sample(samples, "node_mountstats_nfs_transport_maximum_rpc_slots", **HOME_NFS) == 64
+    # nconnect=4: one series per TCP connection, told apart by transport (node_exporter 1.8+)
+    sends = {s["transport"]: sample(samples, "node_mountstats_nfs_transport_sends_total", **s)
+             for s in series(samples, "node_mountstats_nfs_transport_sends_total") if s["export"] == HOME_NFS["export"]}
+    assert sorted(sends) == ["0", "1", "2", "3"]
+    assert sum(sends.values()) == 4 * 2000000 + 6
+    assert max(sample(samples, "node_mountstats_nfs_transport_maximum_rpc_slots", transport=t, **HOME_NFS)
+               for t in sends) == 64
     rdma = {"export": "10.10.0.6:/datasets", "protocol": "rdma", "mountaddr": "10.10.0.6"}
     assert sample(samples, "node_mountstats_nfs_operations_requests_total", operation="READ", **rdma) == 9876543
-    assert sample(samples, "node_mountstats_nfs_transport_sends_total", **rdma) == 9876543
+    assert sample(samples, "node_mountstats_nfs_transport_sends_total", transport="0", **rdma) == 9876543
 
 
 def test_gpudirect_storage_counters() -> None:
