@@ -83,6 +83,14 @@ GPU_METRICS = metric_table(
     gauge("gpu_memory_used_bytes", "Device memory allocated.", GPU, "bytes", "nvmlDeviceGetMemoryInfo (.used)"),
     gauge("gpu_memory_free_bytes", "Device memory free.", GPU, "bytes", "nvmlDeviceGetMemoryInfo (.free)"),
     gauge("gpu_memory_total_bytes", "Device memory installed.", GPU, "bytes", "nvmlDeviceGetMemoryInfo (.total)"),
+    gauge("gpu_memory_reserved_bytes", "Device memory the driver and firmware keep (counted in "
+          "gpu_memory_used_bytes); absent where the driver lacks nvmlDeviceGetMemoryInfo_v2.", GPU, "bytes",
+          "nvmlDeviceGetMemoryInfo (version nvmlMemory_v2, .reserved)"),
+    gauge("gpu_encoder_utilization_ratio", "Fraction of the driver's last sampling period (~167 ms) the video "
+          "encoder (NVENC) was busy (0-1); absent on GPUs without one.", GPU, "ratio",
+          "nvmlDeviceGetEncoderUtilization (% / 100)"),
+    gauge("gpu_decoder_utilization_ratio", "Fraction of the driver's last sampling period the video decoders "
+          "(NVDEC) were busy (0-1).", GPU, "ratio", "nvmlDeviceGetDecoderUtilization (% / 100)"),
     gauge("gpu_temperature_celsius", "GPU die temperature.", GPU, "celsius",
           "nvmlDeviceGetTemperature (NVML_TEMPERATURE_GPU)"),
     gauge("gpu_memory_temperature_celsius", "HBM memory temperature.", GPU, "celsius", "field NVML_FI_DEV_MEMORY_TEMP"),
@@ -274,6 +282,7 @@ class GpuCollector(Collector):
         super().__init__(ctx)
         self._integrals: dict[str, _Integrals] = {}
         self._requests: dict[int, list[FieldKey]] = {}
+        self._memory_v2 = True  # until the driver says it lacks nvmlDeviceGetMemoryInfo_v2
 
     def collect(self) -> Iterable[Metric]:
         out = FamilySet(GPU_METRICS)
@@ -306,6 +315,7 @@ class GpuCollector(Collector):
         fields = self._read_fields(nvml, device)
         self._utilization(nvml, device, reading, integrals, dt)
         self._memory(nvml, device, reading)
+        self._media(nvml, device, reading)
         self._power_and_thermal(nvml, device, reading)
         self._clocks(nvml, device, reading)
         self._clock_events(nvml, device, reading, fields, integrals, dt)
@@ -373,11 +383,30 @@ class GpuCollector(Collector):
         reading.add("gpu_busy_seconds_total", integrals.add("busy", rates.gpu / 100, dt))
 
     def _memory(self, nvml: Any, device: GpuDevice, reading: _Reading) -> None:
-        memory = self._call(device, nvml.nvmlDeviceGetMemoryInfo)
+        memory = None
+        if self._memory_v2:
+            try:
+                memory = nvml.nvmlDeviceGetMemoryInfo(device.handle, nvml.nvmlMemory_v2)
+            except NVMLError as exc:
+                if not isinstance(exc, (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_NotSupported,
+                                        pynvml.NVMLError_ArgumentVersionMismatch)):
+                    self._nvml_error(device, "nvmlDeviceGetMemoryInfo_v2", exc)
+                    return
+                self._memory_v2 = False  # an older driver: version 1 from now on, without .reserved
+        if memory is None:
+            memory = self._call(device, nvml.nvmlDeviceGetMemoryInfo)
         if memory is not None:
-            reading.add("gpu_memory_used_bytes", memory.used)
+            # used as version 1 reports it (reserved included), whichever version answered
+            reading.add("gpu_memory_used_bytes", memory.total - memory.free)
             reading.add("gpu_memory_free_bytes", memory.free)
             reading.add("gpu_memory_total_bytes", memory.total)
+            reading.add("gpu_memory_reserved_bytes", getattr(memory, "reserved", None))
+
+    def _media(self, nvml: Any, device: GpuDevice, reading: _Reading) -> None:
+        encoder = self._call(device, nvml.nvmlDeviceGetEncoderUtilization)
+        reading.add("gpu_encoder_utilization_ratio", None if encoder is None else encoder[0] / 100)
+        decoder = self._call(device, nvml.nvmlDeviceGetDecoderUtilization)
+        reading.add("gpu_decoder_utilization_ratio", None if decoder is None else decoder[0] / 100)
 
     def _power_and_thermal(self, nvml: Any, device: GpuDevice, reading: _Reading) -> None:
         reading.add("gpu_temperature_celsius", self._call(device, nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU))

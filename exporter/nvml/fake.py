@@ -44,6 +44,7 @@ from exporter.nvml import CLOCK_EVENT_DURATION_FIELDS, pack_field_value
 from exporter.nvrm import gpu_line, xid_line
 from exporter.xid_catalog import lookup
 
+MEDIA_SAMPLING_PERIOD_US = 167_000  # the sampling period NVML returns with encoder/decoder utilization
 NOT_A_MIG_ID = 0xFFFFFFFF  # what NVML reports as instance ids on a GPU without MIG
 GIB = 1024**3
 
@@ -122,7 +123,10 @@ class FakeGPU:
     utilization_gpu: int = 0
     utilization_memory: int = 0
     memory_total: int = 80 * GIB
-    memory_used: int = 0
+    memory_used: int = 0  # as nvmlDeviceGetMemoryInfo (v1) reports it: the reserved part included
+    memory_reserved: int = 0  # kept by the driver and firmware (nvmlDeviceGetMemoryInfo_v2 .reserved)
+    encoder_utilization: int = 0  # % (nvmlDeviceGetEncoderUtilization)
+    decoder_utilization: int = 0  # % (nvmlDeviceGetDecoderUtilization)
     temperature_gpu: int = 30
     temperature_memory: int = 35
     power_mw: int = 70_000
@@ -366,6 +370,7 @@ def h100_gpu(index: int, rng: random.Random | None = None) -> FakeGPU:
         uuid=uuid,
         serial=f"1654423{rng.randrange(10**6):06d}",
         memory_used=rng.randrange(400, 600) * 1024**2,  # driver and context overhead
+        memory_reserved=326 * 1024**2,  # the driver's reservation (plausible, not a measured figure)
         temperature_gpu=rng.randrange(28, 36),
         temperature_memory=rng.randrange(30, 40),
         power_mw=rng.randrange(65_000, 80_000),
@@ -682,7 +687,20 @@ class FakeNVML:
         total, used = (mig.memory_total, mig.memory_used) if mig is not None else (gpu.memory_total, gpu.memory_used)
         if not version:
             return pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
-        return pynvml.c_nvmlMemory_v2_t(version=version, total=total, reserved=0, free=total - used, used=used)
+        _raise_configured(gpu, ("nvmlDeviceGetMemoryInfo_v2",))  # pynvml calls this entry point for a version
+        if version != pynvml.nvmlMemory_v2:
+            raise NVMLError(pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
+        reserved = min(used, gpu.memory_reserved) if mig is None else 0
+        return pynvml.c_nvmlMemory_v2_t(version=version, total=total, reserved=reserved, free=total - used,
+                                        used=used - reserved)
+
+    @_on_gpu
+    def nvmlDeviceGetEncoderUtilization(self, gpu: FakeGPU) -> list[int]:
+        return [gpu.encoder_utilization, MEDIA_SAMPLING_PERIOD_US]
+
+    @_on_gpu
+    def nvmlDeviceGetDecoderUtilization(self, gpu: FakeGPU) -> list[int]:
+        return [gpu.decoder_utilization, MEDIA_SAMPLING_PERIOD_US]
 
     @_on_gpu
     def nvmlDeviceGetTemperature(self, gpu: FakeGPU, sensor: int) -> int:
