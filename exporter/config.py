@@ -20,3 +20,5 @@ class ExporterConfig:
     collectors: list[str] = field(default_factory=list)
     # None: every real (non-pseudo) file system in the mount table, as node_exporter does.
     filesystem_mount_points: list[str] | None = None
+    # node_exporter's --collector.textfile.directory: *.prom files exposed as they are; None: off.
+    textfile_dir: str | None = None

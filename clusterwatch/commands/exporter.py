@@ -48,6 +48,8 @@ OPTIONS = (
     Option("collectors", None, "comma-separated collectors to enable (default: all that are on by default)", _collector_list, "LIST"),
     Option("filesystem_mount_points", None, "comma-separated mount points to report (default: all real file systems)",
            settings.optional_string_list, "LIST"),
+    Option("textfile_dir", None, "directory of *.prom files to expose, as node_exporter's "
+           "--collector.textfile.directory (cron-written metrics)", settings.optional_path, "DIR"),
 )
 
 

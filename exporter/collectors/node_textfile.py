@@ -1,0 +1,120 @@
+"""Textfile collector: the ``*.prom`` files cron jobs and scripts write, exposed as node_exporter does.
+
+Sites moving from node_exporter keep their ``--collector.textfile.directory`` files: point
+``--textfile-dir`` at the same directory. node_exporter's semantics:
+
+- every ``*.prom`` file directly in the directory (not below it), in name order, in the Prometheus
+  text format; the families of all files are exposed together (a family in several files is
+  merged; a sample's missing labels are filled with "" so the family has one label set);
+- ``node_textfile_mtime_seconds{file}`` (the file's path) for each file read successfully;
+- ``node_textfile_scrape_error`` 1 when the directory or any file could not be read or parsed
+  (a file with client-side timestamps counts as unparsable: skipped whole), else 0. A bad file is
+  reported, never fatal: the other files and every other collector are still exposed;
+- a family without HELP gets "Metric read from <files>"; a family whose HELP differs between
+  files is kept from the first file only, and counts as an error.
+
+Writers should write to a temporary name and rename it into place, as with node_exporter, so a
+scrape never reads half a file.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from cwkernel.metrics import FamilySet, gauge, metric_table
+from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
+
+TABLE = metric_table(
+    gauge("node_textfile_mtime_seconds", "Unixtime mtime of textfiles successfully read.", ("file",), "seconds",
+          "stat(<textfile-dir>/*.prom)"),
+    gauge("node_textfile_scrape_error", "1 if there was an error opening or reading a file, 0 otherwise", (),
+          "boolean", "<textfile-dir>/*.prom (only with --textfile-dir; the files' own families as they declare them)"),
+)
+
+
+def parse_prom(text: str) -> list[Metric]:
+    """The families of one file; ValueError where it is not the text format or has timestamps."""
+    families = list(text_string_to_metric_families(text))
+    for family in families:
+        for sample in family.samples:
+            if sample.timestamp is not None:
+                raise ValueError("contains unsupported client-side timestamps, skipping entire file")
+    return families
+
+
+@register_collector("textfile")
+class TextfileCollector(Collector):
+    """Metrics from the *.prom files of --textfile-dir (node_exporter's textfile collector)."""
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        super().__init__(ctx)
+        self.directory: str | None = getattr(ctx.config, "textfile_dir", None) or None
+
+    def collect(self) -> Iterable[Metric | FamilySet]:
+        if not self.directory:
+            raise NoDataError("no --textfile-dir")
+        errored = False
+        merged: dict[str, Metric] = {}
+        files_of: dict[str, list[str]] = {}
+        help_of: dict[str, str] = {}
+        mtimes: dict[str, float] = {}
+        try:
+            names = sorted(name for name in os.listdir(self.directory) if name.endswith(".prom"))
+        except OSError as exc:
+            self.skip(f"textfile directory {self.directory}", exc)
+            names, errored = [], True
+        for name in names:
+            path = os.path.join(self.directory, name)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    mtime = os.fstat(fh.fileno()).st_mtime
+                    families = parse_prom(fh.read())
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                self.skip(f"textfile {path}", exc)
+                errored = True
+                continue
+            for family in families:
+                if family.name in help_of and family.documentation and family.documentation != help_of[family.name]:
+                    self.skip(f"textfile {path}: {family.name} has another help text than in "
+                              f"{files_of[family.name][0]}")
+                    errored = True
+                    continue
+                previous = merged.get(family.name)
+                if previous is not None and previous.type != family.type:
+                    self.skip(f"textfile {path}: {family.name} is a {family.type}, a {previous.type} in "
+                              f"{files_of[family.name][0]}")
+                    errored = True
+                    continue
+                if family.documentation:
+                    help_of.setdefault(family.name, family.documentation)
+                files_of.setdefault(family.name, []).append(path)
+                if previous is None:
+                    merged[family.name] = family
+                else:
+                    previous.samples.extend(family.samples)
+            mtimes[path] = float(int(mtime))
+        out: list[Metric | FamilySet] = []
+        for name, family in merged.items():
+            if not family.documentation:
+                family.documentation = f"Metric read from {', '.join(files_of[name])}"
+            _fill_labels(family)
+            out.append(family)
+        own = FamilySet(TABLE)
+        for path in sorted(mtimes):
+            own.add("node_textfile_mtime_seconds", mtimes[path], file=path)
+        own.add("node_textfile_scrape_error", 1 if errored else 0)
+        out.append(own)
+        return out
+
+
+def _fill_labels(family: Metric) -> None:
+    """node_exporter: samples of one family missing some of its labels get them as ""."""
+    names = {label for sample in family.samples for label in sample.labels
+             if label not in ("le", "quantile")}
+    for index, sample in enumerate(family.samples):
+        missing = names - set(sample.labels)
+        if missing:
+            family.samples[index] = sample._replace(labels={**sample.labels, **dict.fromkeys(missing, "")})
