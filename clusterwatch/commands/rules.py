@@ -6,6 +6,9 @@
 - export: copy the rule files for Prometheus or vmalert to load (``rule_files:`` / ``-rule``);
   ``--source dcgm`` adds the bridge from dcgm-exporter (alerts/rules/bridges/dcgm.yml, written as
   dcgm-bridge.yml), for sites whose GPUs are scraped from dcgm-exporter (docs/migration.md).
+  ``--selector`` scopes every rule to ClusterWatch's targets (default ``job=~"gpu-nodes|clusterwatch"``,
+  the job names of ``clusterwatch scrape-config``; none with ``--source dcgm`` unless given; ``''``: none)
+  and ``--runbook-base`` makes each alert's ``runbook_url`` (alerts/evaluator/scoping.py, docs/alerts.md).
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from alerts.evaluator.scoping import DEFAULT_RUNBOOK_BASE, DEFAULT_SELECTOR
 from cwkernel.errors import UsageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent / "alerts"
@@ -37,6 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     export.add_argument("--source", choices=sorted(BRIDGES), default="clusterwatch",
                         help="what exports the GPU metrics: clusterwatch (its exporter, default) or dcgm "
                              "(dcgm-exporter: also writes dcgm-bridge.yml, recording rules onto the gpu_* contract)")
+    export.add_argument("--selector", default=None, metavar="MATCHERS",
+                        help="label matchers added to every selector of a scraped series, so the rules see only "
+                             f"ClusterWatch's targets in a shared Prometheus (default: {DEFAULT_SELECTOR}, the job "
+                             "names of 'clusterwatch scrape-config'; with --source dcgm: none unless given; '': none)")
+    export.add_argument("--runbook-base", default=DEFAULT_RUNBOOK_BASE, metavar="URL",
+                        help="where docs/ is served: each alert gets runbook_url = URL/alerts.md#<alert> "
+                             f"(default: {DEFAULT_RUNBOOK_BASE}, a placeholder to replace)")
     export.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped pack)")
     return parser
 
@@ -80,18 +93,60 @@ def _test(paths: list[str], use_promtool: bool) -> int:
     return 1 if failed else 0
 
 
-def _export(out: str, paths: list[str], source: str = "clusterwatch") -> int:
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _export(out: str, paths: list[str], source: str = "clusterwatch", selector: str | None = None,
+            runbook_base: str = DEFAULT_RUNBOOK_BASE) -> int:
     from alerts.evaluator.rulefile import expand_paths, load_rule_file
+    from alerts.evaluator.scoping import (
+        ScopeError,
+        parse_scope,
+        recorded_names,
+        scope_document,
+    )
 
     files = [(path, path.name) for path in expand_paths(paths or [PACKAGE_ROOT / "rules"])]
     bridge = BRIDGES[source]
     if bridge is not None:
         files.append((bridge, f"{source}-bridge.yml"))
+    if selector is None:  # the bridge reads DCGM_FI_* under dcgm-exporter's job, whose name is the site's
+        selector = DEFAULT_SELECTOR if bridge is None else ""
+    selector = selector.strip()
+    try:
+        if selector:
+            parse_scope(selector)
+    except ScopeError as exc:
+        raise UsageError(str(exc)) from None
+    for path, _ in files:
+        load_rule_file(path)  # refuse to export a file Prometheus would refuse
+    documents = [yaml.safe_load(path.read_text()) or {} for path, _ in files]
+    recorded = recorded_names(documents)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    for path, name in files:
-        load_rule_file(path)  # refuse to export a file Prometheus would refuse
-        shutil.copyfile(path, target / name)
+    for (path, name), doc in zip(files, documents):
+        original = yaml.safe_dump(doc)
+        try:
+            scope_document(doc, selector, runbook_base, recorded)
+        except ScopeError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        if yaml.safe_dump(doc) == original:
+            shutil.copyfile(path, target / name)  # nothing to change: the file as shipped, comments and all
+        else:
+            header = (f"# {path.name} of the ClusterWatch rule pack, written by 'clusterwatch rules export'"
+                      f" (selector: {selector or 'none'}; runbook base: {runbook_base}).\n")
+            (target / name).write_text(header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1 << 20,
+                                                          allow_unicode=True))
+        load_rule_file(target / name)
         print(target / name)
     return 0
 
@@ -104,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             return _check(args.paths)
         if args.rules_command == "test":
             return _test(args.paths, not args.no_promtool)
-        return _export(args.out, args.paths, args.source)
+        return _export(args.out, args.paths, args.source, args.selector, args.runbook_base)
     except RuleFileError as exc:
         print(f"clusterwatch rules: {exc}", file=sys.stderr)
         return 1
