@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
@@ -106,6 +108,118 @@ def render_server() -> list[str]:
     return lines
 
 
+# ---- dcgm-exporter's fields and their ClusterWatch counterparts -------------------------------------
+# The mapped fields, their counterparts and conversions are read from the bridge itself
+# (alerts/rules/bridges/dcgm.yml: the DCGM_FI_* each record reads, its labels, the comment above it);
+# what the bridge cannot read from is listed here, with why.
+
+# dcgm-exporter's etc/default-counters.csv (the snapshot in tests/fixtures/dcgm-exporter/'s headers;
+# a test holds this equal to the fields of that exposition). DCGM_FI_DRIVER_VERSION is a label field.
+DCGM_DEFAULT_FIELDS = frozenset({
+    "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_ENC_UTIL", "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED",
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+    "DCGM_FI_PROF_DRAM_ACTIVE", "DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES",
+    "DCGM_FI_DRIVER_VERSION",
+})
+
+# Fields the bridge does not read: why (default fields first, then common additions to the CSV).
+DCGM_UNMAPPED = {
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": "one counter of receive + transmit over all links: the contract's NVLink "
+                                          "traffic is per direction, which cannot be split from the sum",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "the graphics engine's active time has no counterpart: `gpu_utilization_ratio` "
+                                     "is the coarser kernel-busy ratio and `gpu_sm_active_ratio` a different (finer) "
+                                     "measure; add `DCGM_FI_PROF_SM_ACTIVE` to the CSV for the efficiency views",
+    "DCGM_FI_DEV_ENC_UTIL": "not bridged yet: the contract's `gpu_encoder_utilization_ratio` (% / 100) has no "
+                            "bridge rule",
+    "DCGM_FI_DEV_DEC_UTIL": "not bridged yet: the contract's `gpu_decoder_utilization_ratio` (% / 100) has no "
+                            "bridge rule",
+    "DCGM_FI_DEV_VGPU_LICENSE_STATUS": "no counterpart (ClusterWatch does not monitor vGPU licensing)",
+    "DCGM_FI_PROF_NVLINK_TX_BYTES": "not bridged yet: per-direction NVLink rates, once the contract names its "
+                                    "NVLink traffic",
+    "DCGM_FI_PROF_NVLINK_RX_BYTES": "not bridged yet: as `DCGM_FI_PROF_NVLINK_TX_BYTES`",
+    "DCGM_FI_DEV_POWER_VIOLATION": "throttle time per constraint, but its unit changed between dcgm-exporter's CSVs "
+                                   "(us, then ns) and the constraints are not NVML's clock-event reasons: "
+                                   "`gpu_clock_event_*`, `GpuThermalThrottling` and `GpuPowerThrottling` stay silent",
+    "DCGM_FI_DEV_THERMAL_VIOLATION": "as `DCGM_FI_DEV_POWER_VIOLATION`",
+}
+
+# What the bridge's comments do not say about a mapped field.
+DCGM_NOTES = {
+    "DCGM_FI_DEV_XID_ERRORS": "**`gpu_xid_errors_total` is not mapped**: the field is the *last* XID code, a gauge; "
+                              "a second XID with the same code leaves it unchanged and one of another code replaces "
+                              "it, so neither a count nor the codes between two scrapes can be derived. The five "
+                              "`GpuXid*` alerts and the unhealthy-GPU count's XID part stay silent",
+    "DCGM_FI_DEV_PCIE_TX_THROUGHPUT": "not in today's default CSV (older CSVs); read only where the PROF field is absent",
+    "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": "not in today's default CSV (older CSVs); read only where the PROF field is absent",
+}
+
+DCGM_SECTION = "dcgm-exporter fields"  # its anchor: metrics.md#dcgm-exporter-fields
+
+
+def dcgm_bridge_fields(path: Path | None = None) -> dict[str, list[tuple[str, str]]]:
+    """field -> [(counterpart, conversion)] for every DCGM_FI_* field a bridge record reads (as a series or,
+    as DCGM_FI_DRIVER_VERSION, as a label), the conversion being the comment above the record."""
+    import yaml
+
+    from clusterwatch.commands.rules import BRIDGES
+
+    path = path or BRIDGES["dcgm"]
+    text = path.read_text()
+    # the comment "# <record>: <conversion>" right above each "- record:" line, in the file's order
+    comments = [why if named == name else "" for named, why, name in
+                re.findall(r"^(?:[ \t]*# (gpu_\w+): (.*)\n)?[ \t]*- record: (\w+)[ \t]*$", text, re.M)]
+    rules = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+    if [rule["record"] for rule in rules] != re.findall(r"^[ \t]*- record: (\w+)", text, re.M):
+        raise ValueError(f"{path}: every rule must start with its own '- record:' line")
+    out: dict[str, list[tuple[str, str]]] = {}
+    for rule, comment in zip(rules, comments):
+        name = rule["record"]
+        labels = ", ".join(f'{k}="{v}"' for k, v in sorted((rule.get("labels") or {}).items()))
+        counterpart = f"`{name}{{{labels}}}`" if labels else f"`{name}`"
+        for field in dict.fromkeys(re.findall(r"\bDCGM_FI_\w+", rule["expr"])):
+            pairs = out.setdefault(field, [])
+            if (counterpart, comment) not in pairs:
+                pairs.append((counterpart, comment))
+    return out
+
+
+def dcgm_rows() -> list[tuple[str, str, str, str]]:
+    """(field, in the default CSV, counterpart, conversion or why not mapped), default fields first."""
+    mapped = dcgm_bridge_fields()
+    rows = []
+    for field in sorted(set(mapped) | set(DCGM_UNMAPPED) | DCGM_DEFAULT_FIELDS,
+                        key=lambda f: (f not in DCGM_DEFAULT_FIELDS, f)):
+        default = "yes" if field in DCGM_DEFAULT_FIELDS else "no"
+        if field in mapped:
+            counterparts = ", ".join(c for c, _ in mapped[field])
+            notes = [f"{c}: {why}" if len(mapped[field]) > 1 else why for c, why in mapped[field] if why]
+            notes.append(DCGM_NOTES.get(field, ""))
+            rows.append((field, default, counterparts, "; ".join(n for n in notes if n) or "as is"))
+        else:
+            rows.append((field, default, "not mapped", DCGM_UNMAPPED.get(field, "no bridge rule")))
+    return rows
+
+
+def render_dcgm() -> list[str]:
+    lines = [f"## {DCGM_SECTION}", "",
+             "dcgm-exporter's fields (every one of its default `etc/default-counters.csv`, then those sites",
+             "commonly add) and their ClusterWatch counterpart as the bridge `alerts/rules/bridges/dcgm.yml`",
+             "writes it (docs/migration.md). Read from the bridge: the records that read each field and the",
+             "comment above each record. DCGM's blank values are dropped and MIG instances left out throughout.", "",
+             "| dcgm-exporter field | in the default CSV | ClusterWatch counterpart | conversion / why not mapped |",
+             "|---|---|---|---|"]
+    for field, default, counterpart, why in dcgm_rows():
+        cells = [f"`{field}`", default, counterpart, why]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     lines = [INTRO]
     seen: set[str] = set()
@@ -122,6 +236,7 @@ def render() -> str:
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
     lines += render_server()
+    lines += render_dcgm()
     return "\n".join(lines)
 
 
