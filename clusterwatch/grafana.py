@@ -10,7 +10,17 @@ from typing import Any
 from dashboard.definitions import EFFICIENCY_WINDOW, gpu_efficiency, xid_errors_seen
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-GPU_JOB = "gpu_job_info{job_id=~\"$job_id\"}"
+GPU_JOB = "gpu_job_info{job_id=~\"$job_id\", gpu=~\"$gpu\"}"
+NODE_GPUS = "instance=~\"$instance\", gpu=~\"$gpu\""  # the node dashboard's selection
+# The profiling gauges (NVML GPM, Hopper and later): a GPU without GPM has no series at all, not
+# zeros, and gpu_gpm_supported says which GPUs have it (docs/metrics.md).
+PROFILING = (("gpu_sm_active_ratio", "SM active"), ("gpu_tensor_active_ratio", "tensor active"),
+             ("gpu_dram_active_ratio", "DRAM active"))
+PROFILING_NOTE = ("SM, tensor-pipe and DRAM activity from NVML's GPU Performance Monitoring (GPM). Only GPUs "
+                  "with GPM (Hopper and later; gpu_gpm_supported == 1) have these series: a GPU without it "
+                  "shows no line here, not zero; read its coarse utilisation instead.")
+# Firing alerts as annotations: the series Prometheus keeps for every firing alert.
+FIRING = "ALERTS{alertstate=\"firing\"}"
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class Panel:
     unit: str = "short"
     width: int = 12
     height: int = 8
+    description: str = ""
 
 
 def _job_gpus(metric: str) -> str:
@@ -59,22 +70,28 @@ JOB = (
           ((gpu_efficiency(f"({_job_gpus('gpu_utilization_ratio')})", f"{EFFICIENCY_WINDOW}:1m"), "efficiency"),),
           "percentunit", 8, 4),
     Panel("Job", "table", (("slurm_job_info{job_id=~\"$job_id\"}", ""),), width=16, height=4),
+    Panel("GPU profiling (GPM)", "timeseries",
+          tuple((_job_gpus(metric), f"{{{{instance}}}}/{{{{gpu}}}} {name}") for metric, name in PROFILING),
+          "percentunit", 24, 10, PROFILING_NOTE),
 )
 
 NODE = (
-    Panel("GPU utilisation", "timeseries", (("gpu_utilization_ratio{instance=~\"$instance\"}", "GPU {{gpu}}"),),
+    Panel("GPU utilisation", "timeseries", ((f"gpu_utilization_ratio{{{NODE_GPUS}}}", "GPU {{gpu}}"),),
           "percentunit"),
-    Panel("GPU memory used", "timeseries", (("gpu_memory_used_bytes{instance=~\"$instance\"}", "GPU {{gpu}}"),), "bytes"),
-    Panel("GPU temperature", "timeseries", (("gpu_temperature_celsius{instance=~\"$instance\"}", "GPU {{gpu}}"),),
+    Panel("GPU memory used", "timeseries", ((f"gpu_memory_used_bytes{{{NODE_GPUS}}}", "GPU {{gpu}}"),), "bytes"),
+    Panel("GPU temperature", "timeseries", ((f"gpu_temperature_celsius{{{NODE_GPUS}}}", "GPU {{gpu}}"),),
           "celsius"),
-    Panel("Power", "timeseries", (("gpu_power_watts{instance=~\"$instance\"}", "GPU {{gpu}}"),), "watt"),
+    Panel("Power", "timeseries", ((f"gpu_power_watts{{{NODE_GPUS}}}", "GPU {{gpu}}"),), "watt"),
     Panel("SM clock and throttling", "timeseries",
-          (("gpu_sm_clock_hertz{instance=~\"$instance\"}", "GPU {{gpu}} SM clock"),
-           ("gpu_clock_event_active{instance=~\"$instance\", reason!=\"gpu_idle\"} == 1", "GPU {{gpu}} {{reason}}")),
+          ((f"gpu_sm_clock_hertz{{{NODE_GPUS}}}", "GPU {{gpu}} SM clock"),
+           (f"gpu_clock_event_active{{{NODE_GPUS}, reason!=\"gpu_idle\"}} == 1", "GPU {{gpu}} {{reason}}")),
           "hertz"),
+    Panel("GPU profiling (GPM)", "timeseries",
+          tuple((f"{metric}{{{NODE_GPUS}}}", f"GPU {{{{gpu}}}} {name}") for metric, name in PROFILING),
+          "percentunit", description=PROFILING_NOTE),
     Panel("XID and ECC", "table",
-          ((xid_errors_seen("gpu_xid_errors_total{instance=~\"$instance\"}", "24h"), "xid"),
-           ("gpu_ecc_errors_total{instance=~\"$instance\", type=\"uncorrected\"} > 0", "ecc")), width=12),
+          ((xid_errors_seen(f"gpu_xid_errors_total{{{NODE_GPUS}}}", "24h"), "xid"),
+           (f"gpu_ecc_errors_total{{{NODE_GPUS}, type=\"uncorrected\"}} > 0", "ecc")), width=12),
     Panel("InfiniBand", "timeseries",
           (("rate(node_infiniband_port_data_received_bytes_total{instance=~\"$instance\"}[1m])", "{{device}} rx"),
            ("rate(node_infiniband_symbol_error_total{instance=~\"$instance\"}[5m])", "{{device}} symbol errors")),
@@ -83,24 +100,58 @@ NODE = (
           "short"),
 )
 
-DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...], tuple[str, ...]]] = {
+# Each dashboard's variables, in order: (name, label_values query). $gpu offers "All" and several
+# GPUs at once; it lists the GPUs of the selected nodes (node) or of the selected job (job).
+DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...], tuple[tuple[str, str], ...]]] = {
     "clusterwatch-cluster": ("ClusterWatch: cluster", CLUSTER, ()),
-    "clusterwatch-job": ("ClusterWatch: job", JOB, ("job_id",)),
-    "clusterwatch-node": ("ClusterWatch: node", NODE, ("instance",)),
+    "clusterwatch-job": ("ClusterWatch: job", JOB, (
+        ("job_id", "label_values(slurm_job_info, job_id)"),
+        ("gpu", "label_values(gpu_job_info{job_id=~\"$job_id\"}, gpu)"))),
+    "clusterwatch-node": ("ClusterWatch: node", NODE, (
+        ("instance", "label_values(gpu_up, instance)"),
+        ("gpu", "label_values(gpu_up{instance=~\"$instance\"}, gpu)"))),
 }
-VARIABLE_QUERIES = {"job_id": "label_values(slurm_job_info, job_id)", "instance": "label_values(gpu_up, instance)"}
+# Firing alerts on the time axis; the node dashboard's only those of the selected nodes.
+ANNOTATION_EXPRS = {"clusterwatch-cluster": FIRING, "clusterwatch-job": FIRING,
+                    "clusterwatch-node": "ALERTS{alertstate=\"firing\", instance=~\"$instance\"}"}
+MULTI = {"instance", "gpu"}
+INCLUDE_ALL = {"gpu"}
+
+
+def _variable(name: str, query: str) -> dict[str, Any]:
+    variable: dict[str, Any] = {
+        "name": name, "type": "query", "datasource": DATASOURCE, "query": query,
+        "definition": query, "refresh": 2, "includeAll": name in INCLUDE_ALL, "multi": name in MULTI,
+        "sort": 3 if name == "gpu" else 1}  # GPU indices in numeric order
+    if name in INCLUDE_ALL:
+        # "All" as one regex rather than every value joined: the selectors use =~.
+        variable["allValue"] = ".*"
+        variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return variable
+
+
+def annotations(uid: str) -> list[dict[str, Any]]:
+    """Grafana's built-in annotations, and one Prometheus annotation per firing alert: the alert
+    name as its title, the name and instance in its text, alertname and severity as tags."""
+    return [
+        {"builtIn": 1, "name": "Annotations & Alerts", "type": "dashboard", "enable": True, "hide": True,
+         "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "iconColor": "rgba(0, 211, 255, 1)"},
+        {"name": "Firing alerts", "datasource": DATASOURCE, "enable": True, "hide": False, "iconColor": "red",
+         "expr": ANNOTATION_EXPRS[uid], "step": "60s", "titleFormat": "{{alertname}}",
+         "textFormat": "{{alertname}} firing on {{instance}}", "tagKeys": "alertname,severity",
+         "useValueForTime": False},
+    ]
 
 
 def dashboard(uid: str) -> dict[str, Any]:
     """The Grafana JSON model of one dashboard (schema 39, Grafana 10+)."""
     title, panels, variables = DASHBOARDS[uid]
     templating = [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}]
-    templating += [{"name": name, "type": "query", "datasource": DATASOURCE, "query": VARIABLE_QUERIES[name],
-                    "refresh": 2, "includeAll": False, "multi": name == "instance", "sort": 1}
-                   for name in variables]
+    templating += [_variable(name, query) for name, query in variables]
     return {
         "uid": uid, "title": title, "tags": ["clusterwatch", "gpu"], "schemaVersion": 39, "editable": True,
         "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
+        "annotations": {"list": annotations(uid)},
         "templating": {"list": templating},
         "panels": _layout(panels),
     }
@@ -113,6 +164,7 @@ def _layout(panels: tuple[Panel, ...]) -> list[dict[str, Any]]:
             x, y, row_height = 0, y + row_height, 0
         out.append({
             "id": number, "title": panel.title, "type": panel.kind, "datasource": DATASOURCE,
+            **({"description": panel.description} if panel.description else {}),
             "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
             "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
             "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend, "datasource": DATASOURCE,

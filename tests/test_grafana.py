@@ -5,16 +5,40 @@ import json
 import subprocess
 import sys
 
+import promql_parser as pp
 import pytest
 
-from clusterwatch.grafana import DASHBOARDS, dashboard
+from clusterwatch.grafana import DASHBOARDS, PROFILING, dashboard
 from simulator.fleet import Fleet
 from tsdb.client import LocalQueryClient
-from tsdb.promql.engine import Engine
-from tsdb.store import Store
 from tsdb.exposition import parse_exposition
+from tsdb.promql.engine import Engine, parse_query
+from tsdb.store import Store
 
 T0 = 1_800_000_000.0
+
+
+def _all(expr: str, **chosen: str) -> str:
+    """``expr`` as Grafana sends it: each variable replaced by its value ("All" is .*)."""
+    for name in ("job_id", "instance", "gpu"):
+        expr = expr.replace(f"${name}", chosen.get(name, ".*"))
+    return expr
+
+
+def _selectors(expr):
+    """Every vector selector of a parsed PromQL tree."""
+    if isinstance(expr, pp.VectorSelector):
+        yield expr
+    elif isinstance(expr, pp.MatrixSelector):
+        yield expr.vector_selector
+    elif isinstance(expr, pp.BinaryExpr):
+        yield from _selectors(expr.lhs)
+        yield from _selectors(expr.rhs)
+    elif isinstance(expr, pp.Call):
+        for arg in expr.args:
+            yield from _selectors(arg)
+    elif isinstance(expr, (pp.ParenExpr, pp.UnaryExpr, pp.SubqueryExpr, pp.AggregateExpr)):
+        yield from _selectors(expr.expr)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +69,13 @@ def test_every_panel_query_runs(client, uid):
     assert len(ids) == len(set(ids))
     for panel in model["panels"]:
         for target in panel["targets"]:
-            expr = target["expr"].replace("$job_id", ".*").replace("$instance", ".*")
+            expr = _all(target["expr"])
             client.instant(expr, T0 + 120)  # raises QueryError on a bad expression
 
 
 def test_command_writes_one_file_per_dashboard(tmp_path):
     result = subprocess.run([sys.executable, "-m", "clusterwatch", "grafana-dashboard", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     written = sorted(path.name for path in tmp_path.iterdir())
     assert written == sorted(f"{uid}.json" for uid in DASHBOARDS)
@@ -61,5 +85,65 @@ def test_command_writes_one_file_per_dashboard(tmp_path):
 def test_panels_show_the_fleet(client):
     gpus = dashboard("clusterwatch-cluster")["panels"][0]["targets"][0]["expr"]
     assert client.instant(gpus, T0 + 120).series[0].value == 24
-    node_util = dashboard("clusterwatch-node")["panels"][0]["targets"][0]["expr"].replace("$instance", "gpu-002")
-    assert len(client.instant(node_util, T0 + 120).series) == 8
+    node_util = dashboard("clusterwatch-node")["panels"][0]["targets"][0]["expr"]
+    assert len(client.instant(_all(node_util, instance="gpu-002"), T0 + 120).series) == 8
+    assert len(client.instant(_all(node_util, instance="gpu-002", gpu="3|5"), T0 + 120).series) == 2
+
+
+@pytest.mark.parametrize("uid, scope", [("clusterwatch-node", "instance"), ("clusterwatch-job", "job_id")])
+def test_gpu_variable_offers_all_and_filters_every_gpu_panel(client, uid, scope):
+    model = dashboard(uid)
+    variables = {variable["name"]: variable for variable in model["templating"]["list"]}
+    gpu = variables["gpu"]
+    assert gpu["type"] == "query" and gpu["includeAll"] and gpu["multi"] and gpu["allValue"] == ".*"
+    assert gpu["current"]["value"] == ["$__all"]
+    # label_values(<selector>, gpu), the selector narrowed by the dashboard's other variable
+    assert gpu["query"].startswith("label_values(") and gpu["query"].endswith(", gpu)")
+    selector = gpu["query"][len("label_values("):-len(", gpu)")]
+    assert f"${scope}" in selector and [v["name"] for v in model["templating"]["list"]].index("gpu") > 1
+    assert client.instant(_all(selector), T0 + 120).series
+    # every query of per-GPU series is filtered by $gpu (the job's through its join on gpu_job_info)
+    for panel in model["panels"]:
+        for target in panel["targets"]:
+            selectors = list(_selectors(parse_query(_all(target["expr"]))))
+            if any(s.name and s.name.startswith("gpu_") for s in selectors):
+                assert any({m.name: m.value for m in s.matchers.matchers}.get("gpu") == ".*" for s in selectors
+                           if s.name and s.name.startswith("gpu_")), (panel["title"], target["expr"])
+
+
+@pytest.mark.parametrize("uid", list(DASHBOARDS))
+def test_annotations_mark_firing_alerts(client, uid):
+    annotations = dashboard(uid)["annotations"]["list"]
+    assert annotations[0]["builtIn"] == 1
+    firing = annotations[1]
+    assert firing["datasource"]["type"] == "prometheus" and firing["enable"]
+    tree = parse_query(_all(firing["expr"]))
+    assert isinstance(tree, pp.VectorSelector) and tree.name == "ALERTS"
+    matchers = {m.name: m.value for m in tree.matchers.matchers}
+    assert matchers["alertstate"] == "firing"
+    assert "{{alertname}}" in firing["titleFormat"]
+    assert "{{alertname}}" in firing["textFormat"] and "{{instance}}" in firing["textFormat"]
+    client.instant(_all(firing["expr"]), T0 + 120)
+
+
+@pytest.mark.parametrize("uid", ["clusterwatch-node", "clusterwatch-job"])
+def test_profiling_panel(client, uid):
+    [panel] = [panel for panel in dashboard(uid)["panels"] if panel["title"] == "GPU profiling (GPM)"]
+    assert "gpu_gpm_supported == 1" in panel["description"]
+    assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    read = []
+    for target in panel["targets"]:
+        names = {s.name for s in _selectors(parse_query(_all(target["expr"])))}
+        read += sorted(names & {metric for metric, _ in PROFILING})
+        assert "{{gpu}}" in target["legendFormat"]
+        client.instant(_all(target["expr"]), T0 + 120)
+    assert read == ["gpu_sm_active_ratio", "gpu_tensor_active_ratio", "gpu_dram_active_ratio"]
+
+
+def test_profiling_panel_shows_gpm_gpus_only(client):
+    """Per GPU, where the GPU has GPM: as many series as gpu_gpm_supported == 1 says."""
+    [panel] = [panel for panel in dashboard("clusterwatch-node")["panels"] if panel["title"] == "GPU profiling (GPM)"]
+    supported = client.instant("gpu_gpm_supported == 1", T0 + 120).series
+    assert supported
+    for target in panel["targets"]:
+        assert len(client.instant(_all(target["expr"]), T0 + 120).series) == len(supported)
