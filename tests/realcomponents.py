@@ -79,6 +79,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def until(check, timeout: float, what: str):
+    """``check()``'s first truthy answer, polled every half second; after ``timeout`` seconds an
+    AssertionError naming ``what`` and the last answer (a real component's own pace, not a timer
+    the test must beat: timeouts are generous)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
 def wait_http(url: str, timeout: float = 20.0, proc: "ManagedProcess | None" = None) -> None:
     """Poll ``url`` until it answers 2xx; fail with the process log when it never does."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ import yaml
 from alerts.evaluator.promtest import run_test_file
 from alerts.evaluator.rulefile import expand_paths, load_rule_file
 from clusterwatch import metricsdoc
-from tests.realcomponents import free_port, require_binary, wait_http
+from tests.realcomponents import free_port, require_binary, until, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "alerts" / "rules" / "bridges" / "dcgm.yml"
@@ -120,17 +119,6 @@ def _serve_files(pages: dict[str, bytes]) -> tuple[http.server.ThreadingHTTPServ
     return server, port
 
 
-def _until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.mark.real_component
 def test_dcgm_exposition_through_real_prometheus_and_the_overview(tmp_path, process_factory):
     prometheus = require_binary("prometheus")
@@ -166,7 +154,7 @@ def test_dcgm_exposition_through_real_prometheus_and_the_overview(tmp_path, proc
         def query(expr: str) -> list[dict]:
             return httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"]
 
-        util = _until(lambda: len(query("gpu_utilization_ratio")) == 3 and query("gpu_utilization_ratio"), 60,
+        util = until(lambda: len(query("gpu_utilization_ratio")) == 3 and query("gpu_utilization_ratio"), 60,
                       "the bridge to record gpu_utilization_ratio for the 3 GPUs")
         got = {(r["metric"]["instance"], r["metric"]["gpu"]): float(r["value"][1]) for r in util}
         assert got == {("gpu-a01", "0"): 0.97, ("gpu-a01", "1"): 0.0, ("gpu-b01", "0"): 0.12}
@@ -189,7 +177,7 @@ def test_dcgm_exposition_through_real_prometheus_and_the_overview(tmp_path, proc
             scraped = sum(v is not None for row in body["heatmap"]["z"] for v in row)
             return body if body["kpis"]["gpus_total"] == 3 == scraped else None
 
-        view = _until(overview, 90, "the overview to show the 3 dcgm-exporter GPUs")
+        view = until(overview, 90, "the overview to show the 3 dcgm-exporter GPUs")
         assert view["heatmap"]["nodes"] == ["gpu-a01", "gpu-b01"]
         assert view["kpis"]["nodes_total"] == 2
     finally:

@@ -4,27 +4,15 @@ counts, nodes and jobs must match the simulator's ground truth (/api/fleet)."""
 from __future__ import annotations
 
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.realcomponents import free_port, require_binary, wait_http
+from tests.realcomponents import free_port, require_binary, until, wait_http
 
 pytestmark = pytest.mark.real_component
 
 NODES = 3
-
-
-def until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory):

@@ -1,12 +1,16 @@
 """Helpers for exporter tests: parse an exposition into {(name, labels): value}."""
 from __future__ import annotations
 
+import types
 from typing import Iterable
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.collector import CollectorContext
 from exporter.exporter import _render
+from exporter.nvml.fake import FakeNVML, FakeState
+from exporter.nvml.session import NvmlSession
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -36,3 +40,38 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
 
 def series(samples: Samples, name: str) -> list[dict[str, str]]:
     return [dict(labels) for n, labels in samples if n == name]
+
+
+class Clock:
+    """A clock the test moves: scrapes advance it by the collection interval."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeGpuNode:
+    """A fake node: an NVML session over ``state`` and the given collectors, scraped as the
+    exporter does, on a test clock that also stamps the fake's GPM samples. ``errors`` counts the
+    errors of collector ``errors_of``."""
+
+    def __init__(self, state: FakeState, *collectors: type, errors_of: str) -> None:
+        self.state = state
+        self.clock = Clock()
+        state.clock = self.clock
+        self.session = NvmlSession(FakeNVML(state), clock=self.clock)
+        self.ctx = CollectorContext(
+            config=types.SimpleNamespace(interval=5.0), procfs=None, sysfs=None, nvml=self.session, clock=self.clock
+        )
+        self.collectors = [collector(self.ctx) for collector in collectors]
+        self.errors_of = errors_of
+
+    def scrape(self, advance: float = 5.0) -> Samples:
+        self.clock.now += advance
+        self.session.refresh()
+        return parse_exposition(render([family for c in self.collectors for family in c.collect()]))
+
+    def errors(self) -> int:
+        return self.ctx.errors.counts().get(self.errors_of, 0)

@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import inspect
-import types
 
 import pynvml
 import pytest
 
 from exporter.build import create_exporter
-from exporter.collector import CollectorContext, default_collectors
+from exporter.collector import default_collectors
 from exporter.collectors.gpm import GPM_SERIES, GpmCollector
 from exporter.collectors.gpu import GpuCollector
 from exporter.config import ExporterConfig
 from exporter.nvml.fake import FakeNVML, FakeState
-from exporter.nvml.session import NvmlSession
-from tests.exporter.helpers import Samples, parse_exposition, render, sample, series
+from tests.exporter.helpers import Clock, FakeGpuNode, Samples, parse_exposition, sample, series
 
 SM = pynvml.NVML_GPM_METRIC_SM_UTIL
 TENSOR = pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL
@@ -23,44 +21,17 @@ NVLINK_RX = pynvml.NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC
 RATIOS = [name for name, *_ in GPM_SERIES]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Node:
-    """A fake node whose GPM samples are stamped by the test's clock, with the gpu and gpm collectors."""
-
-    def __init__(self, state: FakeState) -> None:
-        self.state = state
-        self.clock = Clock()
-        state.clock = self.clock
-        self.session = NvmlSession(FakeNVML(state), clock=self.clock)
-        self.ctx = CollectorContext(
-            config=types.SimpleNamespace(interval=5.0), procfs=None, sysfs=None, nvml=self.session, clock=self.clock
-        )
-        self.gpu = GpuCollector(self.ctx)
-        self.gpm = GpmCollector(self.ctx)
-
-    def scrape(self, advance: float = 5.0) -> Samples:
-        self.clock.now += advance
-        self.session.refresh()
-        families = [*self.gpu.collect(), *self.gpm.collect()]
-        return parse_exposition(render(families))
-
-    def errors(self) -> int:
-        return self.ctx.errors.counts().get("gpm", 0)
+def Node(state: FakeState) -> FakeGpuNode:  # noqa: N802 - reads as the node it builds
+    """A fake node with the gpu and gpm collectors."""
+    return FakeGpuNode(state, GpuCollector, GpmCollector, errors_of="gpm")
 
 
 @pytest.fixture
-def node() -> Node:
+def node() -> FakeGpuNode:
     return Node(FakeState.h100_node(gpus=4, seed=3))
 
 
-def labels(node: Node, index: int) -> dict[str, str]:
+def labels(node: FakeGpuNode, index: int) -> dict[str, str]:
     return {"gpu": str(index), "uuid": node.state.gpu(index).uuid}
 
 
@@ -68,7 +39,7 @@ def gpus_with(samples: Samples, name: str) -> set[str]:
     return {s["gpu"] for s in series(samples, name)}
 
 
-def test_first_cycle_reports_support_only_then_every_ratio(node: Node) -> None:
+def test_first_cycle_reports_support_only_then_every_ratio(node: FakeGpuNode) -> None:
     first = node.scrape()
     assert gpus_with(first, "gpu_gpm_supported") == {"0", "1", "2", "3"}
     assert sample(first, "gpu_gpm_supported", **labels(node, 0)) == 1
@@ -78,7 +49,7 @@ def test_first_cycle_reports_support_only_then_every_ratio(node: Node) -> None:
         assert gpus_with(second, name) == {"0", "1", "2", "3"}, name
 
 
-def test_the_sample_pair_spans_the_collection_interval(node: Node) -> None:
+def test_the_sample_pair_spans_the_collection_interval(node: FakeGpuNode) -> None:
     node.scrape()
     node.clock.now += 1.0  # 1 s into the 5 s interval a job starts: SM 80 %, tensor 50 %, DRAM 30 %
     node.state.set_gpm(1, {SM: 80.0, TENSOR: 50.0, DRAM: 30.0, NVLINK_RX: 1000.0})
@@ -93,7 +64,7 @@ def test_the_sample_pair_spans_the_collection_interval(node: Node) -> None:
 
 
 @pytest.mark.parametrize("how", ["pre_hopper", "old_driver"])
-def test_gpus_without_gpm_get_no_series_and_say_so(node: Node, how: str) -> None:
+def test_gpus_without_gpm_get_no_series_and_say_so(node: FakeGpuNode, how: str) -> None:
     gpu = node.state.gpu(2)
     if how == "pre_hopper":
         gpu.gpm_supported = False  # nvmlGpmQueryDeviceSupport: isSupportedDevice 0
@@ -108,7 +79,7 @@ def test_gpus_without_gpm_get_no_series_and_say_so(node: Node, how: str) -> None
     assert node.errors() == 0  # a model difference, not a fault
 
 
-def test_a_gpu_failing_mid_run_loses_only_its_own_gpm_series(node: Node) -> None:
+def test_a_gpu_failing_mid_run_loses_only_its_own_gpm_series(node: FakeGpuNode) -> None:
     node.scrape()
     node.scrape()
     node.state.gpu(1).failing["nvmlGpmSampleGet"] = pynvml.NVML_ERROR_UNKNOWN
@@ -123,7 +94,7 @@ def test_a_gpu_failing_mid_run_loses_only_its_own_gpm_series(node: Node) -> None
     assert "1" in gpus_with(node.scrape(), "gpu_sm_active_ratio")
 
 
-def test_metrics_get_failing_is_counted_and_the_other_gpus_still_report(node: Node) -> None:
+def test_metrics_get_failing_is_counted_and_the_other_gpus_still_report(node: FakeGpuNode) -> None:
     node.scrape()
     node.state.gpu(3).failing["nvmlGpmMetricsGet"] = pynvml.NVML_ERROR_UNKNOWN
     node.state.gpu(3).failing["nvmlGpmSampleGet"] = pynvml.NVML_ERROR_UNKNOWN
@@ -132,7 +103,7 @@ def test_metrics_get_failing_is_counted_and_the_other_gpus_still_report(node: No
     assert node.errors() == 1
 
 
-def test_one_metric_the_driver_cannot_compute_is_absent_alone(node: Node) -> None:
+def test_one_metric_the_driver_cannot_compute_is_absent_alone(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     gpu.unsupported.add("NVML_GPM_METRIC_FP64_UTIL")
     gpu.failing["NVML_GPM_METRIC_FP16_UTIL"] = pynvml.NVML_ERROR_UNKNOWN
@@ -144,7 +115,7 @@ def test_one_metric_the_driver_cannot_compute_is_absent_alone(node: Node) -> Non
     assert node.errors() == 1  # FP16's error; FP64's NOT_SUPPORTED is a model difference
 
 
-def test_lost_gpu_is_left_to_the_gpu_collector_and_its_samples_freed(node: Node) -> None:
+def test_lost_gpu_is_left_to_the_gpu_collector_and_its_samples_freed(node: FakeGpuNode) -> None:
     node.scrape()
     node.scrape()
     allocated = len(node.state._gpm_samples)
@@ -156,11 +127,11 @@ def test_lost_gpu_is_left_to_the_gpu_collector_and_its_samples_freed(node: Node)
     assert "2" not in gpus_with(samples, "gpu_sm_active_ratio")
     assert node.errors() == 0
     assert len(node.state._gpm_samples) == 6
-    node.gpm.close()
+    node.collectors[1].close()  # the gpm collector
     assert node.state._gpm_samples == {}
 
 
-def test_nvml_down_reports_no_gpm_series(node: Node) -> None:
+def test_nvml_down_reports_no_gpm_series(node: FakeGpuNode) -> None:
     node.scrape()
     node.scrape()
     node.state.init_error = pynvml.NVML_ERROR_DRIVER_NOT_LOADED

@@ -8,50 +8,24 @@ import pytest
 
 from exporter.collector import CollectorContext
 from exporter.collectors.gpu import GpuCollector
-from exporter.nvml.fake import GIB, FakeMigInstance, FakeNVML, FakeState
-from exporter.nvml.session import NvmlSession
-from tests.exporter.helpers import Samples, parse_exposition, render, sample, series
+from exporter.nvml.fake import GIB, FakeMigInstance, FakeState
+from tests.exporter.helpers import FakeGpuNode, parse_exposition, render, sample, series
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Node:
-    """A fake node, its session and the GPU collector, scraped like the exporter does."""
-
-    def __init__(self, state: FakeState) -> None:
-        self.state = state
-        self.clock = Clock()
-        self.session = NvmlSession(FakeNVML(state), clock=self.clock)
-        self.ctx = CollectorContext(
-            config=types.SimpleNamespace(interval=5.0), procfs=None, sysfs=None, nvml=self.session, clock=self.clock
-        )
-        self.collector = GpuCollector(self.ctx)
-
-    def scrape(self, advance: float = 5.0) -> Samples:
-        self.clock.now += advance
-        self.session.refresh()
-        return parse_exposition(render(self.collector.collect()))
-
-    def errors(self) -> int:
-        return self.ctx.errors.counts().get("gpu", 0)
+def Node(state: FakeState) -> FakeGpuNode:  # noqa: N802 - reads as the node it builds
+    return FakeGpuNode(state, GpuCollector, errors_of="gpu")
 
 
 @pytest.fixture
-def node() -> Node:
+def node() -> FakeGpuNode:
     return Node(FakeState.h100_node(gpus=8, seed=7))
 
 
-def uuid(node: Node, index: int) -> str:
+def uuid(node: FakeGpuNode, index: int) -> str:
     return node.state.gpu(index).uuid
 
 
-def test_every_gpu_is_exposed_in_base_units(node: Node) -> None:
+def test_every_gpu_is_exposed_in_base_units(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(3)
     gpu.utilization_gpu, gpu.utilization_memory = 87, 41
     gpu.memory_used, gpu.power_mw, gpu.energy_mj = 60 * GIB, 512_345, 7_000_000
@@ -82,7 +56,7 @@ def test_every_gpu_is_exposed_in_base_units(node: Node) -> None:
     assert node.errors() == 0
 
 
-def test_gpu_info_carries_identity(node: Node) -> None:
+def test_gpu_info_carries_identity(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     info = series(node.scrape(), "gpu_info")[0]
     assert info == {
@@ -92,7 +66,7 @@ def test_gpu_info_carries_identity(node: Node) -> None:
     }
 
 
-def test_error_counters_have_their_labels(node: Node) -> None:
+def test_error_counters_have_their_labels(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(1)
     gpu.ecc_sbe_volatile, gpu.ecc_dbe_aggregate, gpu.pcie_replay = 12, 1, 9
     gpu.remapped_uncorrectable, gpu.remap_pending = 2, True
@@ -107,7 +81,7 @@ def test_error_counters_have_their_labels(node: Node) -> None:
     assert sample(samples, "gpu_retired_pages", cause="double_bit", **labels) == 0
 
 
-def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: Node) -> None:
+def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(2)
     gpu.nvlinks[5].up = False
     gpu.nvlinks[5].replay, gpu.nvlinks[5].crc_data, gpu.nvlinks[15].crc_flit = 4, 2, 30
@@ -135,14 +109,14 @@ def test_nvlink_state_and_errors_per_gpu_and_for_the_bad_links(node: Node) -> No
     assert not [s for s in series(samples, "gpu_nvlink_link_errors_total") if s["gpu"] == "0"]
 
 
-def test_recovery_action_is_a_code_with_its_name(node: Node) -> None:
+def test_recovery_action_is_a_code_with_its_name(node: FakeGpuNode) -> None:
     node.state.gpu(4).recovery_action = pynvml.NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET
     samples = node.scrape()
     assert sample(samples, "gpu_recovery_action", gpu="4", uuid=uuid(node, 4), action="drain_and_reset") == 4
     assert sample(samples, "gpu_recovery_action", gpu="0", uuid=uuid(node, 0), action="none") == 0
 
 
-def test_lost_gpu_is_down_and_its_series_dropped_others_unaffected(node: Node) -> None:
+def test_lost_gpu_is_down_and_its_series_dropped_others_unaffected(node: FakeGpuNode) -> None:
     node.scrape()
     node.state.gpu(5).lost = True
     samples = node.scrape()
@@ -157,7 +131,7 @@ def test_lost_gpu_is_down_and_its_series_dropped_others_unaffected(node: Node) -
     assert sample(node.scrape(), "gpu_up", gpu="5", uuid=lost) == 0
 
 
-def test_gpu_lost_in_the_middle_of_a_cycle_drops_its_partial_series(node: Node) -> None:
+def test_gpu_lost_in_the_middle_of_a_cycle_drops_its_partial_series(node: FakeGpuNode) -> None:
     node.scrape()
     node.state.gpu(6).failing["nvmlDeviceGetPcieThroughput"] = pynvml.NVML_ERROR_GPU_IS_LOST
     samples = node.scrape()
@@ -167,7 +141,7 @@ def test_gpu_lost_in_the_middle_of_a_cycle_drops_its_partial_series(node: Node) 
     assert len(series(samples, "gpu_info")) == 7
 
 
-def test_gpu_gone_from_the_bus_is_down_with_its_last_uuid(node: Node) -> None:
+def test_gpu_gone_from_the_bus_is_down_with_its_last_uuid(node: FakeGpuNode) -> None:
     node.scrape()
     node.state.gpu(2).absent = True
     samples = node.scrape()
@@ -177,7 +151,7 @@ def test_gpu_gone_from_the_bus_is_down_with_its_last_uuid(node: Node) -> None:
     assert sample(samples, "gpu_up", gpu="2", uuid=uuid(node, 3)) == 1
 
 
-def test_not_supported_omits_only_that_metric_and_is_no_error(node: Node) -> None:
+def test_not_supported_omits_only_that_metric_and_is_no_error(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     gpu.unsupported |= {"nvmlDeviceGetFanSpeed", "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION"}
     samples = node.scrape()
@@ -187,7 +161,7 @@ def test_not_supported_omits_only_that_metric_and_is_no_error(node: Node) -> Non
     assert node.errors() == 0
 
 
-def test_other_nvml_errors_omit_the_metric_and_are_counted(node: Node) -> None:
+def test_other_nvml_errors_omit_the_metric_and_are_counted(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(1)
     gpu.failing["nvmlDeviceGetPowerUsage"] = pynvml.NVML_ERROR_NO_PERMISSION
     gpu.failing["NVML_FI_DEV_MEMORY_TEMP"] = pynvml.NVML_ERROR_UNKNOWN
@@ -217,7 +191,7 @@ def test_without_a_session_only_nvml_up_is_exposed() -> None:
     assert samples == {("clusterwatch_exporter_nvml_up", frozenset()): 0}
 
 
-def test_busy_seconds_integrate_utilization_between_cycles(node: Node) -> None:
+def test_busy_seconds_integrate_utilization_between_cycles(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     labels = {"gpu": "0", "uuid": gpu.uuid}
     gpu.utilization_gpu = 100
@@ -229,7 +203,7 @@ def test_busy_seconds_integrate_utilization_between_cycles(node: Node) -> None:
     assert sample(node.scrape(advance=10), "gpu_busy_seconds_total", **labels) == 15
 
 
-def test_clock_events_use_driver_durations_else_integrate_the_bitmask(node: Node) -> None:
+def test_clock_events_use_driver_durations_else_integrate_the_bitmask(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     labels = {"gpu": "0", "uuid": gpu.uuid}
     gpu.clock_event_reasons = pynvml.nvmlClocksEventReasonSwPowerCap | pynvml.nvmlClocksEventReasonHwSlowdown
@@ -243,7 +217,7 @@ def test_clock_events_use_driver_durations_else_integrate_the_bitmask(node: Node
     assert sample(samples, "gpu_clock_event_seconds_total", reason="hw_slowdown", **labels) == 5
 
 
-def test_clock_event_classes_sum_their_reasons_per_gpu(node: Node) -> None:
+def test_clock_event_classes_sum_their_reasons_per_gpu(node: FakeGpuNode) -> None:
     """What GpuThermalThrottling and GpuPowerThrottling read: one series per GPU and class."""
     gpu = node.state.gpu(0)
     labels = {"gpu": "0", "uuid": gpu.uuid}
@@ -259,7 +233,7 @@ def test_clock_event_classes_sum_their_reasons_per_gpu(node: Node) -> None:
     assert {s["class"] for s in series(samples, "gpu_clock_event_class_seconds_total")} == {"thermal", "power_brake"}
 
 
-def test_clock_events_are_integrated_on_drivers_without_duration_fields(node: Node) -> None:
+def test_clock_events_are_integrated_on_drivers_without_duration_fields(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     gpu.unsupported.add("NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN")
     gpu.clock_event_reasons = pynvml.nvmlClocksEventReasonSwThermalSlowdown
@@ -269,7 +243,7 @@ def test_clock_events_are_integrated_on_drivers_without_duration_fields(node: No
     assert node.errors() == 0
 
 
-def test_mig_instances_are_exposed_with_their_ids(node: Node) -> None:
+def test_mig_instances_are_exposed_with_their_ids(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(7)
     gpu.mig_mode = True
     gpu.mig_instances = [
@@ -286,9 +260,9 @@ def test_mig_instances_are_exposed_with_their_ids(node: Node) -> None:
     assert len(series(samples, "gpu_mig_memory_total_bytes")) == 2
 
 
-def test_exposition_is_valid_prometheus_text(node: Node) -> None:
+def test_exposition_is_valid_prometheus_text(node: FakeGpuNode) -> None:
     node.session.refresh()
-    text = render(node.collector.collect())
+    text = render(node.collectors[0].collect())
     assert "# TYPE gpu_energy_joules_total counter" in text
     assert "# TYPE gpu_nvlink_errors_total counter" in text
     assert "# TYPE gpu_utilization_ratio gauge" in text
@@ -301,7 +275,7 @@ def test_every_family_documents_its_source() -> None:
     assert all(spec.unit for name, spec in GPU_METRICS.items() if name.endswith(("_bytes", "_seconds_total", "_hertz", "_celsius", "_watts", "_joules_total", "_ratio")))
 
 
-def test_nvlink_totals_fall_back_to_the_links_where_the_driver_lacks_them(node: Node) -> None:
+def test_nvlink_totals_fall_back_to_the_links_where_the_driver_lacks_them(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(1)
     gpu.unsupported |= {"NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"}
     gpu.nvlinks[2].replay, gpu.nvlinks[9].replay = 3, 4

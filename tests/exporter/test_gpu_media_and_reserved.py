@@ -1,46 +1,25 @@
 """Encoder/decoder utilisation and reserved framebuffer (issue 18 part 1), from the gpu collector."""
 from __future__ import annotations
 
-import types
 
 import pynvml
 import pytest
 
-from exporter.collector import CollectorContext
 from exporter.collectors.gpu import GpuCollector
 from exporter.nvml.fake import GIB, FakeNVML, FakeState
-from exporter.nvml.session import NvmlSession
-from tests.exporter.helpers import Samples, parse_exposition, render, sample, series
-
-
-class Node:
-    """A fake node, its session and the GPU collector."""
-
-    def __init__(self, state: FakeState) -> None:
-        self.state = state
-        self.session = NvmlSession(FakeNVML(state))
-        self.ctx = CollectorContext(config=types.SimpleNamespace(interval=5.0), procfs=None, sysfs=None,
-                                    nvml=self.session)
-        self.collector = GpuCollector(self.ctx)
-
-    def scrape(self) -> Samples:
-        self.session.refresh()
-        return parse_exposition(render(self.collector.collect()))
-
-    def errors(self) -> int:
-        return self.ctx.errors.counts().get("gpu", 0)
+from tests.exporter.helpers import FakeGpuNode, sample, series
 
 
 @pytest.fixture
-def node() -> Node:
-    return Node(FakeState.h100_node(gpus=2, seed=7))
+def node() -> FakeGpuNode:
+    return FakeGpuNode(FakeState.h100_node(gpus=2, seed=7), GpuCollector, errors_of="gpu")
 
 
-def labels(node: Node, index: int) -> dict[str, str]:
+def labels(node: FakeGpuNode, index: int) -> dict[str, str]:
     return {"gpu": str(index), "uuid": node.state.gpu(index).uuid}
 
 
-def test_encoder_and_decoder_utilization_are_ratios(node: Node) -> None:
+def test_encoder_and_decoder_utilization_are_ratios(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(1)
     gpu.encoder_utilization, gpu.decoder_utilization = 35, 80
     samples = node.scrape()
@@ -49,7 +28,7 @@ def test_encoder_and_decoder_utilization_are_ratios(node: Node) -> None:
     assert sample(samples, "gpu_encoder_utilization_ratio", **labels(node, 0)) == 0
 
 
-def test_gpu_without_an_encoder_has_no_encoder_series(node: Node) -> None:
+def test_gpu_without_an_encoder_has_no_encoder_series(node: FakeGpuNode) -> None:
     node.state.gpu(0).unsupported.add("nvmlDeviceGetEncoderUtilization")
     samples = node.scrape()
     assert [s["gpu"] for s in series(samples, "gpu_encoder_utilization_ratio")] == ["1"]
@@ -57,7 +36,7 @@ def test_gpu_without_an_encoder_has_no_encoder_series(node: Node) -> None:
     assert node.errors() == 0
 
 
-def test_reserved_memory_is_reported_and_used_keeps_its_meaning(node: Node) -> None:
+def test_reserved_memory_is_reported_and_used_keeps_its_meaning(node: FakeGpuNode) -> None:
     gpu = node.state.gpu(0)
     gpu.memory_used, gpu.memory_reserved = 60 * GIB, GIB // 2
     samples = node.scrape()
@@ -66,7 +45,7 @@ def test_reserved_memory_is_reported_and_used_keeps_its_meaning(node: Node) -> N
     assert sample(samples, "gpu_memory_free_bytes", **labels(node, 0)) == 20 * GIB
 
 
-def test_a_driver_without_memory_info_v2_falls_back_to_v1_without_reserved(node: Node) -> None:
+def test_a_driver_without_memory_info_v2_falls_back_to_v1_without_reserved(node: FakeGpuNode) -> None:
     for index in (0, 1):
         node.state.gpu(index).failing["nvmlDeviceGetMemoryInfo_v2"] = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
     node.state.gpu(0).memory_used = 10 * GIB
