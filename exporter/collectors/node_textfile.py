@@ -13,12 +13,16 @@ Sites moving from node_exporter keep their ``--collector.textfile.directory`` fi
 - a family without HELP gets "Metric read from <files>"; a family whose HELP differs between
   files is kept from the first file only, and counts as an error.
 
+Beyond node_exporter: a file over 16 MiB, or one that is not a regular file (a named pipe),
+is refused as unparsable rather than read.
+
 Writers should write to a temporary name and rename it into place, as with node_exporter, so a
 scrape never reads half a file.
 """
 from __future__ import annotations
 
 import os
+import stat
 from typing import Iterable
 
 from prometheus_client.core import Metric
@@ -26,6 +30,25 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
+
+# A textfile is another program's output: one that grew without bound (a runaway script) must
+# not take the exporter's memory, nor a named pipe with no writer its collection loop.
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def read_bounded(path: str) -> tuple[float, str]:
+    """(mtime, text) of a regular file of at most MAX_FILE_BYTES; ValueError otherwise. Opened
+    non-blocking, so a FIFO is refused instead of waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return info.st_mtime, data.decode("utf-8")
+
 
 TABLE = metric_table(
     gauge("node_textfile_mtime_seconds", "Unixtime mtime of textfiles successfully read.", ("file",), "seconds",
@@ -69,9 +92,8 @@ class TextfileCollector(Collector):
         for name in names:
             path = os.path.join(self.directory, name)
             try:
-                with open(path, encoding="utf-8") as fh:
-                    mtime = os.fstat(fh.fileno()).st_mtime
-                    families = parse_prom(fh.read())
+                mtime, text = read_bounded(path)
+                families = parse_prom(text)
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 self.skip(f"textfile {path}", exc)
                 errored = True

@@ -7,6 +7,7 @@ commit). node_exporter's test sets every mtime to 1 and names files relatively
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from cwkernel.metrics import FamilySet, render_metric_text
 from exporter.collector import CollectorContext, NoDataError
+from exporter.collectors import node_textfile
 from exporter.collectors.node_textfile import TextfileCollector
 from exporter.config import ExporterConfig
 from exporter.hostfs import MemoryFS
@@ -84,6 +86,21 @@ def test_a_bad_file_is_reported_and_the_good_ones_still_exposed(tmp_path: Path) 
         frozenset({("file", "fixtures/textfile/mixed/good.prom")})}
     assert "testmetric1_1" in families and "not_a_prom_file" not in families
     assert ctx.errors.counts() == {"textfile": 1}
+
+
+def test_an_oversized_file_and_a_named_pipe_are_refused_and_the_good_ones_still_exposed(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """A runaway script's file would take the exporter's memory, a FIFO without a writer would
+    block its collection loop: both are refused like an unparsable file."""
+    monkeypatch.setattr(node_textfile, "MAX_FILE_BYTES", 1024)
+    shutil.copy(CASES / "two_metric_files" / "metrics1.prom", tmp_path / "good.prom")
+    (tmp_path / "huge.prom").write_text("huge_metric 1\n" * 200)
+    os.mkfifo(tmp_path / "pipe.prom")
+    ours, ctx = run("bounded", tmp_path)
+    families = exposition(ours)
+    assert families["node_textfile_scrape_error"][2] == {("node_textfile_scrape_error", frozenset(), 1.0)}
+    assert "testmetric1_1" in families and "huge_metric" not in families
+    assert ctx.errors.counts() == {"textfile": 2}
 
 
 def test_off_without_a_directory() -> None:
