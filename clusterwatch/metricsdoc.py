@@ -220,12 +220,85 @@ def render_dcgm() -> list[str]:
     return lines
 
 
+NODE_EXPORTER_SECTION = "node_exporter families"  # its anchor: metrics.md#node_exporter-families
+NODE_EXPORTER_FAMILIES = Path(__file__).parent / "reference" / "node_exporter-e2e-families.txt"
+# Family prefixes that are not a subsystem of their own: node_exporter's stat and loadavg collectors.
+NODE_EXPORTER_PREFIX_ALIASES = {"boot": "stat", "context": "stat", "forks": "stat", "intr": "stat",
+                                "procs": "stat", "load1": "load", "load5": "load", "load15": "load"}
+
+
+def node_exporter_families() -> list[str]:
+    """node_exporter's `node_` families, as its own e2e run exposes them (reference/README.md)."""
+    names = (line.split()[2] for line in NODE_EXPORTER_FAMILIES.read_text().splitlines()
+             if line.startswith("# TYPE "))
+    return sorted(name for name in names if name.startswith("node_"))
+
+
+def family_prefix(name: str) -> str:
+    if name.startswith("node_memory_numa_"):
+        return "node_memory_numa_"  # node_exporter's meminfo_numa collector, not meminfo
+    word = name.split("_")[1]
+    return f"node_{NODE_EXPORTER_PREFIX_ALIASES.get(word, word)}_"
+
+
+def emitted_matcher(specs: Iterable[MetricSpec]) -> re.Pattern[str]:
+    """Matches the node_ names ClusterWatch exposes. A table's ``<Field>`` stands for a /proc/meminfo
+    field (capitalised: node_exporter's lower-case ``numa_`` families are another collector), and the
+    ``_bytes`` after it is absent for count fields, as the node collector writes them."""
+    patterns = [re.sub(r"<[^>]*>(_bytes)?", "[A-Z][A-Za-z0-9_()]*(?:_bytes)?", re.escape(spec.name).replace(r"\<", "<")
+                       .replace(r"\>", ">")) for spec in specs if spec.name.startswith("node_")]
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns) + r"\Z")
+
+
+def render_node_exporter(specs: list[MetricSpec]) -> list[str]:
+    emitted = emitted_matcher(specs)
+    theirs = node_exporter_families()
+    groups: dict[str, list[str]] = {}
+    for name in theirs:
+        groups.setdefault(family_prefix(name), []).append(name)
+    # Ours that their e2e run cannot show (a real mount table, uname(2), adjtimex(2)).
+    unseen: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.name.startswith("node_") and "<" not in spec.name and spec.name not in theirs:
+            unseen.setdefault(family_prefix(spec.name), []).append(spec.name)
+    lines = [f"## {NODE_EXPORTER_SECTION}", "",
+             "Every `node_` family node_exporter exposes in its own end-to-end test (its",
+             "`collector/fixtures/e2e-output.txt`; clusterwatch/reference/README.md names the commit), by family",
+             "prefix, and how many of them ClusterWatch's exporter emits under the same name, type and labels",
+             "(tests/exporter/test_node_exporter_compat.py holds that). Where a prefix shows all not emitted, a",
+             "node that needs those families keeps node_exporter's collector for them (docs/operations.md,",
+             "\"Nodes that already run node_exporter\"). ClusterWatch's own node-level families are outside",
+             "node_exporter's namespace (`storage_*`, `infiniband_port_*`).", "",
+             "| family prefix | node_exporter's families | ClusterWatch emits | not emitted |", "|---|---|---|---|"]
+    for prefix in sorted(set(groups) | set(unseen)):
+        names = groups.get(prefix, [])
+        ours = [name for name in names if emitted.match(name)]
+        missing = [name for name in names if name not in ours]
+        extra = unseen.get(prefix, [])
+        if names and not ours and not extra:
+            not_emitted = "all"
+        elif not missing:
+            not_emitted = "-"
+        else:
+            not_emitted = ", ".join(f"`{name}`" for name in missing[:6])
+            not_emitted += f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        emits = str(len(ours))
+        if extra:
+            named = f" ({', '.join(f'`{n}`' for n in sorted(extra))})" if len(extra) <= 3 else ""
+            emits += f" + {len(extra)} its e2e run cannot show{named}"
+        lines.append(f"| `{prefix}*` | {len(names)} | {emits} | {not_emitted} |")
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     lines = [INTRO]
     seen: set[str] = set()
+    exposed: list[MetricSpec] = []
     for title, fed_by, patterns in SECTIONS:
         specs = [spec for pattern in patterns for module in _modules(pattern) for spec in tables_in(module)]
         specs = [spec for spec in specs if not (spec.name in seen or seen.add(spec.name))]
+        exposed += specs
         if not specs:
             continue
         lines += [f"## {title}", "", f"Exposed by {fed_by}.", "",
@@ -237,6 +310,7 @@ def render() -> str:
         lines.append("")
     lines += render_server()
     lines += render_dcgm()
+    lines += render_node_exporter(exposed)
     return "\n".join(lines)
 
 

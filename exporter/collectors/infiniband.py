@@ -73,8 +73,8 @@ HW_COUNTERS = {
     "req_cqe_flush_error": ("req_cqes_flush_errors_total", "The number of times requester detected CQEs completed with flushed errors.", "errors", 1),
     "req_remote_access_errors": ("req_remote_access_errors_total", "The number of times requester detected remote access errors.", "errors", 1),
     "req_remote_invalid_request": ("req_remote_invalid_request_errors_total", "The number of times requester detected remote invalid request errors.", "errors", 1),
-    "req_rnr_retries_exceeded": ("req_rnr_retries_exceeded_total", "The number of times the requester exhausted its RNR NAK retries (ClusterWatch; not in node_exporter).", "errors", 1),
-    "req_transport_retries_exceeded": ("req_transport_retries_exceeded_total", "The number of times the requester exhausted its transport retries: the QP went to error (ClusterWatch; not in node_exporter).", "errors", 1),
+    "req_rnr_retries_exceeded": ("infiniband_port_req_rnr_retries_exceeded_total", "The number of times the requester exhausted its RNR NAK retries (ClusterWatch's name: node_exporter has no such counter).", "errors", 1),
+    "req_transport_retries_exceeded": ("infiniband_port_req_transport_retries_exceeded_total", "The number of times the requester exhausted its transport retries: the QP went to error (ClusterWatch's name: node_exporter has no such counter).", "errors", 1),
     "resp_cqe_error": ("resp_cqes_errors_total", "The number of times responder detected CQEs completed with errors.", "errors", 1),
     "resp_cqe_flush_error": ("resp_cqes_flush_errors_total", "The number of times responder detected CQEs completed with flushed errors.", "errors", 1),
     "resp_local_length_error": ("resp_local_length_errors_total", "The number of times responder detected local length errors.", "errors", 1),
@@ -94,6 +94,16 @@ HW_COUNTERS = {
     "rx_write_requests": ("rx_write_requests_total", "The number of received WRITE requests for the associated QPs.", "requests", 1),
 }
 
+# ClusterWatch's own counters keep out of node_exporter's namespace (a shared Prometheus may hold
+# both exporters' series, and node_ names are node_exporter's to define).
+OWN_NAMESPACE = "infiniband_port_"
+
+
+def family_name(name: str) -> str:
+    """The exposed name of a table entry: node_exporter's ``node_infiniband_<name>``, or ours as is."""
+    return name if name.startswith(OWN_NAMESPACE) else f"node_infiniband_{name}"
+
+
 # counters directory -> its table
 COUNTER_DIRS = (("counters", PORT_COUNTERS), ("counters_ext", LEGACY_COUNTERS), ("hw_counters", HW_COUNTERS))
 
@@ -111,7 +121,7 @@ TABLE = metric_table(
     gauge("node_infiniband_lifespan_seconds", "The maximum period which defines the aging of the hw counter "
           "reads. Two consecutive reads within this period might return the same values.", PORT_LABELS,
           "seconds", _PORT_SRC + "hw_counters/lifespan (ms)"),
-    *(counter(f"node_infiniband_{name}", text + (" (counter x 4: the file counts 4-byte words)" if scale == 4 else ""),
+    *(counter(family_name(name), text + (" (counter x 4: the file counts 4-byte words)" if scale == 4 else ""),
               PORT_LABELS, unit, f"{_PORT_SRC}{directory}/{file}")
       for directory, table in COUNTER_DIRS for file, (name, text, unit, scale) in table.items()),
 )
@@ -184,4 +194,4 @@ class InfiniBandCollector(Collector):
                     continue  # a counter this version does not know: not exposed, not an error
                 value = read_source(sysfs, f"{path}/{file}", parse_ib_counter, skip)
                 if value is not None:
-                    out.add(f"node_infiniband_{entry[0]}", value * entry[3], device=device, port=port)
+                    out.add(family_name(entry[0]), value * entry[3], device=device, port=port)

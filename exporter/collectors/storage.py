@@ -12,7 +12,7 @@ errors belong beside the GPUs'. Three sources, each optional:
   mount whose device ends in ``:/<fsname>``.
 - GPUDirect Storage, from ``/proc/driver/nvidia-fs/stats`` when the nvidia-fs driver is loaded.
 
-``node_storage_*`` (ClusterWatch names) give one view across NFS and Lustre with the label set of
+``storage_*`` (ClusterWatch names) give one view across NFS and Lustre with the label set of
 ``node_filesystem_*`` (``device, fstype, mountpoint``), so they join with the node collector's
 file system sizes. NFS retransmissions, major timeouts and RPC errors count as storage errors.
 """
@@ -67,8 +67,9 @@ NFS_OP_METRICS = (
     ("queue_ms", "operations_queue_time_seconds_total", "Duration all requests spent queued for transmission for a given operation before they were sent, in seconds.", 1000),
     ("rtt_ms", "operations_response_time_seconds_total", "Duration all requests took to get a reply back after a request for a given operation was transmitted, in seconds.", 1000),
     ("execute_ms", "operations_request_time_seconds_total", "Duration all requests took from when a request was enqueued to when it was completely handled for a given operation, in seconds.", 1000),
-    ("errors", "operations_errors_total", "Number of errors for a given operation (kernels that report it).", 1),
 )
+# The per-operation error count newer kernels write has no node_exporter family: it is summed into
+# storage_errors_total{kind="rpc_error"} rather than given an invented node_ name.
 
 # xprt field -> node_exporter name, help (one series per transport: nconnect mounts have several)
 NFS_TRANSPORT_METRICS = (
@@ -109,19 +110,19 @@ def _nfs_name(suffix: str) -> str:
 
 
 TABLE = metric_table(
-    counter("node_storage_read_bytes_total", "Bytes read by applications from this network or parallel file "
+    counter("storage_read_bytes_total", "Bytes read by applications from this network or parallel file "
             "system mount (NFS: read() and O_DIRECT reads; Lustre: llite read_bytes).", FS_LABELS, "bytes",
             f"{MOUNTSTATS} bytes; {LLITE_SRC} read_bytes"),
-    counter("node_storage_written_bytes_total", "Bytes written by applications to this mount (NFS: write() and "
+    counter("storage_written_bytes_total", "Bytes written by applications to this mount (NFS: write() and "
             "O_DIRECT writes; Lustre: llite write_bytes).", FS_LABELS, "bytes",
             f"{MOUNTSTATS} bytes; {LLITE_SRC} write_bytes"),
-    counter("node_storage_read_operations_total", "Read operations on this mount (NFS: READ RPCs; Lustre: read "
+    counter("storage_read_operations_total", "Read operations on this mount (NFS: READ RPCs; Lustre: read "
             "calls).", FS_LABELS, "operations", f"{MOUNTSTATS} per-op READ; {LLITE_SRC} read_bytes samples"),
-    counter("node_storage_write_operations_total", "Write operations on this mount (NFS: WRITE RPCs; Lustre: write "
+    counter("storage_write_operations_total", "Write operations on this mount (NFS: WRITE RPCs; Lustre: write "
             "calls).", FS_LABELS, "operations", f"{MOUNTSTATS} per-op WRITE; {LLITE_SRC} write_bytes samples"),
-    counter("node_storage_errors_total", "Errors on this mount by kind (NFS: retransmission, major_timeout, "
+    counter("storage_errors_total", "Errors on this mount by kind (NFS: retransmission, major_timeout, "
             "rpc_error summed over operations).", FS_LABELS + ("kind",), "errors", f"{MOUNTSTATS} per-op"),
-    counter("node_lustre_client_operations_total", "Lustre client (llite) operations by kind: open, close, "
+    counter("storage_lustre_client_operations_total", "Lustre client (llite) operations by kind: open, close, "
             "getattr, fsync, statfs...", ("device", "mountpoint", "operation"), "operations", LLITE_SRC),
     counter(_nfs_name("age_seconds_total"), "The age of the NFS mount in seconds.", NFS_LABELS, "seconds",
             f"{MOUNTSTATS} age"),
@@ -136,27 +137,27 @@ TABLE = metric_table(
       for _, name, text in NFS_TRANSPORT_METRICS),
     *(counter(_nfs_name(name), f"NFS event counter {event}.", NFS_LABELS, "events", f"{MOUNTSTATS} events")
       for event, name in NFS_EVENT_METRICS),
-    gauge("node_nvidia_fs_info", "GPUDirect Storage (nvidia-fs) versions, value is always 1.",
+    gauge("storage_nvidia_fs_info", "GPUDirect Storage (nvidia-fs) versions, value is always 1.",
           ("gds_version", "driver_version"), "info", NVFS_SRC),
-    counter("node_nvidia_fs_operations_total", "GPUDirect Storage operations issued, by operation.", ("op",),
+    counter("storage_nvidia_fs_operations_total", "GPUDirect Storage operations issued, by operation.", ("op",),
             "operations", f"{NVFS_SRC} n="),
-    counter("node_nvidia_fs_operation_errors_total", "GPUDirect Storage operations that failed, by operation.",
+    counter("storage_nvidia_fs_operation_errors_total", "GPUDirect Storage operations that failed, by operation.",
             ("op",), "errors", f"{NVFS_SRC} err="),
-    counter("node_nvidia_fs_io_state_errors_total", "GPUDirect Storage reads/writes that failed on an I/O state "
+    counter("storage_nvidia_fs_io_state_errors_total", "GPUDirect Storage reads/writes that failed on an I/O state "
             "error.", ("op",), "errors", f"{NVFS_SRC} io_state_err="),
-    counter("node_nvidia_fs_bytes_total", "Bytes moved by GPUDirect Storage reads/writes (the driver counts "
+    counter("storage_nvidia_fs_bytes_total", "Bytes moved by GPUDirect Storage reads/writes (the driver counts "
             "whole MiB).", ("op",), "bytes", f"{NVFS_SRC} readMiB=, writeMiB="),
-    counter("node_nvidia_fs_errors_total", "GPUDirect Storage driver errors by kind (DMA mapping, scatter-gather, "
+    counter("storage_nvidia_fs_errors_total", "GPUDirect Storage driver errors by kind (DMA mapping, scatter-gather, "
             "page cache fallback).", ("kind",), "errors", f"{NVFS_SRC} Error:, Writes: pg-cache-*"),
-    gauge("node_nvidia_fs_active_operations", "GPUDirect Storage operations in flight.", ("op",), "operations",
+    gauge("storage_nvidia_fs_active_operations", "GPUDirect Storage operations in flight.", ("op",), "operations",
           f"{NVFS_SRC} Ops:"),
-    gauge("node_nvidia_fs_average_latency_seconds", "GPUDirect Storage average latency as the driver last "
+    gauge("storage_nvidia_fs_average_latency_seconds", "GPUDirect Storage average latency as the driver last "
           "computed it.", ("op",), "seconds", f"{NVFS_SRC} Avg-Latency(usec)="),
-    gauge("node_nvidia_fs_gpu_registered_bytes", "GPU memory registered (BAR-pinned) for GPUDirect Storage.",
+    gauge("storage_nvidia_fs_gpu_registered_bytes", "GPU memory registered (BAR-pinned) for GPUDirect Storage.",
           ("uuid", "pci_bus_id"), "bytes", f"{NVFS_SRC} GPU Registered_MiB="),
-    gauge("node_nvidia_fs_gpu_cache_bytes", "GPU bounce-buffer memory used by GPUDirect Storage.",
+    gauge("storage_nvidia_fs_gpu_cache_bytes", "GPU bounce-buffer memory used by GPUDirect Storage.",
           ("uuid", "pci_bus_id"), "bytes", f"{NVFS_SRC} GPU Cache_MiB="),
-    gauge("node_nvidia_fs_gpu_max_pinned_bytes", "Peak GPU memory pinned for GPUDirect Storage.",
+    gauge("storage_nvidia_fs_gpu_max_pinned_bytes", "Peak GPU memory pinned for GPUDirect Storage.",
           ("uuid", "pci_bus_id"), "bytes", f"{NVFS_SRC} GPU max_pinned_MiB="),
 )
 
@@ -212,19 +213,19 @@ class StorageCollector(Collector):
 
     def _nfs_generic(self, out: FamilySet, stats: NFSMountStats) -> None:
         labels = {"device": stats.device, "fstype": stats.fstype, "mountpoint": stats.mountpoint}
-        out.add("node_storage_read_bytes_total", stats.bytes["normal_read"] + stats.bytes["direct_read"], **labels)
-        out.add("node_storage_written_bytes_total", stats.bytes["normal_write"] + stats.bytes["direct_write"], **labels)
+        out.add("storage_read_bytes_total", stats.bytes["normal_read"] + stats.bytes["direct_read"], **labels)
+        out.add("storage_written_bytes_total", stats.bytes["normal_write"] + stats.bytes["direct_write"], **labels)
         ops = {op.name: op for op in stats.operations}
         if "READ" in ops:
-            out.add("node_storage_read_operations_total", ops["READ"].requests, **labels)
+            out.add("storage_read_operations_total", ops["READ"].requests, **labels)
         if "WRITE" in ops:
-            out.add("node_storage_write_operations_total", ops["WRITE"].requests, **labels)
+            out.add("storage_write_operations_total", ops["WRITE"].requests, **labels)
         retransmissions = sum(max(0, op.transmissions - op.requests) for op in stats.operations)
-        out.add("node_storage_errors_total", retransmissions, kind="retransmission", **labels)
-        out.add("node_storage_errors_total", sum(op.major_timeouts for op in stats.operations),
+        out.add("storage_errors_total", retransmissions, kind="retransmission", **labels)
+        out.add("storage_errors_total", sum(op.major_timeouts for op in stats.operations),
                 kind="major_timeout", **labels)
         if any(op.errors is not None for op in stats.operations):
-            out.add("node_storage_errors_total", sum(op.errors or 0 for op in stats.operations),
+            out.add("storage_errors_total", sum(op.errors or 0 for op in stats.operations),
                     kind="rpc_error", **labels)
 
     def _nfs_node_exporter(self, out: FamilySet, stats: NFSMountStats, labels: dict[str, str]) -> None:
@@ -287,46 +288,46 @@ class StorageCollector(Collector):
         for (device, mountpoint), acc in totals.items():
             labels = {"device": device, "fstype": "lustre", "mountpoint": mountpoint}
             for stat, bytes_name, ops_name in (
-                ("read_bytes", "node_storage_read_bytes_total", "node_storage_read_operations_total"),
-                ("write_bytes", "node_storage_written_bytes_total", "node_storage_write_operations_total"),
+                ("read_bytes", "storage_read_bytes_total", "storage_read_operations_total"),
+                ("write_bytes", "storage_written_bytes_total", "storage_write_operations_total"),
             ):
                 # lprocfs omits a counter that has never been incremented: that is zero, not absent.
                 out.add(bytes_name, acc.get(f"{stat}:sum", 0), **labels)
                 out.add(ops_name, acc.get(f"{stat}:count", 0), **labels)
             for name, count in acc.items():
                 if ":" not in name and name not in ("read", "write"):
-                    out.add("node_lustre_client_operations_total", count, device=device,
+                    out.add("storage_lustre_client_operations_total", count, device=device,
                             mountpoint=mountpoint, operation=name)
 
     # --- GPUDirect Storage -------------------------------------------------------------------
 
     def _nvfs(self, out: FamilySet, stats: NvfsStats) -> None:
-        out.add("node_nvidia_fs_info", 1, gds_version=stats.gds_version, driver_version=stats.driver_version)
+        out.add("storage_nvidia_fs_info", 1, gds_version=stats.gds_version, driver_version=stats.driver_version)
         sections = stats.sections
         for section, op in NVFS_OPS:
             values = sections.get(section, {})
             if "n" in values:
-                out.add("node_nvidia_fs_operations_total", values["n"], op=op)
+                out.add("storage_nvidia_fs_operations_total", values["n"], op=op)
             if "err" in values:
-                out.add("node_nvidia_fs_operation_errors_total", values["err"], op=op)
+                out.add("storage_nvidia_fs_operation_errors_total", values["err"], op=op)
             if "io_state_err" in values:
-                out.add("node_nvidia_fs_io_state_errors_total", values["io_state_err"], op=op)
+                out.add("storage_nvidia_fs_io_state_errors_total", values["io_state_err"], op=op)
             latency = values.get("Avg-Latency(usec)", values.get("Avg-Submit-Latency(usec)"))
             if latency is not None:
-                out.add("node_nvidia_fs_average_latency_seconds", latency / 1e6, op=op)
+                out.add("storage_nvidia_fs_average_latency_seconds", latency / 1e6, op=op)
         for section, key, op in (("Reads", "readMiB", "read"), ("Writes", "writeMiB", "write")):
             if key in sections.get(section, {}):
-                out.add("node_nvidia_fs_bytes_total", sections[section][key] * MIB, op=op)
+                out.add("storage_nvidia_fs_bytes_total", sections[section][key] * MIB, op=op)
         for section, key, kind in NVFS_ERROR_KINDS:
             if key in sections.get(section, {}):
-                out.add("node_nvidia_fs_errors_total", sections[section][key], kind=kind)
+                out.add("storage_nvidia_fs_errors_total", sections[section][key], kind=kind)
         for key, op in (("Read", "read"), ("Write", "write"), ("BatchIO", "batch")):
             if key in sections.get("Ops", {}):
-                out.add("node_nvidia_fs_active_operations", sections["Ops"][key], op=op)
+                out.add("storage_nvidia_fs_active_operations", sections["Ops"][key], op=op)
         for gpu in stats.gpus:
             labels = {"uuid": f"GPU-{gpu.uuid}", "pci_bus_id": gpu.pci_bus_id}
-            for key, name in (("Registered_MiB", "node_nvidia_fs_gpu_registered_bytes"),
-                              ("Cache_MiB", "node_nvidia_fs_gpu_cache_bytes"),
-                              ("max_pinned_MiB", "node_nvidia_fs_gpu_max_pinned_bytes")):
+            for key, name in (("Registered_MiB", "storage_nvidia_fs_gpu_registered_bytes"),
+                              ("Cache_MiB", "storage_nvidia_fs_gpu_cache_bytes"),
+                              ("max_pinned_MiB", "storage_nvidia_fs_gpu_max_pinned_bytes")):
                 if key in gpu.values:
                     out.add(name, gpu.values[key] * MIB, **labels)

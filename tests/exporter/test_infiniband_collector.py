@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from exporter.collector import CollectorContext, NoDataError
-from exporter.collectors.infiniband import HW_COUNTERS, PORT_COUNTERS, InfiniBandCollector
+from exporter.collectors.infiniband import HW_COUNTERS, PORT_COUNTERS, InfiniBandCollector, family_name
 from exporter.config import ExporterConfig
 from exporter.hostfs import HostFS, MemoryFS
 from tests.exporter.helpers import parse_exposition, render, sample, series
@@ -78,14 +78,14 @@ def test_every_counter_file_of_the_fixture_is_exposed() -> None:
             if file.name == "lifespan":
                 continue
             suffix, _, _, scale = table[file.name]
-            assert sample(samples, f"node_infiniband_{suffix}", device="mlx5_0", port="1") == \
+            assert sample(samples, family_name(suffix), device="mlx5_0", port="1") == \
                 scale * int(file.read_text()), file
 
 
 def test_hw_counters_and_lifespan() -> None:
     samples, _ = scrape(HostFS(FIXTURES / "node" / "sys"))
     assert sample(samples, "node_infiniband_out_of_buffer_drops_total", device="mlx5_1", port="1") == 7
-    assert sample(samples, "node_infiniband_req_transport_retries_exceeded_total", device="mlx5_1", port="1") == 2
+    assert sample(samples, "infiniband_port_req_transport_retries_exceeded_total", device="mlx5_1", port="1") == 2
     assert sample(samples, "node_infiniband_local_ack_timeout_errors_total", device="mlx5_0", port="1") == 4
     assert sample(samples, "node_infiniband_lifespan_seconds", device="mlx5_0", port="1") == pytest.approx(0.012)
 

@@ -31,17 +31,17 @@ def good() -> tuple[dict, CollectorContext]:
 def test_per_mount_bytes_and_operations_for_nfs_and_lustre() -> None:
     samples, ctx = good()
     # NFS: application bytes = read() + O_DIRECT; operations = READ/WRITE RPCs
-    assert sample(samples, "node_storage_read_bytes_total", **HOME) == 136365412376 + 2147483648
-    assert sample(samples, "node_storage_written_bytes_total", **HOME) == 91997312456 + 1073741824
-    assert sample(samples, "node_storage_read_operations_total", **HOME) == 1298765
-    assert sample(samples, "node_storage_write_operations_total", **HOME) == 876543
-    assert sample(samples, "node_storage_read_bytes_total", **DATASETS) == 10356741586944 + 1099511627776
+    assert sample(samples, "storage_read_bytes_total", **HOME) == 136365412376 + 2147483648
+    assert sample(samples, "storage_written_bytes_total", **HOME) == 91997312456 + 1073741824
+    assert sample(samples, "storage_read_operations_total", **HOME) == 1298765
+    assert sample(samples, "storage_write_operations_total", **HOME) == 876543
+    assert sample(samples, "storage_read_bytes_total", **DATASETS) == 10356741586944 + 1099511627776
     # Lustre: llite read_bytes/write_bytes sum and sample count
-    assert sample(samples, "node_storage_read_bytes_total", **LUSTRE) == 28991029248000
-    assert sample(samples, "node_storage_written_bytes_total", **LUSTRE) == 10995116277760
-    assert sample(samples, "node_storage_read_operations_total", **LUSTRE) == 3456789
-    assert sample(samples, "node_storage_write_operations_total", **LUSTRE) == 1234567
-    assert sample(samples, "node_lustre_client_operations_total", device=LUSTRE["device"], mountpoint="/lustre",
+    assert sample(samples, "storage_read_bytes_total", **LUSTRE) == 28991029248000
+    assert sample(samples, "storage_written_bytes_total", **LUSTRE) == 10995116277760
+    assert sample(samples, "storage_read_operations_total", **LUSTRE) == 3456789
+    assert sample(samples, "storage_write_operations_total", **LUSTRE) == 1234567
+    assert sample(samples, "storage_lustre_client_operations_total", device=LUSTRE["device"], mountpoint="/lustre",
                   operation="fsync") == 3456
     assert ctx.errors.counts() == {}
 
@@ -49,12 +49,12 @@ def test_per_mount_bytes_and_operations_for_nfs_and_lustre() -> None:
 def test_nfs_retransmissions_timeouts_and_rpc_errors_are_storage_errors() -> None:
     samples, _ = good()
     # READ 1298777-1298765 + WRITE 876549-876543 retransmissions; timeouts 3+1; errors 2+12
-    assert sample(samples, "node_storage_errors_total", kind="retransmission", **HOME) == 18
-    assert sample(samples, "node_storage_errors_total", kind="major_timeout", **HOME) == 4
-    assert sample(samples, "node_storage_errors_total", kind="rpc_error", **HOME) == 14
-    assert sample(samples, "node_storage_errors_total", kind="major_timeout", **DATASETS) == 7
+    assert sample(samples, "storage_errors_total", kind="retransmission", **HOME) == 18
+    assert sample(samples, "storage_errors_total", kind="major_timeout", **HOME) == 4
+    assert sample(samples, "storage_errors_total", kind="rpc_error", **HOME) == 14
+    assert sample(samples, "storage_errors_total", kind="major_timeout", **DATASETS) == 7
     # the NFSv3 kernel line has 8 columns: no rpc_error series rather than a false zero
-    assert ("node_storage_errors_total", frozenset({**DATASETS, "kind": "rpc_error"}.items())) not in samples
+    assert ("storage_errors_total", frozenset({**DATASETS, "kind": "rpc_error"}.items())) not in samples
 
 
 def test_nfs_uses_node_exporters_mountstats_names_and_labels() -> None:
@@ -83,17 +83,17 @@ def test_nfs_uses_node_exporters_mountstats_names_and_labels() -> None:
 
 def test_gpudirect_storage_counters() -> None:
     samples, _ = good()
-    assert sample(samples, "node_nvidia_fs_info", gds_version="1.10.1.6", driver_version="2.20.5") == 1
-    assert sample(samples, "node_nvidia_fs_operations_total", op="read") == 987654
-    assert sample(samples, "node_nvidia_fs_operations_total", op="write") == 456789
-    assert sample(samples, "node_nvidia_fs_operation_errors_total", op="write") == 9
-    assert sample(samples, "node_nvidia_fs_io_state_errors_total", op="read") == 1
-    assert sample(samples, "node_nvidia_fs_bytes_total", op="read") == 3456789 * MIB
-    assert sample(samples, "node_nvidia_fs_bytes_total", op="write") == 1234567 * MIB
-    assert sample(samples, "node_nvidia_fs_errors_total", kind="dma_map") == 2
-    assert sample(samples, "node_nvidia_fs_average_latency_seconds", op="read") == pytest.approx(567e-6)
-    assert len(series(samples, "node_nvidia_fs_gpu_registered_bytes")) == 8
-    assert sample(samples, "node_nvidia_fs_gpu_max_pinned_bytes", uuid="GPU-1a2b3c4d-5e6f-7a8b-9c0d-000000000002",
+    assert sample(samples, "storage_nvidia_fs_info", gds_version="1.10.1.6", driver_version="2.20.5") == 1
+    assert sample(samples, "storage_nvidia_fs_operations_total", op="read") == 987654
+    assert sample(samples, "storage_nvidia_fs_operations_total", op="write") == 456789
+    assert sample(samples, "storage_nvidia_fs_operation_errors_total", op="write") == 9
+    assert sample(samples, "storage_nvidia_fs_io_state_errors_total", op="read") == 1
+    assert sample(samples, "storage_nvidia_fs_bytes_total", op="read") == 3456789 * MIB
+    assert sample(samples, "storage_nvidia_fs_bytes_total", op="write") == 1234567 * MIB
+    assert sample(samples, "storage_nvidia_fs_errors_total", kind="dma_map") == 2
+    assert sample(samples, "storage_nvidia_fs_average_latency_seconds", op="read") == pytest.approx(567e-6)
+    assert len(series(samples, "storage_nvidia_fs_gpu_registered_bytes")) == 8
+    assert sample(samples, "storage_nvidia_fs_gpu_max_pinned_bytes", uuid="GPU-1a2b3c4d-5e6f-7a8b-9c0d-000000000002",
                   pci_bus_id="0000:3a:00.0") == 384 * MIB
 
 
@@ -107,17 +107,17 @@ def test_legacy_procfs_lustre_location_and_a_twice_mounted_file_system() -> None
     samples, ctx = scrape(procfs)
     # llite names cannot tell the two mounts apart: one series for the file system, summed
     labels = {"device": "mgs@o2ib:/scratch", "fstype": "lustre", "mountpoint": ""}
-    assert sample(samples, "node_storage_read_bytes_total", **labels) == 2 * 28991029248000
+    assert sample(samples, "storage_read_bytes_total", **labels) == 2 * 28991029248000
     assert ctx.errors.counts() == {}
 
 
 def test_malformed_and_unreadable_sources_are_skipped_counted_and_the_rest_exposed() -> None:
     # node-broken: /scratch's mountstats entry has a truncated bytes line, nvidia-fs stats are garbled
     samples, ctx = scrape(HostFS(FIXTURES / "node-broken" / "proc"), HostFS(FIXTURES / "node-broken" / "sys"))
-    assert sample(samples, "node_storage_read_bytes_total", **HOME) == 136365412376 + 2147483648
+    assert sample(samples, "storage_read_bytes_total", **HOME) == 136365412376 + 2147483648
     assert sample(samples, "node_mountstats_nfs_read_bytes_total", **HOME_NFS) == 136365412376
-    assert {s["mountpoint"] for s in series(samples, "node_storage_read_bytes_total")} == {"/home"}
-    assert not [name for name, _ in samples if name.startswith("node_nvidia_fs_")]
+    assert {s["mountpoint"] for s in series(samples, "storage_read_bytes_total")} == {"/home"}
+    assert not [name for name, _ in samples if name.startswith("storage_nvidia_fs_")]
     assert ctx.errors.counts() == {"storage": 2}
 
 
