@@ -17,6 +17,8 @@ class ExporterConfig:
     # The kernel log the XID collector recovers missed XIDs from at start; "" to not read one.
     kmsg: str = "/dev/kmsg"
     job_mapping_dir: str | None = None
+    # The kubelet's pod-resources socket: "auto" (the kubelet's, where its directory exists), "" (off) or a path.
+    pod_resources_socket: str = "auto"
     collectors: list[str] = field(default_factory=list)
     # None: every real (non-pseudo) file system in the mount table, as node_exporter does.
     filesystem_mount_points: list[str] | None = None

@@ -45,5 +45,6 @@ def test_exporter_attributes_gpus_from_what_the_prolog_wrote(tmp_path):
     finally:
         exporter.close()
     uuid = exporter.ctx.nvml.devices[2].uuid
-    assert sample(samples, "gpu_job_info", gpu=2, uuid=uuid, job_id="4242", pod="", source="mapping") == 1
+    assert sample(samples, "gpu_job_info", gpu=2, uuid=uuid, job_id="4242", pod="", namespace="", container="",
+                  source="mapping") == 1
     assert sample(samples, "gpu_processes", gpu=2, uuid=uuid) == 0  # held but unused

@@ -45,6 +45,9 @@ OPTIONS = (
     Option("kmsg", "/dev/kmsg", "kernel log read once at start to recover the XIDs raised while the exporter was down "
            "(\"\" to skip; the fake backend logs to its own)", str, "FILE"),
     Option("job_mapping_dir", None, "directory a Slurm prolog writes GPU-to-job files into", settings.optional_path, "DIR"),
+    Option("pod_resources_socket", "auto", "the kubelet's pod-resources socket, for the GPUs allocated to pods "
+           "(auto: /var/lib/kubelet/pod-resources/kubelet.sock where that directory exists; off: none)", str,
+           "PATH|auto|off"),
     Option("collectors", None, "comma-separated collectors to enable (default: all that are on by default)", _collector_list, "LIST"),
     Option("filesystem_mount_points", None, "comma-separated mount points to report (default: all real file systems)",
            settings.optional_string_list, "LIST"),

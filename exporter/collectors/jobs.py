@@ -1,7 +1,7 @@
 """Which jobs hold which GPUs: NVML's processes mapped to jobs, and a Slurm prolog's mapping files.
 
 Job attribution is a join (docs/architecture.md#the-gpu-to-job-join): this collector emits ``gpu_job_info{gpu,uuid,job_id,pod,
-source} 1`` once per (GPU, job) and the scheduler side emits the jobs' metadata. Two sources:
+namespace,container,source} 1`` once per (GPU, job) and the scheduler side emits the jobs' metadata. Three sources:
 
 1. Processes. For each GPU, ``nvmlDeviceGetComputeRunningProcesses`` lists the PIDs using it;
    ``<procfs>/<pid>/cgroup`` says whose they are:
@@ -21,14 +21,25 @@ source} 1`` once per (GPU, job) and the scheduler side emits the jobs' metadata.
    counts (jobstats writes ``<jobid> <uid>``). Dot files are a prolog's half-written temporaries
    and are ignored. ``source="mapping"``. A GPU allocated this way is attributed even with no
    process on it, which is what makes "held but unused" visible.
+3. The kubelet's pod-resources API (``--pod-resources-socket``, ``exporter/podresources``): every
+   device allocated to a container, whose ids for ``nvidia.com/gpu`` are GPU or MIG UUIDs (or
+   indexes), ``::<n>`` appended under time-slicing. ``source="kubelet"``; attributed with or
+   without a process, as mapping files are, so "held but unused" works on Kubernetes too. Polled
+   off the collection loop; an unanswered kubelet only loses this attribution, counted as one
+   collector error per failure (not per cycle) and shown by ``clusterwatch_exporter_pod_resources_up``.
 
-A job seen through both sources is reported once, as ``mapping``: the file exists for the job's
-whole life while processes come and go, so the series' identity stays stable. A process whose
-cgroup names no job, on a GPU the mapping gives to exactly one job, is counted as that job's.
+A job seen through its processes and an allocation is reported once, as the allocation
+(``mapping`` or ``kubelet``): the allocation exists for the job's whole life while processes come
+and go, so the series' identity stays stable. A process whose cgroup names no job, on a GPU the
+mapping gives to exactly one job, is counted as that job's; a process in a pod's cgroup (which
+names the pod only by UID, which the kubelet's API does not give) on a GPU the kubelet gives to
+exactly one container is counted as that container's.
 
-Labels: Slurm jobs have ``job_id`` set and ``pod=""``; Kubernetes pods have ``pod`` (the pod
-UID) set and ``job_id=""``, so a join on ``job_id`` never matches a pod and
-``gpu_job_info{pod!=""}`` selects the pods.
+Labels: Slurm jobs have ``job_id`` set and ``pod=""``. Pods the kubelet reports have ``pod`` (the
+pod's name), ``namespace``, ``container`` and ``job_id="<namespace>/<pod>"`` (``pod_job_id``), so
+the rules and pages that join on ``job_id`` treat a pod as a job. Pods known only from a process
+cgroup (no kubelet socket) have ``pod`` set to the pod's UID, ``job_id=""`` and no namespace or
+container: a join on ``job_id`` never matches them. ``gpu_job_info{pod!=""}`` selects the pods.
 
 ``gpu_processes`` is exposed only when NVML answered, so a GPU whose process list could not be
 read is never mistaken for an unused one. A process that exited between NVML's answer and the
@@ -38,6 +49,7 @@ skipped and counted as a collector error. GPUs that are lost keep their mapping-
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -49,24 +61,37 @@ from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 from exporter.hostfs import FileTree, HostFS
 from exporter.nvml.session import GpuDevice, NvmlSession
+from exporter.podresources.client import DeviceAllocation, PodResourcesClient, socket_for
+from exporter.podresources.poller import PodResourcesPoller, Snapshot
 
-CGROUP, KUBERNETES, MAPPING = "cgroup", "kubernetes", "mapping"
+log = logging.getLogger(__name__)
+
+CGROUP, KUBERNETES, MAPPING, KUBELET = "cgroup", "kubernetes", "mapping", "kubelet"
 GPU = ("gpu", "uuid")
-OWNER = ("job_id", "pod")
+OWNER = ("job_id", "pod", "namespace", "container")
 
 PROCESSES_SOURCE = "nvmlDeviceGetComputeRunningProcesses"
 CGROUP_SOURCE = "/proc/PID/cgroup (under --procfs)"
+KUBELET_SOURCE = "kubelet pod-resources v1 List (--pod-resources-socket)"
 
 JOB_METRICS = metric_table(
-    gauge("gpu_job_info", "GPU-to-job attribution, value 1, one series per (GPU, job); job_id for Slurm jobs, "
-          "pod (UID) for Kubernetes pods; source: cgroup, kubernetes or mapping.",
+    gauge("gpu_job_info", "GPU-to-job attribution, value 1, one series per (GPU, job); job_id for Slurm jobs; "
+          "for pods the kubelet reports, pod (name), namespace, container and job_id <namespace>/<pod>; "
+          "for pods seen only in a process cgroup, pod (UID); source: cgroup, kubernetes, mapping or kubelet.",
           [*GPU, *OWNER, "source"], "",
-          f"{PROCESSES_SOURCE} + {CGROUP_SOURCE}; files in --job-mapping-dir named by GPU index or UUID"),
+          f"{PROCESSES_SOURCE} + {CGROUP_SOURCE}; files in --job-mapping-dir named by GPU index or UUID; "
+          f"{KUBELET_SOURCE}"),
     gauge("gpu_processes", "Compute processes on the GPU; 0 on a GPU allocated to a job means held but unused.",
           GPU, "", PROCESSES_SOURCE),
     gauge("gpu_process_memory_used_bytes", "Device memory used by one process, with the job (or pod) it belongs "
           "to; empty job_id and pod when neither its cgroup nor the mapping names one.",
           [*GPU, "pid", *OWNER], "bytes", f"{PROCESSES_SOURCE} (.usedGpuMemory) + {CGROUP_SOURCE}"),
+    gauge("gpu_kubernetes_allocatable", "1 for a GPU the kubelet can allocate to pods (itself or one of its MIG "
+          "instances); absent when no kubelet answers or it is too old to say (before Kubernetes 1.21).",
+          GPU, "", "kubelet pod-resources v1 GetAllocatableResources (--pod-resources-socket)"),
+    gauge("clusterwatch_exporter_pod_resources_up", "Whether the kubelet's pod-resources API answered the last "
+          "List (1) or not (0: socket missing, permission denied, timeout...; the log says which); absent when "
+          "the source is off.", (), "", KUBELET_SOURCE),
 )
 
 
@@ -77,9 +102,26 @@ class Owner:
     job_id: str = ""
     pod: str = ""
     source: str = CGROUP
+    namespace: str = ""
+    container: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Who, without how we know: one series per key."""
+        return self.job_id, self.pod, self.namespace, self.container
 
 
 NOBODY = Owner("", "", "")
+
+
+def pod_job_id(namespace: str, pod: str) -> str:
+    """The ``job_id`` of a Kubernetes pod: unique on the cluster, as a Slurm job id is."""
+    return f"{namespace}/{pod}"
+
+
+def kubelet_owner(allocation: DeviceAllocation) -> Owner:
+    return Owner(pod_job_id(allocation.namespace, allocation.pod), allocation.pod, KUBELET,
+                 allocation.namespace, allocation.container)
 
 # A Slurm cgroup: some component names slurm (slurm, slurm_<node>, [<node>_]slurmstepd.scope),
 # a later one is job_<id>.
@@ -114,6 +156,15 @@ def owner_from_cgroup(text: str) -> Owner | None:
     return None
 
 
+# Time-slicing shares one GPU as replicas "<uuid>::<n>" (NVIDIA device plugin's sharing config).
+_REPLICA = re.compile(r"::\d+$")
+
+
+def allocated_gpu(device_id: str, devices: Iterable[GpuDevice]) -> GpuDevice | None:
+    """The GPU a kubelet device id designates: as a mapping file's name, less a time-slicing replica."""
+    return mapping_target(_REPLICA.sub("", device_id), devices)
+
+
 def parse_mapping_file(text: str) -> list[str]:
     """The job ids of one mapping file (first word of each non-blank line); ValueError if malformed."""
     jobs: list[str] = []
@@ -141,14 +192,29 @@ def mapping_target(name: str, devices: Iterable[GpuDevice]) -> GpuDevice | None:
     return None
 
 
+# Time-slicing shares one GPU as replicas "<uuid>::<n>" (NVIDIA device plugin's sharing config).
+_REPLICA = re.compile(r"::\d+$")
+
+
+def allocated_gpu(device_id: str, devices: Iterable[GpuDevice]) -> GpuDevice | None:
+    """The GPU a kubelet device id designates: as a mapping file's name, less a time-slicing replica."""
+    return mapping_target(_REPLICA.sub("", device_id), devices)
+
+
 @register_collector("jobs")
 class JobsCollector(Collector):
-    """GPU-to-job attribution from process cgroups and a Slurm prolog's mapping directory."""
+    """GPU-to-job attribution from process cgroups, a Slurm prolog's mapping directory and the kubelet."""
 
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
         mapping_dir = ctx.config.job_mapping_dir
         self._mapping: FileTree | None = HostFS(mapping_dir) if mapping_dir else None
+        socket = socket_for(ctx.config.pod_resources_socket)
+        self._kubelet: PodResourcesPoller | None = None
+        if socket is not None:
+            self._kubelet = PodResourcesPoller(PodResourcesClient(socket), ctx.config.interval)
+            self._kubelet.start()
+        self._kubelet_failure = ""  # the reason of the failure already counted, "" while answering
 
     def collect(self) -> FamilySet:
         session: NvmlSession | None = self.ctx.nvml
@@ -156,7 +222,9 @@ class JobsCollector(Collector):
             raise NoDataError("no NVML session")
         out = FamilySet(JOB_METRICS)
         devices = list(session.devices) if session.up else []
-        allocations = self._read_mapping([*devices, *session.missing])
+        every_gpu = [*devices, *session.missing]
+        allocations = self._read_mapping(every_gpu)
+        self._read_kubelet(out, every_gpu, allocations)
         owners_by_pid: dict[int, Owner | None] = {}
         for device in devices:
             processes = self._processes(session, device)
@@ -166,22 +234,28 @@ class JobsCollector(Collector):
                 self._collect_gpu(out, device, allocations.get(device, []), None, owners_by_pid)
         return out
 
+    def close(self) -> None:
+        if self._kubelet is not None:
+            self._kubelet.stop()
+
     # -- one GPU --------------------------------------------------------------------------------
 
-    def _collect_gpu(self, out: FamilySet, device: GpuDevice, allocated: list[str],
+    def _collect_gpu(self, out: FamilySet, device: GpuDevice, allocated: list[Owner],
                      processes: list[Any] | None, owners_by_pid: dict[int, Owner | None]) -> None:
         labels = {"gpu": device.index, "uuid": device.uuid}
-        owners = {(job, ""): MAPPING for job in allocated}
-        only_job = Owner(allocated[0], "", MAPPING) if len(allocated) == 1 else NOBODY
+        owners = {owner.key: owner for owner in allocated}
+        only = allocated[0] if len(allocated) == 1 else NOBODY
         for process in processes or ():
-            owner = self._owner(process.pid, owners_by_pid) or only_job
-            owners.setdefault((owner.job_id, owner.pod), owner.source)
+            owner = self._owner(process.pid, owners_by_pid)
+            if owner is None or (owner.source == KUBERNETES and only.source == KUBELET):
+                owner = only
+            owners.setdefault(owner.key, owner)
             if process.usedGpuMemory is not None:  # None: NVML cannot tell (e.g. no privilege)
                 out.add("gpu_process_memory_used_bytes", process.usedGpuMemory, **labels, pid=process.pid,
-                        job_id=owner.job_id, pod=owner.pod)
-        for (job_id, pod), source in sorted(owners.items()):
-            if job_id or pod:
-                out.add("gpu_job_info", 1, **labels, job_id=job_id, pod=pod, source=source)
+                        **_owner_labels(owner))
+        for _, owner in sorted(owners.items()):
+            if owner.job_id or owner.pod:
+                out.add("gpu_job_info", 1, **labels, **_owner_labels(owner), source=owner.source)
         if processes is not None:
             out.add("gpu_processes", len(processes), **labels)
 
@@ -210,7 +284,7 @@ class JobsCollector(Collector):
 
     # -- mapping directory ----------------------------------------------------------------------
 
-    def _read_mapping(self, devices: list[GpuDevice]) -> dict[GpuDevice, list[str]]:
+    def _read_mapping(self, devices: list[GpuDevice]) -> dict[GpuDevice, list[Owner]]:
         """Job ids per GPU from the mapping directory; bad files are skipped and counted."""
         if self._mapping is None:
             return {}
@@ -219,7 +293,7 @@ class JobsCollector(Collector):
         except OSError as exc:
             self.skip("job mapping directory unreadable", exc)
             return {}
-        allocations: dict[GpuDevice, list[str]] = {}
+        allocations: dict[GpuDevice, list[Owner]] = {}
         for name in names:
             if name.startswith("."):
                 continue
@@ -235,5 +309,51 @@ class JobsCollector(Collector):
                 self.skip(f"job mapping file {name}", exc)
                 continue
             merged = allocations.setdefault(device, [])
-            merged.extend(job for job in jobs if job not in merged)
+            merged.extend(owner for owner in (Owner(job, "", MAPPING) for job in jobs) if owner not in merged)
         return allocations
+
+    # -- kubelet --------------------------------------------------------------------------------
+
+    def _read_kubelet(self, out: FamilySet, devices: list[GpuDevice],
+                      allocations: dict[GpuDevice, list[Owner]]) -> None:
+        """Adds the kubelet's allocations to ``allocations``; ``gpu_kubernetes_allocatable`` and the up gauge."""
+        if self._kubelet is None or not self._kubelet.polled:
+            return  # off, or the first answer is still coming: neither is a failure
+        snapshot = self._kubelet.latest()
+        if not self._kubelet_answered(snapshot):
+            out.add("clusterwatch_exporter_pod_resources_up", 0)
+            return
+        assert snapshot is not None
+        out.add("clusterwatch_exporter_pod_resources_up", 1)
+        for allocation in snapshot.devices:
+            device = allocated_gpu(allocation.device_id, devices)
+            if device is None:
+                continue  # another resource's device (a NIC, an FPGA), or a GPU NVML does not show
+            merged = allocations.setdefault(device, [])
+            owner = kubelet_owner(allocation)
+            if owner not in merged:
+                merged.append(owner)
+        allocatable = {gpu.index: gpu for gpu in (allocated_gpu(device_id, devices)
+                                                  for _, device_id in snapshot.allocatable or ()) if gpu is not None}
+        for index in sorted(allocatable):
+            out.add("gpu_kubernetes_allocatable", 1, gpu=index, uuid=allocatable[index].uuid)
+
+    def _kubelet_answered(self, snapshot: Snapshot | None) -> bool:
+        """Whether ``snapshot`` is a fresh answer; a new failure is counted and logged once, not every cycle."""
+        assert self._kubelet is not None
+        if snapshot is not None and snapshot.error is None:
+            if self._kubelet_failure:
+                log.info("kubelet pod-resources API at %s answers again", self._kubelet.client.socket_path)
+            self._kubelet_failure = ""
+            return True
+        reason = snapshot.error.reason if snapshot is not None and snapshot.error else "no recent answer"
+        if reason != self._kubelet_failure:
+            self._kubelet_failure = reason
+            self.skip(f"kubelet pod-resources API at {self._kubelet.client.socket_path}: {reason} "
+                      "(pods are attributed from process cgroups only)",
+                      snapshot.error if snapshot is not None else None)
+        return False
+
+
+def _owner_labels(owner: Owner) -> dict[str, str]:
+    return {"job_id": owner.job_id, "pod": owner.pod, "namespace": owner.namespace, "container": owner.container}

@@ -19,6 +19,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "jobs"
 POD_CGROUPFS = "0f4a5e0c-3f3b-4b2e-9a59-1c2d3e4f5a6b"
 POD_SYSTEMD = "7e9d2c1b-aa55-4c3d-8e7f-0123456789ab"
 POD_GUARANTEED = "11112222-3333-4444-5555-666677778888"
+SLURM = {"namespace": "", "container": ""}  # the labels only a pod the kubelet reports has
 
 
 class Node:
@@ -100,9 +101,9 @@ def test_processes_are_attributed_through_their_cgroups():
     assert jobs_of(samples, 5) == {("", POD_GUARANTEED, "kubernetes")}  # the login shell attributes nothing
     assert sample(samples, "gpu_processes", gpu=1, uuid=node.uuid(1)) == 2
     assert sample(samples, "gpu_process_memory_used_bytes", gpu=1, uuid=node.uuid(1), pid=4201, job_id="5678",
-                  pod="") == 3 * GIB
+                  pod="", **SLURM) == 3 * GIB
     assert sample(samples, "gpu_process_memory_used_bytes", gpu=5, uuid=node.uuid(5), pid=4401, job_id="",
-                  pod="") == GIB
+                  pod="", **SLURM) == GIB
     assert sample(samples, "gpu_processes", gpu=7, uuid=node.uuid(7)) == 0
     assert node.errors() == 0
 
@@ -121,7 +122,7 @@ def test_a_process_that_exited_loses_its_attribution_without_an_error():
     assert jobs_of(samples, 2) == {("1234", "", "cgroup")}
     assert sample(samples, "gpu_processes", gpu=2, uuid=node.uuid(2)) == 2
     assert sample(samples, "gpu_process_memory_used_bytes", gpu=2, uuid=node.uuid(2), pid=999_999, job_id="",
-                  pod="") == GIB
+                  pod="", **SLURM) == GIB
     assert node.errors() == 0
 
 
@@ -154,9 +155,9 @@ def test_a_process_outside_any_job_cgroup_belongs_to_the_gpus_only_mapped_job(ma
     node.run({0: [4402], 3: [4402]})  # proctrack/linuxproc: the job's process sits in slurmd.service
     samples = node.scrape()
     uuid0, uuid3 = node.uuid(0), node.uuid(3)
-    assert sample(samples, "gpu_process_memory_used_bytes", gpu=0, uuid=uuid0, pid=4402, job_id="1234", pod="") == GIB
+    assert sample(samples, "gpu_process_memory_used_bytes", gpu=0, uuid=uuid0, pid=4402, job_id="1234", pod="", **SLURM) == GIB
     # GPU 3 is shared by two jobs: which one owns the process cannot be told.
-    assert sample(samples, "gpu_process_memory_used_bytes", gpu=3, uuid=uuid3, pid=4402, job_id="", pod="") == GIB
+    assert sample(samples, "gpu_process_memory_used_bytes", gpu=3, uuid=uuid3, pid=4402, job_id="", pod="", **SLURM) == GIB
 
 
 def test_mapping_files_named_by_mig_instance_or_uuid_attribute_their_gpu(mapping):
