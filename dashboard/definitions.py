@@ -11,24 +11,86 @@ the range), the rules to the last minutes (their windows and ``for``)."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from dashboard.promql import GpuKey, GpuSamples, by_label, gpu_key, gpu_samples
 from tsdb.client import QueryClient, QueryResult, Series
 
-IDLE_BELOW = 0.01  # utilisation ratio under which an allocated GPU counts as idle
+IDLE_BELOW = 0.01  # activity (either measure) under which an allocated GPU counts as idle
 IDLE_WINDOW, IDLE_FOR = "5m", "25m"  # JobGpusIdle: the peak over 5 minutes stays below it for 25 more
 HUNG_MEMORY_ABOVE = 2**30  # a hung job's idle GPUs hold more than a bare CUDA context: over 1 GiB
 HUNG_FOR = "15m"
-STRAGGLER_BELOW_MEDIAN = 0.7  # a GPU below 0.7x its job's median utilisation ...
-STRAGGLER_BUSY_ABOVE = 0.5  # ... while the median is above this (the rest are busy) ...
-STRAGGLER_MIN_GPUS = 4  # ... in a job of 4 GPUs or more
+STRAGGLER_BELOW_MEDIAN = 0.7  # a GPU below 0.7x its job's median activity ...
+STRAGGLER_MIN_GPUS = 4  # ... while the median is busy (Measure.straggler_busy_above), in a job of 4 GPUs or more
 STRAGGLER_FOR = "15m"
 CLOCK_STRAGGLER_BELOW_MEDIAN = 0.85  # a busy GPU's SM clock (of its maximum) below 0.85x its job's median
 HELD_UNUSED_FOR = "30m"  # an allocated GPU with no process on it for this long
-EFFICIENCY_WINDOW = "1h"  # the rule's job GPU efficiency is over the last hour ...
-EFFICIENCY_LOW_BELOW = 0.3  # ... and low below 30% ...
-EFFICIENCY_LOW_FOR = "2h"  # ... for two hours
+EFFICIENCY_WINDOW = "1h"  # the rule's job GPU efficiency is over the last hour, low below
+EFFICIENCY_LOW_FOR = "2h"  # Measure.efficiency_low_below for two hours
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a GPU's activity is read from (docs/architecture.md#definitions): the SM activity of
+    NVML's GPM where the GPU has it, else NVML's utilisation. The two are not the same scale (a
+    GPU 100% "utilised" by one small kernel may have 5% of its SMs busy; a healthy training step
+    keeps roughly 40-80% of them busy at 100% utilisation), so the thresholds that compare a level,
+    not GPUs with each other, are per measure; idle (1%) and the straggler ratio (0.7x the median)
+    hold for both."""
+
+    name: str  # the ``measure`` label of the recorded series and alerts, and the API's field
+    metric: str  # the exporter's per-GPU series
+    title: str  # how pages, panels and alerts name it
+    efficiency_low_below: float  # JobGpuEfficiencyLow
+    straggler_busy_above: float  # GpuStragglerUtilization: the job's median is above this
+
+
+SM_ACTIVE = Measure("sm_active", "gpu_sm_active_ratio", "SM activity", 0.2, 0.25)
+UTILIZATION = Measure("utilization", "gpu_utilization_ratio", "utilisation", 0.3, 0.5)
+MEASURES = {m.name: m for m in (SM_ACTIVE, UTILIZATION)}
+# The utilisation thresholds under their former names (the rule pack's before GPM).
+EFFICIENCY_LOW_BELOW = UTILIZATION.efficiency_low_below
+STRAGGLER_BUSY_ABOVE = UTILIZATION.straggler_busy_above
+
+
+def job_measure(gpus: Iterable[GpuKey], with_sm_active: Iterable[GpuKey]) -> Measure:
+    """A job's measure: SM activity when every one of its GPUs has it, else utilisation for all of
+    them. One measure per job, because the straggler and efficiency definitions compare or average
+    its GPUs: an SM activity beside another GPU's utilisation says nothing."""
+    gpus, present = list(gpus), set(with_sm_active)
+    return SM_ACTIVE if gpus and all(k in present for k in gpus) else UTILIZATION
+
+
+def idle_gpus(window: str | None = None) -> str:
+    """PromQL: the GPUs (by instance and gpu) whose peak activity over ``window`` (None: now) is
+    below ``IDLE_BELOW``, each by its own measure: SM activity where it has it, else utilisation.
+    Per GPU, not per job: idle compares a GPU with a threshold that holds for both measures."""
+    def level(metric: str) -> str:
+        return f"max_over_time({metric}[{window}])" if window else metric
+
+    return (f"({level(SM_ACTIVE.metric)} < {IDLE_BELOW})"
+            f" or (({level(UTILIZATION.metric)} < {IDLE_BELOW}) unless on (instance, gpu) {SM_ACTIVE.metric})")
+
+
+def job_activity(sm_active: str, utilization: str, allocated: str) -> str:
+    """PromQL: per (GPU, job) the activity by the job's measure (``job_measure``), with a
+    ``measure`` label naming it. ``sm_active`` and ``utilization`` are per-(GPU, job) series with
+    a ``job_id`` label, ``allocated`` one series per GPU allocated to a job: a job whose every
+    allocated GPU has an SM activity gets those, any other its GPUs' utilisation."""
+    every_gpu = f"(count by (job_id) ({sm_active}) == count by (job_id) ({allocated}))"
+    return (f'label_replace(({sm_active}) and on (job_id) {every_gpu}, "measure", "{SM_ACTIVE.name}", "", "")'
+            f' or label_replace(({utilization}) unless on (job_id) {every_gpu},'
+            f' "measure", "{UTILIZATION.name}", "", "")')
+
+
+def by_measure(expr: str, condition: str, threshold: str) -> str:
+    """PromQL: ``expr`` (series with a ``measure`` label) where ``condition`` (``<`` or ``>``) holds
+    against each measure's ``threshold`` (a Measure attribute): one selector per measure."""
+    return " or ".join(f'({expr}{{measure="{m.name}"}} {condition} {getattr(m, threshold)})'
+                       for m in MEASURES.values())
+
+
 HEALTH_WINDOW = "15m"  # an XID or a row-remap event this recent makes a GPU unhealthy now
 # How long before a window an XID counter's value still counts as its value at the window's start:
 # Prometheus's staleness lookback. A series missing for a scrape or two there (an exporter restart,
@@ -196,8 +258,8 @@ def scheduler_node_flags(client: QueryClient, at: float, recorded: bool = False)
 
 
 def efficiency(mean_by_gpu: Mapping[GpuKey, float], hours_by_gpu: Mapping[GpuKey, float] | None = None) -> float | None:
-    """Job GPU efficiency: utilisation weighted by each GPU's hours (equal weights when the GPUs
-    were observed for the same time)."""
+    """Job GPU efficiency: the job's activity (by its measure, ``job_measure``) weighted by each
+    GPU's hours (equal weights when the GPUs were observed for the same time)."""
     keys = [k for k in mean_by_gpu if hours_by_gpu is None or hours_by_gpu.get(k, 0) > 0]
     if not keys:
         return None
@@ -205,41 +267,45 @@ def efficiency(mean_by_gpu: Mapping[GpuKey, float], hours_by_gpu: Mapping[GpuKey
     return sum(mean_by_gpu[k] * w for k, w in zip(keys, weights)) / sum(weights)
 
 
-def stragglers(mean_by_gpu: Mapping[GpuKey, float], job_gpus: int | None = None) -> set[GpuKey]:
-    """The GPUs below ``STRAGGLER_BELOW_MEDIAN`` x the median of the job's GPUs' utilisation while
-    that median is above ``STRAGGLER_BUSY_ABOVE``, in a job of ``STRAGGLER_MIN_GPUS`` or more
-    (``job_gpus``, its allocated GPUs; default: those with a utilisation), as GpuStragglerUtilization
-    says; ``mean_by_gpu`` is each GPU's mean over the page's range."""
+def stragglers(mean_by_gpu: Mapping[GpuKey, float], job_gpus: int | None = None,
+               measure: Measure = UTILIZATION) -> set[GpuKey]:
+    """The GPUs below ``STRAGGLER_BELOW_MEDIAN`` x the median of the job's GPUs' activity (by
+    ``measure``, the job's) while that median is above the measure's ``straggler_busy_above``, in
+    a job of ``STRAGGLER_MIN_GPUS`` or more (``job_gpus``, its allocated GPUs; default: those with
+    an activity), as GpuStragglerUtilization says; ``mean_by_gpu`` is each GPU's mean over the
+    page's range."""
     if (len(mean_by_gpu) if job_gpus is None else job_gpus) < STRAGGLER_MIN_GPUS or not mean_by_gpu:
         return set()
     median = statistics.median(mean_by_gpu.values())
-    if not median > STRAGGLER_BUSY_ABOVE:
+    if not median > measure.straggler_busy_above:
         return set()
     return {k for k, v in mean_by_gpu.items() if v < STRAGGLER_BELOW_MEDIAN * median}
 
 
-def gpu_efficiency(utilization: str, window: str) -> str:
-    """PromQL: per job, the job GPU efficiency over ``window`` of ``utilization``, a per-(GPU, job)
-    utilisation with a ``job_id`` label (a subquery's ``(expr)`` with ``window`` as ``1h:1m``).
-    Every sample is the same slice of GPU time, so the GPU-hour-weighted mean is the samples' sum
-    over their count: what ``efficiency`` computes from per-GPU means and hours."""
-    return (f"sum by (job_id) (sum_over_time({utilization}[{window}]))"
-            f" / sum by (job_id) (count_over_time({utilization}[{window}]))")
+def gpu_efficiency(activity: str, window: str) -> str:
+    """PromQL: per job, the job GPU efficiency over ``window`` of ``activity``, a per-(GPU, job)
+    activity with ``job_id`` and ``measure`` labels (a subquery's ``(expr)`` with ``window`` as
+    ``1h:1m``). Every sample is the same slice of GPU time, so the GPU-hour-weighted mean is the
+    samples' sum over their count: what ``efficiency`` computes from per-GPU means and hours."""
+    return (f"sum by (job_id, measure) (sum_over_time({activity}[{window}]))"
+            f" / sum by (job_id, measure) (count_over_time({activity}[{window}]))")
 
 
-def efficiency_low(value: float | None) -> bool:
-    """A job GPU efficiency below ``EFFICIENCY_LOW_BELOW`` (JobGpuEfficiencyLow)."""
-    return value is not None and value < EFFICIENCY_LOW_BELOW
+def efficiency_low(value: float | None, measure: Measure = UTILIZATION) -> bool:
+    """A job GPU efficiency below its measure's ``efficiency_low_below`` (JobGpuEfficiencyLow)."""
+    return value is not None and value < measure.efficiency_low_below
 
 
 def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mapping[GpuKey, float],
-              memory: Mapping[GpuKey, float], processes: Mapping[GpuKey, float], running: bool) -> dict[str, int]:
-    """Flag -> how many of the job's GPUs show it (hung: all of them, or 0)."""
+              memory: Mapping[GpuKey, float], processes: Mapping[GpuKey, float], running: bool,
+              measure: Measure = UTILIZATION) -> dict[str, int]:
+    """Flag -> how many of the job's GPUs show it (hung: all of them, or 0). ``mean``: each GPU's
+    mean activity by the job's ``measure``; ``peak``: each GPU's peak by its own (``idle_gpus``)."""
     gpus = list(gpus)
     idle = [k for k in gpus if k in peak and peak[k] < IDLE_BELOW]
     flags = {
         "idle": len(idle),
-        "straggler": len(stragglers({k: mean[k] for k in gpus if k in mean}, len(gpus))),
+        "straggler": len(stragglers({k: mean[k] for k in gpus if k in mean}, len(gpus), measure)),
         "held_but_unused": sum(1 for k in gpus if processes.get(k) == 0),
     }
     hung = running and gpus and len(idle) == len(gpus) and all(memory.get(k, 0) > HUNG_MEMORY_ABOVE for k in gpus)
@@ -252,39 +318,44 @@ def job_flags(gpus: Iterable[GpuKey], mean: Mapping[GpuKey, float], peak: Mappin
 # ``for``). tests/alerts/test_rules_pack.py holds the YAML equal to these.
 ALLOCATED_RECORDED = "instance_gpu_job:allocated:info"
 _ON_ALLOCATED = f"{ALLOCATED_RECORDED} * on (instance, gpu) group_left ()"
+# Per (GPU, job): the activity by the job's measure, with its ``measure`` label; the per-job
+# series below are ``by (job_id, measure)``, one per job (two only while its measure changes).
+ACTIVITY_RECORDED = "instance_gpu_job:gpu_activity:ratio"
 # Per job, what its GPUs show now: the job rules' conditions before their ``for``, recorded in the
 # jobs group, whose alerts compare them, so the jobs list reads one series per job (JOB_FLAGS_RECORDED).
 GPUS_IDLE = "job_id:gpus_idle:count"
 GPUS_IDLE_HOLDING_MEMORY = "job_id:gpus_idle_holding_memory:count"
 GPUS_WITHOUT_PROCESSES = "job_id:gpus_without_processes:count"
 JOB_RULES: dict[str, tuple[str, str | None]] = {
+    "instance_gpu_job:gpu_sm_active:ratio": (
+        f"{ALLOCATED_RECORDED} * on (instance, gpu) group_left (uuid) {SM_ACTIVE.metric}", None),
+    ACTIVITY_RECORDED: (job_activity("instance_gpu_job:gpu_sm_active:ratio", "instance_gpu_job:gpu_utilization:ratio",
+                                     ALLOCATED_RECORDED), None),
     "job_id:gpus:count": (f"count by (job_id) ({ALLOCATED_RECORDED})", None),
-    "job_id:gpu_utilization:median": ("quantile by (job_id) (0.5, instance_gpu_job:gpu_utilization:ratio)", None),
-    # The sum and count of the job's GPUs' utilisation at each evaluation: the mean is their ratio,
+    "job_id:gpu_activity:median": (f"quantile by (job_id, measure) (0.5, {ACTIVITY_RECORDED})", None),
+    # The sum and count of the job's GPUs' activity at each evaluation: the mean is their ratio,
     # the efficiency over an hour their sums' ratio, read from one series per job, not per GPU.
-    "job_id:gpu_utilization:sum": ("sum by (job_id) (instance_gpu_job:gpu_utilization:ratio)", None),
-    "job_id:gpu_utilization:count": ("count by (job_id) (instance_gpu_job:gpu_utilization:ratio)", None),
-    "job_id:gpu_utilization:avg": ("job_id:gpu_utilization:sum / job_id:gpu_utilization:count", None),
+    "job_id:gpu_activity:sum": (f"sum by (job_id, measure) ({ACTIVITY_RECORDED})", None),
+    "job_id:gpu_activity:count": (f"count by (job_id, measure) ({ACTIVITY_RECORDED})", None),
+    "job_id:gpu_activity:avg": ("job_id:gpu_activity:sum / job_id:gpu_activity:count", None),
     f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW}": (
-        f"sum_over_time(job_id:gpu_utilization:sum[{EFFICIENCY_WINDOW}])"
-        f" / sum_over_time(job_id:gpu_utilization:count[{EFFICIENCY_WINDOW}])", None),
+        f"sum_over_time(job_id:gpu_activity:sum[{EFFICIENCY_WINDOW}])"
+        f" / sum_over_time(job_id:gpu_activity:count[{EFFICIENCY_WINDOW}])", None),
     "job_id:gpu_memory_used:sum": (f"sum by (job_id) ({_ON_ALLOCATED} gpu_memory_used_bytes)", None),
     "job_id:gpu_power:sum": (f"sum by (job_id) ({_ON_ALLOCATED} gpu_power_watts)", None),
     "instance_job:gpus:count": (f"count by (instance, job_id) ({ALLOCATED_RECORDED})", None),
-    GPUS_IDLE: (
-        f"count by (job_id) ({_ON_ALLOCATED} (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}))",
-        None),
+    GPUS_IDLE: (f"count by (job_id) ({_ON_ALLOCATED} ({idle_gpus(IDLE_WINDOW)}))", None),
     "JobGpusIdle": (GPUS_IDLE, IDLE_FOR),
     GPUS_IDLE_HOLDING_MEMORY: (
-        f"count by (job_id) ({_ON_ALLOCATED} ((gpu_utilization_ratio < {IDLE_BELOW})"
+        f"count by (job_id) ({_ON_ALLOCATED} (({idle_gpus()})"
         f" and on (instance, gpu) (gpu_memory_used_bytes > {HUNG_MEMORY_ABOVE})))", None),
     "JobHung": (
         f"({GPUS_IDLE_HOLDING_MEMORY} == on (job_id) job_id:gpus:count)"
         ' and on (job_id) slurm_job_info{state="RUNNING"}', HUNG_FOR),
     "GpuStragglerUtilization": (
-        "(instance_gpu_job:gpu_utilization:ratio"
-        f" < on (job_id) group_left () ({STRAGGLER_BELOW_MEDIAN} * job_id:gpu_utilization:median))"
-        f" and on (job_id) (job_id:gpu_utilization:median > {STRAGGLER_BUSY_ABOVE})"
+        f"({ACTIVITY_RECORDED}"
+        f" < on (job_id, measure) group_left () ({STRAGGLER_BELOW_MEDIAN} * job_id:gpu_activity:median))"
+        f" and on (job_id, measure) ({by_measure('job_id:gpu_activity:median', '>', 'straggler_busy_above')})"
         f" and on (job_id) (job_id:gpus:count >= {STRAGGLER_MIN_GPUS})", STRAGGLER_FOR),
     "GpuStragglerClock": (
         "(instance_gpu_job:gpu_sm_clock:ratio"
@@ -293,7 +364,7 @@ JOB_RULES: dict[str, tuple[str, str | None]] = {
         f" and on (job_id) (job_id:gpus:count >= {STRAGGLER_MIN_GPUS})", STRAGGLER_FOR),
     GPUS_WITHOUT_PROCESSES: (f"count by (job_id) ({_ON_ALLOCATED} (gpu_processes == 0))", None),
     "JobGpusHeldUnused": (GPUS_WITHOUT_PROCESSES, HELD_UNUSED_FOR),
-    "JobGpuEfficiencyLow": (f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW} < {EFFICIENCY_LOW_BELOW}",
+    "JobGpuEfficiencyLow": (by_measure(f"job_id:gpu_efficiency:ratio{EFFICIENCY_WINDOW}", "<", "efficiency_low_below"),
                             EFFICIENCY_LOW_FOR),
 }
 
@@ -346,8 +417,7 @@ NODE_SOURCES_RECORDED = {
 NODE_SOURCES_RAW = {
     "allocated_by_job": f"count by (instance, job_id) ({ALLOCATED_ANY})",
     "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)",
-    "idle_by_job": (f"count by (job_id) (({ALLOCATED_ANY}) * on (instance, gpu) group_left ()"
-                    f" (max_over_time(gpu_utilization_ratio[{IDLE_WINDOW}]) < {IDLE_BELOW}))"),
+    "idle_by_job": f"count by (job_id) (({ALLOCATED_ANY}) * on (instance, gpu) group_left () ({idle_gpus(IDLE_WINDOW)}))",
 }
 
 
