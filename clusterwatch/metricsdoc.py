@@ -134,10 +134,6 @@ DCGM_UNMAPPED = {
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "the graphics engine's active time has no counterpart: `gpu_utilization_ratio` "
                                      "is the coarser kernel-busy ratio and `gpu_sm_active_ratio` a different (finer) "
                                      "measure; add `DCGM_FI_PROF_SM_ACTIVE` to the CSV for the efficiency views",
-    "DCGM_FI_DEV_ENC_UTIL": "not bridged yet: the contract's `gpu_encoder_utilization_ratio` (% / 100) has no "
-                            "bridge rule",
-    "DCGM_FI_DEV_DEC_UTIL": "not bridged yet: the contract's `gpu_decoder_utilization_ratio` (% / 100) has no "
-                            "bridge rule",
     "DCGM_FI_DEV_VGPU_LICENSE_STATUS": "no counterpart (ClusterWatch does not monitor vGPU licensing)",
     "DCGM_FI_PROF_NVLINK_TX_BYTES": "not bridged yet: per-direction NVLink rates, once the contract names its "
                                     "NVLink traffic",

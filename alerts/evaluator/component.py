@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
 
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
+# Where the GPU series come from -> the bridge of recording rules that writes the gpu_* contract
+# from them (None: ClusterWatch's own exporters write it). docs/migration.md.
+BRIDGES: dict[str, Path | None] = {"clusterwatch": None, "dcgm": SHIPPED_RULES / "bridges" / "dcgm.yml"}
 
 
 def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient, writer: Writer | None,
@@ -44,13 +47,19 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
     it) or, with --prometheus-url, reading only. There it is None unless --rules names files: in
     production Prometheus or vmalert evaluates the pack and Alertmanager delivers it to the
     inbound receiver, and evaluating it here too would record every alert twice."""
+    bridge = BRIDGES[values.get("gpu_source") or "clusterwatch"]
+    if bridge is not None and deps.rule_writer is None:
+        # Over a remote Prometheus this server writes nothing: the bridge's series would never exist.
+        raise ConfigError("gpu_source", "with --prometheus-url the bridge runs where the pack runs: export both "
+                          "with 'clusterwatch rules export --source dcgm' for Prometheus or vmalert to load",
+                          deps.config_file)
     if deps.rule_writer is None and not values["rules"]:
         return None
     state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
                                       if values.get("state_dir") else None)
     try:
-        evaluator = build_evaluator(values["rules"] or None, deps.query, deps.rule_writer, state,
-                                    values["evaluation_interval"])
+        evaluator = build_evaluator([*(values["rules"] or [SHIPPED_RULES]), *([bridge] if bridge else [])],
+                                    deps.query, deps.rule_writer, state, values["evaluation_interval"])
     except RuleFileError as exc:
         raise ConfigError("rules", str(exc), deps.config_file) from None
     deps.evaluator = evaluator  # the pipeline, built next, sets its notify

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from alerts.evaluator.component import BRIDGES
 from alerts.evaluator.scoping import DEFAULT_RUNBOOK_BASE, DEFAULT_SELECTOR
 from cwkernel.errors import UsageError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent / "alerts"
-# Where the GPU series come from -> the bridge file written beside the pack (none: the exporter's own).
-BRIDGES = {"clusterwatch": None, "dcgm": PACKAGE_ROOT / "rules" / "bridges" / "dcgm.yml"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -61,6 +61,9 @@ OPTIONS += (  # the embedded engine's query limits (tsdb/promql/limits.py; docs/
 )
 OPTIONS += (
     Option("evaluation_interval", 30.0, "interval of rule groups that set none", settings.duration, "DURATION"),
+    Option("gpu_source", "clusterwatch", "what writes the GPU series: ClusterWatch's exporters, or dcgm-exporter "
+           "(then the dcgm bridge's recording rules run with the pack, docs/migration.md)",
+           settings.choice("clusterwatch", "dcgm"), "clusterwatch|dcgm"),
     Option("alert_state", None, "SQLite file of alert state (default: alert-state.sqlite in --state-dir; "
            "in memory without either)", settings.optional_path, "FILE"),
 )

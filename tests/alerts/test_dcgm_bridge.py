@@ -183,3 +183,39 @@ def test_dcgm_exposition_through_real_prometheus_and_the_overview(tmp_path, proc
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_serve_gpu_source_dcgm_refuses_a_remote_prometheus():
+    """Over --prometheus-url the server writes nothing, so the bridge could not run there: a clear
+    error naming the setting, not a fleet that silently never appears."""
+    done = subprocess.run([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{free_port()}",
+                           "--prometheus-url", "http://127.0.0.1:9", "--gpu-source", "dcgm"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0
+    assert "gpu_source" in done.stderr and "rules export --source dcgm" in done.stderr
+
+
+@pytest.mark.real_component
+def test_serve_gpu_source_dcgm_runs_the_bridge_over_the_embedded_store(tmp_path, process_factory):
+    """`serve --gpu-source dcgm` scraping dcgm-exporter directly: the bridge runs with the pack in the
+    embedded evaluator and the overview shows the GPUs (node-a's exposition carries hostname)."""
+    server, dcgm_port = _serve_files({"/metrics": (FIXTURES / "node-a.prom").read_bytes()})
+    try:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        serve = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{port}",
+                                 "--targets", f"127.0.0.1:{dcgm_port}", "--scrape-interval", "1s",
+                                 "--gpu-source", "dcgm"], name="serve")
+        wait_http(f"{base}/-/ready", timeout=60, proc=serve)
+
+        def overview():
+            body = httpx.get(f"{base}/api/overview", params={"range": "15m"}, timeout=20).json()
+            return body if body["kpis"]["gpus_total"] == 2 else None
+
+        view = until(overview, 120, "the bridge's gpu_* series to reach the overview")
+        assert view["heatmap"]["nodes"] == ["gpu-a01"]
+        util = httpx.get(f"{base}/api/v1/query", params={"query": "gpu_utilization_ratio"}, timeout=10).json()
+        assert {r["metric"]["gpu"]: float(r["value"][1]) for r in util["data"]["result"]} == {"0": 0.97, "1": 0.0}
+    finally:
+        server.shutdown()
+        server.server_close()
