@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from dashboard.routes.static import asset_url
 
-NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"), ("/alerts", "Alerts"))
+NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"), ("/fabric", "Fabric"),
+       ("/alerts", "Alerts"))
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
