@@ -57,10 +57,10 @@ class PodResourcesError(Exception):
 class PodResourcesClient:
     """``List`` and ``GetAllocatableResources`` of one kubelet; one channel, reused across calls."""
 
-    def __init__(self, socket_path: str, *, timeout: float = CALL_TIMEOUT_S,
+    def __init__(self, socket_path: str, *, timeout: float | None = None,
                  max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.socket_path = socket_path
-        self.timeout = timeout
+        self.timeout = CALL_TIMEOUT_S if timeout is None else timeout
         self._channel = grpc.insecure_channel(f"unix://{os.path.abspath(socket_path)}", options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 1024),  # the requests are empty messages
