@@ -39,6 +39,11 @@ CW.page(v => {
     { key: "state", label: "state", text: r => r.state === 4 ? "active" : r.state === null ? "–" : "down (" + r.state + ")" },
     { key: "rate_bytes_per_second", label: "rate", text: r => r.rate_bytes_per_second ? (r.rate_bytes_per_second * 8 / 1e9).toFixed(0) + " Gb/s" : "–" },
     ...counters.map(c => ({ key: c, label: c.replace(/_total$/, "").replaceAll("_", " "), cls: "num", sortValue: r => r.counters[c], text: r => r.counters[c] ?? "–" }))], v.ib_ports);
+  const cables = v.fabric_links.length ? CW.table("cables", [{ key: "hca", label: "HCA" }, { key: "peer_port", label: "HCA port" },
+    { key: "switch", label: "switch", render: r => el("a", { href: "/fabric/switch/" + encodeURIComponent(r.switch) + location.search }, r.switch) },
+    { key: "switch_port", label: "switch port" },
+    { key: "health", label: "health", text: r => r.health_name, render: r => el("span", { class: "health h" + (r.health ?? "x") }, r.health_name) }], v.fabric_links)
+    : el("p", {}, "No fabric cables matched to this node (fabric_link_info{node}).");
   const fs = CW.table("fs", [{ key: "mountpoint", label: "mount" }, { key: "fstype", label: "type" },
     { key: "size_bytes", label: "size", text: r => fmt.bytes(r.size_bytes) }, { key: "avail_bytes", label: "free", text: r => fmt.bytes(r.avail_bytes) }], v.filesystems);
   const jobs = v.jobs.length ? el("ul", {}, v.jobs.map(j => el("li", {}, el("a", { href: "/jobs/" + j.job_id + location.search }, "job " + j.job_id),
@@ -48,7 +53,7 @@ CW.page(v => {
   return [state, section("Operator actions", actions, audit),
     section("GPUs", el("div", { class: "grid2" }, SERIES.map(([k]) => el("div", { id: "g-" + k })))),
     v.throttle && Object.keys(v.throttle).length ? el("p", {}, "Clock events active: " + Object.entries(v.throttle).map(([g, r]) => `GPU ${g}: ${r.join(", ")}`).join("; ")) : null,
-    section("XID / ECC / row remap history", events), section("NVLink", nvlink), section("InfiniBand ports", ib),
+    section("XID / ECC / row remap history", events), section("NVLink", nvlink), section("InfiniBand ports", ib), section("Fabric cables", cables),
     section("Host", el("div", { id: "host" }), fs), section("Jobs on this node", jobs)];
 });
 CW.afterRender = v => {

@@ -10,6 +10,7 @@ from dashboard.context import DashboardContext
 from dashboard.definitions import fleet_gpus, gpus_present, node_aggregate, node_targets, unhealthy_gpus
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import by_gpu, gpu_key, split_by_name
+from dashboard.views.fabric_links import HcaLink, node_cables
 from dashboard.views.overview import node_status
 from tsdb.client import QueryClient
 
@@ -91,6 +92,8 @@ class NodeView(BaseModel):
     events: list[Event]
     nvlink: list[NvLink]
     ib_ports: list[Port]
+    fabric_links: list[HcaLink] = Field(description="the node's HCA cables in the fabric (fabric_link_info{node}), "
+                                                    "their switch ports and recorded health")
     host_series: dict[str, list[float | None]] = Field(description="cpu_busy, memory_used ratios")
     filesystems: list[dict]
     jobs: list[dict]
@@ -158,6 +161,7 @@ def node(ctx: DashboardContext, tr: TimeRange, name: str) -> NodeView:
     events = _events(client, tr, sel, step)
     nvlink = _nvlink(client, at, sel, name)
     ib_ports = _ib_ports(client, at, sel)
+    fabric_links = node_cables(client, at, name)
     filesystems = _filesystems(client, at, sel)
     jobs = _jobs_on(snapshot, client, at, name, sel)
     unhealthy = sorted(g for n, g in unhealthy_gpus(client, at, regex_of([name])) if n == name)
@@ -165,7 +169,8 @@ def node(ctx: DashboardContext, tr: TimeRange, name: str) -> NodeView:
         time=ctx.clock(), start=tr.start, end=tr.end, name=name, rack=up.labels.get("rack", "") if up else "",
         up=up.value == 1 if up else None, status=node_status(up.value if up else None, sched, len(unhealthy)),
         scheduler=_scheduler_facts(sched), timestamps=grid, gpu_series=gpu_series, throttle=throttle,
-        unhealthy_gpus=unhealthy, events=events, nvlink=nvlink, ib_ports=ib_ports, host_series=host_series,
+        unhealthy_gpus=unhealthy, events=events, nvlink=nvlink, ib_ports=ib_ports, fabric_links=fabric_links,
+        host_series=host_series,
         filesystems=filesystems, jobs=jobs, actions=_actions(ctx, name),
     )
 

@@ -14,6 +14,7 @@ then its uplinks; a spine's downlinks, then its uplinks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from tsdb.store import Store, TimeColumn
 
@@ -57,16 +58,21 @@ class FatTree:
 
 
 def fat_tree(nodes: int, hosts_per_leaf: int = 32, leaves_per_pod: int = 32, spines_per_pod: int = 32,
-             core_uplinks: int = 32, steps: int = 12, faults: int = 3, gpu_jobs: bool = True) -> FatTree:
+             core_uplinks: int = 32, steps: int = 12, faults: int = 3, gpu_jobs: bool = True, recorded: bool = True,
+             rename: Mapping[str, str] | None = None) -> FatTree:
     """The fabric of ``nodes`` nodes with ``faults`` (up to 3) cable faults: a host cable with
     symbol errors on the switch's side, a leaf-spine cable flapping, a host cable down. At the
-    defaults and 16,384 nodes: 512 leaves, 512 spines, 1,024 cores, 49,152 links."""
+    defaults and 16,384 nodes: 512 leaves, 512 spines, 1,024 cores, 49,152 links. ``recorded``
+    False: the info series only (the rules have not run). ``rename``: switch names replaced
+    (a vendor-default description as a name). Every node has ``up`` (its node page exists)."""
     store = Store(retention_s=1e9)
     names = [f"gpu-{i + 1:05d}" for i in range(nodes)]
     leaves_n = -(-nodes // hosts_per_leaf)
     pods = -(-leaves_n // leaves_per_pod)
-    leaves = [f"leaf-{i + 1:04d}" for i in range(leaves_n)]
-    spines = [f"spine-{p + 1:02d}-{u + 1:02d}" for p in range(pods) for u in range(spines_per_pod)]
+    rename = rename or {}
+    leaves = [rename.get(n, n) for n in (f"leaf-{i + 1:04d}" for i in range(leaves_n))]
+    spines = [rename.get(n, n) for n in (f"spine-{p + 1:02d}-{u + 1:02d}" for p in range(pods)
+                                         for u in range(spines_per_pod))]
     cores = [f"core-{u + 1:02d}-{k + 1:02d}" for u in range(spines_per_pod) for k in range(core_uplinks)] \
         if core_uplinks else []
     tree = FatTree(store, T0 + (steps - 1) * STEP, steps, names, leaves, spines, cores)
@@ -89,7 +95,7 @@ def fat_tree(nodes: int, hosts_per_leaf: int = 32, leaves_per_pod: int = 32, spi
             link = (spine, str(leaves_per_pod + k + 1), cores[u * core_uplinks + k], str(pod + 1))
             isl_links.append(link)
             tree.uplinks.setdefault(spine, []).append(link)
-    chosen = [Fault(host_links[min(5, nodes - 1)][0], 1, 4, end="switch", errors=42.5),
+    chosen = [Fault(host_links[min(5, nodes - 1)][0], 1, 4, end="switch", errors=40.0),
               Fault(tree.uplinks[leaves[-1]][0], 3, 3, end="peer", errors=0.2, downed=7.0),
               Fault(host_links[min(13, nodes - 1)][0], 4, 2, end="peer", downed=1.0)]
     tree.faults = chosen[:faults]
@@ -97,11 +103,11 @@ def fat_tree(nodes: int, hosts_per_leaf: int = 32, leaves_per_pod: int = 32, spi
         for i, node in enumerate(names):
             if i % 10 != 9:  # nine nodes in ten run a job of four nodes
                 tree.job_of[node] = str(2000 + i // NODES_PER_JOB)
-    _write(tree, host_links, isl_links)
+    _write(tree, host_links, isl_links, recorded)
     return tree
 
 
-def _write(tree: FatTree, host_links: list[tuple[Link, str]], isl_links: list[Link]) -> None:
+def _write(tree: FatTree, host_links: list[tuple[Link, str]], isl_links: list[Link], recorded: bool) -> None:
     store, steps = tree.store, tree.steps
     stamps = [int((T0 + i * STEP) * 1000) for i in range(steps)]
     column = TimeColumn()  # every series shares the rule evaluations' timestamps
@@ -121,6 +127,9 @@ def _write(tree: FatTree, host_links: list[tuple[Link, str]], isl_links: list[Li
         store.append_series((("__name__", "fabric_link_info"), ("link_type", link_type), ("node", node),
                              ("peer", peer), ("peer_guid", ""), ("peer_port", peer_port), ("switch", switch),
                              ("switch_guid", ""), ("switch_port", switch_port)), stamps, ones, column)
+        tree.links.append(link)
+        if not recorded:
+            continue
         fault = faults.get(link)
         onset = steps - fault.steps if fault else steps
         health = [0.0] * onset + [float(fault.health)] * (steps - onset) if fault else zeros
@@ -137,10 +146,11 @@ def _write(tree: FatTree, host_links: list[tuple[Link, str]], isl_links: list[Li
             if value >= 1:
                 for end_switch in (switch, peer) if peer in tier else (switch,):
                     bad.setdefault(end_switch, zeros[:])[index] += 1
-        tree.links.append(link)
-    for switch in tier:
+    for switch in tier if recorded else ():
         store.append_series((("__name__", "fabric_switch:bad_links:count"), ("switch", switch)), stamps,
                             bad.get(switch, zeros), column)
+    for node in tree.nodes:
+        store.append_series((("__name__", "up"), ("instance", node), ("job", "gpu-nodes")), stamps, ones, column)
     for node, job in tree.job_of.items():
         for gpu in range(GPUS):
             store.append_series((("__name__", "gpu_job_info"), ("gpu", str(gpu)), ("instance", node),
