@@ -23,6 +23,7 @@ def create_exporter(
     statvfs: Callable[[str], Any] = os.statvfs,
     clock: Callable[[], float] = time.time,
     kernel_log: KernelLog | None = None,
+    fabric_tools: Any = None,
 ) -> Exporter:
     """An ``Exporter`` for ``config``; pass trees, an NVML module or a kernel log to override what config names.
 
@@ -47,6 +48,7 @@ def create_exporter(
         clock=clock,
         errors=ErrorCounter(),
         kernel_log=kernel_log,
+        fabric_tools=fabric_tools,
     )
     specs = available_collectors()
     return Exporter(ctx, [specs[name].factory(ctx) for name in config.collectors])

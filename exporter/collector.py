@@ -72,6 +72,7 @@ class CollectorContext:
     clock: Callable[[], float] = time.time
     errors: ErrorCounter = field(default_factory=ErrorCounter)
     kernel_log: "KernelLog | None" = None  # where the XID collector recovers the XIDs NVML missed
+    fabric_tools: Any = None  # exporter.fabric.sweep.FabricTools: the fabric collector's tools (the simulator's)
 
 
 class Collector(ABC):

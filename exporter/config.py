@@ -24,3 +24,13 @@ class ExporterConfig:
     filesystem_mount_points: list[str] | None = None
     # node_exporter's --collector.textfile.directory: *.prom files exposed as they are; None: off.
     textfile_dir: str | None = None
+    # The fabric collector (--collectors fabric, one management host per fabric): docs/operations.md.
+    fabric_interval: float = 60.0
+    fabric_sweep_timeout: float = 60.0
+    fabric_ports_per_second: float = 2000.0
+    fabric_tool_timeout: float = 30.0
+    fabric_max_output_bytes: int = 64 << 20
+    fabric_hca_counters: bool = False
+    fabric_ca: str = ""
+    fabric_plan: str | None = None
+    fabric_tools_dir: str | None = None

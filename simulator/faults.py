@@ -36,6 +36,7 @@ class NodeHardware:
     nvlinks: tuple[int, ...]  # NVLinks of each GPU, by index
     ib_ports: int
     mountpoints: tuple[str, ...]
+    leaf_uplinks: int = 0  # uplinks of the node's leaf switch in the simulated fabric (simulator/fabric.py)
 
 
 # A parameter's check: (field name, value, the node's hardware, the GPU index or None) -> value.
@@ -83,6 +84,24 @@ def _mountpoint(name: str, value: Any, hardware: NodeHardware, gpu: int | None) 
     return one_of(name, value, hardware.mountpoints)
 
 
+def _uplink(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    # -1: the node's own cable on the given port; 0..n-1: that uplink of the node's leaf switch.
+    return integer_in(name, value, -1, hardware.leaf_uplinks - 1,
+                      f"-1 for the host cable, or one of the leaf's {hardware.leaf_uplinks} uplinks")
+
+
+def _width(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    return integer_in(name, value, 1, 2, "lanes (a 4X cable trained at fewer)")
+
+
+def _lane_speed(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> str:
+    return one_of(name, value, ("NDR", "HDR", "EDR"))
+
+
+def _links(name: str, value: Any, hardware: NodeHardware, gpu: int | None) -> int:
+    return integer_in(name, value, 1, 64, "links of the leaf switch")
+
+
 KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
     FaultKind("xid", "gpu", False, True, "an XID error event on one GPU (79 also drops it off the bus)",
               {"xid": _xid}),
@@ -108,6 +127,16 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
               "recovers from the node's kernel log the XIDs raised since boot"),
     FaultKind("disk_full", "node", True, False, "the node's local file system fills up",
               {"mountpoint": _mountpoint}),
+    # Fabric faults (simulator/fabric.py): a cable between the node's HCA port and its leaf, or with
+    # uplink >= 0 one of that leaf's uplinks; both ends' counters move, and the host's own for a host cable.
+    FaultKind("fabric_flapping", "port", True, False, "an InfiniBand cable goes down and up repeatedly "
+              "(link-downed and error-recovery on both ends)", {"period": _period, "uplink": _uplink}),
+    FaultKind("fabric_degraded", "port", True, False, "an InfiniBand cable trains at fewer lanes or a lower "
+              "lane rate than both ends could run", {"width": _width, "speed": _lane_speed, "uplink": _uplink}),
+    FaultKind("fabric_symbol_errors", "port", True, False, "an InfiniBand cable accumulates symbol errors "
+              "(errors per minute) on both ends", {"rate": _rate, "uplink": _uplink}),
+    FaultKind("fabric_leaf_fault", "node", True, False, "the node's leaf switch goes bad: its first `links` "
+              "cables take symbol errors and flap", {"links": _links, "rate": _rate}),
 )}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ecc": {"type": "uncorrected", "count": 1},
@@ -117,6 +146,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ib_flapping": {"period": 120.0},
     "ib_symbol_errors": {"rate": 200},
     "disk_full": {"mountpoint": "/"},
+    "fabric_flapping": {"period": 120.0, "uplink": -1},
+    "fabric_degraded": {"width": 2, "speed": "NDR", "uplink": -1},
+    "fabric_symbol_errors": {"rate": 200, "uplink": -1},
+    "fabric_leaf_fault": {"links": 4, "rate": 500},
 }
 
 

@@ -6,6 +6,7 @@ of thousands of nodes costs only what is looked at.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -18,7 +19,9 @@ import yaml
 from cwkernel.errors import ConfigError
 from simulator import slurm_face
 from simulator.clock import SimClock
+from simulator.fabric import CableFaults, FatTree, SimFabricRunner, leaf_uplinks
 from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request, scheduled_at
+from exporter.fabric.topology import LANE_RATES
 from simulator.gpu_model import GpuConditions
 from simulator.jobs import FAILED, JobGenerator, SimJob
 from simulator.node import SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET, NodeFaultState, SimulatedNode
@@ -35,6 +38,10 @@ RESET_XIDS = {48, 74, 79, 95, 119, 120}
 # One request moves simulated time by at most a day: catching up costs a scheduler pass per
 # simulated minute under the fleet's lock (about a second for 140 nodes), and scrapes wait on it.
 MAX_ADVANCE_SECONDS = 86400
+FABRIC_JOB = "clusterwatch-fabric"  # the scrape job of fabric collectors (docs/operations.md)
+FABRIC_INSTANCE = "ib-mgmt-01"  # the simulated management host that runs the fabric collector
+FABRIC_SWEEP_INTERVAL = 15.0  # real seconds between the simulated fabric collector's sweeps
+LEAF_FAULT_FLAP_SECONDS = 300.0
 
 
 class NodeUnreachable(Exception):
@@ -58,7 +65,11 @@ class Fleet:
         self.scheduler = SimScheduler(self.topology, JobGenerator(seed, nodes, gpus_per_node), now)
         self.scheduler.listeners.append(self._on_scheduler_event)
         self.faults = FaultBook()
-        self.hardware = {name: node.hardware() for name, node in self.nodes.items()}
+        uplinks = leaf_uplinks(self.topology)
+        self.hardware = {name: dataclasses.replace(node.hardware(), leaf_uplinks=uplinks[name])
+                         for name, node in self.nodes.items()}
+        self._fabric: FatTree | None = None  # built on first use: a 16,384-node fleet need not pay for it
+        self._fabric_exporter = None
         self._scheduled: list[tuple[float, dict]] = []  # (simulated time, fault request) from a scenario
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -110,6 +121,8 @@ class Fleet:
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)
+        if self._fabric_exporter is not None:
+            self._fabric_exporter.close()
         # In parallel: each exporter's XID thread takes up to its wait timeout to notice the stop.
         with ThreadPoolExecutor(max_workers=64) as pool:
             list(pool.map(lambda node: node.close(), self.nodes.values()))
@@ -248,10 +261,16 @@ class Fleet:
                 state.exporter_hung = True
             elif fault.kind == "disk_full":
                 state.disk_full.add(fault.params["mountpoint"])
+            elif fault.kind == "fabric_flapping" and fault.params["uplink"] == -1:
+                state.flapping[fault.port] = (fault.started_at, fault.params["period"])  # the host's end moves too
+            elif fault.kind == "fabric_symbol_errors" and fault.params["uplink"] == -1:
+                state.symbol_error_rate[fault.port] = float(fault.params["rate"])
         lost = {f.gpu for f in self.faults.active(node_name) if f.kind == "gpu_lost"}
         with node.state.lock:
             for fake in node.state.gpus:
                 fake.absent = fake.index in lost
+        if self._fabric is not None or any(f.kind.startswith("fabric_") for f in self.faults.active()):
+            self._apply_fabric_faults()
         was_reachable = not node.faults.unreachable
         node.faults = state
         node.host.disk_full = set(state.disk_full)
@@ -262,6 +281,68 @@ class Fleet:
             sim_node = self.scheduler.nodes[node_name]
             if sim_node.reason_set_by == "slurm":
                 sim_node.reason, sim_node.reason_set_by = "", None
+
+    # ---- the fabric ------------------------------------------------------------------------------
+
+    @property
+    def fabric(self) -> FatTree:
+        with self.lock:
+            if self._fabric is None:
+                self._fabric = FatTree(self.topology, seed=self.seed)
+                self._apply_fabric_faults()
+            return self._fabric
+
+    def _apply_fabric_faults(self) -> None:
+        """Rebuild every cable's fault conditions from the fabric faults active in the book."""
+        fabric = self.fabric
+        conditions: dict[int, CableFaults] = {}
+        for fault in self.faults.active():
+            if not fault.kind.startswith("fabric_"):
+                continue
+            params = fault.params
+            if fault.kind == "fabric_leaf_fault":
+                cables = fabric.leaf_cables(fault.node)[:params["links"]]
+            elif params["uplink"] >= 0:
+                cables = [fabric.uplinks[fabric.leaf_of[fault.node].name][params["uplink"]]]
+            else:
+                cables = [fabric.host_cable(fault.node, fault.port)]
+            for cable in cables:
+                condition = conditions.setdefault(id(cable), CableFaults())
+                if fault.kind in ("fabric_flapping", "fabric_leaf_fault"):
+                    condition.flapping = (fault.started_at, params.get("period", LEAF_FAULT_FLAP_SECONDS))
+                if fault.kind in ("fabric_symbol_errors", "fabric_leaf_fault"):
+                    condition.symbol_errors_per_minute += float(params["rate"])
+                if fault.kind == "fabric_degraded":
+                    condition.width = params["width"]
+                    condition.lane_rate = LANE_RATES[params["speed"]]
+        fabric.set_faults(conditions, self.clock.now())
+
+    def fabric_exporter(self) -> Any:
+        """The fabric collector over this fleet's fat-tree, as one management host would run it."""
+        from exporter.build import create_exporter
+        from exporter.config import ExporterConfig
+        from exporter.fabric.plan import Plan, SwitchEntry
+        from exporter.fabric.sweep import FabricTools
+
+        with self.lock:
+            if self._fabric_exporter is None:
+                fabric = self.fabric
+                plan = Plan(switches_by_guid={s.guid: SwitchEntry(s.name, s.tier, s.rack) for s in fabric.switches})
+                config = ExporterConfig(collectors=["fabric"], fabric_interval=FABRIC_SWEEP_INTERVAL,
+                                        fabric_sweep_timeout=FABRIC_SWEEP_INTERVAL, fabric_hca_counters=True)
+                runner = SimFabricRunner(fabric, self.clock.now, self.lock)
+                self._fabric_exporter = create_exporter(config, fabric_tools=FabricTools(runner, plan),
+                                                        clock=self.clock.now)
+            return self._fabric_exporter
+
+    def render_fabric_metrics(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        return self.fabric_exporter().collect_once().render(openmetrics, gzipped)
+
+    def fabric_file_sd(self, base_url: str) -> list[dict[str, Any]]:
+        """Prometheus file_sd for the fabric collector: one target, job clusterwatch-fabric."""
+        address = base_url.split("://", 1)[-1]
+        return [{"targets": [address], "labels": {"__metrics_path__": "/fabric/metrics", "job": FABRIC_JOB,
+                                                   "instance": FABRIC_INSTANCE}}]
 
     # ---- scenario --------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The simulator's HTTP face: every node's /metrics, the ground truth, faults and Slurm's verbs.
 
     GET    /nodes/<node>/metrics        the node's exposition (what its exporter would serve)
+    GET    /fabric/metrics              the fabric collector over the simulated fat-tree (job clusterwatch-fabric)
     GET    /api/fleet                   ground truth: nodes, jobs, faults
     GET    /api/faults                  every fault injected so far
     POST   /api/faults                  inject one: {"kind": "xid", "node": "gpu-007", "gpu": 3, "xid": 79}
@@ -58,6 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "metrics":
             self._node_metrics(parts[1])
+        elif path == "/fabric/metrics":
+            self._fabric_metrics()
         elif path == "/api/fleet":
             self._json(200, fleet.ground_truth())
         elif path == "/api/faults":
@@ -125,10 +128,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.stopping.wait(HANG_SECONDS)
             self.close_connection = True
             return
-        self.send_response(200)
+        self._exposition(body)
+
+    def _fabric_metrics(self) -> None:
+        self._exposition(self.server.fleet.render_fabric_metrics(
+            wants_openmetrics(self.headers.get("Accept", "")), wants_gzip(self.headers.get("Accept-Encoding", ""))))
+
+    def _exposition(self, body: bytes) -> None:
         openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+        gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
+        self.send_response(200)
         self.send_header("Content-Type", OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST)
-        if wants_gzip(self.headers.get("Accept-Encoding", "")):
+        if gzipped:
             self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

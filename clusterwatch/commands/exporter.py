@@ -29,6 +29,29 @@ def _collector_list(raw: object) -> list[str]:
     return names
 
 
+def _rate(raw: object) -> float:
+    value = float(str(raw))
+    if not 0 < value <= 1_000_000:
+        raise ValueError("must be a number of ports per second from 0 (excluded) to 1000000")
+    return value
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"must be true or false (got {raw!r})")
+    return text in ("true", "1", "yes")
+
+
+def _ca_name(raw: object) -> str:
+    text = str(raw)
+    if text and not (len(text) <= 32 and text.replace("_", "").isalnum() and text.isascii()):
+        raise ValueError("must be an HCA name such as mlx5_0")
+    return text
+
+
 def _default_collectors() -> list[str]:
     from exporter.collector import default_collectors
 
@@ -53,6 +76,24 @@ OPTIONS = (
            settings.optional_string_list, "LIST"),
     Option("textfile_dir", None, "directory of *.prom files to expose, as node_exporter's "
            "--collector.textfile.directory (cron-written metrics)", settings.optional_path, "DIR"),
+    # The fabric collector (--collectors fabric): docs/operations.md, "The fabric collector".
+    Option("fabric_interval", 60.0, "fabric collector: time from one sweep's start to the next", settings.duration,
+           "DURATION"),
+    Option("fabric_sweep_timeout", 60.0, "fabric collector: the most one sweep may take; past it the sweep stops "
+           "(fabric_sweep_incomplete 1) and what it read is exposed", settings.duration, "DURATION"),
+    Option("fabric_ports_per_second", 2000.0, "fabric collector: the most switch ports read per second (paces the "
+           "perfquery MADs)", _rate, "N"),
+    Option("fabric_tool_timeout", 30.0, "fabric collector: the most one ibnetdiscover, iblinkinfo or perfquery run may "
+           "take", settings.duration, "DURATION"),
+    Option("fabric_max_output_bytes", 64 << 20, "fabric collector: the most output read from one tool run",
+           settings.positive_int, "BYTES"),
+    Option("fabric_hca_counters", False, "fabric collector: read the HCA end of host cables too (one perfquery per "
+           "HCA; off: the hosts' own exporters report them)", _boolean, "true|false"),
+    Option("fabric_ca", "", "fabric collector: the local HCA the tools use (their -C; \"\" lets them choose)", _ca_name,
+           "CA"),
+    Option("fabric_plan", None, "fabric collector: YAML cabling plan and name overrides", settings.optional_path, "FILE"),
+    Option("fabric_tools_dir", None, "fabric collector: directory of the infiniband-diags binaries (default: PATH)",
+           settings.optional_path, "DIR"),
 )
 
 
@@ -82,6 +123,13 @@ def _check(config: ExporterConfig, source: str | None) -> None:
             raise ConfigError(name, f"not a directory: {getattr(config, name)}", source)
     if config.job_mapping_dir and not os.path.isdir(config.job_mapping_dir):
         raise ConfigError("job_mapping_dir", f"not a directory: {config.job_mapping_dir}", source)
+    if config.fabric_plan and "fabric" in config.collectors:
+        from exporter.fabric.plan import PlanError, load
+
+        try:
+            load(config.fabric_plan)
+        except PlanError as exc:
+            raise ConfigError("fabric_plan", str(exc), source) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ import logging
 log = logging.getLogger(__name__)
 
 # Order is the order of --collectors' default list and of the exposition.
-_MODULES = ("gpu", "gpm", "xid", "node", "infiniband", "storage", "jobs", "node_textfile")
+_MODULES = ("gpu", "gpm", "xid", "node", "infiniband", "storage", "jobs", "node_textfile", "fabric")
 
 for _name in _MODULES:
     try:
