@@ -18,7 +18,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import EFFICIENCY_LOW_BELOW, IDLE_BELOW, efficiency, efficiency_low, job_flags, stragglers
+from dashboard.definitions import (
+    IDLE_BELOW, MEASURES, SM_ACTIVE, UTILIZATION, Measure, efficiency, efficiency_low, job_flags, job_measure, stragglers,
+)
 from dashboard.params import TimeRange, regex_of
 from dashboard.promql import GpuKey, by_gpu, gpu_key, split_by_name
 from dashboard.views.jobs_at_scale import PER_JOB_FROM_GPUS, per_job_figures
@@ -37,10 +39,13 @@ class JobRow(BaseModel):
     start_time: float | None
     run_seconds: float | None
     time_limit_seconds: float | None
-    mean_utilization: float | None = Field(description="mean over the range of the job's GPUs (0-1)")
+    measure: str | None = Field(default=None, description=(
+        "what mean_utilization, efficiency and the straggler flag read: \"sm_active\" (SM activity, NVML GPM) "
+        "when every GPU of the job has it, else \"utilization\" (docs/architecture.md#definitions)"))
+    mean_utilization: float | None = Field(description="mean activity over the range of the job's GPUs (0-1), by `measure`")
     memory_used_bytes: float | None = Field(description="GPU memory in use now, all GPUs")
     power_watts: float | None = Field(default=None, description="power drawn now, all GPUs")
-    efficiency: float | None = Field(description="GPU-hour-weighted mean utilisation over the range")
+    efficiency: float | None = Field(description="GPU-hour-weighted mean activity over the range, by `measure`")
     flags: dict[str, int] = Field(description=(
         "idle / hung / straggler / held_but_unused: GPUs affected. Over the range (idle, hung: peak "
         "utilisation over the range; straggler: means over the range), except where `source` is "
@@ -166,7 +171,7 @@ def _jobs_per_job(ctx: DashboardContext, tr: TimeRange, records: list[JobRecord]
             job_id=key, name=job.name, user=job.user, account=job.account, partition=job.partition,
             state=job.state, nodes=job.nodes, gpus=job.gpus, start_time=job.start_time,
             run_seconds=(tr.end - job.start_time) if running and job.start_time else None,
-            time_limit_seconds=job.time_limit_seconds,
+            time_limit_seconds=job.time_limit_seconds, measure=figures.measure.get(key) if running else None,
             mean_utilization=_rounded(figures.mean.get(key)) if running else None,
             memory_used_bytes=figures.memory.get(key) if running else None,
             power_watts=_rounded(figures.power.get(key), 1) if running else None,
@@ -184,8 +189,10 @@ def _view(ctx: DashboardContext, tr: TimeRange, rows: list[JobRow], source: str)
 def _jobs_per_gpu(ctx: DashboardContext, tr: TimeRange, records: list[JobRecord]) -> JobsView:
     """The list of a small fleet: every GPU's series, the definitions applied to the range."""
     client, at, w = ctx.query, tr.end, tr.window
-    mean = by_gpu(client.instant(f"avg_over_time(gpu_utilization_ratio[{w}])", at))
-    peak = by_gpu(client.instant(f"max_over_time(gpu_utilization_ratio[{w}])", at))
+    means = {m.name: by_gpu(client.instant(f"avg_over_time({m.metric}[{w}])", at)) for m in MEASURES.values()}
+    # Idle by each GPU's own measure: its SM activity's peak where it has one, else its utilisation's.
+    peak = {**by_gpu(client.instant(f"max_over_time({UTILIZATION.metric}[{w}])", at)),
+            **by_gpu(client.instant(f"max_over_time({SM_ACTIVE.metric}[{w}])", at))}
     metrics = split_by_name(client.instant('{__name__=~"gpu_memory_used_bytes|gpu_power_watts|gpu_processes"}', at))
     memory = by_gpu(metrics.get("gpu_memory_used_bytes", _empty()))
     power = by_gpu(metrics.get("gpu_power_watts", _empty()))
@@ -195,17 +202,19 @@ def _jobs_per_gpu(ctx: DashboardContext, tr: TimeRange, records: list[JobRecord]
         running = job.state == "RUNNING"
         # A finished job's GPUs now belong to others: their metrics say nothing about it.
         gpus = job_gpus(job) if running else []
+        measure = job_measure(gpus, means[SM_ACTIVE.name])
+        mean = means[measure.name]
         observed = {k: mean[k] for k in gpus if k in mean}
         rows.append(JobRow(
             job_id=job.job_id, name=job.name, user=job.user, account=job.account, partition=job.partition,
             state=job.state, nodes=job.nodes, gpus=job.gpus or len(gpus), start_time=job.start_time,
             run_seconds=(at - job.start_time) if running and job.start_time else None,
-            time_limit_seconds=job.time_limit_seconds,
+            time_limit_seconds=job.time_limit_seconds, measure=measure.name if running and gpus else None,
             mean_utilization=_rounded(_mean(observed.values())),
             memory_used_bytes=sum(memory[k] for k in gpus if k in memory) if running and gpus else None,
             power_watts=_rounded(sum(power[k] for k in gpus if k in power), 1) if running and gpus else None,
             efficiency=_rounded(efficiency(observed)),
-            flags=job_flags(gpus, mean, peak, memory, processes, running) if running else {},
+            flags=job_flags(gpus, mean, peak, memory, processes, running, measure) if running else {},
         ))
     return _view(ctx, tr, rows, "gpus")
 
@@ -226,11 +235,15 @@ class GpuSeries(BaseModel):
     node: str
     gpu: int
     utilization: list[float | None]
+    sm_active: list[float | None] = Field(default=[], description=(
+        "SM activity (NVML GPM), on GPUs that have it; like memory_bytes, every GPU's for jobs of up to "
+        f"{DETAIL_GPUS} GPUs, above, stragglers' only"))
     memory_bytes: list[float | None] = Field(
         description=f"every GPU's for jobs of up to {DETAIL_GPUS} GPUs; above, stragglers' only (see `bands`)")
     power_watts: list[float | None] = Field(
         description=f"every GPU's for jobs of up to {DETAIL_GPUS} GPUs; above, stragglers' only (see `bands`)")
-    mean_utilization: float | None
+    mean_utilization: float | None = Field(description="mean activity over the range by the job's `measure` "
+                                                       "(what the straggler flag compares)")
     straggler: bool
 
 
@@ -246,7 +259,11 @@ class Efficiency(BaseModel):
     """In the spirit of Princeton's jobstats: how well the job used what it held."""
 
     gpu_hours: float
-    gpu_efficiency: float | None = Field(description="GPU-hour-weighted mean utilisation (0-1)")
+    gpu_efficiency: float | None = Field(description="GPU-hour-weighted mean activity (0-1), by `measure`")
+    measure: str = Field(default=UTILIZATION.name, description=(
+        "\"sm_active\" (SM activity, NVML GPM) when every GPU of the job has it over the range, else "
+        "\"utilization\" (docs/architecture.md#definitions)"))
+    measure_title: str = Field(default=UTILIZATION.title, description="the measure as the page names it")
     memory_peak_bytes: float | None
     memory_total_bytes: float | None = Field(description="of one GPU")
     run_seconds: float | None
@@ -278,8 +295,10 @@ class JobView(BaseModel):
     timestamps: list[float]
     gpus: list[GpuSeries]
     per_gpu_detail: bool = Field(description="every GPU's memory and power series are included")
-    bands: dict[str, Band] = Field(description="utilization, memory_bytes, power_watts: min/median/max "
-                                               "across the job's GPUs at each point")
+    measure: str = Field(default=UTILIZATION.name, description="what the straggler flags and the efficiency "
+                                                               "read: \"sm_active\" or \"utilization\"")
+    bands: dict[str, Band] = Field(description="utilization, sm_active, memory_bytes, power_watts: "
+                                               "min/median/max across the job's GPUs at each point")
     alerts: list[AlertSpan] = Field(default=[], description="alerts that fired on the job's nodes or GPUs "
                                                             "in the range (automation events: /api/automation/audit)")
     efficiency: Efficiency
@@ -291,7 +310,8 @@ class JobNotFound(LookupError):
     pass
 
 
-SERIES = {"gpu_utilization_ratio": ("utilization", 3), "gpu_memory_used_bytes": ("memory_bytes", -6),
+SERIES = {UTILIZATION.metric: ("utilization", 3), SM_ACTIVE.metric: ("sm_active", 3),
+          "gpu_memory_used_bytes": ("memory_bytes", -6),
           "gpu_power_watts": ("power_watts", 1)}  # field, decimals kept (memory: whole megabytes)
 
 
@@ -399,16 +419,21 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     lifetime = tr.clipped(record.start_time, record.end_time if record.state != "RUNNING" else None)
     step = lifetime.step()
     series = _job_series(ctx.query, gpus, lifetime, step, tr.end)
-    mean, hours, peak_util = _usage(series.matrices["gpu_utilization_ratio"], gpus, step)
-    slow = stragglers(mean, len(gpus))
-    flags = job_flags(gpus, mean, peak_util, series.now.get("gpu_memory_used_bytes", {}),
-                      series.now.get("gpu_processes", {}), record.state == "RUNNING")
+    usage = {m.name: _usage(series.matrices[m.metric], gpus, step) for m in MEASURES.values()}
+    measure = job_measure(gpus, usage[SM_ACTIVE.name][0])
+    mean, hours, _ = usage[measure.name]
+    # Idle by each GPU's own measure, as the rules' idle_gpus: SM activity's peak where it has one.
+    peak = {**usage[UTILIZATION.name][2], **usage[SM_ACTIVE.name][2]}
+    slow = stragglers(mean, len(gpus), measure)
+    flags = job_flags(gpus, mean, peak, series.now.get("gpu_memory_used_bytes", {}),
+                      series.now.get("gpu_processes", {}), record.state == "RUNNING", measure)
     detail = len(gpus) <= DETAIL_GPUS
     return JobView(
         time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
         timestamps=series.grid, gpus=_gpu_rows(series.matrices, gpus, mean, slow, detail), per_gpu_detail=detail,
+        measure=measure.name,
         bands={field: _band(series.matrices[metric]) for metric, (field, _) in SERIES.items()}, alerts=series.alerts,
-        efficiency=_efficiency(record, lifetime, step, tr.end, gpus, series, mean, hours),
+        efficiency=_efficiency(record, lifetime, step, tr.end, gpus, series, mean, hours, measure),
     )
 
 
@@ -459,15 +484,16 @@ def _usage(util: np.ndarray, gpus: list[GpuKey], step: float) -> tuple[dict[GpuK
 
 def _gpu_rows(matrices: dict[str, np.ndarray], gpus: list[GpuKey], mean: dict[GpuKey, float], slow: set[GpuKey],
               detail: bool) -> list[GpuSeries]:
-    """Every GPU's utilisation; its memory and power when the page has every GPU's (``detail``)
-    or it is a straggler."""
-    util, memory = matrices["gpu_utilization_ratio"], matrices["gpu_memory_used_bytes"]
+    """Every GPU's utilisation; its SM activity, memory and power when the page has every GPU's
+    (``detail``) or it is a straggler."""
+    util, memory, sm = matrices[UTILIZATION.metric], matrices["gpu_memory_used_bytes"], matrices[SM_ACTIVE.metric]
     rows = []
     for i, k in enumerate(gpus):
         full = detail or k in slow
         # Built without re-validating 512 x 240 floats the code above has just made.
         rows.append(GpuSeries.model_construct(
             node=k[0], gpu=k[1], utilization=_as_list(util[i]),
+            sm_active=_as_list(sm[i]) if full and not np.isnan(sm[i]).all() else [],
             memory_bytes=_as_list(memory[i]) if full else [],
             power_watts=_as_list(matrices["gpu_power_watts"][i]) if full else [],
             mean_utilization=_rounded(mean.get(k)), straggler=k in slow))
@@ -475,7 +501,8 @@ def _gpu_rows(matrices: dict[str, np.ndarray], gpus: list[GpuKey], mean: dict[Gp
 
 
 def _efficiency(record: JobRecord, lifetime: TimeRange, step: float, at: float, gpus: list[GpuKey],
-                series: _JobSeries, mean: dict[GpuKey, float], hours: dict[GpuKey, float]) -> Efficiency:
+                series: _JobSeries, mean: dict[GpuKey, float], hours: dict[GpuKey, float],
+                measure: Measure) -> Efficiency:
     memory = series.matrices["gpu_memory_used_bytes"]
     peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
     totals = series.now.get("gpu_memory_total_bytes", {})
@@ -487,7 +514,8 @@ def _efficiency(record: JobRecord, lifetime: TimeRange, step: float, at: float, 
         memory_total_bytes=statistics.median(totals[k] for k in gpus if k in totals) if totals else None,
         run_seconds=run, time_limit_seconds=record.time_limit_seconds,
         time_used_ratio=_rounded(run / record.time_limit_seconds) if run and record.time_limit_seconds else None,
-        observed_from=lifetime.start, notes=_notes(record, lifetime, step, gpu_eff))
+        measure=measure.name, measure_title=measure.title,
+        observed_from=lifetime.start, notes=_notes(record, lifetime, step, gpu_eff, measure))
 
 
 def _run_seconds(record: JobRecord, at: float) -> float | None:
@@ -497,13 +525,15 @@ def _run_seconds(record: JobRecord, at: float) -> float | None:
     return (record.end_time if record.state != "RUNNING" and record.end_time else at) - record.start_time
 
 
-def _notes(record: JobRecord, lifetime: TimeRange, step: float, gpu_eff: float | None) -> list[str]:
+def _notes(record: JobRecord, lifetime: TimeRange, step: float, gpu_eff: float | None,
+           measure: Measure) -> list[str]:
     notes = []
     if record.start_time and lifetime.start > record.start_time + step:
         notes.append("the job started before the chosen range (or the store's retention): "
                      "figures cover the observed part only")
-    if efficiency_low(gpu_eff):
-        notes.append(f"GPU efficiency below {EFFICIENCY_LOW_BELOW:.0%}: the job holds GPUs it barely uses")
+    if efficiency_low(gpu_eff, measure):
+        notes.append(f"GPU efficiency below {measure.efficiency_low_below:.0%} ({measure.title}): "
+                     "the job holds GPUs it barely uses")
     return notes
 
 

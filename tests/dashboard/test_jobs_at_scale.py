@@ -18,7 +18,7 @@ from tsdb.client import LocalQueryClient, QueryResult
 from tsdb.promql.engine import Engine
 
 HOUR = TimeRange(END - 3600, END)
-GPU_FAMILIES = ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_power_watts", "gpu_processes",
+GPU_FAMILIES = ("gpu_utilization_ratio", "gpu_sm_active_ratio", "gpu_memory_used_bytes", "gpu_power_watts", "gpu_processes",
                 "slurm_job_gpu_info", "instance_gpu_job:")
 
 
@@ -80,10 +80,10 @@ def test_the_list_at_scale_reads_recorded_series_per_job(recorded, monkeypatch):
         assert not any(family in query for family in GPU_FAMILIES), query
         assert series <= len(JOBS), query
     table = {row.job_id: row for row in large.jobs}
-    assert flagged(table, "idle") == per_job(fired["JobGpusIdle"]) == {"105": 4, "106": 4, "107": 2}
-    assert flagged(table, "hung") == per_job(fired["JobHung"]) == {"105": 4}
+    assert flagged(table, "idle") == per_job(fired["JobGpusIdle"]) == {"105": 4, "106": 4, "107": 2, "113": 2}
+    assert flagged(table, "hung") == per_job(fired["JobHung"]) == {"105": 4, "113": 2}
     assert flagged(table, "held_but_unused") == per_job(fired["JobGpusHeldUnused"]) == {"107": 2}
-    assert flagged(table, "straggler") == {"101": 1, "104": 1}
+    assert flagged(table, "straggler") == {"101": 1, "104": 1, "111": 1, "112": 1}
     _same_figures(small, large)
 
 
@@ -100,6 +100,7 @@ def _same_figures(small, large) -> None:
     assert [row.job_id for row in large.jobs] == [row.job_id for row in small.jobs]
     for a, b in zip(small.jobs, large.jobs):
         assert b.nodes == a.nodes and b.gpus == a.gpus, a.job_id
+        assert b.measure == a.measure, a.job_id
         assert b.mean_utilization == pytest.approx(a.mean_utilization, abs=1e-3), a.job_id
         assert b.efficiency == pytest.approx(a.efficiency, abs=1e-3), a.job_id
         assert b.memory_used_bytes == pytest.approx(a.memory_used_bytes), a.job_id
