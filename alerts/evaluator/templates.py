@@ -4,9 +4,10 @@ Supported: text and ``{{ }}`` actions with ``{{-``/``-}}`` trimming and ``{{/* c
 pipelines (``a | f b``) of variables (``$labels.instance``, ``$value``, ``$externalLabels``,
 ``$externalURL``, ``$`` and variables set with ``:=``), fields of dot (``.Labels.gpu``,
 ``.Value``), string, raw-string, number and boolean literals, parentheses; ``if``/``else if``/
-``else``/``end`` and ``with``; functions: Prometheus's ``humanize``, ``humanize1024``,
+``else``/``end``, ``with`` and ``range`` (over a query's result or a list; ``$i, $x :=`` and
+``{{else}}`` as in Go: fabric alerts list the nodes and jobs behind a link); functions: Prometheus's ``humanize``, ``humanize1024``,
 ``humanizePercentage``, ``humanizeDuration``, ``humanizeTimestamp``, ``title``, ``toUpper``,
-``toLower``, ``reReplaceAll``, ``match``, ``stripPort``, ``query``/``first``/``value``/``label``
+``toLower``, ``reReplaceAll``, ``match``, ``stripPort``, ``query``/``first``/``value``/``label``/``sortByLabel``
 and Go's ``printf``, ``print``, ``len``, ``index``, ``not``, ``and``, ``or``, ``eq``, ``ne``,
 ``lt``, ``le``, ``gt``, ``ge``. Missing map keys read as "" (Prometheus sets missingkey=zero).
 Anything else is refused when the template is parsed, so a rule file using it fails ``check``
@@ -100,6 +101,21 @@ class _Branch:
     otherwise: list = field(default_factory=list)
 
 
+@dataclass
+class _Range:
+    """``range``: ``then`` once per element (dot, and the declared variables, set to it), or
+    ``otherwise`` when there is none."""
+
+    pipeline: _Pipeline
+    index_var: str | None
+    element_var: str | None
+    then: list = field(default_factory=list)
+    otherwise: list = field(default_factory=list)
+
+
+_RANGE_DECLARE = re.compile(r"\s*(\$[A-Za-z0-9_]*)\s*(?:,\s*(\$[A-Za-z0-9_]*)\s*)?:=(.*)", re.DOTALL)
+
+
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
 
 
@@ -154,7 +170,9 @@ class _Parser:
                 return nodes, body
             if keyword in ("if", "with"):
                 nodes.append(self._branch(keyword, body[len(keyword):]))
-            elif keyword in ("range", "template", "define", "block", "break", "continue"):
+            elif keyword == "range":
+                nodes.append(self._range(body[len(keyword):]))
+            elif keyword in ("template", "define", "block", "break", "continue"):
                 raise TemplateError(f"{self.where}: {{{{{keyword}}}}} is not supported by ClusterWatch's templates")
             else:
                 nodes.append(_Action(self._pipeline(body)))
@@ -177,6 +195,20 @@ class _Parser:
         elif end != "end":
             raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end}}}}}")
         return branch
+
+    def _range(self, rest: str) -> _Range:
+        index_var = element_var = None
+        declared = _RANGE_DECLARE.fullmatch(rest)
+        if declared:
+            first, second, rest = declared.groups()
+            index_var, element_var = (first, second) if second else (None, first)
+        node = _Range(self._pipeline(rest), index_var, element_var)
+        node.then, end = self._list()
+        if end is not None and end.strip() == "else":
+            node.otherwise, end = self._list()
+        if end is None or end.strip() != "end":
+            raise TemplateError(f"{self.where}: expected {{{{end}}}} after {{{{range}}}}, got {end!r}")
+        return node
 
     def _pipeline(self, body: str) -> _Pipeline:
         tokens = _tokens(body, self.where)
@@ -299,6 +331,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "first": _first,
     "value": lambda sample: sample["Value"],
     "label": lambda name, sample: sample["Labels"].get(name, ""),
+    "sortByLabel": lambda name, samples: sorted(samples, key=lambda sample: sample["Labels"].get(name, "")),
 }
 
 
@@ -319,6 +352,8 @@ def _exec(nodes: list, scope: _Scope, out: list[str]) -> None:
     for node in nodes:
         if isinstance(node, _Text):
             out.append(node.text)
+        elif isinstance(node, _Range):
+            _range(node, scope, out)
         elif isinstance(node, _Action):
             value = _pipeline(node.pipeline, scope)
             if node.pipeline.declare is None:
@@ -330,6 +365,26 @@ def _exec(nodes: list, scope: _Scope, out: list[str]) -> None:
                 _exec(node.then, inner, out)
             else:
                 _exec(node.otherwise, scope, out)
+
+
+def _range(node: _Range, scope: _Scope, out: list[str]) -> None:
+    items = _pipeline(node.pipeline, scope)
+    if isinstance(items, dict):
+        items = [items[key] for key in sorted(items)]  # Go ranges over a map in key order
+    elif items is None:
+        items = []
+    elif not isinstance(items, (list, tuple)):
+        raise TemplateError(f"range can't iterate over {gofmt.go_value(items)}")
+    if not items:
+        _exec(node.otherwise, scope, out)
+        return
+    for index, item in enumerate(items):
+        variables = dict(scope.variables)
+        if node.index_var:
+            variables[node.index_var] = index
+        if node.element_var:
+            variables[node.element_var] = item
+        _exec(node.then, _Scope(item, variables, scope.query), out)
 
 
 def _pipeline(pipeline: _Pipeline, scope: _Scope) -> Any:

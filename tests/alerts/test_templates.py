@@ -26,9 +26,24 @@ def test_labels_value_pipelines_conditionals_and_trim():
     assert render(text, {"instance": "n1", "gpu": "3"}, 0.75) == "n1 GPU 3: 75% high [] x"
 
 
+def test_range_lists_a_query_result_sorted_bounded_and_says_when_empty():
+    """What the fabric alerts' impact annotation does (alerts/rules/fabric.yml): a query's result
+    sorted by a label, the first N with their index, {{else}} for none; checked in promtool by
+    alerts/tests/fabric_links_test.yml."""
+    rows = [{"Labels": {"node": n}, "Value": 1.0} for n in ("gpu-3", "gpu-1", "gpu-2")]
+    text = ('{{ $r := query "x" | sortByLabel "node" }}({{ len $r }}) {{ range $i, $n := $r }}{{ if lt $i 2 }}'
+            '{{ if $i }}, {{ end }}{{ label "node" $n }}{{ end }}{{ else }}none{{ end }}')
+    assert render(text, {}, 1.0, query=lambda q: rows) == "(3) gpu-1, gpu-2"
+    assert render(text, {}, 1.0, query=lambda q: []) == "(0) none"
+    assert render("{{ range query `x` }}{{ .Labels.node }};{{ end }}", {}, 1.0, query=lambda q: rows) == \
+        "gpu-3;gpu-1;gpu-2;"
+
+
 def test_bad_templates_are_refused_at_parse_and_rendered_as_errors():
     with pytest.raises(TemplateError):
         Template("{{ nosuchfunc $value }}")
     with pytest.raises(TemplateError):
-        Template("{{ range $x }}{{ end }}")
+        Template('{{ template "x" }}')
+    with pytest.raises(TemplateError):
+        Template("{{ range query `up` }}")  # no {{end}}
     assert render("{{ first (query \"up\") }}", {}, 1.0).startswith("<error expanding template:")
