@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.definitions import EFFICIENCY_WINDOW, gpu_efficiency, xid_errors_seen
+from dashboard.definitions import (
+    EFFICIENCY_WINDOW, MEASURES, SM_ACTIVE, UTILIZATION, gpu_efficiency, job_activity, xid_errors_seen,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GPU_JOB = "gpu_job_info{job_id=~\"$job_id\", gpu=~\"$gpu\"}"
@@ -39,6 +41,16 @@ def _job_gpus(metric: str) -> str:
     return f"{metric} * on (instance, gpu) group_left (job_id) {GPU_JOB}"
 
 
+# The job's activity by its measure (docs/architecture.md#definitions): SM activity where every
+# selected GPU of the job has it, else utilisation; the measure label, in the legend, says which.
+JOB_ACTIVITY = job_activity(_job_gpus(SM_ACTIVE.metric), _job_gpus(UTILIZATION.metric),
+                            f"max by (instance, gpu, job_id) ({GPU_JOB})")
+EFFICIENCY_NOTE = ("GPU-hour-weighted mean activity of the job's GPUs over the last hour, as JobGpuEfficiencyLow "
+                   "reads it: SM activity (NVML GPM) when every GPU of the job has it, else utilisation; the "
+                   "legend names the measure. Low below "
+                   + ", ".join(f"{m.efficiency_low_below:.0%} {m.title}" for m in MEASURES.values()) + ".")
+
+
 CLUSTER = (
     Panel("GPUs", "stat", (("count(gpu_up)", "total"), ("count(gpu_up == 0) or vector(0)", "down")), width=6, height=4),
     Panel("Mean GPU utilisation", "stat", (("avg(gpu_utilization_ratio)", "mean"),), "percentunit", 6, 4),
@@ -66,9 +78,9 @@ JOB = (
     Panel("Power", "timeseries", ((f"sum({_job_gpus('gpu_power_watts')})", "job"),), "watt"),
     # docs/architecture.md#definitions, as JobGpuEfficiencyLow reads it: over the last hour, each
     # GPU's samples weighted alike (the pages and the rule pack's recording rule compute the same).
-    Panel(f"Job GPU efficiency ({EFFICIENCY_WINDOW})", "stat",
-          ((gpu_efficiency(f"({_job_gpus('gpu_utilization_ratio')})", f"{EFFICIENCY_WINDOW}:1m"), "efficiency"),),
-          "percentunit", 8, 4),
+    Panel(f"Job GPU efficiency ({EFFICIENCY_WINDOW}, SM activity or utilisation)", "stat",
+          ((gpu_efficiency(f"({JOB_ACTIVITY})", f"{EFFICIENCY_WINDOW}:1m"), "efficiency by {{measure}}"),),
+          "percentunit", 8, 4, EFFICIENCY_NOTE),
     Panel("Job", "table", (("slurm_job_info{job_id=~\"$job_id\"}", ""),), width=16, height=4),
     Panel("GPU profiling (GPM)", "timeseries",
           tuple((_job_gpus(metric), f"{{{{instance}}}}/{{{{gpu}}}} {name}") for metric, name in PROFILING),

@@ -147,3 +147,26 @@ def test_profiling_panel_shows_gpm_gpus_only(client):
     assert supported
     for target in panel["targets"]:
         assert len(client.instant(_all(target["expr"]), T0 + 120).series) == len(supported)
+
+
+def test_job_efficiency_panel_names_its_measure(client):
+    """The job dashboard's efficiency, per job, by SM activity where every GPU of the job has GPM
+    (gpu_gpm_supported == 1) and by utilisation elsewhere, as the rule pack's job_id:gpu_efficiency:ratio1h;
+    the legend and the description say which."""
+    [panel] = [p for p in dashboard("clusterwatch-job")["panels"] if p["title"].startswith("Job GPU efficiency")]
+    assert "SM activity" in panel["title"] and "{{measure}}" in panel["targets"][0]["legendFormat"]
+    assert "20% SM activity" in panel["description"] and "30% utilisation" in panel["description"]
+    answer = client.instant(_all(panel["targets"][0]["expr"]), T0 + 120).series
+    gpm = {(s.labels["instance"], s.labels["gpu"]): s.value == 1 for s in client.instant("gpu_gpm_supported", T0 + 120).series}
+    held: dict[str, list[bool]] = {}
+    for s in client.instant('gpu_job_info{job_id!=""}', T0 + 120).series:
+        held.setdefault(s.labels["job_id"], []).append(gpm.get((s.labels["instance"], s.labels["gpu"]), False))
+    assert answer and {s.labels["job_id"] for s in answer} == set(held)
+    measures: dict[str, set[str]] = {}
+    for s in answer:
+        measures.setdefault(s.labels["job_id"], set()).add(s.labels["measure"])
+        assert 0 <= s.value <= 1
+    # The first scrape has no GPM pair yet (the collector's first cycle): there, utilisation for all.
+    assert measures == {job: {"sm_active", "utilization"} if all(gpus) else {"utilization"}
+                        for job, gpus in held.items()}
+    assert any(all(gpus) for gpus in held.values())

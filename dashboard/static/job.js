@@ -5,7 +5,8 @@ CW.page(v => {
   const { el, fmt, kpi, section } = CW, e = v.efficiency, j = v.job;
   const summary = el("div", { class: "kpis", id: "efficiency" },
     kpi("state", j.state), kpi("user / account", `${j.user} / ${j.account}`), kpi("GPUs", j.gpus),
-    kpi("GPU efficiency", fmt.pct(e.gpu_efficiency), e.gpu_efficiency !== null && e.gpu_efficiency < 0.25 ? "bad" : ""),
+    // Named by its measure (SM activity where every GPU has GPM, else utilisation), whose threshold the server applied.
+    kpi(`GPU efficiency (${e.measure_title})`, fmt.pct(e.gpu_efficiency), e.low ? "bad" : ""),
     kpi("GPU-hours observed", e.gpu_hours.toFixed(2)),
     kpi("memory peak", `${fmt.bytes(e.memory_peak_bytes)} of ${fmt.bytes(e.memory_total_bytes)}`),
     kpi("time used / limit", `${fmt.dur(e.run_seconds)} / ${fmt.dur(e.time_limit_seconds)}`, e.time_used_ratio > 0.9 ? "warn" : ""),

@@ -10,7 +10,9 @@ CW.page(v => {
     { key: "nodes", label: "nodes", sortValue: r => r.nodes.length, text: r => r.nodes.length > 3 ? `${r.nodes.length} nodes` : r.nodes.join(" ") },
     { key: "gpus", label: "GPUs", cls: "num" },
     { key: "run_seconds", label: "run time", cls: "num", text: r => fmt.dur(r.run_seconds) },
-    { key: "mean_utilization", label: "mean util", cls: "num", text: r => fmt.pct(r.mean_utilization) },
+    // Both by the job's measure: SM activity (GPM) where every GPU of the job has it, else utilisation.
+    { key: "mean_utilization", label: "mean activity", cls: "num", text: r => fmt.pct(r.mean_utilization) },
+    { key: "measure", label: "measure", text: r => r.measure === "sm_active" ? "SM activity" : r.measure === "utilization" ? "utilisation" : "" },
     { key: "memory_used_bytes", label: "GPU memory", cls: "num", text: r => fmt.bytes(r.memory_used_bytes) },
     { key: "power_watts", label: "power", cls: "num", text: r => r.power_watts == null ? "–" : `${Math.round(r.power_watts).toLocaleString()} W` },
     { key: "efficiency", label: "efficiency", cls: "num", text: r => fmt.pct(r.efficiency) },

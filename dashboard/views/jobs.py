@@ -264,6 +264,7 @@ class Efficiency(BaseModel):
         "\"sm_active\" (SM activity, NVML GPM) when every GPU of the job has it over the range, else "
         "\"utilization\" (docs/architecture.md#definitions)"))
     measure_title: str = Field(default=UTILIZATION.title, description="the measure as the page names it")
+    low: bool = Field(default=False, description="below the measure's threshold (JobGpuEfficiencyLow's)")
     memory_peak_bytes: float | None
     memory_total_bytes: float | None = Field(description="of one GPU")
     run_seconds: float | None
@@ -514,7 +515,7 @@ def _efficiency(record: JobRecord, lifetime: TimeRange, step: float, at: float, 
         memory_total_bytes=statistics.median(totals[k] for k in gpus if k in totals) if totals else None,
         run_seconds=run, time_limit_seconds=record.time_limit_seconds,
         time_used_ratio=_rounded(run / record.time_limit_seconds) if run and record.time_limit_seconds else None,
-        measure=measure.name, measure_title=measure.title,
+        measure=measure.name, measure_title=measure.title, low=efficiency_low(gpu_eff, measure),
         observed_from=lifetime.start, notes=_notes(record, lifetime, step, gpu_eff, measure))
 
 

@@ -63,6 +63,7 @@ def test_page_and_rule_find_the_same_jobs_of_low_efficiency(judged):
     rule = set(per_job(fired["JobGpuEfficiencyLow"]))
     report = {job_id for job_id, view in pages.items() if any("GPU efficiency below" in n for n in view.efficiency.notes)}
     assert report == rule == {"105", "106", "108", "109", "110", "113"}
+    assert {job_id for job_id, view in pages.items() if view.efficiency.low} == rule  # the page's red figure
     for job_id, row in table.items():  # the same number: GPU-hour-weighted mean activity over the hour
         assert row.efficiency == pytest.approx(recorded[job_id][0], abs=1e-4), job_id
         assert pages[job_id].efficiency.gpu_efficiency == pytest.approx(recorded[job_id][0], abs=1e-4), job_id
