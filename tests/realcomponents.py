@@ -29,6 +29,7 @@ PACKAGES = {
     "prometheus-node-exporter": "prometheus-node-exporter",
     "victoria-metrics": "victoria-metrics",
     "vmalert": "victoria-metrics",
+    "vmagent": "victoria-metrics",
     "slurmctld": "slurmctld",
     "slurmd": "slurmd",
     "squeue": "slurm-client",
