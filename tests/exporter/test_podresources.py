@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from concurrent import futures
@@ -283,22 +284,38 @@ def test_without_the_socket_pods_lose_only_their_kubelet_attribution_logged_once
         close(node)
 
 
+PERMISSION_CHECK = """
+import socket, sys
+from exporter.podresources.client import PodResourcesClient, PodResourcesError
+raw = socket.socket(socket.AF_UNIX)
+try:
+    raw.connect(sys.argv[1])
+    print("connected")
+except PermissionError:
+    print("kernel: permission denied")
+try:
+    PodResourcesClient(sys.argv[1]).list_devices()
+except PodResourcesError as exc:
+    print(f"client: {exc.reason}: {exc}")
+"""
+
+
 def test_a_socket_the_exporter_may_not_use_is_reported_as_permission_denied(kubelet):
     fake, socket_path = kubelet
-    if os.geteuid() == 0:
-        pytest.skip("running as root, which file permissions do not stop: the denial cannot be produced here "
-                    "(the exporter's DaemonSet runs as uid 9835, where they do)")
     os.chmod(socket_path, 0)
-    node = gpu_node(socket_path)
-    try:
-        samples = kubelet_state(node)
-        assert up(samples) == 0 and node.errors() == 1
-        with pytest.raises(PodResourcesError) as raised:
-            PodResourcesClient(socket_path).list_devices()
-        assert raised.value.reason == "permission denied"
-    finally:
-        os.chmod(socket_path, stat.S_IRWXU)
-        close(node)
+    argv = [sys.executable, "-c", PERMISSION_CHECK, socket_path]
+    if os.geteuid() == 0:
+        # Root as the DaemonSet runs it: uid 0 with every capability dropped, which file modes do stop.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, which file modes do not stop, and no setpriv (util-linux) to drop "
+                        "root's capabilities as the DaemonSet does")
+        argv = [setpriv, "--bounding-set=-all", "--inh-caps=-all", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "kernel: permission denied"
+    assert lines[1].startswith("client: permission denied:") and socket_path in lines[1]
 
 
 def test_a_kubelet_without_get_allocatable_resources_still_attributes(socket_dir):
