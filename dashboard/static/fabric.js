@@ -1,9 +1,10 @@
 // The fabric page and a switch's page (one script: a switch's view model has `ports`). The graph:
 // a row of switches per tier (core, spine, leaf), an edge per switch pair coloured by its worst
 // cable, host cables summed in a bar under each leaf; SVG, no library. Colours are the recorded
-// fabric_link:health (0 healthy, 1 errors, 2 degraded, 3 flapping, 4 down), never computed here.
+// fabric_link:health (0 healthy, 1 errors, 2 degraded, 3 flapping, 4 down), never computed here;
+// their names come with the view model (alerts/fabric_health.py defines them).
 "use strict";
-const HEALTH = ["healthy", "errors", "degraded", "flapping", "down"];
+let HEALTH = [];
 const SVGNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, title) {
   const node = document.createElementNS(SVGNS, tag);
@@ -26,9 +27,10 @@ function cableEnds(c) {
   return CW.el("span", { class: "cable" }, end(c.switch, c.switch_port), " ↔ ", c.link_type === "host" ? end(c.peer, c.peer_port, c.node) : end(c.peer, c.peer_port));
 }
 const cableText = c => `${c.switch} port ${c.switch_port} ↔ ${c.peer} port ${c.peer_port}`;
-function perEnd(values) {
+const count = v => Number.isInteger(v) ? String(v) : v.toFixed(1);  // increase() extrapolates: 7.2 downs
+function perEnd(values, format = rate) {
   const entries = Object.entries(values || {}).filter(([, v]) => v);
-  return entries.length ? entries.map(([e, v]) => `${e} ${rate(v)}`).join(", ") : "0";
+  return entries.length ? entries.map(([e, v]) => `${e} ${format(v)}`).join(", ") : "0";
 }
 function since(r) { return r.since_before_range ? "before " + CW.fmt.time(r.since) : CW.fmt.time(r.since); }
 function impactNodes(i) {
@@ -52,7 +54,7 @@ function graph(v) {
   g.switches.forEach((name, i) => rows[g.tier[i]].members.push(i));
   const shown = rows.filter(r => r.members.length);
   const rowGap = 130, top = 30, pos = new Array(g.switches.length);
-  const root = svg("svg", { width, height: top + shown.length * rowGap + 20, role: "img", "aria-label": "fabric graph" });
+  const root = svg("svg", { width, height: top + (shown.length - 1) * rowGap + 60, role: "img", "aria-label": "fabric graph" });
   shown.forEach((row, r) => {
     const n = row.members.length, spacing = (width - 80) / n, w = Math.max(1.5, Math.min(48, spacing - 2)), y = top + r * rowGap;
     root.append(label(0, y + 12, row.tier || "other"));
@@ -94,7 +96,7 @@ function fabricPage(v) {
     { key: "cable", label: "cable (both ends)", text: r => cableText(r.cable), render: r => cableEnds(r.cable) },
     { key: "health", label: "health", sortValue: r => r.state.health, text: r => r.state.health_name, render: r => healthTag(r.state.health, r.state.health_name) },
     { key: "errors", label: "errors/s", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.errors_per_second)), text: r => perEnd(r.state.errors_per_second) },
-    { key: "downed", label: "link downs (15 min)", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.downed_15m)), text: r => perEnd(r.state.downed_15m) },
+    { key: "downed", label: "link downs (15 min)", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.downed_15m)), text: r => perEnd(r.state.downed_15m, count) },
     { key: "end", label: "which end", text: r => r.state.worst_end || "–" },
     { key: "since", label: "bad since", sortValue: r => r.since, text: since },
     { key: "nodes", label: "nodes behind", sortValue: r => r.impact.node_count, text: r => r.impact.nodes.join(" "), render: r => impactNodes(r.impact) },
@@ -119,7 +121,7 @@ function switchPage(v) {
     { key: "other_end", label: "other end", render: r => r.direction === "host" ? end(r.other_end, r.other_port, r.cable.node) : end(r.other_end, r.other_port) },
     { key: "health", label: "health", sortValue: r => r.state.health, text: r => r.state.health_name, render: r => healthTag(r.state.health, r.state.health_name) },
     { key: "errors", label: "errors/s", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.errors_per_second)), text: r => perEnd(r.state.errors_per_second) },
-    { key: "downed", label: "link downs (15 min)", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.downed_15m)), text: r => perEnd(r.state.downed_15m) },
+    { key: "downed", label: "link downs (15 min)", cls: "num", sortValue: r => Math.max(0, ...Object.values(r.state.downed_15m)), text: r => perEnd(r.state.downed_15m, count) },
     { key: "end", label: "which end", text: r => r.state.worst_end || "–" },
     { key: "since", label: "bad since", sortValue: r => r.since, text: r => r.state.health ? since(r) : "–" },
     { key: "nodes", label: "nodes behind", sortValue: r => r.impact.node_count, text: r => r.impact.nodes.join(" "), render: r => impactNodes(r.impact) },
@@ -129,4 +131,4 @@ function switchPage(v) {
     section("Nodes and jobs under this switch", el("p", { id: "switch-nodes" }, "Nodes: ", impactNodes(v.impact)), el("p", { id: "switch-jobs" }, "Running jobs: ", impactJobs(v.impact)))];
 }
 
-CW.page(v => v.ports ? switchPage(v) : fabricPage(v));
+CW.page(v => { HEALTH = v.health_names; return v.ports ? switchPage(v) : fabricPage(v); });

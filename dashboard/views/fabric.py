@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from alerts.fabric_health import HEALTH, HEALTH_NAMES, HEALTHY
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.promql import scalars
 from dashboard.views.fabric_impact import Impact, impacts
-from dashboard.views.fabric_links import (HEALTH_NAMES, ON_LINK, Cable, Link, LinkState, bad_since, cable_of,
+from dashboard.views.fabric_links import (BAD, ON_LINK, Cable, Link, LinkState, bad_since, cable_of,
                                           health_name, link_of, link_states, quoted,
                                           state_of)
 from tsdb.client import QueryClient
@@ -27,7 +28,6 @@ EDGES_ALL_UP_TO = 4_096  # inter-switch cables: up to this many every pair is dr
 EDGES_SHOWN = 4_096  # bad pairs drawn at most, worst first
 WORST_SHOWN = 50
 BAD_SWITCHES_SHOWN = 50
-BAD = "(fabric_link:health >= 1)"
 
 
 class FabricGraph(BaseModel):
@@ -67,10 +67,16 @@ class BadSwitch(BaseModel):
     worst_name: str
 
 
+def health_legend() -> list[str]:
+    """The health names by code, for the page's legend and colours."""
+    return [HEALTH_NAMES[code] for code in sorted(HEALTH_NAMES)]
+
+
 class FabricView(BaseModel):
     time: float
     start: float
     end: float
+    health_names: list[str] = Field(description="fabric_link:health's names by code (0 healthy ...)")
     switches: dict[str, int] = Field(description="tier -> switches")
     links: int
     links_by_health: dict[str, int] = Field(description="health name -> cables; 'no data': no recorded health")
@@ -96,8 +102,8 @@ def fabric(ctx: DashboardContext, tr: TimeRange) -> FabricView:
     counts: dict[str, dict[str, int]] = {}
     for labels, value in client.instant("count by (switch, link_type) (fabric_link_info)", at).samples():
         counts.setdefault(labels.get("switch", ""), {})[labels.get("link_type", "")] = int(value)
-    totals = scalars(client, {"links": "count(fabric_link_info)", "healthy": "count(fabric_link:health == 0)",
-                              "missing": f"count(fabric_link_info unless {ON_LINK} fabric_link:health)"}, at)
+    totals = scalars(client, {"links": "count(fabric_link_info)", "healthy": f"count({HEALTH} == {HEALTHY})",
+                              "missing": f"count(fabric_link_info unless {ON_LINK} {HEALTH})"}, at)
     bad = link_states(client, at, restrict=f" and {ON_LINK} {BAD}")
     bad = {link: state for link, state in bad.items() if state.health}
     info = {link_of(labels): cable_of(labels) for labels, _ in
@@ -115,7 +121,7 @@ def fabric(ctx: DashboardContext, tr: TimeRange) -> FabricView:
     worst = [WorstLink(cable=cables[link], state=bad[link], since=since.get(link, (None, False))[0],
                        since_before_range=since.get(link, (None, False))[1], impact=impact)
              for link, impact in zip(ranked, by_cable)]
-    by_health = {name: 0 for name in HEALTH_NAMES}
+    by_health = {name: 0 for name in HEALTH_NAMES.values()}
     for state in bad.values():
         by_health[health_name(state.health)] = by_health.get(health_name(state.health), 0) + 1
     by_health["healthy"] = int(totals["healthy"] or 0)
@@ -128,7 +134,8 @@ def fabric(ctx: DashboardContext, tr: TimeRange) -> FabricView:
                    worst_name=health_name(graph.worst[i]))
          for i, name in enumerate(graph.switches) if graph.bad[i]),
         key=lambda s: (-s.worst, -s.bad_links, s.switch))[:BAD_SWITCHES_SHOWN]
-    return FabricView(time=ctx.clock(), start=tr.start, end=tr.end, switches=switches,
+    return FabricView(time=ctx.clock(), start=tr.start, end=tr.end, health_names=health_legend(),
+                      switches=switches,
                       links=int(totals["links"] or 0), links_by_health=by_health, graph=graph,
                       bad_switches=bad_switches, worst_links=worst, worst_total=len(bad))
 
@@ -159,7 +166,11 @@ def _graph(tier_of: dict[str, str], counts: dict[str, dict[str, int]], bad: dict
             names.add(end)
             worst[end] = max(worst.get(end, 0), code)
             bad_count[end] = bad_count.get(end, 0) + 1
-    order = sorted(names, key=lambda n: (TIERS.index(tier_of.get(n, "")) if tier_of.get(n, "") in TIERS else 3, n))
+    def row(name: str) -> int:
+        tier = tier_of.get(name, "")
+        return TIERS.index(tier) if tier in TIERS else TIERS.index("")
+
+    order = sorted(names, key=lambda n: (row(n), n))
     index = {name: i for i, name in enumerate(order)}
     if pairs is not None:
         edges = [(a, b, bad_pairs.get((a, b), [0])[0], n) for (a, b), n in pairs.items()]
@@ -177,10 +188,11 @@ def _graph(tier_of: dict[str, str], counts: dict[str, dict[str, int]], bad: dict
             by_tiers[key] = by_tiers.get(key, 0) + kinds["isl"]
     return FabricGraph(
         tiers=list(TIERS), switches=order,
-        tier=[TIERS.index(tier_of.get(n, "")) if tier_of.get(n, "") in TIERS else 3 for n in order],
+        tier=[row(n) for n in order],
         worst=[worst.get(n, 0) for n in order], bad=[bad_count.get(n, 0) for n in order],
         hosts=[counts.get(n, {}).get("host", 0) for n in order],
-        hosts_bad=[hosts_bad.get(n, [0, 0])[0] for n in order], hosts_worst=[hosts_bad.get(n, [0, 0])[1] for n in order],
+        hosts_bad=[hosts_bad.get(n, [0, 0])[0] for n in order],
+        hosts_worst=[hosts_bad.get(n, [0, 0])[1] for n in order],
         edge_a=[index[a] for a, _, _, _ in edges], edge_b=[index[b] for _, b, _, _ in edges],
         edge_health=[w for _, _, w, _ in edges], edge_links=[n for _, _, _, n in edges],
         edges="all" if pairs is not None else "bad", edges_omitted=max(0, omitted), isl_by_tiers=by_tiers)
@@ -205,6 +217,7 @@ class SwitchView(BaseModel):
     time: float
     start: float
     end: float
+    health_names: list[str]
     name: str
     tier: str
     rack: str
@@ -242,6 +255,6 @@ def switch(ctx: DashboardContext, tr: TimeRange, name: str) -> SwitchView:
             cable=cable, state=state, since=began, since_before_range=before, impact=impact))
     ports.sort(key=lambda p: (int(p.port) if p.port.isdigit() else 1 << 30, p.port))
     labels = info[0] if info else {}
-    return SwitchView(time=ctx.clock(), start=tr.start, end=tr.end, name=name, tier=labels.get("tier", ""),
-                      rack=labels.get("rack", ""), guid=labels.get("switch_guid", ""), ports=ports,
-                      bad_ports=sum(1 for p in ports if p.state.health), impact=own)
+    return SwitchView(time=ctx.clock(), start=tr.start, end=tr.end, health_names=health_legend(), name=name,
+                      tier=labels.get("tier", ""), rack=labels.get("rack", ""), guid=labels.get("switch_guid", ""),
+                      ports=ports, bad_ports=sum(1 for p in ports if p.state.health), impact=own)

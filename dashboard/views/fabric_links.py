@@ -3,8 +3,8 @@
 health of a set of cables with their per-end error rates, since when a bad cable has been bad, and
 a node's HCA cables (the node page).
 
-Health is read from ``fabric_link:health`` only, never derived here: its codes and thresholds are
-the ``fabric-links`` rule group's. HEALTH_NAMES only names the codes the contract fixes.
+Health is read from ``fabric_link:health`` only, never derived here: its codes, names, thresholds
+and series names are the ``fabric-links`` rule group's, defined once in ``alerts.fabric_health``.
 """
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ from typing import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
+from alerts.fabric_health import DOWNED_INCREASE, ERRORS, ERRORS_RATE, HEALTH, HEALTH_NAMES, LINK
 from dashboard.params import TimeRange
 from tsdb.client import QueryClient
 
-# fabric_link:health's codes, as the fabric contract numbers them (0 healthy ... 4 down).
-HEALTH_NAMES = ("healthy", "errors", "degraded", "flapping", "down")
-LINK_LABELS = ("switch", "switch_port", "peer", "peer_port")
-ON_LINK = f"on ({', '.join(LINK_LABELS)})"
+ON_LINK = f"on ({', '.join(LINK)})"
 ENDS = ("switch", "peer")
-PER_END = "fabric_link:errors:rate5m|fabric_link:downed:increase15m"
+PER_END = f"{ERRORS_RATE}|{DOWNED_INCREASE}"
+BAD = f"({HEALTH} >= {ERRORS})"  # a bad cable: any health code from "errors" up
 
 # A switch name as the collector writes it: a node description trimmed (vendor defaults such as
 # "MF0;switch-abc:MQM8700/U1" included), ``sw-<guid>`` or a cabling plan's name. No quotes,
@@ -49,7 +48,7 @@ def exact_regex(values: Iterable[str]) -> str:
 
 
 def link_of(labels: Mapping[str, str]) -> Link:
-    return tuple(labels.get(name, "") for name in LINK_LABELS)  # type: ignore[return-value]
+    return tuple(labels.get(name, "") for name in LINK)  # type: ignore[return-value]
 
 
 class Cable(BaseModel):
@@ -79,7 +78,7 @@ class LinkState(BaseModel):
 def health_name(code: int | None) -> str:
     if code is None:
         return "no data"
-    return HEALTH_NAMES[code] if 0 <= code < len(HEALTH_NAMES) else f"code {code}"
+    return HEALTH_NAMES.get(code, f"code {code}")
 
 
 def _code(value: float) -> int | None:
@@ -91,7 +90,7 @@ def link_states(client: QueryClient, at: float, matchers: str = "", restrict: st
     ``switch="leaf-01"``) and ``restrict`` (a set operation, e.g. ``and on (...) <expr>``) name: one
     query for the health, one for both ends' recorded rates."""
     states: dict[Link, LinkState] = {}
-    health = f"fabric_link:health{{{matchers}}}" if matchers else "fabric_link:health"
+    health = f"{HEALTH}{{{matchers}}}" if matchers else HEALTH
     for labels, value in client.instant(health + restrict, at).samples():
         states[link_of(labels)] = state_of(_code(value))
     more = f", {matchers}" if matchers else ""
@@ -100,7 +99,7 @@ def link_states(client: QueryClient, at: float, matchers: str = "", restrict: st
         if end not in ENDS or not math.isfinite(value):
             continue
         state = states.setdefault(link_of(labels), state_of(None))
-        field = state.errors_per_second if labels.get("__name__") == "fabric_link:errors:rate5m" else state.downed_15m
+        field = state.errors_per_second if labels.get("__name__") == ERRORS_RATE else state.downed_15m
         field[end] = value
     for state in states.values():
         state.worst_end = _worst_end(state)
@@ -120,7 +119,7 @@ def _worst_end(state: LinkState) -> str | None:
 
 def bad_since(client: QueryClient, tr: TimeRange, links: list[Link]) -> dict[Link, tuple[float | None, bool]]:
     """Link -> (when its current bad spell began, whether it began before the range), read from
-    ``fabric_link:health >= 1`` over the range for these links' switches: the first sample of the
+    ``fabric_link:health >= 1`` (BAD) over the range for these links' switches: the first sample of the
     run of bad samples that reaches the range's end."""
     if not links:
         return {}
@@ -128,7 +127,7 @@ def bad_since(client: QueryClient, tr: TimeRange, links: list[Link]) -> dict[Lin
     switches = exact_regex(link[0] for link in links)
     wanted = set(links)
     out: dict[Link, tuple[float | None, bool]] = {}
-    result = client.range(f"fabric_link:health{{switch=~{switches}}} >= 1", tr.start, tr.end, step)
+    result = client.range(f"{HEALTH}{{switch=~{switches}}} >= {ERRORS}", tr.start, tr.end, step)
     for series in result.series:
         link = link_of(series.labels)
         if link not in wanted or not series.timestamps:

@@ -10,11 +10,11 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+import dashboard.views.fabric as fabric_view
 from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
-import dashboard.views.fabric as fabric_view
 from dashboard.views.fabric import fabric
 from tests.dashboard.fabric_fleet import STEP, fat_tree
 from tests.dashboard.query_log import RecordingClient
