@@ -3,7 +3,7 @@
 The shipped pack reads every series of a name (``up == 0``), which works where Prometheus scrapes
 only ClusterWatch. In a shared Prometheus, ``up`` of an unrelated job fires ExporterDown, and node
 rules fire twice where node_exporter runs beside the exporter. ``clusterwatch rules export
---selector 'job=~"gpu-nodes|clusterwatch"'`` adds that matcher to every vector selector of a
+--selector 'job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"'`` adds that matcher to every vector selector of a
 scraped series:
 
 - a selector is found by a PromQL-aware token walk (string literals, comments, numbers and
@@ -24,7 +24,7 @@ from typing import Any
 
 import promql_parser as pp
 
-DEFAULT_SELECTOR = 'job=~"gpu-nodes|clusterwatch"'
+DEFAULT_SELECTOR = 'job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"'
 DEFAULT_RUNBOOK_BASE = "https://clusterwatch.example/docs"
 UNSCOPED_NAMES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
 

@@ -6,7 +6,7 @@
 - export: copy the rule files for Prometheus or vmalert to load (``rule_files:`` / ``-rule``);
   ``--source dcgm`` adds the bridge from dcgm-exporter (alerts/rules/bridges/dcgm.yml, written as
   dcgm-bridge.yml), for sites whose GPUs are scraped from dcgm-exporter (docs/migration.md).
-  ``--selector`` scopes every rule to ClusterWatch's targets (default ``job=~"gpu-nodes|clusterwatch"``,
+  ``--selector`` scopes every rule to ClusterWatch's targets (default ``job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"``,
   the job names of ``clusterwatch scrape-config``; none with ``--source dcgm`` unless given; ``''``: none)
   and ``--runbook-base`` makes each alert's ``runbook_url`` (alerts/evaluator/scoping.py, docs/alerts.md).
 """

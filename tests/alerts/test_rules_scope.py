@@ -27,7 +27,7 @@ from tests.realcomponents import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "alerts" / "rules"
-SCOPE = 'job=~"gpu-nodes|clusterwatch"'
+SCOPE = 'job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"'
 
 
 def _export(out: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -97,7 +97,10 @@ def test_default_export_scopes_every_rule_and_keeps_recorded_series_and_readers(
             anchor = shipped[name]["annotations"]["runbook"].split("/", 1)[1]
             assert rule["annotations"]["runbook_url"] == f"https://clusterwatch.example/docs/{anchor}"
             assert rule["annotations"]["runbook"] == shipped[name]["annotations"]["runbook"]
-    assert 'up{job=~"gpu-nodes|clusterwatch"} == 0' in exported["ExporterDown"]["expr"]
+    assert 'up{job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"} == 0' in exported["ExporterDown"]["expr"]
+    # The fabric collector's target (job="clusterwatch-fabric") is in the default scope.
+    assert 'fabric_link_state{job=~"gpu-nodes|clusterwatch|clusterwatch-fabric"} != bool 4' in \
+        exported["fabric_link:health"]["expr"]
     readers = [r["expr"] for r in exported.values() if "instance:gpu_up:sum <" in r["expr"]]
     assert readers and all("instance:gpu_up:sum{" not in expr for expr in readers)  # recorded: read as recorded
 
