@@ -1,4 +1,4 @@
-"""The action API the automation and operator buttons call: drain, resume, requeue, reboot.
+"""The action API the automation and operator buttons call: drain, resume, requeue, reboot, signal.
 
 Each call is validated against the last snapshot before anything runs, audited (who, why, what
 the scheduler said), carried out by the backend as an argument vector or API request, and then
@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from scheduler import validation
-from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action
+from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, SIGNAL, Action
 from scheduler.audit import DONE, FAILED, REFUSED, STARTED, AuditRecord, AuditSink, log_sink
 from scheduler.backends.base import Backend
 from scheduler.errors import ActionRefused, SchedulerError
@@ -52,6 +52,11 @@ class Actions:
 
     def reboot(self, node: str, reason: str, next_state: str, actor: str, asap: bool = True) -> ActionResult:
         return self._run(REBOOT, node, actor, reason=reason, next_state=next_state, asap=asap)
+
+    def signal(self, job_id: str | int, signal: str, actor: str, reason: str = "") -> ActionResult:
+        """Send ``signal`` to the job's batch script only (``scancel --signal=USR1 --batch``): the
+        checkpoint request of scheduler.checkpoint; the job keeps running."""
+        return self._run(SIGNAL, job_id, actor, reason=reason, signal=signal)
 
     def _record(self, phase: str, action: Action, detail: str = "", command: tuple[str, ...] = ()) -> None:
         self._audit(AuditRecord(self._wall_clock(), phase, action.kind, action.target, action.actor,

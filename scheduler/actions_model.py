@@ -7,12 +7,13 @@ DRAIN = "drain"
 RESUME = "resume"
 REQUEUE = "requeue"
 REBOOT = "reboot"
-ACTIONS = (DRAIN, RESUME, REQUEUE, REBOOT)
+SIGNAL = "signal"  # ask a job's batch script to checkpoint (scheduler.checkpoint)
+ACTIONS = (DRAIN, RESUME, REQUEUE, REBOOT, SIGNAL)
 
 
 @dataclass(frozen=True)
 class Action:
-    """``target`` is a node name (drain, resume, reboot) or a job id (requeue)."""
+    """``target`` is a node name (drain, resume, reboot) or a job id (requeue, signal)."""
 
     kind: str
     target: str
@@ -20,6 +21,7 @@ class Action:
     reason: str = ""
     next_state: str = ""
     asap: bool = True
+    signal: str = ""  # signal: the signal name without SIG (USR1)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,15 @@ shell is ever used (argument vectors only), yet a value can still do harm inside
 ``scontrol update NodeName=X`` answers success for a node that does not exist, a hostlist such as
 ``gpu-[001-999]`` would act on a whole cluster, and a reason with newlines or control characters
 would corrupt logs and the scheduler's state file. Hence: one node that the last poll saw, one job
-id, reasons cleaned to short printable text, next states from an allow-list.
+id, reasons cleaned to short printable text, next states and signals from allow-lists.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 
-from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action
+from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, SIGNAL, Action
+from scheduler.checkpoint import SIGNALS, signal_name
 from scheduler.errors import ActionRefused
 from scheduler.model import SchedulerSnapshot
 
@@ -88,8 +89,15 @@ def check_next_state(next_state: object) -> str:
     return state
 
 
+def check_signal(signal: object) -> str:
+    name = signal_name(signal)
+    if name is None:
+        raise ActionRefused(f"signal must be one of {', '.join(sorted(SIGNALS))}, not {str(signal)[:20]!r}")
+    return name
+
+
 def validate(kind: str, target: object, actor: object, snapshot: SchedulerSnapshot | None, *,
-             reason: object = None, next_state: object = None, asap: bool = True) -> Action:
+             reason: object = None, next_state: object = None, asap: bool = True, signal: object = None) -> Action:
     """An ``Action`` built only from checked values, or ``ActionRefused`` saying why not."""
     who = clean_actor(actor)
     if kind == DRAIN:
@@ -101,4 +109,7 @@ def validate(kind: str, target: object, actor: object, snapshot: SchedulerSnapsh
     if kind == REBOOT:
         return Action(REBOOT, check_node(target, snapshot), who, clean_reason(reason, required=True),
                       next_state=check_next_state(next_state), asap=bool(asap))
+    if kind == SIGNAL:
+        return Action(SIGNAL, check_job_id(target), who, clean_reason(reason, required=False),
+                      signal=check_signal(signal))
     raise ActionRefused(f"unknown action {kind!r}")

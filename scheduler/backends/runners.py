@@ -1,6 +1,6 @@
 """Ways to run a Slurm client command: a local process, or the simulator's HTTP command face.
 
-Both take a tool name (``squeue``, ``sinfo``, ``scontrol``) and an argument list, and give back
+Both take a tool name (``squeue``, ``sinfo``, ``scontrol``, ``scancel``) and an argument list, and give back
 exit status, stdout and stderr, so the Slurm backend reads a real Slurm and the simulator the same
 way. No shell is involved anywhere: arguments travel as a list from the caller to ``execve`` (or
 as a JSON list to the simulator).
@@ -20,7 +20,7 @@ import httpx
 
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
 
-TOOLS = ("squeue", "sinfo", "scontrol")
+TOOLS = ("squeue", "sinfo", "scontrol", "scancel")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Slurm through its client commands: ``squeue``/``sinfo`` JSON to read, ``scontrol`` to act.
+"""Slurm through its client commands: ``squeue``/``sinfo`` JSON to read, ``scontrol`` to act,
+``scancel --signal --batch`` to ask a job to checkpoint.
 
 Works over any ``CommandRunner``: the real binaries (``LocalRunner``), the same in a network
 namespace (a prefix), or the simulator's Slurm face (its executables, or ``HttpRunner``).
@@ -8,9 +9,10 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, Action, Answer
+from scheduler.actions_model import DRAIN, REBOOT, REQUEUE, RESUME, SIGNAL, Action, Answer
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
 from scheduler.backends.runners import CommandOutput, CommandRunner
+from scheduler.checkpoint import scancel_args
 from scheduler.model import SchedulerSnapshot
 from scheduler.parsers import load_document, parse_jobs, parse_nodes, source_info
 
@@ -39,7 +41,7 @@ def scontrol_args(action: Action) -> list[str]:
 
 
 class SlurmCommandBackend:
-    supported_actions = frozenset({DRAIN, RESUME, REQUEUE, REBOOT})
+    supported_actions = frozenset({DRAIN, RESUME, REQUEUE, REBOOT, SIGNAL})
 
     def __init__(self, runner: CommandRunner, name: str = "slurm-cli",
                  squeue_args: Sequence[str] = DEFAULT_SQUEUE_ARGS,
@@ -73,7 +75,10 @@ class SlurmCommandBackend:
         )
 
     def execute(self, action: Action, timeout: float) -> Answer:
-        output = self.runner.run("scontrol", scontrol_args(action), timeout)
+        if action.kind == SIGNAL:
+            output = self.runner.run("scancel", scancel_args(action.target, action.signal), timeout)
+        else:
+            output = self.runner.run("scontrol", scontrol_args(action), timeout)
         return Answer(ok=output.returncode == 0, message=_message(output) or "ok",
                       returncode=output.returncode, command=output.command)
 

@@ -3,8 +3,10 @@
 The API version in the URL (``/slurm/v0.0.40/...``) changes with Slurm releases; when it is not
 configured it is discovered once from the server's own OpenAPI document (``/openapi/v3``), taking
 the newest version that serves both ``/jobs`` and ``/nodes``. Node updates (drain, resume) exist
-from v0.0.39 on; requeue and reboot have no slurmrestd endpoint and are refused before anything
-runs (use the command backend for them).
+from v0.0.39 on; a checkpoint signal to the batch script alone is ``DELETE /job/{id}?signal=USR1&
+flags=BATCH_JOB`` from v0.0.40 on (older versions have no BATCH_JOB flag and would signal every
+step, so they are refused); requeue and reboot have no slurmrestd endpoint and are refused before
+anything runs (use the command backend for them).
 """
 from __future__ import annotations
 
@@ -14,12 +16,18 @@ from typing import Callable
 
 import httpx
 
-from scheduler.actions_model import DRAIN, RESUME, Action, Answer
+from scheduler.actions_model import DRAIN, RESUME, SIGNAL, Action, Answer
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
 from scheduler.model import SchedulerSnapshot
 from scheduler.parsers import SlurmResponseError, load_document, parse_jobs, parse_nodes, source_info
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/(jobs|nodes)/?$")
+# The first API version whose DELETE /job/{id} takes flags=BATCH_JOB (signal the batch script only).
+FIRST_BATCH_SIGNAL_VERSION = (0, 0, 40)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version[1:].split("."))
 
 
 def newest_api_version(openapi: dict) -> str | None:
@@ -32,11 +40,11 @@ def newest_api_version(openapi: dict) -> str | None:
     complete = [version for version, kinds in found.items() if kinds >= {"jobs", "nodes"}]
     if not complete:
         return None
-    return max(complete, key=lambda version: tuple(int(part) for part in version[1:].split(".")))
+    return max(complete, key=_version_tuple)
 
 
 class SlurmRestBackend:
-    supported_actions = frozenset({DRAIN, RESUME})
+    supported_actions = frozenset({DRAIN, RESUME, SIGNAL})
 
     def __init__(self, base_url: str, token: str | None = None, user_name: str | None = None,
                  api_version: str | None = None, client: httpx.Client | None = None,
@@ -53,10 +61,11 @@ class SlurmRestBackend:
         self.headers = headers
         self._wall_clock = wall_clock
 
-    def _request(self, method: str, path: str, timeout: float, json: dict | None = None) -> httpx.Response:
+    def _request(self, method: str, path: str, timeout: float, json: dict | None = None,
+                 params: dict[str, str] | None = None) -> httpx.Response:
         url = f"{self.base_url}{path}"
         try:
-            return self.client.request(method, url, headers=self.headers, json=json, timeout=timeout)
+            return self.client.request(method, url, headers=self.headers, json=json, params=params, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{method} {url}: no answer within {timeout:.1f}s") from exc
         except httpx.HTTPError as exc:
@@ -94,17 +103,31 @@ class SlurmRestBackend:
     def execute(self, action: Action, timeout: float) -> Answer:
         if action.kind not in self.supported_actions:
             raise ValueError(f"{self.name} cannot {action.kind}")
+        version = self._version(timeout)
+        if action.kind == SIGNAL:
+            if _version_tuple(version) < FIRST_BATCH_SIGNAL_VERSION:
+                raise SchedulerError(f"slurmrestd {version} cannot signal a job's batch script alone (flags="
+                                     "BATCH_JOB needs v0.0.40 or later): use the slurm-cli backend for checkpoints")
+            # The signal is always set: a DELETE /job without one is a cancel (SIGKILL).
+            path, params = f"/slurm/{version}/job/{action.target}", {"signal": action.signal, "flags": "BATCH_JOB"}
+            response = self._request("DELETE", path, timeout, params=params)
+            return self._answer(response, "job signal", f"DELETE {self.base_url}{path}?signal={action.signal}"
+                                                        "&flags=BATCH_JOB")
         body: dict = {"state": ["DRAIN"] if action.kind == DRAIN else ["RESUME"]}
         if action.kind == DRAIN:
             body["reason"] = action.reason
-        path = f"/slurm/{self._version(timeout)}/node/{action.target}"
+        path = f"/slurm/{version}/node/{action.target}"
         response = self._request("POST", path, timeout, json=body)
+        return self._answer(response, "node update", f"POST {self.base_url}{path}")
+
+    @staticmethod
+    def _answer(response: httpx.Response, what: str, command: str) -> Answer:
         message = response.text.strip()[:2000]
         ok = response.status_code == 200
         if message:
             try:
-                load_document(response.text, "node update")
+                load_document(response.text, what)
             except SlurmResponseError as exc:
                 ok, message = False, str(exc)
         return Answer(ok=ok, message=message or f"HTTP {response.status_code}",
-                      returncode=response.status_code, command=(f"POST {self.base_url}{path}",))
+                      returncode=response.status_code, command=(command,))

@@ -1,0 +1,52 @@
+"""The checkpoint contract between a training job and ClusterWatch, in one place.
+
+A job says "my checkpoint finished" by writing one gauge line into the node exporter's textfile
+directory, in its own file ``clusterwatch_job_checkpoint_<job>.prom``, written to a temporary
+name and renamed into place (so a scrape never reads half a file):
+
+    # TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge
+    clusterwatch_job_checkpoint_timestamp_seconds{job_id="123"} 1733400000
+
+No HELP line: the textfile collector counts two files with different HELP texts for one family as
+an error, and every writer (a user's script, the simulator) writes the same two lines.
+
+ClusterWatch asks a job to checkpoint now with ``scancel --signal=USR1 --batch <job>``: the
+signal reaches the batch script's shell only, which traps it (the signal is configurable in the
+remediation policy, from ``SIGNALS``). docs/operations.md "Checkpoint contract for training jobs"
+is the user's side of it; the remediation step, the simulator's jobs and the goodput accounting
+read the names from here.
+"""
+from __future__ import annotations
+
+import re
+
+CHECKPOINT_METRIC = "clusterwatch_job_checkpoint_timestamp_seconds"
+JOB_LABEL = "job_id"
+DEFAULT_SIGNAL = "USR1"
+# Signals a checkpoint request may send. Never KILL or STOP: a request must leave the job running.
+SIGNALS = frozenset({"USR1", "USR2", "TERM", "INT", "HUP", "URG"})
+_FILE_SAFE = re.compile(r"[^0-9_]")
+
+
+def signal_name(value: object) -> str | None:
+    """``"SIGUSR1"``/``"usr1"`` -> ``"USR1"`` when it is an allowed signal, else None."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().upper()
+    name = name[3:] if name.startswith("SIG") else name
+    return name if name in SIGNALS else None
+
+
+def scancel_args(job_id: str, signal: str) -> list[str]:
+    """The scancel argument vector that asks a job's batch script to checkpoint (no shell)."""
+    return [f"--signal={signal}", "--batch", job_id]
+
+
+def textfile_name(job_id: str) -> str:
+    """The file a job writes its line to (one per job, so jobs on a node never overwrite each other)."""
+    return f"clusterwatch_job_checkpoint_{_FILE_SAFE.sub('_', job_id)}.prom"
+
+
+def textfile_line(job_id: str, finished_at: float) -> str:
+    """The whole file content for one finished checkpoint: the TYPE line and the sample."""
+    return f'# TYPE {CHECKPOINT_METRIC} gauge\n{CHECKPOINT_METRIC}{{{JOB_LABEL}="{job_id}"}} {finished_at:.3f}\n'
