@@ -114,6 +114,8 @@ class FabricCollector(Collector):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # False: sweeps only when sweep_once() is called (tests and benchmarks drive them).
+        self.run_in_background = True
 
     def _count_error(self, tool: str, reason: str) -> None:
         with self._errors_lock:
@@ -154,7 +156,8 @@ class FabricCollector(Collector):
     # ---- exposition --------------------------------------------------------------------------
 
     def collect(self) -> FamilySet:
-        self.start()
+        if self.run_in_background:
+            self.start()
         out = FamilySet(TABLE)
         result = self._result  # one reference: a sweep finishing meanwhile replaces it whole
         with self._errors_lock:

@@ -4,8 +4,8 @@ A switch is named by, in order: the plan (by GUID, then by node description); th
 Mellanox/NVIDIA default description (``MF0;leaf-r01:MQM8700/U1`` -> ``leaf-r01``); its description
 when no other switch shares it; else ``sw-<guid>``. An HCA is ``<host> <hca>`` from the plan's
 override map or from its description (``gpu-001 mlx5_0``, the form the mlx5 driver writes from
-the host name), and ``ca-<guid>`` when its description is empty or shared by several HCAs (a
-vendor default such as "MT25408 ConnectX Mellanox Technologies" names no host).
+the host name), and ``ca-<guid>`` when its description is not ``<host> <device>`` or is shared by
+several HCAs (a vendor default such as "MT25408 ConnectX Mellanox Technologies" names no host).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from exporter.fabric.plan import Plan
 from exporter.fabric.topology import CA, SWITCH, Fabric, tier_name
 
 _MELLANOX_DEFAULT = re.compile(r"^MF0;([^:]+):")
+# "<host> <device>": what the mlx5/mlx4/hfi1 drivers write (``gpu-001 mlx5_0``, older ``node018 HCA-1``).
+_HOST_DEVICE = re.compile(r"^(\S+) ([a-z][a-z0-9]*_[0-9]+|HCA-[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,11 @@ def name_hcas(fabric: Fabric, plan: Plan) -> dict[str, HcaName]:
         if node.kind != CA:
             continue
         override = plan.hcas_by_guid.get(node.guid)
-        parts = node.description.split(None, 1)
+        host_device = _HOST_DEVICE.match(node.description)
         if override is not None:
             host, hca = override
-        elif len(parts) == 2 and shared[node.description] == 1:
-            host, hca = parts
+        elif host_device and shared[node.description] == 1:
+            host, hca = host_device.groups()
         else:
             names[node.guid] = HcaName(f"ca-{node.guid}", "")
             continue
