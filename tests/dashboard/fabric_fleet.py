@@ -59,12 +59,13 @@ class FatTree:
 
 def fat_tree(nodes: int, hosts_per_leaf: int = 32, leaves_per_pod: int = 32, spines_per_pod: int = 32,
              core_uplinks: int = 32, steps: int = 12, faults: int = 3, gpu_jobs: bool = True, recorded: bool = True,
-             rename: Mapping[str, str] | None = None) -> FatTree:
+             rename: Mapping[str, str] | None = None, extra_bad: int = 0) -> FatTree:
     """The fabric of ``nodes`` nodes with ``faults`` (up to 3) cable faults: a host cable with
     symbol errors on the switch's side, a leaf-spine cable flapping, a host cable down. At the
     defaults and 16,384 nodes: 512 leaves, 512 spines, 1,024 cores, 49,152 links. ``recorded``
     False: the info series only (the rules have not run). ``rename``: switch names replaced
-    (a vendor-default description as a name). Every node has ``up`` (its node page exists)."""
+    (a vendor-default description as a name). ``extra_bad``: that many more cables, spread over the
+    fabric, with errors (a storm). Every node has ``up`` (its node page exists)."""
     store = Store(retention_s=1e9)
     names = [f"gpu-{i + 1:05d}" for i in range(nodes)]
     leaves_n = -(-nodes // hosts_per_leaf)
@@ -99,6 +100,10 @@ def fat_tree(nodes: int, hosts_per_leaf: int = 32, leaves_per_pod: int = 32, spi
               Fault(tree.uplinks[leaves[-1]][0], 3, 3, end="peer", errors=0.2, downed=7.0),
               Fault(host_links[min(13, nodes - 1)][0], 4, 2, end="peer", downed=1.0)]
     tree.faults = chosen[:faults]
+    every = [link for link, _ in host_links] + isl_links
+    taken = {f.link for f in tree.faults}
+    spread = [every[i * len(every) // extra_bad] for i in range(extra_bad)] if extra_bad else []
+    tree.faults += [Fault(link, 1, 6, end="peer", errors=0.5) for link in spread if link not in taken]
     if gpu_jobs:
         for i, node in enumerate(names):
             if i % 10 != 9:  # nine nodes in ten run a job of four nodes
