@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.core import Metric
 
 from cwkernel.metrics import FamilySet, build_family, counter, gauge, metric_table
 from scheduler.actions import ActionCounts
+from scheduler.interruptions import Interruption
 from scheduler.model import Job, Node
 from scheduler.poller import PollStatus
 
@@ -47,6 +48,13 @@ METRICS = metric_table(
           ("job_id",), unit="seconds", source=f"{SQUEUE}: time_limit (minutes)"),
     gauge("slurm_job_exit_code", "Exit code of a finished job still listed by squeue.", ("job_id",),
           source=f"{SQUEUE}: exit_code"),
+    gauge("slurm_job_restart_count", "Times Slurm restarted the job (each requeue adds one).", ("job_id",),
+          source=f"{SQUEUE}: restart_cnt"),
+    gauge("slurm_job_interruption_time_seconds", "When a running job was interrupted (Unix time): its restart "
+          "count grew or it ended NODE_FAIL/BOOT_FAIL/PREEMPTED/FAILED/OUT_OF_MEMORY between two polls; "
+          "interruption is its ordinal for the job, state what the poll saw.",
+          ("job_id", "interruption", "state"), unit="seconds",
+          source=f"{ADAPTER}: two successive {SQUEUE} snapshots (scheduler/interruptions.py)"),
     gauge("slurm_job_gpu_info", "GPU-to-job join, value 1: job_id runs on GPU index gpu of node instance.",
           ("job_id", "instance", "gpu"), source=f"{SQUEUE}: nodes + gres_detail IDX"),
     gauge("slurm_node_info", "Node identity and state, value 1.",
@@ -134,6 +142,7 @@ def add_job(families: FamilySet, job: Job) -> None:
         families.add("slurm_job_start_time_seconds", job.start_time, job_id=job_id)
     if job.time_limit_seconds is not None:
         families.add("slurm_job_time_limit_seconds", job.time_limit_seconds, job_id=job_id)
+    families.add("slurm_job_restart_count", job.restart_count, job_id=job_id)
     if job.exit_code is not None and job.state not in ("PENDING", "RUNNING"):
         families.add("slurm_job_exit_code", job.exit_code, job_id=job_id)
     if job.state not in HOLDING_STATES and "COMPLETING" not in job.state_flags:
@@ -183,6 +192,12 @@ def add_partitions(families: FamilySet, nodes: tuple[Node, ...], jobs: tuple[Job
         families.add("slurm_partition_jobs", count, partition=partition, state=state)
 
 
+def add_interruptions(families: FamilySet, records: Iterable[Interruption]) -> None:
+    for record in records:
+        families.add("slurm_job_interruption_time_seconds", record.time, job_id=record.job_id,
+                     interruption=str(record.ordinal), state=record.state)
+
+
 def add_health(families: FamilySet, status: PollStatus, now: float, backend: str,
                actions: ActionCounts | None) -> None:
     families.add("clusterwatch_scheduler_up", 1 if status.healthy else 0)
@@ -206,8 +221,10 @@ class SchedulerCollector:
     """A prometheus_client collector over a poller's status (register it on any registry)."""
 
     def __init__(self, status: Callable[[], PollStatus], backend: str,
-                 actions: ActionCounts | None = None, wall_clock: Callable[[], float] = time.time) -> None:
+                 actions: ActionCounts | None = None, wall_clock: Callable[[], float] = time.time,
+                 interruptions: Callable[[], Iterable[Interruption]] | None = None) -> None:
         self._status = status
+        self._interruptions = interruptions
         self._backend = backend
         self._actions = actions
         self._wall_clock = wall_clock
@@ -224,6 +241,8 @@ class SchedulerCollector:
             for node in snapshot.nodes:
                 add_node(families, node)
             add_partitions(families, snapshot.nodes, snapshot.jobs)
+        if self._interruptions is not None:
+            add_interruptions(families, self._interruptions())
         add_health(families, status, self._wall_clock(), self._backend, self._actions)
         if job_info:
             yield build_family(METRICS["slurm_job_info"], job_info)

@@ -34,6 +34,9 @@ class Job:
     end_time: float | None = None
     time_limit_seconds: float | None = None  # None: no limit (INFINITE) or not reported
     exit_code: int | None = None
+    # Times Slurm restarted the job (``restart_cnt``): each requeue, by an operator, the automation
+    # or Slurm itself after a node failure, adds one.
+    restart_count: int = 0
 
     @property
     def array_id(self) -> str:

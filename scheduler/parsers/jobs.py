@@ -59,6 +59,7 @@ def parse_job(record: dict) -> Job:
         end_time=timestamp(record.get("end_time")) if started else None,
         time_limit_seconds=_minutes_to_seconds(record.get("time_limit")),
         exit_code=_exit_code(record.get("exit_code")),
+        restart_count=max(0, integer(record.get("restart_cnt"))),
     )
 
 
