@@ -56,6 +56,47 @@ def evidence(client: QueryClient, node: str, gpu: str | None, at: float | None =
     return captured
 
 
+def fabric_evidence(client: QueryClient, cable: dict[str, str], alertname: str,
+                    at: float | None = None) -> dict[str, Any]:
+    """For the repair crew: the cable by both ends with their GUIDs, each end's state, width, rate
+    and error counters now, and since when the alert has been active (``cable``: the checked
+    labels of ``validate.Cable``; for a switch alert, only ``switch``, and its bad links)."""
+    selector = ", ".join(f'{name}="{quote(value)}"' for name, value in cable.items())
+    queries: dict[str, str] = {
+        "since": f'ALERTS_FOR_STATE{{alertname="{quote(alertname)}", {selector}}}',
+        "health": f"fabric_link:health{{{selector}}}",
+    }
+    if "peer" in cable:
+        queries |= {"identity": f"fabric_link_info{{{selector}}}",
+                    "ends": f'{{__name__=~"fabric_link_.+", {selector}, end!=""}}'}
+    else:
+        queries |= {"identity": f"fabric_switch_info{{{selector}}}",
+                    "health": f"fabric_link:health{{{selector}}} >= 1"}
+    captured: dict[str, Any] = {"cable": dict(cable), "queries": queries}
+    for name, query in queries.items():
+        try:
+            captured[name] = _rows(client, query, at)
+        except (QueryError, OSError) as exc:
+            captured[name] = {"error": str(exc)}
+    identity = captured.get("identity")
+    if isinstance(identity, list) and identity:
+        labels = identity[0]["labels"]
+        captured |= {key: labels[key] for key in ("switch_guid", "peer_guid", "link_type", "node", "tier", "rack")
+                     if key in labels}
+    since = captured.get("since")
+    if isinstance(since, list) and since:
+        captured["since_timestamp"] = since[0]["value"]  # ALERTS_FOR_STATE's value: when it became active
+    ends = captured.get("ends")
+    if isinstance(ends, list):
+        by_end: dict[str, dict[str, float]] = {}
+        for row in ends:
+            end = row["labels"].get("end", "?")
+            name = row["labels"].get("__name__", "?").removeprefix("fabric_link_")
+            by_end.setdefault(end, {})[name] = row["value"]
+        captured["by_end"] = by_end
+    return captured
+
+
 def verify(client: QueryClient, checks: tuple[str, ...], values: dict[str, str | None],
            at: float | None = None) -> tuple[bool, str]:
     """All checks return a series (Prometheus's "the expression has a result" = healthy)."""

@@ -92,12 +92,30 @@ def _guarded(ctx: StepContext, *checks: Callable[[], str | None]) -> str | None:
 def evidence(ctx: StepContext) -> Outcome:
     if ctx.query is None:
         return Outcome(NOT_DONE, "no query client configured: no evidence captured")
+    try:
+        cable = validate.cable(ctx.case.labels)
+    except validate.LabelError as exc:
+        return Outcome(FAILED, f"evidence: {exc}")
+    if cable is not None:
+        return _fabric_evidence(ctx, cable)
     captured = queries.evidence(ctx.query, ctx.case.node or "", ctx.case.gpu, ctx.now)
     captured["captured_at"] = ctx.now
     captured["alert_labels"] = ctx.case.labels
     series = len(captured["gpu_metrics"]) if isinstance(captured.get("gpu_metrics"), list) else 0
     return Outcome(DONE, f"{series} GPU series, serial {captured.get('serial') or '?'}, "
                          f"uuid {captured.get('uuid') or '?'}", updates={"evidence": captured})
+
+
+def _fabric_evidence(ctx: StepContext, cable: validate.Cable) -> Outcome:
+    """The repair crew's record: which cable (both ends, GUIDs), what each end counts, since when."""
+    captured = queries.fabric_evidence(ctx.query, cable.labels, ctx.case.alertname, ctx.now)
+    captured["captured_at"] = ctx.now
+    captured["alert_labels"] = ctx.case.labels
+    captured["since_timestamp"] = captured.get("since_timestamp", ctx.case.created_at)
+    guids = " <-> ".join(captured.get(key) or "?" for key in ("switch_guid", "peer_guid")) if cable.peer else \
+        captured.get("switch_guid") or "?"
+    return Outcome(DONE, f"{cable} (GUIDs {guids}), {ctx.case.alertname} since {captured['since_timestamp']:.0f}",
+                   updates={"evidence": captured})
 
 
 def drain(ctx: StepContext, what: str = "", budgeted: bool = True) -> Outcome:

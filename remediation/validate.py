@@ -17,6 +17,11 @@ from scheduler.model import SchedulerSnapshot
 # Applied with fullmatch: re.match with "$" also accepts a trailing newline.
 _ALERTNAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,127}")
 _GPU = re.compile(r"[0-9]{1,3}")
+# A switch or HCA end as the fabric collector names it ("leaf-r01", "gpu-001 mlx5_0", a trimmed
+# vendor description such as "MF0;switch-abc:MQM8700/U1") and a port number.
+_FABRIC_END = re.compile(r"[A-Za-z0-9_.:;/# -]{1,128}")
+_PORT = re.compile(r"[0-9]{1,4}")
+CABLE_LABELS = ("switch", "switch_port", "peer", "peer_port")
 
 
 class LabelError(ValueError):
@@ -62,6 +67,47 @@ def target(labels: dict[str, str], snapshot: SchedulerSnapshot | None, needs_nod
         except ActionRefused as exc:
             raise LabelError(f"job_id: {exc}") from None
     return Target(name, checked_node, gpu, job_id)
+
+
+@dataclass(frozen=True)
+class Cable:
+    """A fabric alert's subject (docs/alerts.md#fabric-links): one cable by both ends, or, with
+    only ``switch``, a switch."""
+
+    switch: str
+    switch_port: str | None = None
+    peer: str | None = None
+    peer_port: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {k: v for k, v in zip(CABLE_LABELS, (self.switch, self.switch_port, self.peer, self.peer_port))
+                if v is not None}
+
+    def __str__(self) -> str:
+        if self.peer is None:
+            return f"switch {self.switch}"
+        return f"{self.switch} port {self.switch_port} <-> {self.peer} port {self.peer_port}"
+
+
+def cable(labels: dict[str, str]) -> Cable | None:
+    """The cable (or switch) a fabric alert names, checked; None for an alert that names none.
+    ``LabelError`` for a malformed one: the values reach PromQL (quoted) and the repair ticket."""
+    if "switch" not in labels:
+        return None
+    values = {}
+    for name in CABLE_LABELS:
+        value = labels.get(name)
+        if value is None:
+            continue
+        if not (_PORT if name.endswith("port") else _FABRIC_END).fullmatch(value):
+            raise LabelError(f"{name}: not a fabric switch, HCA or port name: {value[:60]!r}")
+        values[name] = value
+    if "switch_port" not in values:  # a switch alert (which also carries its name as ``peer``)
+        return Cable(values["switch"])
+    if not {"peer", "peer_port"} <= set(values):
+        raise LabelError("a cable needs switch, switch_port, peer and peer_port")
+    return Cable(**values)
 
 
 def reason(prefix: str, target: Target, case_id: int, what: str = "") -> str:
