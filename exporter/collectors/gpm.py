@@ -22,12 +22,22 @@ Failures, as an operator should see them:
   again next cycle; the other GPUs and the other collectors are unaffected;
 - one metric NVML cannot compute (its own ``nvmlReturn``): that series alone is absent;
 - a lost GPU is left to the ``gpu`` collector (``gpu_up 0``); its samples are freed.
-MIG instances are not sampled yet (``nvmlGpmMigSampleGet``).
+
+MIG: on a GPU in MIG mode the work runs in its GPU instances, so GPM is sampled per GPU instance
+(``nvmlGpmMigSampleGet(device, gpuInstanceId, sample)`` on the GPU's own handle), not for the whole
+GPU: whole-GPU SM activity would average instances that serve different jobs. GPM counts per GPU
+instance, which the compute instances inside it share, so the label set is ``MIG_GPU_INSTANCE``
+(gpu, uuid of the GPU, gpu_instance_id) without compute_instance_id, and the families are
+``gpu_mig_*`` beside the gpu collector's ``gpu_mig_*`` (never the whole-GPU names: the rules join
+those on (instance, gpu), which a series per instance would break). NVLink bandwidth belongs to
+the GPU, not to an instance: not sampled per instance. ``gpu_mig_gpm_supported`` says which
+instances have GPM (0 where the driver says NOT_SUPPORTED: no series for them, not zeros); a
+failure on one instance drops that instance's series this cycle only, as on a whole GPU.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pynvml
 from pynvml import NVMLError
@@ -38,6 +48,7 @@ from exporter.collector import Collector, register_collector
 from exporter.nvml.session import GpuDevice, NvmlSession, handle_key
 
 GPU = ("gpu", "uuid")
+MIG_GPU_INSTANCE = ("gpu", "uuid", "gpu_instance_id")  # GPM counts per GPU instance, not per compute instance
 MIB = 1024**2
 
 # (metric, GPM metric id, scale to base units, help). Percentages become ratios (0-1).
@@ -65,6 +76,10 @@ GPM_SERIES: tuple[tuple[str, int, float, str], ...] = (
 )
 _GPM_NAMES = {value: name for name, value in vars(pynvml).items()
               if name.startswith("NVML_GPM_METRIC_") and isinstance(value, int)}
+# Per MIG GPU instance: the activity ratios under gpu_mig_* names (NVLink belongs to the whole GPU).
+MIG_SERIES: tuple[tuple[str, int, float, str], ...] = tuple(
+    ("gpu_mig_" + name.removeprefix("gpu_"), metric_id, scale, help_text)
+    for name, metric_id, scale, help_text in GPM_SERIES if scale != MIB)
 
 GPM_METRICS = metric_table(
     gauge("gpu_gpm_supported", "1 if the GPU has GPU Performance Monitoring (Hopper and later), so its "
@@ -76,18 +91,29 @@ GPM_METRICS = metric_table(
             f"nvmlGpmMetricsGet {_GPM_NAMES[metric_id]} between the samples of consecutive cycles"
             + (" (MiB/s)" if scale == MIB else " (% / 100)"))
       for name, metric_id, scale, help_text in GPM_SERIES),
+    gauge("gpu_mig_gpm_supported", "1 if the MIG GPU instance is sampled through GPM (its gpu_mig_* GPM series "
+          "are exported); 0 if the driver says not supported (they are then absent, not 0).", MIG_GPU_INSTANCE, "",
+          "nvmlGpmMigSampleGet (NVML_ERROR_NOT_SUPPORTED: 0)"),
+    *(gauge(name, f"{help_text.replace('the SMs', 'the GPU instance SMs')} Of one MIG GPU instance, averaged over "
+            "the collection interval; absent where the instance has no GPM.", MIG_GPU_INSTANCE, "ratio",
+            f"nvmlGpmMigSampleGet + nvmlGpmMetricsGet {_GPM_NAMES[metric_id]} between consecutive cycles (% / 100)")
+      for name, metric_id, scale, help_text in MIG_SERIES),
 )
 
 
 @dataclass(eq=False)
 class _GpuSampler:
-    """One GPU's two GPM samples and the request reused every cycle."""
+    """One GPU's (or MIG GPU instance's) two GPM samples and the request reused every cycle."""
 
     uuid: str
     previous: Any  # the last cycle's sample, or the spare one while ``filled`` is False
     current: Any
     request: Any  # c_nvmlGpmMetricsGet_t with the metric ids filled in
     filled: bool = False
+
+
+# A sampler's key: the GPU's handle key, and its GPU instance id (None: the whole GPU).
+_SamplerKey = tuple[int, "int | None"]
 
 
 @register_collector("gpm")
@@ -97,7 +123,8 @@ class GpmCollector(Collector):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self._supported: dict[int, bool] = {}  # handle key -> whether the GPU has GPM
-        self._samplers: dict[int, _GpuSampler] = {}  # handle key -> its samples
+        self._mig_supported: dict[_SamplerKey, bool] = {}  # (handle key, GPU instance) -> known support
+        self._samplers: dict[_SamplerKey, _GpuSampler] = {}
         self._nvml: Any = None
 
     def collect(self) -> Iterable[Metric]:
@@ -108,14 +135,18 @@ class GpmCollector(Collector):
             self._release_all()  # NVML down or re-initialised: its samples and handles are gone
             self._nvml = session.nvml if session is not None else None
         seen: set[int] = set()
+        sampled: set[_SamplerKey] = set()
         for device in devices:
             key = handle_key(device.handle)
             seen.add(key)
-            self._collect_gpu(out, session.nvml, device, key)
-        for key in [key for key in self._samplers if key not in seen]:
-            self._release(key)
+            self._collect_gpu(out, session.nvml, device, key, sampled)
+        # A GPU gone, switched into or out of MIG mode, or an instance destroyed: its samples freed.
+        for skey in [skey for skey in self._samplers if skey not in sampled]:
+            self._release(skey)
         for key in [key for key in self._supported if key not in seen]:
             del self._supported[key]
+        for skey in [skey for skey in self._mig_supported if skey[0] not in seen]:
+            del self._mig_supported[skey]
         return out
 
     def close(self) -> None:
@@ -123,7 +154,7 @@ class GpmCollector(Collector):
 
     # -- per GPU --------------------------------------------------------------------------------
 
-    def _collect_gpu(self, out: FamilySet, nvml: Any, device: GpuDevice, key: int) -> None:
+    def _collect_gpu(self, out: FamilySet, nvml: Any, device: GpuDevice, key: int, sampled: set[_SamplerKey]) -> None:
         labels = {"gpu": device.index, "uuid": device.uuid}
         supported = self._supported.get(key)
         if supported is None:
@@ -134,21 +165,54 @@ class GpmCollector(Collector):
         out.add("gpu_gpm_supported", 1 if supported else 0, **labels)
         if not supported:
             return
-        try:
-            sampler = self._samplers.get(key)
-            if sampler is None or sampler.uuid != device.uuid:
-                self._release(key)
-                sampler = self._samplers[key] = self._allocate(nvml, device.uuid)
-            values = self._sample(nvml, device, sampler)
-        except NVMLError as exc:
-            self._release(key)  # a pair across a failure would span more than one interval
-            if isinstance(exc, pynvml.NVMLError_NotSupported):
-                self._supported[key] = False  # the driver said yes, the GPU says no: stop asking
-            elif not isinstance(exc, pynvml.NVMLError_GpuIsLost):  # the gpu collector reports it down
-                self.skip(f"GPU {device.index} GPM sample", exc)
+        if device.mig_enabled:
+            for instance in sorted({mig.gpu_instance_id for mig in device.mig_instances}):
+                self._collect_instance(out, nvml, device, key, instance, sampled)
             return
+        values = self._sampled(nvml, device, (key, None), GPM_SERIES, sampled,
+                               lambda sample: nvml.nvmlGpmSampleGet(device.handle, sample))
+        if values is _NOT_SUPPORTED:
+            self._supported[key] = False  # the driver said yes, the GPU says no: stop asking
         for name, value in values:
             out.add(name, value, **labels)
+
+    def _collect_instance(self, out: FamilySet, nvml: Any, device: GpuDevice, key: int, instance: int,
+                          sampled: set[_SamplerKey]) -> None:
+        labels = {"gpu": device.index, "uuid": device.uuid, "gpu_instance_id": instance}
+        if self._mig_supported.get((key, instance)) is False:
+            out.add("gpu_mig_gpm_supported", 0, **labels)
+            return
+        values = self._sampled(nvml, device, (key, instance), MIG_SERIES, sampled,
+                               lambda sample: nvml.nvmlGpmMigSampleGet(device.handle, instance, sample))
+        if values is _NOT_SUPPORTED:
+            self._mig_supported[(key, instance)] = False
+            out.add("gpu_mig_gpm_supported", 0, **labels)
+            return
+        self._mig_supported[(key, instance)] = True
+        out.add("gpu_mig_gpm_supported", 1, **labels)
+        for name, value in values:
+            out.add(name, value, **labels)
+
+    def _sampled(self, nvml: Any, device: GpuDevice, skey: _SamplerKey, table: tuple[tuple[str, int, float, str], ...],
+                 sampled: set[_SamplerKey], sample_get: Callable[[Any], Any]) -> list[tuple[str, float]]:
+        """One cycle of one sampler: a new sample, and the metrics since the previous one (none on
+        the first cycle or after a failure); ``_NOT_SUPPORTED`` where the driver says so."""
+        where = f"GPU {device.index}" + (f" GPU instance {skey[1]}" if skey[1] is not None else "")
+        try:
+            sampler = self._samplers.get(skey)
+            if sampler is None or sampler.uuid != device.uuid:
+                self._release(skey)
+                sampler = self._samplers[skey] = self._allocate(nvml, device.uuid, table)
+            sampled.add(skey)
+            return self._sample(nvml, where, sampler, table, sample_get)
+        except NVMLError as exc:
+            self._release(skey)  # a pair across a failure would span more than one interval
+            sampled.discard(skey)
+            if isinstance(exc, pynvml.NVMLError_NotSupported):
+                return _NOT_SUPPORTED
+            if not isinstance(exc, pynvml.NVMLError_GpuIsLost):  # the gpu collector reports it down
+                self.skip(f"{where} GPM sample", exc)
+            return []
 
     def _query_support(self, nvml: Any, device: GpuDevice) -> bool | None:
         try:
@@ -161,7 +225,7 @@ class GpmCollector(Collector):
             return None
 
     @staticmethod
-    def _allocate(nvml: Any, uuid: str) -> _GpuSampler:
+    def _allocate(nvml: Any, uuid: str, table: tuple[tuple[str, int, float, str], ...]) -> _GpuSampler:
         first = nvml.nvmlGpmSampleAlloc()
         try:
             second = nvml.nvmlGpmSampleAlloc()
@@ -170,13 +234,14 @@ class GpmCollector(Collector):
             raise
         request = pynvml.c_nvmlGpmMetricsGet_t()
         request.version = pynvml.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = len(GPM_SERIES)
-        for slot, (_, metric_id, _, _) in enumerate(GPM_SERIES):
+        request.numMetrics = len(table)
+        for slot, (_, metric_id, _, _) in enumerate(table):
             request.metrics[slot].metricId = metric_id
         return _GpuSampler(uuid, first, second, request)
 
-    def _sample(self, nvml: Any, device: GpuDevice, sampler: _GpuSampler) -> list[tuple[str, float]]:
-        nvml.nvmlGpmSampleGet(device.handle, sampler.current)
+    def _sample(self, nvml: Any, where: str, sampler: _GpuSampler, table: tuple[tuple[str, int, float, str], ...],
+                sample_get: Callable[[Any], Any]) -> list[tuple[str, float]]:
+        sample_get(sampler.current)
         if not sampler.filled:
             sampler.previous, sampler.current = sampler.current, sampler.previous
             sampler.filled = True
@@ -187,19 +252,19 @@ class GpmCollector(Collector):
         sampler.previous, sampler.current = sampler.current, sampler.previous
         values = []
         metrics = request.metrics
-        for slot, (name, metric_id, scale, _) in enumerate(GPM_SERIES):
+        for slot, (name, metric_id, scale, _) in enumerate(table):
             metric = metrics[slot]
             ret = metric.nvmlReturn
             if ret == pynvml.NVML_SUCCESS:
                 values.append((name, metric.value * scale))
             elif ret != pynvml.NVML_ERROR_NOT_SUPPORTED:
-                self.skip(f"GPU {device.index} GPM metric {_GPM_NAMES[metric_id]}", NVMLError(ret))
+                self.skip(f"{where} GPM metric {_GPM_NAMES[metric_id]}", NVMLError(ret))
         return values
 
     # -- samples --------------------------------------------------------------------------------
 
-    def _release(self, key: int) -> None:
-        sampler = self._samplers.pop(key, None)
+    def _release(self, skey: _SamplerKey) -> None:
+        sampler = self._samplers.pop(skey, None)
         if sampler is None or self._nvml is None:
             return
         for sample in (sampler.previous, sampler.current):
@@ -209,6 +274,10 @@ class GpmCollector(Collector):
                 pass  # NVML already shut down or re-initialised: nothing left to free
 
     def _release_all(self) -> None:
-        for key in list(self._samplers):
-            self._release(key)
+        for skey in list(self._samplers):
+            self._release(skey)
         self._supported.clear()
+        self._mig_supported.clear()
+
+
+_NOT_SUPPORTED: list[tuple[str, float]] = []  # a sentinel: the driver answered NOT_SUPPORTED

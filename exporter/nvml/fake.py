@@ -175,6 +175,10 @@ class FakeGPU:
     # Levels integrated over time (level x seconds) up to ``gpm_time`` on ``FakeState.clock``.
     gpm_totals: dict[int, float] = field(default_factory=dict, repr=False)
     gpm_time: float | None = field(default=None, repr=False)
+    # GPM per MIG GPU instance (nvmlGpmMigSampleGet), by GPU instance id: each instance's own
+    # levels, set with ``FakeState.set_gpm(..., gpu_instance_id=)``. Sampled only while MIG mode is
+    # on, for the GPU instances ``mig_instances`` name, on a GPU with GPM (``gpm_supported``).
+    mig_gpm: dict[int, "GpmCounters"] = field(default_factory=dict, repr=False)
     # pynvml function names (or NVML_FI_* / NVML_GPM_METRIC_* names) answering NOT_SUPPORTED on this GPU.
     unsupported: set[str] = field(default_factory=set)
     # pynvml function names (or NVML_FI_* / NVML_GPM_METRIC_* names) -> NVML_ERROR_* code they raise.
@@ -215,10 +219,22 @@ class FakeXid:
 
 
 @dataclass(eq=False)
+class GpmCounters:
+    """One MIG GPU instance's GPM levels (NVML_GPM_METRIC_* id -> percent or MiB/s) and their
+    integral over time, as ``FakeGPU``'s gpm_* fields hold the whole GPU's."""
+
+    gpm_levels: dict[int, float] = field(default_factory=dict)
+    gpm_totals: dict[int, float] = field(default_factory=dict)
+    gpm_time: float | None = None
+
+
+@dataclass(eq=False)
 class _GpmSample:
-    """What an ``nvmlGpmSample_t`` holds once filled: whose, when, and the integrated levels."""
+    """What an ``nvmlGpmSample_t`` holds once filled: whose (a GPU, or one of its MIG GPU
+    instances), when, and the integrated levels."""
 
     gpu: FakeGPU | None = None
+    gpu_instance_id: int | None = None
     time: float = 0.0
     totals: dict[int, float] = field(default_factory=dict)
     levels: dict[int, float] = field(default_factory=dict)  # at ``time``: a zero-span pair reads these
@@ -298,21 +314,23 @@ class FakeState:
             self._event_ready.notify_all()
 
 
-    def set_gpm(self, gpu_index: int, levels: dict[int, float], since: float | None = None) -> None:
+    def set_gpm(self, gpu_index: int, levels: dict[int, float], since: float | None = None,
+                gpu_instance_id: int | None = None) -> None:
         """Change GPM levels (NVML_GPM_METRIC_* id -> percent or MiB/s) from now on, or from
         ``since`` (a time on ``clock`` not after now, not before the last change: a simulation
-        step that ran at these levels).
+        step that ran at these levels), of the GPU or of one of its MIG GPU instances.
 
         The old levels are integrated up to the change first, so a sample pair spanning it reads
         the time-weighted average, as the hardware counters give.
         """
         with self.lock:
             gpu = self.gpu(gpu_index)
-            self._gpm_advance(gpu, since)
-            gpu.gpm_levels.update(levels)
-            self._gpm_advance(gpu)
+            counters = gpu if gpu_instance_id is None else gpu.mig_gpm.setdefault(gpu_instance_id, GpmCounters())
+            self._gpm_advance(counters, since)
+            counters.gpm_levels.update(levels)
+            self._gpm_advance(counters)
 
-    def _gpm_advance(self, gpu: FakeGPU, until: float | None = None) -> float:
+    def _gpm_advance(self, gpu: "FakeGPU | GpmCounters", until: float | None = None) -> float:
         now = self.clock() if until is None else until
         if gpu.gpm_time is not None and now > gpu.gpm_time:
             dt = now - gpu.gpm_time
@@ -875,8 +893,23 @@ class FakeNVML:
         sample = self._gpm_sample(gpmSample)
         if not gpu.gpm_supported:
             raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        sample.gpu, sample.time = gpu, self.state._gpm_advance(gpu)
+        sample.gpu, sample.gpu_instance_id, sample.time = gpu, None, self.state._gpm_advance(gpu)
         sample.totals, sample.levels = dict(gpu.gpm_totals), dict(gpu.gpm_levels)
+        return gpmSample
+
+    @_on_gpu
+    def nvmlGpmMigSampleGet(self, gpu: FakeGPU, gpuInstanceId: int, gpmSample: Any) -> Any:
+        """A sample of one MIG GPU instance, on the GPU's handle (a MIG device handle is refused
+        as NVML refuses it): NOT_SUPPORTED on a GPU without GPM or with MIG mode off,
+        INVALID_ARGUMENT for a GPU instance the GPU does not have."""
+        sample = self._gpm_sample(gpmSample)
+        if not gpu.gpm_supported or not gpu.mig_mode:
+            raise NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if gpuInstanceId not in {mig.gpu_instance_id for mig in gpu.mig_instances}:
+            raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        counters = gpu.mig_gpm.setdefault(gpuInstanceId, GpmCounters())
+        sample.gpu, sample.gpu_instance_id, sample.time = gpu, gpuInstanceId, self.state._gpm_advance(counters)
+        sample.totals, sample.levels = dict(counters.gpm_totals), dict(counters.gpm_levels)
         return gpmSample
 
     def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
@@ -889,7 +922,8 @@ class FakeNVML:
             if metricsGet.numMetrics > pynvml.NVML_GPM_METRIC_MAX:
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
             first, second = self._gpm_sample(metricsGet.sample1), self._gpm_sample(metricsGet.sample2)
-            if first.gpu is None or first.gpu is not second.gpu or second.time < first.time:
+            if (first.gpu is None or first.gpu is not second.gpu or first.gpu_instance_id != second.gpu_instance_id
+                    or second.time < first.time):
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
             span = second.time - first.time  # 0 only on a stopped test or simulation clock
             for i in range(metricsGet.numMetrics):

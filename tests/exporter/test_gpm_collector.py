@@ -8,10 +8,10 @@ import pytest
 
 from exporter.build import create_exporter
 from exporter.collector import default_collectors
-from exporter.collectors.gpm import GPM_SERIES, GpmCollector
+from exporter.collectors.gpm import GPM_SERIES, MIG_SERIES, GpmCollector
 from exporter.collectors.gpu import GpuCollector
 from exporter.config import ExporterConfig
-from exporter.nvml.fake import FakeNVML, FakeState
+from exporter.nvml.fake import FakeMigInstance, FakeNVML, FakeState
 from tests.exporter.helpers import Clock, FakeGpuNode, Samples, parse_exposition, sample, series
 
 SM = pynvml.NVML_GPM_METRIC_SM_UTIL
@@ -160,10 +160,120 @@ def test_collection_with_gpm_keeps_every_collector_up_when_one_gpu_fails() -> No
     assert state._gpm_samples == {}
 
 
+# -- MIG GPU instances --------------------------------------------------------------------------------
+
+GIB = 1024**3
+MIG_RATIOS = [name for name, *_ in MIG_SERIES]
+
+
+def mig_node(gpm_supported: bool = True) -> FakeGpuNode:
+    """Four GPUs; GPU 1 in MIG mode: GPU instance 1 holding two compute instances, GPU instance 2 one."""
+    state = FakeState.h100_node(gpus=4, seed=3)
+    gpu = state.gpu(1)
+    gpu.mig_mode, gpu.gpm_supported = True, gpm_supported
+    gpu.mig_instances = [FakeMigInstance(1, 0, "MIG-1-0", "3g.40gb", 40 * GIB), FakeMigInstance(1, 1, "MIG-1-1", "3g.40gb", 40 * GIB),
+                         FakeMigInstance(2, 0, "MIG-2-0", "3g.40gb", 40 * GIB)]
+    return Node(state)
+
+
+def instances(samples: Samples, name: str) -> set[tuple[str, str]]:
+    return {(s["gpu"], s["gpu_instance_id"]) for s in series(samples, name)}
+
+
+def test_a_mig_gpu_is_sampled_per_gpu_instance() -> None:
+    node = mig_node()
+    node.scrape()
+    node.state.set_gpm(1, {SM: 60.0, TENSOR: 30.0}, gpu_instance_id=1)
+    node.state.set_gpm(1, {SM: 10.0}, gpu_instance_id=2)
+    node.state.set_gpm(1, {SM: 99.0})  # the whole GPU's counters: not what a MIG GPU is read by
+    samples = node.scrape()
+    uuid = node.state.gpu(1).uuid
+    # One series per GPU instance (not per compute instance), named by the GPU and the instance.
+    for name in MIG_RATIOS:
+        assert instances(samples, name) == {("1", "1"), ("1", "2")}, name
+    assert sample(samples, "gpu_mig_sm_active_ratio", gpu="1", uuid=uuid, gpu_instance_id="1") == pytest.approx(0.6)
+    assert sample(samples, "gpu_mig_tensor_active_ratio", gpu="1", uuid=uuid, gpu_instance_id="1") == pytest.approx(0.3)
+    assert sample(samples, "gpu_mig_sm_active_ratio", gpu="1", uuid=uuid, gpu_instance_id="2") == pytest.approx(0.1)
+    assert sample(samples, "gpu_mig_gpm_supported", gpu="1", uuid=uuid, gpu_instance_id="2") == 1
+    assert sample(samples, "gpu_gpm_supported", **labels(node, 1)) == 1
+    # No whole-GPU series for the MIG GPU (its instances serve different jobs); the others keep theirs.
+    assert gpus_with(samples, "gpu_sm_active_ratio") == {"0", "2", "3"}
+    assert not series(samples, "gpu_mig_nvlink_receive_bytes_per_second")
+    assert node.errors() == 0
+
+
+@pytest.mark.parametrize("how", ["gpu_without_gpm", "instance_not_supported"])
+def test_mig_instances_without_gpm_get_no_series_and_say_so(how: str) -> None:
+    node = mig_node(gpm_supported=how != "gpu_without_gpm")
+    if how == "instance_not_supported":
+        node.state.gpu(1).unsupported.add("nvmlGpmMigSampleGet")  # NVML_ERROR_NOT_SUPPORTED
+    node.scrape()
+    samples = node.scrape()
+    assert not any(series(samples, name) for name in MIG_RATIOS)  # absent, not 0
+    if how == "gpu_without_gpm":
+        assert sample(samples, "gpu_gpm_supported", **labels(node, 1)) == 0
+        assert not series(samples, "gpu_mig_gpm_supported")
+    else:
+        assert instances(samples, "gpu_mig_gpm_supported") == {("1", "1"), ("1", "2")}
+        assert {v for (n, _), v in samples.items() if n == "gpu_mig_gpm_supported"} == {0}
+    assert gpus_with(samples, "gpu_sm_active_ratio") == {"0", "2", "3"}
+    assert node.errors() == 0  # a model difference, not a fault
+
+
+def test_a_mig_instance_failing_mid_run_loses_only_its_gpu_instances_series() -> None:
+    node = mig_node()
+    node.scrape()
+    node.scrape()
+    node.state.gpu(1).failing["nvmlGpmMigSampleGet"] = pynvml.NVML_ERROR_UNKNOWN
+    samples = node.scrape()
+    assert not series(samples, "gpu_mig_sm_active_ratio")
+    assert instances(samples, "gpu_mig_gpm_supported") == {("1", "1"), ("1", "2")}  # still supported
+    assert gpus_with(samples, "gpu_sm_active_ratio") == {"0", "2", "3"}
+    assert sample(samples, "gpu_up", **labels(node, 1)) == 1
+    assert node.errors() == 2  # one per GPU instance
+    del node.state.gpu(1).failing["nvmlGpmMigSampleGet"]
+    assert not series(node.scrape(), "gpu_mig_sm_active_ratio")  # the pairs start again
+    assert instances(node.scrape(), "gpu_mig_sm_active_ratio") == {("1", "1"), ("1", "2")}
+
+
+def test_a_destroyed_gpu_instance_has_its_samples_freed() -> None:
+    node = mig_node()
+    node.scrape()
+    node.scrape()
+    assert len(node.state._gpm_samples) == 2 * 5  # three whole GPUs and two GPU instances
+    node.state.gpu(1).mig_instances = node.state.gpu(1).mig_instances[:2]  # GPU instance 2 destroyed
+    samples = node.scrape()
+    assert instances(samples, "gpu_mig_sm_active_ratio") == {("1", "1")}
+    assert len(node.state._gpm_samples) == 2 * 4
+    node.collectors[1].close()
+    assert node.state._gpm_samples == {}
+
+
+def test_fake_mig_sample_get_answers_as_nvml() -> None:
+    state = mig_node().state
+    nvml = FakeNVML(state)
+    nvml.nvmlInit()
+    whole, mig_gpu = nvml.nvmlDeviceGetHandleByIndex(0), nvml.nvmlDeviceGetHandleByIndex(1)
+    a, b = nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()
+    assert nvml.nvmlGpmMigSampleGet(mig_gpu, 1, a) is a
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nvml.nvmlGpmMigSampleGet(mig_gpu, 7, b)  # no such GPU instance
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        nvml.nvmlGpmMigSampleGet(whole, 1, b)  # MIG mode off
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        nvml.nvmlGpmMigSampleGet(nvml.nvmlDeviceGetMigDeviceHandleByIndex(mig_gpu, 0), 1, b)  # a MIG handle
+    nvml.nvmlGpmMigSampleGet(mig_gpu, 2, b)
+    request = pynvml.c_nvmlGpmMetricsGet_t()
+    request.version, request.numMetrics, request.sample1, request.sample2 = pynvml.NVML_GPM_METRICS_GET_VERSION, 1, a, b
+    request.metrics[0].metricId = SM
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):  # samples of two GPU instances
+        nvml.nvmlGpmMetricsGet(request)
+
+
 # -- the fake's GPM calls ---------------------------------------------------------------------------
 
-GPM_CALLS = ("nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet",
-             "nvmlGpmSampleFree")
+GPM_CALLS = ("nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMigSampleGet",
+             "nvmlGpmMetricsGet", "nvmlGpmSampleFree")
 
 
 @pytest.mark.parametrize("name", GPM_CALLS)
@@ -171,7 +281,7 @@ def test_fake_gpm_calls_take_pynvmls_arguments(name: str) -> None:
     real = list(inspect.signature(getattr(pynvml, name)).parameters)
     fake = FakeNVML(FakeState.h100_node(gpus=1))
     fake_params = list(inspect.signature(getattr(fake, name)).parameters)
-    if name in ("nvmlGpmQueryDeviceSupport", "nvmlGpmSampleGet"):
+    if name in ("nvmlGpmQueryDeviceSupport", "nvmlGpmSampleGet", "nvmlGpmMigSampleGet"):
         # The device wrapper turns pynvml's ``device`` handle into the fake's (gpu, mig).
         assert real[0] == "device"
         assert [p for p in fake_params if p not in ("gpu", "mig")] == real[1:]
