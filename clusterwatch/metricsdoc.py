@@ -23,6 +23,9 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Jobs on GPUs", "`clusterwatch exporter`, collector `jobs`", ("exporter.collectors.jobs",)),
     ("Node (procfs)", "`clusterwatch exporter`, collector `node`", ("exporter.collectors.node", "exporter.collectors.node_*")),
     ("InfiniBand (sysfs)", "`clusterwatch exporter`, collector `infiniband`", ("exporter.collectors.infiniband",)),
+    ("Fabric (switch side)", "`clusterwatch exporter --collectors fabric` on one management host per fabric "
+     "(scrape job `clusterwatch-fabric`); per-link series carry `switch`, `switch_port`, `peer`, `peer_port` "
+     "and, per end, `end`", ("exporter.collectors.fabric",)),
     ("Storage", "`clusterwatch exporter`, collector `storage`", ("exporter.collectors.storage",)),
     ("Exporter health", "`clusterwatch exporter`, every collection", ("exporter.exporter",)),
     ("Scheduler (Slurm)", "`clusterwatch serve --scheduler ...`, on the server's `/metrics`", ("scheduler.*",)),

@@ -219,9 +219,12 @@ class Sweeper:
             if not self._pace(result, start, len(ports)):
                 result.incomplete = True
                 return
-            target = guid
+            target: str | None = guid
             if fabric.nodes[guid].kind == CA:
-                target = fabric.port_guids.get(End(guid, ports[0]), guid)
+                # perfquery -G takes a port GUID; an HCA whose cable is down now has none to reach.
+                target = fabric.port_guids.get(End(guid, ports[0]))
+                if target is None:
+                    continue
             argv = [*self._base("perfquery"), "-x", "-l", "-G", f"0x{target}", ",".join(map(str, ports))]
             text = self._run(argv, start)
             if text is None:
