@@ -73,15 +73,22 @@ def idle_gpus(window: str | None = None) -> str:
             f" or (({level(UTILIZATION.metric)} < {IDLE_BELOW}) unless on (instance, gpu) {SM_ACTIVE.metric})")
 
 
-def job_activity(sm_active: str, utilization: str, allocated: str) -> str:
-    """PromQL: per (GPU, job) the activity by the job's measure (``job_measure``), with a
-    ``measure`` label naming it. ``sm_active`` and ``utilization`` are per-(GPU, job) series with
-    a ``job_id`` label, ``allocated`` one series per GPU allocated to a job: a job whose every
-    allocated GPU has an SM activity gets those, any other its GPUs' utilisation."""
+def job_activity_by_measure(sm_active: str, utilization: str, allocated: str) -> dict[str, str]:
+    """PromQL per measure name: per (GPU, job) the activity of the jobs of that measure
+    (``job_measure``), with a ``measure`` label naming it. ``sm_active`` and ``utilization`` are
+    per-(GPU, job) series with a ``job_id`` label, ``allocated`` one series per GPU allocated to a
+    job: a job whose every allocated GPU has an SM activity gets those, any other its GPUs'
+    utilisation."""
     every_gpu = f"(count by (job_id) ({sm_active}) == count by (job_id) ({allocated}))"
-    return (f'label_replace(({sm_active}) and on (job_id) {every_gpu}, "measure", "{SM_ACTIVE.name}", "", "")'
-            f' or label_replace(({utilization}) unless on (job_id) {every_gpu},'
-            f' "measure", "{UTILIZATION.name}", "", "")')
+    return {SM_ACTIVE.name: f'label_replace(({sm_active}) and on (job_id) {every_gpu}, "measure", "{SM_ACTIVE.name}", "", "")',
+            UTILIZATION.name: (f'label_replace(({utilization}) unless on (job_id) {every_gpu},'
+                               f' "measure", "{UTILIZATION.name}", "", "")')}
+
+
+def job_activity(sm_active: str, utilization: str, allocated: str) -> str:
+    """PromQL: per (GPU, job) the activity by the job's measure, every job
+    (``job_activity_by_measure``'s parts joined)."""
+    return " or ".join(job_activity_by_measure(sm_active, utilization, allocated).values())
 
 
 def by_measure(expr: str, condition: str, threshold: str) -> str:
