@@ -317,13 +317,12 @@ class JobsCollector(Collector):
     def _read_kubelet(self, out: FamilySet, devices: list[GpuDevice],
                       allocations: dict[GpuDevice, list[Owner]]) -> None:
         """Adds the kubelet's allocations to ``allocations``; ``gpu_kubernetes_allocatable`` and the up gauge."""
-        if self._kubelet is None or not self._kubelet.polled:
+        snapshot = self._kubelet.latest() if self._kubelet is not None else None
+        if snapshot is None:
             return  # off, or the first answer is still coming: neither is a failure
-        snapshot = self._kubelet.latest()
         if not self._kubelet_answered(snapshot):
             out.add("clusterwatch_exporter_pod_resources_up", 0)
             return
-        assert snapshot is not None
         out.add("clusterwatch_exporter_pod_resources_up", 1)
         for allocation in snapshot.devices:
             device = allocated_gpu(allocation.device_id, devices)
@@ -338,20 +337,19 @@ class JobsCollector(Collector):
         for index in sorted(allocatable):
             out.add("gpu_kubernetes_allocatable", 1, gpu=index, uuid=allocatable[index].uuid)
 
-    def _kubelet_answered(self, snapshot: Snapshot | None) -> bool:
-        """Whether ``snapshot`` is a fresh answer; a new failure is counted and logged once, not every cycle."""
+    def _kubelet_answered(self, snapshot: Snapshot) -> bool:
+        """Whether ``snapshot`` is an answer; a new failure is counted and logged once, not every cycle."""
         assert self._kubelet is not None
-        if snapshot is not None and snapshot.error is None:
+        socket = self._kubelet.client.socket_path
+        if snapshot.error is None:
             if self._kubelet_failure:
-                log.info("kubelet pod-resources API at %s answers again", self._kubelet.client.socket_path)
+                log.info("kubelet pod-resources API at %s answers again", socket)
             self._kubelet_failure = ""
             return True
-        reason = snapshot.error.reason if snapshot is not None and snapshot.error else "no recent answer"
-        if reason != self._kubelet_failure:
-            self._kubelet_failure = reason
-            self.skip(f"kubelet pod-resources API at {self._kubelet.client.socket_path}: {reason} "
-                      "(pods are attributed from process cgroups only)",
-                      snapshot.error if snapshot is not None else None)
+        if snapshot.error.reason != self._kubelet_failure:
+            self._kubelet_failure = snapshot.error.reason
+            self.skip(f"kubelet pod-resources API at {socket}: {snapshot.error.reason} "
+                      "(pods are attributed from process cgroups only)", snapshot.error)
         return False
 
 

@@ -40,7 +40,6 @@ class PodResourcesPoller:
         self.max_age = 3 * interval + client.timeout
         self._clock = clock
         self._latest: Snapshot | None = None
-        self.polled = False  # whether any poll has finished: before that, no answer is not a failure
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,11 +56,14 @@ class PodResourcesPoller:
         self.client.close()
 
     def latest(self) -> Snapshot | None:
-        """The last answer, or None before the first one or when it is older than ``max_age``."""
+        """The last answer (None before the first); one older than ``max_age`` is an error, not allocations."""
         with self._lock:
             snapshot = self._latest
-        if snapshot is None or self._clock() - snapshot.taken_at > self.max_age:
-            return None
+        if snapshot is None or snapshot.error is not None:
+            return snapshot
+        age = self._clock() - snapshot.taken_at
+        if age > self.max_age:
+            return Snapshot(snapshot.taken_at, error=PodResourcesError("no recent answer", f"the last one is {age:.0f} s old"))
         return snapshot
 
     def poll_once(self) -> Snapshot:
@@ -79,7 +81,6 @@ class PodResourcesPoller:
             snapshot = Snapshot(self._clock(), devices, tuple(allocatable) if allocatable is not None else None)
         with self._lock:
             self._latest = snapshot
-            self.polled = True
         return snapshot
 
     def _run(self) -> None:

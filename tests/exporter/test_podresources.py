@@ -14,7 +14,7 @@ import tempfile
 import threading
 from concurrent import futures
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import grpc
 import pytest
@@ -28,6 +28,7 @@ from exporter.hostfs import HostFS
 from exporter.nvml.fake import GIB, FakeProcess, FakeState
 from exporter.podresources import api_pb2, api_pb2_grpc, client as podresources_client
 from exporter.podresources.client import DeviceAllocation, PodResourcesClient, PodResourcesError, socket_for
+from exporter.podresources.poller import PodResourcesPoller
 from tests.exporter.helpers import FakeGpuNode, Samples, parse_exposition, sample, series
 from tests.realcomponents import until
 
@@ -112,10 +113,14 @@ def close(node: FakeGpuNode) -> None:
         collector.close()
 
 
+def scrape_until(node: FakeGpuNode, check: Callable[[Samples], object], what: str) -> Samples:
+    """The first scrape that passes ``check`` (the poller answers in its own time)."""
+    return until(lambda: samples if check(samples := node.scrape()) else None, WAIT_S, what)
+
+
 def kubelet_state(node: FakeGpuNode) -> Samples:
     """A scrape once the kubelet's first answer (or failure) is in: its up gauge is exposed."""
-    return until(lambda: (lambda s: s if series(s, "clusterwatch_exporter_pod_resources_up") else None)(node.scrape()),
-                 WAIT_S, "the kubelet's first answer")
+    return scrape_until(node, lambda s: series(s, "clusterwatch_exporter_pod_resources_up"), "the kubelet's first answer")
 
 
 def up(samples: Samples) -> float:
@@ -185,6 +190,23 @@ def test_the_setting_picks_the_socket(monkeypatch, socket_dir):
     assert socket_for("/run/k.sock") == "/run/k.sock"
 
 
+def test_an_answer_older_than_a_few_intervals_attributes_nothing(kubelet):
+    """A poller that stopped answering must not keep pods on GPUs they may have left."""
+    fake, socket_path = kubelet
+    fake.pods[("ml", "bert-0")] = {"trainer": [(GPU, ["GPU-a"])]}
+    now = [1000.0]
+    poller = PodResourcesPoller(PodResourcesClient(socket_path), interval=5.0, clock=lambda: now[0])
+    try:
+        assert poller.latest() is None  # not asked yet: no answer, no failure
+        poller.poll_once()
+        assert [d.device_id for d in poller.latest().devices] == ["GPU-a"]
+        now[0] += poller.max_age + 1
+        stale = poller.latest()
+        assert stale.devices == () and stale.error.reason == "no recent answer"
+    finally:
+        poller.stop()
+
+
 # -- the jobs collector ---------------------------------------------------------------------------
 
 def test_every_allocated_gpu_is_attributed_to_its_pod_with_or_without_a_process(kubelet):
@@ -219,8 +241,7 @@ def test_every_allocated_gpu_is_attributed_to_its_pod_with_or_without_a_process(
         assert node.errors() == 0
 
         del fake.pods[("ml", "bert-0")]  # the pod ends: its GPUs are free at the next answer
-        samples = until(lambda: (lambda s: s if not owners(s, 1) else None)(node.scrape()), WAIT_S,
-                        "bert-0's GPUs to be released")
+        samples = scrape_until(node, lambda s: not owners(s, 1), "bert-0's GPUs to be released")
         assert owners(samples, 0) == {("", "0f4a5e0c-3f3b-4b2e-9a59-1c2d3e4f5a6b", "", "", "kubernetes")}
     finally:
         close(node)
@@ -276,7 +297,7 @@ def test_without_the_socket_pods_lose_only_their_kubelet_attribution_logged_once
         fake.pods[("ml", "bert-0")] = bert(node)
         server = serve(socket_path, fake)
         try:
-            samples = until(lambda: (lambda s: s if up(s) == 1 else None)(node.scrape()), WAIT_S, "the kubelet")
+            samples = scrape_until(node, lambda s: up(s) == 1, "the kubelet")
             assert owners(samples, 1) == {BERT}
         finally:
             server.stop(0).wait(10)
@@ -369,7 +390,7 @@ def test_a_kubelet_that_does_not_answer_in_time_is_a_timeout(kubelet, monkeypatc
         assert any("timeout" in r.getMessage() for r in caplog.records)
         fake.hang = False
         fake.release.set()
-        samples = until(lambda: (lambda s: s if up(s) == 1 else None)(node.scrape()), WAIT_S, "the kubelet's answer")
+        samples = scrape_until(node, lambda s: up(s) == 1, "the kubelet's answer")
         assert owners(samples, 1) == {BERT}
     finally:
         close(node)
