@@ -18,7 +18,8 @@ class ExporterConfig:
     kmsg: str = "/dev/kmsg"
     job_mapping_dir: str | None = None
     # The kubelet's pod-resources socket: "auto" (the kubelet's, where its directory exists), "" (off) or a path.
-    pod_resources_socket: str = "auto"
+    # Off unless asked: `clusterwatch exporter` asks for "auto"; a simulated node's fake GPUs have no kubelet.
+    pod_resources_socket: str = ""
     collectors: list[str] = field(default_factory=list)
     # None: every real (non-pseudo) file system in the mount table, as node_exporter does.
     filesystem_mount_points: list[str] | None = None

@@ -190,6 +190,18 @@ def test_the_setting_picks_the_socket(monkeypatch, socket_dir):
     assert socket_for("/run/k.sock") == "/run/k.sock"
 
 
+def test_the_exporter_command_looks_for_the_kubelet_and_a_simulated_node_does_not():
+    from clusterwatch.cli import build_parser
+    from clusterwatch.commands.exporter import load_config
+
+    def setting(*flags: str) -> str:
+        return load_config(build_parser().parse_args(["exporter", *flags]), environ={}).pod_resources_socket
+
+    assert setting() == "auto"
+    assert setting("--pod-resources-socket", "off") == "off"
+    assert ExporterConfig().pod_resources_socket == ""  # built in code (simulator, bench): fake GPUs, no kubelet
+
+
 def test_an_answer_older_than_a_few_intervals_attributes_nothing(kubelet):
     """A poller that stopped answering must not keep pods on GPUs they may have left."""
     fake, socket_path = kubelet
