@@ -64,17 +64,20 @@ def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     file_sd = state / "fleet.json"
+    fabric_file_sd = state / "fabric.json"  # the simulated fabric collector, job clusterwatch-fabric
     scenario = _demo_scenario(state, args.nodes)
     simulator_log = open(state / "simulator.log", "wb")
     simulator = subprocess.Popen(
         [sys.executable, "-m", "clusterwatch", "simulate", "--nodes", str(args.nodes), "--listen",
-         args.simulator_listen, "--file-sd", str(file_sd), "--speed", str(args.speed), "--scenario", str(scenario)],
+         args.simulator_listen, "--file-sd", str(file_sd), "--fabric-file-sd", str(fabric_file_sd), "--speed",
+         str(args.speed), "--scenario", str(scenario)],
         stdout=simulator_log, stderr=subprocess.STDOUT)
     try:
         simulator_url = f"http://{args.simulator_listen}"
         _wait(f"{simulator_url}/-/healthy", simulator)
         serve_args = build_parser().parse_args([
-            "serve", "--listen", args.listen, "--file-sd", str(file_sd), "--scrape-interval", args.scrape_interval,
+            "serve", "--listen", args.listen, "--file-sd", str(file_sd), str(fabric_file_sd),
+            "--scrape-interval", args.scrape_interval,
             "--scheduler", "simulator", "--scheduler-url", f"{simulator_url}/slurm",
         ])
         print(f"simulated cluster: {args.nodes} nodes x 8 GPUs at {simulator_url} (ground truth: {simulator_url}/api/fleet;"

@@ -15,6 +15,7 @@ import sys
 
 import yaml
 
+from cwkernel import settings
 from cwkernel.errors import ConfigError
 
 
@@ -26,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--from-slurm", action="store_true", help="read the node list with `sinfo -N -h -o %%N`")
     parser.add_argument("--port", type=int, default=9835, help="the exporters' port")
     parser.add_argument("--server", metavar="HOST:PORT", help="the clusterwatch serve address to scrape too")
+    parser.add_argument("--fabric", metavar="HOST:PORT", action="append", default=[],
+                        help="a fabric collector (clusterwatch exporter --collectors fabric on a management host) "
+                             "to scrape as job clusterwatch-fabric; repeat for several fabrics")
     parser.add_argument("--file-sd", metavar="FILE", default="/etc/prometheus/gpu-nodes.json",
                         help="where to write the targets (the printed config points at it)")
     parser.add_argument("--interval", default="15s", help="scrape interval of the GPU nodes")
@@ -48,7 +52,7 @@ def node_names(args: argparse.Namespace) -> list[str]:
         raise ConfigError("--nodes", str(exc)) from None
 
 
-def scrape_configs(file_sd: str, interval: str, server: str | None) -> dict:
+def scrape_configs(file_sd: str, interval: str, server: str | None, fabric: list[str] | None = None) -> dict:
     configs = [{
         "job_name": "gpu-nodes",
         "scrape_interval": interval,
@@ -57,12 +61,21 @@ def scrape_configs(file_sd: str, interval: str, server: str | None) -> dict:
     if server:
         # The server's slurm_node_* and slurm_job_gpu_info carry the node in `instance`: keep it.
         configs.append({"job_name": "clusterwatch", "honor_labels": True, "static_configs": [{"targets": [server]}]})
+    if fabric:
+        # instance = the management host (no port), as the fabric contract names it; a sweep takes up to a minute.
+        configs.append({"job_name": "clusterwatch-fabric", "scrape_interval": "60s", "static_configs": [
+            {"targets": [address], "labels": {"instance": address.rsplit(":", 1)[0]}} for address in fabric]})
     return {"scrape_configs": configs}
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ConfigError("--port", "must be from 1 to 65535")
+    for address in args.fabric:
+        try:
+            settings.host_port(address)
+        except ValueError as exc:
+            raise ConfigError("--fabric", str(exc)) from None
     names = node_names(args)
     if not names:
         raise ConfigError("--nodes", "no nodes")
@@ -72,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             json.dump(targets, handle, indent=1)
     except OSError as exc:
         raise ConfigError("--file-sd", f"cannot write: {exc.strerror}", args.file_sd) from None
-    sys.stdout.write(yaml.safe_dump(scrape_configs(args.file_sd, args.interval, args.server), sort_keys=False))
+    sys.stdout.write(yaml.safe_dump(scrape_configs(args.file_sd, args.interval, args.server, args.fabric),
+                                    sort_keys=False))
     print(f"# {len(names)} GPU nodes written to {args.file_sd}", file=sys.stderr)
     return 0

@@ -34,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="same seed, same cluster")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (0 freezes time)")
     parser.add_argument("--file-sd", metavar="FILE", help="write Prometheus file_sd targets for the fleet here")
+    parser.add_argument("--fabric-file-sd", metavar="FILE", help="write the file_sd target of the simulated fabric "
+                        "collector here (job clusterwatch-fabric, /fabric/metrics)")
     nested = parser.add_subparsers(dest="simulate_command", metavar="slurm")
     slurm = nested.add_parser("slurm", help="squeue/sinfo/scontrol/scancel against a running simulator")
     slurm.add_argument("--url", default=os.environ.get(URL_ENV), help=f"simulator URL (env {URL_ENV})")
@@ -96,6 +98,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         raise ConfigError("--listen", f"cannot listen on {listen}: {exc.strerror}") from None
     if args.file_sd:
         write_file_sd(args.file_sd, fleet.file_sd(server.base_url))
+    if args.fabric_file_sd:
+        write_file_sd(args.fabric_file_sd, fleet.fabric_file_sd(server.base_url))
     fleet.start()
     server.start_in_thread()
     print(f"clusterwatch simulator: {args.nodes} nodes x {args.gpus_per_node} GPUs at {server.base_url} "
