@@ -156,15 +156,6 @@ def owner_from_cgroup(text: str) -> Owner | None:
     return None
 
 
-# Time-slicing shares one GPU as replicas "<uuid>::<n>" (NVIDIA device plugin's sharing config).
-_REPLICA = re.compile(r"::\d+$")
-
-
-def allocated_gpu(device_id: str, devices: Iterable[GpuDevice]) -> GpuDevice | None:
-    """The GPU a kubelet device id designates: as a mapping file's name, less a time-slicing replica."""
-    return mapping_target(_REPLICA.sub("", device_id), devices)
-
-
 def parse_mapping_file(text: str) -> list[str]:
     """The job ids of one mapping file (first word of each non-blank line); ValueError if malformed."""
     jobs: list[str] = []
