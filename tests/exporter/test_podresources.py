@@ -25,7 +25,7 @@ from exporter.collectors.jobs import JobsCollector
 from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.hostfs import HostFS
-from exporter.nvml.fake import GIB, FakeProcess, FakeState
+from exporter.nvml.fake import GIB, FakeMigInstance, FakeProcess, FakeState
 from exporter.podresources import api_pb2, api_pb2_grpc, client as podresources_client
 from exporter.podresources.client import DeviceAllocation, PodResourcesClient, PodResourcesError, socket_for
 from exporter.podresources.poller import PodResourcesPoller
@@ -230,6 +230,11 @@ def test_every_allocated_gpu_is_attributed_to_its_pod_with_or_without_a_process(
         # Time-slicing: two containers share GPU 3 as replicas "<uuid>::<n>".
         fake.pods[("ml", "llama-1")] = {"worker": [(GPU, [state.gpu(3).uuid + "::0"])],
                                         "eval": [(GPU, [state.gpu(3).uuid + "::1"])]}
+        # MIG (the device plugin's mixed strategy): a MIG instance's UUID attributes its GPU.
+        state.gpu(5).mig_mode = True
+        state.gpu(5).mig_instances = [FakeMigInstance(1, 0, "MIG-aaaaaaaa-1111-2222-3333-444444444444", "3g.40gb",
+                                                      40 * GIB)]
+        fake.pods[("ml", "small-2")] = {"main": [("nvidia.com/mig-3g.40gb", ["MIG-aaaaaaaa-1111-2222-3333-444444444444"])]}
         # Not this node's GPUs, or not GPUs: ignored.
         fake.pods[("infra", "other")] = {"app": [(GPU, ["GPU-00000000-0000-0000-0000-000000000000"]),
                                                  ("example.com/nic", ["0000:3b:00.0"])]}
@@ -247,6 +252,7 @@ def test_every_allocated_gpu_is_attributed_to_its_pod_with_or_without_a_process(
         assert owners(samples, 3) == {("ml/llama-1", "llama-1", "ml", "worker", "kubelet"),
                                       ("ml/llama-1", "llama-1", "ml", "eval", "kubelet")}
         assert owners(samples, 4) == {("1234", "", "", "", "cgroup")}
+        assert owners(samples, 5) == {("ml/small-2", "small-2", "ml", "main", "kubelet")}
         assert sample(samples, "gpu_process_memory_used_bytes", gpu=0, uuid=state.gpu(0).uuid, pid=POD_PID,
                       job_id="ml/bert-0", pod="bert-0", namespace="ml", container="trainer") == 2 * GIB
         assert {s["gpu"] for s in series(samples, "gpu_kubernetes_allocatable")} == {str(i) for i in range(6)}
