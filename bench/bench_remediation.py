@@ -48,7 +48,7 @@ from remediation.suppress import SilenceSuppressor  # noqa: E402
 from scheduler import build_scheduler  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from simulator.server import SimulatorHTTPServer  # noqa: E402
-from simulator.workload import Workload, fixed_stream  # noqa: E402
+from simulator.workload import JobSpec, Workload, fixed_stream  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
 from tsdb.local import scrape_pages  # noqa: E402
 from tsdb.promql.engine import Engine  # noqa: E402
@@ -145,7 +145,7 @@ class Day:
 
     def __init__(self, mode: str, nodes: int = 80, seed: int = 7, hours: float = 24.0, scrape: float = 120.0,
                  engine_step: float = 30.0, load: float = 0.8, faults=None,
-                 policy_overrides: dict[str, Any] | None = None) -> None:
+                 policy_overrides: dict[str, Any] | None = None, stream: list[JobSpec] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         # An explicit clock: every scrape must collect anew (a collection is reused for a second of
@@ -155,7 +155,9 @@ class Day:
         self.mode, self.hours, self.scrape_s, self.engine_step = mode, hours, scrape, engine_step
         self.schedule = fault_schedule(nodes, faults)
         self.fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False)
-        self.workload = Workload(fixed_stream(seed, nodes, T0, hours * 3600, load=load)).attach(self.fleet)
+        # ``stream``: another bench's job stream (bench/bench_continuity.py), drawn from its seed too.
+        self.workload = Workload(stream if stream is not None else fixed_stream(seed, nodes, T0, hours * 3600, load=load)
+                                 ).attach(self.fleet)
         self.server = SimulatorHTTPServer(("127.0.0.1", 0), self.fleet)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.result = Result(mode, sorted({request["node"] for _, request in self.schedule}))

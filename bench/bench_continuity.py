@@ -1,0 +1,326 @@
+"""A simulated month on the reference fleet: what each automation arm does to training continuity.
+
+The same month is run once per arm: the same job stream (bench/continuity_workload.py: large
+multi-node training runs of 64-512 GPUs lasting days, and small jobs) and the same fault stream
+(bench/continuity_faults.py: Llama 3's published rate of unexpected interruptions per GPU-day and
+its Table 5 cause mix, or three times the rate), both drawn from the seed before the run.
+
+Every arm runs the real detection and response path at the real intervals, on the simulator's
+explicit clock (bench/bench_remediation.py's ``Day``): every node's exporter and the scheduler
+adapter's ``slurm_*`` metrics are scraped every 15 s (``clusterwatch serve``'s scrape configs
+and the shipped pack are written for 15 s) into the embedded store; each rule group of the
+shipped pack is evaluated at its own interval (15 s, 30 s, 1 m, 2 m) by the real evaluator
+(``RuleEvaluator.run_due``), the alerts go through the notification pipeline built from the
+shipped alerting configuration, and its ``remediation`` hook feeds the engine (every 30 s, the
+policy's interval), which acts through the scheduler adapter on the simulator's Slurm face.
+
+Arms:
+- ``off``: nobody automates; an operator reads the alerts and carries out the same runbook (the
+  shipped policy's ladder) after a delay: 30 minutes between 08:00 and 18:00 (simulated time,
+  UTC), 4 hours at night. Modelled as the engine receiving each notification that late.
+- ``auto``: the shipped policy in auto.
+- ``auto-checkpoint``: auto plus the policy's ``checkpoint`` step (remediation/steps.py); until
+  that step exists the arm is reported as not available rather than run as something else.
+
+What is counted (ground truth from the simulator's ledger, simulator/workload.py, with each loss
+attributed to the cause of the latest fault on the job's nodes during its run): cluster ETTR =
+GPU-time of progress kept (done less what interruptions threw away since the last checkpoint) /
+GPU-time of jobs that were running or waiting to resume after an interruption (a crashed job
+that nobody requeues keeps counting until the month ends); GPU-hours lost by cause (progress
+thrown away + allocation held with no progress); interruptions (runs ended or hung by a fault);
+faulty nodes drained (nodes whose fault needs a hardware action); healthy nodes drained (goal
+0); fault-to-drain median and p95; work lost to requeues.
+
+    .venv/bin/python -m bench.bench_continuity [--days 30] [--seed 1] [--rate published|stress] [--arms off,auto,auto-checkpoint] [--nodes 140]
+
+The table is printed with its SHA-256: the same arguments give the same table.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_remediation import T0, Day  # noqa: E402
+from bench.common import percentile  # noqa: E402
+from bench.continuity_faults import CAUSES, SOURCE, PlannedFault, draw_faults, expected_count  # noqa: E402
+from bench.continuity_workload import month_stream  # noqa: E402
+from remediation import steps as remediation_steps  # noqa: E402
+from remediation.component import HOOK_NAME  # noqa: E402
+from simulator.jobs import FAILED, PENDING, RUNNING, SimJob  # noqa: E402
+from simulator.workload import WorkLedger  # noqa: E402
+
+SCRAPE_S = 15.0  # the shipped scrape interval (clusterwatch scrape-config, alerts/rules/*.yml)
+ENGINE_S = 30.0  # the shipped policy's evaluation_interval
+ARMS = ("off", "auto", "auto-checkpoint")
+# Causes whose fault needs no hardware action: draining their node would be a mistake.
+NO_HARDWARE_ACTION = {"software bug", "silent data corruption", "dependency"}
+UNATTRIBUTED = "unattributed"
+
+
+def checkpoint_step_available() -> bool:
+    """The other arm needs the step and a shipped ladder that takes it; anything less is not that arm."""
+    from remediation.policy import DEFAULT_POLICY
+
+    return hasattr(remediation_steps, "checkpoint") and "checkpoint" in DEFAULT_POLICY.read_text()
+
+
+def operator_delay(at: float) -> float:
+    """How long the operator of the ``off`` arm takes to act on a notification sent at ``at``."""
+    hour = (at % 86400) / 3600
+    return 1800.0 if 8 <= hour < 18 else 4 * 3600.0
+
+
+class CauseLedger(WorkLedger):
+    """The workload's ledger, with each loss attributed to a cause and the GPU-time jobs were
+    scheduled for (the denominator of ETTR)."""
+
+    def __init__(self, cause_of: Any) -> None:
+        super().__init__()
+        self.cause_of = cause_of  # (job) -> cause name
+        self.by_cause: dict[str, float] = {}
+        self.interruptions: dict[str, int] = {}
+        self.requeue_lost_gpu_s = 0.0
+        self._pending_loss: dict[int, float] = {}
+
+    def _charge(self, job: SimJob, gpu_seconds: float) -> str:
+        cause = self.cause_of(job)
+        self.by_cause[cause] = self.by_cause.get(cause, 0.0) + gpu_seconds
+        return cause
+
+    def progress(self, job: SimJob, gained: float, dt: float) -> None:
+        before = self.wasted_gpu_s
+        super().progress(job, gained, dt)
+        if self.wasted_gpu_s > before:
+            self._charge(job, self.wasted_gpu_s - before)
+
+    def stalled(self, job: SimJob, dt: float) -> None:
+        super().stalled(job, dt)
+        self._charge(job, dt * job.total_gpus)
+
+    def lost(self, job: SimJob, gpu_seconds: float) -> None:
+        super().lost(job, gpu_seconds)
+        if job.fault_hit:
+            cause = self._charge(job, gpu_seconds)
+            self.interruptions[cause] = self.interruptions.get(cause, 0) + 1
+        self._pending_loss[job.job_id] = gpu_seconds
+
+    def requeued(self, job: SimJob) -> None:
+        super().requeued(job)
+        self.requeue_lost_gpu_s += self._pending_loss.pop(job.job_id, 0.0)
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    available: bool = True
+    ettr: float = float("nan")
+    lost_by_cause_gpu_h: dict[str, float] = field(default_factory=dict)
+    interruptions: int = 0
+    faulty_drained: tuple[int, int] = (0, 0)
+    healthy_drained: list[str] = field(default_factory=list)
+    fault_to_drain_s: tuple[float, float] | None = None  # median, p95
+    requeue_lost_gpu_h: float = 0.0
+    idle_out_of_service_gpu_h: float = 0.0
+    faults_injected: list[tuple[float, str, str]] = field(default_factory=list)  # (time, node, kind)
+    wall_s: float = 0.0
+
+
+class Month(Day):
+    """One arm of the month: ``Day``'s fleet, store, evaluator, pipeline and engine, scraped every
+    15 s with each rule group on its own interval."""
+
+    def __init__(self, arm: str, nodes: int, seed: int, days: float, faults: list[PlannedFault], stream) -> None:
+        super().__init__("auto", nodes=nodes, seed=seed, hours=days * 24, scrape=SCRAPE_S, engine_step=SCRAPE_S,
+                         faults=(), stream=stream)
+        self.arm = arm
+        self.planned = faults
+        for planned in faults:
+            self.add_fault(planned.at, planned.request)
+        self._cause_at = {(p.request["node"], p.at): p.cause for p in faults}
+        ledger = CauseLedger(self._cause_of)
+        ledger.now = self.workload.ledger.now
+        self.workload.ledger = ledger
+        self._next_engine = T0
+        self._last = T0
+        self._gpus: dict[int, int] = {}
+        self.scheduled_gpu_s = 0.0
+        self._operator: list[tuple[float, int, Any]] = []  # (deliver at, order, notification)
+        if arm == "off":
+            self.pipeline.register_hook(HOOK_NAME, self._to_operator)
+
+    def _cause_of(self, job: SimJob) -> str:
+        since = job.start_time or 0.0
+        latest = None
+        for fault in self.fleet.faults.all():
+            if fault.node in job.gpus and fault.started_at >= since and (latest is None or fault.started_at >= latest.started_at):
+                latest = fault
+        if latest is None:
+            return UNATTRIBUTED
+        return self._cause_at.get((latest.node, latest.started_at), latest.kind)
+
+    def _to_operator(self, notification: Any) -> None:
+        now = self.fleet.clock.now()
+        self._operator.append((now + operator_delay(now), len(self._operator), notification))
+
+    def step(self, now: float) -> None:
+        while self.schedule and self.schedule[0][0] <= now:
+            fault = self.fleet.inject(self.schedule.pop(0)[1])
+            self.result.fault_times.setdefault(fault.node, fault.started_at)
+        self._account(now)
+        if now >= self._next_scrape:
+            self._next_scrape += self.scrape_s
+            self.scrape(now)
+            self.evaluator.run_due(now)
+            self.result.cycles += 1
+            if self.result.cycles % 40 == 0:
+                self.store.apply_retention(int(now * 1000))
+        self.pipeline.flush()
+        self.pipeline.deliver()
+        while self._operator and self._operator[0][0] <= now:
+            self.engine.handle(self._operator.pop(0)[2])
+        if now >= self._next_engine:
+            self._next_engine += ENGINE_S
+            self.engine.evaluate()
+        self._count_out_of_service()
+
+    def _account(self, now: float) -> None:
+        """GPU-time of jobs running or waiting to resume after an interruption (ETTR's denominator)."""
+        dt, self._last = now - self._last, now
+        stopped = self.workload.ledger.failed_by_fault
+        for job in self.fleet.scheduler.jobs.values():
+            self._gpus[job.job_id] = job.total_gpus
+            if job.state == RUNNING or (job.state == PENDING and job.restart_count > 0) or \
+                    (job.state == FAILED and job.job_id in stopped):
+                self.scheduled_gpu_s += dt * job.total_gpus
+        # A crashed job forgotten by the scheduler's listing is still a stopped run.
+        for job_id in stopped:
+            if job_id not in self.fleet.scheduler.jobs:
+                self.scheduled_gpu_s += dt * self._gpus.get(job_id, 0)
+
+    def outcome(self, wall_s: float) -> ArmResult:
+        ledger: CauseLedger = self.workload.ledger
+        result = self.result
+        kept = ledger.done_gpu_s - sum(ledger.lost_gpu_s.values())
+        causes = {(p.request["node"]): p.cause for p in self.planned}
+        needs_action = {p.request["node"] for p in self.planned if p.cause not in NO_HARDWARE_ACTION}
+        drained_faulty = [n for n in needs_action if n in result.drains]
+        delays = sorted(result.drains[n] - result.fault_times[n] for n in drained_faulty if n in result.fault_times)
+        return ArmResult(
+            arm=self.arm,
+            ettr=kept / self.scheduled_gpu_s if self.scheduled_gpu_s else float("nan"),
+            lost_by_cause_gpu_h={cause: seconds / 3600 for cause, seconds in sorted(ledger.by_cause.items())},
+            interruptions=sum(ledger.interruptions.values()),  # a job hung at the end was charged by finish()
+            faulty_drained=(len(drained_faulty), len(needs_action)),
+            healthy_drained=sorted(n for n in result.drains if n not in causes),
+            fault_to_drain_s=(statistics.median(delays), percentile(delays, 95)) if delays else None,
+            requeue_lost_gpu_h=ledger.requeue_lost_gpu_s / 3600,
+            idle_out_of_service_gpu_h=sum(ledger.out_of_service_idle_gpu_s.values()) / 3600,
+            faults_injected=[(f.started_at, f.node, f.kind) for f in self.fleet.faults.all()],
+            wall_s=wall_s,
+        )
+
+
+def run_arm(arm: str, nodes: int, seed: int, days: float, faults: list[PlannedFault], stream,
+            progress: bool = False) -> ArmResult:
+    if arm == "auto-checkpoint" and not checkpoint_step_available():
+        print("auto-checkpoint: checkpoint step not available (remediation/steps.py has none); arm not run",
+              file=sys.stderr, flush=True)
+        return ArmResult(arm, available=False)
+    started = time.perf_counter()
+    month = Month(arm, nodes, seed, days, faults, stream)
+    try:
+        month.run(progress)
+        return month.outcome(time.perf_counter() - started)
+    finally:
+        month.close()
+
+
+def run_month(arms: list[str], nodes: int = 140, seed: int = 1, days: float = 30.0, rate: str = "published",
+              faults: list[PlannedFault] | None = None, progress: bool = False) -> dict[str, ArmResult]:
+    """Every arm over the same streams; ``faults`` replaces the drawn stream (tests)."""
+    from simulator.topology import build_topology
+
+    topology = build_topology(nodes)
+    if faults is None:
+        faults = draw_faults(seed, [s.name for s in topology], topology[0].gpus, topology[0].ib_ports, T0,
+                             days * 86400, rate)
+    stream = month_stream(seed, nodes, T0, days * 86400)
+    return {arm: run_arm(arm, nodes, seed, days, faults, stream, progress) for arm in arms}
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def table(results: dict[str, ArmResult]) -> str:
+    """The per-arm table (markdown); deterministic for a seed (no wall times in it)."""
+    arms = list(results)
+    causes = sorted({c for r in results.values() for c in r.lost_by_cause_gpu_h},
+                    key=lambda c: ([x.name for x in CAUSES] + [c]).index(c))
+
+    def row(name: str, cell) -> str:
+        return "| " + name + " | " + " | ".join(cell(results[a]) if results[a].available else "not available"
+                                                for a in arms) + " |"
+
+    lines = ["| figure | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms),
+             row("cluster ETTR", lambda r: "-" if math.isnan(r.ettr) else f"{100 * r.ettr:.2f} %"),
+             row("GPU-hours lost to faults (all causes)", lambda r: _hours(sum(r.lost_by_cause_gpu_h.values())))]
+    lines += [row(f"  lost to {cause}", lambda r, c=cause: _hours(r.lost_by_cause_gpu_h.get(c, 0.0))) for cause in causes]
+    lines += [
+        row("interruptions (job runs ended or hung by a fault)", lambda r: str(r.interruptions)),
+        row("faulty nodes drained (of those needing hardware action)", lambda r: f"{r.faulty_drained[0]} of {r.faulty_drained[1]}"),
+        row("healthy nodes drained (goal 0)", lambda r: str(len(r.healthy_drained))),
+        row("fault to drain, median / p95", lambda r: "-" if r.fault_to_drain_s is None else
+            f"{_duration(r.fault_to_drain_s[0])} / {_duration(r.fault_to_drain_s[1])}"),
+        row("work lost to requeues (GPU-hours)", lambda r: _hours(r.requeue_lost_gpu_h)),
+        row("idle GPU-hours on drained or down nodes", lambda r: _hours(r.idle_out_of_service_gpu_h)),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", choices=("published", "stress"), default="published")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--nodes", type=int, default=140)
+    args = parser.parse_args()
+    arms = args.arms.split(",")
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    gpus = args.nodes * 8
+    print(f"{args.nodes} nodes x 8 GPUs, {args.days:g} days, seed {args.seed}, rate {args.rate} ({SOURCE}): "
+          f"{expected_count(args.rate, gpus, args.days):.1f} unexpected interruptions expected", flush=True)
+    started = time.perf_counter()
+    results = run_month(arms, args.nodes, args.seed, args.days, args.rate, progress=True)
+    first = next((r for r in results.values() if r.available), None)
+    if first is not None:
+        print(f"faults drawn: {len(first.faults_injected)}; same stream in every arm: "
+              f"{all(r.faults_injected == first.faults_injected for r in results.values() if r.available)}")
+    text = table(results)
+    print(text)
+    print(f"table sha256: {hashlib.sha256(text.encode()).hexdigest()}")
+    for result in results.values():
+        if result.available:
+            print(f"{result.arm}: {result.wall_s:.0f} s wall; healthy nodes drained: {result.healthy_drained or 'none'}")
+    print(f"wall time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The job stream of the simulated month (bench/bench_continuity.py): large multi-node training
+runs and small jobs, drawn from a seed before the run (simulator/workload.py's ``JobSpec``), so
+that every arm is offered the same work whatever automation does.
+
+- Large runs: 64 to 512 GPUs (8 to 64 whole nodes; at most half the fleet), 1 to 4 days of work
+  at full speed, a 7-day time limit; they arrive so that they offer ``large_load`` of the fleet.
+- Small jobs: 1 to 32 GPUs, a median of about 2.8 hours (the simulator's own mix of shapes,
+  users and behaviours, idle and hung ones included), offering ``small_load``.
+"""
+from __future__ import annotations
+
+import random
+
+from simulator.jobs import BEHAVIOURS, HELD_UNUSED, IDLE, NAMES, SHAPES, STRAGGLER, TRAIN, USERS
+from simulator.workload import FIRST_JOB_ID, JobSpec
+
+LARGE_NODES = (8, 16, 32, 64)
+LARGE_WORK_DAYS = (1.0, 4.0)
+LARGE_TIME_LIMIT = 7 * 86400.0
+SMALL_MAX_NODES = 4
+
+
+def month_stream(seed: int, nodes: int, start: float, duration: float, gpus_per_node: int = 8,
+                 large_load: float = 0.6, small_load: float = 0.25) -> list[JobSpec]:
+    rng = random.Random(f"continuity-workload:{seed}")
+    capacity = nodes * gpus_per_node
+    specs: list[tuple[float, dict]] = []
+    largest = max(1, nodes // 2)
+    sizes = [n for n in LARGE_NODES if n <= largest] or [largest]
+    # The first large runs are submitted at the start: a month begins with training under way.
+    at = start
+    while at < start + duration:
+        count = rng.choice(sizes)
+        work = rng.uniform(*LARGE_WORK_DAYS) * 86400
+        user, account = rng.choice(USERS[:2])  # llm-pretrain
+        specs.append((at, dict(name=rng.choice(NAMES[account]), user=user, account=account, partition="batch",
+                               gpus_per_node=gpus_per_node, num_nodes=count, work_seconds=work,
+                               time_limit=LARGE_TIME_LIMIT, behaviour=TRAIN, hang_after=0.0,
+                               straggler_pick=rng.random())))
+        at += rng.uniform(0.5, 1.5) * work * gpus_per_node * count / (capacity * large_load)
+    shapes = [(min(g, gpus_per_node), n, w) for g, n, w in SHAPES if n <= min(SMALL_MAX_NODES, largest)]
+    at = start
+    while at < start + duration:
+        gpus, count, _ = rng.choices(shapes, weights=[w for *_, w in shapes])[0]
+        user, account = rng.choice(USERS[2:])
+        behaviour = rng.choices([b for b, _ in BEHAVIOURS], weights=[w for _, w in BEHAVIOURS])[0]
+        if behaviour == STRAGGLER and gpus * count < 2:
+            behaviour = TRAIN
+        if behaviour == HELD_UNUSED and gpus < 2:
+            behaviour = IDLE
+        time_limit = rng.choice((4, 12, 24, 48)) * 3600.0
+        work = min(time_limit * 0.6, max(600.0, rng.lognormvariate(9.2, 0.8)))
+        hang_after = rng.uniform(300, 3600) if behaviour == "hung" else 0.0
+        partition = "debug" if count == 1 and rng.random() < 0.08 else "batch"
+        specs.append((at, dict(name=rng.choice(NAMES[account]), user=user, account=account, partition=partition,
+                               gpus_per_node=gpus, num_nodes=count, work_seconds=work, time_limit=time_limit,
+                               behaviour=behaviour, hang_after=hang_after, straggler_pick=rng.random())))
+        at += rng.uniform(0.5, 1.5) * work * gpus * count / (capacity * small_load)
+    specs.sort(key=lambda item: item[0])
+    return [JobSpec(FIRST_JOB_ID + i, at, **fields) for i, (at, fields) in enumerate(specs)]
