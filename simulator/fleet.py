@@ -18,6 +18,7 @@ import yaml
 
 from cwkernel.errors import ConfigError
 from simulator import slurm_face
+from simulator.checkpoints import CheckpointFiles
 from simulator.clock import SimClock
 from simulator.fabric import CableFaults, FatTree, SimFabricRunner, leaf_uplinks
 from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request, scheduled_at
@@ -54,16 +55,24 @@ class ExporterHung(Exception):
 
 class Fleet:
     def __init__(self, nodes: int = 140, gpus_per_node: int = 8, seed: int = 0, speed: float = 1.0,
-                 start: float | None = None, ib_ports: int = 4, warm: bool = True) -> None:
+                 start: float | None = None, ib_ports: int = 4, warm: bool = True,
+                 textfile_root: str | None = None) -> None:
+        """``textfile_root``: a directory under which each node gets a textfile directory that its
+        exporter reads and its jobs write their checkpoint marks into (simulator/checkpoints.py)."""
         self.seed = seed
         self.clock = SimClock(start=start, speed=speed)
         now = self.clock.now()
         self.lock = threading.RLock()
         self.topology = build_topology(nodes, gpus_per_node, ib_ports)
         xid_wait = None if nodes <= SMALL_FLEET else XID_WAIT_MS_LARGE_FLEET
-        self.nodes = {spec.name: SimulatedNode(spec, seed, now, xid_wait) for spec in self.topology}
+        self.checkpoint_files = CheckpointFiles(textfile_root, [s.name for s in self.topology]) \
+            if textfile_root else None
+        self.nodes = {spec.name: SimulatedNode(spec, seed, now, xid_wait, self._textfile_dir(spec.name))
+                      for spec in self.topology}
         self.scheduler = SimScheduler(self.topology, JobGenerator(seed, nodes, gpus_per_node), now)
         self.scheduler.listeners.append(self._on_scheduler_event)
+        if self.checkpoint_files is not None:
+            self.scheduler.listeners.append(self.checkpoint_files.on_event)
         self.faults = FaultBook()
         uplinks = leaf_uplinks(self.topology)
         self.hardware = {name: dataclasses.replace(node.hardware(), leaf_uplinks=uplinks[name])
@@ -126,6 +135,9 @@ class Fleet:
         # In parallel: each exporter's XID thread takes up to its wait timeout to notice the stop.
         with ThreadPoolExecutor(max_workers=64) as pool:
             list(pool.map(lambda node: node.close(), self.nodes.values()))
+
+    def _textfile_dir(self, node: str) -> str | None:
+        return str(self.checkpoint_files.directory(node)) if self.checkpoint_files is not None else None
 
     def _gpu_ok(self, node: str, gpu: int) -> bool:
         return self.nodes[node].gpu_ok(gpu)

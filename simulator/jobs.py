@@ -1,4 +1,10 @@
-"""Simulated jobs: what users submit, and how each kind of job drives its GPUs over time."""
+"""Simulated jobs: what users submit, and how each kind of job drives its GPUs over time.
+
+Every job honours the checkpoint contract (scheduler/checkpoint.py): it saves its progress
+periodically and when signalled; a save takes ``checkpoint_duration`` of wall time (longer for
+bigger jobs) during which training goes on, and only a save that finished counts. What a kill or
+a requeue throws away is ``unsaved_progress``: the work since the last finished save.
+"""
 from __future__ import annotations
 
 import random
@@ -30,6 +36,9 @@ NAMES = {
 SHAPES = ((1, 1, 14), (2, 1, 5), (4, 1, 9), (8, 1, 20), (8, 2, 11), (8, 4, 15), (8, 8, 12), (8, 16, 8),
           (8, 32, 4), (8, 64, 2))
 BEHAVIOURS = ((TRAIN, 82), (IDLE, 5), (HUNG, 4), (STRAGGLER, 4), (HELD_UNUSED, 5))
+# How long one checkpoint takes to write: every rank's shard to shared storage, so it grows with
+# the job's size, from under a minute for one node to 5 minutes for 16 nodes and more.
+CHECKPOINT_BASE_SECONDS, CHECKPOINT_PER_NODE_SECONDS, CHECKPOINT_MAX_SECONDS = 30.0, 18.0, 300.0
 
 
 @dataclass
@@ -64,6 +73,20 @@ class SimJob:
     straggler_pick: float | None = None
     fault_hit: bool = False  # a fault reached one of its GPUs or nodes during some run
     stalled: bool = False  # hung on a GPU that fell off the bus: holds its allocation, no progress
+    saved_progress: float = 0.0  # progress of this run held by the last finished checkpoint
+    checkpoint_at: float | None = None  # wall time the last checkpoint of this job finished
+    # A checkpoint being written: (progress it saves, wall time it finishes), or None.
+    checkpoint_writing: tuple[float, float] | None = None
+    checkpoints_requested: int = 0  # signals received (the contract's "checkpoint now")
+
+    @property
+    def checkpoint_duration(self) -> float:
+        return min(CHECKPOINT_MAX_SECONDS, CHECKPOINT_BASE_SECONDS + CHECKPOINT_PER_NODE_SECONDS * self.num_nodes)
+
+    @property
+    def unsaved_progress(self) -> float:
+        """Seconds of work a kill now would throw away: everything since the last finished checkpoint."""
+        return max(0.0, self.progress - self.saved_progress)
 
     @property
     def total_gpus(self) -> int:

@@ -51,8 +51,10 @@ class NodeFaultState:
 class SimulatedNode:
     """A node whose /metrics is what the real exporter reads from its fake hardware and files."""
 
-    def __init__(self, spec: NodeSpec, seed: int, now: float, xid_wait_ms: int | None = None) -> None:
+    def __init__(self, spec: NodeSpec, seed: int, now: float, xid_wait_ms: int | None = None,
+                 textfile_dir: str | None = None) -> None:
         self.spec = spec
+        self.textfile_dir = textfile_dir  # where its jobs write their checkpoint marks (simulator/checkpoints.py)
         self.xid_wait_ms = xid_wait_ms
         self.seed = seed
         self.lock = threading.RLock()
@@ -156,7 +158,8 @@ class SimulatedNode:
     def exporter(self, clock: Callable[[], float]) -> Exporter:
         with self.lock:
             if self._exporter is None:
-                config = ExporterConfig(backend="fake", collectors=default_collectors(), interval=5.0)
+                config = ExporterConfig(backend="fake", collectors=default_collectors(), interval=5.0,
+                                        textfile_dir=self.textfile_dir)
                 self._exporter = create_exporter(config, nvml_module=self.nvml, procfs=self.procfs,
                                                  sysfs=self.sysfs, statvfs=self.host.statvfs, clock=clock)
                 for collector in self._exporter.collectors:

@@ -3,7 +3,9 @@
 It behaves as far as ClusterWatch can see like slurmctld: drained nodes get no new jobs (running
 ones finish), a requeued job goes back to the queue and restarts on other nodes, a node that stops
 responding fails its jobs (NODE_FAIL, requeued when the job allows it), ``reboot ASAP`` drains a
-node and reboots it once its jobs are gone.
+node and reboots it once its jobs are gone, and ``scancel --signal --batch`` asks a running job to
+checkpoint now (simulator/jobs.py: the save finishes ``checkpoint_duration`` later, unless the job
+is hung on a lost GPU or killed first).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from simulator.topology import NodeSpec
 
 REBOOT_SECONDS = 240.0  # a GPU node's POST + driver load + slurmd start
 KEEP_FINISHED_SECONDS = 3600.0  # Slurm's MinJobAge-like window during which finished jobs stay visible
-CHECKPOINT_SECONDS = 1800.0  # how often training jobs checkpoint (what a crash loses is since the last)
+CHECKPOINT_SECONDS = 1800.0  # how often training jobs checkpoint, in seconds of progress (what a crash loses is since the last)
 
 
 class SchedulerError(Exception):
@@ -90,7 +92,7 @@ class SimScheduler:
         self.queue_target = queue_target if queue_target is not None else min(64, max(4, len(topology) // 8))
         self.now = now
         self.lost_gpu_seconds = 0.0  # work thrown away by crashes and requeues, for the automation figures
-        self.listeners: list[Callable[[str, SimJob], None]] = []  # (event, job): "start", "end"
+        self.listeners: list[Callable[[str, SimJob], None]] = []  # (event, job): "start", "end", "checkpoint"
         # A fixed job stream with its work ledger (simulator/workload.py): submissions come from it
         # instead of the queue top-up, and what faults cost is accounted in it. None: the default.
         self.workload: Any = None
@@ -122,9 +124,17 @@ class SimScheduler:
             if self.now - started >= 60 or dt >= 60:
                 self.fail_job(job.job_id, FAILED, exit_code=1)
                 return
+        self._finish_checkpoint(job)
         hung = job.behaviour == HUNG and self.now - started >= job.hang_after
         gained = 0.0 if hung else dt * job.slowdown
         job.progress = job.progress + gained
+        mark = (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS
+        if mark > job.saved_progress and job.checkpoint_writing is None:
+            # The periodic save of the progress at the interval's mark, begun when the job reached
+            # it (within this tick); training goes on meanwhile. A long tick may have seen it end.
+            reached = self.now - (job.progress - mark) * dt / gained if gained else self.now
+            self._begin_checkpoint(job, mark, reached)
+            self._finish_checkpoint(job)
         if self.workload is not None:
             self.workload.ledger.progress(job, gained, dt)
         if job.progress >= job.run_seconds:
@@ -147,6 +157,19 @@ class SimScheduler:
         elif self.now - started >= job.time_limit:
             self._lose_unfinished(job)
             self._end(job, TIMEOUT, 0)
+
+    def _begin_checkpoint(self, job: SimJob, progress: float, at: float) -> None:
+        job.checkpoint_writing = (progress, at + job.checkpoint_duration)
+
+    def _finish_checkpoint(self, job: SimJob) -> None:
+        """A save whose writing time is over holds its progress from now on (a stalled job never
+        gets here: its hung rank never finishes its shard)."""
+        if job.checkpoint_writing is None or self.now < job.checkpoint_writing[1]:
+            return
+        job.saved_progress, job.checkpoint_at = job.checkpoint_writing
+        job.checkpoint_writing = None
+        for listener in self.listeners:
+            listener("checkpoint", job)
 
     def _submit(self, now: float) -> None:
         if self.workload is not None:
@@ -192,7 +215,8 @@ class SimScheduler:
     def _start(self, job: SimJob, placement: dict[str, list[int]], now: float) -> None:
         job.gpus = placement
         job.state, job.reason, job.start_time, job.end_time = RUNNING, "None", now, None
-        job.progress = 0.0
+        job.progress = job.saved_progress = 0.0
+        job.checkpoint_writing = None
         for node, gpus in placement.items():
             for gpu in gpus:
                 self.nodes[node].allocations[gpu] = job.job_id
@@ -250,16 +274,15 @@ class SimScheduler:
         return [self.jobs[i] for i in sorted(ids) if i in self.jobs]
 
     def _account_lost_work(self, job: SimJob) -> None:
-        progress = job.progress
-        self.lost_gpu_seconds += (progress % CHECKPOINT_SECONDS) * job.total_gpus
+        self.lost_gpu_seconds += job.unsaved_progress * job.total_gpus
         if self.workload is not None:
-            self.workload.ledger.lost(job, (progress % CHECKPOINT_SECONDS) * job.total_gpus)
+            self.workload.ledger.lost(job, job.unsaved_progress * job.total_gpus)
 
     def _lose_unfinished(self, job: SimJob) -> None:
         """A job ending at its time limit loses what it did since its last checkpoint (workload only:
         the default simulation keeps ``lost_gpu_seconds`` for crashes and requeues)."""
         if self.workload is not None:
-            self.workload.ledger.lost(job, (job.progress % CHECKPOINT_SECONDS) * job.total_gpus)
+            self.workload.ledger.lost(job, job.unsaved_progress * job.total_gpus)
 
     def _back_to_queue(self, job: SimJob) -> None:
         if self.workload is not None:
@@ -268,9 +291,10 @@ class SimScheduler:
         job.state, job.reason, job.restart_count = PENDING, "BeginTime", job.restart_count + 1
         job.start_time = job.end_time = None
         job.gpus, job.unused_gpus, job.straggler, job.slowdown = {}, set(), None, 1.0
-        # Resumes from its last checkpoint: only the remainder still has to run.
-        job.run_seconds = max(60.0, job.run_seconds - (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS)
-        job.progress = 0.0
+        # Resumes from its last finished checkpoint: only the remainder still has to run.
+        job.run_seconds = max(60.0, job.run_seconds - job.saved_progress)
+        job.progress = job.saved_progress = 0.0
+        job.checkpoint_writing = None
 
     def set_responding(self, node: str, responding: bool) -> None:
         """Node down / back: slurmctld marks it DOWN and fails its jobs with NODE_FAIL."""
@@ -323,6 +347,18 @@ class SimScheduler:
             self._release(job)
             job.end_time = self.now
         self._back_to_queue(job)
+
+    def signal(self, job_id: int) -> None:
+        """``scancel --signal=USR1 --batch``: the job's script traps it and starts a checkpoint of
+        its progress now (one being written is superseded by it)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state in FINISHED:
+            raise SchedulerError(f"Invalid job id specified: {job_id}")
+        if job.state != RUNNING:
+            raise SchedulerError(f"Job is pending execution: {job_id}")
+        job.checkpoints_requested += 1
+        if not job.stalled:  # a rank hung on a lost GPU handles no signal
+            self._begin_checkpoint(job, job.progress, self.now)
 
     def cancel(self, job_id: int) -> None:
         job = self.jobs.get(job_id)
@@ -387,6 +423,7 @@ class SimScheduler:
             self.jobs[job.job_id] = job
             self._start(job, placement, job.submit_time + self.generator.uniform(0, 300))
             job.progress = min(now - job.start_time, job.run_seconds * 0.9) * job.slowdown
+            job.saved_progress = (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS
         self.tick(now, gpu_ok)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from scheduler.checkpoint import SIGNALS, signal_name
 from scheduler.hostlist import compress
 from simulator.jobs import PENDING, RUNNING, SimJob
 from simulator.scheduler import SchedulerError, SimNode, SimScheduler
@@ -156,9 +157,19 @@ def scontrol(scheduler: SimScheduler, argv: Sequence[str], user: str = "root") -
 
 
 def scancel(scheduler: SimScheduler, argv: Sequence[str]) -> CommandResult:
+    """``scancel JOB...`` cancels; ``scancel --signal=SIG --batch JOB`` asks the job to checkpoint
+    (simulated jobs trap every signal of the contract's allow-list)."""
+    options = [arg for arg in argv if arg.startswith("-")]
+    signal = next((signal_name(arg.partition("=")[2]) or arg for arg in options if arg.startswith("--signal=")), None)
+    unknown = [arg for arg in options if not arg.startswith("--signal=") and arg not in ("--batch", "-b")]
+    if unknown or (signal is not None and signal not in SIGNALS):
+        return CommandResult(1, stderr=f"scancel: error: unsupported option or signal: {' '.join(unknown or options)}\n")
     try:
-        for job_id in _job_ids(argv):
-            scheduler.cancel(job_id)
+        for job_id in _job_ids([arg for arg in argv if not arg.startswith("-")]):
+            if signal is not None:
+                scheduler.signal(job_id)
+            else:
+                scheduler.cancel(job_id)
     except SchedulerError as exc:
         return CommandResult(1, stderr=f"scancel: error: {exc}\n")
     return CommandResult(0)

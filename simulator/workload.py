@@ -7,8 +7,9 @@ submit time, shape and amount of work (seconds on its whole allocation at full s
 GPU-hours are fixed) are the same in every run, whatever drains, requeues and reboots happen.
 
 The ledger (``WorkLedger``) counts, per run:
-- work done: GPU-seconds of progress, and work lost: the progress since a job's last checkpoint
-  (every ``CHECKPOINT_SECONDS`` of progress) when it crashes, is requeued or reaches its time
+- work done: GPU-seconds of progress, and work lost: the progress since a job's last finished
+  checkpoint (``SimJob.unsaved_progress``: one every ``CHECKPOINT_SECONDS`` of progress, or when
+  the job is signalled to, each taking the job's ``checkpoint_duration`` to write) when it crashes, is requeued or reaches its time
   limit, split by cause (``fault``: the job was hit by a fault; ``other``: a job timing out on
   its own, e.g. a hung-by-design one);
 - allocation wasted on faults: GPU-seconds of allocation held while the job makes no progress
@@ -31,7 +32,6 @@ from typing import Any, Iterable
 
 from simulator.jobs import BEHAVIOURS, COMPLETED, FAILED, HELD_UNUSED, HUNG, IDLE, NAMES, RUNNING, SHAPES, STRAGGLER, \
     TRAIN, USERS, SimJob
-from simulator.scheduler import CHECKPOINT_SECONDS
 
 # Faults after which the rank on the GPU hangs rather than exits (GPU off the bus).
 HANGING_FAULTS = ("gpu_lost",)
@@ -212,7 +212,7 @@ class Workload:
         for job in self.fleet.scheduler.jobs.values():
             if job.state == RUNNING and job.stalled and job.job_id not in self.ledger.hung_at_end:
                 self.ledger.hung_at_end.add(job.job_id)
-                self.ledger.lost(job, (job.progress % CHECKPOINT_SECONDS) * job.total_gpus)
+                self.ledger.lost(job, job.unsaved_progress * job.total_gpus)
         return self.ledger
 
     def hangs(self, node: str, gpu: int, since: float) -> bool:
