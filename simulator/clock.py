@@ -29,6 +29,17 @@ class SimClock:
         with self._lock:
             return self._base_sim + (self._monotonic() - self._base_real) * self._speed
 
+    def set_speed(self, speed: float) -> float:
+        """Run at ``speed`` from now on, continuing from the current simulated time: a history
+        moved forward explicitly at speed 0 (the demo's past hours), then real time."""
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        with self._lock:
+            real = self._monotonic()
+            self._base_sim += (real - self._base_real) * self._speed
+            self._base_real, self._speed = real, speed
+            return self._base_sim
+
     def advance(self, seconds: float) -> float:
         """Move simulated time forward by ``seconds`` (on top of any real-time flow)."""
         if seconds < 0:
