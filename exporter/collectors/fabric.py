@@ -110,6 +110,7 @@ class FabricCollector(Collector):
         self._errors_lock = threading.Lock()
         self.sweeper = Sweeper(tools.runner, settings_of(config), tools.plan, on_error=self._count_error)
         self._result: SweepResult | None = None
+        self._rendered: tuple[SweepResult, FamilySet] | None = None
         self._last_success = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,20 +156,26 @@ class FabricCollector(Collector):
 
     # ---- exposition --------------------------------------------------------------------------
 
-    def collect(self) -> FamilySet:
+    def collect(self) -> list[FamilySet]:
         if self.run_in_background:
             self.start()
-        out = FamilySet(TABLE)
+        health = FamilySet(TABLE)
         result = self._result  # one reference: a sweep finishing meanwhile replaces it whole
         with self._errors_lock:
             errors = dict(self._errors)
         for tool in ("ibnetdiscover", "iblinkinfo", "perfquery", *sorted(set(errors) - {"ibnetdiscover", "iblinkinfo", "perfquery"})):
-            out.add("fabric_sweep_errors_total", errors.get(tool, 0), tool=tool)
+            health.add("fabric_sweep_errors_total", errors.get(tool, 0), tool=tool)
         if result is None:
-            return out  # the first sweep is still running
-        render(out, result)
-        out.add("fabric_sweep_last_success_timestamp_seconds", self._last_success)
-        return out
+            return [health]  # the first sweep is still running
+        health.add("fabric_sweep_last_success_timestamp_seconds", self._last_success)
+        # The links' families change once a sweep (a minute) while the exporter collects every few
+        # seconds: build them once per sweep, not once per collection.
+        cached = self._rendered
+        if cached is None or cached[0] is not result:
+            families = FamilySet(TABLE)
+            render(families, result)
+            cached = self._rendered = (result, families)
+        return [cached[1], health]
 
 
 def render(out: FamilySet, result: SweepResult) -> None:
