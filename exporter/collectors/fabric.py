@@ -15,9 +15,11 @@ from collections import Counter
 
 from cwkernel.metrics import FamilySet, counter, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, register_collector
+from exporter.config import ExporterConfig
 from exporter.fabric import plan as fabric_plan
 from exporter.fabric.runner import SubprocessRunner
-from exporter.fabric.sweep import FabricTools, SweepResult, SweepSettings, Sweeper
+from exporter.fabric.iblinkinfo import PortLink
+from exporter.fabric.sweep import FabricTools, LinkView, SweepResult, SweepSettings, Sweeper
 from exporter.fabric.topology import End
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,10 @@ TABLE = metric_table(
 )
 
 
-def settings_of(config: object) -> SweepSettings:
-    return SweepSettings(
-        max_seconds=getattr(config, "fabric_sweep_timeout", 60.0),
-        ports_per_second=getattr(config, "fabric_ports_per_second", 2000.0),
-        tool_timeout=getattr(config, "fabric_tool_timeout", 30.0),
-        max_output_bytes=getattr(config, "fabric_max_output_bytes", 64 << 20),
-        hca_counters=getattr(config, "fabric_hca_counters", False),
-        ca=getattr(config, "fabric_ca", "") or "",
-    )
+def settings_of(config: ExporterConfig) -> SweepSettings:
+    return SweepSettings(max_seconds=config.fabric_sweep_timeout, ports_per_second=config.fabric_ports_per_second,
+                         tool_timeout=config.fabric_tool_timeout, max_output_bytes=config.fabric_max_output_bytes,
+                         hca_counters=config.fabric_hca_counters, ca=config.fabric_ca)
 
 
 @register_collector("fabric", default_enabled=False)
@@ -98,14 +95,13 @@ class FabricCollector(Collector):
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
         config = ctx.config
-        tools: FabricTools | None = getattr(ctx, "fabric_tools", None)
-        if tools is None:
-            path = getattr(config, "fabric_plan", None)
-            tools = FabricTools(SubprocessRunner(getattr(config, "fabric_tools_dir", None) or None),
-                                fabric_plan.load(path) if path else fabric_plan.Plan())
+        tools: FabricTools | None = ctx.fabric_tools
+        if tools is None:  # a real host: the Debian binaries and the site's plan
+            tools = FabricTools(SubprocessRunner(config.fabric_tools_dir),
+                                fabric_plan.load(config.fabric_plan) if config.fabric_plan else fabric_plan.Plan())
         for problem in tools.plan.problems:
             log.warning("fabric plan: %s (entry skipped)", problem)
-        self.interval = float(getattr(config, "fabric_interval", 60.0))
+        self.interval = config.fabric_interval
         self._errors: Counter[str] = Counter()
         self._errors_lock = threading.Lock()
         self.sweeper = Sweeper(tools.runner, settings_of(config), tools.plan, on_error=self._count_error)
@@ -180,36 +176,36 @@ class FabricCollector(Collector):
 
 def render(out: FamilySet, result: SweepResult) -> None:
     """The families of one sweep (the collector's exposition, also what the benchmark times)."""
-    add = out.add
     for name, guid, tier, rack in result.switches:
-        add("fabric_switch_info", 1, switch=name, switch_guid=guid, tier=tier, rack=rack)
-    gauges = [(name, attribute) for name, (_, _, attribute) in PORT_GAUGES.items()]
-    counters = [(key, f"fabric_link_{key}_total") for key in LINK_COUNTERS]
-    port_links, all_counters, down = result.port_links, result.counters, result.down
+        out.add("fabric_switch_info", 1, switch=name, switch_guid=guid, tier=tier, rack=rack)
     for view in result.links:
-        labels = view.labels()
-        add("fabric_link_info", 1, **labels, link_type=view.link_type, node=view.node,
+        _link(out, view, result)
+    out.add("fabric_sweep_duration_seconds", result.duration)
+    out.add("fabric_sweep_ports", result.ports_read)
+    out.add("fabric_topology_malformed_lines", result.malformed_lines)
+    out.add("fabric_sweep_incomplete", 1 if result.incomplete else 0)
+
+
+_GAUGES = tuple((name, attribute) for name, (_, _, attribute) in PORT_GAUGES.items())
+_COUNTERS = tuple((key, f"fabric_link_{key}_total") for key in LINK_COUNTERS)
+_ALWAYS = ("state", "physical_state")  # a down port has no width or speed: those are left out, not 0
+
+
+def _link(out: FamilySet, view: LinkView, result: SweepResult) -> None:
+    labels = view.labels()
+    out.add("fabric_link_info", 1, **labels, link_type=view.link_type, node=view.node,
             switch_guid=view.switch_guid, peer_guid=view.peer_guid)
-        for role, end in view.ends:
-            _end(add, labels, role, end, port_links, all_counters, down, gauges, counters)
-    add("fabric_sweep_duration_seconds", result.duration)
-    add("fabric_sweep_ports", result.ports_read)
-    add("fabric_topology_malformed_lines", result.malformed_lines)
-    add("fabric_sweep_incomplete", 1 if result.incomplete else 0)
-
-
-def _end(add, labels, role, end: End | None, port_links, all_counters, down, gauges, counters) -> None:  # noqa: ANN001
-    link = port_links.get(end) if end is not None else None
-    if link is not None:
-        for name, attribute in gauges:
-            value = getattr(link, attribute)
-            if value or attribute in ("state", "physical_state"):
-                add(name, value, **labels, end=role)
-    elif end is None or end in down:
-        add("fabric_link_state", 1, **labels, end=role)  # planned or seen before, not discovered now
-    values = all_counters.get(end) if end is not None else None
-    if values:
-        for key, name in counters:
+    for role, end in view.ends:
+        link: PortLink | None = result.port_links.get(end) if end is not None else None
+        if link is not None:
+            for name, attribute in _GAUGES:
+                value = getattr(link, attribute)
+                if value or attribute in _ALWAYS:
+                    out.add(name, value, **labels, end=role)
+        elif end is None or end in result.down:
+            out.add("fabric_link_state", 1, **labels, end=role)  # planned or seen before, not discovered now
+        values = result.counters.get(end) if end is not None else None
+        for key, name in _COUNTERS if values else ():
             value = values.get(key)
             if value is not None:
-                add(name, value, **labels, end=role)
+                out.add(name, value, **labels, end=role)
