@@ -19,12 +19,12 @@ from exporter.config import ExporterConfig
 from exporter.fabric import plan as fabric_plan
 from exporter.fabric.runner import SubprocessRunner
 from exporter.fabric.iblinkinfo import PortLink
-from exporter.fabric.sweep import FabricTools, LinkView, SweepResult, SweepSettings, Sweeper
+from exporter.fabric.sweep import LINK_LABELS, FabricTools, LinkView, SweepResult, SweepSettings, Sweeper
 from exporter.fabric.topology import End
 
 log = logging.getLogger(__name__)
 
-LINK = ("switch", "switch_port", "peer", "peer_port")
+LINK = LINK_LABELS  # one definition of a link's identity (the fabric contract), shared with the sweep
 END = (*LINK, "end")
 _SRC = "iblinkinfo"
 _PQ = "perfquery -x"

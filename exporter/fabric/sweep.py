@@ -24,10 +24,11 @@ from exporter.fabric.iblinkinfo import LinkInfo, PortLink
 from exporter.fabric.naming import HcaName, SwitchName, name_hcas, name_switches
 from exporter.fabric.plan import Plan
 from exporter.fabric.runner import ToolError, ToolRunner
-from exporter.fabric.topology import CA, SWITCH, End, Fabric
+from exporter.fabric.topology import CA, SWITCH, End, Fabric, Malformed
 
 log = logging.getLogger(__name__)
 LINK_LABELS = ("switch", "switch_port", "peer", "peer_port")
+MALFORMED_LOGGED = 5  # per tool run
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,7 @@ class LinkView:
     ends: tuple[tuple[str, End | None], ...]
 
     def labels(self) -> dict[str, str]:
-        return {"switch": self.switch, "switch_port": str(self.switch_port), "peer": self.peer,
-                "peer_port": str(self.peer_port)}
+        return dict(zip(LINK_LABELS, (self.switch, str(self.switch_port), self.peer, str(self.peer_port))))
 
 
 @dataclass
@@ -94,9 +94,9 @@ class Sweeper:
         start = self.clock()
         fabric = self._topology(result)
         if fabric is not None:
-            links = self._links(fabric)
-            result.links, result.down = self._with_known_links(links)
-            result.switches = self._switches(fabric)
+            switches = name_switches(fabric, self.plan)
+            result.links, result.down = self._with_known_links(self._links(fabric, switches))
+            result.switches = sorted((name.name, guid, name.tier, name.rack) for guid, name in switches.items())
             info = self._link_info(result, start)
             if info is not None:
                 result.port_links = self._port_links(fabric, info)
@@ -127,9 +127,7 @@ class Sweeper:
         if text is None:
             return self._fabric  # the last topology read still names the cables
         fabric = ibnetdiscover.parse(text)
-        result.malformed_lines += len(fabric.malformed)
-        for bad in fabric.malformed[:20]:
-            log.info("ibnetdiscover: skipped %s", bad)
+        _skipped(result, "ibnetdiscover", fabric.malformed)
         self._fabric = fabric
         result.complete_topology = True
         return fabric
@@ -139,13 +137,12 @@ class Sweeper:
         if text is None:
             return None
         info = iblinkinfo.parse(text)
-        result.malformed_lines += len(info.malformed)
+        _skipped(result, "iblinkinfo", info.malformed)
         return info
 
     # ---- naming the links --------------------------------------------------------------------
 
-    def _links(self, fabric: Fabric) -> list[LinkView]:
-        switches = name_switches(fabric, self.plan)
+    def _links(self, fabric: Fabric, switches: dict[str, SwitchName]) -> list[LinkView]:
         hcas = name_hcas(fabric, self.plan)
         tiers = fabric.tiers()
         views = []
@@ -188,10 +185,6 @@ class Sweeper:
         self._known.update((key, view) for key, view in current.items() if view.switch_guid)
         return sorted(current.values(), key=lambda view: (view.switch, view.switch_port)), down
 
-    def _switches(self, fabric: Fabric) -> list[tuple[str, str, str, str]]:
-        names: dict[str, SwitchName] = name_switches(fabric, self.plan)
-        return sorted((name.name, guid, name.tier, name.rack) for guid, name in names.items())
-
     @staticmethod
     def _port_links(fabric: Fabric, info: LinkInfo) -> dict[End, PortLink]:
         port_links: dict[End, PortLink] = {}
@@ -233,7 +226,7 @@ class Sweeper:
                     return
                 continue
             parsed = perfquery.parse(text)
-            result.malformed_lines += len(parsed.malformed)
+            _skipped(result, "perfquery", parsed.malformed)
             for port, values in parsed.ports.items():
                 if port in wanted[guid]:
                     result.counters[End(guid, port)] = values
@@ -248,6 +241,15 @@ class Sweeper:
                 return False
             self.wait(delay)
         return self._remaining(start) > 0
+
+
+def _skipped(result: SweepResult, tool: str, malformed: list[Malformed]) -> None:
+    """Count a tool's unreadable lines; log the first few with their numbers (the rest would flood)."""
+    result.malformed_lines += len(malformed)
+    for bad in malformed[:MALFORMED_LOGGED]:
+        log.info("%s: skipped %s", tool, bad)
+    if len(malformed) > MALFORMED_LOGGED:
+        log.info("%s: %d more lines skipped", tool, len(malformed) - MALFORMED_LOGGED)
 
 
 @dataclass
