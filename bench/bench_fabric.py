@@ -106,7 +106,7 @@ def main() -> int:
               f"simulated tools: {m['tools_wall']:.3f} s (excluded)")
         print(f"  exposition: {m['expo_wall']:.3f} s wall, {m['expo_cpu']:.3f} s CPU, {m['series']:.0f} series, "
               f"{m['expo_bytes'] / 1e6:.1f} MB; each later collection re-renders it in {m['again_cpu']:.3f} s CPU")
-        print(f"  ours + exposition: {total:.3f} s" + (f" (anchor: 3 s end to end)" if 500 <= nodes <= 2000 else "")
+        print(f"  ours + exposition: {total:.3f} s" + (" (anchor: 3 s end to end)" if 500 <= nodes <= 2000 else "")
               + ("  INCOMPLETE" if m["incomplete"] else ""), flush=True)
     return 0
 

@@ -20,7 +20,6 @@ from exporter.fabric import plan as fabric_plan
 from exporter.fabric.runner import SubprocessRunner
 from exporter.fabric.iblinkinfo import PortLink
 from exporter.fabric.sweep import LINK_LABELS, FabricTools, LinkView, SweepResult, SweepSettings, Sweeper
-from exporter.fabric.topology import End
 
 log = logging.getLogger(__name__)
 

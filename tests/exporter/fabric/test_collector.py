@@ -1,7 +1,6 @@
 """The fabric collector over the simulated fat-tree and over real processes that misbehave."""
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from exporter.fabric.runner import SubprocessRunner, ToolError, ToolResult
 from exporter.fabric.sweep import FabricTools, SweepSettings, Sweeper
 from simulator.fabric import FatTree, SimFabricRunner
 from simulator.topology import build_topology
-from tests.exporter.fabric.test_parsers import FIXTURES
-from tests.exporter.fabric.test_runner import tool
+from tests.exporter.fabric.support import FIXTURES, tool
 from tests.exporter.helpers import parse_exposition
 
 CONTRACT_PER_END = (
@@ -141,7 +139,7 @@ def test_one_switch_failing_costs_only_its_ports():
 
 
 def test_garbage_from_a_tool_is_counted_as_malformed_lines_and_the_rest_exposed():
-    fabric, runner = sim_runner()
+    _, runner = sim_runner()
     exporter, collector = exporter_for(Misbehaving(runner, "iblinkinfo", output="\x00\x01 garbage\nmore garbage\n"))
     collector.sweep_once()
     parsed = samples(exporter)
@@ -151,7 +149,7 @@ def test_garbage_from_a_tool_is_counted_as_malformed_lines_and_the_rest_exposed(
 
 
 def test_topology_failure_keeps_the_last_topology():
-    fabric, runner = sim_runner()
+    _, runner = sim_runner()
     flaky = Misbehaving(runner, "none")
     exporter, collector = exporter_for(flaky)
     collector.sweep_once()

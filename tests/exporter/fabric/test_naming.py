@@ -5,7 +5,7 @@ import pytest
 
 from exporter.fabric import ibnetdiscover, plan
 from exporter.fabric.naming import name_hcas, name_switches
-from tests.exporter.fabric.test_parsers import read
+from tests.exporter.fabric.support import read
 
 
 def hdr():

@@ -1,16 +1,9 @@
 """The tools' parsers against real samples (tests/fixtures/infiniband-diags/README.md) and bad lines."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from exporter.fabric import iblinkinfo, ibnetdiscover, perfquery
 from exporter.fabric.topology import CA, SWITCH, End, LANE_RATES
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "infiniband-diags"
-
-
-def read(name: str) -> str:
-    return (FIXTURES / name).read_text()
+from tests.exporter.fabric.support import read
 
 
 def test_real_qdr_fabric_every_node_and_cable():

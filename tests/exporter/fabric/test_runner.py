@@ -1,21 +1,12 @@
 """The real tool runner: argv only, refused arguments, and every way a tool can fail to answer."""
 from __future__ import annotations
 
-import os
-import stat
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from exporter.fabric.runner import SubprocessRunner, ToolError, check_argv
-
-
-def tool(directory: Path, name: str, body: str) -> None:
-    path = directory / name
-    path.write_text(f"#!{sys.executable}\nimport sys, time\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+from tests.exporter.fabric.support import tool
 
 
 def test_output_and_argv_reach_the_tool(tmp_path):
