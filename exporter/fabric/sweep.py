@@ -51,7 +51,7 @@ class LinkView:
     peer_port: int
     link_type: str
     node: str
-    switch_guid: str
+    switch_guid: str  # as the tools print it, 0x and 16 hex digits; "" for a planned cable not found
     peer_guid: str
     ends: tuple[tuple[str, End | None], ...]
 
@@ -96,7 +96,7 @@ class Sweeper:
         if fabric is not None:
             switches = name_switches(fabric, self.plan)
             result.links, result.down = self._with_known_links(self._links(fabric, switches))
-            result.switches = sorted((name.name, guid, name.tier, name.rack) for guid, name in switches.items())
+            result.switches = sorted((name.name, f"0x{guid}", name.tier, name.rack) for guid, name in switches.items())
             info = self._link_info(result, start)
             if info is not None:
                 result.port_links = self._port_links(fabric, info)
@@ -163,7 +163,7 @@ class Sweeper:
                 hca: HcaName = hcas.get(upper.guid, HcaName(f"ca-{upper.guid}", ""))
                 peer_name, node, kind = hca.peer, hca.node, "host"
             views.append(LinkView(switches[lower.guid].name, lower.port, peer_name, upper.port, kind, node,
-                                  lower.guid, upper.guid, (("switch", lower), ("peer", upper))))
+                                  f"0x{lower.guid}", f"0x{upper.guid}", (("switch", lower), ("peer", upper))))
         views.sort(key=lambda view: (view.switch, view.switch_port))
         return views
 

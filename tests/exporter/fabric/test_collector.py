@@ -69,7 +69,7 @@ def test_every_cable_of_the_fat_tree_with_both_ends_and_the_contract_names():
     host = {dict(labels)["peer"]: dict(labels) for labels in info if dict(labels)["link_type"] == "host"}
     assert host["gpu-001 mlx5_0"] == {"switch": "leaf-r01", "switch_port": "1", "peer": "gpu-001 mlx5_0",
                                       "peer_port": "1", "link_type": "host", "node": "gpu-001",
-                                      "switch_guid": fabric.switches[0].guid, "peer_guid": host["gpu-001 mlx5_0"]["peer_guid"]}
+                                      "switch_guid": f"0x{fabric.switches[0].guid}", "peer_guid": host["gpu-001 mlx5_0"]["peer_guid"]}
     isl = [dict(labels) for labels in info if dict(labels)["link_type"] == "isl"]
     assert {labels["switch"] for labels in isl} == {"leaf-r01", "leaf-r02"} and all(
         labels["peer"].startswith("spine-") and labels["node"] == "" for labels in isl)
