@@ -1,0 +1,357 @@
+"""Goodput: how much of the training time a cluster gave its jobs was productive, what the rest was
+lost to, and what interrupted the jobs (issue 20; docs/architecture.md#definitions).
+
+The one definition of interruption, lost time by cause, ETTR, MTBI and lemon node, used by the
+``/reliability`` page, the job page's "Continuity" section and ``clusterwatch report``, and the
+source of the ``clusterwatch-reliability`` recording group (``RELIABILITY_RULES``, which
+alerts/rules/reliability.yml holds, held equal by tests/dashboard/test_reliability_definitions.py).
+
+Where the numbers come from, all through the query interface:
+
+- Per job, every minute, the recording group writes what the job's GPUs are doing now, in GPUs:
+  running, waiting to restart after an interruption (PENDING with a restart count above 0), hung
+  (JobHung firing), held but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler
+  (GpuStragglerUtilization firing: the job's GPUs times the straggler's shortfall from the job's
+  median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
+  ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
+- Interruptions are the scheduler adapter's records (``slurm_job_interruption_time_seconds``,
+  scheduler/interruptions.py): a running job requeued or ended by a failure.
+- The cause of an interruption is the alert (pending or firing) on one of the job's nodes in the
+  hour before it or the quarter hour after: its name (and XID) gives the root-cause class; with no
+  such alert it is "unknown", never guessed.
+- Work redone after an interruption is the time since the job's last checkpoint, read from
+  ``job_checkpoint_last_timestamp_seconds{job_id}`` at the interruption. A job that does not
+  report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an upper bound.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from cwkernel.durations import format_duration, parse_duration
+from dashboard.params import TimeRange
+from scheduler import is_job_id
+from tsdb.client import QueryClient
+
+# The recording group and its interval: a sample of a recorded series stands for this many seconds.
+GROUP = "clusterwatch-reliability"
+INTERVAL = "1m"
+INTERVAL_S = 60.0
+
+RUNNING = "job_id:reliability_running:gpus"
+RESTART_WAIT = "job_id:reliability_restart_wait:gpus"
+HUNG = "job_id:reliability_hung:gpus"
+IDLE_HELD = "job_id:reliability_idle_held:gpus"
+STRAGGLER = "job_id:reliability_straggler:gpus"
+
+
+def _firing(alertname: str) -> str:
+    return f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'
+
+
+# record -> expression. Hung, idle and straggler are counted while the job runs; idle and the
+# straggler's slowdown not while the job is hung (its whole allocation is lost already).
+RELIABILITY_RULES: dict[str, str] = {
+    RUNNING: 'max by (job_id) (slurm_job_gpus) * on (job_id) group_left () max by (job_id) (slurm_job_info{state="RUNNING"})',
+    RESTART_WAIT: ('max by (job_id) (slurm_job_gpus) * on (job_id) group_left () '
+                   '(max by (job_id) (slurm_job_info{state="PENDING"}) and on (job_id) (slurm_job_restart_count > 0))'),
+    HUNG: f"{RUNNING} and on (job_id) {_firing('JobHung')}",
+    IDLE_HELD: (f"(max by (job_id) (job_id:gpus_idle:count) and on (job_id) {_firing('JobGpusIdle')}"
+                f" and on (job_id) {RUNNING}) unless on (job_id) {HUNG}"),
+    STRAGGLER: (f"({RUNNING} * on (job_id) group_left () max by (job_id) (clamp_min(1 - instance_gpu_job:gpu_activity:ratio"
+                " / on (job_id, measure) group_left () job_id:gpu_activity:median, 0)"
+                f" and on (instance, gpu, job_id) {_firing('GpuStragglerUtilization')})) unless on (job_id) {HUNG}"),
+}
+
+# Lost time by cause, in the order the pages and the report list them.
+CAUSES: dict[str, str] = {
+    "restart_wait": "waiting to restart after an interruption",
+    "redone_work": "work redone since the last checkpoint",
+    "hung": "hung",
+    "straggler": "slowed by a straggling GPU",
+    "idle_held": "held but idle",
+}
+_CAUSE_RECORDS = {"restart_wait": RESTART_WAIT, "hung": HUNG, "straggler": STRAGGLER, "idle_held": IDLE_HELD}
+
+# Root-cause classes of interruptions, as the published large-training reliability reports count them.
+CLASSES: dict[str, str] = {
+    "gpu": "GPU (XID, lost GPU, PCIe)",
+    "hbm_ecc": "HBM / ECC",
+    "nvlink": "NVLink",
+    "infiniband": "InfiniBand",
+    "host": "host",
+    "storage": "storage",
+    "software": "software",
+    "unknown": "unknown",
+}
+UNKNOWN = "unknown"
+# When several alerts stand beside one interruption, the most specific cause wins: a memory or
+# NVLink fault explains the lost GPU (XID 79) it leads to, and a GPU fault the node it takes down.
+CLASS_PRECEDENCE = ("hbm_ecc", "nvlink", "gpu", "infiniband", "storage", "host", "software")
+# XIDs by the component they point at (NVIDIA's XID catalog; the rest are the GPU's own).
+HBM_XIDS = frozenset({48, 63, 64, 92, 94, 95})
+NVLINK_XIDS = frozenset({74})
+APPLICATION_XIDS = frozenset({13, 31, 43})  # the application faulted, the GPU is fine
+# Alert name prefixes -> class; the job and monitoring alerts explain no interruption.
+_ALERT_CLASSES = (
+    ("GpuXidApplication", "software"), ("GpuEcc", "hbm_ecc"), ("GpuRowRemap", "hbm_ecc"),
+    ("GpuRetiredPages", "hbm_ecc"), ("GpuNvlink", "nvlink"), ("GpuXid", "gpu"), ("GpuLost", "gpu"),
+    ("GpuCountDropped", "gpu"), ("GpuPcie", "gpu"), ("GpuThermal", "gpu"), ("GpuPower", "gpu"),
+    ("GpuTemperature", "gpu"), ("GpuMemoryTemperature", "hbm_ecc"), ("Infiniband", "infiniband"),
+    ("Fabric", "infiniband"), ("NodeOomKills", "software"), ("NodeDisk", "storage"), ("Storage", "storage"),
+    ("Node", "host"),
+)
+
+EVIDENCE_BEFORE = "1h"  # an alert this long before an interruption can explain it ...
+EVIDENCE_AFTER = "15m"  # ... and one this long after (a node's unreachability fires after its `for`)
+AFTER_S = parse_duration(EVIDENCE_AFTER)
+EVIDENCE_WINDOW = format_duration(round(parse_duration(EVIDENCE_BEFORE) + AFTER_S))
+CHECKPOINT_METRIC = "job_checkpoint_last_timestamp_seconds"
+CHECKPOINT_LOOKBACK = "1d"
+MAX_INTERRUPTIONS = 1_000  # explained one by one (a few queries each); beyond it counted, not explained
+LEMONS_SHOWN = 20
+
+
+def cause_class(alertname: str, labels: Mapping[str, str]) -> str | None:
+    """The root-cause class an alert points at, or None for an alert that explains no interruption."""
+    if alertname.startswith("GpuXid") and labels.get("xid", "").isdigit():
+        xid = int(labels["xid"])
+        if xid in HBM_XIDS:
+            return "hbm_ecc"
+        if xid in NVLINK_XIDS:
+            return "nvlink"
+        if xid in APPLICATION_XIDS:
+            return "software"
+    return next((cls for prefix, cls in _ALERT_CLASSES if alertname.startswith(prefix)), None)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    alertname: str
+    instance: str
+    gpu: str = ""
+    xid: str = ""
+
+
+@dataclass(frozen=True)
+class Interruption:
+    job_id: str
+    ordinal: int
+    time: float
+    state: str
+    cause: str  # a CLASSES key
+    node: str  # the node the cause points at; "" when unknown
+    evidence: Evidence | None  # the alert that explains it; None: "unknown"
+    nodes: tuple[str, ...]  # the job's nodes before it
+    redone_seconds: float | None  # since the last checkpoint; None: no checkpoint signal
+
+    @property
+    def day(self) -> str:
+        return dt.datetime.fromtimestamp(self.time, dt.timezone.utc).date().isoformat()
+
+
+@dataclass
+class JobAccount:
+    """One job's time over the range, in GPU-seconds (ETTR weights jobs by their GPUs)."""
+
+    job_id: str
+    running_gpu_seconds: float = 0.0
+    running_seconds: float = 0.0
+    lost_gpu_seconds: dict[str, float | None] = field(default_factory=dict)
+    interruptions: list[Interruption] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> float:
+        return self.running_gpu_seconds / self.running_seconds if self.running_seconds else 0.0
+
+    @property
+    def wall_gpu_seconds(self) -> float:
+        """Held or waiting to restart: the training time the cluster owed the job."""
+        return self.running_gpu_seconds + (self.lost_gpu_seconds.get("restart_wait") or 0.0)
+
+    @property
+    def redone_known(self) -> bool:
+        return self.lost_gpu_seconds.get("redone_work") is not None
+
+    @property
+    def productive_gpu_seconds(self) -> float:
+        lost = sum(v for v in self.lost_gpu_seconds.values() if v is not None)
+        return max(0.0, self.wall_gpu_seconds - lost)
+
+    @property
+    def ettr(self) -> float | None:
+        """Productive over wall time; an upper bound when the redone work is unknown."""
+        wall = self.wall_gpu_seconds
+        return self.productive_gpu_seconds / wall if wall > 0 else None
+
+
+@dataclass
+class Accounting:
+    """Every job's account over one range, and what interrupted them."""
+
+    range: TimeRange
+    jobs: dict[str, JobAccount]
+    interruptions: list[Interruption]
+    interruptions_unexplained: int  # over MAX_INTERRUPTIONS: counted, not explained
+    fleet_gpus: int
+    recorded: bool  # the recording group's series were there over the range
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def interruption_count(self) -> int:
+        return len(self.interruptions) + self.interruptions_unexplained
+
+    def ettr(self) -> float | None:
+        """The cluster's ETTR: GPU-hour weighted over its jobs."""
+        wall = sum(job.wall_gpu_seconds for job in self.jobs.values())
+        return sum(job.productive_gpu_seconds for job in self.jobs.values()) / wall if wall > 0 else None
+
+    def lost_gpu_hours(self) -> dict[str, float]:
+        """GPU-hours lost by cause, summed over the jobs where known (redone work: known part)."""
+        return {cause: sum(job.lost_gpu_seconds.get(cause) or 0.0 for job in self.jobs.values()) / 3600
+                for cause in CAUSES}
+
+    def redone_unknown_jobs(self) -> int:
+        return sum(1 for job in self.jobs.values() if not job.redone_known)
+
+    def by_day(self) -> dict[str, dict[str, int]]:
+        """Interruptions per UTC day by class, every day of the range listed."""
+        first = dt.datetime.fromtimestamp(self.range.start, dt.timezone.utc).date()
+        last = dt.datetime.fromtimestamp(self.range.end, dt.timezone.utc).date()
+        days = {(first + dt.timedelta(days=i)).isoformat(): {} for i in range((last - first).days + 1)}
+        for item in self.interruptions:
+            counts = days.setdefault(item.day, {})
+            counts[item.cause] = counts.get(item.cause, 0) + 1
+        return days
+
+    def by_class(self) -> dict[str, int]:
+        counts = {cls: 0 for cls in CLASSES}
+        for item in self.interruptions:
+            counts[item.cause] += 1
+        return counts
+
+    def mtbi_per_1000_gpus_hours(self) -> float | None:
+        """Mean time between interruptions of 1,000 GPUs: the range's GPU-hours per 1,000 GPUs
+        over the interruptions (Llama 3: 54 days x 16,384 GPUs / 419 = 50.7 h per 1,000 GPUs)."""
+        if not self.interruption_count or not self.fleet_gpus:
+            return None
+        return self.range.seconds / 3600 * self.fleet_gpus / 1000 / self.interruption_count
+
+    def lemons(self, limit: int = LEMONS_SHOWN) -> list[tuple[str, int, dict[str, int]]]:
+        """Nodes ranked by the interruptions attributed to them: (node, count, count by class)."""
+        found: dict[str, dict[str, int]] = {}
+        for item in self.interruptions:
+            if item.node:
+                classes = found.setdefault(item.node, {})
+                classes[item.cause] = classes.get(item.cause, 0) + 1
+        ranked = sorted(found.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return [(node, sum(classes.values()), classes) for node, classes in ranked[:limit]]
+
+
+def _selector(job_id: str | None) -> str:
+    if job_id is None:
+        return ""
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id[:40]!r}")
+    return f'{{job_id="{job_id}"}}'
+
+
+def _per_job(client: QueryClient, expr: str, at: float) -> dict[str, float]:
+    return {labels["job_id"]: value for labels, value in client.instant(expr, at).samples() if "job_id" in labels}
+
+
+def _interruption_records(client: QueryClient, tr: TimeRange, selector: str) -> list[tuple[str, int, float, str]]:
+    """(job_id, ordinal, time, state) of the records in the range, each once, oldest first."""
+    result = client.instant(f"last_over_time(slurm_job_interruption_time_seconds{selector}[{tr.window}])", tr.end)
+    found: dict[tuple[str, int], tuple[float, str]] = {}
+    for labels, value in result.samples():
+        try:
+            key = (labels["job_id"], int(labels.get("interruption", "0")))
+        except ValueError:
+            continue
+        if tr.start < value <= tr.end and (key not in found or value < found[key][0]):
+            found[key] = (value, labels.get("state", ""))
+    return sorted(((job, n, t, state) for (job, n), (t, state) in found.items()), key=lambda r: (r[2], r[0], r[1]))
+
+
+def _evidence(client: QueryClient, job_id: str, at: float) -> tuple[tuple[str, ...], list[tuple[str, Evidence]]]:
+    """The job's nodes before ``at`` and the classified alerts on them around it."""
+    held = (f'max by (instance) (max_over_time(slurm_job_gpu_info{{job_id="{job_id}"}}[{EVIDENCE_BEFORE}]'
+            f" offset {EVIDENCE_AFTER}))")
+    nodes = tuple(sorted(labels["instance"] for labels, _ in client.instant(held, at + AFTER_S).samples()
+                         if "instance" in labels))
+    if not nodes:
+        return (), []
+    alerts = client.instant(f"max by (alertname, instance, gpu, xid) (max_over_time(ALERTS[{EVIDENCE_WINDOW}]))"
+                            f" and on (instance) {held}", at + AFTER_S)
+    found = []
+    for labels, _ in alerts.samples():
+        cls = cause_class(labels.get("alertname", ""), labels)
+        if cls is not None:
+            found.append((cls, Evidence(labels["alertname"], labels.get("instance", ""), labels.get("gpu", ""),
+                                        labels.get("xid", ""))))
+    return nodes, found
+
+
+def _checkpoint(client: QueryClient, job_id: str, at: float) -> float | None:
+    result = client.instant(f'last_over_time({CHECKPOINT_METRIC}{{job_id="{job_id}"}}[{CHECKPOINT_LOOKBACK}])', at)
+    values = [value for _, value in result.samples() if value <= at]
+    return max(values) if values else None
+
+
+def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
+    """One interruption with its cause (the most specific alert beside it, else unknown) and the
+    work it threw away (since the last checkpoint, else unknown)."""
+    nodes, found = _evidence(client, job_id, time)
+    cause, evidence = UNKNOWN, None
+    if found:
+        cause, evidence = min(found, key=lambda ce: (CLASS_PRECEDENCE.index(ce[0]), ce[1].instance, ce[1].gpu))
+    checkpoint = _checkpoint(client, job_id, time)
+    redone = max(0.0, time - checkpoint) if checkpoint is not None else None
+    return Interruption(job_id, ordinal, time, state, cause, evidence.instance if evidence else "", evidence,
+                        nodes, redone)
+
+
+def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Accounting:
+    """Every job's account over the range (or one job's), from the recorded series and the
+    scheduler's interruption records."""
+    selector = _selector(job_id)
+    window, at = tr.window, tr.end
+    running = _per_job(client, f"sum_over_time({RUNNING}{selector}[{window}])", at)
+    running_samples = _per_job(client, f"count_over_time({RUNNING}{selector}[{window}])", at)
+    lost = {cause: _per_job(client, f"sum_over_time({record}{selector}[{window}])", at)
+            for cause, record in _CAUSE_RECORDS.items()}
+    jobs: dict[str, JobAccount] = {}
+    for job in set(running) | set(lost["restart_wait"]):
+        jobs[job] = JobAccount(job, running.get(job, 0.0) * INTERVAL_S, running_samples.get(job, 0.0) * INTERVAL_S,
+                               {cause: values.get(job, 0.0) * INTERVAL_S for cause, values in lost.items()})
+    records = _interruption_records(client, tr, selector)
+    explained = [explain(client, *record) for record in records[:MAX_INTERRUPTIONS]]
+    for job in jobs.values():
+        job.lost_gpu_seconds["redone_work"] = 0.0  # known: nothing to redo without an interruption
+    for item in explained:
+        job = jobs.setdefault(item.job_id, JobAccount(item.job_id, lost_gpu_seconds={c: 0.0 for c in _CAUSE_RECORDS}))
+        job.interruptions.append(item)
+        if item.redone_seconds is None or job.lost_gpu_seconds.get("redone_work") is None:
+            job.lost_gpu_seconds["redone_work"] = None
+        else:
+            job.lost_gpu_seconds["redone_work"] += item.redone_seconds * job.gpus
+    notes = []
+    recorded = bool(running) or bool(lost["restart_wait"])
+    if not recorded:
+        notes.append(f"no {GROUP} recorded series over the range: wall and lost time need that group "
+                     "(alerts/rules/reliability.yml) evaluated by this server, Prometheus or vmalert")
+    if len(records) > MAX_INTERRUPTIONS:
+        notes.append(f"{len(records)} interruptions: the first {MAX_INTERRUPTIONS} explained, the rest counted")
+    return Accounting(tr, jobs, explained, max(0, len(records) - MAX_INTERRUPTIONS),
+                      fleet_gpus(client, tr) if job_id is None else 0, recorded, notes)
+
+
+def fleet_gpus(client: QueryClient, tr: TimeRange) -> int:
+    """GPUs in the fleet over the range: the scheduler's count, else the GPUs seen reporting."""
+    for expr in (f"sum(last_over_time(slurm_node_gpus[{tr.window}]))", f"count(last_over_time(gpu_up[{tr.window}]))"):
+        values = [value for _, value in client.instant(expr, tr.end).samples()]
+        if values and values[0] > 0:
+            return int(values[0])
+    return 0

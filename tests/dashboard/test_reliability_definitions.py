@@ -1,0 +1,110 @@
+"""The goodput definitions (dashboard/goodput.py, docs/architecture.md#definitions) on one
+hand-built history (tests/dashboard/reliability_data_set.py): wall, productive and lost time by
+cause per job, interruptions with their cause or "unknown", redone work unknown without a
+checkpoint signal, cluster ETTR, interruptions per day, MTBI and lemon nodes; and the recording
+group in alerts/rules/reliability.yml is the module's."""
+from __future__ import annotations
+
+import promql_parser as pp
+import pytest
+
+from alerts.evaluator import load_rule_files
+from dashboard.goodput import CLASSES, GROUP, INTERVAL_S, RELIABILITY_RULES, account, cause_class
+from tests.dashboard.reliability_data_set import (EXPECTED_CLUSTER_ETTR, EXPECTED_ETTR, EXPECTED_LOST_GPU_MINUTES,
+                                                  RANGE, RULES, evaluated_history, history)
+from tsdb.client import LocalQueryClient
+from tsdb.promql.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def accounting():
+    return account(LocalQueryClient(Engine(evaluated_history())), RANGE)
+
+
+def test_the_recording_group_is_the_definitions_module():
+    [group] = load_rule_files([RULES / "reliability.yml"])
+    assert group.name == GROUP and group.interval_s == INTERVAL_S
+    assert {rule.name: str(pp.parse(rule.expr)) for rule in group.rules} == \
+        {name: str(pp.parse(expr)) for name, expr in RELIABILITY_RULES.items()}
+
+
+def test_lost_time_by_cause_per_job(accounting):
+    lost = {job_id: {cause: None if v is None else round(v / 60, 6) for cause, v in job.lost_gpu_seconds.items()}
+            for job_id, job in accounting.jobs.items()}
+    assert lost == EXPECTED_LOST_GPU_MINUTES
+    assert {job_id: round(job.ettr, 6) for job_id, job in accounting.jobs.items()} == \
+        {job_id: round(v, 6) for job_id, v in EXPECTED_ETTR.items()}
+    assert {job_id: job.wall_gpu_seconds / 60 for job_id, job in accounting.jobs.items()} == \
+        {"201": 180 * 8, "202": 180 * 4, "203": 180 * 4, "204": 180 * 4}
+
+
+def test_a_job_interrupted_twice_has_both_interruptions_each_with_its_cause(accounting):
+    items = accounting.jobs["201"].interruptions
+    assert [(i.ordinal, i.cause, i.node, i.nodes) for i in items] == [
+        (1, "gpu", "n2", ("n1", "n2")), (2, "unknown", "", ("n3", "n4"))]
+    # The XID 79 on n2 wins over the older NodeUnreachable on n1: the more specific cause.
+    assert (items[0].evidence.alertname, items[0].evidence.xid) == ("GpuXidRebootRequired", "79")
+    # The ECC error on n8 at the second interruption is on a node the job did not hold: no evidence.
+    assert items[1].evidence is None
+    assert [i.redone_seconds for i in items] == [600.0, 600.0]
+
+
+def test_without_a_checkpoint_signal_redone_work_is_unknown_not_zero(accounting):
+    job = accounting.jobs["202"]
+    assert job.lost_gpu_seconds["redone_work"] is None and not job.redone_known
+    assert job.interruptions[0].redone_seconds is None
+    assert job.interruptions[0].cause == "hbm_ecc" and job.interruptions[0].state == "NODE_FAIL"
+    # Jobs never interrupted have nothing to redo: known, 0.
+    assert accounting.jobs["204"].lost_gpu_seconds["redone_work"] == 0.0 and accounting.jobs["204"].redone_known
+    assert accounting.redone_unknown_jobs() == 1
+
+
+def test_cluster_ettr_is_gpu_hour_weighted(accounting):
+    assert accounting.ettr() == pytest.approx(EXPECTED_CLUSTER_ETTR)
+    # An unweighted mean of the jobs' ETTRs would say otherwise: the 8-GPU job weighs double.
+    assert accounting.ettr() != pytest.approx(sum(EXPECTED_ETTR.values()) / len(EXPECTED_ETTR))
+    assert accounting.lost_gpu_hours() == pytest.approx(
+        {"restart_wait": 240 / 60, "redone_work": 160 / 60, "hung": 2.0, "straggler": 80 / 60, "idle_held": 2.0})
+
+
+def test_interruptions_per_day_by_class_mtbi_and_lemons(accounting):
+    assert accounting.by_day() == {"2023-11-14": {"gpu": 1, "hbm_ecc": 1}, "2023-11-15": {"unknown": 1}}
+    assert accounting.by_class() == {**{c: 0 for c in CLASSES}, "gpu": 1, "hbm_ecc": 1, "unknown": 1}
+    assert accounting.fleet_gpus == 64
+    assert accounting.mtbi_per_1000_gpus_hours() == pytest.approx(3 * 64 / 1000 / 3)
+    assert accounting.lemons() == [("n2", 1, {"gpu": 1}), ("n5", 1, {"hbm_ecc": 1})]
+
+
+def test_one_job_reads_only_its_own_series():
+    client = LocalQueryClient(Engine(evaluated_history()))
+    one = account(client, RANGE, "201")
+    assert set(one.jobs) == {"201"} and len(one.interruptions) == 2
+    with pytest.raises(ValueError):
+        account(client, RANGE, '201"} or vector(1) #')
+
+
+def test_without_the_recording_group_the_accounting_says_so():
+    plain = account(LocalQueryClient(Engine(history())), RANGE)
+    assert not plain.recorded and plain.ettr() is None
+    assert any("clusterwatch-reliability" in note for note in plain.notes)
+    assert len(plain.interruptions) == 3  # the scheduler's records and the alerts do not need the group
+
+
+@pytest.mark.parametrize("alertname, labels, expected", [
+    ("GpuXidNeedsInvestigation", {"xid": "48"}, "hbm_ecc"),
+    ("GpuXidRebootRequired", {"xid": "79"}, "gpu"),
+    ("GpuXidNeedsInvestigation", {"xid": "74"}, "nvlink"),
+    ("GpuXidApplicationErrorsRepeated", {}, "software"),
+    ("GpuRowRemapFailed", {}, "hbm_ecc"),
+    ("GpuNvlinkLinkDown", {}, "nvlink"),
+    ("InfinibandPortDown", {}, "infiniband"),
+    ("FabricLinkDown", {}, "infiniband"),
+    ("NodeUnreachable", {}, "host"),
+    ("NodeDiskNearlyFull", {}, "storage"),
+    ("NodeOomKills", {}, "software"),
+    ("GpuLost", {}, "gpu"),
+    ("JobHung", {}, None),
+    ("ExporterDown", {}, None),
+])
+def test_alert_to_root_cause_class(alertname, labels, expected):
+    assert cause_class(alertname, labels) == expected
