@@ -15,7 +15,7 @@ from cwkernel.errors import UsageError
 from cwkernel.version import __version__
 
 # Module names under clusterwatch.commands, in the order `clusterwatch --help` lists them.
-COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard", "scrape_config")
+COMMANDS = ("exporter", "simulate", "serve", "demo", "rules", "grafana_dashboard", "scrape_config", "report")
 
 
 def _command_modules() -> list:

@@ -5,14 +5,14 @@ from typing import Any, Mapping
 
 from cwkernel.server import Component, Deps
 from dashboard.context import DashboardContext
-from dashboard.routes import actions, alerts, fabric, jobs, nodes, overview, static, users
+from dashboard.routes import actions, alerts, fabric, jobs, nodes, overview, reliability, static, users
 from scheduler.audit import AuditLog
 
 
 def dashboard_component(ctx: DashboardContext) -> Component:
     routers = [overview.build_router(ctx), jobs.build_router(ctx), nodes.build_router(ctx),
-               users.build_router(ctx), alerts.build_router(ctx), fabric.build_router(ctx), actions.build_router(ctx),
-               static.build_router()]
+               users.build_router(ctx), alerts.build_router(ctx), fabric.build_router(ctx),
+               reliability.build_router(ctx), actions.build_router(ctx), static.build_router()]
     return Component("dashboard", routers=routers)
 
 

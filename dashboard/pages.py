@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from dashboard.routes.static import asset_url
 
 NAV = (("/", "Overview"), ("/jobs", "Jobs"), ("/nodes", "Nodes"), ("/users", "Users"), ("/fabric", "Fabric"),
-       ("/alerts", "Alerts"))
+       ("/reliability", "Reliability"), ("/alerts", "Alerts"))
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -21,7 +21,7 @@ _TEMPLATE = """<!doctype html>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{css}">
 {plotly}<script src="{app}" defer></script>
-<script src="{page}" defer></script>
+<script src="{page}" defer></script>{sections}
 </head><body data-page="{script}" data-api="{api}">
 <header><a class="brand" href="/">ClusterWatch</a><nav>{nav}</nav>
 <div class="controls">
@@ -40,8 +40,10 @@ RANGES = ("15m", "1h", "6h", "24h", "7d")
 # visit that is most of the time to the first chart. It loads ``async`` so that the page's own
 # small scripts render the view (KPIs, tables) without waiting for it; charts are drawn when it has
 # arrived (``CW.afterRender``, see app.js). Pages without charts never load it.
-PLOTLY_PAGES = frozenset({"overview", "job", "node"})
+PLOTLY_PAGES = frozenset({"overview", "job", "node", "reliability"})
 PLOTLY = "plotly-cartesian.min.js"
+# Sections of a page kept in their own script, loaded after the page's (the job page's Continuity).
+SECTION_SCRIPTS = {"job": ("job_continuity.js",)}
 
 
 def render_page(title: str, script: str, api: str, view: BaseModel, heading: str | None = None) -> HTMLResponse:
@@ -56,5 +58,7 @@ def render_page(title: str, script: str, api: str, view: BaseModel, heading: str
     body = _TEMPLATE.format(title=html.escape(title), heading=html.escape(heading or title),
                             script=html.escape(script), api=html.escape(api, quote=True), nav=nav,
                             ranges=ranges, data=data, css=asset_url("dashboard.css"), plotly=plotly,
-                            app=asset_url("app.js"), page=html.escape(asset_url(f"{script}.js"), quote=True))
+                            app=asset_url("app.js"), page=html.escape(asset_url(f"{script}.js"), quote=True),
+                            sections="".join(f'\n<script src="{html.escape(asset_url(name), quote=True)}" defer></script>'
+                                             for name in SECTION_SCRIPTS.get(script, ())))
     return HTMLResponse(body, headers={"Cache-Control": "no-store"})

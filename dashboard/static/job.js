@@ -21,6 +21,7 @@ CW.page(v => {
       v.alerts.length ? [] : el("li", {}, "no alert fired on the job's nodes in the range"),
       v.alerts.map(a => el("li", {}, el("span", { class: "sev sev-" + a.severity }, a.severity || "–"), ` ${a.alertname} on ${a.instance}`
         + (a.gpu === null ? "" : ` GPU ${a.gpu}`) + `: ${fmt.time(a.start)} – ${fmt.time(a.end)}`)))),
+    section("Continuity", el("div", { id: "continuity" })),  // filled by job_continuity.js
     section("Nodes", nodes)];
 });
 // Automation decisions about the job or its nodes, from the remediation engine's audit log (absent
@@ -72,4 +73,5 @@ CW.afterRender = v => {
   Plotly.react("memory", chart("memory_bytes", 1 / 2 ** 30), CW.layout({ yaxis: { title: { text: "GiB" } }, legend: { orientation: "h", y: -0.3 } }), CW.plotConfig);
   Plotly.react("power", chart("power_watts", 1), CW.layout({ yaxis: { title: { text: "W" } }, legend: { orientation: "h", y: -0.3 } }), CW.plotConfig);
   drawTimeline(v);
+  if (window.CWContinuity) window.CWContinuity.draw();
 };
