@@ -29,6 +29,8 @@ class DashboardContext:
     # This server runs the remediation engine (serve --automation dry-run|auto), whose own API
     # (/api/automation/cases, /audit) the alerts and job pages point to.
     automation: bool = False
+    # A notice shown above every page (serve --banner): the demo says the cluster is simulated.
+    banner: str = ""
 
     def snapshot(self) -> SchedulerSnapshot | None:
         """The scheduler's cached snapshot (never polls), or None."""

@@ -1,4 +1,6 @@
-"""`clusterwatch demo` (what `make demo` runs): a simulated cluster scraped and polled by the server."""
+"""`clusterwatch demo` (what `make demo` runs): a simulated cluster scraped and polled by the server,
+with the last hours already behind it, so that a new user's first look finds something true on
+every page."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.realcomponents import free_port, wait_http
+from tests.realcomponents import ManagedProcess, free_port, wait_http
 
 pytestmark = pytest.mark.real_component
 
@@ -18,13 +20,24 @@ def query(base: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def test_demo_serves_the_simulated_cluster_with_jobs_joined(tmp_path, process_factory):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One demo for the module (its past takes a while to make): (server URL, simulator URL, log)."""
+    tmp = tmp_path_factory.mktemp("demo")
     port, sim_port = free_port(), free_port()
-    proc = process_factory([sys.executable, "-m", "clusterwatch", "demo", "--nodes", "6", "--listen", f"127.0.0.1:{port}",
-                            "--simulator-listen", f"127.0.0.1:{sim_port}", "--state-dir", str(tmp_path / "demo"),
-                            "--scrape-interval", "1s"])
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/-/ready", timeout=120, proc=proc)
+    proc = ManagedProcess([sys.executable, "-m", "clusterwatch", "demo", "--nodes", "6", "--listen",
+                           f"127.0.0.1:{port}", "--simulator-listen", f"127.0.0.1:{sim_port}", "--state-dir",
+                           str(tmp / "state"), "--scrape-interval", "1s"], tmp / "demo.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", timeout=180, proc=proc)
+        yield base, f"http://127.0.0.1:{sim_port}", proc
+    finally:
+        proc.stop()
+
+
+def test_demo_serves_the_simulated_cluster_with_jobs_joined(demo):
+    base, simulator, _ = demo
     deadline = time.monotonic() + 60
     joined: list = []
     while time.monotonic() < deadline:
@@ -33,11 +46,39 @@ def test_demo_serves_the_simulated_cluster_with_jobs_joined(tmp_path, process_fa
         if joined and query(base, "count(gpu_up)"):
             break
         time.sleep(1)
+    # One series per GPU: the past's series and the live scrape's are the same ones (same labels).
     assert float(query(base, "count(gpu_up)")[0]["value"][1]) == 48
-    truth = httpx.get(f"http://127.0.0.1:{sim_port}/api/fleet").json()
+    truth = httpx.get(f"{simulator}/api/fleet").json()
     running = {str(j["job_id"]) for j in truth["jobs"] if j["state"] == "RUNNING"}
     assert joined, "no GPU joined to a Slurm job"
     assert {r["metric"]["job_id"] for r in joined} <= running
     # The node exporter's view and the scheduler's agree on which job holds which GPU.
     from_exporter = query(base, "count by (job_id) (gpu_job_info)")
     assert {r["metric"]["job_id"] for r in from_exporter if r["metric"].get("job_id")} & running
+
+
+def test_on_first_load_the_pages_show_the_simulated_past(demo):
+    base, simulator, proc = demo
+    # Alerts: some still firing, some fired and resolved during the past hours.
+    history = httpx.get(f"{base}/api/alerts/history", params={"limit": 1000}, timeout=10).json()
+    states = {(h["alertname"], h["status"]) for h in history}
+    assert {"firing", "resolved"} <= {status for _, status in states}, states
+    assert any(a["status"] == "firing" for a in httpx.get(f"{base}/api/alerts", timeout=10).json())
+    # Automation: dry-run cases about the nodes the faults hit, none of which was really drained.
+    cases = httpx.get(f"{base}/api/automation/cases", timeout=10).json()
+    assert cases["mode"] == "dry-run" and cases["cases"], cases
+    truth = httpx.get(f"{simulator}/api/fleet").json()
+    faulted = {f["node"] for f in truth["faults"]}
+    assert {c["node"] for c in cases["cases"] if c["node"]} <= faulted  # job cases name no node
+    assert not [n["name"] for n in truth["nodes"] if n["reason"].startswith("clusterwatch")]
+    # Jobs: one interrupted by a node going down was requeued by Slurm.
+    assert any(j["restart_count"] > 0 for j in truth["jobs"]), "no job was interrupted and requeued"
+    # Graphs: the past is in the store (samples from more than an hour ago).
+    now = time.time()
+    past = httpx.get(f"{base}/api/v1/query_range", params={"query": "count(gpu_up)", "start": now - 6000,
+                                                             "end": now - 3600, "step": 600}, timeout=10).json()
+    assert past["data"]["result"], past
+    # The banner: a simulation, and how to let automation act.
+    banner = httpx.get(f"{base}/api/banner", timeout=10).json()["banner"]
+    assert "simulated" in banner and "--automation auto" in banner
+    assert "--automation auto" in proc.log_tail(20_000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from tsdb.exposition import parse_exposition
 from tsdb.store import AppendError, LimitError, Store
@@ -74,22 +74,25 @@ class ExpositionPages(Protocol):
     def render_metrics(self, node: str) -> bytes: ...
 
 
-def scrape_pages(store: Store, pages: ExpositionPages, timestamp_ms: int, job: str = "clusterwatch") -> int:
+def scrape_pages(store: Store, pages: ExpositionPages, timestamp_ms: int, job: str = "clusterwatch",
+                 target_labels: Mapping[str, Mapping[str, str]] | None = None) -> int:
     """One in-process scrape of every node's page into ``store``, labelled as the scraper would
-    (``instance`` = the node, ``job``, plus ``up``); a node that cannot render (rebooting,
-    unreachable) is a failed scrape: ``up`` 0 and its series go stale. Returns the nodes up.
+    (``instance`` = the node, ``job``, a node's ``target_labels`` such as its file_sd ``rack``,
+    plus ``up``); a node that cannot render (rebooting, unreachable) is a failed scrape: ``up`` 0
+    and its series go stale. Returns the nodes up.
 
     Benches and tests drive a simulated fleet on an explicit clock this way, without HTTP."""
     answered = 0
     for node in pages.node_names():
+        target = {**(target_labels or {}).get(node, {}), "instance": node, "job": job}
         try:
             text = pages.render_metrics(node).decode()
-            samples = [(tuple(sorted({**dict(labels), "__name__": name, "instance": node, "job": job}.items())), value)
+            samples = [(tuple(sorted({**dict(labels), "__name__": name, **target}.items())), value)
                        for name, labels, value, _ in parse_exposition(text).samples]
             up = 1.0
             answered += 1
         except Exception:  # noqa: BLE001 - whatever stops a node answering is a failed scrape
             samples, up = [], 0.0
-        samples.append(((("__name__", "up"), ("instance", node), ("job", job)), up))
+        samples.append((tuple(sorted({"__name__": "up", **target}.items())), up))
         store.append_scrape(node, timestamp_ms, samples)
     return answered

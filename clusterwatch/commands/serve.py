@@ -18,6 +18,7 @@ from cwkernel import settings
 from cwkernel.errors import ConfigError
 from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
 from cwkernel.settings import Option
+from dashboard.options import OPTIONS as DASHBOARD_OPTIONS
 from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ OPTIONS = (
 )
 OPTIONS += ALERTING_OPTIONS  # declared beside the notification pipeline
 OPTIONS += REMEDIATION_OPTIONS  # --automation, --policy: beside the remediation engine
+OPTIONS += DASHBOARD_OPTIONS  # --banner: beside the dashboard
 OPTIONS += HTTP_OPTIONS  # --http-*, --scrape-max-connections: beside the front door (cwkernel/frontdoor.py)
 OPTIONS += (  # the embedded engine's query limits (tsdb/promql/limits.py; docs/promql.md, "Limits")
     Option("query_timeout", 120.0, "longest a query may take, its wait for a slot included (then a 503 timeout)",

@@ -107,8 +107,16 @@ const CW = (() => {
     const seconds = Number(params().get("refresh") ?? document.getElementById("refresh").value);
     if (seconds > 0) timer = setInterval(refresh, seconds * 1000);
   }
+  // serve --banner (the demo: "a simulated cluster..."), above the heading of every page.
+  async function showBanner() {
+    try {
+      const body = await (await fetch("/api/banner", { headers: { Accept: "application/json" } })).json();
+      if (body.banner) document.querySelector("main").prepend(el("p", { class: "banner", role: "note" }, body.banner));
+    } catch (e) { /* no banner is no loss */ }
+  }
   function page(renderFn) {
     render = renderFn;
+    showBanner();
     data = JSON.parse(document.getElementById("view").textContent);
     const p = params();
     const range = document.getElementById("range"), every = document.getElementById("refresh");
