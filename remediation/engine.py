@@ -30,9 +30,9 @@ from scheduler.model import SchedulerSnapshot
 
 log = logging.getLogger(__name__)
 
-NODE_STEPS = frozenset({"drain", "requeue", "wait_idle", "reboot", "reset", "wait_return", "verify", "resume"})
+NODE_STEPS = frozenset({"drain", "checkpoint", "requeue", "wait_idle", "reboot", "reset", "wait_return", "verify", "resume"})
 # Steps a dry-run may walk through (they decide, or only read); it stops before the others.
-DRY_RUN_STEPS = frozenset({"evidence", "drain", "requeue", "ticket", "notify", "persist"})
+DRY_RUN_STEPS = frozenset({"evidence", "drain", "checkpoint", "requeue", "ticket", "notify", "persist"})
 MAX_FAILURES = 3
 MAX_STEPS_PER_EVALUATION = 32
 RESTARTING_STEPS = frozenset({"reboot", "reset"})
@@ -165,7 +165,7 @@ class RemediationEngine:
         ladder = alert_class.ladder
         if lemon:
             # Failed again soon after ClusterWatch returned it: no second round of reboots.
-            ladder = tuple(s for s in ("evidence", "drain", "requeue", "ticket"))
+            ladder = tuple(s for s in ("evidence", "drain", "checkpoint", "requeue", "ticket"))
         state = PLANNED if self.mode == "dry-run" else PENDING_APPROVAL if alert_class.mode == "approve" else OPEN
         case = self.store.create_case(key, alert_class.name, target.alertname, target.node, target.gpu,
                                       target.job_id, labels, self.mode, state, ladder, now, lemon=lemon)
@@ -378,7 +378,7 @@ class RemediationEngine:
         else:
             self.store.step_ended(step_id, outcome.status, outcome.detail, now)
             for action, target, result in outcome.actions or [(name, case.node or case.job_id or "", outcome.status)]:
-                job = target if action == "requeue" else case.job_id
+                job = target if action in steps.JOB_ACTIONS else case.job_id
                 self._audit(now, case, case.alertname, action, result, outcome.detail, node=case.node, job_id=job,
                             actor=ctx.actor)
         return outcome

@@ -16,7 +16,8 @@ from remediation.store import RemediationStore
 from scheduler.model import Node, SchedulerSnapshot
 
 HOUR = 3600.0
-RATE_LIMITED_STEPS = ("drain", "requeue", "reboot", "reset", "resume")
+# "signal": the checkpoint step's request to a job (the audit's action name for it).
+RATE_LIMITED_STEPS = ("drain", "signal", "requeue", "reboot", "reset", "resume")
 RESTARTING_STEPS = ("reboot", "reset")
 
 

@@ -22,6 +22,8 @@ class StepKind:
 STEPS: dict[str, StepKind] = {s.name: s for s in (
     StepKind("evidence", True, False, "query GPU identity, XID history and the GPU's metric values"),
     StepKind("drain", True, True, "drain the node with a reason that starts with the policy's prefix"),
+    StepKind("checkpoint", True, True, "ask the running jobs the requeue would kill to checkpoint (scancel "
+                                       "--signal=USR1 --batch) and wait for their mark, at most checkpoint_timeout"),
     StepKind("requeue", False, True, "requeue the jobs on the node that crashed on (or hold) the faulty GPU"),
     StepKind("wait_idle", True, False, "wait until no job runs on the drained node"),
     StepKind("reboot", False, True, "scontrol reboot ASAP nextstate=RESUME|DOWN"),
@@ -35,7 +37,7 @@ STEPS: dict[str, StepKind] = {s.name: s for s in (
 )}
 
 # Steps that change a node's service state: a case in dry-run or awaiting approval stops before them.
-ACTING = frozenset({"drain", "requeue", "reboot", "reset", "resume", "ticket", "notify"})
+ACTING = frozenset({"drain", "checkpoint", "requeue", "reboot", "reset", "resume", "ticket", "notify"})
 
 # Case states.
 PENDING_APPROVAL = "pending_approval"

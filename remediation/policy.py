@@ -14,6 +14,7 @@ from typing import Any
 import yaml  # noqa: F401 - tests and benches read the shipped file through it
 
 from remediation.ladder import STEPS
+from scheduler.checkpoint import DEFAULT_SIGNAL, SIGNALS, signal_name
 from cwkernel.durations import parse_duration
 from cwkernel.errors import ConfigError, read_yaml
 
@@ -32,6 +33,8 @@ DEFAULT_EXPECTED_ALERTS = {
 # Placeholders a command or a PromQL check may use; filled only with validated values.
 PLACEHOLDERS = frozenset({"node", "gpu", "alertname", "job_id"})
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# How long the checkpoint step waits for a job's mark before the requeue goes ahead anyway.
+DEFAULT_CHECKPOINT_TIMEOUT = 600.0
 
 
 class PolicyError(ConfigError):
@@ -66,6 +69,7 @@ class AlertClass:
     receiver: str | None = None
     persist_evaluations: int = 1
     command: str | None = None  # key of ``commands`` the reset step runs
+    checkpoint_timeout: float = DEFAULT_CHECKPOINT_TIMEOUT  # 0: the checkpoint step asks nothing
 
     def matches(self, labels: dict[str, str]) -> bool:
         if self.alertnames and labels.get("alertname") not in self.alertnames:
@@ -85,6 +89,7 @@ class Policy:
     classes: tuple[AlertClass, ...]
     expected_alerts: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_EXPECTED_ALERTS))
     source: str = ""
+    checkpoint_signal: str = DEFAULT_SIGNAL  # what the checkpoint step sends (scheduler/checkpoint.py)
 
     @property
     def reboot_next_state(self) -> str:
@@ -108,7 +113,7 @@ def parse(raw: Any, source: str = "<policy>") -> Policy:
     reader = _Reader(source)
     top = reader.mapping(raw, "policy", {"mode", "reason_prefix", "evaluation_interval", "guards", "receivers",
                                          "commands", "verify", "ladders", "classes", "reboot_next_state",
-                                         "expected_alerts"})
+                                         "expected_alerts", "checkpoint_signal"})
     prefix = reader.string(top.get("reason_prefix", "cw:"), "reason_prefix")
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,16}", prefix):
         reader.fail("reason_prefix", "must be 1-16 letters, digits or _.:- (it must survive Slurm's reason field "
@@ -135,7 +140,8 @@ def parse(raw: Any, source: str = "<policy>") -> Policy:
         mode=reader.choice(top.get("mode", "dry-run"), "mode", MODES), reason_prefix=prefix,
         evaluation_interval=reader.duration(top.get("evaluation_interval", "30s"), "evaluation_interval"),
         guards=reader.guards(top.get("guards") or {}), receivers=receivers, commands=commands, verify=verify,
-        classes=classes, expected_alerts=reader.expected_alerts(top.get("expected_alerts")), source=source)
+        classes=classes, expected_alerts=reader.expected_alerts(top.get("expected_alerts")), source=source,
+        checkpoint_signal=reader.signal(top.get("checkpoint_signal", DEFAULT_SIGNAL), "checkpoint_signal"))
 
 
 class _Reader:
@@ -186,6 +192,13 @@ class _Reader:
                 (high is not None and value > high):
             self.fail(where, f"must be a number >= {low}" + (f" and <= {high}" if high is not None else ""))
         return value
+
+    def signal(self, value: Any, where: str) -> str:
+        name = signal_name(value)
+        if name is None:
+            self.fail(where, f"must be one of {', '.join(sorted(SIGNALS))} (the job's script traps it), "
+                             f"not {value!r}")
+        return name  # type: ignore[return-value]
 
     def guards(self, raw: Any) -> Guards:
         values = self.mapping(raw, "guards", {"max_drained_nodes", "max_drained_percent", "actions_per_hour",
@@ -259,12 +272,14 @@ class _Reader:
         for later in ("reboot", "reset"):
             if later in steps and "evidence" in steps and steps.index("evidence") > steps.index(later):
                 self.fail(where, f"evidence must come before {later}: a reset wipes the counters it records")
+        if "checkpoint" in steps and ("requeue" not in steps or steps.index("checkpoint") > steps.index("requeue")):
+            self.fail(where, "checkpoint must come before a requeue: it saves the work the requeue would throw away")
         return tuple(steps)
 
     def alert_class(self, raw: Any, where: str, ladders: dict[str, tuple[str, ...]],
                     receivers: dict[str, Receiver], commands: dict[str, tuple[str, ...]]) -> AlertClass:
         values = self.mapping(raw, where, {"name", "match", "ladder", "mode", "receiver", "persist_evaluations",
-                                           "command", "cancel"})
+                                           "command", "cancel", "checkpoint_timeout"})
         name = self.string(values.get("name"), f"{where}.name")
         match = self.mapping(values.get("match"), f"{where}.match", {"alertname", "labels"})
         alertnames = match.get("alertname") or []
@@ -297,4 +312,6 @@ class _Reader:
             receiver=receiver,
             persist_evaluations=int(self.number(values.get("persist_evaluations", 1),
                                                 f"{where}.persist_evaluations", 1)),
-            command=command)
+            command=command,
+            checkpoint_timeout=self.duration(values.get("checkpoint_timeout", DEFAULT_CHECKPOINT_TIMEOUT),
+                                             f"{where}.checkpoint_timeout"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from scheduler.checkpoint import CHECKPOINT_METRIC, JOB_LABEL
 from tsdb.client import QueryClient, QueryError
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -95,6 +96,17 @@ def fabric_evidence(client: QueryClient, cable: dict[str, str], alertname: str,
             by_end.setdefault(end, {})[name] = row["value"]
         captured["by_end"] = by_end
     return captured
+
+
+def checkpoint_times(client: QueryClient, job_ids: list[str], at: float | None = None) -> dict[str, float]:
+    """Each job's last finished checkpoint (the contract's mark), newest over every node that
+    exposes one; jobs without a mark are absent. Raises ``QueryError``/``OSError`` like the client."""
+    if not job_ids:
+        return {}
+    wanted = "|".join(re.escape(job_id) for job_id in job_ids)
+    query = f'max by ({JOB_LABEL}) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
+    return {series.labels.get(JOB_LABEL, ""): float(series.value) for series in _series(client.instant(query, at))
+            if series.labels.get(JOB_LABEL) in job_ids}
 
 
 def verify(client: QueryClient, checks: tuple[str, ...], values: dict[str, str | None],

@@ -8,16 +8,19 @@ one can be tested with a case, a snapshot and fakes.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from remediation import guards, queries, validate
-from remediation.ladder import DONE, FAILED, INTERRUPTED, NOT_DONE, SKIPPED, WAITING
+from remediation.ladder import DONE, FAILED, INTERRUPTED, NOT_DONE, SKIPPED, WAITING, WOULD
 from remediation.outbound import OutboundError, Runner, Sender, command_argv
 from remediation.policy import AlertClass, Policy
 from remediation.store import Case, RemediationStore
+from scheduler.checkpoint import scancel_args
 from scheduler.errors import ActionRefused
 from scheduler.model import ActionResult, Job, SchedulerSnapshot
+from tsdb.client import QueryError
 
 REBOOTING_FLAGS = ("REBOOT_REQUESTED", "REBOOT_ISSUED", "REBOOT", "NOT_RESPONDING")
 CRASHED_STATES = ("FAILED", "NODE_FAIL")
@@ -25,6 +28,15 @@ CRASHED_STATES = ("FAILED", "NODE_FAIL")
 CRASH_WINDOW_SECONDS = 600.0
 # What a drain held by the budget leaves open, said in the case: Slurm has no per-GPU drain
 # (scontrol sets a node's GPU count only to zero, which is a drain; a reservation takes whole nodes).
+# A GPU off the bus: the job on it is dead (its rank hangs in a CUDA call that never returns) and
+# can write no checkpoint, so none is asked for and nothing waits.
+GPU_LOST_ALERTS = frozenset({"GpuLost", "GpuCountDropped"})
+GPU_LOST_XIDS = frozenset({"79"})
+# A mark this much older than the request still answers it: node clocks differ from the server's,
+# and a script's mark (date +%s) has whole seconds.
+CHECKPOINT_CLOCK_SLACK = 5.0
+# Audit actions whose target is a job id rather than the case's node.
+JOB_ACTIONS = frozenset({"requeue", "signal", "checkpoint"})
 GPU_STAYS_SCHEDULABLE = ("GPU {gpu} stays schedulable until the drain: Slurm cannot take one GPU of a node out "
                          "of service (scontrol can set a node's GPU count only to zero, and a reservation takes "
                          "whole nodes)")
@@ -35,6 +47,7 @@ class SchedulerActions(Protocol):
     def resume(self, node: str, actor: str, reason: str = "") -> ActionResult: ...
     def requeue(self, job_id: str | int, actor: str, reason: str = "") -> ActionResult: ...
     def reboot(self, node: str, reason: str, next_state: str, actor: str, asap: bool = True) -> ActionResult: ...
+    def signal(self, job_id: str | int, signal: str, actor: str, reason: str = "") -> ActionResult: ...
 
 
 @dataclass
@@ -79,6 +92,10 @@ def _scheduler_call(action: Callable[[], ActionResult]) -> tuple[bool, str]:
     except ActionRefused as exc:
         return False, f"refused: {exc}"
     return result.ok, result.message or ("ok" if result.ok else "failed")
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at)) + " UTC"
 
 
 def _guarded(ctx: StepContext, *checks: Callable[[], str | None]) -> str | None:
@@ -158,6 +175,102 @@ def _affected_jobs(ctx: StepContext) -> list[Job]:
         if crashed or on_gpu:
             jobs.append(job)
     return jobs
+
+
+def _gpu_lost(ctx: StepContext) -> str | None:
+    if ctx.case.alertname in GPU_LOST_ALERTS:
+        return f"{ctx.case.alertname}: the GPU is off the bus"
+    if (ctx.case.labels or {}).get("xid") in GPU_LOST_XIDS:
+        return "XID 79: the GPU fell off the bus"
+    return None
+
+
+def checkpoint(ctx: StepContext) -> Outcome:
+    """Before the requeue kills the jobs still running on the faulty GPU: ask each to checkpoint
+    (the policy's signal to its batch script), then wait, one evaluation at a time, until every
+    mark newer than its request is seen or the class's checkpoint_timeout has passed. The requests
+    are read back from the case's audit, so a later evaluation (or a restart) never asks twice."""
+    timeout = ctx.alert_class.checkpoint_timeout
+    jobs = [job for job in _affected_jobs(ctx) if job.state == "RUNNING"]
+    if timeout <= 0:
+        return Outcome(SKIPPED, f"checkpoint_timeout is 0 for class {ctx.alert_class.name}: no checkpoint asked")
+    if not jobs:
+        return Outcome(SKIPPED, "no running job on the faulty GPU: nothing to checkpoint")
+    names = ", ".join(job.job_id for job in jobs)
+    lost = _gpu_lost(ctx)
+    if lost:
+        return Outcome(SKIPPED, f"{lost}: job {names} on it is dead and can write no checkpoint; not waiting",
+                       actions=[("checkpoint", job.job_id, "skipped: GPU lost") for job in jobs])
+    if ctx.query is None:
+        return Outcome(NOT_DONE, "no query client configured: a checkpoint could not be seen landing, none asked",
+                       actions=[("checkpoint", job.job_id, "not done: no query client") for job in jobs])
+    asked = _checkpoint_requests(ctx)
+    unasked = [job for job in jobs if job.job_id not in asked]
+    if unasked:
+        return _ask_checkpoint(ctx, unasked, timeout)
+    return _wait_checkpoint(ctx, [job for job in jobs if asked[job.job_id][1]], asked, timeout)
+
+
+def _checkpoint_requests(ctx: StepContext) -> dict[str, tuple[float, bool]]:
+    """Job id -> (when it was asked, whether the scheduler took the signal), from the audit."""
+    found: dict[str, tuple[float, bool]] = {}
+    for entry in reversed(ctx.store.audit_entries(case_id=ctx.case.id)):  # oldest first
+        if entry.action == "signal" and entry.job_id and (entry.result == DONE or entry.result.startswith(FAILED)):
+            found.setdefault(entry.job_id, (entry.time, entry.result == DONE))
+    return found
+
+
+def _ask_checkpoint(ctx: StepContext, jobs: list[Job], timeout: float) -> Outcome:
+    signal = ctx.policy.checkpoint_signal
+    refusal = guards.check_rate(ctx.policy.guards, ctx.store, ctx.now)
+    if refusal:
+        return Outcome(WAITING, f"not done: {refusal}", actions=[("signal", job.job_id, f"not done: {refusal}")
+                                                                 for job in jobs])
+    outcome = Outcome(WAITING)
+    said = []
+    for job in jobs:
+        argv = " ".join(["scancel", *scancel_args(job.job_id, signal)])
+        if not ctx.execute:
+            # Dry-run: nothing is sent, so nothing can land: say what would be, and go on.
+            outcome.status = DONE
+            outcome.actions.append(("signal", job.job_id, WOULD))
+            said.append(f"would run {argv} and wait up to {timeout:.0f}s for job {job.job_id}'s checkpoint")
+            continue
+        ok, message = _scheduler_call(lambda: ctx.actions.signal(job.job_id, signal, ctx.actor,
+                                                                 f"checkpoint before requeue, case {ctx.case.id}"))
+        outcome.actions.append(("signal", job.job_id, DONE if ok else f"failed: {message}"))
+        said.append(f"{argv}: " + (f"asked job {job.job_id} to checkpoint, waiting until "
+                                   f"{_clock(ctx.now + timeout)} at most" if ok else f"failed: {message}"))
+    outcome.detail = "; ".join(said)
+    return outcome
+
+
+def _wait_checkpoint(ctx: StepContext, jobs: list[Job], asked: dict[str, tuple[float, bool]],
+                     timeout: float) -> Outcome:
+    """``jobs``: those that took the signal (one the scheduler refused is not waited for)."""
+    if not jobs:
+        return Outcome(DONE, "no job took the checkpoint signal: nothing to wait for")
+    note = ""
+    try:
+        marks = queries.checkpoint_times(ctx.query, [job.job_id for job in jobs], ctx.now)
+    except (QueryError, OSError) as exc:
+        marks, note = {}, f" (checkpoint query failed: {exc})"
+    landed = {job.job_id: marks[job.job_id] for job in jobs
+              if marks.get(job.job_id, 0.0) >= asked[job.job_id][0] - CHECKPOINT_CLOCK_SLACK}
+    pending = [job.job_id for job in jobs if job.job_id not in landed]
+    deadline = min(asked[job.job_id][0] for job in jobs) + timeout
+    if pending and ctx.now < deadline:
+        return Outcome(WAITING, f"waiting for the checkpoint of job {', '.join(pending)} (asked at "
+                                f"{_clock(min(asked[j][0] for j in pending))}), at most until {_clock(deadline)}"
+                                + note, actions=[("checkpoint", job_id, WAITING) for job_id in pending])
+    actions = [("checkpoint", job_id, f"landed at {_clock(at)}") for job_id, at in landed.items()]
+    actions += [("checkpoint", job_id, "timed out") for job_id in pending]
+    said = [f"job {job_id}'s checkpoint landed at {_clock(at)}, {max(0.0, at - asked[job_id][0]):.0f}s after "
+            "the request" for job_id, at in landed.items()]
+    if pending:
+        said.append(f"no checkpoint from job {', '.join(pending)} within {timeout:.0f}s of the request: "
+                    "going on without it" + note)
+    return Outcome(DONE, "; ".join(said), actions=actions)
 
 
 def requeue(ctx: StepContext) -> Outcome:
@@ -318,7 +431,7 @@ def persist(ctx: StepContext) -> Outcome:
 
 
 RUNNERS: dict[str, Callable[[StepContext], Outcome]] = {
-    "evidence": evidence, "drain": drain, "requeue": requeue, "wait_idle": wait_idle, "reboot": reboot,
+    "evidence": evidence, "drain": drain, "checkpoint": checkpoint, "requeue": requeue, "wait_idle": wait_idle, "reboot": reboot,
     "reset": reset, "wait_return": wait_return, "verify": verify, "resume": resume, "ticket": ticket,
     "notify": notify, "persist": persist,
 }

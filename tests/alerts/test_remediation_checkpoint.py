@@ -1,0 +1,218 @@
+"""The checkpoint step: before a requeue kills a job still running on the faulty GPU, the engine
+asks it to checkpoint (the policy's signal through the scheduler's validated action), waits one
+evaluation at a time for its mark (clusterwatch_job_checkpoint_timestamp_seconds newer than the
+request) at most the class's checkpoint_timeout, then requeues. Never for a lost GPU; dry-run
+shows the would-be scancel; budget, rate limit and approvals hold; every request, wait and
+outcome is in the case's audit."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from remediation import api
+from remediation import policy as policy_module
+from scheduler.checkpoint import CHECKPOINT_METRIC
+from tests.alerts.remediation_helpers import Harness, TableQuery, alert, make_policy
+from tsdb.client import QueryError
+from tsdb.results import QueryResult, Series
+
+JOB = "4242"
+
+
+class MarkQuery(TableQuery):
+    """The TSDB as the textfile collector fills it: each job's last checkpoint mark."""
+
+    def __init__(self) -> None:
+        super().__init__(healthy=True)
+        self.marks: dict[str, float] = {}
+        self.failing = False
+
+    def instant(self, query: str, at: float | None = None) -> QueryResult:
+        if CHECKPOINT_METRIC not in query:
+            return super().instant(query, at)
+        self.queries.append(query)
+        if self.failing:
+            raise QueryError("unavailable", "store unreachable")
+        return QueryResult("vector", [Series({"job_id": job}, [at or 0.0], [mark]) for job, mark in self.marks.items()
+                                      if f'"{job}"' in query or f"{job}|" in query or f"|{job}" in query])
+
+
+def harness(mode: str = "auto", policy: policy_module.Policy | None = None, **guards: object) -> Harness:
+    h = Harness(mode=mode, policy=policy, **guards)
+    h.query = MarkQuery()
+    h.engine = h.build()
+    h.cluster.run_job(JOB, "gpu-001", (3,))
+    return h
+
+
+def policy_with(**changes: object) -> policy_module.Policy:
+    raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
+    raw["mode"] = "auto"
+    for entry in raw["classes"]:
+        entry.update(changes.get("classes", {}))
+    raw.update({k: v for k, v in changes.items() if k != "classes"})
+    return policy_module.parse(raw, "test-policy.yml")
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(at))
+
+
+def executed(h: Harness) -> list[tuple[str, str]]:
+    return [(a.kind, a.target) for a in h.cluster.executed]
+
+
+def audit(h: Harness, *actions: str) -> list[tuple[str, str | None, str]]:
+    return [(e.action, e.job_id, e.result) for e in reversed(h.store.audit_entries(case_id=1))
+            if e.action in actions]
+
+
+def test_the_job_is_asked_to_checkpoint_and_the_requeue_waits_for_its_mark():
+    h = harness()
+    h.receive(alert(gpu="3"))
+    assert executed(h) == [("drain", "gpu-001"), ("signal", JOB)]
+    assert h.cluster.executed[-1].signal == "USR1"
+    asked_at = h.clock.now
+    assert h.case().current_step == "checkpoint"
+    h.step(30)
+    h.step(30)
+    assert executed(h)[-1] == ("signal", JOB), "no requeue, and no second signal, while the checkpoint is written"
+    h.query.marks[JOB] = asked_at - 300  # an older, periodic checkpoint does not answer the request
+    h.step(30)
+    assert h.case().current_step == "checkpoint"
+    h.query.marks[JOB] = asked_at + 75
+    h.step(30)
+    assert executed(h)[-1] == ("requeue", JOB)
+    assert audit(h, "signal", "checkpoint", "requeue") == [
+        ("signal", JOB, "done"), ("checkpoint", JOB, "waiting"), ("checkpoint", JOB, f"landed at {clock(asked_at + 75)}"),
+        ("requeue", JOB, "done")]
+    [landed] = [s for s in h.store.steps(1) if s.name == "checkpoint" and s.status == "done"]
+    assert "landed" in landed.detail and "75s after the request" in landed.detail
+    waits = [s for s in h.store.steps(1) if s.name == "checkpoint" and s.status == "waiting"]
+    assert len(waits) == 2, "one record per change of the wait, not one per evaluation"
+    assert "scancel --signal=USR1 --batch 4242" in waits[0].detail
+
+
+def test_no_mark_within_the_timeout_and_the_requeue_goes_ahead():
+    h = harness()
+    h.receive(alert(gpu="3"))
+    h.step(590)
+    assert executed(h)[-1] == ("signal", JOB)
+    h.step(20)
+    assert executed(h)[-1] == ("requeue", JOB)
+    assert audit(h, "checkpoint") == [("checkpoint", JOB, "waiting"), ("checkpoint", JOB, "timed out")]
+    [timed_out] = [s for s in h.store.steps(1) if s.name == "checkpoint" and s.status == "done"]
+    assert "within 600s" in timed_out.detail
+
+
+def test_the_timeout_is_per_class_and_zero_asks_nothing():
+    h = harness(policy=policy_with(classes={"checkpoint_timeout": "2m"}))
+    h.receive(alert(gpu="3"))
+    h.step(130)
+    assert executed(h)[-1] == ("requeue", JOB)
+    off = harness(policy=policy_with(classes={"checkpoint_timeout": 0}))
+    off.receive(alert(gpu="3"))
+    assert executed(off) == [("drain", "gpu-001"), ("requeue", JOB)]
+    assert "checkpoint_timeout is 0" in [s.detail for s in off.store.steps(1) if s.name == "checkpoint"][0]
+
+
+@pytest.mark.parametrize("lost", [alert(gpu="3", xid="79"), alert("GpuLost", gpu="3")])
+def test_a_lost_gpu_is_never_waited_for(lost):
+    h = harness()
+    h.receive(lost)
+    assert executed(h) == [("drain", "gpu-001"), ("requeue", JOB)]
+    assert audit(h, "checkpoint") == [("checkpoint", JOB, "skipped: GPU lost")]
+    [skipped] = [s for s in h.store.steps(1) if s.name == "checkpoint"]
+    assert "dead" in skipped.detail and "can write no checkpoint" in skipped.detail
+
+
+def test_dry_run_records_the_would_be_scancel_and_sends_nothing():
+    h = harness(mode="dry-run")
+    h.receive(alert(gpu="3"))
+    assert h.cluster.executed == []
+    assert audit(h, "signal", "requeue") == [("signal", JOB, "would"), ("requeue", JOB, "would")]
+    [entry] = [e for e in h.store.audit_entries(case_id=1) if e.action == "signal"]
+    assert "would run scancel --signal=USR1 --batch 4242" in entry.detail
+
+
+def test_the_configured_signal_is_sent_and_a_dangerous_one_refused():
+    h = harness(policy=policy_with(checkpoint_signal="SIGUSR2"))
+    h.receive(alert(gpu="3"))
+    assert h.cluster.executed[-1].signal == "USR2"
+    with pytest.raises(policy_module.PolicyError, match="checkpoint_signal"):
+        policy_with(checkpoint_signal="KILL")
+
+
+def test_the_signal_counts_against_the_rate_limit():
+    h = harness(actions_per_hour=1)
+    h.receive(alert(gpu="3"))
+    assert executed(h) == [("drain", "gpu-001")]
+    assert audit(h, "signal")[0][2].startswith("not done: rate limit")
+    h.step(3601)  # the drain's hour is over: the request goes out
+    assert executed(h)[-1] == ("signal", JOB)
+
+
+def test_no_signal_while_the_drain_budget_holds_the_case():
+    h = harness(max_drained_nodes=0)
+    h.receive(alert(gpu="3"))
+    assert h.cluster.executed == []
+    assert h.case().current_step == "drain"
+
+
+def test_a_class_that_needs_approval_sends_nothing_before_it():
+    h = harness()
+    h.policy.classes[0].__dict__["mode"] = "approve"
+    h.receive(alert(gpu="3"))
+    h.step(30)
+    assert h.cluster.executed == []
+    h.engine.approve(1, "carol")
+    assert executed(h) == [("drain", "gpu-001"), ("signal", JOB)]
+    assert h.cluster.executed[-1].actor == "operator:carol"
+
+
+def test_a_restart_neither_asks_again_nor_forgets_the_deadline():
+    h = harness()
+    h.receive(alert(gpu="3"))
+    h.engine = h.build()
+    h.engine.recover()
+    h.step(300)
+    assert executed(h).count(("signal", JOB)) == 1
+    h.step(310)
+    assert executed(h)[-1] == ("requeue", JOB)
+
+
+def test_a_failing_query_keeps_waiting_and_says_why():
+    h = harness()
+    h.query.failing = True
+    h.receive(alert(gpu="3"))
+    h.step(30)
+    assert h.case().current_step == "checkpoint"
+    assert "checkpoint query failed: unavailable: store unreachable" in h.store.steps(1)[-1].detail
+
+
+def test_every_request_wait_and_outcome_is_on_the_case_through_the_api():
+    h = harness()
+    h.receive(alert(gpu="3"))
+    h.step(30)
+    h.query.marks[JOB] = landed = h.clock.now + 10
+    h.step(30)
+    app = FastAPI()
+    app.include_router(api.build_router(h.engine))
+    entries = TestClient(app).get("/api/automation/audit", params={"case_id": 1}).json()
+    shown = [(e["action"], e["job_id"], e["result"]) for e in reversed(entries)]
+    assert ("signal", JOB, "done") in shown and ("checkpoint", JOB, f"landed at {clock(landed)}") in shown
+    assert shown.index(("signal", JOB, "done")) < shown.index(("requeue", JOB, "done"))
+    assert any(e["action"] == "checkpoint" and e["job_id"] == JOB and e["result"] == "waiting" and
+               "waiting for the checkpoint of job 4242" in e["detail"] for e in entries)
+
+
+def test_a_ladder_with_the_checkpoint_after_the_requeue_is_refused():
+    raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
+    raw["ladders"]["reboot"] = ["evidence", "drain", "requeue", "checkpoint", "wait_idle"]
+    with pytest.raises(policy_module.PolicyError, match="checkpoint must come before a requeue"):
+        policy_module.parse(raw, "test-policy.yml")
+    assert make_policy().classes[0].checkpoint_timeout == 600
+    assert "checkpoint" in make_policy().classes[0].ladder
