@@ -7,6 +7,9 @@ interruptions, 419 of them unexpected, attributed to the root causes below. That
 419 / (54 x 16,384) = 4.74e-4 unexpected interruptions per GPU-day: on the reference fleet
 (140 x 8 = 1,120 GPUs) about 16 in 30 days. ``stress`` is three times that rate.
 
+The rows below (those the brief of issue 20 lists) cover 95.1 % of the interruptions; each draw
+picks a row by its share, renormalised over them.
+
 Each cause becomes the simulator fault that does to a node what the cause does (simulator/faults.py,
 simulator/fleet.py). Where the simulator has no such fault the nearest is used and the mapping
 says so: a fault the rule pack cannot see (silent data corruption) is one no hardware rule should
