@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    description=__doc__.splitlines()[0].split(": ", 1)[-1])
     parser.add_argument("--range", default="7d", help="duration ending at --end, e.g. 7d or 30d (at most 31d)")
     parser.add_argument("--end", default=None, help="Unix seconds or ISO 8601 (default now)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text to read; json: the /api/reliability view model, to keep and compare")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--server", default=None, metavar="URL",
                         help=f"a clusterwatch serve to ask (its /api/reliability; default {DEFAULT_SERVER})")
