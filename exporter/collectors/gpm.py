@@ -36,6 +36,7 @@ failure on one instance drops that instance's series this cycle only, as on a wh
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -254,9 +255,9 @@ class GpmCollector(Collector):
         metrics = request.metrics
         for slot, (name, metric_id, scale, _) in enumerate(table):
             metric = metrics[slot]
-            ret = metric.nvmlReturn
+            ret = _field(metric, "nvmlReturn")
             if ret == pynvml.NVML_SUCCESS:
-                values.append((name, metric.value * scale))
+                values.append((name, _field(metric, "value") * scale))
             elif ret != pynvml.NVML_ERROR_NOT_SUPPORTED:
                 self.skip(f"{where} GPM metric {_GPM_NAMES[metric_id]}", NVMLError(ret))
         return values
@@ -281,3 +282,7 @@ class GpmCollector(Collector):
 
 
 _NOT_SUPPORTED: list[tuple[str, float]] = []  # a sentinel: the driver answered NOT_SUPPORTED
+# ctypes' own attribute read: pynvml's structures override it only to decode bytes, and these
+# fields are numbers; read ~10 times per GPU (or MIG instance) per cycle, the override cost more
+# than the rest of the collector's Python (bench/bench_exporter.py, MIG case).
+_field = ctypes.Structure.__getattribute__
