@@ -1,0 +1,157 @@
+"""The checkpoint step against a real single-node Slurm 22.05 (tests/scheduler/slurm_cluster.py).
+
+A batch job written as docs/operations.md "Checkpoint contract for training jobs" says traps
+USR1 and writes its mark into a textfile directory. The engine drains the node, the checkpoint
+step sends ``scancel --signal=USR1 --batch <job>`` through the slurm-cli backend, the mark travels
+the contract's way (the node's real textfile collector, an exposition, the embedded store, the
+step's PromQL), the step sees it land, and the requeue follows: Slurm shows the job requeued."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from cwkernel.metrics import FamilySet, render_metric_text
+from exporter.collector import CollectorContext
+from exporter.collectors.node_textfile import TextfileCollector
+from exporter.config import ExporterConfig
+from exporter.hostfs import MemoryFS
+from remediation import policy as policy_module
+from remediation.engine import RemediationEngine
+from remediation.store import RemediationStore
+from scheduler import build_scheduler
+from scheduler.checkpoint import textfile_name
+from tests.alerts.remediation_helpers import alert
+from tests.scheduler.slurm_cluster import started_slurm
+from tsdb.client import LocalQueryClient
+from tsdb.exposition import parse_exposition
+from tsdb.promql.engine import Engine
+from tsdb.store import Store
+
+pytestmark = pytest.mark.real_component
+
+# The contract's sbatch example (docs/operations.md), with a sleep standing in for training and for
+# the time a checkpoint takes to write.
+JOB_SCRIPT = """#!/bin/bash
+#SBATCH --requeue
+checkpoint() {{
+  sleep 2  # ...save the model here...
+  tmp=$(mktemp {textfile_dir}/.checkpoint.XXXXXX)
+  printf '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\\nclusterwatch_job_checkpoint_timestamp_seconds{{job_id="%s"}} %s\\n' "$SLURM_JOB_ID" "$(date +%s)" > "$tmp"
+  mv "$tmp" {textfile_dir}/clusterwatch_job_checkpoint_$SLURM_JOB_ID.prom
+}}
+trap checkpoint USR1
+sleep 600 & train=$!
+while kill -0 $train 2>/dev/null; do wait $train; done
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    yield from started_slurm()
+
+
+class ScancelSpy:
+    """Wraps the adapter's runner to record every scancel call that really ran."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.calls: list[list[str]] = []
+
+    def run(self, tool, args, timeout):
+        if tool == "scancel":
+            self.calls.append(list(args))
+        return self.runner.run(tool, args, timeout)
+
+
+class ScrapedTextfiles:
+    """The node's textfile directory as ClusterWatch sees it: each query first scrapes the real
+    textfile collector into an embedded store (as the scraper would), then answers with PromQL."""
+
+    def __init__(self, directory: Path) -> None:
+        self.collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(directory)),
+                                                            MemoryFS(), MemoryFS()))
+        self.store = Store()
+        self.client = LocalQueryClient(Engine(self.store))
+
+    def _scrape(self) -> None:
+        out: list[str] = []
+        for part in self.collector.collect():
+            part.render_text(out) if isinstance(part, FamilySet) else render_metric_text(part, out)
+        target = {"instance": "localhost", "job": "clusterwatch"}
+        samples = [(tuple(sorted({**dict(labels), "__name__": name, **target}.items())), value)
+                   for name, labels, value, _ in parse_exposition("".join(out)).samples]
+        self.store.append_scrape("localhost", round(time.time() * 1000), samples)
+
+    def instant(self, query: str, at: float | None = None):
+        self._scrape()
+        return self.client.instant(query, None)
+
+    def range(self, query, start, end, step):
+        return self.client.range(query, start, end, step)
+
+
+def _engine(adapter, query) -> RemediationEngine:
+    raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
+    raw["ladders"]["checkpointed_requeue"] = ["drain", "checkpoint", "requeue"]
+    raw["classes"][0].update(ladder="checkpointed_requeue", mode="auto", checkpoint_timeout="2m")
+    raw["guards"]["max_drained_percent"] = 100  # one node: any drain is 100% of the partition
+    return RemediationEngine(policy_module.parse(raw, "test"), adapter, RemediationStore(), query, mode="auto")
+
+
+def _job(adapter, job_id: str):
+    adapter.poller.expire()
+    adapter.refresh(wait=True)
+    return next((job for job in adapter.snapshot().jobs if job.job_id == job_id), None)
+
+
+def _until(check, what: str, timeout: float = 60.0, every=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if every is not None:
+            every()
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_job_checkpoints_on_the_signal_and_the_requeue_follows(slurm, tmp_path):
+    textfiles = slurm.root / "jobs" / "textfile"
+    textfiles.mkdir(mode=0o777, exist_ok=True)
+    script = slurm.root / "jobs" / "train.sbatch"
+    script.write_text(JOB_SCRIPT.format(textfile_dir=textfiles))
+    adapter = build_scheduler("slurm-cli", command_prefix=slurm.prefix, env={"SLURM_CONF": slurm.env["SLURM_CONF"]},
+                              min_interval=0.2, timeout=30)
+    adapter.backend.runner = spy = ScancelSpy(adapter.backend.runner)
+    slurm.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=False)
+    job_id = slurm.run("sbatch", "--parsable", "--gres=gpu:1", str(script)).stdout.strip().split(";")[0]
+    try:
+        running = _until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "RUNNING" and job,
+                         "the job running")
+        [gpu] = running.gpu_indices["localhost"]
+        engine = _engine(adapter, ScrapedTextfiles(textfiles))
+        engine.receive([alert(node="localhost", gpu=str(gpu))])
+        assert spy.calls == [["--signal=USR1", "--batch", job_id]]
+        assert engine.store.case(1).current_step == "checkpoint", "waits for the mark, no requeue yet"
+
+        _until(lambda: engine.store.case(1).current_step != "checkpoint", "the checkpoint to land",
+               every=engine.evaluate)
+        mark = (textfiles / textfile_name(job_id)).read_text()
+        assert f'clusterwatch_job_checkpoint_timestamp_seconds{{job_id="{job_id}"}}' in mark
+        results = [(e.action, e.job_id, e.result) for e in reversed(engine.store.audit_entries(case_id=1))
+                   if e.action in ("signal", "checkpoint", "requeue")]
+        assert results[0] == ("signal", job_id, "done")
+        assert results[-2][:2] == ("checkpoint", job_id) and results[-2][2].startswith("landed at ")
+        assert results[-1] == ("requeue", job_id, "done")
+
+        requeued = _until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "PENDING" and job,
+                          "the job back in the queue")
+        assert requeued.nodes == ()
+        shown = slurm.run("scontrol", "show", "job", job_id).stdout
+        assert "Restarts=1" in shown and "JobState=PENDING" in shown
+    finally:
+        slurm.run("scancel", job_id, check=False)
+        slurm.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=False)
