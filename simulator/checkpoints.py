@@ -6,8 +6,8 @@ the node's real exporter exposes it through its textfile collector, as node_expo
 file goes when the job ends (what a Slurm epilog does on a real node), so the directory holds one
 file per job that may still resume from its checkpoint.
 
-Only with a root directory (``Fleet(textfile_root=...)``, ``clusterwatch simulate
---textfile-root``): a benchmark's month of simulated jobs need not touch the disk.
+Only with a root directory (``Fleet(textfile_root=...)``): a benchmark's month of simulated jobs
+need not touch the disk.
 """
 from __future__ import annotations
 

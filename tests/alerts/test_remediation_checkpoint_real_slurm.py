@@ -34,18 +34,17 @@ pytestmark = pytest.mark.real_component
 # The contract's sbatch example (docs/operations.md), with a sleep standing in for training and for
 # the time a checkpoint takes to write.
 JOB_SCRIPT = """#!/bin/bash
-#SBATCH --requeue
+#SBATCH --requeue --signal=B:USR1@300
+MARK={textfile_dir}/clusterwatch_job_checkpoint_$SLURM_JOB_ID.prom
 checkpoint() {{
   sleep 2  # ...save the model here...
-  tmp=$(mktemp {textfile_dir}/.checkpoint.XXXXXX)
-  printf '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\\nclusterwatch_job_checkpoint_timestamp_seconds{{job_id="%s"}} %s\\n' "$SLURM_JOB_ID" "$(date +%s)" > "$tmp"
-  mv "$tmp" {textfile_dir}/clusterwatch_job_checkpoint_$SLURM_JOB_ID.prom
+  printf '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\\nclusterwatch_job_checkpoint_timestamp_seconds{{job_id="%s"}} %s\\n' \\
+    "$SLURM_JOB_ID" "$(date +%s)" > "$MARK.tmp" && mv "$MARK.tmp" "$MARK"
 }}
 trap checkpoint USR1
 sleep 600 & train=$!
-while kill -0 $train 2>/dev/null; do wait $train; done
+while kill -0 "$train" 2>/dev/null; do wait "$train"; done
 """
-
 
 @pytest.fixture(scope="module")
 def slurm():
