@@ -36,6 +36,8 @@ def _argv(value: str | Sequence[str]) -> list[str]:
 def build_scheduler(kind: str, url: str | None = None, **options: Any) -> SchedulerAdapter:
     """A ready ``SchedulerAdapter`` (not yet polling: call ``start()`` or ``refresh()``)."""
     adapter_options = {key: options.pop(key) for key in _ADAPTER_OPTIONS if key in options}
+    # The backend stamps its snapshots (the interruptions' times) with the adapter's clock.
+    clock = {"wall_clock": adapter_options["wall_clock"]} if "wall_clock" in adapter_options else {}
     squeue_args = options.pop("squeue_args", DEFAULT_SQUEUE_ARGS)
     sinfo_args = options.pop("sinfo_args", DEFAULT_SINFO_ARGS)
     if kind == "slurm-cli":
@@ -44,17 +46,17 @@ def build_scheduler(kind: str, url: str | None = None, **options: Any) -> Schedu
             options.pop(tool, None)
         runner = LocalRunner(commands, prefix=_argv(options.pop("command_prefix", ()) or ()),
                              env=options.pop("env", None))
-        backend: Any = SlurmCommandBackend(runner, "slurm-cli", squeue_args, sinfo_args)
+        backend: Any = SlurmCommandBackend(runner, "slurm-cli", squeue_args, sinfo_args, **clock)
     elif kind == "simulator":
         if not url:
             raise ValueError("the simulator scheduler needs a url (its Slurm command face)")
         backend = SlurmCommandBackend(HttpRunner(url, token=options.pop("token", None)), "simulator",
-                                      squeue_args, sinfo_args)
+                                      squeue_args, sinfo_args, **clock)
     elif kind == "slurmrestd":
         if not url:
             raise ValueError("the slurmrestd scheduler needs a url")
         backend = SlurmRestBackend(url, token=options.pop("token", None), user_name=options.pop("user_name", None),
-                                   api_version=options.pop("api_version", None))
+                                   api_version=options.pop("api_version", None), **clock)
     else:
         raise ValueError(f"unknown scheduler kind {kind!r} (expected one of {', '.join(KINDS)})")
     if options:
