@@ -16,6 +16,7 @@ anchor's 3 s end to end.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -107,6 +108,8 @@ def main() -> int:
               f"{m['expo_bytes'] / 1e6:.1f} MB; each later collection renders it again in {m['again_cpu']:.3f} s CPU")
         print(f"  ours + exposition: {total:.3f} s" + (" (anchor: 3 s end to end)" if 500 <= nodes <= 2000 else "")
               + ("  INCOMPLETE" if m["incomplete"] else ""), flush=True)
+        print(f"  peak RSS of the benchmark process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              "(the fat-tree, its tools' text, one sweep and its exposition)", flush=True)
     return 0
 
 
