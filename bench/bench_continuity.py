@@ -15,21 +15,28 @@ shipped alerting configuration, and its ``remediation`` hook feeds the engine (e
 policy's interval), which acts through the scheduler adapter on the simulator's Slurm face.
 
 Arms:
-- ``off``: nobody automates; an operator reads the alerts and carries out the same runbook (the
-  shipped policy's ladder) after a delay: 30 minutes between 08:00 and 18:00 (simulated time,
-  UTC), 4 hours at night. Modelled as the engine receiving each notification that late.
-- ``auto``: the shipped policy in auto.
-- ``auto-checkpoint``: auto plus the policy's ``checkpoint`` step (remediation/steps.py); until
-  that step exists the arm is reported as not available rather than run as something else.
+- ``off``: nobody automates; an operator reads the alerts and carries out the runbook (the
+  shipped ladders without the checkpoint step) after a delay: 30 minutes between 08:00 and 18:00
+  (simulated time, UTC), 4 hours at night. Modelled as the engine receiving each notification
+  that late.
+- ``auto``: the shipped policy in auto, its ladders without the ``checkpoint`` step (automation
+  as it was before that step).
+- ``auto-checkpoint``: the shipped policy as it is, with the ``checkpoint`` step before every
+  requeue (remediation/steps.py); reported as not available where the step is missing.
+The simulated jobs checkpoint every 30 minutes of progress and on ``scancel --signal=USR1
+--batch``; their marks reach the nodes' exporters through textfile directories, as on a node.
 
-What is counted (ground truth from the simulator's ledger, simulator/workload.py, with each loss
-attributed to the cause of the latest fault on the job's nodes during its run): cluster ETTR =
-GPU-time of progress kept (done less what interruptions threw away since the last checkpoint) /
-GPU-time of jobs that were running or waiting to resume after an interruption (a crashed job
-that nobody requeues keeps counting until the month ends); GPU-hours lost by cause (progress
-thrown away + allocation held with no progress); interruptions (runs ended or hung by a fault);
-faulty nodes drained (nodes whose fault needs a hardware action); healthy nodes drained (goal
-0); fault-to-drain median and p95; work lost to requeues.
+What is counted, per arm. With the shared goodput definitions (dashboard/goodput.py, what the
+/reliability page and ``clusterwatch report`` show), applied to the arm's store in half-hour
+windows: cluster ETTR, GPU-hours lost by cause, interruptions by class. Beside them, the ground
+truth from the simulator's ledger (simulator/workload.py), each loss attributed to the Table 5
+cause of the latest fault on the job's nodes during its run: ETTR = GPU-time of progress kept
+(done less what interruptions threw away since the last checkpoint) / GPU-time of jobs running
+or waiting to resume after an interruption (a crashed job nobody requeues counts until the run
+ends); GPU-hours lost to faults (progress thrown away + allocation held with no progress);
+interruptions (runs ended or hung by a fault). And: faulty nodes drained (nodes whose fault needs
+a hardware action), healthy nodes drained (goal 0), fault-to-drain median and p95, work lost to
+requeues. Where the two ETTRs differ, the page misses (or invents) something the ledger saw.
 
     .venv/bin/python -m bench.bench_continuity [--days 30] [--seed 1] [--rate published|stress] [--arms off,auto,auto-checkpoint] [--nodes 140]
 
@@ -42,6 +49,7 @@ import hashlib
 import math
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +58,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_remediation import T0, Day  # noqa: E402
+from dashboard import goodput  # noqa: E402
+from dashboard.params import TimeRange  # noqa: E402
 from bench.common import percentile  # noqa: E402
 from bench.continuity_faults import CAUSES, SOURCE, PlannedFault, draw_faults, expected_count  # noqa: E402
 from bench.continuity_workload import month_stream  # noqa: E402
-from remediation import steps as remediation_steps  # noqa: E402
+from remediation import policy as policy_module, steps as remediation_steps  # noqa: E402
 from remediation.component import HOOK_NAME  # noqa: E402
 from simulator.jobs import FAILED, PENDING, RUNNING, SimJob  # noqa: E402
 from simulator.workload import WorkLedger  # noqa: E402
@@ -64,13 +74,22 @@ ARMS = ("off", "auto", "auto-checkpoint")
 # Causes whose fault needs no hardware action: draining their node would be a mistake.
 NO_HARDWARE_ACTION = {"software bug", "silent data corruption", "dependency"}
 UNATTRIBUTED = "unattributed"
+# The shared goodput definitions (dashboard/goodput.py) are applied to the store in windows of
+# ACCOUNT_S, each ACCOUNT_LAG_S behind the clock so that the alerts after an interruption that
+# explain it are in (goodput.EVIDENCE_AFTER); the store keeps 2 h, enough for the hour before.
+ACCOUNT_S = 1800.0
+ACCOUNT_LAG_S = goodput.AFTER_S
+
+
+def policy_without_checkpoint() -> dict[str, Any]:
+    """The shipped ladders less their ``checkpoint`` step: automation as it was before it."""
+    raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
+    return {"ladders": {name: [step for step in steps if step != "checkpoint"] for name, steps in raw["ladders"].items()}}
 
 
 def checkpoint_step_available() -> bool:
-    """The other arm needs the step and a shipped ladder that takes it; anything less is not that arm."""
-    from remediation.policy import DEFAULT_POLICY
-
-    return hasattr(remediation_steps, "checkpoint") and "checkpoint" in DEFAULT_POLICY.read_text()
+    """The arm needs the step and a shipped ladder that takes it; anything less is not that arm."""
+    return hasattr(remediation_steps, "checkpoint") and "checkpoint" in policy_module.DEFAULT_POLICY.read_text()
 
 
 def operator_delay(at: float) -> float:
@@ -122,9 +141,12 @@ class CauseLedger(WorkLedger):
 class ArmResult:
     arm: str
     available: bool = True
-    ettr: float = float("nan")
-    lost_by_cause_gpu_h: dict[str, float] = field(default_factory=dict)
-    interruptions: int = 0
+    ettr: float = float("nan")  # the shared definition (dashboard/goodput.py) over the store
+    lost_gpu_h: dict[str, float] = field(default_factory=dict)  # ... its lost time by cause
+    interruptions_by_class: dict[str, int] = field(default_factory=dict)  # ... its interruptions
+    ettr_truth: float = float("nan")  # the simulator's ledger
+    lost_by_cause_gpu_h: dict[str, float] = field(default_factory=dict)  # ledger, by Table 5 cause
+    interruptions: int = 0  # ledger
     faulty_drained: tuple[int, int] = (0, 0)
     healthy_drained: list[str] = field(default_factory=list)
     fault_to_drain_s: tuple[float, float] | None = None  # median, p95
@@ -139,9 +161,14 @@ class Month(Day):
     15 s with each rule group on its own interval."""
 
     def __init__(self, arm: str, nodes: int, seed: int, days: float, faults: list[PlannedFault], stream) -> None:
+        # The jobs' checkpoint marks reach the exporters' textfile collectors through files, as on a node.
+        self._textfiles = tempfile.TemporaryDirectory(prefix="cw-continuity-")
         super().__init__("auto", nodes=nodes, seed=seed, hours=days * 24, scrape=SCRAPE_S, engine_step=SCRAPE_S,
-                         faults=(), stream=stream)
+                         faults=(), stream=stream, textfile_root=self._textfiles.name,
+                         policy_overrides=None if arm == "auto-checkpoint" else policy_without_checkpoint())
         self.arm = arm
+        self.goodput = {"wall": 0.0, "productive": 0.0, "lost": {}, "classes": {}}
+        self._accounted = T0  # the goodput windows cover [T0, _accounted)
         self.planned = faults
         for planned in faults:
             self.add_fault(planned.at, planned.request)
@@ -191,6 +218,32 @@ class Month(Day):
             self._next_engine += ENGINE_S
             self.engine.evaluate()
         self._count_out_of_service()
+        if now - ACCOUNT_LAG_S >= self._accounted + ACCOUNT_S:
+            self._account_goodput(self._accounted + ACCOUNT_S)
+
+    def _account_goodput(self, until: float) -> None:
+        """The shared definitions over [accounted, until): what the /reliability page would say."""
+        window = goodput.account(self.engine.query, TimeRange(self._accounted, until))
+        self._accounted = until
+        for job in window.jobs.values():
+            self.goodput["wall"] += job.wall_gpu_seconds
+            self.goodput["productive"] += job.productive_gpu_seconds
+        for cause, hours in window.lost_gpu_hours().items():
+            self.goodput["lost"][cause] = self.goodput["lost"].get(cause, 0.0) + hours
+        for cls, count in window.by_class().items():
+            self.goodput["classes"][cls] = self.goodput["classes"].get(cls, 0) + count
+
+    def run(self, progress: bool = False):
+        result = super().run(progress)
+        if self.now > self._accounted:
+            self._account_goodput(self.now)  # the last window, its later evidence cut short
+        return result
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._textfiles.cleanup()
 
     def _account(self, now: float) -> None:
         """GPU-time of jobs running or waiting to resume after an interruption (ETTR's denominator)."""
@@ -214,9 +267,13 @@ class Month(Day):
         needs_action = {p.request["node"] for p in self.planned if p.cause not in NO_HARDWARE_ACTION}
         drained_faulty = [n for n in needs_action if n in result.drains]
         delays = sorted(result.drains[n] - result.fault_times[n] for n in drained_faulty if n in result.fault_times)
+        wall = self.goodput["wall"]
         return ArmResult(
             arm=self.arm,
-            ettr=kept / self.scheduled_gpu_s if self.scheduled_gpu_s else float("nan"),
+            ettr=self.goodput["productive"] / wall if wall else float("nan"),
+            lost_gpu_h=dict(self.goodput["lost"]),
+            interruptions_by_class={c: n for c, n in self.goodput["classes"].items() if n},
+            ettr_truth=kept / self.scheduled_gpu_s if self.scheduled_gpu_s else float("nan"),
             lost_by_cause_gpu_h={cause: seconds / 3600 for cause, seconds in sorted(ledger.by_cause.items())},
             interruptions=sum(ledger.interruptions.values()),  # a job hung at the end was charged by finish()
             faulty_drained=(len(drained_faulty), len(needs_action)),
@@ -275,12 +332,20 @@ def table(results: dict[str, ArmResult]) -> str:
         return "| " + name + " | " + " | ".join(cell(results[a]) if results[a].available else "not available"
                                                 for a in arms) + " |"
 
+    classes = sorted({c for r in results.values() for c in r.interruptions_by_class})
+    percent = lambda value: "-" if math.isnan(value) else f"{100 * value:.2f} %"  # noqa: E731
     lines = ["| figure | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms),
-             row("cluster ETTR", lambda r: "-" if math.isnan(r.ettr) else f"{100 * r.ettr:.2f} %"),
-             row("GPU-hours lost to faults (all causes)", lambda r: _hours(sum(r.lost_by_cause_gpu_h.values())))]
+             row("cluster ETTR (dashboard/goodput.py over the store, as /reliability shows it)", lambda r: percent(r.ettr))]
+    lines += [row(f"  GPU-hours lost: {goodput.CAUSES[cause]}", lambda r, c=cause: _hours(r.lost_gpu_h.get(c, 0.0)))
+              for cause in goodput.CAUSES]
+    lines += [row("interruptions by class (goodput: the alert that explains each)",
+                  lambda r: ", ".join(f"{c} {r.interruptions_by_class[c]}" for c in classes
+                                      if c in r.interruptions_by_class) or "0")]
+    lines += [row("cluster ETTR, ground truth (the simulator's ledger)", lambda r: percent(r.ettr_truth)),
+              row("GPU-hours lost to faults, ground truth (all causes)", lambda r: _hours(sum(r.lost_by_cause_gpu_h.values())))]
     lines += [row(f"  lost to {cause}", lambda r, c=cause: _hours(r.lost_by_cause_gpu_h.get(c, 0.0))) for cause in causes]
     lines += [
-        row("interruptions (job runs ended or hung by a fault)", lambda r: str(r.interruptions)),
+        row("interruptions, ground truth (job runs ended or hung by a fault)", lambda r: str(r.interruptions)),
         row("faulty nodes drained (of those needing hardware action)", lambda r: f"{r.faulty_drained[0]} of {r.faulty_drained[1]}"),
         row("healthy nodes drained (goal 0)", lambda r: str(len(r.healthy_drained))),
         row("fault to drain, median / p95", lambda r: "-" if r.fault_to_drain_s is None else

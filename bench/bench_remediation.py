@@ -145,7 +145,8 @@ class Day:
 
     def __init__(self, mode: str, nodes: int = 80, seed: int = 7, hours: float = 24.0, scrape: float = 120.0,
                  engine_step: float = 30.0, load: float = 0.8, faults=None,
-                 policy_overrides: dict[str, Any] | None = None, stream: list[JobSpec] | None = None) -> None:
+                 policy_overrides: dict[str, Any] | None = None, stream: list[JobSpec] | None = None,
+                 textfile_root: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         # An explicit clock: every scrape must collect anew (a collection is reused for a second of
@@ -154,7 +155,8 @@ class Day:
         simulator.node.COLLECTION_REUSE_SECONDS = -1.0
         self.mode, self.hours, self.scrape_s, self.engine_step = mode, hours, scrape, engine_step
         self.schedule = fault_schedule(nodes, faults)
-        self.fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False)
+        # textfile_root: the jobs' checkpoint marks, read by the nodes' exporters (simulator/checkpoints.py).
+        self.fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False, textfile_root=textfile_root)
         # ``stream``: another bench's job stream (bench/bench_continuity.py), drawn from its seed too.
         self.workload = Workload(stream if stream is not None else fixed_stream(seed, nodes, T0, hours * 3600, load=load)
                                  ).attach(self.fleet)
