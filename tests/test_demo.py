@@ -73,6 +73,11 @@ def test_on_first_load_the_pages_show_the_simulated_past(demo):
     assert not [n["name"] for n in truth["nodes"] if n["reason"].startswith("clusterwatch")]
     # Jobs: one interrupted by a node going down was requeued by Slurm.
     assert any(j["restart_count"] > 0 for j in truth["jobs"]), "no job was interrupted and requeued"
+    # Reliability: the past's interruptions are counted, at their simulated times.
+    reliability = httpx.get(f"{base}/api/reliability", timeout=30).json()
+    assert reliability["interruptions_total"] > 0 and reliability["ettr"] is not None
+    assert min(i["time"] for i in reliability["interruptions"]) < time.time() - 1800, "the past squeezed into now"
+    assert any(i["cause"] != "unknown" for i in reliability["interruptions"])  # explained by the past's alerts
     # Graphs: the past is in the store (samples from more than an hour ago).
     now = time.time()
     past = httpx.get(f"{base}/api/v1/query_range", params={"query": "count(gpu_up)", "start": now - 6000,
