@@ -50,7 +50,7 @@ from simulator.fleet import Fleet  # noqa: E402
 from simulator.server import SimulatorHTTPServer  # noqa: E402
 from simulator.workload import JobSpec, Workload, fixed_stream  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
-from tsdb.local import scrape_pages  # noqa: E402
+from tsdb.local import PageScraper  # noqa: E402
 from tsdb.promql.engine import Engine  # noqa: E402
 from tsdb.store import Store  # noqa: E402
 
@@ -181,6 +181,7 @@ class Day:
         self.adapter = build_scheduler("simulator", f"{self.server.base_url}/slurm", min_interval=15,
                                        wall_clock=clock, monotonic=clock)
         self.store = Store(retention_s=RETENTION_S)
+        self.scraper = PageScraper(self.store, self.fleet)
         query = LocalQueryClient(Engine(self.store))
         self.evaluator = build_evaluator(None, query, self.store.append_scrape, None, scrape)
         self.pipeline = build_pipeline(None, None, clock=clock)
@@ -204,7 +205,7 @@ class Day:
 
     def scrape(self, now: float) -> None:
         stamp = int(now * 1000)
-        scrape_pages(self.store, self.fleet, stamp)  # a rebooting node does not answer: up 0
+        self.scraper.scrape(stamp)  # a rebooting node does not answer: up 0
         # The scheduler's own metrics (slurm_job_info, ...), as serve's LocalSource ingests them.
         self.adapter.refresh()
         rows = []

@@ -38,7 +38,7 @@ from scheduler import build_scheduler
 import simulator.node
 from simulator.fleet import Fleet
 from tsdb.client import LocalQueryClient
-from tsdb.local import LocalSource, scrape_pages
+from tsdb.local import LocalSource, PageScraper
 from tsdb.promql.engine import Engine
 from tsdb.snapshot import save_snapshot
 from tsdb.store import Store
@@ -158,6 +158,7 @@ def _run(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, retention_
     target_labels = {group["labels"]["instance"]: {k: v for k, v in group["labels"].items()
                                                    if not k.startswith("__") and k != "instance"}
                      for group in fleet.file_sd(slurm_url)}
+    scraper = PageScraper(store, pages, job, target_labels)
 
     def on_job(event: str, job: Any) -> None:
         if event == "end" and job.state in ("FAILED", "NODE_FAIL"):
@@ -176,7 +177,7 @@ def _run(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, retention_
                 if fault.node not in pages.nodes:
                     pages.nodes.append(fault.node)
             stamp = int(now * 1000)
-            scrape_pages(store, pages, stamp, job, target_labels)
+            scraper.scrape(stamp)
             adapter.refresh()
             store.append_scrape(scheduler_source.target, stamp, scheduler_source.samples())
             evaluator.run_due(now)

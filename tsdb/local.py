@@ -10,6 +10,7 @@ kept, and only ``job`` is added where a series has none.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any, Mapping, Protocol
@@ -76,23 +77,71 @@ class ExpositionPages(Protocol):
 
 def scrape_pages(store: Store, pages: ExpositionPages, timestamp_ms: int, job: str = "clusterwatch",
                  target_labels: Mapping[str, Mapping[str, str]] | None = None) -> int:
-    """One in-process scrape of every node's page into ``store``, labelled as the scraper would
+    """One in-process scrape of every node's page into ``store``; ``PageScraper`` without a memory.
+    Returns the nodes up."""
+    return PageScraper(store, pages, job, target_labels).scrape(timestamp_ms)
+
+
+def _same_value(text: str, parsed: float) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value == parsed or (math.isnan(value) and math.isnan(parsed))
+
+
+class PageScraper:
+    """In-process scrapes of every node's page into ``store``, labelled as the scraper would
     (``instance`` = the node, ``job``, a node's ``target_labels`` such as its file_sd ``rack``,
     plus ``up``); a node that cannot render (rebooting, unreachable) is a failed scrape: ``up`` 0
-    and its series go stale. Returns the nodes up.
+    and its series go stale. Benches, the demo's past and tests drive a simulated fleet on an
+    explicit clock this way, without HTTP.
 
-    Benches and tests drive a simulated fleet on an explicit clock this way, without HTTP."""
-    answered = 0
-    for node in pages.node_names():
-        target = {**(target_labels or {}).get(node, {}), "instance": node, "job": job}
-        try:
-            text = pages.render_metrics(node).decode()
-            samples = [(tuple(sorted({**dict(labels), "__name__": name, **target}.items())), value)
-                       for name, labels, value, _ in parse_exposition(text).samples]
-            up = 1.0
-            answered += 1
-        except Exception:  # noqa: BLE001 - whatever stops a node answering is a failed scrape
-            samples, up = [], 0.0
-        samples.append((tuple(sorted({"__name__": "up", **target}.items())), up))
-        store.append_scrape(node, timestamp_ms, samples)
-    return answered
+    It remembers, per node, the labels of each series line it parsed (the text before the value):
+    from one scrape to the next a page holds the same series with new values, and parsing their
+    labels and sorting them with the target's was two thirds of an in-process scrape of a
+    simulated node (bench_continuity, docs/performance.md). A line it has not seen, or one with a
+    timestamp, goes through the parser; the memory holds only the last scrape's lines."""
+
+    def __init__(self, store: Store, pages: ExpositionPages, job: str = "clusterwatch",
+                 target_labels: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self.store, self.pages, self.job = store, pages, job
+        self.target_labels = target_labels or {}
+        self._series: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}  # node -> series text -> labels
+
+    def scrape(self, timestamp_ms: int) -> int:
+        answered = 0
+        for node in self.pages.node_names():
+            target = {**self.target_labels.get(node, {}), "instance": node, "job": self.job}
+            try:
+                samples = self._samples(node, self.pages.render_metrics(node).decode(), target)
+                up = 1.0
+                answered += 1
+            except Exception:  # noqa: BLE001 - whatever stops a node answering is a failed scrape
+                samples, up = [], 0.0
+                self._series.pop(node, None)
+            samples.append((tuple(sorted({"__name__": "up", **target}.items())), up))
+            self.store.append_scrape(node, timestamp_ms, samples)
+        return answered
+
+    def _samples(self, node: str, text: str, target: dict[str, str]) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        known = self._series.get(node, {})
+        seen: dict[str, tuple[tuple[str, str], ...]] = {}
+        samples = []
+        for line in text.split("\n"):
+            if not line or line[0] == "#" or line.isspace():
+                continue
+            series, _, value = line.rpartition(" ")
+            labels = known.get(series) if series else None
+            if labels is None:
+                # New here (or a line not remembered): the parser validates it.
+                name, pairs, parsed, stamp = parse_exposition(line).samples[0]
+                labels = tuple(sorted({**dict(pairs), "__name__": name, **target}.items()))
+                if stamp is None and series and _same_value(value, parsed):
+                    seen[series] = labels  # the line is exactly "<series> <value>"
+                samples.append((labels, parsed))
+                continue
+            seen[series] = labels
+            samples.append((labels, float(value)))
+        self._series[node] = seen
+        return samples

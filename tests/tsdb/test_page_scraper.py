@@ -1,0 +1,51 @@
+"""The in-process scraper's memory of each page's series (tsdb/local.py ``PageScraper``): a second
+scrape of the same series stores exactly what a scrape without the memory stores, new series and
+awkward lines (timestamps, tabs, NaN) included, and a node that stops answering is forgotten."""
+from __future__ import annotations
+
+from tsdb.local import PageScraper, scrape_pages
+from tsdb.store import Store
+
+FIRST = '# HELP a_total A.\n# TYPE a_total counter\na_total{gpu="0",uuid="x"} 1\nb 2\nc{path="/a b"} 3\n'
+SECOND = ('a_total{gpu="0",uuid="x"} 5\nb NaN\nc{path="/a b"} +Inf\nd{k="v"} 7 1700000000000\n'
+          'e{k="} y"}\t8\nf\t9\na_total{gpu="1",uuid="y"} 6\n')
+
+
+class Pages:
+    def __init__(self) -> None:
+        self.text = {"gpu-001": FIRST}
+
+    def node_names(self) -> list[str]:
+        return ["gpu-001"]
+
+    def render_metrics(self, node: str) -> bytes:
+        if self.text[node] is None:
+            raise ConnectionError("down")
+        return self.text[node].encode()
+
+
+def scraped(pages: Pages, memory: bool) -> list:
+    store, rows = Store(retention_s=3600), []
+    original = store.append_scrape
+
+    def capture(target, ts, samples):
+        rows.append((target, ts, sorted(samples, key=repr)))
+        return original(target, ts, samples)
+
+    store.append_scrape = capture
+    scraper = PageScraper(store, pages, target_labels={"gpu-001": {"rack": "r1"}})
+    for ts, text in ((1000, FIRST), (2000, SECOND), (3000, SECOND), (4000, None), (5000, SECOND)):
+        pages.text["gpu-001"] = text
+        if memory:
+            scraper.scrape(ts)
+        else:
+            scrape_pages(store, pages, ts, target_labels={"gpu-001": {"rack": "r1"}})
+    return rows
+
+
+def test_the_memory_changes_nothing_that_is_stored():
+    with_memory, without = scraped(Pages(), True), scraped(Pages(), False)
+    assert repr(with_memory) == repr(without)  # repr: NaN == NaN
+    second = dict(with_memory[1][2])
+    assert second[(("__name__", "e"), ("instance", "gpu-001"), ("job", "clusterwatch"), ("k", "} y"), ("rack", "r1"))] == 8
+    assert [row for row in with_memory[3][2] if row[0][0] == ("__name__", "up")][0][1] == 0.0
