@@ -19,8 +19,9 @@ Where the numbers come from, all through the query interface:
 - The cause of an interruption is the alert (pending or firing) on one of the job's nodes in the
   hour before it or the quarter hour after: its name (and XID) gives the root-cause class; with no
   such alert it is "unknown", never guessed.
-- Work redone after an interruption is the time since the job's last checkpoint, read from
-  ``job_checkpoint_last_timestamp_seconds{job_id}`` at the interruption. A job that does not
+- Work redone after an interruption is the time since the job's last finished checkpoint, read
+  from the checkpoint contract's mark (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``,
+  scheduler/checkpoint.py) at the interruption. A job that does not
   report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an upper bound.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Mapping
 from cwkernel.durations import format_duration, parse_duration
 from dashboard.params import TimeRange
 from scheduler import is_job_id
+from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
 from tsdb.client import QueryClient
 
 # The recording group and its interval: a sample of a recorded series stands for this many seconds.
@@ -107,7 +109,6 @@ EVIDENCE_BEFORE = "1h"  # an alert this long before an interruption can explain 
 EVIDENCE_AFTER = "15m"  # ... and one this long after (a node's unreachability fires after its `for`)
 AFTER_S = parse_duration(EVIDENCE_AFTER)
 EVIDENCE_WINDOW = format_duration(round(parse_duration(EVIDENCE_BEFORE) + AFTER_S))
-CHECKPOINT_METRIC = "job_checkpoint_last_timestamp_seconds"
 CHECKPOINT_LOOKBACK = "1d"
 MAX_INTERRUPTIONS = 1_000  # explained one by one (a few queries each); beyond it counted, not explained
 LEMONS_SHOWN = 20

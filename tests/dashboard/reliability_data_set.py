@@ -20,6 +20,7 @@ from alerts.evaluator import load_rule_files
 from alerts.evaluator.manager import RuleEvaluator
 from cwkernel.series import STALE_NAN
 from dashboard.params import TimeRange
+from scheduler.checkpoint import CHECKPOINT_METRIC
 from tsdb.store import Store
 
 RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules"
@@ -87,8 +88,8 @@ def history() -> Store:
           pending=[(40, 54), (120, 129)], restarts=[(40, 119, 1), (120, 179, 2)])
     h.interruption("201", 1, 40, "PENDING")
     h.interruption("201", 2, 120, "PENDING")
-    h.spell("job_checkpoint_last_timestamp_seconds", 30, 109, at(30), job_id="201")
-    h.spell("job_checkpoint_last_timestamp_seconds", 110, 179, at(110), job_id="201")
+    h.spell(CHECKPOINT_METRIC, 30, 109, at(30), job_id="201", instance="n1")
+    h.spell(CHECKPOINT_METRIC, 110, 179, at(110), job_id="201", instance="n3")
     h.alert("NodeUnreachable", 10, 15, instance="n1", severity="critical")
     h.alert("GpuXidRebootRequired", 38, 60, instance="n2", gpu="3", uuid="GPU-n2-3", xid="79", severity="critical")
     h.alert("GpuEccUncorrectableErrors", 115, 130, instance="n8", gpu="0", uuid="GPU-n8-0", severity="critical")
