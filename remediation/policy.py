@@ -27,7 +27,7 @@ REBOOT_NEXT_STATE = "DOWN"
 # Alerts a reboot or a reset causes by itself, held (a silence) while the node is expected back.
 DEFAULT_EXPECTED_ALERTS = {
     "reboot": ("NodeUnreachable", "ExporterDown", "GpuMetricsMissing", "ExporterCollectionStale", "NvmlDown",
-               "XidWatcherDown", "InfinibandPortDown"),
+               "XidWatcherDown", "InfinibandPortDown", "FabricLinkDown"),
     "reset": ("GpuLost", "GpuCountDropped", "GpuMetricsMissing", "NvmlDown"),
 }
 # Placeholders a command or a PromQL check may use; filled only with validated values.

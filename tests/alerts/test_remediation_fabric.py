@@ -8,6 +8,7 @@ from __future__ import annotations
 from alerts.evaluator.vector import as_labels
 from alerts.model import Alert
 from remediation.ladder import PENDING_APPROVAL, REPAIR
+from remediation.suppress import AUTHOR
 from tests.alerts.remediation_helpers import T0, Harness
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
@@ -124,3 +125,18 @@ def test_a_malformed_cable_label_is_refused_not_queried():
     assert h.cluster.executed == [] and h.sent == []
     evidence_step = next(s for s in h.store.steps(1) if s.name == "evidence")
     assert evidence_step.status == "failed" and "peer: not a fabric switch, HCA or port name" in evidence_step.detail
+
+
+def test_a_reboot_by_clusterwatch_holds_its_node_cable_down_alert():
+    """The node's cable goes down with it, seen from the leaf: FabricLinkDown (instance = the node)
+    is one of the alerts a reboot causes on its own (expected_alerts.reboot), held until it is back."""
+    h = Harness(return_timeout="15m")
+    h.receive(Alert({"alertname": "GpuXidRebootRequired", "instance": "gpu-001", "gpu": "3", "severity": "critical"},
+                    starts_at=T0))
+    h.step()  # drained, idle: rebooted
+    (silence,) = [s for s in h.silences.list() if s.created_by == AUTHOR]
+    cable_down = _alert("FabricLinkDown", HOST_CABLE, link_type="host", instance="gpu-001", device="mlx5_0")
+    elsewhere = _alert("FabricLinkDown", {**HOST_CABLE, "peer": "gpu-002 mlx5_0"}, link_type="host",
+                       instance="gpu-002", device="mlx5_0")
+    assert h.silences.muted_by(cable_down, h.clock.now) == [silence.id]
+    assert not h.silences.muted_by(elsewhere, h.clock.now)
