@@ -24,7 +24,8 @@ CW.page(v => {
     kpi("interrupted jobs without a checkpoint signal", v.redone_unknown_jobs, v.redone_unknown_jobs ? "warn" : ""));
   const notes = v.notes.length ? el("ul", { class: "notes" }, v.notes.map(n => el("li", {}, n))) : null;
   const lost = el("table", { id: "lost-by-cause" }, el("tbody", {}, Object.entries(v.causes).map(([cause, title]) =>
-    el("tr", {}, el("th", { scope: "row" }, title), el("td", {}, hours(v.lost_gpu_hours[cause]) + " GPU-h")))));
+    el("tr", {}, el("th", { scope: "row" }, title), el("td", {}, hours(v.lost_gpu_hours[cause]) + " GPU-h"
+      + (cause === "redone_work" && v.redone_unknown_jobs ? `, plus unknown for ${v.redone_unknown_jobs} job(s) without a checkpoint signal` : ""))))));
   const lemons = table("lemons", [
     { key: "node", label: "node", render: r => el("a", { href: "/nodes/" + encodeURIComponent(r.node) + location.search }, r.node) },
     { key: "interruptions", label: "interruptions" },
