@@ -30,6 +30,17 @@ def _rows(client: QueryClient, query: str, at: float | None) -> list[dict[str, A
     return [{"labels": dict(series.labels), "value": series.value} for series in _series(result)]
 
 
+def _capture(client: QueryClient, queries: dict[str, str], at: float | None) -> dict[str, Any]:
+    """Each query's rows, or the error that stopped it: one failing query never loses the others."""
+    captured: dict[str, Any] = {}
+    for name, query in queries.items():
+        try:
+            captured[name] = _rows(client, query, at)
+        except (QueryError, OSError) as exc:
+            captured[name] = {"error": str(exc)}
+    return captured
+
+
 def _series(result: Any) -> list[Any]:
     # A scalar result has no series: for a check that counts as "no result", like Prometheus.
     return list(result.series)
@@ -44,12 +55,7 @@ def evidence(client: QueryClient, node: str, gpu: str | None, at: float | None =
         "xid_last": f'gpu_xid_last_code{{instance="{quote(node)}"}}',
         "gpu_metrics": f'{{__name__=~"gpu_.+", {selector}}}',
     }
-    captured: dict[str, Any] = {"node": node, "gpu": gpu, "queries": queries}
-    for name, query in queries.items():
-        try:
-            captured[name] = _rows(client, query, at)
-        except (QueryError, OSError) as exc:
-            captured[name] = {"error": str(exc)}
+    captured: dict[str, Any] = {"node": node, "gpu": gpu, "queries": queries, **_capture(client, queries, at)}
     info = captured.get("gpu_info")
     if isinstance(info, list) and info:
         captured["serial"] = info[0]["labels"].get("serial", "")
@@ -73,12 +79,7 @@ def fabric_evidence(client: QueryClient, cable: dict[str, str], alertname: str,
     else:
         queries |= {"identity": f"fabric_switch_info{{{selector}}}",
                     "health": f"fabric_link:health{{{selector}}} >= 1"}
-    captured: dict[str, Any] = {"cable": dict(cable), "queries": queries}
-    for name, query in queries.items():
-        try:
-            captured[name] = _rows(client, query, at)
-        except (QueryError, OSError) as exc:
-            captured[name] = {"error": str(exc)}
+    captured: dict[str, Any] = {"cable": dict(cable), "queries": queries, **_capture(client, queries, at)}
     identity = captured.get("identity")
     if isinstance(identity, list) and identity:
         labels = identity[0]["labels"]
