@@ -81,6 +81,32 @@ ACCOUNT_S = 1800.0
 ACCOUNT_LAG_S = goodput.AFTER_S
 
 
+EPISODE_AT = 300.0
+
+
+def episode_faults(nodes: int, seed: int, stream) -> list[PlannedFault]:
+    """``--episode``: instead of the drawn stream, one HBM fault that leaves the job running (a
+    pending row remap, which needs a GPU reset) 5 simulated minutes in, on a GPU of the largest
+    job running then with an hour of work or more left: one interruption, at the real intervals on the full fleet, where a month
+    cannot run. The job is found by running the same fleet and stream to that time in the arms'
+    own steps (no arm acts before a fault, so every arm has it there)."""
+    from simulator.fleet import Fleet
+    from simulator.workload import Workload
+
+    fleet = Fleet(nodes=nodes, seed=seed, speed=0, start=T0, warm=False)
+    try:
+        Workload(stream).attach(fleet)
+        while fleet.clock.now() < T0 + EPISODE_AT:
+            fleet.advance(SCRAPE_S)
+        running = [job for job in fleet.scheduler.jobs.values() if job.state == RUNNING and job.gpus]
+        job = max(running, key=lambda j: (j.run_seconds - j.progress >= 3600, j.total_gpus, -j.job_id))
+        node = sorted(job.gpus)[0]
+        return [PlannedFault(T0 + EPISODE_AT, "GPU HBM3 memory", {"kind": "row_remap", "state": "pending", "node": node,
+                                                                   "gpu": job.gpus[node][0]})]
+    finally:
+        fleet.stop()
+
+
 def policy_without_checkpoint() -> dict[str, Any]:
     """The shipped ladders less their ``checkpoint`` step: automation as it was before it."""
     raw = policy_module.yaml.safe_load(policy_module.DEFAULT_POLICY.read_text())
@@ -127,7 +153,9 @@ class CauseLedger(WorkLedger):
 
     def lost(self, job: SimJob, gpu_seconds: float) -> None:
         super().lost(job, gpu_seconds)
-        if job.fault_hit:
+        # A fault on the job's nodes during this run: its end is that fault's doing (a requeue of
+        # a job still running on a faulty GPU, too, which the simulator does not mark as hit).
+        if job.fault_hit or self.cause_of(job) != UNATTRIBUTED:
             cause = self._charge(job, gpu_seconds)
             self.interruptions[cause] = self.interruptions.get(cause, 0) + 1
         self._pending_loss[job.job_id] = gpu_seconds
@@ -302,15 +330,19 @@ def run_arm(arm: str, nodes: int, seed: int, days: float, faults: list[PlannedFa
 
 
 def run_month(arms: list[str], nodes: int = 140, seed: int = 1, days: float = 30.0, rate: str = "published",
-              faults: list[PlannedFault] | None = None, progress: bool = False) -> dict[str, ArmResult]:
-    """Every arm over the same streams; ``faults`` replaces the drawn stream (tests)."""
+              faults: list[PlannedFault] | None = None, progress: bool = False,
+              episode: bool = False) -> dict[str, ArmResult]:
+    """Every arm over the same streams; ``faults`` replaces the drawn stream (tests), as does
+    ``episode`` (``episode_faults``)."""
     from simulator.topology import build_topology
 
     topology = build_topology(nodes)
+    stream = month_stream(seed, nodes, T0, days * 86400)
+    if episode:
+        faults = episode_faults(nodes, seed, stream)
     if faults is None:
         faults = draw_faults(seed, [s.name for s in topology], topology[0].gpus, topology[0].ib_ports, T0,
                              days * 86400, rate)
-    stream = month_stream(seed, nodes, T0, days * 86400)
     return {arm: run_arm(arm, nodes, seed, days, faults, stream, progress) for arm in arms}
 
 
@@ -363,6 +395,8 @@ def main() -> int:
     parser.add_argument("--rate", choices=("published", "stress"), default="published")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--nodes", type=int, default=140)
+    parser.add_argument("--episode", action="store_true",
+                        help="one HBM fault (pending row remap) 5 minutes in on the largest job, instead of the stream")
     args = parser.parse_args()
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - set(ARMS))
@@ -372,7 +406,7 @@ def main() -> int:
     print(f"{args.nodes} nodes x 8 GPUs, {args.days:g} days, seed {args.seed}, rate {args.rate} ({SOURCE}): "
           f"{expected_count(args.rate, gpus, args.days):.1f} unexpected interruptions expected", flush=True)
     started = time.perf_counter()
-    results = run_month(arms, args.nodes, args.seed, args.days, args.rate, progress=True)
+    results = run_month(arms, args.nodes, args.seed, args.days, args.rate, progress=True, episode=args.episode)
     first = next((r for r in results.values() if r.available), None)
     if first is not None:
         print(f"faults drawn: {len(first.faults_injected)}; same stream in every arm: "
