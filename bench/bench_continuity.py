@@ -226,18 +226,14 @@ class Month(Day):
         now = self.fleet.clock.now()
         self._operator.append((now + operator_delay(now), len(self._operator), notification))
 
+    def evaluate_rules(self, now: float) -> None:
+        """Each group at its own interval, as ``serve`` runs them."""
+        self.evaluator.run_due(now)
+
     def step(self, now: float) -> None:
-        while self.schedule and self.schedule[0][0] <= now:
-            fault = self.fleet.inject(self.schedule.pop(0)[1])
-            self.result.fault_times.setdefault(fault.node, fault.started_at)
+        self.inject_due(now)
         self._account(now)
-        if now >= self._next_scrape:
-            self._next_scrape += self.scrape_s
-            self.scrape(now)
-            self.evaluator.run_due(now)
-            self.result.cycles += 1
-            if self.result.cycles % 40 == 0:
-                self.store.apply_retention(int(now * 1000))
+        self.scrape_if_due(now)
         self.pipeline.flush()
         self.pipeline.deliver()
         while self._operator and self._operator[0][0] <= now:

@@ -216,21 +216,31 @@ class Day:
         self.store.append_scrape("scheduler", stamp, rows)
 
     def step(self, now: float) -> None:
-        while self.schedule and self.schedule[0][0] <= now:
-            fault = self.fleet.inject(self.schedule.pop(0)[1])
-            self.result.fault_times.setdefault(fault.node, fault.started_at)
+        self.inject_due(now)
         if self.engine is not None:
-            if now >= self._next_scrape:
-                self._next_scrape += self.scrape_s
-                self.scrape(now)
-                self.evaluator.evaluate(now)
-                self.result.cycles += 1
-                if self.result.cycles % 10 == 0:
-                    self.store.apply_retention(int(now * 1000))
+            self.scrape_if_due(now)
             self.pipeline.flush()
             self.pipeline.deliver()
             self.engine.evaluate()
         self._count_out_of_service()
+
+    def inject_due(self, now: float) -> None:
+        while self.schedule and self.schedule[0][0] <= now:
+            fault = self.fleet.inject(self.schedule.pop(0)[1])
+            self.result.fault_times.setdefault(fault.node, fault.started_at)
+
+    def scrape_if_due(self, now: float) -> None:
+        if now >= self._next_scrape:
+            self._next_scrape += self.scrape_s
+            self.scrape(now)
+            self.evaluate_rules(now)
+            self.result.cycles += 1
+            if self.result.cycles % 10 == 0:
+                self.store.apply_retention(int(now * 1000))
+
+    def evaluate_rules(self, now: float) -> None:
+        """Every group at every scrape (``--scrape`` stands for all their intervals here)."""
+        self.evaluator.evaluate(now)
 
     def _count_out_of_service(self) -> None:
         nodes = self.fleet.scheduler.nodes.values()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from simulator.jobs import BEHAVIOURS, HELD_UNUSED, IDLE, NAMES, SHAPES, STRAGGLER, TRAIN, USERS
-from simulator.workload import FIRST_JOB_ID, JobSpec
+from simulator.jobs import NAMES, SHAPES, TRAIN, USERS
+from simulator.workload import FIRST_JOB_ID, JobSpec, draw_run
 
 LARGE_NODES = (8, 16, 32, 64)
 LARGE_WORK_DAYS = (1.0, 4.0)
@@ -43,14 +43,7 @@ def month_stream(seed: int, nodes: int, start: float, duration: float, gpus_per_
     while at < start + duration:
         gpus, count, _ = rng.choices(shapes, weights=[w for *_, w in shapes])[0]
         user, account = rng.choice(USERS[2:])
-        behaviour = rng.choices([b for b, _ in BEHAVIOURS], weights=[w for _, w in BEHAVIOURS])[0]
-        if behaviour == STRAGGLER and gpus * count < 2:
-            behaviour = TRAIN
-        if behaviour == HELD_UNUSED and gpus < 2:
-            behaviour = IDLE
-        time_limit = rng.choice((4, 12, 24, 48)) * 3600.0
-        work = min(time_limit * 0.6, max(600.0, rng.lognormvariate(9.2, 0.8)))
-        hang_after = rng.uniform(300, 3600) if behaviour == "hung" else 0.0
+        behaviour, time_limit, work, hang_after = draw_run(rng, gpus, count)
         partition = "debug" if count == 1 and rng.random() < 0.08 else "batch"
         specs.append((at, dict(name=rng.choice(NAMES[account]), user=user, account=account, partition=partition,
                                gpus_per_node=gpus, num_nodes=count, work_seconds=work, time_limit=time_limit,

@@ -68,6 +68,21 @@ class JobSpec:
                       behaviour=self.behaviour, hang_after=self.hang_after, straggler_pick=self.straggler_pick)
 
 
+def draw_run(rng: random.Random, gpus: int, count: int) -> tuple[str, float, float, float]:
+    """How a job of ``count`` nodes x ``gpus`` GPUs behaves (simulator/jobs.py), its time limit, its
+    work (seconds at full speed) and when it hangs if it does; drawn from ``rng`` in that order."""
+    behaviour = rng.choices([b for b, _ in BEHAVIOURS], weights=[w for _, w in BEHAVIOURS])[0]
+    if behaviour == STRAGGLER and gpus * count < 2:
+        behaviour = TRAIN
+    if behaviour == HELD_UNUSED and gpus < 2:
+        behaviour = IDLE
+    time_limit = rng.choice((4, 12, 24, 48)) * 3600.0
+    # A job asks for more time than it needs (a straggler runs at 0.7 of full speed).
+    work = min(time_limit * 0.6, max(600.0, rng.lognormvariate(9.2, 0.8)))  # median ~2.8 h
+    hang_after = rng.uniform(300, 3600) if behaviour == HUNG else 0.0
+    return behaviour, time_limit, work, hang_after
+
+
 def fixed_stream(seed: int, nodes: int, start: float, duration: float, gpus_per_node: int = 8,
                  load: float = 0.8, first_job_id: int = FIRST_JOB_ID) -> list[JobSpec]:
     """The day's submissions, drawn from ``seed`` alone: on average ``load`` of the cluster's GPUs'
@@ -83,15 +98,7 @@ def fixed_stream(seed: int, nodes: int, start: float, duration: float, gpus_per_
         gpus, count, _ = rng.choices(shapes, weights=[w for *_, w in shapes])[0]
         partition = "debug" if count == 1 and rng.random() < 0.08 else "batch"
         user, account = rng.choice(USERS)
-        behaviour = rng.choices([b for b, _ in BEHAVIOURS], weights=[w for _, w in BEHAVIOURS])[0]
-        if behaviour == STRAGGLER and gpus * count < 2:
-            behaviour = TRAIN
-        if behaviour == HELD_UNUSED and gpus < 2:
-            behaviour = IDLE
-        time_limit = rng.choice((4, 12, 24, 48)) * 3600.0
-        # A job asks for more time than it needs (a straggler runs at 0.7 of full speed).
-        work = min(time_limit * 0.6, max(600.0, rng.lognormvariate(9.2, 0.8)))  # median ~2.8 h
-        hang_after = rng.uniform(300, 3600) if behaviour == HUNG else 0.0
+        behaviour, time_limit, work, hang_after = draw_run(rng, gpus, count)
         specs.append(JobSpec(first_job_id + len(specs), now, rng.choice(NAMES[account]), user, account, partition,
                              gpus, count, work, time_limit, behaviour, hang_after, rng.random()))
         now += rng.uniform(0.5, 1.5) * work * gpus * count / (capacity * load)
