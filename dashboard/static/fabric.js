@@ -69,8 +69,11 @@ function graph(v) {
       h ? `${g.switches[g.edge_a[j]]} – ${g.switches[g.edge_b[j]]}: ${HEALTH[h] || h} (${g.edge_links[j]} cable(s))` : null));
   }
   root.append(edges);
-  g.switches.forEach((name, i) => {
-    const p = pos[i], h = g.worst[i];
+  // Healthy switches first, bad ones on top and at least 5 px wide: at 2,048 leaves a switch is
+  // under a pixel, and the bad ones are what the page is for.
+  const drawOrder = g.switches.map((_, i) => i).sort((a, b) => g.worst[a] - g.worst[b]);
+  for (const i of drawOrder) {
+    const name = g.switches[i], h = g.worst[i], p = h ? { ...pos[i], w: Math.max(5, pos[i].w) } : pos[i];
     const rect = svg("rect", { x: p.x - p.w / 2, y: p.y, width: p.w, height: 16, rx: 2, class: "sw h" + h, "data-switch": name, tabindex: 0 },
       `${name}: ${g.bad[i] ? g.bad[i] + " bad cable(s), worst " + HEALTH[h] : "all cables healthy"}`);
     rect.addEventListener("click", () => { location.href = switchHref(name); });
@@ -79,7 +82,7 @@ function graph(v) {
     if (g.hosts[i]) root.append(svg("rect", { x: p.x - p.w / 2, y: p.y + 22, width: p.w, height: 8, class: "hostbar h" + g.hosts_worst[i], "data-leaf": name },
       `${name}: ${g.hosts[i]} host cable(s), ${g.hosts_bad[i]} bad`));
     if (p.w >= 40) root.append(label(p.x - p.w / 2, p.y + 42, name));
-  });
+  }
   const note = g.edges === "bad"
     ? `${Object.entries(g.isl_by_tiers).map(([k, n]) => `${n} ${k} cables`).join(", ")}: only the ${g.edge_a.length} switch pairs with a bad cable are drawn${g.edges_omitted ? ` (${g.edges_omitted} cables not drawn)` : ""}.`
     : `${g.edge_a.length} switch pairs, each coloured by its worst cable; under each leaf its host cables, coloured by the worst.`;

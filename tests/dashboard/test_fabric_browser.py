@@ -83,3 +83,20 @@ def test_a_node_page_links_to_its_cable_and_switch(server, tree, page):
     own = page.locator("#ports tbody tr").nth(int(port) - 1).inner_text()
     assert "gpu-00014" in own and "down" in own
     assert page.errors == [] and page.foreign == []
+
+
+def test_at_16384_nodes_the_graph_draws_every_switch_and_only_the_bad_pairs(page):
+    big = fat_tree(16_384, hosts_per_leaf=8, spines_per_pod=8, gpu_jobs=False)  # the simulator's shape
+    switches = len(big.leaves) + len(big.spines) + len(big.cores)
+    ctx = DashboardContext(LocalQueryClient(Engine(big.store)), clock=lambda: big.last)
+    with served(build_app([dashboard_component(ctx)])) as base:
+        page.goto(f"{base}/fabric?refresh=0")
+        page.wait_for_selector("#fabric-graph rect.sw", timeout=60_000)
+        assert page.locator("#fabric-graph rect.sw").count() == switches == 2_816
+        assert page.locator("#fabric-graph line").count() == 1  # the flapping leaf-spine pair, nothing healthy
+        leaf, _, spine, _ = big.faults[1].link
+        assert page.get_attribute(f'#fabric-graph line[data-a="{leaf}"][data-b="{spine}"]', "class") == "e3"
+        assert "only the 1 switch pairs with a bad cable are drawn" in page.inner_text("#graph-note")
+        assert page.locator("#worst tbody tr").count() == 3
+        shot(page, "fabric-16384")
+    assert page.errors == [] and page.foreign == []
