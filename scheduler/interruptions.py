@@ -75,7 +75,9 @@ class InterruptionLedger:
                     continue
                 found = interruption_of(old, job, previous.taken_at, snapshot.taken_at)
                 if found is not None:
-                    self._records[(found.job_id, found.ordinal)] = found
+                    # The first sighting stands: a job seen NODE_FAIL and then requeued (PENDING,
+                    # its count one up) is one interruption, at the failure's time.
+                    self._records.setdefault((found.job_id, found.ordinal), found)
             self._expire(snapshot.taken_at)
         return snapshot
 

@@ -58,6 +58,13 @@ def test_a_node_failure_end_uses_slurms_end_time_and_planned_ends_are_not_interr
         assert ledger_after(snap(1000, RUNNING), snap(1015, replace(RUNNING, state=planned))).records() == ()
 
 
+def test_a_failure_then_its_requeue_seen_on_the_next_poll_is_one_interruption_at_the_failure():
+    failed = replace(RUNNING, state="NODE_FAIL", end_time=1009.0)
+    requeued = replace(RUNNING, state="PENDING", nodes=(), restart_count=1)
+    records = ledger_after(snap(1000, RUNNING), snap(1015, failed), snap(1030, requeued)).records()
+    assert [(r.ordinal, r.time, r.state, r.nodes) for r in records] == [(1, 1009.0, "NODE_FAIL", ("gpu-001", "gpu-002"))]
+
+
 def test_a_restart_count_seen_on_the_first_poll_is_not_given_an_invented_time():
     assert ledger_after(snap(1000, replace(RUNNING, restart_count=3))).records() == ()
 
