@@ -19,9 +19,10 @@ Where the numbers come from, all through the query interface:
 - The cause of an interruption is the alert (pending or firing) on one of the job's nodes in the
   hour before it or the quarter hour after: its name (and XID) gives the root-cause class; with no
   such alert it is "unknown", never guessed.
-- Work redone after an interruption is the time since the job's last finished checkpoint, read
-  from the checkpoint contract's mark (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``,
-  scheduler/checkpoint.py) at the interruption. A job that does not
+- Work redone after an interruption is the time since the job's last finished checkpoint (or since
+  the run started, if later), read from the checkpoint contract's mark
+  (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``, scheduler/checkpoint.py) and
+  ``slurm_job_start_time_seconds`` at the interruption. A job that does not
   report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an upper bound.
 """
 from __future__ import annotations
@@ -109,7 +110,8 @@ EVIDENCE_BEFORE = "1h"  # an alert this long before an interruption can explain 
 EVIDENCE_AFTER = "15m"  # ... and one this long after (a node's unreachability fires after its `for`)
 AFTER_S = parse_duration(EVIDENCE_AFTER)
 EVIDENCE_WINDOW = format_duration(round(parse_duration(EVIDENCE_BEFORE) + AFTER_S))
-CHECKPOINT_LOOKBACK = "1d"
+CHECKPOINT_LOOKBACK = "1d"  # a mark older than this is no signal: jobs checkpoint hourly or more often
+RUN_START_LOOKBACK = "1h"  # slurm_job_start_time_seconds is exposed while the job runs
 MAX_INTERRUPTIONS = 1_000  # explained one by one (a few queries each); beyond it counted, not explained
 LEMONS_SHOWN = 20
 
@@ -295,10 +297,21 @@ def _evidence(client: QueryClient, job_id: str, at: float) -> tuple[tuple[str, .
     return nodes, found
 
 
-def _checkpoint(client: QueryClient, job_id: str, at: float) -> float | None:
-    result = client.instant(f'last_over_time({CHECKPOINT_METRIC}{{job_id="{job_id}"}}[{CHECKPOINT_LOOKBACK}])', at)
+def _latest(client: QueryClient, metric: str, job_id: str, window: str, at: float) -> float | None:
+    result = client.instant(f'last_over_time({metric}{{job_id="{job_id}"}}[{window}])', at)
     values = [value for _, value in result.samples() if value <= at]
     return max(values) if values else None
+
+
+def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
+    """The work an interruption at ``at`` threw away: the time since the last finished checkpoint,
+    or since the run started where that is later (a checkpoint of an earlier run is where this run
+    began, and its restart wait is counted as such, not again here). None: no checkpoint signal."""
+    checkpoint = _latest(client, CHECKPOINT_METRIC, job_id, CHECKPOINT_LOOKBACK, at)
+    if checkpoint is None:
+        return None
+    started = _latest(client, "slurm_job_start_time_seconds", job_id, RUN_START_LOOKBACK, at)
+    return max(0.0, at - max(checkpoint, started or checkpoint))
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
@@ -308,10 +321,8 @@ def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: 
     cause, evidence = UNKNOWN, None
     if found:
         cause, evidence = min(found, key=lambda ce: (CLASS_PRECEDENCE.index(ce[0]), ce[1].instance, ce[1].gpu))
-    checkpoint = _checkpoint(client, job_id, time)
-    redone = max(0.0, time - checkpoint) if checkpoint is not None else None
     return Interruption(job_id, ordinal, time, state, cause, evidence.instance if evidence else "", evidence,
-                        nodes, redone)
+                        nodes, redone_seconds(client, job_id, time))
 
 
 def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Accounting:

@@ -64,6 +64,7 @@ class History:
         self.spell("slurm_job_gpus", 0, MINUTES - 1, float(gpus), job_id=job_id)
         for first, last, nodes in running:
             self.spell("slurm_job_info", first, last, 1.0, job_id=job_id, state="RUNNING", user="alice")
+            self.spell("slurm_job_start_time_seconds", first, last, at(first), job_id=job_id)
             for node in nodes:
                 for gpu in range(gpus // len(nodes)):
                     self.spell("slurm_job_gpu_info", first, last, 1.0, job_id=job_id, instance=node, gpu=str(gpu))

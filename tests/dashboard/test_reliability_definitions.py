@@ -9,9 +9,10 @@ import promql_parser as pp
 import pytest
 
 from alerts.evaluator import load_rule_files
-from dashboard.goodput import CLASSES, GROUP, INTERVAL_S, RELIABILITY_RULES, account, cause_class
+from dashboard.goodput import CLASSES, GROUP, INTERVAL_S, RELIABILITY_RULES, account, cause_class, redone_seconds
+from scheduler.checkpoint import CHECKPOINT_METRIC
 from tests.dashboard.reliability_data_set import (EXPECTED_CLUSTER_ETTR, EXPECTED_ETTR, EXPECTED_LOST_GPU_MINUTES,
-                                                  RANGE, RULES, evaluated_history, history)
+                                                  RANGE, RULES, History, at, evaluated_history, history)
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
@@ -57,6 +58,19 @@ def test_without_a_checkpoint_signal_redone_work_is_unknown_not_zero(accounting)
     # Jobs never interrupted have nothing to redo: known, 0.
     assert accounting.jobs["204"].lost_gpu_seconds["redone_work"] == 0.0 and accounting.jobs["204"].redone_known
     assert accounting.redone_unknown_jobs() == 1
+
+
+def test_redone_work_counts_from_the_runs_start_when_its_last_checkpoint_is_older():
+    """A run restarted (at 40 m) from a checkpoint of the earlier run (10 m) and interrupted at 60 m
+    redid 20 minutes, not the 50 since the checkpoint: the 10 m-40 m were the earlier run's redone
+    work and the restart wait, counted there."""
+    h = History()
+    h.job("301", 4, running=[(0, 29, ("n1",)), (40, 79, ("n2",))], pending=[(30, 39)], restarts=[(30, 79, 1)])
+    h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="301", instance="n1")
+    client = LocalQueryClient(Engine(h.store()))
+    assert redone_seconds(client, "301", at(60)) == 20 * 60
+    assert redone_seconds(client, "301", at(25)) == 15 * 60
+    assert redone_seconds(client, "999", at(60)) is None
 
 
 def test_cluster_ettr_is_gpu_hour_weighted(accounting):
