@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 import dashboard.definitions as definitions
 from dashboard.context import DashboardContext
 from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus, gpus_present,
+                                   idle_gpus,
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
 from dashboard.promql import GpuKey, GpuSamples, gpu_samples, scalars
@@ -60,7 +61,8 @@ QUERY_THREADS = 4  # the overview's queries in flight at once
 # Idle (docs/architecture.md#definitions): allocated and below 1% for the whole range. The engine returns only the GPUs
 # below 1% (allocated or free); the allocation is matched here. (Joining with the job mapping in
 # the engine returns fewer series but costs two more selections of every GPU: slower, measured.)
-IDLE = "max by (instance, gpu) (max_over_time(gpu_utilization_ratio[{window}])) < " + str(IDLE_BELOW)
+# Each GPU by its own measure (SM activity where it has GPM, else utilisation): idle_gpus().
+IDLE = "max by (instance, gpu) (" + idle_gpus("{window}") + ")"
 
 
 class Kpis(BaseModel):

@@ -40,8 +40,8 @@ NODE_COLORS: dict[str, tuple[str | None, float, str, tuple[float, float] | None,
     "status": (None, 1.0, "", None, "the node's status: down, GPU fault, drained, allocated or idle"),
 }
 # What the KPIs at scale mean where they differ from the per-GPU overview's (shown in the page).
-IDLE_NOW = (f"allocated GPUs whose peak utilisation over the last {IDLE_WINDOW} stayed below {IDLE_BELOW:.0%} "
-            "(now, not over the page's range)")
+IDLE_NOW = (f"allocated GPUs whose peak activity (SM activity where the GPU has it, else utilisation) over the "
+            f"last {IDLE_WINDOW} stayed below {IDLE_BELOW:.0%} (now, not over the page's range)")
 MEAN_UTILIZATION = "mean of the nodes' mean GPU utilisation now, weighted by their GPUs"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from dashboard.context import DashboardContext
-from dashboard.definitions import IDLE_BELOW
+from dashboard.definitions import idle_gpus
 from dashboard.params import TimeRange
 from dashboard.promql import by_label
 from dashboard.views.jobs import job_records
@@ -36,7 +36,7 @@ def users(ctx: DashboardContext, tr: TimeRange) -> UsersView:
     client, at, w = ctx.query, tr.end, tr.window
     step = int(max(60, tr.seconds // 360))
     held = f"max by (job_id) (sum_over_time(count by (job_id) (gpu_job_info)[{w}:{step}s]))"
-    idle = (f"max by (job_id) (sum_over_time(count by (job_id) ((gpu_utilization_ratio < {IDLE_BELOW})"
+    idle = (f"max by (job_id) (sum_over_time(count by (job_id) (({idle_gpus()})"
             f" * on (instance, gpu) group_left (job_id) gpu_job_info)[{w}:{step}s]))")
     used_steps = by_label(client.instant(held, at), "job_id")
     idle_steps = by_label(client.instant(idle, at), "job_id")
