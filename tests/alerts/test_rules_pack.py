@@ -211,3 +211,19 @@ def test_job_rules_are_the_dashboards_definitions():
     for name, (expr, for_) in JOB_RULES.items():
         assert str(pp.parse(rules[name].expr)) == str(pp.parse(expr)), name
         assert rules[name].for_s == (parse_duration(for_) if for_ else 0.0), name
+
+
+def test_job_alert_texts_name_each_measure_and_its_threshold():
+    """The efficiency and straggler alerts say which measure they read (SM activity or utilisation,
+    docs/architecture.md#definitions) and quote that measure's threshold: a threshold changed in
+    dashboard/definitions.py without the text is a red test."""
+    from dashboard.definitions import MEASURES
+
+    rules = {rule.name: rule for group in load_rule_files(RULE_FILES) for rule in group.rules}
+    for name, threshold in (("JobGpuEfficiencyLow", "efficiency_low_below"),
+                            ("GpuStragglerUtilization", "straggler_busy_above")):
+        text = rules[name].annotations["description"]
+        for measure in MEASURES.values():
+            assert f'eq $labels.measure "{measure.name}"' in text or measure.name == "utilization", name
+            assert measure.title in text, (name, measure.title)
+            assert f"{getattr(measure, threshold):.0%}" in text, (name, measure.name)
