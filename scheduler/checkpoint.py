@@ -32,8 +32,7 @@ def signal_name(value: object) -> str | None:
     """``"SIGUSR1"``/``"usr1"`` -> ``"USR1"`` when it is an allowed signal, else None."""
     if not isinstance(value, str):
         return None
-    name = value.strip().upper()
-    name = name[3:] if name.startswith("SIG") else name
+    name = value.strip().upper().removeprefix("SIG")
     return name if name in SIGNALS else None
 
 

@@ -23,7 +23,8 @@ from remediation.store import RemediationStore
 from scheduler import build_scheduler
 from scheduler.checkpoint import textfile_name
 from tests.alerts.remediation_helpers import alert
-from tests.scheduler.slurm_cluster import started_slurm
+from tests.realcomponents import until
+from tests.scheduler.slurm_cluster import ToolSpy, started_slurm
 from tsdb.client import LocalQueryClient
 from tsdb.exposition import parse_exposition
 from tsdb.promql.engine import Engine
@@ -49,19 +50,6 @@ while kill -0 "$train" 2>/dev/null; do wait "$train"; done
 @pytest.fixture(scope="module")
 def slurm():
     yield from started_slurm()
-
-
-class ScancelSpy:
-    """Wraps the adapter's runner to record every scancel call that really ran."""
-
-    def __init__(self, runner) -> None:
-        self.runner = runner
-        self.calls: list[list[str]] = []
-
-    def run(self, tool, args, timeout):
-        if tool == "scancel":
-            self.calls.append(list(args))
-        return self.runner.run(tool, args, timeout)
 
 
 class ScrapedTextfiles:
@@ -105,18 +93,6 @@ def _job(adapter, job_id: str):
     return next((job for job in adapter.snapshot().jobs if job.job_id == job_id), None)
 
 
-def _until(check, what: str, timeout: float = 60.0, every=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if every is not None:
-            every()
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_job_checkpoints_on_the_signal_and_the_requeue_follows(slurm, tmp_path):
     textfiles = slurm.root / "jobs" / "textfile"
     textfiles.mkdir(mode=0o777, exist_ok=True)
@@ -124,20 +100,21 @@ def test_the_job_checkpoints_on_the_signal_and_the_requeue_follows(slurm, tmp_pa
     script.write_text(JOB_SCRIPT.format(textfile_dir=textfiles))
     adapter = build_scheduler("slurm-cli", command_prefix=slurm.prefix, env={"SLURM_CONF": slurm.env["SLURM_CONF"]},
                               min_interval=0.2, timeout=30)
-    adapter.backend.runner = spy = ScancelSpy(adapter.backend.runner)
+    adapter.backend.runner = spy = ToolSpy(adapter.backend.runner, "scancel")
     slurm.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=False)
     job_id = slurm.run("sbatch", "--parsable", "--gres=gpu:1", str(script)).stdout.strip().split(";")[0]
     try:
-        running = _until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "RUNNING" and job,
-                         "the job running")
+        running = until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "RUNNING" and job,
+                        60, "the job running")
         [gpu] = running.gpu_indices["localhost"]
         engine = _engine(adapter, ScrapedTextfiles(textfiles))
         engine.receive([alert(node="localhost", gpu=str(gpu))])
         assert spy.calls == [["--signal=USR1", "--batch", job_id]]
         assert engine.store.case(1).current_step == "checkpoint", "waits for the mark, no requeue yet"
 
-        _until(lambda: engine.store.case(1).current_step != "checkpoint", "the checkpoint to land",
-               every=engine.evaluate)
+        # Each poll is one engine evaluation, as the engine's loop makes them.
+        until(lambda: engine.evaluate() or engine.store.case(1).current_step != "checkpoint", 60,
+              "the checkpoint to land")
         mark = (textfiles / textfile_name(job_id)).read_text()
         assert f'clusterwatch_job_checkpoint_timestamp_seconds{{job_id="{job_id}"}}' in mark
         results = [(e.action, e.job_id, e.result) for e in reversed(engine.store.audit_entries(case_id=1))
@@ -146,8 +123,8 @@ def test_the_job_checkpoints_on_the_signal_and_the_requeue_follows(slurm, tmp_pa
         assert results[-2][:2] == ("checkpoint", job_id) and results[-2][2].startswith("landed at ")
         assert results[-1] == ("requeue", job_id, "done")
 
-        requeued = _until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "PENDING" and job,
-                          "the job back in the queue")
+        requeued = until(lambda: (job := _job(adapter, job_id)) is not None and job.state == "PENDING" and job,
+                         60, "the job back in the queue")
         assert requeued.nodes == ()
         shown = slurm.run("scontrol", "show", "job", job_id).stdout
         assert "Restarts=1" in shown and "JobState=PENDING" in shown

@@ -241,6 +241,21 @@ def _terminate(pid: int) -> None:
         pass
 
 
+class ToolSpy:
+    """Wraps an adapter's command runner to record the arguments of every call of one Slurm tool
+    (``scontrol``, ``scancel``) that really ran."""
+
+    def __init__(self, runner, tool: str) -> None:
+        self.runner = runner
+        self.tool = tool
+        self.calls: list[list[str]] = []
+
+    def run(self, tool, args, timeout):
+        if tool == self.tool:
+            self.calls.append(list(args))
+        return self.runner.run(tool, args, timeout)
+
+
 SLURM_BINARIES = ("slurmctld", "slurmd", "squeue", "sinfo", "scontrol", "sbatch", "munged", "munge",
                   "unshare", "nsenter", "ip")
 

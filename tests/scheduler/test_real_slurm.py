@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scheduler import ActionRefused, build_scheduler
-from tests.scheduler.slurm_cluster import started_slurm
+from tests.scheduler.slurm_cluster import ToolSpy, started_slurm
 
 pytestmark = pytest.mark.real_component
 
@@ -24,25 +24,12 @@ def slurm():
     yield from started_slurm()
 
 
-class ScontrolSpy:
-    """Wraps the adapter's runner to record every scontrol call that really ran."""
-
-    def __init__(self, runner) -> None:
-        self.runner = runner
-        self.calls: list[list[str]] = []
-
-    def run(self, tool, args, timeout):
-        if tool == "scontrol":
-            self.calls.append(list(args))
-        return self.runner.run(tool, args, timeout)
-
-
 @pytest.fixture
 def adapter(slurm):
     # Nothing test-specific in the adapter: only the namespace prefix and the config path.
     adapter = build_scheduler("slurm-cli", command_prefix=slurm.prefix, env={"SLURM_CONF": slurm.env["SLURM_CONF"]},
                               min_interval=0.2, timeout=30)
-    adapter.backend.runner = ScontrolSpy(adapter.backend.runner)
+    adapter.backend.runner = ToolSpy(adapter.backend.runner, "scontrol")
     slurm.run("scancel", "--user=root", check=False)
     wait_for(adapter, lambda snap: not active_jobs(snap) and node(snap).state == "IDLE" and not node(snap).drain,
              "idle node without jobs", on_timeout=lambda: slurm.run("scontrol", "update", "NodeName=localhost",
