@@ -92,3 +92,32 @@ def test_the_adapter_exposes_each_interruption_and_the_restart_count():
     assert samples[("slurm_job_interruption_time_seconds",
                     (("interruption", "1"), ("job_id", "7"), ("state", "PENDING")))] == 1015.0
     assert samples[("slurm_job_restart_count", (("job_id", "7"),))] == 1
+
+
+def test_the_simulators_node_failure_and_requeue_are_recorded_from_its_squeue_json():
+    """The simulated Slurm face's squeue JSON (restart_cnt and all) through the real parser: a node
+    that stops responding fails its job (NODE_FAIL, requeued at once): one interruption, on that node."""
+    from simulator import slurm_face
+    from simulator.jobs import TRAIN, JobGenerator, SimJob
+    from simulator.scheduler import SimScheduler
+    from simulator.topology import build_topology
+
+    t0 = 1_800_000_000.0
+    sim = SimScheduler(build_topology(2), JobGenerator(1, 2, 8), t0, queue_target=0)
+    sim.jobs[1] = SimJob(1, "train", "alice", "llm", "batch", 8, 1, 86400.0, t0, 3600.0, TRAIN)
+    ledger = InterruptionLedger()
+
+    def poll(at: float) -> None:
+        jobs = tuple(j for j in parse_jobs(slurm_face.squeue(sim)) if j.job_id == "1")
+        ledger.observe(SchedulerSnapshot(jobs=jobs, nodes=(), taken_at=at, source=SourceInfo("simulator")))
+
+    sim.tick(t0 + 1)
+    poll(t0 + 1)
+    node = sim.jobs[1].nodes[0]
+    sim.set_responding(node, False)
+    poll(t0 + 16)
+    sim.tick(t0 + 20)
+    poll(t0 + 31)
+    [record] = ledger.records()
+    assert (record.job_id, record.ordinal, record.nodes) == ("1", 1, (node,))
+    assert t0 + 1 < record.time <= t0 + 16
