@@ -279,39 +279,36 @@ def _interruption_records(client: QueryClient, tr: TimeRange, selector: str) -> 
 
 
 def _evidence(client: QueryClient, job_id: str, at: float) -> tuple[tuple[str, ...], list[tuple[str, Evidence]]]:
-    """The job's nodes before ``at`` and the classified alerts on them around it."""
+    """The job's nodes before ``at`` and the classified alerts on them around it, in one query:
+    the alerts on the nodes, ``or`` the nodes themselves (the series without an alert name)."""
     held = (f'max by (instance) (max_over_time(slurm_job_gpu_info{{job_id="{job_id}"}}[{EVIDENCE_BEFORE}]'
             f" offset {EVIDENCE_AFTER}))")
-    nodes = tuple(sorted(labels["instance"] for labels, _ in client.instant(held, at + AFTER_S).samples()
-                         if "instance" in labels))
-    if not nodes:
-        return (), []
-    alerts = client.instant(f"max by (alertname, instance, gpu, xid) (max_over_time(ALERTS[{EVIDENCE_WINDOW}]))"
-                            f" and on (instance) {held}", at + AFTER_S)
-    found = []
-    for labels, _ in alerts.samples():
-        cls = cause_class(labels.get("alertname", ""), labels)
-        if cls is not None:
+    result = client.instant(f"(max by (alertname, instance, gpu, xid) (max_over_time(ALERTS[{EVIDENCE_WINDOW}]))"
+                            f" and on (instance) {held}) or {held}", at + AFTER_S)
+    nodes, found = set(), []
+    for labels, _ in result.samples():
+        if "alertname" not in labels:
+            nodes.add(labels.get("instance", ""))
+        elif (cls := cause_class(labels["alertname"], labels)) is not None:
             found.append((cls, Evidence(labels["alertname"], labels.get("instance", ""), labels.get("gpu", ""),
                                         labels.get("xid", ""))))
-    return nodes, found
-
-
-def _latest(client: QueryClient, metric: str, job_id: str, window: str, at: float) -> float | None:
-    result = client.instant(f'last_over_time({metric}{{job_id="{job_id}"}}[{window}])', at)
-    values = [value for _, value in result.samples() if value <= at]
-    return max(values) if values else None
+    return tuple(sorted(nodes - {""})), found
 
 
 def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     """The work an interruption at ``at`` threw away: the time since the last finished checkpoint,
     or since the run started where that is later (a checkpoint of an earlier run is where this run
-    began, and its restart wait is counted as such, not again here). None: no checkpoint signal."""
-    checkpoint = _latest(client, CHECKPOINT_METRIC, job_id, CHECKPOINT_LOOKBACK, at)
-    if checkpoint is None:
+    began, and its restart wait is counted as such, not again here). None: no checkpoint signal.
+    One query: the latest checkpoint mark and the run's start time, told apart by a label."""
+    selector = f'{{job_id="{job_id}"}}'
+    result = client.instant(
+        f'label_replace(max(last_over_time({CHECKPOINT_METRIC}{selector}[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
+        f' or label_replace(max(last_over_time(slurm_job_start_time_seconds{selector}[{RUN_START_LOOKBACK}])),'
+        ' "of", "start", "", "")', at)
+    latest = {labels.get("of"): min(value, at) for labels, value in result.samples()}
+    if "checkpoint" not in latest:
         return None
-    started = _latest(client, "slurm_job_start_time_seconds", job_id, RUN_START_LOOKBACK, at)
-    return max(0.0, at - max(checkpoint, started or checkpoint))
+    return max(0.0, at - max(latest["checkpoint"], latest.get("start", latest["checkpoint"])))
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
