@@ -1,6 +1,6 @@
 """The fabric page at 16,384 nodes (issue 19 item 5): server time and payload of ``/api/fabric``,
 ``/fabric`` and a leaf's, a spine's and a core switch's page over a generated three-tier fat-tree
-of 49,152 cables (tests/dashboard/fabric_fleet.py): by default the simulator's reference shape
+of 49,152 cables (bench/fabric_fleet.py): by default the simulator's reference shape
 (simulator/fabric.py: a leaf of 8 nodes per rack, 2,048 leaves, 512 spines, 256 cores), with
 ``--hosts-per-leaf 32 --spines-per-pod 32`` 512 leaves of 32, 512 spines, 1,024 cores; whose
 ``fabric_switch_info``, ``fabric_link_info`` and ``fabric-links`` recorded series are written
@@ -60,7 +60,7 @@ def run(nodes: int, repeats: int, storm: int, hosts_per_leaf: int, spines_per_po
     from cwkernel.server import build_app
     from dashboard.component import dashboard_component
     from dashboard.context import DashboardContext
-    from tests.dashboard.fabric_fleet import fat_tree
+    from bench.fabric_fleet import fat_tree
     from tsdb.client import LocalQueryClient
     from tsdb.promql.engine import Engine
 

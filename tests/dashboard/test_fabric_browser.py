@@ -12,7 +12,7 @@ from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from tests.dashboard.chromium import served, shot
-from tests.dashboard.fabric_fleet import fat_tree
+from bench.fabric_fleet import fat_tree
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 

@@ -16,7 +16,7 @@ from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.params import TimeRange
 from dashboard.views.fabric import fabric
-from tests.dashboard.fabric_fleet import STEP, fat_tree
+from bench.fabric_fleet import STEP, fat_tree
 from tests.dashboard.query_log import RecordingClient
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine

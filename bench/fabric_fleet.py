@@ -1,9 +1,11 @@
 """A generated InfiniBand fat-tree in an embedded store, as the fabric contract (issue 19) exposes
 it: ``fabric_switch_info``, ``fabric_link_info`` and the ``fabric-links`` group's recorded series
 (``fabric_link:health``, ``fabric_link:errors:rate5m``, ``fabric_link:downed:increase15m``,
-``fabric_switch:bad_links:count``), plus ``gpu_job_info`` for the jobs on the nodes. Written here
-straight from the contract until the collector and the rules land; used by the fabric page's
-tests and by bench/bench_fabric_page.py (16,384 nodes, 49,152 links).
+``fabric_switch:bad_links:count``), plus ``gpu_job_info`` for the jobs on the nodes, written
+straight from the contract: the series the fabric page reads, at any size in seconds, without
+running the collector's sweep and the rules over 49,152 cables. Used by bench/bench_fabric_page.py
+(16,384 nodes) and the page's tests (tests/dashboard/test_fabric_*.py; the simulator, collector
+and rules end to end: test_fabric_simulated.py).
 
 Shape: leaves of ``hosts_per_leaf`` nodes (one HCA each, ``mlx5_0``), grouped in pods of
 ``leaves_per_pod`` leaves, every leaf cabled once to each of its pod's ``spines_per_pod`` spines;
