@@ -5,6 +5,7 @@ names checked before they reach a query; what the page reads sized by switches a
 not by cables. (The browser: test_fabric_browser.py; at 16,384 nodes: bench/bench_fabric_page.py.)"""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
@@ -133,3 +134,17 @@ def test_what_the_page_reads_is_sized_by_switches_and_bad_cables_not_cables(monk
     assert len(view.graph.switches) == switches
     largest = max(len(labels) for _, labels in client.answers)
     assert largest <= 2 * switches < len(tree.links)  # switch info and per-switch counts; no per-cable read
+
+
+def test_with_the_scheduler_adapter_its_running_jobs_are_the_ones_behind_a_cable(tree):
+    class Scheduler:  # the adapter's cached snapshot is the authority on jobs when the server has one
+        def snapshot(self):
+            jobs = [SimpleNamespace(job_id="77", state="RUNNING", nodes=["gpu-00001", "gpu-00014"],
+                                    gpu_indices={"gpu-00014": (0, 1, 2)}),
+                    SimpleNamespace(job_id="78", state="PENDING", nodes=["gpu-00014"], gpu_indices={})]
+            return SimpleNamespace(jobs=jobs)
+
+    ctx = DashboardContext(LocalQueryClient(Engine(tree.store)), scheduler=Scheduler(), clock=lambda: tree.last)
+    view = fabric(ctx, TimeRange(tree.last - 3600, tree.last))
+    down = next(w for w in view.worst_links if w.cable.node == "gpu-00014")
+    assert [(j.job_id, j.nodes) for j in down.impact.jobs] == [("77", 1)]
