@@ -4,6 +4,7 @@ shipped inhibit rules (alerts/notify/default.yml, and deploy/alertmanager/alertm
 which must say the same), to a capturing hook."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,62 @@ def test_a_flapping_host_cable_notifies_once_naming_both_ends_not_the_nodes_own_
                          extra_from_s=17 * 60 + 30)
     assert [(a["alertname"], a["switch"], a["peer"], a["instance"]) for a in notified] == [
         ("FabricLinkFlapping", "leaf-r01", "gpu-001 mlx5_0", "gpu-001")]
+
+
+# A leaf with three bad cables, a spine with bad uplinks, and a host cable elsewhere flapping with
+# its node's own alert: what the rules raise for them (labels as in alerts/tests/fabric_links_test.yml).
+FABRIC_FAULTS = [
+    {"alertname": "FabricSwitchLinksBad", "switch": "leaf-r05", "peer": "leaf-r05", "severity": "critical"},
+    *({"alertname": "FabricLinkDown", "switch": "leaf-r05", "switch_port": str(p), "peer": f"gpu-01{p} mlx5_0",
+       "peer_port": "1", "link_type": "host", "instance": f"gpu-01{p}", "device": "mlx5_0", "severity": "critical"}
+      for p in (1, 2, 3)),
+    {"alertname": "FabricSwitchLinksBad", "switch": "spine-02", "peer": "spine-02", "severity": "critical"},
+    {"alertname": "FabricLinkDown", "switch": "leaf-r06", "switch_port": "33", "peer": "spine-02", "peer_port": "7",
+     "link_type": "isl", "severity": "critical"},
+    {"alertname": "FabricLinkFlapping", "switch": "leaf-r01", "switch_port": "1", "peer": "gpu-001 mlx5_0",
+     "peer_port": "1", "link_type": "host", "instance": "gpu-001", "device": "mlx5_0", "severity": "warning"},
+    {"alertname": "InfinibandLinkFlapping", "instance": "gpu-001", "device": "mlx5_0", "port": "1",
+     "severity": "warning"},
+]
+
+
+@pytest.mark.real_component
+def test_the_shipped_alertmanager_config_inhibits_as_the_embedded_pipeline_does(process_factory, tmp_path):
+    """deploy/alertmanager/alertmanager.yml's inhibit rules in a real Alertmanager 0.25 and in our
+    pipeline, the same alerts in: the same notifications out, three alerts of seven."""
+    from datetime import datetime, timezone
+
+    from alerts.notify.pipeline import Pipeline
+    from tests.alerts.notify_support import CaptureServer, Clock, alert
+    from tests.alerts.test_alertmanager_real import inject, start_alertmanager, summary
+
+    def routed_to(url: str) -> str:
+        shipped = yaml.safe_load(SHIPPED["alertmanager"])
+        return yaml.safe_dump({"global": {"resolve_timeout": "1h"},
+                               "route": {"receiver": "capture", "group_by": shipped["route"]["group_by"],
+                                         "group_wait": "1s", "group_interval": "1m"},
+                               "receivers": [{"name": "capture", "webhook_configs": [{"url": url}]}],
+                               "inhibit_rules": shipped["inhibit_rules"]})
+
+    am_capture, our_capture = CaptureServer(), CaptureServer()
+    try:
+        am = start_alertmanager(process_factory, tmp_path, routed_to(am_capture.url))
+        now = datetime.now(timezone.utc)
+        inject(am, [{"labels": labels, "startsAt": now.isoformat().replace("+00:00", "Z")} for labels in FABRIC_FAULTS])
+        clock = Clock(now.timestamp())
+        ours = Pipeline(alerting_config.parse(routed_to(our_capture.url)), clock=clock)
+        ours.notify([alert(now.timestamp(), **labels) for labels in FABRIC_FAULTS])
+        clock.advance(1.0)
+        ours.flush()
+        ours.deliver()
+        expected = len(our_capture.delivered)
+        am_capture.wait_for(expected, timeout=15)
+        time.sleep(1.5)  # anything Alertmanager would send beyond ours arrives meanwhile
+        assert summary(am_capture.delivered) == summary(our_capture.delivered)
+        sent = sorted((a["labels"]["alertname"], a["labels"]["switch"]) for b in am_capture.delivered
+                      for a in b["alerts"])
+        assert sent == [("FabricLinkFlapping", "leaf-r01"), ("FabricSwitchLinksBad", "leaf-r05"),
+                        ("FabricSwitchLinksBad", "spine-02")]
+    finally:
+        am_capture.close()
+        our_capture.close()
