@@ -75,7 +75,8 @@ def run(nodes: int, repeats: int, storm: int, hosts_per_leaf: int, spines_per_po
         # As serve's GC policy does within its first 10 s (cwkernel/gcpolicy.py): the store's
         # millions of objects frozen, so that a full collection does not walk them (~0.9 s each).
         gc.freeze()
-        ctx = DashboardContext(LocalQueryClient(Engine(tree.store)), clock=lambda: tree.last)
+        last = tree.last
+        ctx = DashboardContext(LocalQueryClient(Engine(tree.store)), clock=lambda: last)
         spine = tree.faults[1].link[2]
         core = tree.uplinks[spine][0][2]
         paths = {"api": f"/api/fabric?end={tree.last:.0f}", "page": f"/fabric?end={tree.last:.0f}",
