@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from remediation import policy
 from tests.realcomponents import ManagedProcess, free_port, wait_http
 
 pytestmark = pytest.mark.real_component
@@ -70,7 +71,8 @@ def test_on_first_load_the_pages_show_the_simulated_past(demo):
     truth = httpx.get(f"{simulator}/api/fleet").json()
     faulted = {f["node"] for f in truth["faults"]}
     assert {c["node"] for c in cases["cases"] if c["node"]} <= faulted  # job cases name no node
-    assert not [n["name"] for n in truth["nodes"] if n["reason"].startswith("clusterwatch")]
+    prefix = policy.load(None).reason_prefix  # what the engine's drains say
+    assert not [n["name"] for n in truth["nodes"] if n["reason"].startswith(prefix)]
     # Jobs: one interrupted by a node going down was requeued by Slurm.
     assert any(j["restart_count"] > 0 for j in truth["jobs"]), "no job was interrupted and requeued"
     # Reliability: the past's interruptions are counted, at their simulated times.
