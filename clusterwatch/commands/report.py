@@ -112,7 +112,8 @@ def _when(t: float) -> str:
 def write_text(view, out: TextIO) -> None:
     """The review as plain text: the page's numbers in the page's order."""
     ettr = "-" if view.ettr is None else f"{'<= ' if view.ettr_upper_bound else ''}{view.ettr * 100:.1f}%"
-    mtbi = "none in range" if view.mtbi_per_1000_gpus_hours is None else f"{view.mtbi_per_1000_gpus_hours:.1f} h"
+    mtbi = view.mtbi_per_1000_gpus_hours
+    mtbi = "none in range" if mtbi is None else f"{mtbi:.1f} h" if mtbi >= 1 else f"{mtbi * 60:.1f} min"
     lines = [f"ClusterWatch reliability report, {_when(view.start)} to {_when(view.end)}", "",
              f"cluster ETTR (GPU-hour weighted): {ettr}",
              f"GPU-hours owed to jobs: {view.wall_gpu_hours:.2f}; productive: {view.productive_gpu_hours:.2f}",

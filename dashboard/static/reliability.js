@@ -19,7 +19,7 @@ CW.page(v => {
     kpi("cluster ETTR (GPU-hour weighted)", (v.ettr_upper_bound ? "≤ " : "") + ettr(v.ettr), v.ettr !== null && v.ettr < 0.9 ? "warn" : ""),
     kpi("GPU-hours owed to jobs", hours(v.wall_gpu_hours)), kpi("productive GPU-hours", hours(v.productive_gpu_hours)),
     kpi("interruptions", v.interruptions_total),
-    kpi("MTBI per 1,000 GPUs", v.mtbi_per_1000_gpus_hours === null ? "none in range" : v.mtbi_per_1000_gpus_hours.toFixed(1) + " h"),
+    kpi("MTBI per 1,000 GPUs", v.mtbi_per_1000_gpus_hours === null ? "none in range" : fmt.dur(v.mtbi_per_1000_gpus_hours * 3600)),
     kpi("GPUs in the fleet", v.fleet_gpus),
     kpi("interrupted jobs without a checkpoint signal", v.redone_unknown_jobs, v.redone_unknown_jobs ? "warn" : ""));
   const notes = v.notes.length ? el("ul", { class: "notes" }, v.notes.map(n => el("li", {}, n))) : null;
