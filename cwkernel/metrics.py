@@ -104,8 +104,9 @@ class FamilySet:
         for name, samples in self._samples.items():
             yield build_family(self.spec(name), samples)
 
-    def render_text(self, out: list[str], series_cache: dict | None = None) -> None:
-        """Append this set's families in the Prometheus text format (0.0.4) to ``out``.
+    def render_text(self, out: list[str], series_cache: dict | None = None, openmetrics: bool = False) -> None:
+        """Append this set's families in the Prometheus text format (0.0.4), or OpenMetrics' (whose
+        sample lines are the same; only the family headers differ), to ``out``.
 
         The exporter's hot path: it writes the exposition straight from the samples instead of
         building prometheus_client objects and rendering those, which costs several times more.
@@ -115,7 +116,7 @@ class FamilySet:
         cache = {} if series_cache is None else series_cache
         for name, samples in self._samples.items():
             spec = self.spec(name)
-            out.append(f"# HELP {name} {escape_help(spec.help)}\n# TYPE {name} {spec.type}\n")
+            out.append(family_header(name, spec.help, spec.type, openmetrics))
             if spec.labels:
                 keys = None
                 for values, value in samples:
@@ -128,6 +129,17 @@ class FamilySet:
             else:
                 for _, value in samples:
                     out.append(f"{name} {format_value(value)}\n")
+
+
+def family_header(name: str, help: str, kind: str, openmetrics: bool = False) -> str:
+    """A family's HELP and TYPE lines. OpenMetrics names a counter family without its samples'
+    ``_total`` and calls an untyped family ``unknown``; the text format names both as sampled."""
+    if openmetrics:
+        if kind == COUNTER and name.endswith("_total"):
+            name = name[: -len("_total")]
+        elif kind == UNTYPED:
+            kind = "unknown"
+    return f"# HELP {name} {escape_help(help)}\n# TYPE {name} {kind}\n"
 
 
 def escape_help(text: str) -> str:
@@ -152,11 +164,12 @@ def format_value(value: float) -> str:
 INF = float("inf")
 
 
-def render_metric_text(family: Metric, out: list[str]) -> None:
-    """Append one prometheus_client family in the text format (for collectors that build their own)."""
+def render_metric_text(family: Metric, out: list[str], openmetrics: bool = False) -> None:
+    """Append one prometheus_client family in the text format, or OpenMetrics' (for collectors that
+    build their own)."""
     name = family.name + "_total" if family.type == "counter" and not family.name.endswith("_total") else family.name
-    kind = family.type if family.type in ("counter", "gauge", "histogram", "summary") else "untyped"
-    out.append(f"# HELP {name} {escape_help(family.documentation)}\n# TYPE {name} {kind}\n")
+    kind = family.type if family.type in ("counter", "gauge", "histogram", "summary") else UNTYPED
+    out.append(family_header(name, family.documentation, kind, openmetrics))
     for sample in family.samples:
         if sample.labels:
             pairs = ",".join(f'{key}="{escape_label(str(value))}"' for key, value in sample.labels.items())

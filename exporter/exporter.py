@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import CollectorRegistry
 
 from cwkernel.metrics import FamilySet, counter, gauge, metric_table, render_metric_text
 from cwkernel.version import __version__
@@ -64,44 +61,24 @@ class Collection:
             # gzip level 1: a fifth of level 6's CPU for 15% more bytes, and CPU is what a GPU
             # node (or a simulator serving thousands of nodes) is short of, not loopback bandwidth.
             if key not in self._variants:
-                body = _render(list(flatten(self.parts)), openmetrics) if openmetrics else self.text
+                body = render_text(self.parts, openmetrics=True) if openmetrics else self.text
                 self._variants[key] = gzip.compress(body, compresslevel=1) if gzipped else body
             return self._variants[key]
 
 
-class _Families:
-    """Adapter so prometheus_client's renderers can take a ready list of families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
-
-
-def flatten(parts: Iterable[Part]) -> Iterable[Metric]:
-    for part in parts:
-        if isinstance(part, FamilySet):
-            yield from part
-        else:
-            yield part
-
-
-def render_text(parts: Iterable[Part], series_cache: dict | None = None) -> bytes:
-    """The Prometheus text exposition of ``parts``, FamilySets through their fast path."""
+def render_text(parts: Iterable[Part], series_cache: dict | None = None, openmetrics: bool = False) -> bytes:
+    """The Prometheus text exposition of ``parts`` (or OpenMetrics', ``# EOF`` ended), FamilySets
+    through their fast path: at 16,384 fabric nodes prometheus_client's OpenMetrics renderer took
+    1.5 s of CPU per scrape where this takes what the text format does."""
     out: list[str] = []
     for part in parts:
         if isinstance(part, FamilySet):
-            part.render_text(out, series_cache)
+            part.render_text(out, series_cache, openmetrics)
         else:
-            render_metric_text(part, out)
+            render_metric_text(part, out, openmetrics)
+    if openmetrics:
+        out.append("# EOF\n")
     return "".join(out).encode()
-
-
-def _render(families: Sequence[Metric], openmetrics: bool = False) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_openmetrics(registry) if openmetrics else generate_latest(registry)
 
 
 class Exporter:

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import Mapping
 
-from cwkernel.metrics import FamilySet, counter, gauge, metric_table
+from cwkernel.metrics import FamilySet, MetricSpec, counter, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, register_collector
 from exporter.config import ExporterConfig
 from exporter.fabric import plan as fabric_plan
@@ -89,14 +90,16 @@ class SweepFamilies(FamilySet):
     prefixes stay out of the exporter's per-series cache, which would hold them all for nothing.
     """
 
-    _text: str | None = None
+    def __init__(self, table: Mapping[str, MetricSpec]) -> None:
+        super().__init__(table)
+        self._texts: dict[bool, str] = {}  # openmetrics? -> the rendered families
 
-    def render_text(self, out: list[str], series_cache: dict | None = None) -> None:
-        if self._text is None:
+    def render_text(self, out: list[str], series_cache: dict | None = None, openmetrics: bool = False) -> None:
+        if openmetrics not in self._texts:
             parts: list[str] = []
-            super().render_text(parts, {})
-            self._text = "".join(parts)
-        out.append(self._text)
+            super().render_text(parts, {}, openmetrics)
+            self._texts[openmetrics] = "".join(parts)
+        out.append(self._texts[openmetrics])
 
 
 def settings_of(config: ExporterConfig) -> SweepSettings:

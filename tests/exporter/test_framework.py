@@ -7,6 +7,7 @@ import types
 import urllib.request
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 
 from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError
@@ -165,3 +166,35 @@ def test_loop_keeps_running_after_a_cycle_raises(ctx):
         assert exporter.cycles >= 4
     finally:
         loop.stop()
+
+
+def test_openmetrics_exposition_parses_and_holds_the_text_formats_samples(ctx):
+    """The exporter writes OpenMetrics itself (prometheus_client's renderer cost 1.5 s of CPU per
+    scrape on a 900-node fabric): OpenMetrics' own parser must read it, with every sample the text
+    format has, counter families named without _total and an untyped family as unknown."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    from cwkernel.metrics import counter, untyped
+    from exporter.exporter import render_text
+
+    table = metric_table(counter("demo_events_total", "Events.", ["k"]), gauge("demo_temp", 'A "quoted"\nhelp.', ["k"]),
+                         untyped("demo_vmstat", "Untyped.", []))
+    families = FamilySet(table)
+    families.add("demo_events_total", 3, k='a"b\\c')
+    families.add("demo_temp", float("nan"), k="x")
+    families.add("demo_vmstat", 7)
+    textfile_family = GaugeMetricFamily("site_backup_age_seconds", "From a .prom file.", labels=["job"])
+    textfile_family.add_metric(["nightly"], 3600)
+    parts = [families, textfile_family]
+
+    def samples(parsed):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in parsed for s in family.samples}
+
+    openmetrics = render_text(parts, openmetrics=True).decode()
+    parsed = list(parse_openmetrics(openmetrics))
+    text = samples(parse_text(render_text(parts).decode()))
+    assert {k: v for k, v in samples(parsed).items() if v == v} == {k: v for k, v in text.items() if v == v}
+    assert {(f.name, f.type) for f in parsed} == {("demo_events", "counter"), ("demo_temp", "gauge"),
+                                                  ("demo_vmstat", "unknown"), ("site_backup_age_seconds", "gauge")}
+    assert openmetrics.endswith("# EOF\n")
