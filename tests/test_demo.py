@@ -44,9 +44,11 @@ def test_demo_serves_the_simulated_cluster_with_jobs_joined(demo):
     while time.monotonic() < deadline:
         joined = query(base, "sum by (job_id) (gpu_utilization_ratio * on (instance, gpu) group_left (job_id)"
                              " slurm_job_gpu_info)")
-        if joined and query(base, "count(gpu_up)"):
+        if joined and query(base, "count(gpu_up)") and query(base, 'up{job="clusterwatch-fabric"} == 1'):
             break
         time.sleep(1)
+    # The simulated fabric's collector is scraped too (issue 19).
+    assert query(base, 'up{job="clusterwatch-fabric"} == 1')
     # One series per GPU: the past's series and the live scrape's are the same ones (same labels).
     assert float(query(base, "count(gpu_up)")[0]["value"][1]) == 48
     truth = httpx.get(f"{simulator}/api/fleet").json()

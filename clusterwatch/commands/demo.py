@@ -139,10 +139,12 @@ def run(args: argparse.Namespace) -> int:
         fleet.load_scenario(str(_demo_scenario(state, fleet.node_names())))
         fleet.start()
         file_sd = state / "fleet.json"
+        fabric_file_sd = state / "fabric.json"  # the simulated fabric collector, job clusterwatch-fabric
         write_file_sd(str(file_sd), fleet.file_sd(simulator_url))
+        write_file_sd(str(fabric_file_sd), fleet.fabric_file_sd(simulator_url))
         text = banner(args.nodes, args.automation, history_s / 3600)
         argv = [sys.executable, "-m", "clusterwatch", "serve", "--listen", args.listen, "--file-sd", str(file_sd),
-                "--scrape-interval", args.scrape_interval, "--scheduler", "simulator",
+                str(fabric_file_sd), "--scrape-interval", args.scrape_interval, "--scheduler", "simulator",
                 "--scheduler-url", f"{simulator_url}/slurm", "--state-dir", str(state),
                 "--automation", args.automation, "--banner", text]
         if history_s:
