@@ -1,6 +1,8 @@
 """What `clusterwatch serve` runs for a given mode (the components it assembles)."""
 from __future__ import annotations
 
+import pytest
+
 from clusterwatch.cli import build_parser
 from clusterwatch.commands import serve
 
@@ -35,3 +37,14 @@ def test_the_dashboard_reads_the_pipeline_and_knows_about_remediation_from_what_
         client = TestClient(build_app(serve.build_components(values, config)))  # not started: nothing polls
         view = client.get("/api/alerts-view").json()
         assert (view["connected"], view["automation"]) == (True, automation)
+
+
+def test_scrape_series_limit_parses_job_n_and_names_the_setting_when_wrong() -> None:
+    from clusterwatch.commands.serve import FABRIC_SERIES_LIMIT, series_limits
+    from cwkernel.errors import ConfigError
+
+    assert series_limits([]) == {"clusterwatch-fabric": FABRIC_SERIES_LIMIT}
+    assert series_limits(["clusterwatch-fabric=900000", "big=60000"]) == {"clusterwatch-fabric": 900000, "big": 60000}
+    for bad in ("big", "big=", "=5", "big=-1", "big=0", "big=1e6"):
+        with pytest.raises(ConfigError, match="scrape_series_limit"):
+            series_limits([bad], "serve.yml")

@@ -202,7 +202,8 @@ class Scraper:
         duration = time.time() - started
         report = self._report(target, 0.0 if error else 1.0, duration, len(samples))
         try:
-            self.store.append_scrape(target.key, timestamp, (samples if not error else []) + report)
+            self.store.append_scrape(target.key, timestamp, (samples if not error else []) + report,
+                                     dict(target.labels).get("job", ""))
         except (LimitError, AppendError) as exc:
             error = str(exc)
             self.store.append_scrape(target.key, timestamp, self._report(target, 0.0, duration, len(samples)))

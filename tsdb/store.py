@@ -50,11 +50,24 @@ class AppendError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-target limits: 0 means unlimited. ``max_series_total`` guards the whole store."""
+    """Per-target limits: 0 means unlimited. ``max_series_total`` guards the whole store.
+
+    ``series_per_target_by_job`` gives the targets of a job their own series limit, which also
+    bounds their label values: one fabric collector legitimately exposes every cable of a fabric
+    (about 47 series a cable), where a node's 50,000 would mean a runaway exporter (Prometheus's
+    ``sample_limit`` is per scrape job for the same reason)."""
 
     max_series_per_target: int = 50_000
     max_label_values_per_target: int = 10_000
     max_series_total: int = 2_000_000
+    series_per_target_by_job: tuple[tuple[str, int], ...] = ()
+
+    def for_job(self, job: str) -> tuple[int, int]:
+        """(series, label values) allowed to one target of ``job``."""
+        for name, limit in self.series_per_target_by_job:
+            if name == job:
+                return limit, limit
+        return self.max_series_per_target, self.max_label_values_per_target
 
 
 @dataclass
@@ -262,13 +275,15 @@ class Store:
         self.min_time_ms: int | None = None
 
     # ---- writing -------------------------------------------------------------------------
-    def append_scrape(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
-        """Store one scrape of ``target`` at one timestamp; series gone since the last one go stale.
+    def append_scrape(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]],
+                      job: str = "") -> int:
+        """Store one scrape of ``target`` (of scrape job ``job``) at one timestamp; series gone since
+        the last one go stale.
 
         ``samples`` holds sorted label tuples. Raises LimitError (nothing stored) when the target
         exceeds its limits, AppendError when the timestamp is not after the previous scrape's.
         """
-        self._check_limits(target, samples)
+        self._check_limits(target, samples, *self.limits.for_job(job))
         return self._append(target, timestamp_ms, samples)
 
     def append_rule_output(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
@@ -367,11 +382,12 @@ class Store:
                 return (self._epoch, matcher.value, self._name_generation.get(matcher.value, 0))
         return ("any", self.generation)
 
-    def _check_limits(self, target: str, samples: Sequence[tuple[Labels, float]]) -> None:
-        limit = self.limits.max_series_per_target
+    def _check_limits(self, target: str, samples: Sequence[tuple[Labels, float]], series_limit: int,
+                      label_values_limit: int) -> None:
+        limit = series_limit
         if limit and len(samples) > limit:
             raise LimitError(f"target {target} exposes {len(samples)} series, more than the limit of {limit}")
-        limit = self.limits.max_label_values_per_target
+        limit = label_values_limit
         if limit and len(samples) > limit:
             values: dict[str, set[str]] = {}
             for labels, _ in samples:

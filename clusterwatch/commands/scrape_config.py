@@ -52,6 +52,11 @@ def node_names(args: argparse.Namespace) -> list[str]:
         raise ConfigError("--nodes", str(exc)) from None
 
 
+# The fabric collectors' scrape job (docs/operations.md, "The fabric collector"); serve gives its
+# targets their own series limit.
+FABRIC_JOB = "clusterwatch-fabric"
+
+
 def scrape_configs(file_sd: str, interval: str, server: str | None, fabric: list[str] | None = None) -> dict:
     configs = [{
         "job_name": "gpu-nodes",
@@ -63,7 +68,7 @@ def scrape_configs(file_sd: str, interval: str, server: str | None, fabric: list
         configs.append({"job_name": "clusterwatch", "honor_labels": True, "static_configs": [{"targets": [server]}]})
     if fabric:
         # instance = the management host (no port), as the fabric contract names it; a sweep takes up to a minute.
-        configs.append({"job_name": "clusterwatch-fabric", "scrape_interval": "60s", "static_configs": [
+        configs.append({"job_name": FABRIC_JOB, "scrape_interval": "60s", "static_configs": [
             {"targets": [address], "labels": {"instance": address.rsplit(":", 1)[0]}} for address in fabric]})
     return {"scrape_configs": configs}
 

@@ -17,6 +17,7 @@ from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
 from cwkernel import settings
 from cwkernel.errors import ConfigError
 from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
+from clusterwatch.commands.scrape_config import FABRIC_JOB
 from cwkernel.settings import Option
 from dashboard.options import OPTIONS as DASHBOARD_OPTIONS
 from remediation.component import OPTIONS as REMEDIATION_OPTIONS
@@ -24,6 +25,8 @@ from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CLUSTERWATCH_SERVE_"
+# A fabric of about 10,000 cables from one collector; a larger one belongs in Prometheus (docs/operations.md).
+FABRIC_SERIES_LIMIT = 500_000
 # The interpreter lock passes between busy threads every 1 ms instead of Python's 5 ms: the event
 # loop (probes, /metrics, admission) waits at most that long behind a storm's worker thread, and a
 # worker never gives the lock up voluntarily (which, under load, cost it a whole interval each
@@ -76,6 +79,9 @@ LIST_OPTIONS = (
     Option("targets", [], "static HOST:PORT targets to scrape", settings.string_list, "HOST:PORT"),
     Option("import_openmetrics", [], "OpenMetrics files to load at start-up (promtool's backfill format)",
            settings.string_list, "FILE"),
+    Option("scrape_series_limit", [], "JOB=N: the most series one target of that scrape job may expose, instead "
+           f"of 50,000 (a larger one is refused whole); {FABRIC_JOB}={FABRIC_SERIES_LIMIT} unless given (one fabric "
+           "collector exposes about 47 series per cable)", settings.string_list, "JOB=N"),
     Option("rules", [], "alert rule files or directories (default: the shipped pack in alerts/rules; with "
            "--prometheus-url, none: Prometheus or vmalert evaluates the exported pack)",
            settings.string_list, "DIR_OR_FILE"),
@@ -96,6 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None):
     from tsdb.component import TSDBConfig
     from tsdb.promql.limits import QueryLimits
+    from tsdb.store import Limits
 
     values = settings.resolve(OPTIONS + LIST_OPTIONS, config_file=args.config, flags=vars(args),
                               environ=environ, env_prefix=ENV_PREFIX)
@@ -109,6 +116,7 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
         except ValueError as exc:
             raise ConfigError("targets", str(exc), args.config) from None
     config = TSDBConfig(
+        limits=Limits(series_per_target_by_job=tuple(series_limits(values["scrape_series_limit"], args.config).items())),
         retention_s=values["retention"], scrape_interval_s=values["scrape_interval"],
         scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
         job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],
@@ -120,6 +128,18 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
     if values["scheduler"] in ("slurmrestd", "simulator") and not values["scheduler_url"]:
         raise ConfigError("scheduler_url", f"required with scheduler {values['scheduler']}", args.config)
     return values["listen"], config, values
+
+
+def series_limits(entries: list[str], config_file: str | None = None) -> dict[str, int]:
+    """--scrape-series-limit's JOB=N entries over the default for the fabric collectors' job."""
+    limits = {FABRIC_JOB: FABRIC_SERIES_LIMIT}
+    for entry in entries:
+        job, _, number = entry.partition("=")
+        if not job or not number.isdigit() or int(number) < 1:
+            raise ConfigError("scrape_series_limit", f"{entry!r}: expected JOB=N with N a positive integer",
+                              config_file)
+        limits[job] = int(number)
+    return limits
 
 
 def _bind(listen: str) -> socket.socket:

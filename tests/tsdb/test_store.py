@@ -87,6 +87,19 @@ def test_limits_reject_the_whole_scrape_with_a_clear_error() -> None:
         store.append_scrape("u", 1000, [(L("b"), 1.0)])
 
 
+def test_a_jobs_own_series_limit_holds_for_its_targets_only() -> None:
+    """One fabric collector exposes every cable of a fabric: its job gets its own limit (series and
+    label values), while any other target keeps the default."""
+    store = Store(limits=Limits(max_series_per_target=2, max_label_values_per_target=2,
+                                series_per_target_by_job=(("clusterwatch-fabric", 5),)))
+    five = [(L("a", x=str(i)), 1.0) for i in range(5)]
+    assert store.append_scrape("fabric", 1000, five, job="clusterwatch-fabric") == 5
+    with pytest.raises(LimitError, match="more than the limit of 5"):
+        store.append_scrape("fabric", 2000, five + [(L("a", x="5"), 1.0)], job="clusterwatch-fabric")
+    with pytest.raises(LimitError, match="more than the limit of 2"):
+        store.append_scrape("node", 1000, five, job="gpu-nodes")
+
+
 def test_rule_outputs_are_not_held_to_a_scrape_targets_limits() -> None:
     """A per-node recording rule over 16,384 nodes has 16,384 ``instance`` values: scrape limits
     rejected every evaluation of it (a group's own ``limit`` bounds rule outputs)."""

@@ -65,3 +65,29 @@ def test_simulated_fabric_scraped_by_prometheus_through_the_generated_file_sd(tm
     labels = httpx.get(f"{api}/query", params={"query": 'fabric_switch_info{switch="leaf-r01"}'}).json()
     [series] = labels["data"]["result"]
     assert series["metric"]["instance"] == "ib-mgmt-01" and series["metric"]["rack"] == "rack-01"
+
+
+@pytest.mark.real_component
+def test_serve_stores_the_reference_size_fabric_target(tmp_path, process_factory):  # noqa: F811
+    """The simulated 140-node fabric (1,120 cables, both ends' counters: about 52,000 series from one
+    target) is above the embedded store's default per-target limit of 50,000, which refused the
+    whole scrape; serve's per-job limit for clusterwatch-fabric admits it."""
+    port, serve_port = free_port(), free_port()
+    fabric_sd = tmp_path / "fabric.json"
+    simulator = process_factory([sys.executable, "-m", "clusterwatch", "simulate", "--nodes", "140", "--listen",
+                                 f"127.0.0.1:{port}", "--file-sd", str(tmp_path / "fleet.json"),
+                                 "--fabric-file-sd", str(fabric_sd)])
+    wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=120, proc=simulator)
+    serve = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{serve_port}",
+                             "--file-sd", str(fabric_sd), "--scrape-interval", "5s"])
+    base = f"http://127.0.0.1:{serve_port}"
+    wait_http(f"{base}/-/ready", timeout=120, proc=serve)
+
+    def stored():
+        result = httpx.get(f"{base}/api/v1/query", params={"query": 'count(fabric_link_info)'}, timeout=30).json()
+        return result["data"]["result"] and float(result["data"]["result"][0]["value"][1])
+
+    assert until(stored, 180, "serve to store the fabric target") == 1120
+    targets = httpx.get(f"{base}/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
+    [fabric] = [t for t in targets if t["labels"]["job"] == "clusterwatch-fabric"]
+    assert fabric["health"] == "up" and fabric["lastError"] == ""
