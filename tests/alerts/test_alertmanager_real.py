@@ -112,21 +112,31 @@ def summary(bodies: list[dict]) -> set:
              frozenset(a["fingerprint"] for a in b["alerts"])) for b in bodies}
 
 
+def notify_both(process_factory, tmp_path, config_for, inputs: list[dict], am_capture: CaptureServer,
+                our_capture: CaptureServer) -> int:
+    """The same alerts into a real Alertmanager and our pipeline, each with ``config_for(url)``
+    pointing at its capture server; returns how many notifications ours sent, once Alertmanager
+    has sent as many (and had time to send more)."""
+    am = start_alertmanager(process_factory, tmp_path, config_for(am_capture.url))
+    now = datetime.now(timezone.utc)
+    inject(am, [{"labels": labels, "startsAt": now.isoformat().replace("+00:00", "Z")} for labels in inputs])
+    clock = Clock(now.timestamp())
+    ours = Pipeline(alerting_config.parse(config_for(our_capture.url)), clock=clock)
+    ours.notify([alert(now.timestamp(), **labels) for labels in inputs])
+    clock.advance(1.0)
+    ours.flush()
+    ours.deliver()
+    expected = len(our_capture.delivered)
+    am_capture.wait_for(expected, timeout=15)
+    time.sleep(1.5)  # anything Alertmanager would send beyond ours arrives meanwhile
+    return expected
+
+
 def test_grouping_and_inhibition_match_alertmanager(process_factory, tmp_path):
     am_capture, our_capture = CaptureServer(), CaptureServer()
     try:
-        am = start_alertmanager(process_factory, tmp_path, SAME_CONFIG.format(url=am_capture.url))
-        now = datetime.now(timezone.utc)
-        inject(am, [{"labels": labels, "startsAt": now.isoformat().replace("+00:00", "Z")} for labels in INPUT])
-        clock = Clock(now.timestamp())
-        ours = Pipeline(alerting_config.parse(SAME_CONFIG.format(url=our_capture.url)), clock=clock)
-        ours.notify([alert(now.timestamp(), **labels) for labels in INPUT])
-        clock.advance(1.0)
-        ours.flush()
-        ours.deliver()
-        expected = len(our_capture.delivered)
-        am_capture.wait_for(expected, timeout=15)
-        time.sleep(1.5)  # anything Alertmanager would send beyond ours arrives meanwhile
+        expected = notify_both(process_factory, tmp_path, lambda url: SAME_CONFIG.format(url=url), INPUT,
+                               am_capture, our_capture)
         assert expected >= 5
         assert summary(am_capture.delivered) == summary(our_capture.delivered)
         # Inhibited by NodeDown on n1 and by the critical alert on n2: absent from both.

@@ -4,7 +4,6 @@ shipped inhibit rules (alerts/notify/default.yml, and deploy/alertmanager/alertm
 which must say the same), to a capturing hook."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -119,11 +118,8 @@ FABRIC_FAULTS = [
 def test_the_shipped_alertmanager_config_inhibits_as_the_embedded_pipeline_does(process_factory, tmp_path):
     """deploy/alertmanager/alertmanager.yml's inhibit rules in a real Alertmanager 0.25 and in our
     pipeline, the same alerts in: the same notifications out, three alerts of seven."""
-    from datetime import datetime, timezone
-
-    from alerts.notify.pipeline import Pipeline
-    from tests.alerts.notify_support import CaptureServer, Clock, alert
-    from tests.alerts.test_alertmanager_real import inject, start_alertmanager, summary
+    from tests.alerts.notify_support import CaptureServer
+    from tests.alerts.test_alertmanager_real import notify_both, summary
 
     def routed_to(url: str) -> str:
         shipped = yaml.safe_load(SHIPPED["alertmanager"])
@@ -135,18 +131,7 @@ def test_the_shipped_alertmanager_config_inhibits_as_the_embedded_pipeline_does(
 
     am_capture, our_capture = CaptureServer(), CaptureServer()
     try:
-        am = start_alertmanager(process_factory, tmp_path, routed_to(am_capture.url))
-        now = datetime.now(timezone.utc)
-        inject(am, [{"labels": labels, "startsAt": now.isoformat().replace("+00:00", "Z")} for labels in FABRIC_FAULTS])
-        clock = Clock(now.timestamp())
-        ours = Pipeline(alerting_config.parse(routed_to(our_capture.url)), clock=clock)
-        ours.notify([alert(now.timestamp(), **labels) for labels in FABRIC_FAULTS])
-        clock.advance(1.0)
-        ours.flush()
-        ours.deliver()
-        expected = len(our_capture.delivered)
-        am_capture.wait_for(expected, timeout=15)
-        time.sleep(1.5)  # anything Alertmanager would send beyond ours arrives meanwhile
+        notify_both(process_factory, tmp_path, routed_to, FABRIC_FAULTS, am_capture, our_capture)
         assert summary(am_capture.delivered) == summary(our_capture.delivered)
         sent = sorted((a["labels"]["alertname"], a["labels"]["switch"]) for b in am_capture.delivered
                       for a in b["alerts"])
