@@ -194,6 +194,14 @@ def checkpoint(ctx: StepContext) -> Outcome:
     jobs = [job for job in _affected_jobs(ctx) if job.state == "RUNNING"]
     if timeout <= 0:
         return Outcome(SKIPPED, f"checkpoint_timeout is 0 for class {ctx.alert_class.name}: no checkpoint asked")
+    asked = _checkpoint_requests(ctx)
+    running = {job.job_id for job in jobs}
+    ended = [job_id for job_id, (_, took) in asked.items() if took and job_id not in running]
+    if not jobs and ended:
+        # USR1's default action ends a process: a batch script that does not trap it dies of it.
+        return Outcome(DONE, f"job {', '.join(ended)} ended after the checkpoint request (a batch script that does "
+                             f"not trap {ctx.policy.checkpoint_signal} is killed by it)",
+                       actions=[("checkpoint", job_id, "ended after the request") for job_id in ended])
     if not jobs:
         return Outcome(SKIPPED, "no running job on the faulty GPU: nothing to checkpoint")
     names = ", ".join(job.job_id for job in jobs)
@@ -204,7 +212,6 @@ def checkpoint(ctx: StepContext) -> Outcome:
     if ctx.query is None:
         return Outcome(NOT_DONE, "no query client configured: a checkpoint could not be seen landing, none asked",
                        actions=[("checkpoint", job.job_id, "not done: no query client") for job in jobs])
-    asked = _checkpoint_requests(ctx)
     unasked = [job for job in jobs if job.job_id not in asked]
     if unasked:
         return _ask_checkpoint(ctx, unasked, timeout)

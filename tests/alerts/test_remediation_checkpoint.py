@@ -184,6 +184,17 @@ def test_a_restart_neither_asks_again_nor_forgets_the_deadline():
     assert executed(h)[-1] == ("requeue", JOB)
 
 
+def test_a_job_that_dies_of_the_signal_is_named_in_the_audit():
+    h = harness()
+    h.receive(alert(gpu="3"))
+    h.cluster.jobs[JOB] = h.cluster.jobs[JOB].__class__(JOB, state="FAILED", nodes=("gpu-001",),
+                                                         gpu_indices={"gpu-001": (3,)}, end_time=h.clock.now + 1)
+    h.step(30)
+    assert audit(h, "checkpoint") == [("checkpoint", JOB, "ended after the request")]
+    assert "does not trap USR1" in [s.detail for s in h.store.steps(1) if s.name == "checkpoint"][-1]
+    assert executed(h)[-1] == ("requeue", JOB), "a job that died of it is requeued like a crashed one"
+
+
 def test_a_failing_query_keeps_waiting_and_says_why():
     h = harness()
     h.query.failing = True
