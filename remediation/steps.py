@@ -214,8 +214,35 @@ def checkpoint(ctx: StepContext) -> Outcome:
                        actions=[("checkpoint", job.job_id, "not done: no query client") for job in jobs])
     unasked = [job for job in jobs if job.job_id not in asked]
     if unasked:
-        return _ask_checkpoint(ctx, unasked, timeout)
+        return _ask_contract_jobs(ctx, unasked, timeout, waiting=[job for job in jobs if job.job_id in asked])
     return _wait_checkpoint(ctx, [job for job in jobs if asked[job.job_id][1]], asked, timeout)
+
+
+def _ask_contract_jobs(ctx: StepContext, jobs: list[Job], timeout: float, waiting: list[Job]) -> Outcome:
+    """Ask only the jobs that have written the contract's mark (at their start, then after each
+    checkpoint): a batch script that does not trap the signal is killed by it (USR1's default
+    action), which would turn a requeue into a lost job."""
+    try:
+        marked = queries.checkpoint_times(ctx.query, [job.job_id for job in jobs], ctx.now)
+    except (QueryError, OSError) as exc:
+        # Who honours the contract cannot be known, nor a mark be seen landing: go on as without the step.
+        return Outcome(DONE, f"checkpoint marks could not be read ({exc}): no job asked, going on",
+                       actions=[("checkpoint", job.job_id, "not asked: marks unreadable") for job in jobs])
+    strangers = [job for job in jobs if job.job_id not in marked]
+    skipped = [("checkpoint", job.job_id, "skipped: no checkpoint mark, the job does not follow the contract")
+               for job in strangers]
+    contract = [job for job in jobs if job.job_id in marked]
+    if not contract:
+        if waiting:
+            return Outcome(WAITING, "", actions=skipped)
+        return Outcome(SKIPPED, f"job {', '.join(job.job_id for job in strangers)} never wrote a checkpoint mark: "
+                                f"not signalled (a script that does not trap {ctx.policy.checkpoint_signal} dies "
+                                "of it)", actions=skipped)
+    outcome = _ask_checkpoint(ctx, contract, timeout)
+    outcome.actions += skipped
+    if strangers:
+        outcome.detail += f"; job {', '.join(job.job_id for job in strangers)} not signalled: no checkpoint mark"
+    return outcome
 
 
 def _checkpoint_requests(ctx: StepContext) -> dict[str, tuple[float, bool]]:

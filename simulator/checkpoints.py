@@ -31,7 +31,10 @@ class CheckpointFiles:
         return self.root / node
 
     def on_event(self, event: str, job: SimJob) -> None:
-        if event == "checkpoint" and job.nodes and job.checkpoint_at is not None:
+        if event == "start" and job.nodes and job.start_time is not None:
+            # The contract's first mark, at the run's start: it says the job answers the signal.
+            self.write(job.nodes[0], str(job.job_id), job.start_time)
+        elif event == "checkpoint" and job.nodes and job.checkpoint_at is not None:
             self.write(job.nodes[0], str(job.job_id), job.checkpoint_at)
         elif event == "end":
             self.remove(str(job.job_id))

@@ -45,6 +45,7 @@ def harness(mode: str = "auto", policy: policy_module.Policy | None = None, **gu
     h.query = MarkQuery()
     h.engine = h.build()
     h.cluster.run_job(JOB, "gpu-001", (3,))
+    h.query.marks[JOB] = h.clock.now - 600  # written at its start, as the contract says: it honours it
     return h
 
 
@@ -197,11 +198,19 @@ def test_a_job_that_dies_of_the_signal_is_named_in_the_audit():
 
 def test_a_failing_query_keeps_waiting_and_says_why():
     h = harness()
-    h.query.failing = True
     h.receive(alert(gpu="3"))
+    h.query.failing = True  # after the request: the mark cannot be seen landing
     h.step(30)
     assert h.case().current_step == "checkpoint"
     assert "checkpoint query failed: unavailable: store unreachable" in h.store.steps(1)[-1].detail
+
+
+def test_marks_unreadable_before_asking_means_nobody_is_asked_and_the_requeue_goes_on():
+    h = harness()
+    h.query.failing = True
+    h.receive(alert(gpu="3"))
+    assert ("signal", JOB) not in executed(h) and ("requeue", JOB) in executed(h)
+    assert audit(h, "checkpoint") == [("checkpoint", JOB, "not asked: marks unreadable")]
 
 
 def test_every_request_wait_and_outcome_is_on_the_case_through_the_api():
@@ -227,3 +236,15 @@ def test_a_ladder_with_the_checkpoint_after_the_requeue_is_refused():
         policy_module.parse(raw, "test-policy.yml")
     assert make_policy().classes[0].checkpoint_timeout == 600
     assert "checkpoint" in make_policy().classes[0].ladder
+
+
+def test_a_job_that_never_wrote_a_mark_is_not_signalled_and_the_requeue_goes_on():
+    """A batch script that does not trap USR1 dies of it (its default action): only a job that has
+    written the contract's mark (at its start, then after each checkpoint) is asked."""
+    h = harness()
+    h.query.marks.clear()
+    h.receive(alert(gpu="3"))
+    assert ("signal", JOB) not in executed(h)
+    assert ("requeue", JOB) in executed(h)
+    assert audit(h, "checkpoint") == [("checkpoint", JOB, "skipped: no checkpoint mark, the job does not follow "
+                                                          "the contract")]

@@ -37,12 +37,16 @@ pytestmark = pytest.mark.real_component
 JOB_SCRIPT = """#!/bin/bash
 #SBATCH --requeue --signal=B:USR1@300
 MARK={textfile_dir}/clusterwatch_job_checkpoint_$SLURM_JOB_ID.prom
-checkpoint() {{
-  sleep 2  # ...save the model here...
+mark() {{
   printf '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\\nclusterwatch_job_checkpoint_timestamp_seconds{{job_id="%s"}} %s\\n' \\
     "$SLURM_JOB_ID" "$(date +%s)" > "$MARK.tmp" && mv "$MARK.tmp" "$MARK"
 }}
+checkpoint() {{
+  sleep 2  # ...save the model here...
+  mark
+}}
 trap checkpoint USR1
+mark  # at the start: this job answers the signal
 sleep 600 & train=$!
 while kill -0 "$train" 2>/dev/null; do wait "$train"; done
 """

@@ -48,12 +48,15 @@ def test_a_signal_starts_a_checkpoint_that_lands_after_its_duration_and_is_expos
     fleet, _, job = cluster
     mark = tmp_path / "gpu-001" / textfile_name(str(JOB))
     fleet.advance(600)
-    assert not mark.exists()  # none yet: the first periodic one is at 1,800 s
+    # The start mark only (the contract's "this job answers the signal"); the first periodic
+    # checkpoint is at 1,800 s.
+    assert float(mark.read_text().split()[-1]) == pytest.approx(job.start_time)
     asked_at = fleet.clock.now()
     assert scancel(fleet, "--signal=USR1", "--batch", str(JOB)).exit_code == 0
     assert job.checkpoints_requested == 1 and job.checkpoint_at is None
     fleet.advance(job.checkpoint_duration / 2)
-    assert job.checkpoint_at is None and not mark.exists()  # still writing
+    assert job.checkpoint_at is None  # still writing
+    assert float(mark.read_text().split()[-1]) == pytest.approx(job.start_time)
     fleet.advance(job.checkpoint_duration)
     assert job.saved_progress == pytest.approx(600, abs=1)
     landed = job.checkpoint_at
@@ -111,7 +114,8 @@ def test_a_job_hung_on_a_lost_gpu_cannot_checkpoint(cluster):
     assert scancel(fleet, "--signal=USR1", "--batch", str(JOB)).exit_code == 0  # delivered...
     fleet.advance(job.checkpoint_duration * 4)
     assert job.checkpoint_at is None and job.saved_progress == 0  # ...but never answered
-    assert checkpoint_samples(fleet, "gpu-001") == []
+    [start_mark] = checkpoint_samples(fleet, "gpu-001")  # only the one written at its start
+    assert float(start_mark.split()[-1]) == pytest.approx(job.start_time)
 
 
 def test_the_mark_goes_when_the_job_ends(cluster, tmp_path):
