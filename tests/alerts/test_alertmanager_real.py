@@ -7,10 +7,7 @@
 """
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
-from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -19,29 +16,10 @@ from alerts.notify import config as alerting_config
 from alerts.notify.component import component
 from alerts.notify.pipeline import Pipeline
 from cwkernel.server import build_app
-from tests.alerts.notify_support import CaptureServer, Clock, ServedApp, alert
-from tests.realcomponents import free_port, require_binary, wait_http
+from tests.alerts.alertmanager_support import inject, notify_both, start_alertmanager, summary
+from tests.alerts.notify_support import CaptureServer, ServedApp
 
 pytestmark = pytest.mark.real_component
-
-
-def start_alertmanager(process_factory, tmp_path, config_text: str) -> str:
-    binary = require_binary("prometheus-alertmanager")
-    (tmp_path / "am.yml").write_text(config_text)
-    port = free_port()
-    proc = process_factory([binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
-                            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                           name="alertmanager")
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/-/ready", proc=proc)
-    return url
-
-
-def inject(am_url: str, alerts: list[dict]) -> None:
-    request = urllib.request.Request(f"{am_url}/api/v2/alerts", data=json.dumps(alerts).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
 
 
 def test_alertmanager_delivers_to_our_receiver(process_factory, tmp_path):
@@ -105,31 +83,6 @@ INPUT = [
     {"alertname": "IbPortDown", "instance": "n3", "port": "1", "severity": "warning"},
     {"alertname": "IbPortDown", "instance": "n4", "port": "2", "severity": "critical"},
 ]
-
-
-def summary(bodies: list[dict]) -> set:
-    return {(b["receiver"], b["groupKey"], json.dumps(b["groupLabels"], sort_keys=True), b["status"],
-             frozenset(a["fingerprint"] for a in b["alerts"])) for b in bodies}
-
-
-def notify_both(process_factory, tmp_path, config_for, inputs: list[dict], am_capture: CaptureServer,
-                our_capture: CaptureServer) -> int:
-    """The same alerts into a real Alertmanager and our pipeline, each with ``config_for(url)``
-    pointing at its capture server; returns how many notifications ours sent, once Alertmanager
-    has sent as many (and had time to send more)."""
-    am = start_alertmanager(process_factory, tmp_path, config_for(am_capture.url))
-    now = datetime.now(timezone.utc)
-    inject(am, [{"labels": labels, "startsAt": now.isoformat().replace("+00:00", "Z")} for labels in inputs])
-    clock = Clock(now.timestamp())
-    ours = Pipeline(alerting_config.parse(config_for(our_capture.url)), clock=clock)
-    ours.notify([alert(now.timestamp(), **labels) for labels in inputs])
-    clock.advance(1.0)
-    ours.flush()
-    ours.deliver()
-    expected = len(our_capture.delivered)
-    am_capture.wait_for(expected, timeout=15)
-    time.sleep(1.5)  # anything Alertmanager would send beyond ours arrives meanwhile
-    return expected
 
 
 def test_grouping_and_inhibition_match_alertmanager(process_factory, tmp_path):

@@ -15,35 +15,20 @@ from alerts.evaluator.rulefile import parse_duration
 from alerts.model import Alert
 from alerts.notify import config as alerting_config
 from tests.alerts.notify_support import START, Harness
-from tests.alerts.test_rules_pack import _test_group_store
+from tests.alerts.rule_support import SHIPPED, group_store, with_capture
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 FABRIC_TESTS = ROOT / "alerts" / "tests" / "fabric_links_test.yml"
-SHIPPED = {"embedded": (ROOT / "alerts" / "notify" / "default.yml").read_text(),
-           "alertmanager": (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text()}
-
-
-def _with_capture(shipped: str) -> str:
-    """The shipped inhibit rules and grouping, every alert routed to the capturing hook."""
-    shipped_config = yaml.safe_load(shipped)
-    return yaml.safe_dump({
-        "global": {"resolve_timeout": "1d"},
-        "route": {"receiver": "hook", "group_by": shipped_config["route"]["group_by"], "group_wait": "30s",
-                  "group_interval": "1m", "repeat_interval": "4h"},
-        "receivers": [{"name": "hook", "hook_configs": [{"name": "capture"}]}],
-        "inhibit_rules": shipped_config["inhibit_rules"]})
-
-
 def _notified(test_name: str, shipped: str, until_s: float, extra: list[Alert] = (),
               extra_from_s: float = 0.0) -> list[dict[str, str]]:
     """Labels of every firing alert the hook received while the pack ran, every 30 s, over the
     named test group's series (plus ``extra`` alerts sent alongside from ``extra_from_s``, as
     another rule group would)."""
     test = next(t for t in yaml.safe_load(FABRIC_TESTS.read_text())["tests"] if t["name"] == test_name)
-    store, _ = _test_group_store(test, parse_duration(test["interval"]))
-    harness = Harness(_with_capture(shipped))
+    store, _ = group_store(test, parse_duration(test["interval"]))
+    harness = Harness(with_capture(shipped))
     evaluator = RuleEvaluator(load_rule_files([ROOT / "alerts" / "rules" / "fabric.yml"]),
                               LocalQueryClient(Engine(store)), writer=store.append_rule_output,
                               notify=harness.pipeline.notify, default_interval_s=30.0,
@@ -63,7 +48,7 @@ def test_shipped_configs_have_the_same_fabric_inhibitions():
     assert fabric_rules(SHIPPED["embedded"]) == fabric_rules(SHIPPED["alertmanager"])
     assert len(fabric_rules(SHIPPED["embedded"])) == 4
     for text in SHIPPED.values():
-        alerting_config.parse(_with_capture(text), "test.yml")
+        alerting_config.parse(with_capture(text), "test.yml")
 
 
 @pytest.mark.parametrize("shipped", sorted(SHIPPED))
@@ -119,7 +104,7 @@ def test_the_shipped_alertmanager_config_inhibits_as_the_embedded_pipeline_does(
     """deploy/alertmanager/alertmanager.yml's inhibit rules in a real Alertmanager 0.25 and in our
     pipeline, the same alerts in: the same notifications out, three alerts of seven."""
     from tests.alerts.notify_support import CaptureServer
-    from tests.alerts.test_alertmanager_real import notify_both, summary
+    from tests.alerts.alertmanager_support import notify_both, summary
 
     def routed_to(url: str) -> str:
         shipped = yaml.safe_load(SHIPPED["alertmanager"])

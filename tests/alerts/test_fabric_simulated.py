@@ -13,7 +13,7 @@ from alerts import fabric_health
 from alerts.evaluator.rulefile import parse_duration
 from tests.alerts.notify_support import Harness as PipelineHarness
 from tests.alerts.simulated import STEP, T0, Harness
-from tests.alerts.test_fabric_inhibition import SHIPPED, _with_capture
+from tests.alerts.rule_support import SHIPPED, with_capture
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_collections")]
 
@@ -26,7 +26,7 @@ def _run(fault: dict, minutes: float) -> tuple[Harness, dict[str, float], list[d
     """After two quiet minutes, ``fault``; returns the harness, when each alert name first fired
     (seconds after the fault) and the labels of every firing alert notified after inhibition."""
     sim = Harness(nodes=16, fabric=True, ib_ports=1)
-    pipeline = PipelineHarness(_with_capture(SHIPPED["embedded"]))
+    pipeline = PipelineHarness(with_capture(SHIPPED["embedded"]))
     sim.evaluator.notify = pipeline.pipeline.notify
     try:
         sim.step(120)

@@ -11,14 +11,12 @@ import yaml
 
 from alerts.evaluator import load_rule_files
 from alerts.evaluator.manager import RuleEvaluator
-from alerts.evaluator.notation import expand_values, parse_series
 from alerts.evaluator.promtest import run_test_file
 from alerts.evaluator.rulefile import parse_duration
-from alerts.evaluator.vector import as_labels
+from tests.alerts.rule_support import group_store
 from tests.realcomponents import require_binary
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
-from tsdb.store import Store
 
 ROOT = Path(__file__).resolve().parents[2] / "alerts"
 RULE_FILES = sorted((ROOT / "rules").glob("*.yml"))
@@ -88,18 +86,6 @@ def test_rules_cli_check_and_test(capsys):
     assert main(["rules", "check", str(ROOT / "tests" / "jobs_test.yml")]) == 1
 
 
-def _test_group_store(test: dict, interval_s: float) -> tuple[Store, float]:
-    """A store holding one test group's input series, and the time of its last sample."""
-    store = Store(retention_s=10 * 365 * 86400.0)
-    last = 0.0
-    for item in test.get("input_series") or []:
-        points = [(i * interval_s, v) for i, v in enumerate(expand_values(str(item["values"]))) if v is not None]
-        store.append_series(as_labels(parse_series(str(item["series"]))),
-                            [round(t * 1000) for t, _ in points], [v for _, v in points])
-        last = max([last] + [t for t, _ in points])
-    return store, last
-
-
 def _alerts_fired_on_the_test_data() -> dict[str, list[dict[str, str]]]:
     """Rule name -> the labels of every alert it fired: the whole pack evaluated, every minute, over
     each test group's input series in alerts/tests (data made to fire every rule)."""
@@ -107,7 +93,7 @@ def _alerts_fired_on_the_test_data() -> dict[str, list[dict[str, str]]]:
     for path in TEST_FILES:
         for test in yaml.safe_load(path.read_text())["tests"]:
             interval = parse_duration(test.get("interval") or "1m")
-            store, last = _test_group_store(test, interval)
+            store, last = group_store(test, interval)
             groups = sorted(load_rule_files(RULE_FILES), key=lambda g: not g.name.startswith("clusterwatch-"))
             evaluator = RuleEvaluator(groups, LocalQueryClient(Engine(store)), writer=store.append_rule_output,
                                       default_interval_s=interval)
