@@ -38,6 +38,7 @@ class CableFaults:
     """What active faults do to one cable (rebuilt from the fault book whenever it changes)."""
 
     flapping: tuple[float, float] | None = None  # (start, period)
+    down: bool = False  # the cable does not train at all
     symbol_errors_per_minute: float = 0.0
     width: int = WIDTH
     lane_rate: float = LANE_RATE
@@ -67,6 +68,8 @@ class Cable:
         return self.b if port is self.a else self.a
 
     def up(self, now: float) -> bool:
+        if self.faults.down:
+            return False
         if self.faults.flapping is None:
             return True
         start, period = self.faults.flapping
@@ -239,6 +242,8 @@ class FatTree:
                 cycles = math.floor((now - start) / period) + 1
             port.counters["LinkDownedCounter"] += max(0, cycles)
             port.counters["LinkErrorRecoveryCounter"] += max(0, cycles)
+        if faults.down and port.was_up:
+            port.counters["LinkDownedCounter"] += 1  # it went down once and stays down
         if faults.symbol_errors_per_minute:
             port.counters["SymbolErrorCounter"] += faults.symbol_errors_per_minute * dt / 60
             port.counters["PortRcvErrors"] += faults.symbol_errors_per_minute * dt / 600

@@ -39,7 +39,8 @@ RESET_XIDS = {48, 74, 79, 95, 119, 120}
 # One request moves simulated time by at most a day: catching up costs a scheduler pass per
 # simulated minute under the fleet's lock (about a second for 140 nodes), and scrapes wait on it.
 MAX_ADVANCE_SECONDS = 86400
-FABRIC_JOB = "clusterwatch-fabric"  # the scrape job of fabric collectors (docs/operations.md)
+FABRIC_JOB = "clusterwatch-fabric"
+HOST_CABLE_FAULTS = ("ib_link_down", "ib_flapping", "ib_symbol_errors")  # host-port faults the leaf sees too  # the scrape job of fabric collectors (docs/operations.md)
 FABRIC_INSTANCE = "ib-mgmt-01"  # the simulated management host that runs the fabric collector
 FABRIC_SWEEP_INTERVAL = 15.0  # real seconds between the simulated fabric collector's sweeps
 LEAF_FAULT_FLAP_SECONDS = 300.0
@@ -309,6 +310,17 @@ class Fleet:
         fabric = self.fabric
         conditions: dict[int, CableFaults] = {}
         for fault in self.faults.active():
+            if fault.kind in HOST_CABLE_FAULTS:
+                # A host port's fault is its cable's: the leaf's end sees the same (the node's own
+                # counters move in _apply_lasting).
+                condition = conditions.setdefault(id(fabric.host_cable(fault.node, fault.port)), CableFaults())
+                if fault.kind == "ib_link_down":
+                    condition.down = True
+                elif fault.kind == "ib_flapping":
+                    condition.flapping = (fault.started_at, fault.params["period"])
+                else:
+                    condition.symbol_errors_per_minute += float(fault.params["rate"])
+                continue
             if not fault.kind.startswith("fabric_"):
                 continue
             params = fault.params

@@ -142,3 +142,26 @@ def test_the_fabric_target_is_served_over_http_with_its_file_sd(fleet):
         assert group["labels"] == {"__metrics_path__": "/fabric/metrics", "job": FABRIC_JOB, "instance": "ib-mgmt-01"}
     finally:
         server.shutdown()
+
+
+def test_a_host_port_fault_is_seen_from_the_leaf_too():
+    """ib_link_down, ib_flapping and ib_symbol_errors are the cable's faults: the leaf's end of
+    that host cable goes down, flaps or counts errors as the node's own port does."""
+    fleet = Fleet(nodes=16, seed=1, speed=0, warm=False)
+    try:
+        fabric = fleet.fabric
+        down, flapping, noisy = (fabric.host_cable(node, 1) for node in ("gpu-001", "gpu-002", "gpu-003"))
+        fleet.inject({"kind": "ib_link_down", "node": "gpu-001", "port": 1})
+        fleet.inject({"kind": "ib_flapping", "node": "gpu-002", "port": 1, "period": "2m"})
+        fleet.inject({"kind": "ib_symbol_errors", "node": "gpu-003", "port": 1, "rate": 600})
+        fleet.advance(600)
+        now = fleet.clock.now()
+        for cable in (down, flapping, noisy):
+            for port in (cable.a, cable.b):
+                fabric.advance(port, now)
+        assert not down.up(now) and fabric.host_cable("gpu-004", 1).up(now)
+        assert down.a.counters["LinkDownedCounter"] == down.b.counters["LinkDownedCounter"] == 1
+        assert flapping.a.counters["LinkDownedCounter"] >= 4
+        assert noisy.a.counters["SymbolErrorCounter"] == pytest.approx(6000, rel=0.05)
+    finally:
+        fleet.stop()
