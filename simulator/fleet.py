@@ -22,6 +22,7 @@ from simulator.checkpoints import CheckpointFiles
 from simulator.clock import SimClock
 from simulator.fabric import CableFaults, FatTree, SimFabricRunner, leaf_uplinks
 from simulator.faults import KINDS, Fault, FaultBook, FaultError, parse_fault_request, scheduled_at
+from exporter.fabric import FABRIC_JOB
 from exporter.fabric.topology import LANE_RATES
 from simulator.gpu_model import GpuConditions
 from simulator.jobs import FAILED, JobGenerator, SimJob
@@ -39,8 +40,7 @@ RESET_XIDS = {48, 74, 79, 95, 119, 120}
 # One request moves simulated time by at most a day: catching up costs a scheduler pass per
 # simulated minute under the fleet's lock (about a second for 140 nodes), and scrapes wait on it.
 MAX_ADVANCE_SECONDS = 86400
-FABRIC_JOB = "clusterwatch-fabric"
-HOST_CABLE_FAULTS = ("ib_link_down", "ib_flapping", "ib_symbol_errors")  # host-port faults the leaf sees too  # the scrape job of fabric collectors (docs/operations.md)
+HOST_CABLE_FAULTS = ("ib_link_down", "ib_flapping", "ib_symbol_errors")  # host-port faults the leaf sees too
 FABRIC_INSTANCE = "ib-mgmt-01"  # the simulated management host that runs the fabric collector
 FABRIC_SWEEP_INTERVAL = 15.0  # real seconds between the simulated fabric collector's sweeps
 LEAF_FAULT_FLAP_SECONDS = 300.0

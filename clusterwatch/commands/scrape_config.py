@@ -17,6 +17,7 @@ import yaml
 
 from cwkernel import settings
 from cwkernel.errors import ConfigError
+from exporter.fabric import FABRIC_JOB
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,11 +51,6 @@ def node_names(args: argparse.Namespace) -> list[str]:
         return expand(args.nodes)
     except HostlistError as exc:
         raise ConfigError("--nodes", str(exc)) from None
-
-
-# The fabric collectors' scrape job (docs/operations.md, "The fabric collector"); serve gives its
-# targets their own series limit.
-FABRIC_JOB = "clusterwatch-fabric"
 
 
 def scrape_configs(file_sd: str, interval: str, server: str | None, fabric: list[str] | None = None) -> dict:

@@ -17,8 +17,8 @@ from alerts.notify.options import OPTIONS as ALERTING_OPTIONS
 from cwkernel import settings
 from cwkernel.errors import ConfigError
 from cwkernel.frontdoor import OPTIONS as HTTP_OPTIONS
-from clusterwatch.commands.scrape_config import FABRIC_JOB
 from cwkernel.settings import Option
+from exporter.fabric import FABRIC_JOB
 from dashboard.options import OPTIONS as DASHBOARD_OPTIONS
 from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 

@@ -6,3 +6,7 @@ tool runner (argv only, bounded in time and output) and the sweep that reads eve
 Must not touch: the store (``tsdb``), the scheduler, alerting or the simulator; it reads the fabric
 through the tool runner it is handed and returns data, never metrics of a node of its own.
 """
+
+# The scrape job a fabric collector's target belongs to (docs/operations.md, "The fabric collector"):
+# the scrape configs ClusterWatch writes, the simulator's file_sd and serve's own series limit for it.
+FABRIC_JOB = "clusterwatch-fabric"
