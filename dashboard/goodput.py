@@ -10,7 +10,7 @@ Where the numbers come from, all through the query interface:
 
 - Per job, every minute, the recording group writes what the job's GPUs are doing now, in GPUs:
   running, waiting to restart after an interruption (PENDING with a restart count above 0), hung
-  (JobHung firing), held but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler
+  (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it), held but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler
   (GpuStragglerUtilization firing: the job's GPUs times the straggler's shortfall from the job's
   median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
   ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
@@ -53,13 +53,18 @@ def _firing(alertname: str) -> str:
     return f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'
 
 
+# A GPU the scheduler gave the job that no longer answers NVML (XID 79, off the bus): the rank on
+# it never returns, so the job makes no progress although its other ranks look busy (they spin in
+# the collective), which is why JobHung alone misses it.
+LOST_GPU_OF_JOB = "(slurm_job_gpu_info and on (instance, gpu) (gpu_up == 0))"
+
 # record -> expression. Hung, idle and straggler are counted while the job runs; idle and the
 # straggler's slowdown not while the job is hung (its whole allocation is lost already).
 RELIABILITY_RULES: dict[str, str] = {
     RUNNING: 'max by (job_id) (slurm_job_gpus) * on (job_id) group_left () max by (job_id) (slurm_job_info{state="RUNNING"})',
     RESTART_WAIT: ('max by (job_id) (slurm_job_gpus) * on (job_id) group_left () '
                    '(max by (job_id) (slurm_job_info{state="PENDING"}) and on (job_id) (slurm_job_restart_count > 0))'),
-    HUNG: f"{RUNNING} and on (job_id) {_firing('JobHung')}",
+    HUNG: f"{RUNNING} and on (job_id) ({_firing('JobHung')} or on (job_id) {LOST_GPU_OF_JOB})",
     IDLE_HELD: (f"(max by (job_id) (job_id:gpus_idle:count) and on (job_id) {_firing('JobGpusIdle')}"
                 f" and on (job_id) {RUNNING}) unless on (job_id) {HUNG}"),
     STRAGGLER: (f"({RUNNING} * on (job_id) group_left () max by (job_id) (clamp_min(1 - instance_gpu_job:gpu_activity:ratio"

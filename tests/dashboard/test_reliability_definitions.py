@@ -9,6 +9,8 @@ import promql_parser as pp
 import pytest
 
 from alerts.evaluator import load_rule_files
+from alerts.evaluator.manager import RuleEvaluator
+from dashboard.params import TimeRange
 from dashboard.goodput import CLASSES, GROUP, INTERVAL_S, RELIABILITY_RULES, account, cause_class, redone_seconds
 from scheduler.checkpoint import CHECKPOINT_METRIC
 from tests.dashboard.reliability_data_set import (EXPECTED_CLUSTER_ETTR, EXPECTED_ETTR, EXPECTED_LOST_GPU_MINUTES,
@@ -71,6 +73,28 @@ def test_redone_work_counts_from_the_runs_start_when_its_last_checkpoint_is_olde
     assert redone_seconds(client, "301", at(60)) == 20 * 60
     assert redone_seconds(client, "301", at(25)) == 15 * 60
     assert redone_seconds(client, "999", at(60)) is None
+
+
+def test_a_job_still_running_on_a_lost_gpu_is_hung_until_it_is_requeued():
+    """After XID 79 the GPU is off the bus and the job's rank never returns: the job holds its whole
+    allocation with no progress although JobHung (all GPUs idle holding memory) never fires, since
+    its other ranks spin in the collective. It is hung from the minute the GPU is lost (gpu_up 0 on
+    a GPU the scheduler gave it) until it stops running, not productive."""
+    h = History()
+    h.job("302", 4, running=[(0, 59, ("n1",)), (70, 89, ("n2",))], pending=[(60, 69)], restarts=[(60, 89, 1)])
+    h.spell("gpu_up", 0, 19, 1.0, instance="n1", gpu="2", uuid="GPU-n1-2")
+    h.spell("gpu_up", 20, 89, 0.0, instance="n1", gpu="2", uuid="GPU-n1-2")
+    h.spell("gpu_up", 0, 89, 1.0, instance="n1", gpu="3", uuid="GPU-n1-3")  # not lost: no effect
+    h.spell("gpu_up", 0, 89, 0.0, instance="n9", gpu="0", uuid="GPU-n9-0")  # lost, but not the job's GPU
+    store = h.store()
+    client = LocalQueryClient(Engine(store))
+    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
+    for minute in range(90):
+        evaluator.evaluate(at(minute))
+    job = account(client, TimeRange(at(-1), at(89)), "302").jobs["302"]
+    assert job.lost_gpu_seconds["hung"] == 40 * 4 * 60  # minutes 20-59, its four GPUs
+    assert job.lost_gpu_seconds["idle_held"] == 0.0
+    assert job.productive_gpu_seconds == (20 + 20) * 4 * 60  # minutes 0-19 and the run on n2
 
 
 def test_cluster_ettr_is_gpu_hour_weighted(accounting):
