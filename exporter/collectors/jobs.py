@@ -61,7 +61,7 @@ from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 from exporter.hostfs import FileTree, HostFS
 from exporter.nvml.session import GpuDevice, NvmlSession
-from exporter.podresources.client import DeviceAllocation, PodResourcesClient, socket_for
+from exporter.podresources.allocations import DeviceAllocation, socket_for
 from exporter.podresources.poller import PodResourcesPoller, Snapshot
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,8 @@ class JobsCollector(Collector):
         socket = socket_for(ctx.config.pod_resources_socket)
         self._kubelet: PodResourcesPoller | None = None
         if socket is not None:
+            from exporter.podresources.client import PodResourcesClient  # gRPC: only where there is a kubelet
+
             self._kubelet = PodResourcesPoller(PodResourcesClient(socket), ctx.config.interval)
             self._kubelet.start()
         self._kubelet_failure = ""  # the reason of the failure already counted, "" while answering

@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 import grpc
 
 from exporter.podresources import api_pb2, api_pb2_grpc
+# What callers that never open a socket need lives apart, so that they do not load gRPC.
+from exporter.podresources.allocations import DEFAULT_SOCKET, DeviceAllocation, PodResourcesError, socket_for  # noqa: F401
 
-DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 CALL_TIMEOUT_S = 2.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def socket_for(setting: str) -> str | None:
-    """The socket a ``--pod-resources-socket`` setting designates, or None for no pod attribution.
-
-    ``auto``: the kubelet's socket on a node that has the kubelet's pod-resources directory (a
-    Kubernetes node, or a pod that mounts it), none elsewhere (a Slurm node), so a missing directory
-    is not an error; once chosen, a missing socket is (the kubelet is down or restarting).
-    ``""`` or ``off``: none. Anything else: that socket, required.
-    """
-    if setting == "auto":
-        return DEFAULT_SOCKET if os.path.isdir(os.path.dirname(DEFAULT_SOCKET)) else None
-    if setting in ("", "off"):
-        return None
-    return setting
-
-
-@dataclass(frozen=True, order=True)
-class DeviceAllocation:
-    """One device-plugin device allocated to one container."""
-
-    namespace: str
-    pod: str
-    container: str
-    resource: str   # e.g. nvidia.com/gpu, nvidia.com/mig-1g.10gb
-    device_id: str  # for NVIDIA: a GPU or MIG UUID (or index), "::<n>" appended under time-slicing
-
-
-class PodResourcesError(Exception):
-    """The kubelet could not be asked or did not answer; ``reason`` names the cause in a few words."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 class PodResourcesClient:

@@ -12,9 +12,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from exporter.podresources.client import DeviceAllocation, PodResourcesClient, PodResourcesError
+from exporter.podresources.allocations import DeviceAllocation, PodResourcesError
+
+if TYPE_CHECKING:
+    from exporter.podresources.client import PodResourcesClient
 
 log = logging.getLogger(__name__)
 

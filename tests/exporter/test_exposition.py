@@ -26,8 +26,8 @@ CORE_FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def exposition(tmp_path_factory) -> str:
-    """What `clusterwatch exporter --backend fake` serves over HTTP on the fixture node."""
+def exporter(tmp_path_factory):
+    """`clusterwatch exporter --backend fake` on the fixture node: its URL and process."""
     port = free_port()
     log = tmp_path_factory.mktemp("exporter") / "exporter.log"
     with open(log, "wb") as out:
@@ -38,10 +38,26 @@ def exposition(tmp_path_factory) -> str:
             stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
-        yield httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        yield f"http://127.0.0.1:{port}/metrics", proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def exposition(exporter) -> str:
+    """What it serves over HTTP."""
+    return httpx.get(exporter[0]).text
+
+
+@pytest.mark.real_component
+def test_the_exporter_loads_neither_the_servers_libraries_nor_grpc(exporter, exposition):
+    """A GPU node's memory belongs to its jobs: the exporter's process maps none of the server's
+    compiled libraries (numpy, pydantic, the PromQL parser) and, on a node without a kubelet, not
+    gRPC (the pod-resources client's): together they were some 50 MB of its resident memory."""
+    mapped = Path(f"/proc/{exporter[1].pid}/maps").read_text()
+    loaded = [lib for lib in ("numpy", "pydantic_core", "promql_parser", "cygrpc", "_upb") if lib in mapped]
+    assert loaded == []
 
 
 def family_names(text: str) -> set[str]:

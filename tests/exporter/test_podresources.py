@@ -26,7 +26,7 @@ from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.hostfs import HostFS
 from exporter.nvml.fake import GIB, FakeMigInstance, FakeProcess, FakeState
-from exporter.podresources import api_pb2, api_pb2_grpc, client as podresources_client
+from exporter.podresources import allocations, api_pb2, api_pb2_grpc, client as podresources_client
 from exporter.podresources.client import DeviceAllocation, PodResourcesClient, PodResourcesError, socket_for
 from exporter.podresources.poller import PodResourcesPoller
 from tests.exporter.helpers import FakeGpuNode, Samples, parse_exposition, sample, series
@@ -182,7 +182,7 @@ def test_a_missing_socket_is_named_at_once(socket_dir):
 
 
 def test_the_setting_picks_the_socket(monkeypatch, socket_dir):
-    monkeypatch.setattr(podresources_client, "DEFAULT_SOCKET", str(socket_dir / "pod-resources" / "kubelet.sock"))
+    monkeypatch.setattr(allocations, "DEFAULT_SOCKET", str(socket_dir / "pod-resources" / "kubelet.sock"))
     assert socket_for("auto") is None  # no kubelet directory: a node without Kubernetes, not an error
     (socket_dir / "pod-resources").mkdir()
     assert socket_for("auto") == str(socket_dir / "pod-resources" / "kubelet.sock")
