@@ -38,7 +38,7 @@ interruptions (runs ended or hung by a fault). And: faulty nodes drained (nodes 
 a hardware action), healthy nodes drained (goal 0), fault-to-drain median and p95, work lost to
 requeues. Where the two ETTRs differ, the page misses (or invents) something the ledger saw.
 
-    .venv/bin/python -m bench.bench_continuity [--days 30] [--seed 1] [--rate published|stress] [--arms off,auto,auto-checkpoint] [--nodes 140]
+    .venv/bin/python -m bench.bench_continuity [--days 30] [--seed 1] [--rate published|stress] [--arms off,auto,auto-checkpoint] [--nodes 140] [--episode [hbm|lost-gpu]]
 
 The table is printed with its SHA-256: the same arguments give the same table.
 """
@@ -82,14 +82,22 @@ ACCOUNT_LAG_S = goodput.AFTER_S
 
 
 EPISODE_AT = 300.0
+# --episode KIND: (Table 5 cause, simulator fault request without its node and GPU).
+EPISODES: dict[str, tuple[str, dict[str, Any]]] = {
+    # The job keeps running on a GPU that needs a reset: the case for asking it to checkpoint first.
+    "hbm": ("GPU HBM3 memory", {"kind": "row_remap", "state": "pending"}),
+    # The GPU falls off the bus: the job is dead, so no arm may wait for a checkpoint.
+    "lost-gpu": ("faulty GPU", {"kind": "xid", "xid": 79}),
+}
 
 
-def episode_faults(nodes: int, seed: int, stream) -> list[PlannedFault]:
-    """``--episode``: instead of the drawn stream, one HBM fault that leaves the job running (a
-    pending row remap, which needs a GPU reset) 5 simulated minutes in, on a GPU of the largest
-    job running then with an hour of work or more left: one interruption, at the real intervals on the full fleet, where a month
-    cannot run. The job is found by running the same fleet and stream to that time in the arms'
-    own steps (no arm acts before a fault, so every arm has it there)."""
+def episode_faults(nodes: int, seed: int, stream, kind: str = "hbm") -> list[PlannedFault]:
+    """``--episode KIND``: instead of the drawn stream, one fault 5 simulated minutes in, on a GPU
+    of the largest job running then with an hour of work or more left (``EPISODES``: a pending HBM
+    row remap, which leaves the job running until its GPU is reset, or XID 79, which hangs it): one
+    interruption, at the real intervals on the full fleet, where a month cannot run. The job is
+    found by running the same fleet and stream to that time in the arms' own steps (no arm acts
+    before a fault, so every arm has it there)."""
     from simulator.fleet import Fleet
     from simulator.workload import Workload
 
@@ -101,8 +109,8 @@ def episode_faults(nodes: int, seed: int, stream) -> list[PlannedFault]:
         running = [job for job in fleet.scheduler.jobs.values() if job.state == RUNNING and job.gpus]
         job = max(running, key=lambda j: (j.run_seconds - j.progress >= 3600, j.total_gpus, -j.job_id))
         node = sorted(job.gpus)[0]
-        return [PlannedFault(T0 + EPISODE_AT, "GPU HBM3 memory", {"kind": "row_remap", "state": "pending", "node": node,
-                                                                   "gpu": job.gpus[node][0]})]
+        cause, request = EPISODES[kind]
+        return [PlannedFault(T0 + EPISODE_AT, cause, {**request, "node": node, "gpu": job.gpus[node][0]})]
     finally:
         fleet.stop()
 
@@ -327,7 +335,7 @@ def run_arm(arm: str, nodes: int, seed: int, days: float, faults: list[PlannedFa
 
 def run_month(arms: list[str], nodes: int = 140, seed: int = 1, days: float = 30.0, rate: str = "published",
               faults: list[PlannedFault] | None = None, progress: bool = False,
-              episode: bool = False) -> dict[str, ArmResult]:
+              episode: str | None = None) -> dict[str, ArmResult]:
     """Every arm over the same streams; ``faults`` replaces the drawn stream (tests), as does
     ``episode`` (``episode_faults``)."""
     from simulator.topology import build_topology
@@ -335,7 +343,7 @@ def run_month(arms: list[str], nodes: int = 140, seed: int = 1, days: float = 30
     topology = build_topology(nodes)
     stream = month_stream(seed, nodes, T0, days * 86400)
     if episode:
-        faults = episode_faults(nodes, seed, stream)
+        faults = episode_faults(nodes, seed, stream, episode)
     if faults is None:
         faults = draw_faults(seed, [s.name for s in topology], topology[0].gpus, topology[0].ib_ports, T0,
                              days * 86400, rate)
@@ -422,8 +430,9 @@ def main() -> int:
     parser.add_argument("--rate", choices=("published", "stress"), default="published")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--nodes", type=int, default=140)
-    parser.add_argument("--episode", action="store_true",
-                        help="one HBM fault (pending row remap) 5 minutes in on the largest job, instead of the stream")
+    parser.add_argument("--episode", nargs="?", const="hbm", choices=sorted(EPISODES),
+                        help="one fault 5 minutes in on the largest job, instead of the stream: hbm (a pending row "
+                             "remap, the default) or lost-gpu (XID 79)")
     parser.add_argument("--measure", type=int, metavar="ROUNDS",
                         help="only time ROUNDS rounds of the auto arm and project a month from them")
     args = parser.parse_args()

@@ -20,9 +20,9 @@ Where the numbers come from, all through the query interface:
   hour before it or the quarter hour after: its name (and XID) gives the root-cause class; with no
   such alert it is "unknown", never guessed.
 - Work redone after an interruption is the time since the job's last finished checkpoint (or since
-  the run started, if later), read from the checkpoint contract's mark
-  (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``, scheduler/checkpoint.py) and
-  ``slurm_job_start_time_seconds`` at the interruption. A job that does not
+  the run started, if later), less the time it was hung since (lost as hung), read from the
+  checkpoint contract's mark (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``,
+  scheduler/checkpoint.py) and ``slurm_job_start_time_seconds`` at the interruption. A job that does not
   report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an upper bound.
 """
 from __future__ import annotations
@@ -303,8 +303,11 @@ def _evidence(client: QueryClient, job_id: str, at: float) -> tuple[tuple[str, .
 def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     """The work an interruption at ``at`` threw away: the time since the last finished checkpoint,
     or since the run started where that is later (a checkpoint of an earlier run is where this run
-    began, and its restart wait is counted as such, not again here). None: no checkpoint signal.
-    One query: the latest checkpoint mark and the run's start time, told apart by a label."""
+    began, and its restart wait is counted as such, not again here), less the time the job was
+    hung in between: hung time did no work, and is lost as hung, not counted again here (a job
+    hung for hours before someone requeued it would otherwise be charged those hours twice).
+    None: no checkpoint signal. Two queries: the latest checkpoint mark and the run's start time,
+    told apart by a label, then the job's hung minutes since the later of the two."""
     selector = f'{{job_id="{job_id}"}}'
     result = client.instant(
         f'label_replace(max(last_over_time({CHECKPOINT_METRIC}{selector}[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
@@ -313,7 +316,14 @@ def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     latest = {labels.get("of"): min(value, at) for labels, value in result.samples()}
     if "checkpoint" not in latest:
         return None
-    return max(0.0, at - max(latest["checkpoint"], latest.get("start", latest["checkpoint"])))
+    since = at - max(latest["checkpoint"], latest.get("start", latest["checkpoint"]))
+    if since <= 0:
+        return 0.0
+    # Half an interval more, so that the recorded minute the checkpoint landed in is in the window.
+    window = f"{round((since + INTERVAL_S / 2) * 1000)}ms"
+    hung = client.instant(f"sum(count_over_time({HUNG}{selector}[{window}]))", at)
+    hung_s = sum(value for _, value in hung.samples()) * INTERVAL_S
+    return max(0.0, since - hung_s)
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:

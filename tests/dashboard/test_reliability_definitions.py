@@ -97,6 +97,27 @@ def test_a_job_still_running_on_a_lost_gpu_is_hung_until_it_is_requeued():
     assert job.productive_gpu_seconds == (20 + 20) * 4 * 60  # minutes 0-19 and the run on n2
 
 
+def test_a_job_hung_before_its_requeue_redoes_only_the_work_before_it_hung():
+    """Hung from minute 40 (JobHung firing) until requeued at 60, its last checkpoint at 10: the
+    requeue throws away the 30 minutes of work between the checkpoint and the hang, and the 20
+    hung minutes are lost as hung, not counted again as work to redo (an operator who takes hours
+    to requeue a hung job would otherwise be charged those hours twice)."""
+    h = History()
+    h.job("303", 4, running=[(0, 59, ("n1",)), (70, 89, ("n2",))], pending=[(60, 69)], restarts=[(60, 89, 1)])
+    h.interruption("303", 1, 60, "PENDING")
+    h.spell(CHECKPOINT_METRIC, 10, 89, at(10), job_id="303", instance="n1")
+    h.alert("JobHung", 40, 59, job_id="303", severity="critical")
+    store = h.store()
+    client = LocalQueryClient(Engine(store))
+    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
+    for minute in range(90):
+        evaluator.evaluate(at(minute))
+    job = account(client, TimeRange(at(-1), at(89)), "303").jobs["303"]
+    assert job.lost_gpu_seconds["hung"] == 20 * 4 * 60
+    assert [i.redone_seconds for i in job.interruptions] == [30 * 60]
+    assert job.lost_gpu_seconds["redone_work"] == 30 * 4 * 60
+
+
 def test_cluster_ettr_is_gpu_hour_weighted(accounting):
     assert accounting.ettr() == pytest.approx(EXPECTED_CLUSTER_ETTR)
     # An unweighted mean of the jobs' ETTRs would say otherwise: the 8-GPU job weighs double.
