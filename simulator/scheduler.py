@@ -423,7 +423,12 @@ class SimScheduler:
             self.jobs[job.job_id] = job
             self._start(job, placement, job.submit_time + self.generator.uniform(0, 300))
             job.progress = min(now - job.start_time, job.run_seconds * 0.9) * job.slowdown
-            job.saved_progress = (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS
+            saved = (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS
+            if saved > 0:
+                # The run's last periodic save, landed when it reached that progress: its mark is
+                # written as the save's would have been (the pages read redone work from it).
+                job.checkpoint_writing = (saved, job.start_time + saved / job.slowdown)
+                self._finish_checkpoint(job)
         self.tick(now, gpu_ok)
 
 

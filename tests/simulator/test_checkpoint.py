@@ -135,3 +135,23 @@ def test_scancel_refuses_what_it_does_not_know(cluster):
     assert refused.exit_code == 1 and "unsupported" in refused.stderr
     assert scancel(fleet, "--signal=USR1", "--batch", "999").exit_code == 1
     assert job.state == RUNNING and job.checkpoints_requested == 0
+
+
+def test_a_warm_start_marks_the_checkpoints_its_jobs_already_made(tmp_path):
+    """Jobs the warm start finds running for hours have saved their progress every 30 minutes of
+    it: their marks say when the last of those saves landed, not that nothing was saved since the
+    run began (which made the pages' redone work after a requeue twice what the job lost)."""
+    fleet = Fleet(nodes=8, seed=1, speed=0, start=T0, warm=False, textfile_root=str(tmp_path))
+    try:
+        Workload([]).attach(fleet, warm=True)
+        saved = [job for job in fleet.scheduler.jobs.values() if job.state == RUNNING and job.saved_progress > 0]
+        assert saved, "the warm start found no job past its first checkpoint"
+        for job in saved:
+            mark = tmp_path / job.nodes[0] / textfile_name(str(job.job_id))
+            landed = float(mark.read_text().split()[-1])
+            assert job.checkpoint_at == pytest.approx(landed, abs=0.001)  # the mark has milliseconds
+            assert job.start_time < landed <= T0
+            # It landed when the run reached the saved progress, at the job's speed.
+            assert landed == pytest.approx(job.start_time + job.saved_progress / job.slowdown)
+    finally:
+        fleet.stop()
