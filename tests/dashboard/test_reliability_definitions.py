@@ -75,6 +75,16 @@ def test_redone_work_counts_from_the_runs_start_when_its_last_checkpoint_is_olde
     assert redone_seconds(client, "999", at(60)) is None
 
 
+def recorded_account(h: History, job_id: str, minutes: int = 90):
+    """One job's account of a history with the recording group evaluated every minute over it."""
+    store = h.store()
+    client = LocalQueryClient(Engine(store))
+    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
+    for minute in range(minutes):
+        evaluator.evaluate(at(minute))
+    return account(client, TimeRange(at(-1), at(minutes - 1)), job_id).jobs[job_id]
+
+
 def test_a_job_still_running_on_a_lost_gpu_is_hung_until_it_is_requeued():
     """After XID 79 the GPU is off the bus and the job's rank never returns: the job holds its whole
     allocation with no progress although JobHung (all GPUs idle holding memory) never fires, since
@@ -86,12 +96,7 @@ def test_a_job_still_running_on_a_lost_gpu_is_hung_until_it_is_requeued():
     h.spell("gpu_up", 20, 89, 0.0, instance="n1", gpu="2", uuid="GPU-n1-2")
     h.spell("gpu_up", 0, 89, 1.0, instance="n1", gpu="3", uuid="GPU-n1-3")  # not lost: no effect
     h.spell("gpu_up", 0, 89, 0.0, instance="n9", gpu="0", uuid="GPU-n9-0")  # lost, but not the job's GPU
-    store = h.store()
-    client = LocalQueryClient(Engine(store))
-    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
-    for minute in range(90):
-        evaluator.evaluate(at(minute))
-    job = account(client, TimeRange(at(-1), at(89)), "302").jobs["302"]
+    job = recorded_account(h, "302")
     assert job.lost_gpu_seconds["hung"] == 40 * 4 * 60  # minutes 20-59, its four GPUs
     assert job.lost_gpu_seconds["idle_held"] == 0.0
     assert job.productive_gpu_seconds == (20 + 20) * 4 * 60  # minutes 0-19 and the run on n2
@@ -107,12 +112,7 @@ def test_a_job_hung_before_its_requeue_redoes_only_the_work_before_it_hung():
     h.interruption("303", 1, 60, "PENDING")
     h.spell(CHECKPOINT_METRIC, 10, 89, at(10), job_id="303", instance="n1")
     h.alert("JobHung", 40, 59, job_id="303", severity="critical")
-    store = h.store()
-    client = LocalQueryClient(Engine(store))
-    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
-    for minute in range(90):
-        evaluator.evaluate(at(minute))
-    job = account(client, TimeRange(at(-1), at(89)), "303").jobs["303"]
+    job = recorded_account(h, "303")
     assert job.lost_gpu_seconds["hung"] == 20 * 4 * 60
     assert [i.redone_seconds for i in job.interruptions] == [30 * 60]
     assert job.lost_gpu_seconds["redone_work"] == 30 * 4 * 60
