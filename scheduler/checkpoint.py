@@ -2,7 +2,10 @@
 
 A job says "my checkpoint finished" by writing one gauge line into the node exporter's textfile
 directory, in its own file ``clusterwatch_job_checkpoint_<job>.prom``, written to a temporary
-name and renamed into place (so a scrape never reads half a file):
+name and renamed into place (so a scrape never reads half a file), once the save has finished.
+Its value is the time of the training state the checkpoint holds, which is when the save began:
+work done after it (a trainer that saves in the background trains on) is not in the checkpoint,
+and a requeue throws it away with the rest:
 
     # TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge
     clusterwatch_job_checkpoint_timestamp_seconds{job_id="123"} 1733400000
@@ -46,6 +49,7 @@ def textfile_name(job_id: str) -> str:
     return f"clusterwatch_job_checkpoint_{_FILE_SAFE.sub('_', job_id)}.prom"
 
 
-def textfile_line(job_id: str, finished_at: float) -> str:
-    """The whole file content for one finished checkpoint: the TYPE line and the sample."""
-    return f'# TYPE {CHECKPOINT_METRIC} gauge\n{CHECKPOINT_METRIC}{{{JOB_LABEL}="{job_id}"}} {finished_at:.3f}\n'
+def textfile_line(job_id: str, state_at: float) -> str:
+    """The whole file content for one finished checkpoint (the TYPE line and the sample), whose
+    training state is that of ``state_at`` (when its save began)."""
+    return f'# TYPE {CHECKPOINT_METRIC} gauge\n{CHECKPOINT_METRIC}{{{JOB_LABEL}="{job_id}"}} {state_at:.3f}\n'

@@ -39,12 +39,12 @@ class CheckpointFiles:
         elif event == "end":
             self.remove(str(job.job_id))
 
-    def write(self, node: str, job_id: str, finished_at: float) -> None:
+    def write(self, node: str, job_id: str, state_at: float) -> None:
         if self._written.get(job_id, node) != node:
             self.remove(job_id)  # requeued and restarted elsewhere: one file per job
         final = self.directory(node) / textfile_name(job_id)
         partial = final.with_name(f".{final.name}.tmp")  # not *.prom: the collector never reads it
-        partial.write_text(textfile_line(job_id, finished_at))
+        partial.write_text(textfile_line(job_id, state_at))
         os.replace(partial, final)
         self._written[job_id] = node
 

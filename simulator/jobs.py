@@ -74,9 +74,10 @@ class SimJob:
     fault_hit: bool = False  # a fault reached one of its GPUs or nodes during some run
     stalled: bool = False  # hung on a GPU that fell off the bus: holds its allocation, no progress
     saved_progress: float = 0.0  # progress of this run held by the last finished checkpoint
-    checkpoint_at: float | None = None  # wall time the last checkpoint of this job finished
-    # A checkpoint being written: (progress it saves, wall time it finishes), or None.
-    checkpoint_writing: tuple[float, float] | None = None
+    # Wall time of the state the last finished checkpoint holds (its save began then): its mark.
+    checkpoint_at: float | None = None
+    # A checkpoint being written: (progress it saves, wall time it began, wall time it finishes), or None.
+    checkpoint_writing: tuple[float, float, float] | None = None
     checkpoints_requested: int = 0  # signals received (the contract's "checkpoint now")
 
     @property

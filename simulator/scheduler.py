@@ -159,14 +159,14 @@ class SimScheduler:
             self._end(job, TIMEOUT, 0)
 
     def _begin_checkpoint(self, job: SimJob, progress: float, at: float) -> None:
-        job.checkpoint_writing = (progress, at + job.checkpoint_duration)
+        job.checkpoint_writing = (progress, at, at + job.checkpoint_duration)
 
     def _finish_checkpoint(self, job: SimJob) -> None:
         """A save whose writing time is over holds its progress from now on (a stalled job never
         gets here: its hung rank never finishes its shard)."""
-        if job.checkpoint_writing is None or self.now < job.checkpoint_writing[1]:
+        if job.checkpoint_writing is None or self.now < job.checkpoint_writing[2]:
             return
-        job.saved_progress, job.checkpoint_at = job.checkpoint_writing
+        job.saved_progress, job.checkpoint_at, _ = job.checkpoint_writing
         job.checkpoint_writing = None
         for listener in self.listeners:
             listener("checkpoint", job)
@@ -425,9 +425,11 @@ class SimScheduler:
             job.progress = min(now - job.start_time, job.run_seconds * 0.9) * job.slowdown
             saved = (job.progress // CHECKPOINT_SECONDS) * CHECKPOINT_SECONDS
             if saved > 0:
-                # The run's last periodic save, landed when it reached that progress: its mark is
-                # written as the save's would have been (the pages read redone work from it).
-                job.checkpoint_writing = (saved, job.start_time + saved / job.slowdown)
+                # The run's last periodic save, begun when it reached that progress: its mark is
+                # written as the save's would have been (the pages read redone work from it). Taken
+                # as finished even where its writing would still take a few minutes.
+                began = job.start_time + saved / job.slowdown
+                job.checkpoint_writing = (saved, began, min(now, began + job.checkpoint_duration))
                 self._finish_checkpoint(job)
         self.tick(now, gpu_ok)
 

@@ -39,14 +39,16 @@ JOB_SCRIPT = """#!/bin/bash
 MARK={textfile_dir}/clusterwatch_job_checkpoint_$SLURM_JOB_ID.prom
 mark() {{
   printf '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\\nclusterwatch_job_checkpoint_timestamp_seconds{{job_id="%s"}} %s\\n' \\
-    "$SLURM_JOB_ID" "$(date +%s)" > "$MARK.tmp" && mv "$MARK.tmp" "$MARK"
+    "$SLURM_JOB_ID" "$1" > "$MARK.tmp" && mv "$MARK.tmp" "$MARK"
 }}
 checkpoint() {{
+  local began
+  began=$(date +%s)  # the mark carries the time of the state saved
   sleep 2  # ...save the model here...
-  mark
+  mark "$began"
 }}
 trap checkpoint USR1
-mark  # at the start: this job answers the signal
+mark "$(date +%s)"  # at the start: this job answers the signal
 sleep 600 & train=$!
 while kill -0 "$train" 2>/dev/null; do wait "$train"; done
 """
