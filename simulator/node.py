@@ -23,7 +23,9 @@ from simulator.topology import NodeSpec
 # second; a small one (tests) keeps the exporter's default so that stopping it stays quick.
 SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET = 16, 2000
 MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters follow load changes
-COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection
+COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a second of each other, real and simulated, share one collection
+# How long a collection waits for the exporter's XID thread to count the events queued for it.
+XID_SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -73,7 +75,8 @@ class SimulatedNode:
         self.updated_at = now
         self._clock: Callable[[], float] = lambda: now
         self._exporter: Exporter | None = None
-        self._collected_at = -1e9
+        self._collected_at = -1e9  # real (monotonic) time of the last collection
+        self._collected_sim = -1e18  # and its simulated time
 
     @property
     def name(self) -> str:
@@ -170,9 +173,14 @@ class SimulatedNode:
     def render(self, clock: Callable[[], float], openmetrics: bool, gzipped: bool) -> bytes:
         exporter = self.exporter(clock)
         with self.lock:
-            if exporter.collection is None or time.monotonic() - self._collected_at > COLLECTION_REUSE_SECONDS:
+            # Reused only while neither real nor simulated time moved a second: a clock moved by
+            # hand between two scrapes (a benchmark's rounds, a demo's past) is a new collection.
+            real, simulated = time.monotonic(), clock()
+            if exporter.collection is None or real - self._collected_at > COLLECTION_REUSE_SECONDS \
+                    or abs(simulated - self._collected_sim) >= COLLECTION_REUSE_SECONDS:
+                self.state.wait_events_handled(XID_SETTLE_SECONDS)
                 exporter.collect_once()
-                self._collected_at = time.monotonic()
+                self._collected_at, self._collected_sim = real, simulated
             return exporter.collection.render(openmetrics=openmetrics, gzipped=gzipped)
 
     def restart_exporter(self) -> None:

@@ -246,6 +246,8 @@ class _EventSet:
     masks: dict[int, int] = field(default_factory=dict)  # id(FakeGPU) -> registered event types
     pending: deque[tuple[FakeGPU, int, int]] = field(default_factory=deque)  # (gpu, type, data)
     freed: bool = False
+    waiting: int = 0  # threads inside nvmlEventSetWait on this set
+    in_flight: bool = False  # an event returned whose caller has not come back to wait again
 
 
 class FakeState:
@@ -356,6 +358,21 @@ class FakeState:
         self.kernel_log.log(xid_line(gpu.pci_bus_id, xid, detail, process.pid if process else None, "python"))
         if xid == 79:
             self.kernel_log.log(f"NVRM: GPU {gpu.pci_bus_id[-12:].lower()}: GPU has fallen off the bus.")
+
+    def wait_events_handled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` real seconds until every queued event has been taken by a thread
+        waiting on its set, and that thread has come back to wait again (so it has handled it).
+        A simulation on a clock of its own calls this before a collection: a watcher thread that
+        the machine's load made late would otherwise have its XID counted a round later, and the
+        run would depend on the machine. Sets nobody waits on are not waited for. False: timed out."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while any(s.in_flight or (s.pending and s.waiting) for s in self._event_sets.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._event_ready.wait(remaining)
+            return True
 
     def schedule_xid(self, gpu_index: int, xid: int, after_seconds: float) -> None:
         """Inject an XID ``after_seconds`` from now (scenario files use this for timed faults).
@@ -660,17 +677,24 @@ class FakeNVML:
         deadline = time.monotonic() + max(0, timeoutms) / 1000
         with self.state.lock:
             waiting = self._event_set(event_set)
-            while True:
-                next_due = self.state._fire_due()
-                if waiting.pending or waiting.freed:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise NVMLError(pynvml.NVML_ERROR_TIMEOUT)
-                self.state._event_ready.wait(remaining if next_due is None else min(remaining, next_due))
+            waiting.in_flight = False  # back to wait: the last event it returned is handled
+            waiting.waiting += 1
+            self.state._event_ready.notify_all()  # for wait_events_handled
+            try:
+                while True:
+                    next_due = self.state._fire_due()
+                    if waiting.pending or waiting.freed:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+                    self.state._event_ready.wait(remaining if next_due is None else min(remaining, next_due))
+            finally:
+                waiting.waiting -= 1
             if waiting.freed:
                 raise NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
             gpu, event_type, data = waiting.pending.popleft()
+            waiting.in_flight = True
             return pynvml.c_nvmlEventData_t(
                 device=gpu.handle,
                 eventType=event_type,

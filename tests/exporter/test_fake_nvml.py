@@ -172,6 +172,40 @@ def test_freeing_a_set_wakes_its_waiter(nvml: FakeNVML) -> None:
     assert isinstance(errors[0], pynvml.NVMLError_InvalidArgument)
 
 
+def test_a_simulation_can_wait_until_a_slow_watcher_has_handled_the_queued_events(nvml: FakeNVML,
+                                                                                   state: FakeState) -> None:
+    """A simulation on its own clock collects right after it injects an XID: it waits until the
+    watcher thread has taken the event and come back to wait, however late the machine's load
+    makes that thread, so the XID is in that collection and the run does not depend on the machine."""
+    event_set = _xid_set(nvml, 2)
+    handled: list[int] = []
+    stop = threading.Event()
+
+    def slow_watcher() -> None:
+        while not stop.is_set():
+            try:
+                data = nvml.nvmlEventSetWait(event_set, 100)
+            except pynvml.NVMLError_Timeout:
+                continue
+            time.sleep(0.3)  # a busy machine
+            handled.append(data.eventData)
+
+    watcher = threading.Thread(target=slow_watcher)
+    watcher.start()
+    try:
+        while not any(s.waiting for s in state._event_sets.values()):
+            time.sleep(0.01)
+        state.inject_xid(2, 79)
+        assert state.wait_events_handled(timeout=10)
+        assert handled == [79]
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    # Nobody waits on the set any more: a queued event is not waited for.
+    state.inject_xid(2, 13)
+    assert state.wait_events_handled(timeout=10)
+
+
 def test_registering_on_a_lost_gpu_raises_gpu_is_lost(nvml: FakeNVML, state: FakeState) -> None:
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     state.gpu(0).lost = True
