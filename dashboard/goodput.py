@@ -10,9 +10,9 @@ Where the numbers come from, all through the query interface:
 
 - Per job, every minute, the recording group writes what the job's GPUs are doing now, in GPUs:
   running, waiting to restart after an interruption (PENDING with a restart count above 0), hung
-  (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it), held but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler
-  (GpuStragglerUtilization firing: the job's GPUs times the straggler's shortfall from the job's
-  median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
+  (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it), held
+  but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler (GpuStragglerUtilization
+  firing: the job's GPUs times the straggler's shortfall from the job's median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
   ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
 - Interruptions are the scheduler adapter's records (``slurm_job_interruption_time_seconds``,
   scheduler/interruptions.py): a running job requeued or ended by a failure.
@@ -22,8 +22,9 @@ Where the numbers come from, all through the query interface:
 - Work redone after an interruption is the time since the job's last finished checkpoint (or since
   the run started, if later), less the time it was hung since (lost as hung), read from the
   checkpoint contract's mark (``clusterwatch_job_checkpoint_timestamp_seconds{job_id}``,
-  scheduler/checkpoint.py) and ``slurm_job_start_time_seconds`` at the interruption. A job that does not
-  report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an upper bound.
+  scheduler/checkpoint.py) and ``slurm_job_start_time_seconds`` at the interruption. A job that
+  does not report checkpoints has its redone work unknown (None), not 0, and its ETTR is then an
+  upper bound.
 """
 from __future__ import annotations
 

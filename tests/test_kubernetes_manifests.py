@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from clusterwatch.cli import build_parser
-from exporter.podresources.client import DEFAULT_SOCKET
+from exporter.podresources.allocations import DEFAULT_SOCKET
 from tests.realcomponents import require_binary
 
 KUBERNETES = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"

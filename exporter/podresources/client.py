@@ -13,8 +13,7 @@ import stat
 import grpc
 
 from exporter.podresources import api_pb2, api_pb2_grpc
-# What callers that never open a socket need lives apart, so that they do not load gRPC.
-from exporter.podresources.allocations import DEFAULT_SOCKET, DeviceAllocation, PodResourcesError, socket_for  # noqa: F401
+from exporter.podresources.allocations import DeviceAllocation, PodResourcesError
 
 CALL_TIMEOUT_S = 2.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -27,7 +27,8 @@ from exporter.exporter import Exporter
 from exporter.hostfs import HostFS
 from exporter.nvml.fake import GIB, FakeMigInstance, FakeProcess, FakeState
 from exporter.podresources import allocations, api_pb2, api_pb2_grpc, client as podresources_client
-from exporter.podresources.client import DeviceAllocation, PodResourcesClient, PodResourcesError, socket_for
+from exporter.podresources.allocations import DeviceAllocation, PodResourcesError, socket_for
+from exporter.podresources.client import PodResourcesClient
 from exporter.podresources.poller import PodResourcesPoller
 from tests.exporter.helpers import FakeGpuNode, Samples, parse_exposition, sample, series
 from tests.realcomponents import until
@@ -325,7 +326,8 @@ def test_without_the_socket_pods_lose_only_their_kubelet_attribution_logged_once
 
 PERMISSION_CHECK = """
 import socket, sys
-from exporter.podresources.client import PodResourcesClient, PodResourcesError
+from exporter.podresources.allocations import PodResourcesError
+from exporter.podresources.client import PodResourcesClient
 raw = socket.socket(socket.AF_UNIX)
 try:
     raw.connect(sys.argv[1])
