@@ -11,9 +11,10 @@ from scheduler.audit import AuditLog
 
 
 def dashboard_component(ctx: DashboardContext) -> Component:
-    routers = [overview.build_router(ctx), jobs.build_router(ctx), nodes.build_router(ctx),
-               users.build_router(ctx), alerts.build_router(ctx), fabric.build_router(ctx),
-               reliability.build_router(ctx), actions.build_router(ctx),
+    # reliability before jobs: its /api/jobs/1234/continuity before a pod's /api/jobs/<namespace>/<pod>.
+    routers = [overview.build_router(ctx), reliability.build_router(ctx), jobs.build_router(ctx),
+               nodes.build_router(ctx), users.build_router(ctx), alerts.build_router(ctx), fabric.build_router(ctx),
+               actions.build_router(ctx),
                banner.build_router(ctx), static.build_router()]
     return Component("dashboard", routers=routers)
 

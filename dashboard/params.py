@@ -6,10 +6,12 @@ first (node names, job ids), so a query string can never change a query's shape.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import HTTPException, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from cwkernel.durations import format_duration, parse_duration
 from scheduler import is_job_id, is_node_name  # the ids the scheduler's actions accept
@@ -93,9 +95,40 @@ def check_node(name: str) -> str:
     return name
 
 
+# A Kubernetes pod's job id, ``<namespace>/<pod>`` (exporter/collectors/jobs.py ``pod_job_id``):
+# a namespace is a DNS-1123 label, a pod's name a DNS-1123 subdomain.
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_POD = re.compile(r"[a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?")
+_SLURM_JOB_ID = r"[1-9][0-9]{0,9}(?:_[0-9]{1,7})?"  # scheduler/validation.py's, for a route
+
+
+def is_pod_job_id(job_id: str) -> bool:
+    namespace, slash, pod = job_id.partition("/")
+    return bool(slash) and _NAMESPACE.fullmatch(namespace) is not None and _POD.fullmatch(pod) is not None
+
+
+class SlurmJobIdConvertor(Convertor):
+    """``{job_id:slurm_job_id}`` in a route: matches a Slurm job id only, so that the route of a
+    Slurm job's sub-page (``/api/jobs/1234/continuity``) leaves a pod's ``/api/jobs/<namespace>/<pod>``
+    to the route that takes it."""
+
+    regex = _SLURM_JOB_ID
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("slurm_job_id", SlurmJobIdConvertor())
+
+
 def check_job_id(job_id: str) -> str:
-    if not is_job_id(job_id):
-        raise bad_request(f"not a job id (1234 or 1234_5): {job_id[:40]!r}")
+    """A Slurm job id, or a pod's ``<namespace>/<pod>``."""
+    if not is_job_id(job_id) and not is_pod_job_id(job_id):
+        kind = "pod (<namespace>/<pod>, lowercase DNS names)" if "/" in job_id else "job id (1234 or 1234_5)"
+        raise bad_request(f"not a {kind}: {job_id[:80]!r}")
     return job_id
 
 

@@ -1,4 +1,5 @@
-"""``/jobs``, ``/jobs/{job_id}`` and their JSON."""
+"""``/jobs``, ``/jobs/{job_id}`` (a Slurm job), ``/jobs/{namespace}/{pod}`` (a Kubernetes pod) and
+their JSON."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
@@ -32,6 +33,9 @@ def build_router(ctx: DashboardContext) -> APIRouter:
         model.automation = ctx.automation  # serve runs the remediation engine (its audit lists the job's cases)
         return model
 
+    def pod_view(namespace: str, pod: str, rp: RangeParams = Depends()) -> JobView:
+        return job_view(f"{namespace}/{pod}", rp)
+
     @router.get("/api/jobs", response_model=JobsView)
     def jobs_json(model: JobsView = Depends(list_view)) -> JobsView:
         return model
@@ -40,13 +44,26 @@ def build_router(ctx: DashboardContext) -> APIRouter:
     def job_json(model: JobView = Depends(job_view)) -> Response:
         return model_json(model)
 
+    @router.get("/api/jobs/{namespace}/{pod}", response_model=JobView)
+    def pod_json(model: JobView = Depends(pod_view)) -> Response:
+        return model_json(model)
+
     @router.get("/jobs", response_class=HTMLResponse, include_in_schema=False)
     def jobs_page(model: JobsView = Depends(list_view)) -> HTMLResponse:
         return render_page("Jobs", "jobs", "/api/jobs", model)
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
     def job_page(model: JobView = Depends(job_view)) -> HTMLResponse:
-        return render_page(f"Job {model.job.job_id}", "job", f"/api/jobs/{model.job.job_id}", model,
-                           f"Job {model.job.job_id} · {model.job.name}")
+        return _page(model)
+
+    @router.get("/jobs/{namespace}/{pod}", response_class=HTMLResponse, include_in_schema=False)
+    def pod_page(model: JobView = Depends(pod_view)) -> HTMLResponse:
+        return _page(model)
+
+    def _page(model: JobView) -> HTMLResponse:
+        job = model.job
+        title = f"Pod {job.job_id}" if job.pod else f"Job {job.job_id}"
+        return render_page(title, "job", f"/api/jobs/{job.job_id}", model,
+                           title if job.pod else f"{title} · {job.name}")
 
     return router

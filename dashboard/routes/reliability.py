@@ -1,5 +1,8 @@
 """``/reliability`` and its JSON ``/api/reliability`` (default range 7 days), and the job page's
-Continuity section, ``/api/jobs/{job_id}/continuity`` (the page's range)."""
+Continuity section, ``/api/jobs/{job_id}/continuity`` (the page's range; a pod's
+``/api/jobs/{namespace}/{pod}/continuity``). Mounted before the jobs' routes: ``/api/jobs/1234/continuity``
+is a Slurm job's section, not a pod named "continuity" (a namespace named like a Slurm job id and
+such a pod would be shadowed)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
@@ -32,8 +35,15 @@ def build_router(ctx: DashboardContext) -> APIRouter:
     def reliability_json(model: ReliabilityView = Depends(reliability_view)) -> Response:
         return model_json(model)
 
-    @router.get("/api/jobs/{job_id}/continuity", response_model=JobContinuity)
+    def pod_continuity_view(namespace: str, pod: str, rp: RangeParams = Depends()) -> JobContinuity:
+        return continuity_view(f"{namespace}/{pod}", rp)
+
+    @router.get("/api/jobs/{job_id:slurm_job_id}/continuity", response_model=JobContinuity)
     def continuity_json(model: JobContinuity = Depends(continuity_view)) -> Response:
+        return model_json(model)
+
+    @router.get("/api/jobs/{namespace}/{pod}/continuity", response_model=JobContinuity)
+    def pod_continuity_json(model: JobContinuity = Depends(pod_continuity_view)) -> Response:
         return model_json(model)
 
     @router.get("/reliability", response_class=HTMLResponse, include_in_schema=False)

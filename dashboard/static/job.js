@@ -4,7 +4,8 @@
 CW.page(v => {
   const { el, fmt, kpi, section } = CW, e = v.efficiency, j = v.job;
   const summary = el("div", { class: "kpis", id: "efficiency" },
-    kpi("state", j.state), kpi("user / account", `${j.user} / ${j.account}`), kpi("GPUs", j.gpus),
+    kpi("state", j.state), j.pod ? kpi("namespace / pod", `${j.namespace} / ${j.pod}`) : kpi("user / account", `${j.user} / ${j.account}`),
+    kpi("GPUs", j.gpus),
     // Named by its measure (SM activity where every GPU has GPM, else utilisation), whose threshold the server applied.
     kpi(`GPU efficiency (${e.measure_title})`, fmt.pct(e.gpu_efficiency), e.low ? "bad" : ""),
     kpi("GPU-hours observed", e.gpu_hours.toFixed(2)),

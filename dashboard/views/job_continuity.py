@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from dashboard.goodput import CAUSES, CLASSES, account
-from dashboard.params import TimeRange
+from dashboard.params import TimeRange, is_pod_job_id
 from dashboard.views.reliability import InterruptionRow, JobRow, interruption_row, job_row
 from tsdb.client import QueryClient
 
@@ -26,7 +26,16 @@ class JobContinuity(BaseModel):
     notes: list[str]
 
 
+# Restarts, requeues and checkpoints are the scheduler's records (dashboard/goodput.py).
+POD_NOTE = ("continuity is not measured for a Kubernetes pod: ETTR and interruptions come from the "
+            "scheduler's job states and restart records, which a pod has none of (a restarted pod is "
+            "another pod)")
+
+
 def job_continuity(client: QueryClient, tr: TimeRange, job_id: str) -> JobContinuity:
+    if is_pod_job_id(job_id):
+        return JobContinuity(job_id=job_id, start=tr.start, end=tr.end, causes={}, classes=CLASSES, account=None,
+                             wall_seconds=0.0, lost_seconds={}, interruptions=[], notes=[POD_NOTE])
     accounting = account(client, tr, job_id)
     job = accounting.jobs.get(job_id)
     notes = list(accounting.notes)

@@ -21,7 +21,7 @@ from dashboard.context import DashboardContext
 from dashboard.definitions import (
     IDLE_BELOW, MEASURES, SM_ACTIVE, UTILIZATION, Measure, efficiency, efficiency_low, job_flags, job_measure, stragglers,
 )
-from dashboard.params import TimeRange, regex_of
+from dashboard.params import TimeRange, is_pod_job_id, regex_of
 from dashboard.promql import GpuKey, by_gpu, gpu_key, split_by_name
 from dashboard.views.jobs_at_scale import PER_JOB_FROM_GPUS, per_job_figures
 from tsdb.client import QueryClient
@@ -66,7 +66,8 @@ class JobsView(BaseModel):
 
 
 class JobRecord(BaseModel):
-    """What the scheduler says about a job, whichever source said it."""
+    """What the scheduler says about a job, whichever source said it; for a Kubernetes pod, what
+    the exporters' ``gpu_job_info`` says (``pod_record``)."""
 
     job_id: str
     name: str = ""
@@ -80,6 +81,11 @@ class JobRecord(BaseModel):
     start_time: float | None = None
     end_time: float | None = None
     time_limit_seconds: float | None = None
+    namespace: str = Field(default="", description="a Kubernetes pod's namespace; empty for a Slurm job")
+    pod: str = Field(default="", description="a Kubernetes pod's name; empty for a Slurm job")
+
+
+POD_ENDED = "ENDED"  # a pod no longer seen: how it ended is the kubelet's to say, not ours
 
 
 def job_records(ctx: DashboardContext, at: float, window: str, job_id: str | None = None) -> list[JobRecord]:
@@ -332,6 +338,33 @@ def job_record(ctx: DashboardContext, at: float, window: str, job_id: str) -> Jo
     return found[0]
 
 
+def pod_record(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobRecord:
+    """A pod (an already validated ``<namespace>/<pod>``) has no scheduler record: its GPUs and
+    lifetime are where and when the exporters' ``gpu_job_info`` named it in the range. It is
+    RUNNING while still named at the range's last point (a pod gone from a page is stale at once),
+    else ENDED at the last sample that named it; it started at the first (the range's start when it
+    ran before). The series' values are their samples' own times, not the grid's."""
+    step = tr.step()
+    result = ctx.query.range(f'max by (instance, gpu) (timestamp(gpu_job_info{{job_id="{job_id}"}}))',
+                             tr.start, tr.end, step)
+    indices: dict[str, set[int]] = {}
+    seen: list[float] = []
+    running = False
+    for s in result.series:
+        if (key := gpu_key(s.labels)) is not None and s.values:
+            indices.setdefault(key[0], set()).add(key[1])
+            seen += (min(s.values), max(s.values))
+            running |= s.timestamps[-1] > tr.end - step
+    if not seen:
+        raise JobNotFound(f"pod {job_id} held no GPU in the range")
+    namespace, _, pod = job_id.partition("/")
+    gpu_indices = {node: sorted(i) for node, i in sorted(indices.items())}
+    return JobRecord(job_id=job_id, name=pod, account=namespace, state="RUNNING" if running else POD_ENDED,
+                     nodes=sorted(gpu_indices), gpus=sum(len(i) for i in gpu_indices.values()),
+                     gpu_indices=gpu_indices, start_time=min(seen), end_time=None if running else max(seen),
+                     namespace=namespace, pod=pod)
+
+
 def _matrix(result, keys: list[GpuKey], start: float, step: float, points: int, decimals: int):
     """Per-GPU series on the range's grid as one (GPU x point) array, NaN where there is no sample."""
     import numpy as np
@@ -415,7 +448,7 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     reduced to bands with numpy. Jobs of more than ``DETAIL_GPUS`` GPUs get every GPU's
     utilisation (lines, heatmap) but memory and power as min/median/max bands plus the
     stragglers' own series: 512 GPUs' memory lines are unreadable and would triple the payload."""
-    record = job_record(ctx, tr.end, tr.window, job_id)
+    record = pod_record(ctx, tr, job_id) if is_pod_job_id(job_id) else job_record(ctx, tr.end, tr.window, job_id)
     gpus = job_gpus(record)
     lifetime = tr.clipped(record.start_time, record.end_time if record.state != "RUNNING" else None)
     step = lifetime.step()

@@ -1,0 +1,113 @@
+"""A Kubernetes pod is a job on the dashboard (docs/operations.md, "What job_id is on Kubernetes"):
+the overview's heatmap links a GPU held by a pod to ``/jobs/<namespace>/<pod>``, and that page,
+its JSON and its Continuity section answer, from the exporter's ``gpu_job_info`` alone (pods have
+no scheduler record). Slurm jobs' pages, beside them, are unchanged."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cwkernel.series import STALE_NAN
+from cwkernel.server import build_app
+from dashboard.component import dashboard_component
+from dashboard.context import DashboardContext
+from tsdb.client import LocalQueryClient
+from tsdb.promql.engine import Engine
+from tsdb.store import Store
+
+T0 = 1_700_000_000.0
+STEP = 15.0
+POINTS = 240  # an hour
+END = T0 + (POINTS - 1) * STEP
+RUNNING_POD = "team-a/trainer-0"
+ENDED_POD = "team-b/eval.job-7"  # a pod name may hold dots (a DNS subdomain)
+ENDED_AT = POINTS // 2
+
+
+def _store() -> Store:
+    store = Store(retention_s=1e9)
+
+    def series(metric: str, value: float, points: int = POINTS, **labels: str) -> None:
+        """``points`` samples; a series that ends before the others ends as a scrape ends it: stale."""
+        values = [value] * points + ([STALE_NAN] if points < POINTS else [])
+        key = tuple(sorted({"__name__": metric, **labels}.items()))
+        store.append_series(key, [round((T0 + i * STEP) * 1000) for i in range(len(values))], values)
+
+    pods = {RUNNING_POD: ("k1", range(4), 0.9, POINTS), ENDED_POD: ("k2", range(2), 0.4, ENDED_AT)}
+    for job_id, (node, gpus, utilization, points) in pods.items():
+        namespace, pod = job_id.split("/")
+        for gpu in gpus:
+            where = {"instance": node, "gpu": str(gpu)}
+            series("gpu_job_info", 1.0, points, job_id=job_id, pod=pod, namespace=namespace, container="main",
+                   source="kubelet", **where)
+            series("gpu_utilization_ratio", utilization, points, uuid=f"GPU-{node}-{gpu}", **where)
+            series("gpu_memory_used_bytes", 30e9, points, **where)
+            series("gpu_memory_total_bytes", 80e9, points, **where)
+            series("gpu_processes", 1.0, points, **where)
+    # A Slurm job beside them.
+    series("slurm_job_info", 1.0, job_id="123", user="alice", account="acct", name="train", partition="gpu",
+           state="RUNNING")
+    series("slurm_job_gpus", 1.0, job_id="123")
+    series("slurm_job_start_time_seconds", T0, job_id="123")
+    series("slurm_job_gpu_info", 1.0, job_id="123", instance="s1", gpu="0")
+    series("gpu_utilization_ratio", 0.8, uuid="GPU-s1-0", instance="s1", gpu="0")
+    return store
+
+
+@pytest.fixture(scope="module")
+def client():
+    ctx = DashboardContext(LocalQueryClient(Engine(_store())), clock=lambda: END)
+    with TestClient(build_app([dashboard_component(ctx)])) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/team-a/trainer-0", "/api/jobs/team-a%2Ftrainer-0"])
+def test_a_running_pods_page_shows_its_gpus_from_the_exporter(client, path):
+    response = client.get(path + "?range=1h")
+    assert response.status_code == 200, response.text
+    view = response.json()
+    job = view["job"]
+    assert (job["job_id"], job["namespace"], job["pod"], job["state"]) == (RUNNING_POD, "team-a", "trainer-0", "RUNNING")
+    assert job["nodes"] == ["k1"] and job["gpu_indices"] == {"k1": [0, 1, 2, 3]} and job["gpus"] == 4
+    assert job["start_time"] == T0 and job["end_time"] is None
+    assert [(g["node"], g["gpu"]) for g in view["gpus"]] == [("k1", g) for g in range(4)]
+    assert view["efficiency"]["gpu_efficiency"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_an_ended_pods_page_shows_when_it_was_last_seen(client):
+    view = client.get("/api/jobs/team-b/eval.job-7?range=1h").json()
+    job = view["job"]
+    assert job["state"] == "ENDED" and job["gpus"] == 2
+    assert job["end_time"] == pytest.approx(T0 + (ENDED_AT - 1) * STEP)
+    assert max(view["timestamps"]) <= job["end_time"] + STEP
+
+
+@pytest.mark.parametrize("path", ["/jobs/team-a/trainer-0", "/jobs/team-a%2Ftrainer-0"])
+def test_the_overviews_link_to_a_pod_opens_its_page(client, path):
+    response = client.get(path, headers={"Accept": "text/html"})
+    assert response.status_code == 200, response.text
+    assert "trainer-0" in response.text and 'data-api="/api/jobs/team-a/trainer-0"' in response.text
+
+
+def test_a_pods_continuity_says_why_it_has_none(client):
+    body = client.get("/api/jobs/team-a/trainer-0/continuity?range=1h").json()
+    assert body["job_id"] == RUNNING_POD and body["account"] is None
+    assert any("Kubernetes" in note for note in body["notes"])
+
+
+def test_a_slurm_jobs_pages_are_unchanged_beside_pods(client):
+    assert client.get("/api/jobs/123?range=1h").json()["job"]["pod"] == ""
+    assert client.get("/api/jobs/123/continuity?range=1h").status_code == 200
+    assert client.get("/jobs/123").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/jobs/Team_A/trainer-0", "/api/jobs/team-a/-x", "/jobs/team-a/a%22b",
+                                  "/api/jobs/" + "a" * 64 + "/p"])
+def test_a_malformed_pod_id_is_refused_with_a_clear_error(client, path):
+    response = client.get(path)
+    assert response.status_code == 400 and "pod" in response.json()["detail"]
+
+
+def test_an_unknown_pod_is_not_found(client):
+    response = client.get("/api/jobs/team-a/nobody?range=1h")
+    assert response.status_code == 404 and "team-a/nobody" in response.json()["detail"]
