@@ -9,6 +9,8 @@ window.CWContinuity = (() => {
   function render(c) {
     const { el, fmt, kpi } = CW;
     if (c.error) return el("p", { class: "bad" }, "continuity: " + c.error);
+    // No cause is accounted (a Kubernetes pod): only the notes that say why.
+    if (!Object.keys(c.causes).length) return el("ul", { class: "notes" }, c.notes.map(n => el("li", {}, n)));
     const a = c.account;
     const ettr = a && a.ettr !== null ? (a.ettr_upper_bound ? "≤ " : "") + fmt.pct(a.ettr) : "–";
     const lost = Object.entries(c.causes).map(([cause, title]) => kpi("lost: " + title,

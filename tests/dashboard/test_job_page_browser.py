@@ -11,6 +11,7 @@ from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from tests.dashboard.chromium import served, shot
 from tests.dashboard.large_job import JOB_ID, LAST, Scheduler, build_store
+from tests.dashboard.pod_jobs import END as POD_END, pod_store
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 
@@ -38,3 +39,17 @@ def test_large_job_page_draws_bands_stragglers_heatmap_and_alerts(server, page):
     assert traces["timeline"][0][0] == "scatter" and "GpuXidError on gpu-002 GPU 3" in page.inner_text("#events")
     shot(page, "job-512-style-bands")
     assert page.errors == [] and page.foreign == []
+
+
+def test_a_pods_page_names_its_namespace_and_says_why_it_has_no_continuity(page):
+    """The overview's link to a pod (its job id encoded, ``/jobs/team-a%2Ftrainer-0``) in Chromium."""
+    ctx = DashboardContext(LocalQueryClient(Engine(pod_store())), clock=lambda: POD_END)
+    with served(build_app([dashboard_component(ctx)])) as base:
+        page.goto(f"{base}/jobs/team-a%2Ftrainer-0?range=1h&refresh=0")
+        page.wait_for_selector("#util-heat .main-svg")
+        page.wait_for_selector("#continuity li")
+        assert "team-a / trainer-0" in page.inner_text("#efficiency") and "user / account" not in page.inner_text("#efficiency")
+        assert "not measured for a Kubernetes pod" in page.inner_text("#continuity")
+        assert page.query_selector("#continuity-kpis") is None
+        shot(page, "job-pod")
+        assert page.errors == [] and page.foreign == []
