@@ -10,10 +10,10 @@ from dashboard.context import DashboardContext
 from dashboard.pages import render_page
 from dashboard.params import RangeParams, bad_request, check_job_id
 from dashboard.routes.common import model_json, run_view
-from dashboard.views.jobs import JobsView, JobView, job, jobs
+from dashboard.views.jobs import POD_ENDED, JobsView, JobView, job, jobs
 
 STATES = {"RUNNING", "PENDING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "COMPLETING", "NODE_FAIL",
-          "PREEMPTED", "OUT_OF_MEMORY", "SUSPENDED"}
+          "PREEMPTED", "OUT_OF_MEMORY", "SUSPENDED", POD_ENDED}
 
 
 def build_router(ctx: DashboardContext) -> APIRouter:

@@ -4,7 +4,8 @@ CW.page(v => {
   const { el, fmt } = CW;
   const flags = r => Object.entries(r.flags).map(([f, n]) => el("span", { class: "flag f-" + f, title: `${n} GPU(s)` }, f.replaceAll("_", " ")));
   return CW.table("jobs", [
-    { key: "job_id", label: "job", sortValue: r => Number(r.job_id.split("_")[0]), render: r => el("a", { href: "/jobs/" + r.job_id + location.search }, r.job_id) },
+    // Slurm ids by number, then Kubernetes pods (<namespace>/<pod>) by name.
+    { key: "job_id", label: "job", sortValue: r => r.job_id.includes("/") ? "1" + r.job_id : "0" + r.job_id.split("_")[0].padStart(10, "0"), render: r => el("a", { href: "/jobs/" + r.job_id + location.search }, r.job_id) },
     { key: "name", label: "name" }, { key: "user", label: "user" }, { key: "partition", label: "partition" },
     { key: "state", label: "state" },
     { key: "nodes", label: "nodes", sortValue: r => r.nodes.length, text: r => r.nodes.length > 3 ? `${r.nodes.length} nodes` : r.nodes.join(" ") },

@@ -161,7 +161,9 @@ def _mean(values: Iterable[float]) -> float | None:
 
 
 def jobs(ctx: DashboardContext, tr: TimeRange, states: set[str] | None = None) -> JobsView:
-    records = [j for j in job_records(ctx, tr.end, tr.window) if not states or j.state in states]
+    """The scheduler's jobs and the Kubernetes pods that held GPUs in the range."""
+    records = [j for j in job_records(ctx, tr.end, tr.window) + pod_records(ctx, tr.end, tr.window)
+               if not states or j.state in states]
     if sum(j.gpus for j in records if j.state == "RUNNING") >= PER_JOB_FROM_GPUS:
         return _jobs_per_job(ctx, tr, records)
     return _jobs_per_gpu(ctx, tr, records)
@@ -357,12 +359,34 @@ def pod_record(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobRecord:
             running |= s.timestamps[-1] > tr.end - step
     if not seen:
         raise JobNotFound(f"pod {job_id} held no GPU in the range")
+    return _pod(job_id, indices, running, min(seen), None if running else max(seen))
+
+
+# Pods that the kubelet attributes (exporter/collectors/jobs.py): a pod label and a job id. On a
+# Slurm-only cluster no gpu_job_info series has a pod label, so selecting them costs nothing.
+POD_ALLOCATIONS = 'gpu_job_info{pod!="", job_id!=""}'
+
+
+def pod_records(ctx: DashboardContext, at: float, window: str) -> list[JobRecord]:
+    """The pods that held GPUs in the range, for the jobs list: RUNNING while ``gpu_job_info``
+    names them now, else ENDED (their start and end are on their pages, ``pod_record``)."""
+    seen = ctx.query.instant(f"max by (instance, gpu, job_id) (last_over_time({POD_ALLOCATIONS}[{window}]))", at)
+    now = {s.labels.get("job_id") for s in ctx.query.instant(f"count by (job_id) ({POD_ALLOCATIONS})", at).series}
+    indices: dict[str, dict[str, set[int]]] = {}
+    for s in seen.series:
+        job_id = s.labels.get("job_id", "")
+        if is_pod_job_id(job_id) and (key := gpu_key(s.labels)) is not None:
+            indices.setdefault(job_id, {}).setdefault(key[0], set()).add(key[1])
+    return [_pod(job_id, gpus, job_id in now) for job_id, gpus in sorted(indices.items())]
+
+
+def _pod(job_id: str, indices: dict[str, set[int]], running: bool, start: float | None = None,
+         end: float | None = None) -> JobRecord:
     namespace, _, pod = job_id.partition("/")
     gpu_indices = {node: sorted(i) for node, i in sorted(indices.items())}
     return JobRecord(job_id=job_id, name=pod, account=namespace, state="RUNNING" if running else POD_ENDED,
                      nodes=sorted(gpu_indices), gpus=sum(len(i) for i in gpu_indices.values()),
-                     gpu_indices=gpu_indices, start_time=min(seen), end_time=None if running else max(seen),
-                     namespace=namespace, pod=pod)
+                     gpu_indices=gpu_indices, start_time=start, end_time=end, namespace=namespace, pod=pod)
 
 
 def _matrix(result, keys: list[GpuKey], start: float, step: float, points: int, decimals: int):
@@ -571,4 +595,4 @@ def _notes(record: JobRecord, lifetime: TimeRange, step: float, gpu_eff: float |
     return notes
 
 
-__all__ = ["JobsView", "JobView", "JobNotFound", "jobs", "job", "IDLE_BELOW"]
+__all__ = ["JobsView", "JobView", "JobNotFound", "POD_ENDED", "jobs", "job", "IDLE_BELOW"]

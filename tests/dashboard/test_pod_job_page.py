@@ -80,3 +80,19 @@ def test_a_malformed_pod_id_is_refused_with_a_clear_error(client, path):
 def test_an_unknown_pod_is_not_found(client):
     response = client.get("/api/jobs/team-a/nobody?range=1h")
     assert response.status_code == 404 and "team-a/nobody" in response.json()["detail"]
+
+
+def test_the_jobs_list_shows_the_pods_that_held_gpus_in_the_range_beside_slurm_jobs(client):
+    rows = {row["job_id"]: row for row in client.get("/api/jobs?range=1h").json()["jobs"]}
+    assert set(rows) == {"123", RUNNING_POD, ENDED_POD}
+    running, ended = rows[RUNNING_POD], rows[ENDED_POD]
+    assert (running["state"], running["gpus"], running["nodes"], running["name"]) == ("RUNNING", 4, ["k1"], "trainer-0")
+    assert running["mean_utilization"] == pytest.approx(0.9, abs=0.01)
+    assert (ended["state"], ended["gpus"], ended["mean_utilization"]) == ("ENDED", 2, None)
+    only_ended = client.get("/api/jobs?range=1h&state=ended").json()["jobs"]
+    assert [row["job_id"] for row in only_ended] == [ENDED_POD]
+
+
+def test_a_pod_that_ended_before_the_range_is_not_listed(client):
+    rows = client.get(f"/api/jobs?range=5m&end={END}").json()["jobs"]
+    assert ENDED_POD not in {row["job_id"] for row in rows} and RUNNING_POD in {row["job_id"] for row in rows}
