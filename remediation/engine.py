@@ -377,8 +377,9 @@ class RemediationEngine:
             self.store.delete_step(step_id)
         else:
             self.store.step_ended(step_id, outcome.status, outcome.detail, now)
-            for action, target, result in outcome.actions or [(name, case.node or case.job_id or "", outcome.status)]:
-                job = target if action in steps.JOB_ACTIONS else case.job_id
+            for action, target, result in outcome.actions or [(name, None, outcome.status)]:
+                # A job action names its job; without one (skipped: no job) the case's, never the node.
+                job = target if action in steps.JOB_ACTIONS and target is not None else case.job_id
                 self._audit(now, case, case.alertname, action, result, outcome.detail, node=case.node, job_id=job,
                             actor=ctx.actor)
         return outcome

@@ -120,6 +120,14 @@ def test_the_timeout_is_per_class_and_zero_asks_nothing():
     assert "checkpoint_timeout is 0" in [s.detail for s in off.store.steps(1) if s.name == "checkpoint"][0]
 
 
+def test_with_no_job_on_the_gpu_the_audit_names_no_job():
+    """The skipped step's audit entry named the node as its job ("job_id": "gpu-001")."""
+    h = harness()
+    h.receive(alert(gpu="5"))  # the job holds GPU 3 only
+    assert audit(h, "checkpoint") == [("checkpoint", None, "skipped")]
+    assert all(e.job_id in (None, JOB) for e in h.store.audit_entries(case_id=1))
+
+
 @pytest.mark.parametrize("lost", [alert(gpu="3", xid="79"), alert("GpuLost", gpu="3")])
 def test_a_lost_gpu_is_never_waited_for(lost):
     h = harness()
