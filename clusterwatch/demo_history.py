@@ -53,7 +53,8 @@ STEP_S = 120.0
 # are over by now (their alerts resolved), some still hold (firing at first load).
 FAULTS: tuple[tuple[float, float | None, dict[str, Any]], ...] = (
     (115, 0.15, {"kind": "xid", "gpu": 3, "xid": 79}),
-    (100, 0.21, {"kind": "row_remap", "gpu": 6, "state": "pending"}),
+    # None: a GPU of the largest running job, which keeps running on it: the checkpoint step's case.
+    (100, None, {"kind": "row_remap", "gpu": None, "state": "pending"}),
     (85, 0.32, {"kind": "ecc", "gpu": 2, "type": "uncorrected", "count": 1}),
     (70, 0.64, {"kind": "thermal", "gpu": 1, "temperature": 95, "duration": 1800}),
     (55, 0.80, {"kind": "ib_flapping", "port": 1, "period": 180, "duration": 1200}),
@@ -64,6 +65,11 @@ FAULTS: tuple[tuple[float, float | None, dict[str, Any]], ...] = (
     (10, 0.93, {"kind": "ib_link_down", "port": 3, "duration": 3600}),
 )
 HEALTHY_SCRAPED = 2  # healthy nodes scraped beside the faulty ones, so a page can compare
+# A job's checkpoint marks are on its batch host (its first node), which the faults may not hit:
+# the batch hosts of the jobs on the faulty nodes are scraped too, so that the pages and the
+# checkpoint step see the marks of the jobs the faults interrupt. At most this many, to keep the
+# past's start-up cost (a node black-holing job after job would bring a new host every few minutes).
+BATCH_HOSTS_SCRAPED = 12
 
 
 @dataclass
@@ -93,13 +99,27 @@ def fault_schedule(nodes: list[str], hours: float, now: float) -> list[tuple[flo
 
 def _place(fleet: Fleet, request: dict[str, Any]) -> dict[str, Any]:
     """A node of the largest running job (the first by name), so that the fault interrupts a
-    multi-node run that Slurm requeues and that resumes from its checkpoint."""
+    multi-node run that Slurm requeues and that resumes from its checkpoint; a GPU fault without
+    its GPU, on the first of that job's GPUs there."""
     if request["node"] is not None:
         return request
     jobs = sorted((j for j in fleet.scheduler.jobs.values() if j.state == "RUNNING" and j.gpus),
                   key=lambda j: (-j.total_gpus, j.job_id))
     node = sorted(jobs[0].gpus)[0] if jobs else fleet.node_names()[0]
-    return {**request, "node": node}
+    placed = {**request, "node": node}
+    if "gpu" in request and request["gpu"] is None:
+        placed["gpu"] = jobs[0].gpus[node][0] if jobs else 0
+    return placed
+
+
+def _scrape_batch_hosts(fleet: Fleet, pages: "_Pages", faulty_now: list[str], limit: int) -> None:
+    """Add the batch hosts of the jobs running on the faulty nodes to the scraped ones, up to ``limit``."""
+    hit = set(faulty_now)
+    for job in sorted(fleet.scheduler.jobs.values(), key=lambda j: j.job_id):
+        if len(pages.nodes) >= limit:
+            return
+        if job.state == "RUNNING" and job.nodes and hit & set(job.gpus) and job.nodes[0] not in pages.nodes:
+            pages.nodes.append(job.nodes[0])
 
 
 class _Pages:
@@ -176,6 +196,8 @@ def _run(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, retention_
                 history.faults.append(fault.to_json())
                 if fault.node not in pages.nodes:
                     pages.nodes.append(fault.node)
+            _scrape_batch_hosts(fleet, pages, faulty_now=[f["node"] for f in history.faults], limit=len(faulty) +
+                                len(healthy) + BATCH_HOSTS_SCRAPED)
             stamp = int(now * 1000)
             scraper.scrape(stamp)
             adapter.refresh()

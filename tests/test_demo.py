@@ -91,3 +91,17 @@ def test_on_first_load_the_pages_show_the_simulated_past(demo):
     banner = httpx.get(f"{base}/api/banner", timeout=10).json()["banner"]
     assert "simulated" in banner and "--automation auto" in banner
     assert "--automation auto" in proc.log_tail(20_000)
+
+
+def test_the_demos_jobs_write_checkpoint_marks_and_the_past_shows_the_checkpoint_step(demo):
+    """Without the jobs' marks every job read as one ignoring the contract: redone work unknown for
+    every interruption, and the checkpoint step never asked one (``job ... never wrote a checkpoint
+    mark``)."""
+    base, _, _ = demo
+    assert query(base, "count(clusterwatch_job_checkpoint_timestamp_seconds)"), "no job's checkpoint mark is scraped"
+    reliability = httpx.get(f"{base}/api/reliability", timeout=30).json()
+    assert any(i["redone_seconds"] is not None for i in reliability["interruptions"]), reliability["interruptions"]
+    audit = httpx.get(f"{base}/api/automation/audit", params={"since": 0}, timeout=10).json()
+    steps = [(e["action"], e["result"], e["detail"]) for e in audit if e["action"] in ("signal", "checkpoint")]
+    assert any(action == "signal" and "scancel --signal=USR1 --batch" in detail for action, _, detail in steps), steps
+    assert not any("never wrote a checkpoint mark" in detail for _, _, detail in steps), steps

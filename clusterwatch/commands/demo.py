@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,10 @@ from cwkernel.errors import ConfigError, UsageError
 
 # What a past run left in --state-dir is another cluster's: removed before the new past is made.
 STATE_FILES = ("alert-state.sqlite", "alerting.db", "remediation.db", "history.snapshot")
+# Each simulated node's textfile directory, where its jobs write their checkpoint marks (the
+# contract in docs/operations.md) and its exporter reads them: without marks the checkpoint step
+# would have nothing to show, every job reading as one that ignores the contract.
+TEXTFILES_DIR = "textfiles"
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 STOP_TIMEOUT_S = 8.0  # the server's graceful stop, inside a test harness's 10 s
 
@@ -75,6 +80,7 @@ def _fresh_state(state: Path) -> None:
     for name in STATE_FILES:
         for suffix in SQLITE_SUFFIXES:
             (state / f"{name}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(state / TEXTFILES_DIR, ignore_errors=True)  # an earlier run's marks name its jobs
 
 
 def _log_to(path: Path) -> None:
@@ -118,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     _fresh_state(state)
     _log_to(state / "simulator.log")
-    fleet = Fleet(nodes=args.nodes, seed=args.seed, speed=0, start=time.time() - history_s)
+    fleet = Fleet(nodes=args.nodes, seed=args.seed, speed=0, start=time.time() - history_s,
+                  textfile_root=str(state / TEXTFILES_DIR))
     try:
         server = SimulatorHTTPServer(parse_listen(settings.host_port(args.simulator_listen)), fleet)
     except OSError as exc:
