@@ -69,8 +69,23 @@ def idle_gpus(window: str | None = None) -> str:
     def level(metric: str) -> str:
         return f"max_over_time({metric}[{window}])" if window else metric
 
-    return (f"({level(SM_ACTIVE.metric)} < {IDLE_BELOW})"
-            f" or (({level(UTILIZATION.metric)} < {IDLE_BELOW}) unless on (instance, gpu) {SM_ACTIVE.metric})")
+    return by_own_measure(level(SM_ACTIVE.metric), level(UTILIZATION.metric), f"< {IDLE_BELOW}")
+
+
+def busy_gpus(sm_active: str = SM_ACTIVE.metric, utilization: str = UTILIZATION.metric) -> str:
+    """PromQL: the GPUs active now, at ``IDLE_BELOW`` or above by their own measure, so that no GPU
+    is busy and idle at once (idle: its peak over a window, which holds the value now, below it).
+    A GPU "utilised" by a kernel spinning on idle SMs (a hung collective) is not busy. The
+    arguments: the two series to read, per GPU (the raw families, or recorded per-GPU-and-job ones)."""
+    return by_own_measure(sm_active, utilization, f">= {IDLE_BELOW}", has_sm_active=sm_active)
+
+
+def by_own_measure(sm_active: str, utilization: str, condition: str, has_sm_active: str = SM_ACTIVE.metric) -> str:
+    """PromQL: the GPUs whose SM activity meets ``condition`` where they have one (a series in
+    ``has_sm_active``), else whose utilisation does (``sm_active`` and ``utilization``: per-GPU
+    expressions)."""
+    return (f"({sm_active} {condition})"
+            f" or (({utilization} {condition}) unless on (instance, gpu) {has_sm_active})")
 
 
 def job_activity_by_measure(sm_active: str, utilization: str, allocated: str) -> dict[str, str]:
@@ -400,7 +415,7 @@ NODE_AGGREGATES: dict[str, str] = {
 # per-GPU and per-job series recorded anyway (the page shows them only as totals), the rest over
 # the per-node series above (not 16,384 series summed on every refresh). KPI -> (record, expression).
 CLUSTER_TOTALS: dict[str, tuple[str, str]] = {
-    "busy": ("cluster:gpus_busy:count", f"count(max by (instance, gpu) ({{allocated_util}}) >= {IDLE_BELOW})"),
+    "busy": ("cluster:gpus_busy:count", "count(max by (instance, gpu) ({allocated_busy}))"),
     "idle": ("cluster:gpus_idle:count", "sum({idle_by_job})"),
     "allocated": ("cluster:gpus_allocated:sum", "sum(instance:gpus_allocated:count)"),
     "power": ("cluster:gpu_power:sum", "sum(instance:gpu_power:sum)"),
@@ -415,7 +430,7 @@ ALLOCATED_ANY = ('max by (instance, gpu, job_id) (gpu_job_info{job_id!=""})'
                  " or max by (instance, gpu, job_id) (slurm_job_gpu_info)")
 NODE_SOURCES_RECORDED = {
     "allocated_by_job": "instance_job:gpus:count",
-    "allocated_util": "instance_gpu_job:gpu_utilization:ratio",
+    "allocated_busy": busy_gpus("instance_gpu_job:gpu_sm_active:ratio", "instance_gpu_job:gpu_utilization:ratio"),
     # Idle at scale is "idle now": allocated, with its peak utilisation over the last IDLE_WINDOW
     # below IDLE_BELOW: JobGpusIdle's condition before its ``for``, which the job rules record per
     # job. Not the page's range: that cannot be honoured per GPU at the cost of a read per node.
@@ -423,7 +438,7 @@ NODE_SOURCES_RECORDED = {
 }
 NODE_SOURCES_RAW = {
     "allocated_by_job": f"count by (instance, job_id) ({ALLOCATED_ANY})",
-    "allocated_util": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () gpu_utilization_ratio)",
+    "allocated_busy": f"(({ALLOCATED_ANY}) * on (instance, gpu) group_left () ({busy_gpus()}))",
     "idle_by_job": f"count by (job_id) (({ALLOCATED_ANY}) * on (instance, gpu) group_left () ({idle_gpus(IDLE_WINDOW)}))",
 }
 

@@ -12,8 +12,9 @@ Only the heatmap's metric and the GPU -> job mapping come back per GPU, with eve
 ``instance``, ``gpu`` (and ``job_id``) stripped by the engine; GPUs per node come back as one count
 per node and unhealthy GPUs as the few that are, both read from the dashboard's recording rules
 when they run (``fleet_gpus``); idle GPUs and set Slurm flags are filtered by the engine (only the
-few that match come back); busy GPUs and the mean utilisation are computed here from the heatmap's
-values rather than selected again; the remaining totals are one query. The per-GPU answers are
+few that match come back, over the range and now); busy GPUs (allocated, read, and not idle now) and
+the mean utilisation are computed here from those and the heatmap's values rather than selected
+again; the remaining totals are one query. The per-GPU answers are
 placed into the heatmap's grid with numpy, not a Python object per cell.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field
 
 import dashboard.definitions as definitions
 from dashboard.context import DashboardContext
-from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, IDLE_BELOW, allocation_samples, fleet_gpus, gpus_present,
+from dashboard.definitions import (DOWN_FLAGS, DRAIN_FLAGS, allocation_samples, fleet_gpus, gpus_present,
                                    idle_gpus,
                                    node_targets, scheduler_node_flags, xid_errors_seen)
 from dashboard.params import TimeRange
@@ -56,18 +57,19 @@ HEAT_METRICS: dict[str, tuple[str, float, str, tuple[float, float] | None]] = {
                1.0, "errors", None),
 }
 STATUS_CODES = ("ok", "alloc", "drain", "fault", "down", "unknown")
-UTIL = HEAT_METRICS["util"][0]
 QUERY_THREADS = 4  # the overview's queries in flight at once
 # Idle (docs/architecture.md#definitions): allocated and below 1% for the whole range. The engine returns only the GPUs
 # below 1% (allocated or free); the allocation is matched here. (Joining with the job mapping in
 # the engine returns fewer series but costs two more selections of every GPU: slower, measured.)
 # Each GPU by its own measure (SM activity where it has GPM, else utilisation): idle_gpus().
 IDLE = "max by (instance, gpu) (" + idle_gpus("{window}") + ")"
+IDLE_NOW = "max by (instance, gpu) (" + idle_gpus() + ")"  # not busy (definitions.busy_gpus)
 
 
 class Kpis(BaseModel):
     gpus_total: int
-    gpus_busy: int = Field(description="allocated and at least 1% utilised now")
+    gpus_busy: int = Field(description="allocated and at least 1% active now, each GPU by its own measure (SM "
+                                       "activity where it has NVML GPM, else utilisation): never also idle")
     gpus_idle: int = Field(description="allocated, below 1% for the whole range")
     gpus_free: int = Field(description="not allocated to any job")
     gpus_unhealthy: int
@@ -158,7 +160,7 @@ class _Answers:
     heat: GpuSamples  # the heatmap's metric per GPU
     held: GpuSamples  # the job holding each allocated GPU
     idle: GpuSamples  # GPUs below IDLE_BELOW over the whole range (allocated or free)
-    util: GpuSamples  # utilisation now of the busy GPUs (the heatmap's own when it shows utilisation)
+    idle_now: GpuSamples  # GPUs below IDLE_BELOW now, each by its own measure (the complement of busy)
     present: dict[str, int]  # node -> GPUs seen
     unhealthy: set[GpuKey]
     sums: dict[str, float | None]  # the fleet totals (_totals)
@@ -189,7 +191,7 @@ class _Cells:
     raw: np.ndarray  # the heatmap's metric, unscaled (NaN: no data)
     job_ids: list[str]
     jobs: np.ndarray  # index into job_ids, -1 for none
-    util_now: np.ndarray  # utilisation now (NaN where not busy or not asked)
+    busy: np.ndarray  # read now and not idle now (definitions.busy_gpus: each GPU by its own measure)
     idle: np.ndarray  # idle over the whole range
 
     @property
@@ -242,15 +244,14 @@ def _ask(client: QueryClient, tr: TimeRange, color_by: ColorBy, snapshot,
         heat_f = pool.submit(lambda: gpu_samples(client.instant(expr.format(window=tr.window), at)))
         held_f = pool.submit(allocation_samples, snapshot, client, at)
         idle_f = pool.submit(lambda: gpu_samples(client.instant(IDLE.format(window=tr.window), at)))
-        util_f = pool.submit(lambda: gpu_samples(client.instant(f"{UTIL} >= {IDLE_BELOW}", at))) \
-            if color_by != "util" else None
+        idle_now_f = pool.submit(lambda: gpu_samples(client.instant(IDLE_NOW, at)))
         sums_f = pool.submit(scalars, client, _totals(color_by, snapshot), at)
         targets_f = pool.submit(node_targets, client, at, None)
         flags_f = pool.submit(scheduler_node_flags, client, at) if snapshot is None else None
         alerts_f = pool.submit(client.instant, 'count by (severity) (ALERTS{alertstate="firing"})', at)
         heat, held, idle = heat_f.result(), held_f.result(), idle_f.result()
         present, unhealthy = fleet_f.result()
-        return _Answers(heat=heat, held=held, idle=idle, util=util_f.result() if util_f is not None else heat,
+        return _Answers(heat=heat, held=held, idle=idle, idle_now=idle_now_f.result(),
                         present=present, unhealthy=unhealthy, sums=sums_f.result(), targets=targets_f.result(),
                         alerts=alerts_f.result(), flags=flags_f.result() if flags_f is not None else {})
 
@@ -277,14 +278,15 @@ def _layout(answers: _Answers, snapshot) -> _Layout:
 
 def _cells(answers: _Answers, layout: _Layout) -> _Cells:
     row_of, width, cells = layout.row_of, layout.width, layout.cells
-    heat, held, util = answers.heat, answers.held, answers.util
+    heat, held = answers.heat, answers.held
     raw = _grid(heat, layout.heat_rows, width, cells, np.nan, heat.values)
     job_ids = sorted(set(held.values), key=lambda j: (len(j), j))
     job_index = {job: i for i, job in enumerate(job_ids)}
     jobs = _grid(held, _rows_of(held, row_of), width, cells, -1, [job_index[j] for j in held.values])
-    util_now = raw if util is heat else _grid(util, _rows_of(util, row_of), width, cells, np.nan, util.values)
+    idle_now = _grid(answers.idle_now, _rows_of(answers.idle_now, row_of), width, cells, False, True)
     idle = _grid(answers.idle, _rows_of(answers.idle, row_of), width, cells, False, True)
-    return _Cells(raw, job_ids, jobs, util_now, idle)
+    # Not idle now is busy (definitions.busy_gpus), for a GPU with a reading: a lost one has none.
+    return _Cells(raw, job_ids, jobs, np.isfinite(raw) & ~idle_now, idle)
 
 
 def _heatmap(cells: _Cells, layout: _Layout, unhealthy: set[GpuKey], color_by: ColorBy) -> Heatmap:
@@ -334,8 +336,7 @@ def _kpis(answers: _Answers, layout: _Layout, cells: _Cells, statuses: dict[str,
     running, pending, drained = _job_and_drain_counts(snapshot, sums, answers.flags)
     total = int(layout.gpu_count.sum())
     held = cells.held
-    with np.errstate(invalid="ignore"):
-        busy = int(np.count_nonzero(held & (cells.util_now >= IDLE_BELOW)))
+    busy = int(np.count_nonzero(held & cells.busy))
     allocated = int(np.count_nonzero(held))
     return Kpis(
         gpus_total=total, gpus_busy=busy, gpus_idle=int(np.count_nonzero(held & cells.idle)),

@@ -25,6 +25,7 @@ class LargeFleet:
     nodes: list[str]
     allocated: set[str]  # nodes whose every GPU runs a job
     idle_gpu: tuple[str, int]  # allocated, 0% the whole time
+    spinning_gpu: tuple[str, int]  # allocated, with GPM: "utilised" by a spinning kernel, its SMs idle
     xid_gpu: tuple[str, int]  # its first XID of a code in the last minutes: unhealthy
     drained: str
     jobs: int
@@ -34,14 +35,15 @@ class LargeFleet:
 def large_fleet(nodes: int, steps: int = 12) -> LargeFleet:
     """``nodes`` nodes x 8 GPUs, ``steps`` scrapes ``STEP`` apart, racks of 32 nodes. Nine nodes
     in ten run a job (jobs of 4 nodes) at 50-90% (by node), the tenth is free at 0%; one GPU of
-    an allocated node is idle, one GPU raises its first XID 79 in the last minutes, one free
-    node is drained (``slurm_node_flag``)."""
+    an allocated node is idle, another has NVML GPM and spins (its node's utilisation at 0% SM
+    activity: idle by its own measure, as a GPU in a hung collective is), one GPU raises its first
+    XID 79 in the last minutes, one free node is drained (``slurm_node_flag``)."""
     store = Store(retention_s=1e9)
     stamps = [int((T0 + i * STEP) * 1000) for i in range(steps)]
     names = [f"gpu-{i + 1:05d}" for i in range(nodes)]
     allocated = {n for i, n in enumerate(names) if i % 10 != 9}
     fleet = LargeFleet(store, T0 + (steps - 1) * STEP, names, allocated, idle_gpu=(names[5], 2),
-                       xid_gpu=(names[7], 3), drained=names[9], jobs=0)
+                       spinning_gpu=(names[11], 4), xid_gpu=(names[7], 3), drained=names[9], jobs=0)
     jobs: set[str] = set()
     for i, node in enumerate(names):
         column = TimeColumn()
@@ -56,6 +58,8 @@ def large_fleet(nodes: int, steps: int = 12) -> LargeFleet:
             gauges = {"gpu_up": 1.0, "gpu_utilization_ratio": util, "gpu_temperature_celsius": 40 + 40 * util,
                       "gpu_memory_used_bytes": 2**30 * (1 + 60 * util), "gpu_power_watts": 100 + 500 * util,
                       "gpu_remapped_rows_pending": 0.0, "gpu_remapped_rows_failure": 0.0}
+            if (node, g) == fleet.spinning_gpu:
+                gauges["gpu_sm_active_ratio"] = 0.0
             for name, value in gauges.items():
                 store.append_series((("__name__", name),) + labels, stamps, [value] * steps, column)
             if node in allocated:

@@ -67,7 +67,22 @@ def test_node_cells_show_the_same_kpis_as_the_per_gpu_overview(fleet, monkeypatc
     nodes, _ = view(fleet.store, fleet.last, monkeypatch=monkeypatch)
     gpus, _ = view(fleet.store, fleet.last, cells_from=NODES + 1, monkeypatch=monkeypatch)
     assert nodes.kpis == gpus.kpis
-    assert nodes.kpis.gpus_idle == 1 and nodes.kpis.gpus_unhealthy == 1 and nodes.kpis.nodes_drained == 1
+    assert nodes.kpis.gpus_idle == 2 and nodes.kpis.gpus_unhealthy == 1 and nodes.kpis.nodes_drained == 1
+
+
+def test_a_gpu_spinning_at_idle_sms_is_idle_and_not_busy_in_both_shapes(fleet, monkeypatch):
+    """Busy and idle are each GPU's own measure (SM activity where it has GPM): a GPU 'utilised'
+    by a kernel spinning on idle SMs (a hung collective) was counted busy by its utilisation and
+    idle by its SM activity at once."""
+    allocated = GPUS * len(fleet.allocated)
+    for cells_from in (1, NODES + 1):
+        model, _ = view(fleet.store, fleet.last, cells_from=cells_from, monkeypatch=monkeypatch)
+        assert model.kpis.gpus_idle == 2, cells_from  # the idle GPU and the spinning one
+        assert model.kpis.gpus_busy == allocated - 2, cells_from
+    store = large_fleet(NODES).store
+    record_once(store, fleet.last)
+    recorded, _ = view(store, fleet.last, monkeypatch=monkeypatch)
+    assert recorded.nodes.recorded and (recorded.kpis.gpus_busy, recorded.kpis.gpus_idle) == (allocated - 2, 2)
 
 
 def test_recorded_and_computed_node_cells_agree_and_recorded_reads_no_gpu_series(fleet, monkeypatch):

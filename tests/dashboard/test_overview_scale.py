@@ -103,8 +103,8 @@ def test_only_the_heatmap_and_the_job_mapping_come_back_per_gpu():
     for color in ("util", "memory"):
         _, client = view(color)
         per_gpu = [(q, rows) for q, rows in client.answers if len(rows) > NODES and any("gpu" in r for r in rows)]
-        # heat, job mapping, GPUs below 1% for the whole range, busy GPUs for another colour
-        assert len(per_gpu) <= (3 if color == "util" else 4), [q for q, _ in per_gpu]
+        # heat, job mapping, GPUs below 1% for the whole range and now (the complement of busy)
+        assert len(per_gpu) <= 4, [q for q, _ in per_gpu]
         for query, rows in per_gpu:
             assert all(set(r) <= {"instance", "gpu", "job_id"} for r in rows), query
         for query, rows in client.answers:
