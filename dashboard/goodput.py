@@ -10,7 +10,9 @@ Where the numbers come from, all through the query interface:
 
 - Per job, every minute, the recording group writes what the job's GPUs are doing now, in GPUs:
   running, waiting to restart after an interruption (PENDING with a restart count above 0), hung
-  (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it), held
+  (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it; and, read
+  back once JobHung fired, the minutes from when it became active to when it fired, its `for`,
+  which no rule can know at the time: ``hung_before_firing``), held
   but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler (GpuStragglerUtilization
   firing: the job's GPUs times the straggler's shortfall from the job's median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
   ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
@@ -29,10 +31,12 @@ Where the numbers come from, all through the query interface:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from cwkernel.durations import format_duration, parse_duration
+from dashboard.definitions import HUNG_FOR
 from dashboard.params import TimeRange
 from scheduler import is_job_id
 from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
@@ -42,6 +46,9 @@ from tsdb.client import QueryClient
 GROUP = "clusterwatch-reliability"
 INTERVAL = "1m"
 INTERVAL_S = 60.0
+
+HUNG_ALERT = "JobHung"
+HUNG_FOR_S = parse_duration(HUNG_FOR)  # its `for` (alerts/rules/jobs.yml, held to the definitions)
 
 RUNNING = "job_id:reliability_running:gpus"
 RESTART_WAIT = "job_id:reliability_restart_wait:gpus"
@@ -324,7 +331,47 @@ def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     window = f"{round((since + INTERVAL_S / 2) * 1000)}ms"
     hung = client.instant(f"sum(count_over_time({HUNG}{selector}[{window}]))", at)
     hung_s = sum(value for _, value in hung.samples()) * INTERVAL_S
+    hung_s += hung_before_firing(client, TimeRange(at - since - INTERVAL_S / 2, at), job_id).get(job_id, 0.0)
     return max(0.0, since - hung_s)
+
+
+def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> dict[str, float]:
+    """Per job, the seconds of the range it was hung before JobHung fired: a JobHung that fired
+    (within the range or up to its `for` after it) was hung from the minute it became active
+    (ALERTS_FOR_STATE's value), minute by minute until it fired, less the minutes the recorded hung
+    series holds already (a GPU of the job lost meanwhile). A JobHung that never fired counts
+    nothing. Raw samples of the few series of JobHung episodes: a query, two more where any."""
+    matchers = f'alertname="{HUNG_ALERT}"' + (f', job_id="{job_id}"' if job_id else "")
+    at = tr.end + HUNG_FOR_S
+    window = f"{round((tr.seconds + HUNG_FOR_S) * 1000)}ms"
+    active: dict[str, dict[float, float]] = {}  # job -> when active -> its last sample's time
+    for series in client.instant(f"ALERTS_FOR_STATE{{{matchers}}}[{window}]", at).series:
+        episodes = active.setdefault(series.labels.get("job_id", ""), {})
+        for t, since in zip(series.timestamps, series.values):
+            episodes[since] = max(t, episodes.get(since, t))
+    if not active:
+        return {}
+    firing = _sample_times(client, f'ALERTS{{{matchers}, alertstate="firing"}}[{window}]', at)
+    jobs = "|".join(sorted(active))
+    counted = _sample_times(client, f'{{__name__="{HUNG}", job_id=~"{jobs}"}}[{window}]', at)
+    seconds: dict[str, float] = {}
+    for job, episodes in active.items():
+        for since, last in episodes.items():
+            fired = [t for t in firing.get(job, ()) if since <= t <= last]
+            if not fired:
+                continue
+            minutes = (since + k * INTERVAL_S for k in range(max(0, math.ceil((min(fired) - since) / INTERVAL_S))))
+            pending = [t for t in minutes if tr.start < t <= tr.end
+                       and not any(abs(t - c) < INTERVAL_S / 2 for c in counted.get(job, ()))]
+            seconds[job] = seconds.get(job, 0.0) + len(pending) * INTERVAL_S
+    return seconds
+
+
+def _sample_times(client: QueryClient, expr: str, at: float) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for series in client.instant(expr, at).series:
+        times.setdefault(series.labels.get("job_id", ""), []).extend(series.timestamps)
+    return times
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
@@ -351,6 +398,9 @@ def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Ac
     for job in set(running) | set(lost["restart_wait"]):
         jobs[job] = JobAccount(job, running.get(job, 0.0) * INTERVAL_S, running_samples.get(job, 0.0) * INTERVAL_S,
                                {cause: values.get(job, 0.0) * INTERVAL_S for cause, values in lost.items()})
+    for job, seconds in hung_before_firing(client, tr, job_id).items():
+        if job in jobs:
+            jobs[job].lost_gpu_seconds["hung"] += seconds * jobs[job].gpus
     records = _interruption_records(client, tr, selector)
     explained = [explain(client, *record) for record in records[:MAX_INTERRUPTIONS]]
     for job in jobs.values():

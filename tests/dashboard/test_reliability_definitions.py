@@ -118,12 +118,49 @@ def test_a_job_hung_before_its_requeue_redoes_only_the_work_before_it_hung():
     assert job.lost_gpu_seconds["redone_work"] == 30 * 4 * 60
 
 
+def test_a_hang_counts_from_the_minute_jobhung_became_active_once_it_fires():
+    """JobHung fires 15 minutes (its `for`) after the job's GPUs went idle holding memory; the job
+    was hung from the start, so those minutes are hung too, and not work to redo at the requeue
+    (they counted as productive: up to 15 minutes short per hang). Active at 25, firing 40-59,
+    checkpoint at 10, requeued at 60: hung 35 minutes, redone the 15 before it hung."""
+    h = History()
+    h.job("304", 4, running=[(0, 59, ("n1",)), (70, 89, ("n2",))], pending=[(60, 69)], restarts=[(60, 89, 1)])
+    h.interruption("304", 1, 60, "PENDING")
+    h.spell(CHECKPOINT_METRIC, 10, 89, at(10), job_id="304", instance="n1")
+    h.hung("304", active=25, firing=40, last=59)
+    job = recorded_account(h, "304")
+    assert job.lost_gpu_seconds["hung"] == 35 * 4 * 60
+    assert [i.redone_seconds for i in job.interruptions] == [15 * 60]
+    assert job.productive_gpu_seconds == (25 - 15 + 20) * 4 * 60  # minutes 0-24 less the 15 redone, the run on n2
+
+
+def test_a_hang_seen_only_pending_or_already_counted_is_not_counted_again():
+    """A JobHung that never fired is no hang; minutes already hung by a lost GPU count once; and a
+    hang whose alert fires after the range's end (a range ending inside the pending minutes) counts
+    those minutes once it has fired, not before."""
+    h = History()
+    h.job("305", 4, running=[(0, 89, ("n1",))], pending=[], restarts=[])
+    h.hung("305", active=10, firing=None, last=20)  # pending 11 minutes, then the job moved on
+    h.spell("gpu_up", 0, 49, 1.0, instance="n1", gpu="0", uuid="GPU-n1-0")
+    h.spell("gpu_up", 50, 89, 0.0, instance="n1", gpu="0", uuid="GPU-n1-0")  # lost from 50
+    h.hung("305", active=45, firing=60, last=89)  # and JobHung active from 45 as well
+    job = recorded_account(h, "305")
+    assert job.lost_gpu_seconds["hung"] == (89 - 45 + 1) * 4 * 60  # 45-89, once
+    store = h.store()
+    client = LocalQueryClient(Engine(store))
+    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
+    for minute in range(90):
+        evaluator.evaluate(at(minute))
+    early = account(client, TimeRange(at(-1), at(47)), "305").jobs["305"]
+    assert early.lost_gpu_seconds["hung"] == (47 - 45 + 1) * 4 * 60  # fired at 60, after the range
+
+
 def test_cluster_ettr_is_gpu_hour_weighted(accounting):
     assert accounting.ettr() == pytest.approx(EXPECTED_CLUSTER_ETTR)
     # An unweighted mean of the jobs' ETTRs would say otherwise: the 8-GPU job weighs double.
     assert accounting.ettr() != pytest.approx(sum(EXPECTED_ETTR.values()) / len(EXPECTED_ETTR))
     assert accounting.lost_gpu_hours() == pytest.approx(
-        {"restart_wait": 240 / 60, "redone_work": 160 / 60, "hung": 2.0, "straggler": 80 / 60, "idle_held": 2.0})
+        {"restart_wait": 240 / 60, "redone_work": 160 / 60, "hung": 180 / 60, "straggler": 80 / 60, "idle_held": 2.0})
 
 
 def test_interruptions_per_day_by_class_mtbi_and_lemons(accounting):
