@@ -7,7 +7,8 @@
 
 The store holds, per job, the recorded series a busy cluster has (every job running all the
 range, 8 GPUs a node, 64 GPUs a job: 2,048 jobs on 16,384 nodes; a tenth of them hung, idle or
-straggling for an hour; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
+straggling for an hour, the hung ones with their JobHung episode, active 15 minutes before it
+fires; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
 interrupted jobs' nodes, an alert on one of them, and the interruption records at the published
 rate (Llama 3: 419 in 54 days on 16,384 GPUs, about 8 a day). What it measures is the engine's
 work: one ``sum_over_time``/``count_over_time`` per cause over one series per job, plus a few small
@@ -53,8 +54,10 @@ def build(jobs: int, days: float, per_day: float) -> tuple[Store, TimeRange, int
     for j in range(jobs):
         job = str(100_000 + j)
         put(goodput.RUNNING, {i: float(GPUS_PER_JOB) for i in range(minutes)}, job_id=job)
-        if j % 10 == 1:
+        if j % 10 == 1:  # JobHung active from minute 45, firing from 60 (its for) to 119
             put(goodput.HUNG, {i: float(GPUS_PER_JOB) for i in range(60, 120)}, job_id=job)
+            put("ALERTS_FOR_STATE", {i: T0 + 45 * 60 for i in range(45, 120)}, alertname=goodput.HUNG_ALERT, job_id=job)
+            put("ALERTS", {i: 1.0 for i in range(60, 120)}, alertname=goodput.HUNG_ALERT, alertstate="firing", job_id=job)
         if j % 10 == 2:
             put(goodput.IDLE_HELD, {i: 16.0 for i in range(60, 120)}, job_id=job)
         if j % 10 == 3:
