@@ -30,6 +30,7 @@ Where the numbers come from, all through the query interface:
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -361,17 +362,23 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
             if not fired:
                 continue
             minutes = (since + k * INTERVAL_S for k in range(max(0, math.ceil((min(fired) - since) / INTERVAL_S))))
-            pending = [t for t in minutes if tr.start < t <= tr.end
-                       and not any(abs(t - c) < INTERVAL_S / 2 for c in counted.get(job, ()))]
+            pending = [t for t in minutes if tr.start < t <= tr.end and not _near(counted.get(job, []), t)]
             seconds[job] = seconds.get(job, 0.0) + len(pending) * INTERVAL_S
     return seconds
 
 
 def _sample_times(client: QueryClient, expr: str, at: float) -> dict[str, list[float]]:
+    """Per job, the sorted times of the samples an instant query of a range selector returns."""
     times: dict[str, list[float]] = {}
     for series in client.instant(expr, at).series:
         times.setdefault(series.labels.get("job_id", ""), []).extend(series.timestamps)
-    return times
+    return {job: sorted(values) for job, values in times.items()}
+
+
+def _near(times: list[float], t: float) -> bool:
+    """A sample within half an interval of ``t``: the groups evaluate at their own offsets."""
+    i = bisect.bisect_left(times, t - INTERVAL_S / 2)
+    return i < len(times) and times[i] < t + INTERVAL_S / 2
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
