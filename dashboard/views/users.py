@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from dashboard.context import DashboardContext
 from dashboard.definitions import idle_gpus
-from dashboard.params import TimeRange
+from dashboard.params import TimeRange, is_pod_job_id
 from dashboard.promql import by_label
 from dashboard.views.jobs import job_records
 
@@ -46,7 +46,7 @@ def users(ctx: DashboardContext, tr: TimeRange) -> UsersView:
         owners.setdefault(s.labels.get("job_id", ""), (s.labels.get("user", ""), s.labels.get("account", "")))
     rows: dict[tuple[str, str], UsageRow] = {}
     for job_id, steps in used_steps.items():
-        user, account = owners.get(job_id, ("(unknown)", ""))
+        user, account = owners.get(job_id) or _unknown_owner(job_id)
         row = rows.setdefault((user, account), UsageRow(user=user, account=account, jobs=0, gpu_hours=0.0,
                                                         gpu_hours_wasted=0.0, wasted_ratio=None))
         row.jobs += 1
@@ -57,3 +57,9 @@ def users(ctx: DashboardContext, tr: TimeRange) -> UsersView:
         row.wasted_ratio = round(row.gpu_hours_wasted / row.gpu_hours, 4) if row.gpu_hours else None
     return UsersView(time=ctx.clock(), start=tr.start, end=tr.end, step_seconds=step,
                      users=sorted(rows.values(), key=lambda r: -r.gpu_hours))
+
+
+def _unknown_owner(job_id: str) -> tuple[str, str]:
+    """No scheduler record: a Kubernetes pod is its namespace's (the account a cluster bills), with
+    no user; anything else nobody's."""
+    return ("(unknown)", job_id.partition("/")[0]) if is_pod_job_id(job_id) else ("(unknown)", "")

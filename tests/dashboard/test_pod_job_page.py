@@ -96,3 +96,9 @@ def test_the_jobs_list_shows_the_pods_that_held_gpus_in_the_range_beside_slurm_j
 def test_a_pod_that_ended_before_the_range_is_not_listed(client):
     rows = client.get(f"/api/jobs?range=5m&end={END}").json()["jobs"]
     assert ENDED_POD not in {row["job_id"] for row in rows} and RUNNING_POD in {row["job_id"] for row in rows}
+
+
+def test_the_users_page_bills_pods_to_their_namespace(client):
+    rows = {(row["user"], row["account"]): row for row in client.get("/api/users?range=1h").json()["users"]}
+    assert rows[("(unknown)", "team-a")]["gpu_hours"] == pytest.approx(4.0, rel=0.05)  # 4 GPUs, the whole hour
+    assert rows[("(unknown)", "team-b")]["jobs"] == 1 and ("(unknown)", "") not in rows
