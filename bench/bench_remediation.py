@@ -37,7 +37,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import simulator.node  # noqa: E402
 from alerts.evaluator.component import build_evaluator  # noqa: E402
 from alerts.notify.component import build_pipeline  # noqa: E402
 from remediation import policy as policy_module  # noqa: E402
@@ -149,10 +148,6 @@ class Day:
                  textfile_root: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        # An explicit clock: every scrape must collect anew (a collection is reused for a second of
-        # wall time otherwise). Restored in close().
-        self._reuse = simulator.node.COLLECTION_REUSE_SECONDS
-        simulator.node.COLLECTION_REUSE_SECONDS = -1.0
         self.mode, self.hours, self.scrape_s, self.engine_step = mode, hours, scrape, engine_step
         self.schedule = fault_schedule(nodes, faults)
         # textfile_root: the jobs' checkpoint marks, read by the nodes' exporters (simulator/checkpoints.py).
@@ -296,13 +291,10 @@ class Day:
             result.alerts_fired[name] = result.alerts_fired.get(name, 0) + 1
 
     def close(self) -> None:
-        try:
-            if self.pipeline is not None:
-                self.pipeline.close()
-            self.server.shutdown()
-            self.fleet.stop()
-        finally:
-            simulator.node.COLLECTION_REUSE_SECONDS = self._reuse
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.server.shutdown()
+        self.fleet.stop()
 
 
 def run_day(mode: str, progress: bool = False, **options: Any) -> Result:

@@ -104,7 +104,6 @@ def xid_on_the_wall_clock(repeats: int) -> list[float]:
 
 
 def hung_job_on_the_simulated_clock() -> tuple[float, int]:
-    import simulator.node
     from alerts.evaluator.component import build_evaluator
     from scheduler import build_scheduler
     from simulator.fleet import Fleet
@@ -117,7 +116,6 @@ def hung_job_on_the_simulated_clock() -> tuple[float, int]:
     from tsdb.store import Store
 
     step = 15.0
-    simulator.node.COLLECTION_REUSE_SECONDS = -1.0  # every simulated scrape collects anew
     fleet = Fleet(nodes=4, seed=5, speed=0, start=1_700_000_000.0)
     server = SimulatorHTTPServer(("127.0.0.1", 0), fleet)
     server.start_in_thread()

@@ -35,7 +35,6 @@ from remediation.engine import RemediationEngine
 from remediation.store import RemediationStore
 from remediation.suppress import SilenceSuppressor
 from scheduler import build_scheduler
-import simulator.node
 from simulator.fleet import Fleet
 from tsdb.client import LocalQueryClient
 from tsdb.local import LocalSource, PageScraper
@@ -139,13 +138,7 @@ def run_history(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, ret
                 job: str = "clusterwatch") -> History:
     """Move ``fleet`` (frozen, its clock ``hours`` before the real now) to the real now, running the
     pack, pipeline and dry-run engine over it, and leave their state in ``state_dir``."""
-    # On an explicit clock every scrape must collect anew (within a real second a node's
-    # collection is reused otherwise, whatever simulated time passed). Restored at the end.
-    reuse, simulator.node.COLLECTION_REUSE_SECONDS = simulator.node.COLLECTION_REUSE_SECONDS, -1.0
-    try:
-        return _run(fleet, slurm_url, state_dir, hours, retention_s, job)
-    finally:
-        simulator.node.COLLECTION_REUSE_SECONDS = reuse
+    return _run(fleet, slurm_url, state_dir, hours, retention_s, job)
 
 
 def _run(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, retention_s: float, job: str) -> History:

@@ -178,6 +178,7 @@ class Fleet:
                 self._remap(node, fault)
         else:
             self._apply_event(node, fault)
+        node.changed()
         log.info("fault %s injected: %s on %s", fault.id, fault.kind, fault.node)
         return fault
 
@@ -251,6 +252,7 @@ class Fleet:
     def _apply_lasting(self, node_name: str) -> None:
         """Rebuild the node's fault conditions from the active faults in the book."""
         node = self.nodes[node_name]
+        node.changed()
         state = NodeFaultState()
         for fault in self.faults.active(node_name):
             if fault.kind in ("thermal", "power", "nvlink_errors"):

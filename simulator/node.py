@@ -23,7 +23,7 @@ from simulator.topology import NodeSpec
 # second; a small one (tests) keeps the exporter's default so that stopping it stays quick.
 SMALL_FLEET, XID_WAIT_MS_LARGE_FLEET = 16, 2000
 MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters follow load changes
-COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a second of each other, real and simulated, share one collection
+COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection, if nothing changed
 # How long a collection waits for the exporter's XID thread to count the events queued for it.
 XID_SETTLE_SECONDS = 2.0
 
@@ -76,7 +76,7 @@ class SimulatedNode:
         self._clock: Callable[[], float] = lambda: now
         self._exporter: Exporter | None = None
         self._collected_at = -1e9  # real (monotonic) time of the last collection
-        self._collected_sim = -1e18  # and its simulated time
+        self._changed = True  # the node's state moved since its last collection (``changed``)
 
     @property
     def name(self) -> str:
@@ -102,6 +102,13 @@ class SimulatedNode:
                 step = min(MAX_STEP, now - self.updated_at)
                 self.updated_at += step
                 self._step(self.updated_at, step, job_of)
+                self._changed = True
+
+    def changed(self) -> None:
+        """The node's state moved other than by time (a fault, its clearing): the next scrape
+        collects anew, however soon it comes."""
+        with self.lock:
+            self._changed = True
 
     def _step(self, now: float, dt: float, job_of: Callable[[int], SimJob | None]) -> None:
         activities: list[GpuActivity] = []
@@ -173,14 +180,14 @@ class SimulatedNode:
     def render(self, clock: Callable[[], float], openmetrics: bool, gzipped: bool) -> bytes:
         exporter = self.exporter(clock)
         with self.lock:
-            # Reused only while neither real nor simulated time moved a second: a clock moved by
-            # hand between two scrapes (a benchmark's rounds, a demo's past) is a new collection.
-            real, simulated = time.monotonic(), clock()
-            if exporter.collection is None or real - self._collected_at > COLLECTION_REUSE_SECONDS \
-                    or abs(simulated - self._collected_sim) >= COLLECTION_REUSE_SECONDS:
+            # Reused only within a real second and while nothing changed: the simulated clock
+            # moving (``update``) or a fault (``changed``) makes a new collection, so a clock moved
+            # by hand between two scrapes (a benchmark's rounds, a demo's past) always collects.
+            real = time.monotonic()
+            if exporter.collection is None or self._changed or real - self._collected_at > COLLECTION_REUSE_SECONDS:
                 self.state.wait_events_handled(XID_SETTLE_SECONDS)
                 exporter.collect_once()
-                self._collected_at, self._collected_sim = real, simulated
+                self._collected_at, self._changed = real, False
             return exporter.collection.render(openmetrics=openmetrics, gzipped=gzipped)
 
     def restart_exporter(self) -> None:

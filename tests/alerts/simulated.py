@@ -1,6 +1,5 @@
 """The simulator's exporters scraped into the embedded store on an explicit clock, with the shipped
-rule pack evaluated over it (``Harness``), for the evaluator tests on simulated faults. Their
-modules use the ``fresh_collections`` fixture (tests/alerts/conftest.py)."""
+rule pack evaluated over it (``Harness``), for the evaluator tests on simulated faults."""
 from __future__ import annotations
 
 from alerts.evaluator.component import build_evaluator

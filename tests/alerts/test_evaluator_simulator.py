@@ -6,7 +6,6 @@ import pytest
 
 from tests.alerts.simulated import Harness
 
-pytestmark = pytest.mark.usefixtures("fresh_collections")
 
 HARDWARE = {"GpuXidRebootRequired", "GpuXidResetRequired", "GpuXidHardwareFault", "GpuXidNeedsInvestigation",
             "GpuXidApplicationErrorsRepeated", "GpuEccUncorrectableErrors", "GpuRowRemapPending",

@@ -15,7 +15,7 @@ from tests.alerts.notify_support import Harness as PipelineHarness
 from tests.alerts.simulated import STEP, T0, Harness
 from tests.alerts.rule_support import SHIPPED, with_capture
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_collections")]
+pytestmark = pytest.mark.slow
 
 NODE, PORT = "gpu-003", 1  # its first HCA port's cable to its leaf
 EVALUATIONS = 2 * 30.0  # the fabric-links group records, then its alerts read, each every 30 s

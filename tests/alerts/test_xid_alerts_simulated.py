@@ -11,7 +11,6 @@ from dashboard.params import TimeRange
 from dashboard.views.overview import Overview, overview
 from tests.alerts.simulated import STEP, Harness
 
-pytestmark = pytest.mark.usefixtures("fresh_collections")
 
 
 def xid_alerts(h: Harness, name: str, node: str) -> list[tuple[str, str, str, float]]:

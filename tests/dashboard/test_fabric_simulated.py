@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import simulator.node
 from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.rulefile import load_rule_file
 from dashboard.context import DashboardContext
@@ -58,8 +57,6 @@ class Simulated:
 
 @pytest.fixture(scope="module")
 def simulated():
-    reuse = simulator.node.COLLECTION_REUSE_SECONDS
-    simulator.node.COLLECTION_REUSE_SECONDS = -1.0  # every scrape collects anew on the explicit clock
     try:
         sim = Simulated()
         sim.step(2 * 60)
@@ -68,7 +65,6 @@ def simulated():
         sim.step(8 * 60)  # FabricLinkErrors: errors for 5 minutes
         yield sim
     finally:
-        simulator.node.COLLECTION_REUSE_SECONDS = reuse
         sim.fleet.stop()
 
 

@@ -51,3 +51,17 @@ def test_a_scrape_after_the_clock_moved_sees_the_new_time_however_fast_the_machi
         assert fleet.render_metrics("gpu-001").decode() == second  # the same instant: the same collection
     finally:
         fleet.stop()
+
+
+def test_a_fault_is_in_the_next_scrape_even_at_the_same_instant():
+    """A node's collection is reused for scrapes within a real second only while nothing changed:
+    a fault injected between two scrapes at one simulated instant is in the second (an XID at
+    once; a lasting fault's conditions with the next step of the clock). Benchmarks and tests used
+    to turn the reuse off altogether to be sure of that."""
+    fleet = Fleet(nodes=2, seed=7, speed=0, start=T0)
+    try:
+        assert 'xid="13"' not in fleet.render_metrics("gpu-001").decode()
+        fleet.inject({"kind": "xid", "node": "gpu-001", "gpu": 1, "xid": 13})
+        assert 'gpu_xid_errors_total{gpu="1"' in fleet.render_metrics("gpu-001").decode()
+    finally:
+        fleet.stop()

@@ -69,10 +69,7 @@ def test_nvlink_traffic_only_for_jobs_spanning_several_gpus() -> None:
 
 
 def test_a_simulated_node_exports_gpm_series_from_its_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import simulator.node
     from simulator.fleet import Fleet
-
-    monkeypatch.setattr(simulator.node, "COLLECTION_REUSE_SECONDS", -1.0)  # every scrape collects
 
     fleet = Fleet(nodes=4, seed=3, speed=0, start=T0)
     try:

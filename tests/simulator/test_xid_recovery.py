@@ -26,7 +26,6 @@ def fleet():
 
 
 def scrape(fleet: Fleet, node: str) -> Samples:
-    fleet.nodes[node]._collected_at = -1e9  # a new collection, not one within the same real second
     return parse_exposition(fleet.render_metrics(node))
 
 
