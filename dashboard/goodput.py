@@ -279,13 +279,16 @@ def _per_job(client: QueryClient, expr: str, at: float) -> dict[str, float]:
 
 
 def _interruption_records(client: QueryClient, tr: TimeRange, selector: str) -> list[tuple[str, int, float, str]]:
-    """(job_id, ordinal, time, state) of the records in the range, each once, oldest first."""
+    """(job_id, ordinal, time, state) of the records in the range, each once, oldest first. A
+    record without a Slurm job id is skipped: its id would go into the queries that explain it."""
     result = client.instant(f"last_over_time(slurm_job_interruption_time_seconds{selector}[{tr.window}])", tr.end)
     found: dict[tuple[str, int], tuple[float, str]] = {}
     for labels, value in result.samples():
         try:
-            key = (labels["job_id"], int(labels.get("interruption", "0")))
+            key = (labels.get("job_id", ""), int(labels.get("interruption", "0")))
         except ValueError:
+            continue
+        if not is_job_id(key[0]):
             continue
         if tr.start < value <= tr.end and (key not in found or value < found[key][0]):
             found[key] = (value, labels.get("state", ""))
@@ -341,7 +344,8 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
     (within the range or up to its `for` after it) was hung from the minute it became active
     (ALERTS_FOR_STATE's value), minute by minute until it fired, less the minutes the recorded hung
     series holds already (a GPU of the job lost meanwhile). A JobHung that never fired counts
-    nothing. Raw samples of the few series of JobHung episodes: a query, two more where any."""
+    nothing. Raw samples of the few series of JobHung episodes and hung jobs: a query, two more
+    where any."""
     matchers = f'alertname="{HUNG_ALERT}"' + (f', job_id="{job_id}"' if job_id else "")
     at = tr.end + HUNG_FOR_S
     window = f"{round((tr.seconds + HUNG_FOR_S) * 1000)}ms"
@@ -353,8 +357,9 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
     if not active:
         return {}
     firing = _sample_times(client, f'ALERTS{{{matchers}, alertstate="firing"}}[{window}]', at)
-    jobs = "|".join(sorted(active))
-    counted = _sample_times(client, f'{{__name__="{HUNG}", job_id=~"{jobs}"}}[{window}]', at)
+    # Every job's recorded hung minutes (a series exists only while a job is hung: few samples),
+    # not a regex of the job ids read back from the store, whose labels are not ours to trust.
+    counted = _sample_times(client, f"{HUNG}{_selector(job_id)}[{window}]", at)
     seconds: dict[str, float] = {}
     for job, episodes in active.items():
         for since, last in episodes.items():

@@ -155,6 +155,18 @@ def test_a_hang_seen_only_pending_or_already_counted_is_not_counted_again():
     assert early.lost_gpu_seconds["hung"] == (47 - 45 + 1) * 4 * 60  # fired at 60, after the range
 
 
+def test_a_record_with_a_malformed_job_id_is_skipped_not_queried(accounting):
+    """An interruption record whose job id is not one (a foreign series in a shared Prometheus) would
+    go into the queries that explain it: a quote in it broke them, and the page with them."""
+    store = evaluated_history()
+    for job_id in ('1"} or vector(1) #', ""):
+        store.append_series(tuple(sorted({"__name__": "slurm_job_interruption_time_seconds", "job_id": job_id,
+                                          "interruption": "1", "state": "FAILED"}.items())),
+                            [round(at(100) * 1000)], [at(100)])
+    found = account(LocalQueryClient(Engine(store)), RANGE)
+    assert [(i.job_id, i.time) for i in found.interruptions] == [(i.job_id, i.time) for i in accounting.interruptions]
+
+
 def test_cluster_ettr_is_gpu_hour_weighted(accounting):
     assert accounting.ettr() == pytest.approx(EXPECTED_CLUSTER_ETTR)
     # An unweighted mean of the jobs' ETTRs would say otherwise: the 8-GPU job weighs double.
