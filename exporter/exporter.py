@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from prometheus_client.core import Metric
 
-from cwkernel.metrics import FamilySet, counter, gauge, metric_table, render_metric_text
+from cwkernel.metrics import FamilySet, counter, gauge, metric_table, render_metric_text, series_cache_size
 from cwkernel.version import __version__
 from exporter.collector import Collector, CollectorContext, NoDataError
 
@@ -109,7 +109,7 @@ class Exporter:
         self._cycles += 1
         parts.append(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
         series = sum(part.sample_count() for part in parts if isinstance(part, FamilySet))
-        if len(self._series_cache) > 4 * series + 10_000:
+        if series_cache_size(self._series_cache) > 4 * series + 10_000:
             self._series_cache.clear()  # label churn (pids, job ids) must not grow it forever
         collection = Collection(render_text(parts, self._series_cache), parts, self.ctx.clock())
         self._collection = collection

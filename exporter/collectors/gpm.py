@@ -174,8 +174,7 @@ class GpmCollector(Collector):
                                lambda sample: nvml.nvmlGpmSampleGet(device.handle, sample))
         if values is _NOT_SUPPORTED:
             self._supported[key] = False  # the driver said yes, the GPU says no: stop asking
-        for name, value in values:
-            out.add(name, value, **labels)
+        out.add_all(values, **labels)
 
     def _collect_instance(self, out: FamilySet, nvml: Any, device: GpuDevice, key: int, instance: int,
                           sampled: set[_SamplerKey]) -> None:
@@ -191,8 +190,7 @@ class GpmCollector(Collector):
             return
         self._mig_supported[(key, instance)] = True
         out.add("gpu_mig_gpm_supported", 1, **labels)
-        for name, value in values:
-            out.add(name, value, **labels)
+        out.add_all(values, **labels)
 
     def _sampled(self, nvml: Any, device: GpuDevice, skey: _SamplerKey, table: tuple[tuple[str, int, float, str], ...],
                  sampled: set[_SamplerKey], sample_get: Callable[[Any], Any]) -> list[tuple[str, float]]:

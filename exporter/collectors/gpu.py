@@ -245,14 +245,19 @@ class _Reading:
 
     def __init__(self, device: GpuDevice) -> None:
         self.labels = {"gpu": device.index, "uuid": device.uuid}
-        self.samples: list[tuple[str, float, dict[str, object]]] = []
+        self.samples: list[tuple[str, float]] = []  # the GPU's labels only
+        self.labeled: list[tuple[str, float, dict[str, object]]] = []  # and more
 
     def add(self, metric: str, value: float | None, /, **labels: object) -> None:
         if value is not None:
-            self.samples.append((metric, value, labels))
+            if labels:
+                self.labeled.append((metric, value, labels))
+            else:
+                self.samples.append((metric, value))
 
     def commit(self, out: FamilySet) -> None:
-        for metric, value, labels in self.samples:
+        out.add_all(self.samples, **self.labels)
+        for metric, value, labels in self.labeled:
             out.add(metric, value, **self.labels, **labels)
 
 

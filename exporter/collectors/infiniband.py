@@ -166,6 +166,7 @@ class InfiniBandCollector(Collector):
 
     def _port(self, out: FamilySet, base: str, device: str, port: str) -> None:
         sysfs, skip = self.ctx.sysfs, self.skip
+        values: list[tuple[str, float]] = []  # every family of the port has its device and port labels only
         for name, file, parse in (
             ("node_infiniband_state_id", "state", parse_ib_state),
             ("node_infiniband_physical_state_id", "phys_state", parse_ib_state),
@@ -173,7 +174,7 @@ class InfiniBandCollector(Collector):
         ):
             value = read_source(sysfs, f"{base}/{file}", parse, skip)
             if value is not None:
-                out.add(name, value, device=device, port=port)
+                values.append((name, value))
         for directory, table in COUNTER_DIRS:
             path = f"{base}/{directory}"
             try:
@@ -187,11 +188,12 @@ class InfiniBandCollector(Collector):
                 if file == "lifespan" and directory == "hw_counters":
                     ms = read_source(sysfs, f"{path}/{file}", parse_ib_counter, skip)
                     if ms is not None:
-                        out.add("node_infiniband_lifespan_seconds", ms / 1000, device=device, port=port)
+                        values.append(("node_infiniband_lifespan_seconds", ms / 1000))
                     continue
                 entry = table.get(file)
                 if entry is None:
                     continue  # a counter this version does not know: not exposed, not an error
                 value = read_source(sysfs, f"{path}/{file}", parse_ib_counter, skip)
                 if value is not None:
-                    out.add(family_name(entry[0]), value * entry[3], device=device, port=port)
+                    values.append((family_name(entry[0]), value * entry[3]))
+        out.add_all(values, device=device, port=port)
