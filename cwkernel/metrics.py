@@ -85,17 +85,7 @@ class FamilySet:
 
     def add(self, name: str, value: float, /, **labels: object) -> None:
         spec = self._table.get(name) or self.spec(name)
-        names = spec.labels
-        if len(labels) != len(names):
-            _bad_labels(spec, labels)
-        try:
-            values = tuple(map(str, map(labels.__getitem__, names)))
-        except KeyError:
-            _bad_labels(spec, labels)
-        samples = self._samples.get(name)
-        if samples is None:
-            samples = self._samples[name] = []
-        samples.append((values, float(value)))
+        self._append(name, _label_values(spec, labels), value)
 
     def add_all(self, values: Iterable[tuple[str, float]], /, **labels: object) -> None:
         """``add`` for several families that take the same labels: the label values are checked and
@@ -106,16 +96,14 @@ class FamilySet:
             spec = self._table.get(name) or self.spec(name)
             row = rows.get(spec.labels)
             if row is None:
-                if len(labels) != len(spec.labels):
-                    _bad_labels(spec, labels)
-                try:
-                    row = rows[spec.labels] = tuple(map(str, map(labels.__getitem__, spec.labels)))
-                except KeyError:
-                    _bad_labels(spec, labels)
-            samples = self._samples.get(name)
-            if samples is None:
-                samples = self._samples[name] = []
-            samples.append((row, float(value)))
+                row = rows[spec.labels] = _label_values(spec, labels)
+            self._append(name, row, value)
+
+    def _append(self, name: str, label_values: tuple[str, ...], value: float) -> None:
+        samples = self._samples.get(name)
+        if samples is None:
+            samples = self._samples[name] = []
+        samples.append((label_values, float(value)))
 
     def sample_count(self) -> int:
         return sum(len(samples) for samples in self._samples.values())
@@ -207,6 +195,17 @@ def render_metric_text(family: Metric, out: list[str], openmetrics: bool = False
             out.append(f"{sample.name}{{{pairs}}} {format_value(float(sample.value))}\n")
         else:
             out.append(f"{sample.name} {format_value(float(sample.value))}\n")
+
+
+def _label_values(spec: MetricSpec, labels: dict[str, object]) -> tuple[str, ...]:
+    """The values of ``labels`` in the spec's order, as strings; every label and no other."""
+    if len(labels) != len(spec.labels):
+        _bad_labels(spec, labels)
+    try:
+        return tuple(map(str, map(labels.__getitem__, spec.labels)))
+    except KeyError:
+        _bad_labels(spec, labels)
+        raise  # unreachable: _bad_labels raises
 
 
 def _bad_labels(spec: MetricSpec, labels: dict[str, object]) -> None:
