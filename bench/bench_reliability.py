@@ -7,8 +7,8 @@
 
 The store holds, per job, the recorded series a busy cluster has (every job running all the
 range, 8 GPUs a node, 64 GPUs a job: 2,048 jobs on 16,384 nodes; a tenth of them hung, idle or
-straggling for an hour, the hung ones with their JobHung episode, active 15 minutes before it
-fires; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
+straggling for an hour, the hung and idle ones with their JobHung or JobGpusIdle episode, active
+its `for` (15 or 25 minutes) before it fires; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
 interrupted jobs' nodes, an alert on one of them, and the interruption records at the published
 rate (Llama 3: 419 in 54 days on 16,384 GPUs, about 8 a day). What it measures is the engine's
 work: one ``sum_over_time``/``count_over_time`` per cause over one series per job, plus a few small
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile  # noqa: E402
 from dashboard import goodput  # noqa: E402
+from dashboard.definitions import GPUS_IDLE  # noqa: E402
 from dashboard.params import TimeRange  # noqa: E402
 from dashboard.views.reliability import view_of  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
@@ -58,8 +59,11 @@ def build(jobs: int, days: float, per_day: float) -> tuple[Store, TimeRange, int
             put(goodput.HUNG, {i: float(GPUS_PER_JOB) for i in range(60, 120)}, job_id=job)
             put("ALERTS_FOR_STATE", {i: T0 + 45 * 60 for i in range(45, 120)}, alertname=goodput.HUNG_ALERT, job_id=job)
             put("ALERTS", {i: 1.0 for i in range(60, 120)}, alertname=goodput.HUNG_ALERT, alertstate="firing", job_id=job)
-        if j % 10 == 2:
+        if j % 10 == 2:  # 16 GPUs idle from minute 35, JobGpusIdle firing from 60 (its for) to 119
             put(goodput.IDLE_HELD, {i: 16.0 for i in range(60, 120)}, job_id=job)
+            put(GPUS_IDLE, {i: 16.0 for i in range(35, 120)}, job_id=job)
+            put("ALERTS_FOR_STATE", {i: T0 + 35 * 60 for i in range(35, 120)}, alertname=goodput.IDLE_ALERT, job_id=job)
+            put("ALERTS", {i: 1.0 for i in range(60, 120)}, alertname=goodput.IDLE_ALERT, alertstate="firing", job_id=job)
         if j % 10 == 3:
             put(goodput.STRAGGLER, {i: 32.0 for i in range(60, 120)}, job_id=job)
     for k in range(interrupted):

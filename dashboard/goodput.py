@@ -13,7 +13,8 @@ Where the numbers come from, all through the query interface:
   (JobHung firing, or one of its GPUs lost: ``gpu_up 0`` on a GPU the scheduler gave it; and, read
   back once JobHung fired, the minutes from when it became active to when it fired, its `for`,
   which no rule can know at the time: ``hung_before_firing``), held
-  but idle (JobGpusIdle firing: its idle GPUs), and slowed by a straggler (GpuStragglerUtilization
+  but idle (JobGpusIdle firing: its idle GPUs; and, the same way, its idle GPUs from its
+  activation to its firing: ``lost_before_firing``), and slowed by a straggler (GpuStragglerUtilization
   firing: the job's GPUs times the straggler's shortfall from the job's median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
   ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
 - Interruptions are the scheduler adapter's records (``slurm_job_interruption_time_seconds``,
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from cwkernel.durations import format_duration, parse_duration
-from dashboard.definitions import HUNG_FOR
+from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR
 from dashboard.params import TimeRange
 from scheduler import is_job_id
 from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
@@ -48,8 +49,9 @@ GROUP = "clusterwatch-reliability"
 INTERVAL = "1m"
 INTERVAL_S = 60.0
 
-HUNG_ALERT = "JobHung"
-HUNG_FOR_S = parse_duration(HUNG_FOR)  # its `for` (alerts/rules/jobs.yml, held to the definitions)
+HUNG_ALERT, IDLE_ALERT = "JobHung", "JobGpusIdle"
+# Their `for` (alerts/rules/jobs.yml, held to the definitions).
+HUNG_FOR_S, IDLE_FOR_S = parse_duration(HUNG_FOR), parse_duration(IDLE_FOR)
 
 RUNNING = "job_id:reliability_running:gpus"
 RESTART_WAIT = "job_id:reliability_restart_wait:gpus"
@@ -344,46 +346,96 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
     (within the range or up to its `for` after it) was hung from the minute it became active
     (ALERTS_FOR_STATE's value), minute by minute until it fired, less the minutes the recorded hung
     series holds already (a GPU of the job lost meanwhile). A JobHung that never fired counts
-    nothing. Raw samples of the few series of JobHung episodes and hung jobs: a query, two more
-    where any."""
-    matchers = f'alertname="{HUNG_ALERT}"' + (f', job_id="{job_id}"' if job_id else "")
-    at = tr.end + HUNG_FOR_S
-    window = f"{round((tr.seconds + HUNG_FOR_S) * 1000)}ms"
+    nothing."""
+    return {job: len(minutes) * INTERVAL_S for job, minutes in _hung_minutes_before_firing(client, tr, job_id).items()}
+
+
+def lost_before_firing(client: QueryClient, tr: TimeRange,
+                       job_id: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """What the recorded series miss because an alert's `for` delays them, per job: the seconds
+    hung before JobHung fired (``hung_before_firing``), and the GPU-seconds held but idle before
+    JobGpusIdle fired (its idle GPUs at each minute from its activation), less the idle minutes
+    recorded while the job turns out to have been hung (idle never counts while hung). Raw samples
+    of the few series of those alerts' episodes and of idle or hung jobs: one query per alert,
+    a few more where it has episodes."""
+    hung = _hung_minutes_before_firing(client, tr, job_id)
+    idle_active = _active_before_firing(client, tr, IDLE_ALERT, IDLE_FOR_S, job_id)
+    idle: dict[str, float] = {}
+    if hung or idle_active:
+        held = _samples(client, f"{IDLE_HELD}{_selector(job_id)}", tr, IDLE_FOR_S)
+        for job, minutes in hung.items():
+            for t, gpus in held.get(job, ()):
+                if _near(minutes, t):
+                    idle[job] = idle.get(job, 0.0) - gpus * INTERVAL_S
+    if idle_active:
+        recorded_hung = _samples(client, f"{HUNG}{_selector(job_id)}", tr, IDLE_FOR_S)
+        counts = _samples(client, f"{GPUS_IDLE}{_selector(job_id)}", tr, IDLE_FOR_S)
+        for job, minutes in idle_active.items():
+            skip = sorted([t for t, _ in held.get(job, ())] + [t for t, _ in recorded_hung.get(job, ())]
+                          + hung.get(job, []))
+            for t in minutes:
+                gpus = _value_near(counts.get(job, []), t)
+                if gpus and not _near(skip, t):
+                    idle[job] = idle.get(job, 0.0) + gpus * INTERVAL_S
+    return {job: len(minutes) * INTERVAL_S for job, minutes in hung.items()}, idle
+
+
+def _hung_minutes_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None) -> dict[str, list[float]]:
+    active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
+    if not active:
+        return {}
+    # Every job's recorded hung minutes (a series exists only while a job is hung: few samples),
+    # not a regex of the job ids read back from the store, whose labels are not ours to trust.
+    counted = _samples(client, f"{HUNG}{_selector(job_id)}", tr, HUNG_FOR_S)
+    minutes = {job: [t for t in times if not _near([c for c, _ in counted.get(job, ())], t)]
+               for job, times in active.items()}
+    return {job: times for job, times in minutes.items() if times}
+
+
+def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, for_s: float,
+                          job_id: str | None) -> dict[str, list[float]]:
+    """Per job, the minutes of the range from when an ``alertname`` alert on it became active
+    (ALERTS_FOR_STATE's value) until it fired, for the episodes that fired within the range or up
+    to ``for_s`` after it; none for an episode that never fired. Sorted."""
+    matchers = f'alertname="{alertname}"' + (f', job_id="{job_id}"' if job_id else "")
     active: dict[str, dict[float, float]] = {}  # job -> when active -> its last sample's time
-    for series in client.instant(f"ALERTS_FOR_STATE{{{matchers}}}[{window}]", at).series:
-        episodes = active.setdefault(series.labels.get("job_id", ""), {})
-        for t, since in zip(series.timestamps, series.values):
+    for job, samples in _samples(client, f"ALERTS_FOR_STATE{{{matchers}}}", tr, for_s).items():
+        episodes = active.setdefault(job, {})
+        for t, since in samples:
             episodes[since] = max(t, episodes.get(since, t))
     if not active:
         return {}
-    firing = _sample_times(client, f'ALERTS{{{matchers}, alertstate="firing"}}[{window}]', at)
-    # Every job's recorded hung minutes (a series exists only while a job is hung: few samples),
-    # not a regex of the job ids read back from the store, whose labels are not ours to trust.
-    counted = _sample_times(client, f"{HUNG}{_selector(job_id)}[{window}]", at)
-    seconds: dict[str, float] = {}
+    firing = _samples(client, f'ALERTS{{{matchers}, alertstate="firing"}}', tr, for_s)
+    minutes: dict[str, set[float]] = {}
     for job, episodes in active.items():
         for since, last in episodes.items():
-            fired = [t for t in firing.get(job, ()) if since <= t <= last]
-            if not fired:
-                continue
-            minutes = (since + k * INTERVAL_S for k in range(max(0, math.ceil((min(fired) - since) / INTERVAL_S))))
-            pending = [t for t in minutes if tr.start < t <= tr.end and not _near(counted.get(job, []), t)]
-            seconds[job] = seconds.get(job, 0.0) + len(pending) * INTERVAL_S
-    return seconds
+            fired = [t for t, _ in firing.get(job, ()) if since <= t <= last]
+            if fired:
+                steps = range(max(0, math.ceil((min(fired) - since) / INTERVAL_S)))
+                minutes.setdefault(job, set()).update(
+                    t for t in (since + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end)
+    return {job: sorted(times) for job, times in minutes.items()}
 
 
-def _sample_times(client: QueryClient, expr: str, at: float) -> dict[str, list[float]]:
-    """Per job, the sorted times of the samples an instant query of a range selector returns."""
-    times: dict[str, list[float]] = {}
-    for series in client.instant(expr, at).series:
-        times.setdefault(series.labels.get("job_id", ""), []).extend(series.timestamps)
-    return {job: sorted(values) for job, values in times.items()}
+def _samples(client: QueryClient, selector: str, tr: TimeRange, ahead_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Per job, the raw (time, value) samples of ``selector`` in the range and ``ahead_s`` after
+    it, sorted by time (an instant query of a range selector)."""
+    window = f"{round((tr.seconds + ahead_s) * 1000)}ms"
+    found: dict[str, list[tuple[float, float]]] = {}
+    for series in client.instant(f"{selector}[{window}]", tr.end + ahead_s).series:
+        found.setdefault(series.labels.get("job_id", ""), []).extend(zip(series.timestamps, series.values))
+    return {job: sorted(samples) for job, samples in found.items()}
 
 
 def _near(times: list[float], t: float) -> bool:
-    """A sample within half an interval of ``t``: the groups evaluate at their own offsets."""
+    """A time within half an interval of ``t`` (sorted ``times``): the groups evaluate at their own offsets."""
     i = bisect.bisect_left(times, t - INTERVAL_S / 2)
     return i < len(times) and times[i] < t + INTERVAL_S / 2
+
+
+def _value_near(samples: list[tuple[float, float]], t: float) -> float | None:
+    i = bisect.bisect_left(samples, (t - INTERVAL_S / 2,))
+    return samples[i][1] if i < len(samples) and samples[i][0] < t + INTERVAL_S / 2 else None
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
@@ -410,9 +462,13 @@ def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Ac
     for job in set(running) | set(lost["restart_wait"]):
         jobs[job] = JobAccount(job, running.get(job, 0.0) * INTERVAL_S, running_samples.get(job, 0.0) * INTERVAL_S,
                                {cause: values.get(job, 0.0) * INTERVAL_S for cause, values in lost.items()})
-    for job, seconds in hung_before_firing(client, tr, job_id).items():
+    hung_s, idle_gpu_s = lost_before_firing(client, tr, job_id)
+    for job, seconds in hung_s.items():
         if job in jobs:
             jobs[job].lost_gpu_seconds["hung"] += seconds * jobs[job].gpus
+    for job, gpu_seconds in idle_gpu_s.items():
+        if job in jobs:
+            jobs[job].lost_gpu_seconds["idle_held"] = max(0.0, jobs[job].lost_gpu_seconds["idle_held"] + gpu_seconds)
     records = _interruption_records(client, tr, selector)
     explained = [explain(client, *record) for record in records[:MAX_INTERRUPTIONS]]
     for job in jobs.values():

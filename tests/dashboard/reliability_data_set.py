@@ -10,8 +10,8 @@ alerts would have written, with the clusterwatch-reliability group evaluated ove
   ECC error on n5; waits 10 m. Its redone work is unknown, its ETTR an upper bound.
 - 203: 4 GPUs (n6), hung 75-120 m: JobHung active from 75 m, firing after its 15 m `for` at 90 m
   (its idle GPUs then not counted again), GPU 3 straggling at half the job's median 140-180 m.
-- 204: 4 GPUs (n7), two GPUs idle and JobGpusIdle firing 30-90 m; JobHung pending 100-105 m and
-  never firing (not hung).
+- 204: 4 GPUs (n7), two GPUs idle 5-90 m: JobGpusIdle active from 5 m, firing after its 25 m
+  `for` 30-90 m; JobHung pending 100-105 m and never firing (not hung).
 """
 from __future__ import annotations
 
@@ -81,10 +81,11 @@ class History:
     def alert(self, alertname: str, first: int, last: int, **labels: str) -> None:
         self.spell("ALERTS", first, last, 1.0, alertname=alertname, alertstate="firing", **labels)
 
-    def hung(self, job_id: str, active: int, firing: int | None, last: int) -> None:
-        """JobHung as the evaluator writes it: pending from minute ``active``, firing from ``firing``
-        (None: never) to ``last``, with ALERTS_FOR_STATE holding the minute it became active."""
-        labels = {"alertname": "JobHung", "job_id": job_id, "severity": "critical"}
+    def hung(self, job_id: str, active: int, firing: int | None, last: int, alertname: str = "JobHung") -> None:
+        """JobHung (or ``alertname``) as the evaluator writes it: pending from minute ``active``,
+        firing from ``firing`` (None: never) to ``last``, with ALERTS_FOR_STATE holding the minute
+        it became active."""
+        labels = {"alertname": alertname, "job_id": job_id, "severity": "critical"}
         end_pending = last if firing is None else firing - 1
         self.spell("ALERTS", active, end_pending, 1.0, alertstate="pending", **labels)
         if firing is not None:
@@ -121,8 +122,8 @@ def history() -> Store:
             measure="utilization", severity="warning")
 
     h.job("204", 4, running=[(0, 179, ("n7",))], pending=[], restarts=[])
-    h.spell("job_id:gpus_idle:count", 25, 89, 2.0, job_id="204")
-    h.alert("JobGpusIdle", 30, 89, job_id="204", severity="warning")
+    h.spell("job_id:gpus_idle:count", 5, 89, 2.0, job_id="204")
+    h.hung("204", active=5, firing=30, last=89, alertname="JobGpusIdle")
     h.hung("204", active=100, firing=None, last=105)
     return h.store()
 
@@ -146,7 +147,7 @@ EXPECTED_LOST_GPU_MINUTES = {
     "201": {"restart_wait": 25 * 8, "redone_work": 20 * 8, "hung": 0, "straggler": 0, "idle_held": 0},
     "202": {"restart_wait": 10 * 4, "redone_work": None, "hung": 0, "straggler": 0, "idle_held": 0},
     "203": {"restart_wait": 0, "redone_work": 0, "hung": 45 * 4, "straggler": 40 * 2, "idle_held": 0},
-    "204": {"restart_wait": 0, "redone_work": 0, "hung": 0, "straggler": 0, "idle_held": 60 * 2},
+    "204": {"restart_wait": 0, "redone_work": 0, "hung": 0, "straggler": 0, "idle_held": 85 * 2},
 }
-EXPECTED_ETTR = {"201": 135 / 180, "202": 170 / 180, "203": 460 / 720, "204": 600 / 720}
-EXPECTED_CLUSTER_ETTR = (135 * 8 + 170 * 4 + 460 + 600) / (180 * 8 + 3 * 720)
+EXPECTED_ETTR = {"201": 135 / 180, "202": 170 / 180, "203": 460 / 720, "204": 550 / 720}
+EXPECTED_CLUSTER_ETTR = (135 * 8 + 170 * 4 + 460 + 550) / (180 * 8 + 3 * 720)

@@ -69,7 +69,7 @@ def test_the_continuity_section_says_redone_work_is_unknown_without_a_checkpoint
 
 def test_the_text_report_prints_the_same_numbers(server, capsys):
     text = report(capsys, "--server", server)
-    assert "cluster ETTR (GPU-hour weighted): <= 78.3%" in text
+    assert "cluster ETTR (GPU-hour weighted): <= 76.9%" in text
     assert "interruptions: 3; MTBI per 1,000 GPUs: 3.8 min (64 GPUs)" in text
     assert "2023-11-14     2  (GPU (XID, lost GPU, PCIe) 1, HBM / ECC 1)" in text
     assert "2023-11-15     1  (unknown 1)" in text

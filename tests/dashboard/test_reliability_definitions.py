@@ -155,6 +155,22 @@ def test_a_hang_seen_only_pending_or_already_counted_is_not_counted_again():
     assert early.lost_gpu_seconds["hung"] == (47 - 45 + 1) * 4 * 60  # fired at 60, after the range
 
 
+def test_idle_gpus_count_from_the_minute_jobgpusidle_became_active_once_it_fires():
+    """JobGpusIdle fires 25 minutes (its `for`) after a job's GPUs went idle: those minutes are held
+    but idle too, at the idle GPUs of each minute, except while the job was hung (hung already)."""
+    h = History()
+    h.job("306", 4, running=[(0, 89, ("n1",))], pending=[], restarts=[])
+    h.spell("job_id:gpus_idle:count", 10, 39, 1.0, job_id="306")
+    h.spell("job_id:gpus_idle:count", 40, 79, 2.0, job_id="306")
+    h.hung("306", active=10, firing=35, last=79, alertname="JobGpusIdle")
+    h.hung("306", active=20, firing=None, last=25, alertname="JobGpusIdle")  # an earlier label set, never fired
+    h.hung("306", active=60, firing=75, last=79)  # JobHung active at 60: hung from 60, not idle
+    job = recorded_account(h, "306")
+    # 1 GPU for minutes 10-39, 2 for 40-59 (25 of them before it fired), then hung
+    assert job.lost_gpu_seconds["idle_held"] == (30 * 1 + 20 * 2) * 60
+    assert job.lost_gpu_seconds["hung"] == 20 * 4 * 60
+
+
 def test_a_record_with_a_malformed_job_id_is_skipped_not_queried(accounting):
     """An interruption record whose job id is not one (a foreign series in a shared Prometheus) would
     go into the queries that explain it: a quote in it broke them, and the page with them."""
@@ -172,7 +188,7 @@ def test_cluster_ettr_is_gpu_hour_weighted(accounting):
     # An unweighted mean of the jobs' ETTRs would say otherwise: the 8-GPU job weighs double.
     assert accounting.ettr() != pytest.approx(sum(EXPECTED_ETTR.values()) / len(EXPECTED_ETTR))
     assert accounting.lost_gpu_hours() == pytest.approx(
-        {"restart_wait": 240 / 60, "redone_work": 160 / 60, "hung": 180 / 60, "straggler": 80 / 60, "idle_held": 2.0})
+        {"restart_wait": 240 / 60, "redone_work": 160 / 60, "hung": 180 / 60, "straggler": 80 / 60, "idle_held": 170 / 60})
 
 
 def test_interruptions_per_day_by_class_mtbi_and_lemons(accounting):
