@@ -55,13 +55,18 @@ def test_a_scrape_after_the_clock_moved_sees_the_new_time_however_fast_the_machi
 
 def test_a_fault_is_in_the_next_scrape_even_at_the_same_instant():
     """A node's collection is reused for scrapes within a real second only while nothing changed:
-    a fault injected between two scrapes at one simulated instant is in the second (an XID at
-    once; a lasting fault's conditions with the next step of the clock). Benchmarks and tests used
-    to turn the reuse off altogether to be sure of that."""
+    a fault injected between two scrapes at one simulated instant is in the second. Benchmarks and
+    tests used to turn the reuse off altogether to be sure of that. (A row remap changes the fake
+    GPU at once; no exporter thread is waited for.)"""
     fleet = Fleet(nodes=2, seed=7, speed=0, start=T0)
+
+    def remap_pending() -> list[str]:
+        page = fleet.render_metrics("gpu-001").decode()
+        return [line.rsplit(" ", 1)[1] for line in page.splitlines() if line.startswith('gpu_remapped_rows_pending{gpu="1"')]
+
     try:
-        assert 'xid="13"' not in fleet.render_metrics("gpu-001").decode()
-        fleet.inject({"kind": "xid", "node": "gpu-001", "gpu": 1, "xid": 13})
-        assert 'gpu_xid_errors_total{gpu="1"' in fleet.render_metrics("gpu-001").decode()
+        assert remap_pending() == ["0.0"]
+        fleet.inject({"kind": "row_remap", "node": "gpu-001", "gpu": 1, "state": "pending"})
+        assert remap_pending() == ["1.0"]
     finally:
         fleet.stop()
