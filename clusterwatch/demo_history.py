@@ -138,10 +138,6 @@ def run_history(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, ret
                 job: str = "clusterwatch") -> History:
     """Move ``fleet`` (frozen, its clock ``hours`` before the real now) to the real now, running the
     pack, pipeline and dry-run engine over it, and leave their state in ``state_dir``."""
-    return _run(fleet, slurm_url, state_dir, hours, retention_s, job)
-
-
-def _run(fleet: Fleet, slurm_url: str, state_dir: Path, hours: float, retention_s: float, job: str) -> History:
     started = time.perf_counter()
     clock = fleet.clock.now
     end = clock() + hours * 3600

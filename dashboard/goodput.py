@@ -347,7 +347,11 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
     (ALERTS_FOR_STATE's value), minute by minute until it fired, less the minutes the recorded hung
     series holds already (a GPU of the job lost meanwhile). A JobHung that never fired counts
     nothing."""
-    return {job: len(minutes) * INTERVAL_S for job, minutes in _hung_minutes_before_firing(client, tr, job_id).items()}
+    active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
+    if not active:
+        return {}
+    minutes = _hung_minutes(active, _recorded_times(client, HUNG, tr, job_id))
+    return {job: len(times) * INTERVAL_S for job, times in minutes.items()}
 
 
 def lost_before_firing(client: QueryClient, tr: TimeRange,
@@ -358,21 +362,24 @@ def lost_before_firing(client: QueryClient, tr: TimeRange,
     recorded while the job turns out to have been hung (idle never counts while hung). Raw samples
     of the few series of those alerts' episodes and of idle or hung jobs: one query per alert,
     a few more where it has episodes."""
-    hung = _hung_minutes_before_firing(client, tr, job_id)
+    hung_active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
     idle_active = _active_before_firing(client, tr, IDLE_ALERT, IDLE_FOR_S, job_id)
+    if not hung_active and not idle_active:
+        return {}, {}
+    # Every job's recorded minutes (a series exists only while a job is hung, or idle: few samples),
+    # not a regex of the job ids read back from the store, whose labels are not ours to trust.
+    recorded_hung = _recorded_times(client, HUNG, tr, job_id)
+    held = _samples(client, f"{IDLE_HELD}{_selector(job_id)}", tr, IDLE_FOR_S)
+    hung = _hung_minutes(hung_active, recorded_hung)
     idle: dict[str, float] = {}
-    if hung or idle_active:
-        held = _samples(client, f"{IDLE_HELD}{_selector(job_id)}", tr, IDLE_FOR_S)
-        for job, minutes in hung.items():
-            for t, gpus in held.get(job, ()):
-                if _near(minutes, t):
-                    idle[job] = idle.get(job, 0.0) - gpus * INTERVAL_S
+    for job, minutes in hung.items():
+        for t, gpus in held.get(job, ()):
+            if _near(minutes, t):
+                idle[job] = idle.get(job, 0.0) - gpus * INTERVAL_S
     if idle_active:
-        recorded_hung = _samples(client, f"{HUNG}{_selector(job_id)}", tr, IDLE_FOR_S)
         counts = _samples(client, f"{GPUS_IDLE}{_selector(job_id)}", tr, IDLE_FOR_S)
         for job, minutes in idle_active.items():
-            skip = sorted([t for t, _ in held.get(job, ())] + [t for t, _ in recorded_hung.get(job, ())]
-                          + hung.get(job, []))
+            skip = sorted([t for t, _ in held.get(job, ())] + recorded_hung.get(job, []) + hung.get(job, []))
             for t in minutes:
                 gpus = _value_near(counts.get(job, []), t)
                 if gpus and not _near(skip, t):
@@ -380,16 +387,17 @@ def lost_before_firing(client: QueryClient, tr: TimeRange,
     return {job: len(minutes) * INTERVAL_S for job, minutes in hung.items()}, idle
 
 
-def _hung_minutes_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None) -> dict[str, list[float]]:
-    active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
-    if not active:
-        return {}
-    # Every job's recorded hung minutes (a series exists only while a job is hung: few samples),
-    # not a regex of the job ids read back from the store, whose labels are not ours to trust.
-    counted = _samples(client, f"{HUNG}{_selector(job_id)}", tr, HUNG_FOR_S)
-    minutes = {job: [t for t in times if not _near([c for c, _ in counted.get(job, ())], t)]
-               for job, times in active.items()}
+def _hung_minutes(active: dict[str, list[float]], recorded: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The minutes before JobHung fired that the recorded hung series does not hold already."""
+    minutes = {job: [t for t in times if not _near(recorded.get(job, []), t)] for job, times in active.items()}
     return {job: times for job, times in minutes.items() if times}
+
+
+def _recorded_times(client: QueryClient, record: str, tr: TimeRange, job_id: str | None) -> dict[str, list[float]]:
+    """Per job, the sorted times of a recorded per-job series' samples in the range and the longest
+    `for` after it."""
+    samples = _samples(client, f"{record}{_selector(job_id)}", tr, max(HUNG_FOR_S, IDLE_FOR_S))
+    return {job: [t for t, _ in values] for job, values in samples.items()}
 
 
 def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, for_s: float,

@@ -14,7 +14,7 @@ from fastapi import HTTPException, Query
 from starlette.convertors import Convertor, register_url_convertor
 
 from cwkernel.durations import format_duration, parse_duration
-from scheduler import is_job_id, is_node_name  # the ids the scheduler's actions accept
+from scheduler import JOB_ID_PATTERN, is_job_id, is_node_name  # the ids the scheduler's actions accept
 MAX_RANGE_S = 31 * 86400.0
 MIN_RANGE_S = 60.0
 MAX_POINTS = 240  # per series in a range query: enough for a laptop-wide chart
@@ -99,7 +99,6 @@ def check_node(name: str) -> str:
 # a namespace is a DNS-1123 label, a pod's name a DNS-1123 subdomain.
 _NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _POD = re.compile(r"[a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?")
-_SLURM_JOB_ID = r"[1-9][0-9]{0,9}(?:_[0-9]{1,7})?"  # scheduler/validation.py's, for a route
 
 
 def is_pod_job_id(job_id: str) -> bool:
@@ -112,7 +111,7 @@ class SlurmJobIdConvertor(Convertor):
     Slurm job's sub-page (``/api/jobs/1234/continuity``) leaves a pod's ``/api/jobs/<namespace>/<pod>``
     to the route that takes it."""
 
-    regex = _SLURM_JOB_ID
+    regex = JOB_ID_PATTERN
 
     def convert(self, value: str) -> str:
         return value

@@ -16,10 +16,10 @@ from scheduler.errors import ActionRefused, SchedulerError, SchedulerTimeout
 from scheduler.factory import KINDS, build_scheduler
 from scheduler.metrics import METRICS, SchedulerCollector
 from scheduler.model import ActionResult, Job, Node, SchedulerSnapshot
-from scheduler.validation import is_job_id, is_node_name
+from scheduler.validation import JOB_ID_PATTERN, is_job_id, is_node_name
 
 __all__ = [
     "KINDS", "METRICS", "ActionRefused", "ActionResult", "AuditRecord", "Job", "Node",
     "SchedulerAdapter", "SchedulerCollector", "SchedulerError", "SchedulerSnapshot", "SchedulerTimeout",
-    "build_scheduler", "is_job_id", "is_node_name",
+    "JOB_ID_PATTERN", "build_scheduler", "is_job_id", "is_node_name",
 ]

@@ -22,7 +22,8 @@ MAX_ACTOR = 64
 # Slurm's own node-name characters; brackets and commas (hostlists) are deliberately absent.
 # Always applied with fullmatch: re.match with "$" also accepts a trailing newline ("gpu-001\n").
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_JOB_ID = re.compile(r"[1-9][0-9]{0,9}(?:_[0-9]{1,7})?")
+JOB_ID_PATTERN = r"[1-9][0-9]{0,9}(?:_[0-9]{1,7})?"  # a job (1234) or an array task (1234_5)
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 # Characters that mean something to shells, to scontrol's own parser or to log readers; replaced
 # by a space so the words around them stay readable.
 _UNSAFE = set("\"'`\\$;|&<>(){}[]*?!#~\t")
