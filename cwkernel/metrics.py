@@ -8,7 +8,7 @@ generated from these tables, so the documentation cannot drift from what is expo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, NoReturn
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 
@@ -205,10 +205,9 @@ def _label_values(spec: MetricSpec, labels: dict[str, object]) -> tuple[str, ...
         return tuple(map(str, map(labels.__getitem__, spec.labels)))
     except KeyError:
         _bad_labels(spec, labels)
-        raise  # unreachable: _bad_labels raises
 
 
-def _bad_labels(spec: MetricSpec, labels: dict[str, object]) -> None:
+def _bad_labels(spec: MetricSpec, labels: dict[str, object]) -> NoReturn:
     missing = set(spec.labels) - set(labels)
     unknown = set(labels) - set(spec.labels)
     raise ValueError(f"{spec.name}: missing labels {sorted(missing)}, unknown {sorted(unknown)}")
