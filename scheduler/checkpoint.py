@@ -44,9 +44,12 @@ def scancel_args(job_id: str, signal: str) -> list[str]:
     return [f"--signal={signal}", "--batch", job_id]
 
 
+TEXTFILE_GLOB = "clusterwatch_job_checkpoint_*.prom"  # every job's file (textfile_name)
+
+
 def textfile_name(job_id: str) -> str:
     """The file a job writes its line to (one per job, so jobs on a node never overwrite each other)."""
-    return f"clusterwatch_job_checkpoint_{_FILE_SAFE.sub('_', job_id)}.prom"
+    return TEXTFILE_GLOB.replace("*", _FILE_SAFE.sub("_", job_id))
 
 
 def textfile_line(job_id: str, state_at: float) -> str:

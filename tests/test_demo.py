@@ -105,3 +105,15 @@ def test_the_demos_jobs_write_checkpoint_marks_and_the_past_shows_the_checkpoint
     steps = [(e["action"], e["result"], e["detail"]) for e in audit if e["action"] in ("signal", "checkpoint")]
     assert any(action == "signal" and "scancel --signal=USR1 --batch" in detail for action, _, detail in steps), steps
     assert not any("never wrote a checkpoint mark" in detail for _, _, detail in steps), steps
+
+
+def test_a_new_demo_clears_only_its_own_checkpoint_marks(tmp_path):
+    """--state-dir is the user's directory: the demo removes its earlier jobs' marks, nothing else."""
+    from clusterwatch.commands.demo import TEXTFILES_DIR, _fresh_state
+
+    node = tmp_path / TEXTFILES_DIR / "gpu-001"
+    node.mkdir(parents=True)
+    (node / "clusterwatch_job_checkpoint_1001.prom").write_text("old mark\n")
+    (node / "notes.txt").write_text("the user's\n")
+    _fresh_state(tmp_path)
+    assert sorted(p.name for p in node.iterdir()) == ["notes.txt"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import signal
 import subprocess
 import sys
@@ -80,7 +79,11 @@ def _fresh_state(state: Path) -> None:
     for name in STATE_FILES:
         for suffix in SQLITE_SUFFIXES:
             (state / f"{name}{suffix}").unlink(missing_ok=True)
-    shutil.rmtree(state / TEXTFILES_DIR, ignore_errors=True)  # an earlier run's marks name its jobs
+    from scheduler.checkpoint import TEXTFILE_GLOB
+
+    # An earlier run's marks name its jobs. Only the demo's own files go: --state-dir is the user's.
+    for mark in (state / TEXTFILES_DIR).glob(f"*/{TEXTFILE_GLOB}"):
+        mark.unlink(missing_ok=True)
 
 
 def _log_to(path: Path) -> None:
