@@ -7,8 +7,8 @@
 
 The store holds, per job, the recorded series a busy cluster has (every job running all the
 range, 8 GPUs a node, 64 GPUs a job: 2,048 jobs on 16,384 nodes; a tenth of them hung, idle or
-straggling for an hour, the hung and idle ones with their JobHung or JobGpusIdle episode, active
-its `for` (15 or 25 minutes) before it fires; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
+straggling for an hour, each with its JobHung, JobGpusIdle or GpuStragglerUtilization episode,
+active its `for` (15 or 25 minutes) before it fires, and a straggler's activity against its job's median; each interrupted job waiting 10 minutes), ``slurm_job_gpu_info`` of the
 interrupted jobs' nodes, an alert on one of them, and the interruption records at the published
 rate (Llama 3: 419 in 54 days on 16,384 GPUs, about 8 a day). What it measures is the engine's
 work: one ``sum_over_time``/``count_over_time`` per cause over one series per job, plus a few small
@@ -64,8 +64,15 @@ def build(jobs: int, days: float, per_day: float) -> tuple[Store, TimeRange, int
             put(GPUS_IDLE, {i: 16.0 for i in range(35, 120)}, job_id=job)
             put("ALERTS_FOR_STATE", {i: T0 + 35 * 60 for i in range(35, 120)}, alertname=goodput.IDLE_ALERT, job_id=job)
             put("ALERTS", {i: 1.0 for i in range(60, 120)}, alertname=goodput.IDLE_ALERT, alertstate="firing", job_id=job)
-        if j % 10 == 3:
+        if j % 10 == 3:  # GPU 0 of its first node at half the job's median from minute 45, firing from 60 to 119
+            gpu = {"instance": f"gpu-{(j * NODES_PER_JOB) % 16_384:05d}", "gpu": "0", "measure": "sm_active"}
             put(goodput.STRAGGLER, {i: 32.0 for i in range(60, 120)}, job_id=job)
+            put("instance_gpu_job:gpu_activity:ratio", {i: 0.25 for i in range(minutes)}, job_id=job, **gpu)
+            put("job_id:gpu_activity:median", {i: 0.5 for i in range(minutes)}, job_id=job, measure="sm_active")
+            put("ALERTS_FOR_STATE", {i: T0 + 45 * 60 for i in range(45, 120)}, alertname=goodput.STRAGGLER_ALERT,
+                job_id=job, **gpu)
+            put("ALERTS", {i: 1.0 for i in range(60, 120)}, alertname=goodput.STRAGGLER_ALERT, alertstate="firing",
+                job_id=job, **gpu)
     for k in range(interrupted):
         job, minute = str(100_000 + k * (jobs // interrupted)), int((k + 0.5) * minutes / interrupted)
         put(goodput.RESTART_WAIT, {i: float(GPUS_PER_JOB) for i in range(minute, min(minutes, minute + 10))}, job_id=job)

@@ -15,8 +15,9 @@ Where the numbers come from, all through the query interface:
   which no rule can know at the time: ``hung_before_firing``), held
   but idle (JobGpusIdle firing: its idle GPUs; and, the same way, its idle GPUs from its
   activation to its firing: ``lost_before_firing``), and slowed by a straggler (GpuStragglerUtilization
-  firing: the job's GPUs times the straggler's shortfall from the job's median). One series per job, never per GPU, so a 30-day range at 16,384 nodes reads one
-  ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
+  firing: the job's GPUs times the straggler's shortfall from the job's median; and, the same way,
+  each straggler's shortfall from its activation to its firing). One series per job, never per
+  GPU, so a 30-day range at 16,384 nodes reads one ``sum_over_time`` per cause. GPU-seconds are the sum of the samples times the group's interval.
 - Interruptions are the scheduler adapter's records (``slurm_job_interruption_time_seconds``,
   scheduler/interruptions.py): a running job requeued or ended by a failure.
 - The cause of an interruption is the alert (pending or firing) on one of the job's nodes in the
@@ -35,23 +36,27 @@ import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 from cwkernel.durations import format_duration, parse_duration
-from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR
+from cwkernel.metrics import escape_label
+from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, STRAGGLER_FOR
 from dashboard.params import TimeRange
 from scheduler import is_job_id
 from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
 from tsdb.client import QueryClient
+
+K = TypeVar("K")
 
 # The recording group and its interval: a sample of a recorded series stands for this many seconds.
 GROUP = "clusterwatch-reliability"
 INTERVAL = "1m"
 INTERVAL_S = 60.0
 
-HUNG_ALERT, IDLE_ALERT = "JobHung", "JobGpusIdle"
+HUNG_ALERT, IDLE_ALERT, STRAGGLER_ALERT = "JobHung", "JobGpusIdle", "GpuStragglerUtilization"
 # Their `for` (alerts/rules/jobs.yml, held to the definitions).
-HUNG_FOR_S, IDLE_FOR_S = parse_duration(HUNG_FOR), parse_duration(IDLE_FOR)
+HUNG_FOR_S, IDLE_FOR_S, STRAGGLER_FOR_S = (parse_duration(HUNG_FOR), parse_duration(IDLE_FOR),
+                                           parse_duration(STRAGGLER_FOR))
 
 RUNNING = "job_id:reliability_running:gpus"
 RESTART_WAIT = "job_id:reliability_restart_wait:gpus"
@@ -62,6 +67,13 @@ STRAGGLER = "job_id:reliability_straggler:gpus"
 
 def _firing(alertname: str) -> str:
     return f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'
+
+
+def _shortfall(ratio: str = "", median: str = "") -> str:
+    """A GPU's shortfall from its job's median activity (0 at or above it), by (instance, gpu,
+    job_id, measure); ``ratio`` and ``median`` are selectors' matchers."""
+    return (f"clamp_min(1 - instance_gpu_job:gpu_activity:ratio{ratio} / on (job_id, measure) group_left ()"
+            f" job_id:gpu_activity:median{median}, 0)")
 
 
 # A GPU the scheduler gave the job that no longer answers NVML (XID 79, off the bus): the rank on
@@ -78,9 +90,8 @@ RELIABILITY_RULES: dict[str, str] = {
     HUNG: f"{RUNNING} and on (job_id) ({_firing('JobHung')} or on (job_id) {LOST_GPU_OF_JOB})",
     IDLE_HELD: (f"(max by (job_id) (job_id:gpus_idle:count) and on (job_id) {_firing('JobGpusIdle')}"
                 f" and on (job_id) {RUNNING}) unless on (job_id) {HUNG}"),
-    STRAGGLER: (f"({RUNNING} * on (job_id) group_left () max by (job_id) (clamp_min(1 - instance_gpu_job:gpu_activity:ratio"
-                " / on (job_id, measure) group_left () job_id:gpu_activity:median, 0)"
-                f" and on (instance, gpu, job_id) {_firing('GpuStragglerUtilization')})) unless on (job_id) {HUNG}"),
+    STRAGGLER: (f"({RUNNING} * on (job_id) group_left () max by (job_id) ({_shortfall()}"
+                f" and on (instance, gpu, job_id) {_firing(STRAGGLER_ALERT)})) unless on (job_id) {HUNG}"),
 }
 
 # Lost time by cause, in the order the pages and the report list them.
@@ -129,6 +140,7 @@ EVIDENCE_WINDOW = format_duration(round(parse_duration(EVIDENCE_BEFORE) + AFTER_
 CHECKPOINT_LOOKBACK = "1d"  # a mark older than this is no signal: jobs checkpoint hourly or more often
 RUN_START_LOOKBACK = "1h"  # slurm_job_start_time_seconds is exposed while the job runs
 MAX_INTERRUPTIONS = 1_000  # explained one by one (a few queries each); beyond it counted, not explained
+MAX_STRAGGLER_EPISODES = 1_000  # read back one by one (a query each); beyond it their minutes before firing are not counted
 LEMONS_SHOWN = 20
 
 
@@ -354,23 +366,45 @@ def hung_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = 
     return {job: len(times) * INTERVAL_S for job, times in minutes.items()}
 
 
-def lost_before_firing(client: QueryClient, tr: TimeRange,
-                       job_id: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
+@dataclass
+class BeforeFiring:
+    """What the recorded series miss because an alert's `for` delays them, per job."""
+    hung_s: dict[str, float] = field(default_factory=dict)  # seconds hung before JobHung fired
+    # GPU-seconds held but idle before JobGpusIdle fired, less those recorded while the job turns
+    # out to have been hung: a correction, so it may be negative.
+    idle_gpu_s: dict[str, float] = field(default_factory=dict)
+    slowed_s: dict[str, float] = field(default_factory=dict)  # seconds x the straggler's shortfall, per GPU of the job
+    truncated: int = 0  # straggler episodes beyond MAX_STRAGGLER_EPISODES, not read back
+
+
+def lost_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> BeforeFiring:
     """What the recorded series miss because an alert's `for` delays them, per job: the seconds
-    hung before JobHung fired (``hung_before_firing``), and the GPU-seconds held but idle before
+    hung before JobHung fired (``hung_before_firing``); the GPU-seconds held but idle before
     JobGpusIdle fired (its idle GPUs at each minute from its activation), less the idle minutes
-    recorded while the job turns out to have been hung (idle never counts while hung). Raw samples
-    of the few series of those alerts' episodes and of idle or hung jobs: one query per alert,
-    a few more where it has episodes."""
+    recorded while the job turns out to have been hung (idle never counts while hung); and the
+    slowdown before GpuStragglerUtilization fired (``_slowed_before_firing``). Raw samples of the
+    few series of those alerts' episodes and of idle, hung or slowed jobs: one query per alert, a
+    few more where it has episodes."""
     hung_active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
     idle_active = _active_before_firing(client, tr, IDLE_ALERT, IDLE_FOR_S, job_id)
-    if not hung_active and not idle_active:
-        return {}, {}
+    straggling = _active_before_firing(client, tr, STRAGGLER_ALERT, STRAGGLER_FOR_S, job_id, key=_straggler_gpu)
+    if not hung_active and not idle_active and not straggling:
+        return BeforeFiring()
     # Every job's recorded minutes (a series exists only while a job is hung, or idle: few samples),
     # not a regex of the job ids read back from the store, whose labels are not ours to trust.
     recorded_hung = _recorded_times(client, HUNG, tr, job_id)
-    held = _samples(client, f"{IDLE_HELD}{_selector(job_id)}", tr, IDLE_FOR_S)
     hung = _hung_minutes(hung_active, recorded_hung)
+    idle = _idle_before_firing(client, tr, job_id, idle_active, recorded_hung, hung) if hung or idle_active else {}
+    found = BeforeFiring({job: len(minutes) * INTERVAL_S for job, minutes in hung.items()}, idle)
+    if straggling:
+        hung_times = {job: sorted(recorded_hung.get(job, []) + hung.get(job, [])) for job in set(recorded_hung) | set(hung)}
+        found.slowed_s, found.truncated = _slowed_before_firing(client, tr, job_id, straggling, hung_times)
+    return found
+
+
+def _idle_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None, idle_active: dict[str, list[float]],
+                        recorded_hung: dict[str, list[float]], hung: dict[str, list[float]]) -> dict[str, float]:
+    held = _samples(client, f"{IDLE_HELD}{_selector(job_id)}", tr, IDLE_FOR_S)
     idle: dict[str, float] = {}
     for job, minutes in hung.items():
         for t, gpus in held.get(job, ()):
@@ -384,7 +418,39 @@ def lost_before_firing(client: QueryClient, tr: TimeRange,
                 gpus = _value_near(counts.get(job, []), t)
                 if gpus and not _near(skip, t):
                     idle[job] = idle.get(job, 0.0) + gpus * INTERVAL_S
-    return {job: len(minutes) * INTERVAL_S for job, minutes in hung.items()}, idle
+    return idle
+
+
+def _straggler_gpu(labels: Mapping[str, str]) -> tuple[str, str, str, str]:
+    return labels.get("job_id", ""), labels.get("instance", ""), labels.get("gpu", ""), labels.get("measure", "")
+
+
+def _slowed_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None,
+                          straggling: dict[tuple[str, str, str, str], list[float]],
+                          hung: dict[str, list[float]]) -> tuple[dict[str, float], int]:
+    """Per job, the minutes from a straggler's activation to its firing, each at that GPU's
+    shortfall from the job's median then (the largest of the job's stragglers in a minute), as the
+    recorded series counts the minutes after: not while the job was hung, nor where the recorded
+    series holds the minute already (another straggler firing). Seconds x shortfall; one range
+    query per episode, at most ``MAX_STRAGGLER_EPISODES`` (and how many more were left)."""
+    recorded = _recorded_times(client, STRAGGLER, tr, job_id)
+    worst: dict[str, dict[int, float]] = {}  # job -> minute -> the largest shortfall
+    episodes = sorted((key, minutes) for key, minutes in straggling.items() if is_job_id(key[0]))
+    for (job, instance, gpu, measure), minutes in episodes[:MAX_STRAGGLER_EPISODES]:
+        skip = sorted(recorded.get(job, []) + hung.get(job, []))
+        minutes = [t for t in minutes if not _near(skip, t)]
+        if not minutes:
+            continue
+        of_job = f'job_id="{job}", measure="{escape_label(measure)}"'
+        expr = _shortfall(f'{{{of_job}, instance="{escape_label(instance)}", gpu="{escape_label(gpu)}"}}', f"{{{of_job}}}")
+        for series in client.range(expr, minutes[0], minutes[-1], INTERVAL_S).series:
+            for t, value in zip(series.timestamps, series.values):
+                if _near(minutes, t) and value == value:
+                    row = worst.setdefault(job, {})
+                    minute = round(t / INTERVAL_S)
+                    row[minute] = max(value, row.get(minute, 0.0))
+    slowed = {job: sum(row.values()) * INTERVAL_S for job, row in worst.items()}
+    return slowed, max(0, len(episodes) - MAX_STRAGGLER_EPISODES)
 
 
 def _hung_minutes(active: dict[str, list[float]], recorded: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -400,39 +466,45 @@ def _recorded_times(client: QueryClient, record: str, tr: TimeRange, job_id: str
     return {job: [t for t, _ in values] for job, values in samples.items()}
 
 
+def _job_of(labels: Mapping[str, str]) -> str:
+    return labels.get("job_id", "")
+
+
 def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, for_s: float,
-                          job_id: str | None) -> dict[str, list[float]]:
-    """Per job, the minutes of the range from when an ``alertname`` alert on it became active
-    (ALERTS_FOR_STATE's value) until it fired, for the episodes that fired within the range or up
-    to ``for_s`` after it; none for an episode that never fired. Sorted."""
+                          job_id: str | None, key: Callable[[Mapping[str, str]], K] = _job_of) -> dict[K, list[float]]:
+    """Per job (or per ``key`` of the alert's labels), the minutes of the range from when an
+    ``alertname`` alert on it became active (ALERTS_FOR_STATE's value) until it fired, for the
+    episodes that fired within the range or up to ``for_s`` after it; none for an episode that
+    never fired. Sorted."""
     matchers = f'alertname="{alertname}"' + (f', job_id="{job_id}"' if job_id else "")
-    active: dict[str, dict[float, float]] = {}  # job -> when active -> its last sample's time
-    for job, samples in _samples(client, f"ALERTS_FOR_STATE{{{matchers}}}", tr, for_s).items():
-        episodes = active.setdefault(job, {})
+    active: dict[K, dict[float, float]] = {}  # key -> when active -> its last sample's time
+    for of, samples in _samples(client, f"ALERTS_FOR_STATE{{{matchers}}}", tr, for_s, key).items():
+        episodes = active.setdefault(of, {})
         for t, since in samples:
             episodes[since] = max(t, episodes.get(since, t))
     if not active:
         return {}
-    firing = _samples(client, f'ALERTS{{{matchers}, alertstate="firing"}}', tr, for_s)
-    minutes: dict[str, set[float]] = {}
-    for job, episodes in active.items():
+    firing = _samples(client, f'ALERTS{{{matchers}, alertstate="firing"}}', tr, for_s, key)
+    minutes: dict[K, set[float]] = {}
+    for of, episodes in active.items():
         for since, last in episodes.items():
-            fired = [t for t, _ in firing.get(job, ()) if since <= t <= last]
+            fired = [t for t, _ in firing.get(of, ()) if since <= t <= last]
             if fired:
                 steps = range(max(0, math.ceil((min(fired) - since) / INTERVAL_S)))
-                minutes.setdefault(job, set()).update(
+                minutes.setdefault(of, set()).update(
                     t for t in (since + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end)
-    return {job: sorted(times) for job, times in minutes.items()}
+    return {of: sorted(times) for of, times in minutes.items()}
 
 
-def _samples(client: QueryClient, selector: str, tr: TimeRange, ahead_s: float) -> dict[str, list[tuple[float, float]]]:
-    """Per job, the raw (time, value) samples of ``selector`` in the range and ``ahead_s`` after
-    it, sorted by time (an instant query of a range selector)."""
+def _samples(client: QueryClient, selector: str, tr: TimeRange, ahead_s: float,
+             key: Callable[[Mapping[str, str]], K] = _job_of) -> dict[K, list[tuple[float, float]]]:
+    """Per job (or per ``key`` of the labels), the raw (time, value) samples of ``selector`` in the
+    range and ``ahead_s`` after it, sorted by time (an instant query of a range selector)."""
     window = f"{round((tr.seconds + ahead_s) * 1000)}ms"
-    found: dict[str, list[tuple[float, float]]] = {}
+    found: dict[K, list[tuple[float, float]]] = {}
     for series in client.instant(f"{selector}[{window}]", tr.end + ahead_s).series:
-        found.setdefault(series.labels.get("job_id", ""), []).extend(zip(series.timestamps, series.values))
-    return {job: sorted(samples) for job, samples in found.items()}
+        found.setdefault(key(series.labels), []).extend(zip(series.timestamps, series.values))
+    return {of: sorted(samples) for of, samples in found.items()}
 
 
 def _near(times: list[float], t: float) -> bool:
@@ -470,13 +542,16 @@ def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Ac
     for job in set(running) | set(lost["restart_wait"]):
         jobs[job] = JobAccount(job, running.get(job, 0.0) * INTERVAL_S, running_samples.get(job, 0.0) * INTERVAL_S,
                                {cause: values.get(job, 0.0) * INTERVAL_S for cause, values in lost.items()})
-    hung_s, idle_gpu_s = lost_before_firing(client, tr, job_id)
-    for job, seconds in hung_s.items():
+    before = lost_before_firing(client, tr, job_id)
+    for job, seconds in before.hung_s.items():
         if job in jobs:
             jobs[job].lost_gpu_seconds["hung"] += seconds * jobs[job].gpus
-    for job, gpu_seconds in idle_gpu_s.items():
+    for job, gpu_seconds in before.idle_gpu_s.items():
         if job in jobs:
             jobs[job].lost_gpu_seconds["idle_held"] = max(0.0, jobs[job].lost_gpu_seconds["idle_held"] + gpu_seconds)
+    for job, seconds in before.slowed_s.items():
+        if job in jobs:
+            jobs[job].lost_gpu_seconds["straggler"] += seconds * jobs[job].gpus
     records = _interruption_records(client, tr, selector)
     explained = [explain(client, *record) for record in records[:MAX_INTERRUPTIONS]]
     for job in jobs.values():
@@ -495,6 +570,9 @@ def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Ac
                      "(alerts/rules/reliability.yml) evaluated by this server, Prometheus or vmalert")
     if len(records) > MAX_INTERRUPTIONS:
         notes.append(f"{len(records)} interruptions: the first {MAX_INTERRUPTIONS} explained, the rest counted")
+    if before.truncated:
+        notes.append(f"{MAX_STRAGGLER_EPISODES + before.truncated} straggler episodes: the slowdown before the alert "
+                     f"fired is counted for the first {MAX_STRAGGLER_EPISODES}, from its firing for the rest")
     return Accounting(tr, jobs, explained, max(0, len(records) - MAX_INTERRUPTIONS),
                       fleet_gpus(client, tr) if job_id is None else 0, recorded, notes)
 

@@ -81,11 +81,12 @@ class History:
     def alert(self, alertname: str, first: int, last: int, **labels: str) -> None:
         self.spell("ALERTS", first, last, 1.0, alertname=alertname, alertstate="firing", **labels)
 
-    def hung(self, job_id: str, active: int, firing: int | None, last: int, alertname: str = "JobHung") -> None:
-        """JobHung (or ``alertname``) as the evaluator writes it: pending from minute ``active``,
-        firing from ``firing`` (None: never) to ``last``, with ALERTS_FOR_STATE holding the minute
-        it became active."""
-        labels = {"alertname": alertname, "job_id": job_id, "severity": "critical"}
+    def hung(self, job_id: str, active: int, firing: int | None, last: int, alertname: str = "JobHung",
+             **extra: str) -> None:
+        """JobHung (or ``alertname``, with its ``extra`` labels) as the evaluator writes it: pending
+        from minute ``active``, firing from ``firing`` (None: never) to ``last``, with
+        ALERTS_FOR_STATE holding the minute it became active."""
+        labels = {"alertname": alertname, "job_id": job_id, "severity": "critical", **extra}
         end_pending = last if firing is None else firing - 1
         self.spell("ALERTS", active, end_pending, 1.0, alertstate="pending", **labels)
         if firing is not None:

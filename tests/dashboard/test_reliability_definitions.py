@@ -10,6 +10,7 @@ import pytest
 
 from alerts.evaluator import load_rule_files
 from alerts.evaluator.manager import RuleEvaluator
+from dashboard import goodput
 from dashboard.params import TimeRange
 from dashboard.goodput import CLASSES, GROUP, INTERVAL_S, RELIABILITY_RULES, account, cause_class, redone_seconds
 from scheduler.checkpoint import CHECKPOINT_METRIC
@@ -169,6 +170,52 @@ def test_idle_gpus_count_from_the_minute_jobgpusidle_became_active_once_it_fires
     # 1 GPU for minutes 10-39, 2 for 40-59 (25 of them before it fired), then hung
     assert job.lost_gpu_seconds["idle_held"] == (30 * 1 + 20 * 2) * 60
     assert job.lost_gpu_seconds["hung"] == 20 * 4 * 60
+
+
+def test_a_straggler_counts_from_the_minute_its_alert_became_active_once_it_fires():
+    """GpuStragglerUtilization fires 15 minutes (its `for`) after a GPU fell behind its job's median:
+    the job ran that slow from the start, so those minutes are slowed too, at the straggler's
+    shortfall of each minute (the slowest straggler's while several were), never while the job was
+    hung, and not again where another straggler already firing counted them."""
+    h = History()
+    h.job("307", 4, running=[(0, 119, ("n1",))], pending=[], restarts=[])
+    h.spell("job_id:gpu_activity:median", 0, 119, 0.8, job_id="307", measure="utilization")
+    straggler = {"instance": "n1", "measure": "utilization"}
+    h.spell("instance_gpu_job:gpu_activity:ratio", 0, 119, 0.4, job_id="307", gpu="1", **straggler)  # half the median
+    h.spell("instance_gpu_job:gpu_activity:ratio", 0, 119, 0.6, job_id="307", gpu="2", **straggler)  # a quarter short
+    h.spell("instance_gpu_job:gpu_activity:ratio", 0, 119, 0.2, job_id="307", gpu="3", **straggler)
+    h.hung("307", active=10, firing=25, last=49, alertname="GpuStragglerUtilization", gpu="1", **straggler)
+    h.hung("307", active=40, firing=55, last=69, alertname="GpuStragglerUtilization", gpu="2", **straggler)
+    h.hung("307", active=60, firing=None, last=70, alertname="GpuStragglerUtilization", gpu="3", **straggler)
+    h.hung("307", active=80, firing=95, last=110)  # JobHung: hung from 80, not slowed
+    h.hung("307", active=85, firing=100, last=110, alertname="GpuStragglerUtilization", gpu="1", **straggler)
+    job = recorded_account(h, "307", minutes=120)
+    # GPU 1: minutes 10-49 at 0.5; GPU 2: 50-69 at 0.25 (40-49 counted at GPU 1's larger shortfall);
+    # GPU 3 never fired; GPU 1's second episode (85-110) falls within the hang.
+    assert job.lost_gpu_seconds["straggler"] == pytest.approx((40 * 0.5 + 20 * 0.25) * 4 * 60)
+    assert job.lost_gpu_seconds["hung"] == 31 * 4 * 60
+
+
+def test_straggler_episodes_beyond_the_bound_count_from_their_firing_and_say_so(monkeypatch):
+    """Each episode read back is a query: past MAX_STRAGGLER_EPISODES in a range the rest count
+    from their firing only, and the accounting's notes say so."""
+    monkeypatch.setattr(goodput, "MAX_STRAGGLER_EPISODES", 1)
+    h = History()
+    h.job("308", 4, running=[(0, 59, ("n1",))], pending=[], restarts=[])
+    h.spell("job_id:gpu_activity:median", 0, 59, 0.8, job_id="308", measure="utilization")
+    for gpu, firing in (("1", 25), ("2", 45)):
+        labels = {"instance": 'n1"} or vector(1) #', "gpu": gpu, "measure": "utilization"}  # escaped, not injected
+        h.spell("instance_gpu_job:gpu_activity:ratio", 0, 59, 0.4, job_id="308", **labels)
+        h.hung("308", active=firing - 15, firing=firing, last=firing + 4, alertname="GpuStragglerUtilization", **labels)
+    store = h.store()
+    client = LocalQueryClient(Engine(store))
+    evaluator = RuleEvaluator(load_rule_files([RULES / "reliability.yml"]), client, writer=store.append_rule_output)
+    for minute in range(60):
+        evaluator.evaluate(at(minute))
+    found = account(client, TimeRange(at(-1), at(59)), "308")
+    # GPU 1 from its activation (10-29), GPU 2 from its firing (45-49), at half the median
+    assert found.jobs["308"].lost_gpu_seconds["straggler"] == pytest.approx((20 + 5) * 0.5 * 4 * 60)
+    assert any("2 straggler episodes" in note for note in found.notes)
 
 
 def test_a_record_with_a_malformed_job_id_is_skipped_not_queried(accounting):
