@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -322,6 +322,11 @@ class JobNotFound(LookupError):
 SERIES = {UTILIZATION.metric: ("utilization", 3), SM_ACTIVE.metric: ("sm_active", 3),
           "gpu_memory_used_bytes": ("memory_bytes", -6),
           "gpu_power_watts": ("power_watts", 1)}  # field, decimals kept (memory: whole megabytes)
+# Above DETAIL_GPUS the page shows these as bands and the stragglers' own lines, so the engine
+# aggregates them over the job's GPUs instead of sending every GPU's series: two thirds of a large
+# job's points, which at 512 GPUs cost more to decode than the engine takes to answer.
+BANDED = ("gpu_memory_used_bytes", "gpu_power_watts")
+BAND_ROWS = ("min", "median", "max")
 
 
 def job_record(ctx: DashboardContext, at: float, window: str, job_id: str) -> JobRecord:
@@ -391,12 +396,17 @@ def _pod(job_id: str, indices: dict[str, set[int]], running: bool, start: float 
 
 def _matrix(result, keys: list[GpuKey], start: float, step: float, points: int, decimals: int):
     """Per-GPU series on the range's grid as one (GPU x point) array, NaN where there is no sample."""
-    import numpy as np
-
     row_of = {k: i for i, k in enumerate(keys)}
-    out = np.full((len(keys), points), np.nan)
+    return _on_grid(result, lambda labels: row_of.get(gpu_key(labels)), len(keys), start, step, points, decimals)
+
+
+def _on_grid(result, row_of: Callable[[Mapping[str, str]], int | None], rows: int, start: float, step: float,
+             points: int, decimals: int) -> np.ndarray:
+    """A range query's series on the grid as one (row x point) array, each series in the row its
+    labels give (None: not kept), NaN where there is no sample, rounded to ``decimals``."""
+    out = np.full((rows, points), np.nan)
     for s in result.series:
-        row = row_of.get(gpu_key(s.labels))
+        row = row_of(s.labels)
         if row is None or not s.timestamps:
             continue
         cols = np.rint((np.asarray(s.timestamps, dtype=float) - start) / step).astype(np.int64)
@@ -459,9 +469,19 @@ class _JobSeries:
     to the points where some GPU of the job has a sample), the GPUs' values now, the alerts."""
 
     grid: list[float]
-    matrices: dict[str, np.ndarray]  # metric of SERIES -> (GPU x point)
+    matrices: dict[str, np.ndarray]  # metric of SERIES -> (GPU x point); BANDED: stragglers' rows only above DETAIL_GPUS
     now: dict[str, dict[GpuKey, float]]  # gpu_processes, gpu_memory_used_bytes, gpu_memory_total_bytes
     alerts: list[AlertSpan]
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # BANDED metric -> (BAND_ROWS x point), by the engine
+
+    def band(self, metric: str) -> "Band":
+        if metric in self.bands:
+            return Band(**{row: _as_list(self.bands[metric][i]) for i, row in enumerate(BAND_ROWS)})
+        return _band(self.matrices[metric])
+
+    def peak(self, metric: str) -> float | None:
+        values = self.bands[metric][BAND_ROWS.index("max")] if metric in self.bands else self.matrices[metric]
+        return float(np.nanmax(values)) if values.size and not np.isnan(values).all() else None
 
 
 def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
@@ -476,55 +496,104 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
     gpus = job_gpus(record)
     lifetime = tr.clipped(record.start_time, record.end_time if record.state != "RUNNING" else None)
     step = lifetime.step()
-    series = _job_series(ctx.query, gpus, lifetime, step, tr.end)
+    detail = len(gpus) <= DETAIL_GPUS
+    series = _job_series(ctx.query, gpus, lifetime, step, tr.end, detail)
     usage = {m.name: _usage(series.matrices[m.metric], gpus, step) for m in MEASURES.values()}
     measure = job_measure(gpus, usage[SM_ACTIVE.name][0])
     mean, hours, _ = usage[measure.name]
     # Idle by each GPU's own measure, as the rules' idle_gpus: SM activity's peak where it has one.
     peak = {**usage[UTILIZATION.name][2], **usage[SM_ACTIVE.name][2]}
     slow = stragglers(mean, len(gpus), measure)
+    if not detail:
+        _read_rows(ctx.query, series, gpus, slow, step)
     flags = job_flags(gpus, mean, peak, series.now.get("gpu_memory_used_bytes", {}),
                       series.now.get("gpu_processes", {}), record.state == "RUNNING", measure)
-    detail = len(gpus) <= DETAIL_GPUS
     return JobView(
         time=ctx.clock(), start=lifetime.start, end=lifetime.end, step=step, job=record, flags=flags,
         timestamps=series.grid, gpus=_gpu_rows(series.matrices, gpus, mean, slow, detail), per_gpu_detail=detail,
         measure=measure.name,
-        bands={field: _band(series.matrices[metric]) for metric, (field, _) in SERIES.items()}, alerts=series.alerts,
+        bands={name: series.band(metric) for metric, (name, _) in SERIES.items()}, alerts=series.alerts,
         efficiency=_efficiency(record, lifetime, step, tr.end, gpus, series, mean, hours, measure),
     )
 
 
-def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, step: float, at: float) -> _JobSeries:
-    """The three per-GPU metrics over the lifetime (one range query on the job's nodes), the
-    GPUs' values now and the alerts on them; nothing is asked for a job without GPUs."""
+def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, step: float, at: float,
+                detail: bool) -> _JobSeries:
+    """The per-GPU metrics over the lifetime (one range query on the job's nodes; without
+    ``detail``, the BANDED ones aggregated by the engine over the job's GPUs instead, their rows
+    left for ``_read_rows``), the GPUs' values now and the alerts on them; nothing is asked for a
+    job without GPUs."""
     points = int((lifetime.end - lifetime.start) // step) + 1
     grid = [lifetime.start + i * step for i in range(points)]
     matrices = {metric: np.full((len(gpus), points), np.nan) for metric in SERIES}
+    bands: dict[str, np.ndarray] = {}
     now: dict[str, dict[GpuKey, float]] = {}
     alerts: list[AlertSpan] = []
     if gpus:
         nodes = regex_of([n for n, _ in gpus])
-        parts = split_by_name(client.range(f'{{__name__=~"{"|".join(SERIES)}",instance=~"{nodes}"}}',
+        per_gpu = list(SERIES) if detail else [m for m in SERIES if m not in BANDED]
+        parts = split_by_name(client.range(f'{{__name__=~"{"|".join(per_gpu)}",instance=~"{nodes}"}}',
                                            lifetime.start, lifetime.end, step))
-        for metric, (_, decimals) in SERIES.items():
+        for metric in per_gpu:
             if metric in parts:
-                matrices[metric] = _matrix(parts[metric], gpus, lifetime.start, step, points, decimals)
+                matrices[metric] = _matrix(parts[metric], gpus, lifetime.start, step, points, SERIES[metric][1])
+        if not detail:
+            bands = {metric: _engine_bands(client, metric, gpus, lifetime, step, points) for metric in BANDED}
         instant = split_by_name(client.instant(
             f'{{__name__=~"gpu_processes|gpu_memory_used_bytes|gpu_memory_total_bytes",instance=~"{nodes}"}}', at))
         now = {name: by_gpu(result) for name, result in instant.items()}
         alerts = _alert_spans(client, nodes, set(gpus), lifetime, step)
-    grid, matrices = _observed(grid, matrices, gpus)
-    return _JobSeries(grid, matrices, now, alerts)
+    first, last = _observed(matrices, gpus)
+    return _JobSeries(grid[first:last], {m: x[:, first:last] for m, x in matrices.items()}, now, alerts,
+                      {m: x[:, first:last] for m, x in bands.items()})
 
 
-def _observed(grid: list[float], matrices: dict[str, np.ndarray],
-              gpus: list[GpuKey]) -> tuple[list[float], dict[str, np.ndarray]]:
-    """Points where no GPU of the job has a sample (before its first scrape, after the store's
-    retention) are dropped from the ends of the grid."""
+def _observed(matrices: dict[str, np.ndarray], gpus: list[GpuKey]) -> tuple[int, int]:
+    """The part of the grid where some GPU of the job has a sample: the points before its first
+    scrape and after the store's retention are dropped from its ends."""
     seen = np.flatnonzero(~np.isnan(matrices["gpu_utilization_ratio"]).all(axis=0)) if gpus else np.array([])
-    first, last = (int(seen[0]), int(seen[-1]) + 1) if len(seen) else (0, 0)
-    return grid[first:last], {m: x[:, first:last] for m, x in matrices.items()}
+    return (int(seen[0]), int(seen[-1]) + 1) if len(seen) else (0, 0)
+
+
+def gpu_selectors(gpus: Iterable[GpuKey]) -> list[str]:
+    """Label matchers that select exactly these GPUs: one per set of GPU indices its nodes share
+    (a job on whole nodes: one), since a node may hold another job's GPUs too."""
+    indices: dict[str, list[int]] = {}
+    for node, gpu in gpus:
+        indices.setdefault(node, []).append(gpu)
+    nodes_of: dict[tuple[int, ...], list[str]] = {}
+    for node, held in indices.items():
+        nodes_of.setdefault(tuple(sorted(set(held))), []).append(node)
+    return [f'instance=~"{regex_of(nodes)}",gpu=~"{"|".join(map(str, held))}"'
+            for held, nodes in sorted(nodes_of.items())]
+
+
+def _engine_bands(client: QueryClient, metric: str, gpus: list[GpuKey], lifetime: TimeRange, step: float,
+                  points: int) -> np.ndarray:
+    """``metric``'s min, median and max across the job's GPUs at each point (BAND_ROWS x point),
+    aggregated by the engine: one range query of three series."""
+    selected = " or ".join(f"{metric}{{{matchers}}}" for matchers in gpu_selectors(gpus))
+    aggregates = {"min": f"min({selected})", "median": f"quantile(0.5, {selected})", "max": f"max({selected})"}
+    expr = " or ".join(f'label_replace({aggregates[row]}, "band", "{row}", "", "")' for row in BAND_ROWS)
+    rows = {row: i for i, row in enumerate(BAND_ROWS)}
+    return _on_grid(client.range(expr, lifetime.start, lifetime.end, step), lambda labels: rows.get(labels.get("band", "")),
+                    len(BAND_ROWS), lifetime.start, step, points, SERIES[metric][1])
+
+
+def _read_rows(client: QueryClient, series: _JobSeries, gpus: list[GpuKey], slow: set[GpuKey], step: float) -> None:
+    """The BANDED metrics' own series of the stragglers of a job above DETAIL_GPUS (whose page
+    draws their lines over the bands), on the page's grid: one range query on those GPUs."""
+    if not slow or not series.grid:
+        return
+    keys = sorted(slow)
+    selected = " or ".join(f'{{__name__=~"{"|".join(BANDED)}",{matchers}}}' for matchers in gpu_selectors(keys))
+    parts = split_by_name(client.range(selected, series.grid[0], series.grid[-1], step))
+    row_of = {k: i for i, k in enumerate(gpus)}
+    for metric in BANDED:
+        if metric in parts:
+            rows = _matrix(parts[metric], keys, series.grid[0], step, len(series.grid), SERIES[metric][1])
+            for k, values in zip(keys, rows):
+                series.matrices[metric][row_of[k]] = values
 
 
 def _usage(util: np.ndarray, gpus: list[GpuKey], step: float) -> tuple[dict[GpuKey, float], dict[GpuKey, float],
@@ -561,8 +630,7 @@ def _gpu_rows(matrices: dict[str, np.ndarray], gpus: list[GpuKey], mean: dict[Gp
 def _efficiency(record: JobRecord, lifetime: TimeRange, step: float, at: float, gpus: list[GpuKey],
                 series: _JobSeries, mean: dict[GpuKey, float], hours: dict[GpuKey, float],
                 measure: Measure) -> Efficiency:
-    memory = series.matrices["gpu_memory_used_bytes"]
-    peak = float(np.nanmax(memory)) if memory.size and not np.isnan(memory).all() else None
+    peak = series.peak("gpu_memory_used_bytes")
     totals = series.now.get("gpu_memory_total_bytes", {})
     run = _run_seconds(record, at)
     gpu_eff = efficiency(mean, hours)

@@ -16,7 +16,8 @@ from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.params import MAX_POINTS
 from dashboard.views.jobs import DETAIL_GPUS
-from tests.dashboard.large_job import INTERVAL, JOB_ID, LAST, SLOW, T0, Scheduler, build_store
+from tests.dashboard.large_job import INTERVAL, JOB_ID, LAST, SLOW, STEPS, T0, Scheduler, build_store
+from tests.dashboard.query_log import RecordingClient
 from tsdb.client import LocalQueryClient
 from tsdb.promql.engine import Engine
 from tsdb.store import Store
@@ -58,6 +59,33 @@ def test_a_day_long_large_job_is_downsampled_and_banded(client):
         ("GpuXidError", "gpu-002", 3, "critical")
     assert T0 + 600 * INTERVAL <= alert["start"] < T0 + 610 * INTERVAL
     assert T0 + 710 * INTERVAL <= alert["end"] < T0 + 725 * INTERVAL
+
+
+def test_a_large_jobs_bands_cover_its_own_gpus_on_a_shared_node():
+    """The engine aggregates a large job's memory and power over the job's GPUs, not its nodes': on
+    a node it shares, another job's GPUs (900 W, 70 GB) stay out of its bands and peak."""
+    store = build_store()
+    stamps = [int((T0 + i * INTERVAL) * 1000) for i in range(STEPS)]
+    for gpu in range(8):
+        base = (("gpu", str(gpu)), ("instance", "gpu-011"), ("job", "clusterwatch"))
+        ours = gpu < 4
+        for name, value in (("gpu_utilization_ratio", 0.8 if ours else 1.0), ("gpu_power_watts", 500.0 if ours else 900.0),
+                            ("gpu_memory_used_bytes", 33e9 if ours else 70e9), ("gpu_memory_total_bytes", 80e9),
+                            ("gpu_processes", 1.0)):
+            store.append_series((("__name__", name),) + base, stamps, [value] * STEPS)
+        store.append_series((("__name__", "slurm_job_gpu_info"), ("gpu", str(gpu)), ("instance", "gpu-011"),
+                             ("job_id", JOB_ID if ours else "4343")), stamps, [1.0] * STEPS)
+    recording = RecordingClient(Engine(store))
+    ctx = DashboardContext(recording, clock=lambda: LAST + 1)
+    with TestClient(build_app([dashboard_component(ctx)])) as client:
+        view = client.get(f"/api/jobs/{JOB_ID}?range=24h").json()
+    assert len(view["gpus"]) == 84 and ("gpu-011", 4) not in [(g["node"], g["gpu"]) for g in view["gpus"]]
+    assert set(view["bands"]["power_watts"]["max"]) == {500.0} and set(view["bands"]["power_watts"]["min"]) == {200.0}
+    assert view["efficiency"]["memory_peak_bytes"] == 33e9
+    # Power came back as the bands and the straggler's own series, not 84 GPUs' (memory too, but the
+    # page also reads every GPU's memory now, for its flags).
+    power = [labels for _, answer in recording.answers for labels in answer if labels.get("__name__") == "gpu_power_watts"]
+    assert [(labels["instance"], labels["gpu"]) for labels in power] == [(SLOW[0], str(SLOW[1]))]
 
 
 def test_a_short_range_keeps_every_gpu_series(client):

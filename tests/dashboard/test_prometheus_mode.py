@@ -4,9 +4,15 @@ counts, nodes and jobs must match the simulator's ground truth (/api/fleet)."""
 from __future__ import annotations
 
 import sys
+import time
 
 import httpx
 import pytest
+
+from dashboard.context import DashboardContext
+from dashboard.params import TimeRange
+from dashboard.views import jobs as job_views
+from tsdb.client import HTTPQueryClient
 
 from tests.realcomponents import free_port, require_binary, until, wait_http
 
@@ -15,7 +21,7 @@ pytestmark = pytest.mark.real_component
 NODES = 3
 
 
-def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory):
+def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory, monkeypatch):
     prometheus = require_binary("prometheus")
     sim_port, prom_port, serve_port = free_port(), free_port(), free_port()
     sim, prom, base = (f"http://127.0.0.1:{p}" for p in (sim_port, prom_port, serve_port))
@@ -33,6 +39,7 @@ def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory
         "    honor_labels: true\n"
         f"    file_sd_configs: [{{files: ['{file_sd}'], refresh_interval: 1s}}]\n"
         "  - job_name: clusterwatch\n"
+        "    honor_labels: true\n"  # as docs/operations.md: slurm_job_gpu_info's instance is the GPU's node
         f"    static_configs: [{{targets: ['127.0.0.1:{serve_port}']}}]\n")
     proc = process_factory([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
                             f"--web.listen-address=127.0.0.1:{prom_port}"])
@@ -71,6 +78,26 @@ def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory
         return body if len(body["gpus"]) == biggest["gpus_total"] else None
 
     until(job_view, 30, f"job {biggest['job_id']}'s GPUs")
+    # Above DETAIL_GPUS a job's memory and power bands are Prometheus's own min, quantile and max
+    # over the job's GPUs: the same as every GPU's series reduced here, on the same range.
+    def scraped_job():
+        at = time.time() - 2
+        ctx, tr = DashboardContext(HTTPQueryClient(prom), clock=lambda: at), TimeRange(at - 600, at)
+        try:
+            return ctx, tr, job_views.job(ctx, tr, str(biggest["job_id"]))
+        except job_views.JobNotFound:  # serve's slurm_* not scraped by Prometheus yet
+            return None
+
+    ctx, tr, detailed = until(scraped_job, 30, f"job {biggest['job_id']}'s slurm_* series in Prometheus")
+    monkeypatch.setattr(job_views, "DETAIL_GPUS", 0)
+    banded = job_views.job(ctx, tr, str(biggest["job_id"]))
+    assert detailed.per_gpu_detail and not banded.per_gpu_detail and banded.timestamps == detailed.timestamps
+    for name, tolerance in (("memory_bytes", 1e6), ("power_watts", 0.1)):
+        for row in ("min", "median", "max"):
+            theirs, ours = getattr(banded.bands[name], row), getattr(detailed.bands[name], row)
+            assert len(theirs) == len(ours) and any(v is not None for v in theirs)
+            assert theirs == [pytest.approx(v, abs=tolerance) if v is not None else None for v in ours], (name, row)
+    assert banded.efficiency.memory_peak_bytes == detailed.efficiency.memory_peak_bytes
     node = fleet["nodes"][0]
     body = httpx.get(f"{base}/api/nodes/{node['name']}", params={"range": "15m"}, timeout=20).json()
     assert set(body["gpu_series"]["utilization"]) == {str(g["index"]) for g in node["gpus"]}
