@@ -40,7 +40,7 @@ from typing import Callable, Mapping, TypeVar
 
 from cwkernel.durations import format_duration, parse_duration
 from cwkernel.metrics import escape_label
-from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, STRAGGLER_FOR
+from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, IDLE_WINDOW, STRAGGLER_FOR
 from dashboard.params import TimeRange
 from scheduler import is_job_id
 from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
@@ -57,6 +57,9 @@ HUNG_ALERT, IDLE_ALERT, STRAGGLER_ALERT = "JobHung", "JobGpusIdle", "GpuStraggle
 # Their `for` (alerts/rules/jobs.yml, held to the definitions).
 HUNG_FOR_S, IDLE_FOR_S, STRAGGLER_FOR_S = (parse_duration(HUNG_FOR), parse_duration(IDLE_FOR),
                                            parse_duration(STRAGGLER_FOR))
+# JobGpusIdle becomes active once a GPU's peak over IDLE_WINDOW is below the line: it was idle that
+# long already, so its idle time counts from that much before the alert became active.
+IDLE_LEAD_S = parse_duration(IDLE_WINDOW)
 
 RUNNING = "job_id:reliability_running:gpus"
 RESTART_WAIT = "job_id:reliability_restart_wait:gpus"
@@ -380,13 +383,14 @@ class BeforeFiring:
 def lost_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> BeforeFiring:
     """What the recorded series miss because an alert's `for` delays them, per job: the seconds
     hung before JobHung fired (``hung_before_firing``); the GPU-seconds held but idle before
-    JobGpusIdle fired (its idle GPUs at each minute from its activation), less the idle minutes
+    JobGpusIdle fired (its idle GPUs at each minute from IDLE_WINDOW before its activation: idle that
+    long already when it became active), less the idle minutes
     recorded while the job turns out to have been hung (idle never counts while hung); and the
     slowdown before GpuStragglerUtilization fired (``_slowed_before_firing``). Raw samples of the
     few series of those alerts' episodes and of idle, hung or slowed jobs: one query per alert, a
     few more where it has episodes."""
     hung_active = _active_before_firing(client, tr, HUNG_ALERT, HUNG_FOR_S, job_id)
-    idle_active = _active_before_firing(client, tr, IDLE_ALERT, IDLE_FOR_S, job_id)
+    idle_active = _active_before_firing(client, tr, IDLE_ALERT, IDLE_FOR_S, job_id, lead_s=IDLE_LEAD_S)
     straggling = _active_before_firing(client, tr, STRAGGLER_ALERT, STRAGGLER_FOR_S, job_id, key=_straggler_gpu)
     if not hung_active and not idle_active and not straggling:
         return BeforeFiring()
@@ -415,7 +419,7 @@ def _idle_before_firing(client: QueryClient, tr: TimeRange, job_id: str | None, 
         for job, minutes in idle_active.items():
             skip = sorted([t for t, _ in held.get(job, ())] + recorded_hung.get(job, []) + hung.get(job, []))
             for t in minutes:
-                gpus = _value_near(counts.get(job, []), t)
+                gpus = _value_from(counts.get(job, []), t, IDLE_LEAD_S)  # before activation: the count at it
                 if gpus and not _near(skip, t):
                     idle[job] = idle.get(job, 0.0) + gpus * INTERVAL_S
     return idle
@@ -471,11 +475,12 @@ def _job_of(labels: Mapping[str, str]) -> str:
 
 
 def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, for_s: float,
-                          job_id: str | None, key: Callable[[Mapping[str, str]], K] = _job_of) -> dict[K, list[float]]:
+                          job_id: str | None, key: Callable[[Mapping[str, str]], K] = _job_of,
+                          lead_s: float = 0.0) -> dict[K, list[float]]:
     """Per job (or per ``key`` of the alert's labels), the minutes of the range from when an
-    ``alertname`` alert on it became active (ALERTS_FOR_STATE's value) until it fired, for the
-    episodes that fired within the range or up to ``for_s`` after it; none for an episode that
-    never fired. Sorted."""
+    ``alertname`` alert on it became active (ALERTS_FOR_STATE's value; ``lead_s`` before it where
+    the alert's condition looks that far back) until it fired, for the episodes that fired within
+    the range or up to ``for_s`` after it; none for an episode that never fired. Sorted."""
     matchers = f'alertname="{alertname}"' + (f', job_id="{job_id}"' if job_id else "")
     active: dict[K, dict[float, float]] = {}  # key -> when active -> its last sample's time
     for of, samples in _samples(client, f"ALERTS_FOR_STATE{{{matchers}}}", tr, for_s, key).items():
@@ -490,9 +495,10 @@ def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, fo
         for since, last in episodes.items():
             fired = [t for t, _ in firing.get(of, ()) if since <= t <= last]
             if fired:
-                steps = range(max(0, math.ceil((min(fired) - since) / INTERVAL_S)))
+                begin = since - lead_s
+                steps = range(max(0, math.ceil((min(fired) - begin) / INTERVAL_S)))
                 minutes.setdefault(of, set()).update(
-                    t for t in (since + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end)
+                    t for t in (begin + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end)
     return {of: sorted(times) for of, times in minutes.items()}
 
 
@@ -513,9 +519,11 @@ def _near(times: list[float], t: float) -> bool:
     return i < len(times) and times[i] < t + INTERVAL_S / 2
 
 
-def _value_near(samples: list[tuple[float, float]], t: float) -> float | None:
+def _value_from(samples: list[tuple[float, float]], t: float, ahead_s: float = 0.0) -> float | None:
+    """The value of the first sample from half an interval before ``t`` to ``ahead_s`` and half an
+    interval after it."""
     i = bisect.bisect_left(samples, (t - INTERVAL_S / 2,))
-    return samples[i][1] if i < len(samples) and samples[i][0] < t + INTERVAL_S / 2 else None
+    return samples[i][1] if i < len(samples) and samples[i][0] < t + ahead_s + INTERVAL_S / 2 else None
 
 
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:

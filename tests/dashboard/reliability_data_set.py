@@ -10,8 +10,9 @@ alerts would have written, with the clusterwatch-reliability group evaluated ove
   ECC error on n5; waits 10 m. Its redone work is unknown, its ETTR an upper bound.
 - 203: 4 GPUs (n6), hung 75-120 m: JobHung active from 75 m, firing after its 15 m `for` at 90 m
   (its idle GPUs then not counted again), GPU 3 straggling at half the job's median 140-180 m.
-- 204: 4 GPUs (n7), two GPUs idle 5-90 m: JobGpusIdle active from 5 m, firing after its 25 m
-  `for` 30-90 m; JobHung pending 100-105 m and never firing (not hung).
+- 204: 4 GPUs (n7), two GPUs idle 5-90 m: their 5-minute peak below the line from 10 m, so
+  JobGpusIdle active from 10 m, firing after its 25 m `for` 35-90 m; JobHung pending 100-105 m and
+  never firing (not hung).
 """
 from __future__ import annotations
 
@@ -123,8 +124,8 @@ def history() -> Store:
             measure="utilization", severity="warning")
 
     h.job("204", 4, running=[(0, 179, ("n7",))], pending=[], restarts=[])
-    h.spell("job_id:gpus_idle:count", 5, 89, 2.0, job_id="204")
-    h.hung("204", active=5, firing=30, last=89, alertname="JobGpusIdle")
+    h.spell("job_id:gpus_idle:count", 10, 89, 2.0, job_id="204")
+    h.hung("204", active=10, firing=35, last=89, alertname="JobGpusIdle")
     h.hung("204", active=100, firing=None, last=105)
     return h.store()
 

@@ -157,8 +157,10 @@ def test_a_hang_seen_only_pending_or_already_counted_is_not_counted_again():
 
 
 def test_idle_gpus_count_from_the_minute_jobgpusidle_became_active_once_it_fires():
-    """JobGpusIdle fires 25 minutes (its `for`) after a job's GPUs went idle: those minutes are held
-    but idle too, at the idle GPUs of each minute, except while the job was hung (hung already)."""
+    """JobGpusIdle fires 25 minutes (its `for`) after it became active, which is 5 minutes (the
+    window its peak is taken over) after a job's GPUs went idle: those minutes are held but idle
+    too, at the idle GPUs of each minute (before activation, those counted at it), except while the
+    job was hung (hung already)."""
     h = History()
     h.job("306", 4, running=[(0, 89, ("n1",))], pending=[], restarts=[])
     h.spell("job_id:gpus_idle:count", 10, 39, 1.0, job_id="306")
@@ -167,8 +169,8 @@ def test_idle_gpus_count_from_the_minute_jobgpusidle_became_active_once_it_fires
     h.hung("306", active=20, firing=None, last=25, alertname="JobGpusIdle")  # an earlier label set, never fired
     h.hung("306", active=60, firing=75, last=79)  # JobHung active at 60: hung from 60, not idle
     job = recorded_account(h, "306")
-    # 1 GPU for minutes 10-39, 2 for 40-59 (25 of them before it fired), then hung
-    assert job.lost_gpu_seconds["idle_held"] == (30 * 1 + 20 * 2) * 60
+    # 1 GPU for minutes 5-39 (5-9 before its activation), 2 for 40-59 (25 of them before it fired), then hung
+    assert job.lost_gpu_seconds["idle_held"] == (35 * 1 + 20 * 2) * 60
     assert job.lost_gpu_seconds["hung"] == 20 * 4 * 60
 
 
