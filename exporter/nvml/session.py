@@ -186,7 +186,7 @@ class NvmlSession:
             self._identities[key] = device
         device.index = index  # indices shift when a GPU before it leaves the bus
         if device.mig_enabled:
-            device.mig_instances = self._mig_instances(handle)
+            device.mig_instances = self._mig_instances(handle, device.mig_instances)
         return device
 
     def _missing(self, devices: list[GpuDevice], unreadable: list[int]) -> list[GpuDevice]:
@@ -216,21 +216,30 @@ class NvmlSession:
             return 0
         return int(values[0].value.uiVal)
 
-    def _mig_instances(self, handle: Any) -> list[MigInstance]:
+    def _mig_instances(self, handle: Any, known: list[MigInstance]) -> list[MigInstance]:
+        """The GPU's MIG instances now: every slot's handle and UUID each cycle (reconfiguring a
+        GPU gives its new instances new UUIDs), the ids and profile of an instance ``known`` from
+        the last cycle kept rather than read again."""
         nvml = self.nvml
+        # Drivers before R470 named an instance by its GPU and ids ("MIG-GPU-<uuid>/<gi>/<ci>"): the
+        # same name after a reconfiguration may be another profile, so those are read each cycle.
+        by_uuid = {instance.uuid: instance for instance in known if not instance.uuid.startswith("MIG-GPU-")}
         instances = []
         for slot in range(self._optional(nvml.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
             try:
                 mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-                instances.append(
-                    MigInstance(
+                uuid = nvml.nvmlDeviceGetUUID(mig)
+                instance = by_uuid.get(uuid)
+                if instance is None:
+                    instance = MigInstance(
                         handle=mig,
-                        uuid=nvml.nvmlDeviceGetUUID(mig),
+                        uuid=uuid,
                         gpu_instance_id=nvml.nvmlDeviceGetGpuInstanceId(mig),
                         compute_instance_id=nvml.nvmlDeviceGetComputeInstanceId(mig),
                         profile=nvml.nvmlDeviceGetName(mig).rsplit(" ", 1)[-1],
                     )
-                )
+                instance.handle = mig
+                instances.append(instance)
             except NVMLError as exc:
                 if isinstance(exc, _LOST_ERRORS):
                     raise

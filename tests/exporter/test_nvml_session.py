@@ -140,6 +140,34 @@ def test_mig_instances_are_enumerated_every_cycle(state: FakeState) -> None:
     assert [m.uuid for m in session.devices[0].mig_instances] == ["MIG-aaaa", "MIG-bbbb"]
 
 
+def test_a_known_mig_instance_is_not_identified_again_each_cycle(state: FakeState) -> None:
+    """Each cycle reads every slot's handle and UUID (a reconfigured GPU has new instances with new
+    UUIDs), but the ids and profile of an instance already known come from the last cycle: with
+    eight GPUs of seven instances, three calls fewer per instance and cycle."""
+    gpu = state.gpu(0)
+    gpu.mig_mode = True
+    gpu.mig_instances = [FakeMigInstance(1, 0, "MIG-aaaa", "3g.40gb", 40 * GIB)]
+    nvml = CountingNVML(state)
+    session = NvmlSession(nvml)
+    session.refresh()
+    gpu.mig_instances = [FakeMigInstance(1, 0, "MIG-aaaa", "3g.40gb", 40 * GIB),
+                         FakeMigInstance(2, 0, "MIG-cccc", "2g.20gb", 20 * GIB)]
+    nvml.calls.clear()
+    session.refresh()
+    instances = session.devices[0].mig_instances
+    assert [(m.uuid, m.profile, m.gpu_instance_id) for m in instances] == [("MIG-aaaa", "3g.40gb", 1),
+                                                                           ("MIG-cccc", "2g.20gb", 2)]
+    assert instances[0].handle is gpu.mig_instances[0].handle  # this cycle's handle, for the collectors
+    assert nvml.calls["nvmlDeviceGetGpuInstanceId"] == nvml.calls["nvmlDeviceGetName"] == 1  # the new one only
+    assert nvml.calls["nvmlDeviceGetUUID"] == 2
+    # An old driver's name says only where the instance is, not which: read again.
+    gpu.mig_instances[1] = FakeMigInstance(2, 0, "MIG-GPU-0000/2/0", "2g.20gb", 20 * GIB)
+    session.refresh()
+    gpu.mig_instances[1] = FakeMigInstance(2, 0, "MIG-GPU-0000/2/0", "1g.10gb", 10 * GIB)
+    session.refresh()
+    assert [m.profile for m in session.devices[0].mig_instances] == ["3g.40gb", "1g.10gb"]
+
+
 def test_device_for_handle_maps_event_handles_back(state: FakeState) -> None:
     nvml = FakeNVML(state)
     session = NvmlSession(nvml)
