@@ -41,7 +41,7 @@ from typing import Callable, Mapping, TypeVar
 from cwkernel.durations import format_duration, parse_duration
 from cwkernel.metrics import escape_label
 from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, IDLE_WINDOW, STRAGGLER_FOR
-from dashboard.params import TimeRange
+from dashboard.params import MAX_RANGE_S, TimeRange
 from scheduler import is_job_id
 from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
 from tsdb.client import QueryClient
@@ -141,6 +141,9 @@ EVIDENCE_AFTER = "15m"  # ... and one this long after (a node's unreachability f
 AFTER_S = parse_duration(EVIDENCE_AFTER)
 EVIDENCE_WINDOW = format_duration(round(parse_duration(EVIDENCE_BEFORE) + AFTER_S))
 CHECKPOINT_LOOKBACK = "1d"  # a mark older than this is no signal: jobs checkpoint hourly or more often
+# Work since a checkpoint longer ago than the longest range a page shows is not a time the job can
+# have meant (and no window the engine takes): no signal.
+MAX_REDONE_S = MAX_RANGE_S
 RUN_START_LOOKBACK = "1h"  # slurm_job_start_time_seconds is exposed while the job runs
 MAX_INTERRUPTIONS = 1_000  # explained one by one (a few queries each); beyond it counted, not explained
 MAX_STRAGGLER_EPISODES = 1_000  # read back one by one (a query each); beyond it their minutes before firing are not counted
@@ -335,19 +338,23 @@ def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     began, and its restart wait is counted as such, not again here), less the time the job was
     hung in between: hung time did no work, and is lost as hung, not counted again here (a job
     hung for hours before someone requeued it would otherwise be charged those hours twice).
-    None: no checkpoint signal. Two queries: the latest checkpoint mark and the run's start time,
-    told apart by a label, then the job's hung minutes since the later of the two."""
+    None: no checkpoint signal, or none that is a time (the mark is the job's own word: not finite, or a
+    time more than ``MAX_REDONE_S`` before ``at`` with no later run start, is none). Two queries:
+    the latest checkpoint mark and the run's start time, told apart by a label, then the job's hung
+    minutes since the later of the two."""
     selector = f'{{job_id="{job_id}"}}'
     result = client.instant(
         f'label_replace(max(last_over_time({CHECKPOINT_METRIC}{selector}[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
         f' or label_replace(max(last_over_time(slurm_job_start_time_seconds{selector}[{RUN_START_LOOKBACK}])),'
         ' "of", "start", "", "")', at)
-    latest = {labels.get("of"): min(value, at) for labels, value in result.samples()}
+    latest = {labels.get("of"): min(value, at) for labels, value in result.samples() if math.isfinite(value)}
     if "checkpoint" not in latest:
         return None
     since = at - max(latest["checkpoint"], latest.get("start", latest["checkpoint"]))
     if since <= 0:
         return 0.0
+    if since > MAX_REDONE_S:
+        return None
     # Half an interval more, so that the recorded minute the checkpoint landed in is in the window.
     window = f"{round((since + INTERVAL_S / 2) * 1000)}ms"
     hung = client.instant(f"sum(count_over_time({HUNG}{selector}[{window}]))", at)

@@ -76,6 +76,25 @@ def test_redone_work_counts_from_the_runs_start_when_its_last_checkpoint_is_olde
     assert redone_seconds(client, "999", at(60)) is None
 
 
+@pytest.mark.parametrize("mark, start", [(float("nan"), True), (float("-inf"), True), (-1e18, False), (0.0, False)])
+def test_a_checkpoint_mark_that_is_no_plausible_time_is_no_signal(mark, start):
+    """The mark is the job's own word: NaN, or a time decades before the interruption with no run
+    start to bound it, is no checkpoint signal (redone work unknown), not a query the engine refuses,
+    which took the reliability page and the report down for the whole cluster."""
+    h = History()
+    if start:
+        h.job("309", 4, running=[(0, 79, ("n1",))], pending=[], restarts=[])
+    h.interruption("309", 1, 60, "PENDING")
+    h.spell(CHECKPOINT_METRIC, 10, 79, mark, job_id="309", instance="n1")
+    client = LocalQueryClient(Engine(h.store()))
+    assert redone_seconds(client, "309", at(60)) is None
+    [item] = account(client, TimeRange(at(-1), at(79))).interruptions
+    assert item.redone_seconds is None
+    # A mark in the future is as good as now: nothing to redo.
+    h.spell(CHECKPOINT_METRIC, 80, 80, 1e300, job_id="309", instance="n1")
+    assert redone_seconds(LocalQueryClient(Engine(h.store())), "309", at(80)) == 0.0
+
+
 def recorded_account(h: History, job_id: str, minutes: int = 90):
     """One job's account of a history with the recording group evaluated every minute over it."""
     store = h.store()
