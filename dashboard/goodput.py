@@ -501,11 +501,14 @@ def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, fo
     for of, episodes in active.items():
         for since, last in episodes.items():
             fired = [t for t, _ in firing.get(of, ()) if since <= t <= last]
-            if fired:
+            if fired and math.isfinite(since):
+                # The minutes from ``begin`` up to the firing, walked only where they are in the range:
+                # the activation time is read back from the store, and may be any number.
                 begin = since - lead_s
-                steps = range(max(0, math.ceil((min(fired) - begin) / INTERVAL_S)))
+                steps = range(max(0, math.floor((tr.start - begin) / INTERVAL_S)),
+                              max(0, math.ceil((min(min(fired), tr.end + INTERVAL_S) - begin) / INTERVAL_S)))
                 minutes.setdefault(of, set()).update(
-                    t for t in (begin + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end)
+                    t for t in (begin + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end and t < min(fired))
     return {of: sorted(times) for of, times in minutes.items()}
 
 

@@ -175,6 +175,23 @@ def test_a_hang_seen_only_pending_or_already_counted_is_not_counted_again():
     assert early.lost_gpu_seconds["hung"] == (47 - 45 + 1) * 4 * 60  # fired at 60, after the range
 
 
+@pytest.mark.parametrize("since, hung_minutes", [(float("nan"), 20), (at(0) - 365 * 86400, 60), (-1e18, None)])
+def test_an_activation_time_that_is_no_plausible_time_counts_no_more_than_the_range(since, hung_minutes):
+    """ALERTS_FOR_STATE comes back from the store (in a shared Prometheus, from anyone's rules): an
+    activation time in the far past walked every minute since it (-1e18: a page that never
+    answered). Its minutes count from the range's start at most; NaN, none."""
+    h = History()
+    h.job("310", 4, running=[(0, 89, ("n1",))], pending=[], restarts=[])
+    h.alert("JobHung", 40, 59, job_id="310", severity="critical")
+    h.spell("ALERTS_FOR_STATE", 20, 59, since, alertname="JobHung", job_id="310", severity="critical")
+    hung = recorded_account(h, "310").lost_gpu_seconds["hung"] / (4 * 60)
+    # Recorded while firing (40-59); before it, from the range's start (minute 0) for the far past.
+    if hung_minutes is None:  # minutes of -1e18 + k x 60 s are not whole minutes in floating point
+        assert 20 <= hung <= 60
+    else:
+        assert hung == hung_minutes
+
+
 def test_idle_gpus_count_from_the_minute_jobgpusidle_became_active_once_it_fires():
     """JobGpusIdle fires 25 minutes (its `for`) after it became active, which is 5 minutes (the
     window its peak is taken over) after a job's GPUs went idle: those minutes are held but idle
