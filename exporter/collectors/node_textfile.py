@@ -13,8 +13,14 @@ Sites moving from node_exporter keep their ``--collector.textfile.directory`` fi
 - a family without HELP gets "Metric read from <files>"; a family whose HELP differs between
   files is kept from the first file only, and counts as an error.
 
-Beyond node_exporter: a file over 16 MiB, or one that is not a regular file (a named pipe),
-is refused as unparsable rather than read.
+Beyond node_exporter, bounds (the directory is writable by jobs: the checkpoint contract,
+docs/operations.md): a file over ``MAX_FILE_BYTES``, or one that is not a regular file (a named
+pipe), is refused as unparsable rather than read; files past ``MAX_FILES``, and a file whose
+samples would take the textfiles past ``MAX_TEXTFILE_SAMPLES`` (a node's own series are about
+1,100; the server refuses a target over 50,000, GPU metrics included), are refused whole; a file
+is parsed again only when it changed (inode, size or mtime), and at most
+``MAX_PARSE_BYTES_PER_CYCLE`` of changed files a collection, a changed file past it refused until
+the next one: parsing takes about half a second per MiB, and the GPU collectors wait for it.
 
 Writers should write to a temporary name and rename it into place, as with node_exporter, so a
 scrape never reads half a file.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from typing import Iterable
 
 from prometheus_client.core import Metric
@@ -32,12 +39,16 @@ from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 
 # A textfile is another program's output: one that grew without bound (a runaway script) must
-# not take the exporter's memory, nor a named pipe with no writer its collection loop.
-MAX_FILE_BYTES = 16 * 2**20
+# not take the exporter's memory, nor a named pipe with no writer its collection loop, nor its
+# series the node's scrape, nor its parsing the collection's time (module docstring).
+MAX_FILE_BYTES = 4 * 2**20
+MAX_PARSE_BYTES_PER_CYCLE = 4 * 2**20
+MAX_TEXTFILE_SAMPLES = 10_000
+MAX_FILES = 1_000
 
 
-def read_bounded(path: str) -> tuple[float, str]:
-    """(mtime, text) of a regular file of at most MAX_FILE_BYTES; ValueError otherwise. Opened
+def read_bounded(path: str) -> tuple[os.stat_result, str]:
+    """(stat, text) of a regular file of at most MAX_FILE_BYTES; ValueError otherwise. Opened
     non-blocking, so a FIFO is refused instead of waited on."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as fh:
@@ -47,7 +58,20 @@ def read_bounded(path: str) -> tuple[float, str]:
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-    return info.st_mtime, data.decode("utf-8")
+    return info, data.decode("utf-8")
+
+
+def _version(info: os.stat_result) -> tuple[int, int, int]:
+    """What tells a rewritten file from the one parsed (writers rename a new file into place)."""
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    version: tuple[int, int, int]
+    mtime: float
+    families: tuple[Metric, ...]  # never changed once parsed: merging copies them
+    samples: int
 
 
 TABLE = metric_table(
@@ -75,6 +99,7 @@ class TextfileCollector(Collector):
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
         self.directory: str | None = getattr(ctx.config, "textfile_dir", None) or None
+        self._parsed: dict[str, _Parsed] = {}  # path -> its last parse, for the files there now
 
     def collect(self) -> Iterable[Metric | FamilySet]:
         if not self.directory:
@@ -89,16 +114,28 @@ class TextfileCollector(Collector):
         except OSError as exc:
             self.skip(f"textfile directory {self.directory}", exc)
             names, errored = [], True
+        if len(names) > MAX_FILES:
+            self.skip(f"textfile directory {self.directory}: {len(names)} *.prom files, the first {MAX_FILES} read")
+            names, errored = names[:MAX_FILES], True
+        parsed: dict[str, _Parsed] = {}
+        budget, samples = MAX_PARSE_BYTES_PER_CYCLE, 0
         for name in names:
             path = os.path.join(self.directory, name)
             try:
-                mtime, text = read_bounded(path)
-                families = parse_prom(text)
+                found, cost = self._parse(path, budget)
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 self.skip(f"textfile {path}", exc)
                 errored = True
                 continue
-            for family in families:
+            budget -= cost
+            parsed[path] = found
+            if samples + found.samples > MAX_TEXTFILE_SAMPLES:
+                self.skip(f"textfile {path}: {found.samples} samples would take the textfiles past "
+                          f"{MAX_TEXTFILE_SAMPLES}")
+                errored = True
+                continue
+            samples += found.samples
+            for family in found.families:
                 if family.name in help_of and family.documentation and family.documentation != help_of[family.name]:
                     self.skip(f"textfile {path}: {family.name} has another help text than in "
                               f"{files_of[family.name][0]}")
@@ -114,10 +151,10 @@ class TextfileCollector(Collector):
                     help_of.setdefault(family.name, family.documentation)
                 files_of.setdefault(family.name, []).append(path)
                 if previous is None:
-                    merged[family.name] = family
-                else:
-                    previous.samples.extend(family.samples)
-            mtimes[path] = float(int(mtime))
+                    merged[family.name] = previous = Metric(family.name, family.documentation, family.type, family.unit)
+                previous.samples.extend(family.samples)
+            mtimes[path] = float(int(found.mtime))
+        self._parsed = parsed
         out: list[Metric | FamilySet] = []
         for name, family in merged.items():
             if not family.documentation:
@@ -130,6 +167,21 @@ class TextfileCollector(Collector):
         own.add("node_textfile_scrape_error", 1 if errored else 0)
         out.append(own)
         return out
+
+
+    def _parse(self, path: str, budget: int) -> tuple[_Parsed, int]:
+        """The file's families: its last parse while it is unchanged, else parsed now within the
+        collection's ``budget`` of bytes (ValueError past it); and the bytes parsed."""
+        known = self._parsed.get(path)
+        info = os.stat(path)
+        if known is not None and known.version == _version(info) and stat.S_ISREG(info.st_mode):
+            return known, 0
+        if stat.S_ISREG(info.st_mode) and info.st_size > budget:
+            raise ValueError(f"changed, and the textfiles changed since the last collection are past "
+                             f"{MAX_PARSE_BYTES_PER_CYCLE // 2**20} MiB: read at the next one")
+        info, text = read_bounded(path)
+        families = parse_prom(text)
+        return _Parsed(_version(info), info.st_mtime, tuple(families), sum(len(f.samples) for f in families)), len(text)
 
 
 def _fill_labels(family: Metric) -> None:

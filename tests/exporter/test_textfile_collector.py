@@ -103,6 +103,74 @@ def test_an_oversized_file_and_a_named_pipe_are_refused_and_the_good_ones_still_
     assert ctx.errors.counts() == {"textfile": 2}
 
 
+def collect_text(collector: TextfileCollector) -> str:
+    out: list[str] = []
+    for part in collector.collect():
+        if isinstance(part, FamilySet):
+            part.render_text(out)
+        else:
+            render_metric_text(part, out)
+    return "".join(out)
+
+
+def test_textfiles_past_the_sample_bound_are_refused_whole_and_the_rest_still_exposed(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """The directory is writable by jobs (the checkpoint contract): a file of 400,000 series would
+    take the node past the server's series limit per target, and the node's GPU metrics with it."""
+    monkeypatch.setattr(node_textfile, "MAX_TEXTFILE_SAMPLES", 5)
+    (tmp_path / "a.prom").write_text("a_metric{i=\"1\"} 1\na_metric{i=\"2\"} 2\na_metric{i=\"3\"} 3\n")
+    (tmp_path / "b.prom").write_text("".join(f'b_metric{{i="{i}"}} {i}\n' for i in range(4)))
+    (tmp_path / "c.prom").write_text("c_metric 1\n")
+    ours, ctx = run("bounded", tmp_path)
+    families = exposition(ours)
+    assert "a_metric" in families and "c_metric" in families and "b_metric" not in families
+    assert families["node_textfile_scrape_error"][2] == {("node_textfile_scrape_error", frozenset(), 1.0)}
+    assert ctx.errors.counts() == {"textfile": 1}
+
+
+def test_more_files_than_the_bound_are_refused_beyond_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(node_textfile, "MAX_FILES", 2)
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.prom").write_text(f"{name}_metric 1\n")
+    families = exposition(run("bounded", tmp_path)[0])
+    assert "a_metric" in families and "b_metric" in families and "c_metric" not in families
+    assert families["node_textfile_scrape_error"][2] == {("node_textfile_scrape_error", frozenset(), 1.0)}
+
+
+def test_an_unchanged_file_is_parsed_once_and_a_rewritten_one_again(tmp_path: Path, monkeypatch) -> None:
+    """Parsing costs about half a second per MiB: a file nobody rewrote is not parsed again each
+    cycle. Families merged across files stay as they are in each file (none grows per cycle)."""
+    parsed: list[int] = []
+    real = node_textfile.parse_prom
+    monkeypatch.setattr(node_textfile, "parse_prom", lambda text: parsed.append(len(text)) or real(text))
+    (tmp_path / "a.prom").write_text('shared{f="a"} 1\n')
+    (tmp_path / "b.prom").write_text('shared{f="b"} 2\n')
+    collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
+    texts = [collect_text(collector) for _ in range(3)]
+    assert len(parsed) == 2 and texts[0] == texts[1] == texts[2]
+    assert exposition(texts[2])["shared"][2] == {("shared", frozenset({("f", "a")}), 1.0),
+                                                 ("shared", frozenset({("f", "b")}), 2.0)}
+    (tmp_path / "b.prom").write_text('shared{f="b"} 3\n')
+    os.utime(tmp_path / "b.prom", ns=(1, 2))  # a rewrite within the same mtime tick is still new by size or inode
+    assert ("shared", frozenset({("f", "b")}), 3.0) in exposition(collect_text(collector))["shared"][2]
+    assert len(parsed) == 3
+
+
+def test_changed_textfiles_past_the_cycles_parse_budget_wait(tmp_path: Path, monkeypatch) -> None:
+    """Files rewritten every cycle cost their parse every cycle: past a budget of bytes per cycle a
+    changed file is refused for this cycle (an error), so the GPU collectors after it are not held up."""
+    monkeypatch.setattr(node_textfile, "MAX_PARSE_BYTES_PER_CYCLE", 40)
+    (tmp_path / "a.prom").write_text("a_metric 1\n" * 3)  # 33 bytes
+    (tmp_path / "b.prom").write_text("b_metric 1\n")
+    collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
+    first = exposition(collect_text(collector))
+    assert "a_metric" in first and "b_metric" not in first
+    assert first["node_textfile_scrape_error"][2] == {("node_textfile_scrape_error", frozenset(), 1.0)}
+    second = exposition(collect_text(collector))  # a.prom unchanged: only b.prom to parse
+    assert "a_metric" in second and "b_metric" in second
+    assert second["node_textfile_scrape_error"][2] == {("node_textfile_scrape_error", frozenset(), 0.0)}
+
+
 def test_off_without_a_directory() -> None:
     ctx = CollectorContext(ExporterConfig(), MemoryFS(), MemoryFS())
     with pytest.raises(NoDataError):
