@@ -327,6 +327,9 @@ SERIES = {UTILIZATION.metric: ("utilization", 3), SM_ACTIVE.metric: ("sm_active"
 # job's points, which at 512 GPUs cost more to decode than the engine takes to answer.
 BANDED = ("gpu_memory_used_bytes", "gpu_power_watts")
 BAND_ROWS = ("min", "median", "max")
+# A job scattered over many partly held nodes needs a long selector of its GPUs; past this the page
+# reads their series and bands them itself (VictoriaMetrics refuses queries over 16 KiB by default).
+MAX_BAND_SELECTOR_CHARS = 4096
 
 
 def job_record(ctx: DashboardContext, at: float, window: str, job_id: str) -> JobRecord:
@@ -531,14 +534,15 @@ def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, st
     alerts: list[AlertSpan] = []
     if gpus:
         nodes = regex_of([n for n, _ in gpus])
-        per_gpu = list(SERIES) if detail else [m for m in SERIES if m not in BANDED]
+        selected = None if detail else _selected(gpus)
+        per_gpu = list(SERIES) if selected is None else [m for m in SERIES if m not in BANDED]
         parts = split_by_name(client.range(f'{{__name__=~"{"|".join(per_gpu)}",instance=~"{nodes}"}}',
                                            lifetime.start, lifetime.end, step))
         for metric in per_gpu:
             if metric in parts:
                 matrices[metric] = _matrix(parts[metric], gpus, lifetime.start, step, points, SERIES[metric][1])
-        if not detail:
-            bands = {metric: _engine_bands(client, metric, gpus, lifetime, step, points) for metric in BANDED}
+        if selected is not None:
+            bands = {metric: _engine_bands(client, metric, selected, lifetime, step, points) for metric in BANDED}
         instant = split_by_name(client.instant(
             f'{{__name__=~"gpu_processes|gpu_memory_used_bytes|gpu_memory_total_bytes",instance=~"{nodes}"}}', at))
         now = {name: by_gpu(result) for name, result in instant.items()}
@@ -568,11 +572,17 @@ def gpu_selectors(gpus: Iterable[GpuKey]) -> list[str]:
             for held, nodes in sorted(nodes_of.items())]
 
 
-def _engine_bands(client: QueryClient, metric: str, gpus: list[GpuKey], lifetime: TimeRange, step: float,
+def _selected(gpus: list[GpuKey]) -> list[str] | None:
+    """The matchers of the job's GPUs (``gpu_selectors``), or None past MAX_BAND_SELECTOR_CHARS."""
+    matchers = gpu_selectors(gpus)
+    return matchers if sum(len(m) + 40 for m in matchers) <= MAX_BAND_SELECTOR_CHARS else None
+
+
+def _engine_bands(client: QueryClient, metric: str, matchers: list[str], lifetime: TimeRange, step: float,
                   points: int) -> np.ndarray:
-    """``metric``'s min, median and max across the job's GPUs at each point (BAND_ROWS x point),
-    aggregated by the engine: one range query of three series."""
-    selected = " or ".join(f"{metric}{{{matchers}}}" for matchers in gpu_selectors(gpus))
+    """``metric``'s min, median and max across the GPUs ``matchers`` select at each point
+    (BAND_ROWS x point), aggregated by the engine: one range query of three series."""
+    selected = " or ".join(f"{metric}{{{m}}}" for m in matchers)
     aggregates = {"min": f"min({selected})", "median": f"quantile(0.5, {selected})", "max": f"max({selected})"}
     expr = " or ".join(f'label_replace({aggregates[row]}, "band", "{row}", "", "")' for row in BAND_ROWS)
     rows = {row: i for i, row in enumerate(BAND_ROWS)}
@@ -583,7 +593,7 @@ def _engine_bands(client: QueryClient, metric: str, gpus: list[GpuKey], lifetime
 def _read_rows(client: QueryClient, series: _JobSeries, gpus: list[GpuKey], slow: set[GpuKey], step: float) -> None:
     """The BANDED metrics' own series of the stragglers of a job above DETAIL_GPUS (whose page
     draws their lines over the bands), on the page's grid: one range query on those GPUs."""
-    if not slow or not series.grid:
+    if not slow or not series.grid or not series.bands:  # without bands the rows were read with the rest
         return
     keys = sorted(slow)
     selected = " or ".join(f'{{__name__=~"{"|".join(BANDED)}",{matchers}}}' for matchers in gpu_selectors(keys))

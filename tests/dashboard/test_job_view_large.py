@@ -15,6 +15,7 @@ from cwkernel.server import build_app
 from dashboard.component import dashboard_component
 from dashboard.context import DashboardContext
 from dashboard.params import MAX_POINTS
+from dashboard.views import jobs as jobs_view
 from dashboard.views.jobs import DETAIL_GPUS
 from tests.dashboard.large_job import INTERVAL, JOB_ID, LAST, SLOW, STEPS, T0, Scheduler, build_store
 from tests.dashboard.query_log import RecordingClient
@@ -86,6 +87,22 @@ def test_a_large_jobs_bands_cover_its_own_gpus_on_a_shared_node():
     # page also reads every GPU's memory now, for its flags).
     power = [labels for _, answer in recording.answers for labels in answer if labels.get("__name__") == "gpu_power_watts"]
     assert [(labels["instance"], labels["gpu"]) for labels in power] == [(SLOW[0], str(SLOW[1]))]
+
+
+def test_a_job_too_scattered_for_one_selector_is_banded_here_the_same(store, monkeypatch):
+    """Past MAX_BAND_SELECTOR_CHARS of GPU matchers (a job over many partly held nodes; the engine
+    may refuse long queries) the page reads every GPU's memory and power and bands them itself:
+    the same page."""
+    def page():
+        ctx = DashboardContext(LocalQueryClient(Engine(store)), clock=lambda: LAST + 1)
+        with TestClient(build_app([dashboard_component(ctx)])) as client:
+            return client.get(f"/api/jobs/{JOB_ID}?range=24h").json()
+
+    by_engine = page()
+    monkeypatch.setattr(jobs_view, "MAX_BAND_SELECTOR_CHARS", 0)
+    here = page()
+    assert here["bands"] == by_engine["bands"] and here["gpus"] == by_engine["gpus"]
+    assert here["efficiency"] == by_engine["efficiency"]
 
 
 def test_a_short_range_keeps_every_gpu_series(client):
