@@ -42,6 +42,12 @@ class QueryClient(Protocol):
     # answers them on its cores), False for the in-process engine (it holds the GIL, so threads
     # only add contention). A reader with independent queries sends them together only when True.
     concurrent_queries: bool
+    # Whether each answer arrives as text this process decodes: True over HTTP (JSON, every point of
+    # every series parsed in Python: 512 GPUs' series over an hour cost a page more to decode than
+    # the engine took to answer), False in process (the engine's own arrays, where asking for an
+    # aggregate as well costs the engine another read). A reader that shows only an aggregate of
+    # many series asks the engine for it when True, and aggregates them itself when False.
+    decodes_results: bool
 
     def instant(self, query: str, at: float | None = None) -> QueryResult: ...
 
@@ -57,6 +63,7 @@ class LocalQueryClient:
     (``unavailable``) when the queue is full."""
 
     concurrent_queries = False
+    decodes_results = False
 
     def __init__(self, engine: Engine, gated: bool = False) -> None:
         self.engine = engine
@@ -82,6 +89,7 @@ class HTTPQueryClient:
     """Queries sent to ``base_url`` (e.g. http://127.0.0.1:9090) as POST forms, like Grafana."""
 
     concurrent_queries = True
+    decodes_results = True
 
     def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")

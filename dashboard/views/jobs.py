@@ -322,9 +322,10 @@ class JobNotFound(LookupError):
 SERIES = {UTILIZATION.metric: ("utilization", 3), SM_ACTIVE.metric: ("sm_active", 3),
           "gpu_memory_used_bytes": ("memory_bytes", -6),
           "gpu_power_watts": ("power_watts", 1)}  # field, decimals kept (memory: whole megabytes)
-# Above DETAIL_GPUS the page shows these as bands and the stragglers' own lines, so the engine
-# aggregates them over the job's GPUs instead of sending every GPU's series: two thirds of a large
-# job's points, which at 512 GPUs cost more to decode than the engine takes to answer.
+# Above DETAIL_GPUS the page shows these as bands and the stragglers' own lines, so where answers
+# are decoded (``QueryClient.decodes_results``: over HTTP) the engine aggregates them over the
+# job's GPUs instead of sending every GPU's series: two thirds of a large job's points, which at 512
+# GPUs cost more to decode than the engine takes to answer. In process the page bands them itself.
 BANDED = ("gpu_memory_used_bytes", "gpu_power_watts")
 BAND_ROWS = ("min", "median", "max")
 # A job scattered over many partly held nodes needs a long selector of its GPUs; past this the page
@@ -523,9 +524,9 @@ def job(ctx: DashboardContext, tr: TimeRange, job_id: str) -> JobView:
 def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, step: float, at: float,
                 detail: bool) -> _JobSeries:
     """The per-GPU metrics over the lifetime (one range query on the job's nodes; without
-    ``detail``, the BANDED ones aggregated by the engine over the job's GPUs instead, their rows
-    left for ``_read_rows``), the GPUs' values now and the alerts on them; nothing is asked for a
-    job without GPUs."""
+    ``detail``, from a client that decodes its answers, the BANDED ones aggregated by the engine
+    over the job's GPUs instead, their rows left for ``_read_rows``), the GPUs' values now and the
+    alerts on them; nothing is asked for a job without GPUs."""
     points = int((lifetime.end - lifetime.start) // step) + 1
     grid = [lifetime.start + i * step for i in range(points)]
     matrices = {metric: np.full((len(gpus), points), np.nan) for metric in SERIES}
@@ -534,7 +535,7 @@ def _job_series(client: QueryClient, gpus: list[GpuKey], lifetime: TimeRange, st
     alerts: list[AlertSpan] = []
     if gpus:
         nodes = regex_of([n for n, _ in gpus])
-        selected = None if detail else _selected(gpus)
+        selected = None if detail or not client.decodes_results else _selected(gpus)
         per_gpu = list(SERIES) if selected is None else [m for m in SERIES if m not in BANDED]
         parts = split_by_name(client.range(f'{{__name__=~"{"|".join(per_gpu)}",instance=~"{nodes}"}}',
                                            lifetime.start, lifetime.end, step))

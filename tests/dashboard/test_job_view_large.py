@@ -29,9 +29,17 @@ def store() -> Store:
     return build_store()
 
 
-@pytest.fixture(scope="module", params=["adapter", "no adapter"])
+class DecodingClient(RecordingClient):
+    """The in-process engine, taken for a client that decodes its answers (over HTTP): the page
+    asks it for the memory and power bands instead of every GPU's series."""
+
+    decodes_results = True
+
+
+@pytest.fixture(scope="module", params=["adapter", "no adapter", "adapter, answers decoded"])
 def client(request, store):
-    ctx = DashboardContext(LocalQueryClient(Engine(store)), scheduler=Scheduler() if request.param == "adapter" else None,
+    query = DecodingClient(Engine(store)) if "decoded" in request.param else LocalQueryClient(Engine(store))
+    ctx = DashboardContext(query, scheduler=Scheduler() if request.param.startswith("adapter") else None,
                            clock=lambda: LAST + 1)
     with TestClient(build_app([dashboard_component(ctx)])) as client:
         yield client
@@ -63,8 +71,9 @@ def test_a_day_long_large_job_is_downsampled_and_banded(client):
 
 
 def test_a_large_jobs_bands_cover_its_own_gpus_on_a_shared_node():
-    """The engine aggregates a large job's memory and power over the job's GPUs, not its nodes': on
-    a node it shares, another job's GPUs (900 W, 70 GB) stay out of its bands and peak."""
+    """The engine aggregates a large job's memory and power over the job's GPUs, not its nodes', for
+    a client that decodes answers: on a node it shares, another job's GPUs (900 W, 70 GB) stay out
+    of its bands and peak."""
     store = build_store()
     stamps = [int((T0 + i * INTERVAL) * 1000) for i in range(STEPS)]
     for gpu in range(8):
@@ -76,7 +85,7 @@ def test_a_large_jobs_bands_cover_its_own_gpus_on_a_shared_node():
             store.append_series((("__name__", name),) + base, stamps, [value] * STEPS)
         store.append_series((("__name__", "slurm_job_gpu_info"), ("gpu", str(gpu)), ("instance", "gpu-011"),
                              ("job_id", JOB_ID if ours else "4343")), stamps, [1.0] * STEPS)
-    recording = RecordingClient(Engine(store))
+    recording = DecodingClient(Engine(store))
     ctx = DashboardContext(recording, clock=lambda: LAST + 1)
     with TestClient(build_app([dashboard_component(ctx)])) as client:
         view = client.get(f"/api/jobs/{JOB_ID}?range=24h").json()
@@ -94,7 +103,7 @@ def test_a_job_too_scattered_for_one_selector_is_banded_here_the_same(store, mon
     may refuse long queries) the page reads every GPU's memory and power and bands them itself:
     the same page."""
     def page():
-        ctx = DashboardContext(LocalQueryClient(Engine(store)), clock=lambda: LAST + 1)
+        ctx = DashboardContext(DecodingClient(Engine(store)), clock=lambda: LAST + 1)
         with TestClient(build_app([dashboard_component(ctx)])) as client:
             return client.get(f"/api/jobs/{JOB_ID}?range=24h").json()
 

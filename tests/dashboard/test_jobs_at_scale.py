@@ -26,6 +26,7 @@ class Counting:
     """A query client that keeps every query and the most series of one name its answer held."""
 
     concurrent_queries = False
+    decodes_results = False
 
     def __init__(self, client: LocalQueryClient) -> None:
         self.client, self.asked = client, []

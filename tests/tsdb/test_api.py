@@ -126,8 +126,9 @@ def test_clients_say_whether_concurrent_queries_help_and_an_in_memory_engine_tak
         http: TestClient) -> None:
     from tsdb.client import QueryClient, in_memory_engine
 
-    assert not LocalQueryClient(ENGINE).concurrent_queries
+    assert not LocalQueryClient(ENGINE).concurrent_queries and not LocalQueryClient(ENGINE).decodes_results
     assert HTTPQueryClient("http://testserver", client=http).concurrent_queries
+    assert HTTPQueryClient("http://testserver", client=http).decodes_results
     engine = in_memory_engine()
     assert isinstance(engine.query, QueryClient)
     engine.load((("__name__", "gpu_util"), ("gpu", "0")), [0, 60_000], [0.5, 0.25])
