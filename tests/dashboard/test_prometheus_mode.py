@@ -84,11 +84,12 @@ def test_serve_reads_every_view_from_a_real_prometheus(tmp_path, process_factory
         at = time.time() - 2
         ctx, tr = DashboardContext(HTTPQueryClient(prom), clock=lambda: at), TimeRange(at - 600, at)
         try:
-            return ctx, tr, job_views.job(ctx, tr, str(biggest["job_id"]))
+            view = job_views.job(ctx, tr, str(biggest["job_id"]))
         except job_views.JobNotFound:  # serve's slurm_* not scraped by Prometheus yet
             return None
+        return (ctx, tr, view) if any(v is not None for v in view.bands["memory_bytes"].max) else None
 
-    ctx, tr, detailed = until(scraped_job, 30, f"job {biggest['job_id']}'s slurm_* series in Prometheus")
+    ctx, tr, detailed = until(scraped_job, 30, f"job {biggest['job_id']}'s slurm_* and GPU series in Prometheus")
     monkeypatch.setattr(job_views, "DETAIL_GPUS", 0)
     banded = job_views.job(ctx, tr, str(biggest["job_id"]))
     assert detailed.per_gpu_detail and not banded.per_gpu_detail and banded.timestamps == detailed.timestamps
