@@ -18,7 +18,8 @@ docs/operations.md): a file over ``MAX_FILE_BYTES``, or one that is not a regula
 pipe), is refused as unparsable rather than read; files past ``MAX_FILES``, and a file whose
 samples would take the textfiles past ``MAX_TEXTFILE_SAMPLES`` (a node's own series are about
 1,100; the server refuses a target over 50,000, GPU metrics included), are refused whole; a file
-is parsed again only when it changed (inode, size or mtime), and at most
+is parsed again only when it changed (inode, size or mtime; or it was modified within a second of
+its last read, which stat alone cannot tell from unchanged), and at most
 ``MAX_PARSE_BYTES_PER_CYCLE`` of changed files a collection, a changed file past it refused until
 the next one: parsing takes about half a second per MiB, and the GPU collectors wait for it.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -66,10 +68,17 @@ def _version(info: os.stat_result) -> tuple[int, int, int]:
     return info.st_ino, info.st_size, info.st_mtime_ns
 
 
+# An mtime is coarse (ext4: a few milliseconds) and a rename may reuse the inode number it frees, so
+# a file rewritten at the same size in the tick it was read in looks unchanged: such a file, whose
+# mtime is not well before its read, is read again (as git treats a "racily clean" index entry).
+RACY_S = 1.0
+
+
 @dataclass(frozen=True)
 class _Parsed:
     version: tuple[int, int, int]
     mtime: float
+    read_at: float  # wall time of the read: a file modified within RACY_S of it may have changed unseen
     families: tuple[Metric, ...]  # never changed once parsed: merging copies them
     samples: int
 
@@ -174,14 +183,17 @@ class TextfileCollector(Collector):
         collection's ``budget`` of bytes (ValueError past it); and the bytes parsed."""
         known = self._parsed.get(path)
         info = os.stat(path)
-        if known is not None and known.version == _version(info) and stat.S_ISREG(info.st_mode):
+        if known is not None and known.version == _version(info) and stat.S_ISREG(info.st_mode) \
+                and info.st_mtime < known.read_at - RACY_S:
             return known, 0
         if stat.S_ISREG(info.st_mode) and info.st_size > budget:
             raise ValueError(f"changed, and the textfiles changed since the last collection are past "
                              f"{MAX_PARSE_BYTES_PER_CYCLE // 2**20} MiB: read at the next one")
+        read_at = time.time()
         info, text = read_bounded(path)
         families = parse_prom(text)
-        return _Parsed(_version(info), info.st_mtime, tuple(families), sum(len(f.samples) for f in families)), len(text)
+        return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
+                       sum(len(f.samples) for f in families)), len(text)
 
 
 def _fill_labels(family: Metric) -> None:

@@ -103,6 +103,14 @@ def test_an_oversized_file_and_a_named_pipe_are_refused_and_the_good_ones_still_
     assert ctx.errors.counts() == {"textfile": 2}
 
 
+def settle(*paths: Path) -> None:
+    """The files' mtimes a minute back, so that the collector may trust stat to tell them unchanged
+    (a file modified within node_textfile.RACY_S of its read is read again)."""
+    for path in paths:
+        stamp = path.stat().st_mtime_ns - 60 * 10**9
+        os.utime(path, ns=(stamp, stamp))
+
+
 def collect_text(collector: TextfileCollector) -> str:
     out: list[str] = []
     for part in collector.collect():
@@ -145,15 +153,30 @@ def test_an_unchanged_file_is_parsed_once_and_a_rewritten_one_again(tmp_path: Pa
     monkeypatch.setattr(node_textfile, "parse_prom", lambda text: parsed.append(len(text)) or real(text))
     (tmp_path / "a.prom").write_text('shared{f="a"} 1\n')
     (tmp_path / "b.prom").write_text('shared{f="b"} 2\n')
+    settle(tmp_path / "a.prom", tmp_path / "b.prom")
     collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
     texts = [collect_text(collector) for _ in range(3)]
     assert len(parsed) == 2 and texts[0] == texts[1] == texts[2]
     assert exposition(texts[2])["shared"][2] == {("shared", frozenset({("f", "a")}), 1.0),
                                                  ("shared", frozenset({("f", "b")}), 2.0)}
     (tmp_path / "b.prom").write_text('shared{f="b"} 3\n')
-    os.utime(tmp_path / "b.prom", ns=(1, 2))  # a rewrite within the same mtime tick is still new by size or inode
+    settle(tmp_path / "b.prom")
     assert ("shared", frozenset({("f", "b")}), 3.0) in exposition(collect_text(collector))["shared"][2]
     assert len(parsed) == 3
+
+
+def test_a_file_rewritten_within_its_mtime_tick_is_read_again(tmp_path: Path) -> None:
+    """A filesystem's mtime is coarse (ext4: a few milliseconds), and a rename may reuse the inode
+    number just freed: a checkpoint mark rewritten at the same size in the same tick as the parse
+    looks unchanged by stat alone. A file modified within a second of its parse is read again."""
+    mark = tmp_path / "clusterwatch_job_checkpoint_1.prom"
+    mark.write_text("clusterwatch_job_checkpoint_timestamp_seconds 1700000000\n")
+    collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
+    collect_text(collector)
+    stamp = mark.stat().st_mtime_ns
+    mark.write_text("clusterwatch_job_checkpoint_timestamp_seconds 1700001800\n")  # same size, same inode
+    os.utime(mark, ns=(stamp, stamp))
+    assert "clusterwatch_job_checkpoint_timestamp_seconds 1700001800.0" in collect_text(collector)
 
 
 def test_changed_textfiles_past_the_cycles_parse_budget_wait(tmp_path: Path, monkeypatch) -> None:
@@ -162,6 +185,7 @@ def test_changed_textfiles_past_the_cycles_parse_budget_wait(tmp_path: Path, mon
     monkeypatch.setattr(node_textfile, "MAX_PARSE_BYTES_PER_CYCLE", 40)
     (tmp_path / "a.prom").write_text("a_metric 1\n" * 3)  # 33 bytes
     (tmp_path / "b.prom").write_text("b_metric 1\n")
+    settle(tmp_path / "a.prom", tmp_path / "b.prom")
     collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
     first = exposition(collect_text(collector))
     assert "a_metric" in first and "b_metric" not in first
