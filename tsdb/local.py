@@ -136,7 +136,8 @@ class PageScraper:
             if labels is None:
                 # New here (or a line not remembered): the parser validates it.
                 name, pairs, parsed, stamp = parse_exposition(line).samples[0]
-                labels = tuple(sorted({**dict(pairs), "__name__": name, **target}.items()))
+                # An empty value is no label (Prometheus; tsdb/scraper.py stores it so too).
+                labels = tuple(sorted((k, v) for k, v in {**dict(pairs), "__name__": name, **target}.items() if v != ""))
                 if stamp is None and series and _same_value(value, parsed):
                     seen[series] = labels  # the line is exactly "<series> <value>"
                 samples.append((labels, parsed))
