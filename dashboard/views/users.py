@@ -36,8 +36,10 @@ def users(ctx: DashboardContext, tr: TimeRange) -> UsersView:
     client, at, w = ctx.query, tr.end, tr.window
     step = int(max(60, tr.seconds // 360))
     held = f"max by (job_id) (sum_over_time(count by (job_id) (gpu_job_info)[{w}:{step}s]))"
-    idle = (f"max by (job_id) (sum_over_time(count by (job_id) (({idle_gpus()})"
-            f" * on (instance, gpu) group_left (job_id) gpu_job_info)[{w}:{step}s]))")
+    # ``and``, not a group_left join: a GPU shared by several jobs (Kubernetes time-slicing) has a
+    # gpu_job_info series each, which a join refuses as duplicates; each job is billed its idle GPU.
+    idle = (f"max by (job_id) (sum_over_time(count by (job_id) (gpu_job_info and on (instance, gpu)"
+            f" ({idle_gpus()}))[{w}:{step}s]))")
     used_steps = by_label(client.instant(held, at), "job_id")
     idle_steps = by_label(client.instant(idle, at), "job_id")
     owners = {j.job_id: (j.user, j.account) for j in job_records(ctx, at, w)}

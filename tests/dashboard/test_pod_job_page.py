@@ -102,3 +102,22 @@ def test_the_users_page_bills_pods_to_their_namespace(client):
     rows = {(row["user"], row["account"]): row for row in client.get("/api/users?range=1h").json()["users"]}
     assert rows[("(unknown)", "team-a")]["gpu_hours"] == pytest.approx(4.0, rel=0.05)  # 4 GPUs, the whole hour
     assert rows[("(unknown)", "team-b")]["jobs"] == 1 and ("(unknown)", "") not in rows
+
+
+def test_an_idle_gpu_two_pods_share_is_billed_to_both_and_the_page_answers():
+    """Kubernetes GPU sharing (time-slicing): two pods on one GPU are two ``gpu_job_info`` series
+    for it. The users page joined its idle GPUs to them with ``group_left``: duplicate series for
+    the match group, and the page answered 502 for everyone while the shared GPU was idle."""
+    store = pod_store()
+    stamps = [round((T0 + i * STEP) * 1000) for i in range(240)]
+    for pod in ("a", "b"):
+        store.append_series(tuple(sorted({"__name__": "gpu_job_info", "instance": "k3", "gpu": "0", "job_id": f"team-c/{pod}",
+                                          "namespace": "team-c", "pod": pod, "source": "kubelet"}.items())), stamps, [1.0] * 240)
+    store.append_series((("__name__", "gpu_utilization_ratio"), ("gpu", "0"), ("instance", "k3")), stamps, [0.0] * 240)
+    ctx = DashboardContext(LocalQueryClient(Engine(store)), clock=lambda: END)
+    with TestClient(build_app([dashboard_component(ctx)])) as client:
+        response = client.get("/api/users?range=1h")
+    assert response.status_code == 200, response.text
+    row = {(r["user"], r["account"]): r for r in response.json()["users"]}[("(unknown)", "team-c")]
+    assert row["jobs"] == 2 and row["gpu_hours_wasted"] == pytest.approx(2.0, rel=0.05)  # an idle hour each
+
