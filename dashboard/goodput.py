@@ -473,7 +473,7 @@ def _hung_minutes(active: dict[str, list[float]], recorded: dict[str, list[float
 def _recorded_times(client: QueryClient, record: str, tr: TimeRange, job_id: str | None) -> dict[str, list[float]]:
     """Per job, the sorted times of a recorded per-job series' samples in the range and the longest
     `for` after it."""
-    samples = _samples(client, f"{record}{_selector(job_id)}", tr, max(HUNG_FOR_S, IDLE_FOR_S))
+    samples = _samples(client, f"{record}{_selector(job_id)}", tr, max(HUNG_FOR_S, IDLE_FOR_S, STRAGGLER_FOR_S))
     return {job: [t for t, _ in values] for job, values in samples.items()}
 
 
@@ -502,13 +502,13 @@ def _active_before_firing(client: QueryClient, tr: TimeRange, alertname: str, fo
         for since, last in episodes.items():
             fired = [t for t, _ in firing.get(of, ()) if since <= t <= last]
             if fired and math.isfinite(since):
-                # The minutes from ``begin`` up to the firing, walked only where they are in the range:
-                # the activation time is read back from the store, and may be any number.
-                begin = since - lead_s
+                # The minutes from ``begin`` up to (not at) the firing, walked only where they are in
+                # the range: the activation time is read back from the store, and may be any number.
+                begin, until = since - lead_s, min(min(fired), tr.end + INTERVAL_S)
                 steps = range(max(0, math.floor((tr.start - begin) / INTERVAL_S)),
-                              max(0, math.ceil((min(min(fired), tr.end + INTERVAL_S) - begin) / INTERVAL_S)))
+                              max(0, math.ceil((until - begin) / INTERVAL_S)))
                 minutes.setdefault(of, set()).update(
-                    t for t in (begin + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end and t < min(fired))
+                    t for t in (begin + k * INTERVAL_S for k in steps) if tr.start < t <= tr.end and t < until)
     return {of: sorted(times) for of, times in minutes.items()}
 
 

@@ -574,16 +574,21 @@ def gpu_selectors(gpus: Iterable[GpuKey]) -> list[str]:
 
 
 def _selected(gpus: list[GpuKey]) -> list[str] | None:
-    """The matchers of the job's GPUs (``gpu_selectors``), or None past MAX_BAND_SELECTOR_CHARS."""
+    """The matchers of the job's GPUs (``gpu_selectors``), or None where a BANDED metric's selector
+    of them would pass MAX_BAND_SELECTOR_CHARS."""
     matchers = gpu_selectors(gpus)
-    return matchers if sum(len(m) + 40 for m in matchers) <= MAX_BAND_SELECTOR_CHARS else None
+    return matchers if all(len(_union(metric, matchers)) <= MAX_BAND_SELECTOR_CHARS for metric in BANDED) else None
+
+
+def _union(metric: str, matchers: list[str]) -> str:
+    return " or ".join(f"{metric}{{{m}}}" for m in matchers)
 
 
 def _engine_bands(client: QueryClient, metric: str, matchers: list[str], lifetime: TimeRange, step: float,
                   points: int) -> np.ndarray:
     """``metric``'s min, median and max across the GPUs ``matchers`` select at each point
     (BAND_ROWS x point), aggregated by the engine: one range query of three series."""
-    selected = " or ".join(f"{metric}{{{m}}}" for m in matchers)
+    selected = _union(metric, matchers)
     aggregates = {"min": f"min({selected})", "median": f"quantile(0.5, {selected})", "max": f"max({selected})"}
     expr = " or ".join(f'label_replace({aggregates[row]}, "band", "{row}", "", "")' for row in BAND_ROWS)
     rows = {row: i for i, row in enumerate(BAND_ROWS)}

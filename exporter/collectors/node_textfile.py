@@ -177,7 +177,6 @@ class TextfileCollector(Collector):
         out.append(own)
         return out
 
-
     def _parse(self, path: str, budget: int) -> tuple[_Parsed, int]:
         """The file's families: its last parse while it is unchanged, else parsed now within the
         collection's ``budget`` of bytes (ValueError past it); and the bytes parsed."""
