@@ -14,7 +14,7 @@ from cwkernel.errors import ConfigError
 from cwkernel.server import Component, Deps
 from tsdb.api import build_router
 from tsdb.client import HTTPQueryClient, LocalQueryClient
-from tsdb.discovery import FileSD, Target, static_targets
+from tsdb.discovery import Discovery, FileSD, Target, static_targets
 from tsdb.exposition import ExpositionError
 from tsdb.importer import Loaded, import_openmetrics
 from tsdb.local import LocalSource
@@ -57,6 +57,7 @@ class EmbeddedTSDB:
         self.client = LocalQueryClient(self.engine)  # rules, remediation: the reserved lane
         self.request_client = LocalQueryClient(self.engine, gated=True)  # the dashboard: through the gate
         self.file_sd = FileSD(config.file_sd, config.job)
+        self.discovery = Discovery(self.file_sd.targets)
         self._static = static_targets(config.static_targets, config.job)
         self.scraper = Scraper(self.store, self.targets, config.scrape_interval_s, config.scrape_timeout_s,
                                max_connections=config.scrape_max_connections)
@@ -64,7 +65,7 @@ class EmbeddedTSDB:
         self._housekeeping: threading.Thread | None = None
 
     def targets(self) -> list[Target]:
-        return self._static + self.file_sd.targets()
+        return self._static + self.discovery.targets()
 
     def load(self) -> list[Loaded]:
         """Snapshot first, then imports: what the operator asked to import wins on conflict.
@@ -88,6 +89,7 @@ class EmbeddedTSDB:
         return loaded
 
     def start(self) -> None:
+        self.discovery.start()
         self.scraper.start()
         self._housekeeping = threading.Thread(target=self._housekeep, name="tsdb-housekeeping", daemon=True)
         self._housekeeping.start()
@@ -95,6 +97,7 @@ class EmbeddedTSDB:
     def stop(self) -> None:
         self._stop.set()
         self.scraper.stop()
+        self.discovery.stop()
         if self._housekeeping:
             self._housekeeping.join(timeout=5)
         if self.config.snapshot_path:
@@ -124,8 +127,14 @@ class EmbeddedTSDB:
     def component(self) -> Component:
         router = build_router(self.engine, self.store, self.scraper.targets_json, self.scraper.metadata_json)
         return Component("tsdb", routers=[router], start=self.start, stop=self.stop,
-                         collectors=[TSDBCollector(self.store, self.engine, self.scraper)],
-                         health=self.scraper.problems)
+                         collectors=[TSDBCollector(self.store, self.engine, self.scraper, self._discovery_failures)],
+                         health=self.problems)
+
+    def _discovery_failures(self) -> int:
+        return self.file_sd.read_failures + self.discovery.failures
+
+    def problems(self) -> dict[str, str]:
+        return {**self.scraper.problems(), **self.file_sd.problems()}
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:

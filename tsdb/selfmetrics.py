@@ -2,7 +2,7 @@
 on the server's /metrics from a snapshot taken at scrape time (no global metric objects)."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -12,10 +12,12 @@ from tsdb.store import Store
 
 
 class TSDBCollector:
-    def __init__(self, store: Store, engine: Engine, scraper: Scraper | None) -> None:
+    def __init__(self, store: Store, engine: Engine, scraper: Scraper | None,
+                 discovery_failures: Callable[[], int] = lambda: 0) -> None:
         self.store = store
         self.engine = engine
         self.scraper = scraper
+        self.discovery_failures = discovery_failures  # file_sd reads refused or failed
 
     def collect(self) -> Iterator[Metric]:
         stats = self.store.stats()
@@ -45,8 +47,9 @@ class TSDBCollector:
             success.add_metric(values, h.last_success)
         yield from (duration, scrapes, failures, success)
         yield GaugeMetricFamily("clusterwatch_scrape_targets", "Targets being scraped.", len(self.scraper.health()))
-        yield CounterMetricFamily("clusterwatch_scrape_discovery_errors", "Service discovery failures.",
-                                  self.scraper.discovery_errors)
+        yield CounterMetricFamily("clusterwatch_scrape_discovery_errors",
+                                  "Service discovery failures (a file_sd file that could not be read or was refused).",
+                                  self.scraper.discovery_errors + self.discovery_failures())
         skipped = CounterMetricFamily("clusterwatch_scrape_skipped",
                                       "Scrapes skipped because of the server itself (out of file descriptors, "
                                       "socket buffers or local ports; scrape pool busy), not recorded as up 0.",
