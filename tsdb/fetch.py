@@ -9,6 +9,11 @@ descriptors and never competes with inbound HTTP connections for them (cwkernel/
 sizes both). A fetch that fails because this process lacks a resource (descriptors, socket
 buffers, local ports) raises ``LocalResourceError``: the target is not at fault and must not be
 recorded as down.
+
+A fetch ends by its deadline, as a Prometheus scrape ends by its context: a socket's timeout
+bounds one read, so ``Deadlines`` shuts down the socket of a fetch still running at its deadline
+(a target dripping its answer a byte at a time would otherwise hold a scrape worker for as long
+as it drips). A page over ``max_bytes`` is refused before more of it is read.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import errno
 import http.client
 import socket
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +33,11 @@ LOCAL_ERRNOS = {
 }
 _STALE_KEEPALIVE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                     http.client.CannotSendRequest)
+
+
+READ_CHUNK = 1 << 16
+BODY_TOO_LARGE = "body size limit exceeded"  # Prometheus's words for its body_size_limit
+EXPIRED_RECHECK_S = 0.1  # an expired fetch still connecting has no socket to shut down yet
 
 
 class FetchError(Exception):
@@ -52,6 +63,84 @@ class Page:
 Key = tuple[str, str]
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+class Deadlines:
+    """Fetches in flight and their deadlines; one thread shuts down the socket of any past it.
+
+    Shutting a socket down wakes the read blocked on it at once; the fetch then finds itself
+    expired (``release``) and answers "context deadline exceeded"."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running: dict[int, tuple[http.client.HTTPConnection, float]] = {}
+        self._expired: set[int] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def watch(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        with self._changed:
+            self._running[id(conn)] = (conn, deadline)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="fetch-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def release(self, conn: http.client.HTTPConnection) -> bool:
+        """Stops watching ``conn``; True when its deadline had passed (its socket is shut)."""
+        with self._changed:
+            self._running.pop(id(conn), None)
+            if id(conn) in self._expired:
+                self._expired.discard(id(conn))
+                return True
+            return False
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    def _loop(self) -> None:
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                for ident, (conn, deadline) in self._running.items():
+                    if deadline <= now:
+                        self._expired.add(ident)
+                        _shut(conn)  # again on each pass: a connect still under way has no socket yet
+                waiting = [deadline for ident, (_, deadline) in self._running.items() if ident not in self._expired]
+                pause = min(waiting) - now if waiting else None
+                if self._expired & self._running.keys():
+                    pause = EXPIRED_RECHECK_S if pause is None else min(pause, EXPIRED_RECHECK_S)
+                self._changed.wait(pause)
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def read_body(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
+    """The whole body, or ``BodyTooLarge`` as soon as it is known to pass ``max_bytes`` (0: no limit)."""
+    if not max_bytes or (response.length is not None and response.length <= max_bytes):
+        return response.read()
+    if response.length is not None:
+        raise BodyTooLarge()
+    chunks, size = [], 0
+    while chunk := response.read(READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class Fetcher:
     def __init__(self, accept: str, max_connections: int = 1024) -> None:
         if max_connections < 1:
@@ -62,27 +151,39 @@ class Fetcher:
         self._idle: dict[Key, list[http.client.HTTPConnection]] = {}
         self._idle_order: OrderedDict[int, Key] = OrderedDict()  # id(conn), least recently used first
         self._open = 0  # sockets (or connections about to open one) held by this pool
+        self._deadlines = Deadlines()
 
     @property
     def open_connections(self) -> int:
         with self._lock:
             return self._open
 
-    def get(self, url: str, timeout: float) -> Page:
+    def get(self, url: str, timeout: float, max_bytes: int = 0) -> Page:
+        """The page at ``url`` within ``timeout`` seconds in all, of at most ``max_bytes`` (0: any)."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
+        deadline = time.monotonic() + timeout
         for attempt in (0, 1):
-            conn = self._take(key, timeout)
+            conn = self._take(key, max(deadline - time.monotonic(), 0.001))
+            self._deadlines.watch(conn, deadline)
             try:
                 conn.request("GET", path or "/", headers={"Accept": self.accept})
                 response = conn.getresponse()
-                body = response.read()
+                body = read_body(response, max_bytes)
+            except BodyTooLarge:
+                self._deadlines.release(conn)
+                self._discard(conn)
+                raise FetchError(f"{BODY_TOO_LARGE} ({max_bytes:,} bytes)") from None
             except (socket.timeout, TimeoutError):
+                self._deadlines.release(conn)
                 self._discard(conn)
                 raise FetchError(f'Get "{url}": context deadline exceeded') from None
             except (http.client.HTTPException, OSError) as exc:
+                expired = self._deadlines.release(conn)
                 self._discard(conn)
+                if expired:
+                    raise FetchError(f'Get "{url}": context deadline exceeded') from None
                 local = LOCAL_ERRNOS.get(getattr(exc, "errno", None) or 0)
                 if local:
                     raise LocalResourceError(f'Get "{url}": {exc}', local) from None
@@ -90,12 +191,16 @@ class Fetcher:
                 if attempt == 0 and isinstance(exc, _STALE_KEEPALIVE):
                     continue
                 raise FetchError(f'Get "{url}": {exc}') from None
+            if self._deadlines.release(conn):  # the page arrived whole as its deadline passed
+                self._discard(conn)
+                raise FetchError(f'Get "{url}": context deadline exceeded')
             self._give_back(key, conn)
             return Page(response.status, response.reason, response.getheader("Content-Type", ""),
                         body.decode("utf-8", errors="replace"))
         raise FetchError(f'Get "{url}": connection closed')
 
     def close(self) -> None:
+        self._deadlines.close()
         with self._lock:
             idle = [conn for conns in self._idle.values() for conn in conns]
             self._idle.clear()

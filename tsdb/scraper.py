@@ -36,6 +36,9 @@ ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.
 SKIP_REPORT_S = 60.0  # a skip is reported by the health hook this long (or three intervals)
 POOL_BUSY = "scrape_pool_busy"
 NO_THREAD = "no_thread"
+# A page may hold this much per series its target may expose (a node's 50,000: 50 MiB; a node's
+# real page is about 110 bytes a series), so that a runaway page is refused before it is read whole.
+BYTES_PER_SERIES = 1024
 
 
 @dataclass
@@ -188,7 +191,7 @@ class Scraper:
         samples: list = []
         error = ""
         try:
-            page = self._fetcher.get(target.url, self.timeout)
+            page = self._fetcher.get(target.url, self.timeout, self._body_limit(target))
             if page.status != 200:
                 raise ScrapeFailure(f"server returned HTTP status {page.status} {page.reason}")
             exposition = parse_exposition(page.text, is_openmetrics(page.content_type))
@@ -218,6 +221,10 @@ class Scraper:
                 log.debug("scrape %s failed: %s", target.url, error)
             else:
                 health.last_success = started
+
+    def _body_limit(self, target: Target) -> int:
+        series, _ = self.store.limits.for_job(dict(target.labels).get("job", ""))
+        return series * BYTES_PER_SERIES
 
     def _labelled(self, health: TargetHealth, exposed: list) -> list:
         """Samples with target labels attached; exposed labels that clash become ``exported_*``."""
