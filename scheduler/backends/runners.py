@@ -11,16 +11,19 @@ HTTP command protocol (what the simulator serves): ``POST {base_url}/{tool}`` wi
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 import httpx
 
+from cwkernel.boundedproc import OutputTooLarge, ProcessTimeout, run_bounded
 from scheduler.backends.base import SchedulerError, SchedulerTimeout
 
 TOOLS = ("squeue", "sinfo", "scontrol", "scancel")
+# squeue --json is about 5 kB a job and sinfo -N --json 3 kB a node: 16,384 nodes and 20,000
+# jobs fit with room; a command printing without end is killed here, not when memory runs out.
+MAX_OUTPUT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -59,18 +62,15 @@ class LocalRunner:
 
     def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput:
         argv = tuple(self.prefix + self.commands[tool] + list(args))
-        started = time.monotonic()
         try:
-            completed = subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, env=self.env,
-                stdin=subprocess.DEVNULL, check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SchedulerTimeout(f"{' '.join(argv)}: no answer within {timeout:.1f}s") from exc
+            done = run_bounded(argv, timeout, MAX_OUTPUT_BYTES, env=self.env)
+        except ProcessTimeout as exc:
+            raise SchedulerTimeout(f"{' '.join(argv)}: {exc}") from None
+        except OutputTooLarge as exc:
+            raise SchedulerError(f"{' '.join(argv)}: {exc}") from None
         except OSError as exc:
             raise SchedulerError(f"{' '.join(argv)}: cannot run ({exc})") from exc
-        return CommandOutput(completed.returncode, completed.stdout, completed.stderr, argv,
-                             time.monotonic() - started)
+        return CommandOutput(done.returncode, done.stdout, done.stderr, argv, done.duration_seconds)
 
 
 class HttpRunner:

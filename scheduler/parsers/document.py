@@ -23,6 +23,8 @@ def load_document(raw: str | bytes | dict, what: str) -> dict:
         except ValueError as exc:
             preview = (raw[:200] if isinstance(raw, str) else raw[:200].decode("utf-8", "replace"))
             raise SlurmResponseError(f"{what}: not JSON ({exc}): {preview!r}") from exc
+        except RecursionError:
+            raise SlurmResponseError(f"{what}: nested too deeply to be Slurm's JSON") from None
     if not isinstance(document, dict):
         raise SlurmResponseError(f"{what}: expected a JSON object, got {type(document).__name__}")
     errors = document.get("errors") or []

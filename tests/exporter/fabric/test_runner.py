@@ -39,7 +39,7 @@ def test_a_tool_that_fails_says_its_status_and_stderr(tmp_path):
 
 def test_a_tool_that_prints_100_mb_is_cut_at_the_cap(tmp_path):
     tool(tmp_path, "perfquery", "chunk = b'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.buffer.write(chunk)")
-    with pytest.raises(ToolError, match="output over 1048576 bytes"):
+    with pytest.raises(ToolError, match="output over 1,048,576 bytes"):
         SubprocessRunner(str(tmp_path)).run(["perfquery", "-x"], 60, 1 << 20)
 
 
