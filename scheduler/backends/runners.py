@@ -10,6 +10,7 @@ HTTP command protocol (what the simulator serves): ``POST {base_url}/{tool}`` wi
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -18,12 +19,10 @@ from typing import Mapping, Protocol, Sequence
 import httpx
 
 from cwkernel.boundedproc import OutputTooLarge, ProcessTimeout, run_bounded
-from scheduler.backends.base import SchedulerError, SchedulerTimeout
+from scheduler.backends import base
+from scheduler.backends.base import SchedulerError, SchedulerTimeout, read_answer
 
 TOOLS = ("squeue", "sinfo", "scontrol", "scancel")
-# squeue --json is about 5 kB a job and sinfo -N --json 3 kB a node: 16,384 nodes and 20,000
-# jobs fit with room; a command printing without end is killed here, not when memory runs out.
-MAX_OUTPUT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class LocalRunner:
     def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput:
         argv = tuple(self.prefix + self.commands[tool] + list(args))
         try:
-            done = run_bounded(argv, timeout, MAX_OUTPUT_BYTES, env=self.env)
+            done = run_bounded(argv, timeout, base.MAX_ANSWER_BYTES, env=self.env)
         except ProcessTimeout as exc:
             raise SchedulerTimeout(f"{' '.join(argv)}: {exc}") from None
         except OutputTooLarge as exc:
@@ -87,18 +86,20 @@ class HttpRunner:
         url = f"{self.base_url}/{tool}"
         command = (f"POST {url}", *args)
         started = time.monotonic()
+        deadline = started + timeout
         try:
-            response = self.client.post(url, json={"args": list(args)}, timeout=timeout)
+            with self.client.stream("POST", url, json={"args": list(args)}, timeout=timeout) as response:
+                text = read_answer(response, deadline, timeout, url)
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{url}: no answer within {timeout:.1f}s") from exc
         except httpx.HTTPError as exc:
             raise SchedulerError(f"{url}: {exc}") from exc
         if response.status_code != 200:
-            raise SchedulerError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            raise SchedulerError(f"{url}: HTTP {response.status_code}: {text[:200]}")
         try:
-            body = response.json()
+            body = json.loads(text)
             output = CommandOutput(int(body["returncode"]), str(body.get("stdout", "")),
                                    str(body.get("stderr", "")), command, time.monotonic() - started)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SchedulerError(f"{url}: not a command answer ({exc}): {response.text[:200]}") from exc
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise SchedulerError(f"{url}: not a command answer ({type(exc).__name__}): {text[:200]}") from None
         return output

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import httpx
 
 from scheduler.actions_model import DRAIN, RESUME, SIGNAL, Action, Answer
-from scheduler.backends.base import SchedulerError, SchedulerTimeout
+from scheduler.backends.base import SchedulerError, SchedulerTimeout, read_answer
 from scheduler.model import SchedulerSnapshot
 from scheduler.parsers import SlurmResponseError, load_document, parse_jobs, parse_nodes, source_info
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/(jobs|nodes)/?$")
 # The first API version whose DELETE /job/{id} takes flags=BATCH_JOB (signal the batch script only).
 FIRST_BATCH_SIGNAL_VERSION = (0, 0, 40)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer read whole within the bounds (``read_answer``)."""
+    status_code: int
+    text: str
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -62,10 +70,13 @@ class SlurmRestBackend:
         self._wall_clock = wall_clock
 
     def _request(self, method: str, path: str, timeout: float, json: dict | None = None,
-                 params: dict[str, str] | None = None) -> httpx.Response:
+                 params: dict[str, str] | None = None) -> Reply:
         url = f"{self.base_url}{path}"
+        deadline = time.monotonic() + timeout
         try:
-            return self.client.request(method, url, headers=self.headers, json=json, params=params, timeout=timeout)
+            with self.client.stream(method, url, headers=self.headers, json=json, params=params,
+                                    timeout=timeout) as response:
+                return Reply(response.status_code, read_answer(response, deadline, timeout, f"{method} {url}"))
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{method} {url}: no answer within {timeout:.1f}s") from exc
         except httpx.HTTPError as exc:
@@ -76,7 +87,7 @@ class SlurmRestBackend:
             response = self._request("GET", "/openapi/v3", timeout)
             if response.status_code != 200:
                 raise SchedulerError(f"cannot discover the slurmrestd API version: HTTP {response.status_code}")
-            version = newest_api_version(response.json())
+            version = newest_api_version(load_document(response.text, "openapi/v3"))
             if version is None:
                 raise SchedulerError("slurmrestd serves no API version with both /jobs and /nodes")
             self.api_version = version
@@ -121,7 +132,7 @@ class SlurmRestBackend:
         return self._answer(response, "node update", f"POST {self.base_url}{path}")
 
     @staticmethod
-    def _answer(response: httpx.Response, what: str, command: str) -> Answer:
+    def _answer(response: Reply, what: str, command: str) -> Answer:
         message = response.text.strip()[:2000]
         ok = response.status_code == 200
         if message:

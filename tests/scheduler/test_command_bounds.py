@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from scheduler.backends import runners
+from scheduler.backends import base
 from scheduler.backends.runners import LocalRunner
 from scheduler.backends.slurm_commands import SlurmCommandBackend
 from scheduler.errors import SchedulerError, SchedulerTimeout
@@ -52,7 +52,7 @@ def test_a_squeue_that_ends_but_leaves_a_child_holding_its_output_times_out() ->
 
 
 def test_output_past_the_cap_is_refused_and_the_command_killed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runners, "MAX_OUTPUT_BYTES", 1 << 20)
+    monkeypatch.setattr(base, "MAX_ANSWER_BYTES", 1 << 20)
     endless = [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"]
     outcome = fetch_in_a_thread(SlurmCommandBackend(LocalRunner({"squeue": endless})), timeout=30)
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerError), outcome
