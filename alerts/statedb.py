@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from cwkernel.setaside import set_aside
+
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
@@ -155,14 +157,7 @@ class Database:
             raise _Unreadable("; ".join(problems))
 
     def _set_aside(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside, n = f"{self.path}.corrupt-{stamp}", 1
-        while os.path.exists(aside):
-            n += 1
-            aside = f"{self.path}.corrupt-{stamp}.{n}"
-        for suffix in ("", "-wal", "-shm"):  # the -wal keeps its pairing: `sqlite3 ASIDE` reads both
-            if os.path.exists(self.path + suffix):
-                os.replace(self.path + suffix, aside + suffix)
+        aside = set_aside(self.path, ("-wal", "-shm"))  # the -wal keeps its pairing: `sqlite3 ASIDE` reads both
         log.error("state database %s is unreadable (%s): set aside as %s; starting with empty state",
                   self.path, reason, aside)
         self._sticky["state_set_aside"] = (f"{self.path} was unreadable ({reason}) and was set aside as {aside}; "

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from cwkernel.durations import format_duration
 from cwkernel.errors import ConfigError
+from cwkernel.setaside import set_aside
 from cwkernel.server import Component, Deps
 from tsdb.api import build_router
 from tsdb.client import HTTPQueryClient, LocalQueryClient
@@ -22,7 +23,7 @@ from tsdb.promql.engine import Engine
 from tsdb.promql.limits import QueryLimits
 from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
-from tsdb.snapshot import load_snapshot, save_snapshot
+from tsdb.snapshot import SnapshotError, load_snapshot, save_snapshot
 from tsdb.store import Limits, Store
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class EmbeddedTSDB:
                                max_connections=config.scrape_max_connections)
         self._stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
+        self._sticky: dict[str, str] = {}  # problems until restart: a snapshot set aside
 
     def targets(self) -> list[Target]:
         return self._static + self.discovery.targets()
@@ -78,10 +80,21 @@ class EmbeddedTSDB:
         loaded = []
         snapshot = self.config.snapshot_path
         if snapshot and Path(snapshot).exists():
-            loaded.append(self._said(load_snapshot(self.store, snapshot, keep_from_ms), snapshot))
+            try:
+                loaded.append(self._said(load_snapshot(self.store, snapshot, keep_from_ms), snapshot))
+            except SnapshotError as exc:
+                self._set_aside(snapshot, str(exc))
         for path in self.config.import_openmetrics:
             loaded.append(self._said(import_openmetrics(self.store, path, keep_from_ms), path))
         return loaded
+
+    def _set_aside(self, snapshot: str, reason: str) -> None:
+        """History is what a restart can lose; the watching is not: an unreadable snapshot is
+        moved out of the way (kept for a post-mortem) and the store starts empty, saying so."""
+        aside = set_aside(snapshot)
+        log.error("snapshot %s is unreadable (%s): set aside as %s; the store starts empty", snapshot, reason, aside)
+        self._sticky["snapshot_set_aside"] = (f"{snapshot} was unreadable ({reason}) and was set aside as {aside}; "
+                                              "the store started without its history")
 
     def _said(self, loaded: Loaded, source: str) -> Loaded:
         line = loaded.describe(source, format_duration(self.config.retention_s))
@@ -134,7 +147,7 @@ class EmbeddedTSDB:
         return self.file_sd.read_failures + self.discovery.failures
 
     def problems(self) -> dict[str, str]:
-        return {**self.scraper.problems(), **self.file_sd.problems()}
+        return {**self._sticky, **self.scraper.problems(), **self.file_sd.problems()}
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:

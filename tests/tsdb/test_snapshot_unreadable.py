@@ -1,0 +1,54 @@
+"""A snapshot that cannot be read (bit rot, a torn copy, another file at its path) is set aside
+and the server starts with an empty store, saying so, instead of not starting at all: the
+history is the least of what a monitoring server keeps, the watching is the most.
+
+Observed before: ``serve --snapshot`` on a garbage file stopped with a ``BadZipFile`` traceback;
+a snapshot whose arrays disagree stopped it with a "configuration" error naming
+``import_openmetrics``; the cluster stayed unmonitored until someone deleted the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tsdb.component import EmbeddedTSDB, TSDBConfig
+from tsdb.snapshot import save_snapshot
+from tsdb.store import Store
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"PK\x03\x04 not really a zip archive" * 100)
+
+
+def torn(path: Path) -> None:
+    store = Store()
+    store.append_scrape("t", 1_000, [((("__name__", "up"),), 1.0)], "j")
+    save_snapshot(store, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def disagreeing(path: Path) -> None:
+    np.savez(path, labels=np.array(json.dumps([[["__name__", "up"]]])), lengths=np.array([5], dtype=np.int64),
+             times=np.array([1], dtype=np.int64), values=np.array([1.0]))
+
+
+def nested(path: Path) -> None:
+    np.savez(path, labels=np.array("[" * 100_000 + "]" * 100_000), lengths=np.array([], dtype=np.int64),
+             times=np.array([], dtype=np.int64), values=np.array([]))
+
+
+@pytest.mark.parametrize("spoil", [garbage, torn, disagreeing, nested])
+def test_an_unreadable_snapshot_is_set_aside_and_the_store_starts_empty(spoil, tmp_path: Path) -> None:
+    snapshot = tmp_path / "store.npz"
+    spoil(snapshot)
+    spoilt = snapshot.read_bytes()
+    tsdb = EmbeddedTSDB(TSDBConfig(snapshot_path=str(snapshot)))
+    tsdb.load()
+    assert tsdb.store.stats()["series"] == 0
+    aside = list(tmp_path.glob("store.npz.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == spoilt and not snapshot.exists()
+    problem = tsdb.problems()["snapshot_set_aside"]
+    assert problem.startswith(f"{snapshot} was unreadable (") and str(aside[0]) in problem
