@@ -88,6 +88,20 @@ class EmbeddedTSDB:
             loaded.append(self._said(import_openmetrics(self.store, path, keep_from_ms), path))
         return loaded
 
+    def save_snapshot(self) -> None:
+        """Housekeeping's and shutdown's snapshot; a failure (a full disk) is a problem in
+        /-/ready until a later one is written, never an exception out of either."""
+        path = self.config.snapshot_path
+        if not path:
+            return
+        try:
+            save_snapshot(self.store, path)
+        except OSError as exc:
+            log.error("snapshot %s not written: %s (the previous one, if any, is kept)", path, exc)
+            self._sticky["snapshot_failed"] = f"{path} not written: {exc.strerror or exc}; the previous one is kept"
+            return
+        self._sticky.pop("snapshot_failed", None)
+
     def _set_aside(self, snapshot: str, reason: str) -> None:
         """History is what a restart can lose; the watching is not: an unreadable snapshot is
         moved out of the way (kept for a post-mortem) and the store starts empty, saying so."""
@@ -114,7 +128,7 @@ class EmbeddedTSDB:
         if self._housekeeping:
             self._housekeeping.join(timeout=5)
         if self.config.snapshot_path:
-            save_snapshot(self.store, self.config.snapshot_path)
+            self.save_snapshot()
 
     def _housekeep(self) -> None:
         elapsed = 0.0
@@ -124,7 +138,7 @@ class EmbeddedTSDB:
                 self.apply_retention()
                 if self.config.snapshot_path and elapsed >= self.config.snapshot_interval_s:
                     elapsed = 0.0
-                    save_snapshot(self.store, self.config.snapshot_path)
+                    self.save_snapshot()
             except Exception:  # noqa: BLE001 - housekeeping must keep running
                 log.exception("tsdb housekeeping failed")
 

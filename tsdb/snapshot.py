@@ -31,13 +31,17 @@ def save_snapshot(store: Store, path: str | Path) -> int:
         values.append(vs)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, labels=np.array(json.dumps(labels)), lengths=np.array(lengths, dtype=np.int64),
-                 times=np.concatenate(times) if times else np.array([], dtype=np.int64),
-                 values=np.concatenate(values) if values else np.array([], dtype=np.float64))
-        handle.flush()
-        os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, labels=np.array(json.dumps(labels)), lengths=np.array(lengths, dtype=np.int64),
+                     times=np.concatenate(times) if times else np.array([], dtype=np.int64),
+                     values=np.concatenate(values) if values else np.array([], dtype=np.float64))
+            handle.flush()
+            os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: give back what the partial file took
+        raise
     return len(labels)
 
 

@@ -52,3 +52,28 @@ def test_an_unreadable_snapshot_is_set_aside_and_the_store_starts_empty(spoil, t
     assert len(aside) == 1 and aside[0].read_bytes() == spoilt and not snapshot.exists()
     problem = tsdb.problems()["snapshot_set_aside"]
     assert problem.startswith(f"{snapshot} was unreadable (") and str(aside[0]) in problem
+
+
+def test_a_snapshot_that_cannot_be_written_is_a_reported_problem_and_leaves_no_partial_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the write fails part way. The old snapshot stays, the partial file goes, and
+    /-/ready says so until a later snapshot is written."""
+    snapshot = tmp_path / "store.npz"
+    tsdb = EmbeddedTSDB(TSDBConfig(snapshot_path=str(snapshot)))
+    tsdb.store.append_scrape("t", 1_000, [((("__name__", "up"),), 1.0)], "j")
+    tsdb.save_snapshot()
+    before = snapshot.read_bytes()
+    real_savez = np.savez
+
+    def disk_full(handle, **arrays) -> None:  # noqa: ANN001 - np.savez's file
+        handle.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    tsdb.save_snapshot()
+    assert snapshot.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.npz"]
+    assert "No space left on device" in tsdb.problems()["snapshot_failed"]
+    monkeypatch.setattr(np, "savez", real_savez)
+    tsdb.save_snapshot()
+    assert "snapshot_failed" not in tsdb.problems()
