@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import math
 import socket
 import threading
 import time
@@ -79,6 +80,7 @@ class Deadlines:
         self._expired: set[int] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._wake_at = math.inf  # when the thread next looks; a later deadline need not wake it
 
     def watch(self, conn: http.client.HTTPConnection, deadline: float) -> None:
         with self._changed:
@@ -86,7 +88,8 @@ class Deadlines:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="fetch-deadlines", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if deadline < self._wake_at:
+                self._changed.notify()
 
     def release(self, conn: http.client.HTTPConnection) -> bool:
         """Stops watching ``conn``; True when its deadline had passed (its socket is shut)."""
@@ -114,6 +117,7 @@ class Deadlines:
                 pause = min(waiting) - now if waiting else None
                 if self._expired & self._running.keys():
                     pause = EXPIRED_RECHECK_S if pause is None else min(pause, EXPIRED_RECHECK_S)
+                self._wake_at = math.inf if pause is None else now + pause
                 self._changed.wait(pause)
 
 
