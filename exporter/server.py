@@ -1,8 +1,21 @@
-"""The exporter's HTTP endpoint: serves the last collection, never collects on a scrape."""
+"""The exporter's HTTP endpoint: serves the last collection, never collects on a scrape.
+
+Anything on the node's network can connect, so connections are bounded: at most
+``max_connections`` open (sized from the descriptor limit), and at the bound the connection
+that has waited longest for a request is closed to make room, as ``serve``'s front door does.
+A scraper's connection is the newest and sends its request at once, so idle or half-sent
+connections can no longer take every descriptor and leave the scraper in the backlog (the node
+read as down).
+"""
 from __future__ import annotations
 
 import logging
+import resource
+import select
+import socket
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -12,6 +25,11 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from exporter.exporter import Collection
 
 log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 256  # a node has a scraper or two, a health check and an operator's curl
+RESERVED_FDS = 64  # NVML's device files, procfs and textfile reads, the kubelet's socket, logs
+HEADER_PEEK = 16 << 10  # a scrape's request line and headers are a few hundred bytes
+IDLE_TIMEOUT_S = 120.0  # a connection with no request for this long is closed (scrapers reconnect)
 
 LANDING_PAGE = b"""<!doctype html><html><head><title>ClusterWatch exporter</title></head>
 <body><h1>ClusterWatch exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>"""
@@ -50,6 +68,23 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle on, a kept-alive scraper then waits
     # ~40 ms for the delayed ACK on every response.
     disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT_S
+
+    def handle_one_request(self) -> None:
+        # Looked at before reading: once read, a request's bytes are no longer in the socket for
+        # ``Connections`` to see, and a scraper's connection would look like a half-sent one.
+        if _request_arrived(self.connection):
+            self.server.connections.busy(self.connection)
+        else:
+            self.server.connections.waiting(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if not self.server.connections.busy(self.connection):  # evicted while its headers trickled in
+            self.close_connection = True
+            return False
+        return parsed
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
@@ -77,12 +112,112 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
+class Connections:
+    """Open connections and since when each has waited for a request (None: being answered)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.evicted = 0
+        self._lock = threading.Lock()
+        self._waiting_since: dict[socket.socket, float | None] = {}
+
+    def admit(self, conn: socket.socket) -> bool:
+        """Registers ``conn``; at the limit closes the one waiting longest for a request to make
+        room, or refuses ``conn`` (False) when every other one is being answered."""
+        with self._lock:
+            if len(self._waiting_since) >= self.limit:
+                victim = self._longest_waiting()
+                if victim is None:
+                    return False
+                del self._waiting_since[victim]
+                self.evicted += 1
+                _shut(victim)  # its handler's read returns at once and the thread ends
+            self._waiting_since[conn] = time.monotonic()
+            return True
+
+    def _longest_waiting(self) -> socket.socket | None:
+        """The connection waiting longest whose request has not arrived whole: one whose headers
+        are in (a scraper's, its thread not yet running) is never taken for a half-sent one."""
+        waiting = sorted((since, id(c), c) for c, since in self._waiting_since.items() if since is not None)
+        for _, _, conn in waiting:
+            if not _request_arrived(conn):
+                return conn
+        return None
+
+    def waiting(self, conn: socket.socket) -> None:
+        with self._lock:
+            if conn in self._waiting_since:
+                self._waiting_since[conn] = time.monotonic()
+
+    def busy(self, conn: socket.socket) -> bool:
+        """Marks ``conn`` as being answered (never evicted); False when it was evicted already."""
+        with self._lock:
+            if conn not in self._waiting_since:
+                return False
+            self._waiting_since[conn] = None
+            return True
+
+    def forget(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._waiting_since.pop(conn, None)
+
+
+def _request_arrived(conn: socket.socket) -> bool:
+    """Whether a request's whole head waits in ``conn``'s buffer; never blocks (a socket with a
+    timeout waits for data before even a MSG_DONTWAIT read, so readiness is polled first)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        pending = conn.recv(HEADER_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return b"\r\n\r\n" in pending
+
+
+def _shut(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def connection_limit() -> int:
+    """``MAX_CONNECTIONS``, or fewer where the descriptor limit leaves less after the reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft - RESERVED_FDS))
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst of scrapers is not refused
 
-    def __init__(self, address: tuple[str, int], get_collection: Callable[[], Collection | None]) -> None:
+    def __init__(self, address: tuple[str, int], get_collection: Callable[[], Collection | None],
+                 max_connections: int | None = None) -> None:
         super().__init__(address, _Handler)
         self.get_collection = get_collection
+        self.connections = Connections(max_connections or connection_limit())
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        if not self.connections.admit(request):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        self.connections.forget(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        # A client gone (or a connection closed to make room) is routine, not a traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s", client_address[0], error)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
