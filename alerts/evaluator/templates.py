@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from alerts.evaluator import gofmt
+from alerts.regex import cached_regex
 
 __all__ = ["Template", "TemplateError", "render", "QueryFunc"]
 
@@ -295,6 +296,20 @@ def _compare(name: str) -> Callable[..., bool]:
     return compare
 
 
+def _regex(pattern: str):  # noqa: ANN202 - re2's pattern type
+    """The pattern on RE2, as Go's regexp runs it: a label value (scraped, so anyone's) cannot
+    make a backtracking engine take minutes inside the rule evaluator."""
+    try:
+        return cached_regex(pattern)
+    except ValueError as exc:
+        raise TemplateError(f"error parsing regexp: {exc}: `{pattern}`") from None
+
+
+def _go_expansion(repl: str) -> str:
+    """Go's ``$1``, ``${1}`` and ``$name`` as the ``\\g<...>`` references ``sub`` expands."""
+    return re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl.replace("\\", "\\\\"))
+
+
 def _title(text: str) -> str:
     return re.sub(r"(^|[^\w'])(\w)", lambda m: m.group(1) + m.group(2).upper(), text)
 
@@ -319,8 +334,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
                                    (" " if i and not isinstance(args[i - 1], str) else "") + gofmt.go_value(a)
                                    for i, a in enumerate(args)),
     "title": _title, "toUpper": str.upper, "toLower": str.lower,
-    "reReplaceAll": lambda pattern, repl, text: re.sub(pattern, re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl), text),
-    "match": lambda pattern, text: re.search(pattern, text) is not None,
+    "reReplaceAll": lambda pattern, repl, text: _regex(pattern).sub(_go_expansion(repl), text),
+    "match": lambda pattern, text: _regex(pattern).search(text) is not None,
     "stripPort": _strip_port,
     "len": len, "index": lambda item, *keys: _index(item, keys),
     "not": lambda value: not _truth(value),

@@ -12,21 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import re2
+from alerts.regex import compile_regex
 
 OPS = ("=~", "!~", "!=", "=")
 SEEN_VALUES = 4096  # regex results remembered per matcher
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's ValueError, not a line on stderr
-
-
-def compile_regex(pattern: str):
-    """``pattern`` compiled by RE2; ValueError with RE2's reason when it refuses it."""
-    try:
-        return re2.compile(pattern, _RE2_OPTIONS)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
-        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
 # A matcher string: name, operator, then a value that is either quoted (Go-style escapes) or bare.

@@ -1,6 +1,8 @@
 """The Go-template subset renders as Prometheus renders (values checked against promtool 2.42)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from alerts.evaluator.gofmt import go_sprintf, go_value, humanize, humanize_duration, humanize_percentage
@@ -47,3 +49,28 @@ def test_bad_templates_are_refused_at_parse_and_rendered_as_errors():
     with pytest.raises(TemplateError):
         Template("{{ range query `up` }}")  # no {{end}}
     assert render("{{ first (query \"up\") }}", {}, 1.0).startswith("<error expanding template:")
+
+
+def render_in_a_thread(text: str, labels: dict[str, str]) -> list:
+    """What ``render`` returned; the join's limit only keeps a backtracking engine from hanging the suite."""
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(render(text, labels, 1.0)), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    return outcome
+
+
+def test_template_regexes_run_in_linear_time_on_label_values() -> None:
+    """The label values are scraped (a job's textfile can set them); the patterns are users'. On
+    Python's backtracking engine this pair took minutes, stalling every rule group behind it."""
+    hostile = {"job": "a" * 40 + "!"}
+    assert render_in_a_thread('{{ reReplaceAll "(a+)+$" "x" $labels.job }}', hostile) == [hostile["job"]]
+    assert render_in_a_thread('{{ if match "(a+)+$" $labels.job }}yes{{ else }}no{{ end }}', hostile) == ["no"]
+
+
+def test_template_regexes_use_go_syntax_and_expansion() -> None:
+    labels = {"instance": "gpu-001:9400", "path": "a.b"}
+    assert render('{{ reReplaceAll "(.*):(\\\\d+)" "${1} port $2" $labels.instance }}', labels, 0) == "gpu-001 port 9400"
+    assert render('{{ reReplaceAll "\\\\." "_" $labels.path }}', labels, 0) == "a_b"
+    with pytest.raises(TemplateError, match="invalid perl operator|missing argument|look"):
+        Template('{{ match "(?=x)" $labels.path }}').render(labels, 0)
