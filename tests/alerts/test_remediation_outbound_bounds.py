@@ -15,27 +15,12 @@ import threading
 
 from remediation.outbound import OutboundError, run_command, send_webhook
 from remediation.policy import Receiver
-
-
-def in_a_thread(call) -> list:  # noqa: ANN001 - a function of no arguments
-    """What ``call`` returned or raised; the join's limit only keeps a broken call from hanging the suite."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except Exception as exc:  # noqa: BLE001 - the test looks at what it was
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=60)
-    return outcome
+from tests.rawserver import outcome_in_a_thread
 
 
 def test_a_command_that_prints_without_end_is_stopped_at_the_cap() -> None:
     endless = [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"]
-    outcome = in_a_thread(lambda: run_command(endless, 30))
+    outcome = outcome_in_a_thread(lambda: run_command(endless, 30))
     assert len(outcome) == 1
     status, output = outcome[0]
     assert status != 0 and "output over" in output
@@ -61,7 +46,7 @@ def test_a_refusal_whose_body_never_ends_is_reported_from_its_start() -> None:
     threading.Thread(target=answer, daemon=True).start()
     receiver = Receiver(url=f"http://127.0.0.1:{listener.getsockname()[1]}/tickets", timeout=300)
     try:
-        outcome = in_a_thread(lambda: send_webhook(receiver, {"case": 1}, "key-1"))
+        outcome = outcome_in_a_thread(lambda: send_webhook(receiver, {"case": 1}, "key-1"))
     finally:
         release.set()
         listener.close()

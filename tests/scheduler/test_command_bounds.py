@@ -10,7 +10,6 @@ waits for the killed child, not for its output) and hold the new runner to the s
 from __future__ import annotations
 
 import sys
-import threading
 
 import pytest
 
@@ -18,23 +17,11 @@ from scheduler.backends import base
 from scheduler.backends.runners import LocalRunner
 from scheduler.backends.slurm_commands import SlurmCommandBackend
 from scheduler.errors import SchedulerError, SchedulerTimeout
+from tests.rawserver import outcome_in_a_thread
 
 
 def fetch_in_a_thread(backend: SlurmCommandBackend, timeout: float) -> list:
-    """What ``fetch`` raised or returned; the join's own limit only keeps a broken runner from
-    hanging the suite (a poll of 1 s has a minute)."""
-    outcome: list = []
-
-    def poll() -> None:
-        try:
-            outcome.append(backend.fetch(timeout=timeout))
-        except Exception as exc:  # noqa: BLE001 - the test looks at what it was
-            outcome.append(exc)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    thread.join(timeout=60)
-    return outcome
+    return outcome_in_a_thread(lambda: backend.fetch(timeout=timeout))
 
 
 def test_a_squeue_whose_child_holds_its_output_open_times_out_with_the_poll() -> None:

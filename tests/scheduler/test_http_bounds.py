@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import pytest
 
@@ -19,37 +17,7 @@ from scheduler.backends.runners import HttpRunner
 from scheduler.backends.slurm_commands import SlurmCommandBackend
 from scheduler.backends.slurmrestd import SlurmRestBackend
 from scheduler.errors import SchedulerError, SchedulerTimeout
-
-Answer = Callable[[socket.socket, threading.Event], None]
-
-
-@contextmanager
-def raw_server(answer: Answer) -> Iterator[str]:
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                answer(conn, stop)
-            except OSError:
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
+from tests.rawserver import outcome_in_a_thread, raw_server
 
 
 def drip(conn: socket.socket, stop: threading.Event) -> None:
@@ -65,24 +33,8 @@ def endless(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(chunk)
 
 
-def fetch_in_a_thread(backend, timeout: float) -> list:  # noqa: ANN001 - any Backend
-    """What ``fetch`` raised or returned; the join's own limit only keeps a broken backend from
-    hanging the suite."""
-    outcome: list = []
-
-    def poll() -> None:
-        try:
-            outcome.append(backend.fetch(timeout=timeout))
-        except Exception as exc:  # noqa: BLE001 - the test looks at what it was
-            outcome.append(exc)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    thread.join(timeout=60)
-    return outcome
-
-
-def backends(url: str) -> dict:
+def backends(address: str) -> dict:
+    url = f"http://{address}"
     return {"slurmrestd": SlurmRestBackend(url, api_version="v0.0.40"),
             "simulator": SlurmCommandBackend(HttpRunner(url))}
 
@@ -90,7 +42,8 @@ def backends(url: str) -> dict:
 @pytest.mark.parametrize("kind", ["slurmrestd", "simulator"])
 def test_an_answer_that_drips_ends_with_the_poll(kind: str) -> None:
     with raw_server(drip) as url:
-        outcome = fetch_in_a_thread(backends(url)[kind], timeout=1)
+        backend = backends(url)[kind]
+        outcome = outcome_in_a_thread(lambda: backend.fetch(timeout=1))
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerTimeout), outcome
     assert "no answer within 1.0s" in str(outcome[0])
 
@@ -99,6 +52,7 @@ def test_an_answer_that_drips_ends_with_the_poll(kind: str) -> None:
 def test_an_answer_past_the_cap_is_refused(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "MAX_ANSWER_BYTES", 1 << 20)
     with raw_server(endless) as url:
-        outcome = fetch_in_a_thread(backends(url)[kind], timeout=30)
+        backend = backends(url)[kind]
+        outcome = outcome_in_a_thread(lambda: backend.fetch(timeout=30))
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerError), outcome
     assert "answer over 1,048,576 bytes" in str(outcome[0])

@@ -29,6 +29,14 @@ def write_sd(path: Path, text: str) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a visible change
 
 
+def up_once(tsdb: EmbeddedTSDB, targets: int) -> list[float]:
+    """The ``up`` values, sorted, once ``targets`` targets have one (or after two minutes)."""
+    deadline = time.monotonic() + 120
+    while len(latest(tsdb.store, "up")) < targets and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(latest(tsdb.store, "up").values())
+
+
 def alias_bomb(groups: int, per_group: int = 10_000) -> str:
     addresses = ",".join(f'"n{i}:9400"' for i in range(per_group))
     return "\n".join([f"- &g {{targets: &t [{addresses}]}}"] + ["- {targets: *t}"] * groups)
@@ -115,10 +123,7 @@ def test_a_file_sd_file_that_never_answers_does_not_stop_the_other_targets_being
     tsdb = EmbeddedTSDB(TSDBConfig(static_targets=[server], file_sd=[str(pipe)], scrape_interval_s=5.0))
     tsdb.start()
     try:
-        deadline = time.monotonic() + 120
-        while not latest(tsdb.store, "up") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert list(latest(tsdb.store, "up").values()) == [1.0]
+        assert up_once(tsdb, targets=1) == [1.0]
     finally:
         writer.append(os.open(pipe, os.O_RDWR))  # releases a reader blocked in open() before the bound
         tsdb.stop()
@@ -142,14 +147,9 @@ def test_a_file_sd_read_that_hangs_does_not_stop_the_other_targets_being_scraped
     tsdb = EmbeddedTSDB(TSDBConfig(static_targets=[server], file_sd=[str(sd)], scrape_interval_s=5.0))
     tsdb.start()
     try:
-        deadline = time.monotonic() + 120
-        while not latest(tsdb.store, "up") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert list(latest(tsdb.store, "up").values()) == [1.0]
+        assert up_once(tsdb, targets=1) == [1.0]
         mount_back.set()
-        while len(latest(tsdb.store, "up")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sorted(latest(tsdb.store, "up").values()) == [0.0, 1.0]  # the file's target, once read
+        assert up_once(tsdb, targets=2) == [0.0, 1.0]  # the file's target, once read
     finally:
         mount_back.set()
         tsdb.stop()

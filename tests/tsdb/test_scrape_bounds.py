@@ -11,48 +11,16 @@ from __future__ import annotations
 
 import socket
 import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import pytest
 
 from tsdb.discovery import make_target, static_targets
 from tsdb.scraper import Scraper
 from tsdb.store import Limits, Store
+from tests.rawserver import Answer, outcome_in_a_thread, raw_server
 from tests.tsdb.scrape_pages import PAGES, latest
 
-Answer = Callable[[socket.socket, threading.Event], None]
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-
-
-@contextmanager
-def raw_target(answer: Answer) -> Iterator[str]:
-    """A target on 127.0.0.1 that reads a request and answers with ``answer`` until told to stop."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                answer(conn, stop)
-            except OSError:
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
 
 
 def drip_body(conn: socket.socket, stop: threading.Event) -> None:
@@ -83,18 +51,14 @@ def declared_large_page(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def scrape_once_in_a_thread(scraper: Scraper) -> bool:
-    """True when ``run_once`` came back; the join's own limit only stops a broken scraper hanging
-    the suite (a timed scrape of 1 s has a minute)."""
-    done = threading.Thread(target=scraper.run_once, daemon=True)
-    done.start()
-    done.join(timeout=60)
-    return not done.is_alive()
+    """True when ``run_once`` came back (a timed scrape of 1 s has a minute)."""
+    return outcome_in_a_thread(scraper.run_once) == [None]
 
 
 @pytest.mark.parametrize("answer", [drip_body, drip_headers], ids=["body", "headers"])
 def test_a_target_that_drips_its_answer_is_down_once_the_timeout_has_passed(answer: Answer) -> None:
     store = Store()
-    with raw_target(answer) as address:
+    with raw_server(answer) as address:
         scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=1)
         came_back = scrape_once_in_a_thread(scraper)
     scraper.stop()  # once the target has stopped: a scrape still held by it ends now
@@ -106,7 +70,7 @@ def test_a_target_that_drips_its_answer_is_down_once_the_timeout_has_passed(answ
 @pytest.mark.parametrize("answer", [endless_page, declared_large_page], ids=["chunked", "content-length"])
 def test_a_page_longer_than_its_targets_series_allow_is_refused_unread(answer: Answer) -> None:
     store = Store(limits=Limits(max_series_per_target=100))  # 100 series: at most 100 KiB of page
-    with raw_target(answer) as address:
+    with raw_server(answer) as address:
         scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=30)
         came_back = scrape_once_in_a_thread(scraper)
     scraper.stop()
@@ -118,7 +82,7 @@ def test_a_page_longer_than_its_targets_series_allow_is_refused_unread(answer: A
 def test_dripping_targets_do_not_keep_the_others_from_being_scraped(server: str) -> None:
     PAGES["/metrics"] = "gpu_util 1\n"
     store = Store()
-    with raw_target(drip_body) as dripping:
+    with raw_server(drip_body) as dripping:
         # More dripping targets than the pool has workers: each holds one for its timeout only.
         targets = [make_target(dripping, {"instance": f"drip-{i}"}, "drip") for i in range(6)] \
             + static_targets([server], "healthy")
