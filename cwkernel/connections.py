@@ -49,8 +49,13 @@ _TIMEOUT_RESPONSE = _closing_response("408 Request Timeout", "the request was no
 
 
 class ConnectionGuard:
-    """Shared state of every guarded connection. Its bookkeeping runs on the event loop;
-    ``collect`` and ``problems`` may be called from other threads."""
+    """Shared state of every guarded connection: serve's, on its event loop, and the node
+    exporter's, from its accept and handler threads (the bookkeeping holds a lock).
+
+    A connection is any object with an ``admitted`` flag (set from ``admit``'s answer),
+    ``displace()`` (close it now) and ``request_pending()``: whether a whole request already waits
+    in its buffer unread (a threaded server reads a connection only once its thread runs; such a
+    connection is busy, not idle, and is never displaced)."""
 
     def __init__(self, max_connections: int = 4096, header_timeout: float = 10.0, body_timeout: float = 60.0) -> None:
         self.max_connections = max_connections
@@ -60,36 +65,40 @@ class ConnectionGuard:
         self._waiting: dict = {}  # connections waiting for a request's headers, oldest first
         self._closed: Counter[str] = Counter()
         self._last_cap_event = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    # ---- on the event loop -------------------------------------------------------------
+    # ---- on the event loop, or the threads of a threaded server ---------------------------
     def admit(self, connection) -> bool:
         """Whether ``connection`` may stay open; at the cap the longest-waiting idle one makes room."""
-        if self.open >= self.max_connections:
-            victim = next(iter(self._waiting), None)
-            if victim is None:
-                self._count(REFUSED, cap=True)
-                return False
-            self.release(victim)
-            victim.displace()
-            self._count(DISPLACED, cap=True)
-        self.open += 1
-        return True
+        with self._lock:
+            if self.open >= self.max_connections:
+                victim = next((c for c in self._waiting if not c.request_pending()), None)
+                if victim is None:
+                    self._count(REFUSED, cap=True)
+                    return False
+                self.release(victim)
+                victim.displace()
+                self._count(DISPLACED, cap=True)
+            self.open += 1
+            return True
 
     def release(self, connection) -> None:
         """``connection`` no longer counts (closed, or being closed)."""
-        if connection.admitted:
-            connection.admitted = False
-            self.open -= 1
-            self._waiting.pop(connection, None)
+        with self._lock:
+            if connection.admitted:
+                connection.admitted = False
+                self.open -= 1
+                self._waiting.pop(connection, None)
 
     def set_waiting(self, connection, waiting: bool) -> None:
-        if not connection.admitted:
-            return
-        if waiting:
-            self._waiting[connection] = None
-        else:
-            self._waiting.pop(connection, None)
+        """Whether ``connection`` waits for a request (the longest waiting is displaced first)."""
+        with self._lock:
+            if not connection.admitted:
+                return
+            if waiting:
+                self._waiting.setdefault(connection, None)
+            else:
+                self._waiting.pop(connection, None)
 
     def timed_out(self, reason: str) -> None:
         self._count(reason)
@@ -170,6 +179,9 @@ def guarded_protocol(guard: ConnectionGuard) -> type:
         def displace(self) -> None:
             self._set_phase(None)
             self.transport.abort()
+
+        def request_pending(self) -> bool:
+            return False  # the event loop reads what arrives at once: a waiting one holds nothing
 
         def _watch(self) -> None:
             """Arm the deadline of what is awaited from the client: headers, then the body."""

@@ -3,7 +3,7 @@
 Anything on the node's network can connect, so connections are bounded: at most
 ``max_connections`` open (sized from the descriptor limit), and at the bound the connection
 that has waited longest for a request is closed to make room, as ``serve``'s front door does.
-A scraper's connection is the newest and sends its request at once, so idle or half-sent
+A scraper's connection sends its request at once and is never the one taken, so idle or half-sent
 connections can no longer take every descriptor and leave the scraper in the backlog (the node
 read as down).
 """
@@ -15,13 +15,13 @@ import select
 import socket
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
+from cwkernel.connections import ConnectionGuard
 from exporter.exporter import Collection
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         # Looked at before reading: once read, a request's bytes are no longer in the socket for
-        # ``Connections`` to see, and a scraper's connection would look like a half-sent one.
-        if _request_arrived(self.connection):
-            self.server.connections.busy(self.connection)
-        else:
-            self.server.connections.waiting(self.connection)
+        # the guard to see, and a scraper's connection would look like a half-sent one.
+        self.server.set_waiting(self.connection, not _request_arrived(self.connection))
         super().handle_one_request()
 
     def parse_request(self) -> bool:
         parsed = super().parse_request()
-        if not self.server.connections.busy(self.connection):  # evicted while its headers trickled in
+        if not self.server.set_waiting(self.connection, False):  # displaced while its headers trickled in
             self.close_connection = True
             return False
         return parsed
@@ -112,54 +109,19 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-class Connections:
-    """Open connections and since when each has waited for a request (None: being answered)."""
+class _Connection:
+    """One accepted socket as ``ConnectionGuard`` sees a connection."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.evicted = 0
-        self._lock = threading.Lock()
-        self._waiting_since: dict[socket.socket, float | None] = {}
+    admitted = False
 
-    def admit(self, conn: socket.socket) -> bool:
-        """Registers ``conn``; at the limit closes the one waiting longest for a request to make
-        room, or refuses ``conn`` (False) when every other one is being answered."""
-        with self._lock:
-            if len(self._waiting_since) >= self.limit:
-                victim = self._longest_waiting()
-                if victim is None:
-                    return False
-                del self._waiting_since[victim]
-                self.evicted += 1
-                _shut(victim)  # its handler's read returns at once and the thread ends
-            self._waiting_since[conn] = time.monotonic()
-            return True
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
 
-    def _longest_waiting(self) -> socket.socket | None:
-        """The connection waiting longest whose request has not arrived whole: one whose headers
-        are in (a scraper's, its thread not yet running) is never taken for a half-sent one."""
-        waiting = sorted((since, id(c), c) for c, since in self._waiting_since.items() if since is not None)
-        for _, _, conn in waiting:
-            if not _request_arrived(conn):
-                return conn
-        return None
+    def displace(self) -> None:
+        _shut(self.sock)  # its handler's read returns at once and the thread ends
 
-    def waiting(self, conn: socket.socket) -> None:
-        with self._lock:
-            if conn in self._waiting_since:
-                self._waiting_since[conn] = time.monotonic()
-
-    def busy(self, conn: socket.socket) -> bool:
-        """Marks ``conn`` as being answered (never evicted); False when it was evicted already."""
-        with self._lock:
-            if conn not in self._waiting_since:
-                return False
-            self._waiting_since[conn] = None
-            return True
-
-    def forget(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._waiting_since.pop(conn, None)
+    def request_pending(self) -> bool:
+        return _request_arrived(self.sock)
 
 
 def _request_arrived(conn: socket.socket) -> bool:
@@ -199,16 +161,33 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                  max_connections: int | None = None) -> None:
         super().__init__(address, _Handler)
         self.get_collection = get_collection
-        self.connections = Connections(max_connections or connection_limit())
+        # serve's policy for its front door (cwkernel/connections.py); the timeouts here are the
+        # handlers' socket timeout instead.
+        self.guard = ConnectionGuard(max_connections or connection_limit())
+        self._connections: dict[socket.socket, _Connection] = {}
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        if not self.connections.admit(request):
-            self.shutdown_request(request)
+        connection = _Connection(request)
+        connection.admitted = self.guard.admit(connection)
+        if not connection.admitted:
+            super().shutdown_request(request)
             return
+        self._connections[request] = connection
+        self.guard.set_waiting(connection, True)
         super().process_request(request, client_address)
 
+    def set_waiting(self, request: socket.socket, waiting: bool) -> bool:
+        """Marks the connection as waiting for a request or not; False once it was displaced."""
+        connection = self._connections.get(request)
+        if connection is None or not connection.admitted:
+            return False
+        self.guard.set_waiting(connection, waiting)
+        return True
+
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        self.connections.forget(request)
+        connection = self._connections.pop(request, None)
+        if connection is not None:
+            self.guard.release(connection)
         super().shutdown_request(request)
 
     def handle_error(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]

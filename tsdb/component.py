@@ -127,8 +127,7 @@ class EmbeddedTSDB:
         self.discovery.stop()
         if self._housekeeping:
             self._housekeeping.join(timeout=5)
-        if self.config.snapshot_path:
-            self.save_snapshot()
+        self.save_snapshot()
 
     def _housekeep(self) -> None:
         elapsed = 0.0

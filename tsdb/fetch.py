@@ -175,18 +175,12 @@ class Fetcher:
                 conn.request("GET", path or "/", headers={"Accept": self.accept})
                 response = conn.getresponse()
                 body = read_body(response, max_bytes)
-            except BodyTooLarge:
-                self._deadlines.release(conn)
-                self._discard(conn)
-                raise FetchError(f"{BODY_TOO_LARGE} ({max_bytes:,} bytes)") from None
-            except (socket.timeout, TimeoutError):
-                self._deadlines.release(conn)
-                self._discard(conn)
-                raise FetchError(f'Get "{url}": context deadline exceeded') from None
-            except (http.client.HTTPException, OSError) as exc:
+            except (BodyTooLarge, http.client.HTTPException, OSError) as exc:
                 expired = self._deadlines.release(conn)
                 self._discard(conn)
-                if expired:
+                if isinstance(exc, BodyTooLarge):
+                    raise FetchError(f"{BODY_TOO_LARGE} ({max_bytes:,} bytes)") from None
+                if expired or isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
                     raise FetchError(f'Get "{url}": context deadline exceeded') from None
                 local = LOCAL_ERRNOS.get(getattr(exc, "errno", None) or 0)
                 if local:

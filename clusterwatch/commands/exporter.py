@@ -133,11 +133,13 @@ def _check(config: ExporterConfig, source: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cwkernel import logthrottle
     from exporter.build import create_exporter
     from exporter.exporter import CollectionLoop
     from exporter.server import ExporterHTTPServer, parse_listen
 
     config = load_config(args)
+    logthrottle.install(logthrottle.Throttle())  # a connection flood's warnings, like serve's
     exporter = create_exporter(config)
     loop = CollectionLoop(exporter, config.interval)
     loop.start()
