@@ -86,7 +86,8 @@ def test_dripping_targets_do_not_keep_the_others_from_being_scraped(server: str)
         # More dripping targets than the pool has workers: each holds one for its timeout only.
         targets = [make_target(dripping, {"instance": f"drip-{i}"}, "drip") for i in range(6)] \
             + static_targets([server], "healthy")
-        scraper = Scraper(store, lambda: targets, interval=5, timeout=1, workers=2)
+        # 5 s: enough for the healthy page on a busy machine; each dripping target holds a worker that long.
+        scraper = Scraper(store, lambda: targets, interval=5, timeout=5, workers=2)
         came_back = scrape_once_in_a_thread(scraper)
     scraper.stop()
     assert came_back
