@@ -48,3 +48,12 @@ def test_scrape_series_limit_parses_job_n_and_names_the_setting_when_wrong() -> 
     for bad in ("big", "big=", "=5", "big=-1", "big=0", "big=1e6"):
         with pytest.raises(ConfigError, match="scrape_series_limit"):
             series_limits([bad], "serve.yml")
+
+
+def test_max_series_sets_the_stores_total() -> None:
+    """The store's total was fixed at 2,000,000 series (about 4 GB): a larger server could not hold
+    more, a smaller one could not be kept from the OOM killer."""
+    _, config, _ = serve.load_config(build_parser().parse_args(["serve", "--max-series", "300000"]), environ={})
+    assert config.limits.max_series_total == 300_000
+    _, config, _ = serve.load_config(build_parser().parse_args(["serve"]), environ={})
+    assert config.limits.max_series_total == 2_000_000

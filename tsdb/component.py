@@ -160,7 +160,7 @@ class EmbeddedTSDB:
         return self.file_sd.read_failures + self.discovery.failures
 
     def problems(self) -> dict[str, str]:
-        return {**self._sticky, **self.scraper.problems(), **self.file_sd.problems()}
+        return {**self._sticky, **self.scraper.problems(), **self.file_sd.problems(), **self.store.problems()}
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:

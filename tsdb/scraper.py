@@ -209,7 +209,7 @@ class Scraper:
                                      dict(target.labels).get("job", ""))
         except (LimitError, AppendError) as exc:
             error = str(exc)
-            self.store.append_scrape(target.key, timestamp, self._report(target, 0.0, duration, len(samples)))
+            self.store.append_report(target.key, timestamp, self._report(target, 0.0, duration, len(samples)))
         with self._lock:
             health.scrapes += 1
             health.last_scrape = started

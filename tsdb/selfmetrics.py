@@ -25,6 +25,13 @@ class TSDBCollector:
         yield GaugeMetricFamily("clusterwatch_tsdb_samples", "Samples held by the embedded store.", stats["samples"])
         yield GaugeMetricFamily("clusterwatch_tsdb_sample_bytes",
                                 "Bytes of sample values and shared timestamps.", stats["sample_bytes"])
+        refused = CounterMetricFamily("clusterwatch_tsdb_appends_refused",
+                                      "Scrapes and rule outputs refused for their new series: churn (a target's new "
+                                      "series an hour), share (the store near its total), total.", labels=["reason"])
+        counts = self.store.refused_series
+        for reason in ("churn", "share", "total"):
+            refused.add_metric([reason], counts.get(reason, 0))
+        yield refused
         q = self.engine.stats
         yield CounterMetricFamily("clusterwatch_engine_queries", "PromQL queries evaluated.", q.queries)
         yield CounterMetricFamily("clusterwatch_engine_query_errors", "PromQL queries that failed.", q.errors)

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from cwkernel.series import STALE_NAN, STALE_NAN_BITS, Labels
+from tsdb.admission import LimitError, SeriesAdmission
 from tsdb.labelset import LabelSet
 from tsdb.matchers import EQUAL, LabelMatcher
 
@@ -38,10 +39,6 @@ STATS_MAX_AGE_S = 5.0
 
 def is_stale(value: float) -> bool:
     return math.isnan(value) and struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS)
-
-
-class LimitError(Exception):
-    """A target exceeded a configured limit; its scrape is rejected, nothing of it is stored."""
 
 
 class AppendError(Exception):
@@ -156,11 +153,12 @@ class _Series:
     """A series usually has one segment; it gains another when it moves to a different column
     (its target was re-keyed by discovery, or it was restored from a snapshot and then scraped)."""
 
-    __slots__ = ("id", "labels", "segments", "_label_set")
+    __slots__ = ("id", "labels", "origin", "segments", "_label_set")
 
-    def __init__(self, sid: int, labels: Labels) -> None:
+    def __init__(self, sid: int, labels: Labels, origin: str | None) -> None:
         self.id = sid
         self.labels = labels
+        self.origin = origin  # the scrape target that created it, held to its share of the store
         self.segments: list[_Segment] = []
         self._label_set: LabelSet | None = None
 
@@ -256,6 +254,7 @@ class Store:
     def __init__(self, retention_s: float = DEFAULT_RETENTION_S, limits: Limits | None = None) -> None:
         self.retention_ms = int(retention_s * 1000)
         self.limits = limits or Limits()
+        self._admission = SeriesAdmission(self.limits.max_series_total)
         self._lock = threading.RLock()
         self._stats: tuple[float, dict[str, int]] | None = None  # (when, figures): Store.stats
         self._series: dict[int, _Series] = {}
@@ -283,27 +282,43 @@ class Store:
         ``samples`` holds sorted label tuples. Raises LimitError (nothing stored) when the target
         exceeds its limits, AppendError when the timestamp is not after the previous scrape's.
         """
-        self._check_limits(target, samples, *self.limits.for_job(job))
-        return self._append(target, timestamp_ms, samples)
+        series_limit, label_values_limit = self.limits.for_job(job)
+        self._check_limits(target, samples, series_limit, label_values_limit)
+        return self._append(target, timestamp_ms, samples, series_limit)
 
     def append_rule_output(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
         """``append_scrape`` for what a recording or alerting rule returned: the per-target limits
         guard against a misbehaving exporter, while a rule's output is bounded by its group's
         ``limit`` (as in Prometheus). A per-node rule over 16,384 nodes has 16,384 ``instance``
-        values, over the label cardinality limit for a target."""
-        return self._append(target, timestamp_ms, samples)
+        values, over the label cardinality limit for a target. New series may use the store's
+        reserve (tsdb/admission.py): the alerts that say the store is full must be recorded."""
+        return self._append(target, timestamp_ms, samples, None)
 
-    def _append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
+    def append_report(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> int:
+        """A refused or failed scrape's own series (``up 0``, ``scrape_*``): like a rule's output
+        they may use the reserve, so that a target refused for its series still shows as down."""
+        return self._append(target, timestamp_ms, samples, None)
+
+    def _append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]],
+                allowance: int | None) -> int:
+        """``allowance``: the target's new series an hour; None for the server's own series."""
         with self._lock:
             state = self._targets.setdefault(target, _Target())
             column = state.column
             if column.ts and timestamp_ms <= column.ts[-1]:
                 raise AppendError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
+            known = [self._by_labels.get(labels) for labels, _ in samples]
+            origin = None if allowance is None else target
+            if None in known:  # admitted before anything is stored: a refusal leaves nothing behind
+                new = len({labels for (labels, _), sid in zip(samples, known) if sid is None})
+                self._admission.admit(target, timestamp_ms, new, len(self._series), allowance)
+                if origin is not None:
+                    self._admission.created(origin, timestamp_ms, new)
             column.ts.append(timestamp_ms)
             index = column.end - 1
             seen: set[int] = set()
-            for labels, value in samples:
-                series = self._get_or_create(labels)
+            for (labels, value), sid in zip(samples, known):
+                series = self._series[sid] if sid is not None else self._get_or_create(labels, origin)
                 if series.id in seen:
                     continue  # repeated within one page: the first sample wins
                 if series.append(column, index, value):
@@ -339,7 +354,9 @@ class Store:
                 column.ts.extend(timestamps)
             if labels in self._by_labels:
                 raise AppendError(f"series {format_series(dict(labels))} already exists")
-            series = self._get_or_create(labels)
+            if self.limits.max_series_total and len(self._series) >= self.limits.max_series_total:
+                raise LimitError(f"store holds the maximum of {self.limits.max_series_total:,} series")
+            series = self._get_or_create(labels, None)
             segment = _Segment(column, column.end - len(values))
             segment.values.extend(values)
             series.segments.append(segment)
@@ -353,15 +370,14 @@ class Store:
         if series is not None and series.owned_by(column):
             series.append(column, index, STALE_NAN)
 
-    def _get_or_create(self, labels: Labels) -> _Series:
+    def _get_or_create(self, labels: Labels, origin: str | None) -> _Series:
+        """Limits are the caller's: checked before a sample of the append is stored."""
         sid = self._by_labels.get(labels)
         if sid is not None:
-            return self._series[sid]
-        if self.limits.max_series_total and len(self._series) >= self.limits.max_series_total:
-            raise LimitError(f"store holds the maximum of {self.limits.max_series_total} series")
+            return self._series[sid]  # repeated within one page
         sid = self._next_id
         self._next_id += 1
-        series = _Series(sid, labels)
+        series = _Series(sid, labels, origin)
         self._changed(labels)
         self._series[sid] = series
         self._by_labels[labels] = sid
@@ -443,6 +459,8 @@ class Store:
 
     def _delete(self, series: _Series) -> None:
         self._changed(series.labels)
+        if series.origin is not None:
+            self._admission.deleted(series.origin)
         del self._series[series.id]
         del self._by_labels[series.labels]
         for name, value in series.labels:
@@ -744,6 +762,17 @@ class Store:
                    "targets": targets}
         self._stats = (time.monotonic(), figures)
         return dict(figures)
+
+    def problems(self, now_ms: float | None = None) -> dict[str, str]:
+        """New series refused in the last minutes because the store is full (tsdb/admission.py)."""
+        with self._lock:
+            return self._admission.problems(now_ms)
+
+    @property
+    def refused_series(self) -> dict[str, int]:
+        """Appends refused for their new series, by reason: churn, share, total."""
+        with self._lock:
+            return dict(self._admission.refused)
 
     def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray]]:
         """Every series with all its timestamps and values (ABSENT padding removed), for snapshots."""

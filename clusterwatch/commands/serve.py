@@ -38,6 +38,9 @@ OPTIONS = (
     Option("scrape_interval", 5.0, "scrape interval", settings.duration, "DURATION"),
     Option("scrape_timeout", None, "scrape timeout (default: the interval)", settings.duration, "DURATION"),
     Option("retention", 6 * 3600.0, "how long the embedded store keeps samples", settings.duration, "DURATION"),
+    Option("max_series", 2_000_000, "most series the embedded store holds (about 2 KB of memory each); near it the "
+           "targets holding the most are refused new series first (docs/operations.md, \"Limits\")",
+           settings.positive_int, "N"),
     Option("job", "clusterwatch", "job label of scraped targets", str, "NAME"),
     Option("snapshot", None, "file to snapshot the store to (and restore from at start)", settings.optional_path,
            "FILE"),
@@ -116,7 +119,7 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
         except ValueError as exc:
             raise ConfigError("targets", str(exc), args.config) from None
     config = TSDBConfig(
-        limits=Limits(series_per_target_by_job=tuple(series_limits(values["scrape_series_limit"], args.config).items())),
+        limits=Limits(max_series_total=values["max_series"], series_per_target_by_job=tuple(series_limits(values["scrape_series_limit"], args.config).items())),
         retention_s=values["retention"], scrape_interval_s=values["scrape_interval"],
         scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
         job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],

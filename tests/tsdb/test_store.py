@@ -107,8 +107,10 @@ def test_rule_outputs_are_not_held_to_a_scrape_targets_limits() -> None:
     assert store.append_rule_output("rules:g/0/r", 1000, [(L("r", instance=str(i)), 1.0) for i in range(5)]) == 5
     assert store.append_rule_output("rules:g/0/r", 2000, [(L("r", instance="0"), 2.0)]) == 1
     assert is_stale(store.select([LabelMatcher.of(EQUAL, "instance", "4")], 0, 3000)[0].values[-1])
-    with pytest.raises(LimitError, match="maximum of 10 series"):  # the store's own bound still holds
-        store.append_rule_output("rules:g/1/q", 1000, [(L("q", instance=str(i)), 1.0) for i in range(6)])
+    # The store's own bound still holds, with the reserve of a tenth above it that rules may use.
+    assert store.append_rule_output("rules:g/1/q", 1000, [(L("q", instance=str(i)), 1.0) for i in range(6)]) == 6
+    with pytest.raises(LimitError, match="maximum of 10 series and its reserve"):
+        store.append_rule_output("rules:g/2/s", 1000, [(L("s"), 1.0)])
 
 
 def test_samples_of_a_scrape_share_one_timestamp_column() -> None:
