@@ -1,8 +1,8 @@
 """The rule evaluator: rule groups evaluated through a QueryClient at explicit times.
 
 ``RuleEvaluator.evaluate(ts)`` runs every group once at ``ts`` (tests, the promtool-compatible
-runner, the benchmark); ``start()`` runs a thread that evaluates each group on its own interval
-at wall-clock times aligned to that interval. Rule outputs (recording rules' series, ALERTS and
+runner, the benchmark); ``start()`` runs a thread per group that evaluates it on its own
+interval at wall-clock times aligned to that interval. Rule outputs (recording rules' series, ALERTS and
 ALERTS_FOR_STATE) go to ``writer(target, timestamp_ms, samples)``, one target per rule, which is
 ``Store.append_rule_output`` for the embedded store (scrape limits do not apply; a group's
 ``limit`` does): a series a rule stops returning gets a stale
@@ -11,6 +11,7 @@ is written back. Alerts due to be sent go to ``notify(alerts)`` after each group
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -53,6 +54,10 @@ class GroupRuntime:
     failures: int = 0
     missed: int = 0
     next_due: float = 0.0
+    # Held while the group evaluates; readers take ``published``, the active alerts as of the
+    # group's last evaluation, and never wait for a group whose query is slow.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    published: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 def rule_target(rule: Rule) -> str:
@@ -77,11 +82,13 @@ class RuleEvaluator:
                        for g in groups]
         self.notify_errors = 0
         self.alerts_sent = 0
-        self._lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         if state is not None:
             self._restore(clock())
+        for runtime in self.groups:
+            self._publish(runtime)
 
     @staticmethod
     def _build(rule: Rule, external_labels: dict[str, str] | None, external_url: str) -> Any:
@@ -104,7 +111,7 @@ class RuleEvaluator:
         started = time.perf_counter()
         to_send: list[Alert] = []
         failed = False
-        with self._lock:
+        with runtime.lock:
             for rule in runtime.rules:
                 health = runtime.health.setdefault(rule.rule.key, RuleHealth())
                 rule_started = time.perf_counter()
@@ -130,6 +137,7 @@ class RuleEvaluator:
                     to_send.extend(rule.to_send(ts, self.resend_delay_s, runtime.interval_s))
             if self.state is not None:
                 self.state.save({r.rule.key: r.active for r in runtime.rules if isinstance(r, AlertingRule)}, ts)
+            self._publish(runtime)
         runtime.last_eval = ts
         runtime.evaluations += 1
         runtime.failures += failed
@@ -137,9 +145,11 @@ class RuleEvaluator:
         if to_send and self.notify is not None:
             try:
                 self.notify(to_send)
-                self.alerts_sent += len(to_send)
+                with self._counts_lock:  # groups send from threads of their own
+                    self.alerts_sent += len(to_send)
             except Exception:  # noqa: BLE001 - the pipeline's failure is counted, evaluation goes on
-                self.notify_errors += 1
+                with self._counts_lock:
+                    self.notify_errors += 1
                 log.exception("notify failed for %d alerts", len(to_send))
 
     def _eval_rule(self, rule: Any, runtime: GroupRuntime, ts: float) -> list[tuple[Labels, float]]:
@@ -159,38 +169,52 @@ class RuleEvaluator:
         return [r for g in self.groups for r in g.rules if isinstance(r, AlertingRule)]
 
     def active_alerts(self) -> list[tuple[AlertingRule, Any]]:
-        with self._lock:
-            return [(rule, alert) for rule in self.alerting_rules() for alert in rule.active.values()]
+        """As of each group's last evaluation (copies: a group evaluating meanwhile changes its own)."""
+        return [entry for runtime in self.groups for entry in runtime.published]
+
+    @staticmethod
+    def _publish(runtime: GroupRuntime) -> None:
+        runtime.published = [(rule, copy.copy(alert)) for rule in runtime.rules if isinstance(rule, AlertingRule)
+                             for alert in rule.active.values()]
 
     # ---- the loop -----------------------------------------------------------------------------
 
     def run_due(self, now: float) -> float:
-        """Evaluate the groups that are due at ``now``; returns when the next one is due."""
+        """Evaluate the groups that are due at ``now``, in order; returns when the next one is due
+        (tests and the benchmarks drive simulated time with it)."""
         for runtime in self.groups:
-            if now >= runtime.next_due:
-                ts = math.floor(now / runtime.interval_s) * runtime.interval_s
-                if runtime.last_eval is not None and ts - runtime.last_eval > runtime.interval_s:
-                    runtime.missed += int((ts - runtime.last_eval) / runtime.interval_s) - 1
-                self.evaluate_group(runtime, ts)
-                runtime.next_due = ts + runtime.interval_s
+            self._run_if_due(runtime, now)
         return min((g.next_due for g in self.groups), default=now + 60.0)
 
+    def _run_if_due(self, runtime: GroupRuntime, now: float) -> None:
+        if now >= runtime.next_due:
+            ts = math.floor(now / runtime.interval_s) * runtime.interval_s
+            if runtime.last_eval is not None and ts - runtime.last_eval > runtime.interval_s:
+                runtime.missed += int((ts - runtime.last_eval) / runtime.interval_s) - 1
+            self.evaluate_group(runtime, ts)
+            runtime.next_due = ts + runtime.interval_s
+
     def start(self) -> None:
-        def loop() -> None:
+        """A thread per group, as Prometheus runs a goroutine per group: a group whose query takes
+        its whole timeout misses its own intervals (counted), never the other groups'."""
+        def loop(runtime: GroupRuntime) -> None:
             while not self._stop.is_set():
                 try:
-                    due = self.run_due(self.clock())
+                    self._run_if_due(runtime, self.clock())
                 except Exception:  # noqa: BLE001 - one bad cycle must not end alerting
-                    log.exception("rule evaluation cycle failed")
-                    due = self.clock() + 5.0
-                self._stop.wait(max(0.05, due - self.clock()))
+                    log.exception("rule group %s: evaluation failed", runtime.group.name)
+                    runtime.next_due = self.clock() + 5.0
+                self._stop.wait(max(0.05, runtime.next_due - self.clock()))
 
-        self._thread = threading.Thread(target=loop, name="rule-evaluator", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=loop, args=(runtime,), name=f"rules-{runtime.group.name}"[:40],
+                                          daemon=True) for runtime in self.groups]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        deadline = time.monotonic() + 10
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.state is not None:
             self.state.close()
