@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import httpx
 
+from cwkernel import httpdeadline
 from cwkernel.boundedproc import OutputTooLarge, ProcessTimeout, run_bounded
 
 from remediation.policy import Receiver
@@ -33,7 +34,9 @@ def send_webhook(receiver: Receiver, body: dict[str, Any], idempotency_key: str)
     """POST the JSON body; the key lets a receiver drop a repeat after a crash mid-send."""
     headers = {**receiver.headers, "Idempotency-Key": idempotency_key}
     try:
-        with httpx.stream("POST", receiver.url, json=body, headers=headers, timeout=receiver.timeout) as response:
+        with httpdeadline.client() as client, httpdeadline.deadline(receiver.timeout) as extensions, \
+                client.stream("POST", receiver.url, json=body, headers=headers, timeout=receiver.timeout,
+                              extensions=extensions) as response:
             if response.status_code < 300:
                 return
             start = next(response.iter_raw(ANSWER_KEPT), b"")

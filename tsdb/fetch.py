@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import errno
 import http.client
-import math
-import socket
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from cwkernel.deadlines import Deadlines
 
 # errno -> the reason label of clusterwatch_scrape_skipped_total.
 LOCAL_ERRNOS = {
@@ -38,7 +38,6 @@ _STALE_KEEPALIVE = (http.client.RemoteDisconnected, ConnectionResetError, Broken
 
 READ_CHUNK = 1 << 16
 BODY_TOO_LARGE = "body size limit exceeded"  # Prometheus's words for its body_size_limit
-EXPIRED_RECHECK_S = 0.1  # an expired fetch still connecting has no socket to shut down yet
 
 
 class FetchError(Exception):
@@ -68,68 +67,6 @@ class BodyTooLarge(Exception):
     pass
 
 
-class Deadlines:
-    """Fetches in flight and their deadlines; one thread shuts down the socket of any past it.
-
-    Shutting a socket down wakes the read blocked on it at once; the fetch then finds itself
-    expired (``release``) and answers "context deadline exceeded"."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._running: dict[int, tuple[http.client.HTTPConnection, float]] = {}
-        self._expired: set[int] = set()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._wake_at = math.inf  # when the thread next looks; a later deadline need not wake it
-
-    def watch(self, conn: http.client.HTTPConnection, deadline: float) -> None:
-        with self._changed:
-            self._running[id(conn)] = (conn, deadline)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="fetch-deadlines", daemon=True)
-                self._thread.start()
-            if deadline < self._wake_at:
-                self._changed.notify()
-
-    def release(self, conn: http.client.HTTPConnection) -> bool:
-        """Stops watching ``conn``; True when its deadline had passed (its socket is shut)."""
-        with self._changed:
-            self._running.pop(id(conn), None)
-            if id(conn) in self._expired:
-                self._expired.discard(id(conn))
-                return True
-            return False
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify()
-
-    def _loop(self) -> None:
-        with self._changed:
-            while not self._closed:
-                now = time.monotonic()
-                for ident, (conn, deadline) in self._running.items():
-                    if deadline <= now:
-                        self._expired.add(ident)
-                        _shut(conn)  # again on each pass: a connect still under way has no socket yet
-                waiting = [deadline for ident, (_, deadline) in self._running.items() if ident not in self._expired]
-                pause = min(waiting) - now if waiting else None
-                if self._expired & self._running.keys():
-                    pause = EXPIRED_RECHECK_S if pause is None else min(pause, EXPIRED_RECHECK_S)
-                self._wake_at = math.inf if pause is None else now + pause
-                self._changed.wait(pause)
-
-
-def _shut(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
 def read_body(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
     """The whole body, or ``BodyTooLarge`` as soon as it is known to pass ``max_bytes`` (0: no limit)."""
     if not max_bytes or (response.length is not None and response.length <= max_bytes):
@@ -155,7 +92,7 @@ class Fetcher:
         self._idle: dict[Key, list[http.client.HTTPConnection]] = {}
         self._idle_order: OrderedDict[int, Key] = OrderedDict()  # id(conn), least recently used first
         self._open = 0  # sockets (or connections about to open one) held by this pool
-        self._deadlines = Deadlines()
+        self._deadlines = Deadlines("fetch-deadlines")
 
     @property
     def open_connections(self) -> int:

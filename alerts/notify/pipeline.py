@@ -38,6 +38,7 @@ from alerts.notify.setnotifies import SetNotifiesStage
 from alerts.notify.sqlite import Database
 from alerts.notify.stage import Context, FanoutStage, MultiStage, Stage
 from alerts.notify.store import AlertStore
+from cwkernel import httpdeadline
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Pipeline:
         self.silences = SilenceStore(self.db, clock)
         self.nflog = NotificationLog(self.db)
         self.hooks = hooks or HookRegistry()
-        self.http = http or httpx.Client()
+        self.http = http or httpdeadline.client()  # a webhook's timeout ends the whole attempt
         self.inhibitor = Inhibitor(config.inhibit_rules, self.store.current())
         self.judged = JudgedAlerts(self)
         self._deliver_wake = threading.Event()

@@ -18,6 +18,7 @@ from typing import Mapping, Protocol, Sequence
 
 import httpx
 
+from cwkernel import httpdeadline
 from cwkernel.boundedproc import OutputTooLarge, ProcessTimeout, run_bounded
 from scheduler.backends import base
 from scheduler.backends.base import SchedulerError, SchedulerTimeout, read_answer
@@ -78,7 +79,7 @@ class HttpRunner:
     def __init__(self, base_url: str, token: str | None = None, client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"X-SLURM-USER-TOKEN": token} if token else {}
-        self.client = client or httpx.Client(headers=headers)
+        self.client = client or httpdeadline.client(headers=headers)
 
     def run(self, tool: str, args: Sequence[str], timeout: float) -> CommandOutput:
         if tool not in TOOLS:
@@ -88,7 +89,9 @@ class HttpRunner:
         started = time.monotonic()
         deadline = started + timeout
         try:
-            with self.client.stream("POST", url, json={"args": list(args)}, timeout=timeout) as response:
+            with httpdeadline.deadline(timeout) as extensions, \
+                    self.client.stream("POST", url, json={"args": list(args)}, timeout=timeout,
+                                       extensions=extensions) as response:
                 text = read_answer(response, deadline, timeout, url)
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{url}: no answer within {timeout:.1f}s") from exc

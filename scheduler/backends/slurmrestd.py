@@ -17,6 +17,7 @@ from typing import Callable
 
 import httpx
 
+from cwkernel import httpdeadline
 from scheduler.actions_model import DRAIN, RESUME, SIGNAL, Action, Answer
 from scheduler.backends.base import SchedulerError, SchedulerTimeout, read_answer
 from scheduler.model import SchedulerSnapshot
@@ -65,7 +66,7 @@ class SlurmRestBackend:
             headers["X-SLURM-USER-TOKEN"] = token
         if user_name:
             headers["X-SLURM-USER-NAME"] = user_name
-        self.client = client or httpx.Client()
+        self.client = client or httpdeadline.client()
         self.headers = headers
         self._wall_clock = wall_clock
 
@@ -74,8 +75,9 @@ class SlurmRestBackend:
         url = f"{self.base_url}{path}"
         deadline = time.monotonic() + timeout
         try:
-            with self.client.stream(method, url, headers=self.headers, json=json, params=params,
-                                    timeout=timeout) as response:
+            with httpdeadline.deadline(timeout) as extensions, \
+                    self.client.stream(method, url, headers=self.headers, json=json, params=params,
+                                       timeout=timeout, extensions=extensions) as response:
                 return Reply(response.status_code, read_answer(response, deadline, timeout, f"{method} {url}"))
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{method} {url}: no answer within {timeout:.1f}s") from exc

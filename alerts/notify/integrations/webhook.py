@@ -18,9 +18,10 @@ from alerts.notify import payload
 from alerts.notify.config import IntegrationConfig
 from alerts.notify.integrations import DeliveryError
 from alerts.notify.stage import Context
+from cwkernel.httpdeadline import deadline
 
 SIGNATURE_HEADER = "X-ClusterWatch-Signature"
-DEFAULT_TIMEOUT = 10.0  # per phase (connect, send, each read): an attempt to a hanging receiver ends
+DEFAULT_TIMEOUT = 10.0  # the whole attempt, as Alertmanager's webhook timeout: a hanging or dripping receiver ends it
 ERROR_TEXT = 200  # characters of a refusal's body kept in the outbox's last_error
 ANSWER_READ = 64 * 1024  # bytes of an answer read at most: a receiver cannot make us hold more
 
@@ -46,10 +47,13 @@ def authorization_header(http_config: dict | None) -> str | None:
 
 
 def post(http: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
-    """One attempt; the error says what happened without the URL's secrets or the headers. Only
-    the start of the answer is read (its status is what counts)."""
+    """One attempt, ended by ``timeout`` whatever the receiver does on the wire (with a client
+    from ``cwkernel.httpdeadline.client``); the error says what happened without the URL's
+    secrets or the headers. Only the start of the answer is read (its status is what counts)."""
     try:
-        with http.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+        with deadline(timeout) as extensions, \
+                http.stream("POST", url, content=body, headers=headers, timeout=timeout,
+                            extensions=extensions) as response:
             code = response.status_code
             answer = b"" if 200 <= code < 300 else _start_of(response)
     except httpx.HTTPError as exc:
