@@ -5,13 +5,11 @@ import os
 import time
 from typing import Any, Callable
 
-from exporter.collector import CollectorContext, ErrorCounter, available_collectors
+from exporter.collector import NVML_COLLECTORS, CollectorContext, ErrorCounter, available_collectors
 from exporter.config import ExporterConfig
 from exporter.exporter import Exporter
 from exporter.hostfs import FileTree, HostFS
 from exporter.kmsg import KernelLog, KmsgDevice
-
-NVML_COLLECTORS = {"gpu", "gpm", "xid", "jobs"}
 
 
 def create_exporter(

@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # imported for annotations only: keeps this module free of NV
 log = logging.getLogger(__name__)
 
 
+# The collectors that call NVML: they run on its lane (exporter/nvmllane.py), and the exporter
+# only builds an NVML session when one of them is enabled.
+NVML_COLLECTORS = frozenset({"gpu", "gpm", "xid", "jobs"})
+
+
 class NoDataError(Exception):
     """The collector's source is absent on this node; not an error, logged at debug level."""
 
@@ -93,6 +98,11 @@ class Collector(ABC):
 
     def close(self) -> None:
         """Release threads or handles; called once when the exporter stops."""
+
+    def unavailable(self) -> Iterable[Metric]:
+        """What to report while this collector's source does not answer in time (NVML hung);
+        nothing by default, so its series go stale."""
+        return ()
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ class ExporterConfig:
     # Off unless asked: `clusterwatch exporter` asks for "auto"; a simulated node's fake GPUs have no kubelet.
     pod_resources_socket: str = ""
     collectors: list[str] = field(default_factory=list)
+    # How long a collection waits for NVML before it serves the rest and reports NVML down (a GPU
+    # the driver hangs on): exporter/nvmllane.py.
+    nvml_timeout: float = 10.0
     # None: every real (non-pseudo) file system in the mount table, as node_exporter does.
     filesystem_mount_points: list[str] | None = None
     # node_exporter's --collector.textfile.directory: *.prom files exposed as they are; None: off.

@@ -2,7 +2,9 @@
 
 The framework part of node_exporter's shape: it times every collector, records whether it
 succeeded, and adds the exporter's own health families, so collectors need not. A collector that
-raises is reported as failed for this cycle and the others' data is still served.
+raises is reported as failed for this cycle and the others' data is still served. The NVML
+collectors run on a lane of their own (exporter/nvmllane.py) that a collection waits for at most
+``nvml_timeout``: a GPU the driver hangs on leaves the rest of the node collected.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from prometheus_client.core import Metric
 
 from cwkernel.metrics import FamilySet, counter, gauge, metric_table, render_metric_text, series_cache_size
 from cwkernel.version import __version__
-from exporter.collector import Collector, CollectorContext, NoDataError
+from exporter.collector import NVML_COLLECTORS, Collector, CollectorContext, NoDataError
+from exporter.nvmllane import NvmlLane
 
 Part = FamilySet | Metric  # what collectors hand back: our builder, or a prometheus_client family
 
@@ -38,6 +41,9 @@ SELF_METRICS = metric_table(
     gauge("clusterwatch_exporter_last_collection_timestamp_seconds", "Unix time the served snapshot was collected.",
           [], "seconds", "exporter framework"),
     counter("clusterwatch_exporter_collections_total", "Collection cycles run since start.", [], "", "exporter framework"),
+    gauge("clusterwatch_exporter_nvml_stuck_seconds",
+          "How long the NVML call in flight has been running once a collection stopped waiting for it (a GPU the "
+          "driver hangs on); 0 while NVML answers in time.", [], "seconds", "exporter framework"),
     gauge("clusterwatch_exporter_build_info", "Version of the exporter, value 1.", ["version"], "", "exporter framework"),
 )
 
@@ -87,7 +93,12 @@ class Exporter:
     def __init__(self, ctx: CollectorContext, collectors: Sequence[Collector]) -> None:
         self.ctx = ctx
         self.collectors = list(collectors)
+        on_nvml = [c for c in self.collectors if c.name in NVML_COLLECTORS] if ctx.nvml is not None else []
+        self._host_collectors = [c for c in self.collectors if c not in on_nvml]
+        self._nvml_collectors = on_nvml
+        self._nvml_lane = NvmlLane(self._collect_nvml, ctx.config.nvml_timeout) if on_nvml else None
         self._failures: dict[str, int] = {}
+        self.last_cycle_cpu_s = 0.0
         self._cycles = 0
         self._last_results: dict[str, tuple[float, bool]] = {}
         self._collection: Collection | None = None
@@ -101,19 +112,45 @@ class Exporter:
     def collect_once(self) -> Collection:
         """Run every collector now; the new collection replaces the served one atomically."""
         wall_start, cpu_start = time.perf_counter(), time.thread_time()
-        if self.ctx.nvml is not None:
+        if self._nvml_lane is None and self.ctx.nvml is not None:
             self.ctx.nvml.refresh()
-        parts: list[Part] = []
-        for collector in self.collectors:
-            parts.extend(self._run(collector))
+        results = {collector.name: self._run(collector) for collector in self._host_collectors}
+        nvml_cpu = 0.0
+        if self._nvml_lane is not None:
+            answer = self._nvml_lane.collect()
+            if answer is None:
+                answer = (self._nvml_unavailable(time.perf_counter() - wall_start), 0.0)
+            nvml_results, nvml_cpu = answer
+            results.update(nvml_results)
+        parts = [part for collector in self.collectors for part in results.get(collector.name, [])]
         self._cycles += 1
-        parts.append(self._self_families(time.perf_counter() - wall_start, time.thread_time() - cpu_start))
+        self.last_cycle_cpu_s = time.thread_time() - cpu_start + nvml_cpu  # both threads' share
+        parts.append(self._self_families(time.perf_counter() - wall_start, self.last_cycle_cpu_s))
         series = sum(part.sample_count() for part in parts if isinstance(part, FamilySet))
         if series_cache_size(self._series_cache) > 4 * series + 10_000:
             self._series_cache.clear()  # label churn (pids, job ids) must not grow it forever
         collection = Collection(render_text(parts, self._series_cache), parts, self.ctx.clock())
         self._collection = collection
         return collection
+
+    def _collect_nvml(self) -> tuple[dict[str, list[Part]], float]:
+        """On the NVML lane: the session's refresh and the NVML collectors; and the CPU time taken."""
+        cpu_start = time.thread_time()
+        try:
+            self.ctx.nvml.refresh()
+        except Exception:  # noqa: BLE001 - the collectors then report NVML as the session left it
+            log.exception("NVML refresh failed")
+        results = {collector.name: self._run(collector) for collector in self._nvml_collectors}
+        return results, time.thread_time() - cpu_start
+
+    def _nvml_unavailable(self, waited: float) -> dict[str, list[Part]]:
+        """The NVML collectors' parts while NVML does not answer: each fails this cycle and says what
+        it can without NVML (the GPU collector: NVML down, every GPU seen before down)."""
+        results = {}
+        for collector in self._nvml_collectors:
+            self._last_results[collector.name] = (waited, False)
+            results[collector.name] = list(collector.unavailable())
+        return results
 
     def _run(self, collector: Collector) -> list[Part]:
         start = time.perf_counter()
@@ -144,10 +181,14 @@ class Exporter:
         out.add("clusterwatch_exporter_collection_cpu_seconds", cpu)
         out.add("clusterwatch_exporter_last_collection_timestamp_seconds", self.ctx.clock())
         out.add("clusterwatch_exporter_collections_total", self._cycles)
+        if self._nvml_lane is not None:
+            out.add("clusterwatch_exporter_nvml_stuck_seconds", self._nvml_lane.stuck_for())
         out.add("clusterwatch_exporter_build_info", 1, version=__version__)
         return out
 
     def close(self) -> None:
+        if self._nvml_lane is not None:
+            self._nvml_lane.close()
         for collector in self.collectors:
             try:
                 collector.close()

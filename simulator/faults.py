@@ -110,6 +110,8 @@ KINDS: dict[str, FaultKind] = {kind.name: kind for kind in (
     FaultKind("row_remap", "gpu", True, False, "HBM row remapping: pending (needs a reset) or failed (RMA)",
               {"state": _choice("pending", "failure")}),
     FaultKind("gpu_lost", "gpu", True, True, "the GPU falls off the bus and vanishes from NVML"),
+    FaultKind("driver_hang", "gpu", True, True, "the driver hangs on the GPU: every NVML call on it blocks "
+              "(nvidia-smi stuck in D state) and its job hangs"),
     FaultKind("thermal", "gpu", True, False, "cooling fault: hot GPU, thermal clock slowdown",
               {"temperature": _celsius}),
     FaultKind("power", "gpu", True, False, "power brake / power cap: clocks held down"),

@@ -281,9 +281,15 @@ class Fleet:
             elif fault.kind == "fabric_symbol_errors" and fault.params["uplink"] == -1:
                 state.symbol_error_rate[fault.port] = float(fault.params["rate"])
         lost = {f.gpu for f in self.faults.active(node_name) if f.kind == "gpu_lost"}
+        hung = {f.gpu for f in self.faults.active(node_name) if f.kind == "driver_hang"}
         with node.state.lock:
             for fake in node.state.gpus:
                 fake.absent = fake.index in lost
+                if fake.index in hung and fake.hang is None:
+                    fake.hang = threading.Event()
+                elif fake.index not in hung and fake.hang is not None:
+                    fake.hang.set()  # the calls blocked on it return
+                    fake.hang = None
         if self._fabric is not None or any(f.kind.startswith("fabric_") for f in self.faults.active()):
             self._apply_fabric_faults()
         was_reachable = not node.faults.unreachable

@@ -26,6 +26,9 @@ MAX_STEP = 60.0  # integrate long gaps in steps, so temperatures and counters fo
 COLLECTION_REUSE_SECONDS = 1.0  # scrapes within a real second of each other share one collection, if nothing changed
 # How long a collection waits for the exporter's XID thread to count the events queued for it.
 XID_SETTLE_SECONDS = 2.0
+# A simulated node collects when it is scraped, so its wait for a hung driver must fit in a scrape's
+# timeout (a real exporter collects on its own loop: scrapes never wait for NVML).
+SIMULATED_NVML_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -169,7 +172,7 @@ class SimulatedNode:
         with self.lock:
             if self._exporter is None:
                 config = ExporterConfig(backend="fake", collectors=default_collectors(), interval=5.0,
-                                        textfile_dir=self.textfile_dir)
+                                        textfile_dir=self.textfile_dir, nvml_timeout=SIMULATED_NVML_TIMEOUT_S)
                 self._exporter = create_exporter(config, nvml_module=self.nvml, procfs=self.procfs,
                                                  sysfs=self.sysfs, statvfs=self.host.statvfs, clock=clock)
                 for collector in self._exporter.collectors:

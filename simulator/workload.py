@@ -34,7 +34,7 @@ from simulator.jobs import BEHAVIOURS, COMPLETED, FAILED, HELD_UNUSED, HUNG, IDL
     TRAIN, USERS, SimJob
 
 # Faults after which the rank on the GPU hangs rather than exits (GPU off the bus).
-HANGING_FAULTS = ("gpu_lost",)
+HANGING_FAULTS = ("gpu_lost", "driver_hang")
 HANGING_XIDS = (79,)
 FIRST_JOB_ID = 100_000  # above any id the warm start hands out
 

@@ -61,6 +61,8 @@ def _default_collectors() -> list[str]:
 OPTIONS = (
     Option("listen", ExporterConfig.listen, "address to serve /metrics on", settings.host_port, "HOST:PORT"),
     Option("interval", 5.0, "collection interval", settings.duration, "DURATION"),
+    Option("nvml_timeout", 10.0, "how long a collection waits for NVML; past it the node's other metrics are served "
+           "and NVML is reported down (a GPU the driver hangs on)", settings.duration, "DURATION"),
     Option("backend", "nvml", "GPU backend: the real NVML library or the fake one", settings.choice("nvml", "fake"), "nvml|fake"),
     Option("fake_scenario", None, "YAML scenario for the fake backend", settings.optional_path, "FILE"),
     Option("procfs", "/proc", "procfs mount point", str, "DIR"),

@@ -10,7 +10,8 @@ Failures, as an operator should see them:
   known uuid and none of its other series; the other GPUs are unaffected;
 - ``NotSupported`` is a model difference (no fan on an SXM board), so that metric is simply
   omitted; any other NVML error on one metric omits it and counts a collector error;
-- NVML down: ``clusterwatch_exporter_nvml_up 0`` and the GPUs seen before reported down.
+- NVML down: ``clusterwatch_exporter_nvml_up 0`` and the GPUs seen before reported down; the
+  same while an NVML call hangs past the collection's ``nvml_timeout`` (``unavailable``).
 
 Two counters are integrated here across cycles, from the samples of each cycle (trapezoid rule
 over the time between cycles, so a Prometheus scrape interval cannot alias them):
@@ -298,6 +299,15 @@ class GpuCollector(Collector):
         for device in list(session.devices) if session.up else []:
             self._collect_gpu(out, session, device)
         for device in session.missing:
+            out.add("gpu_up", 0, gpu=device.index, uuid=device.uuid)
+        return out
+
+    def unavailable(self) -> FamilySet:
+        """NVML hangs: it is as good as down, and so is every GPU seen before."""
+        out = FamilySet(GPU_METRICS)
+        out.add("clusterwatch_exporter_nvml_up", 0)
+        session: NvmlSession | None = self.ctx.nvml
+        for device in session.known() if session is not None else []:
             out.add("gpu_up", 0, gpu=device.index, uuid=device.uuid)
         return out
 

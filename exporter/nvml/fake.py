@@ -167,6 +167,9 @@ class FakeGPU:
     processes: list[FakeProcess] = field(default_factory=list)
     lost: bool = False
     absent: bool = False
+    # A GPU the driver hangs on (nvidia-smi stuck in D state): every call on it blocks until the
+    # event is set, holding no lock of the fake's, so other threads' calls still answer.
+    hang: threading.Event | None = None
     # GPU Performance Monitoring (Hopper and later): whether the GPU has it, and the level each
     # NVML_GPM_METRIC_* id reads now (percent, or MiB/s for bandwidths); ids not set read 0.
     # Change levels with ``FakeState.set_gpm`` so a sample pair averages them over its span.
@@ -431,8 +434,12 @@ def _on_device(method: _Method) -> _Method:
     def call(self: "FakeNVML", handle: Any, *args: Any) -> Any:
         with self.state.lock:
             gpu, mig = self._resolve(handle)
-            _raise_configured(gpu, names)
-            return method(self, gpu, mig, *args)
+            hang = gpu.hang
+            if hang is None:
+                _raise_configured(gpu, names)
+                return method(self, gpu, mig, *args)
+        hang.wait()
+        return call(self, handle, *args)
 
     return call  # type: ignore[return-value]
 
@@ -551,7 +558,11 @@ class FakeNVML:
             gpu = present[index]
             if gpu.lost:
                 raise NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-            return gpu.handle
+            hang = gpu.hang
+            if hang is None:
+                return gpu.handle
+        hang.wait()
+        return self.nvmlDeviceGetHandleByIndex(index)
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> Any:
         wanted = uuid.decode() if isinstance(uuid, bytes) else uuid

@@ -109,6 +109,10 @@ class NvmlSession:
             self._identities.pop(handle_key(device.handle), None)
         log.warning("GPU %s (%s) lost: %s", device.index, device.uuid or "uuid unknown", exc)
 
+    def known(self) -> list[GpuDevice]:
+        """Every GPU seen in this process, as last seen (what to report down when NVML hangs)."""
+        return list(self._seen.values())
+
     def device_for_handle(self, handle: Any) -> GpuDevice | None:
         """The enumerated GPU a handle (e.g. ``c_nvmlEventData_t.device``) refers to, if any."""
         return self._identities.get(handle_key(handle))

@@ -6,6 +6,7 @@ import pytest
 from simulator.faults import FaultError
 from simulator.fleet import ExporterHung, Fleet, NodeUnreachable
 from tests.exporter.helpers import parse_exposition, sample, series
+from tests.rawserver import outcome_in_a_thread
 
 T0 = 1_800_000_000.0
 
@@ -247,3 +248,26 @@ def test_instantaneous_faults_cannot_be_cleared_and_lasting_ones_expire(fleet):
     hot = fleet.inject({"kind": "thermal", "node": "gpu-002", "gpu": 1, "duration": "10m"})
     fleet.advance(700)
     assert fleet.faults.get(hot.id).cleared_by == "duration"
+
+
+def test_driver_hang_is_nvml_down_with_the_rest_of_the_node_scraped_until_cleared(fleet):
+    """Every NVML call on the GPU blocks (nvidia-smi stuck in D state): the real exporter code
+    serves the node's other metrics and reports NVML down, and its job hangs."""
+    node, gpu, job_id = busy_gpu(fleet)
+    scrape(fleet, node)  # the exporter has seen its GPUs (one started on a hung driver knows of none)
+    fault = fleet.inject({"kind": "driver_hang", "node": node, "gpu": gpu})
+    try:
+        hung = outcome_in_a_thread(lambda: scrape(fleet, node))
+        assert hung, "a hung driver froze the node's scrape"
+        assert sample(hung[0], "clusterwatch_exporter_nvml_up") == 0
+        assert {sample(hung[0], "gpu_up", **labels) for labels in series(hung[0], "gpu_up")} == {0}
+        assert series(hung[0], "node_load1") and not series(hung[0], "gpu_temperature_celsius")
+        fleet.advance(600)
+        assert job_state(fleet, job_id) == "RUNNING"  # hung, not ended: no rank exits
+    finally:
+        assert fleet.clear(fault.id)[0] == 200
+    for _ in range(3):  # the call in flight returns, then collections call NVML again
+        if sample(scrape(fleet, node), "clusterwatch_exporter_nvml_up") == 1:
+            break
+    recovered = scrape(fleet, node)
+    assert {sample(recovered, "gpu_up", **labels) for labels in series(recovered, "gpu_up")} == {1}
