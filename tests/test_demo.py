@@ -115,5 +115,9 @@ def test_a_new_demo_clears_only_its_own_checkpoint_marks(tmp_path):
     node.mkdir(parents=True)
     (node / "clusterwatch_job_checkpoint_1001.prom").write_text("old mark\n")
     (node / "notes.txt").write_text("the user's\n")
+    wal = tmp_path / "history.snapshot.wal"  # the last run's store log: replayed over the new history
+    wal.mkdir()
+    (wal / "000001-00000001").write_bytes(b"records")
     _fresh_state(tmp_path)
     assert sorted(p.name for p in node.iterdir()) == ["notes.txt"]
+    assert not wal.exists()

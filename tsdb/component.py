@@ -25,6 +25,7 @@ from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
 from tsdb.snapshot import SnapshotError, load_snapshot, save_snapshot
 from tsdb.store import Limits, Store
+from tsdb.wal import WriteAheadLog, wal_directory
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class EmbeddedTSDB:
         self._stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
         self._sticky: dict[str, str] = {}  # problems until restart: a snapshot set aside
+        # Beside the snapshot: what was stored since it (tsdb/wal.py); none without a snapshot.
+        self.wal = WriteAheadLog(wal_directory(config.snapshot_path)) if config.snapshot_path else None
 
     def targets(self) -> list[Target]:
         return self._static + self.discovery.targets()
@@ -84,9 +87,26 @@ class EmbeddedTSDB:
                 loaded.append(self._said(load_snapshot(self.store, snapshot, keep_from_ms), snapshot))
             except SnapshotError as exc:
                 self._set_aside(snapshot, str(exc))
+        if self.wal is not None:
+            self._replay(keep_from_ms)
         for path in self.config.import_openmetrics:
             loaded.append(self._said(import_openmetrics(self.store, path, keep_from_ms), path))
         return loaded
+
+    def _replay(self, keep_from_ms: int) -> None:
+        """What was stored after the snapshot, from the log; then the log goes on from here."""
+        try:
+            replayed = self.wal.replay(self.store, keep_from_ms)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+            log.error("write-ahead log %s could not be replayed: %s", self.wal.directory, exc)
+            self._sticky["wal_damaged"] = f"{self.wal.directory} could not be replayed ({exc}): samples stored " \
+                                          "after the last snapshot were lost"
+        else:
+            log.info("%s", replayed.describe(str(self.wal.directory)))
+            if replayed.damaged:
+                self._sticky["wal_damaged"] = f"{self.wal.directory}: {replayed.damaged}"
+        self.wal.start()
+        self.store.wal = self.wal
 
     def save_snapshot(self) -> None:
         """Housekeeping's and shutdown's snapshot; a failure (a full disk) is a problem in
@@ -94,6 +114,7 @@ class EmbeddedTSDB:
         path = self.config.snapshot_path
         if not path:
             return
+        keep_from = self.store.cut_wal()
         try:
             save_snapshot(self.store, path)
         except OSError as exc:
@@ -101,6 +122,8 @@ class EmbeddedTSDB:
             self._sticky["snapshot_failed"] = f"{path} not written: {exc.strerror or exc}; the previous one is kept"
             return
         self._sticky.pop("snapshot_failed", None)
+        if keep_from is not None:
+            self.wal.drop_before(keep_from)
 
     def _set_aside(self, snapshot: str, reason: str) -> None:
         """History is what a restart can lose; the watching is not: an unreadable snapshot is
@@ -128,12 +151,15 @@ class EmbeddedTSDB:
         if self._housekeeping:
             self._housekeeping.join(timeout=5)
         self.save_snapshot()
+        if self.wal is not None:
+            self.store.close_wal()
 
     def _housekeep(self) -> None:
         elapsed = 0.0
         while not self._stop.wait(30.0):
             elapsed += 30.0
             try:
+                self.store.sync_wal()
                 self.apply_retention()
                 if self.config.snapshot_path and elapsed >= self.config.snapshot_interval_s:
                     elapsed = 0.0
@@ -160,11 +186,13 @@ class EmbeddedTSDB:
         return self.file_sd.read_failures + self.discovery.failures
 
     def problems(self) -> dict[str, str]:
-        return {**self._sticky, **self.scraper.problems(), **self.file_sd.problems(), **self.store.problems()}
+        wal = {"wal_failed": f"{self.wal.failed}; samples stored since the last snapshot would not survive a crash"}\
+            if self.wal is not None and self.wal.failed else {}
+        return {**self._sticky, **self.scraper.problems(), **self.file_sd.problems(), **self.store.problems(), **wal}
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
-    """The embedded store from ``deps.tsdb_config``, loaded (snapshot, then imports); None with
+    """The embedded store from ``deps.tsdb_config``, loaded (snapshot, its log, then imports); None with
     --prometheus-url, where every query goes to that server instead. Either way it provides the
     query interface; the embedded store also in-process ingestion and the rule writer."""
     if values["prometheus_url"]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import math
 import operator
+import os
 import struct
 import threading
 import time
@@ -29,6 +31,9 @@ from cwkernel.series import STALE_NAN, STALE_NAN_BITS, Labels
 from tsdb.admission import LimitError, SeriesAdmission
 from tsdb.labelset import LabelSet
 from tsdb.matchers import EQUAL, LabelMatcher
+from tsdb.wal import WriteAheadLog
+
+log = logging.getLogger(__name__)
 
 ABSENT_BITS = 0x7FF0000000000003
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
@@ -255,6 +260,7 @@ class Store:
         self.retention_ms = int(retention_s * 1000)
         self.limits = limits or Limits()
         self._admission = SeriesAdmission(self.limits.max_series_total)
+        self.wal: WriteAheadLog | None = None  # every append, for a restart after a crash (tsdb/wal.py)
         self._lock = threading.RLock()
         self._stats: tuple[float, dict[str, int]] | None = None  # (when, figures): Store.stats
         self._series: dict[int, _Series] = {}
@@ -317,8 +323,11 @@ class Store:
             column.ts.append(timestamp_ms)
             index = column.end - 1
             seen: set[int] = set()
+            ids: list[int] | None = [] if self.wal is not None else None
             for (labels, value), sid in zip(samples, known):
                 series = self._series[sid] if sid is not None else self._get_or_create(labels, origin)
+                if ids is not None:
+                    ids.append(series.id)
                 if series.id in seen:
                     continue  # repeated within one page: the first sample wins
                 if series.append(column, index, value):
@@ -328,7 +337,45 @@ class Store:
                 self._append_stale(sid, column, index)
             state.last_scrape = seen
             self._note_time(timestamp_ms)
+            if ids is not None:
+                self.wal.log_append(target, timestamp_ms, ids, [value for _, value in samples], self._labels_of)
             return len(seen)
+
+    def _labels_of(self, sid: int) -> Labels:
+        return self._series[sid].labels
+
+    def replay_append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> bool:
+        """An append from the write-ahead log (tsdb/wal.py), admitted as it was the first time
+        (no churn allowance), False when the store refuses it now."""
+        try:
+            self._append(target, timestamp_ms, samples, 0)
+        except (AppendError, LimitError) as exc:
+            log.debug("write-ahead log: append of %s at %d not replayed: %s", target, timestamp_ms, exc)
+            return False
+        return True
+
+    def cut_wal(self) -> str | None:
+        """Start the log's next segment before a snapshot is taken (``WriteAheadLog.cut``)."""
+        with self._lock:
+            return self.wal.cut() if self.wal is not None else None
+
+    def close_wal(self) -> None:
+        with self._lock:
+            if self.wal is not None:
+                self.wal.close()
+                self.wal = None
+
+    def sync_wal(self) -> None:
+        """The log's records to disk, without holding appends up for the flush."""
+        with self._lock:
+            handle = self.wal.handle() if self.wal is not None else None
+        if handle is not None:
+            try:
+                os.fsync(handle)
+            except OSError as exc:
+                log.error("write-ahead log not synced: %s", exc)
+            finally:
+                os.close(handle)
 
     def mark_target_gone(self, target: str, timestamp_ms: int) -> None:
         """The target left service discovery: every series it last exposed goes stale now."""
@@ -343,6 +390,8 @@ class Store:
             for sid in state.last_scrape:
                 self._append_stale(sid, column, column.end - 1)
             state.last_scrape = set()
+            if self.wal is not None:
+                self.wal.log_gone(target, timestamp_ms)
 
     def append_series(self, labels: Labels, timestamps: Sequence[int], values: Sequence[float],
                       column: TimeColumn | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +80,12 @@ def _fresh_state(state: Path) -> None:
     for name in STATE_FILES:
         for suffix in SQLITE_SUFFIXES:
             (state / f"{name}{suffix}").unlink(missing_ok=True)
+    from clusterwatch.demo_history import SNAPSHOT_FILE
     from scheduler.checkpoint import TEXTFILE_GLOB
+    from tsdb.wal import wal_directory
+
+    # An earlier run's store log would be replayed over this run's history.
+    shutil.rmtree(wal_directory(state / SNAPSHOT_FILE), ignore_errors=True)
 
     # An earlier run's marks name its jobs. Only the demo's own files go: --state-dir is the user's.
     for mark in (state / TEXTFILES_DIR).glob(f"*/{TEXTFILE_GLOB}"):
