@@ -184,6 +184,20 @@ def bench_ingest(work: Path, window: float, prometheus: str) -> dict:
             results["ours_bytes_per_sample"] = self_metric(metrics, "clusterwatch_tsdb_sample_bytes") / samples
         finally:
             stop(ours)
+        # The same with --snapshot: durable as Prometheus is, through the write-ahead log (tsdb/wal.py).
+        port = free_port()
+        wal = work / "store.npz.wal"
+        ours = start([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{port}",
+                      "--file-sd", str(sd), "--scrape-interval", f"{INTERVAL}s", "--snapshot", str(work / "store.npz")],
+                     work / "serve-ingest-wal.log")
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/-/ready", ours)
+            time.sleep(2 * INTERVAL)  # past the first scrapes, which declare every series in the log
+            logged = directory_bytes(wal)
+            results["ours_wal_cpu"], _ = measure_ingest(ours, 0, window)
+            results["ours_wal_bytes_per_minute"] = (directory_bytes(wal) - logged) / window * 60
+        finally:
+            stop(ours)
         config = work / "prometheus-ingest.yml"
         config.write_text(f"global:\n  scrape_interval: {INTERVAL}s\nscrape_configs:\n  - job_name: fleet\n"
                           f"    file_sd_configs:\n      - files: ['{sd}']\n")
@@ -198,6 +212,10 @@ def bench_ingest(work: Path, window: float, prometheus: str) -> dict:
     finally:
         fleet.close()
     return results
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.iterdir()) if path.is_dir() else 0
 
 
 def write_history(path: Path, end: int, hours: float = 1.0) -> None:
@@ -280,6 +298,9 @@ def main() -> int:
           f"({series / INTERVAL:.0f} samples/s)")
     print(f"ingest CPU (share of one core): ours {ingest['ours_cpu']:.1%}, Prometheus {ingest['prom_cpu']:.1%}, "
           f"ratio {ingest['ours_cpu'] / ingest['prom_cpu']:.2f}")
+    print(f"ingest CPU with --snapshot (and its write-ahead log, as durable as Prometheus's): ours "
+          f"{ingest['ours_wal_cpu']:.1%}, ratio {ingest['ours_wal_cpu'] / ingest['prom_cpu']:.2f}; the log grew "
+          f"{ingest['ours_wal_bytes_per_minute'] / 1e6:.1f} MB a minute")
     print(f"ours: {ingest['ours_bytes_per_sample']:.2f} bytes per stored sample (values + shared timestamps), "
           f"RSS growth over the window: ours {ingest['ours_rss_growth'] / 1e6:.1f} MB, "
           f"Prometheus {ingest['prom_rss_growth'] / 1e6:.1f} MB")
