@@ -28,7 +28,7 @@ from typing import Callable
 from tsdb.discovery import Target
 from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
 from tsdb.fetch import Fetcher, FetchError, LocalResourceError
-from tsdb.store import AppendError, LimitError, Store
+from tsdb.store import AppendError, LimitError, OutOfOrderError, Store
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,10 @@ class Scraper:
         try:
             self.store.append_scrape(target.key, timestamp, (samples if not error else []) + report,
                                      dict(target.labels).get("job", ""))
+        except OutOfOrderError as exc:
+            self._skip(health, "clock_went_back", f"{exc}: this server's clock went back (or two scrapes started in "
+                                                  "one millisecond); stored again once it passes the last one")
+            return
         except (LimitError, AppendError) as exc:
             error = str(exc)
             self.store.append_report(target.key, timestamp, self._report(target, 0.0, duration, len(samples)))

@@ -59,7 +59,8 @@ class TSDBCollector:
                                   self.scraper.discovery_errors + self.discovery_failures())
         skipped = CounterMetricFamily("clusterwatch_scrape_skipped",
                                       "Scrapes skipped because of the server itself (out of file descriptors, "
-                                      "socket buffers or local ports; scrape pool busy), not recorded as up 0.",
+                                      "socket buffers or local ports; scrape pool busy; its clock went back), not "
+                                      "recorded as up 0.",
                                       labels=["reason"])
         for reason, count in sorted(self.scraper.skipped.items()):
             skipped.add_metric([reason], count)

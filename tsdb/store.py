@@ -50,6 +50,11 @@ class AppendError(Exception):
     """Samples that cannot be appended (out of order, or labels already owned by another target)."""
 
 
+class OutOfOrderError(AppendError):
+    """An append not after the target's last one: this server's clock went back (or two scrapes
+    started in one millisecond), not the target's doing."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-target limits: 0 means unlimited. ``max_series_total`` guards the whole store.
@@ -312,7 +317,7 @@ class Store:
             state = self._targets.setdefault(target, _Target())
             column = state.column
             if column.ts and timestamp_ms <= column.ts[-1]:
-                raise AppendError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
+                raise OutOfOrderError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
             known = [self._by_labels.get(labels) for labels, _ in samples]
             origin = None if allowance is None else target
             if None in known:  # admitted before anything is stored: a refusal leaves nothing behind
