@@ -88,17 +88,20 @@ class AlertingRule:
                 raise RuleEvalError("vector contains metrics with the same labelset after applying alert labels")
             current[key] = ActiveAlert(labels, annotations, value, PENDING, ts)
 
+        # Changed on a copy, then swapped in: readers on other threads (/metrics, the API) iterate
+        # the dict they took without a lock, so a published dict is never changed.
+        active = dict(self.active)
         for key, alert in current.items():
-            known = self.active.get(key)
+            known = active.get(key)
             if known is not None and known.state != INACTIVE:
                 known.value, known.annotations = alert.value, alert.annotations
                 known.keep_firing_since = None
             else:
-                self.active[key] = alert
+                active[key] = alert
 
         out: list[tuple[Labels, float]] = []
         active_pending = 0
-        for key, alert in list(self.active.items()):
+        for key, alert in list(active.items()):
             if key not in current:
                 keep_firing = False
                 if alert.state == FIRING and self.rule.keep_firing_for_s > 0:
@@ -107,7 +110,7 @@ class AlertingRule:
                     keep_firing = ts - alert.keep_firing_since < self.rule.keep_firing_for_s
                 if alert.state == PENDING or (alert.resolved_at is not None
                                               and ts - alert.resolved_at > RESOLVED_RETENTION_S):
-                    del self.active[key]
+                    del active[key]
                 if alert.state != INACTIVE and not keep_firing:
                     alert.state = INACTIVE
                     alert.resolved_at = ts
@@ -121,8 +124,9 @@ class AlertingRule:
             out.append((as_labels({**alert.labels, "__name__": "ALERTS_FOR_STATE"}),
                         float(math.floor(alert.active_at))))
         if limit and active_pending > limit:
-            self.active.clear()
+            self.active = {}
             raise RuleEvalError(f"exceeded limit of {limit} with {active_pending} alerts")
+        self.active = active
         return out
 
     def to_send(self, ts: float, resend_delay: float, interval: float) -> list[Alert]:

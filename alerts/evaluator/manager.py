@@ -11,7 +11,6 @@ is written back. Alerts due to be sent go to ``notify(alerts)`` after each group
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import threading
@@ -54,10 +53,10 @@ class GroupRuntime:
     failures: int = 0
     missed: int = 0
     next_due: float = 0.0
-    # Held while the group evaluates; readers take ``published``, the active alerts as of the
-    # group's last evaluation, and never wait for a group whose query is slow.
+    # Held while the group evaluates. Readers do not take it: each rule's ``active`` dict is
+    # replaced, never changed, by an evaluation (AlertingRule.eval), so they never wait for a
+    # group whose query is slow.
     lock: threading.Lock = field(default_factory=threading.Lock)
-    published: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 def rule_target(rule: Rule) -> str:
@@ -87,8 +86,6 @@ class RuleEvaluator:
         self._threads: list[threading.Thread] = []
         if state is not None:
             self._restore(clock())
-        for runtime in self.groups:
-            self._publish(runtime)
 
     @staticmethod
     def _build(rule: Rule, external_labels: dict[str, str] | None, external_url: str) -> Any:
@@ -137,7 +134,6 @@ class RuleEvaluator:
                     to_send.extend(rule.to_send(ts, self.resend_delay_s, runtime.interval_s))
             if self.state is not None:
                 self.state.save({r.rule.key: r.active for r in runtime.rules if isinstance(r, AlertingRule)}, ts)
-            self._publish(runtime)
         runtime.last_eval = ts
         runtime.evaluations += 1
         runtime.failures += failed
@@ -169,13 +165,8 @@ class RuleEvaluator:
         return [r for g in self.groups for r in g.rules if isinstance(r, AlertingRule)]
 
     def active_alerts(self) -> list[tuple[AlertingRule, Any]]:
-        """As of each group's last evaluation (copies: a group evaluating meanwhile changes its own)."""
-        return [entry for runtime in self.groups for entry in runtime.published]
-
-    @staticmethod
-    def _publish(runtime: GroupRuntime) -> None:
-        runtime.published = [(rule, copy.copy(alert)) for rule in runtime.rules if isinstance(rule, AlertingRule)
-                             for alert in rule.active.values()]
+        """As of each group's last evaluation, without waiting for one under way."""
+        return [(rule, alert) for rule in self.alerting_rules() for alert in list(rule.active.values())]
 
     # ---- the loop -----------------------------------------------------------------------------
 
