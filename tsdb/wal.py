@@ -174,12 +174,7 @@ class WriteAheadLog:
         self._size += len(record)
 
     def _open_next(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
+        self._close_segment()
         self._sequence += 1
         self._size = 0
         self._last_refs.clear()  # a segment stands alone: it may outlive the one before
@@ -194,11 +189,14 @@ class WriteAheadLog:
     def _fail(self, exc: OSError) -> None:
         self.failed = f"{self.directory} not written: {exc.strerror or exc}"
         log.error("write-ahead log stopped: %s; the next snapshot holds what it misses", self.failed)
+        self._close_segment()
+
+    def _close_segment(self) -> None:
         if self._fd is not None:
             try:
                 os.close(self._fd)
             except OSError:
-                pass
+                pass  # a failed close loses nothing here: every record went out with its own write
             self._fd = None
 
     # ---- reading -----------------------------------------------------------------------------
