@@ -43,6 +43,13 @@ def raw_server(answer: Answer) -> Iterator[str]:
         listener.close()
 
 
+def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
+    """An answer whose status line comes, then a header line that never ends, a byte every 0.1 s."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while not stop.wait(0.1):
+        conn.sendall(b"a")
+
+
 def outcome_in_a_thread(call: Callable[[], object], join_s: float = 60.0) -> list:
     """``[what call returned or raised]``, or ``[]`` when it had not come back after ``join_s``
     (a limit that only a call with no bound of its own reaches)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,7 +25,7 @@ from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
 from tsdb.snapshot import SnapshotError, load_snapshot, save_snapshot
 from tsdb.store import Limits, Store
-from tsdb.wal import WriteAheadLog, wal_directory
+from tsdb.wal import WalError, WriteAheadLog, wal_directory
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ class EmbeddedTSDB:
         """What was stored after the snapshot, from the log; then the log goes on from here."""
         try:
             replayed = self.wal.replay(self.store, keep_from_ms)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError, zlib.error) as exc:
+        except (OSError, WalError) as exc:
             log.error("write-ahead log %s could not be replayed: %s", self.wal.directory, exc)
             self._sticky["wal_damaged"] = f"{self.wal.directory} could not be replayed ({exc}): samples stored " \
                                           "after the last snapshot were lost"

@@ -53,6 +53,11 @@ def wal_directory(snapshot_path: str | Path) -> Path:
     return Path(f"{snapshot_path}.wal")
 
 
+class WalError(ValueError):
+    """A record that passed its checksum but cannot be read (a series it names was never declared,
+    a payload that does not decode): the replay stops there."""
+
+
 class Replayer(Protocol):
     """What replay appends into (the store)."""
 
@@ -64,12 +69,13 @@ class Replayer(Protocol):
 @dataclass
 class Replayed:
     appends: int = 0
-    skipped: int = 0  # not newer than what the snapshot gave back, or refused
+    skipped: int = 0  # older than the retention window, or refused by the store
     torn: str = ""  # where a crash cut the last record short (normal after a crash)
     damaged: str = ""  # a bad record before the end of a generation: what followed it is lost
 
     def describe(self, directory: str) -> str:
-        line = f"replayed {self.appends} appends from {directory} ({self.skipped} already in the snapshot)"
+        line = f"replayed {self.appends} appends from {directory} ({self.skipped} left out: older than the " \
+               "retention window, or refused)"
         if self.torn:
             line += f"; {self.torn}"
         return line
@@ -226,13 +232,16 @@ class WriteAheadLog:
                     replayed.damaged = f"segment {name}: a bad record at byte {offset:,}; the rest of it was lost"
                     log.error("write-ahead log: %s", replayed.damaged)
                 return
-            if kind == SERIES:
-                for ref, labels in json.loads(zlib.decompress(payload)):
-                    refs[ref] = tuple(tuple(pair) for pair in labels)
-            elif kind == GONE:
-                into.mark_target_gone(payload[8:].decode(), struct.unpack_from("<q", payload)[0])
-            elif kind == APPEND:
-                self._replay_append(payload, refs, last_refs, into, keep_from_ms, replayed)
+            try:
+                if kind == SERIES:
+                    for ref, labels in json.loads(zlib.decompress(payload)):
+                        refs[ref] = tuple(tuple(pair) for pair in labels)
+                elif kind == GONE:
+                    into.mark_target_gone(payload[8:].decode(), struct.unpack_from("<q", payload)[0])
+                elif kind == APPEND:
+                    self._replay_append(payload, refs, last_refs, into, keep_from_ms, replayed)
+            except (KeyError, ValueError, TypeError, struct.error, zlib.error) as exc:
+                raise WalError(f"segment {name}: unreadable record at byte {offset:,} ({exc!r})") from None
 
     @staticmethod
     def _replay_append(payload: bytes, refs: dict[int, Labels], last_refs: dict[str, array], into: Replayer,

@@ -7,8 +7,6 @@ not retried. Alertmanager's webhook ``timeout`` is the whole request's; so is ou
 holds for the remediation's webhook."""
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 from alerts.notify import config as alerting_config
@@ -16,13 +14,7 @@ from alerts.notify.integrations import DeliveryError
 from alerts.notify.pipeline import Pipeline
 from remediation.outbound import OutboundError, send_webhook
 from remediation.policy import Receiver
-from tests.rawserver import outcome_in_a_thread, raw_server
-
-
-def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    while not stop.wait(0.1):
-        conn.sendall(b"a")
+from tests.rawserver import drip_headers, outcome_in_a_thread, raw_server
 
 
 def test_a_receiver_dripping_its_headers_ends_the_attempt_at_its_timeout() -> None:

@@ -17,20 +17,13 @@ from scheduler.backends.runners import HttpRunner
 from scheduler.backends.slurm_commands import SlurmCommandBackend
 from scheduler.backends.slurmrestd import SlurmRestBackend
 from scheduler.errors import SchedulerError, SchedulerTimeout
-from tests.rawserver import outcome_in_a_thread, raw_server
+from tests.rawserver import Answer, drip_headers, outcome_in_a_thread, raw_server
 
 
 def drip(conn: socket.socket, stop: threading.Event) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
     while not stop.wait(0.1):
         conn.sendall(b"1\r\n \r\n")
-
-
-def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
-    """A status line, then a header line that never ends, a byte every 0.1 s."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    while not stop.wait(0.1):
-        conn.sendall(b"a")
 
 
 def endless(conn: socket.socket, stop: threading.Event) -> None:
@@ -46,9 +39,12 @@ def backends(address: str) -> dict:
             "simulator": SlurmCommandBackend(HttpRunner(url))}
 
 
+@pytest.mark.parametrize("answer", [drip, drip_headers], ids=["body", "headers"])
 @pytest.mark.parametrize("kind", ["slurmrestd", "simulator"])
-def test_an_answer_that_drips_ends_with_the_poll(kind: str) -> None:
-    with raw_server(drip) as url:
+def test_an_answer_that_drips_ends_with_the_poll(kind: str, answer: Answer) -> None:
+    """The answer's deadline was checked between chunks of the body only: headers sent a byte at a
+    time held the poll (and a drain, on the same client) for as long as they kept coming."""
+    with raw_server(answer) as url:
         backend = backends(url)[kind]
         outcome = outcome_in_a_thread(lambda: backend.fetch(timeout=1))
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerTimeout), outcome
@@ -64,12 +60,3 @@ def test_an_answer_past_the_cap_is_refused(kind: str, monkeypatch: pytest.Monkey
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerError), outcome
     assert "answer over 1,048,576 bytes" in str(outcome[0])
 
-
-@pytest.mark.parametrize("kind", ["slurmrestd", "simulator"])
-def test_headers_that_drip_end_with_the_poll(kind: str) -> None:
-    """The answer's deadline was checked between chunks of the body only: headers sent a byte at a
-    time held the poll (and a drain, on the same client) for as long as they kept coming."""
-    with raw_server(drip_headers) as url:
-        backend = backends(url)[kind]
-        outcome = outcome_in_a_thread(lambda: backend.fetch(timeout=1))
-    assert len(outcome) == 1 and isinstance(outcome[0], SchedulerTimeout), outcome
