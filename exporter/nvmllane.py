@@ -33,8 +33,11 @@ class NvmlLane(Generic[Result]):
         self._closed = False
 
     def collect(self) -> Result | None:
-        """This cycle's result: the work started now (or the one still in flight from an earlier
-        cycle) if it ends within ``timeout``; None while it does not."""
+        """This cycle's result: the work started now if it ends within ``timeout``, or the one
+        still in flight from an earlier cycle if it has ended since; None while it has not. A
+        call that already missed a cycle is not waited for again: while NVML hangs, the node's
+        other metrics come at the collection interval, not at ``timeout``."""
+        waited_before = self._in_flight
         if not self._in_flight:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="nvml", daemon=True)
@@ -42,9 +45,10 @@ class NvmlLane(Generic[Result]):
             self._done.clear()
             self._in_flight, self._started_at = True, time.monotonic()
             self._asked.set()
-        if not self._done.wait(self.timeout):
-            log.warning("NVML has not answered for %.1fs: reporting it down, collecting the rest",
-                        time.monotonic() - self._started_at)
+        if not self._done.wait(0 if waited_before else self.timeout):
+            if not waited_before:
+                log.warning("NVML has not answered for %.1fs: reporting it down, collecting the rest",
+                            time.monotonic() - self._started_at)
             return None
         self._in_flight = False
         return self._result

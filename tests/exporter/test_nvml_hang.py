@@ -11,6 +11,7 @@ Now the NVML collectors run on a lane of their own that the collection waits for
 from __future__ import annotations
 
 import threading
+import time
 
 from exporter.build import create_exporter
 from exporter.collector import default_collectors
@@ -40,7 +41,8 @@ def values(exporter: Exporter, name: str) -> list[float]:
 
 
 def test_a_hung_gpu_leaves_the_rest_of_the_node_collected_and_reports_nvml_down() -> None:
-    exporter, node = node_exporter(nvml_timeout=0.5)
+    # Far longer than 8 fake GPUs take on the busiest machine: only the hung call reaches it.
+    exporter, node = node_exporter(nvml_timeout=5.0)
     release = threading.Event()
     try:
         assert values(exporter, "gpu_up") == [1.0] * 8
@@ -57,12 +59,9 @@ def test_a_hung_gpu_leaves_the_rest_of_the_node_collected_and_reports_nvml_down(
             assert "gpu_temperature_celsius" not in seen
         release.set()
         node.state.gpu(3).hang = None
-        recovered = False
-        for _ in range(3):  # the call in flight returns; then collections call NVML again
-            if values(exporter, "clusterwatch_exporter_nvml_up") == [1.0]:
-                recovered = True
-                break
-        assert recovered
+        deadline = time.monotonic() + 60  # the call in flight returns; then collections call NVML again
+        while values(exporter, "clusterwatch_exporter_nvml_up") != [1.0] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert values(exporter, "gpu_up") == [1.0] * 8
         assert values(exporter, "clusterwatch_exporter_nvml_stuck_seconds") == [0.0]
     finally:

@@ -1,6 +1,8 @@
 """Every fault kind: what the node's exporter then serves, and what the scheduler face shows."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from simulator.faults import FaultError
@@ -266,8 +268,8 @@ def test_driver_hang_is_nvml_down_with_the_rest_of_the_node_scraped_until_cleare
         assert job_state(fleet, job_id) == "RUNNING"  # hung, not ended: no rank exits
     finally:
         assert fleet.clear(fault.id)[0] == 200
-    for _ in range(3):  # the call in flight returns, then collections call NVML again
-        if sample(scrape(fleet, node), "clusterwatch_exporter_nvml_up") == 1:
-            break
+    deadline = time.monotonic() + 60  # the call in flight returns, then collections call NVML again
+    while sample(scrape(fleet, node), "clusterwatch_exporter_nvml_up") != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     recovered = scrape(fleet, node)
     assert {sample(recovered, "gpu_up", **labels) for labels in series(recovered, "gpu_up")} == {1}
