@@ -9,7 +9,11 @@ blocked on it, and the request raises ``DeadlineExceeded``, an ``httpx.TimeoutEx
 
 The socket is taken from httpcore's connection trace, which reports each new connection. A kept-
 alive connection was opened by an earlier request and is not reported, so ``client()`` keeps none:
-every request opens its own (the peers here are notified or polled every few seconds at most).
+every request opens its own (the peers here are notified, polled or queried a few times a second
+at most, so a connection each costs a local connect, not a round of any consequence).
+
+An answer's size is the reader's to bound: ``read_capped`` reads a streamed answer up to a cap
+and stops there, before the rest is read.
 """
 from __future__ import annotations
 
@@ -27,6 +31,14 @@ _WATCHED = Deadlines("http-deadlines")
 
 class DeadlineExceeded(httpx.TimeoutException):
     """The whole exchange took longer than its deadline."""
+
+
+class AnswerTooLarge(Exception):
+    """The answer is longer than the reader's cap; nothing past the cap was read."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"answer over {max_bytes:,} bytes")
+        self.max_bytes = max_bytes
 
 
 class _Exchange:
@@ -60,3 +72,18 @@ def deadline(seconds: float) -> Iterator[dict[str, Any]]:
         raise
     finally:
         _WATCHED.release(exchange)
+
+
+def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body of a streamed ``response``, or ``AnswerTooLarge`` once it is known to pass
+    ``max_bytes``: at once from a declared Content-Length, else as soon as the bytes read pass it."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(max_bytes)
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise AnswerTooLarge(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -50,6 +50,21 @@ def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
         conn.sendall(b"a")
 
 
+def drip_body(conn: socket.socket, stop: threading.Event) -> None:
+    """A JSON answer whose headers come whole and whose chunked body then comes a byte every 0.1 s."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
+    while not stop.wait(0.1):
+        conn.sendall(b"1\r\n \r\n")
+
+
+def endless_body(conn: socket.socket, stop: threading.Event) -> None:
+    """A JSON answer whose chunked body never ends: 64 KiB chunks for as long as the client reads."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+    while not stop.is_set():
+        conn.sendall(chunk)
+
+
 def outcome_in_a_thread(call: Callable[[], object], join_s: float = 60.0) -> list:
     """``[what call returned or raised]``, or ``[]`` when it had not come back after ``join_s``
     (a limit that only a call with no bound of its own reaches)."""

@@ -10,11 +10,13 @@ process for readers that bring their own series (the rule test runner).
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import httpx
 
+from cwkernel import httpdeadline
 from cwkernel.series import Labels
 from tsdb.promql.engine import Engine
 from tsdb.promql.gate import Ticket
@@ -85,15 +87,29 @@ class LocalQueryClient:
             raise QueryError(exc.error_type, exc.message) from None
 
 
+# An answer's JSON costs about five times its size once decoded into Python objects; 64 MiB is
+# some two million samples of a range query, more than any page asks for.
+DEFAULT_MAX_ANSWER_BYTES = 64 << 20
+_UNDECODABLE = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
 class HTTPQueryClient:
-    """Queries sent to ``base_url`` (e.g. http://127.0.0.1:9090) as POST forms, like Grafana."""
+    """Queries sent to ``base_url`` (e.g. http://127.0.0.1:9090) as POST forms, like Grafana.
+
+    The answer comes from another process, so it is bounded like any input: the whole exchange
+    ends at ``timeout`` (sent along as Prometheus's ``timeout``, so the server stops too), an
+    answer over ``max_answer_bytes`` is refused before the rest is read, and one that is not the
+    API's JSON (nested past the decoder's depth, a proxy's HTML page) is a ``QueryError``."""
 
     concurrent_queries = True
     decodes_results = True
 
-    def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None,
+                 max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.Client(timeout=timeout)
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
+        self._client = client or httpdeadline.client(timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
@@ -106,18 +122,38 @@ class HTTPQueryClient:
                           {"query": query, "start": _fmt(start), "end": _fmt(end), "step": _fmt(step)})
 
     def _post(self, path: str, form: dict[str, str]) -> QueryResult:
+        url = self.base_url + path
         try:
-            response = self._client.post(self.base_url + path, data=form)
+            with httpdeadline.deadline(self.timeout) as extensions, \
+                    self._client.stream("POST", url, data={**form, "timeout": _fmt(self.timeout)},
+                                        extensions=extensions) as response:
+                raw = httpdeadline.read_capped(response, self.max_answer_bytes)
+        except httpdeadline.AnswerTooLarge as exc:
+            raise QueryError("execution", f"{url}: {exc} (--prometheus-max-answer-bytes)") from None
+        except httpx.TimeoutException:
+            raise QueryError("timeout", f"{url}: no answer within {self.timeout:.1f}s") from None
         except httpx.HTTPError as exc:
-            raise QueryError("unavailable", f"{self.base_url}{path}: {exc}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            raise QueryError("internal", f"HTTP {response.status_code} without a JSON body: "
-                                         f"{response.text[:200]}") from None
-        if body.get("status") != "success":
-            raise QueryError(body.get("errorType", "internal"), body.get("error", f"HTTP {response.status_code}"))
+            raise QueryError("unavailable", f"{url}: {exc}") from None
+        return _decode_answer(raw, response.status_code)
+
+
+def _decode_answer(raw: bytes, status: int) -> QueryResult:
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise QueryError("internal", f"HTTP {status}: an answer nested too deeply to be the API's") from None
+    except ValueError:
+        preview = raw[:200].decode("utf-8", "replace")
+        raise QueryError("internal", f"HTTP {status} without a JSON body: {preview}") from None
+    if not isinstance(body, dict):
+        raise QueryError("internal", f"HTTP {status}: not a Prometheus API answer (a JSON {type(body).__name__})")
+    if body.get("status") != "success":
+        raise QueryError(str(body.get("errorType", "internal")), str(body.get("error", f"HTTP {status}")))
+    try:
         return QueryResult.from_json(body["data"])
+    except _UNDECODABLE as exc:
+        raise QueryError("internal", f"HTTP {status}: not a Prometheus API answer "
+                                     f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 class InMemoryEngine:

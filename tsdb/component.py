@@ -196,7 +196,9 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
     --prometheus-url, where every query goes to that server instead. Either way it provides the
     query interface; the embedded store also in-process ingestion and the rule writer."""
     if values["prometheus_url"]:
-        deps.query = deps.request_query = HTTPQueryClient(values["prometheus_url"])
+        deps.query = deps.request_query = HTTPQueryClient(
+            values["prometheus_url"], timeout=values["query_timeout"],
+            max_answer_bytes=values["prometheus_max_answer_bytes"])
         return None
     tsdb = EmbeddedTSDB(deps.tsdb_config or TSDBConfig())
     try:

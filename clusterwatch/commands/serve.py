@@ -21,6 +21,7 @@ from cwkernel.settings import Option
 from exporter.fabric import FABRIC_JOB
 from dashboard.options import OPTIONS as DASHBOARD_OPTIONS
 from remediation.component import OPTIONS as REMEDIATION_OPTIONS
+from tsdb.client import DEFAULT_MAX_ANSWER_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ OPTIONS = (
            settings.duration, "DURATION"),
     Option("prometheus_url", None, "read every page from this Prometheus-API server; no embedded store or scraper",
            settings.optional_path, "URL"),
+    Option("prometheus_max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES, "with --prometheus-url: the largest answer read from that "
+           "server; a query past it is refused (a 422) before the rest is read", settings.positive_int, "BYTES"),
     Option("scheduler_token", None, "slurmrestd JWT (prefer the environment variable: flags show in ps)",
            settings.optional_path, "TOKEN"),
 )

@@ -1,11 +1,11 @@
 """The interface every scheduler backend implements, and the bound on any answer it reads."""
 from __future__ import annotations
 
-import time
 from typing import Protocol, runtime_checkable
 
 import httpx
 
+from cwkernel import httpdeadline
 from scheduler.actions_model import Action, Answer
 from scheduler.errors import SchedulerError, SchedulerTimeout
 from scheduler.model import SchedulerSnapshot
@@ -18,18 +18,14 @@ __all__ = ["Backend", "SchedulerError", "SchedulerTimeout", "MAX_ANSWER_BYTES", 
 MAX_ANSWER_BYTES = 256 << 20
 
 
-def read_answer(response: httpx.Response, deadline: float, timeout: float, what: str) -> str:
-    """A streamed answer's text, read by ``deadline`` (httpx's timeout bounds each read, so a
-    server sending a byte at a time would otherwise hold the poll) and within ``MAX_ANSWER_BYTES``."""
-    chunks, size = [], 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise SchedulerError(f"{what}: answer over {MAX_ANSWER_BYTES:,} bytes")
-        if time.monotonic() > deadline:
-            raise SchedulerTimeout(f"{what}: no answer within {timeout:.1f}s")
-        chunks.append(chunk)
-    return b"".join(chunks).decode(response.encoding or "utf-8", "replace")
+def read_answer(response: httpx.Response, what: str) -> str:
+    """A streamed answer's text within ``MAX_ANSWER_BYTES``; read inside the request's
+    ``httpdeadline.deadline``, which ends it at the poll's deadline however slowly it comes."""
+    try:
+        body = httpdeadline.read_capped(response, MAX_ANSWER_BYTES)
+    except httpdeadline.AnswerTooLarge as exc:
+        raise SchedulerError(f"{what}: {exc}") from None
+    return body.decode(response.encoding or "utf-8", "replace")
 
 
 @runtime_checkable

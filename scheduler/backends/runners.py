@@ -87,12 +87,11 @@ class HttpRunner:
         url = f"{self.base_url}/{tool}"
         command = (f"POST {url}", *args)
         started = time.monotonic()
-        deadline = started + timeout
         try:
             with httpdeadline.deadline(timeout) as extensions, \
                     self.client.stream("POST", url, json={"args": list(args)}, timeout=timeout,
                                        extensions=extensions) as response:
-                text = read_answer(response, deadline, timeout, url)
+                text = read_answer(response, url)
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{url}: no answer within {timeout:.1f}s") from exc
         except httpx.HTTPError as exc:

@@ -73,12 +73,11 @@ class SlurmRestBackend:
     def _request(self, method: str, path: str, timeout: float, json: dict | None = None,
                  params: dict[str, str] | None = None) -> Reply:
         url = f"{self.base_url}{path}"
-        deadline = time.monotonic() + timeout
         try:
             with httpdeadline.deadline(timeout) as extensions, \
                     self.client.stream(method, url, headers=self.headers, json=json, params=params,
                                        timeout=timeout, extensions=extensions) as response:
-                return Reply(response.status_code, read_answer(response, deadline, timeout, f"{method} {url}"))
+                return Reply(response.status_code, read_answer(response, f"{method} {url}"))
         except httpx.TimeoutException as exc:
             raise SchedulerTimeout(f"{method} {url}: no answer within {timeout:.1f}s") from exc
         except httpx.HTTPError as exc:

@@ -7,9 +7,6 @@ before it was looked at.
 """
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
 from scheduler.backends import base
@@ -17,20 +14,7 @@ from scheduler.backends.runners import HttpRunner
 from scheduler.backends.slurm_commands import SlurmCommandBackend
 from scheduler.backends.slurmrestd import SlurmRestBackend
 from scheduler.errors import SchedulerError, SchedulerTimeout
-from tests.rawserver import Answer, drip_headers, outcome_in_a_thread, raw_server
-
-
-def drip(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
-    while not stop.wait(0.1):
-        conn.sendall(b"1\r\n \r\n")
-
-
-def endless(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
-    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-    while not stop.is_set():
-        conn.sendall(chunk)
+from tests.rawserver import Answer, drip_body, drip_headers, endless_body, outcome_in_a_thread, raw_server
 
 
 def backends(address: str) -> dict:
@@ -39,7 +23,7 @@ def backends(address: str) -> dict:
             "simulator": SlurmCommandBackend(HttpRunner(url))}
 
 
-@pytest.mark.parametrize("answer", [drip, drip_headers], ids=["body", "headers"])
+@pytest.mark.parametrize("answer", [drip_body, drip_headers], ids=["body", "headers"])
 @pytest.mark.parametrize("kind", ["slurmrestd", "simulator"])
 def test_an_answer_that_drips_ends_with_the_poll(kind: str, answer: Answer) -> None:
     """The answer's deadline was checked between chunks of the body only: headers sent a byte at a
@@ -54,7 +38,7 @@ def test_an_answer_that_drips_ends_with_the_poll(kind: str, answer: Answer) -> N
 @pytest.mark.parametrize("kind", ["slurmrestd", "simulator"])
 def test_an_answer_past_the_cap_is_refused(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "MAX_ANSWER_BYTES", 1 << 20)
-    with raw_server(endless) as url:
+    with raw_server(endless_body) as url:
         backend = backends(url)[kind]
         outcome = outcome_in_a_thread(lambda: backend.fetch(timeout=30))
     assert len(outcome) == 1 and isinstance(outcome[0], SchedulerError), outcome
