@@ -1,9 +1,7 @@
 """Errors shared by every command: what the user got wrong, said so they can fix it."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
+from cwkernel import configfile
 
 
 class UsageError(Exception):
@@ -24,8 +22,6 @@ def read_yaml(path: str, field: str, error: type[ConfigError] = ConfigError) -> 
     """A YAML file's document; a file that cannot be read or parsed is ``error`` naming ``field``
     and the file, so every configuration file fails the same way."""
     try:
-        return yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise error(field, f"cannot read: {exc.strerror}", path) from None
-    except yaml.YAMLError as exc:
-        raise error(field, f"not valid YAML: {exc}", path) from None
+        return configfile.load_yaml(path)
+    except configfile.UnreadableConfig as exc:
+        raise error(field, str(exc), path) from None

@@ -11,12 +11,11 @@ import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import yaml
 
 from cwkernel.errors import ConfigError
+from cwkernel import configfile
 from simulator import slurm_face
 from simulator.checkpoints import CheckpointFiles
 from simulator.clock import SimClock
@@ -381,9 +380,9 @@ class Fleet:
     def load_scenario(self, path: str) -> None:
         """Schedule the faults of a YAML scenario: ``faults: [{at: 10m, kind: xid, node: ..., ...}]``."""
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError("scenario", f"cannot read: {exc}", path) from None
+            data = configfile.load_yaml(path) or {}
+        except configfile.UnreadableConfig as exc:
+            raise ConfigError("scenario", str(exc), path) from None
         entries = data.get("faults", []) if isinstance(data, dict) else None
         if not isinstance(entries, list):
             raise ConfigError("faults", "must be a list of fault entries", path)

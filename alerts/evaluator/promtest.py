@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from alerts.evaluator.manager import RuleEvaluator
+from cwkernel import configfile
 from alerts.evaluator.notation import NotationError, expand_values, parse_series
 from alerts.evaluator.rulefile import Group, RuleFileError, load_rule_files, parse_duration
 from alerts.evaluator.vector import RuleEvalError, as_labels, query_vector
@@ -43,7 +43,7 @@ def run_test_file(path: str | Path) -> TestFileResult:
     path = Path(path)
     result = TestFileResult(str(path))
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = configfile.load_yaml(path) or {}
         rule_files = _rule_files(path, document.get("rule_files") or [])
         eval_interval = parse_duration(document.get("evaluation_interval") or "1m")
         order = {name: i for i, name in enumerate(document.get("group_eval_order") or [])}
@@ -51,7 +51,7 @@ def run_test_file(path: str | Path) -> TestFileResult:
             name = test.get("name") or f"#{index}"
             for failure in _run_group(test, rule_files, eval_interval, order):
                 result.failures.append(f"test {name}: {failure}")
-    except (OSError, yaml.YAMLError, ValueError, RuleFileError) as exc:
+    except (ValueError, RuleFileError) as exc:
         result.failures.append(str(exc))
     return result
 

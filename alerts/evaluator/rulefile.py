@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import promql_parser
-import yaml
 
 from alerts.evaluator.templates import Template, TemplateError
+from cwkernel import configfile
 
 __all__ = ["Rule", "Group", "RuleFileError", "load_rule_files", "expand_paths", "parse_duration"]
 
@@ -105,11 +105,9 @@ def load_rule_files(paths: Iterable[str | Path]) -> list[Group]:
 def load_rule_file(path: str | Path) -> list[Group]:
     name = str(path)
     try:
-        document = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise RuleFileError(name, f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RuleFileError(name, f"not valid YAML: {exc}") from None
+        document = configfile.load_yaml(path)
+    except configfile.UnreadableConfig as exc:
+        raise RuleFileError(name, str(exc)) from None
     if document is None:
         return []
     if not isinstance(document, dict) or set(document) - {"groups"}:

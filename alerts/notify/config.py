@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from cwkernel.durations import parse_duration
+from cwkernel import configfile
 from cwkernel.errors import ConfigError
 from alerts.notify import matchers as matcher_config
 from alerts.notify.matchers import AlertMatcher
@@ -81,17 +81,17 @@ def load(path: str | Path | None = None) -> AlertingConfig:
     else:
         source = str(path)
         try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError("alerting_config", f"cannot read: {exc.strerror}", source) from None
+            text = configfile.read_text(path)
+        except configfile.UnreadableConfig as exc:
+            raise ConfigError("alerting_config", str(exc), source) from None
     return parse(text, source)
 
 
 def parse(text: str, source: str = "alerting.yml") -> AlertingConfig:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("alerting_config", f"not valid YAML: {exc}", source) from None
+        data = configfile.parse_yaml(text)
+    except configfile.UnreadableConfig as exc:
+        raise ConfigError("alerting_config", str(exc), source) from None
     data = _mapping(data or {}, "(top level)", {"global", "route", "receivers", "inhibit_rules", "templates"},
                     source)
     glob = _mapping(data.get("global") or {}, "global", {"resolve_timeout", "external_url"}, source)

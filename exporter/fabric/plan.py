@@ -14,14 +14,13 @@ reported with its position and skipped.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 
 from exporter.fabric.ibnetdiscover import guid_of
+from cwkernel import configfile
 
 MAX_PLAN_BYTES = 16 << 20
 TIERS = ("leaf", "spine", "core")
@@ -59,12 +58,9 @@ class Plan:
 
 def load(path: str) -> Plan:
     try:
-        if os.path.getsize(path) > MAX_PLAN_BYTES:
-            raise PlanError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB")
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PlanError(f"{path}: cannot read: {exc}") from None
+        document = configfile.load_yaml(path, MAX_PLAN_BYTES)
+    except configfile.UnreadableConfig as exc:
+        raise PlanError(f"{path}: {exc}") from None
     return parse(document)
 
 

@@ -67,7 +67,7 @@ def test_plan_file_shape_and_wrong_entries(tmp_path):
     ("- just a list\n", "a fabric plan is a mapping"),
     ("cables: []\n", "unknown section 'cables'"),
     ("switches: {a: 1}\n", "switches: must be a list"),
-    ("switches: [\n", "cannot read"),
+    ("switches: [\n", "not valid YAML"),
 ])
 def test_unusable_plans_are_refused_with_why(tmp_path, text, message):
     path = tmp_path / "plan.yml"
