@@ -1,7 +1,7 @@
 """Every configuration file an operator hands ClusterWatch (``--config``, rule files, the alerting
 configuration, the remediation policy, the exporter's fake scenario, the fabric plan, the
 simulator's fault scenario) is read the same bounded way: a file that is too large, not UTF-8 or
-nested past the parser's depth is refused with an error naming the file and what is wrong.
+nested past the parser's depth, or a named pipe, is refused with an error naming the file and what is wrong.
 
 Observed before: ``serve --config``, ``--rules`` and ``--alerting-config`` on a file nested 20,000
 deep stopped with a ``RecursionError`` traceback; on a file with a byte that is not UTF-8, with a
@@ -10,6 +10,7 @@ take the memory) before anything looked at it.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +36,16 @@ def hostile(tmp_path: Path, kind: str) -> Path:
         path.write_text(DEEP)
     elif kind == "not-utf8":
         path.write_bytes(b"groups: \xff\xfe\n")
+    elif kind == "pipe":  # nothing ever writes to it: refused, not waited on
+        os.mkfifo(path)
     else:  # larger than any configuration needs: refused by its size, not parsed
         with path.open("wb") as handle:
             handle.truncate(configfile.MAX_CONFIG_BYTES + 1)
     return path
 
 
-SAYS = {"deep": "nested too deeply", "not-utf8": "not UTF-8", "huge": "larger than 16 MiB"}
+SAYS = {"deep": "nested too deeply", "not-utf8": "not UTF-8", "huge": "larger than 16 MiB",
+        "pipe": "not a regular file"}
 
 LOADERS: dict[str, Callable[[str], object]] = {
     "settings": lambda path: read_yaml(path, "--config"),

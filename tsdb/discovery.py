@@ -17,13 +17,14 @@ import json
 import logging
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
 import yaml
+
+from cwkernel.boundedread import FileRefused, read_regular_file, utf8
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +78,10 @@ def static_targets(addresses: Iterable[str], job: str) -> list[Target]:
 def read_file_sd(path: str) -> str:
     """The file's text, refused (``OSError``, ``DiscoveryError``) unless it is a regular file
     within ``MAX_FILE_SD_BYTES``; a named pipe is not waited on."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise DiscoveryError(f"{path}: not a regular file")
-        if info.st_size > MAX_FILE_SD_BYTES:
-            raise DiscoveryError(f"{path}: larger than {MAX_FILE_SD_BYTES // 2**20} MiB ({info.st_size:,} bytes)")
-        data = handle.read(MAX_FILE_SD_BYTES + 1)
-    if len(data) > MAX_FILE_SD_BYTES:  # grew after fstat
-        raise DiscoveryError(f"{path}: larger than {MAX_FILE_SD_BYTES // 2**20} MiB")
     try:
-        return data.decode()
-    except UnicodeDecodeError as exc:
-        raise DiscoveryError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        return utf8(read_regular_file(path, MAX_FILE_SD_BYTES)[1])
+    except FileRefused as exc:
+        raise DiscoveryError(f"{path}: {exc}") from None
 
 
 def parse_file_sd(text: str, job: str, source: str = "file_sd") -> list[Target]:

@@ -37,6 +37,7 @@ from typing import Iterable
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from cwkernel.boundedread import read_regular_file, utf8
 from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
 
@@ -47,20 +48,6 @@ MAX_FILE_BYTES = 4 * 2**20
 MAX_PARSE_BYTES_PER_CYCLE = 4 * 2**20
 MAX_TEXTFILE_SAMPLES = 10_000
 MAX_FILES = 1_000
-
-
-def read_bounded(path: str) -> tuple[os.stat_result, str]:
-    """(stat, text) of a regular file of at most MAX_FILE_BYTES; ValueError otherwise. Opened
-    non-blocking, so a FIFO is refused instead of waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-    return info, data.decode("utf-8")
 
 
 def _version(info: os.stat_result) -> tuple[int, int, int]:
@@ -189,7 +176,8 @@ class TextfileCollector(Collector):
             raise ValueError(f"changed, and the textfiles changed since the last collection are past "
                              f"{MAX_PARSE_BYTES_PER_CYCLE // 2**20} MiB: read at the next one")
         read_at = time.time()
-        info, text = read_bounded(path)
+        info, data = read_regular_file(path, MAX_FILE_BYTES)
+        text = utf8(data)
         families = parse_prom(text)
         return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
                        sum(len(f.samples) for f in families)), len(text)
