@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Iterable
 
 from clusterwatch import docgen
-from cwkernel.metrics import MetricSpec
+from cwkernel.metrics import MetricSpec, tables_in
 
 # (section title, what feeds it, modules holding its tables) in the order the document shows them.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -64,13 +64,6 @@ def _modules(pattern: str) -> list[ModuleType]:
         return []
     names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if info.name.startswith(prefix))
     return [importlib.import_module(f"{package_name}.{name}") for name in names]
-
-
-def tables_in(module: ModuleType) -> Iterable[MetricSpec]:
-    """Every MetricSpec in the module's metric tables (dicts of name -> MetricSpec)."""
-    for value in vars(module).values():
-        if isinstance(value, dict) and value and all(isinstance(v, MetricSpec) for v in value.values()):
-            yield from value.values()
 
 
 # The server's own metrics are read from its components' collectors, assembled the way

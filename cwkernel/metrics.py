@@ -8,6 +8,7 @@ generated from these tables, so the documentation cannot drift from what is expo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Iterable, Iterator, Mapping, NoReturn
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
@@ -45,6 +46,13 @@ def metric_table(*specs: MetricSpec) -> dict[str, MetricSpec]:
             raise ValueError(f"metric {spec.name} declared twice")
         table[spec.name] = spec
     return table
+
+
+def tables_in(module: ModuleType) -> Iterator[MetricSpec]:
+    """Every MetricSpec in the module's metric tables (its module-level dicts of name -> MetricSpec)."""
+    for value in vars(module).values():
+        if isinstance(value, dict) and value and all(isinstance(v, MetricSpec) for v in value.values()):
+            yield from value.values()
 
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), unit: str = "", source: str = "") -> MetricSpec:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from prometheus_client.core import Metric
 
+from cwkernel.metrics import tables_in
 from exporter.hostfs import FileTree
 
 if TYPE_CHECKING:  # imported for annotations only: keeps this module free of NVML imports
@@ -135,6 +137,13 @@ def available_collectors() -> dict[str, CollectorSpec]:
     import exporter.collectors  # noqa: F401  (registers the built-in collectors)
 
     return dict(_REGISTRY)
+
+
+def declared_families() -> frozenset[str]:
+    """The name of every family a registered collector's module declares in its metric tables:
+    the names this exporter's own measurements go by."""
+    modules = {sys.modules[spec.factory.__module__] for spec in available_collectors().values()}
+    return frozenset(spec.name for module in modules for spec in tables_in(module))
 
 
 def default_collectors() -> list[str]:

@@ -23,6 +23,14 @@ its last read, which stat alone cannot tell from unchanged), and at most
 ``MAX_PARSE_BYTES_PER_CYCLE`` of changed files a collection, a changed file past it refused until
 the next one: parsing takes about half a second per MiB, and the GPU collectors wait for it.
 
+And since jobs write there, a file's family that goes by one of ClusterWatch's own names is
+refused (the rest of the file is kept; ``node_textfile_scrape_error`` is 1): a family that any of
+the exporter's collectors declares, and the namespaces the rule pack reads (``gpu_``,
+``clusterwatch_``, ``DCGM_``, ``slurm_``, ``fabric_``, ``up``...), except ``clusterwatch_job_``,
+where a job speaks for itself (the checkpoint mark). Otherwise a job could forge an XID that has
+the automation drain its node and requeue everyone's jobs, or repeat a family of the node
+collector, whose second ``# TYPE`` makes Prometheus refuse the node's whole page.
+
 Writers should write to a temporary name and rename it into place, as with node_exporter, so a
 scrape never reads half a file.
 """
@@ -39,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cwkernel.boundedread import read_regular_file, utf8
 from cwkernel.metrics import FamilySet, gauge, metric_table
-from exporter.collector import Collector, CollectorContext, NoDataError, register_collector
+from exporter.collector import Collector, CollectorContext, NoDataError, declared_families, register_collector
 
 # A textfile is another program's output: one that grew without bound (a runaway script) must
 # not take the exporter's memory, nor a named pipe with no writer its collection loop, nor its
@@ -55,6 +63,33 @@ def _version(info: os.stat_result) -> tuple[int, int, int]:
     return info.st_ino, info.st_size, info.st_mtime_ns
 
 
+# Names a textfile may not use (module docstring): the exporter's own families come from its
+# collectors' tables (declared_families); these are the namespaces of ClusterWatch's other sources.
+RESERVED_PREFIXES = ("gpu_", "clusterwatch_", "DCGM_", "slurm_", "fabric_", "scrape_")
+RESERVED_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+JOBS_OWN_PREFIX = "clusterwatch_job_"  # what a job says about itself: the checkpoint contract's mark
+
+
+def is_reserved(name: str, declared: frozenset[str]) -> bool:
+    if name.startswith(JOBS_OWN_PREFIX):
+        return name in declared
+    return name in declared or name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+
+
+def split_reserved(families: list[Metric], declared: frozenset[str]) -> tuple[list[Metric], list[str]]:
+    """(the families a textfile may expose, the names of those it may not). A family is judged by
+    every name it would put on the page: prometheus_client drops a counter's ``_total``, and a
+    histogram's samples carry suffixes."""
+    kept, refused = [], []
+    for family in families:
+        names = {family.name, f"{family.name}_total"} | {sample.name for sample in family.samples}
+        if any(is_reserved(name, declared) for name in names):
+            refused.append(family.name)
+        else:
+            kept.append(family)
+    return kept, refused
+
+
 # An mtime is coarse (ext4: a few milliseconds) and a rename may reuse the inode number it frees, so
 # a file rewritten at the same size in the tick it was read in looks unchanged: such a file, whose
 # mtime is not well before its read, is read again (as git treats a "racily clean" index entry).
@@ -68,6 +103,7 @@ class _Parsed:
     read_at: float  # wall time of the read: a file modified within RACY_S of it may have changed unseen
     families: tuple[Metric, ...]  # never changed once parsed: merging copies them
     samples: int
+    refused: tuple[str, ...]  # families left out: they go by ClusterWatch's own names
 
 
 TABLE = metric_table(
@@ -96,6 +132,7 @@ class TextfileCollector(Collector):
         super().__init__(ctx)
         self.directory: str | None = getattr(ctx.config, "textfile_dir", None) or None
         self._parsed: dict[str, _Parsed] = {}  # path -> its last parse, for the files there now
+        self._declared = declared_families()
 
     def collect(self) -> Iterable[Metric | FamilySet]:
         if not self.directory:
@@ -125,6 +162,10 @@ class TextfileCollector(Collector):
                 continue
             budget -= cost
             parsed[path] = found
+            if found.refused:
+                self.skip(f"textfile {path}: {', '.join(found.refused)}: ClusterWatch's own name"
+                          f"{'s' if len(found.refused) > 1 else ''}, not taken from a textfile")
+                errored = True
             if samples + found.samples > MAX_TEXTFILE_SAMPLES:
                 self.skip(f"textfile {path}: {found.samples} samples would take the textfiles past "
                           f"{MAX_TEXTFILE_SAMPLES}")
@@ -178,9 +219,9 @@ class TextfileCollector(Collector):
         read_at = time.time()
         info, data = read_regular_file(path, MAX_FILE_BYTES)
         text = utf8(data)
-        families = parse_prom(text)
+        families, refused = split_reserved(parse_prom(text), self._declared)
         return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
-                       sum(len(f.samples) for f in families)), len(text)
+                       sum(len(f.samples) for f in families), tuple(refused)), len(text)
 
 
 def _fill_labels(family: Metric) -> None:

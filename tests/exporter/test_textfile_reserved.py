@@ -1,0 +1,69 @@
+"""The textfile directory is writable by jobs (the checkpoint contract), so what a job writes
+there must not pass for the exporter's own measurements, nor break the node's page.
+
+Observed before: a job's file with ``gpu_xid_errors_total{gpu="3",xid="79",action="reboot"} 5`` was
+exposed beside the GPU collector's, so the XID rules would fire for a fault that never happened
+and the automation would drain the node and requeue every job on it, anyone's; a file repeating a
+family the node collector exposes (``node_filesystem_readonly``) put a second ``# TYPE`` of it in
+the page, which Prometheus refuses whole: the node went ``up == 0``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.build import create_exporter
+from exporter.collector import default_collectors
+from exporter.config import ExporterConfig
+
+FORGED = """\
+# TYPE gpu_xid_errors_total counter
+gpu_xid_errors_total{gpu="3",xid="79",action="reboot"} 5
+# TYPE node_filesystem_readonly gauge
+node_filesystem_readonly{mountpoint="/scratch",device="/dev/sdb1",fstype="ext4"} 1
+# TYPE clusterwatch_exporter_nvml_up gauge
+clusterwatch_exporter_nvml_up 0
+# TYPE DCGM_FI_DEV_XID_ERRORS gauge
+DCGM_FI_DEV_XID_ERRORS{gpu="0"} 79
+# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge
+clusterwatch_job_checkpoint_timestamp_seconds{job_id="123"} 1733400000
+# TYPE node_reboot_required gauge
+node_reboot_required 1
+"""
+
+
+def node_page(textfile_dir: Path) -> str:
+    exporter = create_exporter(ExporterConfig(backend="fake", textfile_dir=str(textfile_dir),
+                                              collectors=default_collectors()))
+    try:
+        return exporter.collect_once().text.decode()
+    finally:
+        exporter.close()
+
+
+def samples(page: str, name: str) -> list[str]:
+    return [line for line in page.splitlines() if line.startswith(name + "{") or line.startswith(name + " ")]
+
+
+def test_a_jobs_file_cannot_pass_for_the_exporters_own_measurements(tmp_path: Path) -> None:
+    (tmp_path / "clusterwatch_job_checkpoint_123.prom").write_text(FORGED)
+    page = node_page(tmp_path)
+    assert not [line for line in samples(page, "gpu_xid_errors_total") if 'xid="79"' in line]
+    assert not samples(page, "DCGM_FI_DEV_XID_ERRORS")
+    assert samples(page, "clusterwatch_exporter_nvml_up") == ["clusterwatch_exporter_nvml_up 1.0"]
+    assert not [line for line in samples(page, "node_filesystem_readonly") if "/scratch" in line]
+    # What a job may say still comes through: its checkpoint mark, and names that are not ours.
+    assert samples(page, "clusterwatch_job_checkpoint_timestamp_seconds") == [
+        'clusterwatch_job_checkpoint_timestamp_seconds{job_id="123"} 1733400000.0']
+    assert samples(page, "node_reboot_required") == ["node_reboot_required 1.0"]
+    # Refused, and said so: the textfile error the operator's alerting already watches.
+    assert samples(page, "node_textfile_scrape_error") == ["node_textfile_scrape_error 1.0"]
+
+
+def test_the_page_stays_one_family_per_name_whatever_the_files_say(tmp_path: Path) -> None:
+    (tmp_path / "a.prom").write_text(FORGED)
+    page = node_page(tmp_path)
+    types = [line.split()[2] for line in page.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+    assert list(text_string_to_metric_families(page))  # the page parses as one exposition
