@@ -15,7 +15,8 @@ Sites moving from node_exporter keep their ``--collector.textfile.directory`` fi
 
 Beyond node_exporter, bounds (the directory is writable by jobs: the checkpoint contract,
 docs/operations.md): a file over ``MAX_FILE_BYTES``, or one that is not a regular file (a named
-pipe), is refused as unparsable rather than read; files past ``MAX_FILES``, and a file whose
+pipe), or with a label value over ``MAX_LABEL_VALUE_LENGTH`` or a sample of more than
+``MAX_LABELS_PER_SAMPLE`` labels, is refused as unparsable; files past ``MAX_FILES``, and a file whose
 samples would take the textfiles past ``MAX_TEXTFILE_SAMPLES`` (a node's own series are about
 1,100; the server refuses a target over 50,000, GPU metrics included), are refused whole; a file
 is parsed again only when it changed (inode, size or mtime; or it was modified within a second of
@@ -56,6 +57,10 @@ MAX_FILE_BYTES = 4 * 2**20
 MAX_PARSE_BYTES_PER_CYCLE = 4 * 2**20
 MAX_TEXTFILE_SAMPLES = 10_000
 MAX_FILES = 1_000
+# A label value costs the server its length in every series carrying it, and a job rewriting its
+# file with new values makes new series each time: the bytes, not only the count, are bounded.
+MAX_LABEL_VALUE_LENGTH = 4096
+MAX_LABELS_PER_SAMPLE = 32
 
 
 def _version(info: os.stat_result) -> tuple[int, int, int]:
@@ -115,12 +120,20 @@ TABLE = metric_table(
 
 
 def parse_prom(text: str) -> list[Metric]:
-    """The families of one file; ValueError where it is not the text format or has timestamps."""
+    """The families of one file; ValueError where it is not the text format, has timestamps, or a
+    sample's labels are past the bounds."""
     families = list(text_string_to_metric_families(text))
     for family in families:
         for sample in family.samples:
             if sample.timestamp is not None:
                 raise ValueError("contains unsupported client-side timestamps, skipping entire file")
+            if len(sample.labels) > MAX_LABELS_PER_SAMPLE:
+                raise ValueError(f"{sample.name} has {len(sample.labels)} labels, more than "
+                                 f"{MAX_LABELS_PER_SAMPLE}: skipping entire file")
+            for name, value in sample.labels.items():
+                if len(value) > MAX_LABEL_VALUE_LENGTH:
+                    raise ValueError(f"{sample.name}: label {name} is {len(value):,} characters long, more "
+                                     f"than {MAX_LABEL_VALUE_LENGTH:,}: skipping entire file")
     return families
 
 

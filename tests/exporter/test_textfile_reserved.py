@@ -67,3 +67,18 @@ def test_the_page_stays_one_family_per_name_whatever_the_files_say(tmp_path: Pat
     types = [line.split()[2] for line in page.splitlines() if line.startswith("# TYPE ")]
     assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
     assert list(text_string_to_metric_families(page))  # the page parses as one exposition
+
+
+def test_a_file_with_an_outsized_label_is_refused_whole(tmp_path: Path) -> None:
+    """A label value costs the server its length for every series that carries it: a job writing a
+    new 4 MiB value every interval would add a gigabyte an hour per node, inside every series and
+    churn limit. Values of more than 4,096 characters, or more than 32 labels on a sample, refuse the file."""
+    (tmp_path / "long.prom").write_text(f'long_value{{note="{"x" * 5000}"}} 1\n')
+    (tmp_path / "wide.prom").write_text("wide_labels{" + ",".join(f'l{i}="v"' for i in range(40)) + "} 1\n")
+    (tmp_path / "clusterwatch_job_checkpoint_7.prom").write_text(
+        '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\n'
+        'clusterwatch_job_checkpoint_timestamp_seconds{job_id="7"} 1733400000\n')
+    page = node_page(tmp_path)
+    assert not samples(page, "long_value") and not samples(page, "wide_labels")
+    assert samples(page, "clusterwatch_job_checkpoint_timestamp_seconds")
+    assert samples(page, "node_textfile_scrape_error") == ["node_textfile_scrape_error 1.0"]
