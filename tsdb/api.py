@@ -11,6 +11,7 @@ bounded queue, and each has ``--query-timeout`` from its arrival, its encoding i
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, AsyncIterator, Callable
@@ -105,34 +106,36 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
             return handler
         return register
 
-    def query_route(path: str):
-        """A route that evaluates a query: admitted by the engine's gate first (a full queue is
-        refused at once; the wait happens on the event loop, holding no thread), then evaluated
-        and encoded in a thread of its own, within the query's deadline."""
-        def register(handler: Callable[[Params, Ticket], QueryResult]):
+    def gated_route(path: str, respond: Callable[[Any], Response]):
+        """A route whose work reads the store as a query does (a query, or a walk over matching
+        series): admitted by the engine's gate first (a full queue is refused at once; the wait
+        happens on the event loop, holding no thread), then done in a thread of its own, within
+        the request's deadline (the ticket's), and answered by ``respond``."""
+        def register(handler: Callable[[Params, Ticket], Any]):
             async def endpoint(request: Request) -> Response:
                 try:
                     params = await Params.of(request)
                     ticket = engine.gate.enter(params.timeout())
                     try:
                         await ticket.wait_async()
-                        data = await anyio.to_thread.run_sync(_evaluate, handler, params, ticket, limiter=evaluating)
+                        work = functools.partial(handler, params, ticket, **request.path_params)
+                        data = await anyio.to_thread.run_sync(work, limiter=evaluating)
                     finally:
                         ticket.leave()
-                    return success_encoded(data)
+                    return respond(data)
                 except PromQLError as exc:
                     return error(exc)
             _add_route(router, path, endpoint, handler.__name__)
             return handler
         return register
 
-    @query_route("/query")
-    def query(params: Params, ticket: Ticket) -> QueryResult:
+    @gated_route("/query", success_encoded)
+    def query(params: Params, ticket: Ticket) -> list[bytes]:
         at = params.time("time", time.time())
-        return engine.instant(params.required("query"), at, ticket)
+        return _encoded(engine.instant(params.required("query"), at, ticket), ticket)
 
-    @query_route("/query_range")
-    def query_range(params: Params, ticket: Ticket) -> QueryResult:
+    @gated_route("/query_range", success_encoded)
+    def query_range(params: Params, ticket: Ticket) -> list[bytes]:
         text = params.required("query")
         start, end = params.time("start", math.nan), params.time("end", math.nan)
         if math.isnan(start) or math.isnan(end):
@@ -143,27 +146,29 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
         step = params.duration("step")
         if not step > 0:  # NaN too, as Go's conversion of it is negative
             raise bad_data(f'invalid parameter "step": {ZERO_STEP}')
-        return engine.range(text, start, end, step, ticket)
+        return _encoded(engine.range(text, start, end, step, ticket), ticket)
 
-    @route("/series")
-    def series(params: Params) -> Any:
+    # The metadata routes read as queries do (Grafana's template variables ask them on every
+    # dashboard load, and one selector can name every series): through the gate, by the deadline.
+    @gated_route("/series", success)
+    def series(params: Params, ticket: Ticket) -> Any:
         window = _window(params)
         seen: dict[tuple, dict[str, str]] = {}
         for matchers in _series_matchers(params, required=True):
-            for labels in store.series_labels(matchers, *window):
+            for labels in store.series_labels(matchers, *window, check=_deadline_check(ticket, "series walk")):
                 seen.setdefault(tuple(sorted(labels.items())), labels)
         return [seen[key] for key in sorted(seen)]
 
-    @route("/labels")
-    def labels(params: Params) -> Any:
-        selected = _selected_labels(store, params)
+    @gated_route("/labels", success)
+    def labels(params: Params, ticket: Ticket) -> Any:
+        selected = _selected_labels(store, params, ticket)
         if selected is None:
             return store.label_names()
         return sorted({name for labels in selected for name in labels})
 
-    @route("/label/{name}/values")
-    def label_values(params: Params, name: str = "") -> Any:
-        selected = _selected_labels(store, params)
+    @gated_route("/label/{name}/values", success)
+    def label_values(params: Params, ticket: Ticket, name: str = "") -> Any:
+        selected = _selected_labels(store, params, ticket)
         if selected is None:
             return store.label_values(name)
         return sorted({labels[name] for labels in selected if name in labels})
@@ -192,11 +197,15 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
     return router
 
 
-def _evaluate(handler: Callable[[Params, Ticket], QueryResult], params: Params, ticket: Ticket) -> list[bytes]:
+def _deadline_check(ticket: Ticket, where: str) -> Callable[[], None]:
     def check() -> None:
         if time.monotonic() > ticket.deadline:
-            raise timed_out("result encoding")
-    return handler(params, ticket).data_json(check)
+            raise timed_out(where)
+    return check
+
+
+def _encoded(result: QueryResult, ticket: Ticket) -> list[bytes]:
+    return result.data_json(_deadline_check(ticket, "result encoding"))
 
 
 async def _call(handler: Callable, params: Params, request: Request) -> Any:
@@ -210,9 +219,10 @@ def _window(params: Params) -> tuple[int | None, int | None]:
             round(parse_time(end, "end") * 1000) if end else None)
 
 
-def _selected_labels(store: Store, params: Params) -> list[dict[str, str]] | None:
+def _selected_labels(store: Store, params: Params, ticket: Ticket) -> list[dict[str, str]] | None:
     window = _window(params)  # checked even where it does not narrow the answer
     matcher_sets = _series_matchers(params, required=False)
     if not matcher_sets:
         return None
-    return [labels for matchers in matcher_sets for labels in store.series_labels(matchers, *window)]
+    check = _deadline_check(ticket, "series walk")
+    return [labels for matchers in matcher_sets for labels in store.series_labels(matchers, *window, check=check)]

@@ -36,6 +36,8 @@ from tsdb.wal import WriteAheadLog
 log = logging.getLogger(__name__)
 
 ABSENT_BITS = 0x7FF0000000000003
+# Series an API walk (/api/v1/series) looks at per hold of the lock: about a millisecond's work.
+SERIES_WALK_CHUNK = 4096
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
@@ -157,6 +159,18 @@ class _Segment:
         """Positions of this segment's samples within ``column.ts``."""
         start = self.first - self.column.base
         return start, start + len(self.values)
+
+    def has_sample_between(self, mint_ms: int, maxt_ms: int) -> bool:
+        """Whether a sample (not a gap's padding) is in [mint_ms, maxt_ms]; nothing is copied."""
+        start, end = self.window()
+        lo = bisect.bisect_left(self.column.ts, mint_ms, max(start, 0), end)
+        hi = bisect.bisect_right(self.column.ts, maxt_ms, lo, end)
+        if lo >= hi:
+            return False
+        if not math.isnan(self.values[lo - start]) or not math.isnan(self.values[hi - 1 - start]):
+            return True  # the usual case: no padding at the window's ends
+        bits = np.frombuffer(self.values, dtype=np.uint64)  # a view: released before the lock is
+        return bool((bits[lo - start:hi - start] != ABSENT_BITS).any())
 
 
 class _Series:
@@ -781,12 +795,29 @@ class Store:
                 np.frombuffer(segment.values[lo - start:hi - start], dtype=np.float64))
 
     def series_labels(self, matchers: Sequence[LabelMatcher], mint_ms: int | None = None,
-                      maxt_ms: int | None = None) -> list[dict[str, str]]:
-        """Label sets of matching series with at least one sample in the window (if given)."""
-        if mint_ms is None and maxt_ms is None:
+                      maxt_ms: int | None = None, check: Callable[[], None] | None = None) -> list[dict[str, str]]:
+        """Label sets of matching series with at least one sample in the window (if given).
+
+        No sample is copied to tell (a window over everything would copy the store), and the
+        series are looked at ``SERIES_WALK_CHUNK`` per hold of the lock, so that scrapes and rules
+        append between chunks; ``check``, called before each chunk, may raise to end the walk (a
+        request's deadline)."""
+        with self._lock:
+            ids = sorted(self._match_ids(matchers))
+        windowed = mint_ms is not None or maxt_ms is not None
+        lo = -(2**62) if mint_ms is None else mint_ms
+        hi = 2**62 if maxt_ms is None else maxt_ms
+        out: list[dict[str, str]] = []
+        for first in range(0, len(ids), SERIES_WALK_CHUNK):
+            if check is not None:
+                check()
             with self._lock:
-                return [dict(self._series[sid].labels) for sid in self._match_ids(matchers)]
-        return [data.labels for data in self.select(matchers, mint_ms or -(2**62), maxt_ms or 2**62)]
+                for sid in ids[first:first + SERIES_WALK_CHUNK]:
+                    series = self._series.get(sid)  # gone since the match: dropped by retention
+                    if series is not None and (not windowed or any(
+                            segment.has_sample_between(lo, hi) for segment in series.segments)):
+                        out.append(dict(series.labels))
+        return out
 
     def label_names(self) -> list[str]:
         with self._lock:
