@@ -16,6 +16,7 @@ from typing import TextIO
 import httpx
 from pydantic import ValidationError
 
+from cwkernel import httpdeadline
 from cwkernel.durations import parse_duration
 from cwkernel.errors import ConfigError
 
@@ -61,17 +62,16 @@ def from_server(base: str, params: dict[str, str]):
     """The server's view model, read bounded in size and time and validated."""
     from dashboard.views.reliability import ReliabilityView
 
-    chunks, size = [], 0
     try:
-        with httpx.stream("GET", f"{base}/api/reliability", params=params, timeout=TIMEOUT_S) as response:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise ConfigError("--server", f"answer over {MAX_ANSWER_BYTES} bytes: refused")
-                chunks.append(chunk)
+        with httpdeadline.client(timeout=TIMEOUT_S) as client, httpdeadline.deadline(TIMEOUT_S) as extensions, \
+                client.stream("GET", f"{base}/api/reliability", params=params, extensions=extensions) as response:
+            body = httpdeadline.read_capped(response, MAX_ANSWER_BYTES)
+    except httpdeadline.AnswerTooLarge as exc:
+        raise ConfigError("--server", f"{exc}: refused") from None
+    except httpx.TimeoutException:
+        raise ConfigError("--server", f"{base}: no answer within {TIMEOUT_S:.1f}s") from None
     except httpx.HTTPError as exc:
         raise ConfigError("--server", f"{base}: {exc}") from None
-    body = b"".join(chunks)
     if response.status_code != 200:
         raise ConfigError("--server", f"HTTP {response.status_code}: {body[:300].decode(errors='replace')}")
     try:
