@@ -5,8 +5,10 @@ Owns: the server component contract (``Component``, ``Deps``: every component mo
 limits, security headers, connection guard, descriptor budget), settings (``Option``: flag,
 environment variable and config key from one declaration), durations, errors, operator
 authentication, health reporting, process lifecycle, the garbage-collector policy and pause, log
-throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``) and the names
-of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``).
+throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``), the names
+of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``), and the bounded
+readers of what crosses the process boundary (configuration and other files, outbound HTTP,
+child processes: ``configfile``, ``boundedread``, ``httpdeadline``, ``boundedproc``).
 Must not touch: any other ClusterWatch package (``tsdb``, ``exporter``, ``scheduler``,
 ``simulator``, ``alerts``, ``remediation``, ``dashboard``, ``clusterwatch``). It is the bottom
 layer: it says what a component is and knows none of them.
