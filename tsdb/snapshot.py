@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -17,32 +20,59 @@ from tsdb.importer import Loaded, bulk_load
 from tsdb.store import Store
 
 
+COPY_CHUNK = 1 << 20
+
+
 class SnapshotError(ValueError):
     """The file is not a readable snapshot (the reason says what is wrong with it)."""
 
 
 def save_snapshot(store: Store, path: str | Path) -> int:
-    """Write every series; returns how many."""
-    labels, lengths, times, values = [], [], [], []
-    for series_labels, ts, vs in store.iter_series():
-        labels.append(list(series_labels))
-        lengths.append(len(vs))
-        times.append(ts)
-        values.append(vs)
+    """Write every series; returns how many.
+
+    The samples stream from the store's walk (``Store.iter_series``, a piece at a time) into two
+    unnamed files beside the snapshot, and from there into the archive, so that writing holds one
+    piece in memory: the file is what ``np.savez`` wrote, which held a copy of every sample, then
+    a second, joined copy, for as long as it wrote (five times the store's memory)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
+    labels: list[list] = []
+    lengths: list[int] = []
     try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, labels=np.array(json.dumps(labels)), lengths=np.array(lengths, dtype=np.int64),
-                     times=np.concatenate(times) if times else np.array([], dtype=np.int64),
-                     values=np.concatenate(values) if values else np.array([], dtype=np.float64))
-            handle.flush()
-            os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
+        with tempfile.TemporaryFile(dir=path.parent) as times, tempfile.TemporaryFile(dir=path.parent) as values:
+            for series_labels, ts, vs in store.iter_series():
+                labels.append(list(series_labels))
+                lengths.append(len(vs))
+                times.write(np.ascontiguousarray(ts, dtype="<i8").data)
+                values.write(np.ascontiguousarray(vs, dtype="<f8").data)
+            total = sum(lengths)
+            with open(tmp, "wb") as handle:
+                with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                    _write_array(archive, "labels", np.array(json.dumps(labels)))
+                    _write_array(archive, "lengths", np.array(lengths, dtype=np.int64))
+                    _write_raw(archive, "times", times, "<i8", total)
+                    _write_raw(archive, "values", values, "<f8", total)
+                handle.flush()
+                os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a full disk: give back what the partial file took
         raise
     return len(labels)
+
+
+def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+        np.lib.format.write_array(entry, array, allow_pickle=False)
+
+
+def _write_raw(archive: zipfile.ZipFile, name: str, raw: BinaryIO, dtype: str, count: int) -> None:
+    """An .npy entry of ``count`` items of ``dtype`` whose bytes are the whole of ``raw``."""
+    raw.seek(0)
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+        np.lib.format.write_array_header_1_0(entry, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                     "shape": (count,)})
+        shutil.copyfileobj(raw, entry, COPY_CHUNK)
 
 
 def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = None) -> Loaded:

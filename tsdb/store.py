@@ -23,7 +23,7 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 ABSENT_BITS = 0x7FF0000000000003
 # Series an API walk (/api/v1/series) looks at per hold of the lock: about a millisecond's work.
 SERIES_WALK_CHUNK = 4096
+# Samples a snapshot copies per hold of the lock (16 MB of timestamps and values): what it holds at once.
+SNAPSHOT_PIECE_SAMPLES = 1 << 20
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
@@ -859,18 +861,34 @@ class Store:
         with self._lock:
             return dict(self._admission.refused)
 
-    def iter_series(self) -> Iterable[tuple[Labels, np.ndarray, np.ndarray]]:
-        """Every series with all its timestamps and values (ABSENT padding removed), for snapshots."""
+    def iter_series(self) -> Iterator[tuple[Labels, np.ndarray, np.ndarray]]:
+        """Every series there when the walk begins, with all its timestamps and values (ABSENT
+        padding removed), for snapshots.
+
+        Read about ``SNAPSHOT_PIECE_SAMPLES`` samples per hold of the lock: scrapes and rules
+        append between pieces, and a snapshot holds one piece in memory, not a copy of the store.
+        Each series is read as it is when its piece is; what is appended meanwhile also goes to
+        the write-ahead log, which the snapshot's caller cuts before the walk."""
         with self._lock:
-            items = [(series.labels, [self._read(seg, -(2**62), 2**62) for seg in series.segments])
-                     for series in self._series.values()]
-        for labels, parts in items:
-            parts = [p for p in parts if p is not None]
-            if parts:
-                ts = np.concatenate([p[0] for p in parts])
-                vs = np.concatenate([p[1] for p in parts])
-                keep = vs.view(np.uint64) != ABSENT_BITS
-                yield labels, ts[keep], vs[keep]
+            ids = list(self._series)
+        position = 0
+        while position < len(ids):
+            piece: list[tuple[Labels, list]] = []
+            with self._lock:
+                budget = SNAPSHOT_PIECE_SAMPLES
+                while position < len(ids) and budget > 0:
+                    series = self._series.get(ids[position])  # gone since: dropped by retention
+                    position += 1
+                    if series is not None:
+                        budget -= series.sample_count()
+                        piece.append((series.labels, [self._read(seg, -(2**62), 2**62) for seg in series.segments]))
+            for labels, parts in piece:
+                parts = [p for p in parts if p is not None]
+                if parts:
+                    ts = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+                    vs = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+                    keep = vs.view(np.uint64) != ABSENT_BITS
+                    yield labels, (ts if keep.all() else ts[keep]), (vs if keep.all() else vs[keep])
 
 
 def _metric_name(labels: Labels) -> str:

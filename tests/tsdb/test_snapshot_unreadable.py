@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tsdb.component import EmbeddedTSDB, TSDBConfig
+from tsdb import snapshot as snapshot_module
 from tsdb.snapshot import save_snapshot
 from tsdb.store import Store
 
@@ -63,17 +64,18 @@ def test_a_snapshot_that_cannot_be_written_is_a_reported_problem_and_leaves_no_p
     tsdb.store.append_scrape("t", 1_000, [((("__name__", "up"),), 1.0)], "j")
     tsdb.save_snapshot()
     before = snapshot.read_bytes()
-    real_savez = np.savez
+    real_write_raw = snapshot_module._write_raw
 
-    def disk_full(handle, **arrays) -> None:  # noqa: ANN001 - np.savez's file
-        handle.write(b"PK\x03\x04 partial")
+    def disk_full(archive, name, raw, dtype, count) -> None:  # noqa: ANN001 - _write_raw's arguments
+        with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+            entry.write(b"\x93NUMPY partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", disk_full)
+    monkeypatch.setattr(snapshot_module, "_write_raw", disk_full)
     tsdb.save_snapshot()
     assert snapshot.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.npz"]  # the unnamed sample files too
     assert "No space left on device" in tsdb.problems()["snapshot_failed"]
-    monkeypatch.setattr(np, "savez", real_savez)
+    monkeypatch.setattr(snapshot_module, "_write_raw", real_write_raw)
     tsdb.save_snapshot()
     assert "snapshot_failed" not in tsdb.problems()
