@@ -6,11 +6,13 @@ longest a scrape or rule waits for the store's lock meanwhile, and the peak memo
 A synthetic store (TARGETS columns of SERIES series with SAMPLES samples each; the default is the
 demo's 140 nodes at a fifth of their series, two hours at 5 s) is built in this process, then
 written to a temporary directory while a thread takes the store's lock every millisecond and
-times each wait. Peak memory is the process's high-water mark (VmHWM), so run it on its own.
+times each wait, then loaded back into an empty store (a restart). Peak memory is the process's
+high-water mark (VmHWM, reset between the two), so run it on its own.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import rss_bytes  # noqa: E402
-from tsdb.snapshot import save_snapshot  # noqa: E402
+from tsdb.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tsdb.store import Store, TimeColumn  # noqa: E402
 
 
@@ -74,10 +76,20 @@ def main() -> None:
         written = save_snapshot(store, path)
         took = time.perf_counter() - started
         size = os.path.getsize(path) >> 20
-    done.set()
-    prober.join()
-    print(f"snapshot of {written:,} series: {took:.2f} s, {size} MB; longest wait for the store's lock "
-          f"{max(waits) * 1000:.0f} ms; peak RSS {peak_rss_mb()} MB (store alone {before} MB)")
+        done.set()
+        prober.join()
+        print(f"snapshot of {written:,} series: {took:.2f} s, {size} MB; longest wait for the store's lock "
+              f"{max(waits) * 1000:.0f} ms; peak RSS {peak_rss_mb()} MB (store alone {before} MB)")
+        del store
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM: the peak below is the load's
+        empty = rss_bytes(os.getpid()) >> 20
+        started = time.perf_counter()
+        restarted = Store(retention_s=10**9)
+        loaded = load_snapshot(restarted, path)
+        print(f"loaded {loaded.series:,} series in {time.perf_counter() - started:.2f} s: RSS {empty} MB before "
+              f"(freed memory the process kept), {rss_bytes(os.getpid()) >> 20} MB after, peak {peak_rss_mb()} MB")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from tsdb.exposition import parse_exposition
 from tsdb.store import Store, TimeColumn, sorted_labels
 
@@ -73,7 +75,7 @@ def bulk_load(store: Store, series: Iterable[tuple[tuple, Sequence[int], Sequenc
             continue
         times, values = times[first:], values[first:]
         column = TimeColumn()
-        column.ts.extend(times)
+        column.ts.frombytes(np.asarray(times, dtype=np.int64).tobytes())
         column = columns.setdefault(column.ts.tobytes(), column)
         store.append_series(labels, times, values, column=column)
         kept += 1

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -77,35 +77,57 @@ def _write_raw(archive: zipfile.ZipFile, name: str, raw: BinaryIO, dtype: str, c
 
 def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = None) -> Loaded:
     """Load a snapshot written by save_snapshot into an empty ``store``, each series from
-    ``keep_from_ms`` on (a server restarted after a long stop keeps its retention from now)."""
-    labels, lengths, times, values = read_parts(path)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ``keep_from_ms`` on (a server restarted after a long stop keeps its retention from now).
 
-    def series():
-        for i, pairs in enumerate(labels):
-            lo, hi = offsets[i], offsets[i + 1]
-            yield tuple((k, v) for k, v in pairs), times[lo:hi].tolist(), values[lo:hi].tolist()
-
-    return bulk_load(store, series(), keep_from_ms)
-
-
-def read_parts(path: str | Path) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
-    """The snapshot's label sets, series lengths, timestamps and values, checked to agree."""
+    The archive is checked whole first (every part's checksum, the parts' agreement), then its
+    samples are read a series at a time: loading holds the store it builds and one series, not
+    the file's arrays beside it (a server the OOM killer ended must be able to load what it
+    had). A file that is not a readable snapshot is a ``SnapshotError`` before anything is loaded."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            labels = json.loads(str(data["labels"]))
-            lengths, times, values = data["lengths"], data["times"], data["values"]
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise SnapshotError(f"not a snapshot: {damaged} fails its checksum")
+            labels, lengths = _read_index(archive)
+            total = int(lengths.sum())
+            with archive.open("times.npy") as times, archive.open("values.npy") as values:
+                _expect_header(times, np.dtype("<i8"), total, "times")
+                _expect_header(values, np.dtype("<f8"), total, "values")
+                return bulk_load(store, _series(labels, lengths, times, values), keep_from_ms)
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError) as exc:
+        if isinstance(exc, SnapshotError):
+            raise
         raise SnapshotError(f"not a snapshot: {type(exc).__name__}: {exc}") from None
+
+
+def _read_index(archive: zipfile.ZipFile) -> tuple[list, np.ndarray]:
+    """The label sets and series lengths, checked to agree."""
+    try:
+        with archive.open("labels.npy") as entry:
+            labels = json.loads(str(np.lib.format.read_array(entry, allow_pickle=False)))
     except RecursionError:
         raise SnapshotError("not a snapshot: its labels are nested too deeply") from None
+    with archive.open("lengths.npy") as entry:
+        lengths = np.lib.format.read_array(entry, allow_pickle=False)
     if not (isinstance(labels, list) and all(isinstance(pairs, list) and all(
             isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)
             for pair in pairs) for pairs in labels)):
         raise SnapshotError("its labels are not lists of name/value pairs")
-    if lengths.ndim != 1 or len(lengths) != len(labels) or (lengths < 0).any():
+    if lengths.dtype != np.int64 or lengths.ndim != 1 or len(lengths) != len(labels) or (lengths < 0).any():
         raise SnapshotError(f"{len(labels)} label sets but {lengths.size} series lengths")
-    if times.shape != values.shape or times.ndim != 1 or int(lengths.sum()) != len(times):
-        raise SnapshotError(f"series lengths add up to {int(lengths.sum())} samples; "
-                            f"it holds {times.size} times and {values.size} values")
-    return labels, lengths, times, values
+    return labels, lengths
+
+
+def _expect_header(entry: BinaryIO, dtype: np.dtype, count: int, name: str) -> None:
+    version = np.lib.format.read_magic(entry)
+    shape, fortran_order, found = (np.lib.format.read_array_header_1_0(entry) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(entry))
+    if found != dtype or fortran_order or shape != (count,):
+        raise SnapshotError(f"series lengths add up to {count} samples; its {name} are {found} of shape {shape}")
+
+
+def _series(labels: list, lengths: np.ndarray, times: BinaryIO, values: BinaryIO) -> Iterator[
+        tuple[tuple, np.ndarray, np.ndarray]]:
+    for pairs, length in zip(labels, lengths.tolist()):
+        yield (tuple((k, v) for k, v in pairs), np.frombuffer(times.read(8 * length), dtype="<i8"),
+               np.frombuffer(values.read(8 * length), dtype="<f8"))

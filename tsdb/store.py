@@ -421,14 +421,14 @@ class Store:
         with self._lock:
             if column is None:
                 column = TimeColumn()
-                column.ts.extend(timestamps)
+                column.ts.frombytes(np.asarray(timestamps, dtype=np.int64).tobytes())
             if labels in self._by_labels:
                 raise AppendError(f"series {format_series(dict(labels))} already exists")
             if self.limits.max_series_total and len(self._series) >= self.limits.max_series_total:
                 raise LimitError(f"store holds the maximum of {self.limits.max_series_total:,} series")
             series = self._get_or_create(labels, None)
             segment = _Segment(column, column.end - len(values))
-            segment.values.extend(values)
+            segment.values.frombytes(np.asarray(values, dtype=np.float64).tobytes())
             series.segments.append(segment)
             self._changed(labels)
             if len(timestamps):

@@ -63,3 +63,19 @@ def test_the_store_is_read_for_a_snapshot_in_pieces(monkeypatch) -> None:
     store.append_scrape("n-new", (SAMPLES + 1) * 5000, [((("__name__", "up"), ("instance", "n-new")), 1.0)])
     assert store.stats()["series"] == TARGETS * SERIES + 1
     assert len(list(walk)) == TARGETS * SERIES - 1  # the series there when the walk began
+
+
+def test_a_snapshot_is_loaded_a_series_at_a_time(tmp_path: Path) -> None:
+    """A server restarted after the OOM killer ended it must not need more memory to load its
+    snapshot than it had when it was killed: before, every timestamp and value of the file was
+    read into memory beside the store being built (and each series again as Python lists)."""
+    save_snapshot(big_store(), tmp_path / "store.npz")
+    loaded = Store(retention_s=10**9)
+    tracemalloc.start()
+    try:
+        load_snapshot(loaded, tmp_path / "store.npz")
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert loaded.stats()["series"] == TARGETS * SERIES
+    assert peak - held < 32 << 20, f"the store took {held:,} bytes, loading it {peak:,} at its peak"
