@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 ABSENT_BITS = 0x7FF0000000000003
 # Series an API walk (/api/v1/series) looks at per hold of the lock: about a millisecond's work.
 SERIES_WALK_CHUNK = 4096
-# Samples a snapshot copies per hold of the lock (16 MB of timestamps and values): what it holds at once.
+# What a snapshot copies per hold of the lock: at most this many samples (16 MB of timestamps and
+# values, what it holds at once) and this many series (each costs a few tens of microseconds).
 SNAPSHOT_PIECE_SAMPLES = 1 << 20
+SNAPSHOT_PIECE_SERIES = 1024
 ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
@@ -865,8 +867,9 @@ class Store:
         """Every series there when the walk begins, with all its timestamps and values (ABSENT
         padding removed), for snapshots.
 
-        Read about ``SNAPSHOT_PIECE_SAMPLES`` samples per hold of the lock: scrapes and rules
-        append between pieces, and a snapshot holds one piece in memory, not a copy of the store.
+        Read a piece (``SNAPSHOT_PIECE_SAMPLES``, ``SNAPSHOT_PIECE_SERIES``) per hold of the lock:
+        scrapes and rules append between pieces, and a snapshot holds one piece in memory, not a
+        copy of the store.
         Each series is read as it is when its piece is; what is appended meanwhile also goes to
         the write-ahead log, which the snapshot's caller cuts before the walk."""
         with self._lock:
@@ -875,8 +878,8 @@ class Store:
         while position < len(ids):
             piece: list[tuple[Labels, list]] = []
             with self._lock:
-                budget = SNAPSHOT_PIECE_SAMPLES
-                while position < len(ids) and budget > 0:
+                budget, end = SNAPSHOT_PIECE_SAMPLES, position + SNAPSHOT_PIECE_SERIES
+                while position < min(len(ids), end) and budget > 0:
                     series = self._series.get(ids[position])  # gone since: dropped by retention
                     position += 1
                     if series is not None:
