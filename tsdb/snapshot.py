@@ -30,35 +30,44 @@ class SnapshotError(ValueError):
 def save_snapshot(store: Store, path: str | Path) -> int:
     """Write every series; returns how many.
 
-    The samples stream from the store's walk (``Store.iter_series``, a piece at a time) into two
-    unnamed files beside the snapshot, and from there into the archive, so that writing holds one
-    piece in memory: the file is what ``np.savez`` wrote, which held a copy of every sample, then
-    a second, joined copy, for as long as it wrote (five times the store's memory)."""
+    The series stream from the store's walk (``Store.iter_series``, a piece at a time) into three
+    unnamed files beside the snapshot (label sets, timestamps, values), and from there into the
+    archive, so that writing holds one piece in memory: the file is what ``np.savez`` wrote, which
+    held a copy of every sample, then a second, joined copy, for as long as it wrote (five times
+    the store's memory). The label sets are one JSON list, stored as numpy stores a string (UTF-32)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    labels: list[list] = []
     lengths: list[int] = []
     try:
-        with tempfile.TemporaryFile(dir=path.parent) as times, tempfile.TemporaryFile(dir=path.parent) as values:
+        with tempfile.TemporaryFile(dir=path.parent) as labels, tempfile.TemporaryFile(dir=path.parent) as times, \
+                tempfile.TemporaryFile(dir=path.parent) as values:
+            characters = _write_text(labels, "[")
             for series_labels, ts, vs in store.iter_series():
-                labels.append(list(series_labels))
+                characters += _write_text(labels, ("," if lengths else "") + json.dumps(list(series_labels)))
                 lengths.append(len(vs))
                 times.write(np.ascontiguousarray(ts, dtype="<i8").data)
                 values.write(np.ascontiguousarray(vs, dtype="<f8").data)
+            characters += _write_text(labels, "]")
             total = sum(lengths)
             with open(tmp, "wb") as handle:
                 with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                    _write_array(archive, "labels", np.array(json.dumps(labels)))
+                    _write_raw(archive, "labels", labels, f"<U{characters}", ())
                     _write_array(archive, "lengths", np.array(lengths, dtype=np.int64))
-                    _write_raw(archive, "times", times, "<i8", total)
-                    _write_raw(archive, "values", values, "<f8", total)
+                    _write_raw(archive, "times", times, "<i8", (total,))
+                    _write_raw(archive, "values", values, "<f8", (total,))
                 handle.flush()
                 os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a full disk: give back what the partial file took
         raise
-    return len(labels)
+    return len(lengths)
+
+
+def _write_text(raw: BinaryIO, text: str) -> int:
+    """``text`` appended as numpy holds a string (UTF-32, little-endian); its length in characters."""
+    raw.write(text.encode("utf-32-le"))
+    return len(text)
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -66,12 +75,12 @@ def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None
         np.lib.format.write_array(entry, array, allow_pickle=False)
 
 
-def _write_raw(archive: zipfile.ZipFile, name: str, raw: BinaryIO, dtype: str, count: int) -> None:
-    """An .npy entry of ``count`` items of ``dtype`` whose bytes are the whole of ``raw``."""
+def _write_raw(archive: zipfile.ZipFile, name: str, raw: BinaryIO, dtype: str, shape: tuple[int, ...]) -> None:
+    """An .npy entry of ``shape`` and ``dtype`` whose bytes are the whole of ``raw``."""
     raw.seek(0)
     with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
         np.lib.format.write_array_header_1_0(entry, {"descr": np.dtype(dtype).str, "fortran_order": False,
-                                                     "shape": (count,)})
+                                                     "shape": shape})
         shutil.copyfileobj(raw, entry, COPY_CHUNK)
 
 

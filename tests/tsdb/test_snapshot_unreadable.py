@@ -66,7 +66,7 @@ def test_a_snapshot_that_cannot_be_written_is_a_reported_problem_and_leaves_no_p
     before = snapshot.read_bytes()
     real_write_raw = snapshot_module._write_raw
 
-    def disk_full(archive, name, raw, dtype, count) -> None:  # noqa: ANN001 - _write_raw's arguments
+    def disk_full(archive, name, raw, dtype, shape) -> None:  # noqa: ANN001 - _write_raw's arguments
         with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
             entry.write(b"\x93NUMPY partial")
         raise OSError(28, "No space left on device")
