@@ -107,6 +107,8 @@ def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = Non
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"not a snapshot: {type(exc).__name__}: {exc}") from None
+    except OSError as exc:  # a directory at the path, a read error: the watching must not stop for it
+        raise SnapshotError(f"cannot read: {exc.strerror or exc}") from None
 
 
 def _read_index(archive: zipfile.ZipFile) -> tuple[list, np.ndarray]:

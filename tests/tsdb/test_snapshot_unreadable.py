@@ -79,3 +79,17 @@ def test_a_snapshot_that_cannot_be_written_is_a_reported_problem_and_leaves_no_p
     monkeypatch.setattr(snapshot_module, "_write_raw", real_write_raw)
     tsdb.save_snapshot()
     assert "snapshot_failed" not in tsdb.problems()
+
+
+def test_a_snapshot_path_that_cannot_be_read_is_set_aside_too(tmp_path: Path) -> None:
+    """A directory where the file should be (an operator's mistake, a bad volume mount), or a read
+    error: before, the OSError stopped ``serve`` as a configuration error naming another option."""
+    snapshot = tmp_path / "store.npz"
+    snapshot.mkdir()
+    (snapshot / "inside").write_text("not a snapshot")
+    tsdb = EmbeddedTSDB(TSDBConfig(snapshot_path=str(snapshot)))
+    tsdb.load()
+    assert tsdb.store.stats()["series"] == 0
+    aside = list(tmp_path.glob("store.npz.corrupt-*"))
+    assert len(aside) == 1 and (aside[0] / "inside").read_text() == "not a snapshot"
+    assert "cannot read" in tsdb.problems()["snapshot_set_aside"]
