@@ -2,8 +2,9 @@
 configuration, the remediation policy, scenarios, the fabric plan), all the same bounded way.
 
 A file is read as ``cwkernel.boundedread`` reads: a regular file of at most ``MAX_CONFIG_BYTES``
-(a path to /dev/zero, or to a log by mistake, must not take the memory); it must be UTF-8, and is parsed as YAML within the parser's
-depth (a document nested 20,000 deep exhausts the recursion of PyYAML's constructor). What is
+(a path to /dev/zero, or to a log by mistake, must not take the memory); it must be UTF-8, and
+is parsed as YAML within the parser's depth (a document nested 20,000 deep exhausts the
+recursion of PyYAML's constructor). What is
 wrong comes back as ``UnreadableConfig``, a reason without the path; each caller names its file
 and field with it in its own error, as it does for every other mistake in the file.
 """

@@ -103,9 +103,9 @@ def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = Non
                 _expect_header(times, np.dtype("<i8"), total, "times")
                 _expect_header(values, np.dtype("<f8"), total, "values")
                 return bulk_load(store, _series(labels, lengths, times, values), keep_from_ms)
+    except SnapshotError:
+        raise
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError) as exc:
-        if isinstance(exc, SnapshotError):
-            raise
         raise SnapshotError(f"not a snapshot: {type(exc).__name__}: {exc}") from None
     except OSError as exc:  # a directory at the path, a read error: the watching must not stop for it
         raise SnapshotError(f"cannot read: {exc.strerror or exc}") from None

@@ -164,17 +164,23 @@ class _Segment:
         start = self.first - self.column.base
         return start, start + len(self.values)
 
-    def has_sample_between(self, mint_ms: int, maxt_ms: int) -> bool:
-        """Whether a sample (not a gap's padding) is in [mint_ms, maxt_ms]; nothing is copied."""
+    def between(self, mint_ms: int, maxt_ms: int) -> tuple[int, int, int]:
+        """``(lo, hi, offset)``: ``values[lo:hi]`` are the samples in [mint_ms, maxt_ms] (padding
+        included; the range may be empty), at ``column.ts[lo + offset:hi + offset]``."""
         start, end = self.window()
         lo = bisect.bisect_left(self.column.ts, mint_ms, max(start, 0), end)
         hi = bisect.bisect_right(self.column.ts, maxt_ms, lo, end)
+        return lo - start, hi - start, start
+
+    def has_sample_between(self, mint_ms: int, maxt_ms: int) -> bool:
+        """Whether a sample (not a gap's padding) is in [mint_ms, maxt_ms]; nothing is copied."""
+        lo, hi, _ = self.between(mint_ms, maxt_ms)
         if lo >= hi:
             return False
-        if not math.isnan(self.values[lo - start]) or not math.isnan(self.values[hi - 1 - start]):
+        if not math.isnan(self.values[lo]) or not math.isnan(self.values[hi - 1]):
             return True  # the usual case: no padding at the window's ends
         bits = np.frombuffer(self.values, dtype=np.uint64)  # a view: released before the lock is
-        return bool((bits[lo - start:hi - start] != ABSENT_BITS).any())
+        return bool((bits[lo:hi] != ABSENT_BITS).any())
 
 
 class _Series:
@@ -788,15 +794,12 @@ class Store:
 
     @staticmethod
     def _read(segment: _Segment, mint_ms: int, maxt_ms: int) -> tuple[np.ndarray, np.ndarray] | None:
-        column = segment.column
-        start, end = segment.window()
-        lo = bisect.bisect_left(column.ts, mint_ms, max(start, 0), end)
-        hi = bisect.bisect_right(column.ts, maxt_ms, lo, end)
+        lo, hi, offset = segment.between(mint_ms, maxt_ms)
         if lo >= hi:
             return None
         # Slicing copies, so the arrays returned never pin the store's growing buffers.
-        return (np.frombuffer(column.ts[lo:hi], dtype=np.int64),
-                np.frombuffer(segment.values[lo - start:hi - start], dtype=np.float64))
+        return (np.frombuffer(segment.column.ts[lo + offset:hi + offset], dtype=np.int64),
+                np.frombuffer(segment.values[lo:hi], dtype=np.float64))
 
     def series_labels(self, matchers: Sequence[LabelMatcher], mint_ms: int | None = None,
                       maxt_ms: int | None = None, check: Callable[[], None] | None = None) -> list[dict[str, str]]:

@@ -16,8 +16,8 @@ Sites moving from node_exporter keep their ``--collector.textfile.directory`` fi
 Beyond node_exporter, bounds (the directory is writable by jobs: the checkpoint contract,
 docs/operations.md): a file over ``MAX_FILE_BYTES``, or one that is not a regular file (a named
 pipe), or with a label value over ``MAX_LABEL_VALUE_LENGTH`` or a sample of more than
-``MAX_LABELS_PER_SAMPLE`` labels, is refused as unparsable; files past ``MAX_FILES``, and a file whose
-samples would take the textfiles past ``MAX_TEXTFILE_SAMPLES`` (a node's own series are about
+``MAX_LABELS_PER_SAMPLE`` labels, is refused as unparsable; files past ``MAX_FILES``, and a file
+whose samples would take the textfiles past ``MAX_TEXTFILE_SAMPLES`` (a node's own series are about
 1,100; the server refuses a target over 50,000, GPU metrics included), are refused whole; a file
 is parsed again only when it changed (inode, size or mtime; or it was modified within a second of
 its last read, which stat alone cannot tell from unchanged), and at most

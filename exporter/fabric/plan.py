@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-
-from exporter.fabric.ibnetdiscover import guid_of
 from cwkernel import configfile
+from exporter.fabric.ibnetdiscover import guid_of
 
 MAX_PLAN_BYTES = 16 << 20
 TIERS = ("leaf", "spine", "core")
