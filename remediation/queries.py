@@ -7,8 +7,9 @@ string anyway.
 """
 from __future__ import annotations
 
+import math
 import re
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from scheduler.checkpoint import CHECKPOINT_METRIC, JOB_LABEL
 from tsdb.client import QueryClient, QueryError
@@ -99,15 +100,23 @@ def fabric_evidence(client: QueryClient, cable: dict[str, str], alertname: str,
     return captured
 
 
-def checkpoint_times(client: QueryClient, job_ids: list[str], at: float | None = None) -> dict[str, float]:
-    """Each job's last finished checkpoint (the contract's mark), newest over every node that
-    exposes one; jobs without a mark are absent. Raises ``QueryError``/``OSError`` like the client."""
-    if not job_ids:
+def checkpoint_times(client: QueryClient, job_nodes: Mapping[str, Sequence[str]],
+                     at: float | None = None) -> dict[str, float]:
+    """Each job's last finished checkpoint (the contract's mark), newest over the nodes it runs on
+    (``job_nodes``: job id -> its nodes); jobs without a mark there are absent. The textfile
+    directory is writable by every job on a node, so a mark from elsewhere may be another job's
+    forgery: it would end a checkpoint wait early, and the requeue throw away the work since the
+    real one. Raises ``QueryError``/``OSError`` like the client."""
+    if not job_nodes:
         return {}
-    wanted = "|".join(re.escape(job_id) for job_id in job_ids)
-    query = f'max by ({JOB_LABEL}) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
-    return {series.labels.get(JOB_LABEL, ""): float(series.value) for series in _series(client.instant(query, at))
-            if series.labels.get(JOB_LABEL) in job_ids}
+    wanted = "|".join(re.escape(job_id) for job_id in job_nodes)
+    query = f'max by ({JOB_LABEL}, instance) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
+    found: dict[str, float] = {}
+    for series in _series(client.instant(query, at)):
+        job_id = series.labels.get(JOB_LABEL, "")
+        if series.labels.get("instance") in job_nodes.get(job_id, ()):
+            found[job_id] = max(float(series.value), found.get(job_id, -math.inf))
+    return found
 
 
 def verify(client: QueryClient, checks: tuple[str, ...], values: dict[str, str | None],

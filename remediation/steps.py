@@ -223,7 +223,7 @@ def _ask_contract_jobs(ctx: StepContext, jobs: list[Job], timeout: float, waitin
     checkpoint): a batch script that does not trap the signal is killed by it (USR1's default
     action), which would turn a requeue into a lost job."""
     try:
-        marked = queries.checkpoint_times(ctx.query, [job.job_id for job in jobs], ctx.now)
+        marked = queries.checkpoint_times(ctx.query, {job.job_id: job.nodes for job in jobs}, ctx.now)
     except (QueryError, OSError) as exc:
         # Who honours the contract cannot be known, nor a mark be seen landing: go on as without the step.
         return Outcome(DONE, f"checkpoint marks could not be read ({exc}): no job asked, going on",
@@ -286,7 +286,7 @@ def _wait_checkpoint(ctx: StepContext, jobs: list[Job], asked: dict[str, tuple[f
         return Outcome(DONE, "no job took the checkpoint signal: nothing to wait for")
     note = ""
     try:
-        marks = queries.checkpoint_times(ctx.query, [job.job_id for job in jobs], ctx.now)
+        marks = queries.checkpoint_times(ctx.query, {job.job_id: job.nodes for job in jobs}, ctx.now)
     except (QueryError, OSError) as exc:
         marks, note = {}, f" (checkpoint query failed: {exc})"
     landed = {job.job_id: marks[job.job_id] for job in jobs

@@ -6,6 +6,7 @@ shows the would-be scancel; budget, rate limit and approvals hold; every request
 outcome is in the case's audit."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -23,11 +24,14 @@ JOB = "4242"
 
 
 class MarkQuery(TableQuery):
-    """The TSDB as the textfile collector fills it: each job's last checkpoint mark."""
+    """The TSDB as the textfile collector fills it: each job's last checkpoint mark on the node it
+    was written on (``marks``: the job's batch host, gpu-001; ``elsewhere``: (job, node) -> mark),
+    grouped as the query's ``max by (...)`` asks."""
 
     def __init__(self) -> None:
         super().__init__(healthy=True)
         self.marks: dict[str, float] = {}
+        self.elsewhere: dict[tuple[str, str], float] = {}
         self.failing = False
 
     def instant(self, query: str, at: float | None = None) -> QueryResult:
@@ -36,8 +40,14 @@ class MarkQuery(TableQuery):
         self.queries.append(query)
         if self.failing:
             raise QueryError("unavailable", "store unreachable")
-        return QueryResult("vector", [Series({"job_id": job}, [at or 0.0], [mark]) for job, mark in self.marks.items()
-                                      if f'"{job}"' in query or f"{job}|" in query or f"|{job}" in query])
+        by = [name.strip() for name in re.search(r"max by \(([^)]*)\)", query).group(1).split(",")]
+        exposed = {**{(job, "gpu-001"): mark for job, mark in self.marks.items()}, **self.elsewhere}
+        grouped: dict[tuple[tuple[str, str], ...], float] = {}
+        for (job, node), mark in exposed.items():
+            if f'"{job}"' in query or f"{job}|" in query or f"|{job}" in query:
+                key = tuple((name, value) for name, value in (("job_id", job), ("instance", node)) if name in by)
+                grouped[key] = max(mark, grouped.get(key, mark))
+        return QueryResult("vector", [Series(dict(key), [at or 0.0], [mark]) for key, mark in grouped.items()])
 
 
 def harness(mode: str = "auto", policy: policy_module.Policy | None = None, **guards: object) -> Harness:
@@ -256,3 +266,28 @@ def test_a_job_that_never_wrote_a_mark_is_not_signalled_and_the_requeue_goes_on(
     assert ("requeue", JOB) in executed(h)
     assert audit(h, "checkpoint") == [("checkpoint", JOB, "skipped: no checkpoint mark, the job does not follow "
                                                           "the contract")]
+
+
+def test_a_mark_written_on_a_node_the_job_does_not_run_on_is_not_its_checkpoint():
+    """The textfile directory is writable by every job on a node: another job's script can write
+    this job's mark. Only a mark from a node the job runs on is its word: a forged one landing
+    after the request neither ends the wait (the requeue would throw away the work since the real
+    checkpoint) nor makes a job that never wrote a mark look like one that traps the signal."""
+    h = harness()
+    h.receive(alert(gpu="3"))
+    asked_at = h.clock.now
+    h.query.elsewhere[(JOB, "gpu-002")] = asked_at + 30
+    h.step(60)
+    assert executed(h)[-1] == ("signal", JOB), "a forged mark must not let the requeue go ahead"
+    assert h.case().current_step == "checkpoint"
+    h.query.marks[JOB] = asked_at + 90
+    h.step(30)
+    assert executed(h)[-1] == ("requeue", JOB)
+    assert ("checkpoint", JOB, f"landed at {clock(asked_at + 90)}") in audit(h, "checkpoint")
+
+    stranger = harness()
+    stranger.query.marks.clear()
+    stranger.query.elsewhere[(JOB, "gpu-002")] = stranger.clock.now - 60
+    stranger.receive(alert(gpu="3"))
+    assert ("signal", JOB) not in executed(stranger), "a job that wrote no mark of its own would die of the signal"
+    assert ("requeue", JOB) in executed(stranger)
