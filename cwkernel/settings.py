@@ -46,13 +46,25 @@ def duration(raw: Any) -> float:
 
 
 def positive_int(raw: Any) -> int:
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise ValueError(f"must be a whole number (got {raw!r})") from None
+    value = _whole_number(raw)
     if value < 1:
         raise ValueError(f"must be at least 1 (got {value})")
     return value
+
+
+def limit(raw: Any) -> int:
+    """A limit where 0 means none (Prometheus's convention for its scrape limits)."""
+    value = _whole_number(raw)
+    if value < 0:
+        raise ValueError(f"must be 0 (no limit) or more (got {value})")
+    return value
+
+
+def _whole_number(raw: Any) -> int:
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise ValueError(f"must be a whole number (got {raw!r})") from None
 
 
 def optional_path(raw: Any) -> str | None:

@@ -246,7 +246,11 @@ class Scraper:
                 for label, label_value in labels:
                     merged[f"exported_{label}" if label in target_names else label] = label_value
                 merged["__name__"] = name
-                final = cache[key] = tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+                final = tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+                problem = self.store.limits.label_problem(final)
+                if problem:
+                    raise ScrapeFailure(problem)  # before the cache: it must not hold what is refused
+                cache[key] = final
             out.append((final, value))
         return out
 

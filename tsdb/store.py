@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import logging
 import math
 import operator
@@ -74,6 +75,33 @@ class Limits:
     max_label_values_per_target: int = 10_000
     max_series_total: int = 2_000_000
     series_per_target_by_job: tuple[tuple[str, int], ...] = ()
+    # Per scraped series, as Prometheus's label_limit, label_name_length_limit and
+    # label_value_length_limit (which it leaves unlimited by default): without them only the page's
+    # size bounds a series, and a target putting a new 5 MB value in a label on each scrape makes a
+    # new 5 MB series every interval, within every series limit. Lengths in UTF-8 bytes, the target
+    # labels and ``__name__`` included.
+    max_labels_per_series: int = 64
+    max_label_name_length: int = 256
+    max_label_value_length: int = 16_384
+
+    def label_problem(self, labels: Labels) -> str:
+        """Why a scraped series' labels (sorted, ``__name__`` among them) are past the label limits,
+        in Prometheus's words; "" when they are within them."""
+        metric = dict(labels).get("__name__", "")[:50]
+        if self.max_labels_per_series and len(labels) > self.max_labels_per_series:
+            return (f"label_limit exceeded (metric: {metric}, number of labels: {len(labels)}, "
+                    f"limit: {self.max_labels_per_series})")
+        for name, value in labels:
+            length = _utf8_length(name, self.max_label_name_length)
+            if length:
+                return (f"label_name_length_limit exceeded (metric: {metric}, label name: {name[:50]}, "
+                        f"length: {length}, limit: {self.max_label_name_length})")
+            length = _utf8_length(value, self.max_label_value_length)
+            if length:
+                return (f"label_value_length_limit exceeded (metric: {metric}, label name: {name[:50]}, value: "
+                        f"{json.dumps(value[:50], ensure_ascii=False)}, length: {length}, "
+                        f"limit: {self.max_label_value_length})")
+        return ""
 
     def for_job(self, job: str) -> tuple[int, int]:
         """(series, label values) allowed to one target of ``job``."""
@@ -81,6 +109,15 @@ class Limits:
             if name == job:
                 return limit, limit
         return self.max_series_per_target, self.max_label_values_per_target
+
+
+def _utf8_length(text: str, limit: int) -> int:
+    """``text``'s length in UTF-8 bytes when it is over ``limit`` (0: no limit), else 0; the
+    usual short text is let through on its character count (at most 4 bytes each) alone."""
+    if not limit or len(text) * 4 <= limit:
+        return 0
+    length = len(text) if text.isascii() else len(text.encode())
+    return length if length > limit else 0
 
 
 @dataclass

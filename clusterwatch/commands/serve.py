@@ -22,6 +22,7 @@ from exporter.fabric import FABRIC_JOB
 from dashboard.options import OPTIONS as DASHBOARD_OPTIONS
 from remediation.component import OPTIONS as REMEDIATION_OPTIONS
 from tsdb.client import DEFAULT_MAX_ANSWER_BYTES
+from tsdb.store import Limits
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,14 @@ OPTIONS = (
            "targets holding the most are refused new series first (docs/operations.md, \"Limits\")",
            settings.positive_int, "N"),
     Option("job", "clusterwatch", "job label of scraped targets", str, "NAME"),
+    Option("scrape_label_limit", Limits.max_labels_per_series, "most labels a scraped series may have, target "
+           "labels and __name__ included; past it the scrape fails (Prometheus's label_limit; 0: none)",
+           settings.limit, "N"),
+    Option("scrape_label_name_length_limit", Limits.max_label_name_length, "longest label name of a scraped "
+           "series, in bytes; past it the scrape fails (label_name_length_limit; 0: none)", settings.limit, "N"),
+    Option("scrape_label_value_length_limit", Limits.max_label_value_length, "longest label value of a scraped "
+           "series (the metric name included), in bytes; past it the scrape fails (label_value_length_limit; "
+           "0: none)", settings.limit, "N"),
     Option("snapshot", None, "file to snapshot the store to (and restore from at start)", settings.optional_path,
            "FILE"),
     Option("scheduler", "off", "workload manager to poll for jobs and nodes",
@@ -108,7 +117,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None):
     from tsdb.component import TSDBConfig
     from tsdb.promql.limits import QueryLimits
-    from tsdb.store import Limits
 
     values = settings.resolve(OPTIONS + LIST_OPTIONS, config_file=args.config, flags=vars(args),
                               environ=environ, env_prefix=ENV_PREFIX)
@@ -122,7 +130,11 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
         except ValueError as exc:
             raise ConfigError("targets", str(exc), args.config) from None
     config = TSDBConfig(
-        limits=Limits(max_series_total=values["max_series"], series_per_target_by_job=tuple(series_limits(values["scrape_series_limit"], args.config).items())),
+        limits=Limits(max_series_total=values["max_series"],
+                      series_per_target_by_job=tuple(series_limits(values["scrape_series_limit"], args.config).items()),
+                      max_labels_per_series=values["scrape_label_limit"],
+                      max_label_name_length=values["scrape_label_name_length_limit"],
+                      max_label_value_length=values["scrape_label_value_length_limit"]),
         retention_s=values["retention"], scrape_interval_s=values["scrape_interval"],
         scrape_timeout_s=values["scrape_timeout"], static_targets=values["targets"], file_sd=values["file_sd"],
         job=values["job"], import_openmetrics=values["import_openmetrics"], snapshot_path=values["snapshot"],
