@@ -1,5 +1,6 @@
 """Silences: matchers (incl. regex) with a start, an end, an author and a comment; created, listed
-and expired through the API; persisted in SQLite and cached in memory (checked on every flush).
+and expired through the API; persisted in SQLite and cached in memory, indexed by a label each
+requires (checked on every flush: an alert is tried only against the silences that could match it).
 
 Shape and rules follow Alertmanager's API v2: state pending/active/expired from the times; expiring
 an active silence sets its end to now, a pending one ends where it starts; a silence needs at
@@ -14,6 +15,7 @@ logged once, when the store loads.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS silences (
 );
 """
 EXPIRED_RETENTION = 5 * 24 * 3600.0  # Alertmanager keeps expired silences for --data.retention
+# Active and pending silences at once (Alertmanager's --silences.max-silences, unlimited there):
+# room for one silence per node of a 16,384-node cluster, and a bound for a script creating them
+# in a loop.
+DEFAULT_MAX_SILENCES = 20_000
 
 
 class SilenceError(ValueError):
@@ -61,16 +67,33 @@ class Silence:
     def matches(self, alert: Alert) -> bool:
         return matches_all(self.matchers, alert.labels)
 
+    @property
+    def required_labels(self) -> list[tuple[str, str]]:
+        """Labels every alert it matches carries with exactly these values (its ``name="v"``
+        matchers with a value); none: it must be tried on every alert."""
+        return [(m.name, m.value) for m in self.matchers if m.op == "=" and m.value]
+
 
 class SilenceStore:
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time,
+                 max_silences: int = DEFAULT_MAX_SILENCES) -> None:
         self.db = db
         self.clock = clock
+        self.max_silences = max_silences
         self._lock = threading.Lock()
         self.unreadable: dict[str, str] = {}  # silence id -> why it is left out
         self.version = 0  # moves whenever a silence is created, expired or collected (alerts/judged.py)
         db.script(SCHEMA)
-        self._cache = {s.id: s for s in self._load()}
+        self._cache: dict[str, Silence] = {}
+        # Which silences an alert could match, by one label each requires: a maintenance script
+        # silences nodes one by one, and every alert of a storm was tried against every such
+        # silence. Buckets are replaced, never changed, so that ``muted_by`` reads them unlocked
+        # (a create holds the lock through its disk write).
+        self._by_label: dict[tuple[str, str] | None, dict[str, Silence]] = {}
+        self._key_of: dict[str, tuple[str, str] | None] = {}
+        self._ends: list[float] = []  # every silence's end, sorted: those in force are the ones after now
+        for silence in self._load():
+            self._put(silence, in_place=True)  # nobody reads yet: no bucket copied per silence
 
     def _load(self) -> Iterable[Silence]:
         for row in self.db.execute("SELECT * FROM silences"):
@@ -92,8 +115,36 @@ class SilenceStore:
         self.db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (silence.id, matchers, silence.starts_at, silence.ends_at, silence.created_by,
                          silence.comment, silence.updated_at))
-        self._cache[silence.id] = silence
+        self._put(silence)
         self.version += 1
+
+    def _put(self, silence: Silence, in_place: bool = False) -> None:
+        """In the cache and the index. A new silence goes under the label it requires whose bucket
+        is smallest: ``alertname="GpuXid", instance="n7"`` beside a hundred silences of that
+        alert goes under its node."""
+        replaced = self._cache.get(silence.id)
+        if replaced is not None:
+            del self._ends[bisect.bisect_left(self._ends, replaced.ends_at)]
+        bisect.insort(self._ends, silence.ends_at)
+        self._cache[silence.id] = silence
+        if silence.id not in self._key_of:  # a change keeps the matchers, and so the bucket
+            self._key_of[silence.id] = min(silence.required_labels, default=None,
+                                           key=lambda label: len(self._by_label.get(label, ())))
+        key = self._key_of[silence.id]
+        if in_place:
+            self._by_label.setdefault(key, {})[silence.id] = silence
+        else:
+            self._by_label[key] = {**self._by_label.get(key, {}), silence.id: silence}
+
+    def _drop(self, silence_id: str) -> None:
+        silence = self._cache.pop(silence_id)
+        del self._ends[bisect.bisect_left(self._ends, silence.ends_at)]
+        key = self._key_of.pop(silence_id)
+        bucket = {sid: s for sid, s in self._by_label[key].items() if sid != silence_id}
+        if bucket:
+            self._by_label[key] = bucket
+        else:
+            del self._by_label[key]
 
     def create(self, matchers: Iterable[AlertMatcher], ends_at: float, created_by: str, comment: str,
                starts_at: float | None = None) -> Silence:
@@ -116,6 +167,10 @@ class SilenceStore:
             raise SilenceError("comment is required")
         silence = Silence(uuid.uuid4().hex, matchers, starts_at, ends_at, created_by, comment, now)
         with self._lock:
+            in_force = len(self._ends) - bisect.bisect_right(self._ends, now)  # Silence.state: ends_at > now
+            if self.max_silences and in_force >= self.max_silences:
+                raise SilenceError(f"exceeded maximum number of silences: {in_force} (limit: {self.max_silences}); "
+                                   "expire some, or cover several alerts with one (a regex matcher)")
             self._save(silence)
         return silence
 
@@ -147,14 +202,21 @@ class SilenceStore:
         return silence
 
     def muted_by(self, alert: Alert, now: float) -> list[str]:
-        return [s.id for s in list(self._cache.values()) if s.state(now) == ACTIVE and s.matches(alert)]
+        """The active silences that match ``alert``, by id."""
+        index = self._by_label
+        candidates = list(index.get(None, {}).values())
+        for label in alert.labels.items():
+            bucket = index.get(label)
+            if bucket:
+                candidates.extend(bucket.values())
+        return sorted(s.id for s in candidates if s.state(now) == ACTIVE and s.matches(alert))
 
     def gc(self, now: float, retention: float = EXPIRED_RETENTION) -> int:
         with self._lock:
             old = [s.id for s in self._cache.values() if s.ends_at < now - retention]
             for silence_id in old:
                 self.db.execute("DELETE FROM silences WHERE id=?", (silence_id,))
-                del self._cache[silence_id]
+                self._drop(silence_id)
             if old:
                 self.version += 1
         return len(old)

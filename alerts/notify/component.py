@@ -43,9 +43,9 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
     configuration mistakes are ConfigErrors naming the field and file. A state directory that
     cannot be used is no configuration mistake: the component works around it and reports it
     through its health hook (alerts.statedb)."""
+    passed = {"notification_queue_max": "max_pending_per_receiver", "silences_max": "max_silences"}
     pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
-                              **({"max_pending_per_receiver": values["notification_queue_max"]}
-                                 if "notification_queue_max" in values else {}))
+                              **{keyword: values[name] for name, keyword in passed.items() if name in values})
     return component(pipeline, values.get("webhook_token")), pipeline
 
 

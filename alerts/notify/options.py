@@ -18,4 +18,8 @@ OPTIONS = (
     Option("notification_queue_max", 10_000, "most notifications waiting per receiver "
            "(a dead one's pile stays bounded); past it that receiver's oldest are dropped and counted in "
            "clusterwatch_notifications_dropped_total", settings.positive_int, "N"),
+    # alerts.silences.DEFAULT_MAX_SILENCES, for the same reason.
+    Option("silences_max", 20_000, "most silences active or pending at once (Alertmanager's "
+           "--silences.max-silences); past it a new one is refused with a 400 until some expire; 0: no limit",
+           settings.limit, "N"),
 )

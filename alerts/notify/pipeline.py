@@ -23,7 +23,7 @@ import httpx
 from alerts.judged import JudgedAlerts
 from alerts.model import Alert
 from alerts.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_PENDING_PER_RECEIVER, Backoff, Deliverer, Outbox, Target
-from alerts.silences import SilenceStore
+from alerts.silences import DEFAULT_MAX_SILENCES, SilenceStore
 from alerts.notify import integrations
 from alerts.notify.config import AlertingConfig, ReceiverConfig
 from alerts.notify.dedup import DedupStage
@@ -65,14 +65,15 @@ class Pipeline:
                  clock: Callable[[], float] = time.time, http: httpx.Client | None = None,
                  hooks: HookRegistry | None = None, backoff: Backoff = Backoff(),
                  max_age: float = DEFAULT_MAX_AGE, rng: Callable[[], float] = random.random,
-                 max_pending_per_receiver: int = DEFAULT_MAX_PENDING_PER_RECEIVER) -> None:
+                 max_pending_per_receiver: int = DEFAULT_MAX_PENDING_PER_RECEIVER,
+                 max_silences: int = DEFAULT_MAX_SILENCES) -> None:
         self.config = config
         self.clock = clock
         self.metrics = NotifyMetrics(self.pending_by_target)
         self.db = db if isinstance(db, Database) else Database(db)
         self.outbox = Outbox(self.db, max_pending_per_receiver, on_drop=self.metrics.drop)
         self.store = AlertStore(self.db)
-        self.silences = SilenceStore(self.db, clock)
+        self.silences = SilenceStore(self.db, clock, max_silences)
         self.nflog = NotificationLog(self.db)
         self.hooks = hooks or HookRegistry()
         self.http = http or httpdeadline.client()  # a webhook's timeout ends the whole attempt
