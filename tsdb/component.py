@@ -54,7 +54,7 @@ class EmbeddedTSDB:
     def __init__(self, config: TSDBConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store = Store(config.retention_s, config.limits)
+        self.store = Store(config.retention_s, config.limits, clock)
         self.engine = Engine(self.store, limits=config.query_limits)
         self.client = LocalQueryClient(self.engine)  # rules, remediation: the reserved lane
         self.request_client = LocalQueryClient(self.engine, gated=True)  # the dashboard: through the gate

@@ -93,14 +93,29 @@ class Scraper:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            now = time.time()
-            due = [h for h in self._refresh_targets(now) if h.next_due <= now]
-            for health in due:
-                health.next_due += self.interval * max(1, int((now - health.next_due) // self.interval) + 1)
+            for health in self.due(time.time()):
                 self._submit(health)
             pending = [h.next_due for h in self._targets.values()]
             wait = min(pending) - time.time() if pending else self.interval
             self._stop.wait(min(max(wait, 0.01), self.interval))
+
+    def due(self, now: float) -> list[TargetHealth]:
+        """The targets whose scrape is due at ``now``, each then set to its next one. A target due
+        more than an interval ahead was set so by a clock that has since stepped back: it is
+        rescheduled from now, or it would not be scraped until the clock came back to that time."""
+        due = []
+        for health in self._refresh_targets(now):
+            if health.next_due > now + self.interval:
+                health.next_due = self._first_due(health.target, now)
+            if health.next_due <= now:
+                health.next_due += self.interval * max(1, int((now - health.next_due) // self.interval) + 1)
+                due.append(health)
+        return due
+
+    def _first_due(self, target: Target, now: float) -> float:
+        """At its offset in the interval (``_jitter``), now or within one interval."""
+        due = now - now % self.interval + self._jitter(target)
+        return due if due >= now else due + self.interval
 
     def _jitter(self, target: Target) -> float:
         # A stable per-target offset spreads scrapes over the interval, as Prometheus does.
@@ -120,9 +135,7 @@ class Scraper:
                     self.store.mark_target_gone(key, round(now * 1000))
             for key, target in current.items():
                 if key not in self._targets:
-                    base = now - now % self.interval
-                    due = base + self._jitter(target)
-                    self._targets[key] = TargetHealth(target, next_due=due if due >= now else due + self.interval)
+                    self._targets[key] = TargetHealth(target, next_due=self._first_due(target, now))
             return list(self._targets.values())
 
     def run_once(self) -> None:

@@ -32,6 +32,13 @@ class TSDBCollector:
         for reason in ("churn", "share", "total"):
             refused.add_metric([reason], counts.get(reason, 0))
         yield refused
+        steps = self.store.clock_steps
+        yield CounterMetricFamily("clusterwatch_tsdb_clock_steps_back",
+                                  "Times this server's clock was found stepped back by more than a minute, and "
+                                  "what the store held stamped past it dropped.", steps.count)
+        yield CounterMetricFamily("clusterwatch_tsdb_samples_dropped_ahead_of_clock",
+                                  "Samples dropped because they were stamped more than a minute ahead of this "
+                                  "server's clock, by a clock that was wrong.", steps.dropped)
         q = self.engine.stats
         yield CounterMetricFamily("clusterwatch_engine_queries", "PromQL queries evaluated.", q.queries)
         yield CounterMetricFamily("clusterwatch_engine_query_errors", "PromQL queries that failed.", q.errors)

@@ -30,6 +30,7 @@ import numpy as np
 
 from cwkernel.series import STALE_NAN, STALE_NAN_BITS, Labels
 from tsdb.admission import LimitError, SeriesAdmission
+from tsdb.clocksteps import ClockSteps
 from tsdb.labelset import LabelSet
 from tsdb.matchers import EQUAL, LabelMatcher
 from tsdb.wal import WriteAheadLog
@@ -47,6 +48,10 @@ ABSENT: float = struct.unpack("<d", struct.pack("<Q", ABSENT_BITS))[0]
 
 DEFAULT_RETENTION_S = 6 * 3600.0
 STATS_MAX_AGE_S = 5.0
+# A target's last sample more than this ahead of the server's clock means the clock stepped back:
+# what is stamped past it is dropped (Store._drop_ahead_of_clock). A smaller step is a skip that
+# passes by itself.
+CLOCK_STEP_TOLERANCE_MS = 60_000
 
 
 def is_stale(value: float) -> bool:
@@ -322,9 +327,12 @@ Charge = Callable[[int, int], None]  # told a read's samples and series before t
 class Store:
     """Thread-safe: the scraper appends from worker threads while the API reads."""
 
-    def __init__(self, retention_s: float = DEFAULT_RETENTION_S, limits: Limits | None = None) -> None:
+    def __init__(self, retention_s: float = DEFAULT_RETENTION_S, limits: Limits | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.retention_ms = int(retention_s * 1000)
         self.limits = limits or Limits()
+        self.clock = clock  # the time live appends are stamped with: a sample far past it is the clock's fault
+        self.clock_steps = ClockSteps()
         self._admission = SeriesAdmission(self.limits.max_series_total)
         self.wal: WriteAheadLog | None = None  # every append, for a restart after a crash (tsdb/wal.py)
         self._lock = threading.RLock()
@@ -372,11 +380,14 @@ class Store:
         return self._append(target, timestamp_ms, samples, None)
 
     def _append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]],
-                allowance: int | None) -> int:
-        """``allowance``: the target's new series an hour; None for the server's own series."""
+                allowance: int | None, live: bool = True) -> int:
+        """``allowance``: the target's new series an hour; None for the server's own series.
+        ``live``: stamped with this server's clock now (not a replay of the write-ahead log)."""
         with self._lock:
             state = self._targets.setdefault(target, _Target())
             column = state.column
+            if column.ts and timestamp_ms <= column.ts[-1] and live:
+                self._drop_ahead_of_clock(column.ts[-1])
             if column.ts and timestamp_ms <= column.ts[-1]:
                 raise OutOfOrderError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
             known = [self._by_labels.get(labels) for labels, _ in samples]
@@ -414,11 +425,67 @@ class Store:
         """An append from the write-ahead log (tsdb/wal.py), admitted as it was the first time
         (no churn allowance), False when the store refuses it now."""
         try:
-            self._append(target, timestamp_ms, samples, 0)
+            self._append(target, timestamp_ms, samples, 0, live=False)
         except (AppendError, LimitError) as exc:
             log.debug("write-ahead log: append of %s at %d not replayed: %s", target, timestamp_ms, exc)
             return False
         return True
+
+    def _drop_ahead_of_clock(self, newest_ms: int) -> None:
+        """A target's newest sample ``newest_ms`` is not before a live append: when it is more than
+        ``CLOCK_STEP_TOLERANCE_MS`` ahead of the clock, the clock stepped back, and what every
+        target holds stamped that far ahead came from a clock that was wrong. Kept, it would refuse
+        every scrape, rule output and the server's own health until the clock passed it again (an
+        hour's step: an hour blind, no alert able to fire). Dropped once, said and counted; the
+        write-ahead log records the drop so that a restart gives the same store back."""
+        now_ms = round(self.clock() * 1000)
+        cutoff_ms = now_ms + CLOCK_STEP_TOLERANCE_MS
+        if newest_ms <= cutoff_ms:
+            return
+        dropped = self._drop_after(cutoff_ms)
+        self.clock_steps.note(now_ms, newest_ms, dropped)
+        log.error("this server's clock stepped back: %d samples stamped up to %.0f s ahead of it were dropped, so that "
+                  "scrapes and rules are stored again at once (check NTP)", dropped, (newest_ms - now_ms) / 1000)
+        if self.wal is not None:
+            self.wal.log_drop_after(cutoff_ms)
+
+    def drop_after(self, cutoff_ms: int) -> int:
+        """Drop every sample stamped after ``cutoff_ms`` (a replayed clock step); returns how many."""
+        with self._lock:
+            return self._drop_after(cutoff_ms)
+
+    def _drop_after(self, cutoff_ms: int) -> int:
+        columns = self._columns()
+        for column in columns:
+            del column.ts[bisect.bisect_right(column.ts, cutoff_ms):]
+        dropped = 0
+        live = self._live_series()
+        removed = []
+        for series in self._series.values():
+            for segment in series.segments:
+                excess = segment.first + len(segment.values) - segment.column.end
+                if excess > 0:
+                    dropped += _samples_in(segment.values, len(segment.values) - excess)
+                    del segment.values[len(segment.values) - excess:]
+                    segment.first = min(segment.first, segment.column.end)  # an emptied one starts at the end
+            if self._trim(series) and series.id not in live:
+                removed.append(series)
+        for series in removed:
+            self._delete(series)
+        self.generation += 1
+        self._epoch += 1
+        self.max_time_ms = max((column.ts[-1] for column in columns if column.ts), default=None)
+        return dropped
+
+    def _columns(self) -> list[TimeColumn]:
+        """Every time column: the targets' and those only series still read."""
+        columns = {id(seg.column): seg.column for s in self._series.values() for seg in s.segments}
+        columns.update({id(t.column): t.column for t in self._targets.values()})
+        return list(columns.values())
+
+    def _live_series(self) -> set[int]:
+        """Series some target exposed in its last scrape: kept even when they hold no sample."""
+        return set().union(*(t.last_scrape for t in self._targets.values())) if self._targets else set()
 
     def cut_wal(self) -> str | None:
         """Start the log's next segment before a snapshot is taken (``WriteAheadLog.cut``)."""
@@ -544,14 +611,12 @@ class Store:
             if reference is None:
                 return 0
             cutoff = reference - self.retention_ms
-            columns = {id(seg.column): seg.column for s in self._series.values() for seg in s.segments}
-            columns.update({id(t.column): t.column for t in self._targets.values()})
-            for column in columns.values():
+            for column in self._columns():
                 keep_from = bisect.bisect_left(column.ts, cutoff)
                 if keep_from:
                     del column.ts[:keep_from]
                     column.base += keep_from
-            live = set().union(*(t.last_scrape for t in self._targets.values())) if self._targets else set()
+            live = self._live_series()
             removed = [s for s in self._series.values() if self._trim(s) and s.id not in live]
             for series in removed:
                 self._delete(series)
@@ -893,9 +958,10 @@ class Store:
         return dict(figures)
 
     def problems(self, now_ms: float | None = None) -> dict[str, str]:
-        """New series refused in the last minutes because the store is full (tsdb/admission.py)."""
+        """New series refused in the last minutes because the store is full (tsdb/admission.py),
+        and a recent step back of the clock."""
         with self._lock:
-            return self._admission.problems(now_ms)
+            return {**self._admission.problems(now_ms), **self.clock_steps.problems(self.clock())}
 
     @property
     def refused_series(self) -> dict[str, int]:
@@ -938,6 +1004,12 @@ def _metric_name(labels: Labels) -> str:
     if labels and labels[0][0] == "__name__":  # sorted: it comes first unless a name is uppercase
         return labels[0][1]
     return dict(labels).get("__name__", "")
+
+
+def _samples_in(values: array, start: int) -> int:
+    """Samples (not a gap's padding) in ``values[start:]``; the view is gone once this returns,
+    so the array can be cut."""
+    return int(np.count_nonzero(np.frombuffer(values, dtype=np.uint64)[start:] != ABSENT_BITS))
 
 
 def _is_absent(value: float) -> bool:

@@ -14,7 +14,10 @@ each series it refers to before its first use, so that the segments before it ca
 - ``APPEND``: one append (a scrape, a rule's output, a failed scrape's report): target, timestamp,
   the references in page order (or "the same as this target's last append", the usual case) and
   the values. Replayed through the store's own append, it gives back staleness markers too;
-- ``GONE``: a target left service discovery at a time.
+- ``GONE``: a target left service discovery at a time;
+- ``DROP_AFTER``: the server's clock stepped back, and every sample stamped after a time was
+  dropped (``Store._drop_ahead_of_clock``): replayed in its place, so that the appends after it
+  are not refused as out of order.
 
 Records go to the operating system as each append is stored (a killed process loses nothing)
 and to the disk at ``sync`` (housekeeping, every 30 s: a power cut loses at most that). A snapshot
@@ -42,7 +45,7 @@ from cwkernel.series import Labels
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<IIB")  # payload length, crc32 of the payload seeded with the type, type
-SERIES, APPEND, GONE = 1, 2, 3
+SERIES, APPEND, GONE, DROP_AFTER = 1, 2, 3, 4
 APPEND_HEAD = struct.Struct("<qIB")  # timestamp ms, samples, 1 if the references are the last append's
 SEGMENT_BYTES = 128 << 20  # then a new segment: the snapshot's cut deletes whole ones
 MAX_RECORD_BYTES = 1 << 30  # a length past this is damage, not a record
@@ -64,6 +67,8 @@ class Replayer(Protocol):
     def replay_append(self, target: str, timestamp_ms: int, samples: Sequence[tuple[Labels, float]]) -> bool: ...
 
     def mark_target_gone(self, target: str, timestamp_ms: int) -> None: ...
+
+    def drop_after(self, cutoff_ms: int) -> int: ...
 
 
 @dataclass
@@ -130,6 +135,9 @@ class WriteAheadLog:
     def log_gone(self, target: str, timestamp_ms: int) -> None:
         self._last_refs.pop(target, None)
         self._write(GONE, struct.pack("<q", timestamp_ms) + target.encode())
+
+    def log_drop_after(self, cutoff_ms: int) -> None:
+        self._write(DROP_AFTER, struct.pack("<q", cutoff_ms))
 
     def handle(self) -> int | None:
         """A duplicate of the segment's descriptor, for an fsync outside the store's lock (the
@@ -238,6 +246,8 @@ class WriteAheadLog:
                         refs[ref] = tuple(tuple(pair) for pair in labels)
                 elif kind == GONE:
                     into.mark_target_gone(payload[8:].decode(), struct.unpack_from("<q", payload)[0])
+                elif kind == DROP_AFTER:
+                    into.drop_after(struct.unpack_from("<q", payload)[0])
                 elif kind == APPEND:
                     self._replay_append(payload, refs, last_refs, into, keep_from_ms, replayed)
             except (KeyError, ValueError, TypeError, struct.error, zlib.error) as exc:

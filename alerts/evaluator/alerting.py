@@ -46,6 +46,16 @@ class ActiveAlert:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def clock_went_back(self, ts: float) -> None:
+        """Times after ``ts`` came from a clock that has since stepped back: they are now. Kept,
+        a pending alert would wait out its ``for`` from an hour ahead, and a firing one go unsent
+        until the clock passed its last send."""
+        self.active_at = min(self.active_at, ts)
+        for name in ("fired_at", "resolved_at", "last_sent_at", "keep_firing_since"):
+            when = getattr(self, name)
+            if when is not None and when > ts:
+                setattr(self, name, ts)
+
     def needs_sending(self, ts: float, resend_delay: float) -> bool:
         if self.state == PENDING:
             return False
@@ -60,6 +70,7 @@ class AlertingRule:
         self.external_labels = dict(external_labels or {})
         self.external_url = external_url
         self.active: dict[str, ActiveAlert] = {}
+        self._latest_ts = math.inf  # the last evaluation's time; at first, alerts restored from a file
         self._labels = {k: Template(v, f"label {k}") for k, v in rule.labels.items()}
         self._annotations = {k: Template(v, f"annotation {k}") for k, v in rule.annotations.items()}
 
@@ -101,6 +112,10 @@ class AlertingRule:
 
         out: list[tuple[Labels, float]] = []
         active_pending = 0
+        if ts < self._latest_ts:  # the clock stepped back (or state restored): once, not per alert each time
+            for alert in active.values():
+                alert.clock_went_back(ts)
+        self._latest_ts = ts
         for key, alert in list(active.items()):
             if key not in current:
                 keep_firing = False

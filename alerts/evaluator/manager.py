@@ -178,6 +178,10 @@ class RuleEvaluator:
         return min((g.next_due for g in self.groups), default=now + 60.0)
 
     def _run_if_due(self, runtime: GroupRuntime, now: float) -> None:
+        if runtime.next_due > now + runtime.interval_s:
+            # Set by a clock that has since stepped back: waiting for it would stop the group
+            # (an hour's step, an hour without alerts).
+            runtime.next_due = now
         if now >= runtime.next_due:
             ts = math.floor(now / runtime.interval_s) * runtime.interval_s
             if runtime.last_eval is not None and ts - runtime.last_eval > runtime.interval_s:

@@ -14,6 +14,7 @@ Time comes from ``tick(now)``, so tests drive the timers with a fake clock and n
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import Callable, Iterable
 
@@ -40,6 +41,13 @@ class AggregationGroup:
         self.alerts[alert.fingerprint] = alert
         if not self.has_flushed and alert.starts_at + self.route.opts.group_wait < now:
             self.next_flush = min(self.next_flush, now)
+
+    def clock_went_back(self, now: float) -> None:
+        """A flush set further ahead than any timer can set it (group_wait, group_interval) was set
+        by a clock that has since stepped back: due an interval from now instead of hours away."""
+        opts = self.route.opts
+        if self.next_flush > now + max(opts.group_wait, opts.group_interval):
+            self.next_flush = now + opts.group_interval
 
     def take(self, now: float) -> list[Alert]:
         """Start a flush: the alerts to notify now, and the timer set for the next one."""
@@ -71,6 +79,7 @@ class Dispatcher:
     def __init__(self, route: Route, notify: Notify) -> None:
         self.route = route
         self.notify = notify
+        self._latest_tick = -math.inf
         self.groups: dict[str, AggregationGroup] = {}
         self._lock = threading.RLock()
         self._flushing = threading.Lock()  # one tick at a time
@@ -90,6 +99,10 @@ class Dispatcher:
         """Flush the groups due at ``now`` (at most ``limit`` of them); returns how many flushed."""
         with self._flushing:
             with self._lock:
+                if now < self._latest_tick:  # the clock stepped back: once, not every tick
+                    for group in self.groups.values():
+                        group.clock_went_back(now)
+                self._latest_tick = now
                 due = [g for g in self.groups.values() if g.next_flush <= now][:limit]
                 taken = [(group, group.take(now)) for group in due]
             done = [(group, alerts) for group, alerts in taken
