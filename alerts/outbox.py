@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -196,6 +197,11 @@ class Outbox:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
                         (error, next_attempt, entry.id))
 
+    def retry_by(self, latest: float, now: float) -> int:
+        """Pending rows to be retried after ``latest`` are due at ``now`` instead; returns how many."""
+        return self.db.execute_count("UPDATE outbox SET next_attempt=? WHERE state=? AND next_attempt>?",
+                                     (now, PENDING, latest))
+
     def failed(self, entry: Entry, error: str) -> None:
         self._leave(entry, "UPDATE outbox SET state=?, attempts=attempts+1, last_error=? WHERE id=? AND state=?",
                     (FAILED, error, entry.id, PENDING))
@@ -265,6 +271,7 @@ class Deliverer:
         self._running: dict[Target, Future] = {}
         self._closing = threading.Event()
         self._next_due: float | None = None
+        self._latest_round = -math.inf  # the clock at the last round: one going back stepped back
         self.pause_s = 0.0  # how long the loop should rest after this round (LOOK_SHARE)
 
     def run_once(self) -> int:
@@ -278,6 +285,14 @@ class Deliverer:
     def dispatch(self) -> None:
         """Expire what is too old, then start a worker for each idle target with a due head."""
         now = self.clock()
+        if now < self._latest_round:
+            # The clock stepped back: retries it set further ahead than any backoff can were set
+            # by a clock that was wrong, and would wait until it came back to them.
+            moved = self.outbox.retry_by(now + self.backoff.cap, now)
+            if moved:
+                log.warning("this server's clock stepped back: %d notification retries set ahead of it are due now",
+                            moved)
+        self._latest_round = now
         for entry in self.outbox.expire(now, self.max_age):
             log.warning("notification %s to %s/%s expired after %d attempts: %s", entry.key[:12], entry.receiver,
                         entry.integration, entry.attempts, entry.last_error)

@@ -195,3 +195,21 @@ receivers: [{name: fix, hook_configs: [{name: remediation}]}]
     clock.advance(10)
     p.deliver()
     assert len(calls) == 2 and calls[1].alerts[0].labels["gpu"] == "2" and p.outbox.pending_count() == 0
+
+
+def test_a_retry_set_by_a_clock_that_stepped_back_is_due_within_the_backoff_cap(server, tmp_path):
+    """The clock an hour fast when a delivery failed put its retry an hour ahead of the corrected
+    clock: the notification waited that hour. Now a retry further ahead than the backoff's cap is
+    due at once (tests/tsdb/test_clock_step_back.py covers the rest of the server)."""
+    clock = Clock()
+    p = pipeline(server.url, tmp_path / "a.db", clock)
+    clock.advance(3600)  # the clock an hour fast
+    p.notify([alert(clock.now, alertname="Xid79", instance="n1")])
+    p.flush()
+    p.deliver()  # 503: a retry a second ahead of the fast clock
+    clock.advance(-3600)  # corrected
+    for _ in range(3):
+        p.deliver()
+        clock.advance(8.0)  # the backoff's cap
+    assert [r["status"] for r in server.requests] == [503, 503, 503, 200]
+    assert p.outbox.list()[0].state == "delivered"
