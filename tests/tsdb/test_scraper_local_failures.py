@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -81,28 +80,5 @@ def test_scraper_sockets_stay_within_their_budget(keepalive_servers: list[str]) 
             scraper.run_once()
             assert scraper._fetcher.open_connections <= 2
         assert list(latest(store, "up").values()) == [1.0, 1.0, 1.0]
-    finally:
-        scraper.stop()
-
-
-def test_a_clock_that_went_back_is_a_skip_not_a_crash_of_the_scrape(server: str) -> None:
-    """The server's clock stepped back (a VM restored, NTP stepping): each scrape was older than the
-    target's last one, so the store refused it and then the ``up 0`` written at the same time; the
-    scrape thread raised and logged a traceback per target per interval, and the targets kept their
-    old health. Now it is the server's problem, said once a minute in /-/ready. A step of under a
-    minute is waited out this way; a larger one drops what is ahead of the clock
-    (tests/tsdb/test_clock_step_back.py)."""
-    PAGES["/metrics"] = "gpu_temperature_celsius 40\n"
-    store = Store()
-    scraper = Scraper(store, lambda: static_targets([server], "node"), interval=5)
-    try:
-        scraper.run_once()
-        key = scraper.health()[0].target.key
-        future = round((time.time() + 30) * 1000)
-        store.append_scrape(key, future, [((("__name__", "up"), ("instance", server), ("job", "node")), 1.0)])
-        scraper.run_once()  # half a minute "before" what the store holds for the target
-        assert scraper.targets_json()[0]["health"] == "up"
-        assert 'clusterwatch_scrape_skipped_total{reason="clock_went_back"} 1.0' in skipped_metric(store, scraper)
-        assert "clock" in scraper.problems()["scrapes_skipped_clock_went_back"]
     finally:
         scraper.stop()
