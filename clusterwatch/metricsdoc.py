@@ -67,9 +67,10 @@ def _modules(pattern: str) -> list[ModuleType]:
 
 
 # The server's own metrics are read from its components' collectors, assembled the way
-# `clusterwatch serve` assembles them (with a scheduler and automation, so every one is there).
+# `clusterwatch serve` assembles them (with a scheduler, automation and a heartbeat, so every one
+# is there; nothing is started, so nothing is sent).
 SERVER_ARGV = ["serve", "--scheduler", "simulator", "--scheduler-url", "http://127.0.0.1:9/slurm",
-               "--automation", "dry-run"]
+               "--automation", "dry-run", "--heartbeat-url", "http://127.0.0.1:9/ping"]
 FAMILY_SUFFIX = {"counter": "_total"}
 
 

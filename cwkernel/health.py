@@ -27,20 +27,33 @@ log = logging.getLogger(__name__)
 
 
 def problems_of(components: Iterable) -> dict[str, dict[str, str]]:
-    """component name -> {reason: sentence} for every component that reports a problem now."""
+    """component name -> {reason: sentence} for every component that reports a problem now; a
+    stalled loop (``Component.stalled``) is the problem ``loop_stalled``."""
     found: dict[str, dict[str, str]] = {}
     for component in components:
-        hook = getattr(component, "health", None)
-        if hook is None:
-            continue
-        try:
-            problems = dict(hook() or {})
-        except Exception as exc:  # noqa: BLE001 - a broken check is a problem to report, not to raise
-            log.exception("health check of %s failed", component.name)
-            problems = {"health_check_failed": f"{type(exc).__name__}: {exc}"}
+        problems = _asked(component, "health", "health_check_failed")
+        stalled = stalled_loops(component)
+        if stalled:
+            problems["loop_stalled"] = "; ".join(stalled.values())
         if problems:
             found[component.name] = problems
     return found
+
+
+def stalled_loops(component: Any) -> dict[str, str]:
+    """The component's stalled loops, loop -> sentence (a hook that raises counts as one)."""
+    return _asked(component, "stalled", "stall_check_failed")
+
+
+def _asked(component: Any, hook_name: str, failure: str) -> dict[str, str]:
+    hook = getattr(component, hook_name, None)
+    if hook is None:
+        return {}
+    try:
+        return dict(hook() or {})
+    except Exception as exc:  # noqa: BLE001 - a broken check is a problem to report, not to raise
+        log.exception("%s check of %s failed", hook_name, component.name)
+        return {failure: f"{type(exc).__name__}: {exc}"}
 
 
 def ready_text(problems: Mapping[str, Mapping[str, str]]) -> str:
@@ -57,7 +70,8 @@ class HealthCollector:
     """The components' health hooks as metrics (registered and self-ingested like any collector)."""
 
     def __init__(self, components: Iterable) -> None:
-        self.components = [c for c in components if getattr(c, "health", None) is not None]
+        self.components = [c for c in components
+                           if getattr(c, "health", None) is not None or getattr(c, "stalled", None) is not None]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         problems = problems_of(self.components)

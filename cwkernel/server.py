@@ -48,7 +48,8 @@ class Component:
     """What one area adds to the server. ``start``/``stop`` run in the app's lifespan (stop in
     reverse order); ``collectors`` are prometheus_client collectors (objects with collect());
     ``health`` returns the problems the area has worked around and still has, reason code ->
-    one sentence, empty when healthy (cwkernel/health.py reports them)."""
+    one sentence, empty when healthy (cwkernel/health.py reports them); ``stalled`` its
+    background loops that have stopped coming round, loop -> one sentence (cwkernel/loopwatch.py)."""
 
     name: str
     routers: Sequence[APIRouter] = ()
@@ -56,6 +57,7 @@ class Component:
     stop: Callable[[], Any] | None = None
     collectors: Sequence[Any] = field(default_factory=tuple)
     health: Callable[[], Mapping[str, str]] | None = None
+    stalled: Callable[[], Mapping[str, str]] | None = None
 
 
 @dataclass

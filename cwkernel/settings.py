@@ -11,6 +11,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from cwkernel.durations import parse_duration
 from cwkernel.errors import ConfigError, read_yaml
@@ -65,6 +66,16 @@ def _whole_number(raw: Any) -> int:
         return int(str(raw))
     except ValueError:
         raise ValueError(f"must be a whole number (got {raw!r})") from None
+
+
+def http_url(raw: Any) -> str | None:
+    """An http(s) URL with a host, or None when unset."""
+    if raw in (None, ""):
+        return None
+    url = urlsplit(str(raw))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host (got {str(raw)[:80]!r})")
+    return str(raw)
 
 
 def optional_path(raw: Any) -> str | None:

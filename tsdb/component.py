@@ -180,7 +180,7 @@ class EmbeddedTSDB:
         router = build_router(self.engine, self.store, self.scraper.targets_json, self.scraper.metadata_json)
         return Component("tsdb", routers=[router], start=self.start, stop=self.stop,
                          collectors=[TSDBCollector(self.store, self.engine, self.scraper, self._discovery_failures)],
-                         health=self.problems)
+                         health=self.problems, stalled=self.scraper.loops.stalled)
 
     def _discovery_failures(self) -> int:
         return self.file_sd.read_failures + self.discovery.failures

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from cwkernel.loopwatch import LoopWatch
 from tsdb.discovery import Target
 from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
 from tsdb.fetch import Fetcher, FetchError, LocalResourceError
@@ -76,6 +77,7 @@ class Scraper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.loops = LoopWatch()
         self.metadata: dict[str, MetricMetadata] = {}
         self.discovery_errors = 0
 
@@ -88,11 +90,14 @@ class Scraper:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=self.interval + 1)
+        self.loops.stopped("scrape")
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._fetcher.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # A round waits at most an interval; three, and a slow discovery's half-minute, late is wedged.
+            self.loops.tick("scrape", 3 * self.interval + 30)
             for health in self.due(time.time()):
                 self._submit(health)
             pending = [h.next_due for h in self._targets.values()]

@@ -39,7 +39,8 @@ def evaluator_component(evaluator: RuleEvaluator):
 
     return Component("rules", start=evaluator.start, stop=evaluator.stop,
                      collectors=[EvaluatorCollector(evaluator)],
-                     health=evaluator.state.db.problems if evaluator.state is not None else None)
+                     health=evaluator.state.db.problems if evaluator.state is not None else None,
+                     stalled=evaluator.loops.stalled)
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:

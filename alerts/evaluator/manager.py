@@ -24,6 +24,7 @@ from alerts.evaluator.rulefile import Group, Rule
 from alerts.evaluator.state import AlertStateStore
 from alerts.evaluator.vector import RuleEvalError, query_vector
 from alerts.model import Alert
+from cwkernel.loopwatch import LoopWatch
 from cwkernel.series import Labels
 from tsdb.client import QueryClient
 
@@ -84,6 +85,7 @@ class RuleEvaluator:
         self._counts_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.loops = LoopWatch()
         if state is not None:
             self._restore(clock())
 
@@ -193,7 +195,11 @@ class RuleEvaluator:
         """A thread per group, as Prometheus runs a goroutine per group: a group whose query takes
         its whole timeout misses its own intervals (counted), never the other groups'."""
         def loop(runtime: GroupRuntime) -> None:
+            name = f"rule group {runtime.group.name}"
             while not self._stop.is_set():
+                # Its queries end at their timeout (2 minutes by default): past that and three
+                # intervals, the group is wedged, not slow.
+                self.loops.tick(name, 3 * runtime.interval_s + 300)
                 try:
                     self._run_if_due(runtime, self.clock())
                 except Exception:  # noqa: BLE001 - one bad cycle must not end alerting
@@ -211,5 +217,6 @@ class RuleEvaluator:
         deadline = time.monotonic() + 10
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.loops.stopped()
         if self.state is not None:
             self.state.close()

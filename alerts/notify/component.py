@@ -35,6 +35,7 @@ def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac
         start=pipeline.start, stop=stop,
         collectors=[pipeline.metrics, StateCollector(pipeline.db, "clusterwatch_alerting")],
         health=lambda: {**pipeline.db.problems(), **pipeline.health()},
+        stalled=pipeline.loops.stalled,
     )
 
 

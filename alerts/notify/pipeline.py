@@ -39,6 +39,7 @@ from alerts.notify.sqlite import Database
 from alerts.notify.stage import Context, FanoutStage, MultiStage, Stage
 from alerts.notify.store import AlertStore
 from cwkernel import httpdeadline
+from cwkernel.loopwatch import LoopWatch
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Pipeline:
                                    backoff, max_age, rng, workers=min(64, len(self.integrations) + 4),
                                    wake=self._deliver_wake.set)
         self._threads: list[threading.Thread] = []
+        self.loops = LoopWatch()
         self._stop = threading.Event()
         self._last_gc = 0.0
         # Alerts that were current before a restart go back into their groups; the notification
@@ -199,6 +201,8 @@ class Pipeline:
     def _loop(self, name: str, round_: Callable[[], object], wake: threading.Event,
               deadline: Callable[[], float | None], pause: Callable[[], float]) -> None:
         while not self._stop.is_set():
+            # A round rests a second at most; two minutes is a round wedged (its store, a lock).
+            self.loops.tick(f"notification {name}", 120)
             wake.clear()
             started = time.monotonic()
             try:
@@ -226,6 +230,7 @@ class Pipeline:
         for thread in self._threads:
             thread.join(timeout=15)
         self._threads.clear()
+        self.loops.stopped()
         self.deliverer.close()
 
     def close(self) -> None:

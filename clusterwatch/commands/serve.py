@@ -181,7 +181,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     (cwkernel/server.py): called in the order the components start, each reads from ``deps``
     what those before it provide and records there what it provides."""
     from alerts.evaluator import component as rules
-    from alerts.notify import component as alerting
+    from alerts.notify import component as alerting, heartbeat
     from cwkernel import frontdoor, gcpolicy, health
     from cwkernel.server import Builder, Deps
     from dashboard import component as dashboard
@@ -198,6 +198,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
         dashboard.build,
         frontdoor.build,  # connection and request admission
         health.build,  # the health hooks of all the above
+        heartbeat.build,  # a dead man's switch told, while the loops of all the above come round
         selfingest.build,  # the collectors of all the above, into the embedded store
         gcpolicy.build,  # last: what the others built at start is frozen
     )
