@@ -77,4 +77,4 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
 
     return Component("remediation", routers=[api.build_router(engine)], start=engine.start, stop=stop,
                      collectors=[RemediationCollector(engine), StateCollector(store.db, "clusterwatch_remediation")],
-                     health=store.problems)
+                     health=store.problems, stalled=engine.loops.stalled)

@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Iterable, Protocol
 
 from alerts.model import Alert
+from cwkernel.loopwatch import LoopWatch
 from remediation import guards, steps, validate
 from remediation.ladder import (CLOSED, DONE, FAILED, INCOMPLETE, INTERRUPTED, NOT_DONE, OPEN, PENDING_APPROVAL,
                                 PLANNED, REJECTED, REPAIR, RESOLVED, SKIPPED, STEPS, WAITING, WOULD)
@@ -69,6 +70,7 @@ class RemediationEngine:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.loops = LoopWatch()
         # Loop health for /metrics: missing data is never healthy.
         self.evaluations = 0
         self.evaluation_errors = 0
@@ -456,8 +458,14 @@ class RemediationEngine:
     def start(self) -> None:
         self.recover()
 
+        interval = self.policy.evaluation_interval
+
         def loop() -> None:
-            while not self._stop.wait(self.policy.evaluation_interval):
+            # A step's commands and calls end by their timeouts (minutes at most): a quarter of an
+            # hour past three intervals is an evaluation wedged.
+            self.loops.tick("remediation", 3 * interval + 900)
+            while not self._stop.wait(interval):
+                self.loops.tick("remediation", 3 * interval + 900)
                 try:
                     self.evaluate()
                 except Exception:  # noqa: BLE001 - logged and counted in evaluate; keep evaluating
@@ -470,6 +478,7 @@ class RemediationEngine:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+        self.loops.stopped()
 
     def budget(self) -> guards.Budget | None:
         snapshot = self.last_snapshot or self.scheduler.snapshot()

@@ -37,4 +37,5 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
         adapter.stop()
 
     deps.scheduler = adapter
-    return Component("scheduler", start=start, stop=stop, collectors=[adapter.collector])
+    return Component("scheduler", start=start, stop=stop, collectors=[adapter.collector],
+                     stalled=adapter.poller.loops.stalled)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from cwkernel.loopwatch import LoopWatch
 from scheduler.model import SchedulerSnapshot
 
 log = logging.getLogger("clusterwatch.scheduler.poller")
@@ -51,6 +52,7 @@ class Poller:
         self._fetch = fetch
         self.min_interval = min_interval
         self.timeout = timeout
+        self.loops = LoopWatch()
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._status = PollStatus(snapshot=None)
@@ -143,9 +145,12 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.loops.stopped()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # A poll ends by its timeout and the loop rests at most the interval: three of both is wedged.
+            self.loops.tick("scheduler poll", 3 * (self.min_interval + self.timeout) + 60)
             self.refresh()
             with self._state_lock:
                 delay = max(0.0, self._next_due - self._monotonic())

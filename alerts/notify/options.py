@@ -19,8 +19,8 @@ OPTIONS = (
            "(a dead one's pile stays bounded); past it that receiver's oldest are dropped and counted in "
            "clusterwatch_notifications_dropped_total", settings.positive_int, "N"),
     Option("heartbeat_url", None, "a dead man's switch (healthchecks.io, Dead Man's Snitch, a PagerDuty or Opsgenie "
-           "heartbeat) POSTed to every --heartbeat-interval while the server's scrape, rule and notification loops "
-           "run; its silence pages when ClusterWatch itself has stopped (prefer the environment variable: the URL "
+           "heartbeat) POSTed to every --heartbeat-interval while the server's scrape, rule, notification, scheduler "
+           "and remediation loops run; its silence pages when ClusterWatch itself has stopped (prefer the environment variable: the URL "
            "holds the check's secret)", settings.http_url, "URL"),
     Option("heartbeat_interval", 60.0, "time between two heartbeats", settings.duration, "DURATION"),
     # alerts.silences.DEFAULT_MAX_SILENCES, for the same reason.

@@ -23,6 +23,7 @@ from alerts.notify.heartbeat import Heartbeat
 from cwkernel.health import problems_of
 from cwkernel.loopwatch import LoopWatch
 from cwkernel.server import Component
+from scheduler.poller import Poller
 from tests.alerts.notify_support import CaptureServer, Clock
 from tests.realcomponents import free_port, wait_http
 from tsdb.results import QueryResult
@@ -116,3 +117,24 @@ def test_serve_pings_the_dead_man_switch(switch: CaptureServer, process_factory)
     assert json.loads(switch.requests[0]["body"])["host"]
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     assert "clusterwatch_heartbeat_sent_total" in metrics
+
+
+def test_a_scheduler_poll_wedged_in_its_backend_is_a_stalled_loop() -> None:
+    clock = Clock()  # standing in for time.monotonic
+    stuck = Stuck()
+
+    def fetch(timeout: float):
+        stuck.instant("squeue")  # a backend call that never returns (its own timeout broken)
+        raise RuntimeError("released")
+
+    poller = Poller(fetch, min_interval=15, timeout=30)
+    poller.loops = LoopWatch(clock)
+    component = Component("scheduler", stalled=poller.loops.stalled)
+    poller.start()
+    try:
+        assert stuck.entered.wait(30)
+        clock.now += 3 * (15 + 30) + 61
+        assert "scheduler poll loop has not come round" in problems_of([component])["scheduler"]["loop_stalled"]
+    finally:
+        stuck.release.set()
+        poller.stop()
