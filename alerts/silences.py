@@ -204,6 +204,8 @@ class SilenceStore:
     def muted_by(self, alert: Alert, now: float) -> list[str]:
         """The active silences that match ``alert``, by id."""
         index = self._by_label
+        if not index:
+            return []  # the usual case, judged for each of a storm's alerts on every pass
         candidates = list(index.get(None, {}).values())
         for label in alert.labels.items():
             bucket = index.get(label)
