@@ -175,7 +175,7 @@ class Day:
         clock = self.fleet.clock.now
         self.adapter = build_scheduler("simulator", f"{self.server.base_url}/slurm", min_interval=15,
                                        wall_clock=clock, monotonic=clock)
-        self.store = Store(retention_s=RETENTION_S)
+        self.store = Store(retention_s=RETENTION_S, clock=clock)  # its appends are stamped in simulated time
         self.scraper = PageScraper(self.store, self.fleet)
         query = LocalQueryClient(Engine(self.store))
         self.evaluator = build_evaluator(None, query, self.store.append_scrape, None, scrape)
