@@ -461,11 +461,12 @@ class RemediationEngine:
         interval = self.policy.evaluation_interval
 
         def loop() -> None:
-            # A step's commands and calls end by their timeouts (minutes at most): a quarter of an
-            # hour past three intervals is an evaluation wedged.
-            self.loops.tick("remediation", 3 * interval + 900)
-            while not self._stop.wait(interval):
+            while True:
+                # A step's commands and calls end by their timeouts (minutes at most): a quarter of
+                # an hour past three intervals is an evaluation wedged.
                 self.loops.tick("remediation", 3 * interval + 900)
+                if self._stop.wait(interval):
+                    return
                 try:
                     self.evaluate()
                 except Exception:  # noqa: BLE001 - logged and counted in evaluate; keep evaluating

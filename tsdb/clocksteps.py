@@ -25,6 +25,6 @@ class ClockSteps:
         if self._last is None:
             return {}
         when, detail = self._last
-        if not when - REPORT_S <= now <= when + REPORT_S:  # a later step forward ends the report too
+        if not when - REPORT_S <= now <= when + REPORT_S:  # over, or the clock went far back again
             return {}
         return {"clock_went_back": detail}

@@ -92,18 +92,18 @@ class Limits:
     def label_problem(self, labels: Labels) -> str:
         """Why a scraped series' labels (sorted, ``__name__`` among them) are past the label limits,
         in Prometheus's words; "" when they are within them."""
-        metric = dict(labels).get("__name__", "")[:50]
         if self.max_labels_per_series and len(labels) > self.max_labels_per_series:
-            return (f"label_limit exceeded (metric: {metric}, number of labels: {len(labels)}, "
+            return (f"label_limit exceeded (metric: {_metric_name(labels)[:50]}, number of labels: {len(labels)}, "
                     f"limit: {self.max_labels_per_series})")
         for name, value in labels:
             length = _utf8_length(name, self.max_label_name_length)
             if length:
-                return (f"label_name_length_limit exceeded (metric: {metric}, label name: {name[:50]}, "
-                        f"length: {length}, limit: {self.max_label_name_length})")
+                return (f"label_name_length_limit exceeded (metric: {_metric_name(labels)[:50]}, label name: "
+                        f"{name[:50]}, length: {length}, limit: {self.max_label_name_length})")
             length = _utf8_length(value, self.max_label_value_length)
             if length:
-                return (f"label_value_length_limit exceeded (metric: {metric}, label name: {name[:50]}, value: "
+                return (f"label_value_length_limit exceeded (metric: {_metric_name(labels)[:50]}, label name: "
+                        f"{name[:50]}, value: "
                         f"{json.dumps(value[:50], ensure_ascii=False)}, length: {length}, "
                         f"limit: {self.max_label_value_length})")
         return ""
@@ -386,10 +386,11 @@ class Store:
         with self._lock:
             state = self._targets.setdefault(target, _Target())
             column = state.column
-            if column.ts and timestamp_ms <= column.ts[-1] and live:
-                self._drop_ahead_of_clock(column.ts[-1])
             if column.ts and timestamp_ms <= column.ts[-1]:
-                raise OutOfOrderError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
+                if live:
+                    self._drop_ahead_of_clock(column.ts[-1])
+                if column.ts and timestamp_ms <= column.ts[-1]:
+                    raise OutOfOrderError(f"out of order scrape for {target}: {timestamp_ms} <= {column.ts[-1]}")
             known = [self._by_labels.get(labels) for labels, _ in samples]
             origin = None if allowance is None else target
             if None in known:  # admitted before anything is stored: a refusal leaves nothing behind

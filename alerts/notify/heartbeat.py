@@ -47,6 +47,7 @@ class Heartbeat:
         self.url = url
         self.interval = interval
         self.components = list(components)
+        self._owns_http = http is None
         self.http = http or httpdeadline.client()
         self.clock = clock
         self.sent = self.failed = self.withheld = 0
@@ -88,6 +89,8 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=PING_TIMEOUT_S + 1)
+        if self._owns_http:
+            self.http.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):  # the loops tick first: no verdict before they ran

@@ -20,8 +20,8 @@ OPTIONS = (
            "clusterwatch_notifications_dropped_total", settings.positive_int, "N"),
     Option("heartbeat_url", None, "a dead man's switch (healthchecks.io, Dead Man's Snitch, a PagerDuty or Opsgenie "
            "heartbeat) POSTed to every --heartbeat-interval while the server's scrape, rule, notification, scheduler "
-           "and remediation loops run; its silence pages when ClusterWatch itself has stopped (prefer the environment variable: the URL "
-           "holds the check's secret)", settings.http_url, "URL"),
+           "and remediation loops run; its silence pages when ClusterWatch itself has stopped (prefer the "
+           "environment variable: the URL holds the check's secret)", settings.http_url, "URL"),
     Option("heartbeat_interval", 60.0, "time between two heartbeats", settings.duration, "DURATION"),
     # alerts.silences.DEFAULT_MAX_SILENCES, for the same reason.
     Option("silences_max", 20_000, "most silences active or pending at once (Alertmanager's "
