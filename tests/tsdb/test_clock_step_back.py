@@ -47,15 +47,17 @@ def times_of(store: Store, name: str) -> list[int]:
 
 
 def scraped_across_a_step(server: str, ahead_ms: int) -> tuple[Store, Scraper, int]:
-    """A target scraped, then samples stored ``ahead_ms`` ahead of the clock (by a clock that ran
-    fast and has since been corrected: its own and a rule's), then scraped again; and that time."""
+    """A target scraped, then samples stored an hour after it, ``ahead_ms`` ahead of the clock the
+    store judges by (by a clock that ran fast and has since been corrected: its own and a rule's),
+    then scraped again; and that time. The scrapes are stamped an hour before it whatever the
+    machine's pace, so a slow run cannot pass the step."""
     PAGES["/metrics"] = "gpu_temperature_celsius 40\n"
-    store = Store()
+    store = Store(clock=lambda: time.time() + (HOUR_MS - ahead_ms) / 1000)
     scraper = Scraper(store, lambda: static_targets([server], "node"), interval=5)
     try:
         scraper.run_once()
         key = scraper.health()[0].target.key
-        ahead = round(time.time() * 1000) + ahead_ms
+        ahead = round(time.time() * 1000) + HOUR_MS
         store.append_scrape(key, ahead, [(series("gpu_temperature_celsius", instance=server, job="node"), 99.0)])
         store.append_rule_output("rules:g/0/r", ahead, [(series("node:hot", instance=server), 1.0)])
         PAGES["/metrics"] = "gpu_temperature_celsius 41\n"
