@@ -43,7 +43,8 @@ from cwkernel.metrics import escape_label
 from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, IDLE_WINDOW, STRAGGLER_FOR
 from dashboard.params import MAX_RANGE_S, TimeRange
 from scheduler import is_job_id
-from scheduler.checkpoint import CHECKPOINT_METRIC  # the checkpoint contract's mark (docs/operations.md)
+# The checkpoint contract's mark (docs/operations.md) and which marks count.
+from scheduler.checkpoint import CHECKPOINT_METRIC, MARK_NODE_LABEL, newest_mark_on
 from tsdb.client import QueryClient
 
 K = TypeVar("K")
@@ -340,17 +341,35 @@ def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     hung for hours before someone requeued it would otherwise be charged those hours twice).
     None: no checkpoint signal, or none that is a time (the mark is the job's own word: not finite, or a
     time more than ``MAX_REDONE_S`` before ``at`` with no later run start, is none). Two queries:
-    the latest checkpoint mark and the run's start time, told apart by a label, then the job's hung
-    minutes since the later of the two."""
+    the checkpoint marks by node, the nodes the job held in the hour before and the run's start
+    time, told apart by a label, then the job's hung minutes since the later of the two. A mark
+    counts from a node the job held (``newest_mark_on``); one only from elsewhere still says that
+    the job checkpoints, and its run then redoes everything since it started."""
     selector = f'{{job_id="{job_id}"}}'
     result = client.instant(
-        f'label_replace(max(last_over_time({CHECKPOINT_METRIC}{selector}[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
+        f'label_replace(max by ({MARK_NODE_LABEL}) (last_over_time({CHECKPOINT_METRIC}{selector}'
+        f'[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
+        f' or label_replace(max by ({MARK_NODE_LABEL}) (max_over_time(slurm_job_gpu_info{selector}'
+        f'[{EVIDENCE_BEFORE}])), "of", "held", "", "")'
         f' or label_replace(max(last_over_time(slurm_job_start_time_seconds{selector}[{RUN_START_LOOKBACK}])),'
         ' "of", "start", "", "")', at)
-    latest = {labels.get("of"): min(value, at) for labels, value in result.samples() if math.isfinite(value)}
-    if "checkpoint" not in latest:
+    marks: dict[str, float] = {}
+    held: set[str] = set()
+    start: float | None = None
+    for labels, value in result.samples():
+        if labels.get("of") == "held":
+            held.add(labels.get(MARK_NODE_LABEL, ""))
+        elif labels.get("of") == "start" and math.isfinite(value):
+            start = min(value, at)
+        elif labels.get("of") == "checkpoint" and math.isfinite(value):
+            marks[labels.get(MARK_NODE_LABEL, "")] = min(value, at)
+    if not marks:
         return None
-    since = at - max(latest["checkpoint"], latest.get("start", latest["checkpoint"]))
+    checkpoint = newest_mark_on(marks, held)
+    if checkpoint is None and start is None:
+        return None
+    latest = max(value for value in (checkpoint, start) if value is not None)
+    since = at - latest
     if since <= 0:
         return 0.0
     if since > MAX_REDONE_S:

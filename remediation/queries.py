@@ -7,11 +7,10 @@ string anyway.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Mapping, Sequence
 
-from scheduler.checkpoint import CHECKPOINT_METRIC, JOB_LABEL
+from scheduler.checkpoint import CHECKPOINT_METRIC, JOB_LABEL, MARK_NODE_LABEL, newest_mark_on
 from tsdb.client import QueryClient, QueryError
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -103,20 +102,18 @@ def fabric_evidence(client: QueryClient, cable: dict[str, str], alertname: str,
 def checkpoint_times(client: QueryClient, job_nodes: Mapping[str, Sequence[str]],
                      at: float | None = None) -> dict[str, float]:
     """Each job's last finished checkpoint (the contract's mark), newest over the nodes it runs on
-    (``job_nodes``: job id -> its nodes); jobs without a mark there are absent. The textfile
-    directory is writable by every job on a node, so a mark from elsewhere may be another job's
-    forgery: it would end a checkpoint wait early, and the requeue throw away the work since the
-    real one. Raises ``QueryError``/``OSError`` like the client."""
+    (``job_nodes``: job id -> its nodes; ``newest_mark_on`` says why only those); jobs without a
+    mark there are absent. Raises ``QueryError``/``OSError`` like the client."""
     if not job_nodes:
         return {}
     wanted = "|".join(re.escape(job_id) for job_id in job_nodes)
-    query = f'max by ({JOB_LABEL}, instance) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
-    found: dict[str, float] = {}
+    query = f'max by ({JOB_LABEL}, {MARK_NODE_LABEL}) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
+    marks: dict[str, dict[str, float]] = {}
     for series in _series(client.instant(query, at)):
-        job_id = series.labels.get(JOB_LABEL, "")
-        if series.labels.get("instance") in job_nodes.get(job_id, ()):
-            found[job_id] = max(float(series.value), found.get(job_id, -math.inf))
-    return found
+        by_node = marks.setdefault(series.labels.get(JOB_LABEL, ""), {})
+        by_node[series.labels.get(MARK_NODE_LABEL, "")] = float(series.value)
+    newest = {job_id: newest_mark_on(by_node, job_nodes.get(job_id, ())) for job_id, by_node in marks.items()}
+    return {job_id: mark for job_id, mark in newest.items() if mark is not None}
 
 
 def verify(client: QueryClient, checks: tuple[str, ...], values: dict[str, str | None],

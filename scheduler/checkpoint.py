@@ -22,6 +22,7 @@ read the names from here.
 from __future__ import annotations
 
 import re
+from typing import Collection, Mapping
 
 CHECKPOINT_METRIC = "clusterwatch_job_checkpoint_timestamp_seconds"
 JOB_LABEL = "job_id"
@@ -42,6 +43,19 @@ def signal_name(value: object) -> str | None:
 def scancel_args(job_id: str, signal: str) -> list[str]:
     """The scancel argument vector that asks a job's batch script to checkpoint (no shell)."""
     return [f"--signal={signal}", "--batch", job_id]
+
+
+MARK_NODE_LABEL = "instance"  # the node whose exporter exposed a mark
+
+
+def newest_mark_on(marks: Mapping[str, float], nodes: Collection[str]) -> float | None:
+    """A job's last finished checkpoint from its marks by node (``MARK_NODE_LABEL``): the newest
+    from one of ``nodes``, the nodes it holds; None when none of them has one. The textfile
+    directory is writable by every job on a node, so a mark from a node the job does not hold may
+    be another job's forgery, newer than its real checkpoint: trusted, it would end a checkpoint
+    wait early and understate the work a requeue throws away."""
+    held = [value for node, value in marks.items() if node in nodes]
+    return max(held) if held else None
 
 
 TEXTFILE_GLOB = "clusterwatch_job_checkpoint_*.prom"  # every job's file (textfile_name)

@@ -76,6 +76,29 @@ def test_redone_work_counts_from_the_runs_start_when_its_last_checkpoint_is_olde
     assert redone_seconds(client, "999", at(60)) is None
 
 
+def test_a_checkpoint_mark_counts_only_from_a_node_the_job_holds():
+    """The textfile directory is writable by every job on a node: another job on n9 writing job
+    310's mark, newer than its real one (10 m on n1), must not shrink the work 310's interruption at
+    60 m threw away (the remediation step holds marks to the same rule). A mark from elsewhere still
+    says the job checkpoints, so with none from its own nodes it redoes the run since its start, not
+    an unknown amount; and a job that ran before on another node keeps that run's mark, bounded by
+    the new run's start."""
+    h = History()
+    h.job("310", 4, running=[(0, 79, ("n1",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="310", instance="n1")
+    h.spell(CHECKPOINT_METRIC, 55, 79, at(55), job_id="310", instance="n9")
+    h.job("311", 4, running=[(0, 79, ("n2",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 20, 79, at(20), job_id="311", instance="n9")
+    h.job("312", 4, running=[(0, 29, ("n3",)), (40, 79, ("n4",))], pending=[(30, 39)], restarts=[(30, 79, 1)])
+    h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="312", instance="n3")
+    h.spell(CHECKPOINT_METRIC, 45, 79, at(45), job_id="312", instance="n4")
+    client = LocalQueryClient(Engine(h.store()))
+    assert redone_seconds(client, "310", at(60)) == 50 * 60
+    assert redone_seconds(client, "311", at(60)) == 60 * 60
+    assert redone_seconds(client, "312", at(60)) == 15 * 60
+    assert redone_seconds(client, "312", at(38)) == 28 * 60
+
+
 @pytest.mark.parametrize("mark, start", [(float("nan"), True), (float("-inf"), True), (-1e18, False), (0.0, False)])
 def test_a_checkpoint_mark_that_is_no_plausible_time_is_no_signal(mark, start):
     """The mark is the job's own word: NaN, or a time decades before the interruption with no run
@@ -90,9 +113,9 @@ def test_a_checkpoint_mark_that_is_no_plausible_time_is_no_signal(mark, start):
     assert redone_seconds(client, "309", at(60)) is None
     [item] = account(client, TimeRange(at(-1), at(79))).interruptions
     assert item.redone_seconds is None
-    # A mark in the future is as good as now: nothing to redo.
+    # A mark in the future, from a node the job holds, is as good as now: nothing to redo.
     h.spell(CHECKPOINT_METRIC, 80, 80, 1e300, job_id="309", instance="n1")
-    assert redone_seconds(LocalQueryClient(Engine(h.store())), "309", at(80)) == 0.0
+    assert redone_seconds(LocalQueryClient(Engine(h.store())), "309", at(80)) == (0.0 if start else None)
 
 
 def recorded_account(h: History, job_id: str, minutes: int = 90):
