@@ -278,9 +278,22 @@ class RemediationEngine:
     def _advance_all(self, snapshot: SchedulerSnapshot | None) -> None:
         if snapshot is None:
             return
+        self._restart_waits_ahead_of_clock(self.clock())
         for case in self.store.open_cases():
             if case.state in (OPEN, PLANNED):
                 self._advance(case.id, snapshot)
+
+    def _restart_waits_ahead_of_clock(self, now: float) -> None:
+        """A case whose step began after ``now``: the clock went back (a VM restored from a
+        snapshot, NTP stepping at boot). Its waits (a node's return, a verification, a checkpoint)
+        are measured from when the step began, so they would last the step back longer: they
+        restart from now, and the case's audit says so (the checkpoint step reads it there)."""
+        for case in self.store.open_cases():
+            if case.step_since > now:
+                self.store.update_case(case.id, now, step_since=now)
+                self._audit(now, case, case.alertname, steps.CLOCK_WENT_BACK,
+                            f"the clock is {case.step_since - now:.0f}s behind the start of step "
+                            f"{case.current_step or '-'}: its waits restart from now")
 
     def _not_yet_shown(self) -> frozenset[str]:
         """Nodes the budget counts although the scheduler's snapshot does not show them out of

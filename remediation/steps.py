@@ -35,6 +35,9 @@ GPU_LOST_XIDS = frozenset({"79"})
 # A mark this much older than the request still answers it: node clocks differ from the server's,
 # and a script's mark (date +%s) has whole seconds.
 CHECKPOINT_CLOCK_SLACK = 5.0
+# The audit action the engine records when the clock went back during a case's step; a checkpoint
+# asked before it is waited for as if asked then.
+CLOCK_WENT_BACK = "clock_went_back"
 # Audit actions whose target is a job id rather than the case's node.
 JOB_ACTIONS = frozenset({"requeue", "signal", "checkpoint"})
 GPU_STAYS_SCHEDULABLE = ("GPU {gpu} stays schedulable until the drain: Slurm cannot take one GPU of a node out "
@@ -196,7 +199,7 @@ def checkpoint(ctx: StepContext) -> Outcome:
         return Outcome(SKIPPED, f"checkpoint_timeout is 0 for class {ctx.alert_class.name}: no checkpoint asked")
     asked = _checkpoint_requests(ctx)
     running = {job.job_id for job in jobs}
-    ended = [job_id for job_id, (_, took) in asked.items() if took and job_id not in running]
+    ended = [job_id for job_id, (_, took, _) in asked.items() if took and job_id not in running]
     if not jobs and ended:
         # USR1's default action ends a process: a batch script that does not trap it dies of it.
         return Outcome(DONE, f"job {', '.join(ended)} ended after the checkpoint request (a batch script that does "
@@ -245,12 +248,16 @@ def _ask_contract_jobs(ctx: StepContext, jobs: list[Job], timeout: float, waitin
     return outcome
 
 
-def _checkpoint_requests(ctx: StepContext) -> dict[str, tuple[float, bool]]:
-    """Job id -> (when it was asked, whether the scheduler took the signal), from the audit."""
-    found: dict[str, tuple[float, bool]] = {}
+def _checkpoint_requests(ctx: StepContext) -> dict[str, tuple[float, bool, float]]:
+    """Job id -> (when it was asked, whether the scheduler took the signal, when its wait began),
+    from the audit. The wait began when it was asked, or when the clock went back after that: only
+    a mark newer than the request answers it, but the timeout runs from the step back."""
+    found: dict[str, tuple[float, bool, float]] = {}
     for entry in reversed(ctx.store.audit_entries(case_id=ctx.case.id)):  # oldest first
-        if entry.action == "signal" and entry.job_id and (entry.result == DONE or entry.result.startswith(FAILED)):
-            found.setdefault(entry.job_id, (entry.time, entry.result == DONE))
+        if entry.action == CLOCK_WENT_BACK:
+            found = {job_id: (asked, took, min(since, entry.time)) for job_id, (asked, took, since) in found.items()}
+        elif entry.action == "signal" and entry.job_id and (entry.result == DONE or entry.result.startswith(FAILED)):
+            found.setdefault(entry.job_id, (entry.time, entry.result == DONE, entry.time))
     return found
 
 
@@ -279,7 +286,7 @@ def _ask_checkpoint(ctx: StepContext, jobs: list[Job], timeout: float) -> Outcom
     return outcome
 
 
-def _wait_checkpoint(ctx: StepContext, jobs: list[Job], asked: dict[str, tuple[float, bool]],
+def _wait_checkpoint(ctx: StepContext, jobs: list[Job], asked: dict[str, tuple[float, bool, float]],
                      timeout: float) -> Outcome:
     """``jobs``: those that took the signal (one the scheduler refused is not waited for)."""
     if not jobs:
@@ -292,7 +299,7 @@ def _wait_checkpoint(ctx: StepContext, jobs: list[Job], asked: dict[str, tuple[f
     landed = {job.job_id: marks[job.job_id] for job in jobs
               if marks.get(job.job_id, 0.0) >= asked[job.job_id][0] - CHECKPOINT_CLOCK_SLACK}
     pending = [job.job_id for job in jobs if job.job_id not in landed]
-    deadline = min(asked[job.job_id][0] for job in jobs) + timeout
+    deadline = min(asked[job.job_id][2] for job in jobs) + timeout
     if pending and ctx.now < deadline:
         return Outcome(WAITING, f"waiting for the checkpoint of job {', '.join(pending)} (asked at "
                                 f"{_clock(min(asked[j][0] for j in pending))}), at most until {_clock(deadline)}"

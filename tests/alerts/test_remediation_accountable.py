@@ -116,3 +116,17 @@ def test_a_node_that_does_not_come_back_in_time_pages_again():
     assert h.case().state == REPAIR and "did not come back" in h.case().detail
     unreachable = Alert({"alertname": "NodeUnreachable", "instance": "gpu-001"}, T0)
     assert h.silences.muted_by(unreachable, h.clock.now) == []
+
+
+def test_a_clock_step_back_does_not_lengthen_the_wait_for_a_rebooted_node():
+    """The clock set back an hour while a rebooted node is awaited: it is declared for repair
+    (and pages again) the return timeout after the step, not an hour and the timeout later."""
+    h = Harness(return_timeout="10m")
+    h.receive(alert())
+    h.step()  # rebooted
+    h.step(-3600)
+    for _ in range(21):  # never back
+        h.step()
+    assert h.case().state == REPAIR and "did not come back" in h.case().detail
+    unreachable = Alert({"alertname": "NodeUnreachable", "instance": "gpu-001"}, T0)
+    assert h.silences.muted_by(unreachable, h.clock.now) == []

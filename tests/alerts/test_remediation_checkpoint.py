@@ -291,3 +291,20 @@ def test_a_mark_written_on_a_node_the_job_does_not_run_on_is_not_its_checkpoint(
     stranger.receive(alert(gpu="3"))
     assert ("signal", JOB) not in executed(stranger), "a job that wrote no mark of its own would die of the signal"
     assert ("requeue", JOB) in executed(stranger)
+
+
+def test_a_clock_step_back_does_not_lengthen_the_checkpoint_wait():
+    """The server's clock is set back an hour (a VM restored from a snapshot, NTP stepping at boot)
+    while the engine waits for a checkpoint: the wait restarts from the step, so the requeue comes
+    at most the class's timeout later, not an hour and the timeout; the step is on the case."""
+    h = harness()
+    h.receive(alert(gpu="3"))
+    h.step(300)
+    assert executed(h)[-1] == ("signal", JOB)
+    h.step(-3600)
+    h.step(590)
+    assert executed(h)[-1] == ("signal", JOB), "the wait restarted from the step back"
+    h.step(20)
+    assert executed(h)[-1] == ("requeue", JOB)
+    [(_, _, went_back)] = audit(h, "clock_went_back")
+    assert "3300s" in went_back
