@@ -33,4 +33,7 @@ def format_duration(seconds: float) -> str:
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    # PromQL has no decimal point in a duration (and ``:g`` wrote 1,000,000 s as "1e+06s").
+    return f"{round(seconds * 1000)}ms"

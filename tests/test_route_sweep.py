@@ -29,7 +29,7 @@ SERVE_ARGV = ["serve", "--scheduler", "slurmrestd", "--scheduler-url", "http://1
               "dry-run", "--scrape-interval", "60s"]
 # Query and path values, sent percent-encoded as a client would (b"\xff" is not UTF-8).
 HOSTILE = ["nan", "NaN", "inf", "-Infinity", "1e300", "-1", str(2**70), "x" * 10_000, "%FF%FE", "gpu-001%0A",
-           "1234%0A", "", "0x1f", "1_000", "%00", "..%2F..%2Fetc%2Fpasswd"]
+           "1234%0A", "", "0x1f", "1_000", "%00", "..%2F..%2Fetc%2Fpasswd", "1000000"]
 BODIES = [
     b"[" * 30_000 + b"]" * 30_000,  # deeply nested, under the operator-action body limit
     b'{"a":' * 20_000 + b"1" + b"}" * 20_000,
