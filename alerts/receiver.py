@@ -86,6 +86,9 @@ _ALERT = TypeAdapter(WebhookAlert)
 class Accepted(BaseModel):
     accepted: int
     fingerprints: list[str]
+    # With a 429: the new alerts left out because the server holds --alerts-max, and why.
+    refused: int = 0
+    error: str | None = None
 
 
 def _validation_error(exc: ValidationError, prefix: str = "") -> ValueError:
@@ -257,7 +260,17 @@ def build_router(pipeline: Pipeline, auth: InboundAuth) -> APIRouter:
         # Encoded here, on the worker thread: FastAPI would check and encode the 10,000
         # fingerprints of a storm's answer on the event loop.
         answer = Accepted(accepted=len(stored), fingerprints=[a.fingerprint for a in stored])
-        return Response(answer.model_dump_json(), media_type="application/json")
+        refused = len(alerts) - len(stored)
+        if not refused:
+            return Response(answer.model_dump_json(exclude={"refused", "error"}), media_type="application/json")
+        # The sender (Alertmanager logs a 429 as a failed notification) learns that some were not
+        # taken; those stored stay stored, so a retry of the whole message is harmless.
+        answer.refused = refused
+        answer.error = (f"{refused:,} new alert(s) refused: this server holds {pipeline.store.max_alerts:,} "
+                        "alerts (--alerts-max); alerts it holds are still updated and resolved")
+        log.warning("inbound webhook from %s: %s", client, answer.error)
+        return Response(answer.model_dump_json(), status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                        media_type="application/json")
 
     # The body is read raw (the HMAC is over the exact bytes, and a bad body is a 400 with a
     # reason rather than FastAPI's 422), so its schema is declared for the OpenAPI document here.

@@ -44,7 +44,8 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
     configuration mistakes are ConfigErrors naming the field and file. A state directory that
     cannot be used is no configuration mistake: the component works around it and reports it
     through its health hook (alerts.statedb)."""
-    passed = {"notification_queue_max": "max_pending_per_receiver", "silences_max": "max_silences"}
+    passed = {"notification_queue_max": "max_pending_per_receiver", "silences_max": "max_silences",
+              "alerts_max": "max_alerts"}
     pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
                               **{keyword: values[name] for name, keyword in passed.items() if name in values})
     return component(pipeline, values.get("webhook_token")), pipeline

@@ -17,9 +17,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class NotifyMetrics:
-    def __init__(self, pending: Callable[[], dict[tuple[str, str], int]] = dict) -> None:
+    def __init__(self, pending: Callable[[], dict[tuple[str, str], int]] = dict,
+                 alerts_refused: Callable[[], int] = lambda: 0) -> None:
         self._lock = threading.Lock()
         self.pending = pending
+        self.alerts_refused = alerts_refused
         self.attempts: dict[tuple[str, str], int] = defaultdict(int)
         self.delivered: dict[tuple[str, str], int] = defaultdict(int)
         self.failed: dict[str, int] = defaultdict(int)
@@ -115,4 +117,7 @@ class NotifyMetrics:
                                     labels=["receiver", "integration"])
         for (receiver, integration), value in sorted(self.pending().items()):
             pending.add_metric([receiver, integration], value)
-        yield from (total, delivered, failed, expired, dropped, latency, pending, *loops)
+        refused = CounterMetricFamily("clusterwatch_alerts_refused",
+                                      "New alerts from the inbound webhook refused: the server held --alerts-max.")
+        refused.add_metric([], self.alerts_refused())
+        yield from (total, delivered, failed, expired, dropped, latency, pending, refused, *loops)

@@ -23,6 +23,11 @@ OPTIONS = (
            "and remediation loops run; its silence pages when ClusterWatch itself has stopped (prefer the "
            "environment variable: the URL holds the check's secret)", settings.http_url, "URL"),
     Option("heartbeat_interval", 60.0, "time between two heartbeats", settings.duration, "DURATION"),
+    # alerts.notify.pipeline.DEFAULT_MAX_ALERTS, for the same reason.
+    Option("alerts_max", 500_000, "most alerts held from the inbound webhook (Cortex's "
+           "alertmanager_max_alerts_count; resolved ones count until they are forgotten, 15 minutes on); past it a "
+           "new alert is refused with a 429, while held ones are still updated and resolved; 0: no limit",
+           settings.limit, "N"),
     # alerts.silences.DEFAULT_MAX_SILENCES, for the same reason.
     Option("silences_max", 20_000, "most silences active or pending at once (Alertmanager's "
            "--silences.max-silences); past it a new one is refused with a 400 until some expire; 0: no limit",

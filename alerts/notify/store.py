@@ -64,8 +64,11 @@ def _alert_json(alert: Alert) -> str:
 
 
 class AlertStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_alerts: int = 0) -> None:
         self.db = db
+        self.max_alerts = max_alerts  # held by ``put(capped=True)``; 0: no cap
+        self.refused_total = 0
+        self.last_refused: tuple[float, int] | None = None  # (when, how many) of the latest refusal
         self._lock = threading.Lock()
         db.script(SCHEMA)
         self._alerts: dict[str, Stored] = {}
@@ -82,8 +85,12 @@ class AlertStore:
             (row["fingerprint"], row["starts_at"]): Ack(row["acked_by"], row["comment"], row["acked_at"])
             for row in db.execute("SELECT * FROM acks")}
 
-    def put(self, alerts: Iterable[Alert], source: str, timeout: bool, now: float) -> list[Alert]:
+    def put(self, alerts: Iterable[Alert], source: str, timeout: bool, now: float,
+            capped: bool = False) -> list[Alert]:
         """Merge ``alerts`` in; returns them as stored (a firing alert keeps its first startsAt).
+        ``capped``: an alert not held yet is refused (left out of the answer, counted in
+        ``refused_total``) once ``max_alerts`` are held; one already held is always merged, so
+        that its resolution is never lost.
 
         The rows are prepared first and written in one short transaction (a storm's 10,000
         alerts in a few statements): the database's lock, which /metrics and /-/ready also wait
@@ -92,8 +99,15 @@ class AlertStore:
         with self._lock:
             batch: dict[str, Stored] = {}
             history: list[tuple] = []
+            room = self.max_alerts - len(self._alerts) if capped and self.max_alerts else None
+            refused = 0
             for alert in alerts:
                 old = batch.get(alert.fingerprint) or self._alerts.get(alert.fingerprint)
+                if room is not None and old is None:
+                    if room <= 0:
+                        refused += 1
+                        continue
+                    room -= 1
                 if old and old.alert.ends_at is None and alert.starts_at and old.alert.starts_at:
                     alert = replace(alert, starts_at=min(old.alert.starts_at, alert.starts_at))
                 if alert.starts_at == 0.0:
@@ -113,6 +127,9 @@ class AlertStore:
                                         "annotations, source) VALUES (?, ?, ?, ?, ?, ?, ?)", history)
             self._alerts.update(batch)
             self.version += 1
+            if refused:
+                self.refused_total += refused
+                self.last_refused = (now, refused)
         return merged
 
     def timed_out(self, now: float, resolve_timeout: float) -> list[Alert]:
