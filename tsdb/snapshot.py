@@ -3,6 +3,12 @@
 Written to a temporary file, flushed to disk and renamed, so a crash mid-write never leaves a
 torn snapshot. No pickle: labels are JSON, samples raw arrays (``allow_pickle=False`` on load).
 A file that is not such a snapshot, or whose parts disagree, is a ``SnapshotError``.
+
+Parts: ``labels`` (one JSON list of label sets), ``lengths`` (samples per series), ``shared``
+(per series, -1 when its timestamps are in ``times``, else the ordinal among those written of the
+earlier series whose timestamps it has: the series of one target share their column's, and
+written once per series they were half the file), ``times`` and ``values``. A file without
+``shared`` (written before it) has every series' timestamps in ``times``.
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from tsdb.store import Store
 
 
 COPY_CHUNK = 1 << 20
+# Timestamp arrays a series may share: the last this many written. The reader keeps as many, so a
+# reference is always to one it holds (about 200 columns at 140 nodes: targets and rule groups).
+SHARED_WINDOW = 1024
 
 
 class SnapshotError(ValueError):
@@ -38,6 +47,8 @@ def save_snapshot(store: Store, path: str | Path) -> int:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
     lengths: list[int] = []
+    shared: list[int] = []
+    recent = _RecentTimes()
     try:
         with tempfile.TemporaryFile(dir=path.parent) as labels, tempfile.TemporaryFile(dir=path.parent) as times, \
                 tempfile.TemporaryFile(dir=path.parent) as values:
@@ -45,15 +56,21 @@ def save_snapshot(store: Store, path: str | Path) -> int:
             for series_labels, ts, vs in store.iter_series():
                 characters += _write_text(labels, ("," if lengths else "") + json.dumps(list(series_labels)))
                 lengths.append(len(vs))
-                times.write(np.ascontiguousarray(ts, dtype="<i8").data)
+                ordinal = recent.find(ts)
+                shared.append(ordinal)
+                if ordinal < 0:
+                    recent.add(ts)
+                    times.write(np.ascontiguousarray(ts, dtype="<i8").data)
                 values.write(np.ascontiguousarray(vs, dtype="<f8").data)
             characters += _write_text(labels, "]")
             total = sum(lengths)
+            own = sum(length for length, ordinal in zip(lengths, shared) if ordinal < 0)
             with open(tmp, "wb") as handle:
                 with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
                     _write_raw(archive, "labels", labels, f"<U{characters}", ())
                     _write_array(archive, "lengths", np.array(lengths, dtype=np.int64))
-                    _write_raw(archive, "times", times, "<i8", (total,))
+                    _write_array(archive, "shared", np.array(shared, dtype=np.int64))
+                    _write_raw(archive, "times", times, "<i8", (own,))
                     _write_raw(archive, "values", values, "<f8", (total,))
                 handle.flush()
                 os.fsync(handle.fileno())  # else a power cut after the rename can leave a named, empty file
@@ -62,6 +79,32 @@ def save_snapshot(store: Store, path: str | Path) -> int:
         tmp.unlink(missing_ok=True)  # a full disk: give back what the partial file took
         raise
     return len(lengths)
+
+
+class _RecentTimes:
+    """The last ``SHARED_WINDOW`` timestamp arrays written, by their ordinal among those written,
+    found by length and ends, then compared whole."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._by_key: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+
+    def find(self, ts: np.ndarray) -> int:
+        """The ordinal of an array equal to ``ts`` still in the window, else -1."""
+        if not len(ts):
+            return -1
+        found = self._by_key.get((len(ts), int(ts[0]), int(ts[-1])))
+        if found is None or self.count - found[0] > SHARED_WINDOW or not np.array_equal(found[1], ts):
+            return -1
+        return found[0]
+
+    def add(self, ts: np.ndarray) -> None:
+        """``ts`` was written: it has the next ordinal."""
+        if len(ts):
+            self._by_key[(len(ts), int(ts[0]), int(ts[-1]))] = (self.count, ts)
+            if len(self._by_key) > 2 * SHARED_WINDOW:  # the window's arrays, not every one written
+                self._by_key = {k: v for k, v in self._by_key.items() if self.count - v[0] < SHARED_WINDOW}
+        self.count += 1
 
 
 def _write_text(raw: BinaryIO, text: str) -> int:
@@ -97,12 +140,12 @@ def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = Non
             damaged = archive.testzip()
             if damaged is not None:
                 raise SnapshotError(f"not a snapshot: {damaged} fails its checksum")
-            labels, lengths = _read_index(archive)
+            labels, lengths, shared = _read_index(archive)
             total = int(lengths.sum())
             with archive.open("times.npy") as times, archive.open("values.npy") as values:
-                _expect_header(times, np.dtype("<i8"), total, "times")
+                _expect_header(times, np.dtype("<i8"), int(lengths[shared < 0].sum()), "times")
                 _expect_header(values, np.dtype("<f8"), total, "values")
-                return bulk_load(store, _series(labels, lengths, times, values), keep_from_ms)
+                return bulk_load(store, _series(labels, lengths, shared, times, values), keep_from_ms)
     except SnapshotError:
         raise
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError) as exc:
@@ -111,8 +154,9 @@ def load_snapshot(store: Store, path: str | Path, keep_from_ms: int | None = Non
         raise SnapshotError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def _read_index(archive: zipfile.ZipFile) -> tuple[list, np.ndarray]:
-    """The label sets and series lengths, checked to agree."""
+def _read_index(archive: zipfile.ZipFile) -> tuple[list, np.ndarray, np.ndarray]:
+    """The label sets, series lengths and shared timestamps, checked to agree (a reference's
+    target and length are checked as the series are read)."""
     try:
         with archive.open("labels.npy") as entry:
             labels = json.loads(str(np.lib.format.read_array(entry, allow_pickle=False)))
@@ -126,7 +170,13 @@ def _read_index(archive: zipfile.ZipFile) -> tuple[list, np.ndarray]:
         raise SnapshotError("its labels are not lists of name/value pairs")
     if lengths.dtype != np.int64 or lengths.ndim != 1 or len(lengths) != len(labels) or (lengths < 0).any():
         raise SnapshotError(f"{len(labels)} label sets but {lengths.size} series lengths")
-    return labels, lengths
+    if "shared.npy" not in archive.namelist():
+        return labels, lengths, np.full(len(lengths), -1, dtype=np.int64)
+    with archive.open("shared.npy") as entry:
+        shared = np.lib.format.read_array(entry, allow_pickle=False)
+    if shared.dtype != np.int64 or shared.shape != lengths.shape:
+        raise SnapshotError(f"{lengths.size} series but {shared.size} timestamp references")
+    return labels, lengths, shared
 
 
 def _expect_header(entry: BinaryIO, dtype: np.dtype, count: int, name: str) -> None:
@@ -137,8 +187,19 @@ def _expect_header(entry: BinaryIO, dtype: np.dtype, count: int, name: str) -> N
         raise SnapshotError(f"series lengths add up to {count} samples; its {name} are {found} of shape {shape}")
 
 
-def _series(labels: list, lengths: np.ndarray, times: BinaryIO, values: BinaryIO) -> Iterator[
+def _series(labels: list, lengths: np.ndarray, shared: np.ndarray, times: BinaryIO, values: BinaryIO) -> Iterator[
         tuple[tuple, np.ndarray, np.ndarray]]:
-    for pairs, length in zip(labels, lengths.tolist()):
-        yield (tuple((k, v) for k, v in pairs), np.frombuffer(times.read(8 * length), dtype="<i8"),
-               np.frombuffer(values.read(8 * length), dtype="<f8"))
+    recent: dict[int, np.ndarray] = {}  # the last SHARED_WINDOW arrays read from ``times``, by ordinal
+    read = 0
+    for pairs, length, ordinal in zip(labels, lengths.tolist(), shared.tolist()):
+        if ordinal < 0:
+            ts = np.frombuffer(times.read(8 * length), dtype="<i8")
+            recent[read] = ts
+            recent.pop(read - SHARED_WINDOW, None)
+            read += 1
+        else:
+            ts = recent.get(ordinal)
+            if ts is None or len(ts) != length:
+                raise SnapshotError(f"a series of {length} samples shares the timestamps of array {ordinal}, "
+                                    "which the file does not hold (or has another length)")
+        yield tuple((k, v) for k, v in pairs), ts, np.frombuffer(values.read(8 * length), dtype="<f8")

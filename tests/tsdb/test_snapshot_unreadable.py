@@ -41,7 +41,14 @@ def nested(path: Path) -> None:
              times=np.array([], dtype=np.int64), values=np.array([]))
 
 
-@pytest.mark.parametrize("spoil", [garbage, torn, disagreeing, nested])
+def bad_reference(path: Path) -> None:
+    """A series that says it shares the timestamps of one the file does not hold (or of another length)."""
+    np.savez(path, labels=np.array(json.dumps([[["__name__", "up"]], [["__name__", "down"]]])),
+             lengths=np.array([1, 2], dtype=np.int64), shared=np.array([-1, 0], dtype=np.int64),
+             times=np.array([1], dtype=np.int64), values=np.array([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("spoil", [garbage, torn, disagreeing, nested, bad_reference])
 def test_an_unreadable_snapshot_is_set_aside_and_the_store_starts_empty(spoil, tmp_path: Path) -> None:
     snapshot = tmp_path / "store.npz"
     spoil(snapshot)
