@@ -107,3 +107,32 @@ def test_a_snapshot_written_before_the_timestamps_were_shared_still_loads(tmp_pa
     assert load_snapshot(loaded, tmp_path / "old.npz").samples == 3
     assert {dict(labels)["instance"]: ts.tolist() for labels, ts, _ in loaded.iter_series()} == \
         {"a": [1000, 2000], "b": [3000]}
+
+
+def test_timestamps_shared_across_more_columns_than_the_window_come_back_whole(tmp_path: Path, monkeypatch) -> None:
+    """Series of many targets interleaved (each target's series created over several scrapes),
+    more columns than the window of arrays a reference may reach: every series comes back with its
+    own timestamps and values."""
+    from tsdb import snapshot as snapshot_module
+
+    store = Store(retention_s=10**9)
+    columns = [TimeColumn() for _ in range(7)]
+    for target, column in enumerate(columns):
+        column.ts.extend(np.arange(5 + target, dtype=np.int64) * 1000 + target)
+    expected = {}
+    for series in range(4):
+        for target, column in enumerate(columns):
+            labels = (("__name__", "m"), ("instance", f"n{target}"), ("s", str(series)))
+            values = np.arange(len(column.ts), dtype=float) + series
+            store.append_series(labels, np.frombuffer(column.ts, dtype=np.int64), values, column=column)
+            expected[labels] = (list(column.ts), values.tolist())
+    # 7 columns in turn: with a window of 3 no reference reaches back far enough; with 8, all but
+    # each column's first series refer to it.
+    for window, references in ((3, 0), (8, 21)):
+        monkeypatch.setattr(snapshot_module, "SHARED_WINDOW", window)
+        save_snapshot(store, tmp_path / "store.npz")
+        with np.load(tmp_path / "store.npz") as parts:
+            assert int((parts["shared"] >= 0).sum()) == references
+        loaded = Store(retention_s=10**9)
+        load_snapshot(loaded, tmp_path / "store.npz")
+        assert {labels: (ts.tolist(), vs.tolist()) for labels, ts, vs in loaded.iter_series()} == expected
