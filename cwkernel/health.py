@@ -40,6 +40,13 @@ def problems_of(components: Iterable) -> dict[str, dict[str, str]]:
     return found
 
 
+def stalled_in(components: Iterable[Any]) -> dict[str, str]:
+    """"component: loop" -> sentence for every stalled loop of ``components``: what the heartbeat
+    and the systemd watchdog withhold their pings for."""
+    return {f"{component.name}: {loop}": sentence for component in components
+            for loop, sentence in stalled_loops(component).items()}
+
+
 def stalled_loops(component: Any) -> dict[str, str]:
     """The component's stalled loops, loop -> sentence (a hook that raises counts as one)."""
     return _asked(component, "stalled", "stall_check_failed")

@@ -10,6 +10,7 @@ PACKAGES=(
   victoria-metrics          # VictoriaMetrics + vmalert
   slurmctld slurmd slurm-client munge
   chromium
+  systemd                   # systemd-analyze, which checks the server's unit file
 )
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -35,6 +35,7 @@ PACKAGES = {
     "squeue": "slurm-client",
     "munged": "munge",
     "chromium": "chromium",
+    "systemd-analyze": "systemd",
 }
 
 

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from alerts.notify.integrations import DeliveryError
 from alerts.notify.integrations.webhook import post
 from cwkernel import httpdeadline
-from cwkernel.health import stalled_loops
+from cwkernel.health import stalled_in
 
 if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
@@ -57,8 +57,7 @@ class Heartbeat:
 
     def beat(self) -> bool:
         """One ping, or the reason it is withheld logged; True when the service accepted it."""
-        stalled = {f"{component.name}: {loop}": sentence for component in self.components
-                   for loop, sentence in stalled_loops(component).items()}
+        stalled = stalled_in(self.components)
         if stalled:
             self.withheld += 1
             log.error("heartbeat withheld, so that %s pages: %s", self.url_for_log, "; ".join(stalled.values()))
