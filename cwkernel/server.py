@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cwkernel import httperrors
 from cwkernel.admission import Admission, AdmissionMiddleware
-from cwkernel.health import HealthCollector, problems_of, ready_text
+from cwkernel.health import HealthCollector, problems_of, ready_text, stalled_in
 from cwkernel.httplimits import BodyLimitMiddleware
 from cwkernel.secheaders import SecurityHeadersMiddleware
 from cwkernel.version import __version__
@@ -89,7 +89,7 @@ Builder = Callable[[Mapping[str, Any], Deps], "Component | None"]
 
 
 def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> FastAPI:
-    """A FastAPI app serving every component's routers plus /metrics, /-/healthy and /-/ready."""
+    """A FastAPI app serving every component's routers plus /metrics, /-/healthy, /-/live and /-/ready."""
     components = list(components)
     registry = CollectorRegistry(auto_describe=False)
     for component in components:
@@ -136,6 +136,17 @@ def build_app(components: Iterable[Component], title: str = "ClusterWatch") -> F
 
     @app.get("/-/healthy", include_in_schema=False)
     async def healthy() -> PlainTextResponse:  # on the event loop: needs no free thread to answer
+        return PlainTextResponse("OK\n")
+
+    @app.get("/-/live", include_in_schema=False)
+    async def live() -> PlainTextResponse:
+        # A liveness probe: 503 while a loop is stalled, so that a kubelet restarts a wedged server
+        # as systemd's watchdog does (cwkernel/sdnotify.py). Degraded but moving is alive. On the
+        # event loop, as /-/healthy: a server busy in every thread must not look dead.
+        stalled = stalled_in(components)
+        if stalled:
+            return PlainTextResponse("Stalled\n" + "".join(f"{where}: {why}\n" for where, why in stalled.items()),
+                                     status_code=503)
         return PlainTextResponse("OK\n")
 
     @app.get("/-/ready", include_in_schema=False)

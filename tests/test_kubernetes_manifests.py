@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ def objects() -> list[dict]:
     return [doc for path in sorted(KUBERNETES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def one(kind: str) -> dict:
-    found = [o for o in objects() if o["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} objects of kind {kind}"
+def one(kind: str, name: str | None = None) -> dict:
+    found = [o for o in objects() if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"{len(found)} objects of kind {kind}" + (f" named {name}" if name else "")
     return found[0]
 
 
@@ -44,7 +45,7 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def test_every_manifest_parses_into_objects_with_api_version_kind_and_name():
     paths = sorted(KUBERNETES.glob("*.yaml"))
     assert {p.name for p in paths} >= {"exporter-daemonset.yaml", "service.yaml", "servicemonitor.yaml",
-                                       "podmonitor.yaml", "prometheus-rbac.yaml"}
+                                       "podmonitor.yaml", "prometheus-rbac.yaml", "server.yaml"}
     for path in paths:
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
         assert documents, f"{path.name} holds no object"
@@ -74,7 +75,7 @@ def test_the_daemonsets_exporter_arguments_are_the_exporters_flags():
 
 
 def test_every_selector_finds_the_exporter_pods():
-    daemonset, service = one("DaemonSet"), one("Service")
+    daemonset, service = one("DaemonSet"), one("Service", "clusterwatch-exporter")
     pod_labels = pod_template()["metadata"]["labels"]
     namespace = daemonset["metadata"]["namespace"]
     assert matches(daemonset["spec"]["selector"]["matchLabels"], pod_labels)
@@ -142,3 +143,29 @@ def test_prometheus_accepts_the_scrape_config(tmp_path):
         assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
     else:
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_server_is_restarted_when_wedged_and_keeps_its_state():
+    """server.yaml: serve's own flags; liveness on /-/live (503 while a loop is stalled), which the
+    app serves, on the event loop like /-/healthy; the state directory on the claimed volume; the
+    Service finds the pod; the secrets' variables are the ones serve and the operators' check read."""
+    from cwkernel.auth import ENV_OPERATORS
+    from cwkernel.server import build_app
+
+    server = one("StatefulSet", "clusterwatch-server")
+    template = server["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert args.state_dir.startswith(container["volumeMounts"][0]["mountPath"] + "/")
+    assert container["volumeMounts"][0]["name"] == server["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert server["spec"]["replicas"] == 1
+    routes = {route.path for route in build_app([]).routes}
+    probes = {kind: container[kind]["httpGet"]["path"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["livenessProbe"] == "/-/live" and set(probes.values()) <= routes
+    service = one("Service", "clusterwatch-server")
+    assert matches(service["spec"]["selector"], template["metadata"]["labels"])
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["name"] for p in container["ports"]}
+    serve_help = subprocess.run([sys.executable, "-m", "clusterwatch", "serve", "--help"], capture_output=True,
+                                text=True, timeout=60).stdout.replace("\n", "").replace(" ", "")
+    for variable in (entry["name"] for entry in container["env"]):
+        assert variable == ENV_OPERATORS or variable in serve_help, variable
