@@ -8,7 +8,12 @@ before its 2.6 billion steps exist), and a large answer under the limit (every G
 1 h at 15 s: 18 M points). Prints, per query, the status, the time, and the server's RSS before,
 at peak (sampled every 20 ms) and a second after the answer.
 
-    .venv/bin/python bench/bench_query_limits.py [--history 1800]
+With ``--concurrent N``, then N of the large answers at once, and with ``--memory-limit SIZE`` the
+server's engine gives way to that memory bound (cwkernel/memguard.py, as ``serve --memory-limit``):
+past 85 % of it queries are refused at the gate or stopped at their next check. Printed: the
+answers' statuses and the server's peak RSS.
+
+    .venv/bin/python bench/bench_query_limits.py [--history 1800] [--concurrent 4] [--memory-limit 2GiB]
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from fastapi import FastAPI  # noqa: E402
 
 from bench.bench_rules import T0, node_series  # noqa: E402
 from bench.common import free_port, rss_bytes  # noqa: E402
+from cwkernel.memguard import MemoryGuard  # noqa: E402
+from cwkernel.settings import byte_size  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from tsdb.api import build_router  # noqa: E402
 from tsdb.importer import bulk_load  # noqa: E402
@@ -74,22 +81,49 @@ class PeakRSS:
         self._thread.join()
 
 
-def serve(history_s: float, port: int, ready) -> None:
+def serve(history_s: float, port: int, ready, memory_limit: int = 0) -> None:
     """The server process: the loaded store behind the /api/v1 routes, as ``serve`` mounts them."""
     store, end = loaded_store(history_s)
+    guard = MemoryGuard(memory_limit, "--memory-limit") if memory_limit else None
     app = FastAPI()
-    app.include_router(build_router(Engine(store), store))
+    app.include_router(build_router(Engine(store, memory=guard), store))
     ready.put((end, store.stats()))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def concurrently(base: str, pid: int, form: dict, count: int, memory_limit: int) -> None:
+    """``count`` copies of ``form``'s range query at once; their statuses and the peak RSS."""
+    statuses: list[int] = []
+
+    def ask() -> None:
+        with httpx.Client(timeout=600) as http:
+            with http.stream("POST", f"{base}/api/v1/query_range", data={k: str(v) for k, v in form.items()}) as r:
+                for _ in r.iter_bytes():
+                    pass
+                statuses.append(r.status_code)
+
+    before = rss_bytes(pid)
+    with PeakRSS(pid) as peak:
+        threads = [threading.Thread(target=ask) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    limit = f"memory limit {memory_limit / 1e6:,.0f} MB (line at 85 %: {memory_limit * 0.85 / 1e6:,.0f} MB)" \
+        if memory_limit else "no memory limit"
+    print(f"{count} at once, {limit}: answers {sorted(statuses)}; server RSS {before / 1e6:.0f} -> peak "
+          f"{peak.peak / 1e6:.0f} MB")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--history", type=float, default=1800.0, help="seconds of samples at 5 s in the store")
+    parser.add_argument("--concurrent", type=int, default=0, help="then this many large answers at once")
+    parser.add_argument("--memory-limit", type=byte_size, default=0, help="the engine's memory bound (0: none)")
     args = parser.parse_args()
     port = free_port()
     ready: multiprocessing.Queue = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(args.history, port, ready), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(args.history, port, ready, args.memory_limit), daemon=True)
     server.start()
     try:
         end, stats = ready.get(timeout=300)
@@ -125,6 +159,10 @@ def main() -> int:
                 print(f"{path} {form['query']} ({', '.join(f'{k}={v}' for k, v in form.items() if k != 'query')}): "
                       f"{detail} in {took:.1f} s; server RSS {before / 1e6:.0f} -> peak {peak.peak / 1e6:.0f} -> "
                       f"after {after / 1e6:.0f} MB")
+            if args.concurrent:
+                # Half an hour: under the sample limit, an answer of about 10 M points.
+                form = {**queries[-1][1], "start": end - 1800}
+                concurrently(base, server.pid, form, args.concurrent, args.memory_limit)
     finally:
         server.terminate()
         server.join(10)

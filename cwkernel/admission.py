@@ -13,6 +13,8 @@ at most ``max_active`` handlers at once. The others wait in arrival order on the
 (holding no thread) up to ``max_queued`` of them and up to ``queue_timeout`` each; past either,
 503 with ``Retry-After``, in the route's error shape. A class's queue never delays another's.
 
+Refused at once while the process is short of memory (cwkernel/memguard.py, reason ``memory``).
+
 Never queued: the probes (``/-/healthy``, ``/-/ready``), ``/metrics``, static files, operator
 actions (authenticated and rare: a drain must get through during the incident that causes the
 load) and routes that run their own admission (the Alertmanager webhook, alerts/receiver.py).
@@ -28,6 +30,7 @@ from typing import Any, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cwkernel.httplimits import Message, Receive, Scope, Send, route_policy
+from cwkernel.memguard import MemoryGuard
 
 OWN_ADMISSION = {"x-clusterwatch-admission": "own"}  # openapi_extra of a route that admits its own requests
 UNQUEUED_PREFIXES = ("/-/", "/metrics", "/static/")
@@ -38,8 +41,10 @@ RETRY_AFTER_S = 5
 class Admission:
     """The queues of request work; also the collector of their metrics and the health of shedding."""
 
-    def __init__(self, max_active: int = 2, max_queued: int = 200, queue_timeout: float = 10.0) -> None:
+    def __init__(self, max_active: int = 2, max_queued: int = 200, queue_timeout: float = 10.0,
+                 memory: MemoryGuard | None = None) -> None:
         self.max_active = max_active
+        self.memory = memory
         self.max_queued = max_queued
         self.queue_timeout = queue_timeout
         self._active: Counter[str] = Counter()
@@ -50,6 +55,8 @@ class Admission:
 
     async def enter(self, kind: str) -> str | None:
         """Wait for a place; None once admitted (call ``leave``), else the reason it was refused."""
+        if self.memory is not None and self.memory.pressure():
+            return self._refuse(kind, "memory")
         if self._active[kind] < self.max_active and not self._waiting.get(kind):
             self._active[kind] += 1
             self.admitted[kind] += 1
@@ -109,12 +116,12 @@ class Admission:
         queued = GaugeMetricFamily("clusterwatch_http_requests_queued",
                                    "Requests of a class waiting for their turn", labels=["class"])
         shed = CounterMetricFamily("clusterwatch_http_requests_shed",
-                                   "Requests refused with 503 because their class's queue was full or their wait "
-                                   "ran out", labels=["class", "reason"])
+                                   "Requests refused with 503 because their class's queue was full, their wait "
+                                   "ran out or the server was short of memory", labels=["class", "reason"])
         for kind in ("view", "query"):
             active.add_metric([kind], float(self._active[kind]))
             queued.add_metric([kind], float(len(self._waiting.get(kind, ()))))
-            for reason in ("queue_full", "queue_timeout"):
+            for reason in ("queue_full", "queue_timeout", "memory"):
                 shed.add_metric([kind, reason], float(self.shed[(kind, reason)]))
         yield from (active, queued, shed)
 
@@ -155,9 +162,13 @@ class AdmissionMiddleware:
 
 
 async def _busy(send: Send, kind: str, reason: str, admission: Admission) -> None:
-    why = ("too many requests waiting" if reason == "queue_full"
-           else f"waited {admission.queue_timeout:g}s without a turn")
-    message = f"server busy: {why}; try again in {RETRY_AFTER_S}s"
+    if reason == "memory" and admission.memory is not None:
+        message = f"server short of memory: {admission.memory.pressure() or 'below its limit again'}; " \
+                  f"try again in {RETRY_AFTER_S}s"
+    else:
+        why = ("too many requests waiting" if reason == "queue_full"
+               else f"waited {admission.queue_timeout:g}s without a turn")
+        message = f"server busy: {why}; try again in {RETRY_AFTER_S}s"
     body: dict[str, Any] = ({"status": "error", "errorType": "unavailable", "error": message} if kind == "query"
                             else {"detail": message})
     data = json.dumps(body).encode()

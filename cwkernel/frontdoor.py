@@ -14,6 +14,7 @@ from cwkernel.admission import Admission
 from cwkernel.connections import ConnectionGuard, guarded_protocol
 from cwkernel.errors import ConfigError
 from cwkernel.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
+from cwkernel.memguard import MemoryGuard, memory_limit
 from cwkernel.settings import Option, positive_int
 
 if TYPE_CHECKING:  # cwkernel.server imports FastAPI: not while the CLI builds its parsers
@@ -38,6 +39,9 @@ OPTIONS = (
            "(503)", positive_int, "N"),
     Option("http_queue_timeout", 10.0, "longest a request waits for its turn before a 503", settings.duration,
            "DURATION"),
+    Option("memory_limit", 0, "memory the server holds itself to: past 85 % of it, new pages and queries are "
+           "refused with 503 until it is below again, so that the OOM killer does not end the watcher (e.g. 4GiB; "
+           "default: its cgroup's memory.max, else the machine's memory)", settings.byte_size, "SIZE"),
     Option("scrape_max_connections", 1024, "most sockets the scraper holds open (idle kept-alive ones included; "
            "lowered at start to fit the file descriptor limit)", positive_int, "N"),
 )
@@ -60,14 +64,18 @@ def apply_descriptor_budget(values: dict, config=None) -> DescriptorBudget:
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component:
-    """The front door as a component: its connection guard and its queues of request work, with
-    their metrics and health."""
+    """The front door as a component: its connection guard, its queues of request work and the
+    memory bound they keep, with their metrics and health."""
     from cwkernel.server import Component
 
     guard = ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
+    memory = deps.memory or MemoryGuard(*memory_limit(values.get("memory_limit", 0)))
+    log.info("memory limit %s MiB (%s): pages and queries are refused above %s MiB",
+             f"{memory.limit_bytes / 2**20:,.0f}", memory.source, f"{memory.high_bytes / 2**20:,.0f}")
     admission = Admission(values["http_max_active_requests"], values["http_max_queued_requests"],
-                          values["http_queue_timeout"])
-    return Component("http", collectors=[guard, admission], health=lambda: {**guard.problems(), **admission.problems()})
+                          values["http_queue_timeout"], memory)
+    return Component("http", collectors=[guard, admission, memory],
+                     health=lambda: {**guard.problems(), **admission.problems(), **memory.problems()})
 
 
 def guard_of(components: Iterable) -> ConnectionGuard | None:

@@ -26,6 +26,7 @@ from cwkernel import httperrors
 from cwkernel.admission import Admission, AdmissionMiddleware
 from cwkernel.health import HealthCollector, problems_of, ready_text, stalled_in
 from cwkernel.httplimits import BodyLimitMiddleware
+from cwkernel.memguard import MemoryGuard
 from cwkernel.secheaders import SecurityHeadersMiddleware
 from cwkernel.version import __version__
 
@@ -82,6 +83,7 @@ class Deps:
     pipeline: Pipeline | None = None  # alerts.notify.component
     alerting: AlertingReader | None = None  # the pipeline, read (alerts.notify.component)
     remediation: RemediationEngine | None = None  # remediation.component; None with automation off
+    memory: MemoryGuard | None = None  # the process's memory bound (serve makes it; the front door reports it)
     components: list[Component] = field(default_factory=list)  # built so far, in order
 
 

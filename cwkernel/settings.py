@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
@@ -59,6 +60,20 @@ def limit(raw: Any) -> int:
     if value < 0:
         raise ValueError(f"must be 0 (no limit) or more (got {value})")
     return value
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|[KMGTP]i?B?)?\s*")
+_SIZE_UNITS = {"": 1, "B": 1, **{f"{p}{suffix}": 1024 ** (i + 1) for i, p in enumerate("KMGTP")
+                                 for suffix in ("", "B", "i", "iB")}}
+
+
+def byte_size(raw: Any) -> int:
+    """Bytes from ``1048576``, ``512MiB``, ``4Gi`` or ``2GB`` (as Prometheus reads sizes, a KB is
+    1,024 bytes); 0 means unset."""
+    found = _SIZE.fullmatch(str(raw))
+    if found is None:
+        raise ValueError(f"must be a size such as 4GiB, 512MiB or a number of bytes (got {raw!r})")
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2) or ""])
 
 
 def _whole_number(raw: Any) -> int:
@@ -117,7 +132,8 @@ def add_flags(parser: argparse.ArgumentParser, options: Iterable[Option], env_pr
     for option in options:
         parser.add_argument(
             option.flag, dest=option.name, default=None, metavar=option.metavar,
-            help=f"{option.help} ({_default_text(option)}env {option.env(env_prefix)})",
+            # argparse reads help as a %-format: a literal % in an option's text must not be one.
+            help=f"{option.help} ({_default_text(option)}env {option.env(env_prefix)})".replace("%", "%%"),
         )
 
 

@@ -20,6 +20,7 @@ from tsdb.exposition import ExpositionError
 from tsdb.importer import Loaded, import_openmetrics
 from tsdb.local import LocalSource
 from tsdb.promql.engine import Engine
+from tsdb.promql.gate import MemoryBound
 from tsdb.promql.limits import QueryLimits
 from tsdb.scraper import Scraper
 from tsdb.selfmetrics import TSDBCollector
@@ -51,11 +52,13 @@ class TSDBConfig:
 class EmbeddedTSDB:
     """Owns the pieces; ``component()`` hands them to the server's app factory."""
 
-    def __init__(self, config: TSDBConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: TSDBConfig, clock: Callable[[], float] = time.time,
+                 memory: MemoryBound | None = None) -> None:
         self.config = config
         self.clock = clock
         self.store = Store(config.retention_s, config.limits, clock)
-        self.engine = Engine(self.store, limits=config.query_limits)
+        # Outside queries give way to the process's memory bound (cwkernel/memguard.py).
+        self.engine = Engine(self.store, limits=config.query_limits, memory=memory)
         self.client = LocalQueryClient(self.engine)  # rules, remediation: the reserved lane
         self.request_client = LocalQueryClient(self.engine, gated=True)  # the dashboard: through the gate
         self.file_sd = FileSD(config.file_sd, config.job)
@@ -200,7 +203,7 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
             values["prometheus_url"], timeout=values["query_timeout"],
             max_answer_bytes=values["prometheus_max_answer_bytes"])
         return None
-    tsdb = EmbeddedTSDB(deps.tsdb_config or TSDBConfig())
+    tsdb = EmbeddedTSDB(deps.tsdb_config or TSDBConfig(), memory=deps.memory)
     try:
         tsdb.load()
     except (OSError, ValueError, ExpositionError) as exc:

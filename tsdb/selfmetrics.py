@@ -80,7 +80,8 @@ class TSDBCollector:
             "clusterwatch_engine_queries_refused",
             "Queries stopped by a limit: queue_full (refused at once, 503), queue_timeout (timed out waiting "
             "for a slot), timeout (--query-timeout), max_samples (--query-max-samples), query_text (too long, "
-            "too many operators or too deep to parse), memory (the process could not allocate it).",
+            "too many operators or too deep to parse), memory (the process could not allocate it, or its "
+            "resident memory was past the --memory-limit line).",
             labels=["reason"])
         counts = self.engine.refusals()
         for reason in ("queue_full", "queue_timeout", "timeout", "max_samples", "query_text", "memory"):

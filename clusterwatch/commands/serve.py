@@ -203,7 +203,10 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
         selfingest.build,  # the collectors of all the above, into the embedded store
         gcpolicy.build,  # last: what the others built at start is frozen
     )
-    deps = Deps(config_file=config_file, tsdb_config=config)
+    from cwkernel.memguard import MemoryGuard, memory_limit
+
+    memory = MemoryGuard(*memory_limit(values.get("memory_limit", 0)))
+    deps = Deps(config_file=config_file, tsdb_config=config, memory=memory)
     for build in builders:
         component = build(values, deps)
         if component is not None:

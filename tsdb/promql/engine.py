@@ -15,7 +15,7 @@ import promql_parser as pp
 from cwkernel.gcpause import gc_paused
 from tsdb.memory import release_free_memory
 from tsdb.promql.evaluator import Evaluator, SeriesSource
-from tsdb.promql.gate import QueryGate, Ticket
+from tsdb.promql.gate import MemoryBound, QueryGate, Ticket
 from tsdb.promql.limits import QueryGuard, QueryLimits
 from tsdb.promql.querytext import check_query_text
 from tsdb.promql.values import Grid, PromQLError, RangeVector, Scalar, String, Vector, bad_data, is_rust_panic
@@ -137,11 +137,11 @@ class Engine:
     ``tsdb.promql.gate``), the server's own queries (no ticket) take the reserved lane."""
 
     def __init__(self, source: SeriesSource, lookback_s: float = DEFAULT_LOOKBACK_S,
-                 limits: QueryLimits | None = None) -> None:
+                 limits: QueryLimits | None = None, memory: MemoryBound | None = None) -> None:
         self.source = source
         self.lookback_ms = to_millis(lookback_s)
         self.limits = limits or QueryLimits()
-        self.gate = QueryGate(self.limits)
+        self.gate = QueryGate(self.limits, memory)
         self.stats = QueryStats()
         self._stats_lock = threading.Lock()
 

@@ -11,6 +11,11 @@ They cannot wait behind outside queries on the CPU either: with the GIL, twenty 
 would otherwise get twenty parts of it in twenty-one. While any internal query evaluates, outside
 queries pause at their next check (``pause_for_internal``, called by their ``QueryGuard``) until the
 lane is idle or their deadline passes.
+
+Outside queries also give way to the process's memory bound (``memory``, cwkernel/memguard.py):
+past its line a query is refused at the gate, one already evaluating is stopped at its next check,
+and an allocation that would take the process past it is refused before it is made (its
+``charge``): ``unavailable``, HTTP 503, so that the OOM killer does not end the server for them.
 """
 from __future__ import annotations
 
@@ -19,15 +24,24 @@ import contextlib
 import threading
 import time
 from collections import Counter, deque
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from tsdb.promql.limits import QueryGuard, QueryLimits, timed_out
 from tsdb.promql.values import PromQLError
 
 
+class MemoryBound(Protocol):
+    """cwkernel.memguard.MemoryGuard, as the gate uses it."""
+
+    def pressure(self) -> str | None: ...
+
+    def admit(self, nbytes: int) -> str | None: ...
+
+
 class QueryGate:
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, limits: QueryLimits, memory: MemoryBound | None = None) -> None:
         self.limits = limits
+        self.memory = memory
         self._lock = threading.Lock()
         self._internal_idle = threading.Condition(self._lock)
         self._running = 0  # outside queries holding a slot
@@ -43,6 +57,7 @@ class QueryGate:
         capped by the limit."""
         timeout = self.limits.timeout_s if timeout_s is None else min(timeout_s, self.limits.timeout_s)
         ticket = Ticket(self, time.monotonic() + timeout)
+        self._check_memory()
         with self._lock:
             if self._running < self.limits.max_concurrency and not self._waiting:
                 self._running += 1
@@ -119,6 +134,29 @@ class QueryGate:
     def internal_running(self) -> int:
         return self._internal
 
+    def _check_memory(self, counted: bool = True) -> None:
+        """``unavailable`` past the memory bound; ``counted`` here at the gate (a query stopped
+        while evaluating is counted by the engine, with the error's ``limit``)."""
+        short = self.memory.pressure() if self.memory is not None else None
+        if short:
+            if counted:
+                with self._lock:
+                    self.refused["memory"] += 1
+            raise PromQLError(f"query refused: {short}", "unavailable", limit="memory")
+
+    def reserve_memory(self, nbytes: int) -> None:
+        """Before an outside query allocates ``nbytes``: ``unavailable`` if that would take the
+        process past the memory bound."""
+        short = self.memory.admit(nbytes) if self.memory is not None else None
+        if short:
+            raise PromQLError(f"query refused: {short}", "unavailable", limit="memory")
+
+    def outside_check(self, guard: QueryGuard) -> None:
+        """At each check of an outside query: stop it past the memory bound, pause it for the
+        server's own queries."""
+        self._check_memory(counted=False)
+        self.pause_for_internal(guard)
+
     def pause_for_internal(self, guard: QueryGuard) -> None:
         if not self._internal:  # the usual case: one attribute read per check
             return
@@ -171,8 +209,10 @@ class Ticket:
         self.gate._release(self)
 
     def guard(self, max_samples: int) -> QueryGuard:
-        """The query's guard: its deadline counts from arrival; it pauses for internal queries."""
-        return QueryGuard(self.deadline, max_samples, self.gate.pause_for_internal)
+        """The query's guard: its deadline counts from arrival; it pauses for internal queries and
+        stops past the memory bound."""
+        return QueryGuard(self.deadline, max_samples, self.gate.outside_check,
+                          self.gate.reserve_memory if self.gate.memory is not None else None)
 
     def _waits_with(self, wake: Callable[[], None]) -> bool:
         with self.gate._lock:

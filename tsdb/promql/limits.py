@@ -24,6 +24,9 @@ DEFAULT_MAX_CONCURRENCY = 20
 # read and applied a part of the series at a time (``Evaluator.windowed``). With their timestamps
 # and the copy the store makes, about 24 bytes a sample: ~50 MB.
 WINDOW_SAMPLES_AT_ONCE = 2_000_000
+# What a charged sample costs the process, for the memory bound (cwkernel/memguard.py): its value
+# and timestamp, and the copy a store read makes.
+BYTES_PER_SAMPLE = 24
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,17 @@ class QueryGuard:
     """One query's deadline and sample budget. ``pause`` (optional) is called at each check: the
     gate's way to hold an outside query while the server's own queries run."""
 
-    __slots__ = ("deadline", "max_samples", "current", "peak", "_pause")
+    __slots__ = ("deadline", "max_samples", "current", "peak", "_pause", "_reserve")
 
     def __init__(self, deadline: float, max_samples: int,
-                 pause: Callable[["QueryGuard"], None] | None = None) -> None:
+                 pause: Callable[["QueryGuard"], None] | None = None,
+                 reserve: Callable[[int], None] | None = None) -> None:
         self.deadline = deadline  # time.monotonic()
         self.max_samples = max_samples
         self.current = 0
         self.peak = 0
         self._pause = pause
+        self._reserve = reserve  # told the bytes about to be allocated; raises past the memory bound
 
     @classmethod
     def unlimited(cls) -> "QueryGuard":
@@ -83,6 +88,8 @@ class QueryGuard:
         current = self.current + samples
         if current > self.max_samples:
             raise too_many_samples()
+        if self._reserve is not None:
+            self._reserve(samples * BYTES_PER_SAMPLE)
         self.current = current
         if current > self.peak:
             self.peak = current
