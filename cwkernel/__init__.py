@@ -4,7 +4,9 @@ Owns: the server component contract (``Component``, ``Deps``: every component mo
 ``build(values, deps)``; ``build_app``) and the HTTP front door in front of it (admission, body
 limits, security headers, connection guard, descriptor budget), settings (``Option``: flag,
 environment variable and config key from one declaration), durations, errors, operator
-authentication, health reporting, process lifecycle, the garbage-collector policy and pause, log
+authentication, health reporting (and the loops' watch: ``loopwatch``, the ``/-/live`` verdict and
+systemd's readiness and watchdog, ``sdnotify``), the process's memory bound (``memguard``), process
+lifecycle, the garbage-collector policy and pause, log
 throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``), the names
 of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``), and the bounded
 readers of what crosses the process boundary (configuration and other files, outbound HTTP,
