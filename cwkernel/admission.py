@@ -45,6 +45,7 @@ class Admission:
                  memory: MemoryGuard | None = None) -> None:
         self.max_active = max_active
         self.memory = memory
+        self.memory_reason = ""  # the sentence of the latest refusal for memory
         self.max_queued = max_queued
         self.queue_timeout = queue_timeout
         self._active: Counter[str] = Counter()
@@ -55,7 +56,9 @@ class Admission:
 
     async def enter(self, kind: str) -> str | None:
         """Wait for a place; None once admitted (call ``leave``), else the reason it was refused."""
-        if self.memory is not None and self.memory.pressure():
+        short = self.memory.pressure() if self.memory is not None else None
+        if short:
+            self.memory_reason = short
             return self._refuse(kind, "memory")
         if self._active[kind] < self.max_active and not self._waiting.get(kind):
             self._active[kind] += 1
@@ -162,9 +165,8 @@ class AdmissionMiddleware:
 
 
 async def _busy(send: Send, kind: str, reason: str, admission: Admission) -> None:
-    if reason == "memory" and admission.memory is not None:
-        message = f"server short of memory: {admission.memory.pressure() or 'below its limit again'}; " \
-                  f"try again in {RETRY_AFTER_S}s"
+    if reason == "memory":
+        message = f"server short of memory: {admission.memory_reason}; try again in {RETRY_AFTER_S}s"
     else:
         why = ("too many requests waiting" if reason == "queue_full"
                else f"waited {admission.queue_timeout:g}s without a turn")
