@@ -120,7 +120,7 @@ def build(values: Mapping[str, Any], deps: Deps,
     watchdog = Watchdog(notifier, interval, deps.components) if interval else None
 
     def start() -> None:
-        notifier.send("READY=1", f"STATUS=watching; MAINPID={pid()}")
+        notifier.send("READY=1", "STATUS=watching")
         if watchdog is not None:
             watchdog.start()
 
