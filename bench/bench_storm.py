@@ -283,7 +283,7 @@ def probe_phase(base: str, seconds: float, pid: int, during=None) -> tuple[dict[
 def xid_to_hook(base: str, sim: str, node: str, gpu: int, timeout: float = 180.0) -> float:
     """Seconds from an XID 79 injected on (node, gpu) to the remediation case the hook opened."""
     with httpx.Client(timeout=30) as http:
-        before = {c["id"] for c in http.get(f"{base}/api/automation/cases").json()["cases"]}
+        before = _case_ids(http, base)
         injected = time.time()
         http.post(f"{sim}/api/faults", json={"kind": "xid", "node": node, "gpu": gpu, "xid": 79}).raise_for_status()
         deadline = time.monotonic() + timeout
@@ -296,6 +296,18 @@ def xid_to_hook(base: str, sim: str, node: str, gpu: int, timeout: float = 180.0
                 pass
             time.sleep(0.5)
     return math.nan
+
+
+def _case_ids(http: httpx.Client, base: str, patience_s: float = 120.0) -> set[int]:
+    """The automation's case ids; asked again while the server sheds the request (503 under the
+    storm: the cases list is a view like any other), as a client should."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        response = http.get(f"{base}/api/automation/cases")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return {c["id"] for c in response.json()["cases"]}
+        time.sleep(0.5)
 
 
 def unreachable_watch(sim: str, seen: set[str], stop: threading.Event) -> None:
