@@ -101,7 +101,9 @@ class PageScraper:
     from one scrape to the next a page holds the same series with new values, and parsing their
     labels and sorting them with the target's was two thirds of an in-process scrape of a
     simulated node (bench_continuity, docs/performance.md). A line it has not seen, or one with a
-    timestamp, goes through the parser; the memory holds only the last scrape's lines."""
+    timestamp, goes through the parser (and the store's label limits, as the HTTP scraper checks
+    them, so a page past them is a failed scrape here too); the memory holds only the last scrape's
+    lines."""
 
     def __init__(self, store: Store, pages: ExpositionPages, job: str = "clusterwatch",
                  target_labels: Mapping[str, Mapping[str, str]] | None = None) -> None:
@@ -138,6 +140,9 @@ class PageScraper:
                 name, pairs, parsed, stamp = parse_exposition(line).samples[0]
                 # An empty value is no label (Prometheus; tsdb/scraper.py stores it so too).
                 labels = tuple(sorted((k, v) for k, v in {**dict(pairs), "__name__": name, **target}.items() if v != ""))
+                problem = self.store.limits.label_problem(labels)
+                if problem:  # the HTTP scraper's label limits (tsdb/scraper.py): the scrape fails whole
+                    raise ValueError(problem)
                 if stamp is None and series and _same_value(value, parsed):
                     seen[series] = labels  # the line is exactly "<series> <value>"
                 samples.append((labels, parsed))

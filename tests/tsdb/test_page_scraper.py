@@ -69,3 +69,21 @@ def test_an_empty_label_value_is_no_label_as_the_http_scraper_stores_it():
     assert [labels for labels, _ in rows[0] if ("__name__", "gpu_job_info") in labels] == [expected]
     assert rows[1] == rows[0]
 
+
+
+def test_the_label_limits_hold_for_the_in_process_scraper_as_for_the_http_one():
+    """The simulated nodes are scraped in process (benches, the demo's past): a page past the
+    store's label limits (tsdb/store.py ``Limits``, as tests/tsdb/test_scrape_label_limits.py holds
+    the HTTP scraper to them) fails its scrape whole there too, ``up`` 0, nothing of it stored,
+    instead of storing what the real server would refuse."""
+    from tsdb.store import Limits
+
+    page = FIRST + 'big{v="' + "x" * 20_000 + '"} 1\n'
+    for limits, refused in ((Limits(), True), (Limits(max_label_value_length=0), False)):
+        pages = Pages()
+        pages.text["gpu-001"] = page
+        store = Store(retention_s=3600, limits=limits)
+        PageScraper(store, pages).scrape(1000)
+        stored = {dict(labels)["__name__"]: value for labels, _, values in store.iter_series() for value in values}
+        assert stored["up"] == (0.0 if refused else 1.0)
+        assert ("big" in stored) is not refused and ("b" in stored) is not refused
