@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping
+
+from cwkernel.periodic import Periodic
 
 if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
@@ -34,8 +35,7 @@ class GCPolicy:
         self.freezes = 0
         self.thaws = 0
         self.last_thaw_seconds = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("gc-policy", interval, self._run)
         self._last_thaw = time.monotonic()
 
     def freeze(self) -> None:
@@ -57,23 +57,17 @@ class GCPolicy:
 
     def start(self) -> None:
         self.freeze()  # what start-up built: modules, the restored store, the loaded alerts
-        self._thread = threading.Thread(target=self._run, name="gc-policy", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._periodic.stop()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                if time.monotonic() - self._last_thaw >= self.thaw_every:
-                    self.thaw()
-                else:
-                    self.freeze()
-            except Exception:  # noqa: BLE001 - the policy is an optimisation: never stop the server
-                log.exception("garbage collector policy failed")
+        # An exception is logged by Periodic: the policy is an optimisation, never a stop.
+        if time.monotonic() - self._last_thaw >= self.thaw_every:
+            self.thaw()
+        else:
+            self.freeze()
 
     def component(self):
         from cwkernel.server import Component

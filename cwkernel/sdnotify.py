@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from cwkernel.health import stalled_in
+from cwkernel.periodic import Periodic
 
 if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
@@ -60,8 +60,7 @@ class Watchdog:
         self.notifier = notifier
         self.interval = interval
         self.components = list(components)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("systemd-watchdog", interval, self.ping)
         self._withholding = False
 
     def ping(self) -> bool:
@@ -78,20 +77,10 @@ class Watchdog:
         return self.notifier.send(*lines)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="systemd-watchdog", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.ping()
-            except Exception:  # noqa: BLE001 - the watchdog thread must outlive one bad round
-                log.exception("systemd watchdog ping failed")
+        self._periodic.stop()
 
 
 def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
@@ -29,6 +28,7 @@ from alerts.notify.integrations import DeliveryError
 from alerts.notify.integrations.webhook import post
 from cwkernel import httpdeadline
 from cwkernel.health import stalled_in
+from cwkernel.periodic import Periodic
 
 if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
@@ -52,8 +52,8 @@ class Heartbeat:
         self.clock = clock
         self.sent = self.failed = self.withheld = 0
         self.last_sent = 0.0  # Unix time of the last ping the service accepted (0: never)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # The loops tick first: no verdict before they ran.
+        self._periodic = Periodic("heartbeat", interval, self.beat, join_timeout=PING_TIMEOUT_S + 1)
 
     def beat(self) -> bool:
         """One ping, or the reason it is withheld logged; True when the service accepted it."""
@@ -81,22 +81,12 @@ class Heartbeat:
         return f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}/..."
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=PING_TIMEOUT_S + 1)
+        self._periodic.stop()
         if self._owns_http:
             self.http.close()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):  # the loops tick first: no verdict before they ran
-            try:
-                self.beat()
-            except Exception:  # noqa: BLE001 - the heartbeat must outlive one bad round
-                log.exception("heartbeat failed")
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("clusterwatch_heartbeat_sent", "Heartbeats the dead man's switch accepted.",
