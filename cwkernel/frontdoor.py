@@ -14,7 +14,7 @@ from cwkernel.admission import Admission
 from cwkernel.connections import ConnectionGuard, guarded_protocol
 from cwkernel.errors import ConfigError
 from cwkernel.fdbudget import DescriptorBudget, open_descriptors, plan, raise_soft_limit
-from cwkernel.memguard import MemoryGuard, memory_limit
+from cwkernel.memguard import MemoryGuard
 from cwkernel.settings import Option, positive_int
 
 if TYPE_CHECKING:  # cwkernel.server imports FastAPI: not while the CLI builds its parsers
@@ -69,7 +69,7 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component:
     from cwkernel.server import Component
 
     guard = ConnectionGuard(values["http_max_connections"], values["http_header_timeout"], values["http_body_timeout"])
-    memory = deps.memory or MemoryGuard(*memory_limit(values.get("memory_limit", 0)))
+    memory = deps.memory or MemoryGuard.for_setting(values.get("memory_limit", 0))
     log.info("memory limit %s MiB (%s): pages and queries are refused above %s MiB",
              f"{memory.limit_bytes / 2**20:,.0f}", memory.source, f"{memory.high_bytes / 2**20:,.0f}")
     admission = Admission(values["http_max_active_requests"], values["http_max_queued_requests"],

@@ -91,6 +91,11 @@ class MemoryGuard:
         self._pending = 0  # bytes admitted since the last sample, not yet in its figure
         self._last_refused = -float("inf")
 
+    @classmethod
+    def for_setting(cls, setting: int) -> "MemoryGuard":
+        """The guard of ``--memory-limit`` (0: the cgroup's limit, else the machine's memory)."""
+        return cls(*memory_limit(setting))
+
     @property
     def high_bytes(self) -> int:
         return int(self.limit_bytes * HIGH_RATIO)

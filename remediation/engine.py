@@ -278,17 +278,18 @@ class RemediationEngine:
     def _advance_all(self, snapshot: SchedulerSnapshot | None) -> None:
         if snapshot is None:
             return
-        self._restart_waits_ahead_of_clock(self.clock())
-        for case in self.store.open_cases():
+        cases = self.store.open_cases()
+        self._restart_waits_ahead_of_clock(cases, self.clock())
+        for case in cases:
             if case.state in (OPEN, PLANNED):
-                self._advance(case.id, snapshot)
+                self._advance(case.id, snapshot)  # read afresh: an earlier case's steps may change it
 
-    def _restart_waits_ahead_of_clock(self, now: float) -> None:
+    def _restart_waits_ahead_of_clock(self, cases: list[Case], now: float) -> None:
         """A case whose step began after ``now``: the clock went back (a VM restored from a
         snapshot, NTP stepping at boot). Its waits (a node's return, a verification, a checkpoint)
         are measured from when the step began, so they would last the step back longer: they
         restart from now, and the case's audit says so (the checkpoint step reads it there)."""
-        for case in self.store.open_cases():
+        for case in cases:
             if case.step_since > now:
                 self.store.update_case(case.id, now, step_since=now)
                 self._audit(now, case, case.alertname, steps.CLOCK_WENT_BACK,

@@ -203,10 +203,11 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
         selfingest.build,  # the collectors of all the above, into the embedded store
         gcpolicy.build,  # last: what the others built at start is frozen
     )
-    from cwkernel.memguard import MemoryGuard, memory_limit
+    from cwkernel.memguard import MemoryGuard
 
-    memory = MemoryGuard(*memory_limit(values.get("memory_limit", 0)))
-    deps = Deps(config_file=config_file, tsdb_config=config, memory=memory)
+    # One bound for the process: the store's queries (built first) and the front door share it.
+    deps = Deps(config_file=config_file, tsdb_config=config,
+                memory=MemoryGuard.for_setting(values.get("memory_limit", 0)))
     for build in builders:
         component = build(values, deps)
         if component is not None:
