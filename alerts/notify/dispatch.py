@@ -80,7 +80,9 @@ class Dispatcher:
         self.route = route
         self.notify = notify
         self._latest_tick = -math.inf
-        self.groups: dict[str, AggregationGroup] = {}
+        # Keyed by route as well: sibling routes with the same matchers share a group key (as in
+        # Alertmanager) and must still keep separate groups, each notifying its own receiver.
+        self.groups: dict[tuple[str, str], AggregationGroup] = {}
         self._lock = threading.RLock()
         self._flushing = threading.Lock()  # one tick at a time
 
@@ -89,7 +91,7 @@ class Dispatcher:
                   for route in self.route.match(alert.labels)]
         with self._lock:
             for alert, route, labels in routed:
-                key = group_key(route, labels)
+                key = (route.id(), group_key(route, labels))
                 group = self.groups.get(key)
                 if group is None:
                     group = self.groups[key] = AggregationGroup(route, labels, now)

@@ -115,7 +115,7 @@ def test_new_alerts_enter_while_a_flush_is_in_progress():
         put.start()
         put.join(20)
         assert not put.is_alive(), "put waited for the flush to finish"
-        assert set(dispatcher.groups) >= {'{}:{alertname="A"}', '{}:{alertname="B"}'}
+        assert {group.key for group in dispatcher.groups.values()} >= {'{}:{alertname="A"}', '{}:{alertname="B"}'}
     finally:
         release.set()
         flushing.join(30)

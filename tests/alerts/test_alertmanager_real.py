@@ -99,3 +99,30 @@ def test_grouping_and_inhibition_match_alertmanager(process_factory, tmp_path):
     finally:
         am_capture.close()
         our_capture.close()
+
+
+TWO_PLACES = """
+route:
+  receiver: chat
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1m
+  routes:
+    - {{receiver: chat, continue: true}}
+    - {{receiver: pager}}
+receivers:
+  - {{name: chat, webhook_configs: [{{url: "{url}"}}]}}
+  - {{name: pager, webhook_configs: [{{url: "{url}"}}]}}
+"""
+
+
+def test_sibling_routes_with_equal_keys_notify_both_receivers_as_alertmanager(process_factory, tmp_path):
+    am_capture, our_capture = CaptureServer(), CaptureServer()
+    try:
+        expected = notify_both(process_factory, tmp_path, lambda url: TWO_PLACES.format(url=url), INPUT[:3],
+                               am_capture, our_capture)
+        assert summary(am_capture.delivered) == summary(our_capture.delivered)
+        assert expected == 6 and {b["receiver"] for b in our_capture.delivered} == {"chat", "pager"}
+    finally:
+        am_capture.close()
+        our_capture.close()

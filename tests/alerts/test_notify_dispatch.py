@@ -6,7 +6,8 @@ import pytest
 
 from alerts.notify.dedup import needs_update
 from alerts.notify.nflog import Entry
-from tests.alerts.notify_support import CONFIG, START, Clock, Harness, alert
+from alerts.notify.pipeline import Pipeline
+from tests.alerts.notify_support import CONFIG, START, Clock, Harness, alert, config
 
 
 @pytest.fixture
@@ -126,3 +127,37 @@ def test_restart_between_outbox_and_log_does_not_duplicate(tmp_path):
     second = Harness(db=db, clock=clock)
     assert second.at(31) == [("firing", ["n1"])]
     assert len(second.pipeline.outbox.list()) == 1 and len(second.sent) == 1
+
+
+# The usual way to send every alert to two places: sibling routes without matchers, the first
+# with continue. Their route keys are equal ("{}/{}"), as in Alertmanager, whose dispatcher keeps
+# each route's groups apart; keyed by group key alone, the second route's alerts joined the first
+# route's group and the second receiver was never notified.
+TWO_PLACES = """
+global: {resolve_timeout: 1d}
+route:
+  receiver: chat
+  group_by: [alertname]
+  group_wait: 0s
+  routes:
+    - {receiver: chat, continue: true}
+    - {receiver: pager, matchers: []}
+receivers:
+  - {name: chat, hook_configs: [{name: chat}]}
+  - {name: pager, hook_configs: [{name: pager}]}
+"""
+
+
+def test_sibling_routes_with_the_same_matchers_each_notify_their_receiver():
+    clock = Clock()
+    pipeline = Pipeline(config(TWO_PLACES), clock=clock)
+    sent: dict[str, list] = {"chat": [], "pager": []}
+    for name, got in sent.items():
+        pipeline.register_hook(name, got.append)
+    pipeline.notify([alert(START, alertname="Xid79", instance="n1")])
+    pipeline.flush()
+    pipeline.deliver()
+    assert {name: [a.labels["instance"] for n in got for a in n.alerts] for name, got in sent.items()} == \
+        {"chat": ["n1"], "pager": ["n1"]}
+    # Both groups carry Alertmanager's group key, equal for the two routes.
+    assert sent["chat"][0].group_key == sent["pager"][0].group_key == '{}/{}:{alertname="Xid79"}'
