@@ -63,6 +63,7 @@ HEADS_PER_ROUND = 100  # due group heads one target's worker takes per query
 LOOK_SHARE = 0.2
 
 Target = tuple[str, str]  # (receiver, integration): one delivery lane
+SENT, FAILED, PAUSED = "sent", "failed", "paused"  # outcomes of one attempt
 # (receiver, integration, reason, count): notifications given up without delivery.
 DropCallback = Callable[[str, str, str, int], None]
 
@@ -196,6 +197,13 @@ class Outbox:
     def retry(self, entry: Entry, error: str, next_attempt: float) -> None:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
                         (error, next_attempt, entry.id))
+
+    def hold(self, target: Target, until: float) -> int:
+        """Nothing pending for ``target`` is attempted before ``until`` (its receiver asked for a
+        pause); returns how many rows were moved. Kept in the table, so a restart keeps the pause."""
+        return self.db.execute_count(
+            "UPDATE outbox SET next_attempt=? WHERE state=? AND receiver=? AND integration=? AND next_attempt<?",
+            (until, PENDING, *target, until))
 
     def retry_by(self, latest: float, now: float) -> int:
         """Pending rows to be retried after ``latest`` are due at ``now`` instead; returns how many."""
@@ -334,13 +342,17 @@ class Deliverer:
             for entry in heads:
                 if self._closing.is_set():
                     break
-                progress += self._attempt(entry)
+                outcome = self._attempt(entry)
+                if outcome is PAUSED:
+                    return delivered + progress  # the receiver asked us to stop sending for now
+                progress += outcome is SENT
             delivered += progress
             if not progress:
                 break  # everything due was attempted once; failures wait for their backoff
         return delivered
 
-    def _attempt(self, entry: Entry) -> bool:
+    def _attempt(self, entry: Entry) -> str:
+        """SENT, FAILED (this notification waits for its backoff) or PAUSED (all of its lane waits)."""
         integration = self.integration_for(entry.receiver, entry.integration)
         started = time.monotonic()
         try:
@@ -349,26 +361,36 @@ class Deliverer:
                                     "in the current configuration", retryable=False)
             integration.deliver(entry.body, entry.key)
         except DeliveryError as exc:
-            self._failed(entry, str(exc), exc.retryable, time.monotonic() - started)
-            return False
+            return self._failed(entry, exc, time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - a bug in one integration must not stop delivery
             log.exception("integration %s/%s raised", entry.receiver, entry.integration)
-            self._failed(entry, f"{type(exc).__name__}: {exc}", True, time.monotonic() - started)
-            return False
+            return self._failed(entry, DeliveryError(f"{type(exc).__name__}: {exc}"), time.monotonic() - started)
         self.metrics.attempt(entry.receiver, entry.integration, time.monotonic() - started, True)
         self.outbox.delivered(entry, self.clock())
-        return True
+        return SENT
 
-    def _failed(self, entry: Entry, error: str, retryable: bool, seconds: float) -> None:
+    def _failed(self, entry: Entry, exc: DeliveryError, seconds: float) -> str:
         self.metrics.attempt(entry.receiver, entry.integration, seconds, False)
-        if retryable:
-            delay = self.backoff.delay(entry.attempts + 1, self.rng)
-            self.outbox.retry(entry, error, self.clock() + delay)
+        if not exc.retryable:
+            self.outbox.failed(entry, str(exc))
+            log.error("notification to %s/%s refused, not retried: %s", entry.receiver, entry.integration, exc)
+            return FAILED
+        delay = self.backoff.delay(entry.attempts + 1, self.rng)
+        if exc.retry_after is not None:
+            # The receiver's time, but never past the backoff's cap: a receiver cannot park its
+            # queue for a day (nor past the horizon the clock-step check in dispatch trusts).
+            delay = max(delay, min(exc.retry_after, self.backoff.cap))
+        until = self.clock() + delay
+        self.outbox.retry(entry, str(exc), until)
+        if exc.retry_after is None:
             log.warning("notification to %s/%s failed (attempt %d), retry in %.1fs: %s", entry.receiver,
-                        entry.integration, entry.attempts + 1, delay, error)
-        else:
-            self.outbox.failed(entry, error)
-            log.error("notification to %s/%s refused, not retried: %s", entry.receiver, entry.integration, error)
+                        entry.integration, entry.attempts + 1, delay, exc)
+            return FAILED
+        held = self.outbox.hold(entry.target, until)
+        self.metrics.pause(entry.receiver, entry.integration)
+        log.warning("receiver %s/%s asked for a pause: nothing more is sent to it for %.1fs (%d other notifications "
+                    "wait with this one): %s", entry.receiver, entry.integration, delay, held, exc)
+        return PAUSED
 
     def close(self) -> None:
         """Stop starting attempts; an attempt under way finishes within its own timeout."""

@@ -27,6 +27,7 @@ class NotifyMetrics:
         self.failed: dict[str, int] = defaultdict(int)
         self.expired: dict[str, int] = defaultdict(int)
         self.dropped: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.paused: dict[tuple[str, str], int] = defaultdict(int)
         self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.loops: dict[str, dict[str, float]] = defaultdict(lambda: {"duration": 0.0, "errors": 0, "last_success": 0.0})
@@ -44,6 +45,11 @@ class NotifyMetrics:
                     counts[i] += 1
             counts[-1] += 1
             self.latency_sum[integration] += seconds
+
+    def pause(self, receiver: str, integration: str) -> None:
+        """The receiver asked for a pause (HTTP 429, or 503 with Retry-After) and its lane waits."""
+        with self._lock:
+            self.paused[(receiver, integration)] += 1
 
     def expire(self, receiver: str, integration: str, count: int = 1) -> None:
         with self._lock:
@@ -97,6 +103,12 @@ class NotifyMetrics:
                                           labels=["receiver", "integration", "reason"])
             for key, value in sorted(self.dropped.items()):
                 dropped.add_metric(list(key), value)
+            held = CounterMetricFamily("clusterwatch_notifications_held",
+                                       "Times a receiver asked for a pause (HTTP 429, or 503 with Retry-After) and "
+                                       "everything queued for it waited as long (at most the backoff's cap).",
+                                       labels=["receiver", "integration"])
+            for key, value in sorted(self.paused.items()):
+                held.add_metric(list(key), value)
             latency = HistogramMetricFamily("clusterwatch_notification_latency_seconds",
                                             "Duration of one delivery attempt.", labels=["integration"])
             for integration, counts in sorted(self.latency.items()):
@@ -120,4 +132,4 @@ class NotifyMetrics:
         refused = CounterMetricFamily("clusterwatch_alerts_refused",
                                       "New alerts from the inbound webhook refused: the server held --alerts-max.")
         refused.add_metric([], self.alerts_refused())
-        yield from (total, delivered, failed, expired, dropped, latency, pending, refused, *loops)
+        yield from (total, delivered, failed, expired, dropped, held, latency, pending, refused, *loops)

@@ -28,7 +28,8 @@ class Clock:
 
 
 class CaptureServer:
-    """Records every POST; answers with ``statuses`` in turn (the last one repeats)."""
+    """Records every POST; answers with ``statuses`` in turn (the last one repeats). An answer is a
+    status, or a (status, headers) pair: ``(429, {"Retry-After": "120"})``."""
 
     def __init__(self, statuses=(200,)) -> None:
         self.statuses = list(statuses)
@@ -40,11 +41,14 @@ class CaptureServer:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with outer.received:
-                    status = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
+                    answer = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
+                    status, headers = answer if isinstance(answer, tuple) else (answer, {})
                     outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
                                            "status": status})
                     outer.received.notify_all()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -15,11 +15,16 @@ from alerts.notify.stage import Context
 
 
 class DeliveryError(Exception):
-    """A failed attempt; ``retryable`` False for answers that a retry cannot change (4xx)."""
+    """A failed attempt; ``retryable`` False for answers that a retry cannot change (4xx).
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    ``retry_after`` is set when the receiver asked for a pause (HTTP 429, or 503 with
+    Retry-After): the seconds it asked for, 0 when it named none. The pause is the receiver's, so
+    the deliverer holds everything queued for it, not just this notification."""
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Integration(Protocol):

@@ -6,9 +6,12 @@ Beyond Alertmanager: an optional HMAC-SHA256 signature of the exact body bytes
 """
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import httpx
@@ -24,6 +27,7 @@ SIGNATURE_HEADER = "X-ClusterWatch-Signature"
 DEFAULT_TIMEOUT = 10.0  # the whole attempt, as Alertmanager's webhook timeout: a hanging or dripping receiver ends it
 ERROR_TEXT = 200  # characters of a refusal's body kept in the outbox's last_error
 ANSWER_READ = 64 * 1024  # bytes of an answer read at most: a receiver cannot make us hold more
+RETRY_AFTER_CHARS = 64  # longer than any date or sensible number: not a Retry-After we act on
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -56,13 +60,35 @@ def post(http: httpx.Client, url: str, body: bytes, headers: dict[str, str], tim
                             extensions=extensions) as response:
             code = response.status_code
             answer = b"" if 200 <= code < 300 else _start_of(response)
+            wait = parse_retry_after(response.headers.get("retry-after", ""), time.time())
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     if 200 <= code < 300:
         return
     # 429 and 5xx may pass; any other 4xx will be answered the same way next time.
     retryable = code == 429 or code >= 500 or code == 408
-    raise DeliveryError(f"HTTP {code}: {answer.decode(errors='replace')[:ERROR_TEXT]}", retryable)
+    # A 429 is about the sender, not the message; a 503 only says so when it names a time.
+    pause = (wait or 0.0) if code == 429 else wait if code == 503 else None
+    error = f"HTTP {code}: {answer.decode(errors='replace')[:ERROR_TEXT]}"
+    raise DeliveryError(error if pause is None else f"{error} (the receiver asked for a pause of {pause:.0f} s)",
+                        retryable, retry_after=pause)
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """The seconds a Retry-After header asks for (RFC 9110 10.2.3: delay-seconds or an HTTP-date;
+    a date already past is 0), or None when it is neither. Callers bound the result."""
+    text = value.strip()
+    if not text or len(text) > RETRY_AFTER_CHARS:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is taken as such
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def _start_of(response: httpx.Response) -> bytes:
