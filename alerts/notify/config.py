@@ -125,7 +125,8 @@ def _route(raw: Any, where: str, parent: Route | None, source: str) -> Route:
             raise ConfigError(f"{where}.group_by", "must be a list of label names", source)
         if "..." in labels and len(labels) > 1:
             raise ConfigError(f"{where}.group_by", "'...' must be the only entry when used", source)
-        group_by = ALL_LABELS if labels == ["..."] else frozenset(labels)
+        if labels:  # an empty list inherits, as in Alertmanager (its parsed GroupBy stays nil)
+            group_by = ALL_LABELS if labels == ["..."] else frozenset(labels)
     opts = RouteOpts(
         receiver=str(receiver), group_by=group_by,
         **{name: _duration(raw[name], f"{where}.{name}", source) if name in raw else getattr(inherited, name)

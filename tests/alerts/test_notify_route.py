@@ -72,6 +72,22 @@ def test_children_inherit_and_group_by_all():
     assert gpu.group_labels({"alertname": "X", "instance": "n1", "gpu": "3"}) == {"instance": "n1", "gpu": "3"}
 
 
+def test_an_empty_group_by_inherits_as_in_alertmanager():
+    """Alertmanager parses ``group_by: []`` to no list at all, so the route takes its parent's
+    grouping; it used to mean "one group for everything" here (found by the differential test)."""
+    route = config("""
+route:
+  receiver: a
+  group_by: [alertname, instance]
+  routes:
+    - {receiver: b, group_by: []}
+receivers: [{name: a}, {name: b}]
+""").route
+    (child,) = route.match({"alertname": "X"})
+    labels = {"alertname": "X", "instance": "n1", "gpu": "3"}
+    assert child.group_labels(labels) == {"alertname": "X", "instance": "n1"}
+
+
 def test_group_key_is_alertmanagers():
     route = config(TREE).route
     assert group_key(route, {"alertname": "GpuHot"}) == '{}:{alertname="GpuHot"}'
