@@ -85,6 +85,42 @@ def test_range_query_points_and_limits() -> None:
         ENGINE.range("gpu_util[5m]", 0, 100, 10)
 
 
+@pytest.mark.parametrize("query", [
+    'gpu_util{instance="n9"} + on(instance) gpu_util',  # nothing on the left, duplicates on the right
+    'gpu_util{instance="n9"} * on(instance) group_left job_info',
+    'job_info * on(instance) group_right gpu_util{instance="n9"}',
+])
+def test_no_many_to_many_error_when_one_side_is_empty(query: str) -> None:
+    """Prometheus returns nothing at once when either side of a vector match is empty, before it
+    looks for duplicates on the one side: a rule joining on a series that is absent for a while (a
+    job's info between jobs) must not fail meanwhile. Found by comparing random queries with
+    Prometheus 2.42."""
+    assert ENGINE.instant(query, 120).series == []
+
+
+def test_the_one_side_may_repeat_at_a_step_where_the_other_side_is_empty() -> None:
+    repeated_early = {'rhs{instance="n1",gpu="0"}': "1x10", 'rhs{instance="n1",gpu="1"}': "1x3 stale"}
+    late = Engine(load({'lhs{instance="n1"}': "_x5 1x5", **repeated_early}))  # lhs from minute 6
+    (series,) = late.range("lhs + on(instance) rhs", 0, 600, 60).series
+    assert series.timestamps == [360.0, 420.0, 480.0, 540.0, 600.0] and set(series.values) == {2.0}
+    always = Engine(load({'lhs{instance="n1"}': "1x10", **repeated_early}))
+    with pytest.raises(PromQLError, match="many-to-many matching not allowed"):
+        always.range("lhs + on(instance) rhs", 0, 600, 60)
+
+
+def test_stddev_and_stdvar_of_one_sample_are_zero_even_when_it_is_not_finite() -> None:
+    """Prometheus's running variance starts at 0 and adds nothing for the first sample, so a group
+    of one is 0 whatever its value (a NaN from deriv over a gap, an Inf); a NaN among several
+    makes the group NaN. Found by comparing random queries with Prometheus 2.42."""
+    engine = Engine(load({'v{i="nan"}': "NaN", 'v{i="inf"}': "Inf", 'v{i="one"}': "1",
+                          'w{i="a"}': "NaN", 'w{i="b"}': "1"}))
+    for op in ("stddev", "stdvar"):
+        alone = {s.labels["i"]: s.value for s in engine.instant(f"{op} by (i) (v)", 0).series}
+        assert alone == {"nan": 0.0, "inf": 0.0, "one": 0.0}
+        (together,) = engine.instant(f"{op}(w)", 0).series
+        assert math.isnan(together.value)
+
+
 def test_instant_matrix_selector_and_scalar_results() -> None:
     matrix = ENGINE.instant('gpu_util{instance="n1",gpu="0"}[2m]', 120)
     assert matrix.result_type == "matrix" and matrix.series[0].timestamps == [0.0, 60.0, 120.0]

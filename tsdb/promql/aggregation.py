@@ -140,6 +140,9 @@ def _simple(op: str, values: np.ndarray, present: np.ndarray, count: np.ndarray)
     if op in ("stddev", "stdvar"):
         mean = np.where(present, values, 0.0).sum(axis=0) / count
         variance = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / count
+        # Prometheus's running variance adds nothing for a group's first sample: one sample
+        # is 0 even when it is NaN or infinite.
+        variance = np.where(count == 1, 0.0, variance)
         return np.sqrt(variance) if op == "stddev" else variance
     raise PromQLError(f"unsupported aggregation {op}")
 

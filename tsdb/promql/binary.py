@@ -210,9 +210,12 @@ def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMat
     groups: dict[tuple, list[VSeries]] = {}
     for s in one.series:
         groups.setdefault(signature(s.labels, on, names), []).append(s)
+    # Prometheus returns nothing at a step where either side is empty, before it looks at the one
+    # side's duplicates: only the steps with something on the many side can be many-to-many.
+    many_present = np.logical_or.reduce([s.present for s in many.series]) if many.series else None
     for sig, members in groups.items():
-        if len(members) > 1:
-            _check_unique_one_side(members, one_side, sig)
+        if len(members) > 1 and many_present is not None:
+            _check_unique_one_side(members, one_side, sig, many_present)
     results: list[tuple[tuple, VSeries]] = []
     for ms in many.series:
         guard.check()
@@ -235,10 +238,10 @@ def _vector_vector_series(op: str, lhs: Vector, rhs: Vector, card: "pp.VectorMat
     return Vector(merge_same_labels([s for _, s in results]))
 
 
-def _check_unique_one_side(members: list[VSeries], side: str, sig: tuple) -> None:
-    counts = np.sum([m.present for m in members], axis=0)
-    if (counts > 1).any():
-        step = int(np.argmax(counts > 1))
+def _check_unique_one_side(members: list[VSeries], side: str, sig: tuple, many_present: np.ndarray) -> None:
+    repeated = (np.sum([m.present for m in members], axis=0) > 1) & many_present
+    if repeated.any():
+        step = int(np.argmax(repeated))
         a, b = [m for m in members if m.present[step]][:2]
         raise PromQLError(
             f"found duplicate series for the match group {format_labels(dict(sig))} on the {side} hand-side of "
