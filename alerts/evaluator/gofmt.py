@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+import struct
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -111,8 +112,12 @@ def _pad(text: str, flags: str, width: int | None) -> str:
 def _format_float(value: float, verb: str, flags: str, precision: int | None) -> str:
     special = _special(value)
     if special:
-        text = special if special != "+Inf" or "+" in flags else "+Inf"
-        return text
+        return "+NaN" if special == "NaN" and "+" in flags else special
+    if verb in "xX":
+        text = _hex_float(value)
+        return text.upper() if verb == "X" else text
+    if verb == "b":
+        return _binary_float(value)
     if verb in "gG" and precision is None:
         text = go_shortest(value)
     elif verb in "fF":
@@ -128,6 +133,34 @@ def _format_float(value: float, verb: str, flags: str, precision: int | None) ->
     return text
 
 
+def _hex_float(value: float) -> str:
+    """strconv.FormatFloat(value, 'x', -1, 64): ``0x1.c2p+11``, the shortest hex digits."""
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return f"{sign}0x0p+00"
+    fraction, exponent = math.frexp(abs(value))  # [0.5, 1): Go writes 1.x times 2 to one less
+    digits = f"{int((fraction * 2 - 1) * (1 << 52)):013x}".rstrip("0")
+    exponent -= 1
+    return f"{sign}0x1{'.' + digits if digits else ''}p{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+
+
+def _binary_float(value: float) -> str:
+    """strconv.FormatFloat(value, 'b', -1, 64): the integer mantissa and the power of two."""
+    bits = struct.unpack("<Q", struct.pack("<d", value))[0]
+    biased, mantissa = (bits >> 52) & 0x7FF, bits & ((1 << 52) - 1)
+    exponent = -1074 if biased == 0 else biased - 1075
+    if biased:
+        mantissa |= 1 << 52
+    return f"{'-' if bits >> 63 else ''}{mantissa}p{'-' if exponent < 0 else '+'}{abs(exponent)}"
+
+
+_INTEGER_VERBS = {"d": lambda n, alt: f"{n:d}", "x": lambda n, alt: f"{n:#x}" if alt else f"{n:x}",
+                  "X": lambda n, alt: f"{n:#X}" if alt else f"{n:X}", "o": lambda n, alt: f"0{n:o}" if alt else f"{n:o}",
+                  "O": lambda n, alt: f"0o{n:o}", "b": lambda n, alt: f"{n:b}",
+                  "c": lambda n, alt: chr(n) if 0 <= n <= 0x10FFFF else "\ufffd",
+                  "U": lambda n, alt: f"U+{n:04X}"}
+
+
 def _format_one(verb: str, flags: str, width: int | None, precision: int | None, arg: Any) -> str:
     if verb == "v":
         text = go_value(arg)
@@ -139,17 +172,17 @@ def _format_one(verb: str, flags: str, width: int | None, precision: int | None,
         if not isinstance(arg, str):
             return f"%!q({_go_type(arg)}={go_value(arg)})"
         text = '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    elif verb in "dxX":
-        if isinstance(arg, bool) or not isinstance(arg, int):
-            return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
-        text = {"d": f"{arg:d}", "x": f"{arg:x}", "X": f"{arg:X}"}[verb]
-        if "+" in flags and arg >= 0:
+    elif verb == "t":
+        if not isinstance(arg, bool):
+            return f"%!t({_go_type(arg)}={go_value(arg)})"
+        text = go_value(arg)
+    elif verb == "T":
+        text = _go_type(arg)
+    elif verb in _INTEGER_VERBS and isinstance(arg, int) and not isinstance(arg, bool):
+        text = _INTEGER_VERBS[verb](arg, "#" in flags)
+        if "+" in flags and arg >= 0 and verb == "d":
             text = "+" + text
-    elif verb in "feEgGF":
-        if isinstance(arg, bool) or not isinstance(arg, (int, float)):
-            return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
-        if isinstance(arg, int):
-            return f"%!{verb}(int={arg})"
+    elif verb in "feEgGFxXb" and isinstance(arg, float):
         text = _format_float(arg, verb, flags, precision)
     else:
         return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
@@ -157,7 +190,8 @@ def _format_one(verb: str, flags: str, width: int | None, precision: int | None,
 
 
 def go_sprintf(fmt: str, *args: Any) -> str:
-    """fmt.Sprintf for the verbs templates use: %s %q %v %d %x %f %e %g, flags, width, precision."""
+    """fmt.Sprintf for the verbs templates use: %v %s %q %t %T, integers' %d %x %X %o %O %b %c %U,
+    floats' %f %e %g %x %b, flags, width, precision."""
     out: list[str] = []
     pos = 0
     index = 0
@@ -282,7 +316,14 @@ def humanize_timestamp(value: Any) -> str:
     v = to_float(value)
     if math.isnan(v) or math.isinf(v):
         return _g4(v)
-    moment = datetime.fromtimestamp(v, timezone.utc)
+    nanoseconds = v * 1e9
+    if not -2.0 ** 63 <= nanoseconds <= 2.0 ** 63:
+        raise TemplateFuncError(f"{go_value(v)} cannot be represented as a nanoseconds timestamp since it overflows "
+                                "int64")
+    # Prometheus goes through model.Time: whole milliseconds, the rest cut off towards zero.
+    whole = int(nanoseconds)
+    milliseconds = abs(whole) // 1_000_000 * (1 if whole >= 0 else -1)
+    moment = datetime.fromtimestamp(0, timezone.utc) + timedelta(milliseconds=milliseconds)
     # Go's time.Time String(): "2006-01-02 15:04:05.999999999 -0700 MST"
     frac = f"{moment.microsecond:06d}".rstrip("0")
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + " +0000 UTC"

@@ -11,7 +11,10 @@ pipelines (``a | f b``) of variables (``$labels.instance``, ``$value``, ``$exter
 and Go's ``printf``, ``print``, ``len``, ``index``, ``not``, ``and``, ``or``, ``eq``, ``ne``,
 ``lt``, ``le``, ``gt``, ``ge``. Missing map keys read as "" (Prometheus sets missingkey=zero).
 Anything else is refused when the template is parsed, so a rule file using it fails ``check``
-instead of rendering wrongly.
+instead of rendering wrongly. A template that fails while rendering reads
+``<error expanding template: error calling humanizeTimestamp: ...>``: Prometheus names the
+template and the position of the call between those two parts, which is not reproduced.
+tests/alerts/test_templates_differential.py holds the rest to promtool 2.42.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from alerts.evaluator import gofmt
+from alerts.evaluator import gofmt, gostrings
 from alerts.regex import cached_regex
 
 __all__ = ["Template", "TemplateError", "render", "QueryFunc"]
@@ -310,10 +313,6 @@ def _go_expansion(repl: str) -> str:
     return re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl.replace("\\", "\\\\"))
 
 
-def _title(text: str) -> str:
-    return re.sub(r"(^|[^\w'])(\w)", lambda m: m.group(1) + m.group(2).upper(), text)
-
-
 def _strip_port(host: str) -> str:
     match = re.fullmatch(r"\[([^\]]+)\](?::\d*)?|([^:]*)(?::\d*)?", host)
     return (match.group(1) or match.group(2)) if match else host
@@ -333,11 +332,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "print": lambda *args: "".join(gofmt.go_value(a) if isinstance(a, str) else
                                    (" " if i and not isinstance(args[i - 1], str) else "") + gofmt.go_value(a)
                                    for i, a in enumerate(args)),
-    "title": _title, "toUpper": str.upper, "toLower": str.lower,
+    "title": gostrings.go_title, "toUpper": gostrings.go_upper, "toLower": gostrings.go_lower,
     "reReplaceAll": lambda pattern, repl, text: _regex(pattern).sub(_go_expansion(repl), text),
     "match": lambda pattern, text: _regex(pattern).search(text) is not None,
     "stripPort": _strip_port,
-    "len": len, "index": lambda item, *keys: _index(item, keys),
+    "len": gostrings.go_len, "index": lambda item, *keys: _index(item, keys),
     "not": lambda value: not _truth(value),
     "and": lambda *args: next((a for a in args if not _truth(a)), args[-1]),
     "or": lambda *args: next((a for a in args if _truth(a)), args[-1]),
