@@ -120,9 +120,6 @@ def _sample_line(line: str, number: int, openmetrics: bool) -> Sample:
                 timestamp = int(fields[1])
             except ValueError:
                 raise ExpositionError(f"line {number}: invalid timestamp {fields[1]!r}") from None
-    names = [pair[0] for pair in labels]
-    if len(set(names)) != len(names):
-        raise ExpositionError(f"line {number}: duplicate label name in {line[:80]!r}")
     return name, tuple(labels), value, timestamp
 
 
@@ -156,3 +153,40 @@ def _float(text: str, number: int, what: str) -> float:
 
 def _unescape(text: str) -> str:
     return _ESCAPE.sub(lambda m: _ESCAPES[m.group()], text)
+
+
+def scraped_series(name: str, exposed: Labels, target: Labels) -> Labels:
+    """The sorted label set, ``__name__`` included, that Prometheus 2.42 stores for the sample
+    ``name{exposed}`` scraped from a target with the labels ``target`` (``honor_labels: false``):
+
+    - an exposed label named like a target label becomes ``exported_<name>`` (prefixed again while
+      that name is taken) with its first value, unless that is empty; the target's value stays;
+    - any other label name given an empty value anywhere is no label (every occurrence goes);
+    - a name still given twice fails the scrape, ``label name "x" is not unique``, as Prometheus's
+      TSDB refuses the sample (the parser keeps repeats so that this is decided here).
+    """
+    taken = {key for key, _ in target}
+    empty = {key for key, value in exposed if value == "" and key not in taken}
+    pairs = [("__name__", name), *exposed]
+    result = dict(target)
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in taken:
+            if key not in seen and value:  # the first value, as Prometheus's lset.Get gives it
+                result[_exported(key, pairs, taken)] = value
+        elif key in empty:
+            continue
+        elif key in seen:
+            raise ExpositionError(f'label name "{key}" is not unique: invalid sample {name}')
+        else:
+            result[key] = value
+        seen.add(key)
+    return tuple(sorted(result.items()))
+
+
+def _exported(key: str, pairs: list[tuple[str, str]], taken: set[str]) -> str:
+    names = taken | {name for name, _ in pairs}
+    renamed = f"exported_{key}"
+    while renamed in names:
+        renamed = f"exported_{renamed}"
+    return renamed

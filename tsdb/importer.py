@@ -14,8 +14,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tsdb.exposition import parse_exposition
-from tsdb.store import Store, TimeColumn, sorted_labels
+from tsdb.exposition import parse_exposition, scraped_series
+from tsdb.store import Store, TimeColumn
 
 
 class ImportError_(ValueError):
@@ -48,7 +48,7 @@ def import_openmetrics(store: Store, path: str | Path, keep_from_ms: int | None 
     for name, labels, value, timestamp in exposition.samples:
         if timestamp is None:
             raise ImportError_(f"{path}: sample of {name} has no timestamp")
-        key = sorted_labels((("__name__", name),) + labels)
+        key = scraped_series(name, labels, ())
         times, values = by_series.setdefault(key, ([], []))
         times.append(timestamp)
         values.append(value)

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Mapping, Protocol
 
-from tsdb.exposition import parse_exposition
+from tsdb.exposition import parse_exposition, scraped_series
 from tsdb.store import AppendError, LimitError, Store
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class PageScraper:
 
     def _samples(self, node: str, text: str, target: dict[str, str]) -> list[tuple[tuple[tuple[str, str], ...], float]]:
         known = self._series.get(node, {})
+        target_pairs = tuple(sorted(target.items()))
         seen: dict[str, tuple[tuple[str, str], ...]] = {}
         samples = []
         for line in text.split("\n"):
@@ -138,8 +139,7 @@ class PageScraper:
             if labels is None:
                 # New here (or a line not remembered): the parser validates it.
                 name, pairs, parsed, stamp = parse_exposition(line).samples[0]
-                # An empty value is no label (Prometheus; tsdb/scraper.py stores it so too).
-                labels = tuple(sorted((k, v) for k, v in {**dict(pairs), "__name__": name, **target}.items() if v != ""))
+                labels = scraped_series(name, pairs, target_pairs)  # as tsdb/scraper.py labels it
                 problem = self.store.limits.label_problem(labels)
                 if problem:  # the HTTP scraper's label limits (tsdb/scraper.py): the scrape fails whole
                     raise ValueError(problem)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from cwkernel.loopwatch import LoopWatch
 from tsdb.discovery import Target
-from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition
+from tsdb.exposition import ExpositionError, MetricMetadata, is_openmetrics, parse_exposition, scraped_series
 from tsdb.fetch import Fetcher, FetchError, LocalResourceError
 from tsdb.store import AppendError, LimitError, OutOfOrderError, Store
 
@@ -249,22 +249,18 @@ class Scraper:
         return series * BYTES_PER_SERIES
 
     def _labelled(self, health: TargetHealth, exposed: list) -> list:
-        """Samples with target labels attached; exposed labels that clash become ``exported_*``."""
+        """Samples with target labels attached (``scraped_series``: exposed labels that clash become
+        ``exported_*``); ExpositionError for a sample Prometheus would refuse."""
         cache = health.label_cache
         if len(cache) > 4 * len(exposed) + 1000:
             cache.clear()
         target_labels = health.target.labels
-        target_names = {name for name, _ in target_labels}
         out = []
         for name, labels, value, _ in exposed:
             key = (name, labels)
             final = cache.get(key)
             if final is None:
-                merged = dict(target_labels)
-                for label, label_value in labels:
-                    merged[f"exported_{label}" if label in target_names else label] = label_value
-                merged["__name__"] = name
-                final = tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+                final = scraped_series(name, labels, target_labels)
                 problem = self.store.limits.label_problem(final)
                 if problem:
                     raise ScrapeFailure(problem)  # before the cache: it must not hold what is refused
