@@ -31,6 +31,7 @@ from tsdb.client import HTTPQueryClient, QueryError
 pytestmark = pytest.mark.real_component
 
 PAGES = 200
+OM_PAGES = 200
 SINGLE_LINE = 130  # pages of one sample line: a difference points at the line
 INTERVAL_S = 3
 NAMES = ["a", "b_total", "c:d", "e_bucket", "f_sum", "_g", "h", "up", "instance_x"]
@@ -67,13 +68,42 @@ def page(number: int) -> str:
     return "\n".join(lines) + ("\n" if rng.random() < 0.9 else "")
 
 
+OM_NAMES = ["a", "b_total", "b_created", "h_bucket", "h_count", "h_sum", "x", "c_d", "a_seconds", "x_info"]
+OM_TYPES = ["counter", "gauge", "histogram", "summary", "unknown", "info", "stateset", "gaugehistogram", "untyped"]
+OM_TIMESTAMPS = ["1700000000", "1700000000.5", "1.7e9", "-1", "abc", "NaN"]
+OM_EXEMPLARS = ['{trace_id="t"} 1', '{trace_id="t"} 1 1700000000', "{} 2", "bad", '{a="b"} 1.5 -3']
+
+
+def openmetrics_page(number: int) -> str:
+    rng = random.Random(number)
+    lines = []
+    for _ in range(rng.randrange(1, 5)):
+        roll = rng.random()
+        if roll < 0.15:
+            lines.append(f"# TYPE {rng.choice(['a', 'b', 'h', 'c_d', 'x'])} {rng.choice(OM_TYPES)}")
+        elif roll < 0.2:
+            lines.append(f"# HELP {rng.choice(['a', 'b', 'x'])} help \\\\ text")
+        elif roll < 0.25:
+            lines.append(f"# UNIT {rng.choice(['a', 'a_seconds', 'x'])} seconds")
+        elif roll < 0.3:
+            lines.append(rng.choice(["", "# comment", "#"]))
+        else:
+            labels = [f'{rng.choice(LABEL_NAMES)}="{rng.choice(LABEL_VALUES)}"' for _ in range(rng.randrange(0, 3))]
+            timestamp = "" if rng.random() < 0.7 else " " + rng.choice(OM_TIMESTAMPS)
+            exemplar = "" if rng.random() < 0.85 else " # " + rng.choice(OM_EXEMPLARS)
+            braces = "{" + ",".join(labels) + "}" if labels else ""
+            lines.append(f"{rng.choice(OM_NAMES)}{braces} {rng.choice(VALUES)}{timestamp}{exemplar}")
+    end = rng.random()
+    return "\n".join(lines) + ("\n# EOF\n" if end < 0.8 else "\n# EOF" if end < 0.85 else "\n")
+
+
 class PageServer:
-    def __init__(self, pages: dict[str, str]) -> None:
+    def __init__(self, pages: dict[str, str], content_type: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 body = pages.get(self.path, "").encode()
                 self.send_response(200)
-                self.send_header("content-type", "text/plain; version=0.0.4")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -98,17 +128,17 @@ def answer(client: HTTPQueryClient, query: str) -> dict | str:
     return {tuple(sorted(s.labels.items())): "NaN" if math.isnan(s.value) else s.value for s in result.series}
 
 
-def scraped_everything(client: HTTPQueryClient) -> bool:
+def scraped_everything(client: HTTPQueryClient, pages: int) -> bool:
     # Three scrapes of every page: a refused page has had its chances too. (A page may expose
     # its own "up" series, hence by page.)
     counted = answer(client, 'count(max by (page) (count_over_time(up{job="fuzz"}[1h])) >= 3)')
-    return isinstance(counted, dict) and list(counted.values()) == [float(PAGES)]
+    return isinstance(counted, dict) and list(counted.values()) == [float(pages)]
 
 
-@pytest.mark.real_component
-def test_pages_are_scraped_or_refused_as_prometheus_does(tmp_path: Path, process_factory) -> None:
-    pages = {f"/p/{n}": page(n) for n in range(PAGES)}
-    server = PageServer(pages)
+def scrape_both(tmp_path: Path, process_factory, pages: dict[str, str], content_type: str) -> list[tuple]:
+    """Each page as (number, text, what Prometheus made of it, what we did): ``up`` (at most once
+    down: a scrape that ran late on a busy machine is not a refusal) and the page's series."""
+    server = PageServer(pages, content_type)
     try:
         groups = [{"targets": [server.address], "labels": {"__metrics_path__": path, "page": path[3:], "job": "fuzz"}}
                   for path in pages]
@@ -128,20 +158,43 @@ def test_pages_are_scraped_or_refused_as_prometheus_does(tmp_path: Path, process
         our_client, prom_client = HTTPQueryClient(f"http://127.0.0.1:{our_port}"), \
             HTTPQueryClient(f"http://127.0.0.1:{prom_port}")
         deadline = time.monotonic() + 300
-        while not (scraped_everything(our_client) and scraped_everything(prom_client)):
+        while not (scraped_everything(our_client, len(pages)) and scraped_everything(prom_client, len(pages))):
             assert time.monotonic() < deadline, "both servers should have scraped every page three times"
             time.sleep(1)
-        differing = []
+        seen = []
         for path, text in pages.items():
             number = path[3:]
-            # Scraped at least once, or never: a scrape that ran late on a busy machine is not a refusal.
-            queries = (f'max_over_time(up{{page="{number}"}}[1h])',
-                       f'{{page="{number}",__name__!~"up|scrape_.*|ALERTS.*"}}')
-            for query in queries:
-                theirs, mine = answer(prom_client, query), answer(our_client, query)
-                if theirs != mine:
-                    differing.append(f"page {number}: {text!r}\n    ours {mine}\n    Prometheus {theirs}")
-                    break
-        assert not differing, f"{len(differing)} of {PAGES} pages differ:\n" + "\n".join(differing)
+            up = f'max_over_time(up{{page="{number}"}}[1h])'
+            series = f'{{page="{number}",__name__!~"up|scrape_.*|ALERTS.*"}}'
+            seen.append((number, text, (answer(prom_client, up), answer(prom_client, series)),
+                         (answer(our_client, up), answer(our_client, series))))
+        return seen
     finally:
         server.close()
+
+
+def report(pages: list[tuple]) -> str:
+    return "\n".join(f"page {n}: {text!r}\n    ours {ours}\n    Prometheus {theirs}" for n, text, theirs, ours in pages)
+
+
+@pytest.mark.real_component
+def test_text_pages_are_scraped_or_refused_as_prometheus_does(tmp_path: Path, process_factory) -> None:
+    seen = scrape_both(tmp_path, process_factory, {f"/p/{n}": page(n) for n in range(PAGES)},
+                       "text/plain; version=0.0.4")
+    differing = [item for item in seen if item[2] != item[3]]
+    assert not differing, f"{len(differing)} of {PAGES} pages differ:\n" + report(differing)
+
+
+@pytest.mark.real_component
+def test_openmetrics_pages_prometheus_scrapes_are_scraped_alike(tmp_path: Path, process_factory) -> None:
+    """OpenMetrics: Prometheus's parser holds pages to the standard (metadata before a family's
+    samples, a unit that ends the name, exemplars only where allowed, exact spellings of NaN and
+    infinities, # EOF) and refuses about two in three of these random pages; of those some we refuse
+    too and some we store as they say (86 of 600 on 2026-12-06; docs/promql.md). What must hold is the other way round: no page Prometheus scrapes may be
+    refused here, or read differently."""
+    seen = scrape_both(tmp_path, process_factory, {f"/p/{n}": openmetrics_page(n) for n in range(OM_PAGES)},
+                       "application/openmetrics-text; version=1.0.0; charset=utf-8")
+    scraped_there = [item for item in seen if list(item[2][0].values()) == [1.0]]
+    assert len(scraped_there) >= OM_PAGES // 5  # enough pages compared (about a third)
+    differing = [item for item in scraped_there if item[2] != item[3]]
+    assert not differing, f"{len(differing)} pages Prometheus scrapes differ here:\n" + report(differing)
