@@ -3,6 +3,7 @@ Prometheus-API server over HTTP), plus their Prometheus JSON form in both direct
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -181,14 +182,14 @@ class QueryResult:
         if self.result_type == "vector":
             if self._series is None:
                 at = _json_time(self.timestamp)
-                result = [{"metric": labels, "value": [at, format_value(value)]}
+                result = [{"metric": labels, "value": [at, sample_value(value)]}
                           for labels, value in zip(self._labels, self._values)]
             else:
-                result = [{"metric": s.labels, "value": [_json_time(s.timestamps[-1]), format_value(s.values[-1])]}
+                result = [{"metric": s.labels, "value": [_json_time(s.timestamps[-1]), sample_value(s.values[-1])]}
                           for s in self._series]
         else:
             result = [{"metric": s.labels,
-                       "values": [[_json_time(t), format_value(v)] for t, v in zip(s.timestamps, s.values)]}
+                       "values": [[_json_time(t), sample_value(v)] for t, v in zip(s.timestamps, s.values)]}
                       for s in self.series]
         return {"resultType": self.result_type, "result": result}
 
@@ -250,10 +251,20 @@ class _TimeTexts:
         return out
 
 
+def sample_value(value: float) -> str:
+    """A vector's or a matrix's value as Prometheus's API writes it (web/api/v1 ``marshalValue``):
+    Go's shortest 'f' spelling, but 'e' below 1e-6 and from 1e21 (``6.21e-08``, ``1e+21``); a
+    scalar answer is always 'f' (``format_value``)."""
+    magnitude = abs(value)
+    if math.isfinite(value) and magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        return repr(value)  # Python's exponent is Go's: signed, at least two digits
+    return format_value(value)
+
+
 def _value_texts(values: np.ndarray) -> list[str]:
-    """``format_value`` of each value, a few numpy passes instead of a call per value: whole
+    """``sample_value`` of each value, a few numpy passes instead of a call per value: whole
     numbers as integers, the rest by ``repr`` (the shortest round trip, as Go writes them), and the
-    few that ``repr`` writes differently (NaN, infinities, exponents) by ``format_value``."""
+    few that ``repr`` writes differently (NaN, infinities, exponents) by ``sample_value``."""
     with np.errstate(invalid="ignore"):
         magnitude = np.abs(values)
         negative_zero = (values == 0) & np.signbit(values)  # Go writes "-0"
@@ -265,7 +276,7 @@ def _value_texts(values: np.ndarray) -> list[str]:
     for i, text in zip(np.flatnonzero(whole).tolist(), map(str, values[whole].astype(np.int64).tolist())):
         out[i] = text
     for i in np.flatnonzero(odd & ~whole).tolist():
-        out[i] = format_value(float(values[i]))
+        out[i] = sample_value(float(values[i]))
     return out
 
 

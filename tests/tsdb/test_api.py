@@ -36,6 +36,23 @@ def test_instant_query_get_and_post_form(http: TestClient) -> None:
     assert posted.json() == expected
 
 
+# Spellings a real Prometheus 2.42 gave for these values (its web/api/v1 marshalValue: Go's
+# shortest 'f' form, but 'e' below 1e-6 and from 1e21); a scalar answer is always 'f'.
+SPELLINGS = [("1e-7", "1e-07"), ("9.99e-7", "9.99e-07"), ("-2.5e-9", "-2.5e-09"), ("5e-324", "5e-324"),
+             ("1.5e300", "1.5e+300"), ("1e21", "1e+21"), ("1e20", "100000000000000000000"), ("1e-6", "0.000001"),
+             ("0.0000012", "0.0000012"), ("123456789.123", "123456789.123"), ("-0.5", "-0.5")]
+
+
+@pytest.mark.parametrize("literal, text", SPELLINGS)
+def test_sample_values_are_spelled_as_prometheus_spells_them(http: TestClient, literal: str, text: str) -> None:
+    instant = http.get("/api/v1/query", params={"query": f"vector({literal})", "time": "60"}).json()
+    assert instant["data"]["result"][0]["value"] == [60, text]
+    ranged = http.get("/api/v1/query_range", params={"query": literal, "start": "0", "end": "60", "step": "60"}).json()
+    assert ranged["data"]["result"][0]["values"] == [[0, text], [60, text]]
+    scalar = http.get("/api/v1/query", params={"query": literal, "time": "60"}).json()["data"]["result"]
+    assert float(scalar[1]) == float(literal) and "e" not in scalar[1]
+
+
 def test_range_query_shape_and_special_values(http: TestClient) -> None:
     body = http.post("/api/v1/query_range", data={"query": 'gpu_util{instance="n2"}', "start": "0",
                                                    "end": "120", "step": "1m"}).json()
