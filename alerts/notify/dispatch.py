@@ -80,9 +80,10 @@ class Dispatcher:
         self.route = route
         self.notify = notify
         self._latest_tick = -math.inf
-        # Keyed by route as well: sibling routes with the same matchers share a group key (as in
-        # Alertmanager) and must still keep separate groups, each notifying its own receiver.
-        self.groups: dict[tuple[str, str], AggregationGroup] = {}
+        # Keyed by the route object as well, as Alertmanager keys them by route pointer: sibling
+        # routes with the same matchers share a group key and must still keep separate groups,
+        # each notifying its own receiver.
+        self.groups: dict[tuple[Route, str], AggregationGroup] = {}
         self._lock = threading.RLock()
         self._flushing = threading.Lock()  # one tick at a time
 
@@ -91,7 +92,7 @@ class Dispatcher:
                   for route in self.route.match(alert.labels)]
         with self._lock:
             for alert, route, labels in routed:
-                key = (route.id(), group_key(route, labels))
+                key = (route, group_key(route, labels))
                 group = self.groups.get(key)
                 if group is None:
                     group = self.groups[key] = AggregationGroup(route, labels, now)

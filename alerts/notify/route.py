@@ -37,14 +37,6 @@ class Route:
         own = format_matchers(self.matchers)
         return f"{self.parent.key()}/{own}" if self.parent else own
 
-    def id(self) -> str:
-        """Unique in the tree, unlike ``key`` (siblings with the same matchers share a key): the
-        key with each level's position among its siblings, as Alertmanager's ``Route.ID``."""
-        if self.parent is None:
-            return self.key()
-        position = next(i for i, sibling in enumerate(self.parent.routes) if sibling is self)
-        return f"{self.parent.id()}/{format_matchers(self.matchers)}/{position}"
-
     def match(self, labels: Mapping[str, str]) -> list["Route"]:
         if not matches_all(self.matchers, labels):
             return []
