@@ -343,9 +343,9 @@ class Deliverer:
                 if self._closing.is_set():
                     break
                 outcome = self._attempt(entry)
-                if outcome is PAUSED:
+                if outcome == PAUSED:
                     return delivered + progress  # the receiver asked us to stop sending for now
-                progress += outcome is SENT
+                progress += outcome == SENT
             delivered += progress
             if not progress:
                 break  # everything due was attempted once; failures wait for their backoff
@@ -387,7 +387,7 @@ class Deliverer:
                         entry.integration, entry.attempts + 1, delay, exc)
             return FAILED
         held = self.outbox.hold(entry.target, until)
-        self.metrics.pause(entry.receiver, entry.integration)
+        self.metrics.hold(entry.receiver, entry.integration)
         log.warning("receiver %s/%s asked for a pause: nothing more is sent to it for %.1fs (%d other notifications "
                     "wait with this one): %s", entry.receiver, entry.integration, delay, held, exc)
         return PAUSED

@@ -27,7 +27,7 @@ class NotifyMetrics:
         self.failed: dict[str, int] = defaultdict(int)
         self.expired: dict[str, int] = defaultdict(int)
         self.dropped: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.paused: dict[tuple[str, str], int] = defaultdict(int)
+        self.holds: dict[tuple[str, str], int] = defaultdict(int)
         self.latency: dict[str, list[int]] = defaultdict(lambda: [0] * (len(LATENCY_BUCKETS) + 1))
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.loops: dict[str, dict[str, float]] = defaultdict(lambda: {"duration": 0.0, "errors": 0, "last_success": 0.0})
@@ -46,10 +46,10 @@ class NotifyMetrics:
             counts[-1] += 1
             self.latency_sum[integration] += seconds
 
-    def pause(self, receiver: str, integration: str) -> None:
+    def hold(self, receiver: str, integration: str) -> None:
         """The receiver asked for a pause (HTTP 429, or 503 with Retry-After) and its lane waits."""
         with self._lock:
-            self.paused[(receiver, integration)] += 1
+            self.holds[(receiver, integration)] += 1
 
     def expire(self, receiver: str, integration: str, count: int = 1) -> None:
         with self._lock:
@@ -107,7 +107,7 @@ class NotifyMetrics:
                                        "Times a receiver asked for a pause (HTTP 429, or 503 with Retry-After) and "
                                        "everything queued for it waited as long (at most the backoff's cap).",
                                        labels=["receiver", "integration"])
-            for key, value in sorted(self.paused.items()):
+            for key, value in sorted(self.holds.items()):
                 held.add_metric(list(key), value)
             latency = HistogramMetricFamily("clusterwatch_notification_latency_seconds",
                                             "Duration of one delivery attempt.", labels=["integration"])
