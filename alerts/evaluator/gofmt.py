@@ -157,7 +157,7 @@ def _binary_float(value: float) -> str:
 _INTEGER_VERBS = {"d": lambda n, alt: f"{n:d}", "x": lambda n, alt: f"{n:#x}" if alt else f"{n:x}",
                   "X": lambda n, alt: f"{n:#X}" if alt else f"{n:X}", "o": lambda n, alt: f"0{n:o}" if alt else f"{n:o}",
                   "O": lambda n, alt: f"0o{n:o}", "b": lambda n, alt: f"{n:b}",
-                  "c": lambda n, alt: chr(n) if 0 <= n <= 0x10FFFF else "\ufffd",
+                  "c": lambda n, alt: chr(n) if 0 <= n <= 0x10FFFF and not 0xD800 <= n <= 0xDFFF else "\ufffd",
                   "U": lambda n, alt: f"U+{n:04X}"}
 
 

@@ -22,6 +22,11 @@ def test_humanize_family_matches_promtool():
     assert go_sprintf("%.2f|%d|%s", 1.5, 1.5, 1.5) == "1.50|%!d(float64=1.5)|%!s(float64=1.5)"
 
 
+def test_printf_c_of_a_number_that_is_no_character_is_the_replacement_character():
+    """As Go writes it; a lone surrogate in an annotation could not be encoded to UTF-8 later."""
+    assert go_sprintf("%c|%c|%c", 65, 0xD800, 0x110000) == "A|\ufffd|\ufffd"
+
+
 def test_labels_value_pipelines_conditionals_and_trim():
     text = ('{{ $labels.instance }} GPU {{ .Labels.gpu }}: {{ $value | humanizePercentage }}'
             '{{ if gt $value 0.5 }} high{{ else }} low{{ end }} [{{ $labels.missing }}] {{- " x" }}')
