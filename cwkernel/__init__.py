@@ -10,7 +10,9 @@ lifecycle, the garbage-collector policy and pause, log
 throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``), the names
 of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``), and the bounded
 readers of what crosses the process boundary (configuration and other files, outbound HTTP,
-child processes: ``configfile``, ``boundedread``, ``httpdeadline``, ``boundedproc``).
+child processes: ``configfile``, ``boundedread``, ``httpdeadline``, ``boundedproc``), and the
+names of what a job says of itself in a node's textfile directory, which the exporter stamps with
+its writer and the scheduler side reads (``jobmarks``).
 Must not touch: any other ClusterWatch package (``tsdb``, ``exporter``, ``scheduler``,
 ``simulator``, ``alerts``, ``remediation``, ``dashboard``, ``clusterwatch``). It is the bottom
 layer: it says what a component is and knows none of them.

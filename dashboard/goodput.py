@@ -44,7 +44,7 @@ from dashboard.definitions import GPUS_IDLE, HUNG_FOR, IDLE_FOR, IDLE_WINDOW, ST
 from dashboard.params import MAX_RANGE_S, TimeRange
 from scheduler import is_job_id
 # The checkpoint contract's mark (docs/operations.md) and which marks count.
-from scheduler.checkpoint import CHECKPOINT_METRIC, MARK_NODE_LABEL, newest_mark_on
+from scheduler.checkpoint import MARK_NODE_LABEL, believed_marks, newest_mark_on
 from tsdb.client import QueryClient
 
 K = TypeVar("K")
@@ -344,11 +344,13 @@ def redone_seconds(client: QueryClient, job_id: str, at: float) -> float | None:
     the checkpoint marks by node, the nodes the job held in the hour before and the run's start
     time, told apart by a label, then the job's hung minutes since the later of the two. A mark
     counts from a node the job held (``newest_mark_on``); one only from elsewhere still says that
-    the job checkpoints, and its run then redoes everything since it started."""
-    selector = f'{{job_id="{job_id}"}}'
+    the job checkpoints, and its run then redoes everything since it started. A mark another user's
+    job wrote for it is no signal (``believed_marks``)."""
+    matcher = f'job_id="{job_id}"'
+    selector = f'{{{matcher}}}'
     result = client.instant(
-        f'label_replace(max by ({MARK_NODE_LABEL}) (last_over_time({CHECKPOINT_METRIC}{selector}'
-        f'[{CHECKPOINT_LOOKBACK}])), "of", "checkpoint", "", "")'
+        f'label_replace(max by ({MARK_NODE_LABEL}) ({believed_marks(matcher, CHECKPOINT_LOOKBACK)}),'
+        ' "of", "checkpoint", "", "")'
         f' or label_replace(max by ({MARK_NODE_LABEL}) (max_over_time(slurm_job_gpu_info{selector}'
         f'[{EVIDENCE_BEFORE}])), "of", "held", "", "")'
         f' or label_replace(max(last_over_time(slurm_job_start_time_seconds{selector}[{RUN_START_LOOKBACK}])),'

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from scheduler.checkpoint import CHECKPOINT_METRIC, JOB_LABEL, MARK_NODE_LABEL, newest_mark_on
+from scheduler.checkpoint import JOB_LABEL, MARK_NODE_LABEL, believed_marks, newest_mark_on
 from tsdb.client import QueryClient, QueryError
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+MARK_LOOKBACK = "5m"  # an instant selector's: a mark the exporter stopped exposing is soon none
 
 
 def quote(value: str) -> str:
@@ -103,11 +104,14 @@ def checkpoint_times(client: QueryClient, job_nodes: Mapping[str, Sequence[str]]
                      at: float | None = None) -> dict[str, float]:
     """Each job's last finished checkpoint (the contract's mark), newest over the nodes it runs on
     (``job_nodes``: job id -> its nodes; ``newest_mark_on`` says why only those); jobs without a
-    mark there are absent. Raises ``QueryError``/``OSError`` like the client."""
+    mark there are absent. Only the job's own word counts (``believed_marks``: not a mark another
+    user's job wrote for it), exposed in the last ``MARK_LOOKBACK``. Raises ``QueryError``/``OSError``
+    like the client."""
     if not job_nodes:
         return {}
     wanted = "|".join(re.escape(job_id) for job_id in job_nodes)
-    query = f'max by ({JOB_LABEL}, {MARK_NODE_LABEL}) ({CHECKPOINT_METRIC}{{{JOB_LABEL}=~"{quote(wanted)}"}})'
+    marks_of_jobs = believed_marks(f'{JOB_LABEL}=~"{quote(wanted)}"', MARK_LOOKBACK)
+    query = f'max by ({JOB_LABEL}, {MARK_NODE_LABEL}) ({marks_of_jobs})'
     marks: dict[str, dict[str, float]] = {}
     for series in _series(client.instant(query, at)):
         by_node = marks.setdefault(series.labels.get(JOB_LABEL, ""), {})

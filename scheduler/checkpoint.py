@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from typing import Collection, Mapping
 
+from cwkernel.jobmarks import WRITER_LABEL
+
 CHECKPOINT_METRIC = "clusterwatch_job_checkpoint_timestamp_seconds"
 JOB_LABEL = "job_id"
 DEFAULT_SIGNAL = "USR1"
@@ -56,6 +58,21 @@ def newest_mark_on(marks: Mapping[str, float], nodes: Collection[str]) -> float 
     wait early and understate the work a requeue throws away."""
     held = [value for node, value in marks.items() if node in nodes]
     return max(held) if held else None
+
+
+def believed_marks(job_matcher: str, lookback: str) -> str:
+    """PromQL: the newest sample within ``lookback`` of each mark series of the jobs
+    ``job_matcher`` selects (``job_id="1"``, ``job_id=~"1|2"``) that is the job's own word: one the
+    exporter saw written by root or by itself (no ``writer``), or by the job's own user (``writer``
+    equal to the job's ``user`` in ``slurm_job_info``; without the scheduler adapter no user's
+    mark is believed). A mark another user's job wrote into the shared directory is none: trusted,
+    it would end a checkpoint wait early and understate the work a requeue throws away."""
+    def marks(writer: str) -> str:
+        return f'last_over_time({CHECKPOINT_METRIC}{{{job_matcher},{WRITER_LABEL}{writer}}}[{lookback}])'
+    unstamped, stamped = marks('=""'), marks('!=""')
+    users = f'last_over_time(slurm_job_info{{{job_matcher}}}[{lookback}])'
+    own = f'label_replace({stamped}, "user", "$1", "{WRITER_LABEL}", "(.+)") and on ({JOB_LABEL}, user) {users}'
+    return f'({unstamped} or ({own}))'
 
 
 TEXTFILE_GLOB = "clusterwatch_job_checkpoint_*.prom"  # every job's file (textfile_name)

@@ -30,14 +30,18 @@ the exporter's collectors declares, and the namespaces the rule pack reads (``gp
 ``clusterwatch_``, ``DCGM_``, ``slurm_``, ``fabric_``, ``up``...), except ``clusterwatch_job_``,
 where a job speaks for itself (the checkpoint mark). Otherwise a job could forge an XID that has
 the automation drain its node and requeue everyone's jobs, or repeat a family of the node
-collector, whose second ``# TYPE`` makes Prometheus refuse the node's whole page.
+collector, whose second ``# TYPE`` makes Prometheus refuse the node's whole page. What a job says of
+itself is stamped with the file's owner, ``writer="<user>"`` (unless root or the exporter's own
+user owns the file), so that a job cannot speak for another user's job unseen (cwkernel/jobmarks.py).
 
 Writers should write to a temporary name and rename it into place, as with node_exporter, so a
 scrape never reads half a file.
 """
 from __future__ import annotations
 
+import functools
 import os
+import pwd
 import stat
 import time
 from dataclasses import dataclass
@@ -47,6 +51,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from cwkernel.boundedread import read_regular_file, utf8
+from cwkernel.jobmarks import JOBS_OWN_PREFIX, WRITER_LABEL
 from cwkernel.metrics import FamilySet, gauge, metric_table
 from exporter.collector import Collector, CollectorContext, NoDataError, declared_families, register_collector
 
@@ -63,16 +68,16 @@ MAX_LABEL_VALUE_LENGTH = 4096
 MAX_LABELS_PER_SAMPLE = 32
 
 
-def _version(info: os.stat_result) -> tuple[int, int, int]:
-    """What tells a rewritten file from the one parsed (writers rename a new file into place)."""
-    return info.st_ino, info.st_size, info.st_mtime_ns
+def _version(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a rewritten file from the one parsed (writers rename a new file into place), or
+    one given to another user (its samples name their writer: ``stamp_writer``)."""
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_uid
 
 
 # Names a textfile may not use (module docstring): the exporter's own families come from its
 # collectors' tables (declared_families); these are the namespaces of ClusterWatch's other sources.
 RESERVED_PREFIXES = ("gpu_", "clusterwatch_", "DCGM_", "slurm_", "fabric_", "scrape_")
 RESERVED_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
-JOBS_OWN_PREFIX = "clusterwatch_job_"  # what a job says about itself: the checkpoint contract's mark
 
 
 def is_reserved(name: str, declared: frozenset[str]) -> bool:
@@ -95,6 +100,36 @@ def split_reserved(families: list[Metric], declared: frozenset[str]) -> tuple[li
     return kept, refused
 
 
+def writer_of(uid: int) -> str | None:
+    """The ``writer`` a file of ``uid`` gives its job samples: None for root and the exporter's own
+    user (they speak for any job), else the user's name, or the uid where the node has no name."""
+    if uid in (0, os.geteuid()):
+        return None
+    return _user_name(uid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def stamp_writer(families: list[Metric], uid: int) -> None:
+    """Stamps each sample of what a job says of itself (cwkernel/jobmarks.py) with the file's owner,
+    replacing any writer the file claims."""
+    writer = writer_of(uid)
+    for family in families:
+        if not family.name.startswith(JOBS_OWN_PREFIX):
+            continue
+        for index, sample in enumerate(family.samples):
+            labels = {name: value for name, value in sample.labels.items() if name != WRITER_LABEL}
+            if writer is not None:
+                labels[WRITER_LABEL] = writer
+            family.samples[index] = sample._replace(labels=labels)
+
+
 # An mtime is coarse (ext4: a few milliseconds) and a rename may reuse the inode number it frees, so
 # a file rewritten at the same size in the tick it was read in looks unchanged: such a file, whose
 # mtime is not well before its read, is read again (as git treats a "racily clean" index entry).
@@ -103,7 +138,7 @@ RACY_S = 1.0
 
 @dataclass(frozen=True)
 class _Parsed:
-    version: tuple[int, int, int]
+    version: tuple[int, int, int, int]
     mtime: float
     read_at: float  # wall time of the read: a file modified within RACY_S of it may have changed unseen
     families: tuple[Metric, ...]  # never changed once parsed: merging copies them
@@ -233,6 +268,7 @@ class TextfileCollector(Collector):
         info, data = read_regular_file(path, MAX_FILE_BYTES)
         text = utf8(data)
         families, refused = split_reserved(parse_prom(text), self._declared)
+        stamp_writer(families, info.st_uid)
         return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
                        sum(len(f.samples) for f in families), tuple(refused)), len(text)
 

@@ -13,11 +13,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from remediation import api
+from remediation import api, queries
 from remediation import policy as policy_module
 from scheduler.checkpoint import CHECKPOINT_METRIC
 from tests.alerts.remediation_helpers import Harness, TableQuery, alert, make_policy
-from tsdb.client import QueryError
+from tests.dashboard.reliability_data_set import History, at
+from tsdb.client import LocalQueryClient, QueryError
+from tsdb.promql.engine import Engine
 from tsdb.results import QueryResult, Series
 
 JOB = "4242"
@@ -291,6 +293,24 @@ def test_a_mark_written_on_a_node_the_job_does_not_run_on_is_not_its_checkpoint(
     stranger.receive(alert(gpu="3"))
     assert ("signal", JOB) not in executed(stranger), "a job that wrote no mark of its own would die of the signal"
     assert ("requeue", JOB) in executed(stranger)
+
+
+def test_a_mark_another_user_wrote_is_not_the_jobs_checkpoint():
+    """On a node shared by several users' jobs, mallory's job can write the mark of alice's job 330:
+    the exporter stamps it with its writer, and the wait believes only marks from the job's own
+    user (slurm_job_info's ``user``) or unstamped ones (root or the exporter wrote them). Read from
+    a real store, as the engine reads it."""
+    h = History()
+    h.job("330", 8, running=[(0, 79, ("n1",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="330", instance="n1", writer="alice")
+    h.spell(CHECKPOINT_METRIC, 50, 79, at(50), job_id="330", instance="n1", writer="mallory")
+    h.job("331", 8, running=[(0, 79, ("n2",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 20, 79, at(20), job_id="331", instance="n2")
+    h.job("332", 8, running=[(0, 79, ("n3",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 40, 79, at(40), job_id="332", instance="n3", writer="mallory")
+    client = LocalQueryClient(Engine(h.store()))
+    marks = queries.checkpoint_times(client, {"330": ["n1"], "331": ["n2"], "332": ["n3"]}, at(60))
+    assert marks == {"330": at(10), "331": at(20)}
 
 
 def test_a_clock_step_back_does_not_lengthen_the_checkpoint_wait():

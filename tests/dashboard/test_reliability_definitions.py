@@ -99,6 +99,26 @@ def test_a_checkpoint_mark_counts_only_from_a_node_the_job_holds():
     assert redone_seconds(client, "312", at(38)) == 28 * 60
 
 
+def test_a_checkpoint_mark_counts_only_from_the_jobs_own_user_or_the_nodes_administration():
+    """A node shared by jobs of several users: a job of mallory's writing the mark of alice's job
+    320 (the exporter stamps it ``writer="mallory"``), newer than its real one, must not shrink the
+    work 320's interruption threw away; alice's own mark counts, and one root or the exporter wrote
+    (no writer) counts for any job. A job whose only mark is another user's has no checkpoint
+    signal at all: unknown, not "redid everything"."""
+    h = History()
+    h.job("320", 4, running=[(0, 79, ("n1",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="320", instance="n1", writer="alice")
+    h.spell(CHECKPOINT_METRIC, 55, 79, at(55), job_id="320", instance="n1", writer="mallory")
+    h.job("321", 4, running=[(0, 79, ("n2",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 30, 79, at(30), job_id="321", instance="n2")
+    h.job("322", 4, running=[(0, 79, ("n3",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 50, 79, at(50), job_id="322", instance="n3", writer="mallory")
+    client = LocalQueryClient(Engine(h.store()))
+    assert redone_seconds(client, "320", at(60)) == 50 * 60
+    assert redone_seconds(client, "321", at(60)) == 30 * 60
+    assert redone_seconds(client, "322", at(60)) is None
+
+
 @pytest.mark.parametrize("mark, start", [(float("nan"), True), (float("-inf"), True), (-1e18, False), (0.0, False)])
 def test_a_checkpoint_mark_that_is_no_plausible_time_is_no_signal(mark, start):
     """The mark is the job's own word: NaN, or a time decades before the interruption with no run

@@ -9,8 +9,11 @@ the page, which Prometheus refuses whole: the node went ``up == 0``.
 """
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.build import create_exporter
@@ -82,3 +85,51 @@ def test_a_file_with_an_outsized_label_is_refused_whole(tmp_path: Path) -> None:
     assert not samples(page, "long_value") and not samples(page, "wide_labels")
     assert samples(page, "clusterwatch_job_checkpoint_timestamp_seconds")
     assert samples(page, "node_textfile_scrape_error") == ["node_textfile_scrape_error 1.0"]
+
+
+def write_as(path: Path, text: str, uid: int) -> Path:
+    path.write_text(text)
+    os.chown(path, uid, -1)
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_jobs_mark_says_which_user_wrote_it_unless_root_or_the_exporter_did(tmp_path: Path) -> None:
+    """The directory is shared by every job on the node: a job of mallory's can write the mark of a
+    job of alice's, newer than its real checkpoint, and end the automation's checkpoint wait before
+    alice's job saved anything. The file's owner is the one thing a job cannot forge, so the
+    exporter stamps each ``clusterwatch_job_*`` sample with it (``writer``, replacing any the file
+    says), and leaves the mark unstamped where root (a prolog) or the exporter's own user wrote it."""
+    mark = '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\n' \
+           'clusterwatch_job_checkpoint_timestamp_seconds{job_id="%s",writer="root"} 1733400000\n'
+    nobody = pwd.getpwnam("nobody")
+    write_as(tmp_path / "clusterwatch_job_checkpoint_1.prom", mark % "1", nobody.pw_uid)
+    write_as(tmp_path / "clusterwatch_job_checkpoint_2.prom", mark % "2", 4242)  # no such user here
+    write_as(tmp_path / "clusterwatch_job_checkpoint_3.prom", mark % "3", os.geteuid())
+    write_as(tmp_path / "site.prom", '# TYPE site_rack_info gauge\nsite_rack_info{rack="r1"} 1\n', 4242)
+    page = node_page(tmp_path)
+    assert sorted(samples(page, "clusterwatch_job_checkpoint_timestamp_seconds")) == [
+        'clusterwatch_job_checkpoint_timestamp_seconds{job_id="1",writer="nobody"} 1733400000.0',
+        'clusterwatch_job_checkpoint_timestamp_seconds{job_id="2",writer="4242"} 1733400000.0',
+        'clusterwatch_job_checkpoint_timestamp_seconds{job_id="3",writer=""} 1733400000.0']
+    assert samples(page, "site_rack_info") == ['site_rack_info{rack="r1"} 1.0']  # only what a job says of itself
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_mark_given_to_another_user_is_stamped_again(tmp_path: Path) -> None:
+    """Who wrote a file is part of what the exporter remembers of its last parse: the same bytes
+    under another owner (root handing the file over, or a job's user replacing it) are read again."""
+    path = write_as(tmp_path / "clusterwatch_job_checkpoint_7.prom",
+                    '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\n'
+                    'clusterwatch_job_checkpoint_timestamp_seconds{job_id="7"} 1733400000\n', os.geteuid())
+    os.utime(path, (path.stat().st_atime - 60, path.stat().st_mtime - 60))  # not in the racy tick
+    exporter = create_exporter(ExporterConfig(backend="fake", textfile_dir=str(tmp_path),
+                                              collectors=default_collectors()))
+    try:
+        first = samples(exporter.collect_once().text.decode(), "clusterwatch_job_checkpoint_timestamp_seconds")
+        os.chown(path, 4242, -1)  # the file's bytes, size and mtime unchanged
+        second = samples(exporter.collect_once().text.decode(), "clusterwatch_job_checkpoint_timestamp_seconds")
+    finally:
+        exporter.close()
+    assert first == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="7"} 1733400000.0']
+    assert second == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="7",writer="4242"} 1733400000.0']
