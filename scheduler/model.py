@@ -46,6 +46,11 @@ class Job:
         return f"{self.array_job_id}_{self.array_task_id}"
 
 
+# State flags a resume clears (slurmctld 22.05-24.05; MAINT and REBOOT_ISSUED in some releases).
+RESUMABLE_FLAGS = frozenset({"DRAIN", "FAIL", "REBOOT_REQUESTED", "REBOOT_ISSUED", "POWERING_DOWN", "MAINT",
+                             "MAINTENANCE"})
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -78,6 +83,14 @@ class Node:
     def draining(self) -> bool:
         """Drain requested while jobs still run on it."""
         return self.drain and not self.drained
+
+    @property
+    def resumable(self) -> bool:
+        """Whether Slurm takes ``State=RESUME`` for it (slurmctld's ``_valid_node_state_change``):
+        down or future, or drained, failed, with a reboot pending, powering down or in maintenance.
+        Any other node has nothing to resume (Slurm: "Invalid node state specified"). A node whose
+        state the scheduler did not give is taken as resumable: only Slurm can say."""
+        return not self.state or self.state in ("DOWN", "FUTURE") or not RESUMABLE_FLAGS.isdisjoint(self.state_flags)
 
 
 @dataclass(frozen=True)

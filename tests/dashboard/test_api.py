@@ -127,6 +127,18 @@ def test_actions_need_an_operator(demo):
     assert resumed.status_code == 200, resumed.text
 
 
+def test_resuming_a_node_in_service_is_a_conflict_not_a_scheduler_failure(demo):
+    """A node that is neither drained nor down has nothing to resume: Slurm refuses (\"Invalid node
+    state specified\"), and the operator is told so with 409 and the node's state, not 502 as if
+    the scheduler had failed."""
+    node = next(n for n in truth(demo)["nodes"] if not n["state_flags"] and n["state"].upper() in ("IDLE", "MIXED",
+                                                                                                   "ALLOCATED"))
+    answer = httpx.post(f"{demo['base']}/api/nodes/{node['name']}/resume", json={},
+                        headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 409, answer.text
+    assert "nothing to resume" in answer.json()["detail"] and node["state"].upper() in answer.json()["detail"]
+
+
 def test_large_responses_are_gzipped_when_asked(demo):
     asked = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "gzip"})
     plain = httpx.get(demo["base"] + "/api/overview", headers={"Accept-Encoding": "identity"})

@@ -119,12 +119,16 @@ def test_drain_and_resume_show_on_the_next_poll(slurm, adapter):
     drained = node(snapshot)
     assert drained.reason == "cw: XID 79 on GPU 1 quoted reboot"
     assert drained.reason_set_by == "root" and drained.reason_time is not None
-    assert drained.drained  # idle and drained
+    assert drained.drained and drained.resumable  # idle and drained
 
     result = adapter.actions.resume("localhost", "operator:alice")
     assert result.ok, result
     snapshot = wait_for(adapter, lambda snap: not node(snap).drain, "drain cleared")
     assert node(snapshot).state == "IDLE" and node(snapshot).reason == ""
+    # In service: Slurm refuses a second resume, as the model says (the dashboard's 409).
+    assert not node(snapshot).resumable
+    again = adapter.actions.resume("localhost", "operator:alice")
+    assert not again.ok and "Invalid node state" in again.message, again
 
 
 def test_requeue_shows_on_the_next_poll(slurm, adapter):
