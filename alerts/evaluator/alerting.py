@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from alerts.evaluator.rulefile import Rule
-from alerts.evaluator.templates import QueryFunc, Template, TemplateError
+from alerts.evaluator.templates import QueryFunc, Template, TemplateError, alert_template_name
 from alerts.evaluator import gofmt
 from alerts.evaluator.vector import RuleEvalError, Sample, as_labels
 from alerts.model import Alert, fingerprint
@@ -71,8 +71,9 @@ class AlertingRule:
         self.external_url = external_url
         self.active: dict[str, ActiveAlert] = {}
         self._latest_ts = math.inf  # the last evaluation's time; at first, alerts restored from a file
-        self._labels = {k: Template(v, f"label {k}") for k, v in rule.labels.items()}
-        self._annotations = {k: Template(v, f"annotation {k}") for k, v in rule.annotations.items()}
+        name = alert_template_name(rule.name)
+        self._labels = {k: Template(v, f"label {k}", name) for k, v in rule.labels.items()}
+        self._annotations = {k: Template(v, f"annotation {k}", name) for k, v in rule.annotations.items()}
 
     def _expand(self, template: Template, labels: dict[str, str], value: float, query: QueryFunc | None) -> str:
         try:

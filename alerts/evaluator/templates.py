@@ -11,10 +11,12 @@ pipelines (``a | f b``) of variables (``$labels.instance``, ``$value``, ``$exter
 and Go's ``printf``, ``print``, ``len``, ``index``, ``not``, ``and``, ``or``, ``eq``, ``ne``,
 ``lt``, ``le``, ``gt``, ``ge``. Missing map keys read as "" (Prometheus sets missingkey=zero).
 Anything else is refused when the template is parsed, so a rule file using it fails ``check``
-instead of rendering wrongly. A template that fails while rendering reads
-``<error expanding template: error calling humanizeTimestamp: ...>``: Prometheus names the
-template and the position of the call between those two parts, which is not reproduced.
-tests/alerts/test_templates_differential.py holds the rest to promtool 2.42.
+instead of rendering wrongly. A template that fails while rendering reads as in Prometheus:
+``<error expanding template: error executing template __alert_X: template: __alert_X:1:124:
+executing "__alert_X" at <humanizeTimestamp>: error calling humanizeTimestamp: ...>`` (the line
+and byte column of the failing command, counted past the definitions Prometheus puts before the
+template; RE2's parse errors in Go's words). tests/alerts/test_templates_differential.py holds
+renderings and failures to promtool 2.42.
 """
 from __future__ import annotations
 
@@ -32,6 +34,19 @@ QueryFunc = Callable[[str], list[dict[str, Any]]]  # PromQL -> [{"Labels": {...}
 
 class TemplateError(ValueError):
     """A template that does not parse or fails while rendering; the message says where."""
+
+    at: "_Command | None" = None  # the innermost command running when rendering failed
+
+
+# Prometheus runs each alert template behind these definitions, on the same first line, so the
+# columns its errors give on line 1 count them (rules/alerting.go, 2.42).
+ALERT_DEFINITIONS = ("{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
+                     "{{$externalURL := .ExternalURL}}{{$value := .Value}}")
+
+
+def alert_template_name(rule: str) -> str:
+    """The name Prometheus gives an alerting rule's label and annotation templates."""
+    return f"__alert_{rule}"
 
 
 # ---- lexing ---------------------------------------------------------------------------------
@@ -55,8 +70,9 @@ _STRING_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "
                    "f": "\f", "v": "\v", "0": "\0"}
 
 
-def _tokens(text: str, where: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _tokens(text: str, where: str, offset: int) -> list[tuple[str, str, int]]:
+    """(kind, text, position in the template) of each token of an action body at ``offset``."""
+    out: list[tuple[str, str, int]] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
@@ -64,7 +80,7 @@ def _tokens(text: str, where: str) -> list[tuple[str, str]]:
             raise TemplateError(f"{where}: unexpected {text[pos]!r} in action")
         pos = match.end()
         if match.lastgroup != "ws":
-            out.append((match.lastgroup, match.group()))
+            out.append((match.lastgroup, match.group(), offset + match.start()))
     return out
 
 
@@ -77,12 +93,19 @@ def _unquote(token: str) -> str:
 @dataclass
 class _Command:
     args: list[tuple[str, Any]]  # (kind, value): ident, variable, field, literal, pipeline
+    pos: int = 0  # of its first token in the template: where Go's errors place it
+    source: str = ""  # as Go's text/template prints the command in an error ("humanize $value")
 
 
 @dataclass
 class _Pipeline:
     commands: list[_Command]
     declare: str | None = None  # "$x" of "$x := ..."
+
+    @property
+    def source(self) -> str:
+        text = " | ".join(command.source for command in self.commands)
+        return f"{self.declare} := {text}" if self.declare else text
 
 
 @dataclass
@@ -123,21 +146,29 @@ _RANGE_DECLARE = re.compile(r"\s*(\$[A-Za-z0-9_]*)\s*(?:,\s*(\$[A-Za-z0-9_]*)\s*
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
 
 
-def _split(text: str, where: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class _Part:
+    kind: str  # "text" or "action"
+    body: str  # the text, or the action's body without its delimiters and outer spaces
+    offset: int = 0  # where an action's body begins in the template
+
+
+def _split(text: str, where: str) -> list[_Part]:
     """Text and action bodies in order, with Go's trim markers applied to the text around them."""
-    parts: list[tuple[str, str]] = []
+    parts: list[_Part] = []
     pos = 0
     for match in _ACTION.finditer(text):
         chunk = text[pos:match.start()]
         if match.group(1):
             chunk = chunk.rstrip(" \t\r\n")
-        parts.append(("text", chunk))
-        body = match.group(2).strip()
+        parts.append(_Part("text", chunk))
+        raw = match.group(2)
+        body = raw.strip()
         if body.startswith("/*"):
             if not body.endswith("*/"):
                 raise TemplateError(f"{where}: unclosed comment")
         else:
-            parts.append(("action", body))
+            parts.append(_Part("action", body, match.start(2) + len(raw) - len(raw.lstrip())))
         pos = match.end()
         if match.group(3):
             rest = text[pos:]
@@ -145,8 +176,8 @@ def _split(text: str, where: str) -> list[tuple[str, str]]:
     tail = text[pos:]
     if "{{" in tail:
         raise TemplateError(f"{where}: unclosed action")
-    parts.append(("text", tail))
-    return [p for p in parts if p != ("text", "")]
+    parts.append(_Part("text", tail))
+    return [p for p in parts if p != _Part("text", "")]
 
 
 class _Parser:
@@ -158,64 +189,70 @@ class _Parser:
     def parse(self) -> list:
         nodes, end = self._list()
         if end is not None:
-            raise TemplateError(f"{self.where}: unexpected {{{{{end}}}}}")
+            raise TemplateError(f"{self.where}: unexpected {{{{{end.body}}}}}")
         return nodes
 
-    def _list(self) -> tuple[list, str | None]:
+    def _list(self) -> tuple[list, _Part | None]:
+        """Nodes up to an ``{{end}}`` or ``{{else...}}``, which is returned (None at the end)."""
         nodes: list = []
         while self.pos < len(self.parts):
-            kind, body = self.parts[self.pos]
+            part = self.parts[self.pos]
             self.pos += 1
-            if kind == "text":
-                nodes.append(_Text(body))
+            if part.kind == "text":
+                nodes.append(_Text(part.body))
                 continue
+            body, offset = part.body, part.offset
             keyword = body.split(None, 1)[0] if body else ""
             if keyword in ("end", "else"):
-                return nodes, body
+                return nodes, part
             if keyword in ("if", "with"):
-                nodes.append(self._branch(keyword, body[len(keyword):]))
+                nodes.append(self._branch(keyword, body[len(keyword):], offset + len(keyword)))
             elif keyword == "range":
-                nodes.append(self._range(body[len(keyword):]))
+                nodes.append(self._range(body[len(keyword):], offset + len(keyword)))
             elif keyword in ("template", "define", "block", "break", "continue"):
                 raise TemplateError(f"{self.where}: {{{{{keyword}}}}} is not supported by ClusterWatch's templates")
             else:
-                nodes.append(_Action(self._pipeline(body)))
+                nodes.append(_Action(self._pipeline(body, offset)))
         return nodes, None
 
-    def _branch(self, kind: str, condition: str) -> _Branch:
-        branch = _Branch(kind, self._pipeline(condition))
+    def _branch(self, kind: str, condition: str, offset: int) -> _Branch:
+        branch = _Branch(kind, self._pipeline(condition, offset))
         branch.then, end = self._list()
         if end is None:
             raise TemplateError(f"{self.where}: unexpected EOF, {{{{{kind}}}}} without {{{{end}}}}")
-        if end.startswith("else"):
-            rest = end[4:].strip()
+        if end.body.startswith("else"):
+            after = end.body[4:]
+            rest = after.strip()
             if rest.startswith("if ") or rest.startswith("with "):
                 sub = rest.split(None, 1)[0]
-                branch.otherwise = [self._branch(sub, rest[len(sub):])]
+                at = end.offset + 4 + len(after) - len(after.lstrip()) + len(sub)
+                branch.otherwise = [self._branch(sub, rest[len(sub):], at)]
                 return branch  # the nested branch consumed the shared {{end}}
             branch.otherwise, end = self._list()
-            if end != "end":
-                raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end}}}}}")
-        elif end != "end":
-            raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end}}}}}")
+            if end is None or end.body != "end":
+                raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end.body if end else ''}}}}}")
+        elif end.body != "end":
+            raise TemplateError(f"{self.where}: expected {{{{end}}}}, got {{{{{end.body}}}}}")
         return branch
 
-    def _range(self, rest: str) -> _Range:
+    def _range(self, rest: str, offset: int) -> _Range:
         index_var = element_var = None
         declared = _RANGE_DECLARE.fullmatch(rest)
         if declared:
-            first, second, rest = declared.groups()
+            first, second, _ = declared.groups()
             index_var, element_var = (first, second) if second else (None, first)
-        node = _Range(self._pipeline(rest), index_var, element_var)
+            rest, offset = declared.group(3), offset + declared.start(3)
+        node = _Range(self._pipeline(rest, offset), index_var, element_var)
         node.then, end = self._list()
-        if end is not None and end.strip() == "else":
+        if end is not None and end.body.strip() == "else":
             node.otherwise, end = self._list()
-        if end is None or end.strip() != "end":
-            raise TemplateError(f"{self.where}: expected {{{{end}}}} after {{{{range}}}}, got {end!r}")
+        if end is None or end.body.strip() != "end":
+            raise TemplateError(f"{self.where}: expected {{{{end}}}} after {{{{range}}}}, "
+                                f"got {end.body if end else None!r}")
         return node
 
-    def _pipeline(self, body: str) -> _Pipeline:
-        tokens = _tokens(body, self.where)
+    def _pipeline(self, body: str, offset: int) -> _Pipeline:
+        tokens = _tokens(body, self.where, offset)
         declare = None
         if len(tokens) >= 2 and tokens[0][0] == "variable" and tokens[1][0] in ("declare", "assign"):
             declare = tokens[0][1]
@@ -226,25 +263,32 @@ class _Parser:
         pipeline.declare = declare
         return pipeline
 
-    def _commands(self, tokens: list[tuple[str, str]]) -> tuple[_Pipeline, list]:
+    def _commands(self, tokens: list[tuple[str, str, int]]) -> tuple[_Pipeline, list]:
         commands: list[_Command] = []
         current: list[tuple[str, Any]] = []
+        sources: list[str] = []
+        start = 0
         while tokens:
-            kind, text = tokens[0]
+            kind, text, pos = tokens[0]
             if kind == "rparen":
                 break
             tokens = tokens[1:]
+            if not current and kind != "pipe":
+                start = pos
             if kind == "pipe":
                 if not current:
                     raise TemplateError(f"{self.where}: missing command before |")
-                commands.append(_Command(current))
-                current = []
-            elif kind == "lparen":
+                commands.append(_Command(current, start, " ".join(sources)))
+                current, sources = [], []
+                continue
+            sources.append(text)
+            if kind == "lparen":
                 inner, tokens = self._commands(tokens)
                 if not tokens or tokens[0][0] != "rparen":
                     raise TemplateError(f"{self.where}: unclosed left paren")
                 tokens = tokens[1:]
                 current.append(("pipeline", inner))
+                sources[-1] = f"({inner.source})"
             elif kind in ("string", "raw"):
                 current.append(("literal", _unquote(text) if kind == "string" else text[1:-1]))
             elif kind == "number":
@@ -263,7 +307,7 @@ class _Parser:
             else:
                 raise TemplateError(f"{self.where}: unexpected {text!r} in action")
         if current:
-            commands.append(_Command(current))
+            commands.append(_Command(current, start, " ".join(sources)))
         elif commands:
             raise TemplateError(f"{self.where}: missing command after |")
         if not commands:
@@ -284,8 +328,10 @@ def _field(value: Any, name: str) -> Any:
 
 
 def _compare(name: str) -> Callable[..., bool]:
+    # As Go defines them: le is lt or eq, gt is not le, ge is not lt; so with NaN, gt and ge are true.
     ops = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
-           "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
+           "le": lambda a, b: a < b or a == b, "gt": lambda a, b: not (a < b or a == b),
+           "ge": lambda a, b: not a < b}
 
     def compare(a: Any, *others: Any) -> bool:
         for b in others:
@@ -299,13 +345,41 @@ def _compare(name: str) -> Callable[..., bool]:
     return compare
 
 
+# RE2's words for a pattern it cannot parse, in Go's regexp/syntax words (the rest are the same).
+_GO_REGEXP_ERRORS = {
+    "missing )": "missing closing )", "missing ]": "missing closing ]",
+    "bad repetition operator": "invalid nested repetition operator",
+    "trailing \\": "trailing backslash at end of expression", "invalid repetition size": "invalid repeat count",
+    "invalid named capture group": "invalid named capture",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+}
+
+
 def _regex(pattern: str):  # noqa: ANN202 - re2's pattern type
     """The pattern on RE2, as Go's regexp runs it: a label value (scraped, so anyone's) cannot
-    make a backtracking engine take minutes inside the rule evaluator."""
+    make a backtracking engine take minutes inside the rule evaluator. A pattern that does not
+    parse is a ValueError worded as Go's ``syntax.Error``."""
     try:
         return cached_regex(pattern)
     except ValueError as exc:
-        raise TemplateError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        code, _, fragment = str(exc).partition(": ")
+        raise ValueError(f"error parsing regexp: {_GO_REGEXP_ERRORS.get(code, code)}: `{fragment}`") from None
+
+
+def _must_compile(pattern: str):  # noqa: ANN202 - re2's pattern type
+    """Go's ``regexp.MustCompile`` (``reReplaceAll``), whose panic text/template reports."""
+    try:
+        return _regex(pattern)
+    except ValueError as exc:
+        raise ValueError(f"regexp: Compile({_go_quote(pattern)}): {exc}") from None
+
+
+def _go_quote(text: str) -> str:
+    """regexp's ``quote``: between backquotes where Go's ``strconv.CanBackquote`` allows, else %q."""
+    if "`" in text or "\ufeff" in text or any(c != "\t" and (c < " " or c == "\x7f") for c in text):
+        return gofmt.go_sprintf("%q", text)
+    return f"`{text}`"
 
 
 def _go_expansion(repl: str) -> str:
@@ -333,7 +407,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
                                    (" " if i and not isinstance(args[i - 1], str) else "") + gofmt.go_value(a)
                                    for i, a in enumerate(args)),
     "title": gostrings.go_title, "toUpper": gostrings.go_upper, "toLower": gostrings.go_lower,
-    "reReplaceAll": lambda pattern, repl, text: _regex(pattern).sub(_go_expansion(repl), text),
+    "reReplaceAll": lambda pattern, repl, text: _must_compile(pattern).sub(_go_expansion(repl), text),
     "match": lambda pattern, text: _regex(pattern).search(text) is not None,
     "stripPort": _strip_port,
     "len": gostrings.go_len, "index": lambda item, *keys: _index(item, keys),
@@ -446,6 +520,15 @@ def _call(name: str, args: list, scope: _Scope) -> Any:
 
 
 def _command(command: _Command, scope: _Scope, previous: Any) -> Any:
+    try:
+        return _run_command(command, scope, previous)
+    except TemplateError as exc:
+        if exc.at is None:
+            exc.at = command
+        raise
+
+
+def _run_command(command: _Command, scope: _Scope, previous: Any) -> Any:
     (kind, raw), rest = command.args[0], command.args[1:]
     if kind == "ident":
         args = [_operand(k, r, scope) for k, r in rest]
@@ -458,11 +541,14 @@ def _command(command: _Command, scope: _Scope, previous: Any) -> Any:
 
 
 class Template:
-    """A parsed template; ``render`` runs it with Prometheus's alert-template data."""
+    """A parsed template; ``render`` runs it with Prometheus's alert-template data. With ``name``
+    (``alert_template_name``), a failure while rendering is worded as Prometheus words it: the
+    template's name, the line and column of the failing command, and the command."""
 
-    def __init__(self, text: str, where: str = "template") -> None:
+    def __init__(self, text: str, where: str = "template", name: str | None = None) -> None:
         self.text = text
         self.where = where
+        self.name = name
         self.nodes = _Parser(text, where).parse() if "{{" in text else [_Text(text)]
 
     def render(self, labels: dict[str, str], value: float, external_labels: dict[str, str] | None = None,
@@ -472,13 +558,28 @@ class Template:
         variables = {"$": data, "$labels": data["Labels"], "$value": value,
                      "$externalLabels": data["ExternalLabels"], "$externalURL": external_url}
         out: list[str] = []
-        _exec(self.nodes, _Scope(data, variables, query), out)
+        try:
+            _exec(self.nodes, _Scope(data, variables, query), out)
+        except TemplateError as exc:
+            if self.name is None or exc.at is None:
+                raise
+            raise TemplateError(self._go_error(exc.at, str(exc))) from None
         return "".join(out)
 
+    def _go_error(self, command: _Command, message: str) -> str:
+        """text/template's ``ExecError`` as Prometheus's expander reports it: line and column
+        (in bytes, from the line's start) of the command in the definitions and the template."""
+        before = ALERT_DEFINITIONS + self.text[:command.pos]
+        line = before.count("\n") + 1
+        column = len(before[before.rfind("\n") + 1:].encode())
+        name = self.name
+        return (f"error executing template {name}: template: {name}:{line}:{column}: "
+                f'executing "{name}" at <{command.source}>: {message}')
 
-def render(text: str, labels: dict[str, str], value: float, **kwargs: Any) -> str:
+
+def render(text: str, labels: dict[str, str], value: float, name: str | None = None, **kwargs: Any) -> str:
     """Render ``text``; a failure renders as Prometheus does: ``<error expanding template: ...>``."""
     try:
-        return Template(text).render(labels, value, **kwargs)
+        return Template(text, name=name).render(labels, value, **kwargs)
     except (TemplateError, gofmt.TemplateFuncError) as exc:
         return f"<error expanding template: {exc}>"

@@ -77,5 +77,14 @@ def test_template_regexes_use_go_syntax_and_expansion() -> None:
     labels = {"instance": "gpu-001:9400", "path": "a.b"}
     assert render('{{ reReplaceAll "(.*):(\\\\d+)" "${1} port $2" $labels.instance }}', labels, 0) == "gpu-001 port 9400"
     assert render('{{ reReplaceAll "\\\\." "_" $labels.path }}', labels, 0) == "a_b"
-    with pytest.raises(TemplateError, match="invalid perl operator|missing argument|look"):
+    with pytest.raises(TemplateError, match=r"^error calling match: error parsing regexp: invalid or unsupported Perl "
+                                            r"syntax: `\(\?=`$"):  # Go's words: RE2 has no lookahead either
         Template('{{ match "(?=x)" $labels.path }}').render(labels, 0)
+
+
+def test_comparisons_with_nan_answer_as_gos() -> None:
+    """Go's text/template defines ``le`` as ``lt or eq``, ``gt`` as ``not le`` and ``ge`` as ``not
+    lt``: with NaN, ``gt`` and ``ge`` are true (found against promtool: ``{{ if gt $value 0.5 }}``
+    on a NaN value took the other branch here)."""
+    for name, expected in (("gt", "yes"), ("ge", "yes"), ("lt", "no"), ("le", "no"), ("eq", "no"), ("ne", "yes")):
+        assert render(f"{{{{ if {name} $value 0.5 }}}}yes{{{{ else }}}}no{{{{ end }}}}", {}, float("nan")) == expected, name
