@@ -173,20 +173,23 @@ def _timestamp(ev: "Evaluator", args: list, grid: Grid) -> Vector:
 
 
 def _absent_labels(expr: pp.Expr) -> dict[str, str]:
-    """Labels absent() reports: the selector's equality matchers, minus names matched twice."""
+    """Labels absent() reports, as Prometheus's ``createLabelsForAbsentFunction`` builds them: the
+    selector's equality matchers, less every name another matcher also names (a second equality
+    or any other kind); an empty value is no label."""
     if isinstance(expr, pp.MatrixSelector):
         expr = expr.vector_selector
     if not isinstance(expr, pp.VectorSelector):
         return {}
     labels: dict[str, str] = {}
-    repeated: set[str] = set()
+    dropped: set[str] = set()
     for m in expr.matchers.matchers:
-        if m.name == "__name__" or m.op != pp.MatchOp.Equal:
+        if m.name == "__name__":
             continue
-        if m.name in labels:
-            repeated.add(m.name)
-        labels[m.name] = m.value
-    return {k: v for k, v in labels.items() if k not in repeated}
+        if m.op == pp.MatchOp.Equal and m.name not in labels:
+            labels[m.name] = m.value
+        else:
+            dropped.add(m.name)
+    return {k: v for k, v in labels.items() if v and k not in dropped}
 
 
 def _absent(ev: "Evaluator", args: list, grid: Grid) -> Vector:

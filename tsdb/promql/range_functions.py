@@ -57,13 +57,29 @@ def _instant(is_rate: bool) -> Window:
     return fn
 
 
+def kahan_sum(values: list[float]) -> float:
+    """Prometheus's ``kahanSum``: in order, with Neumaier's running correction (``kahanSumInc``)."""
+    total = compensation = 0.0
+    for value in values:
+        new_total = total + value
+        if abs(total) >= abs(value):
+            compensation += (total - new_total) + value
+        else:
+            compensation += (value - new_total) + total
+        total = new_total
+    return total + compensation
+
+
 def linear_regression(ts: np.ndarray, vs: np.ndarray, intercept_ms: int) -> tuple[float, float]:
+    """Prometheus's least squares, summed as it sums (``kahan_sum``: compensated, in sample
+    order), so that ``deriv`` and ``predict_linear`` agree with it to the bit: a difference in the
+    last bit of a large prediction is a visible one after ``%`` or a subtraction."""
     if np.all(vs == vs[0]):
         return (math.nan, math.nan) if math.isinf(vs[0]) else (0.0, float(vs[0]))
     n = float(len(vs))
     x = (ts - intercept_ms) / 1e3
-    sum_x, sum_y = float(x.sum()), float(vs.sum())
-    sum_xy, sum_x2 = float((x * vs).sum()), float((x * x).sum())
+    sum_x, sum_y = kahan_sum(x.tolist()), kahan_sum(vs.tolist())
+    sum_xy, sum_x2 = kahan_sum((x * vs).tolist()), kahan_sum((x * x).tolist())
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
     with np.errstate(all="ignore"):
