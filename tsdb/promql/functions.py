@@ -173,23 +173,26 @@ def _timestamp(ev: "Evaluator", args: list, grid: Grid) -> Vector:
 
 
 def _absent_labels(expr: pp.Expr) -> dict[str, str]:
-    """Labels absent() reports, as Prometheus's ``createLabelsForAbsentFunction`` builds them: the
-    selector's equality matchers, less every name another matcher also names (a second equality
-    or any other kind); an empty value is no label."""
+    """Labels absent() reports, built as Prometheus's ``createLabelsForAbsentFunction`` builds
+    them, matcher by matcher in order: the first equality on a name sets it (an empty value is no
+    label), and any later matcher on a name already set, or any other kind of matcher, removes
+    it; so ``{a="1",a=~"1"}`` reports no ``a``, and ``{a!~"",a="1"}`` reports ``a="1"``."""
     if isinstance(expr, pp.MatrixSelector):
         expr = expr.vector_selector
     if not isinstance(expr, pp.VectorSelector):
         return {}
     labels: dict[str, str] = {}
-    dropped: set[str] = set()
+    set_once: set[str] = set()
     for m in expr.matchers.matchers:
         if m.name == "__name__":
             continue
-        if m.op == pp.MatchOp.Equal and m.name not in labels:
-            labels[m.name] = m.value
-        else:
-            dropped.add(m.name)
-    return {k: v for k, v in labels.items() if v and k not in dropped}
+        if m.op == pp.MatchOp.Equal and m.name not in set_once:
+            set_once.add(m.name)
+            if m.value:
+                labels[m.name] = m.value
+                continue
+        labels.pop(m.name, None)
+    return labels
 
 
 def _absent(ev: "Evaluator", args: list, grid: Grid) -> Vector:
