@@ -147,9 +147,11 @@ def _set_operation(op: str, lhs: Vector, rhs: Vector, on: bool, names: list[str]
         times = None
         if l_times is not None and r_times is not None:
             times = np.concatenate([l_times, r_times[extra]])
-        return Vector.of_columns(l_labels + [r_labels[i] for i in extra.tolist()],
-                                 np.concatenate([l_values, r_values[extra]]),
-                                 np.concatenate([l_present, mask[extra]]), times)
+        # A right-hand series whose labels equal a left-hand one's (it fills the steps where the
+        # left one is absent) is one series of the result, as in Prometheus's range results.
+        return merge_same_rows(Vector.of_columns(l_labels + [r_labels[i] for i in extra.tolist()],
+                                                 np.concatenate([l_values, r_values[extra]]),
+                                                 np.concatenate([l_present, mask[extra]]), times), steps)
     index, presence = _presence_by_signature(r_labels, r_present, on, names)
     other = _other_presence(l_labels, on, names, index, presence)
     mask = l_present & (other if op == "and" else ~other)
