@@ -7,7 +7,9 @@ pipelines (``a | f b``) of variables (``$labels.instance``, ``$value``, ``$exter
 ``else``/``end``, ``with`` and ``range`` (over a query's result or a list; ``$i, $x :=`` and
 ``{{else}}`` as in Go: fabric alerts list the nodes and jobs behind a link); functions: Prometheus's ``humanize``, ``humanize1024``,
 ``humanizePercentage``, ``humanizeDuration``, ``humanizeTimestamp``, ``title``, ``toUpper``,
-``toLower``, ``reReplaceAll``, ``match``, ``stripPort``, ``query``/``first``/``value``/``label``/``sortByLabel``
+``toLower``, ``reReplaceAll``, ``match``, ``stripPort``, ``stripDomain``, ``toTime``, ``parseDuration``,
+``safeHtml``, ``args``, ``graphLink``, ``tableLink``, ``externalURL``, ``pathPrefix``,
+``query``/``first``/``value``/``label``/``strvalue``/``sortByLabel`` (all of Prometheus 2.42's)
 and Go's ``printf``, ``print``, ``len``, ``index``, ``not``, ``and``, ``or``, ``eq``, ``ne``,
 ``lt``, ``le``, ``gt``, ``ge``. Missing map keys read as "" (Prometheus sets missingkey=zero).
 Anything else is refused when the template is parsed, so a rule file using it fails ``check``
@@ -20,7 +22,10 @@ renderings and failures to promtool 2.42.
 """
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -392,6 +397,75 @@ def _strip_port(host: str) -> str:
     return (match.group(1) or match.group(2)) if match else host
 
 
+# prometheus/common model.ParseDuration: units in this order, each at most once; "0" alone is 0.
+_GO_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
+_GO_DURATION_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def _parse_duration(text: str) -> float:
+    """Prometheus's ``parseDuration``: seconds in a duration string as PromQL spells them."""
+    match = _GO_DURATION.fullmatch(text) if text else None
+    if text == "0":
+        return 0.0
+    if match is None or not text:
+        raise ValueError(f"not a valid duration string: {gofmt.go_sprintf('%q', text)}")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _GO_DURATION_UNITS) if n)
+
+
+def _split_host_port(address: str) -> tuple[str, str] | None:
+    """Go's ``net.SplitHostPort``; None where it fails (no port, too many colons, bad brackets)."""
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0 or not address[end + 1:].startswith(":"):
+            return None
+        host, port = address[1:end], address[end + 2:]
+    else:
+        host, colon, port = address.rpartition(":")
+        if not colon or ":" in host:
+            return None
+    if any(c in host + port for c in "[]"):
+        return None
+    return host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return "%" not in host  # Go's ParseIP takes no IPv6 zone
+
+
+def _strip_domain(address: str) -> str:
+    """Prometheus's ``stripDomain``: the host's first label, port kept; an IP address as it is."""
+    split = _split_host_port(address)
+    host, port = split if split else (address, "")
+    if _is_ip(host):
+        return address
+    host = host.split(".")[0]
+    if not port:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _to_time(value: Any) -> str:
+    """Prometheus's ``toTime``: the time printed as Go prints it; NaN and infinities are errors."""
+    if math.isnan(number := gofmt.to_float(value)) or math.isinf(number):
+        raise ValueError("value is NaN or Inf")
+    return gofmt.humanize_timestamp(number)
+
+
+def _safe_html(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"wrong type for value; expected string; got {gofmt.go_sprintf('%T', text)}")
+    return text
+
+
+def _expression_link(tab: int) -> Callable[[str], str]:
+    """``graphLink``/``tableLink``: the Prometheus UI's link to an expression (strutil)."""
+    return lambda expression: f"/graph?g0.expr={urllib.parse.quote_plus(expression)}&g0.tab={tab}"
+
+
 def _first(samples: list) -> Any:
     if not samples:
         raise TemplateError("first() called on vector with no elements")
@@ -420,6 +494,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "value": lambda sample: sample["Value"],
     "label": lambda name, sample: sample["Labels"].get(name, ""),
     "sortByLabel": lambda name, samples: sorted(samples, key=lambda sample: sample["Labels"].get(name, "")),
+    "strvalue": lambda sample: sample["Labels"].get("__value__", ""),
+    "stripDomain": _strip_domain, "toTime": _to_time, "parseDuration": _parse_duration,
+    "safeHtml": _safe_html, "graphLink": _expression_link(0), "tableLink": _expression_link(1),
+    "args": lambda *values: {f"arg{i}": value for i, value in enumerate(values)},
+    "externalURL": None, "pathPrefix": None,  # bound per rendering, as query is
 }
 
 
@@ -511,6 +590,9 @@ def _call(name: str, args: list, scope: _Scope) -> Any:
         if scope.query is None:
             raise TemplateError("query is not available in this template")
         return scope.query(*args)
+    if name in ("externalURL", "pathPrefix"):
+        url = scope.variables["$externalURL"]
+        return url if name == "externalURL" else urllib.parse.urlsplit(url).path
     try:
         return FUNCTIONS[name](*args)
     except TemplateError:

@@ -88,3 +88,16 @@ def test_comparisons_with_nan_answer_as_gos() -> None:
     on a NaN value took the other branch here)."""
     for name, expected in (("gt", "yes"), ("ge", "yes"), ("lt", "no"), ("le", "no"), ("eq", "no"), ("ne", "yes")):
         assert render(f"{{{{ if {name} $value 0.5 }}}}yes{{{{ else }}}}no{{{{ end }}}}", {}, float("nan")) == expected, name
+
+
+def test_every_function_of_prometheus_2_42_is_known() -> None:
+    """A rule file written for Prometheus may use any of its template functions; one we did not
+    know failed ``rules check`` and the whole file with it. Those promtool cannot show without
+    more setup: the external URL and its path, and a sample's ``__value__``."""
+    url = "http://prom.example:9090/prom/"
+    assert render("{{ externalURL }} {{ pathPrefix }}", {}, 0, external_url=url) == f"{url} /prom/"
+    assert render('{{ with query "q" }}[{{ . | first | strvalue }}]{{ end }}', {}, 0,
+                  query=lambda q: [{"Labels": {"__value__": "v1"}, "Value": 1.0}]) == "[v1]"
+    for name in ("safeHtml", "args", "strvalue", "graphLink", "tableLink", "pathPrefix", "externalURL",
+                 "parseDuration", "toTime", "stripDomain"):
+        Template(f"{{{{ if false }}}}{{{{ {name} }}}}{{{{ end }}}}")  # parses: the function exists

@@ -3,7 +3,8 @@ rules whose expected annotations are what our renderer writes, and ``promtool te
 them with Prometheus's own template engine. The templates cover the value's printing, the humanize
 family, printf's verbs, flags, widths and precisions, the string functions, conditionals and
 ``print``; the values include 0, NaN, infinities, the smallest subnormal and the largest float;
-the label values include quotes, backslashes, IPv6 hosts and non-ASCII text. It found printf verbs
+the label values include quotes, backslashes, IPv6 hosts and non-ASCII text; and the functions
+``stripDomain``, ``toTime``, ``parseDuration``, ``safeHtml``, ``args``, ``graphLink``, ``tableLink``. It found printf verbs
 we did not know (%t %T %c %U %o %b, %x of a float), ``title`` after an apostrophe or a symbol, and
 ``humanizeTimestamp`` of a negative fraction of a second. Cases whose rendering fails are compared
 too: Prometheus's text names the template, the failing command and its line and column (counted
@@ -53,6 +54,11 @@ TEMPLATES = [
     '{{ if gt $value 1e11 }}{{ humanizeTimestamp $value }}{{ end }}', '{{ match "(" $labels.instance }}',
     '{{ reReplaceAll "a**" "x" $labels.instance }}', '{{ reReplaceAll `x{2,1}` "y" $labels.instance }}',
     '{{ match "[z-a]" $labels.instance }}{{ match "(?i" "x" }}', '{{ humanizeTimestamp "abc" }}',
+    # The rest of Prometheus 2.42's functions.
+    "{{ $labels.instance | stripDomain }}", "{{ toTime $value }}", '{{ parseDuration "1h30m" }}',
+    '{{ parseDuration "1y2w3d4h5m6s7ms" }}|{{ parseDuration "0" }}', '{{ parseDuration "5m1h" }}',
+    "{{ safeHtml $labels.instance }}", '{{ with args 1 "x" $value }}{{ .arg0 }}-{{ .arg1 }}-{{ .arg2 }}{{ end }}',
+    '{{ graphLink "rate(x[5m]) > 0" }}|{{ tableLink $labels.instance }}',
 ]
 
 
