@@ -404,10 +404,10 @@ _GO_DURATION_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
 
 def _parse_duration(text: str) -> float:
     """Prometheus's ``parseDuration``: seconds in a duration string as PromQL spells them."""
-    match = _GO_DURATION.fullmatch(text) if text else None
     if text == "0":
         return 0.0
-    if match is None or not text:
+    match = _GO_DURATION.fullmatch(text) if text else None
+    if match is None:
         raise ValueError(f"not a valid duration string: {gofmt.go_sprintf('%q', text)}")
     return sum(int(n) * unit for n, unit in zip(match.groups(), _GO_DURATION_UNITS) if n)
 
@@ -450,7 +450,8 @@ def _strip_domain(address: str) -> str:
 
 def _to_time(value: Any) -> str:
     """Prometheus's ``toTime``: the time printed as Go prints it; NaN and infinities are errors."""
-    if math.isnan(number := gofmt.to_float(value)) or math.isinf(number):
+    number = gofmt.to_float(value)
+    if not math.isfinite(number):
         raise ValueError("value is NaN or Inf")
     return gofmt.humanize_timestamp(number)
 
