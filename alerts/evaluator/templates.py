@@ -392,9 +392,6 @@ def _go_expansion(repl: str) -> str:
     return re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl.replace("\\", "\\\\"))
 
 
-def _strip_port(host: str) -> str:
-    match = re.fullmatch(r"\[([^\]]+)\](?::\d*)?|([^:]*)(?::\d*)?", host)
-    return (match.group(1) or match.group(2)) if match else host
 
 
 # prometheus/common model.ParseDuration: units in this order, each at most once; "0" alone is 0.
@@ -426,6 +423,12 @@ def _split_host_port(address: str) -> tuple[str, str] | None:
     if any(c in host + port for c in "[]"):
         return None
     return host, port
+
+
+def _strip_port(address: str) -> str:
+    """Prometheus's ``stripPort``: the host, where the address splits into host and port."""
+    split = _split_host_port(address)
+    return split[0] if split else address
 
 
 def _is_ip(host: str) -> bool:

@@ -101,3 +101,16 @@ def test_every_function_of_prometheus_2_42_is_known() -> None:
     for name in ("safeHtml", "args", "strvalue", "graphLink", "tableLink", "pathPrefix", "externalURL",
                  "parseDuration", "toTime", "stripDomain"):
         Template(f"{{{{ if false }}}}{{{{ {name} }}}}{{{{ end }}}}")  # parses: the function exists
+
+
+@pytest.mark.parametrize("address, port_stripped, domain_stripped", [
+    # promtool 2.42's answers: both functions split as Go's net.SplitHostPort does.
+    ("[::1]", "[::1]", "[::1]"), ("host:abc", "host", "host:abc"), ("a:b:c", "a:b:c", "a:b:c"),
+    ("host:", "host", "host"), ("[::1]:", "::1", "[::1]:"), ("10.0.0.1:80", "10.0.0.1", "10.0.0.1:80"),
+    ("h[x]:1", "h[x]:1", "h[x]:1"), ("gpu-001.cluster:9400", "gpu-001.cluster", "gpu-001:9400"),
+])
+def test_strip_port_and_strip_domain_split_host_and_port_as_go(address, port_stripped, domain_stripped) -> None:
+    """stripPort kept "[::1]" unbracketed and "host:abc" whole, where Prometheus answers "[::1]"
+    (no port: not split) and "host": one split for both functions now."""
+    assert render(f'{{{{ stripPort "{address}" }}}}|{{{{ stripDomain "{address}" }}}}', {}, 0) == \
+        f"{port_stripped}|{domain_stripped}"
