@@ -39,7 +39,6 @@ scrape never reads half a file.
 """
 from __future__ import annotations
 
-import functools
 import os
 import pwd
 import stat
@@ -108,12 +107,20 @@ def writer_of(uid: int) -> str | None:
     return _user_name(uid)
 
 
-@functools.lru_cache(maxsize=1024)
+_USER_NAMES: dict[int, str] = {}  # uid -> name, only names found: a failed lookup is tried again
+MAX_USER_NAMES = 1024
+
+
 def _user_name(uid: int) -> str:
+    if (name := _USER_NAMES.get(uid)) is not None:
+        return name
     try:
-        return pwd.getpwuid(uid).pw_name
+        name = pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+    if len(_USER_NAMES) < MAX_USER_NAMES:
+        _USER_NAMES[uid] = name
+    return name
 
 
 def stamp_writer(families: list[Metric], uid: int) -> None:

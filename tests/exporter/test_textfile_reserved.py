@@ -133,3 +133,24 @@ def test_a_mark_given_to_another_user_is_stamped_again(tmp_path: Path) -> None:
         exporter.close()
     assert first == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="7"} 1733400000.0']
     assert second == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="7",writer="4242"} 1733400000.0']
+
+
+def test_a_user_name_the_node_could_not_resolve_once_is_resolved_later(monkeypatch) -> None:
+    """With the user database briefly unreachable (LDAP down) a writer reads as its uid, which
+    Slurm's user name never equals: that user's marks are not believed. That must last only while
+    the lookup fails, not for the exporter's life."""
+    from exporter.collectors import node_textfile
+
+    answers = iter([KeyError(4243), pwd.struct_passwd(("alice", "x", 4243, 4243, "", "/", "/bin/sh"))])
+
+    def getpwuid(uid: int):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(node_textfile.pwd, "getpwuid", getpwuid)
+    monkeypatch.setattr(node_textfile, "_USER_NAMES", {})  # this test's names stay in this test
+    assert node_textfile.writer_of(4243) == "4243"
+    assert node_textfile.writer_of(4243) == "alice"
+    assert node_textfile.writer_of(4243) == "alice"  # kept once known: no lookup per file
