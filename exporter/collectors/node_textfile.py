@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import queue
 import stat
+import threading
 import time
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,34 +101,66 @@ def split_reserved(families: list[Metric], declared: frozenset[str]) -> tuple[li
     return kept, refused
 
 
+class UserNames:
+    """uid -> user name, looked up off the collection: the user database (NSS: LDAP, SSSD) can hang,
+    and the node's page must not wait for it. A uid not yet resolved reads as its number, which no
+    Slurm user name equals (its marks are not believed yet); the name is looked up on a thread of
+    its own and used from the next collection on. A failed lookup is not remembered: asked again."""
+
+    def __init__(self, lookup: Callable[[int], str] = lambda uid: pwd.getpwuid(uid).pw_name,
+                 limit: int = 1024) -> None:
+        self._lookup = lookup
+        self._limit = limit
+        self._names: dict[int, str] = {}
+        self._pending: set[int] = set()
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def name(self, uid: int) -> str:
+        name = self._names.get(uid)
+        if name is None:
+            self._ask(uid)
+            return str(uid)
+        return name
+
+    def _ask(self, uid: int) -> None:
+        with self._lock:
+            if uid in self._pending or len(self._pending) >= self._limit:
+                return
+            self._pending.add(uid)
+            self._queue.put(uid)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._resolve, name="textfile-user-names", daemon=True)
+                self._thread.start()
+
+    def _resolve(self) -> None:
+        while True:
+            uid = self._queue.get()
+            try:
+                name: str | None = self._lookup(uid)
+            except Exception:  # noqa: BLE001 - KeyError (no such user) or the database failing: ask again later
+                name = None
+            with self._lock:
+                self._pending.discard(uid)
+                if name and len(self._names) < self._limit:
+                    self._names[uid] = name
+
+
+USER_NAMES = UserNames()
+
+
 def writer_of(uid: int) -> str | None:
     """The ``writer`` a file of ``uid`` gives its job samples: None for root and the exporter's own
-    user (they speak for any job), else the user's name, or the uid where the node has no name."""
+    user (they speak for any job), else the user's name (``USER_NAMES``; its uid until resolved)."""
     if uid in (0, os.geteuid()):
         return None
-    return _user_name(uid)
+    return USER_NAMES.name(uid)
 
 
-_USER_NAMES: dict[int, str] = {}  # uid -> name, only names found: a failed lookup is tried again
-MAX_USER_NAMES = 1024
-
-
-def _user_name(uid: int) -> str:
-    if (name := _USER_NAMES.get(uid)) is not None:
-        return name
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-    if len(_USER_NAMES) < MAX_USER_NAMES:
-        _USER_NAMES[uid] = name
-    return name
-
-
-def stamp_writer(families: list[Metric], uid: int) -> None:
-    """Stamps each sample of what a job says of itself (cwkernel/jobmarks.py) with the file's owner,
+def stamp_writer(families: Iterable[Metric], writer: str | None) -> None:
+    """Stamps each sample of what a job says of itself (cwkernel/jobmarks.py) with ``writer``,
     replacing any writer the file claims."""
-    writer = writer_of(uid)
     for family in families:
         if not family.name.startswith(JOBS_OWN_PREFIX):
             continue
@@ -148,9 +182,10 @@ class _Parsed:
     version: tuple[int, int, int, int]
     mtime: float
     read_at: float  # wall time of the read: a file modified within RACY_S of it may have changed unseen
-    families: tuple[Metric, ...]  # never changed once parsed: merging copies them
+    families: tuple[Metric, ...]  # changed only to re-stamp their writer: merging copies them
     samples: int
     refused: tuple[str, ...]  # families left out: they go by ClusterWatch's own names
+    writer: str | None = None  # what its job samples are stamped with (``writer_of`` its owner)
 
 
 TABLE = metric_table(
@@ -267,6 +302,9 @@ class TextfileCollector(Collector):
         info = os.stat(path)
         if known is not None and known.version == _version(info) and stat.S_ISREG(info.st_mode) \
                 and info.st_mtime < known.read_at - RACY_S:
+            if (writer := writer_of(info.st_uid)) != known.writer:  # the owner's name was found since
+                stamp_writer(known.families, writer)
+                known = replace(known, writer=writer)
             return known, 0
         if stat.S_ISREG(info.st_mode) and info.st_size > budget:
             raise ValueError(f"changed, and the textfiles changed since the last collection are past "
@@ -275,9 +313,10 @@ class TextfileCollector(Collector):
         info, data = read_regular_file(path, MAX_FILE_BYTES)
         text = utf8(data)
         families, refused = split_reserved(parse_prom(text), self._declared)
-        stamp_writer(families, info.st_uid)
+        writer = writer_of(info.st_uid)
+        stamp_writer(families, writer)
         return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
-                       sum(len(f.samples) for f in families), tuple(refused)), len(text)
+                       sum(len(f.samples) for f in families), tuple(refused), writer), len(text)
 
 
 def _fill_labels(family: Metric) -> None:

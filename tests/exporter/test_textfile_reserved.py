@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.build import create_exporter
 from exporter.collector import default_collectors
 from exporter.config import ExporterConfig
+from tests.realcomponents import until
 
 FORGED = """\
 # TYPE gpu_xid_errors_total counter
@@ -107,7 +109,14 @@ def test_a_jobs_mark_says_which_user_wrote_it_unless_root_or_the_exporter_did(tm
     write_as(tmp_path / "clusterwatch_job_checkpoint_2.prom", mark % "2", 4242)  # no such user here
     write_as(tmp_path / "clusterwatch_job_checkpoint_3.prom", mark % "3", os.geteuid())
     write_as(tmp_path / "site.prom", '# TYPE site_rack_info gauge\nsite_rack_info{rack="r1"} 1\n', 4242)
-    page = node_page(tmp_path)
+    exporter = create_exporter(ExporterConfig(backend="fake", textfile_dir=str(tmp_path),
+                                              collectors=default_collectors()))
+    try:
+        # Names are looked up off the collection (UserNames): the uid until nobody's is found.
+        page = until(lambda: (text := exporter.collect_once().text.decode()) and 'writer="nobody"' in text and text,
+                     30, "the name of the file's owner")
+    finally:
+        exporter.close()
     assert sorted(samples(page, "clusterwatch_job_checkpoint_timestamp_seconds")) == [
         'clusterwatch_job_checkpoint_timestamp_seconds{job_id="1",writer="nobody"} 1733400000.0',
         'clusterwatch_job_checkpoint_timestamp_seconds{job_id="2",writer="4242"} 1733400000.0',
@@ -135,22 +144,52 @@ def test_a_mark_given_to_another_user_is_stamped_again(tmp_path: Path) -> None:
     assert second == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="7",writer="4242"} 1733400000.0']
 
 
-def test_a_user_name_the_node_could_not_resolve_once_is_resolved_later(monkeypatch) -> None:
-    """With the user database briefly unreachable (LDAP down) a writer reads as its uid, which
-    Slurm's user name never equals: that user's marks are not believed. That must last only while
-    the lookup fails, not for the exporter's life."""
+def test_a_hanging_user_database_holds_up_no_collection(tmp_path: Path, monkeypatch) -> None:
+    """The owner's name comes from the user database (NSS: LDAP, SSSD), which can hang. Looked up
+    on the collection, it held up the node's whole page; now the collection goes on with the uid as
+    writer (not believed as anyone's job) and the name is used once found, the file unchanged."""
     from exporter.collectors import node_textfile
 
-    answers = iter([KeyError(4243), pwd.struct_passwd(("alice", "x", 4243, 4243, "", "/", "/bin/sh"))])
+    answer = threading.Event()
 
-    def getpwuid(uid: int):
+    def hanging_lookup(uid: int) -> str:
+        answer.wait()
+        return "alice"
+
+    monkeypatch.setattr(node_textfile, "USER_NAMES", node_textfile.UserNames(hanging_lookup))
+    write_as(tmp_path / "clusterwatch_job_checkpoint_5.prom",
+             '# TYPE clusterwatch_job_checkpoint_timestamp_seconds gauge\n'
+             'clusterwatch_job_checkpoint_timestamp_seconds{job_id="5"} 1733400000\n', 4243)
+    os.utime(tmp_path / "clusterwatch_job_checkpoint_5.prom", (1_700_000_000, 1_700_000_000))  # not racy
+    exporter = create_exporter(ExporterConfig(backend="fake", textfile_dir=str(tmp_path),
+                                              collectors=default_collectors()))
+    try:
+        def marks() -> list[str]:
+            return samples(exporter.collect_once().text.decode(), "clusterwatch_job_checkpoint_timestamp_seconds")
+
+        assert marks() == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="5",writer="4243"} 1733400000.0']
+        answer.set()
+        until(lambda: marks() == ['clusterwatch_job_checkpoint_timestamp_seconds{job_id="5",writer="alice"} '
+                                  '1733400000.0'], 30, "the name found")
+    finally:
+        answer.set()
+        exporter.close()
+
+
+def test_a_name_that_could_not_be_found_is_asked_for_again() -> None:
+    """With the user database briefly unreachable a writer reads as its uid, which Slurm's user
+    name never equals: that user's marks are not believed. That lasts only while the lookup fails,
+    not for the exporter's life."""
+    from exporter.collectors.node_textfile import UserNames
+
+    answers = iter([KeyError(4243), "alice"])
+
+    def flaky_lookup(uid: int) -> str:
         answer = next(answers)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    monkeypatch.setattr(node_textfile.pwd, "getpwuid", getpwuid)
-    monkeypatch.setattr(node_textfile, "_USER_NAMES", {})  # this test's names stay in this test
-    assert node_textfile.writer_of(4243) == "4243"
-    assert node_textfile.writer_of(4243) == "alice"
-    assert node_textfile.writer_of(4243) == "alice"  # kept once known: no lookup per file
+    names = UserNames(flaky_lookup)
+    assert names.name(4243) == "4243"
+    assert until(lambda: names.name(4243) == "alice", 30, "the second lookup's name")
