@@ -25,7 +25,7 @@ from remediation.engine import RemediationEngine
 from remediation.steps import CHECKPOINT_CLOCK_SLACK
 from remediation.store import RemediationStore
 from scheduler import build_scheduler
-from scheduler.checkpoint import textfile_name
+from scheduler.checkpoint import CHECKPOINT_METRIC, textfile_name
 from tests.alerts.remediation_helpers import alert
 from tests.realcomponents import until
 from tests.scheduler.slurm_cluster import ToolSpy, started_slurm
@@ -185,7 +185,12 @@ def test_a_users_job_is_believed_by_its_own_mark_and_not_by_another_users(slurm,
         _past_the_start_mark(own_mark)
         assert own_mark.stat().st_uid == owner.pw_uid
         [gpu] = running.gpu_indices["localhost"]
-        engine = _engine(adapter, ScrapedTextfiles(textfiles, adapter))
+        scraped = ScrapedTextfiles(textfiles, adapter)
+        # As on a node whose exporter has run since the job began: the owner's name is looked up
+        # beside the collection, and the mark reads as the uid's until then.
+        until(lambda: scraped.instant(f'{CHECKPOINT_METRIC}{{writer="{owner.pw_name}"}}').series, 30,
+              "the exporter to name the mark's writer")
+        engine = _engine(adapter, scraped)
         engine.receive([alert(node="localhost", gpu=str(gpu))])
         assert engine.store.case(1).current_step == "checkpoint"
 
