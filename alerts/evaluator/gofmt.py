@@ -13,8 +13,9 @@ import math
 import re
 import struct
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
+
+from cwkernel.gotext import go_quote, go_shortest, special_float
 
 __all__ = ["go_value", "go_sprintf", "humanize", "humanize1024", "humanize_percentage",
            "humanize_duration", "humanize_timestamp", "to_float", "TemplateFuncError"]
@@ -22,47 +23,6 @@ __all__ = ["go_value", "go_sprintf", "humanize", "humanize1024", "humanize_perce
 
 class TemplateFuncError(ValueError):
     """A template function was called with an argument it cannot use (Go's conversion error)."""
-
-
-def _shortest_digits(value: float) -> tuple[str, int]:
-    """Shortest round-trip decimal digits of ``abs(value)`` and the exponent of the first digit."""
-    sign, digits, exponent = Decimal(repr(abs(value))).as_tuple()
-    text = "".join(map(str, digits)).rstrip("0") or "0"
-    return text, len(digits) + exponent - 1
-
-
-def _special(value: float) -> str | None:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return None
-
-
-def _sci(sign: str, digits: str, exp: int) -> str:
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-
-
-def _fixed(sign: str, digits: str, exp: int) -> str:
-    if exp < 0:
-        return f"{sign}0.{'0' * (-exp - 1)}{digits}"
-    whole, frac = digits[:exp + 1].ljust(exp + 1, "0"), digits[exp + 1:]
-    return f"{sign}{whole}{'.' + frac if frac else ''}"
-
-
-def go_shortest(value: float, eprec: int = 6) -> str:
-    """strconv.FormatFloat(value, 'g', -1, 64): the shortest digits, %e when exp < -4 or >= eprec."""
-    special = _special(value)
-    if special:
-        return special
-    if value == 0:
-        return "-0" if math.copysign(1, value) < 0 else "0"
-    sign = "-" if value < 0 else ""
-    digits, exp = _shortest_digits(value)
-    if exp < -4 or exp >= eprec:
-        return _sci(sign, digits, exp)
-    return _fixed(sign, digits, exp)
 
 
 def go_value(value: Any) -> str:
@@ -110,7 +70,7 @@ def _pad(text: str, flags: str, width: int | None) -> str:
 
 
 def _format_float(value: float, verb: str, flags: str, precision: int | None) -> str:
-    special = _special(value)
+    special = special_float(value)
     if special:
         return "+NaN" if special == "NaN" and "+" in flags else special
     if verb in "xX":
@@ -171,7 +131,7 @@ def _format_one(verb: str, flags: str, width: int | None, precision: int | None,
     elif verb == "q":
         if not isinstance(arg, str):
             return f"%!q({_go_type(arg)}={go_value(arg)})"
-        text = '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        text = go_quote(arg)
     elif verb == "t":
         if not isinstance(arg, bool):
             return f"%!t({_go_type(arg)}={go_value(arg)})"
@@ -232,7 +192,7 @@ def to_float(value: Any) -> float:
 
 def _g4(value: float) -> str:
     """Go's %.4g."""
-    special = _special(value)
+    special = special_float(value)
     return special if special else f"{value:.4g}"
 
 

@@ -30,7 +30,9 @@ VALUES = ["0", "1", "-1", "0.5", "1234567", "0.00001234", "1e21", "123456789012"
           "34560000", "-3600", "1700000000", "0.999999", "-0.0001", "100", "1024", "1048576", "12.345678", "5e-324",
           "1.7976931348623157e308", "-1700000000.5", "0.1"]
 INSTANCES = ["gpu-001:9400", "node-a", "[::1]:9400", "été", 'a"b', "x y", "GPU-0a", "10.0.0.1", "a\\b", "ünïcode-😀",
-             "don't-stop", "ǆemal", "ﬁle ßig", "a.b-c_d", "", "[::1]", "host:abc", "a.b.c:", "h[x]:1"]
+             "don't-stop", "ǆemal", "ﬁle ßig", "a.b-c_d", "", "[::1]", "host:abc", "a.b.c:", "h[x]:1",
+             # Go's %q escapes what is not printable: a tab, a bell, DEL, a no-break space.
+             "tab\there", "bell\x07", "del\x7f", "no\u00a0break"]
 TEMPLATES = [
     "{{ $value }}", "{{ $value | humanize }}", "{{ $value | humanize1024 }}", "{{ $value | humanizeDuration }}",
     "{{ $value | humanizePercentage }}", "{{ $value | humanizeTimestamp }}", '{{ printf "%.2f" $value }}',
