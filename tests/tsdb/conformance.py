@@ -24,6 +24,14 @@ REL_TOL = 1e-9
 ABS_TOL = 1e-12
 
 
+CORPUS = Path(__file__).with_name("conformance_queries.txt")
+
+
+def corpus() -> list[str]:
+    """The conformance corpus's queries, one per line, comments left out."""
+    return [line.strip() for line in CORPUS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
 def values_equal(a: float, b: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)

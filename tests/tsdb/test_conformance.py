@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tsdb.conformance import compare_everywhere, start_pair
+from tests.tsdb.conformance import compare_everywhere, corpus, start_pair
 
-CORPUS = Path(__file__).with_name("conformance_queries.txt")
 # Corpus queries whose answer may differ from Prometheus 2.42: query -> why (empty: every query agrees).
 KNOWN_DIFFERENCES: dict[str, str] = {}
-
-
-def corpus() -> list[str]:
-    return [line.strip() for line in CORPUS.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def test_corpus_is_large_enough() -> None:
