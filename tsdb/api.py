@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from cwkernel.promapi import failure, success
 from tsdb.apiparams import Params, parse_time
 from tsdb.memory import release_free_memory
 from tsdb.promql.engine import END_BEFORE_START, ZERO_STEP, Engine, parse_query
@@ -33,16 +34,11 @@ from tsdb.promql.values import PromQLError, bad_data
 from tsdb.results import QueryResult
 from tsdb.store import Store
 
-_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "unavailable": 503, "internal": 500}
 # A larger answer is streamed in its pieces rather than joined into one more copy.
 _STREAM_OVER_BYTES = 1 << 20
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
 MetadataProvider = Callable[[], dict[str, list[dict[str, str]]]]
-
-
-def success(data: Any) -> JSONResponse:
-    return JSONResponse({"status": "success", "data": data})
 
 
 def success_encoded(data: list[bytes]) -> Response:
@@ -60,8 +56,7 @@ def success_encoded(data: list[bytes]) -> Response:
 
 
 def error(exc: PromQLError) -> JSONResponse:
-    status = getattr(exc, "status", None) or _STATUS.get(exc.error_type, 500)
-    return JSONResponse({"status": "error", "errorType": exc.error_type, "error": exc.message}, status_code=status)
+    return failure(exc.error_type, exc.message, getattr(exc, "status", None))
 
 
 def _series_matchers(params: Params, required: bool) -> list[list]:

@@ -6,7 +6,8 @@ process from our engine, ``HTTPQueryClient`` asks any server with the Prometheus
 raises ``QueryError`` carrying Prometheus's errorType and message, whichever side answered.
 What a reader may want to know about the other side is a capability on the client
 (``concurrent_queries``), never its class; ``in_memory_engine()`` is a fresh store and engine in
-process for readers that bring their own series (the rule test runner).
+process for readers that bring their own series (the rule test runner); ``printed_query`` is a
+query as Prometheus prints it once parsed (the rules API shows rules' queries so).
 """
 from __future__ import annotations
 
@@ -20,12 +21,19 @@ from cwkernel import httpdeadline
 from cwkernel.series import Labels
 from tsdb.promql.engine import Engine
 from tsdb.promql.gate import Ticket
+from tsdb.promql.printer import query_text
 from tsdb.promql.values import PromQLError
 from tsdb.results import QueryResult, Series
 from tsdb.store import DEFAULT_RETENTION_S, AppendError, Store
 
 __all__ = ["QueryClient", "LocalQueryClient", "HTTPQueryClient", "QueryError", "QueryResult", "Series",
            "InMemoryEngine", "in_memory_engine"]
+
+
+def printed_query(query: str) -> str:
+    """``query`` as Prometheus prints it once parsed: how its rules API shows a rule's query
+    (``sum(x) by (a)`` reads ``sum by (a) (x)``). Raises ValueError where it does not parse."""
+    return query_text(query)
 
 
 class QueryError(Exception):

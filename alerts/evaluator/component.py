@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from alerts.evaluator.api import build_router
 from alerts.evaluator.manager import RuleEvaluator, Writer
 from alerts.evaluator.rulefile import RuleFileError, load_rule_files
 from alerts.evaluator.selfmetrics import EvaluatorCollector
@@ -37,7 +38,7 @@ def evaluator_component(evaluator: RuleEvaluator):
     """The evaluator in ``serve``; its health is its state file's (set aside, held in memory)."""
     from cwkernel.server import Component
 
-    return Component("rules", start=evaluator.start, stop=evaluator.stop,
+    return Component("rules", routers=[build_router(evaluator)], start=evaluator.start, stop=evaluator.stop,
                      collectors=[EvaluatorCollector(evaluator)],
                      health=evaluator.state.db.problems if evaluator.state is not None else None,
                      stalled=evaluator.loops.stalled)

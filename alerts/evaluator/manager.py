@@ -38,6 +38,7 @@ Notify = Callable[[list[Alert]], Any]
 class RuleHealth:
     last_error: str = ""
     last_duration_s: float = 0.0
+    last_evaluation: float | None = None  # the time of its last evaluation
     evaluations: int = 0
     failures: int = 0
 
@@ -124,6 +125,7 @@ class RuleEvaluator:
                     log.warning("rule %s: %s", rule.rule.key, exc)
                     samples = None
                 health.evaluations += 1
+                health.last_evaluation = ts
                 health.last_duration_s = time.perf_counter() - rule_started
                 if samples is not None and self.writer is not None:
                     try:

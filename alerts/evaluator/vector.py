@@ -21,7 +21,8 @@ def query_vector(client: QueryClient, expr: str, ts: float) -> list[Sample]:
     try:
         result = client.instant(expr, ts)
     except QueryError as exc:
-        raise RuleEvalError(str(exc)) from None
+        # Prometheus's rule error is the engine's message alone, without its errorType.
+        raise RuleEvalError(exc.message) from None
     if result.result_type == "scalar":
         return [({}, float(result.scalar))]
     if result.result_type != "vector":

@@ -244,10 +244,11 @@ def _check_unique_one_side(members: list[VSeries], side: str, sig: tuple, many_p
     repeated = (np.sum([m.present for m in members], axis=0) > 1) & many_present
     if repeated.any():
         step = int(np.argmax(repeated))
-        a, b = [m for m in members if m.present[step]][:2]
+        # Prometheus names the series it was adding, then the one already there.
+        earlier, current = [m for m in members if m.present[step]][:2]
         raise PromQLError(
             f"found duplicate series for the match group {format_labels(dict(sig))} on the {side} hand-side of "
-            f"the operation: [{format_labels(a.labels)}, {format_labels(b.labels)}];many-to-many matching not "
+            f"the operation: [{format_labels(current.labels)}, {format_labels(earlier.labels)}];many-to-many matching not "
             f"allowed: matching labels must be unique on one side")
 
 
