@@ -11,7 +11,9 @@ Sites moving from node_exporter keep their ``--collector.textfile.directory`` fi
   (a file with client-side timestamps counts as unparsable: skipped whole), else 0. A bad file is
   reported, never fatal: the other files and every other collector are still exposed;
 - a family without HELP gets "Metric read from <files>"; a family whose HELP differs between
-  files is kept from the first file only, and counts as an error.
+  files is kept from the first file only, and counts as an error;
+- a series read twice (in two files, or twice in one) is exposed once, the first read kept, and
+  counts as an error (node_exporter's registry refuses the repeat alike).
 
 Beyond node_exporter, bounds (the directory is writable by jobs: the checkpoint contract,
 docs/operations.md): a file over ``MAX_FILE_BYTES``, or one that is not a regular file (a named
@@ -46,7 +48,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -230,6 +232,7 @@ class TextfileCollector(Collector):
         errored = False
         merged: dict[str, Metric] = {}
         files_of: dict[str, list[str]] = {}
+        origins: dict[str, list[str]] = {}  # family -> the file of each of its samples
         help_of: dict[str, str] = {}
         mtimes: dict[str, float] = {}
         try:
@@ -276,10 +279,13 @@ class TextfileCollector(Collector):
                     continue
                 if family.documentation:
                     help_of.setdefault(family.name, family.documentation)
-                files_of.setdefault(family.name, []).append(path)
+                if files_of.setdefault(family.name, [])[-1:] != [path]:  # a file's untyped lines come one by one
+                    files_of[family.name].append(path)
                 if previous is None:
                     merged[family.name] = previous = Metric(family.name, family.documentation, family.type, family.unit)
+                    origins[family.name] = []
                 previous.samples.extend(family.samples)
+                origins[family.name].extend([path] * len(family.samples))
             mtimes[path] = float(int(found.mtime))
         self._parsed = parsed
         out: list[Metric | FamilySet] = []
@@ -287,6 +293,10 @@ class TextfileCollector(Collector):
             if not family.documentation:
                 family.documentation = f"Metric read from {', '.join(files_of[name])}"
             _fill_labels(family)
+            for sample, path, first in _repeated_series(family, origins[name]):
+                self.skip(f"textfile {path}: {sample.name}{_label_text(sample.labels)} was read before from "
+                          f"{first}: the first kept")
+                errored = True
             out.append(family)
         own = FamilySet(TABLE)
         for path in sorted(mtimes):
@@ -317,6 +327,27 @@ class TextfileCollector(Collector):
         stamp_writer(families, writer)
         return _Parsed(_version(info), info.st_mtime, read_at, tuple(families),
                        sum(len(f.samples) for f in families), tuple(refused), writer), len(text)
+
+
+def _repeated_series(family: Metric, origins: list[str]) -> list[tuple[Any, str, str]]:
+    """Removes from ``family`` every sample of a series it already has, and returns each with its
+    file and the file of the one kept. node_exporter keeps the first too (its registry refuses
+    the repeat); exposed twice, Prometheus would drop one at each scrape and log it."""
+    first_from: dict[tuple, str] = {}
+    kept, repeated = [], []
+    for sample, path in zip(family.samples, origins):
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        if key in first_from:
+            repeated.append((sample, path, first_from[key]))
+        else:
+            first_from[key] = path
+            kept.append(sample)
+    family.samples[:] = kept
+    return repeated
+
+
+def _label_text(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
 
 
 def _fill_labels(family: Metric) -> None:

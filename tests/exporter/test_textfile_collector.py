@@ -88,6 +88,20 @@ def test_a_bad_file_is_reported_and_the_good_ones_still_exposed(tmp_path: Path) 
     assert ctx.errors.counts() == {"textfile": 1}
 
 
+def test_a_series_in_two_files_is_exposed_once_the_first_kept_and_reported(tmp_path: Path, caplog) -> None:
+    """node_exporter keeps the first too (its registry refuses the repeat). Exposed twice, the page
+    is invalid: Prometheus drops one of them at every scrape and logs it."""
+    (tmp_path / "a.prom").write_text('site_jobs{queue="gpu"} 3\nsite_jobs{queue="cpu"} 5\n')
+    (tmp_path / "b.prom").write_text('site_jobs{queue="gpu"} 4\n')
+    ours, ctx = run("repeated", tmp_path)
+    assert [line for line in ours.splitlines() if line.startswith("site_jobs")] == [
+        'site_jobs{queue="gpu"} 3.0', 'site_jobs{queue="cpu"} 5.0']
+    assert "# HELP site_jobs Metric read from fixtures/textfile/repeated/a.prom, " \
+           "fixtures/textfile/repeated/b.prom\n" in ours  # each file once, as node_exporter lists them
+    assert "node_textfile_scrape_error 1.0" in ours and ctx.errors.counts() == {"textfile": 1}
+    assert f'{tmp_path / "b.prom"}: site_jobs{{queue="gpu"}} was read before from {tmp_path / "a.prom"}' in caplog.text
+
+
 def test_an_oversized_file_and_a_named_pipe_are_refused_and_the_good_ones_still_exposed(tmp_path: Path,
                                                                                       monkeypatch) -> None:
     """A runaway script's file would take the exporter's memory, a FIFO without a writer would
@@ -183,7 +197,7 @@ def test_changed_textfiles_past_the_cycles_parse_budget_wait(tmp_path: Path, mon
     """Files rewritten every cycle cost their parse every cycle: past a budget of bytes per cycle a
     changed file is refused for this cycle (an error), so the GPU collectors after it are not held up."""
     monkeypatch.setattr(node_textfile, "MAX_PARSE_BYTES_PER_CYCLE", 40)
-    (tmp_path / "a.prom").write_text("a_metric 1\n" * 3)  # 33 bytes
+    (tmp_path / "a.prom").write_text("a_metric 1\na_other 1\na_third 1\n")  # 31 bytes
     (tmp_path / "b.prom").write_text("b_metric 1\n")
     settle(tmp_path / "a.prom", tmp_path / "b.prom")
     collector = TextfileCollector(CollectorContext(ExporterConfig(textfile_dir=str(tmp_path)), MemoryFS(), MemoryFS()))
