@@ -40,6 +40,12 @@ def raw_server(answer: Answer) -> Iterator[str]:
         yield f"127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stop.set()
+        # Closing a socket does not wake a thread blocked in accept() on it (Linux): shutting it
+        # down does, so the serving thread ends with the block instead of outliving the test.
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         listener.close()
 
 
