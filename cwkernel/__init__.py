@@ -6,7 +6,7 @@ limits, security headers, connection guard, descriptor budget), settings (``Opti
 environment variable and config key from one declaration), durations, errors, operator
 authentication, health reporting (and the loops' watch: ``loopwatch``, the ``/-/live`` verdict and
 systemd's readiness and watchdog, ``sdnotify``), the process's memory bound (``memguard``), process
-lifecycle, the garbage-collector policy and pause, log
+lifecycle, configuration reloads (SIGHUP, ``/-/reload``: ``reload``), the garbage-collector policy and pause, log
 throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``), the names
 of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``), the envelope of
 its HTTP API (``promapi``) and Go's spelling of numbers, strings and durations (``gotext``), the bounded

@@ -50,7 +50,8 @@ class Component:
     reverse order); ``collectors`` are prometheus_client collectors (objects with collect());
     ``health`` returns the problems the area has worked around and still has, reason code ->
     one sentence, empty when healthy (cwkernel/health.py reports them); ``stalled`` its
-    background loops that have stopped coming round, loop -> one sentence (cwkernel/loopwatch.py)."""
+    background loops that have stopped coming round, loop -> one sentence (cwkernel/loopwatch.py);
+    ``reload`` re-reads its configuration files without a restart."""
 
     name: str
     routers: Sequence[APIRouter] = ()
@@ -59,6 +60,9 @@ class Component:
     collectors: Sequence[Any] = field(default_factory=tuple)
     health: Callable[[], Mapping[str, str]] | None = None
     stalled: Callable[[], Mapping[str, str]] | None = None
+    # Reads its files again (SIGHUP, POST /-/reload: cwkernel/reload.py) and applies them when
+    # they are all good; raises ConfigError naming the file and field, keeping what runs, when not.
+    reload: Callable[[], Any] | None = None
 
 
 @dataclass

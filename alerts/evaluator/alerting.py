@@ -75,6 +75,10 @@ class AlertingRule:
         self._labels = {k: Template(v, f"label {k}", name) for k, v in rule.labels.items()}
         self._annotations = {k: Template(v, f"annotation {k}", name) for k, v in rule.annotations.items()}
 
+    def carry_clock(self, previous: "AlertingRule") -> None:
+        """Take over the last evaluation time of the rule this one replaces (a reload)."""
+        self._latest_ts = previous._latest_ts
+
     def _expand(self, template: Template, labels: dict[str, str], value: float, query: QueryFunc | None) -> str:
         try:
             return template.render(labels, value, self.external_labels, self.external_url, query)

@@ -34,14 +34,47 @@ def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient
     return RuleEvaluator(groups, client, writer=writer, state=state, default_interval_s=interval_s)
 
 
-def evaluator_component(evaluator: RuleEvaluator):
-    """The evaluator in ``serve``; its health is its state file's (set aside, held in memory)."""
+class RuleFiles:
+    """The rule files the evaluator runs, read again on a reload (SIGHUP, POST /-/reload): all of
+    them valid, the evaluator runs the new rules (``RuleEvaluator.replace_groups``); one not, it
+    keeps the rules it runs and says so as a health problem until a reload succeeds."""
+
+    def __init__(self, paths: Sequence[str | Path], evaluator: RuleEvaluator, config_file: str | None = None) -> None:
+        self.paths = list(paths)
+        self.evaluator = evaluator
+        self.config_file = config_file
+        self.error = ""
+
+    def reload(self) -> None:
+        try:
+            groups = load_rule_files(self.paths)
+        except RuleFileError as exc:
+            self.error = str(exc)
+            raise ConfigError("rules", str(exc), self.config_file) from None
+        self.evaluator.replace_groups(groups)
+        self.error = ""
+
+    def problems(self) -> dict[str, str]:
+        if not self.error:
+            return {}
+        return {"reload_failed": f"the rule files could not be reloaded ({self.error}); the rules loaded "
+                                 "before still run"}
+
+
+def evaluator_component(evaluator: RuleEvaluator, files: RuleFiles | None = None):
+    """The evaluator in ``serve``; its health is its state file's (set aside, held in memory) and
+    its last reload's."""
     from cwkernel.server import Component
 
+    def health() -> dict[str, str]:
+        found = dict(evaluator.state.db.problems()) if evaluator.state is not None else {}
+        if files is not None:
+            found.update(files.problems())
+        return found
+
     return Component("rules", routers=[build_router(evaluator)], start=evaluator.start, stop=evaluator.stop,
-                     collectors=[EvaluatorCollector(evaluator)],
-                     health=evaluator.state.db.problems if evaluator.state is not None else None,
-                     stalled=evaluator.loops.stalled)
+                     collectors=[EvaluatorCollector(evaluator)], health=health, stalled=evaluator.loops.stalled,
+                     reload=files.reload if files is not None else None)
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
@@ -59,10 +92,10 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
         return None
     state = values["alert_state"] or (os.path.join(values["state_dir"], "alert-state.sqlite")
                                       if values.get("state_dir") else None)
+    paths = [*(values["rules"] or [SHIPPED_RULES]), *([bridge] if bridge else [])]
     try:
-        evaluator = build_evaluator([*(values["rules"] or [SHIPPED_RULES]), *([bridge] if bridge else [])],
-                                    deps.query, deps.rule_writer, state, values["evaluation_interval"])
+        evaluator = build_evaluator(paths, deps.query, deps.rule_writer, state, values["evaluation_interval"])
     except RuleFileError as exc:
         raise ConfigError("rules", str(exc), deps.config_file) from None
     deps.evaluator = evaluator  # the pipeline, built next, sets its notify
-    return evaluator_component(evaluator)
+    return evaluator_component(evaluator, RuleFiles(paths, evaluator, deps.config_file))

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from alerts.evaluator.alerting import AlertingRule
@@ -55,6 +55,7 @@ class GroupRuntime:
     failures: int = 0
     missed: int = 0
     next_due: float = 0.0
+    retired: bool = False  # replaced by a reload: it evaluates no more
     # Held while the group evaluates. Readers do not take it: each rule's ``active`` dict is
     # replaced, never changed, by an evaluation (AlertingRule.eval), so they never wait for a
     # group whose query is slow.
@@ -78,21 +79,62 @@ class RuleEvaluator:
         self.state = state
         self.resend_delay_s = resend_delay_s
         self.clock = clock
-        self.groups = [GroupRuntime(g, g.interval_s or default_interval_s,
-                                    [self._build(r, external_labels, external_url) for r in g.rules])
-                       for g in groups]
+        self.external_labels, self.external_url = external_labels, external_url
+        self.default_interval_s = default_interval_s
+        self.groups = self._runtimes(groups)
         self.notify_errors = 0
         self.alerts_sent = 0
         self._counts_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()  # this generation of group threads'; a reload starts another
         self._threads: list[threading.Thread] = []
+        self._retired_threads: list[threading.Thread] = []
         self.loops = LoopWatch()
         if state is not None:
             self._restore(clock())
 
-    @staticmethod
-    def _build(rule: Rule, external_labels: dict[str, str] | None, external_url: str) -> Any:
-        return AlertingRule(rule, external_labels, external_url) if rule.kind == "alert" else RecordingRule(rule)
+    def _runtimes(self, groups: Sequence[Group]) -> list[GroupRuntime]:
+        return [GroupRuntime(g, g.interval_s or self.default_interval_s, [self._build(r) for r in g.rules])
+                for g in groups]
+
+    def _build(self, rule: Rule) -> Any:
+        return AlertingRule(rule, self.external_labels, self.external_url) if rule.kind == "alert" \
+            else RecordingRule(rule)
+
+    # ---- reload -------------------------------------------------------------------------------
+
+    def replace_groups(self, groups: Sequence[Group]) -> None:
+        """Run ``groups`` in place of the running ones (a reload of the rule files).
+
+        A rule still there (same group file and name, kind, name and labels, as Prometheus's
+        CopyState matches them) keeps its alerts, so a pending alert keeps its ``for`` clock and
+        a firing one is not sent again before its resend delay; it keeps its health too, and its
+        group its schedule. The rest start afresh; a removed rule's alerts are no longer sent,
+        and receivers resolve them when they expire, as after a Prometheus reload. A group in the
+        middle of an evaluation finishes it first (its lock), then evaluates no more."""
+        with self._reload_lock:
+            running = bool(self._threads)
+            self._stop.set()  # the running threads end after what they are doing
+            fresh = self._runtimes(groups)
+            old_groups = {(g.group.file, g.group.name): g for g in self.groups}
+            for runtime in fresh:
+                old = old_groups.pop((runtime.group.file, runtime.group.name), None)
+                if old is not None:
+                    with old.lock:
+                        _carry_over(old, runtime)
+                        old.retired = True
+            for old in old_groups.values():
+                with old.lock:
+                    old.retired = True
+                self.loops.stopped(f"rule group {old.group.name}")
+            self.groups = fresh
+            if self.state is not None:
+                self.state.retain({r.rule.key for g in fresh for r in g.rules if isinstance(r, AlertingRule)})
+            self._retired_threads += self._threads
+            self._threads = []
+            self._stop = threading.Event()
+            if running:
+                self.start()
 
     def _restore(self, now: float) -> None:
         for runtime in self.groups:
@@ -112,6 +154,8 @@ class RuleEvaluator:
         to_send: list[Alert] = []
         failed = False
         with runtime.lock:
+            if runtime.retired:  # a reload replaced it while this thread waited
+                return
             for rule in runtime.rules:
                 health = runtime.health.setdefault(rule.rule.key, RuleHealth())
                 rule_started = time.perf_counter()
@@ -196,9 +240,11 @@ class RuleEvaluator:
     def start(self) -> None:
         """A thread per group, as Prometheus runs a goroutine per group: a group whose query takes
         its whole timeout misses its own intervals (counted), never the other groups'."""
+        stop = self._stop  # this generation's: a reload stops these threads and starts others
+
         def loop(runtime: GroupRuntime) -> None:
             name = f"rule group {runtime.group.name}"
-            while not self._stop.is_set():
+            while not stop.is_set() and not runtime.retired:
                 # Its queries end at their timeout (2 minutes by default): past that and three
                 # intervals, the group is wedged, not slow.
                 self.loops.tick(name, 3 * runtime.interval_s + 300)
@@ -207,7 +253,7 @@ class RuleEvaluator:
                 except Exception:  # noqa: BLE001 - one bad cycle must not end alerting
                     log.exception("rule group %s: evaluation failed", runtime.group.name)
                     runtime.next_due = self.clock() + 5.0
-                self._stop.wait(max(0.05, runtime.next_due - self.clock()))
+                stop.wait(max(0.05, runtime.next_due - self.clock()))
 
         self._threads = [threading.Thread(target=loop, args=(runtime,), name=f"rules-{runtime.group.name}"[:40],
                                           daemon=True) for runtime in self.groups]
@@ -217,8 +263,34 @@ class RuleEvaluator:
     def stop(self) -> None:
         self._stop.set()
         deadline = time.monotonic() + 10
-        for thread in self._threads:
+        for thread in self._retired_threads + self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.loops.stopped()
         if self.state is not None:
             self.state.close()
+
+
+def _carry_over(old: GroupRuntime, new: GroupRuntime) -> None:
+    """What a reload keeps of a group still there: its schedule, and of each rule still there
+    (matched by kind, name and labels, in order where several match) its alerts and health."""
+    if new.interval_s == old.interval_s:
+        new.last_eval, new.next_due = old.last_eval, old.next_due
+    new.evaluations, new.failures, new.missed = old.evaluations, old.failures, old.missed
+    new.last_duration_s = old.last_duration_s
+    unmatched: dict[tuple, list[Any]] = {}
+    for rule in old.rules:
+        unmatched.setdefault(_identity(rule), []).append(rule)
+    for rule in new.rules:
+        candidates = unmatched.get(_identity(rule))
+        if not candidates:
+            continue
+        previous = candidates.pop(0)
+        if previous.rule.key in old.health:
+            new.health[rule.rule.key] = old.health[previous.rule.key]
+        if isinstance(rule, AlertingRule):
+            rule.active = {key: replace(alert) for key, alert in previous.active.items()}
+            rule.carry_clock(previous)
+
+
+def _identity(rule: Any) -> tuple:
+    return (type(rule).__name__, rule.rule.name, tuple(sorted(rule.rule.labels.items())))

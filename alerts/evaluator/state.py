@@ -59,6 +59,17 @@ class AlertStateStore:
         except StateWriteError as exc:
             log.error("alert state not saved: %s", exc)
 
+    def retain(self, rule_keys: set[str]) -> None:
+        """Forget the rows of rules no longer loaded (after a reload)."""
+        try:
+            with self.db.transaction():
+                for table in ("alert_state", "rule_eval"):
+                    known = {row[0] for row in self.db.execute(f"SELECT DISTINCT rule_key FROM {table}")}
+                    for key in known - rule_keys:
+                        self.db.execute(f"DELETE FROM {table} WHERE rule_key = ?", (key,))
+        except StateWriteError as exc:
+            log.error("alert state of removed rules not forgotten: %s", exc)
+
     def load(self, rule_key: str, now: float) -> dict[str, ActiveAlert]:
         evaluated = self.db.execute("SELECT evaluated_at FROM rule_eval WHERE rule_key = ?", (rule_key,))
         rows = self.db.execute("SELECT fingerprint, alert FROM alert_state WHERE rule_key = ?", (rule_key,))

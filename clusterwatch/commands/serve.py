@@ -182,7 +182,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
     what those before it provide and records there what it provides."""
     from alerts.evaluator import component as rules
     from alerts.notify import component as alerting, heartbeat
-    from cwkernel import frontdoor, gcpolicy, health, sdnotify
+    from cwkernel import frontdoor, gcpolicy, health, reload, sdnotify
     from cwkernel.server import Builder, Deps
     from dashboard import component as dashboard
     from remediation import component as remediation
@@ -197,6 +197,7 @@ def build_components(values: dict, config, config_file: str | None = None) -> li
         remediation.build,  # the pipeline's remediation hook
         dashboard.build,
         frontdoor.build,  # connection and request admission
+        reload.build,  # SIGHUP and POST /-/reload: the reload hooks of all the above (the rule files)
         health.build,  # the health hooks of all the above
         heartbeat.build,  # a dead man's switch told, while the loops of all the above come round
         sdnotify.build,  # under systemd: ready once all the above started, its watchdog pinged likewise
