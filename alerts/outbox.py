@@ -275,6 +275,7 @@ class Deliverer:
         self.rng = rng
         self.wake = wake
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cw-deliver")
+        self._workers = workers
         self._lock = threading.Lock()
         self._running: dict[Target, Future] = {}
         self._closing = threading.Event()
@@ -320,6 +321,16 @@ class Deliverer:
                     continue
                 self._running[target] = self._pool.submit(self._work, target)
         self._next_due = min(later, default=None)
+
+    def resize(self, workers: int) -> None:
+        """At least ``workers`` workers from now on (a reload added receivers); the rounds under
+        way end in the pool they started in."""
+        with self._lock:
+            if workers <= self._workers:
+                return
+            old, self._pool = self._pool, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cw-deliver")
+            self._workers = workers
+        old.shutdown(wait=False)
 
     def next_due(self) -> float | None:
         """When an idle target's head falls due, as of the last ``dispatch`` (None: none pending;

@@ -1,10 +1,10 @@
 """Reloading configuration files without a restart: SIGHUP or ``POST /-/reload``, as Prometheus.
 
 A restart of the all-in-one server costs a gap in every scrape and a replay of the store, so an
-operator who edits a rule file asks the running server to read it again instead. Each component
+operator who edits a rule file or alerting.yml asks the running server to read it again instead. Each component
 with a ``reload`` hook (``Component.reload``) reads its files again and applies them only when
 they are all good; one whose files are bad raises ConfigError naming the file and the field and
-keeps what it runs (it reports the failure as a health problem until a reload succeeds). Reloads
+keeps what it runs (``ReloadHook`` reports the failure as a health problem until a reload succeeds). Reloads
 run one at a time, never on the signal handler's stack: SIGHUP starts one on a thread.
 
 ``POST /-/reload`` (or PUT) is an operator action: authenticated before anything else, as every
@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
@@ -27,6 +27,31 @@ from prometheus_client.core import GaugeMetricFamily
 from cwkernel.auth import Operator, require_operator
 
 log = logging.getLogger(__name__)
+
+
+class ReloadHook:
+    """A component's ``reload``: ``apply`` reads its files and applies them, raising ConfigError
+    (and changing nothing) when one is bad; the failure stays a health problem of the component
+    (``reload_failed``, ``problems``) until a reload succeeds."""
+
+    def __init__(self, apply: Callable[[], Any], what: str) -> None:
+        self.apply = apply
+        self.what = what
+        self.error = ""
+
+    def __call__(self) -> None:
+        try:
+            self.apply()
+        except Exception as exc:
+            self.error = str(exc)
+            raise
+        self.error = ""
+
+    def problems(self) -> dict[str, str]:
+        if not self.error:
+            return {}
+        return {"reload_failed": f"{self.what} could not be reloaded ({self.error}); what was loaded before "
+                                 "still runs"}
 
 
 class Reloader:

@@ -16,6 +16,7 @@ from alerts.evaluator.rulefile import RuleFileError, load_rule_files
 from alerts.evaluator.selfmetrics import EvaluatorCollector
 from alerts.evaluator.state import AlertStateStore
 from cwkernel.errors import ConfigError
+from cwkernel.reload import ReloadHook
 from tsdb.client import QueryClient
 
 if TYPE_CHECKING:
@@ -34,47 +35,33 @@ def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient
     return RuleEvaluator(groups, client, writer=writer, state=state, default_interval_s=interval_s)
 
 
-class RuleFiles:
-    """The rule files the evaluator runs, read again on a reload (SIGHUP, POST /-/reload): all of
-    them valid, the evaluator runs the new rules (``RuleEvaluator.replace_groups``); one not, it
-    keeps the rules it runs and says so as a health problem until a reload succeeds."""
-
-    def __init__(self, paths: Sequence[str | Path], evaluator: RuleEvaluator, config_file: str | None = None) -> None:
-        self.paths = list(paths)
-        self.evaluator = evaluator
-        self.config_file = config_file
-        self.error = ""
-
-    def reload(self) -> None:
+def rule_files_reload(paths: Sequence[str | Path], evaluator: RuleEvaluator,
+                      config_file: str | None = None) -> ReloadHook:
+    """The rules component's reload: the rule files read again; all of them valid, the evaluator
+    runs the new rules (``RuleEvaluator.replace_groups``), else it keeps those it runs."""
+    def apply() -> None:
         try:
-            groups = load_rule_files(self.paths)
+            groups = load_rule_files(paths)
         except RuleFileError as exc:
-            self.error = str(exc)
-            raise ConfigError("rules", str(exc), self.config_file) from None
-        self.evaluator.replace_groups(groups)
-        self.error = ""
-
-    def problems(self) -> dict[str, str]:
-        if not self.error:
-            return {}
-        return {"reload_failed": f"the rule files could not be reloaded ({self.error}); the rules loaded "
-                                 "before still run"}
+            raise ConfigError("rules", str(exc), config_file) from None
+        evaluator.replace_groups(groups)
+    return ReloadHook(apply, "the rule files")
 
 
-def evaluator_component(evaluator: RuleEvaluator, files: RuleFiles | None = None):
+def evaluator_component(evaluator: RuleEvaluator, reload: ReloadHook | None = None):
     """The evaluator in ``serve``; its health is its state file's (set aside, held in memory) and
     its last reload's."""
     from cwkernel.server import Component
 
     def health() -> dict[str, str]:
         found = dict(evaluator.state.db.problems()) if evaluator.state is not None else {}
-        if files is not None:
-            found.update(files.problems())
+        if reload is not None:
+            found.update(reload.problems())
         return found
 
     return Component("rules", routers=[build_router(evaluator)], start=evaluator.start, stop=evaluator.stop,
                      collectors=[EvaluatorCollector(evaluator)], health=health, stalled=evaluator.loops.stalled,
-                     reload=files.reload if files is not None else None)
+                     reload=reload)
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
@@ -98,4 +85,4 @@ def build(values: Mapping[str, Any], deps: Deps) -> Component | None:
     except RuleFileError as exc:
         raise ConfigError("rules", str(exc), deps.config_file) from None
     deps.evaluator = evaluator  # the pipeline, built next, sets its notify
-    return evaluator_component(evaluator, RuleFiles(paths, evaluator, deps.config_file))
+    return evaluator_component(evaluator, rule_files_reload(paths, evaluator, deps.config_file))

@@ -10,6 +10,7 @@ from alerts.notify import config as alerting_config
 from alerts.notify.pipeline import Pipeline
 from alerts.reader import AlertingReader
 from alerts.statedb import MEMORY, Database, StateCollector
+from cwkernel.reload import ReloadHook
 from cwkernel.server import Component, Deps
 
 DB_FILE = "alerting.db"
@@ -23,10 +24,15 @@ def build_pipeline(config_path: str | None, state_dir: str | None, **options) ->
     return Pipeline(config, Database(Path(state_dir) / DB_FILE if state_dir else MEMORY), **options)
 
 
-def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac_secret: str | None = None) -> Component:
+def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac_secret: str | None = None,
+              config_path: str | None = None) -> Component:
     def stop() -> None:
         pipeline.stop()
         pipeline.close()
+
+    # alerting.yml read again on a reload (the shipped default has nothing to read again).
+    reload = ReloadHook(lambda: pipeline.reload(alerting_config.load(config_path)), "the alerting configuration") \
+        if config_path else None
 
     return Component(
         "alerting",
@@ -34,8 +40,9 @@ def component(pipeline: Pipeline, webhook_token: str | None = None, webhook_hmac
                  receiver.build_router(pipeline, receiver.InboundAuth(webhook_token, webhook_hmac_secret))],
         start=pipeline.start, stop=stop,
         collectors=[pipeline.metrics, StateCollector(pipeline.db, "clusterwatch_alerting")],
-        health=lambda: {**pipeline.db.problems(), **pipeline.health()},
+        health=lambda: {**pipeline.db.problems(), **pipeline.health(), **(reload.problems() if reload else {})},
         stalled=pipeline.loops.stalled,
+        reload=reload,
     )
 
 
@@ -48,7 +55,7 @@ def from_settings(values: dict, config_file: str | None = None) -> tuple[Compone
               "alerts_max": "max_alerts"}
     pipeline = build_pipeline(values.get("alerting_config"), values.get("state_dir"),
                               **{keyword: values[name] for name, keyword in passed.items() if name in values})
-    return component(pipeline, values.get("webhook_token")), pipeline
+    return component(pipeline, values.get("webhook_token"), config_path=values.get("alerting_config")), pipeline
 
 
 def build(values: Mapping[str, Any], deps: Deps) -> Component:

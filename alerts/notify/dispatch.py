@@ -117,6 +117,10 @@ class Dispatcher:
                     del self.groups[key]
         return len(taken)
 
+    def flushing(self) -> threading.Lock:
+        """Held, no tick runs: a reload swaps dispatchers between two flushes."""
+        return self._flushing
+
     def next_deadline(self) -> float | None:
         with self._lock:
             return min((g.next_flush for g in self.groups.values()), default=None)

@@ -86,17 +86,14 @@ class Pipeline:
         self.judged = JudgedAlerts(self)
         self._deliver_wake = threading.Event()
         self._flush_wake = threading.Event()
-        self.integrations: dict[tuple[str, str], Integration] = {
-            (receiver.name, c.name): integrations.build(receiver.name, c, self.hooks, self.http)
-            for receiver in config.receivers.values() for c in receiver.integrations
-        }
-        self.receivers: dict[str, Stage] = {r.name: self._receiver_stage(r) for r in config.receivers.values()}
+        self.integrations = self._integrations(config)
+        self.receivers: dict[str, Stage] = {r.name: self._receiver_stage(r, self.integrations, config.external_url)
+                                            for r in config.receivers.values()}
         self.dispatcher = Dispatcher(config.route, self._notify_group)
-        # A worker per target, so that every receiver can be attempted while others hang; the
-        # spare ones serve targets of an older configuration still in the outbox.
         self.deliverer = Deliverer(self.outbox, lambda r, i: self.integrations.get((r, i)), self.metrics, clock,
-                                   backoff, max_age, rng, workers=min(64, len(self.integrations) + 4),
+                                   backoff, max_age, rng, workers=_delivery_workers(self.integrations),
                                    wake=self._deliver_wake.set)
+        self._reload_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.loops = LoopWatch()
         self._stop = threading.Event()
@@ -105,13 +102,40 @@ class Pipeline:
         # log keeps the groups from re-sending what was already sent.
         self.dispatcher.put(self.store.current(), clock())
 
-    def _receiver_stage(self, receiver: ReceiverConfig) -> Stage:
+    def _integrations(self, config: AlertingConfig) -> dict[tuple[str, str], Integration]:
+        return {(receiver.name, c.name): integrations.build(receiver.name, c, self.hooks, self.http)
+                for receiver in config.receivers.values() for c in receiver.integrations}
+
+    def reload(self, config: AlertingConfig) -> None:
+        """Route by ``config`` from now on (a reload of alerting.yml), as Alertmanager reloads.
+
+        The alerts held, silences, the notification log and the outbox are kept: the current
+        alerts go into the new routes' groups, whose first flush waits ``group_wait`` and sends
+        only what the notification log says each receiver has not had (nothing again within its
+        ``repeat_interval``). Notifications already queued for a receiver that is gone stay in
+        the outbox and are delivered if it comes back, else expire as after a restart."""
+        with self._reload_lock:
+            fresh = self._integrations(config)
+            receivers = {r.name: self._receiver_stage(r, fresh, config.external_url) for r in config.receivers.values()}
+            self.deliverer.resize(_delivery_workers(fresh))
+            inhibitor = Inhibitor(config.inhibit_rules, self.store.current())
+            dispatcher = Dispatcher(config.route, self._notify_group)
+            # Swapped between two flushes of the old groups; an alert stored meanwhile reaches the
+            # new groups through the store (the put below), whichever dispatcher it was handed.
+            with self.dispatcher.flushing():
+                self.config, self.integrations, self.receivers = config, fresh, receivers
+                self.inhibitor, self.dispatcher = inhibitor, dispatcher
+            dispatcher.put(self.store.current(), self.clock())
+            self._flush_wake.set()
+            self._deliver_wake.set()
+
+    def _receiver_stage(self, receiver: ReceiverConfig, built: dict[tuple[str, str], Integration],
+                        external_url: str) -> Stage:
         branches = [
             MultiStage(f"{receiver.name}/{c.name}", [
                 IntegrationName(c.name),
                 DedupStage(self.nflog, c.send_resolved),
-                EnqueueStage(self.outbox, self.integrations[(receiver.name, c.name)], self.config.external_url,
-                             self._deliver_wake.set),
+                EnqueueStage(self.outbox, built[(receiver.name, c.name)], external_url, self._deliver_wake.set),
                 SetNotifiesStage(self.nflog),
             ]) for c in receiver.integrations
         ]
@@ -198,7 +222,9 @@ class Pipeline:
     def start(self) -> None:
         self._stop.clear()
         for name, round_, wake, deadline, pause in (
-            ("dispatch", lambda: self.flush(FLUSH_BATCH), self._flush_wake, self.dispatcher.next_deadline, lambda: 0.0),
+            # The dispatcher as of each round: a reload replaces it.
+            ("dispatch", lambda: self.flush(FLUSH_BATCH), self._flush_wake, lambda: self.dispatcher.next_deadline(),
+             lambda: 0.0),
             # A flush of 10,000 groups wakes the delivery loop 10,000 times: it rests as the
             # deliverer says (in proportion to the cost of its look at the lanes).
             ("deliver", self.deliverer.dispatch, self._deliver_wake, self.deliverer.next_due,
@@ -247,3 +273,9 @@ class Pipeline:
     def close(self) -> None:
         self.http.close()
         self.db.close()
+
+
+def _delivery_workers(targets: dict) -> int:
+    """A worker per target, so that every receiver can be attempted while others hang; the spare
+    ones serve targets of an older configuration still in the outbox."""
+    return min(64, len(targets) + 4)

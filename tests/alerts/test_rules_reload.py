@@ -1,6 +1,7 @@
 """Reloading the rule files without a restart (SIGHUP, POST /-/reload): what a rule still there
 keeps (a pending alert's ``for`` clock, a firing alert's last send), what a bad file does (nothing:
-the running rules stay, and the server says so), in process and in a real ``serve``."""
+the running rules stay, and the server says so), in process and in a real ``serve``, which reloads
+its alerting.yml alike (tests/alerts/test_notify_reload.py)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from alerts.evaluator.component import RuleFiles
+from alerts.evaluator.component import rule_files_reload
 from alerts.evaluator.manager import RuleEvaluator
 from alerts.evaluator.rulefile import Group, Rule, load_rule_files
 from alerts.evaluator.state import AlertStateStore
@@ -98,15 +99,23 @@ def test_a_bad_file_keeps_the_running_rules_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "site.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "site", "rules": [{"alert": "A", "expr": "up == 0"}]}]}))
     evaluator = RuleEvaluator(load_rule_files([path]), LocalQueryClient(Engine(Store())))
-    files = RuleFiles([path], evaluator)
+    reload = rule_files_reload([path], evaluator)
     path.write_text(yaml.safe_dump({"groups": [{"name": "site", "rules": [{"alert": "B", "expr": "up =="}]}]}))
     with pytest.raises(ConfigError, match="site.yml"):
-        files.reload()
+        reload()
     assert [r.rule.name for g in evaluator.groups for r in g.rules] == ["A"]
-    assert "reload_failed" in files.problems()
+    assert "reload_failed" in reload.problems()
     path.write_text(yaml.safe_dump({"groups": [{"name": "site", "rules": [{"alert": "B", "expr": "up == 0"}]}]}))
-    files.reload()
-    assert [r.rule.name for g in evaluator.groups for r in g.rules] == ["B"] and files.problems() == {}
+    reload()
+    assert [r.rule.name for g in evaluator.groups for r in g.rules] == ["B"] and reload.problems() == {}
+
+
+ALERTING = """
+route:
+  receiver: team
+receivers:
+  - name: team
+"""
 
 
 def _rules_file(path: Path, *names: str, expr: str = "vector(1)") -> None:
@@ -123,9 +132,12 @@ def _rule_names(base: str) -> list[str]:
 def test_serve_reloads_on_sighup_and_on_an_operators_post(tmp_path: Path, process_factory) -> None:
     rules = tmp_path / "site.yml"
     _rules_file(rules, "First")
+    routing = tmp_path / "alerting.yml"
+    routing.write_text(ALERTING)
     port = free_port()
     proc = process_factory([sys.executable, "-m", "clusterwatch", "serve", "--listen", f"127.0.0.1:{port}",
-                            "--rules", str(rules)], name="serve", env={"CLUSTERWATCH_OPERATOR_TOKEN": "s3cret"})
+                            "--rules", str(rules), "--alerting-config", str(routing)], name="serve",
+                           env={"CLUSTERWATCH_OPERATOR_TOKEN": "s3cret"})
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/-/ready", timeout=60, proc=proc)
     assert _rule_names(base) == ["First"]
@@ -145,6 +157,12 @@ def test_serve_reloads_on_sighup_and_on_an_operators_post(tmp_path: Path, proces
     assert "reload_failed" in httpx.get(f"{base}/-/ready", timeout=30).text
 
     _rules_file(rules, "Third")
+    routing.write_text(ALERTING.replace("receiver: team", "receiver: nobody", 1))
+    answer = httpx.post(f"{base}/-/reload", headers={"Authorization": "Bearer s3cret"}, timeout=30)
+    assert answer.status_code == 500 and "alerting: route: receiver 'nobody' is not defined" in answer.text
+    assert "rules:" not in answer.text and _rule_names(base) == ["Third"]  # each component on its own
+
+    routing.write_text(ALERTING)
     answer = httpx.put(f"{base}/-/reload", headers={"Authorization": "Bearer s3cret"}, timeout=30)
     assert answer.status_code == 200 and _rule_names(base) == ["Third"]
     assert "clusterwatch_config_last_reload_successful 1.0" in httpx.get(f"{base}/metrics", timeout=30).text
