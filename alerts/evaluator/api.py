@@ -7,7 +7,8 @@ its expression printed as Prometheus prints it (tsdb/promql/printer.py), an aler
 Go's ``%e`` form, times are RFC 3339 in UTC, a rule not yet evaluated has health ``unknown`` and
 the zero time. ``type=alert|record`` filters as there; ``rule_name[]``, ``rule_group[]``,
 ``file[]`` and ``exclude_alerts`` as in later Prometheus releases, where a group left without
-rules by a name, group or file filter is left out.
+rules by a name, group or file filter is left out. An answer is built once per evaluation and
+given again until the next (``Answers``).
 
 Both answer from what each group's last evaluation published (``AlertingRule.active`` is replaced,
 never changed), so a group in the middle of a slow query never holds them up.
@@ -15,11 +16,12 @@ never changed), so a group in the middle of a slow query never holds them up.
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import QueryParams
 
 from alerts.evaluator.alerting import INACTIVE, AlertingRule, ActiveAlert
@@ -148,20 +150,61 @@ def alerts_data(evaluator: RuleEvaluator) -> dict[str, Any]:
     return {"alerts": [api_alert(alert) for rule in evaluator.alerting_rules() for alert in active_alerts(rule)]}
 
 
+class Answers:
+    """The answers given since the rules last changed (``RuleEvaluator.generation``), by query.
+
+    In a storm, 50,000 active alerts take about a second to list; dashboards and Grafana asking
+    every few seconds would spend a core on the same answer. Nothing in an answer depends on the
+    time it is asked, only on the evaluations before it, so one built after the last evaluation is
+    given again until the next. The generation is read before building: an answer built while a
+    group evaluates is kept under the generation it started from, which that evaluation ends."""
+
+    # Kept per generation: this many distinct queries (filters), this many bytes in all (a storm's
+    # full lists of rules and of alerts are about 22 MB each).
+    MAX_KEPT = 16
+    MAX_KEPT_BYTES = 64 << 20
+
+    def __init__(self, evaluator: RuleEvaluator) -> None:
+        self.evaluator = evaluator
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._kept: dict[tuple, JSONResponse] = {}
+
+    def get(self, key: tuple, build: Callable[[], JSONResponse]) -> Response:
+        generation = self.evaluator.generation
+        with self._lock:
+            answer = self._kept.get(key) if generation == self._generation else None
+        if answer is None:
+            answer = build()
+            with self._lock:
+                if generation != self._generation:
+                    self._generation, self._kept = generation, {}
+                kept_bytes = sum(len(kept.body) for kept in self._kept.values())
+                if len(self._kept) < self.MAX_KEPT and kept_bytes + len(answer.body) <= self.MAX_KEPT_BYTES:
+                    self._kept[key] = answer
+        # A response object is sent once: each request gets its own around the rendered bytes.
+        return Response(answer.body, status_code=answer.status_code, media_type="application/json")
+
+
 def build_router(evaluator: RuleEvaluator) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["prometheus-api"])
+    answers = Answers(evaluator)
 
     # Plain (not async) handlers: FastAPI runs them in its threads, so an answer listing a storm's
     # 50,000 alerts is built off the event loop.
     @router.get("/rules", operation_id="prometheus_rules_get")
-    def rules(request: Request) -> JSONResponse:
-        try:
-            return success(rules_data(evaluator, request.query_params))
-        except BadParameter as exc:
-            return failure("bad_data", str(exc))
+    def rules(request: Request) -> Response:
+        params = request.query_params
+
+        def build() -> JSONResponse:
+            try:
+                return success(rules_data(evaluator, params))
+            except BadParameter as exc:
+                return failure("bad_data", str(exc))
+        return answers.get(("rules", tuple(sorted(params.multi_items()))), build)
 
     @router.get("/alerts", operation_id="prometheus_alerts_get")
-    def alerts() -> JSONResponse:
-        return success(alerts_data(evaluator))
+    def alerts() -> Response:
+        return answers.get(("alerts",), lambda: success(alerts_data(evaluator)))
 
     return router

@@ -89,6 +89,7 @@ class RuleEvaluator:
         self._stop = threading.Event()  # this generation of group threads'; a reload starts another
         self._threads: list[threading.Thread] = []
         self._retired_threads: list[threading.Thread] = []
+        self.generation = 0  # counts evaluations and reloads: while unchanged, so is every rule's state
         self.loops = LoopWatch()
         if state is not None:
             self._restore(clock())
@@ -128,6 +129,7 @@ class RuleEvaluator:
                     old.retired = True
                 self.loops.stopped(f"rule group {old.group.name}")
             self.groups = fresh
+            self.generation += 1
             if self.state is not None:
                 self.state.retain({r.rule.key for g in fresh for r in g.rules if isinstance(r, AlertingRule)})
             self._retired_threads += self._threads
@@ -186,6 +188,7 @@ class RuleEvaluator:
         runtime.evaluations += 1
         runtime.failures += failed
         runtime.last_duration_s = time.perf_counter() - started
+        self.generation += 1  # what the rules show has changed (the rules API's answers)
         if to_send and self.notify is not None:
             try:
                 self.notify(to_send)

@@ -114,3 +114,21 @@ def test_a_group_in_the_middle_of_its_evaluation_does_not_hold_the_answer() -> N
     with evaluator.groups[0].lock:  # as while the group evaluates
         assert _rule(client, "Hot")["state"] == "pending"
         assert len(client.get("/api/v1/alerts").json()["data"]["alerts"]) == 1
+
+
+def test_an_answer_is_built_once_per_evaluation(monkeypatch) -> None:
+    """In a storm a list of 50,000 alerts takes about a second to build: clients polling between
+    two evaluations get the same answer again, not another second of a core."""
+    from alerts.evaluator import api
+
+    built = []
+    real = api.alerts_data
+    monkeypatch.setattr(api, "alerts_data", lambda evaluator: built.append(1) or real(evaluator))
+    evaluator, client = _served([95, 95, 95, 95])
+    evaluator.evaluate(60)
+    for _ in range(3):
+        assert client.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "pending"
+    assert len(built) == 1
+    evaluator.evaluate(180)
+    assert client.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "firing"
+    assert len(built) == 2
