@@ -9,7 +9,7 @@ systemd's readiness and watchdog, ``sdnotify``), the process's memory bound (``m
 lifecycle, configuration reloads (SIGHUP, ``/-/reload``: ``reload``), the garbage-collector policy and pause, log
 throttling, the version, the metric-table library (``MetricSpec``, ``FamilySet``), the names
 of Prometheus's data model that several packages use (``Labels``, ``STALE_NAN``), the envelope of
-its HTTP API (``promapi``) and Go's spelling of numbers, strings and durations (``gotext``), the bounded
+its HTTP API (``promapi``), gzip for answers off the event loop (``compress``) and Go's spelling of numbers, strings and durations (``gotext``), the bounded
 readers of what crosses the process boundary (configuration and other files, outbound HTTP,
 child processes: ``configfile``, ``boundedread``, ``httpdeadline``, ``boundedproc``), and the
 names of what a job says of itself in a node's textfile directory, which the exporter stamps with

@@ -8,6 +8,7 @@ the engine's gate cannot admit (``unavailable``: its queue is full).
 ``/query`` and ``/query_range`` come from outside, so they pass the engine's gate
 (``tsdb.promql.gate``): at most ``--query-max-concurrency`` evaluate at once, the rest wait in a
 bounded queue, and each has ``--query-timeout`` from its arrival, its encoding included.
+Answers are gzipped for a client that accepts it, as Prometheus's are (cwkernel/compress.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from cwkernel.compress import gzipped
 from cwkernel.promapi import failure, success
 from tsdb.apiparams import Params, parse_time
 from tsdb.memory import release_free_memory
@@ -94,7 +96,7 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
             async def endpoint(request: Request) -> JSONResponse:
                 try:
                     params = await Params.of(request)
-                    return success(await _call(handler, params, request))
+                    return await gzipped(request, success(await _call(handler, params, request)))
                 except PromQLError as exc:
                     return error(exc)
             _add_route(router, path, endpoint, handler.__name__)
@@ -117,7 +119,7 @@ def build_router(engine: Engine, store: Store, targets: TargetsProvider | None =
                         data = await anyio.to_thread.run_sync(work, limiter=evaluating)
                     finally:
                         ticket.leave()
-                    return respond(data)
+                    return await gzipped(request, respond(data))
                 except PromQLError as exc:
                     return error(exc)
             _add_route(router, path, endpoint, handler.__name__)

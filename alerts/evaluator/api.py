@@ -27,6 +27,7 @@ from starlette.datastructures import QueryParams
 from alerts.evaluator.alerting import INACTIVE, AlertingRule, ActiveAlert
 from alerts.evaluator.manager import GroupRuntime, RuleEvaluator, RuleHealth
 from alerts.evaluator.recording import RecordingRule
+from cwkernel.compress import MIN_SIZE, accepts_gzip, gzip_body, mark_gzipped
 from cwkernel.gotext import go_exponent
 from cwkernel.promapi import failure, success
 from tsdb.client import printed_query
@@ -168,22 +169,31 @@ class Answers:
         self.evaluator = evaluator
         self._lock = threading.Lock()
         self._generation = -1
-        self._kept: dict[tuple, JSONResponse] = {}
+        self._kept: dict[tuple, tuple[int, bytes, bool]] = {}  # key -> (status, body, gzipped)
 
-    def get(self, key: tuple, build: Callable[[], JSONResponse]) -> Response:
+    def get(self, key: tuple, build: Callable[[], JSONResponse], gzip: bool) -> Response:
+        """The answer for ``key`` (gzipped when ``gzip``), built by ``build`` if not kept. Called on
+        a worker thread: the building and the compressing happen there."""
+        key = (*key, gzip)
         generation = self.evaluator.generation
         with self._lock:
-            answer = self._kept.get(key) if generation == self._generation else None
-        if answer is None:
+            kept = self._kept.get(key) if generation == self._generation else None
+        if kept is None:
             answer = build()
+            body = gzip_body(answer.body) if gzip and len(answer.body) >= MIN_SIZE else answer.body
+            kept = (answer.status_code, body, body is not answer.body)
             with self._lock:
                 if generation != self._generation:
                     self._generation, self._kept = generation, {}
-                kept_bytes = sum(len(kept.body) for kept in self._kept.values())
-                if len(self._kept) < self.MAX_KEPT and kept_bytes + len(answer.body) <= self.MAX_KEPT_BYTES:
-                    self._kept[key] = answer
-        # A response object is sent once: each request gets its own around the rendered bytes.
-        return Response(answer.body, status_code=answer.status_code, media_type="application/json")
+                kept_bytes = sum(len(other[1]) for other in self._kept.values())
+                if len(self._kept) < self.MAX_KEPT and kept_bytes + len(body) <= self.MAX_KEPT_BYTES:
+                    self._kept[key] = kept
+        status, body, packed = kept
+        # A response object is sent once: each request gets its own around the kept bytes.
+        response = Response(body, status_code=status, media_type="application/json")
+        if packed:
+            mark_gzipped(response, len(body))
+        return response
 
 
 def build_router(evaluator: RuleEvaluator) -> APIRouter:
@@ -201,10 +211,10 @@ def build_router(evaluator: RuleEvaluator) -> APIRouter:
                 return success(rules_data(evaluator, params))
             except BadParameter as exc:
                 return failure("bad_data", str(exc))
-        return answers.get(("rules", tuple(sorted(params.multi_items()))), build)
+        return answers.get(("rules", tuple(sorted(params.multi_items()))), build, accepts_gzip(request))
 
     @router.get("/alerts", operation_id="prometheus_alerts_get")
-    def alerts() -> Response:
-        return answers.get(("alerts",), lambda: success(alerts_data(evaluator)))
+    def alerts(request: Request) -> Response:
+        return answers.get(("alerts",), lambda: success(alerts_data(evaluator)), accepts_gzip(request))
 
     return router

@@ -3,6 +3,8 @@ as rules evaluate, go pending, fire, keep firing and resolve, and the filters an
 (tests/alerts/test_rules_api_differential.py holds the shapes to the real Prometheus)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -132,3 +134,20 @@ def test_an_answer_is_built_once_per_evaluation(monkeypatch) -> None:
     evaluator.evaluate(180)
     assert client.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "firing"
     assert len(built) == 2
+
+
+def test_answers_are_gzipped_for_a_client_that_accepts_it() -> None:
+    evaluator, client = _served([95, 95])
+    evaluator.evaluate(60)
+    rule = evaluator.alerting_rules()[0]
+    rule.active = {**rule.active, **{str(i): replace(next(iter(rule.active.values())), labels={"alertname": "Hot",
+                                                                                                "instance": f"n{i}"})
+                                     for i in range(100)}}
+    evaluator.generation += 1
+    for path in ("/api/v1/alerts", "/api/v1/rules"):
+        plain = client.get(path, headers={"Accept-Encoding": "identity"})
+        for _ in range(2):  # built, then kept
+            packed = client.get(path, headers={"Accept-Encoding": "gzip"})
+            assert packed.headers["content-encoding"] == "gzip" and packed.json() == plain.json()
+            assert packed.num_bytes_downloaded < len(plain.content) / 3
+        assert "content-encoding" not in plain.headers

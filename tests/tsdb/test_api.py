@@ -249,3 +249,24 @@ def test_hostile_inputs_are_4xx_in_prometheus_shape(http: TestClient, path: str,
             continue
         assert (body["status"], body["errorType"]) == ("error", error_type)
         assert message in body["error"], body["error"]
+
+
+# 3,000 series of one point each with a long label: an answer over 1 MiB, which is streamed.
+LARGE = 'label_replace(count_values("t", vector(time())), "pad", "' + "p" * 400 + '", "", "")'
+
+
+@pytest.mark.parametrize("query, end, streamed", [("vector(1)", 10, False), ("vector(1)", 2999, False),
+                                                  (LARGE, 2999, True)], ids=["small", "large", "streamed"])
+def test_answers_are_gzipped_for_a_client_that_accepts_it(http: TestClient, query: str, end: int,
+                                                          streamed: bool) -> None:
+    """As Prometheus's: a range answer over a thousand GPUs is megabytes of repetitive JSON."""
+    params = {"query": query, "start": "0", "end": str(end), "step": "1"}
+    plain = http.get("/api/v1/query_range", params=params, headers={"Accept-Encoding": "identity"})
+    packed = http.get("/api/v1/query_range", params=params, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.json() == plain.json() and packed.json()["status"] == "success"
+    big = len(plain.content) >= 1024
+    assert packed.headers.get("content-encoding") == ("gzip" if big else None)
+    assert ("content-length" not in plain.headers) == streamed
+    if big:  # httpx decoded it; the wire carried much less
+        assert packed.num_bytes_downloaded < len(plain.content) / 3
