@@ -132,7 +132,8 @@ class RuleEvaluator:
             self.generation += 1
             if self.state is not None:
                 self.state.retain({r.rule.key for g in fresh for r in g.rules if isinstance(r, AlertingRule)})
-            self._retired_threads += self._threads
+            # Kept to be joined at stop while they finish; those already ended are let go.
+            self._retired_threads = [t for t in self._retired_threads + self._threads if t.is_alive()]
             self._threads = []
             self._stop = threading.Event()
             if running:
