@@ -40,7 +40,8 @@ def go_value(value: Any) -> str:
     return str(value)
 
 
-def _go_type(value: Any) -> str:
+def go_type(value: Any) -> str:
+    """The Go type a template value has, as fmt's %T and text/template's errors name it."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -126,18 +127,18 @@ def _format_one(verb: str, flags: str, width: int | None, precision: int | None,
         text = go_value(arg)
     elif verb == "s":
         if not isinstance(arg, str):
-            return f"%!s({_go_type(arg)}={go_value(arg)})"
+            return f"%!s({go_type(arg)}={go_value(arg)})"
         text = arg if precision is None else arg[:precision]
     elif verb == "q":
         if not isinstance(arg, str):
-            return f"%!q({_go_type(arg)}={go_value(arg)})"
+            return f"%!q({go_type(arg)}={go_value(arg)})"
         text = go_quote(arg)
     elif verb == "t":
         if not isinstance(arg, bool):
-            return f"%!t({_go_type(arg)}={go_value(arg)})"
+            return f"%!t({go_type(arg)}={go_value(arg)})"
         text = go_value(arg)
     elif verb == "T":
-        text = _go_type(arg)
+        text = go_type(arg)
     elif verb in _INTEGER_VERBS and isinstance(arg, int) and not isinstance(arg, bool):
         text = _INTEGER_VERBS[verb](arg, "#" in flags)
         if "+" in flags and arg >= 0 and verb == "d":
@@ -145,7 +146,7 @@ def _format_one(verb: str, flags: str, width: int | None, precision: int | None,
     elif verb in "feEgGFxXb" and isinstance(arg, float):
         text = _format_float(arg, verb, flags, precision)
     else:
-        return f"%!{verb}({_go_type(arg)}={go_value(arg)})"
+        return f"%!{verb}({go_type(arg)}={go_value(arg)})"
     return _pad(text, flags, width)
 
 
@@ -172,7 +173,7 @@ def go_sprintf(fmt: str, *args: Any) -> str:
                                (0 if precision == "" else None), arg))
     out.append(fmt[pos:])
     if index < len(args):
-        out.append("%!(EXTRA " + ", ".join(f"{_go_type(a)}={go_value(a)}" for a in args[index:]) + ")")
+        out.append("%!(EXTRA " + ", ".join(f"{go_type(a)}={go_value(a)}" for a in args[index:]) + ")")
     return "".join(out)
 
 

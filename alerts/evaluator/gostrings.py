@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from alerts.evaluator.gofmt import go_type
+
 __all__ = ["go_title", "go_upper", "go_lower", "go_len"]
 
 
@@ -46,5 +48,10 @@ def go_title(text: str) -> str:
 
 
 def go_len(item: object) -> int:
-    """Go's ``len``: bytes of a string's UTF-8, entries of a map or list."""
-    return len(item.encode()) if isinstance(item, str) else len(item)  # type: ignore[arg-type]
+    """Go's ``len``: bytes of a string's UTF-8, entries of a map or list; anything else is Go's
+    error (``len of type float64``)."""
+    if isinstance(item, str):
+        return len(item.encode())
+    if isinstance(item, (dict, list, tuple)):
+        return len(item)
+    raise ValueError(f"len of type {go_type(item)}")

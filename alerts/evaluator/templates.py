@@ -42,6 +42,10 @@ class TemplateError(ValueError):
 
     at: "_Command | None" = None  # the innermost command running when rendering failed
 
+    def __init__(self, message: str, at: "_Command | None" = None) -> None:
+        super().__init__(message)
+        self.at = at
+
 
 # Prometheus runs each alert template behind these definitions, on the same first line, so the
 # columns its errors give on line 1 count them (rules/alerting.go, 2.42).
@@ -100,6 +104,17 @@ class _Command:
     args: list[tuple[str, Any]]  # (kind, value): ident, variable, field, literal, pipeline
     pos: int = 0  # of its first token in the template: where Go's errors place it
     source: str = ""  # as Go's text/template prints the command in an error ("humanize $value")
+    spans: list[tuple[int, str]] = field(default_factory=list)  # each arg's position and source
+
+    def node(self, index: int) -> "_Command":
+        """Where Go places an error about arg ``index`` (0: the function's name): at that arg, or,
+        for a parenthesized pipeline, at the last node evaluated in it."""
+        kind, raw = self.args[index]
+        if kind == "pipeline":
+            last = raw.commands[-1]
+            return last.node(len(last.args) - 1)
+        pos, source = self.spans[index]
+        return _Command([], pos, source)
 
 
 @dataclass
@@ -272,6 +287,7 @@ class _Parser:
         commands: list[_Command] = []
         current: list[tuple[str, Any]] = []
         sources: list[str] = []
+        spans: list[tuple[int, str]] = []
         start = 0
         while tokens:
             kind, text, pos = tokens[0]
@@ -283,10 +299,11 @@ class _Parser:
             if kind == "pipe":
                 if not current:
                     raise TemplateError(f"{self.where}: missing command before |")
-                commands.append(_Command(current, start, " ".join(sources)))
-                current, sources = [], []
+                commands.append(_Command(current, start, " ".join(sources), spans))
+                current, sources, spans = [], [], []
                 continue
             sources.append(text)
+            spans.append((pos, text))
             if kind == "lparen":
                 inner, tokens = self._commands(tokens)
                 if not tokens or tokens[0][0] != "rparen":
@@ -294,6 +311,7 @@ class _Parser:
                 tokens = tokens[1:]
                 current.append(("pipeline", inner))
                 sources[-1] = f"({inner.source})"
+                spans[-1] = (pos, sources[-1])
             elif kind in ("string", "raw"):
                 current.append(("literal", _unquote(text) if kind == "string" else text[1:-1]))
             elif kind == "number":
@@ -312,7 +330,7 @@ class _Parser:
             else:
                 raise TemplateError(f"{self.where}: unexpected {text!r} in action")
         if current:
-            commands.append(_Command(current, start, " ".join(sources)))
+            commands.append(_Command(current, start, " ".join(sources), spans))
         elif commands:
             raise TemplateError(f"{self.where}: missing command after |")
         if not commands:
@@ -508,6 +526,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 def _index(item: Any, keys: tuple) -> Any:
     for key in keys:
+        if isinstance(item, dict) and not isinstance(key, str):  # the maps here are map[string]...
+            raise ValueError(f"value has type {gofmt.go_type(key)}; should be string")
         item = item.get(key, "") if isinstance(item, dict) else item[key]
     return item
 
@@ -601,8 +621,38 @@ def _call(name: str, args: list, scope: _Scope) -> Any:
         return FUNCTIONS[name](*args)
     except TemplateError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, re.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a function hits is this template's error, never the rule's
         raise TemplateError(f"error calling {name}: {exc}") from None
+
+
+# Go's signatures, which text/template holds calls to before calling: (parameters, variadic)...
+_ARITY: dict[str, tuple[int, bool]] = {
+    **dict.fromkeys(("humanize", "humanize1024", "humanizePercentage", "humanizeDuration", "humanizeTimestamp",
+                     "title", "toUpper", "toLower", "stripPort", "len", "not", "query", "first", "value", "strvalue",
+                     "stripDomain", "toTime", "parseDuration", "safeHtml", "graphLink", "tableLink"), (1, False)),
+    **dict.fromkeys(("match", "label", "sortByLabel", "ne", "lt", "le", "gt", "ge"), (2, False)),
+    "reReplaceAll": (3, False), "externalURL": (0, False), "pathPrefix": (0, False),
+    **dict.fromkeys(("printf", "index", "and", "or", "eq"), (1, True)), **dict.fromkeys(("print", "args"), (0, True)),
+}
+# ...and how many of their first parameters are strings (Go's "expected string" errors).
+_STRING_PARAMS = {**dict.fromkeys(("title", "toUpper", "toLower", "stripPort", "stripDomain", "safeHtml", "graphLink",
+                                   "tableLink", "parseDuration", "printf", "label", "sortByLabel", "query"), 1),
+                  "match": 2, "reReplaceAll": 3}
+
+
+def _check_arity(name: str, given: int, command: _Command) -> None:
+    want, variadic = _ARITY.get(name, (given, False))
+    if given < want if variadic else given != want:
+        raise TemplateError(f"wrong number of args for {name}: want {'at least ' if variadic else ''}{want} got {given}",
+                            command.node(0))
+
+
+def _not_a_string(value: Any, constant: bool, source: str) -> str:
+    """text/template's words for a non-string given to a string parameter: a constant in the
+    template, or a value (a variable, a field, a pipeline's result)."""
+    if constant:
+        return "cannot assign nil to string" if value is None else f"expected string; found {source}"
+    return f"wrong type for value; expected string; got {gofmt.go_type(value)}"
 
 
 def _command(command: _Command, scope: _Scope, previous: Any) -> Any:
@@ -617,8 +667,18 @@ def _command(command: _Command, scope: _Scope, previous: Any) -> Any:
 def _run_command(command: _Command, scope: _Scope, previous: Any) -> Any:
     (kind, raw), rest = command.args[0], command.args[1:]
     if kind == "ident":
-        args = [_operand(k, r, scope) for k, r in rest]
-        if previous is not _NO_PREVIOUS:
+        piped = previous is not _NO_PREVIOUS
+        _check_arity(raw, len(rest) + piped, command)
+        strings = _STRING_PARAMS.get(raw, 0)
+        args = []
+        for index, (arg_kind, arg_raw) in enumerate(rest):
+            args.append(_operand(arg_kind, arg_raw, scope))
+            if index < strings and not isinstance(args[-1], str):
+                raise TemplateError(_not_a_string(args[-1], arg_kind == "literal", command.spans[index + 1][1]),
+                                    command.node(index + 1))
+        if piped:
+            if len(rest) < strings and not isinstance(previous, str):
+                raise TemplateError(_not_a_string(previous, False, ""), command.node(0))
             args.append(previous)
         return _call(raw, args, scope)
     if rest or previous is not _NO_PREVIOUS:

@@ -92,3 +92,26 @@ def test_restart_keeps_for_clocks_and_does_not_renotify(tmp_path):
     _, third, sent3 = _setup([95] * 20, _hot(for_s=600), AlertStateStore(path))
     third.evaluate(630)
     assert _states(third) == ["firing"] and sent3 == []  # sent at 600: not again within a minute
+
+
+def test_a_template_that_fails_in_any_way_fails_only_its_own_annotation(monkeypatch) -> None:
+    """``{{ $value | toUpper }}`` met Python's AttributeError, which escaped the renderer and failed
+    the whole group's evaluation each time: every rule of the group stopped alerting."""
+    from alerts.evaluator import templates
+
+    store = Store(retention_s=1e9)
+    store.append_series((("__name__", "temp"), ("instance", "n1")), [0], [95.0])
+    bad = Rule("alert", "Bad", "temp > 90", annotations={"a": "{{ $value | toUpper }}", "b": "{{ humanize $value }}"},
+               file="f.yml", group="g")
+    odd = Rule("alert", "Odd", "temp > 90", annotations={"a": "{{ stripPort $labels.instance }}"}, file="f.yml",
+               group="g", index=1)
+    good = Rule("alert", "Good", "temp > 90", file="f.yml", group="g", index=2)
+    monkeypatch.setitem(templates.FUNCTIONS, "stripPort", lambda text: 1 / 0)  # a function's own bug
+    evaluator = RuleEvaluator([Group("g", "f.yml", [bad, odd, good])], LocalQueryClient(Engine(store)))
+    evaluator.evaluate(0)
+    alerts = {rule.rule.name: alert for rule, alert in evaluator.active_alerts()}
+    assert set(alerts) == {"Bad", "Odd", "Good"}
+    assert alerts["Bad"].annotations["a"].endswith(
+        'at <toUpper>: wrong type for value; expected string; got float64>')
+    assert alerts["Bad"].annotations["b"] == "95"
+    assert alerts["Odd"].annotations["a"].endswith("error calling stripPort: division by zero>")

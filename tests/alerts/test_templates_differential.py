@@ -6,7 +6,8 @@ family, printf's verbs, flags, widths and precisions, the string functions, cond
 the label values include quotes, backslashes, IPv6 hosts and non-ASCII text; and the functions
 ``stripDomain``, ``toTime``, ``parseDuration``, ``safeHtml``, ``args``, ``graphLink``, ``tableLink``. It found printf verbs
 we did not know (%t %T %c %U %o %b, %x of a float), ``title`` after an apostrophe or a symbol, and
-``humanizeTimestamp`` of a negative fraction of a second. Cases whose rendering fails are compared
+``humanizeTimestamp`` of a negative fraction of a second, and arguments of the wrong type or
+number (which Python met as an AttributeError that failed the whole rule group). Cases whose rendering fails are compared
 too: Prometheus's text names the template, the failing command and its line and column (counted
 in bytes, past the definitions Prometheus puts before the template on its first line), and a
 pattern that does not parse is worded as Go's regexp words it."""
@@ -61,6 +62,11 @@ TEMPLATES = [
     '{{ parseDuration "1y2w3d4h5m6s7ms" }}|{{ parseDuration "0" }}', '{{ parseDuration "5m1h" }}',
     "{{ safeHtml $labels.instance }}", '{{ with args 1 "x" $value }}{{ .arg0 }}-{{ .arg1 }}-{{ .arg2 }}{{ end }}',
     '{{ graphLink "rate(x[5m]) > 0" }}|{{ tableLink $labels.instance }}',
+    # Arguments of the wrong type or number: Go refuses them before the call, at the argument.
+    "{{ toUpper 3.5 }}", "{{ $value | toUpper }}", "{{ title $labels }}", '{{ reReplaceAll "a" "b" 1 }}',
+    '{{ match 1 "x" }}', "{{ printf 1 }}", "{{ title true }}", "{{ title nil }}", "{{ 1 | title }}",
+    '{{ toUpper (len "ab") }}', '{{ match "a" $value }}', "{{ len 3 }}", "{{ index $labels 1 }}", "{{ toUpper }}",
+    '{{ toUpper "a" "b" }}', "{{ printf }}", '{{ "a" | toUpper "b" }}', "{{ humanize }}", "{{ safeHtml $value }}",
 ]
 
 
