@@ -165,11 +165,15 @@ class RuleEvaluator:
                 try:
                     samples = self._eval_rule(rule, runtime, ts)
                     health.last_error = ""
-                except RuleEvalError as exc:
+                except Exception as exc:  # noqa: BLE001 - one rule's failure, even a bug's, stops only that rule
                     failed = True
                     health.failures += 1
-                    health.last_error = str(exc)
-                    log.warning("rule %s: %s", rule.rule.key, exc)
+                    if isinstance(exc, RuleEvalError):
+                        health.last_error = str(exc)
+                        log.warning("rule %s: %s", rule.rule.key, exc)
+                    else:
+                        health.last_error = f"internal error: {type(exc).__name__}: {exc}"
+                        log.exception("rule %s: evaluation failed", rule.rule.key)
                     samples = None
                 health.evaluations += 1
                 health.last_evaluation = ts

@@ -115,3 +115,19 @@ def test_a_template_that_fails_in_any_way_fails_only_its_own_annotation(monkeypa
         'at <toUpper>: wrong type for value; expected string; got float64>')
     assert alerts["Bad"].annotations["b"] == "95"
     assert alerts["Odd"].annotations["a"].endswith("error calling stripPort: division by zero>")
+
+
+def test_a_rule_that_fails_with_a_bug_stops_only_itself(monkeypatch) -> None:
+    """Only a RuleEvalError was contained to its rule: anything else ended the group's evaluation
+    there, and the rules after it were not evaluated at all."""
+    store = Store(retention_s=1e9)
+    store.append_series((("__name__", "temp"), ("instance", "n1")), [0], [95.0])
+    first = Rule("alert", "First", "temp > 90", file="f.yml", group="g")
+    second = Rule("alert", "Second", "temp > 90", file="f.yml", group="g", index=1)
+    evaluator = RuleEvaluator([Group("g", "f.yml", [first, second])], LocalQueryClient(Engine(store)))
+    broken = evaluator.groups[0].rules[0]
+    monkeypatch.setattr(broken, "eval", lambda *args, **kwargs: [][1])
+    evaluator.evaluate(0)
+    assert [rule.rule.name for rule, _ in evaluator.active_alerts()] == ["Second"]
+    health = evaluator.groups[0].health[first.key]
+    assert health.last_error == "internal error: IndexError: list index out of range" and health.failures == 1
