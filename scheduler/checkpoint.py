@@ -64,14 +64,18 @@ def believed_marks(job_matcher: str, lookback: str) -> str:
     """PromQL: the newest sample within ``lookback`` of each mark series of the jobs
     ``job_matcher`` selects (``job_id="1"``, ``job_id=~"1|2"``) that is the job's own word: one the
     exporter saw written by root or by itself (no ``writer``), or by the job's own user (``writer``
-    equal to the job's ``user`` in ``slurm_job_info``; without the scheduler adapter no user's
-    mark is believed). A mark another user's job wrote into the shared directory is none: trusted,
-    it would end a checkpoint wait early and understate the work a requeue throws away."""
+    equal to the job's ``user`` in ``slurm_job_info``, or to its ``uid`` where the node's exporter
+    has not found the user's name yet; without the scheduler adapter no user's mark is believed).
+    A mark another user's job wrote into the shared directory is none: trusted, it would end a
+    checkpoint wait early and understate the work a requeue throws away."""
     def marks(writer: str) -> str:
         return f'last_over_time({CHECKPOINT_METRIC}{{{job_matcher},{WRITER_LABEL}{writer}}}[{lookback}])'
     unstamped, stamped = marks('=""'), marks('!=""')
     users = f'last_over_time(slurm_job_info{{{job_matcher}}}[{lookback}])'
-    own = f'label_replace({stamped}, "user", "$1", "{WRITER_LABEL}", "(.+)") and on ({JOB_LABEL}, user) {users}'
+
+    def written_by(label: str) -> str:
+        return f'(label_replace({stamped}, "{label}", "$1", "{WRITER_LABEL}", "(.+)") and on ({JOB_LABEL}, {label}) {users})'
+    own = f'{written_by("user")} or {written_by("uid")}'
     return f'({unstamped} or ({own}))'
 
 

@@ -34,8 +34,8 @@ ADAPTER = "scheduler adapter (poller)"
 
 METRICS = metric_table(
     gauge("slurm_job_info", "Job identity, value 1: join on job_id for per-job views.",
-          ("job_id", "array_id", "user", "account", "partition", "name", "state", "reason"),
-          source=f"{SQUEUE}: job_id, array ids, user_name, account, partition, name (cut to "
+          ("job_id", "array_id", "user", "uid", "account", "partition", "name", "state", "reason"),
+          source=f"{SQUEUE}: job_id, array ids, user_name, user_id, account, partition, name (cut to "
                  f"{MAX_LABEL}), job_state, state_reason"),
     gauge("slurm_job_gpus", "GPUs of the job: allocated once started, requested while pending.",
           ("job_id",), source=f"{SQUEUE}: tres_alloc_str / gres_detail / tres_req_str / tres_per_node"),
@@ -123,7 +123,7 @@ def job_info_labels(job: Job) -> tuple[str, ...]:
     Built positionally because ``FamilySet.add(name, value, **labels)`` cannot take a label
     called ``name`` (it collides with its first parameter).
     """
-    return (job.job_id, job.array_id, job.user, job.account, job.partition, _cut(job.name),
+    return (job.job_id, job.array_id, job.user, job.user_id, job.account, job.partition, _cut(job.name),
             job.state, _cut(job.reason))
 
 

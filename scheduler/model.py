@@ -15,6 +15,7 @@ class Job:
     job_id: str
     name: str = ""
     user: str = ""
+    user_id: str = ""  # the numeric uid as text, "" when not reported
     account: str = ""
     partition: str = ""
     state: str = ""

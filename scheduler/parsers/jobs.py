@@ -43,6 +43,7 @@ def parse_job(record: dict) -> Job:
         job_id=text(integer(record.get("job_id"))),
         name=text(record.get("name")),
         user=text(first(record, "user_name", "user")),
+        user_id=text(integer(record["user_id"])) if record.get("user_id") is not None else "",
         account=text(record.get("account")),
         partition=text(record.get("partition")),
         state=state,

@@ -17,7 +17,7 @@ from remediation import api, queries
 from remediation import policy as policy_module
 from scheduler.checkpoint import CHECKPOINT_METRIC
 from tests.alerts.remediation_helpers import Harness, TableQuery, alert, make_policy
-from tests.dashboard.reliability_data_set import History, at
+from tests.dashboard.reliability_data_set import ALICE_UID, History, at
 from tsdb.client import LocalQueryClient, QueryError
 from tsdb.promql.engine import Engine
 from tsdb.results import QueryResult, Series
@@ -298,8 +298,8 @@ def test_a_mark_written_on_a_node_the_job_does_not_run_on_is_not_its_checkpoint(
 def test_a_mark_another_user_wrote_is_not_the_jobs_checkpoint():
     """On a node shared by several users' jobs, mallory's job can write the mark of alice's job 330:
     the exporter stamps it with its writer, and the wait believes only marks from the job's own
-    user (slurm_job_info's ``user``) or unstamped ones (root or the exporter wrote them). Read from
-    a real store, as the engine reads it."""
+    user (slurm_job_info's ``user``, or its ``uid`` while the node has not resolved the name) or
+    unstamped ones (root or the exporter wrote them). Read from a real store, as the engine reads it."""
     h = History()
     h.job("330", 8, running=[(0, 79, ("n1",))], pending=[], restarts=[])
     h.spell(CHECKPOINT_METRIC, 10, 79, at(10), job_id="330", instance="n1", writer="alice")
@@ -308,9 +308,14 @@ def test_a_mark_another_user_wrote_is_not_the_jobs_checkpoint():
     h.spell(CHECKPOINT_METRIC, 20, 79, at(20), job_id="331", instance="n2")
     h.job("332", 8, running=[(0, 79, ("n3",))], pending=[], restarts=[])
     h.spell(CHECKPOINT_METRIC, 40, 79, at(40), job_id="332", instance="n3", writer="mallory")
+    # Written by uid: the node's exporter had not found the user's name yet (a slow user database).
+    h.job("333", 8, running=[(0, 79, ("n4",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 30, 79, at(30), job_id="333", instance="n4", writer=ALICE_UID)
+    h.job("334", 8, running=[(0, 79, ("n5",))], pending=[], restarts=[])
+    h.spell(CHECKPOINT_METRIC, 30, 79, at(30), job_id="334", instance="n5", writer="1002")
     client = LocalQueryClient(Engine(h.store()))
-    marks = queries.checkpoint_times(client, {"330": ["n1"], "331": ["n2"], "332": ["n3"]}, at(60))
-    assert marks == {"330": at(10), "331": at(20)}
+    jobs = {"330": ["n1"], "331": ["n2"], "332": ["n3"], "333": ["n4"], "334": ["n5"]}
+    assert queries.checkpoint_times(client, jobs, at(60)) == {"330": at(10), "331": at(20), "333": at(30)}
 
 
 def test_a_clock_step_back_does_not_lengthen_the_checkpoint_wait():

@@ -39,6 +39,8 @@ def at(minute: float) -> float:
     return T0 + minute * STEP
 
 
+ALICE_UID = "1001"  # the user every job of the data set runs as, and her uid
+
 class History:
     def __init__(self) -> None:
         self.series: dict[tuple, tuple[list[int], list[float]]] = {}
@@ -65,13 +67,15 @@ class History:
             pending: list[tuple[int, int]], restarts: list[tuple[int, int, int]]) -> None:
         self.spell("slurm_job_gpus", 0, MINUTES - 1, float(gpus), job_id=job_id)
         for first, last, nodes in running:
-            self.spell("slurm_job_info", first, last, 1.0, job_id=job_id, state="RUNNING", user="alice")
+            self.spell("slurm_job_info", first, last, 1.0, job_id=job_id, state="RUNNING", user="alice",
+                       uid=ALICE_UID)
             self.spell("slurm_job_start_time_seconds", first, last, at(first), job_id=job_id)
             for node in nodes:
                 for gpu in range(gpus // len(nodes)):
                     self.spell("slurm_job_gpu_info", first, last, 1.0, job_id=job_id, instance=node, gpu=str(gpu))
         for first, last in pending:
-            self.spell("slurm_job_info", first, last, 1.0, job_id=job_id, state="PENDING", user="alice")
+            self.spell("slurm_job_info", first, last, 1.0, job_id=job_id, state="PENDING", user="alice",
+                       uid=ALICE_UID)
         self.spell("slurm_job_restart_count", 0, MINUTES - 1,
                    values=[next((n for a, b, n in restarts if a <= i <= b), 0) for i in range(MINUTES)], job_id=job_id)
 

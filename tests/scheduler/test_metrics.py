@@ -29,8 +29,8 @@ def ok_status(snapshot=None) -> PollStatus:
 def test_job_families():
     samples = render(ok_status())
     info = {labels["job_id"]: labels for labels, _ in samples["slurm_job_info"]}
-    assert info["101"] == {"job_id": "101", "array_id": "", "user": "alice", "account": "llm", "partition": "gpu",
-                           "name": "llama-pretrain", "state": "RUNNING", "reason": ""}
+    assert info["101"] == {"job_id": "101", "array_id": "", "user": "alice", "uid": "1000", "account": "llm",
+                           "partition": "gpu", "name": "llama-pretrain", "state": "RUNNING", "reason": ""}
     assert info["205"]["array_id"] == "200_5" and info["300"]["reason"] == "Resources"
     gpus = {labels["job_id"]: value for labels, value in samples["slurm_job_gpus"]}
     assert gpus == {"101": 16, "205": 2, "300": 4, "99": 1, "102": 0}

@@ -22,6 +22,7 @@ def test_real_22_05_squeue():
     jobs = jobs_by_id("slurm-22.05")
     sleeper, plain = jobs["1"], jobs["2"]
     assert (sleeper.name, sleeper.user, sleeper.partition, sleeper.state) == ("sleeper", "root", "debug", "RUNNING")
+    assert sleeper.user_id == "0"
     assert sleeper.nodes == ("localhost",)
     assert dict(sleeper.gpu_indices) == {"localhost": (0,)}
     assert sleeper.gpus == 1
