@@ -723,6 +723,24 @@ class Template:
                 f'executing "{name}" at <{command.source}>: {message}')
 
 
+# Failures that come from a template itself whatever the alert (a function given a value of the
+# wrong type or number), as opposed to the data of one alert: what ``template_problems`` reports.
+_WHATEVER_THE_DATA = ("wrong type for value", "wrong number of args", "expected string; found",
+                      "cannot assign nil", "can't give argument to non-function")
+
+
+def template_problems(text: str, where: str = "template") -> list[str]:
+    """What fails in ``text`` whatever the alert it renders for: it is rendered for a sample alert
+    (an ``instance`` label, a value of 1) and a failure of that kind is reported. Prometheus finds
+    these only when the alert fires, and then writes the error into the annotation."""
+    try:
+        Template(text, where).render({"instance": "node-1:9400", "alertname": "Check"}, 1.0)
+    except TemplateError as exc:
+        if any(words in str(exc) for words in _WHATEVER_THE_DATA):
+            return [f"{where}: {exc}"]
+    return []
+
+
 def render(text: str, labels: dict[str, str], value: float, name: str | None = None, **kwargs: Any) -> str:
     """Render ``text``; a failure renders as Prometheus does: ``<error expanding template: ...>``."""
     try:

@@ -1,6 +1,7 @@
 """``clusterwatch rules check|test|export``: the alert rule pack, validated, unit-tested, exported.
 
-- check: parse every rule file (fields, names, durations, PromQL via promql-parser, templates).
+- check: parse every rule file (fields, names, durations, PromQL via promql-parser, templates), and
+  warn of a template that fails whatever the alert (a function given the wrong type or number).
 - test: run alerts/tests/*.yml (promtool's unit-test format) on the embedded engine, and with
   ``promtool test rules`` too when promtool is installed; both must pass.
 - export: copy the rule files for Prometheus or vmalert to load (``rule_files:`` / ``-rule``);
@@ -55,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _check(paths: list[str]) -> int:
     from alerts.evaluator.rulefile import RuleFileError, expand_paths, load_rule_file
+    from alerts.evaluator.templates import template_problems
 
     failed = 0
     for path in expand_paths(paths or [PACKAGE_ROOT / "rules"]):
@@ -65,6 +67,14 @@ def _check(paths: list[str]) -> int:
             failed += 1
             continue
         print(f"{path}: SUCCESS: {sum(len(g.rules) for g in groups)} rules in {len(groups)} groups")
+        # Valid for Prometheus too, which loads them; but every alert would carry the error.
+        for group in groups:
+            for rule in group.rules:
+                for kind, templates in (("label", rule.labels), ("annotation", rule.annotations)):
+                    for key, text in templates.items():
+                        for problem in template_problems(text, f"{path}: group {group.name}: rule {rule.name}: "
+                                                               f"{kind} {key}"):
+                            print(f"WARNING: {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 

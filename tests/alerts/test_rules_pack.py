@@ -84,6 +84,24 @@ def test_rules_cli_check_and_test(capsys):
     assert main(["rules", "check"]) == 0
     assert main(["rules", "test", "--no-promtool"]) == 0
     assert main(["rules", "check", str(ROOT / "tests" / "jobs_test.yml")]) == 1
+    assert "WARNING" not in capsys.readouterr().err  # no template of the pack fails whatever the alert
+
+
+def test_rules_check_warns_of_a_template_that_fails_whatever_the_alert(tmp_path, capsys):
+    """Prometheus loads it and writes the error into every alert's annotation when it fires."""
+    from clusterwatch.cli import main
+
+    path = tmp_path / "site.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "site", "rules": [{
+        "alert": "Hot", "expr": "up == 0", "labels": {"team": "{{ 1 | title }}"},
+        "annotations": {"summary": "{{ $value | toUpper }}", "fine": "{{ $labels.instance | title }}",
+                        "data": "{{ humanizeTimestamp $labels.instance }}"}}]}]}))
+    assert main(["rules", "check", str(path)]) == 0  # loads, as in Prometheus
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        f"WARNING: {path}: group site: rule Hot: label team: wrong type for value; expected string; got int",
+        f"WARNING: {path}: group site: rule Hot: annotation summary: wrong type for value; expected string; "
+        "got float64"]
 
 
 def _alerts_fired_on_the_test_data() -> dict[str, list[dict[str, str]]]:
