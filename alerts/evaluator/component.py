@@ -6,13 +6,15 @@ server's job. ``evaluator.notify`` is the hook the notification pipeline sets.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from alerts.evaluator.api import build_router
 from alerts.evaluator.manager import RuleEvaluator, Writer
-from alerts.evaluator.rulefile import RuleFileError, load_rule_files
+from alerts.evaluator.rulefile import Group, RuleFileError, load_rule_files
+from alerts.evaluator.templates import template_problems
 from alerts.evaluator.selfmetrics import EvaluatorCollector
 from alerts.evaluator.state import AlertStateStore
 from cwkernel.errors import ConfigError
@@ -22,15 +24,32 @@ from tsdb.client import QueryClient
 if TYPE_CHECKING:
     from cwkernel.server import Component, Deps
 
+log = logging.getLogger(__name__)
+
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
 # Where the GPU series come from -> the bridge of recording rules that writes the gpu_* contract
 # from them (None: ClusterWatch's own exporters write it). docs/migration.md.
 BRIDGES: dict[str, Path | None] = {"clusterwatch": None, "dcgm": SHIPPED_RULES / "bridges" / "dcgm.yml"}
 
 
+def template_problems_of(groups: Sequence[Group]) -> list[str]:
+    """Each template of ``groups`` that fails whatever the alert (``template_problems``): loaded,
+    as Prometheus loads it, but every alert of that rule would carry the error."""
+    return [problem for group in groups for rule in group.rules
+            for kind, templates in (("label", rule.labels), ("annotation", rule.annotations))
+            for key, text in templates.items()
+            for problem in template_problems(text, f"{group.file}: group {group.name}: rule {rule.name}: {kind} {key}")]
+
+
+def warn_of_templates(groups: Sequence[Group]) -> None:
+    for problem in template_problems_of(groups):
+        log.warning("%s", problem)
+
+
 def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient, writer: Writer | None,
                     state_path: str | Path | None, interval_s: float = 30.0) -> RuleEvaluator:
     groups = load_rule_files(rule_paths or [SHIPPED_RULES])
+    warn_of_templates(groups)
     state = AlertStateStore(state_path) if state_path else None
     return RuleEvaluator(groups, client, writer=writer, state=state, default_interval_s=interval_s)
 
@@ -44,6 +63,7 @@ def rule_files_reload(paths: Sequence[str | Path], evaluator: RuleEvaluator,
             groups = load_rule_files(paths)
         except RuleFileError as exc:
             raise ConfigError("rules", str(exc), config_file) from None
+        warn_of_templates(groups)
         evaluator.replace_groups(groups)
     return ReloadHook(apply, "the rule files")
 

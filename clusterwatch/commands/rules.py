@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _check(paths: list[str]) -> int:
     from alerts.evaluator.rulefile import RuleFileError, expand_paths, load_rule_file
-    from alerts.evaluator.templates import template_problems
+    from alerts.evaluator.component import template_problems_of
 
     failed = 0
     for path in expand_paths(paths or [PACKAGE_ROOT / "rules"]):
@@ -68,13 +68,8 @@ def _check(paths: list[str]) -> int:
             continue
         print(f"{path}: SUCCESS: {sum(len(g.rules) for g in groups)} rules in {len(groups)} groups")
         # Valid for Prometheus too, which loads them; but every alert would carry the error.
-        for group in groups:
-            for rule in group.rules:
-                for kind, templates in (("label", rule.labels), ("annotation", rule.annotations)):
-                    for key, text in templates.items():
-                        for problem in template_problems(text, f"{path}: group {group.name}: rule {rule.name}: "
-                                                               f"{kind} {key}"):
-                            print(f"WARNING: {problem}", file=sys.stderr)
+        for problem in template_problems_of(groups):
+            print(f"WARNING: {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 
