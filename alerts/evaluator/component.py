@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from alerts.evaluator.api import build_router
 from alerts.evaluator.manager import RuleEvaluator, Writer
 from alerts.evaluator.rulefile import Group, RuleFileError, load_rule_files
-from alerts.evaluator.templates import template_problems
 from alerts.evaluator.selfmetrics import EvaluatorCollector
 from alerts.evaluator.state import AlertStateStore
+from alerts.evaluator.templates import template_problems
 from cwkernel.errors import ConfigError
 from cwkernel.reload import ReloadHook
 from tsdb.client import QueryClient
