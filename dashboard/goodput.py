@@ -35,6 +35,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, TypeVar
 
@@ -557,6 +560,40 @@ def _value_from(samples: list[tuple[float, float]], t: float, ahead_s: float = 0
     return samples[i][1] if i < len(samples) and samples[i][0] < t + ahead_s + INTERVAL_S / 2 else None
 
 
+class SettledInterruptions:
+    """Interruptions explained once their evidence is all in, kept per query client (a store).
+
+    ``explain`` costs two queries; a reliability page over a day with a hundred interruptions,
+    refreshed every few seconds, would ask them all again each time for the same answer. An
+    interruption's evidence ends ``EVIDENCE_AFTER`` after it, and what rules and scrapes write
+    for a time is written within ``SETTLE_S`` of it: past that, as seen from the end of the range
+    asked, its explanation does not change, so it is kept (at most ``MAX_KEPT`` per client)."""
+
+    SETTLE_S = 300.0
+    MAX_KEPT = 20_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: "weakref.WeakKeyDictionary[QueryClient, OrderedDict]" = weakref.WeakKeyDictionary()
+
+    def explained(self, client: QueryClient, record: tuple[str, int, float, str], until: float) -> Interruption:
+        if record[2] + AFTER_S + self.SETTLE_S > until:
+            return explain(client, *record)
+        with self._lock:
+            kept = self._kept.setdefault(client, OrderedDict())
+            found = kept.get(record)
+        if found is None:
+            found = explain(client, *record)
+            with self._lock:
+                kept[record] = found
+                while len(kept) > self.MAX_KEPT:
+                    kept.popitem(last=False)
+        return found
+
+
+SETTLED = SettledInterruptions()
+
+
 def explain(client: QueryClient, job_id: str, ordinal: int, time: float, state: str) -> Interruption:
     """One interruption with its cause (the most specific alert beside it, else unknown) and the
     work it threw away (since the last checkpoint, else unknown)."""
@@ -592,7 +629,7 @@ def account(client: QueryClient, tr: TimeRange, job_id: str | None = None) -> Ac
         if job in jobs:
             jobs[job].lost_gpu_seconds["straggler"] += seconds * jobs[job].gpus
     records = _interruption_records(client, tr, selector)
-    explained = [explain(client, *record) for record in records[:MAX_INTERRUPTIONS]]
+    explained = [SETTLED.explained(client, record, tr.end) for record in records[:MAX_INTERRUPTIONS]]
     for job in jobs.values():
         job.lost_gpu_seconds["redone_work"] = 0.0  # known: nothing to redo without an interruption
     for item in explained:

@@ -360,3 +360,23 @@ def test_without_the_recording_group_the_accounting_says_so():
 ])
 def test_alert_to_root_cause_class(alertname, labels, expected):
     assert cause_class(alertname, labels) == expected
+
+
+def test_settled_interruptions_are_explained_once_and_recent_ones_each_time(monkeypatch):
+    """A page refreshed every few seconds asked every interruption's two queries again each time;
+    once an interruption's evidence is all in, its explanation is kept for the store."""
+    asked = []
+    real = goodput.explain
+    monkeypatch.setattr(goodput, "explain", lambda client, *record: asked.append(record) or real(client, *record))
+    client = LocalQueryClient(Engine(evaluated_history()))
+    first = account(client, RANGE)
+    explained = len(asked)
+    assert explained == sum(len(job.interruptions) for job in first.jobs.values()) > 0
+    assert account(client, RANGE).jobs == first.jobs and len(asked) == explained  # none asked again
+    last = max(i.time for job in first.jobs.values() for i in job.interruptions)
+    recent = TimeRange(RANGE.start, last + goodput.AFTER_S + 60)  # that one still settling
+    account(client, recent)
+    account(client, recent)
+    assert [record[2] for record in asked[explained:]] == [last, last]
+    assert account(LocalQueryClient(Engine(evaluated_history())), RANGE).jobs == first.jobs  # another store: its own
+    assert len(asked) == 2 * explained + 2
