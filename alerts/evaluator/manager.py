@@ -89,6 +89,7 @@ class RuleEvaluator:
         self._stop = threading.Event()  # this generation of group threads'; a reload starts another
         self._threads: list[threading.Thread] = []
         self._retired_threads: list[threading.Thread] = []
+        self._stopped = False
         self.generation = 0  # counts evaluations and reloads: while unchanged, so is every rule's state
         self.loops = LoopWatch()
         if state is not None:
@@ -111,19 +112,26 @@ class RuleEvaluator:
         CopyState matches them) keeps its alerts, so a pending alert keeps its ``for`` clock and
         a firing one is not sent again before its resend delay; it keeps its health too, and its
         group its schedule. The rest start afresh; a removed rule's alerts are no longer sent,
-        and receivers resolve them when they expire, as after a Prometheus reload. A group in the
-        middle of an evaluation finishes it first (its lock), then evaluates no more."""
+        and receivers resolve them when they expire, as after a Prometheus reload.
+
+        Groups are handed over one at a time: a group in the middle of an evaluation finishes it
+        (its lock), evaluates no more, and its successor's thread starts; the groups not handed
+        over yet go on evaluating meanwhile, so a group stuck in a slow query holds up only itself
+        and the reload, never the other groups' alerts."""
         with self._reload_lock:
-            running = bool(self._threads)
-            self._stop.set()  # the running threads end after what they are doing
+            running = bool(self._threads) and not self._stopped
+            old_stop, stop = self._stop, threading.Event()
             fresh = self._runtimes(groups)
             old_groups = {(g.group.file, g.group.name): g for g in self.groups}
+            threads = []
             for runtime in fresh:
                 old = old_groups.pop((runtime.group.file, runtime.group.name), None)
                 if old is not None:
                     with old.lock:
                         _carry_over(old, runtime)
                         old.retired = True
+                if running:
+                    threads.append(self._start_group(runtime, stop))
             for old in old_groups.values():
                 with old.lock:
                     old.retired = True
@@ -132,12 +140,12 @@ class RuleEvaluator:
             self.generation += 1
             if self.state is not None:
                 self.state.retain({r.rule.key for g in fresh for r in g.rules if isinstance(r, AlertingRule)})
+            old_stop.set()  # the retired threads wake and end
+            if self._stopped:  # stopped while handing over: the new threads end too
+                stop.set()
             # Kept to be joined at stop while they finish; those already ended are let go.
             self._retired_threads = [t for t in self._retired_threads + self._threads if t.is_alive()]
-            self._threads = []
-            self._stop = threading.Event()
-            if running:
-                self.start()
+            self._stop, self._threads = stop, threads
 
     def _restore(self, now: float) -> None:
         for runtime in self.groups:
@@ -248,9 +256,12 @@ class RuleEvaluator:
     def start(self) -> None:
         """A thread per group, as Prometheus runs a goroutine per group: a group whose query takes
         its whole timeout misses its own intervals (counted), never the other groups'."""
-        stop = self._stop  # this generation's: a reload stops these threads and starts others
+        self._threads = [self._start_group(runtime, self._stop) for runtime in self.groups]
 
-        def loop(runtime: GroupRuntime) -> None:
+    def _start_group(self, runtime: GroupRuntime, stop: threading.Event) -> threading.Thread:
+        """The thread of ``runtime``, until ``stop`` (its generation's: a reload starts another) or
+        until a reload retires the group."""
+        def loop() -> None:
             name = f"rule group {runtime.group.name}"
             while not stop.is_set() and not runtime.retired:
                 # Its queries end at their timeout (2 minutes by default): past that and three
@@ -263,12 +274,12 @@ class RuleEvaluator:
                     runtime.next_due = self.clock() + 5.0
                 stop.wait(max(0.05, runtime.next_due - self.clock()))
 
-        self._threads = [threading.Thread(target=loop, args=(runtime,), name=f"rules-{runtime.group.name}"[:40],
-                                          daemon=True) for runtime in self.groups]
-        for thread in self._threads:
-            thread.start()
+        thread = threading.Thread(target=loop, name=f"rules-{runtime.group.name}"[:40], daemon=True)
+        thread.start()
+        return thread
 
     def stop(self) -> None:
+        self._stopped = True
         self._stop.set()
         deadline = time.monotonic() + 10
         for thread in self._retired_threads + self._threads:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -167,3 +169,46 @@ def test_serve_reloads_on_sighup_and_on_an_operators_post(tmp_path: Path, proces
     assert answer.status_code == 200 and _rule_names(base) == ["Third"]
     assert "clusterwatch_config_last_reload_successful 1.0" in httpx.get(f"{base}/metrics", timeout=30).text
     assert "reload_failed" not in httpx.get(f"{base}/-/ready", timeout=30).text
+
+
+def test_a_group_stuck_in_its_query_holds_up_no_other_group_during_a_reload() -> None:
+    """The reload stopped every group's thread first, then waited for the group in the middle of
+    a slow query: until that query ended (up to its timeout, 2 minutes) no rule of any group was
+    evaluated."""
+    release, stuck = threading.Event(), threading.Event()
+    fast_evaluations = []
+
+    class Client:
+        concurrent_queries = False
+
+        def __init__(self) -> None:
+            self.inner = LocalQueryClient(Engine(Store()))
+
+        def instant(self, expr, at=None):
+            if "slow" in expr:
+                stuck.set()
+                release.wait(60)
+            else:
+                fast_evaluations.append(at)
+            return self.inner.instant(expr, at)
+
+    def groups() -> list[Group]:
+        return [Group("slow", "f.yml", [Rule("record", "slow:x", "vector(1) + 0 * absent(slow)", file="f.yml",
+                                             group="slow")], interval_s=0.2),
+                Group("fast", "f.yml", [Rule("record", "fast:x", "vector(1)", file="f.yml", group="fast")],
+                      interval_s=0.2)]
+
+    evaluator = RuleEvaluator(groups(), Client(), clock=time.time)
+    evaluator.start()
+    reload = threading.Thread(target=evaluator.replace_groups, args=(groups(),), daemon=True)
+    try:
+        until(stuck.is_set, 30, "the slow group in its query")
+        reload.start()
+        before = len(fast_evaluations)
+        until(lambda: len(fast_evaluations) >= before + 3, 30, "the fast group evaluating during the reload")
+        assert reload.is_alive(), "the reload waits for the slow group's query"
+    finally:
+        release.set()
+        reload.join(30)
+        evaluator.stop()
+    assert not reload.is_alive()
