@@ -5,7 +5,8 @@ operator who edits a rule file or alerting.yml asks the running server to read i
 with a ``reload`` hook (``Component.reload``) reads its files again and applies them only when
 they are all good; one whose files are bad raises ConfigError naming the file and the field and
 keeps what it runs (``ReloadHook`` reports the failure as a health problem until a reload succeeds). Reloads
-run one at a time, never on the signal handler's stack: SIGHUP starts one on a thread.
+run one at a time, never on the signal handler's stack: SIGHUP asks for one on a thread, and the
+signals that come while it runs make one more, not a thread each.
 
 ``POST /-/reload`` (or PUT) is an operator action: authenticated before anything else, as every
 action here (cwkernel/auth.py); 200 when every component reloaded, 500 with the errors otherwise
@@ -61,6 +62,9 @@ class Reloader:
         self.successful = True
         self.success_time = clock()  # the files loaded at start count, as in Prometheus
         self._lock = threading.Lock()
+        self._requests = threading.RLock()
+        self._wanted = False
+        self._worker: threading.Thread | None = None
         self._previous: Any = None
 
     def reload(self, by: str = "SIGHUP") -> list[str]:
@@ -80,13 +84,29 @@ class Reloader:
                 log.info("reload (%s): %s reloaded", by, ", ".join(c.name for c in self.components) or "nothing")
             return errors
 
+    def request(self) -> None:
+        """A reload as soon as the one under way (if any) ends, on a thread of its own: requests
+        that come meanwhile, however many (a signal sent in a loop), make one more reload, not a
+        thread each waiting its turn."""
+        with self._requests:  # re-entrant: a signal may come while this thread holds it
+            self._wanted = True
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve_requests, name="reload", daemon=True)
+                self._worker.start()
+
+    def _serve_requests(self) -> None:
+        while True:
+            with self._requests:
+                if not self._wanted:
+                    return
+                self._wanted = False
+            self.reload()
+
     def on_sighup(self) -> None:
-        """Reload on SIGHUP, on a thread of its own (a signal handler must not wait on locks).
-        Only the main thread may set a handler: an app served in a test's thread has none."""
-        def handler(*_: Any) -> None:
-            threading.Thread(target=self.reload, name="reload", daemon=True).start()
+        """Reload on SIGHUP (``request``: never on the signal handler's stack). Only the main
+        thread may set a handler: an app served in a test's thread has none."""
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGHUP, handler)
+            self._previous = signal.signal(signal.SIGHUP, lambda *_: self.request())
 
     def off_sighup(self) -> None:
         if self._previous is not None:

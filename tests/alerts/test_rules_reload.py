@@ -212,3 +212,27 @@ def test_a_group_stuck_in_its_query_holds_up_no_other_group_during_a_reload() ->
         reload.join(30)
         evaluator.stop()
     assert not reload.is_alive()
+
+
+def test_reload_requests_that_come_while_one_runs_make_one_more_reload_not_a_thread_each() -> None:
+    """SIGHUP started a thread per signal, each waiting for the reload before it: a signal sent in
+    a loop piled up threads without bound."""
+    from cwkernel.reload import Reloader
+    from cwkernel.server import Component
+
+    entered, release, reloads = threading.Event(), threading.Event(), []
+
+    def slow_reload() -> None:
+        reloads.append(1)
+        entered.set()
+        release.wait(30)
+
+    reloader = Reloader([Component("rules", reload=slow_reload)])
+    reloader.request()
+    until(entered.is_set, 30, "the first reload under way")
+    before = threading.active_count()
+    for _ in range(200):
+        reloader.request()
+    assert threading.active_count() == before
+    release.set()
+    until(lambda: len(reloads) == 2 and not reloader._worker.is_alive(), 30, "one more reload, then none")
