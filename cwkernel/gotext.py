@@ -6,14 +6,15 @@ from its string. So these follow Go's ``strconv`` and ``prometheus/common/model`
 Python's own formatting: ``go_shortest`` is ``strconv.FormatFloat(v, 'g', -1, 64)`` (fmt's ``%v``:
 1e6 prints ``1e+06``), ``go_exponent`` is ``FormatFloat(v, 'e', -1, 64)`` (``1e+00``),
 ``go_quote`` is ``strconv.Quote``, ``go_duration`` is ``model.Duration.String`` (``1h30m``,
-``1w``, ``0s``).
+``1w``, ``0s``) and ``parse_go_duration`` its ``ParseDuration``.
 """
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
-__all__ = ["go_shortest", "go_exponent", "go_quote", "go_duration", "special_float"]
+__all__ = ["go_shortest", "go_exponent", "go_quote", "go_duration", "parse_go_duration", "special_float"]
 
 
 def shortest_digits(value: float) -> tuple[str, int]:
@@ -63,13 +64,12 @@ def go_shortest(value: float, eprec: int = 6) -> str:
 
 def go_exponent(value: float) -> str:
     """strconv.FormatFloat(value, 'e', -1, 64): how Prometheus's API writes an alert's value."""
-    special = special_float(value)
-    if special:
-        return special
     if value == 0:
         return _sign(value) + "0e+00"
-    digits, exp = shortest_digits(value)
-    return scientific(_sign(value), digits, exp)
+    return go_shortest(value, eprec=-_MAX_EXPONENT)  # every exponent is at least that: always the e form
+
+
+_MAX_EXPONENT = 400  # a float64's decimal exponents lie within +-324
 
 
 _NAMED_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
@@ -101,6 +101,22 @@ def go_quote(text: str) -> str:
 # not "12w6d").
 _DURATION_UNITS = (("y", 365 * 86_400_000, True), ("w", 7 * 86_400_000, True), ("d", 86_400_000, False),
                    ("h", 3_600_000, False), ("m", 60_000, False), ("s", 1000, False), ("ms", 1, False))
+
+
+_DURATION_PARSE = re.compile("".join(rf"(?:(\d+){unit})?" for unit, _, _ in _DURATION_UNITS))
+
+
+def parse_go_duration(text: str) -> float:
+    """prometheus/common model.ParseDuration, in seconds: the units in this order, each at most
+    once; "0" alone is 0. ValueError in its words otherwise."""
+    if text == "0":
+        return 0.0
+    match = _DURATION_PARSE.fullmatch(text) if text else None
+    if match is None:
+        raise ValueError(f"not a valid duration string: {go_quote(text)}")
+    millis = sum(int(count) * size for count, (_, size, _) in zip(match.groups(), _DURATION_UNITS) if count)
+    seconds, rest = divmod(millis, 1000)
+    return float(seconds) + float(rest * 1_000_000) / 1e9  # time.Duration.Seconds(), to the bit
 
 
 def go_duration(millis: int) -> str:

@@ -7,7 +7,7 @@ the one thing a job cannot forge: the exporter stamps every sample of those fami
 (``WRITER_LABEL``, replacing any the file gives), except where the owner is root (a Slurm prolog,
 an administrator's script) or the exporter's own user, which may speak for any job: their samples
 carry no writer. Readers believe a sample only where it has no writer or the writer is the job's
-own user.
+own user, by name or by uid (the writer is the uid until the node has resolved the name).
 """
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from alerts.evaluator import gofmt, gostrings
 from alerts.regex import cached_regex
+from cwkernel.gotext import parse_go_duration
 
 __all__ = ["Template", "TemplateError", "render", "QueryFunc"]
 
@@ -45,6 +46,11 @@ class TemplateError(ValueError):
     def __init__(self, message: str, at: "_Command | None" = None) -> None:
         super().__init__(message)
         self.at = at
+
+
+class _ArgumentError(TemplateError):
+    """A function given arguments of the wrong type or number: the template's failure whatever the
+    alert it renders for (``template_problems``), not one alert's data."""
 
 
 # Prometheus runs each alert template behind these definitions, on the same first line, so the
@@ -362,9 +368,7 @@ def _compare(name: str) -> Callable[..., bool]:
                 raise TemplateError(f"error calling {name}: incompatible types for comparison")
         if name == "eq":
             return any(a == b for b in others)
-        if len(others) != 1:
-            raise TemplateError(f"wrong number of args for {name}: want 2 got {len(others) + 1}")
-        return ops[name](a, others[0])
+        return ops[name](a, others[0])  # two arguments: held to its arity before the call
     return compare
 
 
@@ -408,23 +412,6 @@ def _go_quote(text: str) -> str:
 def _go_expansion(repl: str) -> str:
     """Go's ``$1``, ``${1}`` and ``$name`` as the ``\\g<...>`` references ``sub`` expands."""
     return re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl.replace("\\", "\\\\"))
-
-
-
-
-# prometheus/common model.ParseDuration: units in this order, each at most once; "0" alone is 0.
-_GO_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
-_GO_DURATION_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
-
-
-def _parse_duration(text: str) -> float:
-    """Prometheus's ``parseDuration``: seconds in a duration string as PromQL spells them."""
-    if text == "0":
-        return 0.0
-    match = _GO_DURATION.fullmatch(text) if text else None
-    if match is None:
-        raise ValueError(f"not a valid duration string: {gofmt.go_sprintf('%q', text)}")
-    return sum(int(n) * unit for n, unit in zip(match.groups(), _GO_DURATION_UNITS) if n)
 
 
 def _split_host_port(address: str) -> tuple[str, str] | None:
@@ -477,12 +464,6 @@ def _to_time(value: Any) -> str:
     return gofmt.humanize_timestamp(number)
 
 
-def _safe_html(text: Any) -> str:
-    if not isinstance(text, str):
-        raise ValueError(f"wrong type for value; expected string; got {gofmt.go_sprintf('%T', text)}")
-    return text
-
-
 def _expression_link(tab: int) -> Callable[[str], str]:
     """``graphLink``/``tableLink``: the Prometheus UI's link to an expression (strutil)."""
     return lambda expression: f"/graph?g0.expr={urllib.parse.quote_plus(expression)}&g0.tab={tab}"
@@ -517,8 +498,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "label": lambda name, sample: sample["Labels"].get(name, ""),
     "sortByLabel": lambda name, samples: sorted(samples, key=lambda sample: sample["Labels"].get(name, "")),
     "strvalue": lambda sample: sample["Labels"].get("__value__", ""),
-    "stripDomain": _strip_domain, "toTime": _to_time, "parseDuration": _parse_duration,
-    "safeHtml": _safe_html, "graphLink": _expression_link(0), "tableLink": _expression_link(1),
+    "stripDomain": _strip_domain, "toTime": _to_time, "parseDuration": parse_go_duration,
+    "safeHtml": lambda text: text,  # its string parameter is held to a string before the call
+    "graphLink": _expression_link(0), "tableLink": _expression_link(1),
     "args": lambda *values: {f"arg{i}": value for i, value in enumerate(values)},
     "externalURL": None, "pathPrefix": None,  # bound per rendering, as query is
 }
@@ -643,7 +625,7 @@ _STRING_PARAMS = {**dict.fromkeys(("title", "toUpper", "toLower", "stripPort", "
 def _check_arity(name: str, given: int, command: _Command) -> None:
     want, variadic = _ARITY.get(name, (given, False))
     if given < want if variadic else given != want:
-        raise TemplateError(f"wrong number of args for {name}: want {'at least ' if variadic else ''}{want} got {given}",
+        raise _ArgumentError(f"wrong number of args for {name}: want {'at least ' if variadic else ''}{want} got {given}",
                             command.node(0))
 
 
@@ -674,15 +656,15 @@ def _run_command(command: _Command, scope: _Scope, previous: Any) -> Any:
         for index, (arg_kind, arg_raw) in enumerate(rest):
             args.append(_operand(arg_kind, arg_raw, scope))
             if index < strings and not isinstance(args[-1], str):
-                raise TemplateError(_not_a_string(args[-1], arg_kind == "literal", command.spans[index + 1][1]),
+                raise _ArgumentError(_not_a_string(args[-1], arg_kind == "literal", command.spans[index + 1][1]),
                                     command.node(index + 1))
         if piped:
             if len(rest) < strings and not isinstance(previous, str):
-                raise TemplateError(_not_a_string(previous, False, ""), command.node(0))
+                raise _ArgumentError(_not_a_string(previous, False, ""), command.node(0))
             args.append(previous)
         return _call(raw, args, scope)
     if rest or previous is not _NO_PREVIOUS:
-        raise TemplateError(f"can't give argument to non-function {raw}")
+        raise _ArgumentError(f"can't give argument to non-function {raw}")
     return _operand(kind, raw, scope)
 
 
@@ -723,21 +705,16 @@ class Template:
                 f'executing "{name}" at <{command.source}>: {message}')
 
 
-# Failures that come from a template itself whatever the alert (a function given a value of the
-# wrong type or number), as opposed to the data of one alert: what ``template_problems`` reports.
-_WHATEVER_THE_DATA = ("wrong type for value", "wrong number of args", "expected string; found",
-                      "cannot assign nil", "can't give argument to non-function")
-
-
 def template_problems(text: str, where: str = "template") -> list[str]:
     """What fails in ``text`` whatever the alert it renders for: it is rendered for a sample alert
     (an ``instance`` label, a value of 1) and a failure of that kind is reported. Prometheus finds
     these only when the alert fires, and then writes the error into the annotation."""
     try:
         Template(text, where).render({"instance": "node-1:9400", "alertname": "Check"}, 1.0)
-    except TemplateError as exc:
-        if any(words in str(exc) for words in _WHATEVER_THE_DATA):
-            return [f"{where}: {exc}"]
+    except _ArgumentError as exc:
+        return [f"{where}: {exc}"]
+    except TemplateError:
+        pass  # this sample alert's data: another alert's may render
     return []
 
 

@@ -105,9 +105,9 @@ def split_reserved(families: list[Metric], declared: frozenset[str]) -> tuple[li
 
 class UserNames:
     """uid -> user name, looked up off the collection: the user database (NSS: LDAP, SSSD) can hang,
-    and the node's page must not wait for it. A uid not yet resolved reads as its number, which no
-    Slurm user name equals (its marks are not believed yet); the name is looked up on a thread of
-    its own and used from the next collection on. A failed lookup is not remembered: asked again."""
+    and the node's page must not wait for it. A uid not yet resolved reads as its number (believed
+    where it is the job's uid in ``slurm_job_info``); the name is looked up on a thread of its own
+    and used from the next collection on. A failed lookup is not remembered: asked again."""
 
     def __init__(self, lookup: Callable[[int], str] = lambda uid: pwd.getpwuid(uid).pw_name,
                  limit: int = 1024) -> None:
