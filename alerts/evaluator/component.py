@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from alerts.evaluator.api import build_router
 from alerts.evaluator.manager import RuleEvaluator, Writer
@@ -47,8 +47,11 @@ def warn_of_templates(groups: Sequence[Group]) -> None:
 
 
 def build_evaluator(rule_paths: Sequence[str | Path] | None, client: QueryClient, writer: Writer | None,
-                    state_path: str | Path | None, interval_s: float = 30.0) -> RuleEvaluator:
-    groups = load_rule_files(rule_paths or [SHIPPED_RULES])
+                    state_path: str | Path | None, interval_s: float = 30.0,
+                    skip_groups: Collection[str] = ()) -> RuleEvaluator:
+    """The evaluator of the rule files (the shipped pack by default), but for the groups named in
+    ``skip_groups``."""
+    groups = [group for group in load_rule_files(rule_paths or [SHIPPED_RULES]) if group.name not in skip_groups]
     warn_of_templates(groups)
     state = AlertStateStore(state_path) if state_path else None
     return RuleEvaluator(groups, client, writer=writer, state=state, default_interval_s=interval_s)
