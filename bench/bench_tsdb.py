@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_seconds, free_port, rss_bytes  # noqa: E402
+from bench.common import cpu_seconds, free_port, rss_bytes, start, stop, wait_ready  # noqa: E402
 from tsdb.client import HTTPQueryClient, LocalQueryClient  # noqa: E402
 from tsdb.importer import import_openmetrics  # noqa: E402
 from tsdb.promql.engine import Engine  # noqa: E402
@@ -123,33 +120,6 @@ class FleetServer:
 
     def close(self) -> None:
         self.httpd.shutdown()
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
-def start(argv: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def measure_ingest(proc: subprocess.Popen, warmup: float, window: float) -> tuple[float, int]:

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import socket
+import subprocess
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 from typing import Sequence
 
 
@@ -81,3 +84,30 @@ def time_gets(host: str, port: int, path: str, count: int, headers: dict[str, st
 
 def time_scrapes(host: str, port: int, path: str, count: int) -> tuple[list[float], int]:
     return time_gets(host, port, path, count, {"Accept": "text/plain;version=0.0.4"})
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
