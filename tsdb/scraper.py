@@ -54,6 +54,7 @@ class TargetHealth:
     failures: int = 0
     next_due: float = 0.0
     label_cache: dict = field(default_factory=dict)
+    series_text: dict = field(default_factory=dict)  # its last page's lines (tsdb/exposition.py)
 
 
 class Scraper:
@@ -212,7 +213,8 @@ class Scraper:
             page = self._fetcher.get(target.url, self.timeout, self._body_limit(target))
             if page.status != 200:
                 raise ScrapeFailure(f"server returned HTTP status {page.status} {page.reason}")
-            exposition = parse_exposition(page.text, is_openmetrics(page.content_type))
+            exposition = parse_exposition(page.text, is_openmetrics(page.content_type), health.series_text)
+            health.series_text = exposition.series_text
             samples = self._labelled(health, exposition.samples)
             self._note_metadata(exposition.metadata)
         except LocalResourceError as exc:
