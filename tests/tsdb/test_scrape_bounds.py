@@ -103,3 +103,24 @@ def test_a_page_within_the_limit_is_read_whole(server: str) -> None:
     finally:
         scraper.stop()
     assert len(latest(store, "gpu_util")) == 97
+
+
+def many_series_page(conn: socket.socket, stop: threading.Event) -> None:
+    body = b"".join(b'a{i="%d"} 1\n' % i for i in range(1000))  # 1,000 series in 14 kB
+    conn.sendall(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_a_page_with_more_series_than_its_target_may_hold_leaves_nothing_remembered() -> None:
+    """What the scraper keeps of a target's page between scrapes (its lines, their labels) is for
+    pages the store takes: one with more series than the target may hold is refused, and kept, it
+    would hold as much memory as the page until the next scrape, every scrape."""
+    store = Store(limits=Limits(max_series_per_target=100))
+    with raw_server(many_series_page) as address:
+        scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=30)
+        came_back = scrape_once_in_a_thread(scraper)
+    scraper.stop()
+    assert came_back
+    assert list(latest(store, "up").values()) == [0.0]
+    assert "limit" in scraper.targets_json()[0]["lastError"]
+    health = scraper.health()[0]
+    assert health.series_text == {} and len(health.label_cache) <= 100
