@@ -123,7 +123,7 @@ def test_a_remembered_page_reads_exactly_as_a_fresh_one(openmetrics: bool) -> No
 
 
 def test_lines_a_target_showed_last_time_are_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reading each line's labels was most of a scrape: the demo's server spent three quarters of a
+    """Reading each line's labels was most of a scrape: the demo's server spent more than half a
     core scraping 140 nodes every 5 s. A line the last page held, with a new value, is not."""
     import tsdb.exposition as exposition
     first = parse_exposition(TEXT, remembered={})
