@@ -103,7 +103,10 @@ class PageScraper:
     simulated node (bench_continuity, docs/performance.md). A line it has not seen, or one with a
     timestamp, goes through the parser (and the store's label limits, as the HTTP scraper checks
     them, so a page past them is a failed scrape here too); the memory holds only the last scrape's
-    lines."""
+    lines. The HTTP scraper's parser remembers lines the same way (tsdb/exposition.py
+    ``remembered``, with the parser's strict value checks for pages from outside); this one maps a
+    line straight to its labels with the target's, one lookup where the HTTP path makes two, for
+    simulated runs whose pages come from this process."""
 
     def __init__(self, store: Store, pages: ExpositionPages, job: str = "clusterwatch",
                  target_labels: Mapping[str, Mapping[str, str]] | None = None) -> None:
