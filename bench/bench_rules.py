@@ -17,7 +17,6 @@ runs at its own interval. ``--peer`` does the same in the real Prometheus over t
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import re
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alerts.evaluator.component import build_evaluator  # noqa: E402
 from bench.common import cpu_seconds, free_port, rss_bytes, start, stop, wait_ready  # noqa: E402
+from cwkernel.metrics import escape_label, format_value  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
 from tsdb.client import LocalQueryClient  # noqa: E402
 from tsdb.exposition import parse_exposition  # noqa: E402
@@ -190,22 +190,10 @@ def write_openmetrics(out: Path, rows: Iterator[tuple[float, str, list]], names:
                 if name not in names:
                     continue
                 series.add(labels)
-                rendered = ",".join(f'{k}="{openmetrics_escape(v)}"' for k, v in pairs.items())
-                text.write(f"{name}{{{rendered}}} {openmetrics_float(value)} {stamp}\n")
+                rendered = ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs.items())
+                text.write(f"{name}{{{rendered}}} {format_value(value)} {stamp}\n")
         text.write("# EOF\n")
     return len(series)
-
-
-def openmetrics_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def openmetrics_float(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 def prometheus_peer(base: dict[str, list[tuple[tuple, float]]], steps: int, window: float,

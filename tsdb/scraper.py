@@ -214,8 +214,11 @@ class Scraper:
             if page.status != 200:
                 raise ScrapeFailure(f"server returned HTTP status {page.status} {page.reason}")
             exposition = parse_exposition(page.text, is_openmetrics(page.content_type), health.series_text)
-            health.series_text = self._kept(target, exposition.series_text)
-            samples = self._labelled(health, exposition.samples)
+            # A page with more samples than its target may hold series is refused by the store:
+            # what the scraper keeps between scrapes (its lines, their labels) is not kept for it.
+            keep = len(exposition.samples) <= self._series_limit(target)
+            health.series_text = exposition.series_text if keep else {}
+            samples = self._labelled(health, exposition.samples, keep)
             self._note_metadata(exposition.metadata)
         except LocalResourceError as exc:
             self._skip(health, exc.reason, str(exc))
@@ -246,25 +249,20 @@ class Scraper:
             else:
                 health.last_success = started
 
-    def _kept(self, target: Target, series_text: dict) -> dict:
-        """A page's lines to remember, unless it exposed more series than its target may hold: a
-        runaway page is refused by the store and must not stay in memory until the next scrape."""
-        return series_text if len(series_text) <= self._series_limit(target) else {}
-
     def _body_limit(self, target: Target) -> int:
         return self._series_limit(target) * BYTES_PER_SERIES
 
     def _series_limit(self, target: Target) -> int:
         return self.store.limits.for_job(dict(target.labels).get("job", ""))[0]
 
-    def _labelled(self, health: TargetHealth, exposed: list) -> list:
+    def _labelled(self, health: TargetHealth, exposed: list, keep: bool) -> list:
         """Samples with target labels attached (``scraped_series``: exposed labels that clash become
         ``exported_*``); ExpositionError for a sample Prometheus would refuse."""
         cache = health.label_cache
         if len(cache) > 4 * len(exposed) + 1000:
             cache.clear()
-        if len(exposed) > self._series_limit(health.target):
-            cache = {}  # a page the store will refuse: labelled, not kept (``_kept``)
+        if not keep:
+            cache = {}  # labelled, not kept (a page the store will refuse)
         target_labels = health.target.labels
         out = []
         for name, labels, value, _ in exposed:

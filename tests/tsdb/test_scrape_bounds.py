@@ -55,6 +55,17 @@ def scrape_once_in_a_thread(scraper: Scraper) -> bool:
     return outcome_in_a_thread(scraper.run_once) == [None]
 
 
+def scraped_with_a_limit_of_100_series(answer: Answer) -> tuple[Scraper, Store, bool]:
+    """One scrape of ``answer``'s page into a store that lets a target hold 100 series (so at
+    most 100 KiB of page); whether it came back."""
+    store = Store(limits=Limits(max_series_per_target=100))
+    with raw_server(answer) as address:
+        scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=30)
+        came_back = scrape_once_in_a_thread(scraper)
+    scraper.stop()
+    return scraper, store, came_back
+
+
 @pytest.mark.parametrize("answer", [drip_body, drip_headers], ids=["body", "headers"])
 def test_a_target_that_drips_its_answer_is_down_once_the_timeout_has_passed(answer: Answer) -> None:
     store = Store()
@@ -69,11 +80,7 @@ def test_a_target_that_drips_its_answer_is_down_once_the_timeout_has_passed(answ
 
 @pytest.mark.parametrize("answer", [endless_page, declared_large_page], ids=["chunked", "content-length"])
 def test_a_page_longer_than_its_targets_series_allow_is_refused_unread(answer: Answer) -> None:
-    store = Store(limits=Limits(max_series_per_target=100))  # 100 series: at most 100 KiB of page
-    with raw_server(answer) as address:
-        scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=30)
-        came_back = scrape_once_in_a_thread(scraper)
-    scraper.stop()
+    scraper, store, came_back = scraped_with_a_limit_of_100_series(answer)
     assert came_back
     assert list(latest(store, "up").values()) == [0.0]
     assert scraper.targets_json()[0]["lastError"] == "body size limit exceeded (102,400 bytes)"
@@ -114,11 +121,7 @@ def test_a_page_with_more_series_than_its_target_may_hold_leaves_nothing_remembe
     """What the scraper keeps of a target's page between scrapes (its lines, their labels) is for
     pages the store takes: one with more series than the target may hold is refused, and kept, it
     would hold as much memory as the page until the next scrape, every scrape."""
-    store = Store(limits=Limits(max_series_per_target=100))
-    with raw_server(many_series_page) as address:
-        scraper = Scraper(store, lambda: static_targets([address], "j"), interval=5, timeout=30)
-        came_back = scrape_once_in_a_thread(scraper)
-    scraper.stop()
+    scraper, store, came_back = scraped_with_a_limit_of_100_series(many_series_page)
     assert came_back
     assert list(latest(store, "up").values()) == [0.0]
     assert "limit" in scraper.targets_json()[0]["lastError"]
